@@ -1,0 +1,198 @@
+/**
+ * The HTTP transport shared by provider adapters: keep-alive, connect and read timeouts, abort
+ * signal, and the one distinction that matters for exactly-once issuance: did the request surely
+ * NOT reach the provider (safe to retry), or was it sent and the answer lost (unknown outcome)?
+ */
+import pRetry, { AbortError } from 'p-retry'
+import { Agent, fetch as undiciFetch } from 'undici'
+import type { CallMeta, ProviderOutcome } from './types.ts'
+
+export type HttpResult =
+  | {
+      readonly ok: true
+      readonly status: number
+      readonly headers: Headers
+      readonly text: string
+      readonly latencyMs: number
+    }
+  | {
+      readonly ok: false
+      /** false: the request surely did not reach the provider (refused, DNS, connect timeout). */
+      readonly sent: boolean
+      readonly code: string
+      readonly message: string
+      readonly latencyMs: number
+    }
+
+export interface HttpRequest {
+  readonly url: string
+  readonly method: 'GET' | 'POST' | 'DELETE' | 'PUT'
+  readonly headers?: Record<string, string>
+  /** Serialized as JSON unless already a string (form bodies). */
+  readonly body?: unknown
+  readonly signal?: AbortSignal
+}
+
+export interface HttpClient {
+  send(req: HttpRequest): Promise<HttpResult>
+}
+
+/** Connection errors raised before a single byte of the request could have been processed. */
+const NOT_SENT_CODES = new Set([
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'ERR_INVALID_URL',
+])
+
+const agents = new WeakMap<object, Agent>()
+
+export function createHttpClient(opts: {
+  readonly fetch?: typeof globalThis.fetch
+  readonly connectTimeoutMs?: number
+  readonly readTimeoutMs?: number
+  readonly now?: () => number
+}): HttpClient {
+  const connectTimeoutMs = opts.connectTimeoutMs ?? 5_000
+  const readTimeoutMs = opts.readTimeoutMs ?? 15_000
+  const now = opts.now ?? (() => performance.now())
+  // One keep-alive agent per client; an injected fetch brings its own transport.
+  const key = {}
+  const agent = new Agent({
+    connect: { timeout: connectTimeoutMs },
+    keepAliveTimeout: 10_000,
+    connections: 128,
+    headersTimeout: readTimeoutMs,
+    bodyTimeout: readTimeoutMs,
+  })
+  agents.set(key, agent)
+  const doFetch = opts.fetch
+    ? (url: string, init: RequestInit) => opts.fetch!(url, init)
+    : (url: string, init: RequestInit) =>
+        undiciFetch(url, { ...(init as object), dispatcher: agent } as Parameters<typeof undiciFetch>[1]) as unknown as Promise<Response>
+
+  return {
+    async send(req) {
+      const started = now()
+      const timeout = AbortSignal.timeout(readTimeoutMs + connectTimeoutMs)
+      const signal = req.signal ? AbortSignal.any([req.signal, timeout]) : timeout
+      const headers: Record<string, string> = { accept: 'application/json', ...req.headers }
+      let body: string | undefined
+      if (req.body !== undefined) {
+        body = typeof req.body === 'string' ? req.body : JSON.stringify(req.body)
+        headers['content-type'] ??= 'application/json; charset=utf-8'
+      }
+      try {
+        const res = await doFetch(req.url, { method: req.method, headers, body, signal })
+        const text = await res.text()
+        return { ok: true, status: res.status, headers: res.headers, text, latencyMs: now() - started }
+      } catch (err) {
+        if (req.signal?.aborted) throw req.signal.reason ?? err
+        const latencyMs = now() - started
+        const code = errorCode(err)
+        const message = (err as Error)?.message ?? String(err)
+        if (timeout.aborted) return { ok: false, sent: true, code: 'TIMEOUT', message: 'read timeout', latencyMs }
+        return { ok: false, sent: !NOT_SENT_CODES.has(code), code, message, latencyMs }
+      }
+    },
+  }
+}
+
+function errorCode(err: unknown): string {
+  let e: unknown = err
+  for (let depth = 0; depth < 4 && e; depth++) {
+    const code = (e as { code?: unknown }).code
+    if (typeof code === 'string') return code
+    e = (e as { cause?: unknown }).cause
+  }
+  return (err as Error)?.name ?? 'ERROR'
+}
+
+/** Parses a JSON body; undefined when it is not JSON (HTML error page, truncated body). */
+export function parseJson(text: string): unknown {
+  if (!text) return undefined
+  try {
+    return JSON.parse(text) as unknown
+  } catch {
+    return undefined
+  }
+}
+
+/** Retry-After (seconds or HTTP date) in ms, or the fallback. */
+export function retryAfterMs(headers: Headers | undefined, fallbackMs = 1_000, nowMs = Date.now()): number {
+  const raw = headers?.get('retry-after')
+  if (!raw) return fallbackMs
+  if (/^\d+(\.\d+)?$/.test(raw.trim())) return Math.max(0, Math.round(Number(raw) * 1000))
+  const at = Date.parse(raw)
+  return Number.isNaN(at) ? fallbackMs : Math.max(0, at - nowMs)
+}
+
+/** Meta for a transport failure (no HTTP answer). */
+export function transportMeta(r: Extract<HttpResult, { ok: false }>): CallMeta {
+  return { httpStatus: null, providerCode: r.code, message: r.message.slice(0, 500), latencyMs: r.latencyMs }
+}
+
+/**
+ * The outcome for a transport failure: not sent → retryable; sent → unknown_outcome.
+ * Adapters call this before looking at any body.
+ */
+export function transportOutcome(r: Extract<HttpResult, { ok: false }>): ProviderOutcome {
+  return r.sent
+    ? { kind: 'unknown_outcome', meta: transportMeta(r) }
+    : { kind: 'retryable', meta: transportMeta(r) }
+}
+
+class RetryableOutcome extends Error {
+  constructor(readonly outcome: ProviderOutcome) {
+    super(`retryable provider outcome ${outcome.meta.providerCode ?? outcome.meta.httpStatus ?? ''}`)
+  }
+}
+
+export interface RetryBudget {
+  readonly retries: number
+  readonly minTimeoutMs: number
+  readonly maxRetryTimeMs: number
+}
+
+export const DEFAULT_RETRY: RetryBudget = { retries: 2, minTimeoutMs: 200, maxRetryTimeMs: 5_000 }
+
+/**
+ * Runs one provider call with p-retry, retrying ONLY outcomes of kind `retryable` (the request surely
+ * did not take effect). Every other outcome, including unknown_outcome and rate_limited, returns at
+ * once to the caller, which decides (look up first; slow the limiter). Each try is reported through
+ * onCall so the caller can record one attempt row per HTTP call.
+ */
+export async function withRetry(
+  call: () => Promise<ProviderOutcome>,
+  opts: { budget?: RetryBudget; signal?: AbortSignal; onCall?: (o: ProviderOutcome) => void } = {},
+): Promise<ProviderOutcome> {
+  const budget = opts.budget ?? DEFAULT_RETRY
+  let last: ProviderOutcome | undefined
+  try {
+    return await pRetry(
+      async () => {
+        const outcome = await call()
+        last = outcome
+        opts.onCall?.(outcome)
+        if (outcome.kind === 'retryable') throw new RetryableOutcome(outcome)
+        return outcome
+      },
+      {
+        retries: budget.retries,
+        minTimeout: budget.minTimeoutMs,
+        factor: 2,
+        randomize: true,
+        maxRetryTime: budget.maxRetryTimeMs,
+        signal: opts.signal,
+        shouldRetry: ({ error }) => error instanceof RetryableOutcome,
+      },
+    )
+  } catch (err) {
+    if (err instanceof RetryableOutcome) return err.outcome
+    if (err instanceof AbortError && last) return last
+    throw err
+  }
+}

@@ -1,0 +1,14 @@
+import { defineConfig } from 'vitest/config'
+
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    exclude: ['test/chaos/**', 'node_modules/**'],
+    testTimeout: 60_000,
+    hookTimeout: 120_000,
+    pool: 'forks',
+    // Integration files share one Postgres server and one Redis; each uses its own database and queue prefix.
+    maxWorkers: 2,
+    globalSetup: ['test/global-setup.ts'],
+  },
+})

@@ -115,6 +115,11 @@ export type OutcomeKind = ProviderOutcome['kind']
 export interface CallContext {
   /** Aborts the call (job cancelled, worker shutting down). */
   readonly signal?: AbortSignal
+  /**
+   * Called once per HTTP exchange that carried the operation (each p-retry try), so the caller can
+   * record one issuance_attempts row per provider call. Token fetches are not reported.
+   */
+  readonly onCall?: (operation: 'issue' | 'lookup' | 'cancel' | 'naver_cash_amount', outcome: ProviderOutcome) => void
 }
 
 export interface ProviderCapabilities {

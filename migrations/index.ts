@@ -1,0 +1,7 @@
+import type { Migration } from 'kysely'
+import * as initial from './2026_11_22_0001_initial.ts'
+
+/** Every migration, in order. Static imports so the set is the same under tsx and compiled JS. */
+export const migrations: Record<string, Migration> = {
+  '2026_11_22_0001_initial': initial,
+}

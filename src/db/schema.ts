@@ -1,0 +1,139 @@
+/** Kysely table types. bigint columns come back as strings from pg unless parsed; see database.ts. */
+import type { ColumnType, Generated, Insertable, Selectable, Updateable } from 'kysely'
+import type { IdentifierType, ProviderName, Purpose } from '../providers/types.ts'
+
+type Timestamp = ColumnType<Date, Date | string, Date | string>
+/** `date` columns are read as 'YYYY-MM-DD' strings (type parser set in database.ts). */
+type DateString = ColumnType<string, string, string>
+
+export type ReceiptState = 'pending' | 'issuing' | 'issued' | 'failed' | 'skipped' | 'cancelling' | 'cancelled'
+export type ReceiptKind = 'issue' | 'cancel'
+export type RunTrigger = 'schedule' | 'manual' | 'redrive'
+export type Method = 'cash' | 'bank_transfer' | 'virtual_account' | 'naverpay'
+
+export interface MerchantsTable {
+  id: string
+  name: string
+  business_number_enc: string
+  business_number_masked: string
+  data_key_id: string
+  mandatory_issuer: boolean
+  providers: string[]
+  created_at: Generated<Timestamp>
+  updated_at: Generated<Timestamp>
+}
+
+export interface CashTransactionsTable {
+  transaction_id: string
+  merchant_id: string
+  provider: ProviderName
+  payment_ref: string | null
+  order_id: string | null
+  order_name: string | null
+  method: Method
+  amount: number
+  tax_free_amount: Generated<number>
+  service_fee: Generated<number>
+  paid_at: Timestamp
+  business_date: DateString
+  identifier_type: IdentifierType | null
+  identifier_masked: string | null
+  pii_enc: string | null
+  data_key_id: string | null
+  purpose: Generated<Purpose>
+  status: Generated<'completed' | 'cancelled'>
+  refunded_amount: Generated<number>
+  content_hash: string
+  imported_at: Generated<Timestamp>
+  updated_at: Generated<Timestamp>
+}
+
+export interface SettlementRunsTable {
+  id: Generated<number>
+  business_date: DateString
+  merchant_scope: Generated<string>
+  trigger: RunTrigger
+  status: Generated<'running' | 'enqueued' | 'finished'>
+  started_at: Generated<Timestamp>
+  enqueued_at: Timestamp | null
+  finished_at: Timestamp | null
+  selected_count: Generated<number>
+  enqueued_count: Generated<number>
+  skipped_count: Generated<number>
+  filter: unknown | null
+}
+
+export interface ReceiptsTable {
+  id: Generated<number>
+  transaction_id: string
+  kind: ReceiptKind
+  seq: Generated<number>
+  merchant_id: string
+  provider: ProviderName
+  state: ReceiptState
+  provider_key: string
+  idempotency_key: string
+  portone_payment: Generated<boolean>
+  needs_lookup: Generated<boolean>
+  approval_number: string | null
+  total_amount: Generated<number>
+  supply_amount: Generated<number>
+  vat_amount: Generated<number>
+  tax_free_amount: Generated<number>
+  service_fee: Generated<number>
+  cancelled_amount: Generated<number>
+  purpose: Purpose
+  self_issued: Generated<boolean>
+  trade_date: DateString
+  deadline: DateString
+  provider_receipt_id: string | null
+  receipt_url: string | null
+  skip_reason: string | null
+  error_class: string | null
+  error_code: string | null
+  error_message: string | null
+  attempts: Generated<number>
+  locked_by: string | null
+  locked_until: Timestamp | null
+  run_id: number | null
+  last_run_id: number | null
+  redrive_count: Generated<number>
+  parent_receipt_id: number | null
+  cancel_reason: 1 | 2 | 3 | null
+  reconcile_flag: string | null
+  reconciled_at: Timestamp | null
+  created_at: Generated<Timestamp>
+  updated_at: Generated<Timestamp>
+  issued_at: Timestamp | null
+  finished_at: Timestamp | null
+}
+
+export interface IssuanceAttemptsTable {
+  id: Generated<number>
+  receipt_id: number
+  attempt_no: number
+  operation: 'issue' | 'lookup' | 'cancel' | 'naver_cash_amount'
+  started_at: Timestamp
+  finished_at: Timestamp
+  outcome: string
+  http_status: number | null
+  provider_code: string | null
+  message: string | null
+  latency_ms: number
+  worker_id: string
+  job_id: string | null
+}
+
+export interface Database {
+  merchants: MerchantsTable
+  cash_transactions: CashTransactionsTable
+  settlement_runs: SettlementRunsTable
+  receipts: ReceiptsTable
+  issuance_attempts: IssuanceAttemptsTable
+}
+
+export type Receipt = Selectable<ReceiptsTable>
+export type NewReceipt = Insertable<ReceiptsTable>
+export type ReceiptUpdate = Updateable<ReceiptsTable>
+export type CashTransaction = Selectable<CashTransactionsTable>
+export type SettlementRun = Selectable<SettlementRunsTable>

@@ -1,0 +1,247 @@
+/**
+ * The issue-receipt job: one receipt row, exactly-once at the provider.
+ *
+ * 1. Claim the row in Postgres (pending → issuing, lease) and commit: the intent is durable.
+ * 2. If a previous call's outcome is unknown (needs_lookup), look the key up first; issue only when
+ *    the provider holds nothing.
+ * 3. Call the provider through the shared throttle with the deterministic key.
+ * 4. Record the outcome and every call (issuance_attempts) in one transaction.
+ *
+ * This handler is the ONLY place provider outcomes become queue behaviour.
+ */
+import { DelayedError, UnrecoverableError, type Job } from 'bullmq'
+import type { Logger } from 'pino'
+import type { Db } from '../db/database.ts'
+import { claimReceipt, transition, type AttemptRecord, type Transition } from '../db/ledger.ts'
+import type { Receipt } from '../db/schema.ts'
+import type { ProviderOutcome, ProviderReceipt, CashReceiptProvider, IssueRequest } from '../providers/types.ts'
+import { decryptPii, type DataKeys } from '../crypto/pii.ts'
+import { QueueFullError, QuotaExhaustedError, type Throttle } from '../throttle/throttle.ts'
+import { SELF_ISSUE_NUMBER, splitAmounts, kstToday, msUntilKstMidnight } from '../domain/index.ts'
+import type { JobPayloads } from '../queue/queues.ts'
+import type { ProviderSource } from './provider-source.ts'
+
+export interface IssueDeps {
+  readonly db: Db
+  readonly providers: ProviderSource
+  readonly dataKeys: DataKeys
+  readonly logger: Logger
+  readonly workerId: string
+  readonly leaseMs: number
+  readonly now?: () => number
+}
+
+export type IssueJobResult = { readonly state: string; readonly detail?: string }
+
+/** Thrown for outcomes worth another BullMQ attempt (backoff); the message carries the class. */
+export class RetryableJobError extends Error {
+  override name = 'RetryableJobError'
+}
+
+export function createIssueHandler(deps: IssueDeps) {
+  const now = deps.now ?? Date.now
+  return async function handleIssue(
+    job: Job<JobPayloads['issue-receipt']>,
+    token: string | undefined,
+    signal?: AbortSignal,
+  ): Promise<IssueJobResult> {
+    const { receiptId } = job.data
+    const claim = await claimReceipt(deps.db, receiptId, deps.workerId, deps.leaseMs)
+    if (claim.status === 'missing') throw new UnrecoverableError(`receipt ${receiptId} does not exist`)
+    if (claim.status === 'done') return { state: claim.state, detail: 'already settled' }
+    if (claim.status === 'leased') return delay(job, token, claim.retryInMs)
+
+    const receipt = claim.receipt
+    const { provider, throttle } = deps.providers.get(receipt.merchant_id, receipt.provider)
+    const calls: AttemptRecord[] = []
+    const lastAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1)
+    const ctx = { signal, onCall: recorder(calls, now) }
+    const finish = (t: Transition) =>
+      transition(deps.db, receipt.id, deps.workerId, t, { receipt, jobId: job.id, rows: calls })
+
+    try {
+      // 2. Unknown outcome of an earlier call: the provider's records decide.
+      if (receipt.needs_lookup) {
+        const found = await throttle.schedule(() => provider.lookup(lookupRequest(receipt), ctx))
+        if (found.kind === 'issued') return done(await finish(issuedT(found.receipt)), 'issued', 'found by lookup')
+        if (found.kind === 'cancelled') {
+          await finish({ state: 'cancelled', needsLookup: false, receipt: found.receipt, error: null })
+          return { state: 'cancelled', detail: 'found cancelled at provider' }
+        }
+        if (found.kind !== 'not_found') return await failOrRetry(found, 'lookup')
+      }
+
+      const tx = await deps.db
+        .selectFrom('cash_transactions')
+        .selectAll()
+        .where('transaction_id', '=', receipt.transaction_id)
+        .executeTakeFirstOrThrow()
+
+      // The transaction may have been cancelled or refunded since settlement.
+      const receiptable = tx.amount - tx.refunded_amount
+      if (tx.status === 'cancelled' || receiptable <= 0) {
+        await finish({ state: 'skipped', needsLookup: false, skipReason: 'transaction cancelled or refunded before issuance', error: null })
+        return { state: 'skipped' }
+      }
+
+      let amounts = {
+        total: receipt.total_amount,
+        supply: receipt.supply_amount,
+        vat: receipt.vat_amount,
+        taxFree: receipt.tax_free_amount,
+        serviceFee: receipt.service_fee,
+      }
+      if (tx.method === 'naverpay') {
+        // Only the cash-funded part of a Naver Pay payment is receipted; PortOne tells how much.
+        if (!provider.naverCashAmount || !tx.payment_ref) {
+          return await failPermanent('NAVERPAY_UNSUPPORTED', 'naverpay needs provider portone and a payment_ref')
+        }
+        const cash = await throttle.schedule(() => provider.naverCashAmount!(tx.payment_ref!, ctx))
+        if ('kind' in cash) return await failOrRetry(cash, 'naver_cash_amount')
+        if (cash.amountTotal <= 0) {
+          await finish({ state: 'skipped', needsLookup: false, skipReason: 'naver pay cash amount is 0', error: null })
+          return { state: 'skipped' }
+        }
+        amounts = { total: cash.amountTotal, supply: cash.amountSupply, vat: cash.amountVat, taxFree: 0, serviceFee: 0 }
+      } else if (receiptable !== receipt.total_amount) {
+        const split = splitAmounts({
+          total: receiptable,
+          taxFree: Math.min(tx.tax_free_amount, receiptable),
+          serviceFee: Math.min(tx.service_fee, Math.max(0, receiptable - tx.tax_free_amount)),
+        })
+        if (!split.ok) return await failPermanent('AMOUNT_INVALID', split.error.message)
+        amounts = split.value
+      }
+
+      const pii = tx.pii_enc ? decryptPii(tx.pii_enc, deps.dataKeys, tx.transaction_id) : {}
+      const identifier = receipt.self_issued ? SELF_ISSUE_NUMBER : pii.identifier
+      if (!identifier) return await failPermanent('IDENTIFIER_MISSING', 'no buyer identifier and not self-issued')
+
+      const nowMs = now()
+      await throttle.takeQuota(kstToday(nowMs), msUntilKstMidnight(nowMs))
+
+      const req: IssueRequest = {
+        providerKey: receipt.provider_key,
+        idempotencyKey: receipt.idempotency_key,
+        portonePayment: receipt.portone_payment,
+        orderName: tx.order_name ?? tx.order_id ?? tx.transaction_id,
+        identifier,
+        identifierType: receipt.self_issued ? 'self' : (tx.identifier_type ?? 'phone'),
+        purpose: receipt.purpose,
+        amounts,
+        tradeDate: receipt.trade_date,
+        paidAt: new Date(tx.paid_at).toISOString(),
+        buyer: { name: pii.buyerName, email: pii.buyerEmail, tel: pii.buyerTel },
+        merchantBusinessNumber: await deps.providers.merchantBusinessNumber(receipt.merchant_id),
+      }
+      const issued = await throttle.schedule(() => provider.issue(req, ctx))
+      return await settleIssue(issued, amounts)
+    } catch (err) {
+      if (err instanceof QueueFullError || err instanceof QuotaExhaustedError) {
+        await finish({ state: 'pending' })
+        return delay(job, token, err.retryInMs)
+      }
+      if (err instanceof DelayedError || err instanceof UnrecoverableError || err instanceof RetryableJobError) throw err
+      // Our own failure (DB, decrypt, bug) mid-attempt: leave the row for takeover after the lease,
+      // marked for lookup since we cannot know whether a call was sent.
+      await finish({ state: 'pending', needsLookup: true }).catch(() => {})
+      throw err
+    }
+
+    async function settleIssue(o: ProviderOutcome, amounts: Transition['amounts']): Promise<IssueJobResult> {
+      switch (o.kind) {
+        case 'issued':
+          return done(await finish({ ...issuedT(o.receipt), amounts }), 'issued')
+        case 'already_issued':
+        case 'unknown_outcome': {
+          // Read back before anything else: the provider may hold a receipt for this key.
+          const found = await throttle.schedule(() => provider.lookup(lookupRequest(receipt, amounts), ctx))
+          if (found.kind === 'issued') return done(await finish({ ...issuedT(found.receipt), amounts }), 'issued', o.kind)
+          // Not found right after an unknown outcome may only mean the provider is still processing
+          // it (NTS-style APIs do not deduplicate): stay marked for lookup and look again after backoff.
+          return await failOrRetry({ kind: 'unknown_outcome', meta: o.kind === 'unknown_outcome' ? o.meta : found.meta }, 'issue')
+        }
+        default:
+          return await failOrRetry(o, 'issue')
+      }
+    }
+
+    async function failPermanent(code: string, message: string): Promise<never> {
+      await finish({ state: 'failed', error: { errorClass: 'permanent', code, message } })
+      throw new UnrecoverableError(`${code}: ${message}`)
+    }
+
+    /** Maps a non-success outcome to queue behaviour. The only place this happens. */
+    async function failOrRetry(o: ProviderOutcome, op: string): Promise<never> {
+      const error = { errorClass: o.kind, code: o.meta.providerCode ?? (o.meta.httpStatus ? String(o.meta.httpStatus) : null), message: o.meta.message }
+      switch (o.kind) {
+        case 'permanent':
+          await finish({ state: 'failed', error })
+          throw new UnrecoverableError(`${op}: permanent ${error.code ?? ''} ${error.message ?? ''}`.trim())
+        case 'rate_limited': {
+          // Slow every process down for this credential; the job waits without burning an attempt.
+          throttle.penalize(o.retryAfterMs)
+          await finish({ state: 'pending', error })
+          return delay(job, token, o.retryAfterMs + Math.floor(Math.random() * 250))
+        }
+        case 'unknown_outcome':
+          // Stays marked for lookup; after the last attempt it is failed/unknown_outcome and re-drive looks up first.
+          await finish({ state: lastAttempt ? 'failed' : 'pending', needsLookup: true, error })
+          if (lastAttempt) throw new UnrecoverableError(`${op}: outcome unknown after last attempt`)
+          throw new RetryableJobError(`${op}: unknown outcome (${error.code ?? 'no code'}); will look up first`)
+        default:
+          await finish({ state: lastAttempt ? 'failed' : 'pending', needsLookup: false, error })
+          if (lastAttempt) throw new UnrecoverableError(`${op}: ${o.kind} after last attempt (${error.code ?? ''})`)
+          throw new RetryableJobError(`${op}: ${o.kind} ${error.code ?? ''}`.trim())
+      }
+    }
+  }
+
+  function done(owned: boolean, state: string, detail?: string): IssueJobResult {
+    // Not owning the row any more means another worker took it over; it will complete the work.
+    return owned ? { state, detail } : { state: 'taken-over' }
+  }
+}
+
+function issuedT(receipt: ProviderReceipt): Transition {
+  return { state: 'issued', needsLookup: false, receipt, error: null }
+}
+
+function lookupRequest(r: Receipt, amounts?: Transition['amounts']) {
+  return {
+    providerKey: r.provider_key,
+    portonePayment: r.portone_payment,
+    amounts: amounts ?? {
+      total: r.total_amount,
+      supply: r.supply_amount,
+      vat: r.vat_amount,
+      taxFree: r.tax_free_amount,
+      serviceFee: r.service_fee,
+    },
+  }
+}
+
+/** Records one attempt row per HTTP exchange reported by the adapter. */
+export function recorder(calls: AttemptRecord[], now: () => number) {
+  return (operation: AttemptRecord['operation'], o: ProviderOutcome) => {
+    const finishedAt = new Date(now())
+    calls.push({
+      operation,
+      startedAt: new Date(finishedAt.getTime() - o.meta.latencyMs),
+      finishedAt,
+      outcome: o.kind,
+      httpStatus: o.meta.httpStatus,
+      providerCode: o.meta.providerCode,
+      message: o.meta.message,
+      latencyMs: o.meta.latencyMs,
+    })
+  }
+}
+
+/** Moves the job back to delayed without consuming an attempt. */
+export async function delay(job: Job, token: string | undefined, ms: number): Promise<never> {
+  await job.moveToDelayed(Date.now() + Math.max(1, Math.round(ms)), token)
+  throw new DelayedError()
+}
+
+export type { Throttle, CashReceiptProvider }

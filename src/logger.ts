@@ -1,0 +1,26 @@
+/** pino, JSON in production and pretty on a terminal, with personal data and secrets redacted. */
+import pino, { type Logger, type DestinationStream } from 'pino'
+import { PINO_REDACT_PATHS } from './logging/redact.ts'
+
+export type { Logger }
+
+export function createLogger(
+  opts: { level: string; pretty: boolean; name?: string },
+  destination?: DestinationStream,
+): Logger {
+  const base = {
+    level: opts.level,
+    name: opts.name ?? 'cash-receipts',
+    redact: { paths: PINO_REDACT_PATHS, censor: '[redacted]' },
+    base: { pid: process.pid },
+  }
+  if (destination) return pino(base, destination)
+  if (opts.pretty) {
+    return pino(
+      base,
+      pino.transport({ target: 'pino-pretty', options: { destination: 2, colorize: true, translateTime: 'SYS:HH:MM:ss' } }),
+    )
+  }
+  // Logs go to stderr so `--json` output on stdout stays clean.
+  return pino(base, pino.destination({ fd: 2, sync: false }))
+}

@@ -118,7 +118,7 @@ export async function transition(
   t: Transition,
   attempts: { readonly receipt: Pick<Receipt, 'id' | 'attempts'>; readonly jobId?: string; readonly rows: readonly AttemptRecord[] },
 ): Promise<boolean> {
-  return db.transaction().execute(async (trx) => {
+  const apply = async (trx: Db) => {
     await insertAttempts(trx, attempts.receipt, workerId, attempts.jobId, attempts.rows)
     const terminal = t.state === 'issued' || t.state === 'failed' || t.state === 'skipped' || t.state === 'cancelled'
     const res = await trx
@@ -161,7 +161,8 @@ export async function transition(
       .where('locked_by', '=', workerId)
       .executeTakeFirst()
     return Number(res.numUpdatedRows) === 1
-  })
+  }
+  return db.isTransaction ? apply(db) : db.transaction().execute(apply)
 }
 
 /** Extends the lease while a long call (throttled wait, lookup + issue) is in progress. */

@@ -17,7 +17,8 @@ import type { Receipt } from '../db/schema.ts'
 import type { ProviderOutcome, ProviderReceipt, CashReceiptProvider, IssueRequest } from '../providers/types.ts'
 import { decryptPii, type DataKeys } from '../crypto/pii.ts'
 import { QueueFullError, QuotaExhaustedError, type Throttle } from '../throttle/throttle.ts'
-import { SELF_ISSUE_NUMBER, splitAmounts, kstToday, msUntilKstMidnight } from '../domain/index.ts'
+import { SELF_ISSUE_NUMBER, kstToday, msUntilKstMidnight } from '../domain/index.ts'
+import { receiptAmountsFor } from './receipt-amounts.ts'
 import type { JobPayloads } from '../queue/queues.ts'
 import type { ProviderSource } from './provider-source.ts'
 
@@ -104,13 +105,10 @@ export function createIssueHandler(deps: IssueDeps) {
         }
         amounts = { total: cash.amountTotal, supply: cash.amountSupply, vat: cash.amountVat, taxFree: 0, serviceFee: 0 }
       } else if (receiptable !== receipt.total_amount) {
-        const split = splitAmounts({
-          total: receiptable,
-          taxFree: Math.min(tx.tax_free_amount, receiptable),
-          serviceFee: Math.min(tx.service_fee, Math.max(0, receiptable - tx.tax_free_amount)),
-        })
-        if (!split.ok) return await failPermanent('AMOUNT_INVALID', split.error.message)
-        amounts = split.value
+        // A refund imported after settlement: receipt what remains.
+        const split = receiptAmountsFor(tx)
+        if (!split) return await failPermanent('AMOUNT_INVALID', `cannot split ${receiptable} into receipt amounts`)
+        amounts = split
       }
 
       const pii = tx.pii_enc ? decryptPii(tx.pii_enc, deps.dataKeys, tx.transaction_id) : {}

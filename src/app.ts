@@ -1,0 +1,215 @@
+/**
+ * The composition root: the only place that wires config → logger → Postgres → Redis → providers →
+ * throttles → jobs. Commands ask for what they need; nothing connects at import time.
+ */
+import { hostname } from 'node:os'
+import { randomBytes } from 'node:crypto'
+import { Worker, type Job } from 'bullmq'
+import type { Redis } from 'ioredis'
+import type { AppConfig, MerchantConfig, ProviderName } from './config.ts'
+import { createDb, ensureDatabase, migrateToLatest, type DbHandle } from './db/database.ts'
+import { createLogger, type Logger } from './logger.ts'
+import { encryptText, decryptText } from './crypto/pii.ts'
+import { maskIdentifier } from './domain/index.ts'
+import { createProvider } from './providers/registry.ts'
+import type { CashReceiptProvider } from './providers/types.ts'
+import { ThrottleRegistry, type Throttle } from './throttle/throttle.ts'
+import { connectionOf, createControlQueue, createReceiptsQueue, createRedis, RECEIPTS_QUEUE, type JobName, type JobPayloads } from './queue/queues.ts'
+import { createIssueHandler } from './jobs/issue-receipt.ts'
+import { createCancelHandler } from './jobs/cancel-receipt.ts'
+import type { ProviderSource } from './jobs/provider-source.ts'
+
+export interface App {
+  readonly config: AppConfig
+  readonly logger: Logger
+  db(): DbHandle['db']
+  redis(): Redis
+  receiptsQueue(): ReturnType<typeof createReceiptsQueue>
+  controlQueue(): ReturnType<typeof createControlQueue>
+  providers(): ProviderSource
+  /** Creates the database if missing, runs migrations, and syncs configured merchants. */
+  prepareDatabase(): Promise<{ created: boolean; migrations: string[] }>
+  startWorker(opts?: { concurrency?: number }): Worker
+  close(): Promise<void>
+}
+
+export interface AppOverrides {
+  readonly logger?: Logger
+  readonly fetch?: typeof globalThis.fetch
+}
+
+export function createApp(config: AppConfig, overrides: AppOverrides = {}): App {
+  const logger = overrides.logger ?? createLogger(config.log)
+  const closers: (() => Promise<unknown>)[] = []
+  let dbHandle: DbHandle | undefined
+  let redis: Redis | undefined
+  let receiptsQueue: ReturnType<typeof createReceiptsQueue> | undefined
+  let controlQueue: ReturnType<typeof createControlQueue> | undefined
+  let providerSource: ProviderSource | undefined
+  let throttles: ThrottleRegistry | undefined
+  const workerId = `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`
+
+  const app: App = {
+    config,
+    logger,
+    db() {
+      if (!dbHandle) {
+        dbHandle = createDb(config.databaseUrl, { max: Math.max(10, config.worker.concurrency + 4) })
+        const h = dbHandle
+        closers.push(() => h.close())
+      }
+      return dbHandle.db
+    },
+    redis() {
+      if (!redis) {
+        redis = createRedis(config.redisUrl, { worker: true, name: 'cash-receipts' })
+        redis.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error'))
+        const r = redis
+        closers.push(() => r.quit().catch(() => r.disconnect()))
+      }
+      return redis
+    },
+    receiptsQueue() {
+      if (!receiptsQueue) {
+        receiptsQueue = createReceiptsQueue(app.redis(), config.queuePrefix, config.worker.attempts, config.worker.backoffMs)
+        const q = receiptsQueue
+        closers.unshift(() => q.close())
+      }
+      return receiptsQueue
+    },
+    controlQueue() {
+      if (!controlQueue) {
+        controlQueue = createControlQueue(app.redis(), config.queuePrefix)
+        const q = controlQueue
+        closers.unshift(() => q.close())
+      }
+      return controlQueue
+    },
+    providers() {
+      if (!providerSource) {
+        throttles = new ThrottleRegistry({ redis: app.redis(), prefix: config.queuePrefix, logger, highWater: Math.max(8, config.worker.concurrency) })
+        const t = throttles
+        closers.unshift(() => t.close())
+        providerSource = createProviderSource(config, app.db(), throttles, logger, overrides.fetch)
+      }
+      return providerSource
+    },
+    async prepareDatabase() {
+      const created = await ensureDatabase(config.databaseUrl)
+      const result = await migrateToLatest(app.db())
+      if (result.error) throw result.error instanceof Error ? result.error : new Error(String(result.error))
+      await syncMerchants(app.db(), config)
+      return { created, migrations: (result.results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName) }
+    },
+    startWorker(opts = {}) {
+      const deps = { db: app.db(), providers: app.providers(), logger, workerId, leaseMs: config.worker.leaseMs }
+      const issue = createIssueHandler({ ...deps, dataKeys: config.dataKeys })
+      const cancel = createCancelHandler(deps)
+      const worker = new Worker<JobPayloads[JobName], unknown, JobName>(
+        RECEIPTS_QUEUE,
+        async (job: Job, token?: string, signal?: AbortSignal) => {
+          const started = performance.now()
+          const result = job.name === 'cancel-receipt' ? await cancel(job, token, signal) : await issue(job, token, signal)
+          logger.info(
+            { jobId: job.id, receiptId: (job.data as { receiptId: number }).receiptId, outcome: result.state, ms: Math.round(performance.now() - started) },
+            'receipt job done',
+          )
+          return result
+        },
+        {
+          connection: connectionOf(app.redis().duplicate()),
+          prefix: config.queuePrefix,
+          concurrency: opts.concurrency ?? config.worker.concurrency,
+          lockDuration: config.worker.lockDurationMs,
+          stalledInterval: config.worker.stalledIntervalMs,
+          // A stalled job is safe to hand out again (the ledger and lookups make it idempotent).
+          maxStalledCount: 10,
+          autorun: true,
+        },
+      )
+      worker.on('failed', (job, err) =>
+        logger.warn({ jobId: job?.id, attemptsMade: job?.attemptsMade, err: err.message }, 'receipt job attempt failed'),
+      )
+      worker.on('error', (err) => logger.error({ err: err.message }, 'worker error'))
+      closers.unshift(() => worker.close())
+      return worker
+    },
+    async close() {
+      for (const c of closers.splice(0)) await c().catch((err) => logger.warn({ err: (err as Error).message }, 'close failed'))
+    },
+  }
+  return app
+}
+
+/** Upserts configured merchants into the merchants table (business number encrypted). */
+export async function syncMerchants(db: DbHandle['db'], config: AppConfig): Promise<void> {
+  for (const m of config.merchants) {
+    const digits = m.businessNumber.replace(/\D/g, '')
+    const enc = encryptText(digits, config.dataKeys, `merchant:${m.id}`)
+    await db
+      .insertInto('merchants')
+      .values({
+        id: m.id,
+        name: m.name,
+        business_number_enc: enc.value,
+        business_number_masked: maskIdentifier(digits, 'business'),
+        data_key_id: enc.keyId,
+        mandatory_issuer: m.mandatoryIssuer,
+        providers: Object.keys(m.providers),
+      })
+      .onConflict((oc) =>
+        oc.column('id').doUpdateSet((eb) => ({
+          name: eb.ref('excluded.name'),
+          mandatory_issuer: eb.ref('excluded.mandatory_issuer'),
+          providers: eb.ref('excluded.providers'),
+          updated_at: new Date(),
+        })),
+      )
+      .execute()
+  }
+}
+
+function createProviderSource(
+  config: AppConfig,
+  db: DbHandle['db'],
+  throttles: ThrottleRegistry,
+  logger: Logger,
+  fetchImpl?: typeof globalThis.fetch,
+): ProviderSource {
+  const merchants = new Map<string, MerchantConfig>(config.merchants.map((m) => [m.id, m]))
+  const cache = new Map<string, { provider: CashReceiptProvider; throttle: Throttle }>()
+  const brn = new Map<string, string>()
+  return {
+    get(merchantId: string, name: ProviderName) {
+      const key = `${merchantId}/${name}`
+      let entry = cache.get(key)
+      if (!entry) {
+        const merchant = merchants.get(merchantId)
+        if (!merchant) throw new Error(`merchant ${merchantId} is not configured`)
+        const credentials = merchant.providers[name]
+        if (!credentials) throw new Error(`merchant ${merchantId} has no ${name} credentials configured`)
+        const provider = createProvider(name, {
+          baseUrl: config.providerBaseUrls[name],
+          credentials: credentials as never,
+          fetch: fetchImpl,
+          logger: logger.child({ provider: name, merchant: merchantId }),
+          timeouts: { connectMs: config.http.connectTimeoutMs, readMs: config.http.readTimeoutMs },
+        })
+        const limits = { ...config.providerDefaults[name], ...(credentials.limits ?? {}) }
+        const throttle = throttles.get(`${name}-${provider.credentialId}`, limits)
+        entry = { provider, throttle }
+        cache.set(key, entry)
+      }
+      return entry
+    },
+    async merchantBusinessNumber(merchantId: string) {
+      let v = brn.get(merchantId)
+      if (!v) {
+        const row = await db.selectFrom('merchants').select('business_number_enc').where('id', '=', merchantId).executeTakeFirstOrThrow()
+        v = decryptText(row.business_number_enc, config.dataKeys, `merchant:${merchantId}`)
+        brn.set(merchantId, v)
+      }
+      return v
+    },
+  }
+}

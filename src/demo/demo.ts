@@ -1,0 +1,124 @@
+/**
+ * `npm run demo` / `cash-receipts demo`: the whole nightly flow on embedded defaults.
+ * Postgres and Redis are found or started (see infra.ts), the provider sandbox runs in-process, a
+ * generated day of transactions is imported, settled and issued by two workers, and the report is
+ * printed. Everything it started is stopped; the demo database and queue keys are its own.
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import pg from 'pg'
+import { loadConfig } from '../config.ts'
+import { createApp } from '../app.ts'
+import { importTransactions } from '../import/import-transactions.ts'
+import { settleDay } from '../jobs/settle.ts'
+import { buildReport } from '../report/report.ts'
+import { formatReportTable } from '../report/format-table.ts'
+import { createProgress } from '../cli/progress.ts'
+import { kstToday, kstYesterday } from '../domain/index.ts'
+import { ensurePostgres, ensureRedis } from './infra.ts'
+import { generateDay, toCsv } from './generate.ts'
+import { startSandbox } from '../sandbox/index.ts'
+
+const say = (msg: string) => process.stderr.write(`» ${msg}\n`)
+
+async function recreateDatabase(serverUrl: string, name: string): Promise<string> {
+  const admin = new URL(serverUrl)
+  admin.pathname = '/postgres'
+  const c = new pg.Client({ connectionString: admin.toString() })
+  await c.connect()
+  try {
+    await c.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`)
+    await c.query(`CREATE DATABASE ${pg.escapeIdentifier(name)}`)
+  } finally {
+    await c.end()
+  }
+  const u = new URL(serverUrl)
+  u.pathname = `/${name}`
+  return u.toString()
+}
+
+export async function runDemo(opts: { transactions: number; json: boolean }): Promise<number> {
+  const base = loadConfig()
+  const cleanup: (() => Promise<unknown>)[] = []
+  try {
+    say('checking Postgres and Redis…')
+    const postgres = await ensurePostgres(base.databaseUrl, say)
+    cleanup.push(() => postgres.stop())
+    const redis = await ensureRedis(base.redisUrl, say)
+    cleanup.push(() => redis.stop())
+    say(`Postgres: ${postgres.started ?? 'found'} · Redis: ${redis.started ?? 'found'}`)
+
+    const databaseUrl = await recreateDatabase(postgres.url, 'cash_receipts_demo')
+    const sandbox = await startSandbox({ port: 0 })
+    cleanup.push(() => sandbox.close())
+    say(`provider sandbox listening on ${sandbox.url}`)
+
+    const queuePrefix = `crdemo${Date.now().toString(36)}`
+    const config = loadConfig({
+      ...process.env,
+      DATABASE_URL: databaseUrl,
+      REDIS_URL: redis.url,
+      SANDBOX_URL: sandbox.url,
+      QUEUE_PREFIX: queuePrefix,
+      LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',
+      WORKER_BACKOFF_MS: process.env.WORKER_BACKOFF_MS ?? '500',
+    })
+    const app = createApp(config)
+    cleanup.push(async () => {
+      await app.receiptsQueue().obliterate({ force: true }).catch(() => {})
+      await app.close()
+    })
+    const migrated = await app.prepareDatabase()
+    say(`database cash_receipts_demo migrated (${migrated.migrations.length} migrations)`)
+
+    const now = Date.now()
+    const businessDate = kstYesterday(now)
+    const day = generateDay({
+      businessDate,
+      count: opts.transactions,
+      merchants: config.merchants.map((m) => ({ id: m.id, mandatoryIssuer: m.mandatoryIssuer })),
+      notAfterMs: now,
+    })
+    sandbox.registerPortonePayments(day.portonePayments.map((p) => ({ ...p, status: 'paid' as const })))
+    const dir = await mkdtemp(join(tmpdir(), 'cash-receipts-demo-'))
+    cleanup.push(() => rm(dir, { recursive: true, force: true }))
+    const file = join(dir, `transactions-${businessDate}.csv`)
+    await writeFile(file, toCsv(day))
+    const imported = await importTransactions(app.db(), config.dataKeys, file, { nowMs: now })
+    if (!imported.written) {
+      for (const e of imported.errors.slice(0, 20)) say(`line ${e.line}: ${e.field}: ${e.message}`)
+      throw new Error('the generated file did not import')
+    }
+    say(`imported ${imported.inserted} transactions for business date ${businessDate}`)
+
+    const settled = await settleDay(
+      { db: app.db(), queue: app.receiptsQueue(), logger: app.logger, chunkSize: config.settle.chunkSize, maxWaiting: config.settle.maxWaiting },
+      { businessDate, trigger: 'manual' },
+    )
+    say(`settlement run ${settled.runId}: ${settled.created} receipts to issue, ${settled.skipped} skipped (${JSON.stringify(settled.skipReasons)})`)
+
+    app.startWorker({ concurrency: 8 })
+    app.startWorker({ concurrency: 8 })
+    say('two workers issuing through the sandbox…')
+    const progress = createProgress('issuing')
+    const deadline = Date.now() + 5 * 60_000
+    let report = await buildReport(app.db(), { runId: settled.runId! }, kstToday(Date.now()))
+    while (report.status !== 'finished' && Date.now() < deadline) {
+      progress.update(report.totals.eligible - report.totals.pending, report.totals.eligible, `issued ${report.totals.issued}`)
+      await new Promise((r) => setTimeout(r, 300))
+      report = await buildReport(app.db(), { runId: settled.runId! }, kstToday(Date.now()))
+    }
+    progress.finish('done')
+
+    const stats = sandbox.stats()
+    if (opts.json) process.stdout.write(`${JSON.stringify({ report, sandbox: stats }, null, 2)}\n`)
+    else {
+      process.stdout.write(`\n${formatReportTable(report)}\n\n`)
+      process.stdout.write(`Sandbox: max live receipts per payment key = ${stats.max_live_receipts_per_key} (must be ≤ 1)\n`)
+    }
+    return report.totals.issued > 0 && stats.max_live_receipts_per_key <= 1 ? 0 : 1
+  } finally {
+    for (const c of cleanup.reverse()) await c().catch(() => {})
+  }
+}

@@ -1,0 +1,272 @@
+/**
+ * `cash-receipts import`: streams a CSV/JSONL file into cash_transactions inside ONE Postgres
+ * transaction. Row rules come from the domain module; file-wide rules (unknown merchant, a
+ * transaction id twice in the file, a conflict with what was imported before) are checked in SQL on
+ * a temporary staging table, so memory stays bounded whatever the file size.
+ *
+ * All-or-nothing by default: any bad row → rollback, every problem listed as `line N: field: reason`.
+ * Re-importing an identical transaction is a no-op; a later import of the same transaction may only
+ * move it forward (completed → cancelled, a larger refunded_amount), which requests cancellation of
+ * an issued receipt.
+ */
+import { createHmac } from 'node:crypto'
+import { open } from 'node:fs/promises'
+import { sql } from 'kysely'
+import type { Db } from '../db/database.ts'
+import { encryptPii, encryptText, decryptText, type DataKeys } from '../crypto/pii.ts'
+import { validateTransaction, IMPORT_REQUIRED_COLUMNS, maskIdentifier, type ValidTransaction } from '../domain/index.ts'
+import { readRows, formatOf, FileFormatError } from './read-rows.ts'
+
+export interface ImportError {
+  readonly line: number
+  readonly field: string
+  readonly message: string
+}
+
+export interface ImportResult {
+  readonly file: string
+  readonly format: 'csv' | 'jsonl'
+  readonly rows: number
+  readonly inserted: number
+  readonly updated: number
+  readonly unchanged: number
+  readonly rejected: number
+  readonly written: boolean
+  readonly errors: readonly ImportError[]
+  /** Transactions whose status/refund moved forward: their issued receipts need cancelling. */
+  readonly changedTransactionIds: readonly string[]
+}
+
+export interface ImportOptions {
+  readonly skipInvalid?: boolean
+  readonly keepRejects?: boolean
+  readonly nowMs: number
+  readonly onProgress?: (rows: number) => void
+  /** At most this many errors are kept in memory and reported (the count stays exact). */
+  readonly maxErrors?: number
+}
+
+const BATCH = 1_000
+const IMMUTABLE = ['merchant_id', 'provider', 'payment_ref', 'order_id', 'order_name', 'method', 'amount', 'tax_free_amount', 'service_fee', 'paid_at', 'identifier_type', 'purpose'] as const
+
+export async function importTransactions(
+  db: Db,
+  dataKeys: DataKeys,
+  path: string,
+  opts: ImportOptions,
+): Promise<ImportResult & { rejectsRaw: string[] }> {
+  const format = formatOf(path)
+  await assertReadable(path)
+  const maxErrors = opts.maxErrors ?? 10_000
+  const errors: ImportError[] = []
+  let errorCount = 0
+  const badLines = new Set<number>()
+  const addError = (e: ImportError) => {
+    errorCount++
+    badLines.add(e.line)
+    if (errors.length < maxErrors) errors.push(e)
+  }
+  const rejectsRaw: string[] = []
+  let rows = 0
+  const hmacKey = dataKeys.keys.get(dataKeys.activeKeyId)!
+
+  let summary = { inserted: 0, updated: 0, unchanged: 0, changed: [] as string[] }
+  let written = false
+
+  try {
+    await db.transaction().execute(async (trx) => {
+      await sql`
+        CREATE TEMP TABLE import_staging (
+          line integer NOT NULL,
+          raw_enc text,
+          transaction_id text NOT NULL, merchant_id text NOT NULL, provider text NOT NULL,
+          payment_ref text, order_id text, order_name text, method text NOT NULL,
+          amount bigint NOT NULL, tax_free_amount bigint NOT NULL, service_fee bigint NOT NULL,
+          paid_at timestamptz NOT NULL, business_date date NOT NULL,
+          identifier_type text, identifier_masked text, pii_enc text, data_key_id text,
+          purpose text NOT NULL, status text NOT NULL, refunded_amount bigint NOT NULL, content_hash text NOT NULL
+        ) ON COMMIT DROP`.execute(trx)
+
+      let batch: Record<string, unknown>[] = []
+      const flush = async () => {
+        if (!batch.length) return
+        await trx.insertInto('import_staging' as never).values(batch as never).execute()
+        batch = []
+      }
+      for await (const ev of readRows(path, IMPORT_REQUIRED_COLUMNS)) {
+        if (ev.kind === 'error') {
+          addError({ line: ev.line, field: ev.field, message: ev.message })
+          continue
+        }
+        rows++
+        if (rows % 10_000 === 0) opts.onProgress?.(rows)
+        const v = validateTransaction(ev.row.fields, { nowMs: opts.nowMs })
+        if (!v.ok) {
+          for (const e of v.errors) addError({ line: ev.row.line, field: e.field, message: e.message })
+          if (opts.keepRejects) rejectsRaw.push(ev.row.raw)
+          continue
+        }
+        batch.push(stagingRow(v.value, ev.row.line, dataKeys, hmacKey, opts.keepRejects ? ev.row.raw : undefined))
+        if (batch.length >= BATCH) await flush()
+      }
+      await flush()
+      opts.onProgress?.(rows)
+
+      for (const e of await fileWideErrors(trx)) addError(e)
+
+      if (errorCount > 0 && !opts.skipInvalid) throw new Rollback()
+      if (opts.keepRejects && badLines.size) {
+        const staged = await sql<{ raw_enc: string }>`SELECT raw_enc FROM import_staging WHERE line = ANY(${[...badLines]}::int[]) ORDER BY line`.execute(trx)
+        for (const r of staged.rows) rejectsRaw.push(decryptText(r.raw_enc, dataKeys, 'import-raw'))
+      }
+      await sql`DELETE FROM import_staging WHERE line = ANY(${[...badLines]}::int[])`.execute(trx)
+      summary = await merge(trx)
+      written = true
+    })
+  } catch (err) {
+    if (!(err instanceof Rollback)) throw err
+  }
+
+  errors.sort((a, b) => a.line - b.line || a.field.localeCompare(b.field))
+  return {
+    file: path,
+    format,
+    rows,
+    inserted: summary.inserted,
+    updated: summary.updated,
+    unchanged: summary.unchanged,
+    rejected: badLines.size,
+    written,
+    errors,
+    changedTransactionIds: summary.changed,
+    rejectsRaw,
+  }
+}
+
+class Rollback extends Error {}
+
+async function assertReadable(path: string) {
+  try {
+    const fh = await open(path, 'r')
+    await fh.close()
+  } catch (err) {
+    throw new FileFormatError(0, 'file', `cannot open ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+  }
+}
+
+function stagingRow(t: ValidTransaction, line: number, keys: DataKeys, hmacKey: Buffer, raw?: string): Record<string, unknown> {
+  const pii = {
+    identifier: t.identifier?.digits,
+    buyerName: t.buyerName ?? undefined,
+    buyerEmail: t.buyerEmail ?? undefined,
+    buyerTel: t.buyerTel ?? undefined,
+  }
+  const hasPii = Object.values(pii).some((v) => v !== undefined)
+  const enc = hasPii ? encryptPii(pii, keys, t.transactionId) : null
+  // Keyed hash: equal content ⇒ equal hash, without a brute-forceable digest of a phone number.
+  const contentHash = createHmac('sha256', hmacKey)
+    .update(
+      JSON.stringify([t.merchantId, t.provider, t.paymentRef, t.orderId, t.orderName, t.method, t.amount, t.taxFreeAmount, t.serviceFee, t.paidAt.toISOString(), t.identifier?.digits ?? null, t.identifier?.type ?? null, t.purpose, t.buyerName, t.buyerEmail, t.buyerTel]),
+    )
+    .digest('base64url')
+  return {
+    line,
+    raw_enc: raw === undefined ? null : encryptText(raw, keys, 'import-raw').value,
+    transaction_id: t.transactionId,
+    merchant_id: t.merchantId,
+    provider: t.provider,
+    payment_ref: t.paymentRef,
+    order_id: t.orderId,
+    order_name: t.orderName,
+    method: t.method,
+    amount: t.amount,
+    tax_free_amount: t.taxFreeAmount,
+    service_fee: t.serviceFee,
+    paid_at: t.paidAt,
+    business_date: t.businessDate,
+    identifier_type: t.identifier?.type ?? null,
+    identifier_masked: t.identifier ? maskIdentifier(t.identifier.digits, t.identifier.type) : null,
+    pii_enc: enc?.value ?? null,
+    data_key_id: enc?.keyId ?? null,
+    purpose: t.purpose,
+    status: t.status,
+    refunded_amount: t.refundedAmount,
+    content_hash: contentHash,
+  }
+}
+
+type Trx = Parameters<Parameters<ReturnType<Db['transaction']>['execute']>[0]>[0]
+
+async function fileWideErrors(trx: Trx): Promise<ImportError[]> {
+  const out: ImportError[] = []
+  const unknownMerchant = await sql<{ line: number; merchant_id: string }>`
+    SELECT s.line, s.merchant_id FROM import_staging s
+    WHERE NOT EXISTS (SELECT 1 FROM merchants m WHERE m.id = s.merchant_id)`.execute(trx)
+  for (const r of unknownMerchant.rows) {
+    out.push({ line: r.line, field: 'merchant_id', message: `"${r.merchant_id}" is not a configured merchant (check MERCHANTS_FILE)` })
+  }
+  const dupes = await sql<{ line: number; first: number }>`
+    SELECT line, first FROM (
+      SELECT line, min(line) OVER (PARTITION BY transaction_id) AS first FROM import_staging
+    ) d WHERE line <> first`.execute(trx)
+  for (const r of dupes.rows) {
+    out.push({ line: r.line, field: 'transaction_id', message: `appears twice in this file (first at line ${r.first})` })
+  }
+  // PortOne external receipts use order_id as merchant_uid, which must be unique per receipt.
+  const orderClash = await sql<{ line: number; other: string }>`
+    SELECT s.line, coalesce(c.transaction_id, s2.transaction_id) AS other FROM import_staging s
+    LEFT JOIN cash_transactions c ON c.provider = 'portone' AND c.payment_ref IS NULL AND c.order_id = s.order_id AND c.transaction_id <> s.transaction_id
+    LEFT JOIN import_staging s2 ON s2.provider = 'portone' AND s2.payment_ref IS NULL AND s2.order_id = s.order_id AND s2.line < s.line AND s2.transaction_id <> s.transaction_id
+    WHERE s.provider = 'portone' AND s.payment_ref IS NULL AND s.order_id IS NOT NULL
+      AND (c.transaction_id IS NOT NULL OR s2.transaction_id IS NOT NULL)`.execute(trx)
+  for (const r of orderClash.rows) {
+    out.push({ line: r.line, field: 'order_id', message: `already used by transaction ${r.other}; PortOne external receipts use order_id as merchant_uid, which must be unique` })
+  }
+  const conflicts = await sql<Record<string, unknown> & { line: number }>`
+    SELECT s.line, s.content_hash <> c.content_hash AS content_differs,
+      ${sql.join(IMMUTABLE.map((col) => sql`s.${sql.ref(col)} IS DISTINCT FROM c.${sql.ref(col)} AS ${sql.ref('d_' + col)}`))},
+      c.status AS old_status, s.status AS new_status, c.refunded_amount AS old_refund, s.refunded_amount AS new_refund
+    FROM import_staging s JOIN cash_transactions c USING (transaction_id)
+    WHERE s.content_hash <> c.content_hash OR (c.status = 'cancelled' AND s.status = 'completed') OR s.refunded_amount < c.refunded_amount`.execute(trx)
+  for (const r of conflicts.rows) {
+    if (r.content_differs) {
+      const cols = IMMUTABLE.filter((c) => r['d_' + c])
+      out.push({
+        line: r.line,
+        field: cols[0] ?? 'identifier',
+        message: `conflicts with the transaction imported before (${cols.length ? cols.join(', ') : 'identifier or buyer details'} differ); a transaction id cannot be reused for different data`,
+      })
+    } else if (r.old_status === 'cancelled' && r.new_status === 'completed') {
+      out.push({ line: r.line, field: 'status', message: 'was cancelled in an earlier import and cannot go back to completed' })
+    } else {
+      out.push({ line: r.line, field: 'refunded_amount', message: `is ${r.new_refund}, below the ${r.old_refund} imported before; refunds only grow` })
+    }
+  }
+  return out
+}
+
+async function merge(trx: Trx) {
+  const inserted = await sql<{ transaction_id: string }>`
+    INSERT INTO cash_transactions (transaction_id, merchant_id, provider, payment_ref, order_id, order_name, method, amount,
+      tax_free_amount, service_fee, paid_at, business_date, identifier_type, identifier_masked, pii_enc, data_key_id,
+      purpose, status, refunded_amount, content_hash)
+    SELECT transaction_id, merchant_id, provider, payment_ref, order_id, order_name, method, amount,
+      tax_free_amount, service_fee, paid_at, business_date, identifier_type, identifier_masked, pii_enc, data_key_id,
+      purpose, status, refunded_amount, content_hash
+    FROM import_staging
+    ON CONFLICT (transaction_id) DO NOTHING
+    RETURNING transaction_id`.execute(trx)
+  const updated = await sql<{ transaction_id: string }>`
+    UPDATE cash_transactions c SET status = s.status, refunded_amount = s.refunded_amount, updated_at = now()
+    FROM import_staging s
+    WHERE s.transaction_id = c.transaction_id AND (s.status <> c.status OR s.refunded_amount <> c.refunded_amount)
+    RETURNING c.transaction_id`.execute(trx)
+  const total = await sql<{ n: number }>`SELECT count(*)::int AS n FROM import_staging`.execute(trx)
+  const n = total.rows[0]?.n ?? 0
+  return {
+    inserted: inserted.rows.length,
+    updated: updated.rows.length,
+    unchanged: n - inserted.rows.length - updated.rows.length,
+    changed: updated.rows.map((r) => r.transaction_id),
+  }
+}

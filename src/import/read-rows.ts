@@ -1,0 +1,167 @@
+/**
+ * Streams rows out of an import file (CSV with header, or JSON Lines) with their line numbers.
+ * Memory stays bounded by one chunk whatever the file size. Bytes must be UTF-8 (a BOM is allowed);
+ * anything else (an EUC-KR export, say) is rejected with the line where decoding failed.
+ */
+import { createReadStream } from 'node:fs'
+import { Transform, type TransformCallback } from 'node:stream'
+import { parse } from 'csv-parse'
+
+export interface RawRow {
+  /** 1-based line number where the record starts (the header is line 1 in CSV). */
+  readonly line: number
+  readonly fields: Record<string, string | number | null | undefined>
+  /** The record as it appeared in the file, for --rejects. */
+  readonly raw: string
+}
+
+export type RowEvent = { readonly kind: 'row'; readonly row: RawRow } | { readonly kind: 'error'; readonly line: number; readonly field: string; readonly message: string }
+
+export class FileFormatError extends Error {
+  override name = 'FileFormatError'
+  constructor(
+    readonly line: number,
+    readonly field: string,
+    message: string,
+  ) {
+    super(message)
+  }
+}
+
+export function formatOf(path: string): 'csv' | 'jsonl' {
+  if (/\.csv$/i.test(path)) return 'csv'
+  if (/\.(jsonl|ndjson)$/i.test(path)) return 'jsonl'
+  throw new FileFormatError(0, 'file', `unsupported file type "${path}": use .csv or .jsonl`)
+}
+
+/** Validates UTF-8 across chunk boundaries; fails with the line number of the first bad byte. */
+class Utf8Guard extends Transform {
+  readonly #decoder = new TextDecoder('utf-8', { fatal: true })
+  #line = 1
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    try {
+      const text = this.#decoder.decode(chunk, { stream: true })
+      for (let i = text.indexOf('\n'); i !== -1; i = text.indexOf('\n', i + 1)) this.#line++
+      cb(null, text)
+    } catch {
+      cb(new FileFormatError(this.#line, 'file', `line ${this.#line} is not valid UTF-8; re-save the file as UTF-8 (EUC-KR/CP949 exports are not supported)`))
+    }
+  }
+  override _flush(cb: TransformCallback): void {
+    try {
+      const rest = this.#decoder.decode()
+      cb(null, rest || undefined)
+    } catch {
+      cb(new FileFormatError(this.#line, 'file', `the file ends in the middle of a UTF-8 character`))
+    }
+  }
+}
+
+export async function* readRows(path: string, requiredColumns: readonly string[]): AsyncGenerator<RowEvent> {
+  const format = formatOf(path)
+  const source = createReadStream(path, { highWaterMark: 256 * 1024 }).pipe(new Utf8Guard())
+  if (format === 'csv') yield* csvRows(source, requiredColumns)
+  else yield* jsonlRows(source)
+}
+
+async function* csvRows(source: NodeJS.ReadableStream, requiredColumns: readonly string[]): AsyncGenerator<RowEvent> {
+  let header: string[] | undefined
+  const parser = parse({
+    bom: true,
+    columns: (h: string[]) => {
+      header = h.map((c) => c.trim())
+      return header
+    },
+    info: true,
+    raw: true,
+    skip_empty_lines: true,
+    relax_column_count: false,
+    trim: true,
+  })
+  source.on('error', (err) => parser.destroy(err))
+  source.pipe(parser)
+  let checkedHeader = false
+  try {
+    for await (const rec of parser as AsyncIterable<{ record: Record<string, string>; info: { lines: number; raw?: string }; raw: string }>) {
+      if (!checkedHeader) {
+        checkedHeader = true
+        const missing = requiredColumns.filter((c) => !header!.includes(c))
+        if (missing.length) {
+          yield { kind: 'error', line: 1, field: missing[0]!, message: `required column missing from the header (${missing.join(', ')})` }
+          return
+        }
+      }
+      // info.lines is the line where the record ends; multi-line quoted fields start earlier.
+      const startLine = rec.info.lines - (rec.raw.match(/\n/g)?.length ?? 0) + (rec.raw.endsWith('\n') ? 1 : 0)
+      yield { kind: 'row', row: { line: startLine, fields: rec.record, raw: rec.raw.replace(/\r?\n$/, '') } }
+    }
+  } catch (err) {
+    if (err instanceof FileFormatError) {
+      yield { kind: 'error', line: err.line, field: err.field, message: err.message }
+      return
+    }
+    const e = err as { code?: string; lines?: number; message: string }
+    yield { kind: 'error', line: e.lines ?? 0, field: 'file', message: csvMessage(e) }
+  }
+  if (!checkedHeader && header) {
+    const missing = requiredColumns.filter((c) => !header!.includes(c))
+    if (missing.length) yield { kind: 'error', line: 1, field: missing[0]!, message: `required column missing from the header (${missing.join(', ')})` }
+  }
+}
+
+function csvMessage(e: { code?: string; message: string }): string {
+  switch (e.code) {
+    case 'CSV_QUOTE_NOT_CLOSED':
+      return 'a quoted field is never closed (broken CSV quoting)'
+    case 'CSV_INVALID_CLOSING_QUOTE':
+      return 'a quote appears inside an unquoted field or after a closing quote (broken CSV quoting)'
+    case 'CSV_RECORD_INCONSISTENT_FIELDS_LENGTH':
+    case 'CSV_RECORD_DONT_MATCH_COLUMNS_LENGTH':
+      return 'the row has a different number of fields than the header'
+    default:
+      return e.message
+  }
+}
+
+async function* jsonlRows(source: NodeJS.ReadableStream): AsyncGenerator<RowEvent> {
+  let line = 0
+  let buf = ''
+  try {
+    for await (const chunk of source as AsyncIterable<string>) {
+      buf += chunk
+      let nl: number
+      while ((nl = buf.indexOf('\n')) !== -1) {
+        const text = buf.slice(0, nl).replace(/\r$/, '')
+        buf = buf.slice(nl + 1)
+        line++
+        const ev = jsonLine(text, line)
+        if (ev) yield ev
+      }
+    }
+  } catch (err) {
+    if (err instanceof FileFormatError) {
+      yield { kind: 'error', line: err.line, field: err.field, message: err.message }
+      return
+    }
+    throw err
+  }
+  if (buf.trim()) {
+    const ev = jsonLine(buf.replace(/\r$/, ''), line + 1)
+    if (ev) yield ev
+  }
+}
+
+function jsonLine(text: string, line: number): RowEvent | null {
+  const trimmed = (line === 1 ? text.replace(/^\uFEFF/, '') : text).trim()
+  if (!trimmed) return null
+  let value: unknown
+  try {
+    value = JSON.parse(trimmed)
+  } catch {
+    return { kind: 'error', line, field: 'line', message: 'not valid JSON' }
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    return { kind: 'error', line, field: 'line', message: 'each line must be a JSON object' }
+  }
+  return { kind: 'row', row: { line, fields: value as RawRow['fields'], raw: trimmed } }
+}

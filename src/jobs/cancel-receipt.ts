@@ -1,0 +1,225 @@
+/**
+ * Cancellation (취소 현금영수증) with the same exactly-once care as issuance. A cancel is its own
+ * receipts row (kind cancel, seq 1, 2, … for partial cancels) pointing at the issued receipt.
+ *
+ * `requestCancellation` creates the row and enqueues it; the handler claims it, marks the issued
+ * receipt `cancelling` (full cancel), calls the provider, and on success marks the issue receipt
+ * `cancelled` (full) or adds to its cancelled_amount (partial).
+ */
+import { UnrecoverableError, type Job, type Queue } from 'bullmq'
+import { sql } from 'kysely'
+import type { Logger } from 'pino'
+import type { Db } from '../db/database.ts'
+import { claimReceipt, transition, type AttemptRecord } from '../db/ledger.ts'
+import type { Receipt } from '../db/schema.ts'
+import { cancelIdempotencyKey } from '../providers/keys.ts'
+import { splitAmounts } from '../domain/index.ts'
+import type { ProviderOutcome } from '../providers/types.ts'
+import { cancelJobId, type JobName, type JobPayloads } from '../queue/queues.ts'
+import { delay, recorder, RetryableJobError, type IssueJobResult } from './issue-receipt.ts'
+import type { ProviderSource } from './provider-source.ts'
+import { QueueFullError } from '../throttle/throttle.ts'
+
+export class CancelInputError extends Error {
+  override name = 'CancelInputError'
+}
+
+export interface CancelRequestInput {
+  readonly transactionId: string
+  /** KRW to cancel; omitted = everything still receipted. */
+  readonly amount?: number
+  readonly reason: 1 | 2 | 3
+}
+
+export interface CancelRequested {
+  readonly transactionId: string
+  readonly cancelReceiptId: number
+  readonly amount: number
+  readonly partial: boolean
+  readonly jobId: string
+}
+
+/**
+ * Creates the cancel row for an issued receipt and enqueues it. Refuses (CancelInputError) when
+ * there is nothing issued to cancel, the amount exceeds what is still receipted, or the provider
+ * cannot cancel partially.
+ */
+export async function requestCancellation(
+  deps: { db: Db; queue: Queue<JobPayloads[JobName], unknown, JobName>; providers: Pick<ProviderSource, 'get'> },
+  input: CancelRequestInput,
+): Promise<CancelRequested> {
+  const created = await deps.db.transaction().execute(async (trx) => {
+    const issue = await trx
+      .selectFrom('receipts')
+      .selectAll()
+      .where('transaction_id', '=', input.transactionId)
+      .where('kind', '=', 'issue')
+      .forUpdate()
+      .executeTakeFirst()
+    if (!issue) throw new CancelInputError(`transaction ${input.transactionId} has no receipt (not imported or not settled yet)`)
+    if (issue.state !== 'issued') {
+      throw new CancelInputError(`receipt for ${input.transactionId} is ${issue.state}; only issued receipts can be cancelled`)
+    }
+    const open = await trx
+      .selectFrom('receipts')
+      .select('id')
+      .where('parent_receipt_id', '=', issue.id)
+      .where('state', 'in', ['pending', 'issuing'])
+      .executeTakeFirst()
+    if (open) throw new CancelInputError(`a cancellation for ${input.transactionId} is already in progress (receipt ${open.id})`)
+    const remaining = issue.total_amount - issue.cancelled_amount
+    const amount = input.amount ?? remaining
+    if (!Number.isSafeInteger(amount) || amount < 1) throw new CancelInputError(`--amount: must be a whole number of won ≥ 1`)
+    if (amount > remaining) throw new CancelInputError(`--amount: ${amount} exceeds the ${remaining} still receipted for ${input.transactionId}`)
+    const partial = amount < issue.total_amount || issue.cancelled_amount > 0
+    if (partial && !deps.providers.get(issue.merchant_id, issue.provider).provider.capabilities.partialCancel) {
+      throw new CancelInputError(
+        `--amount: ${issue.provider} cannot cancel part of a receipt; cancel it fully and issue a new receipt for the remainder`,
+      )
+    }
+    const split = partialSplit(issue, amount)
+    const seq = Number(
+      (await trx.selectFrom('receipts').select((eb) => eb.fn.max('seq').as('m')).where('parent_receipt_id', '=', issue.id).executeTakeFirst())?.m ?? 0,
+    ) + 1
+    const row = await trx
+      .insertInto('receipts')
+      .values({
+        transaction_id: issue.transaction_id,
+        kind: 'cancel',
+        seq,
+        merchant_id: issue.merchant_id,
+        provider: issue.provider,
+        state: 'pending',
+        provider_key: issue.provider_key,
+        idempotency_key: cancelIdempotencyKey(issue.idempotency_key, seq),
+        portone_payment: issue.portone_payment,
+        purpose: issue.purpose,
+        trade_date: issue.trade_date,
+        deadline: issue.deadline,
+        total_amount: split.total,
+        supply_amount: split.supply,
+        vat_amount: split.vat,
+        tax_free_amount: split.taxFree,
+        service_fee: split.serviceFee,
+        parent_receipt_id: issue.id,
+        cancel_reason: input.reason,
+        run_id: issue.run_id,
+        last_run_id: issue.last_run_id,
+      })
+      .returning(['id'])
+      .executeTakeFirstOrThrow()
+    return { id: row.id, amount, partial }
+  })
+  const jobId = cancelJobId(created.id, 0)
+  await deps.queue.add('cancel-receipt', { receiptId: created.id }, { jobId })
+  return { transactionId: input.transactionId, cancelReceiptId: created.id, amount: created.amount, partial: created.partial, jobId }
+}
+
+/** Amounts of a partial cancel: the same VAT rule applied to the cancelled part, taxable first. */
+function partialSplit(issue: Receipt, amount: number) {
+  if (amount === issue.total_amount - issue.cancelled_amount && issue.cancelled_amount === 0) {
+    return { total: issue.total_amount, supply: issue.supply_amount, vat: issue.vat_amount, taxFree: issue.tax_free_amount, serviceFee: issue.service_fee }
+  }
+  const taxFree = Math.min(issue.tax_free_amount, Math.max(0, amount - (issue.total_amount - issue.tax_free_amount)))
+  const split = splitAmounts({ total: amount, taxFree, serviceFee: 0 })
+  if (!split.ok) throw new CancelInputError(`--amount: ${split.error.message}`)
+  return split.value
+}
+
+export interface CancelDeps {
+  readonly db: Db
+  readonly providers: ProviderSource
+  readonly logger: Logger
+  readonly workerId: string
+  readonly leaseMs: number
+  readonly now?: () => number
+}
+
+export function createCancelHandler(deps: CancelDeps) {
+  const now = deps.now ?? Date.now
+  return async function handleCancel(job: Job<JobPayloads['cancel-receipt']>, token: string | undefined, signal?: AbortSignal): Promise<IssueJobResult> {
+    const claim = await claimReceipt(deps.db, job.data.receiptId, deps.workerId, deps.leaseMs)
+    if (claim.status === 'missing') throw new UnrecoverableError(`receipt ${job.data.receiptId} does not exist`)
+    if (claim.status === 'done') return { state: claim.state, detail: 'already settled' }
+    if (claim.status === 'leased') return delay(job, token, claim.retryInMs)
+    const cancel = claim.receipt
+    const parent = await deps.db.selectFrom('receipts').selectAll().where('id', '=', cancel.parent_receipt_id!).executeTakeFirstOrThrow()
+    const full = cancel.total_amount === parent.total_amount && parent.cancelled_amount === 0
+    const { provider, throttle } = deps.providers.get(cancel.merchant_id, cancel.provider)
+    const calls: AttemptRecord[] = []
+    const ctx = { signal, onCall: recorder(calls, now) }
+    const lastAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1)
+
+    const complete = async (o: Extract<ProviderOutcome, { kind: 'cancelled' }> | null) =>
+      deps.db.transaction().execute(async (trx) => {
+        const owned = await transition(trx, cancel.id, deps.workerId, { state: 'issued', needsLookup: false, receipt: o?.receipt, error: null }, { receipt: cancel, jobId: job.id, rows: calls })
+        if (!owned) return false
+        await trx
+          .updateTable('receipts')
+          .set({
+            cancelled_amount: sql`cancelled_amount + ${cancel.total_amount}`,
+            state: full ? 'cancelled' : sql`state`,
+            updated_at: sql`now()`,
+          })
+          .where('id', '=', parent.id)
+          .execute()
+        return true
+      })
+
+    try {
+      if (full) {
+        await deps.db.updateTable('receipts').set({ state: 'cancelling', updated_at: sql`now()` }).where('id', '=', parent.id).where('state', '=', 'issued').execute()
+      }
+      const lookupReq = { providerKey: cancel.provider_key, portonePayment: cancel.portone_payment, amounts: amountsOf(parent) }
+      if (cancel.needs_lookup && full) {
+        const found = await throttle.schedule(() => provider.lookup(lookupReq, ctx))
+        if (found.kind === 'cancelled') return (await complete(found)) ? { state: 'cancelled', detail: 'found by lookup' } : { state: 'taken-over' }
+      }
+      const o = await throttle.schedule(() =>
+        provider.cancel(
+          {
+            providerKey: cancel.provider_key,
+            portonePayment: cancel.portone_payment,
+            idempotencyKey: cancel.idempotency_key,
+            original: { approvalNumber: parent.approval_number, tradeDate: parent.trade_date, amounts: amountsOf(parent) },
+            amounts: amountsOf(cancel),
+            partial: !full,
+            reason: (cancel.cancel_reason ?? 1) as 1 | 2 | 3,
+            purpose: cancel.purpose,
+          },
+          ctx,
+        ),
+      )
+      if (o.kind === 'cancelled') return (await complete(o)) ? { state: 'cancelled' } : { state: 'taken-over' }
+      if (o.kind === 'unknown_outcome' && full) {
+        const found = await throttle.schedule(() => provider.lookup(lookupReq, ctx))
+        if (found.kind === 'cancelled') return (await complete(found)) ? { state: 'cancelled', detail: 'unknown outcome, found by lookup' } : { state: 'taken-over' }
+      }
+      const error = { errorClass: o.kind, code: o.meta.providerCode ?? (o.meta.httpStatus ? String(o.meta.httpStatus) : null), message: o.meta.message }
+      const permanent = o.kind === 'permanent' || o.kind === 'not_found' || o.kind === 'issued' || o.kind === 'already_issued'
+      if (o.kind === 'rate_limited') {
+        throttle.penalize(o.retryAfterMs)
+        await transition(deps.db, cancel.id, deps.workerId, { state: 'pending', error }, { receipt: cancel, jobId: job.id, rows: calls })
+        return delay(job, token, o.retryAfterMs)
+      }
+      const final = permanent || lastAttempt
+      await transition(deps.db, cancel.id, deps.workerId, { state: final ? 'failed' : 'pending', needsLookup: o.kind === 'unknown_outcome', error }, { receipt: cancel, jobId: job.id, rows: calls })
+      if (final && full) {
+        // The issued receipt stays issued at the provider: put the parent back so the ledger stays true.
+        await deps.db.updateTable('receipts').set({ state: 'issued', updated_at: sql`now()` }).where('id', '=', parent.id).where('state', '=', 'cancelling').execute()
+      }
+      if (final) throw new UnrecoverableError(`cancel: ${o.kind} ${error.code ?? ''} ${error.message ?? ''}`.trim())
+      throw new RetryableJobError(`cancel: ${o.kind} ${error.code ?? ''}`.trim())
+    } catch (err) {
+      if (err instanceof QueueFullError) {
+        await transition(deps.db, cancel.id, deps.workerId, { state: 'pending' }, { receipt: cancel, jobId: job.id, rows: calls })
+        return delay(job, token, err.retryInMs)
+      }
+      throw err
+    }
+  }
+}
+
+function amountsOf(r: Receipt) {
+  return { total: r.total_amount, supply: r.supply_amount, vat: r.vat_amount, taxFree: r.tax_free_amount, serviceFee: r.service_fee }
+}

@@ -1,0 +1,109 @@
+/**
+ * D+1 reconcile: compare the ledger with what each provider holds for a business date's receipts.
+ * - provider holds a live receipt, ledger says failed/pending → recorded as issued (repaired)
+ * - ledger says issued, provider has none → flagged (reconcile_flag), never silently changed
+ * - ledger says issued, provider says cancelled → recorded as cancelled
+ * Also lists receipts past their legal deadline (business date + 4 days) that are not issued.
+ */
+import { sql } from 'kysely'
+import type { Logger } from 'pino'
+import type { Db } from '../db/database.ts'
+import type { ProviderSource } from './provider-source.ts'
+
+export interface ReconcileResult {
+  readonly businessDate: string
+  readonly checked: number
+  readonly matched: number
+  readonly repaired: { transaction_id: string; provider: string; from: string; to: string }[]
+  readonly flagged: { transaction_id: string; provider: string; flag: string }[]
+  readonly lookupErrors: number
+  readonly overdue: { transaction_id: string; state: string; deadline: string }[]
+}
+
+export async function reconcileDay(
+  deps: { db: Db; providers: ProviderSource; logger: Logger; concurrency?: number },
+  businessDate: string,
+  todayKst: string,
+): Promise<ReconcileResult> {
+  const { db } = deps
+  const rows = await db
+    .selectFrom('receipts')
+    .selectAll()
+    .where('kind', '=', 'issue')
+    .where('trade_date', '=', businessDate)
+    .where('state', 'in', ['issued', 'failed', 'pending', 'cancelled'])
+    .orderBy('id')
+    .execute()
+  const result: ReconcileResult = { businessDate, checked: 0, matched: 0, repaired: [], flagged: [], lookupErrors: 0, overdue: [] }
+  let i = 0
+  const worker = async () => {
+    while (i < rows.length) {
+      const r = rows[i++]!
+      const { provider, throttle } = deps.providers.get(r.merchant_id, r.provider)
+      const o = await throttle.schedule(() =>
+        provider.lookup({
+          providerKey: r.provider_key,
+          portonePayment: r.portone_payment,
+          amounts: { total: r.total_amount, supply: r.supply_amount, vat: r.vat_amount, taxFree: r.tax_free_amount, serviceFee: r.service_fee },
+        }),
+      )
+      result.checked++
+      const at = { transaction_id: r.transaction_id, provider: r.provider }
+      if (o.kind === 'issued' || o.kind === 'cancelled') {
+        const held = o.kind === 'issued' ? 'issued' : 'cancelled'
+        if (r.state === held) {
+          result.matched++
+          await db.updateTable('receipts').set({ reconciled_at: sql`now()`, reconcile_flag: null }).where('id', '=', r.id).execute()
+        } else if (r.state === 'failed' || r.state === 'pending' || (r.state === 'issued' && held === 'cancelled')) {
+          // Only move rows nobody is working on (failed/pending with no live lease).
+          const res = await db
+            .updateTable('receipts')
+            .set({
+              state: held,
+              approval_number: o.receipt.approvalNumber,
+              provider_receipt_id: o.receipt.providerReceiptId,
+              receipt_url: o.receipt.receiptUrl,
+              issued_at: o.receipt.issuedAt ? new Date(o.receipt.issuedAt) : sql`coalesce(issued_at, now())`,
+              needs_lookup: false,
+              error_class: null,
+              error_code: null,
+              error_message: null,
+              reconciled_at: sql`now()`,
+              finished_at: sql`now()`,
+              updated_at: sql`now()`,
+            })
+            .where('id', '=', r.id)
+            .where('state', '=', r.state)
+            .executeTakeFirst()
+          if (Number(res.numUpdatedRows) === 1) result.repaired.push({ ...at, from: r.state, to: held })
+        } else {
+          result.flagged.push({ ...at, flag: `ledger ${r.state}, provider ${held}` })
+          await db.updateTable('receipts').set({ reconcile_flag: `provider ${held}`, reconciled_at: sql`now()` }).where('id', '=', r.id).execute()
+        }
+      } else if (o.kind === 'not_found') {
+        if (r.state === 'issued' || r.state === 'cancelled') {
+          result.flagged.push({ ...at, flag: `ledger ${r.state}, provider has no receipt` })
+          await db.updateTable('receipts').set({ reconcile_flag: 'missing at provider', reconciled_at: sql`now()` }).where('id', '=', r.id).execute()
+        } else {
+          result.matched++
+        }
+      } else {
+        result.lookupErrors++
+      }
+    }
+  }
+  await Promise.all(Array.from({ length: deps.concurrency ?? 8 }, worker))
+
+  const overdue = await db
+    .selectFrom('receipts')
+    .select(['transaction_id', 'state', 'deadline'])
+    .where('kind', '=', 'issue')
+    .where('state', 'in', ['pending', 'issuing', 'failed'])
+    .where('deadline', '<', todayKst)
+    .orderBy('deadline')
+    .limit(1_000)
+    .execute()
+  result.overdue.push(...overdue)
+  deps.logger.info({ businessDate, checked: result.checked, repaired: result.repaired.length, flagged: result.flagged.length }, 'reconcile done')
+  return result
+}

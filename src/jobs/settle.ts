@@ -1,0 +1,263 @@
+/**
+ * Settlement run for one KST business date: every completed cash transaction of the date plus
+ * carry-overs (unissued ones still inside the 5-day legal window) gets one receipts row, and every
+ * pending receipt gets one BullMQ job (ids only in job data).
+ *
+ * Streams in chunks with keyset pagination (never a whole day in memory) and waits while the queue
+ * has more than `maxWaiting` jobs, so Redis memory is bounded by that limit, not by the day's size.
+ * Running it twice creates nothing new: receipts are unique per (transaction, kind) and job ids are
+ * derived from receipt ids.
+ */
+import { sql } from 'kysely'
+import type { Logger } from 'pino'
+import type { Queue } from 'bullmq'
+import type { Db } from '../db/database.ts'
+import type { CashTransaction, NewReceipt, RunTrigger } from '../db/schema.ts'
+import { carryOverFrom, decideIssuance, isValidDate, legalDeadline } from '../domain/index.ts'
+import { deriveProviderKeys } from '../providers/keys.ts'
+import { issueJobId, type JobPayloads, type JobName } from '../queue/queues.ts'
+import { receiptAmountsFor } from './receipt-amounts.ts'
+
+export interface SettleDeps {
+  readonly db: Db
+  readonly queue: Queue<JobPayloads[JobName], unknown, JobName>
+  readonly logger: Logger
+  readonly chunkSize: number
+  readonly maxWaiting: number
+  readonly sleep?: (ms: number) => Promise<void>
+}
+
+export interface SettleOptions {
+  readonly businessDate: string
+  readonly merchantId?: string
+  readonly trigger: Exclude<RunTrigger, 'redrive'>
+  readonly dryRun?: boolean
+  readonly onProgress?: (p: SettleProgress) => void
+}
+
+export interface SettleProgress {
+  readonly phase: 'select' | 'enqueue'
+  readonly selected: number
+  readonly enqueued: number
+}
+
+export interface SettleSummary {
+  readonly runId: number | null
+  readonly businessDate: string
+  readonly window: { readonly from: string; readonly to: string }
+  readonly dryRun: boolean
+  /** Transactions newly considered by this call (no receipt yet). */
+  readonly selected: number
+  /** Receipts created pending (to issue) and skipped (not eligible), with reasons. */
+  readonly created: number
+  readonly skipped: number
+  readonly skipReasons: Readonly<Record<string, number>>
+  /** Jobs handed to the queue (existing job ids are not duplicated by BullMQ). */
+  readonly enqueued: number
+  readonly byProvider: Readonly<Record<string, number>>
+}
+
+export class SettleInputError extends Error {
+  override name = 'SettleInputError'
+}
+
+export async function settleDay(deps: SettleDeps, opts: SettleOptions): Promise<SettleSummary> {
+  if (!isValidDate(opts.businessDate)) throw new SettleInputError(`--date: "${opts.businessDate}" is not a valid YYYY-MM-DD date`)
+  const { db } = deps
+  const from = carryOverFrom(opts.businessDate)
+  const to = opts.businessDate
+  const merchants = new Map(
+    (await db.selectFrom('merchants').select(['id', 'mandatory_issuer']).execute()).map((m) => [m.id, m.mandatory_issuer]),
+  )
+  if (opts.merchantId && !merchants.has(opts.merchantId)) {
+    throw new SettleInputError(`--merchant: "${opts.merchantId}" is not a configured merchant`)
+  }
+  const runId = opts.dryRun ? null : await findOrCreateRun(db, opts.businessDate, opts.merchantId ?? '*', opts.trigger)
+
+  let selected = 0
+  let created = 0
+  let skipped = 0
+  let enqueued = 0
+  const skipReasons: Record<string, number> = {}
+  const byProvider: Record<string, number> = {}
+
+  // Phase 1: receipts for transactions of the window that have none yet.
+  let cursor = ''
+  for (;;) {
+    let q = db
+      .selectFrom('cash_transactions as t')
+      .selectAll('t')
+      .where('t.business_date', '>=', from)
+      .where('t.business_date', '<=', to)
+      .where('t.transaction_id', '>', cursor)
+      .where(({ not, exists, selectFrom }) =>
+        not(
+          exists(
+            selectFrom('receipts as r')
+              .select(sql`1`.as('one'))
+              .whereRef('r.transaction_id', '=', 't.transaction_id')
+              .where('r.kind', '=', 'issue'),
+          ),
+        ),
+      )
+      .orderBy('t.transaction_id')
+      .limit(deps.chunkSize)
+    if (opts.merchantId) q = q.where('t.merchant_id', '=', opts.merchantId)
+    const rows = await q.execute()
+    if (rows.length === 0) break
+    cursor = rows.at(-1)!.transaction_id
+    selected += rows.length
+
+    const receipts = rows.map((tx) => buildReceipt(tx, merchants.get(tx.merchant_id) ?? false, runId))
+    for (const r of receipts) {
+      if (r.state === 'skipped') {
+        skipped++
+        skipReasons[r.skip_reason!] = (skipReasons[r.skip_reason!] ?? 0) + 1
+      } else {
+        created++
+        byProvider[r.provider] = (byProvider[r.provider] ?? 0) + 1
+      }
+    }
+    if (!opts.dryRun) {
+      // Conflict only on (transaction, kind, seq): a provider-key clash must fail loudly, never drop a row.
+      await db
+        .insertInto('receipts')
+        .values(receipts)
+        .onConflict((oc) => oc.columns(['transaction_id', 'kind', 'seq']).doNothing())
+        .execute()
+    }
+    opts.onProgress?.({ phase: 'select', selected, enqueued })
+  }
+
+  // Phase 2: one job per pending receipt of the window (also recovers jobs lost from Redis).
+  if (opts.dryRun) {
+    const pending = await pendingQuery(db, from, to, opts.merchantId)
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .executeTakeFirstOrThrow()
+    enqueued = Number(pending.n) + created
+  } else {
+    let idCursor = 0
+    for (;;) {
+      const rows = await pendingQuery(db, from, to, opts.merchantId)
+        .select(['id', 'trade_date', 'redrive_count'])
+        .where('id', '>', idCursor)
+        .orderBy('id')
+        .limit(deps.chunkSize)
+        .execute()
+      if (rows.length === 0) break
+      idCursor = rows.at(-1)!.id
+      await waitForRoom(deps)
+      await deps.queue.addBulk(
+        rows.map((r) => ({
+          name: 'issue-receipt' as const,
+          data: { receiptId: r.id, businessDate: r.trade_date },
+          opts: { jobId: issueJobId(r.id, r.redrive_count) },
+        })),
+      )
+      enqueued += rows.length
+      opts.onProgress?.({ phase: 'enqueue', selected, enqueued })
+    }
+    await db
+      .updateTable('settlement_runs')
+      .set((eb) => ({
+        status: 'enqueued',
+        enqueued_at: sql`now()`,
+        selected_count: eb('selected_count', '+', selected),
+        skipped_count: eb('skipped_count', '+', skipped),
+        enqueued_count: eb('enqueued_count', '+', enqueued),
+      }))
+      .where('id', '=', runId!)
+      .execute()
+  }
+  deps.logger.info({ runId, businessDate: to, selected, created, skipped, enqueued }, 'settlement enqueued')
+  return { runId, businessDate: to, window: { from, to }, dryRun: Boolean(opts.dryRun), selected, created, skipped, skipReasons, enqueued, byProvider }
+}
+
+function pendingQuery(db: Db, from: string, to: string, merchantId: string | undefined) {
+  let q = db
+    .selectFrom('receipts')
+    .where('kind', '=', 'issue')
+    .where('state', '=', 'pending')
+    .where('trade_date', '>=', from)
+    .where('trade_date', '<=', to)
+  if (merchantId) q = q.where('merchant_id', '=', merchantId)
+  return q
+}
+
+async function findOrCreateRun(db: Db, businessDate: string, scope: string, trigger: 'schedule' | 'manual'): Promise<number> {
+  const inserted = await sql<{ id: number }>`
+    INSERT INTO settlement_runs (business_date, merchant_scope, trigger)
+    VALUES (${businessDate}, ${scope}, ${trigger})
+    ON CONFLICT (business_date, merchant_scope) WHERE trigger IN ('schedule','manual') DO NOTHING
+    RETURNING id
+  `.execute(db)
+  if (inserted.rows[0]) return inserted.rows[0].id
+  const existing = await db
+    .selectFrom('settlement_runs')
+    .select('id')
+    .where('business_date', '=', businessDate)
+    .where('merchant_scope', '=', scope)
+    .where('trigger', 'in', ['schedule', 'manual'])
+    .executeTakeFirstOrThrow()
+  return existing.id
+}
+
+/** Backpressure: keep the queue's waiting list under maxWaiting so Redis memory stays bounded. */
+async function waitForRoom(deps: SettleDeps): Promise<void> {
+  const sleep = deps.sleep ?? ((ms: number) => new Promise((r) => setTimeout(r, ms)))
+  let logged = false
+  for (;;) {
+    const waiting = await deps.queue.getWaitingCount()
+    if (waiting + deps.chunkSize <= deps.maxWaiting) return
+    if (!logged) deps.logger.info({ waiting, maxWaiting: deps.maxWaiting }, 'settle: queue full, waiting for workers')
+    logged = true
+    await sleep(200)
+  }
+}
+
+/** One receipts row for a transaction, pending or skipped, per the domain's eligibility rules. */
+export function buildReceipt(tx: CashTransaction, mandatoryIssuer: boolean, runId: number | null): NewReceipt {
+  const keys = deriveProviderKeys({
+    provider: tx.provider,
+    merchantId: tx.merchant_id,
+    transactionId: tx.transaction_id,
+    paymentRef: tx.payment_ref,
+    orderId: tx.order_id,
+  })
+  const amounts = receiptAmountsFor(tx)
+  const decision = decideIssuance({
+    method: tx.method,
+    receiptableAmount: amounts ? amounts.total : 0,
+    identifier: tx.identifier_type ? { digits: '', type: tx.identifier_type } : null,
+    mandatoryIssuer,
+    status: tx.status,
+  })
+  const base = {
+    transaction_id: tx.transaction_id,
+    kind: 'issue' as const,
+    merchant_id: tx.merchant_id,
+    provider: tx.provider,
+    provider_key: keys.providerKey,
+    idempotency_key: keys.idempotencyKey,
+    portone_payment: keys.portonePayment,
+    trade_date: tx.business_date,
+    deadline: legalDeadline(tx.business_date),
+    run_id: runId,
+    last_run_id: runId,
+    total_amount: amounts?.total ?? 0,
+    supply_amount: amounts?.supply ?? 0,
+    vat_amount: amounts?.vat ?? 0,
+    tax_free_amount: amounts?.taxFree ?? 0,
+    service_fee: amounts?.serviceFee ?? 0,
+  }
+  if (decision.action === 'skip') {
+    return { ...base, state: 'skipped', purpose: tx.purpose, skip_reason: decision.reason, finished_at: new Date() }
+  }
+  return {
+    ...base,
+    state: 'pending',
+    self_issued: decision.selfIssued,
+    // The self-issue number may only be used for 소득공제 (deduction).
+    purpose: decision.selfIssued ? 'deduction' : tx.purpose,
+  }
+}

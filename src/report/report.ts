@@ -1,0 +1,133 @@
+/**
+ * Run reports in the DESIGN.md §8 shape (`report --json`, `settle --wait --json`, `redrive --wait --json`).
+ *
+ * Definitions (also in the README): a run's receipts are the issue receipts it created (or, for a
+ * re-drive run, the ones it re-drove). `eligible` counts all of them; each is in exactly one of
+ * issued / failed / pending (pending or issuing) / skipped / cancelled. `amount_issued` is the KRW
+ * total currently receipted (issued receipts, net of partial cancellations).
+ */
+import { sql } from 'kysely'
+import type { Db } from '../db/database.ts'
+
+export interface RunReport {
+  run_id: string
+  business_date: string
+  status: 'finished' | 'running'
+  totals: { eligible: number; issued: number; failed: number; pending: number; skipped: number; cancelled: number }
+  amount_issued: number
+  by_provider: Record<string, { issued: number; failed: number; pending: number; skipped: number; cancelled: number }>
+  failures: { transaction_id: string; provider: string; error_class: string; code: string; message: string }[]
+  duration_s: number
+  /** Additions to the contract (scripts may ignore them). */
+  trigger: string
+  merchant_scope: string
+  overdue: number
+}
+
+export class ReportNotFoundError extends Error {
+  override name = 'ReportNotFoundError'
+}
+
+/** The run to report: by id, or the settlement run of a business date (all scopes), or the latest. */
+export async function resolveRunIds(db: Db, sel: { runId?: number; date?: string }): Promise<{ ids: number[]; label: string; date: string }> {
+  if (sel.runId !== undefined) {
+    const run = await db.selectFrom('settlement_runs').select(['id', 'business_date']).where('id', '=', sel.runId).executeTakeFirst()
+    if (!run) throw new ReportNotFoundError(`--run: no settlement run with id ${sel.runId}`)
+    return { ids: [run.id], label: String(run.id), date: run.business_date }
+  }
+  let q = db.selectFrom('settlement_runs').select(['id', 'business_date']).where('trigger', '<>', 'redrive')
+  if (sel.date) q = q.where('business_date', '=', sel.date)
+  const runs = await q.orderBy('id', 'desc').execute()
+  if (!runs.length) throw new ReportNotFoundError(sel.date ? `--date: no settlement run for ${sel.date}` : 'no settlement run yet; run `cash-receipts settle` first')
+  const date = sel.date ?? runs[0]!.business_date
+  const ids = runs.filter((r) => r.business_date === date).map((r) => r.id)
+  return { ids, label: ids.join(','), date }
+}
+
+export async function buildReport(db: Db, sel: { runId?: number; date?: string }, todayKst?: string): Promise<RunReport> {
+  const { ids, label, date } = await resolveRunIds(db, sel)
+  const runs = await db.selectFrom('settlement_runs').selectAll().where('id', 'in', ids).execute()
+  const redrive = runs.length === 1 && runs[0]!.trigger === 'redrive'
+  const scope = (eb: Parameters<Parameters<ReturnType<Db['selectFrom']>['where']>[0]>[0] | any) =>
+    redrive ? eb('r.last_run_id', 'in', ids) : eb('r.run_id', 'in', ids)
+
+  const groups = await db
+    .selectFrom('receipts as r')
+    .select(['r.provider', 'r.state'])
+    .select((eb) => [
+      eb.fn.countAll<number>().as('n'),
+      eb.fn.coalesce(eb.fn.sum<number>(sql`r.total_amount - r.cancelled_amount`), sql<number>`0`).as('amount'),
+      eb.fn.max('r.finished_at').as('last_finished'),
+      eb.fn.countAll<number>().filterWhere(sql<boolean>`r.state NOT IN ('issued','cancelled','skipped') AND r.deadline < ${todayKst ?? '9999-12-31'}`).as('overdue'),
+    ])
+    .where('r.kind', '=', 'issue')
+    .where(scope)
+    .groupBy(['r.provider', 'r.state'])
+    .execute()
+
+  const totals = { eligible: 0, issued: 0, failed: 0, pending: 0, skipped: 0, cancelled: 0 }
+  const byProvider: RunReport['by_provider'] = {}
+  let amountIssued = 0
+  let lastFinished = 0
+  let overdue = 0
+  for (const g of groups) {
+    const n = Number(g.n)
+    const bucket = bucketOf(g.state)
+    totals.eligible += n
+    totals[bucket] += n
+    const p = (byProvider[g.provider] ??= { issued: 0, failed: 0, pending: 0, skipped: 0, cancelled: 0 })
+    p[bucket] += n
+    if (g.state === 'issued') amountIssued += Number(g.amount)
+    overdue += Number(g.overdue)
+    if (g.last_finished) lastFinished = Math.max(lastFinished, new Date(g.last_finished as Date).getTime())
+  }
+
+  const failures = await db
+    .selectFrom('receipts as r')
+    .select(['r.transaction_id', 'r.provider', 'r.error_class', 'r.error_code', 'r.error_message'])
+    .where('r.kind', '=', 'issue')
+    .where('r.state', '=', 'failed')
+    .where(scope)
+    .orderBy('r.id')
+    .limit(1_000)
+    .execute()
+
+  const started = Math.min(...runs.map((r) => new Date(r.started_at).getTime()))
+  const running = totals.pending > 0
+  const end = running || !lastFinished ? Date.now() : lastFinished
+  return {
+    run_id: label,
+    business_date: date,
+    status: running ? 'running' : 'finished',
+    totals,
+    amount_issued: amountIssued,
+    by_provider: byProvider,
+    failures: failures.map((f) => ({
+      transaction_id: f.transaction_id,
+      provider: f.provider,
+      error_class: f.error_class ?? 'unknown',
+      code: f.error_code ?? '',
+      message: f.error_message ?? '',
+    })),
+    duration_s: Math.max(0, Math.round((end - started) / 100) / 10),
+    trigger: runs.map((r) => r.trigger).join(','),
+    merchant_scope: runs.map((r) => r.merchant_scope).join(','),
+    overdue,
+  }
+}
+
+function bucketOf(state: string): 'issued' | 'failed' | 'pending' | 'skipped' | 'cancelled' {
+  switch (state) {
+    case 'issued':
+    case 'cancelling':
+      return 'issued'
+    case 'failed':
+      return 'failed'
+    case 'skipped':
+      return 'skipped'
+    case 'cancelled':
+      return 'cancelled'
+    default:
+      return 'pending'
+  }
+}

@@ -105,7 +105,7 @@ export function createApp(config: AppConfig, overrides: AppOverrides = {}): App 
       const deps = { db: app.db(), providers: app.providers(), logger, workerId, leaseMs: config.worker.leaseMs }
       const issue = createIssueHandler({ ...deps, dataKeys: config.dataKeys })
       const cancel = createCancelHandler(deps)
-      const worker = new Worker<JobPayloads[JobName], unknown, JobName>(
+      const worker = new Worker(
         RECEIPTS_QUEUE,
         async (job: Job, token?: string, signal?: AbortSignal) => {
           const started = performance.now()

@@ -19,12 +19,12 @@ export type RowEvent = { readonly kind: 'row'; readonly row: RawRow } | { readon
 
 export class FileFormatError extends Error {
   override name = 'FileFormatError'
-  constructor(
-    readonly line: number,
-    readonly field: string,
-    message: string,
-  ) {
+  readonly line: number
+  readonly field: string
+  constructor(line: number, field: string, message: string) {
     super(message)
+    this.line = line
+    this.field = field
   }
 }
 

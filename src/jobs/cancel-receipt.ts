@@ -6,7 +6,7 @@
  * receipt `cancelling` (full cancel), calls the provider, and on success marks the issue receipt
  * `cancelled` (full) or adds to its cancelled_amount (partial).
  */
-import { UnrecoverableError, type Job, type Queue } from 'bullmq'
+import { UnrecoverableError, type Job } from 'bullmq'
 import { sql } from 'kysely'
 import type { Logger } from 'pino'
 import type { Db } from '../db/database.ts'
@@ -15,7 +15,7 @@ import type { Receipt } from '../db/schema.ts'
 import { cancelIdempotencyKey } from '../providers/keys.ts'
 import { splitAmounts } from '../domain/index.ts'
 import type { ProviderOutcome } from '../providers/types.ts'
-import { cancelJobId, type JobName, type JobPayloads } from '../queue/queues.ts'
+import { cancelJobId, type JobPayloads, type ReceiptsQueue } from '../queue/queues.ts'
 import { delay, recorder, RetryableJobError, type IssueJobResult } from './issue-receipt.ts'
 import type { ProviderSource } from './provider-source.ts'
 import { QueueFullError } from '../throttle/throttle.ts'
@@ -45,7 +45,7 @@ export interface CancelRequested {
  * cannot cancel partially.
  */
 export async function requestCancellation(
-  deps: { db: Db; queue: Queue<JobPayloads[JobName], unknown, JobName>; providers: Pick<ProviderSource, 'get'> },
+  deps: { db: Db; queue: ReceiptsQueue; providers: Pick<ProviderSource, 'get'> },
   input: CancelRequestInput,
 ): Promise<CancelRequested> {
   const created = await deps.db.transaction().execute(async (trx) => {

@@ -34,7 +34,7 @@ export async function reconcileDay(
     .where('state', 'in', ['issued', 'failed', 'pending', 'cancelled'])
     .orderBy('id')
     .execute()
-  const result: ReconcileResult = { businessDate, checked: 0, matched: 0, repaired: [], flagged: [], lookupErrors: 0, overdue: [] }
+  const result: { -readonly [K in keyof ReconcileResult]: ReconcileResult[K] } = { businessDate, checked: 0, matched: 0, repaired: [], flagged: [], lookupErrors: 0, overdue: [] }
   let i = 0
   const worker = async () => {
     while (i < rows.length) {

@@ -8,11 +8,10 @@
  * needs_lookup and are looked up at the provider before any new issue call.
  */
 import { sql } from 'kysely'
-import type { Queue } from 'bullmq'
 import type { Logger } from 'pino'
 import type { Db } from '../db/database.ts'
 import { redriveIdempotencyKey } from '../providers/keys.ts'
-import { cancelJobId, issueJobId, type JobName, type JobPayloads } from '../queue/queues.ts'
+import { cancelJobId, issueJobId, type ReceiptsQueue } from '../queue/queues.ts'
 
 export interface RedriveFilter {
   readonly runId?: number
@@ -31,7 +30,7 @@ export interface RedriveResult {
 }
 
 export async function redrive(
-  deps: { db: Db; queue: Queue<JobPayloads[JobName], unknown, JobName>; logger: Logger; todayKst: string },
+  deps: { db: Db; queue: ReceiptsQueue; logger: Logger; todayKst: string },
   filter: RedriveFilter,
   opts: { dryRun?: boolean } = {},
 ): Promise<RedriveResult> {

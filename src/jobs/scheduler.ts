@@ -6,7 +6,7 @@
 import { Worker, type Job } from 'bullmq'
 import type { App } from '../app.ts'
 import { kstToday, kstYesterday, addDays } from '../domain/index.ts'
-import { CONTROL_QUEUE, connectionOf, type JobName, type JobPayloads } from '../queue/queues.ts'
+import { CONTROL_QUEUE, connectionOf, type JobPayloads } from '../queue/queues.ts'
 import { settleDay } from './settle.ts'
 import { reconcileDay } from './reconcile.ts'
 
@@ -23,7 +23,7 @@ export async function runScheduler(app: App): Promise<void> {
     { pattern: app.config.settle.reconcileCron, tz: 'Asia/Seoul' },
     { name: 'reconcile-day', data: {} },
   )
-  const worker = new Worker<JobPayloads[JobName], unknown, JobName>(
+  const worker = new Worker(
     CONTROL_QUEUE,
     async (job: Job) => {
       const now = Date.now()

@@ -10,17 +10,16 @@
  */
 import { sql } from 'kysely'
 import type { Logger } from 'pino'
-import type { Queue } from 'bullmq'
 import type { Db } from '../db/database.ts'
 import type { CashTransaction, NewReceipt, RunTrigger } from '../db/schema.ts'
 import { carryOverFrom, decideIssuance, isValidDate, legalDeadline } from '../domain/index.ts'
 import { deriveProviderKeys } from '../providers/keys.ts'
-import { issueJobId, type JobPayloads, type JobName } from '../queue/queues.ts'
+import { issueJobId, type ReceiptsQueue } from '../queue/queues.ts'
 import { receiptAmountsFor } from './receipt-amounts.ts'
 
 export interface SettleDeps {
   readonly db: Db
-  readonly queue: Queue<JobPayloads[JobName], unknown, JobName>
+  readonly queue: ReceiptsQueue
   readonly logger: Logger
   readonly chunkSize: number
   readonly maxWaiting: number

@@ -146,8 +146,10 @@ export function transportOutcome(r: Extract<HttpResult, { ok: false }>): Provide
 }
 
 class RetryableOutcome extends Error {
-  constructor(readonly outcome: ProviderOutcome) {
+  readonly outcome: ProviderOutcome
+  constructor(outcome: ProviderOutcome) {
     super(`retryable provider outcome ${outcome.meta.providerCode ?? outcome.meta.httpStatus ?? ''}`)
+    this.outcome = outcome
   }
 }
 

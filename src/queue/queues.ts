@@ -19,6 +19,7 @@ export interface JobPayloads {
   'reconcile-day': { readonly businessDate?: string }
 }
 export type JobName = keyof JobPayloads
+export type ReceiptsQueue = Queue<JobPayloads[JobName], unknown, string>
 
 /** Custom BullMQ ids: no ':' and never all digits. Re-drive appends -r<n> so a fresh job is created. */
 export function issueJobId(receiptId: number, redriveCount: number): string {
@@ -55,7 +56,7 @@ export function connectionOf(redis: Redis): ConnectionOptions {
 }
 
 export function createReceiptsQueue(redis: Redis, prefix: string, attempts: number, backoffMs: number) {
-  return new Queue<JobPayloads[JobName], unknown, JobName>(RECEIPTS_QUEUE, {
+  return new Queue<JobPayloads[JobName], unknown, string>(RECEIPTS_QUEUE, {
     connection: connectionOf(redis),
     prefix,
     defaultJobOptions: receiptJobOptions(attempts, backoffMs),
@@ -63,7 +64,7 @@ export function createReceiptsQueue(redis: Redis, prefix: string, attempts: numb
 }
 
 export function createControlQueue(redis: Redis, prefix: string) {
-  return new Queue<JobPayloads[JobName], unknown, JobName>(CONTROL_QUEUE, {
+  return new Queue<JobPayloads[JobName], unknown, string>(CONTROL_QUEUE, {
     connection: connectionOf(redis),
     prefix,
     defaultJobOptions: {

@@ -48,8 +48,7 @@ export async function buildReport(db: Db, sel: { runId?: number; date?: string }
   const { ids, label, date } = await resolveRunIds(db, sel)
   const runs = await db.selectFrom('settlement_runs').selectAll().where('id', 'in', ids).execute()
   const redrive = runs.length === 1 && runs[0]!.trigger === 'redrive'
-  const scope = (eb: Parameters<Parameters<ReturnType<Db['selectFrom']>['where']>[0]>[0] | any) =>
-    redrive ? eb('r.last_run_id', 'in', ids) : eb('r.run_id', 'in', ids)
+  const scopeColumn = redrive ? ('r.last_run_id' as const) : ('r.run_id' as const)
 
   const groups = await db
     .selectFrom('receipts as r')
@@ -61,7 +60,7 @@ export async function buildReport(db: Db, sel: { runId?: number; date?: string }
       eb.fn.countAll<number>().filterWhere(sql<boolean>`r.state NOT IN ('issued','cancelled','skipped') AND r.deadline < ${todayKst ?? '9999-12-31'}`).as('overdue'),
     ])
     .where('r.kind', '=', 'issue')
-    .where(scope)
+    .where(scopeColumn, 'in', ids)
     .groupBy(['r.provider', 'r.state'])
     .execute()
 
@@ -79,7 +78,7 @@ export async function buildReport(db: Db, sel: { runId?: number; date?: string }
     p[bucket] += n
     if (g.state === 'issued') amountIssued += Number(g.amount)
     overdue += Number(g.overdue)
-    if (g.last_finished) lastFinished = Math.max(lastFinished, new Date(g.last_finished as Date).getTime())
+    if (g.last_finished) lastFinished = Math.max(lastFinished, new Date(g.last_finished as unknown as string).getTime())
   }
 
   const failures = await db
@@ -87,12 +86,12 @@ export async function buildReport(db: Db, sel: { runId?: number; date?: string }
     .select(['r.transaction_id', 'r.provider', 'r.error_class', 'r.error_code', 'r.error_message'])
     .where('r.kind', '=', 'issue')
     .where('r.state', '=', 'failed')
-    .where(scope)
+    .where(scopeColumn, 'in', ids)
     .orderBy('r.id')
     .limit(1_000)
     .execute()
 
-  const started = Math.min(...runs.map((r) => new Date(r.started_at).getTime()))
+  const started = Math.min(...runs.map((r) => new Date(r.started_at as unknown as string).getTime()))
   const running = totals.pending > 0
   const end = running || !lastFinished ? Date.now() : lastFinished
   return {

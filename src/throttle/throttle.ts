@@ -16,15 +16,19 @@ import type { ProviderLimits } from '../config.ts'
 
 export class QueueFullError extends Error {
   override name = 'QueueFullError'
-  constructor(readonly retryInMs: number) {
+  readonly retryInMs: number
+  constructor(retryInMs: number) {
     super(`throttle queue full; retry in ${retryInMs} ms`)
+    this.retryInMs = retryInMs
   }
 }
 
 export class QuotaExhaustedError extends Error {
   override name = 'QuotaExhaustedError'
-  constructor(readonly retryInMs: number) {
+  readonly retryInMs: number
+  constructor(retryInMs: number) {
     super(`daily issue quota exhausted; retry in ${retryInMs} ms`)
+    this.retryInMs = retryInMs
   }
 }
 
@@ -140,12 +144,15 @@ export function createThrottle(id: string, limits: ProviderLimits, opts: Throttl
 /** One throttle per (provider, credential), created on first use. */
 export class ThrottleRegistry {
   readonly #throttles = new Map<string, Throttle>()
-  constructor(readonly opts: ThrottleFactoryOptions) {}
+  readonly #opts: ThrottleFactoryOptions
+  constructor(opts: ThrottleFactoryOptions) {
+    this.#opts = opts
+  }
 
   get(key: string, limits: ProviderLimits): Throttle {
     let t = this.#throttles.get(key)
     if (!t) {
-      t = createThrottle(key, limits, this.opts)
+      t = createThrottle(key, limits, this.#opts)
       this.#throttles.set(key, t)
     }
     return t

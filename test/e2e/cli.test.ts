@@ -1,0 +1,115 @@
+/**
+ * The command line as users drive it, each command a separate OS process: help and exit codes,
+ * all-or-nothing import with line/field errors, idempotent re-import, and import → settle --wait
+ * --json with a worker process → the DESIGN.md §8 report shape.
+ */
+import { mkdtemp, writeFile, readFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { startSandbox, type Sandbox } from '../../src/sandbox/index.ts'
+import { generateDay, toCsv } from '../../src/demo/generate.ts'
+import { createTestEnv, type TestEnv } from '../helpers/test-env.ts'
+import { runCli, spawnCli, stopChild } from '../helpers/pipeline.ts'
+
+let sandbox: Sandbox
+let env: TestEnv
+let dir: string
+
+beforeAll(async () => {
+  sandbox = await startSandbox({ port: 0 })
+  env = await createTestEnv({ sandboxUrl: sandbox.url })
+  dir = await mkdtemp(join(tmpdir(), 'crt-e2e-'))
+})
+
+afterAll(async () => {
+  await env?.close()
+  await sandbox?.close()
+})
+
+const COMMANDS = ['migrate', 'import', 'settle', 'worker', 'scheduler', 'redrive', 'cancel', 'reconcile', 'report', 'sandbox', 'serve', 'demo']
+
+describe('cash-receipts CLI', () => {
+  it('has --help on every command', async () => {
+    const results = await Promise.all(COMMANDS.map((c) => runCli([c, '--help'], env.env())))
+    results.forEach((r, i) => {
+      expect(r.code, COMMANDS[i]).toBe(0)
+      expect(r.stdout).toContain(`Usage: cash-receipts ${COMMANDS[i]}`)
+    })
+    const top = await runCli(['--help'], env.env())
+    for (const c of COMMANDS) expect(top.stdout).toContain(c)
+  })
+
+  it('exits 2 on usage errors', async () => {
+    const r = await runCli(['settle', '--date', '2026-13-01'], env.env())
+    expect(r.code).toBe(2)
+    expect(r.stderr).toMatch(/not a valid YYYY-MM-DD date/)
+    expect((await runCli(['no-such-command'], env.env())).code).toBe(2)
+  })
+
+  it('import of a file with one bad row writes nothing, exits 2, and names the line and field', async () => {
+    const day = generateDay({ businessDate: '2026-07-01', count: 5, merchants: [{ id: 'm-clinic', mandatoryIssuer: true }], idPrefix: 'BAD' })
+    const csv = toCsv(day).split('\n')
+    // line 1 is the header; break the amount of the record on line 4
+    csv[3] = csv[3]!.replace(/,(\d+),(\d+),(\d+),(20\d\d-)/, ',12.5,$2,$3,$4')
+    const file = join(dir, 'one-bad-row.csv')
+    await writeFile(file, csv.join('\n'))
+    const r = await runCli(['import', file], env.env())
+    expect(r.code).toBe(2)
+    expect(r.stderr).toMatch(/^line 4: amount: /m)
+    const n = await env.app.db().selectFrom('cash_transactions').select((eb) => eb.fn.countAll<number>().as('n')).where('transaction_id', 'like', 'BAD-%').executeTakeFirstOrThrow()
+    expect(Number(n.n)).toBe(0)
+
+    const skipped = await runCli(['import', file, '--skip-invalid', '--rejects', join(dir, 'rejects.csv'), '--json'], env.env())
+    expect(skipped.code).toBe(0)
+    const summary = JSON.parse(skipped.stdout)
+    expect(summary).toMatchObject({ rows: 5, inserted: 4, rejected: 1, written: true })
+    const rejects = await readFile(join(dir, 'rejects.csv'), 'utf8')
+    expect(rejects.trim().split('\n')).toHaveLength(2) // header + the bad record
+  })
+
+  it('imports, settles with --wait --json while a worker process issues, and reports in the contract shape', async () => {
+    const day = generateDay({
+      businessDate: '2026-07-11',
+      count: 24,
+      merchants: env.config.merchants.map((m) => ({ id: m.id, mandatoryIssuer: m.mandatoryIssuer })),
+      providers: ['portone-v2', 'payssam', 'nts'],
+      idPrefix: 'E2E',
+    })
+    const file = join(dir, 'day.jsonl')
+    await writeFile(file, day.rows.map((r) => JSON.stringify(r)).join('\n') + '\n')
+    const first = await runCli(['import', file, '--json'], env.env())
+    expect(first.code).toBe(0)
+    expect(JSON.parse(first.stdout)).toMatchObject({ rows: 24, inserted: 24, rejected: 0 })
+    const again = await runCli(['import', file, '--json'], env.env())
+    expect(JSON.parse(again.stdout)).toMatchObject({ rows: 24, inserted: 0, updated: 0, unchanged: 24 })
+
+    const dry = await runCli(['settle', '--date', '2026-07-11', '--dry-run', '--json'], env.env())
+    expect(dry.code).toBe(0)
+    expect(JSON.parse(dry.stdout)).toMatchObject({ dryRun: true, selected: 24, runId: null })
+
+    const worker = spawnCli(['worker', '--concurrency', '4'], env.env())
+    try {
+      const settled = await runCli(['settle', '--date', '2026-07-11', '--wait', '--json'], env.env())
+      expect(settled.code, settled.stderr).toBe(0)
+      const report = JSON.parse(settled.stdout)
+      expect(Object.keys(report)).toEqual(expect.arrayContaining(['run_id', 'business_date', 'status', 'totals', 'amount_issued', 'by_provider', 'failures', 'duration_s']))
+      expect(Object.keys(report.totals).sort()).toEqual(['cancelled', 'eligible', 'failed', 'issued', 'pending', 'skipped'])
+      expect(report.business_date).toBe('2026-07-11')
+      expect(report.status).toBe('finished')
+      expect(report.totals.eligible).toBe(24)
+      expect(report.totals.issued).toBeGreaterThan(0)
+      expect(typeof report.duration_s).toBe('number')
+
+      const byRun = await runCli(['report', '--run', String(report.run_id), '--json'], env.env())
+      expect(JSON.parse(byRun.stdout).totals).toEqual(report.totals)
+      const table = await runCli(['report', '--date', '2026-07-11'], env.env())
+      expect(table.code).toBe(0)
+      expect(table.stdout).toContain('business date 2026-07-11')
+    } finally {
+      await stopChild(worker)
+    }
+    const missing = await runCli(['report', '--run', '99999', '--json'], env.env())
+    expect(missing.code).toBe(2)
+  })
+})

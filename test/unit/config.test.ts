@@ -1,0 +1,44 @@
+import { describe, expect, it } from 'vitest'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { loadConfig, ConfigError, DEMO_MERCHANTS } from '../../src/config.ts'
+
+describe('loadConfig', () => {
+  it('works with no environment at all (developer defaults)', () => {
+    const c = loadConfig({})
+    expect(c.databaseUrl).toBe('postgres://postgres@127.0.0.1:5432/cash_receipts')
+    expect(c.redisUrl).toBe('redis://127.0.0.1:6379')
+    expect(c.providerBaseUrls.portone).toBe('http://127.0.0.1:4010/portone')
+    expect(c.merchants.map((m) => m.id)).toEqual(DEMO_MERCHANTS.map((m) => m.id))
+    expect(Object.isFrozen(c)).toBe(true)
+  })
+
+  it.each([
+    [{ WORKER_CONCURRENCY: 'many' }, /WORKER_CONCURRENCY: expected an integer/],
+    [{ WORKER_CONCURRENCY: '0' }, /WORKER_CONCURRENCY: must be ≥ 1/],
+    [{ DATABASE_URL: 'not a url' }, /DATABASE_URL: not a valid URL/],
+    [{ LOG_PRETTY: 'maybe' }, /LOG_PRETTY: expected true or false/],
+    [{ NODE_ENV: 'staging' }, /NODE_ENV: expected development, production or test/],
+    [{ DATA_KEYS: 'k1:c2hvcnQ=' }, /DATA_KEYS: key "k1" must be 32 bytes/],
+    [{ NODE_ENV: 'production' }, /DATA_KEYS: required in production/],
+    [{ MERCHANTS_FILE: '/nonexistent/merchants.json' }, /MERCHANTS_FILE: cannot read/],
+  ])('names the bad variable: %j', (env, message) => {
+    expect(() => loadConfig(env as Record<string, string>)).toThrow(ConfigError)
+    expect(() => loadConfig(env as Record<string, string>)).toThrow(message)
+  })
+
+  it('requires explicit provider URLs in production', () => {
+    expect(() => loadConfig({ NODE_ENV: 'production', DATA_KEYS: `k1:${Buffer.alloc(32, 1).toString('base64')}` })).toThrow(/PORTONE_BASE_URL: required in production/)
+  })
+
+  it('validates a merchants file and reports the path of the bad field', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'crt-cfg-'))
+    const file = join(dir, 'm.json')
+    writeFileSync(file, JSON.stringify([{ id: 'a b', name: 'x', businessNumber: '2208162517', providers: {} }]))
+    expect(() => loadConfig({ MERCHANTS_FILE: file })).toThrow(/\[0\.id\] merchant id may contain/)
+    writeFileSync(file, JSON.stringify([{ id: 'm1', name: 'x', businessNumber: '2208162517', providers: { payssam: { apikey: 'k', member: 'm', merchant: 's', limits: { minTimeMs: 50 } } } }]))
+    const c = loadConfig({ MERCHANTS_FILE: file })
+    expect(c.merchants[0]!.providers.payssam!.limits!.minTimeMs).toBe(50)
+  })
+})

@@ -1,0 +1,54 @@
+import { describe, expect, it } from 'vitest'
+import fc from 'fast-check'
+import { cancelIdempotencyKey, deriveProviderKeys, redriveIdempotencyKey } from '../../src/providers/keys.ts'
+import { PROVIDERS } from '../../src/config.ts'
+
+const tx = fc.record({
+  provider: fc.constantFrom(...PROVIDERS),
+  merchantId: fc.stringMatching(/^[a-z0-9-]{1,20}$/),
+  transactionId: fc.string({ minLength: 1, maxLength: 64 }),
+  paymentRef: fc.option(fc.stringMatching(/^[A-Za-z0-9_-]{1,40}$/), { nil: null }),
+  orderId: fc.option(fc.stringMatching(/^[A-Za-z0-9_-]{1,40}$/), { nil: null }),
+})
+
+describe('deterministic provider keys', () => {
+  it('are the same for the same transaction, every time', () => {
+    fc.assert(
+      fc.property(tx, (t) => {
+        expect(deriveProviderKeys(t)).toEqual(deriveProviderKeys({ ...t }))
+      }),
+    )
+  })
+
+  it('fit each provider: PaySsam bill_id ≤ 20 alphanumerics, V2 Idempotency-Key 16–256 ASCII', () => {
+    fc.assert(
+      fc.property(tx, (t) => {
+        const k = deriveProviderKeys(t)
+        expect(k.idempotencyKey.length).toBeGreaterThanOrEqual(16)
+        expect(k.idempotencyKey.length).toBeLessThanOrEqual(256)
+        expect(k.idempotencyKey).toMatch(/^[\x21-\x7e]+$/)
+        if (t.provider === 'payssam') expect(k.providerKey).toMatch(/^[A-Za-z0-9]{1,20}$/)
+      }),
+    )
+  })
+
+  it('differ between transactions of one merchant', () => {
+    const a = deriveProviderKeys({ provider: 'payssam', merchantId: 'm', transactionId: 'T1', paymentRef: null, orderId: null })
+    const b = deriveProviderKeys({ provider: 'payssam', merchantId: 'm', transactionId: 'T2', paymentRef: null, orderId: null })
+    expect(a.providerKey).not.toBe(b.providerKey)
+    expect(a.idempotencyKey).not.toBe(b.idempotencyKey)
+  })
+
+  it('PortOne V1 uses imp_uid for PortOne payments and merchant_uid (order id) for cash taken outside', () => {
+    expect(deriveProviderKeys({ provider: 'portone', merchantId: 'm', transactionId: 'T', paymentRef: 'imp_1', orderId: 'O' })).toMatchObject({ providerKey: 'imp_1', portonePayment: true })
+    expect(deriveProviderKeys({ provider: 'portone', merchantId: 'm', transactionId: 'T', paymentRef: null, orderId: 'O' })).toMatchObject({ providerKey: 'O', portonePayment: false })
+  })
+
+  it('re-drives get a fresh idempotency key; cancels get their own per sequence', () => {
+    const base = deriveProviderKeys({ provider: 'portone-v2', merchantId: 'm', transactionId: 'T', paymentRef: 'p', orderId: null }).idempotencyKey
+    expect(redriveIdempotencyKey(base, 1)).toBe(`${base}-r1`)
+    expect(redriveIdempotencyKey(`${base}-r1`, 2)).toBe(`${base}-r2`)
+    expect(cancelIdempotencyKey(base, 1)).not.toBe(cancelIdempotencyKey(base, 2))
+    expect(cancelIdempotencyKey(`${base}-r3`, 1)).toBe(cancelIdempotencyKey(base, 1))
+  })
+})

@@ -2,7 +2,7 @@
 import type { ColumnType, Generated, Insertable, Selectable, Updateable } from 'kysely'
 import type { IdentifierType, ProviderName, Purpose } from '../providers/types.ts'
 
-type Timestamp = ColumnType<Date, Date | string, Date | string>
+type Timestamp = Date
 /** `date` columns are read as 'YYYY-MM-DD' strings (type parser set in database.ts). */
 type DateString = ColumnType<string, string, string>
 

@@ -80,7 +80,23 @@ export async function settleDay(deps: SettleDeps, opts: SettleOptions): Promise<
   const skipReasons: Record<string, number> = {}
   const byProvider: Record<string, number> = {}
 
-  // Phase 1: receipts for transactions of the window that have none yet.
+  const enqueue = async (rows: readonly { id: number; trade_date: string; redrive_count: number }[]) => {
+    if (!rows.length) return
+    await waitForRoom(deps)
+    await deps.queue.addBulk(
+      rows.map((r) => ({
+        name: 'issue-receipt' as const,
+        data: { receiptId: r.id, businessDate: r.trade_date },
+        opts: { jobId: issueJobId(r.id, r.redrive_count) },
+      })),
+    )
+    enqueued += rows.length
+    opts.onProgress?.({ phase: 'enqueue', selected, enqueued })
+  }
+
+  // Phase 1: receipts for transactions of the window that have none yet, each chunk enqueued as
+  // soon as it is committed (the first receipts issue while later chunks are still being read).
+  const settleStarted = new Date()
   let cursor = ''
   for (;;) {
     let q = db
@@ -117,44 +133,42 @@ export async function settleDay(deps: SettleDeps, opts: SettleOptions): Promise<
         byProvider[r.provider] = (byProvider[r.provider] ?? 0) + 1
       }
     }
-    if (!opts.dryRun) {
-      // Conflict only on (transaction, kind, seq): a provider-key clash must fail loudly, never drop a row.
-      await db
-        .insertInto('receipts')
-        .values(receipts)
-        .onConflict((oc) => oc.columns(['transaction_id', 'kind', 'seq']).doNothing())
-        .execute()
+    if (opts.dryRun) {
+      enqueued += receipts.filter((r) => r.state === 'pending').length
+      opts.onProgress?.({ phase: 'select', selected, enqueued })
+      continue
     }
+    // Conflict only on (transaction, kind, seq): a provider-key clash must fail loudly, never drop a row.
+    const inserted = await db
+      .insertInto('receipts')
+      .values(receipts)
+      .onConflict((oc) => oc.columns(['transaction_id', 'kind', 'seq']).doNothing())
+      .returning(['id', 'state', 'trade_date', 'redrive_count'])
+      .execute()
     opts.onProgress?.({ phase: 'select', selected, enqueued })
+    await enqueue(inserted.filter((r) => r.state === 'pending'))
   }
 
-  // Phase 2: one job per pending receipt of the window (also recovers jobs lost from Redis).
+  // Phase 2: pending receipts of the window created before this call (an earlier run whose jobs were
+  // lost from Redis, a crash between insert and enqueue). Re-adding a live job id is a no-op.
   if (opts.dryRun) {
     const pending = await pendingQuery(db, from, to, opts.merchantId)
       .select((eb) => eb.fn.countAll<number>().as('n'))
       .executeTakeFirstOrThrow()
-    enqueued = Number(pending.n) + created
+    enqueued += Number(pending.n)
   } else {
     let idCursor = 0
     for (;;) {
       const rows = await pendingQuery(db, from, to, opts.merchantId)
         .select(['id', 'trade_date', 'redrive_count'])
+        .where('created_at', '<', settleStarted)
         .where('id', '>', idCursor)
         .orderBy('id')
         .limit(deps.chunkSize)
         .execute()
       if (rows.length === 0) break
       idCursor = rows.at(-1)!.id
-      await waitForRoom(deps)
-      await deps.queue.addBulk(
-        rows.map((r) => ({
-          name: 'issue-receipt' as const,
-          data: { receiptId: r.id, businessDate: r.trade_date },
-          opts: { jobId: issueJobId(r.id, r.redrive_count) },
-        })),
-      )
-      enqueued += rows.length
-      opts.onProgress?.({ phase: 'enqueue', selected, enqueued })
+      await enqueue(rows)
     }
     await db
       .updateTable('settlement_runs')

@@ -1,0 +1,255 @@
+/**
+ * Shared benchmark plumbing: services, a fresh database per scenario, the sandbox and workers as
+ * separate OS processes (like production), process RSS sampling, Redis memory sampling, and the
+ * baselines every scenario measures in the same run (the machine's speed drifts).
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { writeFile, mkdtemp } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import pg from 'pg'
+import { Queue, Worker } from 'bullmq'
+import { Redis } from 'ioredis'
+import { from as copyFrom } from 'pg-copy-streams'
+import { pipeline } from 'node:stream/promises'
+import { Readable } from 'node:stream'
+import { createHash } from 'node:crypto'
+import { loadConfig, type MerchantConfig } from '../src/config.ts'
+import { encryptPii } from '../src/crypto/pii.ts'
+import { generateDay, mulberry32 } from '../src/demo/generate.ts'
+import { freePort } from '../src/demo/infra.ts'
+import { businessDateOf, maskIdentifier, parseIdentifier } from '../src/domain/index.ts'
+
+export const ROOT = resolve(import.meta.dirname, '..')
+
+export interface Services {
+  readonly pgServer: string
+  readonly redisUrl: string
+}
+
+export async function recreateDatabase(pgServer: string, name: string): Promise<string> {
+  const c = new pg.Client({ connectionString: `${pgServer}/postgres` })
+  await c.connect()
+  try {
+    await c.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`)
+    await c.query(`CREATE DATABASE ${pg.escapeIdentifier(name)}`)
+  } finally {
+    await c.end()
+  }
+  return `${pgServer}/${name}`
+}
+
+/** Environment for CLI child processes of one scenario. */
+export function scenarioEnv(databaseUrl: string, redisUrl: string, prefix: string, extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    NODE_ENV: 'development',
+    DATABASE_URL: databaseUrl,
+    REDIS_URL: redisUrl,
+    QUEUE_PREFIX: prefix,
+    LOG_LEVEL: 'warn',
+    LOG_PRETTY: 'false',
+    ...extra,
+  }
+}
+
+export function spawnCli(args: string[], env: Record<string, string>, opts: { quiet?: boolean } = {}): ChildProcess {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli.ts'), ...args], {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', opts.quiet ? 'ignore' : 'inherit'],
+  })
+  child.stdout?.resume()
+  return child
+}
+
+export function runCli(args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; peakRssMb: number }> {
+  return new Promise((res, rej) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli.ts'), ...args], {
+      cwd: ROOT,
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    })
+    let stdout = ''
+    child.stdout.on('data', (d) => (stdout += d))
+    let peak = 0
+    const timer = setInterval(() => (peak = Math.max(peak, rssMb(child.pid!))), 100)
+    child.on('error', rej)
+    child.on('exit', (code) => {
+      clearInterval(timer)
+      res({ code: code ?? -1, stdout, peakRssMb: peak })
+    })
+  })
+}
+
+/** Resident set size of a process in MB (Linux /proc), 0 when gone. */
+export function rssMb(pid: number): number {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8')
+    const m = /VmRSS:\s+(\d+) kB/.exec(status)
+    return m ? Number(m[1]) / 1024 : 0
+  } catch {
+    return 0
+  }
+}
+
+export async function stop(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return
+  await new Promise<void>((r) => {
+    const t = setTimeout(() => child.kill('SIGKILL'), 30_000)
+    child.once('exit', () => {
+      clearTimeout(t)
+      r()
+    })
+    child.kill(signal)
+  })
+}
+
+export async function startSandboxProcess(env: Record<string, string>, args: string[] = []): Promise<{ url: string; child: ChildProcess }> {
+  const port = await freePort()
+  const child = spawnCli(['sandbox', '--port', String(port), ...args], env, { quiet: true })
+  const url = `http://127.0.0.1:${port}`
+  for (let i = 0; i < 100; i++) {
+    try {
+      const r = await fetch(`${url}/_sandbox/stats`)
+      if (r.ok) return { url, child }
+    } catch {
+      // not up yet
+    }
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  throw new Error('sandbox process did not start')
+}
+
+export async function sandboxStats(url: string): Promise<{ providers: Record<string, { requests: number; issued: number; cancelled: number; duplicates_rejected: number; rate_limited: number }>; max_live_receipts_per_key: number }> {
+  const r = await fetch(`${url}/_sandbox/stats`)
+  return (await r.json()) as never
+}
+
+/** Baselines: BullMQ addBulk and a no-op worker on the same Redis, same machine, same minute. */
+export async function measureBaselines(redisUrl: string, jobs: number): Promise<{ addBulkJobsPerSec: number; noopWorkerJobsPerSec: number }> {
+  const prefix = `bench-base-${Date.now().toString(36)}`
+  const conn = new Redis(redisUrl, { maxRetriesPerRequest: null })
+  const queue = new Queue('noop', { connection: conn as never, prefix })
+  try {
+    const t0 = performance.now()
+    for (let i = 0; i < jobs; i += 1000) {
+      await queue.addBulk(
+        Array.from({ length: Math.min(1000, jobs - i) }, (_, k) => ({ name: 'noop', data: { receiptId: i + k, businessDate: '2026-11-21' }, opts: { removeOnComplete: true } })),
+      )
+    }
+    const addBulkJobsPerSec = jobs / ((performance.now() - t0) / 1000)
+    let done = 0
+    const t1 = performance.now()
+    const finished = new Promise<void>((r) => {
+      const worker = new Worker('noop', async () => {}, { connection: new Redis(redisUrl, { maxRetriesPerRequest: null }) as never, prefix, concurrency: 50 })
+      worker.on('completed', () => {
+        if (++done === jobs) void worker.close().then(() => r())
+      })
+    })
+    await finished
+    const noopWorkerJobsPerSec = jobs / ((performance.now() - t1) / 1000)
+    return { addBulkJobsPerSec, noopWorkerJobsPerSec }
+  } finally {
+    await queue.obliterate({ force: true }).catch(() => {})
+    await queue.close()
+    conn.disconnect()
+  }
+}
+
+/** N merchants with sandbox credentials, written to a MERCHANTS_FILE. */
+export async function writeMerchantsFile(n: number, limits?: Record<string, unknown>): Promise<{ file: string; merchants: MerchantConfig[] }> {
+  const base = loadConfig({}).merchants[0]!
+  const merchants: MerchantConfig[] = Array.from({ length: n }, (_, i) => {
+    const id = `bm${String(i).padStart(4, '0')}`
+    return {
+      ...base,
+      id,
+      name: `벤치 가맹점 ${i}`,
+      mandatoryIssuer: i % 2 === 0,
+      providers: {
+        portone: { impKey: `imp_key_${id}`, impSecret: `imp_secret_${id}`, channelKey: `channel-${id}`, ...(limits ? { limits } : {}) },
+        'portone-v2': { apiSecret: `v2-secret-${id}`, channelKey: `channel-v2-${id}`, storeId: `store-${id}`, ...(limits ? { limits } : {}) },
+        payssam: { apikey: `apikey${id}`, member: `member-${id}`, merchant: `shop-${id}`, ...(limits ? { limits } : {}) },
+        nts: { clientId: `nts-${id}`, clientSecret: `nts-secret-${id}`, ...(limits ? { limits } : {}) },
+      },
+    } as MerchantConfig
+  })
+  const dir = await mkdtemp(join(tmpdir(), 'cr-bench-'))
+  const file = join(dir, 'merchants.json')
+  await writeFile(file, JSON.stringify(merchants))
+  return { file, merchants }
+}
+
+const COLUMNS = [
+  'transaction_id', 'merchant_id', 'provider', 'payment_ref', 'order_id', 'order_name', 'method', 'amount', 'tax_free_amount',
+  'service_fee', 'paid_at', 'business_date', 'identifier_type', 'identifier_masked', 'pii_enc', 'data_key_id', 'purpose', 'status',
+  'refunded_amount', 'content_hash',
+] as const
+
+/**
+ * Loads `count` generated transactions with COPY (chunks of 1,000 lines), identifiers encrypted as the
+ * importer would. Streams: memory stays flat whatever the count.
+ */
+export async function copyTransactions(
+  databaseUrl: string,
+  opts: { businessDate: string; count: number; merchants: readonly { id: string; mandatoryIssuer: boolean }[]; providers?: readonly ('portone' | 'portone-v2' | 'payssam' | 'nts')[]; noPortonePayments?: boolean },
+): Promise<{ rows: number; seconds: number }> {
+  const keys = loadConfig({}).dataKeys
+  const client = new pg.Client({ connectionString: databaseUrl })
+  await client.connect()
+  const chunk = 10_000
+  const t0 = performance.now()
+  const esc = (v: string | null) => (v === null || v === '' ? '' : /[",\n]/.test(v) ? `"${v.replace(/"/g, '""')}"` : v)
+  async function* lines() {
+    for (let start = 0; start < opts.count; start += chunk) {
+      const day = generateDay({
+        businessDate: opts.businessDate,
+        count: Math.min(chunk, opts.count - start),
+        merchants: opts.merchants,
+        providers: opts.providers,
+        seed: 1000 + start,
+        idPrefix: `B${start / chunk}`,
+      })
+      let out = ''
+      for (const r of day.rows) {
+        const paymentRef = opts.noPortonePayments && r.provider === 'portone' ? '' : r.payment_ref!
+        const method = opts.noPortonePayments && r.method === 'naverpay' ? 'bank_transfer' : r.method!
+        const id = r.identifier ? parseIdentifier(r.identifier, (r.identifier_type || undefined) as never) : null
+        const ident = id && id.ok ? id.value : null
+        const enc = ident ? encryptPii({ identifier: ident.digits }, keys, r.transaction_id!) : null
+        const values = [
+          r.transaction_id!, r.merchant_id!, r.provider!, paymentRef, r.order_id!, r.order_name!, method, r.amount!, r.tax_free_amount!,
+          r.service_fee!, r.paid_at!, businessDateOf(new Date(r.paid_at!)), ident?.type ?? '', ident ? maskIdentifier(ident.digits, ident.type) : '',
+          enc?.value ?? '', enc?.keyId ?? '', ident?.type === 'business' ? 'expense' : 'deduction', 'completed', '0',
+          createHash('sha1').update(r.transaction_id!).digest('base64url'),
+        ]
+        out += values.map((v) => esc(v)).join(',') + '\n'
+      }
+      yield out
+    }
+  }
+  try {
+    const stream = client.query(copyFrom(`COPY cash_transactions (${COLUMNS.join(',')}) FROM STDIN WITH (FORMAT csv)`))
+    await pipeline(Readable.from(lines()), stream)
+  } finally {
+    await client.end()
+  }
+  return { rows: opts.count, seconds: (performance.now() - t0) / 1000 }
+}
+
+export async function waitFor(fn: () => Promise<boolean>, timeoutMs: number, everyMs = 250): Promise<boolean> {
+  const end = Date.now() + timeoutMs
+  while (Date.now() < end) {
+    if (await fn()) return true
+    await new Promise((r) => setTimeout(r, everyMs))
+  }
+  return false
+}
+
+export function percentile(sorted: readonly number[], p: number): number {
+  if (!sorted.length) return 0
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!
+}
+
+export { mulberry32 }

@@ -1,0 +1,260 @@
+/**
+ * `npm run bench [-- --quick] [-- --json] [-- --only ceiling,fidelity,settlement,soak]`
+ *
+ * Real Postgres and Redis on localhost (DATABASE_URL's server / REDIS_URL, or what `demo` would
+ * start), the sandbox and workers as separate processes. Every scenario measures its baselines in
+ * the same run: a no-op BullMQ worker on the same Redis and BullMQ addBulk (jobs/s).
+ */
+import pg from 'pg'
+import { Redis } from 'ioredis'
+import { loadConfig } from '../src/config.ts'
+import { ensurePostgres, ensureRedis } from '../src/demo/infra.ts'
+import {
+  copyTransactions, measureBaselines, percentile, recreateDatabase, rssMb, runCli, sandboxStats, scenarioEnv, spawnCli,
+  startSandboxProcess, stop, waitFor, writeMerchantsFile,
+} from './lib.ts'
+
+const args = process.argv.slice(2)
+const quick = args.includes('--quick')
+const json = args.includes('--json')
+const only = (() => {
+  const i = args.indexOf('--only')
+  return i >= 0 ? new Set(args[i + 1]!.split(',')) : null
+})()
+const log = (msg: string) => process.stderr.write(`[bench] ${msg}\n`)
+
+interface Result {
+  scenario: string
+  figures: Record<string, number | string>
+  target: string
+  met: boolean
+}
+
+async function counts(databaseUrl: string) {
+  const c = new pg.Client({ connectionString: databaseUrl })
+  await c.connect()
+  try {
+    const r = await c.query<{ state: string; n: number }>(`SELECT state, count(*)::int AS n FROM receipts WHERE kind = 'issue' GROUP BY state`)
+    return Object.fromEntries(r.rows.map((x) => [x.state, x.n])) as Record<string, number>
+  } finally {
+    await c.end()
+  }
+}
+
+async function latencies(databaseUrl: string) {
+  const c = new pg.Client({ connectionString: databaseUrl })
+  await c.connect()
+  try {
+    const r = await c.query<{ ms: number; first: Date; last: Date }>(
+      `SELECT extract(epoch FROM issued_at - created_at) * 1000 AS ms FROM receipts WHERE state = 'issued' ORDER BY 1`,
+    )
+    const w = await c.query<{ first: Date; last: Date; n: number }>(`SELECT min(created_at) AS first, max(issued_at) AS last, count(*)::int AS n FROM receipts WHERE state = 'issued'`)
+    return { sorted: r.rows.map((x) => Number(x.ms)), window: w.rows[0]! }
+  } finally {
+    await c.end()
+  }
+}
+
+async function ceiling(pgServer: string, redisUrl: string): Promise<Result> {
+  const merchantsN = quick ? 100 : 1_000
+  const perMerchant = quick ? 20 : 50
+  const total = merchantsN * perMerchant
+  const base = await measureBaselines(redisUrl, quick ? 5_000 : 20_000)
+  const db = await recreateDatabase(pgServer, 'cash_receipts_bench')
+  const { file, merchants } = await writeMerchantsFile(merchantsN, { maxConcurrent: 50, minTimeMs: 0 })
+  const prefix = `bench${Date.now().toString(36)}`
+  const sandbox = await startSandboxProcess(scenarioEnv(db, redisUrl, prefix))
+  const env = scenarioEnv(db, redisUrl, prefix, { MERCHANTS_FILE: file, SANDBOX_URL: sandbox.url, WORKER_CONCURRENCY: '64' })
+  try {
+    await runCli(['migrate'], env)
+    const date = '2026-11-21'
+    const loaded = await copyTransactions(db, { businessDate: date, count: total, merchants, noPortonePayments: true })
+    log(`ceiling: loaded ${total} transactions in ${loaded.seconds.toFixed(1)} s`)
+    const workers = [spawnCli(['worker'], env), spawnCli(['worker'], env)]
+    const t0 = Date.now()
+    const settled = await runCli(['settle', '--date', date, '--json'], env)
+    const created = JSON.parse(settled.stdout).created as number
+    await waitFor(async () => {
+      const c = await counts(db)
+      return (c.pending ?? 0) + (c.issuing ?? 0) === 0
+    }, 15 * 60_000)
+    const wall = (Date.now() - t0) / 1000
+    await Promise.all(workers.map((w) => stop(w)))
+    const { sorted, window } = await latencies(db)
+    const issuingSeconds = (new Date(window.last).getTime() - new Date(window.first).getTime()) / 1000
+    const rate = window.n / issuingSeconds
+    const ratio = rate / base.noopWorkerJobsPerSec
+    const stats = await sandboxStats(sandbox.url)
+    return {
+      scenario: 'ceiling',
+      figures: {
+        merchants: merchantsN, receipts: created, issued: window.n, receipts_per_s: round(rate), p50_ms: round(percentile(sorted, 50)), p99_ms: round(percentile(sorted, 99)),
+        wall_s: round(wall), noop_baseline_jobs_per_s: round(base.noopWorkerJobsPerSec), addbulk_baseline_jobs_per_s: round(base.addBulkJobsPerSec),
+        ratio_to_noop: round(ratio, 3), max_live_receipts_per_key: stats.max_live_receipts_per_key,
+      },
+      target: 'ratio ≥ 0.15 (goal 0.25)',
+      met: ratio >= 0.15 && stats.max_live_receipts_per_key <= 1,
+    }
+  } finally {
+    await stop(sandbox.child)
+  }
+}
+
+async function fidelity(pgServer: string, redisUrl: string): Promise<Result> {
+  const total = quick ? 1_500 : 20_000
+  const limit = 100
+  const base = await measureBaselines(redisUrl, quick ? 5_000 : 20_000)
+  const db = await recreateDatabase(pgServer, 'cash_receipts_bench')
+  const { file, merchants } = await writeMerchantsFile(1, { maxConcurrent: 20, minTimeMs: 10 })
+  const prefix = `bench${Date.now().toString(36)}`
+  const sandbox = await startSandboxProcess(scenarioEnv(db, redisUrl, prefix), ['--rate-limit', `payssam=${limit}`])
+  const env = scenarioEnv(db, redisUrl, prefix, { MERCHANTS_FILE: file, SANDBOX_URL: sandbox.url, WORKER_CONCURRENCY: '16' })
+  try {
+    await runCli(['migrate'], env)
+    await copyTransactions(db, { businessDate: '2026-11-21', count: total, merchants, providers: ['payssam'] })
+    await runCli(['settle', '--date', '2026-11-21'], env)
+    const before = (await sandboxStats(sandbox.url)).providers.payssam!.requests
+    const t0 = Date.now()
+    const workers = Array.from({ length: 4 }, () => spawnCli(['worker'], env))
+    await waitFor(async () => {
+      const c = await counts(db)
+      return (c.pending ?? 0) + (c.issuing ?? 0) === 0
+    }, 15 * 60_000)
+    const seconds = (Date.now() - t0) / 1000
+    await Promise.all(workers.map((w) => stop(w)))
+    const s = (await sandboxStats(sandbox.url)).providers.payssam!
+    const achieved = (s.requests - before) / seconds
+    const share = achieved / limit
+    return {
+      scenario: 'fidelity',
+      figures: {
+        receipts: total, limit_req_per_s: limit, achieved_req_per_s: round(achieved), share_of_limit: round(share, 3), rate_limited_429: s.rate_limited, worker_processes: 4,
+        seconds: round(seconds), noop_baseline_jobs_per_s: round(base.noopWorkerJobsPerSec), addbulk_baseline_jobs_per_s: round(base.addBulkJobsPerSec),
+      },
+      target: '≥ 95% of the limit, zero 429s',
+      met: share >= 0.95 && s.rate_limited === 0,
+    }
+  } finally {
+    await stop(sandbox.child)
+  }
+}
+
+async function settlement(pgServer: string, redisUrl: string): Promise<Result> {
+  const total = quick ? 50_000 : 1_000_000
+  const maxWaiting = quick ? 10_000 : 50_000
+  const base = await measureBaselines(redisUrl, quick ? 5_000 : 20_000)
+  const db = await recreateDatabase(pgServer, 'cash_receipts_bench')
+  const { file, merchants } = await writeMerchantsFile(50)
+  const prefix = `bench${Date.now().toString(36)}`
+  const env = scenarioEnv(db, redisUrl, prefix, { MERCHANTS_FILE: file, SETTLE_MAX_WAITING: String(maxWaiting), SETTLE_CHUNK_SIZE: '2000' })
+  const redis = new Redis(redisUrl)
+  try {
+    await runCli(['migrate'], env)
+    const loaded = await copyTransactions(db, { businessDate: '2026-11-21', count: total, merchants, noPortonePayments: true })
+    log(`settlement: COPY ${total} rows at ${round(total / loaded.seconds)} rows/s`)
+    const memBase = Number(/used_memory:(\d+)/.exec(await redis.info('memory'))![1])
+    let peakRedis = 0
+    const sampler = setInterval(() => {
+      void redis.info('memory').then((m) => (peakRedis = Math.max(peakRedis, Number(/used_memory:(\d+)/.exec(m)![1]) - memBase)))
+    }, 200)
+    // Workers off: a drain that completes jobs without issuing, so backpressure engages and Redis stays bounded.
+    const { Worker } = await import('bullmq')
+    const drain = new Worker('receipts', async () => {}, { connection: new Redis(redisUrl, { maxRetriesPerRequest: null }) as never, prefix, concurrency: 100, removeOnComplete: { count: 0 } })
+    const t0 = performance.now()
+    const settled = await runCli(['settle', '--date', '2026-11-21', '--json'], env)
+    const seconds = (performance.now() - t0) / 1000
+    clearInterval(sampler)
+    await drain.close()
+    const summary = JSON.parse(settled.stdout)
+    const rate = summary.enqueued / seconds
+    const ratio = rate / base.addBulkJobsPerSec
+    const bound = maxWaiting * 1_500 // bytes: ~734 B per waiting job measured, ×2 headroom
+    return {
+      scenario: 'settlement',
+      figures: {
+        transactions: total, enqueued: summary.enqueued, skipped: summary.skipped, seconds: round(seconds), enqueue_per_s: round(rate),
+        addbulk_baseline_jobs_per_s: round(base.addBulkJobsPerSec), noop_baseline_jobs_per_s: round(base.noopWorkerJobsPerSec), ratio_to_addbulk: round(ratio, 3),
+        settle_peak_rss_mb: round(settled.peakRssMb), redis_peak_used_mb: round(peakRedis / 1e6), max_waiting: maxWaiting,
+      },
+      target: 'ratio ≥ 0.5, RSS ≤ 300 MB, Redis bounded by the backpressure limit',
+      met: ratio >= 0.5 && settled.peakRssMb <= 300 && peakRedis <= bound,
+    }
+  } finally {
+    redis.disconnect()
+  }
+}
+
+async function soak(pgServer: string, redisUrl: string): Promise<Result> {
+  const total = quick ? 20_000 : 200_000
+  const base = await measureBaselines(redisUrl, quick ? 5_000 : 20_000)
+  const db = await recreateDatabase(pgServer, 'cash_receipts_bench')
+  const { file, merchants } = await writeMerchantsFile(100, { maxConcurrent: 50, minTimeMs: 0 })
+  const prefix = `bench${Date.now().toString(36)}`
+  const sandbox = await startSandboxProcess(scenarioEnv(db, redisUrl, prefix))
+  const env = scenarioEnv(db, redisUrl, prefix, { MERCHANTS_FILE: file, SANDBOX_URL: sandbox.url, WORKER_CONCURRENCY: '64' })
+  try {
+    await runCli(['migrate'], env)
+    await copyTransactions(db, { businessDate: '2026-11-21', count: total, merchants, providers: ['payssam', 'nts', 'portone-v2'] })
+    const settled = JSON.parse((await runCli(['settle', '--date', '2026-11-21', '--json'], env)).stdout)
+    const worker = spawnCli(['worker'], env)
+    const t0 = Date.now()
+    let rss10 = 0
+    await waitFor(async () => {
+      const c = await counts(db)
+      const done = (c.issued ?? 0) + (c.failed ?? 0)
+      if (!rss10 && done >= settled.created * 0.1) rss10 = rssMb(worker.pid!)
+      return (c.pending ?? 0) + (c.issuing ?? 0) === 0
+    }, 30 * 60_000, 500)
+    const rss100 = rssMb(worker.pid!)
+    const seconds = (Date.now() - t0) / 1000
+    await stop(worker)
+    const growth = rss10 ? (rss100 - rss10) / rss10 : 0
+    return {
+      scenario: 'soak',
+      figures: {
+        receipts: settled.created, seconds: round(seconds), receipts_per_s: round(settled.created / seconds), rss_at_10pct_mb: round(rss10), rss_at_100pct_mb: round(rss100),
+        growth_pct: round(growth * 100, 1), noop_baseline_jobs_per_s: round(base.noopWorkerJobsPerSec), addbulk_baseline_jobs_per_s: round(base.addBulkJobsPerSec),
+      },
+      target: 'RSS growth ≤ 10% from 10% to 100%',
+      met: growth <= 0.1,
+    }
+  } finally {
+    await stop(sandbox.child)
+  }
+}
+
+const round = (n: number, d = 1) => Math.round(n * 10 ** d) / 10 ** d
+
+async function main() {
+  const config = loadConfig()
+  const postgres = await ensurePostgres(config.databaseUrl, log)
+  const redis = await ensureRedis(config.redisUrl, log)
+  const pgServer = postgres.url.replace(/\/[^/]*$/, '')
+  const scenarios = { ceiling, fidelity, settlement, soak }
+  const results: Result[] = []
+  const t0 = Date.now()
+  try {
+    for (const [name, fn] of Object.entries(scenarios)) {
+      if (only && !only.has(name)) continue
+      log(`${name}${quick ? ' (quick)' : ''}…`)
+      const started = Date.now()
+      const r = await fn(pgServer, redis.url)
+      r.figures.scenario_seconds = round((Date.now() - started) / 1000)
+      results.push(r)
+      if (json) process.stdout.write(`${JSON.stringify(r)}\n`)
+      else log(`${name}: ${r.met ? 'target met' : 'TARGET MISSED'} ${JSON.stringify(r.figures)}`)
+    }
+  } finally {
+    await redis.stop()
+    await postgres.stop()
+  }
+  if (!json) {
+    process.stdout.write(`\nmachine: ${(await import('node:os')).cpus().length} cores, node ${process.version}; total ${round((Date.now() - t0) / 1000)} s\n`)
+    for (const r of results) {
+      process.stdout.write(`\n${r.scenario} — target: ${r.target} — ${r.met ? 'MET' : 'MISSED'}\n`)
+      for (const [k, v] of Object.entries(r.figures)) process.stdout.write(`  ${k.padEnd(30)} ${v}\n`)
+    }
+  }
+}
+
+await main()

@@ -18,6 +18,7 @@ import { connectionOf, createControlQueue, createReceiptsQueue, createRedis, REC
 import { createIssueHandler } from './jobs/issue-receipt.ts'
 import { createCancelHandler } from './jobs/cancel-receipt.ts'
 import type { ProviderSource } from './jobs/provider-source.ts'
+import { failOrphaned } from './db/ledger.ts'
 
 export interface App {
   readonly config: AppConfig
@@ -127,9 +128,14 @@ export function createApp(config: AppConfig, overrides: AppOverrides = {}): App 
           autorun: true,
         },
       )
-      worker.on('failed', (job, err) =>
-        logger.warn({ jobId: job?.id, attemptsMade: job?.attemptsMade, err: err.message }, 'receipt job attempt failed'),
-      )
+      worker.on('failed', (job, err) => {
+        logger.warn({ jobId: job?.id, attemptsMade: job?.attemptsMade, err: err.message }, 'receipt job attempt failed')
+        // Terminal at the queue level (e.g. stalled too often): make sure the ledger says failed.
+        const receiptId = (job?.data as { receiptId?: number } | undefined)?.receiptId
+        if (job && receiptId && job.finishedOn) {
+          void failOrphaned(app.db(), receiptId, 'queue', err.message).catch((e) => logger.error({ err: (e as Error).message }, 'could not record orphaned job'))
+        }
+      })
       worker.on('error', (err) => logger.error({ err: err.message }, 'worker error'))
       closers.unshift(() => worker.close())
       return worker

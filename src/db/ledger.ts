@@ -176,3 +176,29 @@ export async function extendLease(db: Db, receiptId: number, workerId: string, l
     .executeTakeFirst()
   return Number(res.numUpdatedRows) === 1
 }
+
+/**
+ * BullMQ gave up on a job for a reason the handler never saw (stalled more than allowed, lock lost
+ * on the last attempt): the row must not stay pending/issuing with no job behind it. It becomes
+ * `failed` with needs_lookup (a call may have been in flight) so `redrive` picks it up. Rows another
+ * worker holds under a live lease are left alone.
+ */
+export async function failOrphaned(db: Db, receiptId: number, errorClass: string, message: string): Promise<boolean> {
+  const res = await db
+    .updateTable('receipts')
+    .set({
+      state: 'failed',
+      needs_lookup: true,
+      error_class: errorClass,
+      error_code: 'QUEUE',
+      error_message: message.slice(0, 1000),
+      locked_by: null,
+      locked_until: null,
+      finished_at: sql`now()`,
+      updated_at: sql`now()`,
+    })
+    .where('id', '=', receiptId)
+    .where((eb) => eb.or([eb('state', '=', 'pending'), eb.and([eb('state', '=', 'issuing'), eb.or([eb('locked_until', 'is', null), eb('locked_until', '<', sql<Date>`now()`)])])]))
+    .executeTakeFirst()
+  return Number(res.numUpdatedRows) === 1
+}

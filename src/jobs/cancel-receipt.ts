@@ -6,7 +6,7 @@
  * receipt `cancelling` (full cancel), calls the provider, and on success marks the issue receipt
  * `cancelled` (full) or adds to its cancelled_amount (partial).
  */
-import { UnrecoverableError, type Job } from 'bullmq'
+import { DelayedError, UnrecoverableError, type Job } from 'bullmq'
 import { sql } from 'kysely'
 import type { Logger } from 'pino'
 import type { Db } from '../db/database.ts'
@@ -145,7 +145,6 @@ export function createCancelHandler(deps: CancelDeps) {
     const cancel = claim.receipt
     const parent = await deps.db.selectFrom('receipts').selectAll().where('id', '=', cancel.parent_receipt_id!).executeTakeFirstOrThrow()
     const full = cancel.total_amount === parent.total_amount && parent.cancelled_amount === 0
-    const { provider, throttle } = deps.providers.get(cancel.merchant_id, cancel.provider)
     const calls: AttemptRecord[] = []
     const ctx = { signal, onCall: recorder(calls, now) }
     const lastAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1)
@@ -167,15 +166,16 @@ export function createCancelHandler(deps: CancelDeps) {
       })
 
     try {
+      const { provider, throttle: t } = deps.providers.get(cancel.merchant_id, cancel.provider)
       if (full) {
         await deps.db.updateTable('receipts').set({ state: 'cancelling', updated_at: sql`now()` }).where('id', '=', parent.id).where('state', '=', 'issued').execute()
       }
       const lookupReq = { providerKey: cancel.provider_key, portonePayment: cancel.portone_payment, amounts: amountsOf(parent) }
       if (cancel.needs_lookup && full) {
-        const found = await throttle.schedule(() => provider.lookup(lookupReq, ctx))
+        const found = await t.schedule(() => provider.lookup(lookupReq, ctx))
         if (found.kind === 'cancelled') return (await complete(found)) ? { state: 'cancelled', detail: 'found by lookup' } : { state: 'taken-over' }
       }
-      const o = await throttle.schedule(() =>
+      const o = await t.schedule(() =>
         provider.cancel(
           {
             providerKey: cancel.provider_key,
@@ -192,13 +192,13 @@ export function createCancelHandler(deps: CancelDeps) {
       )
       if (o.kind === 'cancelled') return (await complete(o)) ? { state: 'cancelled' } : { state: 'taken-over' }
       if (o.kind === 'unknown_outcome' && full) {
-        const found = await throttle.schedule(() => provider.lookup(lookupReq, ctx))
+        const found = await t.schedule(() => provider.lookup(lookupReq, ctx))
         if (found.kind === 'cancelled') return (await complete(found)) ? { state: 'cancelled', detail: 'unknown outcome, found by lookup' } : { state: 'taken-over' }
       }
       const error = { errorClass: o.kind, code: o.meta.providerCode ?? (o.meta.httpStatus ? String(o.meta.httpStatus) : null), message: o.meta.message }
       const permanent = o.kind === 'permanent' || o.kind === 'not_found' || o.kind === 'issued' || o.kind === 'already_issued'
       if (o.kind === 'rate_limited') {
-        throttle.penalize(o.retryAfterMs)
+        t.penalize(o.retryAfterMs)
         await transition(deps.db, cancel.id, deps.workerId, { state: 'pending', error }, { receipt: cancel, jobId: job.id, rows: calls })
         return delay(job, token, o.retryAfterMs)
       }
@@ -214,6 +214,18 @@ export function createCancelHandler(deps: CancelDeps) {
       if (err instanceof QueueFullError) {
         await transition(deps.db, cancel.id, deps.workerId, { state: 'pending' }, { receipt: cancel, jobId: job.id, rows: calls })
         return delay(job, token, err.retryInMs)
+      }
+      if (err instanceof DelayedError || err instanceof UnrecoverableError || err instanceof RetryableJobError) throw err
+      const e = err as Error
+      await transition(
+        deps.db,
+        cancel.id,
+        deps.workerId,
+        { state: lastAttempt ? 'failed' : 'pending', needsLookup: true, error: { errorClass: 'internal', code: e?.name ?? 'Error', message: e?.message ?? String(err) } },
+        { receipt: cancel, jobId: job.id, rows: calls },
+      ).catch(() => {})
+      if (lastAttempt && full) {
+        await deps.db.updateTable('receipts').set({ state: 'issued', updated_at: sql`now()` }).where('id', '=', parent.id).where('state', '=', 'cancelling').execute()
       }
       throw err
     }

@@ -53,23 +53,26 @@ export function createIssueHandler(deps: IssueDeps) {
     if (claim.status === 'leased') return delay(job, token, claim.retryInMs)
 
     const receipt = claim.receipt
-    const { provider, throttle } = deps.providers.get(receipt.merchant_id, receipt.provider)
     const calls: AttemptRecord[] = []
     const lastAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1)
     const ctx = { signal, onCall: recorder(calls, now) }
     const finish = (t: Transition) =>
       transition(deps.db, receipt.id, deps.workerId, t, { receipt, jobId: job.id, rows: calls })
+    // Whether an earlier call may have reached the provider; cleared only by a lookup that finds nothing.
+    let needsLookup = receipt.needs_lookup
+    // Assigned inside the try so a configuration error is recorded like any other failure.
+    let provider!: CashReceiptProvider
+    let throttle!: Throttle
 
     try {
+      ;({ provider, throttle } = deps.providers.get(receipt.merchant_id, receipt.provider))
       // 2. Unknown outcome of an earlier call: the provider's records decide.
-      if (receipt.needs_lookup) {
+      if (needsLookup) {
         const found = await throttle.schedule(() => provider.lookup(lookupRequest(receipt), ctx))
         if (found.kind === 'issued') return done(await finish(issuedT(found.receipt)), 'issued', 'found by lookup')
-        if (found.kind === 'cancelled') {
-          await finish({ state: 'cancelled', needsLookup: false, receipt: found.receipt, error: null })
-          return { state: 'cancelled', detail: 'found cancelled at provider' }
-        }
+        if (found.kind === 'cancelled') return done(await finish(cancelledT(found.receipt)), 'cancelled', 'found cancelled at provider')
         if (found.kind !== 'not_found') return await failOrRetry(found, 'lookup')
+        needsLookup = false
       }
 
       const tx = await deps.db
@@ -140,9 +143,14 @@ export function createIssueHandler(deps: IssueDeps) {
         return delay(job, token, err.retryInMs)
       }
       if (err instanceof DelayedError || err instanceof UnrecoverableError || err instanceof RetryableJobError) throw err
-      // Our own failure (DB, decrypt, bug) mid-attempt: leave the row for takeover after the lease,
-      // marked for lookup since we cannot know whether a call was sent.
-      await finish({ state: 'pending', needsLookup: true }).catch(() => {})
+      // Our own failure (config, DB, decrypt, Redis, abort) mid-attempt: marked for lookup, since we
+      // cannot know whether a call was sent; failed after the last attempt so re-drive can take it.
+      const e = err as Error
+      await finish({
+        state: lastAttempt ? 'failed' : 'pending',
+        needsLookup: true,
+        error: { errorClass: 'internal', code: e?.name ?? 'Error', message: e?.message ?? String(err) },
+      }).catch(() => {})
       throw err
     }
 
@@ -155,6 +163,7 @@ export function createIssueHandler(deps: IssueDeps) {
           // Read back before anything else: the provider may hold a receipt for this key.
           const found = await throttle.schedule(() => provider.lookup(lookupRequest(receipt, amounts), ctx))
           if (found.kind === 'issued') return done(await finish({ ...issuedT(found.receipt), amounts }), 'issued', o.kind)
+          if (found.kind === 'cancelled') return done(await finish(cancelledT(found.receipt)), 'cancelled', o.kind)
           // Not found right after an unknown outcome may only mean the provider is still processing
           // it (NTS-style APIs do not deduplicate): stay marked for lookup and look again after backoff.
           return await failOrRetry({ kind: 'unknown_outcome', meta: o.kind === 'unknown_outcome' ? o.meta : found.meta }, 'issue')
@@ -188,7 +197,8 @@ export function createIssueHandler(deps: IssueDeps) {
           if (lastAttempt) throw new UnrecoverableError(`${op}: outcome unknown after last attempt`)
           throw new RetryableJobError(`${op}: unknown outcome (${error.code ?? 'no code'}); will look up first`)
         default:
-          await finish({ state: lastAttempt ? 'failed' : 'pending', needsLookup: false, error })
+          // A failed lookup leaves the question open; a call that surely did not take effect closes it.
+          await finish({ state: lastAttempt ? 'failed' : 'pending', needsLookup: op === 'lookup' ? true : needsLookup, error })
           if (lastAttempt) throw new UnrecoverableError(`${op}: ${o.kind} after last attempt (${error.code ?? ''})`)
           throw new RetryableJobError(`${op}: ${o.kind} ${error.code ?? ''}`.trim())
       }
@@ -203,6 +213,10 @@ export function createIssueHandler(deps: IssueDeps) {
 
 function issuedT(receipt: ProviderReceipt): Transition {
   return { state: 'issued', needsLookup: false, receipt, error: null }
+}
+
+function cancelledT(receipt: ProviderReceipt): Transition {
+  return { state: 'cancelled', needsLookup: false, receipt, error: null }
 }
 
 function lookupRequest(r: Receipt, amounts?: Transition['amounts']) {

@@ -1,0 +1,137 @@
+/**
+ * One import row (DESIGN.md §7) → a validated, normalised transaction, or every field error of the
+ * row. Merchant existence and file-wide rules (duplicates, conflicts) are checked by the importer.
+ */
+import type { IdentifierType, ProviderName, Purpose } from '../providers/types.ts'
+import { parseIdentifier, type DeclaredIdentifierType } from './identifier.ts'
+import { parseKrw } from './money.ts'
+import { businessDateOf, parsePaidAt } from './dates.ts'
+import { checkPurposeIdentifier, parsePurpose } from './purpose.ts'
+import { METHODS, type Method } from './eligibility.ts'
+import type { FieldError } from './result.ts'
+
+export const IMPORT_COLUMNS = [
+  'transaction_id', 'merchant_id', 'provider', 'payment_ref', 'order_id', 'order_name', 'method', 'amount', 'tax_free_amount',
+  'service_fee', 'paid_at', 'identifier', 'identifier_type', 'purpose', 'buyer_name', 'buyer_email', 'buyer_tel', 'status',
+  'refunded_amount',
+] as const
+export const IMPORT_REQUIRED_COLUMNS = ['transaction_id', 'merchant_id', 'provider', 'method', 'amount', 'paid_at'] as const
+
+const PROVIDER_NAMES: readonly ProviderName[] = ['portone', 'portone-v2', 'payssam', 'nts']
+const ID_TYPES: readonly DeclaredIdentifierType[] = ['phone', 'business', 'card', 'rrn']
+/** Ids travel in provider keys, URLs and job ids: printable ASCII without spaces, slashes or quotes. */
+const TX_ID = /^[A-Za-z0-9._:@#-]{1,64}$/
+
+export interface ValidTransaction {
+  readonly transactionId: string
+  readonly merchantId: string
+  readonly provider: ProviderName
+  readonly paymentRef: string | null
+  readonly orderId: string | null
+  readonly orderName: string | null
+  readonly method: Method
+  readonly amount: number
+  readonly taxFreeAmount: number
+  readonly serviceFee: number
+  readonly paidAt: Date
+  readonly businessDate: string
+  readonly identifier: { readonly digits: string; readonly type: IdentifierType } | null
+  readonly purpose: Purpose
+  readonly buyerName: string | null
+  readonly buyerEmail: string | null
+  readonly buyerTel: string | null
+  readonly status: 'completed' | 'cancelled'
+  readonly refundedAmount: number
+}
+
+type Raw = Record<string, string | number | undefined | null>
+
+const str = (v: Raw[string]): string => (v === undefined || v === null ? '' : String(v).trim())
+const opt = (v: Raw[string]): string | null => str(v) || null
+
+export function validateTransaction(raw: Raw, ctx: { nowMs: number }): { ok: true; value: ValidTransaction } | { ok: false; errors: FieldError[] } {
+  const errors: FieldError[] = []
+  const add = (field: string, rule: string, message: string) => errors.push({ field, rule, message })
+
+  const transactionId = str(raw.transaction_id)
+  if (!transactionId) add('transaction_id', 'required', 'is required')
+  else if (!TX_ID.test(transactionId)) add('transaction_id', 'format', 'must be 1–64 characters of letters, digits and . _ : @ # -')
+  const merchantId = str(raw.merchant_id)
+  if (!merchantId) add('merchant_id', 'required', 'is required')
+  const provider = str(raw.provider) as ProviderName
+  if (!provider) add('provider', 'required', `is required (${PROVIDER_NAMES.join(', ')})`)
+  else if (!PROVIDER_NAMES.includes(provider)) add('provider', 'enum', `"${provider}" is not one of ${PROVIDER_NAMES.join(', ')}`)
+  const method = str(raw.method) as Method
+  if (!method) add('method', 'required', `is required (${METHODS.join(', ')})`)
+  else if (!METHODS.includes(method)) add('method', 'enum', `"${method}" is not a cash-type method (${METHODS.join(', ')}); card payments get no cash receipt`)
+
+  const amount = parseKrw(raw.amount, 'amount', { min: 1 })
+  if (!amount.ok) errors.push(amount.error)
+  const taxFree = parseKrw(raw.tax_free_amount, 'tax_free_amount', { min: 0, default: 0 })
+  if (!taxFree.ok) errors.push(taxFree.error)
+  const fee = parseKrw(raw.service_fee, 'service_fee', { min: 0, default: 0 })
+  if (!fee.ok) errors.push(fee.error)
+  const refunded = parseKrw(raw.refunded_amount, 'refunded_amount', { min: 0, default: 0 })
+  if (!refunded.ok) errors.push(refunded.error)
+  if (amount.ok && taxFree.ok && fee.ok && taxFree.value + fee.value > amount.value) {
+    add(taxFree.value > amount.value ? 'tax_free_amount' : 'service_fee', 'range', `tax_free_amount ${taxFree.value} plus service_fee ${fee.value} exceed the amount ${amount.value}`)
+  }
+  if (amount.ok && refunded.ok && refunded.value > amount.value) add('refunded_amount', 'range', `${refunded.value} exceeds the amount ${amount.value}`)
+
+  const paidAt = parsePaidAt(str(raw.paid_at), ctx.nowMs)
+  if (!paidAt.ok) errors.push(paidAt.error)
+
+  const status = str(raw.status) || 'completed'
+  if (status !== 'completed' && status !== 'cancelled') add('status', 'enum', `"${status}" is not completed or cancelled`)
+
+  const purpose = parsePurpose(str(raw.purpose))
+  if (!purpose.ok) errors.push(purpose.error)
+
+  const declared = str(raw.identifier_type) as DeclaredIdentifierType
+  if (declared && !ID_TYPES.includes(declared)) add('identifier_type', 'enum', `"${declared}" is not one of ${ID_TYPES.join(', ')}`)
+  let identifier: ValidTransaction['identifier'] = null
+  const rawId = str(raw.identifier)
+  if (rawId) {
+    const parsed = parseIdentifier(rawId, declared && ID_TYPES.includes(declared) ? declared : undefined)
+    if (!parsed.ok) errors.push(parsed.error)
+    else identifier = parsed.value
+  } else if (declared) add('identifier', 'required', `is empty but identifier_type is ${declared}`)
+  if (identifier && purpose.ok) {
+    const mismatch = checkPurposeIdentifier(purpose.value, identifier.type)
+    if (mismatch) errors.push(mismatch)
+  }
+
+  const paymentRef = opt(raw.payment_ref)
+  if (method === 'naverpay' && provider && provider !== 'portone') add('provider', 'naverpay', 'naverpay needs provider portone (the cash-funded amount comes from PortOne V1)')
+  if (method === 'naverpay' && !paymentRef) add('payment_ref', 'required', 'is required for naverpay (the PortOne imp_uid)')
+  const buyerEmail = opt(raw.buyer_email)
+  if (buyerEmail && !/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(buyerEmail)) add('buyer_email', 'format', 'is not an e-mail address')
+  const orderName = opt(raw.order_name)
+  if (orderName && orderName.length > 100) add('order_name', 'length', 'is longer than 100 characters')
+
+  if (errors.length) return { ok: false, errors }
+  return {
+    ok: true,
+    value: {
+      transactionId,
+      merchantId,
+      provider,
+      paymentRef,
+      orderId: opt(raw.order_id),
+      orderName,
+      method,
+      amount: (amount as { value: number }).value,
+      taxFreeAmount: (taxFree as { value: number }).value,
+      serviceFee: (fee as { value: number }).value,
+      paidAt: (paidAt as { value: Date }).value,
+      businessDate: businessDateOf((paidAt as { value: Date }).value),
+      identifier,
+      purpose: (purpose as { value: Purpose }).value,
+      buyerName: opt(raw.buyer_name),
+      buyerEmail,
+      buyerTel: opt(raw.buyer_tel),
+      status: status as 'completed' | 'cancelled',
+      refundedAmount: (refunded as { value: number }).value,
+    },
+  }
+}

@@ -1,0 +1,106 @@
+/**
+ * NTS-style direct API adapter (seed 003's shape; the sandbox's extension is documented in
+ * src/sandbox/README.md): a bearer token from POST /oauth/token, POST /api/v1/cashReceipt/issue with
+ * a clientReference (our deterministic key), GET /api/v1/cashReceipt?clientReference= to look it up,
+ * and POST /api/v1/cashReceipt/cancel against the original approval number and trade date.
+ * NTS accepts a second issue for the same reference, so an issue is never repeated after sending.
+ */
+import type { MerchantConfig } from '../../config.ts'
+import { createHttpClient, DEFAULT_RETRY, transportMeta, transportOutcome, withRetry, type HttpResult } from '../http.ts'
+import { body, send, str, TokenCache, tokenFailure } from '../common.ts'
+import type { CallContext, CancelRequest, CashReceiptProvider, IssueRequest, LookupRequest, ProviderDeps, ProviderOutcome } from '../types.ts'
+import { classifyNts } from './nts-errors.ts'
+
+export type NtsCredentials = NonNullable<MerchantConfig['providers']['nts']>
+
+const KST_MS = 9 * 3600_000
+const ID_TYPE = { phone: 'PHONE', business: 'BUSINESS', card: 'CARD', rrn: 'RRN', self: 'PHONE' } as const
+
+export function createNtsProvider(deps: ProviderDeps<NtsCredentials>): CashReceiptProvider {
+  const now = deps.now ?? Date.now
+  const http = createHttpClient({ fetch: deps.fetch, connectTimeoutMs: deps.timeouts?.connectMs, readTimeoutMs: deps.timeouts?.readMs })
+  const base = deps.baseUrl.replace(/\/+$/, '')
+  const creds = deps.credentials
+  const budget = deps.retry ?? DEFAULT_RETRY
+  const tokens = new TokenCache(async () => {
+    const r = await send(http, deps.logger, { method: 'POST', url: `${base}/oauth/token`, body: { grant_type: 'client_credentials', client_id: creds.clientId, client_secret: creds.clientSecret } })
+    const b = r.ok ? body(r) : null
+    if (r.ok && r.status === 200 && b && str(b.access_token)) return { token: str(b.access_token)!, ttlMs: Number(b.expires_in ?? 600) * 1000 }
+    return tokenFailure(r, b ? str(b.resultCode) : null, b ? str(b.resultMessage) : null)
+  }, now)
+
+  async function call(method: 'GET' | 'POST', path: string, payload: unknown, signal?: AbortSignal): Promise<HttpResult | ProviderOutcome> {
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const token = await tokens.get()
+      if (typeof token !== 'string') return token
+      const r = await send(http, deps.logger, { method, url: `${base}${path}`, headers: { authorization: `Bearer ${token}` }, body: payload, signal })
+      if (r.ok && r.status === 401 && attempt === 0) {
+        tokens.invalidate()
+        continue
+      }
+      return r
+    }
+    throw new Error('unreachable')
+  }
+
+  function op(operation: 'issue' | 'lookup' | 'cancel', method: 'GET' | 'POST', path: string, payload: unknown, ctx?: CallContext) {
+    return withRetry(
+      async (): Promise<ProviderOutcome> => {
+        const r = await call(method, path, payload, ctx?.signal)
+        if ('kind' in r) return r
+        if (r.ok) return classifyNts(operation, r)
+        return operation === 'lookup' ? { kind: 'retryable', meta: transportMeta(r) } : transportOutcome(r)
+      },
+      { budget, signal: ctx?.signal, onCall: (o) => ctx?.onCall?.(operation, o) },
+    )
+  }
+
+  return {
+    name: 'nts',
+    credentialId: `nts-${creds.clientId}`,
+    capabilities: { partialCancel: true, naverCashAmount: false },
+    issue(req: IssueRequest, ctx?: CallContext) {
+      const kst = new Date(Date.parse(req.paidAt) + KST_MS).toISOString()
+      return op(
+        'issue',
+        'POST',
+        '/api/v1/cashReceipt/issue',
+        {
+          businessNumber: req.merchantBusinessNumber,
+          transactionDate: kst.slice(0, 10).replace(/-/g, ''),
+          transactionTime: kst.slice(11, 19).replace(/:/g, ''),
+          transactionAmount: req.amounts.total,
+          supplyAmount: req.amounts.supply,
+          vatAmount: req.amounts.vat,
+          serviceFee: req.amounts.serviceFee,
+          consumerIdentifier: req.identifier,
+          identifierType: ID_TYPE[req.identifierType],
+          receiptPurpose: req.purpose === 'expense' ? '지출증빙' : '소득공제',
+          clientReference: req.providerKey,
+        },
+        ctx,
+      )
+    },
+    lookup(req: LookupRequest, ctx?: CallContext) {
+      return op('lookup', 'GET', `/api/v1/cashReceipt?clientReference=${encodeURIComponent(req.providerKey)}`, undefined, ctx)
+    },
+    cancel(req: CancelRequest, ctx?: CallContext) {
+      if (!req.original.approvalNumber) {
+        return Promise.resolve<ProviderOutcome>({ kind: 'permanent', meta: { httpStatus: null, providerCode: 'NO_APPROVAL_NUMBER', message: 'the original approval number is unknown', latencyMs: 0 } })
+      }
+      return op(
+        'cancel',
+        'POST',
+        '/api/v1/cashReceipt/cancel',
+        {
+          clientReference: req.providerKey,
+          originalApprovalNumber: req.original.approvalNumber,
+          originalTransactionDate: req.original.tradeDate.replace(/-/g, ''),
+          cancelReason: req.reason,
+          cancelAmount: req.amounts.total,
+        },
+        ctx,
+      )
+    },
+  }
+}

@@ -1,0 +1,69 @@
+/**
+ * PaySsam (결제선생) V1 adapter: /if/cash-receipt/issue, /cancel, /read with the partner credentials
+ * in the body. Key: bill_id (≤ 20 alphanumerics, unique). hash = lowercase hex SHA-256 of
+ * "{bill_id},{price}" over the exact price string sent (no phone field in cash-receipt calls).
+ * Partial cancellation is not documented by PaySsam, so the adapter offers full cancels only.
+ */
+import { createHash } from 'node:crypto'
+import type { MerchantConfig } from '../../config.ts'
+import { createHttpClient, DEFAULT_RETRY, transportMeta, transportOutcome, withRetry } from '../http.ts'
+import { send } from '../common.ts'
+import type { CallContext, CancelRequest, CashReceiptProvider, IssueRequest, LookupRequest, ProviderDeps, ProviderOutcome } from '../types.ts'
+import { classifyPayssam } from './payssam-errors.ts'
+
+export type PayssamCredentials = NonNullable<MerchantConfig['providers']['payssam']>
+
+export const payssamHash = (billId: string, price: string) => createHash('sha256').update(`${billId},${price}`, 'utf8').digest('hex')
+
+export function createPayssamProvider(deps: ProviderDeps<PayssamCredentials>): CashReceiptProvider {
+  const http = createHttpClient({ fetch: deps.fetch, connectTimeoutMs: deps.timeouts?.connectMs, readTimeoutMs: deps.timeouts?.readMs })
+  const base = deps.baseUrl.replace(/\/+$/, '')
+  const creds = deps.credentials
+  const budget = deps.retry ?? DEFAULT_RETRY
+  const envelope = (bill: Record<string, string>) => ({ apikey: creds.apikey, merchant: creds.merchant, member: creds.member, bill })
+
+  function op(operation: 'issue' | 'lookup' | 'cancel', path: string, bill: Record<string, string>, ctx?: CallContext) {
+    return withRetry(
+      async (): Promise<ProviderOutcome> => {
+        const r = await send(http, deps.logger, { method: 'POST', url: `${base}${path}`, body: envelope(bill), signal: ctx?.signal })
+        if (r.ok) return classifyPayssam(operation, r)
+        return operation === 'lookup' ? { kind: 'retryable', meta: transportMeta(r) } : transportOutcome(r)
+      },
+      { budget, signal: ctx?.signal, onCall: (o) => ctx?.onCall?.(operation, o) },
+    )
+  }
+
+  return {
+    name: 'payssam',
+    credentialId: `payssam-${createHash('sha256').update(creds.apikey).digest('hex').slice(0, 12)}`,
+    capabilities: { partialCancel: false, naverCashAmount: false },
+    issue(req: IssueRequest, ctx?: CallContext) {
+      const price = String(req.amounts.total)
+      return op(
+        'issue',
+        '/if/cash-receipt/issue',
+        {
+          bill_id: req.providerKey,
+          hash: payssamHash(req.providerKey, price),
+          price,
+          supply_price: String(req.amounts.total - req.amounts.vat),
+          tax: String(req.amounts.vat),
+          issuance_number: req.identifier,
+          trader: req.purpose === 'expense' ? '1' : '0',
+        },
+        ctx,
+      )
+    },
+    lookup(req: LookupRequest, ctx?: CallContext) {
+      const price = String(req.amounts.total)
+      return op('lookup', '/if/cash-receipt/read', { bill_id: req.providerKey, hash: payssamHash(req.providerKey, price), price }, ctx)
+    },
+    cancel(req: CancelRequest, ctx?: CallContext) {
+      if (req.partial) {
+        return Promise.resolve<ProviderOutcome>({ kind: 'permanent', meta: { httpStatus: null, providerCode: 'PARTIAL_CANCEL_UNSUPPORTED', message: 'PaySsam does not document partial cancellation', latencyMs: 0 } })
+      }
+      const price = String(req.amounts.total)
+      return op('cancel', '/if/cash-receipt/cancel', { bill_id: req.providerKey, hash: payssamHash(req.providerKey, price), price, trader: req.purpose === 'expense' ? '1' : '0' }, ctx)
+    },
+  }
+}

@@ -1,0 +1,126 @@
+/**
+ * PortOne V1 (api.iamport.kr) adapter. Keys: imp_uid for payments PortOne processed
+ * (/receipts/{imp_uid}, amount taken from the payment), merchant_uid for cash taken outside PortOne
+ * (/receipts/external/{merchant_uid}). The token is reused until a minute before expiry; a 401 in
+ * flight refreshes once and retries once. A 400 on issue is read back: a live receipt for the key
+ * means already_issued (V1 answers a duplicate with the same 400 as a bad request).
+ */
+import type { MerchantConfig } from '../../config.ts'
+import { createHttpClient, DEFAULT_RETRY, transportMeta, transportOutcome, withRetry, type HttpResult } from '../http.ts'
+import { body, send, str, TokenCache, tokenFailure } from '../common.ts'
+import type { CallContext, CancelRequest, CashReceiptProvider, IssueRequest, LookupRequest, NaverCashAmount, ProviderDeps, ProviderOutcome } from '../types.ts'
+import { classifyPortoneV1, receiptOf } from './portone-v1-errors.ts'
+
+export type PortoneV1Credentials = NonNullable<MerchantConfig['providers']['portone']>
+
+const ID_TYPE = { phone: 'phone', business: 'business', card: 'taxcard', rrn: 'person', self: 'phone' } as const
+
+export function createPortoneV1Provider(deps: ProviderDeps<PortoneV1Credentials>): CashReceiptProvider {
+  const now = deps.now ?? Date.now
+  const http = createHttpClient({ fetch: deps.fetch, connectTimeoutMs: deps.timeouts?.connectMs, readTimeoutMs: deps.timeouts?.readMs })
+  const base = deps.baseUrl.replace(/\/+$/, '')
+  const creds = deps.credentials
+  const budget = deps.retry ?? DEFAULT_RETRY
+
+  const tokens = new TokenCache(async () => {
+    const r = await send(http, deps.logger, { method: 'POST', url: `${base}/users/getToken`, body: { imp_key: creds.impKey, imp_secret: creds.impSecret } })
+    const b = r.ok ? body(r) : null
+    const res = b?.response as { access_token?: string; expired_at?: number; now?: number } | undefined
+    if (r.ok && r.status === 200 && b?.code === 0 && res?.access_token && res.expired_at && res.now) {
+      // Server clock: the lifetime is expired_at − now, whatever our clock says.
+      return { token: res.access_token, ttlMs: (res.expired_at - res.now) * 1000 }
+    }
+    return tokenFailure(r, b ? String(b.code ?? '') : null, b ? str(b.message) : null)
+  }, now)
+
+  /** One authorised call; a 401 refreshes the token once and repeats the call once. */
+  async function call(method: 'GET' | 'POST' | 'DELETE', path: string, payload: unknown, signal?: AbortSignal): Promise<HttpResult | ProviderOutcome> {
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const token = await tokens.get()
+      if (typeof token !== 'string') return token
+      const r = await send(http, deps.logger, { method, url: `${base}${path}`, headers: { authorization: `Bearer ${token}` }, body: payload, signal })
+      if (r.ok && r.status === 401 && attempt === 0) {
+        tokens.invalidate()
+        continue
+      }
+      return r
+    }
+    throw new Error('unreachable')
+  }
+
+  const pathOf = (key: string, portonePayment: boolean) => (portonePayment ? `/receipts/${encodeURIComponent(key)}` : `/receipts/external/${encodeURIComponent(key)}`)
+
+  async function op(
+    operation: 'issue' | 'lookup' | 'cancel',
+    method: 'GET' | 'POST' | 'DELETE',
+    path: string,
+    payload: unknown,
+    ctx?: CallContext,
+  ): Promise<ProviderOutcome> {
+    return withRetry(
+      async () => {
+        const r = await call(method, path, payload, ctx?.signal)
+        if ('kind' in r) return r
+        if (r.ok) return classifyPortoneV1(operation, r)
+        // A lookup has no side effect: any transport failure is simply worth another try.
+        return operation === 'lookup' ? { kind: 'retryable', meta: transportMeta(r) } : transportOutcome(r)
+      },
+      { budget, signal: ctx?.signal, onCall: (o) => ctx?.onCall?.(operation, o) },
+    )
+  }
+
+  const provider: CashReceiptProvider = {
+    name: 'portone',
+    credentialId: `portone-${creds.impKey}`,
+    capabilities: { partialCancel: false, naverCashAmount: true },
+    async issue(req: IssueRequest, ctx?: CallContext) {
+      const common = {
+        identifier: req.identifier,
+        identifier_type: ID_TYPE[req.identifierType],
+        type: req.purpose === 'expense' ? 'company' : 'person',
+        tax_free: req.amounts.taxFree,
+        // VAT is 1/11 of (amount − tax_free) unless sent; a service fee is outside the VAT base.
+        ...(req.amounts.serviceFee > 0 ? { vat_amount: req.amounts.vat } : {}),
+        ...(req.buyer?.name ? { buyer_name: req.buyer.name } : {}),
+        ...(req.buyer?.email ? { buyer_email: req.buyer.email } : {}),
+        ...(req.buyer?.tel ? { buyer_tel: req.buyer.tel } : {}),
+      }
+      const payload = req.portonePayment ? common : { ...common, channel_key: creds.channelKey, name: req.orderName, amount: req.amounts.total }
+      const o = await op('issue', 'POST', pathOf(req.providerKey, req.portonePayment), payload, ctx)
+      if (o.kind !== 'permanent' || o.meta.httpStatus !== 400) return o
+      // 400 = missing parameter, payment not paid, or already issued: the receipt record decides.
+      const found = await provider.lookup({ providerKey: req.providerKey, portonePayment: req.portonePayment, amounts: req.amounts }, ctx)
+      return found.kind === 'issued' ? { kind: 'already_issued', meta: o.meta } : o
+    },
+    lookup(req: LookupRequest, ctx?: CallContext) {
+      return op('lookup', 'GET', pathOf(req.providerKey, req.portonePayment), undefined, ctx)
+    },
+    cancel(req: CancelRequest, ctx?: CallContext) {
+      if (req.partial) {
+        return Promise.resolve<ProviderOutcome>({ kind: 'permanent', meta: { httpStatus: null, providerCode: 'PARTIAL_CANCEL_UNSUPPORTED', message: 'PortOne V1 cancels receipts in full only', latencyMs: 0 } })
+      }
+      return op('cancel', 'DELETE', pathOf(req.providerKey, req.portonePayment), undefined, ctx)
+    },
+    async naverCashAmount(paymentRef: string, ctx?: CallContext): Promise<NaverCashAmount | ProviderOutcome> {
+      let amount: NaverCashAmount | null = null
+      const o = await withRetry(
+        async () => {
+          const r = await call('GET', `/payments/${encodeURIComponent(paymentRef)}/naver/cash-amount`, undefined, ctx?.signal)
+          if ('kind' in r) return r
+          if (!r.ok) return { kind: 'retryable', meta: transportMeta(r) }
+          const outcome = classifyPortoneV1('naver_cash_amount', r)
+          const res = body(r)?.response as Record<string, unknown> | undefined
+          if (outcome.kind === 'issued' && res) {
+            amount = { amountTotal: Number(res.amount_total), amountSupply: Number(res.amount_supply), amountVat: Number(res.amount_vat) }
+          }
+          return outcome
+        },
+        { budget, signal: ctx?.signal, onCall: (x) => ctx?.onCall?.('naver_cash_amount', x) },
+      )
+      return amount ?? o
+    },
+  }
+  return provider
+}
+
+export { receiptOf }

@@ -111,7 +111,7 @@ export function createThrottle(id: string, limits: ProviderLimits, opts: Throttl
         opts.logger.warn({ limiter: limiterId }, 'throttle settings lost in Redis; rebuilding limiter')
         const old = limiter
         limiter = build()
-        void old.disconnect(false)
+        void Promise.resolve(old.disconnect(false)).catch(() => {})
         return scheduleOnce(fn, expiration)
       }
     },
@@ -135,8 +135,9 @@ export function createThrottle(id: string, limits: ProviderLimits, opts: Throttl
     },
     queued: () => limiter.counts().QUEUED ?? 0,
     async close() {
-      await limiter.disconnect(true).catch(() => {})
-      if (connection) await connection.disconnect(true).catch(() => {})
+      // With a shared connection bottleneck's disconnect may return undefined, not a promise.
+      await Promise.resolve(limiter.disconnect(true)).catch(() => {})
+      if (connection) await Promise.resolve(connection.disconnect(true)).catch(() => {})
     },
   }
 }

@@ -135,7 +135,8 @@ export async function transition(
               approval_number: t.receipt.approvalNumber,
               provider_receipt_id: t.receipt.providerReceiptId,
               receipt_url: t.receipt.receiptUrl,
-              issued_at: t.receipt.issuedAt ? new Date(t.receipt.issuedAt) : sql`now()`,
+              // A provider timestamp we cannot parse must never fail the bookkeeping of a live receipt.
+              issued_at: validDate(t.receipt.issuedAt) ?? sql`now()`,
             }
           : {}),
         ...(t.error !== undefined
@@ -201,4 +202,10 @@ export async function failOrphaned(db: Db, receiptId: number, errorClass: string
     .where((eb) => eb.or([eb('state', '=', 'pending'), eb.and([eb('state', '=', 'issuing'), eb.or([eb('locked_until', 'is', null), eb('locked_until', '<', sql<Date>`now()`)])])]))
     .executeTakeFirst()
   return Number(res.numUpdatedRows) === 1
+}
+
+function validDate(iso: string | null): Date | null {
+  if (!iso) return null
+  const d = new Date(iso)
+  return Number.isNaN(d.getTime()) ? null : d
 }

@@ -63,7 +63,7 @@ export async function reconcileDay(
               approval_number: o.receipt.approvalNumber,
               provider_receipt_id: o.receipt.providerReceiptId,
               receipt_url: o.receipt.receiptUrl,
-              issued_at: o.receipt.issuedAt ? new Date(o.receipt.issuedAt) : sql`coalesce(issued_at, now())`,
+              issued_at: o.receipt.issuedAt && !Number.isNaN(Date.parse(o.receipt.issuedAt)) ? new Date(o.receipt.issuedAt) : sql`coalesce(issued_at, now())`,
               needs_lookup: false,
               error_class: null,
               error_code: null,

@@ -184,10 +184,13 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
       if (!redisRestarted && done >= 0.3) {
         redisRestarted = true
         log('chaos: restarting Redis (AOF keeps the queue)')
-        const admin = new Redis(redisUrl)
+        // Listen for the exit before asking: SHUTDOWN closes the connection without a reply.
+        const exited = new Promise((r) => redisChild.once('exit', r))
+        const admin = new Redis(redisUrl, { maxRetriesPerRequest: 0, retryStrategy: () => null, autoResendUnfulfilledCommands: false })
+        admin.on('error', () => {})
         await admin.call('SHUTDOWN').catch(() => {})
         admin.disconnect()
-        await new Promise((r) => redisChild.once('exit', r))
+        await exited
         redisChild = await startRedis(redisPort, redisDir)
       }
       if (!pgTerminated && done >= 0.5) {
@@ -219,6 +222,14 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     const states = await app.db().selectFrom('receipts').select(['state']).select((eb) => eb.fn.countAll<number>().as('n')).where('kind', '=', 'issue').groupBy('state').execute()
     const by = Object.fromEntries(states.map((s) => [s.state, Number(s.n)])) as Record<string, number>
     const unclassified = await app.db().selectFrom('receipts').select((eb) => eb.fn.countAll<number>().as('n')).where('state', '=', 'failed').where((eb) => eb.or([eb('error_class', 'is', null), eb('error_code', 'is', null)])).executeTakeFirstOrThrow()
+    const failures = await app
+      .db()
+      .selectFrom('receipts')
+      .select(['id', 'provider', 'state', 'error_class', 'error_code', 'error_message', 'needs_lookup', 'attempts', 'redrive_count'])
+      .where('state', '=', 'failed')
+      .limit(20)
+      .execute()
+    for (const f of failures) log(`failed receipt ${JSON.stringify(f)}`)
     const stats = (await (await fetch(`${sandbox.url}/_sandbox/stats`)).json()) as { providers: Record<string, { issued: number; cancelled: number }>; max_live_receipts_per_key: number }
     const live = Object.values(stats.providers).reduce((n, p) => n + p.issued - p.cancelled, 0)
     const terminal = (by.issued ?? 0) + (by.skipped ?? 0) + (by.failed ?? 0) + (by.cancelled ?? 0)

@@ -62,8 +62,17 @@ function fromInfo(b: Record<string, unknown>, m: ReturnType<typeof meta>): Provi
     providerReceiptId: str(b.bill_id),
     receiptUrl: null,
     amount: remaining,
-    issuedAt: str(first.appr_dt),
+    issuedAt: kstStampToIso(str(first.appr_dt)),
     cancelledAt: null,
   }
   return remaining > 0 ? { kind: 'issued', receipt, meta: m } : { kind: 'cancelled', receipt, meta: m }
+}
+
+/** appr_dt is KST `YYYYMMDDhhmmss` (a 3P note says the V2 sandbox may send a 2-digit year: `YYMMDDhhmmss`). */
+export function kstStampToIso(stamp: string | null): string | null {
+  const m = stamp ? /^(\d{2}|\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})$/.exec(stamp) : null
+  if (!m) return null
+  const year = m[1]!.length === 2 ? `20${m[1]}` : m[1]!
+  const d = new Date(`${year}-${m[2]}-${m[3]}T${m[4]}:${m[5]}:${m[6]}+09:00`)
+  return Number.isNaN(d.getTime()) ? null : d.toISOString()
 }

@@ -109,7 +109,7 @@ export async function startSandboxProcess(env: Record<string, string>, args: str
   const port = await freePort()
   const child = spawnCli(['sandbox', '--port', String(port), ...args], env, { quiet: true })
   const url = `http://127.0.0.1:${port}`
-  for (let i = 0; i < 100; i++) {
+  for (let i = 0; i < 600; i++) {
     try {
       const r = await fetch(`${url}/_sandbox/stats`)
       if (r.ok) return { url, child }

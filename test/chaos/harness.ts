@@ -94,7 +94,9 @@ async function startSandbox(env: Record<string, string>, faults: string, seed: n
   const port = await freePort()
   const child = spawnCli(['sandbox', '--port', String(port), '--faults', faults, '--seed', String(seed)], env, sink)
   const url = `http://127.0.0.1:${port}`
-  for (let i = 0; i < 150; i++) {
+  // tsx start-up under a loaded 2-core machine can take many seconds.
+  for (let i = 0; i < 600; i++) {
+    if (child.exitCode !== null) throw new Error(`sandbox exited with ${child.exitCode}: ${sink.out.slice(-500)}`)
     try {
       if ((await fetch(`${url}/_sandbox/stats`)).ok) return { url, child }
     } catch {

@@ -79,13 +79,13 @@ describe('cash-receipts CLI', () => {
     const file = join(dir, 'day.jsonl')
     await writeFile(file, day.rows.map((r) => JSON.stringify(r)).join('\n') + '\n')
     const first = await runCli(['import', file, '--json'], env.env())
-    expect(first.code).toBe(0)
+    expect(first.code, first.stderr).toBe(0)
     expect(JSON.parse(first.stdout)).toMatchObject({ rows: 24, inserted: 24, rejected: 0 })
     const again = await runCli(['import', file, '--json'], env.env())
     expect(JSON.parse(again.stdout)).toMatchObject({ rows: 24, inserted: 0, updated: 0, unchanged: 24 })
 
     const dry = await runCli(['settle', '--date', '2026-07-11', '--dry-run', '--json'], env.env())
-    expect(dry.code).toBe(0)
+    expect(dry.code, dry.stderr).toBe(0)
     expect(JSON.parse(dry.stdout)).toMatchObject({ dryRun: true, selected: 24, runId: null })
 
     const worker = spawnCli(['worker', '--concurrency', '4'], env.env())
@@ -104,12 +104,12 @@ describe('cash-receipts CLI', () => {
       const byRun = await runCli(['report', '--run', String(report.run_id), '--json'], env.env())
       expect(JSON.parse(byRun.stdout).totals).toEqual(report.totals)
       const table = await runCli(['report', '--date', '2026-07-11'], env.env())
-      expect(table.code).toBe(0)
+      expect(table.code, table.stderr).toBe(0)
       expect(table.stdout).toContain('business date 2026-07-11')
     } finally {
       await stopChild(worker)
     }
     const missing = await runCli(['report', '--run', '99999', '--json'], env.env())
-    expect(missing.code).toBe(2)
+    expect(missing.code, missing.stderr).toBe(2)
   })
 })

@@ -102,9 +102,9 @@ describe('a settlement day', () => {
 
   it('a provider outage ends in failed rows that one re-drive completes, and a second re-drive does nothing', async () => {
     sandbox.setFaults('payssam:5xx=1')
-    await importDay(app, { businessDate: '2026-10-21', count: 30, seed: 3, providers: ['payssam'] })
+    await importDay(app, { businessDate: '2026-10-21', count: 16, seed: 3, providers: ['payssam'] })
     const summary = await settle(app, '2026-10-21')
-    const failedReport = await waitForRun(app, summary.runId!)
+    const failedReport = await waitForRun(app, summary.runId!, 120_000)
     expect(failedReport.totals.failed).toBeGreaterThan(0)
     expect(failedReport.totals.issued).toBe(0)
     for (const f of failedReport.failures) {
@@ -121,13 +121,13 @@ describe('a settlement day', () => {
     const again = await redrive({ db: app.db(), queue: app.receiptsQueue(), logger: app.logger, todayKst: '2026-10-22' }, { runId: summary.runId! })
     expect(again.count).toBe(0)
 
-    const redriven = await waitForRun(app, rd.runId!)
+    const redriven = await waitForRun(app, rd.runId!, 120_000)
     expect(redriven.totals.issued).toBe(failedReport.totals.failed)
     const original = await buildReport(app.db(), { runId: summary.runId! })
     expect(original.totals.failed).toBe(0)
     expect(liveAtSandbox()).toBe(original.totals.issued)
     expect(sandbox.stats().max_live_receipts_per_key).toBe(1)
-  })
+  }, 180_000)
 
   it('cancels an issued receipt fully and marks it cancelled on both sides', async () => {
     await importDay(app, { businessDate: '2026-11-01', count: 12, seed: 4, providers: ['portone-v2'] })

@@ -55,7 +55,7 @@ export function createApp(config: AppConfig, overrides: AppOverrides = {}): App 
     logger,
     db() {
       if (!dbHandle) {
-        dbHandle = createDb(config.databaseUrl, { max: Math.max(10, config.worker.concurrency + 4) })
+        dbHandle = createDb(config.databaseUrl, { max: config.dbPoolMax })
         const h = dbHandle
         closers.push(() => h.close())
       }

@@ -69,6 +69,8 @@ export type MerchantConfig = z.infer<typeof merchantSchema>
 export interface AppConfig {
   readonly nodeEnv: 'development' | 'production' | 'test'
   readonly databaseUrl: string
+  /** Postgres connections per process; jobs hold one only for a few statements. */
+  readonly dbPoolMax: number
   readonly redisUrl: string
   /** BullMQ key prefix; tests use one per file. */
   readonly queuePrefix: string
@@ -222,6 +224,7 @@ export function loadConfig(env: Env = process.env): AppConfig {
   const config: AppConfig = {
     nodeEnv,
     databaseUrl: urlVar(env, 'DATABASE_URL', 'postgres://postgres@127.0.0.1:5432/cash_receipts'),
+    dbPoolMax: intVar(env, 'DB_POOL_MAX', 20, 1),
     redisUrl: urlVar(env, 'REDIS_URL', 'redis://127.0.0.1:6379'),
     queuePrefix: env.QUEUE_PREFIX || 'cr',
     log: {

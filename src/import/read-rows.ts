@@ -44,7 +44,8 @@ class Utf8Guard extends Transform {
       for (let i = text.indexOf('\n'); i !== -1; i = text.indexOf('\n', i + 1)) this.#line++
       cb(null, text)
     } catch {
-      cb(new FileFormatError(this.#line, 'file', `line ${this.#line} is not valid UTF-8; re-save the file as UTF-8 (EUC-KR/CP949 exports are not supported)`))
+      const line = this.#line + firstBadLine(chunk)
+      cb(new FileFormatError(line, 'file', `line ${line} is not valid UTF-8; re-save the file as UTF-8 (EUC-KR/CP949 exports are not supported)`))
     }
   }
   override _flush(cb: TransformCallback): void {
@@ -54,6 +55,23 @@ class Utf8Guard extends Transform {
     } catch {
       cb(new FileFormatError(this.#line, 'file', `the file ends in the middle of a UTF-8 character`))
     }
+  }
+}
+
+/** Index (0-based) of the first line in a chunk that is not valid UTF-8 on its own. */
+function firstBadLine(chunk: Buffer): number {
+  let start = 0
+  for (let i = 0; ; i++) {
+    const nl = chunk.indexOf(0x0a, start)
+    const end = nl === -1 ? chunk.length : nl
+    try {
+      // stream: true tolerates a character split at the end of the chunk.
+      new TextDecoder('utf-8', { fatal: true }).decode(chunk.subarray(start, end), { stream: nl === -1 })
+    } catch {
+      return i
+    }
+    if (nl === -1) return i
+    start = nl + 1
   }
 }
 

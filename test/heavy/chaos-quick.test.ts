@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import pg from 'pg'
 import { Redis } from 'ioredis'
-import { QUICK, runChaos, formatChaos, type ChaosResult } from './harness.ts'
+import { QUICK, runChaos, formatChaos, type ChaosResult } from '../chaos/harness.ts'
 import { generateDay } from '../../src/demo/generate.ts'
 import { loadConfig } from '../../src/config.ts'
 

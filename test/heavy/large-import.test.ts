@@ -39,7 +39,7 @@ async function writeLargeCsv(file: string, targetBytes: number): Promise<number>
     if (!out.write(chunk)) await new Promise((r) => out.once('drain', r))
   }
   out.write(`BIG-LAST,m-clinic,nts,,ORD-BIG-LAST,x,bank_transfer,-5,0,0,2026-11-20T10:00:00+09:00,,,,,,,completed,0\n`)
-  await new Promise((r) => out.end(r))
+  await new Promise<void>((r) => out.end(() => r()))
   return n + 2 // header + rows + the bad last row → its line number
 }
 

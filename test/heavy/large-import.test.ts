@@ -36,7 +36,7 @@ async function writeLargeCsv(file: string, targetBytes: number): Promise<number>
       chunk += `BIG-${n},m-clinic,nts,,ORD-BIG-${n},수강료 11월분,bank_transfer,${110_000 + (n % 1000)},0,0,2026-11-20T10:${String(n % 60).padStart(2, '0')}:00+09:00,${phone},,deduction,홍길동,,,completed,0\n`
     }
     bytes += Buffer.byteLength(chunk)
-    if (!out.write(chunk)) await new Promise((r) => out.once('drain', r))
+    if (!out.write(chunk)) await new Promise<void>((r) => out.once('drain', () => r()))
   }
   out.write(`BIG-LAST,m-clinic,nts,,ORD-BIG-LAST,x,bank_transfer,-5,0,0,2026-11-20T10:00:00+09:00,,,,,,,completed,0\n`)
   await new Promise<void>((r) => out.end(() => r()))

@@ -98,12 +98,17 @@ export async function startSandbox(opts: SandboxOptions = {}): Promise<Sandbox> 
     const url = new URL(req.url ?? '/', 'http://sandbox')
     const bodyText = await readBody(req)
     if (url.pathname.startsWith('/_sandbox/')) return control(url, req.method ?? 'GET', bodyText, res)
-    const name = SANDBOX_PROVIDERS.find((p) => url.pathname === `/${p}` || url.pathname.startsWith(`/${p}/`))
+    let name = SANDBOX_PROVIDERS.find((p) => url.pathname === `/${p}` || url.pathname.startsWith(`/${p}/`))
+    let path = name ? url.pathname.slice(name.length + 1) || '/' : url.pathname
+    // @portone/server-sdk resolves paths against the origin (new URL('/cash-receipts', baseUrl)), so
+    // the V2 cash-receipt API is also served there; no other provider uses these paths at the root.
+    if (!name && (path.startsWith('/cash-receipts') || /^\/payments\/[^/]+\/cash-receipt/.test(path))) name = 'portone-v2'
     if (!name) return send(res, { status: 404, body: { error: `no provider at ${url.pathname}` } })
+    path = path || '/'
     const sim = sims[name]
     const simReq: SimRequest = {
       method: req.method ?? 'GET',
-      path: url.pathname.slice(name.length + 1) || '/',
+      path,
       query: url.searchParams,
       headers: req.headers,
       bodyText,

@@ -45,13 +45,13 @@ it('a SIGKILLed worker mid-call leaves no duplicate and the receipt ends issued'
   const inFlight = await eventually(async () => {
     if (sandbox.stats().providers.nts!.issued < 1) return undefined
     return app.db().selectFrom('receipts').select(['id', 'transaction_id']).where('state', '=', 'issuing').executeTakeFirst()
-  }, 30_000)
+  }, 120_000)
   first.kill('SIGKILL')
   await stopChild(first, 'SIGKILL')
 
   const second = spawnCli(['worker', '--concurrency', '2'], env.env())
   try {
-    const report = await waitForRun(app, summary.runId!, 60_000)
+    const report = await waitForRun(app, summary.runId!, 180_000)
     expect(report.totals.issued).toBe(toIssue)
     expect(report.totals.failed).toBe(0)
   } finally {

@@ -28,7 +28,7 @@ it('two worker processes together never exceed the provider rate limit', async (
   const summary = await settle(app, '2026-08-01')
   const workers = [spawnCli(['worker', '--concurrency', '8'], env.env()), spawnCli(['worker', '--concurrency', '8'], env.env())]
   try {
-    const report = await waitForRun(app, summary.runId!, 90_000)
+    const report = await waitForRun(app, summary.runId!, 180_000)
     expect(report.totals.failed).toBe(0)
     expect(report.totals.issued).toBe(summary.created)
   } finally {

@@ -178,17 +178,21 @@ export function buildProgram(): Command {
     .addOption(new Option('--concurrency <n>', 'jobs in flight in this process').argParser(intArg('--concurrency')))
     .action((o) =>
       withApp(async (app) => {
+        let signal = ''
+        const stopped = new Promise<void>((resolve) => {
+          const on = (sig: string) => () => {
+            signal = sig
+            resolve()
+          }
+          process.once('SIGTERM', on('SIGTERM'))
+          process.once('SIGINT', on('SIGINT'))
+        })
         await app.prepareDatabase()
         const worker = app.startWorker({ concurrency: o.concurrency })
         app.logger.info({ concurrency: o.concurrency ?? app.config.worker.concurrency }, 'worker started')
-        await new Promise<void>((resolve) => {
-          const stop = (sig: string) => {
-            app.logger.info({ signal: sig }, 'draining: finishing jobs in flight')
-            void worker.close().then(resolve)
-          }
-          process.once('SIGTERM', () => stop('SIGTERM'))
-          process.once('SIGINT', () => stop('SIGINT'))
-        })
+        await stopped
+        app.logger.info({ signal }, 'draining: finishing jobs in flight')
+        await worker.close()
       }),
     )
 

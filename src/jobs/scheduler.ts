@@ -11,6 +11,11 @@ import { settleDay } from './settle.ts'
 import { reconcileDay } from './reconcile.ts'
 
 export async function runScheduler(app: App): Promise<void> {
+  // Signals are taken from the first moment: a stop during start-up is still a clean stop.
+  let stop: () => void = () => {}
+  const stopped = new Promise<void>((resolve) => (stop = resolve))
+  process.once('SIGTERM', () => stop())
+  process.once('SIGINT', () => stop())
   await app.prepareDatabase()
   const queue = app.controlQueue()
   await queue.upsertJobScheduler(
@@ -45,9 +50,6 @@ export async function runScheduler(app: App): Promise<void> {
   )
   worker.on('failed', (job, err) => app.logger.error({ job: job?.name, err: err.message }, 'control job failed'))
   app.logger.info({ settle: app.config.settle.cron, reconcile: app.config.settle.reconcileCron, tz: 'Asia/Seoul' }, 'scheduler started')
-  await new Promise<void>((resolve) => {
-    const stop = () => void worker.close().then(resolve)
-    process.once('SIGTERM', stop)
-    process.once('SIGINT', stop)
-  })
+  await stopped
+  await worker.close()
 }

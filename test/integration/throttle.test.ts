@@ -1,0 +1,60 @@
+/**
+ * The shared throttle on real Redis: limits hold across two limiter instances (two processes'
+ * worth), the Redis 7 SETTINGS_KEY_NOT_FOUND trap is recovered from, and the daily quota counts per
+ * KST day.
+ */
+import { randomBytes } from 'node:crypto'
+import { Redis } from 'ioredis'
+import pino from 'pino'
+import { afterAll, beforeAll, expect, it } from 'vitest'
+import { createThrottle, QuotaExhaustedError } from '../../src/throttle/throttle.ts'
+import { redisUrl } from '../helpers/env.ts'
+import { deleteKeys } from '../helpers/test-env.ts'
+
+const prefix = `crt${randomBytes(4).toString('hex')}`
+let redis: Redis
+
+beforeAll(() => {
+  redis = new Redis(redisUrl(), { maxRetriesPerRequest: null })
+})
+afterAll(async () => {
+  await deleteKeys(prefix)
+  redis.disconnect()
+})
+
+const opts = () => ({ redis, prefix, logger: pino({ level: 'silent' }), highWater: 100 })
+
+it('keeps minTime across two limiter instances sharing Redis', async () => {
+  const limits = { maxConcurrent: 10, minTimeMs: 50, dailyQuota: null }
+  const a = createThrottle('shared', limits, opts())
+  const b = createThrottle('shared', limits, opts())
+  const starts: number[] = []
+  const job = () => Promise.resolve(starts.push(Date.now()))
+  await Promise.all(Array.from({ length: 12 }, (_, i) => (i % 2 ? a : b).schedule(job)))
+  starts.sort((x, y) => x - y)
+  const gaps = starts.slice(1).map((t, i) => t - starts[i]!)
+  // Spacing is enforced in Redis time; allow a few ms of local timer jitter.
+  expect(Math.min(...gaps)).toBeGreaterThanOrEqual(40)
+  expect(starts.at(-1)! - starts[0]!).toBeGreaterThanOrEqual(11 * 45)
+  await a.close()
+  await b.close()
+})
+
+it('recovers when the limiter settings key disappears (Redis 7 "ERR SETTINGS_KEY_NOT_FOUND")', async () => {
+  const t = createThrottle('lost', { maxConcurrent: 2, minTimeMs: 0, dailyQuota: null }, opts())
+  expect(await t.schedule(async () => 'first')).toBe('first')
+  const keys = await redis.keys(`b_${prefix}-lost_settings`)
+  expect(keys).toHaveLength(1)
+  await redis.del(keys[0]!)
+  expect(await t.schedule(async () => 'after loss')).toBe('after loss')
+  await t.close()
+})
+
+it('counts the daily quota per KST date and refuses past it', async () => {
+  const t = createThrottle('quota', { maxConcurrent: 2, minTimeMs: 0, dailyQuota: 2 }, opts())
+  await t.takeQuota('2026-11-22', 60_000)
+  await t.takeQuota('2026-11-22', 60_000)
+  await expect(t.takeQuota('2026-11-22', 60_000)).rejects.toBeInstanceOf(QuotaExhaustedError)
+  await t.takeQuota('2026-11-23', 60_000) // a new KST day
+  await t.close()
+})

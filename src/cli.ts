@@ -56,7 +56,7 @@ async function withApp(fn: (app: App, config: AppConfig) => Promise<number | voi
       code = 2
     } else {
       process.stderr.write(`error: ${e.message}\n`)
-      if (process.env.DEBUG) process.stderr.write(`${e.stack}\n`)
+      if (app?.config.log.level === 'debug') process.stderr.write(`${e.stack}\n`)
       code = 1
     }
   } finally {
@@ -125,8 +125,9 @@ export function buildProgram(): Command {
         }
         // Cancellation requests for transactions that moved to cancelled/refunded after issuance.
         const cancels = summary.written ? await cancelChanged(app, summary.changedTransactionIds) : []
-        if (o.json) printJson({ ...summary, cancellations: cancels })
-        else {
+        if (o.json) {
+          printJson({ ...summary, cancellations: cancels })
+        } else {
           for (const e of summary.errors) process.stderr.write(`line ${e.line}: ${e.field}: ${e.message}\n`)
           process.stderr.write(
             summary.written
@@ -162,13 +163,15 @@ export function buildProgram(): Command {
           else process.stdout.write(`${formatReportTable(report)}\n`)
           return
         }
-        if (o.json) printJson(summary)
-        else
-          process.stdout.write(
-            `${summary.dryRun ? 'dry run: would ' : ''}settle ${summary.businessDate} (window ${summary.window.from}…${summary.window.to}): ` +
-              `${summary.selected} new transactions, ${summary.created} receipts to issue, ${summary.skipped} skipped, ${summary.enqueued} jobs ${summary.dryRun ? 'to enqueue' : 'enqueued'}` +
-              `${summary.runId !== null ? ` (run ${summary.runId})` : ''}\n`,
-          )
+        if (o.json) {
+          printJson(summary)
+          return
+        }
+        process.stdout.write(
+          `${summary.dryRun ? 'dry run: would ' : ''}settle ${summary.businessDate} (window ${summary.window.from}…${summary.window.to}): ` +
+            `${summary.selected} new transactions, ${summary.created} receipts to issue, ${summary.skipped} skipped, ${summary.enqueued} jobs ${summary.dryRun ? 'to enqueue' : 'enqueued'}` +
+            `${summary.runId !== null ? ` (run ${summary.runId})` : ''}\n`,
+        )
       }),
     )
 

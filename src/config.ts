@@ -202,6 +202,11 @@ function parseMerchants(env: Env): MerchantConfig[] {
   return parsed.data
 }
 
+/** The environment with some settings replaced (the demo points the app at what it started). */
+export function loadConfigWith(overrides: Record<string, string>): AppConfig {
+  return loadConfig({ ...process.env, ...overrides })
+}
+
 /** Builds the configuration from an environment (process.env by default). Throws ConfigError naming the variable. */
 export function loadConfig(env: Env = process.env): AppConfig {
   const nodeEnvRaw = env.NODE_ENV ?? 'development'

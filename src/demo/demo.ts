@@ -8,7 +8,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import pg from 'pg'
-import { loadConfig } from '../config.ts'
+import { loadConfig, loadConfigWith } from '../config.ts'
 import { createApp } from '../app.ts'
 import { importTransactions } from '../import/import-transactions.ts'
 import { settleDay } from '../jobs/settle.ts'
@@ -55,14 +55,14 @@ export async function runDemo(opts: { transactions: number; json: boolean }): Pr
     say(`provider sandbox listening on ${sandbox.url}`)
 
     const queuePrefix = `crdemo${Date.now().toString(36)}`
-    const config = loadConfig({
-      ...process.env,
+    const config = loadConfigWith({
       DATABASE_URL: databaseUrl,
       REDIS_URL: redis.url,
       SANDBOX_URL: sandbox.url,
       QUEUE_PREFIX: queuePrefix,
-      LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',
-      WORKER_BACKOFF_MS: process.env.WORKER_BACKOFF_MS ?? '500',
+      // Quieter logs and quicker retries than a production worker: the demo is watched live.
+      LOG_LEVEL: base.log.level === 'info' ? 'warn' : base.log.level,
+      WORKER_BACKOFF_MS: '500',
     })
     const app = createApp(config)
     cleanup.push(async () => {

@@ -60,7 +60,7 @@ function cardRule(digits: string): string | null {
 
 export function parseIdentifier(raw: string, declared?: DeclaredIdentifierType): Result<Identifier> {
   const trimmed = raw.trim()
-  if (!/^[\d\s.\-]+$/.test(trimmed)) return err(F, 'format', 'may contain digits, spaces, hyphens and dots only (식별번호 형식 오류)')
+  if (!/^[\d\s.-]+$/.test(trimmed)) return err(F, 'format', 'may contain digits, spaces, hyphens and dots only (식별번호 형식 오류)')
   const digits = trimmed.replace(/\D/g, '')
   if (digits === SELF_ISSUE_NUMBER && (declared === undefined || declared === 'phone')) return ok({ digits, type: 'self' })
   if (declared) return parseDeclared(digits, declared)

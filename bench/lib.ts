@@ -18,7 +18,7 @@ import { createHash } from 'node:crypto'
 import { loadConfig, type MerchantConfig } from '../src/config.ts'
 import { encryptPii } from '../src/crypto/pii.ts'
 import { generateDay, mulberry32 } from '../src/demo/generate.ts'
-import { freePort } from '../src/demo/infra.ts'
+import { freePort, recreateDatabase } from '../src/demo/infra.ts'
 import { businessDateOf, maskIdentifier, parseIdentifier } from '../src/domain/index.ts'
 
 export const ROOT = resolve(import.meta.dirname, '..')
@@ -28,17 +28,7 @@ export interface Services {
   readonly redisUrl: string
 }
 
-export async function recreateDatabase(pgServer: string, name: string): Promise<string> {
-  const c = new pg.Client({ connectionString: `${pgServer}/postgres` })
-  await c.connect()
-  try {
-    await c.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`)
-    await c.query(`CREATE DATABASE ${pg.escapeIdentifier(name)}`)
-  } finally {
-    await c.end()
-  }
-  return `${pgServer}/${name}`
-}
+export { recreateDatabase }
 
 /** Environment for CLI child processes of one scenario. */
 export function scenarioEnv(databaseUrl: string, redisUrl: string, prefix: string, extra: Record<string, string> = {}): Record<string, string> {

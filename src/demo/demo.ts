@@ -7,7 +7,6 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import pg from 'pg'
 import { loadConfig, loadConfigWith } from '../config.ts'
 import { createApp } from '../app.ts'
 import { importTransactions } from '../import/import-transactions.ts'
@@ -16,27 +15,11 @@ import { buildReport } from '../report/report.ts'
 import { formatReportTable } from '../report/format-table.ts'
 import { createProgress } from '../cli/progress.ts'
 import { kstToday, kstYesterday } from '../domain/index.ts'
-import { ensurePostgres, ensureRedis } from './infra.ts'
+import { ensurePostgres, ensureRedis, recreateDatabase } from './infra.ts'
 import { generateDay, toCsv } from './generate.ts'
 import { startSandbox } from '../sandbox/index.ts'
 
 const say = (msg: string) => process.stderr.write(`» ${msg}\n`)
-
-async function recreateDatabase(serverUrl: string, name: string): Promise<string> {
-  const admin = new URL(serverUrl)
-  admin.pathname = '/postgres'
-  const c = new pg.Client({ connectionString: admin.toString() })
-  await c.connect()
-  try {
-    await c.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`)
-    await c.query(`CREATE DATABASE ${pg.escapeIdentifier(name)}`)
-  } finally {
-    await c.end()
-  }
-  const u = new URL(serverUrl)
-  u.pathname = `/${name}`
-  return u.toString()
-}
 
 export async function runDemo(opts: { transactions: number; json: boolean }): Promise<number> {
   const base = loadConfig()
@@ -49,7 +32,7 @@ export async function runDemo(opts: { transactions: number; json: boolean }): Pr
     cleanup.push(() => redis.stop())
     say(`Postgres: ${postgres.started ?? 'found'} · Redis: ${redis.started ?? 'found'}`)
 
-    const databaseUrl = await recreateDatabase(postgres.url, 'cash_receipts_demo')
+    const databaseUrl = await recreateDatabase(postgres.url.replace(/\/[^/]*$/, ''), 'cash_receipts_demo')
     const sandbox = await startSandbox({ port: 0 })
     cleanup.push(() => sandbox.close())
     say(`provider sandbox listening on ${sandbox.url}`)

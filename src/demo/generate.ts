@@ -4,6 +4,7 @@
  * mandatory issuers, skipped elsewhere), tax-free parts and service fees. Deterministic per seed.
  */
 import type { ProviderName } from '../config.ts'
+import { seededRandom } from '../sandbox/faults.ts'
 
 export interface GeneratedDay {
   readonly header: readonly string[]
@@ -18,16 +19,8 @@ export const IMPORT_HEADER = [
   'buyer_email', 'buyer_tel', 'status', 'refunded_amount',
 ] as const
 
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+/** The sandbox's seeded PRNG (mulberry32), so generated days are reproducible per seed. */
+export const mulberry32 = seededRandom
 
 export function validBrn(rand: () => number): string {
   for (;;) {

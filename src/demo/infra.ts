@@ -20,6 +20,19 @@ export interface Service {
   stop(): Promise<void>
 }
 
+/** Drops and creates a database on a server (URL without a database path); returns its URL. */
+export async function recreateDatabase(serverUrl: string, name: string): Promise<string> {
+  const c = new pg.Client({ connectionString: `${serverUrl}/postgres` })
+  await c.connect()
+  try {
+    await c.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`)
+    await c.query(`CREATE DATABASE ${pg.escapeIdentifier(name)}`)
+  } finally {
+    await c.end()
+  }
+  return `${serverUrl}/${name}`
+}
+
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer()

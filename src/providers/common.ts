@@ -68,6 +68,25 @@ export class TokenCache {
   }
 }
 
+/**
+ * One call with a bearer token: a 401 means the token expired in flight (PortOne documents this race),
+ * so the token is refreshed once and the call repeated once.
+ */
+export async function withTokenRefresh(
+  tokens: TokenCache,
+  sendWith: (token: string) => Promise<HttpResult>,
+): Promise<HttpResult | ProviderOutcome> {
+  let r: HttpResult | undefined
+  for (let attempt = 0; attempt < 2; attempt++) {
+    const token = await tokens.get()
+    if (typeof token !== 'string') return token
+    r = await sendWith(token)
+    if (!(r.ok && r.status === 401)) return r
+    tokens.invalidate()
+  }
+  return r!
+}
+
 /** Outcome for a token call that failed: nothing to look up, so never unknown. */
 export function tokenFailure(r: HttpResult, code: string | null, message: string | null): ProviderOutcome {
   if (!r.ok) return { kind: 'retryable', meta: meta(r, null, null) }

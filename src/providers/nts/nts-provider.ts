@@ -7,7 +7,7 @@
  */
 import type { MerchantConfig } from '../../config.ts'
 import { createHttpClient, DEFAULT_RETRY, transportMeta, transportOutcome, withRetry, type HttpResult } from '../http.ts'
-import { body, send, str, TokenCache, tokenFailure } from '../common.ts'
+import { body, send, str, TokenCache, tokenFailure, withTokenRefresh } from '../common.ts'
 import type { CallContext, CancelRequest, CashReceiptProvider, IssueRequest, LookupRequest, ProviderDeps, ProviderOutcome } from '../types.ts'
 import { classifyNts } from './nts-errors.ts'
 
@@ -30,17 +30,9 @@ export function createNtsProvider(deps: ProviderDeps<NtsCredentials>): CashRecei
   }, now)
 
   async function call(method: 'GET' | 'POST', path: string, payload: unknown, signal?: AbortSignal): Promise<HttpResult | ProviderOutcome> {
-    for (let attempt = 0; attempt < 2; attempt++) {
-      const token = await tokens.get()
-      if (typeof token !== 'string') return token
-      const r = await send(http, deps.logger, { method, url: `${base}${path}`, headers: { authorization: `Bearer ${token}` }, body: payload, signal })
-      if (r.ok && r.status === 401 && attempt === 0) {
-        tokens.invalidate()
-        continue
-      }
-      return r
-    }
-    throw new Error('unreachable')
+    return withTokenRefresh(tokens, (token) =>
+      send(http, deps.logger, { method, url: `${base}${path}`, headers: { authorization: `Bearer ${token}` }, body: payload, signal }),
+    )
   }
 
   function op(operation: 'issue' | 'lookup' | 'cancel', method: 'GET' | 'POST', path: string, payload: unknown, ctx?: CallContext) {

@@ -7,7 +7,7 @@
  */
 import type { MerchantConfig } from '../../config.ts'
 import { createHttpClient, DEFAULT_RETRY, transportMeta, transportOutcome, withRetry, type HttpResult } from '../http.ts'
-import { body, send, str, TokenCache, tokenFailure } from '../common.ts'
+import { body, send, str, TokenCache, tokenFailure, withTokenRefresh } from '../common.ts'
 import type { CallContext, CancelRequest, CashReceiptProvider, IssueRequest, LookupRequest, NaverCashAmount, ProviderDeps, ProviderOutcome } from '../types.ts'
 import { classifyPortoneV1, receiptOf } from './portone-v1-errors.ts'
 
@@ -35,17 +35,9 @@ export function createPortoneV1Provider(deps: ProviderDeps<PortoneV1Credentials>
 
   /** One authorised call; a 401 refreshes the token once and repeats the call once. */
   async function call(method: 'GET' | 'POST' | 'DELETE', path: string, payload: unknown, signal?: AbortSignal): Promise<HttpResult | ProviderOutcome> {
-    for (let attempt = 0; attempt < 2; attempt++) {
-      const token = await tokens.get()
-      if (typeof token !== 'string') return token
-      const r = await send(http, deps.logger, { method, url: `${base}${path}`, headers: { authorization: `Bearer ${token}` }, body: payload, signal })
-      if (r.ok && r.status === 401 && attempt === 0) {
-        tokens.invalidate()
-        continue
-      }
-      return r
-    }
-    throw new Error('unreachable')
+    return withTokenRefresh(tokens, (token) =>
+      send(http, deps.logger, { method, url: `${base}${path}`, headers: { authorization: `Bearer ${token}` }, body: payload, signal }),
+    )
   }
 
   const pathOf = (key: string, portonePayment: boolean) => (portonePayment ? `/receipts/${encodeURIComponent(key)}` : `/receipts/external/${encodeURIComponent(key)}`)

@@ -1,19 +1,53 @@
-/** The provider sandbox: in-process for tests, the demo and benchmarks, or its own process via the CLI. */
+/**
+ * The provider sandbox: faithful simulators of PortOne V1/V2, PaySsam and an NTS-style API behind one
+ * HTTP server, in-process for tests, the demo and benchmarks, or as its own process through
+ * `cash-receipts sandbox`. Endpoints, credentials and spec grammars: src/sandbox/README.md.
+ */
 import pino from 'pino'
+import { formatFaults, parseFaults, parseRateLimits } from './faults.ts'
 import { startSandbox, type SandboxOptions } from './server.ts'
 
 export { startSandbox } from './server.ts'
-export type { Sandbox, SandboxOptions, SandboxStats, PortonePayment } from './server.ts'
-export { parseFaults, parseRateLimits, SpecError } from './faults.ts'
+export type {
+  ListedReceipt,
+  ProviderStats,
+  Sandbox,
+  SandboxOptions,
+  SandboxStats,
+  PortonePayment,
+} from './server.ts'
+export { FAULT_KINDS, parseFaults, parseRateLimits, SpecError } from './faults.ts'
+export type { FaultKind, FaultSpec, RateLimitSpec } from './faults.ts'
+export type { HeldReceipt } from './sim.ts'
 
-/** `cash-receipts sandbox`: serves until SIGTERM/SIGINT, logging the base URLs. */
+/**
+ * `cash-receipts sandbox`: starts the sandbox, logs its base URLs, and serves until SIGTERM or SIGINT,
+ * then closes. Throws SpecError for a bad fault or rate-limit spec (before listening).
+ */
 export async function runSandboxCli(opts: SandboxOptions): Promise<void> {
-  const logger = opts.logger ?? pino({ name: 'sandbox' }, pino.destination(2))
+  const logger = opts.logger ?? pino({ name: 'sandbox' }, pino.destination({ fd: 2, sync: true }))
+  // Parse first so a bad spec fails before anything listens.
+  const faults = formatFaults(parseFaults(opts.faults))
+  const limits = parseRateLimits(opts.rateLimits)
   const sandbox = await startSandbox({ ...opts, logger })
-  logger.info({ url: sandbox.url, baseUrls: sandbox.baseUrls, faults: opts.faults ?? '', rateLimits: opts.rateLimits ?? '' }, 'provider sandbox listening')
+  logger.info(
+    {
+      url: sandbox.url,
+      baseUrls: sandbox.baseUrls,
+      faults,
+      rateLimits: limits.perSecond,
+      ntsDailyQuota: limits.ntsDaily,
+    },
+    'provider sandbox listening',
+  )
   await new Promise<void>((resolve) => {
-    const stop = () => void sandbox.close().then(resolve)
-    process.once('SIGTERM', stop)
-    process.once('SIGINT', stop)
+    const stop = (signal: NodeJS.Signals) => {
+      process.off('SIGTERM', stop)
+      process.off('SIGINT', stop)
+      logger.info({ signal }, 'provider sandbox closing')
+      sandbox.close().then(resolve, resolve)
+    }
+    process.on('SIGTERM', stop)
+    process.on('SIGINT', stop)
   })
 }

@@ -1,128 +1,251 @@
 /**
- * PaySsam (결제선생) V1 cash-receipt simulator, per reference/providers.md §3:
- * POST /if/cash-receipt/issue | /cancel | /read with {apikey, merchant, member, bill:{…}} as JSON.
- * hash = lowercase hex SHA-256 of "{bill_id},{price}" with price exactly as sent. Errors come back as
- * HTTP 200 with a code (0000 success, 9800 bill_id already used, 9980 not found, 9970 already
- * cancelled, 1003 unknown partner, 9999 other); missing or malformed parameters → HTTP 400.
- * Answers use `message` (the documented name). Cancels take a price: less than what is left is a
- * partial cancel (PaySsam does not document partial cancels; the sandbox accepts them).
- * Valid credentials: any apikey starting `apikey`.
+ * PaySsam (결제선생) V1 cash-receipt simulator, per reference/providers.md §3 and seed 001.
+ *
+ * - `POST /if/cash-receipt/issue` `{apikey, merchant, member, bill:{bill_id, hash, price, supply_price, tax,
+ *   issuance_number, trader}}` (all required).
+ * - `POST /if/cash-receipt/cancel` `{apikey, merchant, member, bill_id, hash, price, trader}` and
+ *   `POST /if/cash-receipt/read` `{apikey, merchant, member, bill_id, hash, price}`: seed 001's schemas put
+ *   these fields at the top level; the same fields inside `bill` are accepted too.
+ * - `hash` = lowercase hex SHA-256 of `"{bill_id},{price}"`, price exactly as sent.
+ * - Errors come as HTTP 200 with a code: 9800 bill_id already used (also after a cancel), 9980 not found,
+ *   9970 already cancelled, 1003 unknown partner, 9999 anything else (wrong hash, inconsistent amounts).
+ *   Missing or malformed parameters → HTTP 400 with code 9999.
+ * - Success answers carry `msg` (the endpoint schemas' name); error answers carry `message` (what
+ *   integrators observed), so clients must read both.
+ * - A cancel whose price is below what is left is a partial cancel (PaySsam does not document partial
+ *   cancels; the sandbox accepts them).
+ * Valid credentials: any apikey starting `apikey` (≤ 32 characters).
  */
 import type { HeldReceipt, ProviderSim, SimRequest, SimResponse } from '../sim.ts'
-import { approvalNumber, maskTail, sha256hex } from '../sim.ts'
+import { ApprovalNumbers, LiveLedger, emptyCounters, kstStamp, maskTail, sha256hex, vat11 } from '../sim.ts'
 
-interface Bill {
-  billId: string
-  price: number
-  supply: number
-  tax: number
-  trader: string
-  issuanceNumber: string
-  apprNum: string
-  remaining: number
-  history: { appr_price: number; appr_supply_price: number; appr_tax: number; trader: string; appr_num: string; appr_state: 'F' | 'C'; appr_dt: string }[]
+interface Row {
+  readonly appr_price: string
+  readonly appr_supply_price: string
+  readonly appr_tax: string
+  readonly appr_num: string
+  readonly appr_state: 'F' | 'C'
+  readonly appr_dt: string
+  readonly trader: string
+  readonly issuance_number: string
 }
 
-const ok = (body: object): SimResponse => ({ status: 200, body: { code: '0000', message: '성공하였습니다.', ...body } })
-const fail = (code: string, message: string, status = 200): SimResponse => ({ status, body: { code, message } })
-const kstStamp = (ms: number) => new Date(ms + 9 * 3600_000).toISOString().replace(/[-:T]/g, '').slice(0, 14)
+interface Bill {
+  readonly key: string
+  readonly billId: string
+  readonly price: number
+  readonly trader: string
+  readonly issuanceNumber: string
+  readonly apprNum: string
+  readonly issuedAt: string
+  remaining: number
+  readonly rows: Row[]
+}
+
+const OK = '성공하였습니다.'
+const ok = (fields: object): SimResponse => ({ status: 200, body: { code: '0000', msg: OK, ...fields } })
+const fail = (code: string, message: string, status = 200): SimResponse => ({
+  status,
+  body: { code, message },
+})
+const badParam = (message: string) => fail('9999', message, 400)
+
+/** Strings as the schema says; numbers are accepted as their decimal text (a Spring backend coerces them). */
+const text = (v: unknown): string | null =>
+  typeof v === 'string' ? v : typeof v === 'number' && Number.isFinite(v) ? String(v) : null
 
 export function createPayssamSim(): ProviderSim {
   const bills = new Map<string, Bill>()
-  const counters = { issued: 0, cancelled: 0, duplicates_rejected: 0 }
+  const ledger = new LiveLedger()
+  const approvals = new ApprovalNumbers()
+  const counters = emptyCounters()
 
-  function common(req: SimRequest): { apikey: string; bill: Record<string, unknown> } | SimResponse {
+  interface Parsed {
+    readonly partner: { apikey: string; member: string; merchant: string }
+    readonly f: Record<string, unknown>
+    readonly billId: string
+    readonly price: string
+    readonly amount: number
+  }
+
+  /** Envelope, partner, bill_id, price and hash checks shared by the three calls. */
+  function parse(req: SimRequest, nested: boolean): Parsed | SimResponse {
     const b = req.body
-    if (!b || typeof b !== 'object') return fail('9999', '요청 본문이 올바른 JSON이 아닙니다.', 400)
-    for (const f of ['apikey', 'merchant', 'member']) if (typeof b[f] !== 'string' || !b[f]) return fail('9999', `필수 파라미터(${f})가 누락되었습니다.`, 400)
-    if (!(b.apikey as string).startsWith('apikey') || (b.apikey as string).length > 32) return fail('1003', '접근이 불가한 사용자 입니다.')
-    const bill = b.bill as Record<string, unknown> | undefined
-    if (!bill || typeof bill !== 'object') return fail('9999', '필수 파라미터(bill)가 누락되었습니다.', 400)
-    if (typeof bill.bill_id !== 'string' || !/^[A-Za-z0-9]{1,20}$/.test(bill.bill_id)) return fail('9999', 'bill_id는 20자 이내의 영문/숫자입니다.', 400)
-    if (typeof bill.price !== 'string' || !/^\d+$/.test(bill.price)) return fail('9999', 'price 형식이 올바르지 않습니다.', 400)
-    if (bill.hash !== sha256hex(`${bill.bill_id},${bill.price}`)) return fail('9999', '해싱값을 확인하시기 바랍니다.')
-    return { apikey: b.apikey as string, bill }
+    if (req.bodyInvalid || !b) return badParam('요청 본문이 올바른 JSON이 아닙니다.')
+    const lengths = { apikey: 32, merchant: 30, member: 30 } as const
+    for (const [f, max] of Object.entries(lengths)) {
+      const v = b[f]
+      if (typeof v !== 'string' || v === '') return badParam(`필수 파라미터(${f})가 누락되었습니다.`)
+      if (v.length > max) return badParam(`${f}는 ${max}자 이하입니다.`)
+    }
+    const partner = { apikey: b.apikey as string, member: b.member as string, merchant: b.merchant as string }
+    if (!partner.apikey.startsWith('apikey')) return fail('1003', '접근이 불가한 사용자 입니다.')
+    const inner = b.bill
+    const f: Record<string, unknown> | undefined =
+      typeof inner === 'object' && inner !== null && !Array.isArray(inner)
+        ? (inner as Record<string, unknown>)
+        : nested
+          ? undefined
+          : b
+    if (!f) return badParam('필수 파라미터(bill)가 누락되었습니다.')
+    const billId = text(f.bill_id)
+    if (!billId) return badParam('필수 파라미터(bill_id)가 누락되었습니다.')
+    if (!/^[A-Za-z0-9]{1,20}$/.test(billId)) return badParam('bill_id는 20자 이내의 영문/숫자입니다.')
+    const price = text(f.price)
+    if (price === null || price === '') return badParam('필수 파라미터(price)가 누락되었습니다.')
+    if (!/^\d{1,12}$/.test(price) || Number(price) < 1) return badParam('price 형식이 올바르지 않습니다.')
+    const hash = text(f.hash)
+    if (!hash) return badParam('필수 파라미터(hash)가 누락되었습니다.')
+    if (hash !== sha256hex(`${billId},${price}`)) return fail('9999', '해싱값을 확인하시기 바랍니다.')
+    return { partner, f, billId, price, amount: Number(price) }
   }
 
   function issue(req: SimRequest): SimResponse {
-    const c = common(req)
-    if ('status' in c) return c
-    const { bill, apikey } = c
-    for (const f of ['supply_price', 'tax', 'issuance_number', 'trader']) if (typeof bill[f] !== 'string' || bill[f] === '') return fail('9999', `필수 파라미터(${f})가 누락되었습니다.`, 400)
-    const price = Number(bill.price)
-    const supply = Number(bill.supply_price)
-    const tax = Number(bill.tax)
-    if (!Number.isInteger(supply) || !Number.isInteger(tax) || supply + tax !== price) return fail('9999', '금액이 올바르지 않습니다. (price = supply_price + tax)')
-    if (bill.trader !== '0' && bill.trader !== '1') return fail('9999', 'trader는 0(개인) 또는 1(사업자)입니다.')
-    const key = `${apikey}\u0000${bill.bill_id as string}`
+    const p = parse(req, true)
+    if ('status' in p) return p
+    const { f, billId, price, amount, partner } = p
+    const supply = text(f.supply_price)
+    const tax = text(f.tax)
+    const issuance = text(f.issuance_number)
+    const trader = text(f.trader)
+    if (supply === null || supply === '') return badParam('필수 파라미터(supply_price)가 누락되었습니다.')
+    if (tax === null || tax === '') return badParam('필수 파라미터(tax)가 누락되었습니다.')
+    if (issuance === null || issuance === '') {
+      return badParam('필수 파라미터(issuance_number)가 누락되었습니다.')
+    }
+    if (trader === null || trader === '') return badParam('필수 파라미터(trader)가 누락되었습니다.')
+    if (!/^\d{1,12}$/.test(supply) || !/^\d{1,12}$/.test(tax)) {
+      return badParam('supply_price, tax 형식이 올바르지 않습니다.')
+    }
+    if (trader !== '0' && trader !== '1') return badParam('trader는 0(개인) 또는 1(사업자)입니다.')
+    if (!/^\d{10,19}$/.test(issuance)) {
+      return fail('9999', '현금영수증 발급 요청 번호(issuance_number)를 확인하시기 바랍니다.')
+    }
+    if (Number(supply) + Number(tax) !== amount) {
+      return fail('9999', '금액 정보를 확인하시기 바랍니다. (price = supply_price + tax)')
+    }
+    const key = `${partner.apikey}\u0000${billId}`
     if (bills.has(key)) {
       counters.duplicates_rejected++
       return fail('9800', '이미 사용된 Bill_ID 입니다.')
     }
-    const apprNum = approvalNumber()
+    const apprNum = approvals.next()
+    const dt = kstStamp(req.nowMs)
     bills.set(key, {
-      billId: bill.bill_id as string,
-      price,
-      supply,
-      tax,
-      trader: bill.trader,
-      issuanceNumber: bill.issuance_number as string,
+      key,
+      billId,
+      price: amount,
+      trader,
+      issuanceNumber: issuance,
       apprNum,
-      remaining: price,
-      history: [{ appr_price: price, appr_supply_price: supply, appr_tax: tax, trader: bill.trader, appr_num: apprNum, appr_state: 'F', appr_dt: kstStamp(req.nowMs) }],
+      issuedAt: new Date(req.nowMs).toISOString(),
+      remaining: amount,
+      rows: [
+        {
+          appr_price: price,
+          appr_supply_price: supply,
+          appr_tax: tax,
+          appr_num: apprNum,
+          appr_state: 'F',
+          appr_dt: dt,
+          trader,
+          issuance_number: issuance,
+        },
+      ],
     })
+    ledger.change(key, 1)
     counters.issued++
-    const b = req.body!
-    return ok({ apikey: b.apikey, member: b.member, merchant: b.merchant, bill_id: bill.bill_id, trader: bill.trader, appr_cash_num: apprNum })
+    return ok({
+      ...partner,
+      bill_id: billId,
+      hash: f.hash,
+      trader,
+      appr_cash_num: apprNum,
+      issuance_number: issuance,
+    })
   }
 
   function cancel(req: SimRequest): SimResponse {
-    const c = common(req)
-    if ('status' in c) return c
-    const found = bills.get(`${c.apikey}\u0000${c.bill.bill_id as string}`)
-    if (!found) return fail('9980', '청구서를 찾을 수 없습니다.')
-    if (found.remaining === 0) return fail('9970', '기 취소된 청구서 입니다.')
-    const price = Number(c.bill.price)
-    if (price < 1 || price > found.remaining) return fail('9999', `취소 금액이 취소 가능 금액(${found.remaining})을 초과합니다.`)
-    const tax = Math.floor((2 * price + 11) / 22)
-    const apprNum = approvalNumber()
-    found.remaining -= price
-    found.history.push({ appr_price: price, appr_supply_price: price - tax, appr_tax: tax, trader: found.trader, appr_num: apprNum, appr_state: 'C', appr_dt: kstStamp(req.nowMs) })
-    if (found.remaining === 0) counters.cancelled++
-    return ok({ bill_id: found.billId, appr_cash_num: apprNum, remaining_price: String(found.remaining) })
+    const p = parse(req, false)
+    if ('status' in p) return p
+    const trader = text(p.f.trader)
+    if (trader === null || trader === '') return badParam('필수 파라미터(trader)가 누락되었습니다.')
+    if (trader !== '0' && trader !== '1') return badParam('trader는 0(개인) 또는 1(사업자)입니다.')
+    const bill = bills.get(`${p.partner.apikey}\u0000${p.billId}`)
+    if (!bill) return fail('9980', '청구서를 찾을 수 없습니다.')
+    if (bill.remaining === 0) return fail('9970', '기 취소된 청구서 입니다.')
+    if (p.amount > bill.remaining) {
+      return fail('9999', `취소 금액이 취소 가능 금액(${bill.remaining})을 초과합니다.`)
+    }
+    const tax = vat11(p.amount)
+    const apprNum = approvals.next()
+    bill.remaining -= p.amount
+    bill.rows.push({
+      appr_price: p.price,
+      appr_supply_price: String(p.amount - tax),
+      appr_tax: String(tax),
+      appr_num: apprNum,
+      appr_state: 'C',
+      appr_dt: kstStamp(req.nowMs),
+      trader: bill.trader,
+      issuance_number: bill.issuanceNumber,
+    })
+    if (bill.remaining === 0) {
+      ledger.change(bill.key, -1)
+      counters.cancelled++
+    }
+    return ok({ ...p.partner, bill_id: bill.billId, hash: p.f.hash, appr_cash_num: apprNum })
   }
 
   function read(req: SimRequest): SimResponse {
-    const c = common(req)
-    if ('status' in c) return c
-    const found = bills.get(`${c.apikey}\u0000${c.bill.bill_id as string}`)
-    if (!found) return fail('9980', '청구서를 찾을 수 없습니다.')
-    return ok({ bill_id: found.billId, info: found.history.map((h) => ({ bill_id: found.billId, ...h, issuance_number: maskTail(found.issuanceNumber) })) })
+    const p = parse(req, false)
+    if ('status' in p) return p
+    const bill = bills.get(`${p.partner.apikey}\u0000${p.billId}`)
+    if (!bill) return fail('9980', '청구서를 찾을 수 없습니다.')
+    return ok({ ...p.partner, bill_id: bill.billId, info: bill.rows.map((r) => ({ ...r })) })
   }
 
   return {
     name: 'payssam',
     counters,
-    isReceiptOp: (req) => req.path.startsWith('/if/cash-receipt/'),
-    credentialOf: (req) => (typeof req.body?.apikey === 'string' ? req.body.apikey : null),
+    classify: (req) => ({
+      receiptOp: req.path.startsWith('/if/cash-receipt/'),
+      credential: typeof req.body?.apikey === 'string' ? req.body.apikey : null,
+    }),
     handle(req) {
-      if (req.method !== 'POST') return fail('9999', 'Method Not Allowed', 405)
-      if (req.path === '/if/cash-receipt/issue') return issue(req)
-      if (req.path === '/if/cash-receipt/cancel') return cancel(req)
-      if (req.path === '/if/cash-receipt/read') return read(req)
-      return fail('9999', 'Not Found', 404)
+      const op =
+        req.path === '/if/cash-receipt/issue'
+          ? issue
+          : req.path === '/if/cash-receipt/cancel'
+            ? cancel
+            : req.path === '/if/cash-receipt/read'
+              ? read
+              : null
+      if (!op) return fail('9999', '요청한 경로가 존재하지 않습니다.', 404)
+      if (req.method !== 'POST') return fail('9999', '허용되지 않는 메서드입니다.', 405)
+      return op(req)
     },
     serverError: () => fail('5000', 'SYSTEM ERROR', 500),
-    rateLimited: (s) => ({ ...fail('9999', '요청 한도를 초과했습니다. 잠시 후 다시 시도하세요.', 429), headers: { 'retry-after': String(s) } }),
-    *livePerKey() {
-      for (const b of bills.values()) yield b.remaining > 0 ? 1 : 0
-    },
+    rateLimited: (s) => ({
+      ...fail('9999', '요청 한도를 초과했습니다. 잠시 후 다시 시도하세요.', 429),
+      headers: { 'retry-after': String(s) },
+    }),
+    maxLivePerKey: () => ledger.max,
     receipts(): HeldReceipt[] {
-      return [...bills.values()].map((b) => ({ key: b.billId, status: b.remaining > 0 ? 'issued' : 'cancelled', amount: b.remaining, approvalNumber: b.apprNum, identifier: maskTail(b.issuanceNumber) }))
+      return [...bills.values()].map((b) => ({
+        key: b.billId,
+        status: b.remaining > 0 ? 'issued' : 'cancelled',
+        amount: b.remaining,
+        issuedAmount: b.price,
+        approvalNumber: b.apprNum,
+        identifier: maskTail(b.issuanceNumber),
+        issuedAt: b.issuedAt,
+      }))
     },
     reset() {
       bills.clear()
-      Object.assign(counters, { issued: 0, cancelled: 0, duplicates_rejected: 0 })
+      ledger.reset()
+      Object.assign(counters, emptyCounters())
     },
   }
 }

@@ -11,15 +11,30 @@ import { z } from 'zod'
 export const PROVIDERS = ['portone', 'portone-v2', 'payssam', 'nts'] as const
 export type ProviderName = (typeof PROVIDERS)[number]
 
-const limitSchema = z.object({
-  /** Calls in flight at once for one credential, across all worker processes. */
-  maxConcurrent: z.number().int().positive().nullable().default(20),
-  /** Minimum milliseconds between two call starts for one credential (1000/minTime = max req/s). */
-  minTimeMs: z.number().int().nonnegative().default(0),
-  /** Issue calls allowed per KST calendar day for one credential (NTS-style quotas). null = none. */
-  dailyQuota: z.number().int().positive().nullable().default(null),
-})
-export type ProviderLimits = z.infer<typeof limitSchema>
+const limitSchema = z
+  .object({
+    /** Calls in flight at once for one credential, across all worker processes. */
+    maxConcurrent: z.number().int().positive().nullable(),
+    /** Minimum milliseconds between two call starts for one credential, across all processes. */
+    minTimeMs: z.number().int().nonnegative(),
+    /**
+     * The provider's documented request rate per credential (req/s). Calls are paced at
+     * RATE_SAFETY of it, so timer jitter never crosses the provider's window (no 429s).
+     */
+    maxPerSecond: z.number().positive().nullable(),
+    /** Issue calls allowed per KST calendar day for one credential (NTS-style quotas). null = none. */
+    dailyQuota: z.number().int().positive().nullable(),
+  })
+  .partial()
+  .strict()
+/** A merchant's per-credential overrides; what it leaves out comes from the <PROVIDER>_* variables. */
+export type ProviderLimitsOverride = z.infer<typeof limitSchema>
+export interface ProviderLimits {
+  readonly maxConcurrent: number | null
+  readonly minTimeMs: number
+  readonly maxPerSecond: number | null
+  readonly dailyQuota: number | null
+}
 
 const portoneCreds = z.object({
   impKey: z.string().min(1),
@@ -219,10 +234,10 @@ export function loadConfig(env: Env = process.env): AppConfig {
   const sandboxUrl = urlVar(env, 'SANDBOX_URL', production ? 'http://invalid.invalid' : `http://127.0.0.1:${sandboxPort}`)
   const base = (p: ProviderName) => (production ? undefined : `${sandboxUrl}/${p}`)
 
-  const defaults: ProviderLimits = { maxConcurrent: 20, minTimeMs: 0, dailyQuota: null }
   const limitsFor = (prefix: string): ProviderLimits => ({
-    maxConcurrent: intVar(env, `${prefix}_MAX_CONCURRENT`, defaults.maxConcurrent!, 1),
-    minTimeMs: intVar(env, `${prefix}_MIN_TIME_MS`, defaults.minTimeMs, 0),
+    maxConcurrent: intVar(env, `${prefix}_MAX_CONCURRENT`, 20, 1),
+    minTimeMs: intVar(env, `${prefix}_MIN_TIME_MS`, 0, 0),
+    maxPerSecond: env[`${prefix}_MAX_PER_SECOND`] ? intVar(env, `${prefix}_MAX_PER_SECOND`, 0, 1) : null,
     dailyQuota: env[`${prefix}_DAILY_QUOTA`] ? intVar(env, `${prefix}_DAILY_QUOTA`, 0, 1) : null,
   })
 

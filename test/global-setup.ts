@@ -6,7 +6,7 @@
 import pg from 'pg'
 import { Redis } from 'ioredis'
 import { createDb, migrateToLatest } from '../src/db/database.ts'
-import { TEMPLATE_DB, adminUrl, dbUrl, redisUrl } from './helpers/env.ts'
+import { TEMPLATE_DB, TEST_DB_NS, adminUrl, dbUrl, redisUrl } from './helpers/env.ts'
 
 export default async function setup() {
   const admin = new pg.Client({ connectionString: adminUrl(), connectionTimeoutMillis: 5_000 })
@@ -27,7 +27,7 @@ export default async function setup() {
   }
   try {
     // Leftovers of earlier runs (a killed run leaves its databases behind).
-    const old = await admin.query<{ datname: string }>(`SELECT datname FROM pg_database WHERE datname LIKE 'crt\\_%' OR datname = $1`, [TEMPLATE_DB])
+    const old = await admin.query<{ datname: string }>(`SELECT datname FROM pg_database WHERE datname LIKE $1`, [`${TEST_DB_NS}\\_%`])
     for (const { datname } of old.rows) await admin.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(datname)} WITH (FORCE)`)
     await admin.query(`CREATE DATABASE ${pg.escapeIdentifier(TEMPLATE_DB)}`)
   } finally {

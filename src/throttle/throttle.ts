@@ -54,24 +54,46 @@ export interface ThrottleFactoryOptions {
   readonly highWater: number
   /** Use Redis clustering (default). Local mode exists for benchmarks comparing the two. */
   readonly datastore?: 'ioredis' | 'local'
+  /**
+   * A bottleneck connection shared with other throttles (the registry's): two Redis connections per
+   * process instead of two per credential. Without it the throttle opens and owns its own.
+   */
+  readonly connection?: Bottleneck.IORedisConnection
+}
+
+/** Share of a provider's documented rate we pace at: timer jitter must not cross its window. */
+export const RATE_SAFETY = 0.97
+
+/** Spacing between call starts that keeps one credential under both minTimeMs and maxPerSecond. */
+export function minTimeOf(limits: ProviderLimits): number {
+  const fromRate = limits.maxPerSecond ? 1000 / (limits.maxPerSecond * RATE_SAFETY) : 0
+  return Math.max(limits.minTimeMs, fromRate)
 }
 
 const isSettingsLost = (err: unknown) => /SETTINGS_KEY_NOT_FOUND|UNKNOWN_CLIENT/.test(String((err as Error)?.message))
 
+/** bottleneck's disconnect returns a promise, or undefined on a shared connection. */
+const quietly = (p: unknown) => Promise.resolve(p).catch(() => {})
+
+export function newConnection(redis: Redis): Bottleneck.IORedisConnection {
+  return new Bottleneck.IORedisConnection({ client: redis.duplicate() })
+}
+
 export function createThrottle(id: string, limits: ProviderLimits, opts: ThrottleFactoryOptions): Throttle {
   const limiterId = `${opts.prefix}-${id}`
+  const minTime = minTimeOf(limits)
   let penaltyUntil = 0
-  let connection: Bottleneck.IORedisConnection | undefined
+  const ownConnection = opts.datastore !== 'local' && !opts.connection ? newConnection(opts.redis) : undefined
+  const connection = opts.connection ?? ownConnection
   const build = (): Bottleneck => {
     const common = {
       id: limiterId,
       maxConcurrent: limits.maxConcurrent,
-      minTime: limits.minTimeMs,
+      minTime,
       highWater: opts.highWater,
       strategy: Bottleneck.strategy.OVERFLOW,
     }
     if (opts.datastore === 'local') return new Bottleneck(common)
-    connection ??= new Bottleneck.IORedisConnection({ client: opts.redis.duplicate() })
     const limiter = new Bottleneck({
       ...common,
       datastore: 'ioredis',
@@ -92,7 +114,7 @@ export function createThrottle(id: string, limits: ProviderLimits, opts: Throttl
       return await limiter.schedule({ expiration }, fn)
     } catch (err) {
       if (err instanceof Bottleneck.BottleneckError && /dropped/i.test(err.message)) {
-        const per = Math.max(limits.minTimeMs, 50)
+        const per = Math.max(minTime, 50)
         throw new QueueFullError(Math.min(30_000, per * opts.highWater + 250))
       }
       throw err
@@ -108,10 +130,11 @@ export function createThrottle(id: string, limits: ProviderLimits, opts: Throttl
       } catch (err) {
         if (!isSettingsLost(err)) throw err
         // The settings key vanished (FLUSH, failover without persistence, TTL): rebuild and retry once.
+        // The old limiter leaves first: its unsubscribe is queued before the new one's subscribe on
+        // the shared connection, so the new limiter keeps its channel.
         opts.logger.warn({ limiter: limiterId }, 'throttle settings lost in Redis; rebuilding limiter')
-        const old = limiter
+        void quietly(limiter.disconnect(false))
         limiter = build()
-        void Promise.resolve(old.disconnect(false)).catch(() => {})
         return scheduleOnce(fn, expiration)
       }
     },
@@ -135,17 +158,19 @@ export function createThrottle(id: string, limits: ProviderLimits, opts: Throttl
     },
     queued: () => limiter.counts().QUEUED ?? 0,
     async close() {
-      // With a shared connection bottleneck's disconnect may return undefined, not a promise.
-      await Promise.resolve(limiter.disconnect(true)).catch(() => {})
-      if (connection) await Promise.resolve(connection.disconnect(true)).catch(() => {})
+      // An owned connection goes first: once it is terminated the limiter's disconnect no longer
+      // sends an unsubscribe that would race the quit ("Connection is closed").
+      if (ownConnection) await quietly(ownConnection.disconnect(true))
+      await quietly(limiter.disconnect(true))
     },
   }
 }
 
-/** One throttle per (provider, credential), created on first use. */
+/** One throttle per (provider, credential), created on first use, all on one shared connection. */
 export class ThrottleRegistry {
   readonly #throttles = new Map<string, Throttle>()
   readonly #opts: ThrottleFactoryOptions
+  #connection: Bottleneck.IORedisConnection | undefined
   constructor(opts: ThrottleFactoryOptions) {
     this.#opts = opts
   }
@@ -153,13 +178,17 @@ export class ThrottleRegistry {
   get(key: string, limits: ProviderLimits): Throttle {
     let t = this.#throttles.get(key)
     if (!t) {
-      t = createThrottle(key, limits, this.#opts)
+      if (this.#opts.datastore !== 'local') this.#connection ??= newConnection(this.#opts.redis)
+      t = createThrottle(key, limits, { ...this.#opts, connection: this.#connection })
       this.#throttles.set(key, t)
     }
     return t
   }
 
   async close(): Promise<void> {
+    // Connection first (see Throttle.close), then the limiters, which then only drop local state.
+    if (this.#connection) await quietly(this.#connection.disconnect(true))
+    this.#connection = undefined
     await Promise.all([...this.#throttles.values()].map((t) => t.close()))
     this.#throttles.clear()
   }

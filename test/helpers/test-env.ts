@@ -8,7 +8,7 @@ import { Redis } from 'ioredis'
 import pino from 'pino'
 import { loadConfig, type AppConfig } from '../../src/config.ts'
 import { createApp, type App } from '../../src/app.ts'
-import { TEMPLATE_DB, adminUrl, dbUrl, redisUrl } from './env.ts'
+import { TEMPLATE_DB, TEST_DB_NS, adminUrl, dbUrl, redisUrl } from './env.ts'
 
 export interface TestEnv {
   readonly name: string
@@ -23,7 +23,7 @@ export interface TestEnv {
 }
 
 export async function createTestDatabase(): Promise<{ name: string; url: string; drop(): Promise<void> }> {
-  const name = `crt_${randomBytes(5).toString('hex')}`
+  const name = `${TEST_DB_NS}_${randomBytes(5).toString('hex')}`
   const admin = new pg.Client({ connectionString: adminUrl() })
   await admin.connect()
   try {

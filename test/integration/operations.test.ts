@@ -13,7 +13,7 @@ import { reconcileDay } from '../../src/jobs/reconcile.ts'
 import { requestCancellation } from '../../src/jobs/cancel-receipt.ts'
 import { createTestEnv, eventually, type TestEnv } from '../helpers/test-env.ts'
 import { importDay, runCli, settle, waitForRun } from '../helpers/pipeline.ts'
-import { adminUrl, pgServerUrl } from '../helpers/env.ts'
+import { TEST_DB_NS, adminUrl, pgServerUrl } from '../helpers/env.ts'
 import { IMPORT_HEADER } from '../../src/demo/generate.ts'
 
 let sandbox: Sandbox
@@ -31,7 +31,7 @@ afterAll(async () => {
 
 describe('migrate', () => {
   it('creates the database and migrates when two processes run it at the same moment', async () => {
-    const name = `crt_mig_${randomBytes(4).toString('hex')}`
+    const name = `${TEST_DB_NS}_mig_${randomBytes(4).toString('hex')}`
     const url = `${pgServerUrl()}/${name}`
     try {
       const [a, b] = await Promise.all([runCli(['migrate', '--json'], env.env({ DATABASE_URL: url })), runCli(['migrate', '--json'], env.env({ DATABASE_URL: url }))])

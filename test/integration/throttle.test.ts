@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto'
 import { Redis } from 'ioredis'
 import pino from 'pino'
 import { afterAll, beforeAll, expect, it } from 'vitest'
-import { createThrottle, QuotaExhaustedError } from '../../src/throttle/throttle.ts'
+import { createThrottle, minTimeOf, QuotaExhaustedError, RATE_SAFETY, ThrottleRegistry } from '../../src/throttle/throttle.ts'
 import { redisUrl } from '../helpers/env.ts'
 import { deleteKeys } from '../helpers/test-env.ts'
 
@@ -25,7 +25,7 @@ afterAll(async () => {
 const opts = () => ({ redis, prefix, logger: pino({ level: 'silent' }), highWater: 100 })
 
 it('keeps minTime across two limiter instances sharing Redis', async () => {
-  const limits = { maxConcurrent: 10, minTimeMs: 50, dailyQuota: null }
+  const limits = { maxConcurrent: 10, minTimeMs: 50, maxPerSecond: null, dailyQuota: null }
   const a = createThrottle('shared', limits, opts())
   const b = createThrottle('shared', limits, opts())
   const starts: number[] = []
@@ -41,7 +41,7 @@ it('keeps minTime across two limiter instances sharing Redis', async () => {
 })
 
 it('recovers when the limiter settings key disappears (Redis 7 "ERR SETTINGS_KEY_NOT_FOUND")', async () => {
-  const t = createThrottle('lost', { maxConcurrent: 2, minTimeMs: 0, dailyQuota: null }, opts())
+  const t = createThrottle('lost', { maxConcurrent: 2, minTimeMs: 0, maxPerSecond: null, dailyQuota: null }, opts())
   expect(await t.schedule(async () => 'first')).toBe('first')
   const keys = await redis.keys(`b_${prefix}-lost_settings`)
   expect(keys).toHaveLength(1)
@@ -51,10 +51,33 @@ it('recovers when the limiter settings key disappears (Redis 7 "ERR SETTINGS_KEY
 })
 
 it('counts the daily quota per KST date and refuses past it', async () => {
-  const t = createThrottle('quota', { maxConcurrent: 2, minTimeMs: 0, dailyQuota: 2 }, opts())
+  const t = createThrottle('quota', { maxConcurrent: 2, minTimeMs: 0, maxPerSecond: null, dailyQuota: 2 }, opts())
   await t.takeQuota('2026-11-22', 60_000)
   await t.takeQuota('2026-11-22', 60_000)
   await expect(t.takeQuota('2026-11-22', 60_000)).rejects.toBeInstanceOf(QuotaExhaustedError)
   await t.takeQuota('2026-11-23', 60_000) // a new KST day
   await t.close()
+})
+
+it('paces a documented req/s limit below the limit across a registry and a second instance', async () => {
+  const limits = { maxConcurrent: 50, minTimeMs: 0, maxPerSecond: 40, dailyQuota: null }
+  expect(minTimeOf(limits)).toBeCloseTo(1000 / (40 * RATE_SAFETY), 6)
+  const registry = new ThrottleRegistry(opts())
+  const a = registry.get('paced', limits)
+  const b = createThrottle('paced', limits, opts())
+  const starts: number[] = []
+  const job = () => Promise.resolve(starts.push(Date.now()))
+  await Promise.all(Array.from({ length: 60 }, (_, i) => (i % 2 ? a : b).schedule(job)))
+  starts.sort((x, y) => x - y)
+  // 60 starts spaced ≥ 25.8 ms apart by Redis: at least 59 × 25.8 ms ≈ 1.52 s, never 40 in one second
+  // beyond timer jitter (a late local timer can bunch two starts, so allow one extra).
+  expect(starts.at(-1)! - starts[0]!).toBeGreaterThanOrEqual(59 * 25.8 * 0.9)
+  let maxInWindow = 0
+  for (let i = 0, j = 0; i < starts.length; i++) {
+    while (starts[i]! - starts[j]! >= 1000) j++
+    maxInWindow = Math.max(maxInWindow, i - j + 1)
+  }
+  expect(maxInWindow).toBeLessThanOrEqual(40)
+  await registry.close()
+  await b.close()
 })

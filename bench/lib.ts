@@ -43,8 +43,14 @@ export function scenarioEnv(databaseUrl: string, redisUrl: string, prefix: strin
   }
 }
 
+/**
+ * Node flags for every process a scenario starts, e.g. BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof"
+ * (Node refuses --cpu-prof in NODE_OPTIONS).
+ */
+const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(/\s+/).filter(Boolean)
+
 export function spawnCli(args: string[], env: Record<string, string>, opts: { quiet?: boolean } = {}): ChildProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli.ts'), ...args], {
+  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', join(ROOT, 'src/cli.ts'), ...args], {
     cwd: ROOT,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', opts.quiet ? 'ignore' : 'inherit'],
@@ -55,7 +61,7 @@ export function spawnCli(args: string[], env: Record<string, string>, opts: { qu
 
 export function runCli(args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; peakRssMb: number }> {
   return new Promise((res, rej) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli.ts'), ...args], {
+    const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', join(ROOT, 'src/cli.ts'), ...args], {
       cwd: ROOT,
       env: { ...process.env, ...env },
       stdio: ['ignore', 'pipe', 'inherit'],

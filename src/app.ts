@@ -19,6 +19,9 @@ import { createIssueHandler } from './jobs/issue-receipt.ts'
 import { createCancelHandler } from './jobs/cancel-receipt.ts'
 import type { ProviderSource } from './jobs/provider-source.ts'
 import { failOrphaned } from './db/ledger.ts'
+import { createLedgerBatcher } from './db/ledger-batcher.ts'
+import { callBudgetMs } from './jobs/lease.ts'
+import { createHttpClient, DEFAULT_RETRY, type HttpClient } from './providers/http.ts'
 
 export interface App {
   readonly config: AppConfig
@@ -103,8 +106,16 @@ export function createApp(config: AppConfig, overrides: AppOverrides = {}): App 
       return { created, migrations: (result.results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName) }
     },
     startWorker(opts = {}) {
-      const deps = { db: app.db(), providers: app.providers(), logger, workerId, leaseMs: config.worker.leaseMs }
-      const issue = createIssueHandler({ ...deps, dataKeys: config.dataKeys })
+      const deps = {
+        db: app.db(),
+        providers: app.providers(),
+        logger,
+        workerId,
+        leaseMs: config.worker.leaseMs,
+        callBudgetMs: callBudgetMs(config.http, DEFAULT_RETRY.maxRetryTimeMs),
+      }
+      const ledger = createLedgerBatcher(app.db(), { workerId, leaseMs: config.worker.leaseMs })
+      const issue = createIssueHandler({ ...deps, ledger, dataKeys: config.dataKeys })
       const cancel = createCancelHandler(deps)
       const worker = new Worker(
         RECEIPTS_QUEUE,
@@ -112,8 +123,15 @@ export function createApp(config: AppConfig, overrides: AppOverrides = {}): App 
           const started = performance.now()
           const result = job.name === 'cancel-receipt' ? await cancel(job, token, signal) : await issue(job, token, signal)
           logger.info(
-            { jobId: job.id, receiptId: (job.data as { receiptId: number }).receiptId, outcome: result.state, ms: Math.round(performance.now() - started) },
-            'receipt job done',
+            {
+              runId: result.runId,
+              receiptId: (job.data as { receiptId: number }).receiptId,
+              provider: result.provider,
+              outcome: result.state,
+              latencyMs: Math.round(performance.now() - started),
+              jobId: job.id,
+            },
+            'receipt outcome',
           )
           return result
         },
@@ -184,6 +202,8 @@ function createProviderSource(
 ): ProviderSource {
   const merchants = new Map<string, MerchantConfig>(config.merchants.map((m) => [m.id, m]))
   const cache = new Map<string, { provider: CashReceiptProvider; throttle: Throttle }>()
+  // One keep-alive transport for every merchant and provider of this process.
+  const http: HttpClient | undefined = fetchImpl ? undefined : createHttpClient({ connectTimeoutMs: config.http.connectTimeoutMs, readTimeoutMs: config.http.readTimeoutMs })
   const brn = new Map<string, string>()
   return {
     get(merchantId: string, name: ProviderName) {
@@ -197,6 +217,7 @@ function createProviderSource(
         const provider = createProvider(name, {
           baseUrl: config.providerBaseUrls[name],
           credentials: credentials as never,
+          http,
           fetch: fetchImpl,
           logger: logger.child({ provider: name, merchant: merchantId }),
           timeouts: { connectMs: config.http.connectTimeoutMs, readMs: config.http.readTimeoutMs },

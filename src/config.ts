@@ -275,7 +275,7 @@ export function loadConfig(env: Env = process.env): AppConfig {
       backoffMs: intVar(env, 'WORKER_BACKOFF_MS', 5_000, 0),
       lockDurationMs: intVar(env, 'WORKER_LOCK_MS', 60_000, 1_000),
       stalledIntervalMs: intVar(env, 'WORKER_STALLED_INTERVAL_MS', 30_000, 1_000),
-      leaseMs: intVar(env, 'WORKER_LEASE_MS', 60_000, 100),
+      leaseMs: intVar(env, 'WORKER_LEASE_MS', 120_000, 100),
     },
     settle: {
       chunkSize: intVar(env, 'SETTLE_CHUNK_SIZE', 1_000, 1),

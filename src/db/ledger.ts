@@ -8,11 +8,17 @@
  */
 import { sql } from 'kysely'
 import type { Db } from './database.ts'
-import type { Receipt, ReceiptState } from './schema.ts'
+import type { CashTransaction, Receipt, ReceiptState } from './schema.ts'
 import type { OutcomeKind, ProviderReceipt } from '../providers/types.ts'
 
 export type ClaimResult =
-  | { readonly status: 'claimed'; readonly receipt: Receipt; readonly prevState: ReceiptState }
+  | {
+      readonly status: 'claimed'
+      readonly receipt: Receipt
+      readonly prevState: ReceiptState
+      /** The receipt's transaction, read in the same statement (the worker needs it for the call). */
+      readonly tx: CashTransaction
+    }
   /** Terminal or owned by a cancel flow: nothing to do, the job completes. */
   | { readonly status: 'done'; readonly state: ReceiptState }
   /** Another worker holds a live lease (a redelivered job racing the original): try again later. */
@@ -20,40 +26,65 @@ export type ClaimResult =
   | { readonly status: 'missing' }
 
 /**
- * Takes ownership of a receipt for one attempt: pending, or issuing whose lease expired (a crashed
- * or timed-out worker). A row taken over from `issuing` gets needs_lookup, because the previous
- * call may have reached the provider.
+ * Takes ownership of receipts for one attempt each: pending, or issuing whose lease expired (a
+ * crashed or timed-out worker). A row taken over from `issuing` gets needs_lookup, because the
+ * previous call may have reached the provider. One statement (one commit) for the whole batch;
+ * rows are locked in id order so concurrent batches of other workers cannot deadlock with it.
  */
-export async function claimReceipt(db: Db, receiptId: number, workerId: string, leaseMs: number): Promise<ClaimResult> {
-  const res = await sql<Receipt & { prev_state: ReceiptState }>`
-    WITH prev AS (
-      SELECT id, state, locked_until FROM receipts WHERE id = ${receiptId} FOR UPDATE
+export async function claimReceipts(db: Db, receiptIds: readonly number[], workerId: string, leaseMs: number): Promise<Map<number, ClaimResult>> {
+  const ids = [...new Set(receiptIds)]
+  const res = await sql<Receipt & { prev_state: ReceiptState; tx: Record<string, unknown> }>`
+    WITH prev AS MATERIALIZED (
+      SELECT id, state, locked_until FROM receipts WHERE id = ANY(${ids}::bigint[]) ORDER BY id FOR UPDATE
+    ),
+    claimed AS (
+      UPDATE receipts r SET
+        state = 'issuing',
+        needs_lookup = r.needs_lookup OR prev.state = 'issuing',
+        attempts = r.attempts + 1,
+        locked_by = ${workerId},
+        locked_until = now() + make_interval(secs => ${leaseMs / 1000}),
+        updated_at = now()
+      FROM prev
+      WHERE r.id = prev.id
+        AND (prev.state = 'pending' OR (prev.state = 'issuing' AND (prev.locked_until IS NULL OR prev.locked_until < now())))
+      RETURNING r.*, prev.state AS prev_state
     )
-    UPDATE receipts r SET
-      state = 'issuing',
-      needs_lookup = r.needs_lookup OR prev.state = 'issuing',
-      attempts = r.attempts + 1,
-      locked_by = ${workerId},
-      locked_until = now() + make_interval(secs => ${leaseMs / 1000}),
-      updated_at = now()
-    FROM prev
-    WHERE r.id = prev.id
-      AND (prev.state = 'pending' OR (prev.state = 'issuing' AND (prev.locked_until IS NULL OR prev.locked_until < now())))
-    RETURNING r.*, prev.state AS prev_state
+    SELECT c.*, to_jsonb(t) AS tx FROM claimed c JOIN cash_transactions t ON t.transaction_id = c.transaction_id
   `.execute(db)
-  const row = res.rows[0]
-  if (row) {
-    const { prev_state, ...receipt } = row
-    return { status: 'claimed', receipt: receipt as Receipt, prevState: prev_state }
+  const out = new Map<number, ClaimResult>()
+  for (const row of res.rows) {
+    const { prev_state, tx, ...receipt } = row
+    out.set(row.id, { status: 'claimed', receipt: receipt as Receipt, prevState: prev_state, tx: transactionFromJson(tx) })
   }
-  const current = await db
-    .selectFrom('receipts')
-    .select(['state', sql<number>`extract(epoch from (locked_until - now())) * 1000`.as('lease_left_ms')])
-    .where('id', '=', receiptId)
-    .executeTakeFirst()
-  if (!current) return { status: 'missing' }
-  if (current.state === 'issuing') return { status: 'leased', retryInMs: Math.max(250, Number(current.lease_left_ms) + 50) }
-  return { status: 'done', state: current.state }
+  const rest = ids.filter((id) => !out.has(id))
+  if (rest.length) {
+    const current = await db
+      .selectFrom('receipts')
+      .select(['id', 'state', sql<number>`extract(epoch from (locked_until - now())) * 1000`.as('lease_left_ms')])
+      .where('id', 'in', rest)
+      .execute()
+    for (const c of current) {
+      out.set(c.id, c.state === 'issuing' ? { status: 'leased', retryInMs: Math.max(250, Number(c.lease_left_ms) + 50) } : { status: 'done', state: c.state })
+    }
+    for (const id of rest) if (!out.has(id)) out.set(id, { status: 'missing' })
+  }
+  return out
+}
+
+/** One receipt: {@link claimReceipts} with a batch of one. */
+export async function claimReceipt(db: Db, receiptId: number, workerId: string, leaseMs: number): Promise<ClaimResult> {
+  return (await claimReceipts(db, [receiptId], workerId, leaseMs)).get(receiptId)!
+}
+
+/** to_jsonb gives timestamps as strings; the row type has Dates. Everything else maps as is. */
+function transactionFromJson(j: Record<string, unknown>): CashTransaction {
+  return {
+    ...(j as unknown as CashTransaction),
+    paid_at: new Date(j.paid_at as string),
+    imported_at: new Date(j.imported_at as string),
+    updated_at: new Date(j.updated_at as string),
+  }
 }
 
 export interface AttemptRecord {
@@ -67,36 +98,6 @@ export interface AttemptRecord {
   readonly latencyMs: number
 }
 
-/** Inserts attempt rows; callers batch them with the state change in one transaction when they can. */
-export async function insertAttempts(
-  db: Db,
-  receipt: Pick<Receipt, 'id' | 'attempts'>,
-  workerId: string,
-  jobId: string | undefined,
-  attempts: readonly AttemptRecord[],
-): Promise<void> {
-  if (attempts.length === 0) return
-  await db
-    .insertInto('issuance_attempts')
-    .values(
-      attempts.map((a) => ({
-        receipt_id: receipt.id,
-        attempt_no: receipt.attempts,
-        operation: a.operation,
-        started_at: a.startedAt,
-        finished_at: a.finishedAt,
-        outcome: a.outcome,
-        http_status: a.httpStatus,
-        provider_code: a.providerCode?.slice(0, 100) ?? null,
-        message: a.message?.slice(0, 500) ?? null,
-        latency_ms: Math.round(a.latencyMs),
-        worker_id: workerId,
-        job_id: jobId ?? null,
-      })),
-    )
-    .execute()
-}
-
 /** Fields a terminal or intermediate transition writes; undefined keeps the column. */
 export interface Transition {
   readonly state: ReceiptState
@@ -107,63 +108,106 @@ export interface Transition {
   readonly amounts?: { total: number; supply: number; vat: number; taxFree: number; serviceFee: number }
 }
 
+/** One transition of a row owned by `workerId`, with the attempt rows of the calls made for it. */
+export interface TransitionItem {
+  readonly receiptId: number
+  readonly workerId: string
+  readonly transition: Transition
+  readonly attempts: { readonly receipt: Pick<Receipt, 'id' | 'attempts'>; readonly jobId?: string; readonly rows: readonly AttemptRecord[] }
+}
+
+const TERMINAL: readonly ReceiptState[] = ['issued', 'failed', 'skipped', 'cancelled']
+
+/**
+ * Applies transitions to rows their workers own (state issuing, locked_by = worker) and inserts the
+ * attempt rows, all in ONE statement (atomic, one commit) however many items. Returns the ids whose
+ * update applied; an id missing from the result was taken over meanwhile (lease expired) and the
+ * caller must leave it alone. The attempt rows are recorded either way: the calls happened.
+ */
+export async function applyTransitions(db: Db, items: readonly TransitionItem[]): Promise<Set<number>> {
+  if (items.length === 0) return new Set()
+  const col = <T>(f: (i: TransitionItem) => T) => items.map(f)
+  const t = (i: TransitionItem) => i.transition
+  const attempts = items.flatMap((i) =>
+    i.attempts.rows.map((a) => ({
+      receipt_id: i.attempts.receipt.id,
+      attempt_no: i.attempts.receipt.attempts,
+      operation: a.operation,
+      started_at: a.startedAt.toISOString(),
+      finished_at: a.finishedAt.toISOString(),
+      outcome: a.outcome,
+      http_status: a.httpStatus,
+      provider_code: a.providerCode?.slice(0, 100) ?? null,
+      message: a.message?.slice(0, 500) ?? null,
+      latency_ms: Math.round(a.latencyMs),
+      worker_id: i.workerId,
+      job_id: i.attempts.jobId ?? null,
+    })),
+  )
+  const acol = <K extends keyof (typeof attempts)[number]>(k: K) => attempts.map((a) => a[k])
+  const res = await sql<{ id: number }>`
+    WITH d AS (
+      SELECT * FROM unnest(
+        ${col((i) => i.receiptId)}::bigint[], ${col((i) => i.workerId)}::text[], ${col((i) => t(i).state)}::text[],
+        ${col((i) => t(i).needsLookup ?? null)}::boolean[], ${col((i) => TERMINAL.includes(t(i).state))}::boolean[],
+        ${col((i) => t(i).receipt !== undefined)}::boolean[], ${col((i) => t(i).receipt?.approvalNumber ?? null)}::text[],
+        ${col((i) => t(i).receipt?.providerReceiptId ?? null)}::text[], ${col((i) => t(i).receipt?.receiptUrl ?? null)}::text[],
+        ${col((i) => validDate(t(i).receipt?.issuedAt ?? null)?.toISOString() ?? null)}::timestamptz[],
+        ${col((i) => t(i).error !== undefined)}::boolean[], ${col((i) => t(i).error?.errorClass ?? null)}::text[],
+        ${col((i) => t(i).error?.code?.slice(0, 100) ?? null)}::text[], ${col((i) => t(i).error?.message?.slice(0, 1000) ?? null)}::text[],
+        ${col((i) => t(i).skipReason ?? null)}::text[], ${col((i) => t(i).amounts !== undefined)}::boolean[],
+        ${col((i) => t(i).amounts?.total ?? null)}::bigint[], ${col((i) => t(i).amounts?.supply ?? null)}::bigint[],
+        ${col((i) => t(i).amounts?.vat ?? null)}::bigint[], ${col((i) => t(i).amounts?.taxFree ?? null)}::bigint[],
+        ${col((i) => t(i).amounts?.serviceFee ?? null)}::bigint[]
+      ) AS d(id, worker, state, needs_lookup, terminal, has_receipt, approval_number, provider_receipt_id, receipt_url, issued_at,
+             has_error, error_class, error_code, error_message, skip_reason, has_amounts, total, supply, vat, tax_free, service_fee)
+    ),
+    att AS (
+      INSERT INTO issuance_attempts (receipt_id, attempt_no, operation, started_at, finished_at, outcome, http_status, provider_code, message, latency_ms, worker_id, job_id)
+      SELECT * FROM unnest(
+        ${acol('receipt_id')}::bigint[], ${acol('attempt_no')}::int[], ${acol('operation')}::text[], ${acol('started_at')}::timestamptz[],
+        ${acol('finished_at')}::timestamptz[], ${acol('outcome')}::text[], ${acol('http_status')}::smallint[], ${acol('provider_code')}::text[],
+        ${acol('message')}::text[], ${acol('latency_ms')}::int[], ${acol('worker_id')}::text[], ${acol('job_id')}::text[]
+      )
+    ),
+    locked AS MATERIALIZED (
+      -- id order, like claimReceipts: two batches never wait on each other in a cycle
+      SELECT r.id FROM receipts r JOIN d ON d.id = r.id AND r.state = 'issuing' AND r.locked_by = d.worker ORDER BY r.id FOR UPDATE OF r
+    )
+    UPDATE receipts r SET
+      state = d.state,
+      updated_at = now(),
+      locked_by = NULL,
+      locked_until = NULL,
+      needs_lookup = COALESCE(d.needs_lookup, r.needs_lookup),
+      finished_at = CASE WHEN d.terminal THEN now() ELSE r.finished_at END,
+      approval_number = CASE WHEN d.has_receipt THEN d.approval_number ELSE r.approval_number END,
+      provider_receipt_id = CASE WHEN d.has_receipt THEN d.provider_receipt_id ELSE r.provider_receipt_id END,
+      receipt_url = CASE WHEN d.has_receipt THEN d.receipt_url ELSE r.receipt_url END,
+      -- a provider timestamp we cannot parse must never fail the bookkeeping of a live receipt
+      issued_at = CASE WHEN d.has_receipt THEN COALESCE(d.issued_at, now()) ELSE r.issued_at END,
+      error_class = CASE WHEN d.has_error THEN d.error_class ELSE r.error_class END,
+      error_code = CASE WHEN d.has_error THEN d.error_code ELSE r.error_code END,
+      error_message = CASE WHEN d.has_error THEN d.error_message ELSE r.error_message END,
+      skip_reason = COALESCE(d.skip_reason, r.skip_reason),
+      total_amount = CASE WHEN d.has_amounts THEN d.total ELSE r.total_amount END,
+      supply_amount = CASE WHEN d.has_amounts THEN d.supply ELSE r.supply_amount END,
+      vat_amount = CASE WHEN d.has_amounts THEN d.vat ELSE r.vat_amount END,
+      tax_free_amount = CASE WHEN d.has_amounts THEN d.tax_free ELSE r.tax_free_amount END,
+      service_fee = CASE WHEN d.has_amounts THEN d.service_fee ELSE r.service_fee END
+    FROM d JOIN locked l ON l.id = d.id
+    WHERE r.id = d.id AND r.state = 'issuing' AND r.locked_by = d.worker
+    RETURNING r.id
+  `.execute(db)
+  return new Set(res.rows.map((r) => Number(r.id)))
+}
+
 /**
  * Applies a transition to a row this worker owns (state issuing, locked_by = worker). Returns false
  * when the row was taken over meanwhile (lease expired): the caller must then leave it alone.
  */
-export async function transition(
-  db: Db,
-  receiptId: number,
-  workerId: string,
-  t: Transition,
-  attempts: { readonly receipt: Pick<Receipt, 'id' | 'attempts'>; readonly jobId?: string; readonly rows: readonly AttemptRecord[] },
-): Promise<boolean> {
-  const apply = async (trx: Db) => {
-    await insertAttempts(trx, attempts.receipt, workerId, attempts.jobId, attempts.rows)
-    const terminal = t.state === 'issued' || t.state === 'failed' || t.state === 'skipped' || t.state === 'cancelled'
-    const res = await trx
-      .updateTable('receipts')
-      .set({
-        state: t.state,
-        updated_at: sql`now()`,
-        locked_by: null,
-        locked_until: null,
-        ...(t.needsLookup !== undefined ? { needs_lookup: t.needsLookup } : {}),
-        ...(terminal ? { finished_at: sql`now()` } : {}),
-        ...(t.receipt
-          ? {
-              approval_number: t.receipt.approvalNumber,
-              provider_receipt_id: t.receipt.providerReceiptId,
-              receipt_url: t.receipt.receiptUrl,
-              // A provider timestamp we cannot parse must never fail the bookkeeping of a live receipt.
-              issued_at: validDate(t.receipt.issuedAt) ?? sql`now()`,
-            }
-          : {}),
-        ...(t.error !== undefined
-          ? {
-              error_class: t.error?.errorClass ?? null,
-              error_code: t.error?.code?.slice(0, 100) ?? null,
-              error_message: t.error?.message?.slice(0, 1000) ?? null,
-            }
-          : {}),
-        ...(t.skipReason ? { skip_reason: t.skipReason } : {}),
-        ...(t.amounts
-          ? {
-              total_amount: t.amounts.total,
-              supply_amount: t.amounts.supply,
-              vat_amount: t.amounts.vat,
-              tax_free_amount: t.amounts.taxFree,
-              service_fee: t.amounts.serviceFee,
-            }
-          : {}),
-      })
-      .where('id', '=', receiptId)
-      .where('state', '=', 'issuing')
-      .where('locked_by', '=', workerId)
-      .executeTakeFirst()
-    return Number(res.numUpdatedRows) === 1
-  }
-  return db.isTransaction ? apply(db) : db.transaction().execute(apply)
+export async function transition(db: Db, receiptId: number, workerId: string, t: Transition, attempts: TransitionItem['attempts']): Promise<boolean> {
+  return (await applyTransitions(db, [{ receiptId, workerId, transition: t, attempts }])).has(receiptId)
 }
 
 /** Extends the lease while a long call (throttled wait, lookup + issue) is in progress. */

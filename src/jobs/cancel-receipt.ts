@@ -18,7 +18,8 @@ import type { ProviderOutcome } from '../providers/types.ts'
 import { cancelJobId, type JobPayloads, type ReceiptsQueue } from '../queue/queues.ts'
 import { delay, recorder, RetryableJobError, type IssueJobResult } from './issue-receipt.ts'
 import type { ProviderSource } from './provider-source.ts'
-import { QueueFullError } from '../throttle/throttle.ts'
+import { ThrottleDeferError } from '../throttle/throttle.ts'
+import { LeaseLostError, leaseGuard } from './lease.ts'
 
 export class CancelInputError extends Error {
   override name = 'CancelInputError'
@@ -132,17 +133,21 @@ export interface CancelDeps {
   readonly logger: Logger
   readonly workerId: string
   readonly leaseMs: number
+  /** Worst-case duration of one provider call; the lease must cover it before a call is made. */
+  readonly callBudgetMs: number
   readonly now?: () => number
 }
 
 export function createCancelHandler(deps: CancelDeps) {
   const now = deps.now ?? Date.now
   return async function handleCancel(job: Job<JobPayloads['cancel-receipt']>, token: string | undefined, signal?: AbortSignal): Promise<IssueJobResult> {
+    const claimedAt = performance.now()
     const claim = await claimReceipt(deps.db, job.data.receiptId, deps.workerId, deps.leaseMs)
     if (claim.status === 'missing') throw new UnrecoverableError(`receipt ${job.data.receiptId} does not exist`)
     if (claim.status === 'done') return { state: claim.state, detail: 'already settled' }
     if (claim.status === 'leased') return delay(job, token, claim.retryInMs)
     const cancel = claim.receipt
+    const ensureLease = leaseGuard(deps.db, cancel.id, deps.workerId, { leaseMs: deps.leaseMs, callBudgetMs: deps.callBudgetMs, claimedAt })
     const parent = await deps.db.selectFrom('receipts').selectAll().where('id', '=', cancel.parent_receipt_id!).executeTakeFirstOrThrow()
     const full = cancel.total_amount === parent.total_amount && parent.cancelled_amount === 0
     const calls: AttemptRecord[] = []
@@ -175,8 +180,9 @@ export function createCancelHandler(deps: CancelDeps) {
         const found = await t.schedule(() => provider.lookup(lookupReq, ctx))
         if (found.kind === 'cancelled') return (await complete(found)) ? { state: 'cancelled', detail: 'found by lookup' } : { state: 'taken-over' }
       }
-      const o = await t.schedule(() =>
-        provider.cancel(
+      const o = await t.schedule(async () => {
+        await ensureLease()
+        return provider.cancel(
           {
             providerKey: cancel.provider_key,
             portonePayment: cancel.portone_payment,
@@ -188,8 +194,8 @@ export function createCancelHandler(deps: CancelDeps) {
             purpose: cancel.purpose,
           },
           ctx,
-        ),
-      )
+        )
+      })
       if (o.kind === 'cancelled') return (await complete(o)) ? { state: 'cancelled' } : { state: 'taken-over' }
       if (o.kind === 'unknown_outcome' && full) {
         const found = await t.schedule(() => provider.lookup(lookupReq, ctx))
@@ -211,10 +217,12 @@ export function createCancelHandler(deps: CancelDeps) {
       if (final) throw new UnrecoverableError(`cancel: ${o.kind} ${error.code ?? ''} ${error.message ?? ''}`.trim())
       throw new RetryableJobError(`cancel: ${o.kind} ${error.code ?? ''}`.trim())
     } catch (err) {
-      if (err instanceof QueueFullError) {
+      if (err instanceof ThrottleDeferError) {
         await transition(deps.db, cancel.id, deps.workerId, { state: 'pending' }, { receipt: cancel, jobId: job.id, rows: calls })
         return delay(job, token, err.retryInMs)
       }
+      // Another worker owns the row now; it finishes the work. No call was made.
+      if (err instanceof LeaseLostError) return { state: 'taken-over', detail: err.message }
       if (err instanceof DelayedError || err instanceof UnrecoverableError || err instanceof RetryableJobError) throw err
       const e = err as Error
       await transition(

@@ -1,38 +1,54 @@
 /**
  * The issue-receipt job: one receipt row, exactly-once at the provider.
  *
- * 1. Claim the row in Postgres (pending → issuing, lease) and commit: the intent is durable.
+ * 1. Claim the row in Postgres (pending → issuing, lease) and commit: the intent is durable. The
+ *    claim reads the transaction in the same statement.
  * 2. If a previous call's outcome is unknown (needs_lookup), look the key up first; issue only when
  *    the provider holds nothing.
- * 3. Call the provider through the shared throttle with the deterministic key.
- * 4. Record the outcome and every call (issuance_attempts) in one transaction.
+ * 3. Call the provider through the shared throttle with the deterministic key, only while the lease
+ *    covers the call (src/jobs/lease.ts).
+ * 4. Record the outcome and every call (issuance_attempts) in one atomic statement.
+ *
+ * Claims and completions of concurrent jobs share statements (src/db/ledger-batcher.ts).
  *
  * This handler is the ONLY place provider outcomes become queue behaviour.
  */
 import { DelayedError, UnrecoverableError, type Job } from 'bullmq'
 import type { Logger } from 'pino'
 import type { Db } from '../db/database.ts'
-import { claimReceipt, transition, type AttemptRecord, type Transition } from '../db/ledger.ts'
+import type { AttemptRecord, Transition } from '../db/ledger.ts'
+import type { LedgerBatcher } from '../db/ledger-batcher.ts'
 import type { Receipt } from '../db/schema.ts'
 import type { ProviderOutcome, ProviderReceipt, CashReceiptProvider, IssueRequest } from '../providers/types.ts'
 import { decryptPii, type DataKeys } from '../crypto/pii.ts'
-import { QueueFullError, QuotaExhaustedError, type Throttle } from '../throttle/throttle.ts'
+import { ThrottleDeferError, type Throttle } from '../throttle/throttle.ts'
 import { SELF_ISSUE_NUMBER, kstToday, msUntilKstMidnight } from '../domain/index.ts'
 import { receiptAmountsFor } from './receipt-amounts.ts'
 import type { JobPayloads } from '../queue/queues.ts'
 import type { ProviderSource } from './provider-source.ts'
+import { LeaseLostError, leaseGuard } from './lease.ts'
 
 export interface IssueDeps {
   readonly db: Db
+  /** Claims and completions, batched with the other jobs of this process. */
+  readonly ledger: LedgerBatcher
   readonly providers: ProviderSource
   readonly dataKeys: DataKeys
   readonly logger: Logger
   readonly workerId: string
   readonly leaseMs: number
+  /** Worst-case duration of one provider call; the lease must cover it before a call is made. */
+  readonly callBudgetMs: number
   readonly now?: () => number
 }
 
-export type IssueJobResult = { readonly state: string; readonly detail?: string }
+export type IssueJobResult = {
+  readonly state: string
+  readonly detail?: string
+  /** For the one log line per receipt outcome. */
+  readonly provider?: string
+  readonly runId?: number | null
+}
 
 /** Thrown for outcomes worth another BullMQ attempt (backoff); the message carries the class. */
 export class RetryableJobError extends Error {
@@ -47,17 +63,19 @@ export function createIssueHandler(deps: IssueDeps) {
     signal?: AbortSignal,
   ): Promise<IssueJobResult> {
     const { receiptId } = job.data
-    const claim = await claimReceipt(deps.db, receiptId, deps.workerId, deps.leaseMs)
+    const claimedAt = performance.now()
+    const claim = await deps.ledger.claim(receiptId)
     if (claim.status === 'missing') throw new UnrecoverableError(`receipt ${receiptId} does not exist`)
     if (claim.status === 'done') return { state: claim.state, detail: 'already settled' }
     if (claim.status === 'leased') return delay(job, token, claim.retryInMs)
 
-    const receipt = claim.receipt
+    const { receipt, tx } = claim
     const calls: AttemptRecord[] = []
     const lastAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1)
     const ctx = { signal, onCall: recorder(calls, now) }
-    const finish = (t: Transition) =>
-      transition(deps.db, receipt.id, deps.workerId, t, { receipt, jobId: job.id, rows: calls })
+    const ensureLease = leaseGuard(deps.db, receipt.id, deps.workerId, { leaseMs: deps.leaseMs, callBudgetMs: deps.callBudgetMs, claimedAt })
+    const finish = (t: Transition) => deps.ledger.transition({ receiptId: receipt.id, transition: t, attempts: { receipt, jobId: job.id, rows: calls } })
+    const result = (state: string, detail?: string): IssueJobResult => ({ state, detail, provider: receipt.provider, runId: receipt.last_run_id })
     // Whether an earlier call may have reached the provider; cleared only by a lookup that finds nothing.
     let needsLookup = receipt.needs_lookup
     // Assigned inside the try so a configuration error is recorded like any other failure.
@@ -75,17 +93,11 @@ export function createIssueHandler(deps: IssueDeps) {
         needsLookup = false
       }
 
-      const tx = await deps.db
-        .selectFrom('cash_transactions')
-        .selectAll()
-        .where('transaction_id', '=', receipt.transaction_id)
-        .executeTakeFirstOrThrow()
-
       // The transaction may have been cancelled or refunded since settlement.
       const receiptable = tx.amount - tx.refunded_amount
       if (tx.status === 'cancelled' || receiptable <= 0) {
         await finish({ state: 'skipped', needsLookup: false, skipReason: 'transaction cancelled or refunded before issuance', error: null })
-        return { state: 'skipped' }
+        return result('skipped')
       }
 
       let amounts = {
@@ -104,7 +116,7 @@ export function createIssueHandler(deps: IssueDeps) {
         if ('kind' in cash) return await failOrRetry(cash, 'naver_cash_amount')
         if (cash.amountTotal <= 0) {
           await finish({ state: 'skipped', needsLookup: false, skipReason: 'naver pay cash amount is 0', error: null })
-          return { state: 'skipped' }
+          return result('skipped')
         }
         amounts = { total: cash.amountTotal, supply: cash.amountSupply, vat: cash.amountVat, taxFree: 0, serviceFee: 0 }
       } else if (receiptable !== receipt.total_amount) {
@@ -135,13 +147,18 @@ export function createIssueHandler(deps: IssueDeps) {
         buyer: { name: pii.buyerName, email: pii.buyerEmail, tel: pii.buyerTel },
         merchantBusinessNumber: await deps.providers.merchantBusinessNumber(receipt.merchant_id),
       }
-      const issued = await throttle.schedule(() => provider.issue(req, ctx))
+      const issued = await throttle.schedule(async () => {
+        await ensureLease()
+        return provider.issue(req, ctx)
+      })
       return await settleIssue(issued, amounts)
     } catch (err) {
-      if (err instanceof QueueFullError || err instanceof QuotaExhaustedError) {
+      if (err instanceof ThrottleDeferError) {
         await finish({ state: 'pending' })
         return delay(job, token, err.retryInMs)
       }
+      // Another worker owns the row now; it finishes the work. No call was made.
+      if (err instanceof LeaseLostError) return result('taken-over', err.message)
       if (err instanceof DelayedError || err instanceof UnrecoverableError || err instanceof RetryableJobError) throw err
       // Our own failure (config, DB, decrypt, Redis, abort) mid-attempt: marked for lookup, since we
       // cannot know whether a call was sent; failed after the last attempt so re-drive can take it.
@@ -203,11 +220,11 @@ export function createIssueHandler(deps: IssueDeps) {
           throw new RetryableJobError(`${op}: ${o.kind} ${error.code ?? ''}`.trim())
       }
     }
-  }
 
-  function done(owned: boolean, state: string, detail?: string): IssueJobResult {
-    // Not owning the row any more means another worker took it over; it will complete the work.
-    return owned ? { state, detail } : { state: 'taken-over' }
+    function done(owned: boolean, state: string, detail?: string): IssueJobResult {
+      // Not owning the row any more means another worker took it over; it will complete the work.
+      return result(owned ? state : 'taken-over', owned ? detail : undefined)
+    }
   }
 }
 

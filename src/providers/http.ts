@@ -5,7 +5,7 @@
  */
 import pRetry, { AbortError } from 'p-retry'
 import { Agent, fetch as undiciFetch } from 'undici'
-import type { CallMeta, ProviderOutcome } from './types.ts'
+import type { CallMeta, ProviderDeps, ProviderOutcome } from './types.ts'
 
 export type HttpResult =
   | {
@@ -99,6 +99,11 @@ export function createHttpClient(opts: {
       }
     },
   }
+}
+
+/** The transport an adapter uses: the shared one it was given, or its own. */
+export function httpClientFor(deps: ProviderDeps<unknown>): HttpClient {
+  return deps.http ?? createHttpClient({ fetch: deps.fetch, connectTimeoutMs: deps.timeouts?.connectMs, readTimeoutMs: deps.timeouts?.readMs })
 }
 
 function errorCode(err: unknown): string {

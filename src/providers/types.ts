@@ -5,6 +5,7 @@
  */
 import type { ProviderName } from '../config.ts'
 import type { Logger } from 'pino'
+import type { HttpClient } from './http.ts'
 
 export type { ProviderName }
 
@@ -155,6 +156,8 @@ export interface CashReceiptProvider {
 export interface ProviderDeps<Creds> {
   readonly baseUrl: string
   readonly credentials: Creds
+  /** The process's shared keep-alive transport; without it the adapter builds its own from fetch/timeouts. */
+  readonly http?: HttpClient
   readonly fetch?: typeof globalThis.fetch
   readonly now?: () => number
   readonly logger?: Logger

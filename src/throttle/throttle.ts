@@ -14,27 +14,43 @@ import type { Redis } from 'ioredis'
 import type { Logger } from 'pino'
 import type { ProviderLimits } from '../config.ts'
 
-export class QueueFullError extends Error {
-  override name = 'QueueFullError'
+/** The call was not made and is safe to put off: the job goes back to the queue without using an attempt. */
+export abstract class ThrottleDeferError extends Error {
   readonly retryInMs: number
-  constructor(retryInMs: number) {
-    super(`throttle queue full; retry in ${retryInMs} ms`)
+  constructor(message: string, retryInMs: number) {
+    super(message)
     this.retryInMs = retryInMs
   }
 }
 
-export class QuotaExhaustedError extends Error {
-  override name = 'QuotaExhaustedError'
-  readonly retryInMs: number
+export class QueueFullError extends ThrottleDeferError {
+  override name = 'QueueFullError'
   constructor(retryInMs: number) {
-    super(`daily issue quota exhausted; retry in ${retryInMs} ms`)
-    this.retryInMs = retryInMs
+    super(`throttle queue full; retry in ${retryInMs} ms`, retryInMs)
+  }
+}
+
+export class QuotaExhaustedError extends ThrottleDeferError {
+  override name = 'QuotaExhaustedError'
+  constructor(retryInMs: number) {
+    super(`daily issue quota exhausted; retry in ${retryInMs} ms`, retryInMs)
+  }
+}
+
+/** The limiter did not start the call in time (its Redis state is stuck, or the wait is very long). */
+export class ThrottleTimeoutError extends ThrottleDeferError {
+  override name = 'ThrottleTimeoutError'
+  constructor(waitedMs: number, retryInMs: number) {
+    super(`throttle did not start the call within ${waitedMs} ms; retry in ${retryInMs} ms`, retryInMs)
   }
 }
 
 export interface Throttle {
   readonly id: string
-  /** Runs fn when the shared limits allow. Rejects with QueueFullError when too many wait locally. */
+  /**
+   * Runs fn when the shared limits allow. Rejects with a ThrottleDeferError (fn never ran) when too
+   * many wait locally or the limiter does not start fn within startTimeoutMs.
+   */
   schedule<T>(fn: () => Promise<T>, opts?: { expirationMs?: number }): Promise<T>
   /** Counts one issue against the daily quota; rejects with QuotaExhaustedError past it. */
   takeQuota(kstDate: string, msUntilKstMidnight: number): Promise<void>
@@ -59,6 +75,13 @@ export interface ThrottleFactoryOptions {
    * process instead of two per credential. Without it the throttle opens and owns its own.
    */
   readonly connection?: Bottleneck.IORedisConnection
+  /**
+   * Longest wait for the limiter to start a call before giving up (default 30 s). A limiter whose
+   * Redis state is broken never starts its jobs; this keeps a worker slot from hanging on it forever.
+   */
+  readonly startTimeoutMs?: number
+  /** Set by the owner (the registry) when it starts shutting down: background failures are expected then. */
+  readonly lifecycle?: { closing: boolean }
 }
 
 /** Share of a provider's documented rate we pace at: timer jitter must not cross its window. */
@@ -82,7 +105,15 @@ export function newConnection(redis: Redis): Bottleneck.IORedisConnection {
 export function createThrottle(id: string, limits: ProviderLimits, opts: ThrottleFactoryOptions): Throttle {
   const limiterId = `${opts.prefix}-${id}`
   const minTime = minTimeOf(limits)
+  const startTimeoutMs = opts.startTimeoutMs ?? 30_000
   let penaltyUntil = 0
+  const holdPenalty = async () => {
+    const wait = penaltyUntil - Date.now()
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait))
+  }
+  // No limit configured: nothing to coordinate across processes, so no Redis round trips per call.
+  if (limits.maxConcurrent === null && minTime === 0) return unlimitedThrottle(limiterId, id, limits, opts, holdPenalty, (ms) => (penaltyUntil = Math.max(penaltyUntil, Date.now() + ms)))
+
   const ownConnection = opts.datastore !== 'local' && !opts.connection ? newConnection(opts.redis) : undefined
   const connection = opts.connection ?? ownConnection
   const build = (): Bottleneck => {
@@ -99,25 +130,52 @@ export function createThrottle(id: string, limits: ProviderLimits, opts: Throttl
       datastore: 'ioredis',
       connection,
       clearDatastore: false,
-      // Idle limiter keys expire after a day; a lost settings key is recovered below.
-      timeout: 24 * 3600 * 1000,
+      // No `timeout` (key TTL): bottleneck's Lua passes it to PEXPIRE together with minTime, and a
+      // fractional minTime (maxPerSecond pacing) makes that TTL a float Redis rejects. The limiter
+      // keys are a handful per credential, a bounded set.
     })
     limiter.on('error', (err: unknown) => opts.logger.warn({ err, limiter: limiterId }, 'throttle datastore error'))
+    // Initialisation (settings script, subscribe, client registration) runs in the background; a
+    // close before it finishes fails it with "Connection is closed", which must not go unhandled.
+    limiter.ready().catch((err: unknown) => {
+      if (!closing && !opts.lifecycle?.closing) opts.logger.warn({ err, limiter: limiterId }, 'throttle datastore not ready')
+    })
     return limiter
   }
-  let limiter = build()
+  // Built on first use: a credential that only counts its daily quota never needs a limiter.
+  let built: Bottleneck | undefined
+  let closing = false
+  const current = () => (built ??= build())
 
   async function scheduleOnce<T>(fn: () => Promise<T>, expiration: number): Promise<T> {
-    const wait = penaltyUntil - Date.now()
-    if (wait > 0) await new Promise((r) => setTimeout(r, wait))
+    await holdPenalty()
+    let started = false
+    let abandoned = false
+    const run = current().schedule({ expiration }, () => {
+      // Started after we gave up: the caller has moved on, so the call must not happen.
+      if (abandoned) return Promise.resolve(undefined as T)
+      started = true
+      return fn()
+    })
+    let timer: NodeJS.Timeout | undefined
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        if (started) return
+        abandoned = true
+        run.catch(() => {})
+        reject(new ThrottleTimeoutError(startTimeoutMs, 1_000 + Math.floor(Math.random() * 2_000)))
+      }, startTimeoutMs)
+    })
     try {
-      return await limiter.schedule({ expiration }, fn)
+      return await Promise.race([run, deadline])
     } catch (err) {
       if (err instanceof Bottleneck.BottleneckError && /dropped/i.test(err.message)) {
         const per = Math.max(minTime, 50)
         throw new QueueFullError(Math.min(30_000, per * opts.highWater + 250))
       }
       throw err
+    } finally {
+      clearTimeout(timer)
     }
   }
 
@@ -133,36 +191,62 @@ export function createThrottle(id: string, limits: ProviderLimits, opts: Throttl
         // The old limiter leaves first: its unsubscribe is queued before the new one's subscribe on
         // the shared connection, so the new limiter keeps its channel.
         opts.logger.warn({ limiter: limiterId }, 'throttle settings lost in Redis; rebuilding limiter')
-        void quietly(limiter.disconnect(false))
-        limiter = build()
+        if (built) void quietly(built.disconnect(false))
+        built = build()
         return scheduleOnce(fn, expiration)
       }
     },
-    async takeQuota(kstDate, msUntilKstMidnight) {
-      if (!limits.dailyQuota) return
-      const key = `${opts.prefix}:quota:${id}:${kstDate}`
-      const n = await opts.redis.incr(key)
-      if (n === 1) await opts.redis.pexpire(key, msUntilKstMidnight + 3600_000)
-      if (n > limits.dailyQuota) throw new QuotaExhaustedError(msUntilKstMidnight + 1_000)
-    },
+    takeQuota: (kstDate, msUntil) => takeQuota(opts, id, limits, kstDate, msUntil),
     penalize(ms) {
       const until = Date.now() + ms
       if (until <= penaltyUntil) return
       penaltyUntil = until
       // Hold every slot of the shared limiter for ms so other processes stop too.
       if (limits.maxConcurrent && opts.datastore !== 'local') {
-        limiter
+        current()
           .schedule({ weight: limits.maxConcurrent, priority: 0, expiration: ms + 5_000 }, () => new Promise((r) => setTimeout(r, ms)))
           .catch(() => {})
       }
     },
-    queued: () => limiter.counts().QUEUED ?? 0,
+    queued: () => built?.counts().QUEUED ?? 0,
     async close() {
+      closing = true
       // An owned connection goes first: once it is terminated the limiter's disconnect no longer
       // sends an unsubscribe that would race the quit ("Connection is closed").
       if (ownConnection) await quietly(ownConnection.disconnect(true))
-      await quietly(limiter.disconnect(true))
+      if (built) await quietly(built.disconnect(true))
     },
+  }
+}
+
+/** A daily issue quota is our own counter per KST date (bottleneck's reservoir is not calendar-aligned). */
+async function takeQuota(opts: ThrottleFactoryOptions, id: string, limits: ProviderLimits, kstDate: string, msUntilKstMidnight: number): Promise<void> {
+  if (!limits.dailyQuota) return
+  const key = `${opts.prefix}:quota:${id}:${kstDate}`
+  const n = await opts.redis.incr(key)
+  if (n === 1) await opts.redis.pexpire(key, msUntilKstMidnight + 3600_000)
+  if (n > limits.dailyQuota) throw new QuotaExhaustedError(msUntilKstMidnight + 1_000)
+}
+
+/** A credential without concurrency or rate limits: calls go straight through (429 penalties still hold). */
+function unlimitedThrottle(
+  limiterId: string,
+  id: string,
+  limits: ProviderLimits,
+  opts: ThrottleFactoryOptions,
+  holdPenalty: () => Promise<void>,
+  penalize: (ms: number) => void,
+): Throttle {
+  return {
+    id: limiterId,
+    async schedule(fn) {
+      await holdPenalty()
+      return fn()
+    },
+    takeQuota: (kstDate, msUntil) => takeQuota(opts, id, limits, kstDate, msUntil),
+    penalize,
+    queued: () => 0,
+    close: async () => {},
   }
 }
 
@@ -170,9 +254,10 @@ export function createThrottle(id: string, limits: ProviderLimits, opts: Throttl
 export class ThrottleRegistry {
   readonly #throttles = new Map<string, Throttle>()
   readonly #opts: ThrottleFactoryOptions
+  readonly #lifecycle = { closing: false }
   #connection: Bottleneck.IORedisConnection | undefined
   constructor(opts: ThrottleFactoryOptions) {
-    this.#opts = opts
+    this.#opts = { ...opts, lifecycle: this.#lifecycle }
   }
 
   get(key: string, limits: ProviderLimits): Throttle {
@@ -186,6 +271,7 @@ export class ThrottleRegistry {
   }
 
   async close(): Promise<void> {
+    this.#lifecycle.closing = true
     // Connection first (see Throttle.close), then the limiters, which then only drop local state.
     if (this.#connection) await quietly(this.#connection.disconnect(true))
     this.#connection = undefined

@@ -6,7 +6,7 @@
  * NTS accepts a second issue for the same reference, so an issue is never repeated after sending.
  */
 import type { MerchantConfig } from '../../config.ts'
-import { createHttpClient, DEFAULT_RETRY, transportMeta, transportOutcome, withRetry, type HttpResult } from '../http.ts'
+import { DEFAULT_RETRY, httpClientFor, transportMeta, transportOutcome, withRetry, type HttpResult } from '../http.ts'
 import { body, send, str, TokenCache, tokenFailure, withTokenRefresh } from '../common.ts'
 import type { CallContext, CancelRequest, CashReceiptProvider, IssueRequest, LookupRequest, ProviderDeps, ProviderOutcome } from '../types.ts'
 import { classifyNts } from './nts-errors.ts'
@@ -18,7 +18,7 @@ const ID_TYPE = { phone: 'PHONE', business: 'BUSINESS', card: 'CARD', rrn: 'RRN'
 
 export function createNtsProvider(deps: ProviderDeps<NtsCredentials>): CashReceiptProvider {
   const now = deps.now ?? Date.now
-  const http = createHttpClient({ fetch: deps.fetch, connectTimeoutMs: deps.timeouts?.connectMs, readTimeoutMs: deps.timeouts?.readMs })
+  const http = httpClientFor(deps)
   const base = deps.baseUrl.replace(/\/+$/, '')
   const creds = deps.credentials
   const budget = deps.retry ?? DEFAULT_RETRY

@@ -6,7 +6,7 @@
  */
 import { createHash } from 'node:crypto'
 import type { MerchantConfig } from '../../config.ts'
-import { createHttpClient, DEFAULT_RETRY, transportMeta, transportOutcome, withRetry } from '../http.ts'
+import { DEFAULT_RETRY, httpClientFor, transportMeta, transportOutcome, withRetry } from '../http.ts'
 import { send } from '../common.ts'
 import type { CallContext, CancelRequest, CashReceiptProvider, IssueRequest, LookupRequest, ProviderDeps, ProviderOutcome } from '../types.ts'
 import { classifyPayssam } from './payssam-errors.ts'
@@ -16,7 +16,7 @@ export type PayssamCredentials = NonNullable<MerchantConfig['providers']['payssa
 export const payssamHash = (billId: string, price: string) => createHash('sha256').update(`${billId},${price}`, 'utf8').digest('hex')
 
 export function createPayssamProvider(deps: ProviderDeps<PayssamCredentials>): CashReceiptProvider {
-  const http = createHttpClient({ fetch: deps.fetch, connectTimeoutMs: deps.timeouts?.connectMs, readTimeoutMs: deps.timeouts?.readMs })
+  const http = httpClientFor(deps)
   const base = deps.baseUrl.replace(/\/+$/, '')
   const creds = deps.credentials
   const budget = deps.retry ?? DEFAULT_RETRY

@@ -6,7 +6,7 @@
  * means already_issued (V1 answers a duplicate with the same 400 as a bad request).
  */
 import type { MerchantConfig } from '../../config.ts'
-import { createHttpClient, DEFAULT_RETRY, transportMeta, transportOutcome, withRetry, type HttpResult } from '../http.ts'
+import { DEFAULT_RETRY, httpClientFor, transportMeta, transportOutcome, withRetry, type HttpResult } from '../http.ts'
 import { body, send, str, TokenCache, tokenFailure, withTokenRefresh } from '../common.ts'
 import type { CallContext, CancelRequest, CashReceiptProvider, IssueRequest, LookupRequest, NaverCashAmount, ProviderDeps, ProviderOutcome } from '../types.ts'
 import { classifyPortoneV1, receiptOf } from './portone-v1-errors.ts'
@@ -17,7 +17,7 @@ const ID_TYPE = { phone: 'phone', business: 'business', card: 'taxcard', rrn: 'p
 
 export function createPortoneV1Provider(deps: ProviderDeps<PortoneV1Credentials>): CashReceiptProvider {
   const now = deps.now ?? Date.now
-  const http = createHttpClient({ fetch: deps.fetch, connectTimeoutMs: deps.timeouts?.connectMs, readTimeoutMs: deps.timeouts?.readMs })
+  const http = httpClientFor(deps)
   const base = deps.baseUrl.replace(/\/+$/, '')
   const creds = deps.credentials
   const budget = deps.retry ?? DEFAULT_RETRY

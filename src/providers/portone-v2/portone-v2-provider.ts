@@ -8,7 +8,7 @@
  * drive our sandbox with that SDK instead, to check the sandbox against the real protocol.
  */
 import type { MerchantConfig } from '../../config.ts'
-import { createHttpClient, DEFAULT_RETRY, transportMeta, transportOutcome, withRetry } from '../http.ts'
+import { DEFAULT_RETRY, httpClientFor, transportMeta, transportOutcome, withRetry } from '../http.ts'
 import { send } from '../common.ts'
 import type { CallContext, CancelRequest, CashReceiptProvider, IssueRequest, LookupRequest, ProviderDeps, ProviderOutcome } from '../types.ts'
 import { classifyPortoneV2 } from './portone-v2-errors.ts'
@@ -18,7 +18,7 @@ export type PortoneV2Credentials = NonNullable<MerchantConfig['providers']['port
 const ID_TYPE = { phone: 'PHONE', business: 'BUSINESS', card: 'CARD', rrn: undefined, self: 'PHONE' } as const
 
 export function createPortoneV2Provider(deps: ProviderDeps<PortoneV2Credentials>): CashReceiptProvider {
-  const http = createHttpClient({ fetch: deps.fetch, connectTimeoutMs: deps.timeouts?.connectMs, readTimeoutMs: deps.timeouts?.readMs })
+  const http = httpClientFor(deps)
   const base = deps.baseUrl.replace(/\/+$/, '')
   const creds = deps.credentials
   const budget = deps.retry ?? DEFAULT_RETRY

@@ -78,6 +78,25 @@ export function runCli(args: string[], env: Record<string, string>): Promise<{ c
   })
 }
 
+/** CPU seconds (user + system) a live process has used so far (Linux /proc), 0 when gone. */
+export function cpuSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    // Fields after the parenthesised command name: utime and stime are the 12th and 13th of them.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return (Number(fields[11]) + Number(fields[12])) / 100 // USER_HZ is 100 on Linux
+  } catch {
+    return 0
+  }
+}
+
+/** CPU seconds the Redis server has used so far (INFO cpu). */
+export async function redisCpuSeconds(redis: Redis): Promise<number> {
+  const info = await redis.info('cpu')
+  const get = (k: string) => Number(new RegExp(`${k}:([\\d.]+)`).exec(info)?.[1] ?? 0)
+  return get('used_cpu_sys') + get('used_cpu_user')
+}
+
 /** Resident set size of a process in MB (Linux /proc), 0 when gone. */
 export function rssMb(pid: number): number {
   try {

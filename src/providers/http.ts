@@ -4,14 +4,19 @@
  * NOT reach the provider (safe to retry), or was it sent and the answer lost (unknown outcome)?
  */
 import pRetry, { AbortError } from 'p-retry'
-import { Agent, fetch as undiciFetch } from 'undici'
+import { Agent, request as undiciRequest } from 'undici'
 import type { CallMeta, ProviderDeps, ProviderOutcome } from './types.ts'
+
+/** The response headers an adapter reads (Retry-After); a fetch Headers object satisfies it. */
+export interface ResponseHeaders {
+  get(name: string): string | null
+}
 
 export type HttpResult =
   | {
       readonly ok: true
       readonly status: number
-      readonly headers: Headers
+      readonly headers: ResponseHeaders
       readonly text: string
       readonly latencyMs: number
     }
@@ -48,8 +53,18 @@ const NOT_SENT_CODES = new Set([
   'ERR_INVALID_URL',
 ])
 
-const agents = new WeakMap<object, Agent>()
+/** Undici's own timeout errors: the request was sent and the answer did not come (or stopped). */
+const READ_TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT'])
 
+/** A body larger than this is garbage for a receipt API; reading stops there (the adapter sees a non-JSON text). */
+const MAX_BODY_BYTES = 1024 * 1024
+
+/**
+ * The transport: undici's `request` on a keep-alive Agent (far cheaper per call than WHATWG fetch,
+ * which builds streams, Response objects and signals for every request). Connect, headers and body
+ * timeouts are the Agent's, so a call is bounded by connect + 2 × read. An injected `fetch` (tests,
+ * other runtimes) replaces the transport.
+ */
 export function createHttpClient(opts: {
   readonly fetch?: typeof globalThis.fetch
   readonly connectTimeoutMs?: number
@@ -59,26 +74,35 @@ export function createHttpClient(opts: {
   const connectTimeoutMs = opts.connectTimeoutMs ?? 5_000
   const readTimeoutMs = opts.readTimeoutMs ?? 15_000
   const now = opts.now ?? (() => performance.now())
-  // One keep-alive agent per client; an injected fetch brings its own transport.
-  const key = {}
-  const agent = new Agent({
-    connect: { timeout: connectTimeoutMs },
-    keepAliveTimeout: 10_000,
-    connections: 128,
-    headersTimeout: readTimeoutMs,
-    bodyTimeout: readTimeoutMs,
-  })
-  agents.set(key, agent)
-  const doFetch = opts.fetch
-    ? (url: string, init: RequestInit) => opts.fetch!(url, init)
-    : (url: string, init: RequestInit) =>
-        undiciFetch(url, { ...(init as object), dispatcher: agent } as Parameters<typeof undiciFetch>[1]) as unknown as Promise<Response>
+  const agent = opts.fetch
+    ? undefined
+    : new Agent({
+        connect: { timeout: connectTimeoutMs },
+        keepAliveTimeout: 10_000,
+        connections: 128,
+        headersTimeout: readTimeoutMs,
+        bodyTimeout: readTimeoutMs,
+      })
+
+  const viaUndici = async (req: HttpRequest, headers: Record<string, string>, body: string | undefined) => {
+    const res = await undiciRequest(req.url, { method: req.method, headers, body, signal: req.signal, dispatcher: agent })
+    return { status: res.statusCode, headers: headerView(res.headers), text: await readCapped(res.body) }
+  }
+  const viaFetch = async (req: HttpRequest, headers: Record<string, string>, body: string | undefined) => {
+    const timeout = AbortSignal.timeout(readTimeoutMs + connectTimeoutMs)
+    const signal = req.signal ? AbortSignal.any([req.signal, timeout]) : timeout
+    try {
+      const res = await opts.fetch!(req.url, { method: req.method, headers, body, signal })
+      return { status: res.status, headers: res.headers, text: await res.text() }
+    } catch (err) {
+      if (timeout.aborted && !req.signal?.aborted) throw Object.assign(new Error('read timeout'), { code: 'UND_ERR_HEADERS_TIMEOUT' })
+      throw err
+    }
+  }
 
   return {
     async send(req) {
       const started = now()
-      const timeout = AbortSignal.timeout(readTimeoutMs + connectTimeoutMs)
-      const signal = req.signal ? AbortSignal.any([req.signal, timeout]) : timeout
       const headers: Record<string, string> = { accept: 'application/json', ...req.headers }
       let body: string | undefined
       if (req.body !== undefined) {
@@ -86,19 +110,40 @@ export function createHttpClient(opts: {
         headers['content-type'] ??= 'application/json; charset=utf-8'
       }
       try {
-        const res = await doFetch(req.url, { method: req.method, headers, body, signal })
-        const text = await res.text()
-        return { ok: true, status: res.status, headers: res.headers, text, latencyMs: now() - started }
+        const r = await (agent ? viaUndici : viaFetch)(req, headers, body)
+        return { ok: true, ...r, latencyMs: now() - started }
       } catch (err) {
         if (req.signal?.aborted) throw req.signal.reason ?? err
         const latencyMs = now() - started
         const code = errorCode(err)
-        const message = (err as Error)?.message ?? String(err)
-        if (timeout.aborted) return { ok: false, sent: true, code: 'TIMEOUT', message: 'read timeout', latencyMs }
-        return { ok: false, sent: !NOT_SENT_CODES.has(code), code, message, latencyMs }
+        if (READ_TIMEOUT_CODES.has(code)) return { ok: false, sent: true, code: 'TIMEOUT', message: 'read timeout', latencyMs }
+        return { ok: false, sent: !NOT_SENT_CODES.has(code), code, message: (err as Error)?.message ?? String(err), latencyMs }
       }
     },
   }
+}
+
+function headerView(raw: Record<string, string | string[] | undefined>): ResponseHeaders {
+  return {
+    get(name) {
+      const v = raw[name.toLowerCase()]
+      return v === undefined ? null : Array.isArray(v) ? v.join(', ') : v
+    },
+  }
+}
+
+async function readCapped(body: AsyncIterable<Buffer> & { destroy(): unknown }): Promise<string> {
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const chunk of body) {
+    chunks.push(chunk)
+    size += chunk.length
+    if (size > MAX_BODY_BYTES) {
+      body.destroy()
+      break
+    }
+  }
+  return Buffer.concat(chunks).toString('utf8')
 }
 
 /** The transport an adapter uses: the shared one it was given, or its own. */
@@ -127,7 +172,7 @@ export function parseJson(text: string): unknown {
 }
 
 /** Retry-After (seconds or HTTP date) in ms, or the fallback. */
-export function retryAfterMs(headers: Headers | undefined, fallbackMs = 1_000, nowMs = Date.now()): number {
+export function retryAfterMs(headers: ResponseHeaders | undefined, fallbackMs = 1_000, nowMs = Date.now()): number {
   const raw = headers?.get('retry-after')
   if (!raw) return fallbackMs
   if (/^\d+(\.\d+)?$/.test(raw.trim())) return Math.max(0, Math.round(Number(raw) * 1000))

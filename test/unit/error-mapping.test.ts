@@ -1,0 +1,148 @@
+/**
+ * Error mapping (DESIGN.md §3): every provider answer becomes one of a closed set of outcomes, in one
+ * function per provider. Garbage answers (an HTML error page, truncated JSON, a 200 with an error code
+ * inside, a huge body) are classified — never thrown — and an unreadable answer to a call that may
+ * have changed something at the provider is an unknown outcome, to be looked up before any retry.
+ */
+import { describe, expect, it } from 'vitest'
+import fc from 'fast-check'
+import type { HttpResult } from '../../src/providers/http.ts'
+import type { OutcomeKind, ProviderOutcome } from '../../src/providers/types.ts'
+import { classifyPortoneV1 } from '../../src/providers/portone-v1/portone-v1-errors.ts'
+import { classifyPortoneV2 } from '../../src/providers/portone-v2/portone-v2-errors.ts'
+import { classifyPayssam } from '../../src/providers/payssam/payssam-errors.ts'
+import { classifyNts } from '../../src/providers/nts/nts-errors.ts'
+
+type Ok = Extract<HttpResult, { ok: true }>
+type Op = 'issue' | 'lookup' | 'cancel'
+const CLASSIFIERS: Record<string, (op: Op, r: Ok) => ProviderOutcome> = {
+  portone: classifyPortoneV1,
+  'portone-v2': (op, r) => classifyPortoneV2(op, r),
+  payssam: classifyPayssam,
+  nts: classifyNts,
+}
+const KINDS: readonly OutcomeKind[] = ['issued', 'cancelled', 'already_issued', 'not_found', 'retryable', 'rate_limited', 'permanent', 'unknown_outcome']
+
+const answer = (status: number, text: string, headers: Record<string, string> = {}): Ok => ({
+  ok: true,
+  status,
+  text,
+  latencyMs: 3,
+  headers: { get: (name) => headers[name.toLowerCase()] ?? null },
+})
+
+const HTML_502 = '<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1><hr>nginx</body></html>'
+/** Valid success bodies, as each provider sends them (the sandbox's shapes). */
+const SUCCESS: Record<string, string> = {
+  portone: JSON.stringify({ code: 0, message: null, response: { imp_uid: 'imp_1', apply_num: '123456789', type: 'person', amount: 11000, vat: 1000, applied_at: 1795000000 } }),
+  'portone-v2': JSON.stringify({ cashReceipt: { issueNumber: '123456789', url: 'https://x', pgReceiptId: 'pg-1' } }),
+  payssam: JSON.stringify({ code: '0000', message: 'Success', bill_id: 'B1', trader: '0', appr_cash_num: '123456789' }),
+  nts: JSON.stringify({ resultCode: '0000', resultMessage: '정상', approvalNumber: '123456789', issuedAt: '2026-11-21T10:00:00+09:00' }),
+}
+
+describe('garbage answers are classified, never thrown', () => {
+  for (const [name, classify] of Object.entries(CLASSIFIERS)) {
+    describe(name, () => {
+      it('an HTML error page after an issue or cancel is an unknown outcome; after a lookup, retryable', () => {
+        for (const status of [200, 500, 502, 503]) {
+          expect(classify('issue', answer(status, HTML_502)).kind).toBe('unknown_outcome')
+          expect(classify('cancel', answer(status, HTML_502)).kind).toBe('unknown_outcome')
+          expect(classify('lookup', answer(status, HTML_502)).kind).toBe('retryable')
+        }
+      })
+
+      it('a truncated success body is an unknown outcome, not a success', () => {
+        const truncated = SUCCESS[name]!.slice(0, Math.floor(SUCCESS[name]!.length / 2))
+        expect(classify('issue', answer(200, truncated)).kind).toBe('unknown_outcome')
+      })
+
+      it('a huge body is not read as a success', () => {
+        const huge = SUCCESS[name]!.replace(/}$/, `,"pad":"${'x'.repeat(2 * 1024 * 1024)}"}`)
+        expect(classify('issue', answer(200, huge)).kind).toBe('unknown_outcome')
+      })
+
+      it('reads the genuine success body as issued', () => {
+        expect(classify('issue', answer(200, SUCCESS[name]!)).kind).toBe('issued')
+      })
+    })
+  }
+
+  it('a 200 carrying an error code is never a success', () => {
+    // PortOne V1: code ≠ 0 in the envelope (e.g. a PG refusal) is an answer, so it is final.
+    expect(classifyPortoneV1('issue', answer(200, JSON.stringify({ code: -1, message: '결제정보가 존재하지 않습니다', response: null }))).kind).toBe('permanent')
+    // PaySsam: 9999 "처리 중에 오류" means the processing state is unknown.
+    expect(classifyPayssam('issue', answer(200, JSON.stringify({ code: '9999', message: '처리 중에 오류가 발생했습니다.' }))).kind).toBe('unknown_outcome')
+    // PaySsam: 9800 is its duplicate bill_id answer: issued before, to be read back.
+    expect(classifyPayssam('issue', answer(200, JSON.stringify({ code: '9800', message: '이미 사용된 Bill_ID 입니다.' }))).kind).toBe('already_issued')
+    // NTS-style: a 200 without resultCode 0000 is not a receipt.
+    expect(classifyNts('issue', answer(200, JSON.stringify({ resultCode: 'E999', resultMessage: '오류' }))).kind).toBe('unknown_outcome')
+    // PortOne V2: a 200 without the issue number is not a receipt.
+    expect(classifyPortoneV2('issue', answer(200, JSON.stringify({ type: 'PG_PROVIDER', message: 'x' }))).kind).toBe('unknown_outcome')
+  })
+
+  it('429 is rate_limited with the Retry-After in ms', () => {
+    for (const classify of Object.values(CLASSIFIERS)) {
+      const o = classify('issue', answer(429, '{}', { 'retry-after': '3' }))
+      expect(o).toMatchObject({ kind: 'rate_limited', retryAfterMs: 3_000 })
+    }
+  })
+})
+
+describe('properties over arbitrary answers', () => {
+  const status = fc.integer({ min: 100, max: 599 })
+  const text = fc.oneof(
+    fc.string(),
+    fc.json(),
+    fc.constant(HTML_502),
+    fc.jsonValue().map((v) => JSON.stringify({ code: v, response: v, resultCode: v, type: v, cashReceipt: v, receipts: v, info: v })),
+  )
+  const op = fc.constantFrom<Op>('issue', 'lookup', 'cancel')
+  const provider = fc.constantFrom(...Object.keys(CLASSIFIERS))
+
+  it('every answer maps to one kind of the closed set, and never throws', () => {
+    fc.assert(
+      fc.property(provider, op, status, text, (p, o, s, t) => {
+        expect(KINDS).toContain(CLASSIFIERS[p]!(o, answer(s, t)).kind)
+      }),
+      { numRuns: 2_000 },
+    )
+  })
+
+  it('a receipt is only ever reported issued on a 2xx answer', () => {
+    fc.assert(
+      fc.property(provider, op, status, text, (p, o, s, t) => {
+        const kind = CLASSIFIERS[p]!(o, answer(s, t)).kind
+        if (kind === 'issued' || kind === 'cancelled') expect(s).toBeGreaterThanOrEqual(200)
+        if (kind === 'issued' || kind === 'cancelled') expect(s).toBeLessThan(300)
+      }),
+      { numRuns: 2_000 },
+    )
+  })
+
+  it('an answer that is not JSON, to an issue or cancel, is an unknown outcome (or throttling)', () => {
+    fc.assert(
+      fc.property(provider, fc.constantFrom<Op>('issue', 'cancel'), status, fc.string().filter((t) => !isJson(t)), (p, o, s, t) => {
+        expect(CLASSIFIERS[p]!(o, answer(s, t)).kind).toBe(s === 429 ? 'rate_limited' : 'unknown_outcome')
+      }),
+      { numRuns: 2_000 },
+    )
+  })
+
+  it('NTS does not deduplicate, so no answer to an NTS issue is ever "retryable" (safe to send again)', () => {
+    fc.assert(
+      fc.property(status, text, (s, t) => {
+        expect(classifyNts('issue', answer(s, t)).kind).not.toBe('retryable')
+      }),
+      { numRuns: 2_000 },
+    )
+  })
+})
+
+function isJson(t: string): boolean {
+  try {
+    const v: unknown = JSON.parse(t)
+    return typeof v === 'object' && v !== null
+  } catch {
+    return false
+  }
+}

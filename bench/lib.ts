@@ -4,7 +4,7 @@
  * baselines every scenario measures in the same run (the machine's speed drifts).
  */
 import { spawn, type ChildProcess } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { readdirSync, readFileSync } from 'node:fs'
 import { writeFile, mkdtemp } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
@@ -88,6 +88,20 @@ export function cpuSeconds(pid: number): number {
   } catch {
     return 0
   }
+}
+
+/** CPU seconds used so far by every PostgreSQL server process (postmaster and backends) on this machine. */
+export function postgresCpuSeconds(): number {
+  let total = 0
+  for (const pid of readdirSync('/proc')) {
+    if (!/^\d+$/.test(pid)) continue
+    try {
+      if (readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'postgres') total += cpuSeconds(Number(pid))
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return total
 }
 
 /** CPU seconds the Redis server has used so far (INFO cpu). */

@@ -58,6 +58,11 @@ export interface Throttle {
   penalize(ms: number): void
   /** Calls waiting in this process. */
   queued(): number
+  /**
+   * Drops the Redis limiter if it has had nothing to do for idleMs (it is rebuilt on next use): an
+   * idle limiter still runs a heartbeat script, and a worker may see thousands of credentials a night.
+   */
+  releaseIfIdle(idleMs: number): boolean
   close(): Promise<void>
 }
 
@@ -130,6 +135,10 @@ export function createThrottle(id: string, limits: ProviderLimits, opts: Throttl
       datastore: 'ioredis',
       connection,
       clearDatastore: false,
+      // bottleneck's defaults (5 s heartbeat, 10 s client timeout) cost one script per limiter every
+      // 5 s. Every call refreshes a client's liveness anyway; the heartbeat only matters when idle.
+      heartbeatInterval: 15_000,
+      clientTimeout: 60_000,
       // No `timeout` (key TTL): bottleneck's Lua passes it to PEXPIRE together with minTime, and a
       // fractional minTime (maxPerSecond pacing) makes that TTL a float Redis rejects. The limiter
       // keys are a handful per credential, a bounded set.
@@ -145,7 +154,11 @@ export function createThrottle(id: string, limits: ProviderLimits, opts: Throttl
   // Built on first use: a credential that only counts its daily quota never needs a limiter.
   let built: Bottleneck | undefined
   let closing = false
-  const current = () => (built ??= build())
+  let lastUsed = Date.now()
+  const current = () => {
+    lastUsed = Date.now()
+    return (built ??= build())
+  }
 
   async function scheduleOnce<T>(fn: () => Promise<T>, expiration: number): Promise<T> {
     await holdPenalty()
@@ -209,6 +222,15 @@ export function createThrottle(id: string, limits: ProviderLimits, opts: Throttl
       }
     },
     queued: () => built?.counts().QUEUED ?? 0,
+    releaseIfIdle(idleMs) {
+      if (!built || Date.now() - lastUsed < idleMs) return false
+      const c = built.counts()
+      if ((c.RECEIVED ?? 0) + (c.QUEUED ?? 0) + (c.RUNNING ?? 0) + (c.EXECUTING ?? 0) > 0) return false
+      // Its unsubscribe is queued before a rebuilt limiter's subscribe on the shared connection.
+      void quietly(built.disconnect(false))
+      built = undefined
+      return true
+    },
     async close() {
       closing = true
       // An owned connection goes first: once it is terminated the limiter's disconnect no longer
@@ -246,6 +268,7 @@ function unlimitedThrottle(
     takeQuota: (kstDate, msUntil) => takeQuota(opts, id, limits, kstDate, msUntil),
     penalize,
     queued: () => 0,
+    releaseIfIdle: () => false,
     close: async () => {},
   }
 }
@@ -256,8 +279,13 @@ export class ThrottleRegistry {
   readonly #opts: ThrottleFactoryOptions
   readonly #lifecycle = { closing: false }
   #connection: Bottleneck.IORedisConnection | undefined
-  constructor(opts: ThrottleFactoryOptions) {
+  readonly #sweep: NodeJS.Timeout
+  constructor(opts: ThrottleFactoryOptions & { readonly idleMs?: number }) {
     this.#opts = { ...opts, lifecycle: this.#lifecycle }
+    const idleMs = opts.idleMs ?? 120_000
+    this.#sweep = setInterval(() => {
+      for (const t of this.#throttles.values()) t.releaseIfIdle(idleMs)
+    }, Math.min(60_000, idleMs)).unref()
   }
 
   get(key: string, limits: ProviderLimits): Throttle {
@@ -271,6 +299,7 @@ export class ThrottleRegistry {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.#sweep)
     this.#lifecycle.closing = true
     // Connection first (see Throttle.close), then the limiters, which then only drop local state.
     if (this.#connection) await quietly(this.#connection.disconnect(true))

@@ -82,3 +82,26 @@ it('paces a documented req/s limit below the limit across a registry and a secon
   await registry.close()
   await b.close()
 })
+
+it('releases an idle limiter and rebuilds it on next use, with the limit still shared', async () => {
+  const limits = { maxConcurrent: 1, minTimeMs: 0, maxPerSecond: null, dailyQuota: null }
+  const registry = new ThrottleRegistry(opts())
+  const t = registry.get('idle', limits)
+  expect(t.releaseIfIdle(0)).toBe(false) // never used: nothing to release
+  expect(await t.schedule(async () => 'first')).toBe('first')
+  expect(t.releaseIfIdle(60_000)).toBe(false) // used just now
+  expect(t.releaseIfIdle(0)).toBe(true)
+  // Rebuilt on demand: maxConcurrent 1 still holds across it and a second instance.
+  const other = createThrottle('idle', limits, opts())
+  let running = 0
+  let peak = 0
+  const job = async () => {
+    peak = Math.max(peak, ++running)
+    await new Promise((r) => setTimeout(r, 20))
+    running--
+  }
+  await Promise.all(Array.from({ length: 6 }, (_, i) => (i % 2 ? t : other).schedule(job)))
+  expect(peak).toBe(1)
+  await registry.close()
+  await other.close()
+})

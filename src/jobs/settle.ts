@@ -60,6 +60,41 @@ export class SettleInputError extends Error {
   override name = 'SettleInputError'
 }
 
+/** What building a receipt needs from a transaction (not the encrypted personal data). */
+const SETTLE_COLUMNS = [
+  't.transaction_id',
+  't.merchant_id',
+  't.provider',
+  't.payment_ref',
+  't.order_id',
+  't.method',
+  't.amount',
+  't.tax_free_amount',
+  't.service_fee',
+  't.refunded_amount',
+  't.identifier_type',
+  't.purpose',
+  't.status',
+  't.business_date',
+] as const
+type SettleTransaction = Pick<
+  CashTransaction,
+  | 'transaction_id'
+  | 'merchant_id'
+  | 'provider'
+  | 'payment_ref'
+  | 'order_id'
+  | 'method'
+  | 'amount'
+  | 'tax_free_amount'
+  | 'service_fee'
+  | 'refunded_amount'
+  | 'identifier_type'
+  | 'purpose'
+  | 'status'
+  | 'business_date'
+>
+
 export async function settleDay(deps: SettleDeps, opts: SettleOptions): Promise<SettleSummary> {
   if (!isValidDate(opts.businessDate)) throw new SettleInputError(`--date: "${opts.businessDate}" is not a valid YYYY-MM-DD date`)
   const { db } = deps
@@ -96,57 +131,67 @@ export async function settleDay(deps: SettleDeps, opts: SettleOptions): Promise<
 
   // Phase 1: receipts for transactions of the window that have none yet, each chunk enqueued as
   // soon as it is committed (the first receipts issue while later chunks are still being read).
+  // The enqueue of one chunk (Redis) overlaps the read and insert of the next (Postgres).
   const settleStarted = new Date()
-  let cursor = ''
-  for (;;) {
-    let q = db
-      .selectFrom('cash_transactions as t')
-      .selectAll('t')
-      .where('t.business_date', '>=', from)
-      .where('t.business_date', '<=', to)
-      .where('t.transaction_id', '>', cursor)
-      .where(({ not, exists, selectFrom }) =>
-        not(
-          exists(
-            selectFrom('receipts as r')
-              .select(sql`1`.as('one'))
-              .whereRef('r.transaction_id', '=', 't.transaction_id')
-              .where('r.kind', '=', 'issue'),
+  let cursor: { date: string; id: string } | null = null
+  let inFlight: Promise<void> = Promise.resolve()
+  try {
+    for (;;) {
+      let q = db
+        .selectFrom('cash_transactions as t')
+        .select(SETTLE_COLUMNS)
+        .where('t.business_date', '>=', from)
+        .where('t.business_date', '<=', to)
+        .where(({ not, exists, selectFrom }) =>
+          not(
+            exists(
+              selectFrom('receipts as r')
+                .select(sql`1`.as('one'))
+                .whereRef('r.transaction_id', '=', 't.transaction_id')
+                .where('r.kind', '=', 'issue'),
+            ),
           ),
-        ),
-      )
-      .orderBy('t.transaction_id')
-      .limit(deps.chunkSize)
-    if (opts.merchantId) q = q.where('t.merchant_id', '=', opts.merchantId)
-    const rows = await q.execute()
-    if (rows.length === 0) break
-    cursor = rows.at(-1)!.transaction_id
-    selected += rows.length
+        )
+        .orderBy('t.business_date')
+        .orderBy('t.transaction_id')
+        .limit(deps.chunkSize)
+      if (cursor) q = q.where(sql<boolean>`(t.business_date, t.transaction_id) > (${cursor.date}::date, ${cursor.id})`)
+      if (opts.merchantId) q = q.where('t.merchant_id', '=', opts.merchantId)
+      const rows = await q.execute()
+      if (rows.length === 0) break
+      const last = rows.at(-1)!
+      cursor = { date: last.business_date, id: last.transaction_id }
+      selected += rows.length
 
-    const receipts = rows.map((tx) => buildReceipt(tx, merchants.get(tx.merchant_id) ?? false, runId))
-    for (const r of receipts) {
-      if (r.state === 'skipped') {
-        skipped++
-        skipReasons[r.skip_reason!] = (skipReasons[r.skip_reason!] ?? 0) + 1
-      } else {
-        created++
-        byProvider[r.provider] = (byProvider[r.provider] ?? 0) + 1
+      const receipts = rows.map((tx) => buildReceipt(tx, merchants.get(tx.merchant_id) ?? false, runId))
+      for (const r of receipts) {
+        if (r.state === 'skipped') {
+          skipped++
+          skipReasons[r.skip_reason!] = (skipReasons[r.skip_reason!] ?? 0) + 1
+        } else {
+          created++
+          byProvider[r.provider] = (byProvider[r.provider] ?? 0) + 1
+        }
       }
-    }
-    if (opts.dryRun) {
-      enqueued += receipts.filter((r) => r.state === 'pending').length
+      if (opts.dryRun) {
+        enqueued += receipts.filter((r) => r.state === 'pending').length
+        opts.onProgress?.({ phase: 'select', selected, enqueued })
+        continue
+      }
+      // Conflict only on (transaction, kind, seq): a provider-key clash must fail loudly, never drop a row.
+      const inserted = await db
+        .insertInto('receipts')
+        .values(receipts)
+        .onConflict((oc) => oc.columns(['transaction_id', 'kind', 'seq']).doNothing())
+        .returning(['id', 'state', 'trade_date', 'redrive_count'])
+        .execute()
       opts.onProgress?.({ phase: 'select', selected, enqueued })
-      continue
+      await inFlight
+      inFlight = enqueue(inserted.filter((r) => r.state === 'pending'))
+      inFlight.catch(() => {}) // awaited at the next chunk or below; this only prevents an unhandled report meanwhile
     }
-    // Conflict only on (transaction, kind, seq): a provider-key clash must fail loudly, never drop a row.
-    const inserted = await db
-      .insertInto('receipts')
-      .values(receipts)
-      .onConflict((oc) => oc.columns(['transaction_id', 'kind', 'seq']).doNothing())
-      .returning(['id', 'state', 'trade_date', 'redrive_count'])
-      .execute()
-    opts.onProgress?.({ phase: 'select', selected, enqueued })
-    await enqueue(inserted.filter((r) => r.state === 'pending'))
+  } finally {
+    await inFlight
   }
 
   // Phase 2: pending receipts of the window created before this call (an earlier run whose jobs were
@@ -229,7 +274,7 @@ async function waitForRoom(deps: SettleDeps): Promise<void> {
 }
 
 /** One receipts row for a transaction, pending or skipped, per the domain's eligibility rules. */
-export function buildReceipt(tx: CashTransaction, mandatoryIssuer: boolean, runId: number | null): NewReceipt {
+export function buildReceipt(tx: SettleTransaction, mandatoryIssuer: boolean, runId: number | null): NewReceipt {
   const keys = deriveProviderKeys({
     provider: tx.provider,
     merchantId: tx.merchant_id,

@@ -1,15 +1,25 @@
 /**
  * `npm run chaos [-- --quick] [-- --json] [-- --runs N]`: the chaos harness as a command. Prints the
  * checks as a table (or one JSON document per run) and exits 1 if any check fails.
+ *
+ * It prepares its own databases (the migrated template the harness clones) under the `chaos`
+ * namespace, so it runs on a fresh machine and beside a test run without touching its databases.
  */
-import { FULL, QUICK, formatChaos, runChaos } from './harness.ts'
+process.env.TEST_DB_NS ??= 'chaos'
+const { default: prepareDatabases } = await import('../global-setup.ts')
+const { FULL, QUICK, formatChaos, runChaos } = await import('./harness.ts')
 
 const args = process.argv.slice(2)
 const quick = args.includes('--quick')
 const json = args.includes('--json')
 const runsArg = args.indexOf('--runs')
 const runs = runsArg >= 0 ? Number(args[runsArg + 1]) : 1
+if (!Number.isInteger(runs) || runs < 1) {
+  process.stderr.write(`--runs: expected a whole number ≥ 1, got "${args[runsArg + 1]}"\n`)
+  process.exit(2)
+}
 
+await prepareDatabases()
 let failed = false
 for (let i = 1; i <= runs; i++) {
   const result = await runChaos({ ...(quick ? QUICK : FULL), seed: 42 + i, log: (m) => process.stderr.write(`[run ${i}] ${m}\n`) })

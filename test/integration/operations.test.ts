@@ -7,6 +7,7 @@ import { mkdtemp, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import pg from 'pg'
+import { migrations } from '../../migrations/index.ts'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startSandbox, type Sandbox } from '../../src/sandbox/index.ts'
 import { reconcileDay } from '../../src/jobs/reconcile.ts'
@@ -39,8 +40,8 @@ describe('migrate', () => {
       expect(b.code, b.stderr).toBe(0)
       const c = new pg.Client({ connectionString: url })
       await c.connect()
-      const rows = await c.query('SELECT name FROM kysely_migration')
-      expect(rows.rows).toHaveLength(1)
+      const rows = await c.query<{ name: string }>('SELECT name FROM kysely_migration ORDER BY name')
+      expect(rows.rows.map((r) => r.name)).toEqual(Object.keys(migrations))
       const merchants = await c.query('SELECT count(*)::int AS n FROM merchants')
       expect(merchants.rows[0].n).toBe(env.config.merchants.length)
       await c.end()

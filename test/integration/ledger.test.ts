@@ -1,0 +1,145 @@
+/**
+ * The ledger's batched statements on real Postgres: claims of many rows in one statement (with the
+ * transaction read alongside), transitions of many rows in one statement that skip rows another
+ * worker took over, the batcher's row-by-row fallback, and the lease guard that never lets a call
+ * go out once the row belongs to someone else.
+ */
+import { sql } from 'kysely'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { applyTransitions, claimReceipts, type AttemptRecord } from '../../src/db/ledger.ts'
+import { createLedgerBatcher } from '../../src/db/ledger-batcher.ts'
+import { LeaseLostError, leaseGuard } from '../../src/jobs/lease.ts'
+import { createTestEnv, type TestEnv } from '../helpers/test-env.ts'
+import { importDay, settle } from '../helpers/pipeline.ts'
+
+let env: TestEnv
+let pendingIds: number[] = []
+
+beforeAll(async () => {
+  env = await createTestEnv()
+  await importDay(env.app, { businessDate: '2026-11-20', count: 60, seed: 7, providers: ['payssam', 'nts'] })
+  await settle(env.app, '2026-11-20')
+  const rows = await env.app.db().selectFrom('receipts').select('id').where('state', '=', 'pending').orderBy('id').execute()
+  pendingIds = rows.map((r) => r.id)
+  expect(pendingIds.length).toBeGreaterThan(20)
+})
+
+afterAll(async () => {
+  await env?.close()
+})
+
+const attempt = (): AttemptRecord => ({
+  operation: 'issue',
+  startedAt: new Date(Date.now() - 5),
+  finishedAt: new Date(),
+  outcome: 'issued',
+  httpStatus: 200,
+  providerCode: '0000',
+  message: null,
+  latencyMs: 5,
+})
+
+describe('claimReceipts', () => {
+  it('claims a batch in one statement, returns each transaction, and tells why the others were not claimed', async () => {
+    const db = env.app.db()
+    const [a, b, c, d] = pendingIds
+    await db.updateTable('receipts').set({ state: 'issued' }).where('id', '=', c!).execute()
+    const first = await claimReceipts(db, [a!, b!, c!, 987_654_321], 'worker-1', 60_000)
+    expect(first.get(a!)).toMatchObject({ status: 'claimed', prevState: 'pending' })
+    const claimed = first.get(a!)
+    if (claimed?.status !== 'claimed') throw new Error('not claimed')
+    expect(claimed.tx.transaction_id).toBe(claimed.receipt.transaction_id)
+    expect(claimed.tx.paid_at).toBeInstanceOf(Date)
+    expect(typeof claimed.tx.amount).toBe('number')
+    expect(claimed.receipt).toMatchObject({ state: 'issuing', locked_by: 'worker-1', attempts: 1 })
+    expect(first.get(c!)).toEqual({ status: 'done', state: 'issued' })
+    expect(first.get(987_654_321)).toEqual({ status: 'missing' })
+
+    // Another worker: a live lease means "later"; an expired one is taken over and must be looked up.
+    const second = await claimReceipts(db, [a!, d!], 'worker-2', 60_000)
+    expect(second.get(a!)?.status).toBe('leased')
+    expect(second.get(d!)?.status).toBe('claimed')
+    await db.updateTable('receipts').set({ locked_until: sql`now() - interval '1 second'` }).where('id', '=', b!).execute()
+    const third = await claimReceipts(db, [b!], 'worker-2', 60_000)
+    expect(third.get(b!)).toMatchObject({ status: 'claimed', prevState: 'issuing', receipt: { needs_lookup: true, locked_by: 'worker-2', attempts: 2 } })
+  })
+})
+
+describe('applyTransitions', () => {
+  it('applies every owned row in one statement, skips a row taken over, and records all attempts', async () => {
+    const db = env.app.db()
+    const ids = pendingIds.slice(4, 8)
+    const claims = await claimReceipts(db, ids, 'worker-3', 60_000)
+    // The last row is taken over by someone else before worker-3 records its outcome.
+    await db.updateTable('receipts').set({ locked_by: 'worker-4' }).where('id', '=', ids[3]!).execute()
+    const items = ids.map((id) => {
+      const c = claims.get(id)
+      if (c?.status !== 'claimed') throw new Error(`row ${id} not claimed`)
+      return {
+        receiptId: id,
+        workerId: 'worker-3',
+        transition: {
+          state: 'issued' as const,
+          needsLookup: false,
+          error: null,
+          receipt: { status: 'issued' as const, approvalNumber: `A${id}`, providerReceiptId: null, receiptUrl: null, amount: null, issuedAt: 'not a date', cancelledAt: null },
+        },
+        attempts: { receipt: c.receipt, jobId: `issue-${id}`, rows: [attempt()] },
+      }
+    })
+    const owned = await applyTransitions(db, items)
+    expect([...owned].sort()).toEqual(ids.slice(0, 3).sort())
+    const rows = await db.selectFrom('receipts').select(['id', 'state', 'approval_number', 'issued_at', 'locked_by']).where('id', 'in', ids).orderBy('id').execute()
+    expect(rows.slice(0, 3).every((r) => r.state === 'issued' && r.approval_number === `A${r.id}` && r.issued_at instanceof Date && r.locked_by === null)).toBe(true)
+    expect(rows[3]).toMatchObject({ state: 'issuing', locked_by: 'worker-4', approval_number: null })
+    const attempts = await db.selectFrom('issuance_attempts').select('receipt_id').where('receipt_id', 'in', ids).execute()
+    expect(attempts).toHaveLength(4)
+  })
+})
+
+describe('createLedgerBatcher', () => {
+  it('coalesces concurrent claims and transitions, and isolates a row whose update fails', async () => {
+    const db = env.app.db()
+    const ids = pendingIds.slice(8, 20)
+    const batcher = createLedgerBatcher(db, { workerId: 'worker-5', leaseMs: 60_000 })
+    const claims = await Promise.all(ids.map((id) => batcher.claim(id)))
+    expect(claims.every((c) => c.status === 'claimed')).toBe(true)
+    const results = await Promise.allSettled(
+      claims.map((c, i) => {
+        if (c.status !== 'claimed') throw new Error('not claimed')
+        // Row 0 breaks a table constraint (supply < VAT): its statement fails, the others must not.
+        const amounts = i === 0 ? { total: 100, supply: 1, vat: 99, taxFree: 0, serviceFee: 0 } : undefined
+        return batcher.transition({ receiptId: c.receipt.id, transition: { state: 'issued', error: null, amounts }, attempts: { receipt: c.receipt, rows: [attempt()] } })
+      }),
+    )
+    expect(results[0]!.status).toBe('rejected')
+    expect(results.slice(1).every((r) => r.status === 'fulfilled' && r.value === true)).toBe(true)
+    const states = await db.selectFrom('receipts').select(['id', 'state']).where('id', 'in', ids).orderBy('id').execute()
+    expect(states[0]!.state).toBe('issuing')
+    expect(states.slice(1).every((r) => r.state === 'issued')).toBe(true)
+  })
+})
+
+describe('leaseGuard', () => {
+  it('does nothing while the lease covers the call, extends it when it may not, and refuses once the row is taken over', async () => {
+    const db = env.app.db()
+    const [id] = pendingIds.slice(20, 21)
+    let now = 0
+    const clock = () => now
+    await claimReceipts(db, [id!], 'worker-6', 60_000)
+    const ensure = leaseGuard(db, id!, 'worker-6', { leaseMs: 60_000, callBudgetMs: 20_000, claimedAt: 0, clock })
+    const leaseLeft = async () =>
+      Number((await sql<{ ms: number }>`SELECT extract(epoch FROM locked_until - now()) * 1000 AS ms FROM receipts WHERE id = ${id}`.execute(db)).rows[0]!.ms)
+
+    await ensure() // 60 s left ≥ 22 s needed: no round trip, the lease is as claimed
+    expect(await leaseLeft()).toBeGreaterThan(50_000)
+    now = 45_000 // 15 s left < 22 s: extend to 22 s from now
+    await ensure()
+    expect(await leaseLeft()).toBeLessThan(23_000)
+    expect(await leaseLeft()).toBeGreaterThan(15_000)
+
+    await db.updateTable('receipts').set({ locked_by: 'worker-7' }).where('id', '=', id!).execute()
+    now = 80_000
+    await expect(ensure()).rejects.toBeInstanceOf(LeaseLostError)
+  })
+})

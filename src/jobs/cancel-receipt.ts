@@ -16,7 +16,7 @@ import { cancelIdempotencyKey } from '../providers/keys.ts'
 import { splitAmounts } from '../domain/index.ts'
 import type { ProviderOutcome } from '../providers/types.ts'
 import { cancelJobId, type JobPayloads, type ReceiptsQueue } from '../queue/queues.ts'
-import { delay, recorder, RetryableJobError, type IssueJobResult } from './issue-receipt.ts'
+import { delay, noteReceipt, recorder, RetryableJobError, type IssueJobResult, type ReceiptJobInfo } from './issue-receipt.ts'
 import type { ProviderSource } from './provider-source.ts'
 import { QueueFullError } from '../throttle/throttle.ts'
 
@@ -137,12 +137,21 @@ export interface CancelDeps {
 
 export function createCancelHandler(deps: CancelDeps) {
   const now = deps.now ?? Date.now
-  return async function handleCancel(job: Job<JobPayloads['cancel-receipt']>, token: string | undefined, signal?: AbortSignal): Promise<IssueJobResult> {
+  return async function handleCancel(
+    job: Job<JobPayloads['cancel-receipt']>,
+    token: string | undefined,
+    signal?: AbortSignal,
+    info?: ReceiptJobInfo,
+  ): Promise<IssueJobResult> {
     const claim = await claimReceipt(deps.db, job.data.receiptId, deps.workerId, deps.leaseMs)
     if (claim.status === 'missing') throw new UnrecoverableError(`receipt ${job.data.receiptId} does not exist`)
-    if (claim.status === 'done') return { state: claim.state, detail: 'already settled' }
+    if (claim.status === 'done') {
+      noteReceipt(info, claim)
+      return { state: claim.state, detail: 'already settled' }
+    }
     if (claim.status === 'leased') return delay(job, token, claim.retryInMs)
     const cancel = claim.receipt
+    noteReceipt(info, { provider: cancel.provider, runId: cancel.last_run_id ?? cancel.run_id })
     const parent = await deps.db.selectFrom('receipts').selectAll().where('id', '=', cancel.parent_receipt_id!).executeTakeFirstOrThrow()
     const full = cancel.total_amount === parent.total_amount && parent.cancelled_amount === 0
     const calls: AttemptRecord[] = []

@@ -34,6 +34,22 @@ export interface IssueDeps {
 
 export type IssueJobResult = { readonly state: string; readonly detail?: string }
 
+/**
+ * What the worker's one outcome line per receipt names besides the job: filled by the handler as
+ * soon as it knows the receipt row (no extra query), so it is there whether the job returns or throws.
+ */
+export interface ReceiptJobInfo {
+  runId?: number | null
+  provider?: string
+}
+
+/** The settlement run a receipt's latest job belongs to: the re-drive run after a re-drive. */
+export function noteReceipt(info: ReceiptJobInfo | undefined, r: { provider: string; runId: number | null }): void {
+  if (!info) return
+  info.provider = r.provider
+  info.runId = r.runId
+}
+
 /** Thrown for outcomes worth another BullMQ attempt (backoff); the message carries the class. */
 export class RetryableJobError extends Error {
   override name = 'RetryableJobError'
@@ -45,14 +61,19 @@ export function createIssueHandler(deps: IssueDeps) {
     job: Job<JobPayloads['issue-receipt']>,
     token: string | undefined,
     signal?: AbortSignal,
+    info?: ReceiptJobInfo,
   ): Promise<IssueJobResult> {
     const { receiptId } = job.data
     const claim = await claimReceipt(deps.db, receiptId, deps.workerId, deps.leaseMs)
     if (claim.status === 'missing') throw new UnrecoverableError(`receipt ${receiptId} does not exist`)
-    if (claim.status === 'done') return { state: claim.state, detail: 'already settled' }
+    if (claim.status === 'done') {
+      noteReceipt(info, claim)
+      return { state: claim.state, detail: 'already settled' }
+    }
     if (claim.status === 'leased') return delay(job, token, claim.retryInMs)
 
     const receipt = claim.receipt
+    noteReceipt(info, { provider: receipt.provider, runId: receipt.last_run_id ?? receipt.run_id })
     const calls: AttemptRecord[] = []
     const lastAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1)
     const ctx = { signal, onCall: recorder(calls, now) }

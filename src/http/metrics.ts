@@ -134,8 +134,9 @@ export function createMetrics(deps: MetricsDeps): Metrics {
     async collect() {
       const r = await read()
       this.reset()
-      for (const row of r.ledger?.receipts ?? [])
+      for (const row of r.ledger?.receipts ?? []) {
         this.set({ kind: row.kind, provider: row.provider, state: row.state }, row.n)
+      }
     },
   })
 
@@ -160,8 +161,9 @@ export function createMetrics(deps: MetricsDeps): Metrics {
       const r = await read()
       // The ledger holds the running total; the counter is re-read, never accumulated here.
       this.reset()
-      for (const row of r.ledger?.attempts ?? [])
+      for (const row of r.ledger?.attempts ?? []) {
         this.inc({ operation: row.operation, outcome: row.outcome }, row.n)
+      }
     },
   })
 
@@ -175,8 +177,9 @@ export function createMetrics(deps: MetricsDeps): Metrics {
     async collect() {
       const r = await read()
       this.reset()
-      for (const q of r.redis?.queues ?? [])
+      for (const q of r.redis?.queues ?? []) {
         for (const [state, n] of Object.entries(q.counts)) this.set({ queue: q.queue, state }, n)
+      }
     },
   })
 

@@ -96,11 +96,12 @@ export function runsPage(runs: readonly RunRow[]): string {
 }
 
 function redriveForm(runId: number, count: number, filter: FailureFilter = {}): SafeHtml {
-  if (count === 0)
+  if (count === 0) {
     return html`<p class="muted" id="redrive-none">
       No failed receipt to
       re-drive${filter.provider || filter.code || filter.errorClass ? ' for this filter' : ''}.
     </p>`
+  }
   return html`<form class="inline" method="post" action="/redrive" id="redrive-form">
       <input type="hidden" name="run" value="${runId}" />
       ${filter.provider ? html`<input type="hidden" name="provider" value="${filter.provider}" />` : ''}

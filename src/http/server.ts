@@ -219,8 +219,9 @@ async function probe(fn: () => Promise<unknown>): Promise<string> {
 }
 
 function idParam(v: unknown): number {
-  if (typeof v !== 'string' || !/^\d{1,15}$/.test(v))
+  if (typeof v !== 'string' || !/^\d{1,15}$/.test(v)) {
     throw new ReportNotFoundError(`--run: no settlement run with id ${String(v)}`)
+  }
   return Number(v)
 }
 
@@ -243,11 +244,13 @@ function failureFilter(q: Record<string, unknown>): FailureFilter {
 /** The `redrive` command's selectors, validated as the CLI validates them. */
 export function redriveFilter(body: Record<string, unknown>): RedriveFilter {
   const run = str(body.run, 'run')
-  if (run !== undefined && !/^\d{1,15}$/.test(run))
+  if (run !== undefined && !/^\d{1,15}$/.test(run)) {
     throw new BadRequestError(`run: must be a whole number, got "${run}"`)
+  }
   const date = str(body.date, 'date')
-  if (date !== undefined && !isValidDate(date))
+  if (date !== undefined && !isValidDate(date)) {
     throw new BadRequestError(`date: "${date}" is not a valid YYYY-MM-DD date`)
+  }
   const provider = str(body.provider, 'provider')
   if (provider !== undefined && !(PROVIDERS as readonly string[]).includes(provider)) {
     throw new BadRequestError(`provider: must be one of ${PROVIDERS.join(', ')}`)

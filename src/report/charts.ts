@@ -140,8 +140,9 @@ export function columns(opts: {
 }): SafeHtml {
   const pts = opts.points
   const totalOf = (p: Row) => opts.series.reduce((a, s) => a + (p.values[s.key] ?? 0), 0)
-  if (!pts.length || !pts.some((p) => totalOf(p) > 0))
+  if (!pts.length || !pts.some((p) => totalOf(p) > 0)) {
     return empty(opts.id, opts.kind, opts.title, opts.empty ?? 'No data')
+  }
   const width = 760
   const height = 260
   const left = 48

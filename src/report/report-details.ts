@@ -115,8 +115,9 @@ export async function buildReportDetails(
   const points = new Map<number, { t: string; issued: number; failed: number; skipped: number }>()
   if (lo !== null && hi !== null) {
     // Every bucket of the span, empty ones included, so the time axis is linear.
-    for (let t = Math.floor(lo / bucket) * bucket; t <= hi; t += bucket)
+    for (let t = Math.floor(lo / bucket) * bucket; t <= hi; t += bucket) {
       points.set(t, { t: new Date(t * 1000).toISOString(), issued: 0, failed: 0, skipped: 0 })
+    }
   }
   for (const row of tp.rows) {
     const p = points.get(row.t)

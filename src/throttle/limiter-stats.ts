@@ -71,8 +71,9 @@ export async function readLimiterStats(
       if (!clientTimeout || Number(lastSeen[j + 1]) >= nowMs - clientTimeout) alive.add(lastSeen[j]!)
     }
     let queued = 0
-    for (const [client, n] of Object.entries(queuedByClient ?? {}))
+    for (const [client, n] of Object.entries(queuedByClient ?? {})) {
       if (alive.has(client)) queued += Number(n) || 0
+    }
     out.push({
       limiter,
       provider,

@@ -69,7 +69,7 @@ export async function buildReport(db: Db, sel: { runId?: number; date?: string }
       eb.fn.countAll<number>().as('n'),
       eb.fn.coalesce(eb.fn.sum<number>(sql`r.total_amount - r.cancelled_amount`), sql<number>`0`).as('amount'),
       eb.fn.max('r.finished_at').as('last_finished'),
-      eb.fn.countAll<number>().filterWhere(sql<boolean>`r.state IN ('pending','issuing','failed') AND r.deadline < ${todayKst ?? '0000-01-01'}`).as('overdue'),
+      eb.fn.countAll<number>().filterWhere(sql<boolean>`r.state IN ('pending','issuing','failed') AND r.deadline < ${todayKst ?? '0001-01-01'}`).as('overdue'),
     ])
     .where('r.kind', '=', 'issue')
     .where(scopeColumn, 'in', ids)

@@ -14,7 +14,8 @@ import { startDashboard, type RunningDashboard } from '../../src/http/server.ts'
 import { buildReport, type RunReport } from '../../src/report/report.ts'
 import { kstToday } from '../../src/domain/index.ts'
 import { createTestEnv, type TestEnv } from '../helpers/test-env.ts'
-import { importDay, settle, waitForRun } from '../helpers/pipeline.ts'
+import { importDay, runCli, settle, spawnCli, stopChild, waitForRun } from '../helpers/pipeline.ts'
+import { eventually } from '../helpers/test-env.ts'
 import { launchChromium, type Browser } from '../helpers/browser.ts'
 
 const USER = 'ops'
@@ -169,5 +170,27 @@ describe('the dashboard in a browser', () => {
     expect((await fetch(`${dashboard.url}/redrive`, { headers: { authorization: auth } })).status).toBe(404)
     expect((await fetch(`${dashboard.url}/healthz`)).status).toBe(200)
     expect((await fetch(`${dashboard.url}/readyz`)).status).toBe(200)
+  })
+
+  it('`serve` as its own process: refuses a public bind without credentials, serves on loopback, stops on SIGTERM', async () => {
+    const refused = await runCli(
+      ['serve', '--host', '0.0.0.0', '--port', '0'],
+      env.env({ DASHBOARD_USER: '', DASHBOARD_PASSWORD: '' }),
+    )
+    expect(refused.code).toBe(2)
+    expect(refused.stderr).toMatch(/without authentication; set DASHBOARD_TOKEN/)
+
+    const serve = spawnCli(['serve', '--port', '0'], env.env())
+    try {
+      const url = await eventually(
+        async () => /dashboard listening on (http:\/\/\S+)/.exec(serve.output())?.[1],
+        60_000,
+      )
+      expect((await fetch(`${url}/healthz`)).status).toBe(200)
+      expect((await fetch(`${url}/`)).status).toBe(401)
+    } finally {
+      await stopChild(serve)
+    }
+    expect(serve.exitCode).toBe(0)
   })
 })

@@ -33,8 +33,9 @@ function parseValue(raw: string, line: number): number {
   if (raw === '+Inf' || raw === 'Inf') return Infinity
   if (raw === '-Inf') return -Infinity
   if (raw === 'NaN') return NaN
-  if (!/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(raw))
+  if (!/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(raw)) {
     throw new ExpositionError(`line ${line}: bad value "${raw}"`)
+  }
   return Number(raw)
 }
 
@@ -66,8 +67,9 @@ function parseLabels(s: string, line: number): { labels: Record<string, string>;
     labels[name] = v
     i = j + 1
     if (s[i] === ',') i++
-    else if (s[i] !== '}')
+    else if (s[i] !== '}') {
       throw new ExpositionError(`line ${line}: expected "," or "}" after label "${name}"`)
+    }
   }
 }
 
@@ -119,10 +121,12 @@ export function parseExposition(text: string): Map<string, Family> {
     let rest = raw.slice(nameEnd)
     if (rest.startsWith('{')) ({ labels, rest } = parseLabels(rest, line))
     const parts = rest.trim().split(/\s+/)
-    if (parts.length < 1 || parts.length > 2 || parts[0] === '')
+    if (parts.length < 1 || parts.length > 2 || parts[0] === '') {
       throw new ExpositionError(`line ${line}: expected "value [timestamp]"`)
-    if (parts[1] !== undefined && !/^-?\d+$/.test(parts[1]))
+    }
+    if (parts[1] !== undefined && !/^-?\d+$/.test(parts[1])) {
       throw new ExpositionError(`line ${line}: bad timestamp "${parts[1]}"`)
+    }
     const value = parseValue(parts[0]!, line)
     const family = familyOf(name, families) ?? declare(name)
     const key = `${name}{${Object.entries(labels)
@@ -155,12 +159,15 @@ function checkHistogram(f: Family): void {
     e.buckets.sort((a, b) => a[0] - b[0])
     if (e.buckets.at(-1)?.[0] !== Infinity) throw new ExpositionError(`${f.name}${key}: no +Inf bucket`)
     e.buckets.forEach(([, v], i) => {
-      if (i && v < e.buckets[i - 1]![1])
+      if (i && v < e.buckets[i - 1]![1]) {
         throw new ExpositionError(`${f.name}${key}: buckets are not cumulative`)
+      }
     })
-    if (e.count === undefined || e.sum === undefined)
+    if (e.count === undefined || e.sum === undefined) {
       throw new ExpositionError(`${f.name}${key}: _count or _sum missing`)
-    if (e.buckets.at(-1)![1] !== e.count)
+    }
+    if (e.buckets.at(-1)![1] !== e.count) {
       throw new ExpositionError(`${f.name}${key}: +Inf bucket differs from _count`)
+    }
   }
 }

@@ -8,10 +8,12 @@ const basic = (u: string, p: string) => `Basic ${Buffer.from(`${u}:${p}`).toStri
 
 describe('dashboard auth', () => {
   it('knows loopback addresses', () => {
-    for (const h of ['127.0.0.1', '127.1.2.3', 'localhost', '::1', '[::1]', '::ffff:127.0.0.1'])
+    for (const h of ['127.0.0.1', '127.1.2.3', 'localhost', '::1', '[::1]', '::ffff:127.0.0.1']) {
       expect(isLoopback(h), h).toBe(true)
-    for (const h of ['0.0.0.0', '::', '10.0.0.5', '192.168.1.2', 'dashboard.internal'])
+    }
+    for (const h of ['0.0.0.0', '::', '10.0.0.5', '192.168.1.2', 'dashboard.internal']) {
       expect(isLoopback(h), h).toBe(false)
+    }
   })
 
   it('refuses to serve beyond loopback without credentials', () => {

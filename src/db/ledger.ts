@@ -14,7 +14,7 @@ import type { OutcomeKind, ProviderReceipt } from '../providers/types.ts'
 export type ClaimResult =
   | { readonly status: 'claimed'; readonly receipt: Receipt; readonly prevState: ReceiptState }
   /** Terminal or owned by a cancel flow: nothing to do, the job completes. */
-  | { readonly status: 'done'; readonly state: ReceiptState; readonly provider: string; readonly runId: number | null }
+  | { readonly status: 'done'; readonly state: ReceiptState }
   /** Another worker holds a live lease (a redelivered job racing the original): try again later. */
   | { readonly status: 'leased'; readonly retryInMs: number }
   | { readonly status: 'missing' }
@@ -48,12 +48,12 @@ export async function claimReceipt(db: Db, receiptId: number, workerId: string, 
   }
   const current = await db
     .selectFrom('receipts')
-    .select(['state', 'provider', 'run_id', 'last_run_id', sql<number>`extract(epoch from (locked_until - now())) * 1000`.as('lease_left_ms')])
+    .select(['state', sql<number>`extract(epoch from (locked_until - now())) * 1000`.as('lease_left_ms')])
     .where('id', '=', receiptId)
     .executeTakeFirst()
   if (!current) return { status: 'missing' }
   if (current.state === 'issuing') return { status: 'leased', retryInMs: Math.max(250, Number(current.lease_left_ms) + 50) }
-  return { status: 'done', state: current.state, provider: current.provider, runId: current.last_run_id ?? current.run_id }
+  return { status: 'done', state: current.state }
 }
 
 export interface AttemptRecord {

@@ -145,10 +145,7 @@ export function createCancelHandler(deps: CancelDeps) {
   ): Promise<IssueJobResult> {
     const claim = await claimReceipt(deps.db, job.data.receiptId, deps.workerId, deps.leaseMs)
     if (claim.status === 'missing') throw new UnrecoverableError(`receipt ${job.data.receiptId} does not exist`)
-    if (claim.status === 'done') {
-      noteReceipt(info, claim)
-      return { state: claim.state, detail: 'already settled' }
-    }
+    if (claim.status === 'done') return { state: claim.state, detail: 'already settled' }
     if (claim.status === 'leased') return delay(job, token, claim.retryInMs)
     const cancel = claim.receipt
     noteReceipt(info, { provider: cancel.provider, runId: cancel.last_run_id ?? cancel.run_id })

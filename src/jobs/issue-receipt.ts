@@ -66,10 +66,7 @@ export function createIssueHandler(deps: IssueDeps) {
     const { receiptId } = job.data
     const claim = await claimReceipt(deps.db, receiptId, deps.workerId, deps.leaseMs)
     if (claim.status === 'missing') throw new UnrecoverableError(`receipt ${receiptId} does not exist`)
-    if (claim.status === 'done') {
-      noteReceipt(info, claim)
-      return { state: claim.state, detail: 'already settled' }
-    }
+    if (claim.status === 'done') return { state: claim.state, detail: 'already settled' }
     if (claim.status === 'leased') return delay(job, token, claim.retryInMs)
 
     const receipt = claim.receipt

@@ -15,6 +15,7 @@ import { createTestEnv, eventually, type TestEnv } from '../helpers/test-env.ts'
 import { importDay, runCli, settle, waitForRun } from '../helpers/pipeline.ts'
 import { TEST_DB_NS, adminUrl, pgServerUrl } from '../helpers/env.ts'
 import { IMPORT_HEADER } from '../../src/demo/generate.ts'
+import { migrations } from '../../migrations/index.ts'
 
 let sandbox: Sandbox
 let env: TestEnv
@@ -40,7 +41,7 @@ describe('migrate', () => {
       const c = new pg.Client({ connectionString: url })
       await c.connect()
       const rows = await c.query('SELECT name FROM kysely_migration')
-      expect(rows.rows).toHaveLength(1)
+      expect(rows.rows).toHaveLength(Object.keys(migrations).length)
       const merchants = await c.query('SELECT count(*)::int AS n FROM merchants')
       expect(merchants.rows[0].n).toBe(env.config.merchants.length)
       await c.end()

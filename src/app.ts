@@ -4,7 +4,7 @@
  */
 import { hostname } from 'node:os'
 import { randomBytes } from 'node:crypto'
-import { Worker, type Job } from 'bullmq'
+import { DelayedError, UnrecoverableError, Worker, type Job, type Telemetry } from 'bullmq'
 import type { Redis } from 'ioredis'
 import type { AppConfig, MerchantConfig, ProviderName } from './config.ts'
 import { createDb, ensureDatabase, migrateToLatest, type DbHandle } from './db/database.ts'
@@ -15,17 +15,20 @@ import { createProvider } from './providers/registry.ts'
 import type { CashReceiptProvider } from './providers/types.ts'
 import { ThrottleRegistry, type Throttle } from './throttle/throttle.ts'
 import { connectionOf, createControlQueue, createReceiptsQueue, createRedis, RECEIPTS_QUEUE } from './queue/queues.ts'
-import { createIssueHandler } from './jobs/issue-receipt.ts'
+import { createIssueHandler, type ReceiptJobInfo } from './jobs/issue-receipt.ts'
 import { createCancelHandler } from './jobs/cancel-receipt.ts'
 import type { ProviderSource } from './jobs/provider-source.ts'
 import { failOrphaned } from './db/ledger.ts'
 import { createLedgerBatcher } from './db/ledger-batcher.ts'
 import { callBudgetMs } from './jobs/lease.ts'
 import { createHttpClient, DEFAULT_RETRY, type HttpClient } from './providers/http.ts'
+import { registerLimiter } from './throttle/limiter-stats.ts'
 
 export interface App {
   readonly config: AppConfig
   readonly logger: Logger
+  /** bullmq-otel telemetry for every Queue and Worker, when tracing is on (see telemetry/tracing.ts). */
+  readonly telemetry: Telemetry | undefined
   db(): DbHandle['db']
   redis(): Redis
   receiptsQueue(): ReturnType<typeof createReceiptsQueue>
@@ -40,6 +43,7 @@ export interface App {
 export interface AppOverrides {
   readonly logger?: Logger
   readonly fetch?: typeof globalThis.fetch
+  readonly telemetry?: Telemetry
 }
 
 export function createApp(config: AppConfig, overrides: AppOverrides = {}): App {
@@ -53,9 +57,11 @@ export function createApp(config: AppConfig, overrides: AppOverrides = {}): App 
   let throttles: ThrottleRegistry | undefined
   const workerId = `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`
 
+  const telemetry = overrides.telemetry
   const app: App = {
     config,
     logger,
+    telemetry,
     db() {
       if (!dbHandle) {
         dbHandle = createDb(config.databaseUrl, { max: config.dbPoolMax })
@@ -75,7 +81,7 @@ export function createApp(config: AppConfig, overrides: AppOverrides = {}): App 
     },
     receiptsQueue() {
       if (!receiptsQueue) {
-        receiptsQueue = createReceiptsQueue(app.redis(), config.queuePrefix, config.worker.attempts, config.worker.backoffMs)
+        receiptsQueue = createReceiptsQueue(app.redis(), config.queuePrefix, config.worker.attempts, config.worker.backoffMs, telemetry)
         const q = receiptsQueue
         closers.unshift(() => q.close())
       }
@@ -83,7 +89,7 @@ export function createApp(config: AppConfig, overrides: AppOverrides = {}): App 
     },
     controlQueue() {
       if (!controlQueue) {
-        controlQueue = createControlQueue(app.redis(), config.queuePrefix)
+        controlQueue = createControlQueue(app.redis(), config.queuePrefix, telemetry)
         const q = controlQueue
         closers.unshift(() => q.close())
       }
@@ -94,7 +100,11 @@ export function createApp(config: AppConfig, overrides: AppOverrides = {}): App 
         throttles = new ThrottleRegistry({ redis: app.redis(), prefix: config.queuePrefix, logger, highWater: Math.max(8, config.worker.concurrency) })
         const t = throttles
         closers.unshift(() => t.close())
-        providerSource = createProviderSource(config, app.db(), throttles, logger, overrides.fetch)
+        providerSource = createProviderSource(config, app.db(), throttles, logger, overrides.fetch, (limiter, provider) =>
+          registerLimiter(app.redis(), config.queuePrefix, limiter, provider).catch((err) =>
+            logger.warn({ err: (err as Error).message, limiter }, 'could not register limiter for /metrics'),
+          ),
+        )
       }
       return providerSource
     },
@@ -121,19 +131,33 @@ export function createApp(config: AppConfig, overrides: AppOverrides = {}): App 
         RECEIPTS_QUEUE,
         async (job: Job, token?: string, signal?: AbortSignal) => {
           const started = performance.now()
-          const result = job.name === 'cancel-receipt' ? await cancel(job, token, signal) : await issue(job, token, signal)
-          logger.info(
-            {
-              runId: result.runId,
-              receiptId: (job.data as { receiptId: number }).receiptId,
-              provider: result.provider,
-              outcome: result.state,
-              latencyMs: Math.round(performance.now() - started),
-              jobId: job.id,
-            },
-            'receipt outcome',
-          )
-          return result
+          const info: ReceiptJobInfo = {}
+          // One line per receipt outcome: run, receipt, provider, outcome, latency (the job's wall time).
+          const line = (outcome: string, extra: Record<string, unknown> = {}) => ({
+            runId: info.runId ?? null,
+            receiptId: (job.data as { receiptId: number }).receiptId,
+            provider: info.provider ?? null,
+            outcome,
+            latencyMs: Math.round(performance.now() - started),
+            jobId: job.id,
+            job: job.name,
+            ...extra,
+          })
+          try {
+            const result = job.name === 'cancel-receipt' ? await cancel(job, token, signal, info) : await issue(job, token, signal, info)
+            logger.info(line(result.state, result.detail ? { detail: result.detail } : {}), 'receipt outcome')
+            return result
+          } catch (err) {
+            if (err instanceof DelayedError) {
+              logger.debug(line('delayed'), 'receipt job delayed')
+            } else {
+              const final = err instanceof UnrecoverableError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1)
+              const fields = line(final ? 'failed' : 'retry', { attempt: job.attemptsMade + 1, err: (err as Error).message })
+              if (final) logger.warn(fields, 'receipt outcome')
+              else logger.info(fields, 'receipt outcome')
+            }
+            throw err
+          }
         },
         {
           connection: connectionOf(app.redis().duplicate()),
@@ -144,14 +168,19 @@ export function createApp(config: AppConfig, overrides: AppOverrides = {}): App 
           // A stalled job is safe to hand out again (the ledger and lookups make it idempotent).
           maxStalledCount: 10,
           autorun: true,
+          telemetry,
         },
       )
       worker.on('failed', (job, err) => {
-        logger.warn({ jobId: job?.id, attemptsMade: job?.attemptsMade, err: err.message }, 'receipt job attempt failed')
-        // Terminal at the queue level (e.g. stalled too often): make sure the ledger says failed.
+        // The processor logged the outcome; what is left is a job BullMQ itself gave up on (stalled
+        // too often, lock lost): make sure the ledger says failed.
         const receiptId = (job?.data as { receiptId?: number } | undefined)?.receiptId
         if (job && receiptId && job.finishedOn) {
-          void failOrphaned(app.db(), receiptId, 'queue', err.message).catch((e) => logger.error({ err: (e as Error).message }, 'could not record orphaned job'))
+          void failOrphaned(app.db(), receiptId, 'queue', err.message)
+            .then((orphaned) => {
+              if (orphaned) logger.warn({ jobId: job.id, receiptId, outcome: 'failed', err: err.message }, 'receipt job given up by the queue')
+            })
+            .catch((e) => logger.error({ err: (e as Error).message }, 'could not record orphaned job'))
         }
       })
       worker.on('error', (err) => logger.error({ err: err.message }, 'worker error'))
@@ -199,6 +228,7 @@ function createProviderSource(
   throttles: ThrottleRegistry,
   logger: Logger,
   fetchImpl?: typeof globalThis.fetch,
+  onLimiter?: (limiterKey: string, provider: ProviderName) => unknown,
 ): ProviderSource {
   const merchants = new Map<string, MerchantConfig>(config.merchants.map((m) => [m.id, m]))
   const cache = new Map<string, { provider: CashReceiptProvider; throttle: Throttle }>()
@@ -223,7 +253,9 @@ function createProviderSource(
           timeouts: { connectMs: config.http.connectTimeoutMs, readMs: config.http.readTimeoutMs },
         })
         const limits = { ...config.providerDefaults[name], ...(credentials.limits ?? {}) }
-        const throttle = throttles.get(`${name}-${provider.credentialId}`, limits)
+        const throttleKey = `${name}-${provider.credentialId}`
+        const throttle = throttles.get(throttleKey, limits)
+        onLimiter?.(throttleKey, name)
         entry = { provider, throttle }
         cache.set(key, entry)
       }

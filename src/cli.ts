@@ -3,7 +3,7 @@
  * `cash-receipts` command line (DESIGN.md §6). Exit codes: 0 success, 1 runtime failure, 2 bad input
  * or usage. `--json` prints exactly one JSON document on stdout; logs and progress go to stderr.
  */
-import { writeFile } from 'node:fs/promises'
+import { open, stat, writeFile } from 'node:fs/promises'
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander'
 import { loadConfig, ConfigError, PROVIDERS, type AppConfig } from './config.ts'
 import { createApp, type App } from './app.ts'
@@ -15,6 +15,10 @@ import { requestCancellation, CancelInputError } from './jobs/cancel-receipt.ts'
 import { reconcileDay } from './jobs/reconcile.ts'
 import { buildReport, ReportNotFoundError, type RunReport } from './report/report.ts'
 import { formatReportTable } from './report/format-table.ts'
+import { buildReportDetails } from './report/report-details.ts'
+import { formatReportHtml } from './report/format-html.ts'
+import { startTracing, type Tracing } from './telemetry/tracing.ts'
+import { assertServeSecurity, authConfigured } from './http/auth.ts'
 import { createProgress } from './cli/progress.ts'
 import { isValidDate, kstToday, kstYesterday } from './domain/index.ts'
 import { runScheduler } from './jobs/scheduler.ts'
@@ -44,10 +48,12 @@ function printJson(value: unknown) {
 /** Runs a command with a fresh app, maps errors to exit codes, and always closes connections. */
 async function withApp(fn: (app: App, config: AppConfig) => Promise<number | void>): Promise<never> {
   let app: App | undefined
+  let tracing: Tracing | undefined
   let code = 0
   try {
     const config = loadConfig()
-    app = createApp(config)
+    tracing = await startTracing(config.otel)
+    app = createApp(config, { telemetry: tracing.telemetry })
     code = (await fn(app, config)) ?? 0
   } catch (err) {
     const e = err as Error
@@ -61,6 +67,7 @@ async function withApp(fn: (app: App, config: AppConfig) => Promise<number | voi
     }
   } finally {
     await app?.close()
+    await tracing?.shutdown().catch(() => {})
   }
   process.exit(code)
 }
@@ -110,14 +117,17 @@ export function buildProgram(): Command {
     .action((file: string, o) =>
       withApp(async (app) => {
         await app.prepareDatabase()
-        const progress = createProgress('import', { silent: false })
+        const progress = createProgress('import')
+        const estimate = await estimateRecords(file)
         const result = await importTransactions(app.db(), app.config.dataKeys, file, {
           skipInvalid: Boolean(o.skipInvalid),
           keepRejects: Boolean(o.rejects),
           nowMs: Date.now(),
-          onProgress: (n) => progress.update(n),
+          onProgress: (n, phase) =>
+            phase === 'reading'
+              ? progress.update(n, estimate === undefined ? undefined : Math.max(n, estimate), 'rows read')
+              : progress.finish('read; checking and writing…'),
         })
-        progress.finish()
         const { rejectsRaw, ...summary } = result
         if (o.rejects && rejectsRaw.length) {
           const header = result.format === 'csv' ? await csvHeader(file) : ''
@@ -296,10 +306,15 @@ export function buildProgram(): Command {
       withApp(async (app) => {
         if (o.run !== undefined && o.date) throw new UsageError('use either --run or --date, not both')
         await app.prepareDatabase()
-        const report = await buildReport(app.db(), { runId: o.run, date: o.date }, kstToday(Date.now()))
+        const today = kstToday(Date.now())
+        const report = await buildReport(app.db(), { runId: o.run, date: o.date }, today)
         const format = o.json ? 'json' : o.format
-        if (format === 'html') throw new UsageError('--format html is not available yet (tracked in the operator-experience issue)')
-        const text = format === 'json' ? `${JSON.stringify(report, null, 2)}\n` : `${formatReportTable(report)}\n`
+        let text: string
+        if (format === 'json') text = `${JSON.stringify(report, null, 2)}\n`
+        else {
+          const details = await buildReportDetails(app.db(), { runId: o.run, date: o.date }, today)
+          text = format === 'html' ? formatReportHtml(report, details, { generatedAt: new Date() }) : `${formatReportTable(report, details)}\n`
+        }
         if (o.out) await writeFile(o.out, text)
         else process.stdout.write(text)
       }),
@@ -326,12 +341,34 @@ export function buildProgram(): Command {
 
   program
     .command('serve')
-    .description('dashboard, /metrics and /healthz')
+    .description('dashboard (settlement runs, failures, re-drive, Bull Board), /metrics, /healthz and /readyz on one port')
     .addOption(new Option('--port <n>', 'port (default 3000, PORT)').argParser(intArg('--port', 0)))
-    .action(() => {
-      process.stderr.write('error: `serve` is not available yet (tracked in the operator-experience issue)\n')
-      process.exit(2)
-    })
+    .option('--host <host>', 'bind address (default 127.0.0.1, HOST); beyond loopback it needs DASHBOARD_TOKEN or DASHBOARD_USER/DASHBOARD_PASSWORD')
+    .action((o) =>
+      withApp(async (app, config) => {
+        const serve = { ...config.serve, port: o.port ?? config.serve.port, host: o.host ?? config.serve.host }
+        assertServeSecurity(serve)
+        let stop: () => void = () => {}
+        const stopped = new Promise<void>((resolve) => (stop = resolve))
+        process.once('SIGTERM', () => stop())
+        process.once('SIGINT', () => stop())
+        await app.prepareDatabase()
+        const { startDashboard } = await import('./http/server.ts')
+        const dashboard = await startDashboard({
+          db: app.db(),
+          redis: app.redis(),
+          receiptsQueue: app.receiptsQueue(),
+          controlQueue: app.controlQueue(),
+          logger: app.logger,
+          serve,
+          queuePrefix: config.queuePrefix,
+        })
+        app.logger.info({ url: dashboard.url, auth: authConfigured(serve) ? 'required' : 'none (loopback only)' }, 'dashboard listening')
+        process.stderr.write(`dashboard listening on ${dashboard.url}\n`)
+        await stopped
+        await dashboard.close()
+      }),
+    )
 
   program
     .command('demo')
@@ -348,6 +385,29 @@ export function buildProgram(): Command {
     })
 
   return program
+}
+
+/**
+ * Roughly how many records a file holds, from its size and the average line length of its first
+ * 256 KiB (exact for smaller files): the import's progress bar gets a total, hence an ETA.
+ */
+async function estimateRecords(file: string): Promise<number | undefined> {
+  try {
+    const { size } = await stat(file)
+    const fh = await open(file, 'r')
+    try {
+      const buf = Buffer.alloc(Math.min(size, 256 * 1024))
+      const { bytesRead } = await fh.read(buf, 0, buf.length, 0)
+      let lines = 0
+      for (let i = 0; i < bytesRead; i++) if (buf[i] === 0x0a) lines++
+      if (bytesRead === size) return Math.max(0, lines + (buf[bytesRead - 1] === 0x0a ? 0 : 1) - (/\.csv$/i.test(file) ? 1 : 0))
+      return lines ? Math.round(size / (bytesRead / lines)) : undefined
+    } finally {
+      await fh.close()
+    }
+  } catch {
+    return undefined
+  }
 }
 
 async function csvHeader(file: string): Promise<string> {

@@ -113,7 +113,18 @@ export interface AppConfig {
     readonly cron: string
     readonly reconcileCron: string
   }
-  readonly serve: { readonly port: number; readonly host: string; readonly authToken: string | undefined }
+  readonly serve: {
+    readonly port: number
+    readonly host: string
+    /** `Authorization: Bearer <token>` (scripts, Prometheus); also accepted as a basic-auth password. */
+    readonly authToken: string | undefined
+    /** Basic auth for browsers (DASHBOARD_USER + DASHBOARD_PASSWORD). */
+    readonly basicAuth: { readonly user: string; readonly password: string } | undefined
+    /** How long /metrics reuses one set of ledger and Redis readings (concurrent scrapers share it). */
+    readonly metricsCacheMs: number
+  }
+  /** OpenTelemetry traces through bullmq-otel; off (nothing loaded) unless an OTLP endpoint is set. */
+  readonly otel: { readonly endpoint: string | undefined; readonly serviceName: string }
   readonly sandboxPort: number
 }
 
@@ -217,6 +228,17 @@ function parseMerchants(env: Env): MerchantConfig[] {
   return parsed.data
 }
 
+/** DASHBOARD_USER and DASHBOARD_PASSWORD come together or not at all. */
+function parseBasicAuth(env: Env): AppConfig['serve']['basicAuth'] {
+  const user = env.DASHBOARD_USER || undefined
+  const password = env.DASHBOARD_PASSWORD || undefined
+  if (!user && !password) return undefined
+  if (!user) throw new ConfigError('DASHBOARD_USER: required when DASHBOARD_PASSWORD is set')
+  if (!password) throw new ConfigError('DASHBOARD_PASSWORD: required when DASHBOARD_USER is set')
+  if (user.includes(':')) throw new ConfigError('DASHBOARD_USER: must not contain ":" (basic auth separator)')
+  return { user, password }
+}
+
 /** The environment with some settings replaced (the demo points the app at what it started). */
 export function loadConfigWith(overrides: Record<string, string>): AppConfig {
   return loadConfig({ ...process.env, ...overrides })
@@ -287,6 +309,12 @@ export function loadConfig(env: Env = process.env): AppConfig {
       port: intVar(env, 'PORT', 3000, 0),
       host: env.HOST || '127.0.0.1',
       authToken: env.DASHBOARD_TOKEN || undefined,
+      basicAuth: parseBasicAuth(env),
+      metricsCacheMs: intVar(env, 'METRICS_CACHE_MS', 5_000, 0),
+    },
+    otel: {
+      endpoint: env.OTEL_EXPORTER_OTLP_ENDPOINT ? urlVar(env, 'OTEL_EXPORTER_OTLP_ENDPOINT', undefined) : undefined,
+      serviceName: env.OTEL_SERVICE_NAME || 'cash-receipts',
     },
     sandboxPort,
   }

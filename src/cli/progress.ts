@@ -1,40 +1,79 @@
 /**
- * Progress on stderr: a one-line bar (count, rate, ETA) on a terminal, plain periodic lines when not a
- * TTY (CI logs, pipes). Never writes to stdout, so `--json` output stays clean.
+ * Progress on stderr: a one-line bar (count, rate, ETA) redrawn in place on a terminal, plain
+ * periodic lines when not a TTY (CI logs, pipes, journald). Never writes to stdout, so `--json`
+ * output stays clean.
  */
 export interface Progress {
+  /** `total` when known (bar, percentage and ETA); `note` is shown after the numbers. */
   update(done: number, total?: number, note?: string): void
+  /** Prints the last state as a final line (always, TTY or not), with an optional note. */
   finish(note?: string): void
 }
 
-export function createProgress(label: string, opts: { stream?: NodeJS.WriteStream; intervalMs?: number; silent?: boolean } = {}): Progress {
+export interface ProgressOptions {
+  readonly stream?: Pick<NodeJS.WriteStream, 'write'> & {
+    readonly isTTY?: boolean
+    readonly columns?: number
+  }
+  /** Minimum time between two redraws (TTY, default 100 ms) or two lines (otherwise, default 5 s). */
+  readonly intervalMs?: number
+  readonly silent?: boolean
+  readonly now?: () => number
+}
+
+export function formatDuration(seconds: number): string {
+  const s = Math.max(0, Math.round(seconds))
+  if (s < 60) return `${s}s`
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`
+  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`
+}
+
+export function createProgress(label: string, opts: ProgressOptions = {}): Progress {
   const stream = opts.stream ?? process.stderr
   const tty = Boolean(stream.isTTY)
   const interval = opts.intervalMs ?? (tty ? 100 : 5_000)
-  const started = Date.now()
-  let last = 0
-  let lastLine = ''
-  const render = (done: number, total?: number, note?: string) => {
-    const secs = (Date.now() - started) / 1000
-    const rate = secs > 0 ? done / secs : 0
+  const now = opts.now ?? Date.now
+  let first: { t: number; done: number } | undefined
+  let lastDraw = -Infinity
+  let state: { done: number; total?: number; note?: string } | undefined
+  let drawn = false
+
+  const render = () => {
+    const { done, total, note } = state!
+    const t = now()
+    first ??= { t, done }
+    // Rate over this progress's own lifetime: work done before it started (a run already half issued) does not count.
+    const secs = (t - first.t) / 1000
+    const rate = secs > 0 ? (done - first.done) / secs : 0
     const pct = total ? Math.min(100, Math.floor((done / total) * 100)) : undefined
-    const eta = total && rate > 0 ? Math.max(0, Math.round((total - done) / rate)) : undefined
+    const eta = total !== undefined && rate > 0 ? (total - done) / rate : undefined
     const bar = pct !== undefined && tty ? `[${'#'.repeat(Math.floor(pct / 5)).padEnd(20, '.')}] ` : ''
-    return `${label} ${bar}${done}${total !== undefined ? `/${total}` : ''}${pct !== undefined ? ` (${pct}%)` : ''} ${rate.toFixed(0)}/s${eta !== undefined ? ` ETA ${eta}s` : ''}${note ? ` ${note}` : ''}`
+    const count = total !== undefined ? `${done}/${total} (${pct}%)` : String(done)
+    const etaText =
+      eta !== undefined ? ` ETA ${formatDuration(eta)}` : total !== undefined && done < total ? ' ETA –' : ''
+    return `${label} ${bar}${count} ${rate >= 10 ? rate.toFixed(0) : rate.toFixed(1)}/s${etaText}${note ? ` · ${note}` : ''}`
   }
+
   return {
     update(done, total, note) {
       if (opts.silent) return
-      const now = Date.now()
-      if (now - last < interval) return
-      last = now
-      lastLine = render(done, total, note)
-      stream.write(tty ? `\r\x1b[K${lastLine}` : `${lastLine}\n`)
+      state = { done, total, note }
+      first ??= { t: now(), done }
+      const t = now()
+      if (t - lastDraw < interval) return
+      lastDraw = t
+      const line = render()
+      stream.write(tty ? `\r\x1b[K${line}` : `${line}\n`)
+      drawn = true
     },
     finish(note) {
       if (opts.silent) return
-      if (tty && lastLine) stream.write(`\r\x1b[K${lastLine}${note ? ` ${note}` : ''}\n`)
-      else if (note) stream.write(`${label} ${note}\n`)
+      if (!state) {
+        if (note) stream.write(`${label} ${note}\n`)
+        return
+      }
+      const line = `${render()}${note ? ` · ${note}` : ''}`
+      stream.write(tty && drawn ? `\r\x1b[K${line}\n` : `${line}\n`)
     },
   }
 }

@@ -41,7 +41,8 @@ export interface ImportOptions {
   readonly skipInvalid?: boolean
   readonly keepRejects?: boolean
   readonly nowMs: number
-  readonly onProgress?: (rows: number) => void
+  /** Rows read so far; phase `writing` once the whole file is read (checks and merge follow). */
+  readonly onProgress?: (rows: number, phase: 'reading' | 'writing') => void
   /** At most this many errors are kept in memory and reported (the count stays exact). */
   readonly maxErrors?: number
 }
@@ -99,7 +100,7 @@ export async function importTransactions(
           continue
         }
         rows++
-        if (rows % 10_000 === 0) opts.onProgress?.(rows)
+        if (rows % 1_000 === 0) opts.onProgress?.(rows, 'reading')
         const v = validateTransaction(ev.row.fields, { nowMs: opts.nowMs })
         if (!v.ok) {
           for (const e of v.errors) addError({ line: ev.row.line, field: e.field, message: e.message })
@@ -110,7 +111,7 @@ export async function importTransactions(
         if (batch.length >= BATCH) await flush()
       }
       await flush()
-      opts.onProgress?.(rows)
+      opts.onProgress?.(rows, 'writing')
 
       for (const e of await fileWideErrors(trx)) addError(e)
 

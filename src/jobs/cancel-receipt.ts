@@ -16,7 +16,7 @@ import { cancelIdempotencyKey } from '../providers/keys.ts'
 import { splitAmounts } from '../domain/index.ts'
 import type { ProviderOutcome } from '../providers/types.ts'
 import { cancelJobId, type JobPayloads, type ReceiptsQueue } from '../queue/queues.ts'
-import { delay, recorder, RetryableJobError, type IssueJobResult } from './issue-receipt.ts'
+import { delay, noteReceipt, recorder, RetryableJobError, type IssueJobResult, type ReceiptJobInfo } from './issue-receipt.ts'
 import type { ProviderSource } from './provider-source.ts'
 import { ThrottleDeferError } from '../throttle/throttle.ts'
 import { LeaseLostError, leaseGuard } from './lease.ts'
@@ -140,7 +140,12 @@ export interface CancelDeps {
 
 export function createCancelHandler(deps: CancelDeps) {
   const now = deps.now ?? Date.now
-  return async function handleCancel(job: Job<JobPayloads['cancel-receipt']>, token: string | undefined, signal?: AbortSignal): Promise<IssueJobResult> {
+  return async function handleCancel(
+    job: Job<JobPayloads['cancel-receipt']>,
+    token: string | undefined,
+    signal?: AbortSignal,
+    info?: ReceiptJobInfo,
+  ): Promise<IssueJobResult> {
     const claimedAt = performance.now()
     const claim = await claimReceipt(deps.db, job.data.receiptId, deps.workerId, deps.leaseMs)
     if (claim.status === 'missing') throw new UnrecoverableError(`receipt ${job.data.receiptId} does not exist`)
@@ -148,6 +153,7 @@ export function createCancelHandler(deps: CancelDeps) {
     if (claim.status === 'leased') return delay(job, token, claim.retryInMs)
     const cancel = claim.receipt
     const ensureLease = leaseGuard(deps.db, cancel.id, deps.workerId, { leaseMs: deps.leaseMs, callBudgetMs: deps.callBudgetMs, claimedAt })
+    noteReceipt(info, { provider: cancel.provider, runId: cancel.last_run_id ?? cancel.run_id })
     const parent = await deps.db.selectFrom('receipts').selectAll().where('id', '=', cancel.parent_receipt_id!).executeTakeFirstOrThrow()
     const full = cancel.total_amount === parent.total_amount && parent.cancelled_amount === 0
     const calls: AttemptRecord[] = []

@@ -42,12 +42,22 @@ export interface IssueDeps {
   readonly now?: () => number
 }
 
-export type IssueJobResult = {
-  readonly state: string
-  readonly detail?: string
-  /** For the one log line per receipt outcome. */
-  readonly provider?: string
-  readonly runId?: number | null
+export type IssueJobResult = { readonly state: string; readonly detail?: string }
+
+/**
+ * What the worker's one outcome line per receipt names besides the job: filled by the handler as
+ * soon as it knows the receipt row (no extra query), so it is there whether the job returns or throws.
+ */
+export interface ReceiptJobInfo {
+  runId?: number | null
+  provider?: string
+}
+
+/** The settlement run a receipt's latest job belongs to: the re-drive run after a re-drive. */
+export function noteReceipt(info: ReceiptJobInfo | undefined, r: { provider: string; runId: number | null }): void {
+  if (!info) return
+  info.provider = r.provider
+  info.runId = r.runId
 }
 
 /** Thrown for outcomes worth another BullMQ attempt (backoff); the message carries the class. */
@@ -61,6 +71,7 @@ export function createIssueHandler(deps: IssueDeps) {
     job: Job<JobPayloads['issue-receipt']>,
     token: string | undefined,
     signal?: AbortSignal,
+    info?: ReceiptJobInfo,
   ): Promise<IssueJobResult> {
     const { receiptId } = job.data
     const claimedAt = performance.now()
@@ -70,12 +81,13 @@ export function createIssueHandler(deps: IssueDeps) {
     if (claim.status === 'leased') return delay(job, token, claim.retryInMs)
 
     const { receipt, tx } = claim
+    noteReceipt(info, { provider: receipt.provider, runId: receipt.last_run_id ?? receipt.run_id })
     const calls: AttemptRecord[] = []
     const lastAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1)
     const ctx = { signal, onCall: recorder(calls, now) }
     const ensureLease = leaseGuard(deps.db, receipt.id, deps.workerId, { leaseMs: deps.leaseMs, callBudgetMs: deps.callBudgetMs, claimedAt })
     const finish = (t: Transition) => deps.ledger.transition({ receiptId: receipt.id, transition: t, attempts: { receipt, jobId: job.id, rows: calls } })
-    const result = (state: string, detail?: string): IssueJobResult => ({ state, detail, provider: receipt.provider, runId: receipt.last_run_id })
+    const result = (state: string, detail?: string): IssueJobResult => ({ state, detail })
     // Whether an earlier call may have reached the provider; cleared only by a lookup that finds nothing.
     let needsLookup = receipt.needs_lookup
     // Assigned inside the try so a configuration error is recorded like any other failure.

@@ -46,7 +46,7 @@ export async function runScheduler(app: App): Promise<void> {
       }
       throw new Error(`unknown control job ${job.name}`)
     },
-    { connection: connectionOf(app.redis().duplicate()), prefix: app.config.queuePrefix, concurrency: 1, lockDuration: 300_000 },
+    { connection: connectionOf(app.redis().duplicate()), prefix: app.config.queuePrefix, concurrency: 1, lockDuration: 300_000, telemetry: app.telemetry },
   )
   worker.on('failed', (job, err) => app.logger.error({ job: job?.name, err: err.message }, 'control job failed'))
   app.logger.info({ settle: app.config.settle.cron, reconcile: app.config.settle.reconcileCron, tz: 'Asia/Seoul' }, 'scheduler started')

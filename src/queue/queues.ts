@@ -2,7 +2,7 @@
  * Queue names, the typed job-name → payload map shared by producers and workers, and Redis
  * connection factories. Job data holds ids and dates only — never personal data.
  */
-import { Queue, type ConnectionOptions, type DefaultJobOptions } from 'bullmq'
+import { Queue, type ConnectionOptions, type DefaultJobOptions, type Telemetry } from 'bullmq'
 import { Redis, type RedisOptions } from 'ioredis'
 
 export const RECEIPTS_QUEUE = 'receipts'
@@ -55,18 +55,20 @@ export function connectionOf(redis: Redis): ConnectionOptions {
   return redis as unknown as ConnectionOptions
 }
 
-export function createReceiptsQueue(redis: Redis, prefix: string, attempts: number, backoffMs: number) {
+export function createReceiptsQueue(redis: Redis, prefix: string, attempts: number, backoffMs: number, telemetry?: Telemetry) {
   return new Queue<JobPayloads[JobName], unknown, string>(RECEIPTS_QUEUE, {
     connection: connectionOf(redis),
     prefix,
+    telemetry,
     defaultJobOptions: receiptJobOptions(attempts, backoffMs),
   })
 }
 
-export function createControlQueue(redis: Redis, prefix: string) {
+export function createControlQueue(redis: Redis, prefix: string, telemetry?: Telemetry) {
   return new Queue<JobPayloads[JobName], unknown, string>(CONTROL_QUEUE, {
     connection: connectionOf(redis),
     prefix,
+    telemetry,
     defaultJobOptions: {
       attempts: 3,
       backoff: { type: 'exponential', delay: 60_000 },

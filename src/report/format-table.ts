@@ -1,18 +1,29 @@
-/** `report --format table`: aligned plain text, Korean (wide) characters counted as two columns. */
+/**
+ * `report --format table`: aligned plain text for a terminal. Columns are padded by display width
+ * (text-width.ts), so Korean merchant names and provider messages line up; messages are cut by
+ * columns, never mid-character, and kept on one line.
+ */
 import type { RunReport } from './report.ts'
-
-const width = (s: string) => [...s].reduce((w, ch) => w + (/[\u1100-\u115f\u2e80-\ua4cf\uac00-\ud7a3\uf900-\ufaff\ufe30-\ufe4f\uff00-\uff60\uffe0-\uffe6]/.test(ch) ? 2 : 1), 0)
-const pad = (s: string, n: number, right = false) => (right ? ' '.repeat(Math.max(0, n - width(s))) + s : s + ' '.repeat(Math.max(0, n - width(s))))
+import { OUTCOMES, type ReportDetails } from './report-details.ts'
+import { displayWidth, oneLine, padToWidth, truncateToWidth } from './text-width.ts'
 
 export function table(headers: string[], rows: string[][], rightAlign: boolean[] = []): string {
-  const widths = headers.map((h, i) => Math.max(width(h), ...rows.map((r) => width(r[i] ?? ''))))
-  const line = (cells: string[]) => cells.map((c, i) => pad(c, widths[i]!, rightAlign[i])).join('  ').trimEnd()
+  const widths = headers.map((h, i) =>
+    Math.max(displayWidth(h), ...rows.map((r) => displayWidth(r[i] ?? ''))),
+  )
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => padToWidth(c, widths[i]!, rightAlign[i] ? 'right' : 'left'))
+      .join('  ')
+      .trimEnd()
   return [line(headers), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n')
 }
 
 const won = (n: number) => `₩${n.toLocaleString('en-US')}`
+const cell = (s: string, width: number) => truncateToWidth(oneLine(s), width)
 
-export function formatReportTable(r: RunReport): string {
+/** The report as text; with `details` it also lists merchants and failure reasons. */
+export function formatReportTable(r: RunReport, details?: ReportDetails): string {
   const t = r.totals
   const out: string[] = []
   out.push(`Settlement run ${r.run_id} · business date ${r.business_date} · ${r.status} · ${r.duration_s}s`)
@@ -20,18 +31,53 @@ export function formatReportTable(r: RunReport): string {
   out.push(
     table(
       ['eligible', 'issued', 'failed', 'pending', 'skipped', 'cancelled', 'overdue', 'amount issued'],
-      [[t.eligible, t.issued, t.failed, t.pending, t.skipped, t.cancelled, r.overdue].map(String).concat(won(r.amount_issued))],
+      [
+        [t.eligible, t.issued, t.failed, t.pending, t.skipped, t.cancelled, r.overdue]
+          .map(String)
+          .concat(won(r.amount_issued)),
+      ],
       [true, true, true, true, true, true, true, true],
     ),
   )
-  out.push('')
   const providers = Object.entries(r.by_provider).sort(([a], [b]) => a.localeCompare(b))
   if (providers.length) {
+    out.push('')
     out.push(
       table(
-        ['provider', 'issued', 'failed', 'pending', 'skipped', 'cancelled'],
-        providers.map(([p, v]) => [p, v.issued, v.failed, v.pending, v.skipped, v.cancelled].map(String)),
+        ['provider', ...OUTCOMES],
+        providers.map(([p, v]) => [p, ...OUTCOMES.map((o) => String(v[o]))]),
         [false, true, true, true, true, true],
+      ),
+    )
+  }
+  if (details?.by_merchant.length) {
+    out.push('')
+    out.push(
+      table(
+        ['merchant', 'id', ...OUTCOMES],
+        details.by_merchant.map((m) => [
+          cell(m.name, 30),
+          m.merchant_id,
+          ...OUTCOMES.map((o) => String(m[o])),
+        ]),
+        [false, false, true, true, true, true, true],
+      ),
+    )
+  }
+  if (details?.failure_reasons.length) {
+    out.push('')
+    out.push('Failure reasons:')
+    out.push(
+      table(
+        ['provider', 'class', 'code', 'count', 'example message'],
+        details.failure_reasons.map((f) => [
+          f.provider,
+          f.error_class,
+          cell(f.code, 24),
+          String(f.count),
+          cell(f.sample_message, 60),
+        ]),
+        [false, false, false, true, false],
       ),
     )
   }
@@ -41,10 +87,30 @@ export function formatReportTable(r: RunReport): string {
     out.push(
       table(
         ['transaction', 'provider', 'class', 'code', 'message'],
-        r.failures.slice(0, 50).map((f) => [f.transaction_id, f.provider, f.error_class, f.code, f.message.slice(0, 60)]),
+        r.failures
+          .slice(0, 50)
+          .map((f) => [
+            cell(f.transaction_id, 40),
+            f.provider,
+            f.error_class,
+            cell(f.code, 24),
+            cell(f.message, 60),
+          ]),
       ),
     )
     if (r.failures.length > 50) out.push(`… ${r.failures.length - 50} more (use --format json)`)
+  }
+  if (details && details.overdue.total > 0) {
+    out.push('')
+    out.push(`Past the legal deadline (${details.overdue.total}):`)
+    out.push(
+      table(
+        ['transaction', 'merchant', 'provider', 'state', 'deadline'],
+        details.overdue.receipts
+          .slice(0, 50)
+          .map((o) => [cell(o.transaction_id, 40), o.merchant_id, o.provider, o.state, o.deadline]),
+      ),
+    )
   }
   return out.join('\n')
 }

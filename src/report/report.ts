@@ -44,11 +44,23 @@ export async function resolveRunIds(db: Db, sel: { runId?: number; date?: string
   return { ids, label: ids.join(','), date }
 }
 
-export async function buildReport(db: Db, sel: { runId?: number; date?: string }, todayKst?: string): Promise<RunReport> {
+/**
+ * The receipts a report covers: those the run(s) created, or for a re-drive run the ones it re-drove
+ * (`last_run_id`). Shared by the JSON report and the HTML report's extra data.
+ */
+export async function resolveScope(db: Db, sel: { runId?: number; date?: string }) {
   const { ids, label, date } = await resolveRunIds(db, sel)
   const runs = await db.selectFrom('settlement_runs').selectAll().where('id', 'in', ids).execute()
   const redrive = runs.length === 1 && runs[0]!.trigger === 'redrive'
   const scopeColumn = redrive ? ('r.last_run_id' as const) : ('r.run_id' as const)
+  return { ids, label, date, runs, scopeColumn }
+}
+
+/** States that still owe a receipt: past the deadline they are overdue. */
+export const OPEN_STATES = ['pending', 'issuing', 'failed'] as const
+
+export async function buildReport(db: Db, sel: { runId?: number; date?: string }, todayKst?: string): Promise<RunReport> {
+  const { ids, label, date, runs, scopeColumn } = await resolveScope(db, sel)
 
   const groups = await db
     .selectFrom('receipts as r')
@@ -57,7 +69,7 @@ export async function buildReport(db: Db, sel: { runId?: number; date?: string }
       eb.fn.countAll<number>().as('n'),
       eb.fn.coalesce(eb.fn.sum<number>(sql`r.total_amount - r.cancelled_amount`), sql<number>`0`).as('amount'),
       eb.fn.max('r.finished_at').as('last_finished'),
-      eb.fn.countAll<number>().filterWhere(sql<boolean>`r.state NOT IN ('issued','cancelled','skipped') AND r.deadline < ${todayKst ?? '9999-12-31'}`).as('overdue'),
+      eb.fn.countAll<number>().filterWhere(sql<boolean>`r.state IN ('pending','issuing','failed') AND r.deadline < ${todayKst ?? '0001-01-01'}`).as('overdue'),
     ])
     .where('r.kind', '=', 'issue')
     .where(scopeColumn, 'in', ids)

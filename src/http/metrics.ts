@@ -1,0 +1,317 @@
+/**
+ * /metrics in the Prometheus text format (prom-client). Receipt figures come from the Postgres
+ * ledger at scrape time — the ledger is the truth, and it is the same whatever number of worker
+ * processes run — queue depth from BullMQ, limiter state from bottleneck's keys in Redis.
+ *
+ * One scrape reads everything once (cached for `cacheMs`, so concurrent scrapers share it); a source
+ * that does not answer leaves its series out and sets cash_receipts_metrics_source_up{source} to 0
+ * instead of failing the whole scrape.
+ *
+ * | metric | type | labels | from |
+ * |---|---|---|---|
+ * | cash_receipts_receipts | gauge | kind, provider, state | receipts, GROUP BY |
+ * | cash_receipts_overdue_receipts | gauge | provider | open issue receipts past business date + 4 days |
+ * | cash_receipts_attempts_total | counter | operation, outcome | issuance_attempts, GROUP BY (rows are never deleted) |
+ * | cash_receipts_provider_latency_seconds | histogram | provider, operation | issuance_attempts of the last 24 h |
+ * | cash_receipts_queue_jobs | gauge | queue, state | BullMQ getJobCounts |
+ * | cash_receipts_limiter_running / _queued | gauge | limiter, provider | bottleneck's Redis keys |
+ * | cash_receipts_limiter_quota_used | gauge | limiter, provider | today's (KST) daily-quota counter |
+ * | cash_receipts_last_run_timestamp_seconds | gauge | trigger | settlement_runs.started_at |
+ * | cash_receipts_metrics_source_up | gauge | source | 1 when Postgres / Redis answered this scrape |
+ */
+import type { JobType } from 'bullmq'
+import type { Redis } from 'ioredis'
+import { sql } from 'kysely'
+import type { Logger } from 'pino'
+import { collectDefaultMetrics, Counter, Gauge, Registry, type Metric } from 'prom-client'
+import type { Db } from '../db/database.ts'
+import { kstToday } from '../domain/index.ts'
+import { readLimiterStats, type LimiterStats } from '../throttle/limiter-stats.ts'
+
+/** Upper bounds (seconds) of the provider latency histogram. */
+export const LATENCY_BUCKETS_S = [0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30] as const
+/** The latency histogram covers calls started within this window (a sliding 24 h histogram). */
+export const LATENCY_WINDOW_HOURS = 24
+
+/** A source slower than this counts as down for the scrape (Prometheus' default scrape timeout is 10 s). */
+const SOURCE_TIMEOUT_MS = 5_000
+
+const JOB_STATES = [
+  'waiting',
+  'active',
+  'delayed',
+  'prioritized',
+  'waiting-children',
+  'failed',
+  'completed',
+] as const
+
+export interface MetricsDeps {
+  readonly db: Db
+  readonly redis: Redis
+  /** The queues whose depth is exported (only their name and job counts are read). */
+  readonly queues: readonly {
+    readonly name: string
+    getJobCounts(...types: JobType[]): Promise<Record<string, number>>
+  }[]
+  readonly prefix: string
+  readonly logger: Logger
+  /** Reuse one reading for this long (0: read on every scrape). */
+  readonly cacheMs: number
+  readonly now?: () => number
+}
+
+interface LedgerReading {
+  readonly receipts: { kind: string; provider: string; state: string; n: number }[]
+  readonly overdue: { provider: string; n: number }[]
+  readonly attempts: { operation: string; outcome: string; n: number }[]
+  readonly latency: (Record<string, number> & {
+    provider: string
+    operation: string
+    n: number
+    sum_ms: number
+  })[]
+  readonly lastRuns: { trigger: string; t: number }[]
+}
+
+interface RedisReading {
+  readonly queues: { queue: string; counts: Record<string, number> }[]
+  readonly limiters: LimiterStats[]
+}
+
+interface Reading {
+  readonly ledger: LedgerReading | null
+  readonly redis: RedisReading | null
+}
+
+export interface Metrics {
+  readonly registry: Registry
+  readonly contentType: string
+  /** The exposition text of one scrape. */
+  render(): Promise<string>
+}
+
+export function createMetrics(deps: MetricsDeps): Metrics {
+  const now = deps.now ?? Date.now
+  const registry = new Registry()
+  collectDefaultMetrics({ register: registry })
+  let cached: { at: number; reading: Promise<Reading> } | undefined
+
+  const read = (): Promise<Reading> => {
+    const t = now()
+    if (cached && t - cached.at < deps.cacheMs) return cached.reading
+    const reading = Promise.all([
+      withTimeout(readLedger(deps.db, kstToday(t)), SOURCE_TIMEOUT_MS).catch((err: unknown) => {
+        deps.logger.warn({ err: (err as Error).message }, 'metrics: Postgres did not answer')
+        return null
+      }),
+      withTimeout(readRedis(deps, t), SOURCE_TIMEOUT_MS).catch((err: unknown) => {
+        deps.logger.warn({ err: (err as Error).message }, 'metrics: Redis did not answer')
+        return null
+      }),
+    ]).then(([ledger, redis]) => ({ ledger, redis }))
+    cached = { at: t, reading }
+    return reading
+  }
+
+  new Gauge({
+    name: 'cash_receipts_metrics_source_up',
+    help: 'Whether the source answered for this scrape (1) or not (0); its series are missing while 0.',
+    labelNames: ['source'],
+    registers: [registry],
+    async collect() {
+      const r = await read()
+      this.set({ source: 'postgres' }, r.ledger ? 1 : 0)
+      this.set({ source: 'redis' }, r.redis ? 1 : 0)
+    },
+  })
+
+  new Gauge({
+    name: 'cash_receipts_receipts',
+    help: 'Receipts in the ledger by kind (issue|cancel), provider and state.',
+    labelNames: ['kind', 'provider', 'state'],
+    registers: [registry],
+    async collect() {
+      const r = await read()
+      this.reset()
+      for (const row of r.ledger?.receipts ?? []) {
+        this.set({ kind: row.kind, provider: row.provider, state: row.state }, row.n)
+      }
+    },
+  })
+
+  new Gauge({
+    name: 'cash_receipts_overdue_receipts',
+    help: 'Issue receipts not issued (pending, issuing or failed) past their legal deadline (business date + 4 days, KST).',
+    labelNames: ['provider'],
+    registers: [registry],
+    async collect() {
+      const r = await read()
+      this.reset()
+      for (const row of r.ledger?.overdue ?? []) this.set({ provider: row.provider }, row.n)
+    },
+  })
+
+  new Counter({
+    name: 'cash_receipts_attempts_total',
+    help: 'Provider calls recorded in issuance_attempts, by operation and outcome.',
+    labelNames: ['operation', 'outcome'],
+    registers: [registry],
+    async collect() {
+      const r = await read()
+      // The ledger holds the running total; the counter is re-read, never accumulated here.
+      this.reset()
+      for (const row of r.ledger?.attempts ?? []) {
+        this.inc({ operation: row.operation, outcome: row.outcome }, row.n)
+      }
+    },
+  })
+
+  registry.registerMetric(windowHistogram(read) as unknown as Metric)
+
+  new Gauge({
+    name: 'cash_receipts_queue_jobs',
+    help: 'BullMQ jobs by queue and state.',
+    labelNames: ['queue', 'state'],
+    registers: [registry],
+    async collect() {
+      const r = await read()
+      this.reset()
+      for (const q of r.redis?.queues ?? []) {
+        for (const [state, n] of Object.entries(q.counts)) this.set({ queue: q.queue, state }, n)
+      }
+    },
+  })
+
+  const limiterGauge = (name: string, help: string, pick: (l: LimiterStats) => number | null) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ['limiter', 'provider'],
+      registers: [registry],
+      async collect() {
+        const r = await read()
+        this.reset()
+        for (const l of r.redis?.limiters ?? []) {
+          const v = pick(l)
+          if (v !== null) this.set({ limiter: l.limiter, provider: l.provider }, v)
+        }
+      },
+    })
+  limiterGauge(
+    'cash_receipts_limiter_running',
+    'Provider calls in flight through a shared limiter, across all worker processes.',
+    (l) => l.running,
+  )
+  limiterGauge(
+    'cash_receipts_limiter_queued',
+    'Provider calls waiting in a shared limiter (throttled), across the worker processes alive; sustained > 0 means the limit, not the workers, sets the pace.',
+    (l) => l.queued,
+  )
+  limiterGauge(
+    'cash_receipts_limiter_quota_used',
+    "Issue calls counted today (KST) against the credential's daily quota.",
+    (l) => l.quotaUsed,
+  )
+
+  new Gauge({
+    name: 'cash_receipts_last_run_timestamp_seconds',
+    help: 'Start time (Unix seconds) of the latest settlement run, by trigger (schedule|manual|redrive).',
+    labelNames: ['trigger'],
+    registers: [registry],
+    async collect() {
+      const r = await read()
+      this.reset()
+      for (const row of r.ledger?.lastRuns ?? []) this.set({ trigger: row.trigger }, row.t)
+    },
+  })
+
+  return { registry, contentType: registry.contentType, render: () => registry.metrics() }
+}
+
+async function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  try {
+    return await Promise.race([
+      p,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms)
+      }),
+    ])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+async function readLedger(db: Db, todayKst: string): Promise<LedgerReading> {
+  const bounds = LATENCY_BUCKETS_S.map((s) => Math.round(s * 1000))
+  const [receipts, overdue, attempts, latency, lastRuns] = await Promise.all([
+    sql<
+      LedgerReading['receipts'][number]
+    >`SELECT kind, provider, state, count(*)::int AS n FROM receipts GROUP BY 1, 2, 3`.execute(db),
+    sql<LedgerReading['overdue'][number]>`
+      SELECT provider, count(*)::int AS n FROM receipts
+      WHERE state IN ('pending', 'issuing', 'failed') AND kind = 'issue' AND deadline < ${todayKst} GROUP BY 1`.execute(
+      db,
+    ),
+    sql<
+      LedgerReading['attempts'][number]
+    >`SELECT operation, outcome, count(*)::int AS n FROM issuance_attempts GROUP BY 1, 2`.execute(db),
+    sql<LedgerReading['latency'][number]>`
+      SELECT r.provider, a.operation, count(*)::int AS n, coalesce(sum(a.latency_ms), 0)::float8 AS sum_ms,
+        ${sql.join(bounds.map((b, i) => sql`count(*) FILTER (WHERE a.latency_ms <= ${b})::int AS ${sql.ref(`le${i}`)}`))}
+      FROM issuance_attempts a JOIN receipts r ON r.id = a.receipt_id
+      WHERE a.started_at > now() - make_interval(hours => ${LATENCY_WINDOW_HOURS})
+      GROUP BY 1, 2`.execute(db),
+    sql<
+      LedgerReading['lastRuns'][number]
+    >`SELECT trigger, extract(epoch FROM max(started_at))::float8 AS t FROM settlement_runs GROUP BY 1`.execute(
+      db,
+    ),
+  ])
+  return {
+    receipts: receipts.rows,
+    overdue: overdue.rows,
+    attempts: attempts.rows,
+    latency: latency.rows,
+    lastRuns: lastRuns.rows,
+  }
+}
+
+async function readRedis(deps: MetricsDeps, nowMs: number): Promise<RedisReading> {
+  const queues = await Promise.all(
+    deps.queues.map(async (q) => ({ queue: q.name, counts: await q.getJobCounts(...JOB_STATES) })),
+  )
+  const limiters = await readLimiterStats(deps.redis, deps.prefix, kstToday(nowMs), nowMs)
+  return { queues, limiters }
+}
+
+/**
+ * The provider latency histogram, bucketed in SQL over a sliding window. prom-client's Histogram
+ * only accumulates observe() calls in this process, so this is a metric object of the same shape
+ * (name, help, type, values with _bucket/_sum/_count) that prom-client's Registry renders. Because
+ * the window slides, counts can go down: use histogram_quantile() on it directly, not on rate().
+ */
+function windowHistogram(read: () => Promise<Reading>) {
+  const name = 'cash_receipts_provider_latency_seconds'
+  const help = `Latency of provider calls started in the last ${LATENCY_WINDOW_HOURS} h (issuance_attempts.latency_ms), by provider and operation.`
+  const get = async () => {
+    const r = await read()
+    const values: { metricName: string; labels: Record<string, string | number>; value: number }[] = []
+    for (const row of r.ledger?.latency ?? []) {
+      const labels = { provider: row.provider, operation: row.operation }
+      LATENCY_BUCKETS_S.forEach((le, i) =>
+        values.push({
+          metricName: `${name}_bucket`,
+          labels: { ...labels, le },
+          value: Number(row[`le${i}`] ?? 0),
+        }),
+      )
+      values.push({ metricName: `${name}_bucket`, labels: { ...labels, le: '+Inf' }, value: row.n })
+      values.push({ metricName: `${name}_sum`, labels, value: row.sum_ms / 1000 })
+      values.push({ metricName: `${name}_count`, labels, value: row.n })
+    }
+    return { name, help, type: 'histogram', aggregator: 'sum', values }
+  }
+  return { name, help, type: 'histogram', aggregator: 'sum', get }
+}

@@ -1,0 +1,281 @@
+/** Server-rendered dashboard pages (no client-side script): runs, one run, a run's failures. */
+import type { RunReport } from '../report/report.ts'
+import type { ReportDetails } from '../report/report-details.ts'
+import {
+  merchantChart,
+  merchantTable,
+  providerChart,
+  providerTable,
+  REPORT_CSS,
+  totalsCards,
+} from '../report/format-html.ts'
+import { html, trusted, type SafeHtml } from '../report/html.ts'
+import type { FailedReceipt, FailureFilter, RunRow } from './dashboard-data.ts'
+
+const DASHBOARD_CSS = `${REPORT_CSS}
+header nav { margin-top: 6px; font-size: 13px; }
+td a, p a { color: #0b57d0; }
+.filters label { margin-right: 12px; }
+.pager a { margin-right: 10px; }
+`
+
+export function layout(title: string, body: SafeHtml, opts: { refreshS?: number } = {}): string {
+  return html`<!doctype html>
+    <html lang="ko">
+      <head>
+        <meta charset="utf-8" />
+        <meta name="viewport" content="width=device-width, initial-scale=1" />
+        ${opts.refreshS ? html`<meta http-equiv="refresh" content="${opts.refreshS}" />` : ''}
+        <title>${title} · cash-receipts</title>
+        <style>
+          ${trusted(DASHBOARD_CSS)}
+        </style>
+      </head>
+      <body>
+        <header>
+          <h1>${title}</h1>
+          <nav>
+            <a href="/">Settlement runs</a><a href="/queues">Queues (Bull Board)</a
+            ><a href="/metrics">Metrics</a>
+          </nav>
+        </header>
+        <main>${body}</main>
+      </body>
+    </html> `.value
+}
+
+const kst = (d: Date | null) =>
+  d ? `${new Date(d.getTime() + 9 * 3600_000).toISOString().slice(0, 19).replace('T', ' ')} KST` : ''
+
+export function runsPage(runs: readonly RunRow[]): string {
+  const body = runs.length
+    ? html`<section>
+        <table id="runs">
+          <thead>
+            <tr>
+              <th>run</th>
+              <th>business date</th>
+              <th>trigger</th>
+              <th>merchants</th>
+              <th>status</th>
+              <th>started</th>
+              <th class="num">issued</th>
+              <th class="num">failed</th>
+              <th class="num">pending</th>
+              <th class="num">skipped</th>
+              <th class="num">cancelled</th>
+            </tr>
+          </thead>
+          <tbody>
+            ${runs.map(
+              (r) =>
+                html`<tr data-run="${r.id}">
+                  <td><a href="/runs/${r.id}">#${r.id}</a></td>
+                  <td>${r.business_date}</td>
+                  <td>${r.trigger}</td>
+                  <td>${r.merchant_scope}</td>
+                  <td>${r.status}</td>
+                  <td>${kst(r.started_at)}</td>
+                  <td class="num">${r.counts.issued}</td>
+                  <td class="num">${r.counts.failed}</td>
+                  <td class="num">${r.counts.pending}</td>
+                  <td class="num">${r.counts.skipped}</td>
+                  <td class="num">${r.counts.cancelled}</td>
+                </tr>`,
+            )}
+          </tbody>
+        </table>
+      </section>`
+    : html`<section>
+        <p>
+          No settlement run yet. The scheduler starts one at 00:30 KST;
+          <code>cash-receipts settle</code> starts one by hand.
+        </p>
+      </section>`
+  return layout('Settlement runs', body)
+}
+
+function redriveForm(runId: number, count: number, filter: FailureFilter = {}): SafeHtml {
+  if (count === 0) {
+    return html`<p class="muted" id="redrive-none">
+      No failed receipt to
+      re-drive${filter.provider || filter.code || filter.errorClass ? ' for this filter' : ''}.
+    </p>`
+  }
+  return html`<form class="inline" method="post" action="/redrive" id="redrive-form">
+      <input type="hidden" name="run" value="${runId}" />
+      ${filter.provider ? html`<input type="hidden" name="provider" value="${filter.provider}" />` : ''}
+      ${filter.code ? html`<input type="hidden" name="code" value="${filter.code}" />` : ''}
+      ${filter.errorClass ? html`<input type="hidden" name="class" value="${filter.errorClass}" />` : ''}
+      <button type="submit" id="redrive-button">
+        Re-drive ${count} failed receipt${count === 1 ? '' : 's'}
+      </button>
+    </form>
+    <span class="muted"
+      >Same as
+      <code
+        >cash-receipts redrive --run
+        ${runId}${filter.provider ? ` --provider ${filter.provider}` : ''}${filter.code ? ` --code ${filter.code}` : ''}${filter.errorClass ? ` --class ${filter.errorClass}` : ''}</code
+      >: fix the cause first.</span
+    >`
+}
+
+export interface RedriveNotice {
+  readonly count: number
+  readonly from?: number
+}
+
+export function runPage(
+  r: RunReport,
+  d: ReportDetails,
+  runId: number,
+  redrivable: number,
+  notice?: RedriveNotice,
+): string {
+  const body = html` ${notice ? html`<p class="notice" id="redrive-notice">Re-drove ${notice.count} receipt${notice.count === 1 ? '' : 's'}${notice.from ? html` from <a href="/runs/${notice.from}">run #${notice.from}</a>` : ''} as this run (#${runId}).</p>` : ''}
+    <section id="totals">
+      <h2>
+        Totals
+        <span class="muted" style="font-weight:normal"
+          >· ${r.status} · trigger ${r.trigger} · merchants ${r.merchant_scope} · ${r.duration_s}s</span
+        >
+      </h2>
+      ${totalsCards(r)}
+    </section>
+    <section id="redrive">
+      <h2>Failures</h2>
+      <p>
+        <a href="/runs/${runId}/failures" id="failures-link"
+          >${r.totals.failed} failed issue receipt${r.totals.failed === 1 ? '' : 's'} — list, filter</a
+        >
+      </p>
+      ${redriveForm(runId, redrivable)}
+      ${
+        d.failure_reasons.length
+          ? html`<table style="margin-top:10px">
+              <thead>
+                <tr>
+                  <th>provider</th>
+                  <th>class</th>
+                  <th>code</th>
+                  <th class="num">count</th>
+                  <th>example message</th>
+                </tr>
+              </thead>
+              <tbody>
+                ${d.failure_reasons.map(
+                  (f) =>
+                    html`<tr>
+                      <td>${f.provider}</td>
+                      <td>${f.error_class}</td>
+                      <td>
+                        <a
+                          href="/runs/${runId}/failures?provider=${encodeURIComponent(f.provider)}&class=${encodeURIComponent(f.error_class)}&code=${encodeURIComponent(f.code)}"
+                          >${f.code || '(none)'}</a
+                        >
+                      </td>
+                      <td class="num">${f.count}</td>
+                      <td>${f.sample_message}</td>
+                    </tr>`,
+                )}
+              </tbody>
+            </table>`
+          : ''
+      }
+    </section>
+    <section id="providers">
+      <h2>Per provider</h2>
+      ${providerChart(r)}${providerTable(r)}
+    </section>
+    <section id="merchants">
+      <h2>Per merchant</h2>
+      ${merchantChart(d)}${merchantTable(d)}
+    </section>
+    <section id="overdue"><h2>Past the legal deadline: ${d.overdue.total}</h2></section>`
+  return layout(`Run #${runId} · ${r.business_date}`, body, {
+    refreshS: r.status === 'running' ? 5 : undefined,
+  })
+}
+
+export function failuresPage(
+  runId: number,
+  filter: FailureFilter,
+  data: {
+    total: number
+    rows: readonly FailedReceipt[]
+    facets: readonly { provider: string; error_class: string; code: string; n: number }[]
+  },
+  page: { limit: number; offset: number },
+  redrivable: number,
+): string {
+  const uniq = (xs: string[]) => [...new Set(xs)].filter(Boolean).sort()
+  const select = (name: string, label: string, values: string[], current?: string) =>
+    html`<label
+      >${label}
+      <select name="${name}">
+        <option value="">all</option>
+        ${values.map((v) => html`<option value="${v}" ${trusted(v === current ? ' selected' : '')}>${v}</option>`)}
+      </select></label
+    >`
+  const qs = (offset: number) =>
+    `?${new URLSearchParams({ ...(filter.provider ? { provider: filter.provider } : {}), ...(filter.errorClass ? { class: filter.errorClass } : {}), ...(filter.code ? { code: filter.code } : {}), offset: String(offset) })}`
+  const body = html` <p><a href="/runs/${runId}">← run #${runId}</a></p>
+    <section>
+      <form method="get" class="filters" id="failure-filters">
+        ${select('provider', 'provider', uniq(data.facets.map((f) => f.provider)), filter.provider)}
+        ${select('class', 'class', uniq(data.facets.map((f) => f.error_class)), filter.errorClass)}
+        ${select('code', 'code', uniq(data.facets.map((f) => f.code)), filter.code)}
+        <button type="submit" style="background:#1f2937;border-color:#1f2937">Filter</button>
+      </form>
+    </section>
+    <section>
+      <h2 id="failure-count" data-count="${data.total}">
+        ${data.total} failed receipt${data.total === 1 ? '' : 's'}
+      </h2>
+      ${redriveForm(runId, redrivable, filter)}
+      <table id="failures" style="margin-top:10px">
+        <thead>
+          <tr>
+            <th>receipt</th>
+            <th>kind</th>
+            <th>transaction</th>
+            <th>merchant</th>
+            <th>provider</th>
+            <th>class</th>
+            <th>code</th>
+            <th>message</th>
+            <th class="num">attempts</th>
+            <th class="num">re-drives</th>
+            <th>deadline</th>
+            <th>failed at</th>
+          </tr>
+        </thead>
+        <tbody>
+          ${data.rows.map(
+            (f) =>
+              html`<tr>
+                <td>${f.id}</td>
+                <td>${f.kind}</td>
+                <td>${f.transaction_id}</td>
+                <td>${f.merchant_id}</td>
+                <td>${f.provider}</td>
+                <td>${f.error_class ?? ''}</td>
+                <td>${f.error_code ?? ''}</td>
+                <td>${f.error_message ?? ''}</td>
+                <td class="num">${f.attempts}</td>
+                <td class="num">${f.redrive_count}</td>
+                <td>${f.deadline}</td>
+                <td>${kst(f.finished_at)}</td>
+              </tr>`,
+          )}
+        </tbody>
+      </table>
+      <p class="pager">
+        ${page.offset > 0 ? html`<a href="${qs(Math.max(0, page.offset - page.limit))}">← previous</a>` : ''}${page.offset + page.limit < data.total ? html`<a href="${qs(page.offset + page.limit)}">next →</a>` : ''}<span
+          class="muted"
+          >${data.total ? `${page.offset + 1}–${Math.min(data.total, page.offset + page.limit)} of ${data.total}` : ''}</span
+        >
+      </p>
+    </section>`
+  return layout(`Run #${runId} · failures`, body)
+}

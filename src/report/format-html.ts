@@ -1,0 +1,330 @@
+/**
+ * `report --format html`: ONE self-contained file — inline CSS and server-rendered SVG charts, no
+ * script, font or image from anywhere (a Content-Security-Policy of `default-src 'none'` makes sure
+ * of it), so it opens offline and can be mailed or archived as it is.
+ */
+import type { RunReport } from './report.ts'
+import { OUTCOMES, type ReportDetails } from './report-details.ts'
+import { columns, OUTCOME_SERIES, stackedBars, type Row } from './charts.ts'
+import { html, trusted, type SafeHtml } from './html.ts'
+
+export const REPORT_CSS = `
+:root { color-scheme: light; }
+* { box-sizing: border-box; }
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", "Noto Sans KR", "Malgun Gothic", sans-serif; margin: 0; color: #1d1d1f; background: #f6f7f9; }
+header { background: #1f2937; color: #fff; padding: 14px 24px; }
+header h1 { margin: 0; font-size: 18px; }
+header .meta { opacity: .8; font-size: 13px; }
+header a { color: #cfe3ff; }
+nav a { margin-right: 14px; }
+main { padding: 16px 24px 40px; max-width: 1100px; }
+section { background: #fff; border: 1px solid #e3e5e8; border-radius: 8px; padding: 14px 18px; margin: 14px 0; }
+h2 { font-size: 16px; margin: 0 0 10px; }
+.cards { display: flex; flex-wrap: wrap; gap: 10px; }
+.card { border: 1px solid #e3e5e8; border-radius: 8px; padding: 8px 14px; min-width: 110px; background: #fff; }
+.card .label { font-size: 12px; color: #666; }
+.card .value { font-size: 22px; font-weight: 600; font-variant-numeric: tabular-nums; }
+.card.failed .value { color: #c62828; } .card.issued .value { color: #2e7d32; } .card.overdue .value { color: #b71c1c; }
+table { border-collapse: collapse; width: 100%; font-size: 13px; }
+th, td { text-align: left; padding: 4px 8px; border-bottom: 1px solid #eee; vertical-align: top; }
+th { color: #555; font-weight: 600; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+.muted { color: #777; }
+svg.chart { max-width: 100%; height: auto; display: block; margin: 6px 0; }
+svg.chart text { font-family: inherit; }
+.notice { background: #e8f5e9; border: 1px solid #a5d6a7; padding: 8px 12px; border-radius: 6px; }
+.warn { background: #fff8e1; border-color: #ffe082; }
+form.inline { display: inline; }
+button { font: inherit; padding: 6px 14px; border-radius: 6px; border: 1px solid #b71c1c; background: #c62828; color: #fff; cursor: pointer; }
+select, input { font: inherit; padding: 3px 6px; }
+@media print { body { background: #fff; } section { break-inside: avoid; border: 0; } }
+`
+
+const won = (v: number) => `₩${v.toLocaleString('en-US')}`
+
+export function totalsCards(r: RunReport): SafeHtml {
+  const cards: [string, string, number | string][] = [
+    ['eligible', 'eligible', r.totals.eligible],
+    ['issued', 'issued', r.totals.issued],
+    ['failed', 'failed', r.totals.failed],
+    ['pending', 'pending', r.totals.pending],
+    ['skipped', 'skipped', r.totals.skipped],
+    ['cancelled', 'cancelled', r.totals.cancelled],
+    ['overdue', 'past deadline', r.overdue],
+    ['amount_issued', 'amount issued', won(r.amount_issued)],
+  ]
+  return html`<div class="cards">
+    ${cards.map(
+      ([key, label, value]) =>
+        html`<div class="card ${key}" data-total="${key}">
+          <div class="label">${label}</div>
+          <div class="value">${value}</div>
+        </div>`,
+    )}
+  </div>`
+}
+
+export function providerChart(r: RunReport): SafeHtml {
+  const rows: Row[] = Object.entries(r.by_provider)
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([p, v]) => ({ label: p, values: v }))
+  return stackedBars({
+    id: 'chart-providers',
+    kind: 'providers',
+    title: 'Outcomes per provider',
+    rows,
+    series: OUTCOME_SERIES,
+  })
+}
+
+export function merchantChart(d: ReportDetails): SafeHtml {
+  const rows: Row[] = d.by_merchant.map((m) => ({
+    label: m.name,
+    values: {
+      issued: m.issued,
+      failed: m.failed,
+      pending: m.pending,
+      skipped: m.skipped,
+      cancelled: m.cancelled,
+    },
+  }))
+  return stackedBars({
+    id: 'chart-merchants',
+    kind: 'merchants',
+    title: 'Outcomes per merchant',
+    rows,
+    series: OUTCOME_SERIES,
+  })
+}
+
+function throughputChart(d: ReportDetails): SafeHtml {
+  const short = d.throughput.bucket_s < 86_400
+  const points: Row[] = d.throughput.points.map((p) => ({
+    // KST wall clock: operators read the night in Seoul time.
+    label: new Date(Date.parse(p.t) + 9 * 3600_000).toISOString().slice(short ? 11 : 5, short ? 19 : 16),
+    values: { issued: p.issued, failed: p.failed, skipped: p.skipped },
+  }))
+  return columns({
+    id: 'chart-throughput',
+    kind: 'throughput',
+    title: 'Throughput over time',
+    points,
+    series: OUTCOME_SERIES.filter((s) => s.key === 'issued' || s.key === 'failed' || s.key === 'skipped'),
+    xTitle: `finished at (KST), ${d.throughput.bucket_s}s buckets`,
+    yTitle: 'receipts',
+    cumulative: { key: 'issued', label: 'issued (cumulative)', color: '#0d47a1' },
+    empty: 'No receipt finished yet',
+  })
+}
+
+const PROVIDER_COLORS = ['#6a1b9a', '#00838f', '#ef6c00', '#2e7d32', '#ad1457', '#4e342e']
+
+function latencyChart(d: ReportDetails): SafeHtml {
+  const bounds = d.latency.bounds_ms
+  const labels = [
+    ...bounds.map((b) => `≤${b >= 1000 ? `${b / 1000}s` : `${b}ms`}`),
+    `>${bounds.at(-1)! / 1000}s`,
+  ]
+  const series = d.latency.by_provider.map((p, i) => ({
+    key: p.provider,
+    label: p.provider,
+    color: PROVIDER_COLORS[i % PROVIDER_COLORS.length]!,
+  }))
+  const points: Row[] = labels.map((label, i) => ({
+    label,
+    values: Object.fromEntries(d.latency.by_provider.map((p) => [p.provider, p.counts[i] ?? 0])),
+  }))
+  return columns({
+    id: 'chart-latency',
+    kind: 'latency',
+    title: 'Provider call latency',
+    points,
+    series,
+    xTitle: 'latency of one provider call',
+    yTitle: 'calls',
+    empty: 'No provider calls',
+  })
+}
+
+function failureChart(d: ReportDetails): SafeHtml {
+  const rows: Row[] = d.failure_reasons
+    .slice(0, 15)
+    .map((f) => ({ label: `${f.provider} ${f.error_class} ${f.code}`.trim(), values: { failed: f.count } }))
+  return stackedBars({
+    id: 'chart-failures',
+    kind: 'failures',
+    title: 'Failure reasons',
+    rows,
+    series: OUTCOME_SERIES.filter((s) => s.key === 'failed'),
+    empty: 'No failures',
+  })
+}
+
+function overdueChart(d: ReportDetails): SafeHtml {
+  const byDeadline = new Map<string, Record<string, number>>()
+  for (const r of d.overdue.receipts) {
+    const v = byDeadline.get(r.deadline) ?? {}
+    v[r.state === 'failed' ? 'failed' : 'pending'] = (v[r.state === 'failed' ? 'failed' : 'pending'] ?? 0) + 1
+    byDeadline.set(r.deadline, v)
+  }
+  const rows: Row[] = [...byDeadline.entries()]
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([deadline, values]) => ({ label: `deadline ${deadline}`, values }))
+  return stackedBars({
+    id: 'chart-overdue',
+    kind: 'overdue',
+    title: 'Receipts past their legal deadline',
+    rows,
+    series: OUTCOME_SERIES.filter((s) => s.key === 'failed' || s.key === 'pending'),
+    empty: 'No receipt is past its legal deadline',
+  })
+}
+
+function numTable(headers: string[], rows: (string | number)[][], numeric: boolean[]): SafeHtml {
+  return html`<table>
+    <thead>
+      <tr>
+        ${headers.map((h, i) => html`<th class="${numeric[i] ? 'num' : ''}">${h}</th>`)}
+      </tr>
+    </thead>
+    <tbody>
+      ${rows.map(
+        (r) =>
+          html`<tr>
+            ${r.map((c, i) => html`<td class="${numeric[i] ? 'num' : ''}">${c}</td>`)}
+          </tr>`,
+      )}
+    </tbody>
+  </table>`
+}
+
+export function providerTable(r: RunReport): SafeHtml {
+  const rows = Object.entries(r.by_provider)
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([p, v]) => [p, ...OUTCOMES.map((o) => v[o])])
+  return numTable(['provider', ...OUTCOMES], rows, [false, true, true, true, true, true])
+}
+
+export function merchantTable(d: ReportDetails): SafeHtml {
+  return numTable(
+    ['merchant', 'id', ...OUTCOMES],
+    d.by_merchant.map((m) => [m.name, m.merchant_id, ...OUTCOMES.map((o) => m[o])]),
+    [false, false, true, true, true, true, true],
+  )
+}
+
+export function formatReportHtml(r: RunReport, d: ReportDetails, opts: { generatedAt: Date }): string {
+  const title = `Settlement run ${r.run_id} · ${r.business_date}`
+  const latencyRows = d.latency.by_provider.map((p) => [p.provider, p.calls, p.p50_ms, p.p95_ms, p.p99_ms])
+  const failures = r.failures.slice(0, 500)
+  const page = html`<!doctype html>
+    <html lang="ko">
+      <head>
+        <meta charset="utf-8" />
+        <meta
+          http-equiv="Content-Security-Policy"
+          content="default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+        />
+        <meta name="viewport" content="width=device-width, initial-scale=1" />
+        <title>${title}</title>
+        <style>
+          ${trusted(REPORT_CSS)}
+        </style>
+      </head>
+      <body>
+        <header>
+          <h1>${title}</h1>
+          <div class="meta">
+            ${r.status} · trigger ${r.trigger} · merchants ${r.merchant_scope} · ${r.duration_s}s · generated
+            ${opts.generatedAt.toISOString()}
+          </div>
+        </header>
+        <main>
+          <section id="totals">
+            <h2>Totals</h2>
+            ${totalsCards(r)}
+          </section>
+          <section id="providers">
+            <h2>Issued, failed and skipped per provider</h2>
+            ${providerChart(r)}${providerTable(r)}
+          </section>
+          <section id="merchants">
+            <h2>Per merchant</h2>
+            ${merchantChart(d)}${merchantTable(d)}
+          </section>
+          <section id="throughput">
+            <h2>Throughput over time</h2>
+            ${throughputChart(d)}
+          </section>
+          <section id="latency">
+            <h2>Provider call latency</h2>
+            ${latencyChart(d)}${latencyRows.length ? numTable(['provider', 'calls', 'p50 ms', 'p95 ms', 'p99 ms'], latencyRows, [false, true, true, true, true]) : ''}
+          </section>
+          <section id="failures">
+            <h2>Failure reasons</h2>
+            ${failureChart(d)}${
+              d.failure_reasons.length
+                ? numTable(
+                    ['provider', 'class', 'code', 'count', 'example message'],
+                    d.failure_reasons.map((f) => [
+                      f.provider,
+                      f.error_class,
+                      f.code,
+                      f.count,
+                      f.sample_message,
+                    ]),
+                    [false, false, false, true, false],
+                  )
+                : ''
+            }${
+              failures.length
+                ? html`<h2 style="margin-top:14px">
+                      Failed receipts
+                      (${r.failures.length}${r.failures.length > failures.length ? `, first ${failures.length} shown` : ''})
+                    </h2>
+                    ${numTable(
+                      ['transaction', 'provider', 'class', 'code', 'message'],
+                      failures.map((f) => [f.transaction_id, f.provider, f.error_class, f.code, f.message]),
+                      [false, false, false, false, false],
+                    )}`
+                : ''
+            }
+          </section>
+          <section id="overdue">
+            <h2>Past the legal deadline (${d.overdue.total})</h2>
+            <p class="muted">
+              Receipts not issued by business date + 4 days (rules.md §1): issue or explain them today.
+            </p>
+            ${overdueChart(d)}${
+              d.overdue.receipts.length
+                ? numTable(
+                    [
+                      'transaction',
+                      'merchant',
+                      'provider',
+                      'state',
+                      'business date',
+                      'deadline',
+                      'class',
+                      'code',
+                    ],
+                    d.overdue.receipts.map((o) => [
+                      o.transaction_id,
+                      o.merchant_id,
+                      o.provider,
+                      o.state,
+                      o.trade_date,
+                      o.deadline,
+                      o.error_class ?? '',
+                      o.code ?? '',
+                    ]),
+                    [false, false, false, false, false, false, false, false],
+                  )
+                : ''
+            }
+          </section>
+        </main>
+      </body>
+    </html> `
+  return page.value
+}

@@ -104,6 +104,36 @@ export function postgresCpuSeconds(): number {
   return total
 }
 
+/**
+ * CPU used by the scenario's processes between start() and stop(), per unit of work, in ms: where the
+ * machine's time goes (workers, sandbox, Redis, Postgres).
+ */
+export function cpuMeter(redis: Redis, workerPids: () => number[], sandboxPid: number | undefined) {
+  const read = async () => ({
+    workers: workerPids().reduce((a, pid) => a + cpuSeconds(pid), 0),
+    sandbox: sandboxPid ? cpuSeconds(sandboxPid) : 0,
+    redis: await redisCpuSeconds(redis),
+    postgres: postgresCpuSeconds(),
+  })
+  let before: Awaited<ReturnType<typeof read>> | undefined
+  return {
+    async start() {
+      before = await read()
+    },
+    async stop(units: number, unit: string) {
+      const now = await read()
+      const per = (k: keyof typeof now) => Math.round(((now[k] - before![k]) * 1000 * 1000) / Math.max(1, units)) / 1000
+      return {
+        [`worker_cpu_ms_per_${unit}`]: per('workers'),
+        [`sandbox_cpu_ms_per_${unit}`]: per('sandbox'),
+        [`redis_cpu_ms_per_${unit}`]: per('redis'),
+        // every postgres process on the machine: includes other clients' work if something else runs
+        [`postgres_cpu_ms_per_${unit}`]: per('postgres'),
+      }
+    },
+  }
+}
+
 /** CPU seconds the Redis server has used so far (INFO cpu). */
 export async function redisCpuSeconds(redis: Redis): Promise<number> {
   const info = await redis.info('cpu')

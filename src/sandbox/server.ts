@@ -213,6 +213,8 @@ export async function startSandbox(opts: SandboxOptions = {}): Promise<Sandbox> 
   server.on('clientError', (_err, socket) => socket.destroy())
 
   async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    // Rate windows count a request when it arrives, as a gateway does — not after its body is read.
+    const arrivedAt = Date.now()
     const raw = req.url ?? '/'
     const qi = raw.indexOf('?')
     const pathname = qi < 0 ? raw : raw.slice(0, qi)
@@ -254,7 +256,7 @@ export async function startSandbox(opts: SandboxOptions = {}): Promise<Sandbox> 
     const { receiptOp, credential } = sim.classify(simReq)
     const limit = limits.perSecond[name]
     if (limit !== undefined && credential !== null) {
-      const waitMs = windows.take(`${name}\u0000${credential}`, limit, Date.now())
+      const waitMs = windows.take(`${name}\u0000${credential}`, limit, arrivedAt)
       if (waitMs > 0) {
         counts[name].rate_limited++
         return send(res, sim.rateLimited(Math.max(1, Math.ceil(waitMs / 1000))))

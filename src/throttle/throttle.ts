@@ -13,6 +13,7 @@ import Bottleneck from 'bottleneck'
 import type { Redis } from 'ioredis'
 import type { Logger } from 'pino'
 import type { ProviderLimits } from '../config.ts'
+import { createPacer } from './pacer.ts'
 
 /** The call was not made and is safe to put off: the job goes back to the queue without using an attempt. */
 export abstract class ThrottleDeferError extends Error {
@@ -56,6 +57,8 @@ export interface Throttle {
   takeQuota(kstDate: string, msUntilKstMidnight: number): Promise<void>
   /** A provider said 429: hold every process's calls for this credential for `ms`. */
   penalize(ms: number): void
+  /** Holds this process's calls for `ms` (another process was told 429; the registry relays it). */
+  hold(ms: number): void
   /** Calls waiting in this process. */
   queued(): number
   /**
@@ -87,6 +90,8 @@ export interface ThrottleFactoryOptions {
   readonly startTimeoutMs?: number
   /** Set by the owner (the registry) when it starts shutting down: background failures are expected then. */
   readonly lifecycle?: { closing: boolean }
+  /** Tells the other processes to hold this credential's calls for `ms` (the registry publishes it). */
+  readonly publishHold?: (id: string, ms: number) => void
 }
 
 /** Share of a provider's documented rate we pace at: timer jitter must not cross its window. */
@@ -111,14 +116,15 @@ export function createThrottle(id: string, limits: ProviderLimits, opts: Throttl
   const limiterId = `${opts.prefix}-${id}`
   const minTime = minTimeOf(limits)
   const startTimeoutMs = opts.startTimeoutMs ?? 30_000
-  let penaltyUntil = 0
-  const holdPenalty = async () => {
-    const wait = penaltyUntil - Date.now()
-    if (wait > 0) await new Promise((r) => setTimeout(r, wait))
+  const holds = createHold()
+  const penalize = (ms: number) => {
+    if (holds.extend(ms)) opts.publishHold?.(id, ms)
   }
   // No limit configured: nothing to coordinate across processes, so no Redis round trips per call.
-  if (limits.maxConcurrent === null && minTime === 0) return unlimitedThrottle(limiterId, id, limits, opts, holdPenalty, (ms) => (penaltyUntil = Math.max(penaltyUntil, Date.now() + ms)))
+  if (limits.maxConcurrent === null && minTime === 0) return unlimitedThrottle(limiterId, id, limits, opts, holds, penalize)
 
+  // A documented per-second limit is also paced at send time (see pacer.ts).
+  const pacer = limits.maxPerSecond ? createPacer(opts.redis, `${opts.prefix}:pace:${id}`, limits.maxPerSecond * RATE_SAFETY) : undefined
   const ownConnection = opts.datastore !== 'local' && !opts.connection ? newConnection(opts.redis) : undefined
   const connection = opts.connection ?? ownConnection
   const build = (): Bottleneck => {
@@ -161,13 +167,16 @@ export function createThrottle(id: string, limits: ProviderLimits, opts: Throttl
   }
 
   async function scheduleOnce<T>(fn: () => Promise<T>, expiration: number): Promise<T> {
-    await holdPenalty()
+    await holds.waitOut()
     let started = false
     let abandoned = false
-    const run = current().schedule({ expiration }, () => {
+    const run = current().schedule({ expiration }, async () => {
       // Started after we gave up: the caller has moved on, so the call must not happen.
-      if (abandoned) return Promise.resolve(undefined as T)
+      if (abandoned) return undefined as T
       started = true
+      // A hold that began while this call waited for its slot still applies: checked at send time.
+      await holds.waitOut()
+      await pacer?.acquire()
       return fn()
     })
     let timer: NodeJS.Timeout | undefined
@@ -210,17 +219,8 @@ export function createThrottle(id: string, limits: ProviderLimits, opts: Throttl
       }
     },
     takeQuota: (kstDate, msUntil) => takeQuota(opts, id, limits, kstDate, msUntil),
-    penalize(ms) {
-      const until = Date.now() + ms
-      if (until <= penaltyUntil) return
-      penaltyUntil = until
-      // Hold every slot of the shared limiter for ms so other processes stop too.
-      if (limits.maxConcurrent && opts.datastore !== 'local') {
-        current()
-          .schedule({ weight: limits.maxConcurrent, priority: 0, expiration: ms + 5_000 }, () => new Promise((r) => setTimeout(r, ms)))
-          .catch(() => {})
-      }
-    },
+    penalize,
+    hold: (ms) => holds.extend(ms),
     queued: () => built?.counts().QUEUED ?? 0,
     releaseIfIdle(idleMs) {
       if (!built || Date.now() - lastUsed < idleMs) return false
@@ -250,26 +250,48 @@ async function takeQuota(opts: ThrottleFactoryOptions, id: string, limits: Provi
   if (n > limits.dailyQuota) throw new QuotaExhaustedError(msUntilKstMidnight + 1_000)
 }
 
-/** A credential without concurrency or rate limits: calls go straight through (429 penalties still hold). */
-function unlimitedThrottle(
-  limiterId: string,
-  id: string,
-  limits: ProviderLimits,
-  opts: ThrottleFactoryOptions,
-  holdPenalty: () => Promise<void>,
-  penalize: (ms: number) => void,
-): Throttle {
+/** A credential without concurrency or rate limits: calls go straight through (429 holds still apply). */
+function unlimitedThrottle(limiterId: string, id: string, limits: ProviderLimits, opts: ThrottleFactoryOptions, holds: Hold, penalize: (ms: number) => void): Throttle {
   return {
     id: limiterId,
     async schedule(fn) {
-      await holdPenalty()
+      await holds.waitOut()
       return fn()
     },
     takeQuota: (kstDate, msUntil) => takeQuota(opts, id, limits, kstDate, msUntil),
     penalize,
+    hold: (ms) => holds.extend(ms),
     queued: () => 0,
     releaseIfIdle: () => false,
     close: async () => {},
+  }
+}
+
+interface Hold {
+  /** Extends the hold to now + ms; false when it already lasts longer. */
+  extend(ms: number): boolean
+  /** Resolves once no hold is in force (a hold may be extended while waiting). */
+  waitOut(): Promise<void>
+}
+
+/**
+ * "Stop sending for a while", the answer to a 429: an instant before which calls wait. It replaces
+ * holding every limiter slot with a job of weight maxConcurrent, which could only start once every
+ * slot in every process was free — under load almost never — and meanwhile filled the local queue so
+ * that new calls were dropped and bounced through the job queue.
+ */
+function createHold(): Hold {
+  let until = 0
+  return {
+    extend(ms) {
+      const t = Date.now() + ms
+      if (t <= until) return false
+      until = t
+      return true
+    },
+    async waitOut() {
+      for (let wait = until - Date.now(); wait > 0; wait = until - Date.now()) await new Promise((r) => setTimeout(r, wait))
+    },
   }
 }
 
@@ -280,12 +302,30 @@ export class ThrottleRegistry {
   readonly #lifecycle = { closing: false }
   #connection: Bottleneck.IORedisConnection | undefined
   readonly #sweep: NodeJS.Timeout
+  /** Receives the holds other processes publish after a 429 (one connection per process). */
+  readonly #holds: Redis | undefined
   constructor(opts: ThrottleFactoryOptions & { readonly idleMs?: number }) {
-    this.#opts = { ...opts, lifecycle: this.#lifecycle }
+    const channel = `${opts.prefix}:throttle-holds`
+    this.#opts = {
+      ...opts,
+      lifecycle: this.#lifecycle,
+      publishHold: (id, ms) => void opts.redis.publish(channel, JSON.stringify({ id, ms })).catch(() => {}),
+    }
     const idleMs = opts.idleMs ?? 120_000
     this.#sweep = setInterval(() => {
       for (const t of this.#throttles.values()) t.releaseIfIdle(idleMs)
     }, Math.min(60_000, idleMs)).unref()
+    if (opts.datastore !== 'local') {
+      const sub = (this.#holds = opts.redis.duplicate())
+      sub.on('error', (err: Error) => {
+        if (!this.#lifecycle.closing) opts.logger.warn({ err: err.message }, 'throttle hold channel error')
+      })
+      sub.subscribe(channel).catch(() => {})
+      sub.on('message', (_channel: string, message: string) => {
+        const m = JSON.parse(message) as { id: string; ms: number }
+        this.#throttles.get(m.id)?.hold(m.ms)
+      })
+    }
   }
 
   get(key: string, limits: ProviderLimits): Throttle {
@@ -304,6 +344,7 @@ export class ThrottleRegistry {
     // Connection first (see Throttle.close), then the limiters, which then only drop local state.
     if (this.#connection) await quietly(this.#connection.disconnect(true))
     this.#connection = undefined
+    if (this.#holds) await quietly(this.#holds.quit())
     await Promise.all([...this.#throttles.values()].map((t) => t.close()))
     this.#throttles.clear()
   }

@@ -8,6 +8,7 @@ import { Redis } from 'ioredis'
 import pino from 'pino'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import { createThrottle, minTimeOf, QuotaExhaustedError, RATE_SAFETY, ThrottleRegistry } from '../../src/throttle/throttle.ts'
+import { createPacer } from '../../src/throttle/pacer.ts'
 import { redisUrl } from '../helpers/env.ts'
 import { deleteKeys } from '../helpers/test-env.ts'
 
@@ -104,4 +105,51 @@ it('releases an idle limiter and rebuilds it on next use, with the limit still s
   expect(peak).toBe(1)
   await registry.close()
   await other.close()
+})
+
+it('a 429 seen by one process holds the calls of every process for that credential', async () => {
+  const limits = { maxConcurrent: 5, minTimeMs: 0, maxPerSecond: null, dailyQuota: null }
+  const one = new ThrottleRegistry(opts())
+  const two = new ThrottleRegistry(opts())
+  const a = one.get('held', limits)
+  const b = two.get('held', limits)
+  await a.schedule(async () => 'warm') // both subscribed and built
+  await b.schedule(async () => 'warm')
+  await new Promise((r) => setTimeout(r, 100))
+  const told = Date.now()
+  a.penalize(2_000)
+  // The 429'd process stops at once; the other as soon as the hold arrives over Redis pub/sub: from
+  // then on, a call there waits for the rest of the hold.
+  const startedA = a.schedule(async () => Date.now())
+  let heldFor = 0
+  for (let i = 0; i < 20 && heldFor < 300; i++) {
+    const before = Date.now()
+    await b.schedule(async () => {})
+    heldFor = Date.now() - before
+  }
+  expect(heldFor).toBeGreaterThanOrEqual(300)
+  expect((await startedA) - told).toBeGreaterThanOrEqual(1_990)
+  await one.close()
+  await two.close()
+})
+
+it('the send-time pacer lets callers that arrive together leave one interval apart, across processes', async () => {
+  // Two pacers on one key stand for two processes; 40 callers arrive at once (as after a 429 hold).
+  const other = new Redis(redisUrl(), { maxRetriesPerRequest: null })
+  const key = `${prefix}:pace:test`
+  const a = createPacer(redis, key, 50)
+  const b = createPacer(other, key, 50)
+  const sent: number[] = []
+  await Promise.all(Array.from({ length: 40 }, (_, i) => (i % 2 ? a : b).acquire().then(() => sent.push(Date.now()))))
+  sent.sort((x, y) => x - y)
+  // 50/s is one call per 20 ms, at most a quarter interval early: 40 calls take ≥ 39 × 15 ms.
+  expect(sent.at(-1)! - sent[0]!).toBeGreaterThanOrEqual(39 * 15)
+  // No burst: in any 100 ms at most 5 calls, plus one whose timer fired late.
+  let maxIn100 = 0
+  for (let i = 0, j = 0; i < sent.length; i++) {
+    while (sent[i]! - sent[j]! >= 100) j++
+    maxIn100 = Math.max(maxIn100, i - j + 1)
+  }
+  expect(maxIn100).toBeLessThanOrEqual(6)
+  other.disconnect()
 })

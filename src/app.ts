@@ -212,6 +212,10 @@ export async function syncMerchants(db: DbHandle['db'], config: AppConfig): Prom
       })
       .onConflict((oc) =>
         oc.column('id').doUpdateSet((eb) => ({
+          // The configured business number wins (it may have been corrected), under the active key.
+          business_number_enc: eb.ref('excluded.business_number_enc'),
+          business_number_masked: eb.ref('excluded.business_number_masked'),
+          data_key_id: eb.ref('excluded.data_key_id'),
           name: eb.ref('excluded.name'),
           mandatory_issuer: eb.ref('excluded.mandatory_issuer'),
           providers: eb.ref('excluded.providers'),

@@ -13,6 +13,7 @@ import { settleDay, SettleInputError } from './jobs/settle.ts'
 import { redrive } from './jobs/redrive.ts'
 import { requestCancellation, CancelInputError } from './jobs/cancel-receipt.ts'
 import { reconcileDay } from './jobs/reconcile.ts'
+import { rekey, RekeyError } from './jobs/rekey.ts'
 import { buildReport, ReportNotFoundError, type RunReport } from './report/report.ts'
 import { formatReportTable } from './report/format-table.ts'
 import { buildReportDetails } from './report/report-details.ts'
@@ -28,7 +29,7 @@ export class UsageError extends Error {
   override name = 'UsageError'
 }
 
-const INPUT_ERRORS = [UsageError, ConfigError, SettleInputError, CancelInputError, FileFormatError, ReportNotFoundError]
+const INPUT_ERRORS = [UsageError, ConfigError, SettleInputError, CancelInputError, FileFormatError, ReportNotFoundError, RekeyError]
 
 function dateArg(v: string): string {
   if (!isValidDate(v)) throw new InvalidArgumentError(`"${v}" is not a valid YYYY-MM-DD date`)
@@ -290,6 +291,28 @@ export function buildProgram(): Command {
           )
           for (const f of result.flagged) process.stdout.write(`  flagged ${f.transaction_id} (${f.provider}): ${f.flag}\n`)
           for (const f of result.overdue) process.stdout.write(`  overdue ${f.transaction_id} (${f.state}, deadline ${f.deadline})\n`)
+        }
+      }),
+    )
+
+  program
+    .command('rekey')
+    .description('re-encrypt personal data and rehash fingerprints under the active data key (DATA_KEY_ID), so older keys can be retired')
+    .addOption(new Option('--batch <n>', 'rows per transaction').argParser(intArg('--batch')).default(1_000))
+    .option('--json', 'print the result as JSON')
+    .action((o) =>
+      withApp(async (app) => {
+        await app.prepareDatabase()
+        const progress = createProgress('rekey')
+        const result = await rekey(app.db(), app.config.dataKeys, { batchSize: o.batch, onProgress: (done, total) => progress.update(done, total) })
+        progress.finish()
+        if (o.json) printJson(result)
+        else {
+          const others = Object.entries(result.remainingByKey).filter(([k]) => k !== result.activeKeyId)
+          process.stdout.write(
+            `rekey to "${result.activeKeyId}": ${result.transactions} transactions and ${result.merchants} merchants rewritten; ` +
+              (others.length ? `still under other keys: ${others.map(([k, n]) => `${k} (${n})`).join(', ')}\n` : 'no row uses another key now: older keys can be removed from DATA_KEYS\n'),
+          )
         }
       }),
     )

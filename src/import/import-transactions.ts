@@ -9,11 +9,11 @@
  * move it forward (completed → cancelled, a larger refunded_amount), which requests cancellation of
  * an issued receipt.
  */
-import { createHmac } from 'node:crypto'
 import { open } from 'node:fs/promises'
 import { sql } from 'kysely'
 import type { Db } from '../db/database.ts'
 import { encryptPii, encryptText, decryptText, type DataKeys } from '../crypto/pii.ts'
+import { contentHash, contentHashes, type HashedContent } from '../crypto/content-hash.ts'
 import { validateTransaction, IMPORT_REQUIRED_COLUMNS, maskIdentifier, type ValidTransaction } from '../domain/index.ts'
 import { readRows, formatOf, FileFormatError } from './read-rows.ts'
 
@@ -69,7 +69,6 @@ export async function importTransactions(
   }
   const rejectsRaw: string[] = []
   let rows = 0
-  const hmacKey = dataKeys.keys.get(dataKeys.activeKeyId)!
 
   let summary = { inserted: 0, updated: 0, unchanged: 0, changed: [] as string[] }
   let written = false
@@ -85,7 +84,8 @@ export async function importTransactions(
           amount bigint NOT NULL, tax_free_amount bigint NOT NULL, service_fee bigint NOT NULL,
           paid_at timestamptz NOT NULL, business_date date NOT NULL,
           identifier_type text, identifier_masked text, pii_enc text, data_key_id text,
-          purpose text NOT NULL, status text NOT NULL, refunded_amount bigint NOT NULL, content_hash text NOT NULL
+          purpose text NOT NULL, status text NOT NULL, refunded_amount bigint NOT NULL, content_hash text NOT NULL,
+          content_hashes text[] NOT NULL
         ) ON COMMIT DROP`.execute(trx)
 
       let batch: Record<string, unknown>[] = []
@@ -107,7 +107,7 @@ export async function importTransactions(
           if (opts.keepRejects) rejectsRaw.push(ev.row.raw)
           continue
         }
-        batch.push(stagingRow(v.value, ev.row.line, dataKeys, hmacKey, opts.keepRejects ? ev.row.raw : undefined))
+        batch.push(stagingRow(v.value, ev.row.line, dataKeys, opts.keepRejects ? ev.row.raw : undefined))
         if (batch.length >= BATCH) await flush()
       }
       await flush()
@@ -155,7 +155,7 @@ async function assertReadable(path: string) {
   }
 }
 
-function stagingRow(t: ValidTransaction, line: number, keys: DataKeys, hmacKey: Buffer, raw?: string): Record<string, unknown> {
+function stagingRow(t: ValidTransaction, line: number, keys: DataKeys, raw?: string): Record<string, unknown> {
   const pii = {
     identifier: t.identifier?.digits,
     buyerName: t.buyerName ?? undefined,
@@ -164,12 +164,24 @@ function stagingRow(t: ValidTransaction, line: number, keys: DataKeys, hmacKey: 
   }
   const hasPii = Object.values(pii).some((v) => v !== undefined)
   const enc = hasPii ? encryptPii(pii, keys, t.transactionId) : null
-  // Keyed hash: equal content ⇒ equal hash, without a brute-forceable digest of a phone number.
-  const contentHash = createHmac('sha256', hmacKey)
-    .update(
-      JSON.stringify([t.merchantId, t.provider, t.paymentRef, t.orderId, t.orderName, t.method, t.amount, t.taxFreeAmount, t.serviceFee, t.paidAt.toISOString(), t.identifier?.digits ?? null, t.identifier?.type ?? null, t.purpose, t.buyerName, t.buyerEmail, t.buyerTel]),
-    )
-    .digest('base64url')
+  const content: HashedContent = {
+    merchantId: t.merchantId,
+    provider: t.provider,
+    paymentRef: t.paymentRef,
+    orderId: t.orderId,
+    orderName: t.orderName,
+    method: t.method,
+    amount: t.amount,
+    taxFreeAmount: t.taxFreeAmount,
+    serviceFee: t.serviceFee,
+    paidAt: t.paidAt,
+    identifierDigits: t.identifier?.digits ?? null,
+    identifierType: t.identifier?.type ?? null,
+    purpose: t.purpose,
+    buyerName: t.buyerName ?? null,
+    buyerEmail: t.buyerEmail ?? null,
+    buyerTel: t.buyerTel ?? null,
+  }
   return {
     line,
     raw_enc: raw === undefined ? null : encryptText(raw, keys, 'import-raw').value,
@@ -192,7 +204,8 @@ function stagingRow(t: ValidTransaction, line: number, keys: DataKeys, hmacKey: 
     purpose: t.purpose,
     status: t.status,
     refunded_amount: t.refundedAmount,
-    content_hash: contentHash,
+    content_hash: contentHash(content, keys),
+    content_hashes: contentHashes(content, keys),
   }
 }
 
@@ -224,11 +237,11 @@ async function fileWideErrors(trx: Trx): Promise<ImportError[]> {
     out.push({ line: r.line, field: 'order_id', message: `already used by transaction ${r.other}; PortOne external receipts use order_id as merchant_uid, which must be unique` })
   }
   const conflicts = await sql<Record<string, unknown> & { line: number }>`
-    SELECT s.line, s.content_hash <> c.content_hash AS content_differs,
+    SELECT s.line, NOT (c.content_hash = ANY(s.content_hashes)) AS content_differs,
       ${sql.join(IMMUTABLE.map((col) => sql`s.${sql.ref(col)} IS DISTINCT FROM c.${sql.ref(col)} AS ${sql.ref('d_' + col)}`))},
       c.status AS old_status, s.status AS new_status, c.refunded_amount AS old_refund, s.refunded_amount AS new_refund
     FROM import_staging s JOIN cash_transactions c USING (transaction_id)
-    WHERE s.content_hash <> c.content_hash OR (c.status = 'cancelled' AND s.status = 'completed') OR s.refunded_amount < c.refunded_amount`.execute(trx)
+    WHERE NOT (c.content_hash = ANY(s.content_hashes)) OR (c.status = 'cancelled' AND s.status = 'completed') OR s.refunded_amount < c.refunded_amount`.execute(trx)
   for (const r of conflicts.rows) {
     if (r.content_differs) {
       const cols = IMMUTABLE.filter((c) => r['d_' + c])

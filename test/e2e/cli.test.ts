@@ -27,7 +27,7 @@ afterAll(async () => {
   await sandbox?.close()
 })
 
-const COMMANDS = ['migrate', 'import', 'settle', 'worker', 'scheduler', 'redrive', 'cancel', 'reconcile', 'report', 'sandbox', 'serve', 'demo']
+const COMMANDS = ['migrate', 'import', 'settle', 'worker', 'scheduler', 'redrive', 'cancel', 'reconcile', 'rekey', 'report', 'sandbox', 'serve', 'demo']
 
 describe('cash-receipts CLI', () => {
   it('has --help on every command', async () => {

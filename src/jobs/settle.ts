@@ -12,7 +12,7 @@ import { sql } from 'kysely'
 import type { Logger } from 'pino'
 import type { Db } from '../db/database.ts'
 import type { CashTransaction, NewReceipt, ReceiptState, RunTrigger } from '../db/schema.ts'
-import { carryOverFrom, decideIssuance, isValidDate, legalDeadline } from '../domain/index.ts'
+import { addDays, carryOverFrom, decideIssuance, isValidDate, legalDeadline } from '../domain/index.ts'
 import { deriveProviderKeys } from '../providers/keys.ts'
 import { issueJobId, type ReceiptsQueue } from '../queue/queues.ts'
 import { receiptAmountsFor } from './receipt-amounts.ts'
@@ -133,59 +133,65 @@ export async function settleDay(deps: SettleDeps, opts: SettleOptions): Promise<
   // Phase 1: receipts for transactions of the window that have none yet, each chunk enqueued as
   // soon as it is committed (the first receipts issue while later chunks are still being read).
   // The enqueue of one chunk (Redis) overlaps the read and insert of the next (Postgres).
+  //
+  // The business date itself is read by keyset alone (an index range scan, O(chunk)) and inserted
+  // with ON CONFLICT DO NOTHING: what already has a receipt is skipped by the unique index, whatever
+  // the statistics say. The four carry-over days are read with an anti-join instead: after a normal
+  // night they hold nothing unreceipted, so that query runs once and returns nothing, rather than
+  // re-reading four settled days.
   const settleStarted = new Date()
-  let cursor: { date: string; id: string } | null = null
   let inFlight: Promise<void> = Promise.resolve()
+  const count = (r: { state: string; provider: string; skip_reason: string | null }) => {
+    selected++
+    if (r.state === 'skipped') {
+      skipped++
+      skipReasons[r.skip_reason!] = (skipReasons[r.skip_reason!] ?? 0) + 1
+    } else {
+      created++
+      byProvider[r.provider] = (byProvider[r.provider] ?? 0) + 1
+    }
+  }
+  const passes = [
+    { from, to: addDays(to, -1), onlyUnreceipted: true },
+    { from: to, to, onlyUnreceipted: Boolean(opts.dryRun) },
+  ]
   try {
-    for (;;) {
-      // The window by keyset alone (an index-only range scan, O(chunk)); which of these already have
-      // a receipt is a probe of the unique index. An anti-join in one query would leave the cost to a
-      // plan chosen on statistics taken while this very run fills the receipts table.
-      let q = db
-        .selectFrom('cash_transactions as t')
-        .select(SETTLE_COLUMNS)
-        .where('t.business_date', '>=', from)
-        .where('t.business_date', '<=', to)
-        .orderBy('t.business_date')
-        .orderBy('t.transaction_id')
-        .limit(deps.chunkSize)
-      if (cursor) q = q.where(sql<boolean>`(t.business_date, t.transaction_id) > (${cursor.date}::date, ${cursor.id})`)
-      if (opts.merchantId) q = q.where('t.merchant_id', '=', opts.merchantId)
-      const window = await q.execute()
-      if (window.length === 0) break
-      const last = window.at(-1)!
-      cursor = { date: last.business_date, id: last.transaction_id }
-      const existing = await db
-        .selectFrom('receipts')
-        .select('transaction_id')
-        .where('transaction_id', '=', sql<string>`ANY(${window.map((t) => t.transaction_id)}::text[])`)
-        .where('kind', '=', 'issue')
-        .execute()
-      const has = new Set(existing.map((r) => r.transaction_id))
-      const rows = window.filter((t) => !has.has(t.transaction_id))
-      if (rows.length === 0) continue
-      selected += rows.length
-
-      const receipts = rows.map((tx) => buildReceipt(tx, merchants.get(tx.merchant_id) ?? false, runId))
-      for (const r of receipts) {
-        if (r.state === 'skipped') {
-          skipped++
-          skipReasons[r.skip_reason!] = (skipReasons[r.skip_reason!] ?? 0) + 1
-        } else {
-          created++
-          byProvider[r.provider] = (byProvider[r.provider] ?? 0) + 1
+    for (const pass of passes) {
+      let cursor: { date: string; id: string } | null = null
+      for (;;) {
+        let q = db
+          .selectFrom('cash_transactions as t')
+          .select(SETTLE_COLUMNS)
+          .where('t.business_date', '>=', pass.from)
+          .where('t.business_date', '<=', pass.to)
+          .orderBy('t.business_date')
+          .orderBy('t.transaction_id')
+          .limit(deps.chunkSize)
+        if (pass.onlyUnreceipted) {
+          q = q.where(({ not, exists, selectFrom }) =>
+            not(exists(selectFrom('receipts as r').select(sql`1`.as('one')).whereRef('r.transaction_id', '=', 't.transaction_id').where('r.kind', '=', 'issue'))),
+          )
         }
-      }
-      if (opts.dryRun) {
-        enqueued += receipts.filter((r) => r.state === 'pending').length
+        if (cursor) q = q.where(sql<boolean>`(t.business_date, t.transaction_id) > (${cursor.date}::date, ${cursor.id})`)
+        if (opts.merchantId) q = q.where('t.merchant_id', '=', opts.merchantId)
+        const rows = await q.execute()
+        if (rows.length === 0) break
+        const last = rows.at(-1)!
+        cursor = { date: last.business_date, id: last.transaction_id }
+        const receipts = rows.map((tx) => buildReceipt(tx, merchants.get(tx.merchant_id) ?? false, runId))
+        if (opts.dryRun) {
+          for (const r of receipts) count({ state: r.state, provider: r.provider, skip_reason: r.skip_reason ?? null })
+          enqueued += receipts.filter((r) => r.state === 'pending').length
+          opts.onProgress?.({ phase: 'select', selected, enqueued })
+          continue
+        }
+        const inserted = await insertReceipts(db, receipts)
+        for (const r of inserted) count(r)
         opts.onProgress?.({ phase: 'select', selected, enqueued })
-        continue
+        await inFlight
+        inFlight = enqueue(inserted.filter((r) => r.state === 'pending'))
+        inFlight.catch(() => {}) // awaited at the next chunk or below; this only prevents an unhandled report meanwhile
       }
-      const inserted = await insertReceipts(db, receipts)
-      opts.onProgress?.({ phase: 'select', selected, enqueued })
-      await inFlight
-      inFlight = enqueue(inserted.filter((r) => r.state === 'pending'))
-      inFlight.catch(() => {}) // awaited at the next chunk or below; this only prevents an unhandled report meanwhile
     }
   } finally {
     await inFlight
@@ -235,7 +241,7 @@ export async function settleDay(deps: SettleDeps, opts: SettleOptions): Promise<
  */
 async function insertReceipts(db: Db, receipts: readonly NewReceipt[]) {
   const col = <T>(f: (r: NewReceipt) => T) => receipts.map(f)
-  const res = await sql<{ id: number; state: ReceiptState; trade_date: string; redrive_count: number }>`
+  const res = await sql<{ id: number; state: ReceiptState; trade_date: string; redrive_count: number; provider: string; skip_reason: string | null }>`
     INSERT INTO receipts (transaction_id, kind, merchant_id, provider, provider_key, idempotency_key, portone_payment, trade_date, deadline,
       run_id, last_run_id, total_amount, supply_amount, vat_amount, tax_free_amount, service_fee, state, purpose, skip_reason, finished_at, self_issued)
     SELECT * FROM unnest(
@@ -248,7 +254,7 @@ async function insertReceipts(db: Db, receipts: readonly NewReceipt[]) {
       ${col((r) => r.self_issued ?? false)}::boolean[]
     )
     ON CONFLICT (transaction_id, kind, seq) DO NOTHING
-    RETURNING id, state, trade_date, redrive_count
+    RETURNING id, state, trade_date, redrive_count, provider, skip_reason
   `.execute(db)
   return res.rows
 }

@@ -3,7 +3,7 @@
  * separate OS processes (like production), process RSS sampling, Redis memory sampling, and the
  * baselines every scenario measures in the same run (the machine's speed drifts).
  */
-import { spawn, type ChildProcess } from 'node:child_process'
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { readdirSync, readFileSync } from 'node:fs'
 import { writeFile, mkdtemp } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -49,8 +49,21 @@ export function scenarioEnv(databaseUrl: string, redisUrl: string, prefix: strin
  */
 const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(/\s+/).filter(Boolean)
 
+/**
+ * The CLI as production runs it (the Dockerfile's `npm run build`, then node on dist/): compiled once
+ * per bench run, so no process spends its first seconds compiling TypeScript through tsx — four
+ * workers doing that at once on two cores starved the first seconds of every scenario — and RSS is
+ * the program's, not a loader's.
+ */
+const CLI = join(ROOT, 'dist', 'src', 'cli.js')
+
+export function buildCli(): void {
+  const r = spawnSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(ROOT, 'tsconfig.build.json')], { cwd: ROOT, stdio: 'inherit' })
+  if (r.status !== 0) throw new Error('npm run build failed: the benchmark runs the compiled CLI')
+}
+
 export function spawnCli(args: string[], env: Record<string, string>, opts: { quiet?: boolean } = {}): ChildProcess {
-  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', join(ROOT, 'src/cli.ts'), ...args], {
+  const child = spawn(process.execPath, [...nodeArgs, CLI, ...args], {
     cwd: ROOT,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', opts.quiet ? 'ignore' : 'inherit'],
@@ -61,7 +74,7 @@ export function spawnCli(args: string[], env: Record<string, string>, opts: { qu
 
 export function runCli(args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; peakRssMb: number }> {
   return new Promise((res, rej) => {
-    const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', join(ROOT, 'src/cli.ts'), ...args], {
+    const child = spawn(process.execPath, [...nodeArgs, CLI, ...args], {
       cwd: ROOT,
       env: { ...process.env, ...env },
       stdio: ['ignore', 'pipe', 'inherit'],

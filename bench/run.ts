@@ -10,7 +10,7 @@ import { Redis } from 'ioredis'
 import { loadConfig } from '../src/config.ts'
 import { ensurePostgres, ensureRedis } from '../src/demo/infra.ts'
 import {
-  copyTransactions, cpuMeter, measureBaselines, percentile, recreateDatabase, rssMb, runCli, sandboxStats, scenarioEnv, spawnCli,
+  buildCli, copyTransactions, cpuMeter, measureBaselines, percentile, recreateDatabase, rssMb, runCli, sandboxStats, scenarioEnv, spawnCli,
   startSandboxProcess, stop, waitFor, writeMerchantsFile,
 } from './lib.ts'
 
@@ -264,6 +264,8 @@ const round = (n: number, d = 1) => Math.round(n * 10 ** d) / 10 ** d
 
 async function main() {
   const config = loadConfig()
+  log('building the CLI (npm run build)…')
+  buildCli()
   const postgres = await ensurePostgres(config.databaseUrl, log)
   const redis = await ensureRedis(config.redisUrl, log)
   const pgServer = postgres.url.replace(/\/[^/]*$/, '')

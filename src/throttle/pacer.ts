@@ -10,7 +10,8 @@
  * provider that counts a sliding window (the sandbox, most API gateways) sees that bunching as a burst
  * over its limit — measured here: 101–110 calls in one second at 97% pacing. Deciding at the moment of
  * sending leaves only the network's jitter between our spacing and what the provider counts.
- * bottleneck still spaces the calls and caps concurrency; the pacer only waits when they bunch.
+ * bottleneck still caps concurrency and releases calls a little faster than the rate (PACER_HEADROOM in
+ * throttle.ts), so a call is always waiting here and the pacer alone sets the pace.
  */
 import type { Redis } from 'ioredis'
 

@@ -97,9 +97,18 @@ export interface ThrottleFactoryOptions {
 /** Share of a provider's documented rate we pace at: timer jitter must not cross its window. */
 export const RATE_SAFETY = 0.97
 
-/** Spacing between call starts that keeps one credential under both minTimeMs and maxPerSecond. */
+/**
+ * How much faster than the paced rate bottleneck releases calls to the pacer. Two limiters at the same
+ * rate in series lose throughput: a call bottleneck starts on a late local timer reaches the pacer
+ * after its slot has passed, and the pacer cannot give that time back. Released a little faster,
+ * calls wait at the pacer (a local queue bounded by the worker's concurrency) and the pacer, which
+ * decides at send time, is the one that sets the rate.
+ */
+export const PACER_HEADROOM = 1.25
+
+/** Spacing between call starts in bottleneck: minTimeMs, and per-second limits loosely (the pacer is exact). */
 export function minTimeOf(limits: ProviderLimits): number {
-  const fromRate = limits.maxPerSecond ? 1000 / (limits.maxPerSecond * RATE_SAFETY) : 0
+  const fromRate = limits.maxPerSecond ? 1000 / (limits.maxPerSecond * RATE_SAFETY * PACER_HEADROOM) : 0
   return Math.max(limits.minTimeMs, fromRate)
 }
 

@@ -62,6 +62,12 @@ export function buildCli(): void {
   if (r.status !== 0) throw new Error('npm run build failed: the benchmark runs the compiled CLI')
 }
 
+/** Every process a scenario started: killed if the bench itself exits early, so none keeps loading the machine. */
+const children = new Set<ChildProcess>()
+process.on('exit', () => {
+  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL')
+})
+
 export function spawnCli(args: string[], env: Record<string, string>, opts: { quiet?: boolean } = {}): ChildProcess {
   const child = spawn(process.execPath, [...nodeArgs, CLI, ...args], {
     cwd: ROOT,
@@ -69,6 +75,8 @@ export function spawnCli(args: string[], env: Record<string, string>, opts: { qu
     stdio: ['ignore', 'pipe', opts.quiet ? 'ignore' : 'inherit'],
   })
   child.stdout?.resume()
+  children.add(child)
+  child.once('exit', () => children.delete(child))
   return child
 }
 

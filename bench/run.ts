@@ -142,7 +142,7 @@ async function fidelity(pgServer: string, redisUrl: string): Promise<Result> {
           lastAt = now
           seen = n
         }
-      })
+      }, () => {}) // a missed sample (the sandbox busy past fetch's patience) is only a gap in sampling
     }, 50)
     await waitFor(async () => {
       const c = await counts(db)
@@ -188,7 +188,7 @@ async function settlement(pgServer: string, redisUrl: string): Promise<Result> {
     const memBase = Number(/used_memory:(\d+)/.exec(await redis.info('memory'))![1])
     let peakRedis = 0
     const sampler = setInterval(() => {
-      void redis.info('memory').then((m) => (peakRedis = Math.max(peakRedis, Number(/used_memory:(\d+)/.exec(m)![1]) - memBase)))
+      void redis.info('memory').then((m) => (peakRedis = Math.max(peakRedis, Number(/used_memory:(\d+)/.exec(m)![1]) - memBase)), () => {})
     }, 200)
     // Workers off: a drain that completes jobs without issuing, so backpressure engages and Redis stays bounded.
     const { Worker } = await import('bullmq')

@@ -68,27 +68,29 @@ process.on('exit', () => {
   for (const c of children) if (c.exitCode === null) c.kill('SIGKILL')
 })
 
-export function spawnCli(args: string[], env: Record<string, string>, opts: { quiet?: boolean } = {}): ChildProcess {
+/** The compiled CLI as a child process, tracked so an early exit of the bench kills it. */
+function startCli(args: string[], env: Record<string, string>, stderr: 'ignore' | 'inherit'): ChildProcess {
   const child = spawn(process.execPath, [...nodeArgs, CLI, ...args], {
     cwd: ROOT,
     env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', opts.quiet ? 'ignore' : 'inherit'],
+    stdio: ['ignore', 'pipe', stderr],
   })
-  child.stdout?.resume()
   children.add(child)
   child.once('exit', () => children.delete(child))
   return child
 }
 
+export function spawnCli(args: string[], env: Record<string, string>, opts: { quiet?: boolean } = {}): ChildProcess {
+  const child = startCli(args, env, opts.quiet ? 'ignore' : 'inherit')
+  child.stdout?.resume()
+  return child
+}
+
 export function runCli(args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; peakRssMb: number }> {
   return new Promise((res, rej) => {
-    const child = spawn(process.execPath, [...nodeArgs, CLI, ...args], {
-      cwd: ROOT,
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'inherit'],
-    })
+    const child = startCli(args, env, 'inherit')
     let stdout = ''
-    child.stdout.on('data', (d) => (stdout += d))
+    child.stdout!.on('data', (d) => (stdout += d))
     let peak = 0
     const timer = setInterval(() => (peak = Math.max(peak, rssMb(child.pid!))), 100)
     child.on('error', rej)

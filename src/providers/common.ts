@@ -12,6 +12,23 @@ export function meta(r: HttpResult, providerCode: string | null, message: string
 
 export const asObject = (v: unknown): Record<string, unknown> | null => (v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : null)
 export const str = (v: unknown): string | null => (typeof v === 'string' && v ? v : typeof v === 'number' ? String(v) : null)
+/**
+ * A provider's code as text, whatever JSON it sent: String() throws on an object whose `toString` key
+ * holds data (`{"code": {"toString": 1}}`), and a classifier must never throw.
+ */
+export const codeText = (v: unknown): string | null =>
+  v === undefined || v === null ? null : typeof v === 'object' ? JSON.stringify(v).slice(0, 100) : String(v)
+/** A finite number from a JSON number or numeric string; anything else (objects included) is null. */
+export const num = (v: unknown): number | null => {
+  const n = typeof v === 'number' ? v : typeof v === 'string' && v.trim() ? Number(v) : NaN
+  return Number.isFinite(n) ? n : null
+}
+/** An ISO time from Unix seconds, or null when the value is missing, zero or outside Date's range. */
+export const isoFromEpochSeconds = (v: unknown): string | null => {
+  const s = num(v)
+  const d = s ? new Date(s * 1000) : null
+  return d && !Number.isNaN(d.getTime()) ? d.toISOString() : null
+}
 
 /** Parses a body, capping what is looked at (a huge body is garbage for our purposes). */
 export function body(r: Extract<HttpResult, { ok: true }>): Record<string, unknown> | null {

@@ -88,6 +88,38 @@ describe('garbage answers are classified, never thrown', () => {
   })
 })
 
+describe('hostile JSON values are classified, never thrown', () => {
+  // Found by the property below in CI: String({ toString: 1 }) throws "Cannot convert object to primitive value".
+  const object = { toString: 1, valueOf: 2 }
+  const bodies = [
+    { code: object, message: object, response: { applied_at: object, cancelled_at: object, amount_total: object } },
+    { code: 0, response: { applied_at: 1e20, cancelled_at: -1e20, apply_num: '1' } },
+    { code: [1, 2], resultCode: object, type: object, cashReceipt: object, info: [null, 1, object, { appr_state: 'F', appr_price: object }] },
+    { code: '0000', info: [null, 'x', { appr_state: 'F', appr_price: object, appr_dt: object }] },
+    { resultCode: '0000', status: 'ISSUED', transactionAmount: 1000, cancelledAmount: object },
+  ]
+  for (const [name, classify] of Object.entries(CLASSIFIERS)) {
+    it(`${name}: every op and status gives a kind of the closed set`, () => {
+      for (const b of bodies) {
+        for (const op of ['issue', 'lookup', 'cancel'] as const) {
+          for (const status of [200, 400, 404, 500]) expect(KINDS).toContain(classify(op, answer(status, JSON.stringify(b))).kind)
+        }
+      }
+    })
+  }
+
+  it('PortOne V1: a time outside Date\'s range is no time, and the receipt is still read as issued', () => {
+    const o = classifyPortoneV1('lookup', answer(200, JSON.stringify(bodies[1])))
+    expect(o).toMatchObject({ kind: 'issued', receipt: { approvalNumber: '1', issuedAt: null, cancelledAt: null } })
+  })
+
+  it('PortOne V1: a Naver Pay cash amount that is not whole won is asked again, never used', () => {
+    const amounts = (total: unknown) => JSON.stringify({ code: 0, response: { amount_total: total, amount_supply: 1000, amount_vat: 100 } })
+    for (const bad of [{ toString: 1 }, 1100.5, 'abc', null, '']) expect(classifyPortoneV1('naver_cash_amount', answer(200, amounts(bad))).kind).toBe('retryable')
+    expect(classifyPortoneV1('naver_cash_amount', answer(200, amounts(1100)))).toMatchObject({ kind: 'issued', receipt: { amount: 1100 } })
+  })
+})
+
 describe('properties over arbitrary answers', () => {
   const status = fc.integer({ min: 100, max: 599 })
   const text = fc.oneof(

@@ -12,7 +12,7 @@
  * | 5xx, garbage body, 200 without 0000       | unknown_outcome  | retryable   | unknown_outcome |
  */
 import { retryAfterMs, type HttpResult } from '../http.ts'
-import { body, meta, str } from '../common.ts'
+import { body, meta, num, str } from '../common.ts'
 import type { ProviderOutcome, ProviderReceipt } from '../types.ts'
 
 export function classifyNts(op: 'issue' | 'lookup' | 'cancel', r: Extract<HttpResult, { ok: true }>): ProviderOutcome {
@@ -47,7 +47,7 @@ function receiptOf(x: Record<string, unknown>): ProviderReceipt {
     approvalNumber: str(x.approvalNumber),
     providerReceiptId: str(x.approvalNumber),
     receiptUrl: null,
-    amount: typeof x.transactionAmount === 'number' ? x.transactionAmount - Number(x.cancelledAmount ?? 0) : null,
+    amount: typeof x.transactionAmount === 'number' ? x.transactionAmount - (num(x.cancelledAmount) ?? 0) : null,
     issuedAt: str(x.issuedAt),
     cancelledAt: str(x.cancelledAt),
   }

@@ -15,7 +15,7 @@
  * | any other code                         | permanent (documented codes only are trusted)       |
  */
 import { retryAfterMs, type HttpResult } from '../http.ts'
-import { body, meta, str } from '../common.ts'
+import { asObject, body, meta, num, str } from '../common.ts'
 import type { ProviderOutcome } from '../types.ts'
 
 export function classifyPayssam(op: 'issue' | 'lookup' | 'cancel', r: Extract<HttpResult, { ok: true }>): ProviderOutcome {
@@ -50,10 +50,10 @@ export function classifyPayssam(op: 'issue' | 'lookup' | 'cancel', r: Extract<Ht
 
 /** read: info[] holds the issue (F) and cancel (C) rows; live when approved exceeds cancelled. */
 function fromInfo(b: Record<string, unknown>, m: ReturnType<typeof meta>): ProviderOutcome {
-  const info = Array.isArray(b.info) ? (b.info as Record<string, unknown>[]) : []
+  const info = Array.isArray(b.info) ? b.info.map(asObject).filter((i) => i !== null) : []
   const approved = info.filter((i) => i.appr_state === 'F')
   if (!approved.length) return { kind: 'not_found', meta: m }
-  const sum = (rows: Record<string, unknown>[]) => rows.reduce((n, i) => n + Number(i.appr_price ?? 0), 0)
+  const sum = (rows: Record<string, unknown>[]) => rows.reduce((n, i) => n + (num(i.appr_price) ?? 0), 0)
   const remaining = sum(approved) - sum(info.filter((i) => i.appr_state === 'C'))
   const first = approved[0]!
   const receipt = {

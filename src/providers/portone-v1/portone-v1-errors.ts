@@ -15,28 +15,27 @@
  */
 import type { HttpResult } from '../http.ts'
 import { retryAfterMs } from '../http.ts'
-import { body, meta, str } from '../common.ts'
+import { body, codeText, isoFromEpochSeconds, meta, num, str } from '../common.ts'
 import type { ProviderOutcome, ProviderReceipt } from '../types.ts'
 
 type Op = 'issue' | 'lookup' | 'cancel' | 'naver_cash_amount'
 
 export function receiptOf(res: Record<string, unknown>): ProviderReceipt {
-  const cancelledAt = Number(res.cancelled_at ?? 0)
-  const appliedAt = Number(res.applied_at ?? 0)
+  const cancelledAt = isoFromEpochSeconds(res.cancelled_at)
   return {
-    status: cancelledAt > 0 ? 'cancelled' : 'issued',
+    status: cancelledAt ? 'cancelled' : 'issued',
     approvalNumber: str(res.apply_num),
     providerReceiptId: str(res.receipt_tid),
     receiptUrl: str(res.receipt_url),
     amount: typeof res.amount === 'number' ? res.amount : null,
-    issuedAt: appliedAt ? new Date(appliedAt * 1000).toISOString() : null,
-    cancelledAt: cancelledAt ? new Date(cancelledAt * 1000).toISOString() : null,
+    issuedAt: isoFromEpochSeconds(res.applied_at),
+    cancelledAt,
   }
 }
 
 export function classifyPortoneV1(op: Op, r: Extract<HttpResult, { ok: true }>): ProviderOutcome {
   const b = body(r)
-  const code = b && b.code !== undefined ? String(b.code) : null
+  const code = b ? codeText(b.code) : null
   const message = b ? str(b.message) : null
   const m = meta(r, code, message)
   const sideEffect = op === 'issue' || op === 'cancel'
@@ -48,7 +47,12 @@ export function classifyPortoneV1(op: Op, r: Extract<HttpResult, { ok: true }>):
   if (r.status === 200) {
     const res = b.response as Record<string, unknown> | null
     if (b.code !== 0 || !res) return op === 'lookup' ? { kind: 'retryable', meta: m } : { kind: 'permanent', meta: m }
-    if (op === 'naver_cash_amount') return { kind: 'issued', receipt: { status: 'issued', approvalNumber: null, providerReceiptId: null, receiptUrl: null, amount: Number(res.amount_total), issuedAt: null, cancelledAt: null }, meta: m }
+    if (op === 'naver_cash_amount') {
+      // Money: only whole won is an answer; anything else is garbage from a read, worth asking again.
+      const [amount, supply, vat] = [res.amount_total, res.amount_supply, res.amount_vat].map(num)
+      if (![amount, supply, vat].every((n) => n !== null && Number.isSafeInteger(n))) return { kind: 'retryable', meta: m }
+      return { kind: 'issued', receipt: { status: 'issued', approvalNumber: null, providerReceiptId: null, receiptUrl: null, amount: amount!, issuedAt: null, cancelledAt: null }, meta: m }
+    }
     const receipt = receiptOf(res)
     if (op === 'cancel') return { kind: 'cancelled', receipt, meta: m }
     return receipt.status === 'cancelled' ? { kind: 'cancelled', receipt, meta: m } : { kind: 'issued', receipt, meta: m }

@@ -7,7 +7,7 @@
  */
 import type { MerchantConfig } from '../../config.ts'
 import { DEFAULT_RETRY, httpClientFor, transportMeta, transportOutcome, withRetry, type HttpResult } from '../http.ts'
-import { body, send, str, TokenCache, tokenFailure, withTokenRefresh } from '../common.ts'
+import { body, codeText, send, str, TokenCache, tokenFailure, withTokenRefresh } from '../common.ts'
 import type { CallContext, CancelRequest, CashReceiptProvider, IssueRequest, LookupRequest, NaverCashAmount, ProviderDeps, ProviderOutcome } from '../types.ts'
 import { classifyPortoneV1, receiptOf } from './portone-v1-errors.ts'
 
@@ -30,7 +30,7 @@ export function createPortoneV1Provider(deps: ProviderDeps<PortoneV1Credentials>
       // Server clock: the lifetime is expired_at − now, whatever our clock says.
       return { token: res.access_token, ttlMs: (res.expired_at - res.now) * 1000 }
     }
-    return tokenFailure(r, b ? String(b.code ?? '') : null, b ? str(b.message) : null)
+    return tokenFailure(r, b ? codeText(b.code) : null, b ? str(b.message) : null)
   }, now)
 
   /** One authorised call; a 401 refreshes the token once and repeats the call once. */
@@ -102,6 +102,7 @@ export function createPortoneV1Provider(deps: ProviderDeps<PortoneV1Credentials>
           if (!r.ok) return { kind: 'retryable', meta: transportMeta(r) }
           const outcome = classifyPortoneV1('naver_cash_amount', r)
           const res = body(r)?.response as Record<string, unknown> | undefined
+          // The classifier answers "issued" only when all three amounts are whole won.
           if (outcome.kind === 'issued' && res) {
             amount = { amountTotal: Number(res.amount_total), amountSupply: Number(res.amount_supply), amountVat: Number(res.amount_vat) }
           }

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto'
 import { Redis } from 'ioredis'
 import pino from 'pino'
 import { afterAll, beforeAll, expect, it } from 'vitest'
-import { createThrottle, minTimeOf, PACER_HEADROOM, QuotaExhaustedError, RATE_SAFETY, ThrottleRegistry } from '../../src/throttle/throttle.ts'
+import { createThrottle, minTimeOf, PACER_HEADROOM, QuotaExhaustedError, RATE_SAFETY, ThrottleRegistry, type Throttle } from '../../src/throttle/throttle.ts'
 import { createPacer } from '../../src/throttle/pacer.ts'
 import { redisUrl } from '../helpers/env.ts'
 import { deleteKeys } from '../helpers/test-env.ts'
@@ -65,8 +65,12 @@ it('paces a documented req/s limit below the limit across a registry and a secon
   // bottleneck releases calls a little faster than the rate; the send-time pacer holds them to it.
   expect(minTimeOf(limits)).toBeCloseTo(1000 / (40 * RATE_SAFETY * PACER_HEADROOM), 6)
   const registry = new ThrottleRegistry(opts())
-  const a = registry.get('paced', limits)
-  const b = createThrottle('paced', limits, opts())
+  await expectPacedAt40(registry.get('paced', limits), createThrottle('paced', limits, opts()))
+  await registry.close()
+})
+
+/** 60 calls split over two instances (two processes' worth) of a 40 req/s credential; closes `b`. */
+async function expectPacedAt40(a: Throttle, b: Throttle) {
   const starts: number[] = []
   const job = () => Promise.resolve(starts.push(Date.now()))
   await Promise.all(Array.from({ length: 60 }, (_, i) => (i % 2 ? a : b).schedule(job)))
@@ -81,8 +85,17 @@ it('paces a documented req/s limit below the limit across a registry and a secon
   // Paced sends hold at most 39 per second; a local timer firing late (a loaded machine) can move
   // one more into a window, never more than the provider's 40 + 1.
   expect(maxInWindow).toBeLessThanOrEqual(41)
-  await registry.close()
   await b.close()
+}
+
+it('a per-second limit alone is shared by the pacer: bottleneck stays local, the rate still holds across instances', async () => {
+  const limits = { maxConcurrent: null, minTimeMs: 0, maxPerSecond: 40, dailyQuota: null }
+  const registry = new ThrottleRegistry(opts())
+  await expectPacedAt40(registry.get('rate-only', limits), createThrottle('rate-only', limits, opts()))
+  // No clustered limiter state: only the pacer's key is in Redis for this credential.
+  expect(await redis.keys(`b_${prefix}-rate-only*`)).toEqual([])
+  expect(await redis.keys(`${prefix}:pace:rate-only`)).toHaveLength(1)
+  await registry.close()
 })
 
 it('releases an idle limiter and rebuilds it on next use, with the limit still shared', async () => {

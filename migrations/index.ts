@@ -3,6 +3,7 @@ import * as initial from './2026_11_22_0001_initial.ts'
 import * as settleKeyset from './2026_11_23_0002_settle_keyset.ts'
 import * as metricsIndexes from './2026_11_23_0101_metrics_indexes.ts'
 import * as redundantFks from './2026_11_23_0102_receipts_redundant_fks.ts'
+import * as runFk from './2026_11_24_0103_receipts_run_fk.ts'
 
 /** Every migration, in order. Static imports so the set is the same under tsx and compiled JS. */
 export const migrations: Record<string, Migration> = {
@@ -10,4 +11,5 @@ export const migrations: Record<string, Migration> = {
   '2026_11_23_0002_settle_keyset': settleKeyset,
   '2026_11_23_0101_metrics_indexes': metricsIndexes,
   '2026_11_23_0102_receipts_redundant_fks': redundantFks,
+  '2026_11_24_0103_receipts_run_fk': runFk,
 }

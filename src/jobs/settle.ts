@@ -315,7 +315,8 @@ async function waitForRoom(deps: SettleDeps): Promise<void> {
     if (waiting + deps.chunkSize <= deps.maxWaiting) return
     if (!logged) deps.logger.info({ waiting, maxWaiting: deps.maxWaiting }, 'settle: queue full, waiting for workers')
     logged = true
-    await sleep(200)
+    // One cheap count per poll; short enough that a queue emptied in bulk is noticed promptly.
+    await sleep(100)
   }
 }
 

@@ -116,7 +116,8 @@ async function fidelity(pgServer: string, redisUrl: string): Promise<Result> {
   // The operator configures the provider's documented limit; the throttle paces just under it.
   const { file, merchants } = await writeMerchantsFile(1, { maxConcurrent: null, maxPerSecond: limit })
   const prefix = `bench${Date.now().toString(36)}`
-  const sandbox = await startSandboxProcess(scenarioEnv(db, redisUrl, prefix), ['--rate-limit', `payssam=${limit}`])
+  // The sandbox counts arrivals: it runs ahead of the workers, as a remote provider's gateway would (lib.ts).
+  const sandbox = await startSandboxProcess(scenarioEnv(db, redisUrl, prefix), ['--rate-limit', `payssam=${limit}`], { priority: -10 })
   const env = scenarioEnv(db, redisUrl, prefix, { MERCHANTS_FILE: file, SANDBOX_URL: sandbox.url, WORKER_CONCURRENCY: '16' })
   try {
     await runCli(['migrate'], env)
@@ -162,7 +163,7 @@ async function fidelity(pgServer: string, redisUrl: string): Promise<Result> {
       scenario: 'fidelity',
       figures: {
         receipts: total, limit_req_per_s: limit, achieved_req_per_s: round(achieved), share_of_limit: round(share, 3), rate_limited_429: s.rate_limited, worker_processes: 4,
-        requests: s.requests - before, active_seconds: round(activeSeconds), seconds: round(seconds), ...cpu, noop_baseline_jobs_per_s: round(base.noopWorkerJobsPerSec), addbulk_baseline_jobs_per_s: round(base.addBulkJobsPerSec),
+        requests: s.requests - before, sandbox_nice: sandbox.priority, active_seconds: round(activeSeconds), seconds: round(seconds), ...cpu, noop_baseline_jobs_per_s: round(base.noopWorkerJobsPerSec), addbulk_baseline_jobs_per_s: round(base.addBulkJobsPerSec),
       },
       target: '≥ 95% of the limit, zero 429s',
       met: share >= 0.95 && s.rate_limited === 0,
@@ -179,7 +180,8 @@ async function settlement(pgServer: string, redisUrl: string): Promise<Result> {
   const db = await recreateDatabase(pgServer, 'cash_receipts_bench')
   const { file, merchants } = await writeMerchantsFile(50)
   const prefix = `bench${Date.now().toString(36)}`
-  const env = scenarioEnv(db, redisUrl, prefix, { MERCHANTS_FILE: file, SETTLE_MAX_WAITING: String(maxWaiting), SETTLE_CHUNK_SIZE: '2000' })
+  const chunkSize = 2_000
+  const env = scenarioEnv(db, redisUrl, prefix, { MERCHANTS_FILE: file, SETTLE_MAX_WAITING: String(maxWaiting), SETTLE_CHUNK_SIZE: String(chunkSize) })
   const redis = new Redis(redisUrl)
   try {
     await runCli(['migrate'], env)
@@ -190,14 +192,36 @@ async function settlement(pgServer: string, redisUrl: string): Promise<Result> {
     const sampler = setInterval(() => {
       void redis.info('memory').then((m) => (peakRedis = Math.max(peakRedis, Number(/used_memory:(\d+)/.exec(m)![1]) - memBase)), () => {})
     }, 200)
-    // Workers off: a drain that completes jobs without issuing, so backpressure engages and Redis stays bounded.
-    const { Worker } = await import('bullmq')
-    const drain = new Worker('receipts', async () => {}, { connection: new Redis(redisUrl, { maxRetriesPerRequest: null }) as never, prefix, concurrency: 100, removeOnComplete: { count: 0 } })
+    // Workers off. The queue is drained (its waiting jobs removed in bulk, one script) each time it
+    // is full, i.e. when settle's backpressure has stopped it: Redis stays bounded by the limit, and
+    // the figure is settle's own enqueue rate, not a consumer's (a BullMQ worker draining 1,000,000
+    // jobs would share Redis and the two cores with settle, and measure itself).
+    const { Queue } = await import('bullmq')
+    const drainConn = new Redis(redisUrl, { maxRetriesPerRequest: null })
+    const queue = new Queue('receipts', { connection: drainConn as never, prefix })
+    let drains = 0
+    let busy = false
+    const drainer = setInterval(() => {
+      if (busy) return
+      busy = true
+      void queue
+        .getWaitingCount()
+        .then(async (waiting) => {
+          if (waiting + chunkSize <= maxWaiting) return
+          await queue.drain()
+          drains++
+        })
+        .catch(() => {})
+        .finally(() => (busy = false))
+    }, 25)
     const t0 = performance.now()
     const settled = await runCli(['settle', '--date', '2026-11-21', '--json'], env)
     const seconds = (performance.now() - t0) / 1000
     clearInterval(sampler)
-    await drain.close()
+    clearInterval(drainer)
+    await queue.drain().catch(() => {})
+    await queue.close()
+    drainConn.disconnect()
     const summary = JSON.parse(settled.stdout)
     const rate = summary.enqueued / seconds
     const ratio = rate / base.addBulkJobsPerSec
@@ -207,10 +231,11 @@ async function settlement(pgServer: string, redisUrl: string): Promise<Result> {
       figures: {
         transactions: total, enqueued: summary.enqueued, skipped: summary.skipped, seconds: round(seconds), enqueue_per_s: round(rate),
         addbulk_baseline_jobs_per_s: round(base.addBulkJobsPerSec), noop_baseline_jobs_per_s: round(base.noopWorkerJobsPerSec), ratio_to_addbulk: round(ratio, 3),
-        settle_peak_rss_mb: round(settled.peakRssMb), redis_peak_used_mb: round(peakRedis / 1e6), max_waiting: maxWaiting,
+        settle_peak_rss_mb: round(settled.peakRssMb), redis_peak_used_mb: round(peakRedis / 1e6), max_waiting: maxWaiting, queue_full_drains: drains,
       },
-      target: 'ratio ≥ 0.5, RSS ≤ 300 MB, Redis bounded by the backpressure limit',
-      met: ratio >= 0.5 && settled.peakRssMb <= 300 && peakRedis <= bound,
+      target: 'ratio ≥ 0.5, RSS ≤ 300 MB, Redis bounded by the backpressure limit (which engaged)',
+      // Backpressure must have engaged (the queue was full at least once) for the Redis bound to mean anything.
+      met: ratio >= 0.5 && settled.peakRssMb <= 300 && peakRedis <= bound && drains > 0,
     }
   } finally {
     redis.disconnect()

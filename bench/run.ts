@@ -10,7 +10,7 @@ import { Redis } from 'ioredis'
 import { loadConfig } from '../src/config.ts'
 import { ensurePostgres, ensureRedis } from '../src/demo/infra.ts'
 import {
-  buildCli, copyTransactions, cpuMeter, measureBaselines, percentile, recreateDatabase, rssMb, runCli, sandboxStats, scenarioEnv, spawnCli,
+  buildCli, copyTransactions, cpuMeter, measureBaselines, percentile, recreateDatabase, removeKeys, rssMb, runCli, sandboxStats, scenarioEnv, spawnCli,
   startSandboxProcess, stop, waitFor, writeMerchantsFile,
 } from './lib.ts'
 
@@ -22,6 +22,11 @@ const only = (() => {
   return i >= 0 ? new Set(args[i + 1]!.split(',')) : null
 })()
 const log = (msg: string) => process.stderr.write(`[bench] ${msg}\n`)
+
+/** Every Redis key a run creates carries this run's stamp, so the run can remove them all at the end. */
+const RUN = `bench${Date.now().toString(36)}`
+let scenarioCount = 0
+const scenarioPrefix = () => `${RUN}s${++scenarioCount}`
 
 interface Result {
   scenario: string
@@ -85,7 +90,7 @@ async function ceiling(pgServer: string, redisUrl: string): Promise<Result> {
   const db = await recreateDatabase(pgServer, 'cash_receipts_bench')
   // No provider limit (the issue's ceiling): credentials without limits, so the throttle adds no Redis round trips.
   const { file, merchants } = await writeMerchantsFile(merchantsN, { maxConcurrent: null })
-  const prefix = `bench${Date.now().toString(36)}`
+  const prefix = scenarioPrefix()
   const sandbox = await startSandboxProcess(scenarioEnv(db, redisUrl, prefix))
   const env = scenarioEnv(db, redisUrl, prefix, { MERCHANTS_FILE: file, SANDBOX_URL: sandbox.url, WORKER_CONCURRENCY: '64' })
   try {
@@ -134,7 +139,7 @@ async function fidelity(pgServer: string, redisUrl: string): Promise<Result> {
   const db = await recreateDatabase(pgServer, 'cash_receipts_bench')
   // The operator configures the provider's documented limit; the throttle paces just under it.
   const { file, merchants } = await writeMerchantsFile(1, { maxConcurrent: null, maxPerSecond: limit })
-  const prefix = `bench${Date.now().toString(36)}`
+  const prefix = scenarioPrefix()
   // The sandbox counts arrivals: it runs ahead of the workers, as a remote provider's gateway would (lib.ts).
   const sandbox = await startSandboxProcess(scenarioEnv(db, redisUrl, prefix), ['--rate-limit', `payssam=${limit}`], { priority: -10 })
   const env = scenarioEnv(db, redisUrl, prefix, { MERCHANTS_FILE: file, SANDBOX_URL: sandbox.url, WORKER_CONCURRENCY: '16' })
@@ -195,7 +200,7 @@ async function settlement(pgServer: string, redisUrl: string): Promise<Result> {
   const base = await measureBaselines(redisUrl, quick ? 5_000 : 20_000)
   const db = await recreateDatabase(pgServer, 'cash_receipts_bench')
   const { file, merchants } = await writeMerchantsFile(50)
-  const prefix = `bench${Date.now().toString(36)}`
+  const prefix = scenarioPrefix()
   const chunkSize = 2_000
   const env = scenarioEnv(db, redisUrl, prefix, { MERCHANTS_FILE: file, SETTLE_MAX_WAITING: String(maxWaiting), SETTLE_CHUNK_SIZE: String(chunkSize) })
   const redis = new Redis(redisUrl)
@@ -259,17 +264,20 @@ async function settlement(pgServer: string, redisUrl: string): Promise<Result> {
 }
 
 async function soak(pgServer: string, redisUrl: string): Promise<Result> {
-  const total = quick ? 20_000 : 200_000
+  // The issue asks for 200,000 receipts. About 14 % of a generated day gets none (no buyer identifier
+  // at a merchant that is not a mandatory issuer): 200,000 transactions made 171,869 receipts, so the
+  // full soak loads 235,000 (~202,000 receipts; the figure reports the exact count).
+  const total = quick ? 20_000 : 235_000
   const base = await measureBaselines(redisUrl, quick ? 5_000 : 20_000)
   const db = await recreateDatabase(pgServer, 'cash_receipts_bench')
   const { file, merchants } = await writeMerchantsFile(100, { maxConcurrent: 50, minTimeMs: 0 })
-  const prefix = `bench${Date.now().toString(36)}`
+  const prefix = scenarioPrefix()
   const sandbox = await startSandboxProcess(scenarioEnv(db, redisUrl, prefix))
   const env = scenarioEnv(db, redisUrl, prefix, { MERCHANTS_FILE: file, SANDBOX_URL: sandbox.url, WORKER_CONCURRENCY: '64' })
   try {
     await runCli(['migrate'], env)
     await copyTransactions(db, { businessDate: '2026-11-21', count: total, merchants, providers: ['payssam', 'nts', 'portone-v2'] })
-    // The worker runs while settle enqueues: 200,000 receipts are more than the backpressure limit
+    // The worker runs while settle enqueues: ~200,000 receipts are more than the backpressure limit
     // lets wait in Redis, so settle only finishes because the worker drains the queue.
     const worker = spawnCli(['worker'], env)
     const t0 = Date.now()
@@ -331,6 +339,10 @@ async function main() {
       else log(`${name}: ${r.met ? 'target met' : 'TARGET MISSED'} ${JSON.stringify(r.figures)}`)
     }
   } finally {
+    // Queues keep their last completed jobs, the throttle its limiter and pacer keys: about 10,000
+    // keys a scenario, which earlier runs left behind in a shared Redis.
+    const removed = await removeKeys(redis.url, `*${RUN}*`).catch((err: unknown) => (log(`could not remove this run's Redis keys: ${String(err)}`), 0))
+    log(`removed ${removed} Redis keys of this run`)
     await redis.stop()
     await postgres.stop()
   }

@@ -341,20 +341,6 @@ export async function copyTransactions(
   return { rows: opts.count, seconds: (performance.now() - t0) / 1000 }
 }
 
-/** Deletes every key matching `pattern` (SCAN, then UNLINK in batches); returns how many. */
-export async function removeKeys(redisUrl: string, pattern: string): Promise<number> {
-  const redis = new Redis(redisUrl)
-  let removed = 0
-  try {
-    for await (const keys of redis.scanStream({ match: pattern, count: 1_000 }) as AsyncIterable<string[]>) {
-      if (keys.length) removed += await redis.unlink(...keys)
-    }
-  } finally {
-    redis.disconnect()
-  }
-  return removed
-}
-
 export async function waitFor(fn: () => Promise<boolean>, timeoutMs: number, everyMs = 250): Promise<boolean> {
   const end = Date.now() + timeoutMs
   while (Date.now() < end) {

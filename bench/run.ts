@@ -10,9 +10,10 @@ import { Redis } from 'ioredis'
 import { loadConfig } from '../src/config.ts'
 import { ensurePostgres, ensureRedis } from '../src/demo/infra.ts'
 import {
-  buildCli, copyTransactions, cpuMeter, measureBaselines, percentile, recreateDatabase, removeKeys, rssMb, runCli, sandboxStats, scenarioEnv, spawnCli,
+  buildCli, copyTransactions, cpuMeter, measureBaselines, percentile, recreateDatabase, rssMb, runCli, sandboxStats, scenarioEnv, spawnCli,
   startSandboxProcess, stop, waitFor, writeMerchantsFile,
 } from './lib.ts'
+import { deleteKeys } from '../test/helpers/redis-keys.ts'
 
 const args = process.argv.slice(2)
 const quick = args.includes('--quick')
@@ -23,10 +24,13 @@ const only = (() => {
 })()
 const log = (msg: string) => process.stderr.write(`[bench] ${msg}\n`)
 
-/** Every Redis key a run creates carries this run's stamp, so the run can remove them all at the end. */
+/** The Redis key prefix of each scenario this run started, so the run can remove their keys at the end. */
 const RUN = `bench${Date.now().toString(36)}`
-let scenarioCount = 0
-const scenarioPrefix = () => `${RUN}s${++scenarioCount}`
+const prefixes: string[] = []
+const scenarioPrefix = () => {
+  prefixes.push(`${RUN}s${prefixes.length + 1}`)
+  return prefixes.at(-1)!
+}
 
 interface Result {
   scenario: string
@@ -341,7 +345,8 @@ async function main() {
   } finally {
     // Queues keep their last completed jobs, the throttle its limiter and pacer keys: about 10,000
     // keys a scenario, which earlier runs left behind in a shared Redis.
-    const removed = await removeKeys(redis.url, `*${RUN}*`).catch((err: unknown) => (log(`could not remove this run's Redis keys: ${String(err)}`), 0))
+    let removed = 0
+    for (const prefix of prefixes) removed += await deleteKeys(prefix, redis.url).catch((err: unknown) => (log(`could not remove the Redis keys of ${prefix}: ${String(err)}`), 0))
     log(`removed ${removed} Redis keys of this run`)
     await redis.stop()
     await postgres.stop()

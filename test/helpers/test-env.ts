@@ -4,11 +4,11 @@
  */
 import { randomBytes } from 'node:crypto'
 import pg from 'pg'
-import { Redis } from 'ioredis'
 import pino from 'pino'
 import { loadConfig, type AppConfig } from '../../src/config.ts'
 import { createApp, type App } from '../../src/app.ts'
 import { TEMPLATE_DB, TEST_DB_NS, adminUrl, dbUrl, redisUrl } from './env.ts'
+import { deleteKeys } from './redis-keys.ts'
 
 export interface TestEnv {
   readonly name: string
@@ -85,23 +85,6 @@ export async function createTestEnv(opts: { sandboxUrl?: string; env?: Record<st
       await deleteKeys(prefix)
       await db.drop()
     },
-  }
-}
-
-/** Removes every Redis key of a test prefix (BullMQ queues, limiter keys, quota counters). */
-export async function deleteKeys(prefix: string): Promise<void> {
-  const r = new Redis(redisUrl())
-  try {
-    for (const pattern of [`${prefix}:*`, `b_${prefix}-*`]) {
-      let cursor = '0'
-      do {
-        const [next, keys] = await r.scan(cursor, 'MATCH', pattern, 'COUNT', 1000)
-        cursor = next
-        if (keys.length) await r.del(...keys)
-      } while (cursor !== '0')
-    }
-  } finally {
-    r.disconnect()
   }
 }
 

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest'
 import { createThrottle, minTimeOf, PACER_HEADROOM, QuotaExhaustedError, RATE_SAFETY, ThrottleRegistry, type Throttle } from '../../src/throttle/throttle.ts'
 import { createPacer } from '../../src/throttle/pacer.ts'
 import { redisUrl } from '../helpers/env.ts'
-import { deleteKeys } from '../helpers/test-env.ts'
+import { deleteKeys } from '../helpers/redis-keys.ts'
 
 const prefix = `crt${randomBytes(4).toString('hex')}`
 let redis: Redis

@@ -16,7 +16,7 @@
 import type { HttpResult } from '../http.ts'
 import { retryAfterMs } from '../http.ts'
 import { body, codeText, isoFromEpochSeconds, meta, num, str } from '../common.ts'
-import type { ProviderOutcome, ProviderReceipt } from '../types.ts'
+import type { NaverCashAmount, ProviderOutcome, ProviderReceipt } from '../types.ts'
 
 type Op = 'issue' | 'lookup' | 'cancel' | 'naver_cash_amount'
 
@@ -31,6 +31,16 @@ export function receiptOf(res: Record<string, unknown>): ProviderReceipt {
     issuedAt: isoFromEpochSeconds(res.applied_at),
     cancelledAt,
   }
+}
+
+/**
+ * The cash-funded part of a Naver Pay payment, or null unless all three amounts are whole won (money:
+ * anything else is garbage from a read, worth asking again, never a receipt amount).
+ */
+export function naverCashAmountOf(res: Record<string, unknown>): NaverCashAmount | null {
+  const [amountTotal, amountSupply, amountVat] = [res.amount_total, res.amount_supply, res.amount_vat].map(num)
+  if (![amountTotal, amountSupply, amountVat].every((n) => n !== null && Number.isSafeInteger(n))) return null
+  return { amountTotal: amountTotal!, amountSupply: amountSupply!, amountVat: amountVat! }
 }
 
 export function classifyPortoneV1(op: Op, r: Extract<HttpResult, { ok: true }>): ProviderOutcome {
@@ -48,10 +58,9 @@ export function classifyPortoneV1(op: Op, r: Extract<HttpResult, { ok: true }>):
     const res = b.response as Record<string, unknown> | null
     if (b.code !== 0 || !res) return op === 'lookup' ? { kind: 'retryable', meta: m } : { kind: 'permanent', meta: m }
     if (op === 'naver_cash_amount') {
-      // Money: only whole won is an answer; anything else is garbage from a read, worth asking again.
-      const [amount, supply, vat] = [res.amount_total, res.amount_supply, res.amount_vat].map(num)
-      if (![amount, supply, vat].every((n) => n !== null && Number.isSafeInteger(n))) return { kind: 'retryable', meta: m }
-      return { kind: 'issued', receipt: { status: 'issued', approvalNumber: null, providerReceiptId: null, receiptUrl: null, amount: amount!, issuedAt: null, cancelledAt: null }, meta: m }
+      const cash = naverCashAmountOf(res)
+      if (!cash) return { kind: 'retryable', meta: m }
+      return { kind: 'issued', receipt: { status: 'issued', approvalNumber: null, providerReceiptId: null, receiptUrl: null, amount: cash.amountTotal, issuedAt: null, cancelledAt: null }, meta: m }
     }
     const receipt = receiptOf(res)
     if (op === 'cancel') return { kind: 'cancelled', receipt, meta: m }

@@ -9,7 +9,7 @@ import type { MerchantConfig } from '../../config.ts'
 import { DEFAULT_RETRY, httpClientFor, transportMeta, transportOutcome, withRetry, type HttpResult } from '../http.ts'
 import { body, codeText, send, str, TokenCache, tokenFailure, withTokenRefresh } from '../common.ts'
 import type { CallContext, CancelRequest, CashReceiptProvider, IssueRequest, LookupRequest, NaverCashAmount, ProviderDeps, ProviderOutcome } from '../types.ts'
-import { classifyPortoneV1, receiptOf } from './portone-v1-errors.ts'
+import { classifyPortoneV1, naverCashAmountOf, receiptOf } from './portone-v1-errors.ts'
 
 export type PortoneV1Credentials = NonNullable<MerchantConfig['providers']['portone']>
 
@@ -102,10 +102,7 @@ export function createPortoneV1Provider(deps: ProviderDeps<PortoneV1Credentials>
           if (!r.ok) return { kind: 'retryable', meta: transportMeta(r) }
           const outcome = classifyPortoneV1('naver_cash_amount', r)
           const res = body(r)?.response as Record<string, unknown> | undefined
-          // The classifier answers "issued" only when all three amounts are whole won.
-          if (outcome.kind === 'issued' && res) {
-            amount = { amountTotal: Number(res.amount_total), amountSupply: Number(res.amount_supply), amountVat: Number(res.amount_vat) }
-          }
+          if (outcome.kind === 'issued' && res) amount = naverCashAmountOf(res)
           return outcome
         },
         { budget, signal: ctx?.signal, onCall: (x) => ctx?.onCall?.('naver_cash_amount', x) },

@@ -337,9 +337,12 @@ export function buildReceipt(tx: SettleTransaction, mandatoryIssuer: boolean, ru
     mandatoryIssuer,
     status: tx.status,
   })
-  const base = {
+  const skip = decision.action === 'skip'
+  // One object literal with every column, the same shape for every row: spreading a shared base
+  // into per-branch literals made V8 rebuild property maps per row (settle's hottest function).
+  return {
     transaction_id: tx.transaction_id,
-    kind: 'issue' as const,
+    kind: 'issue',
     merchant_id: tx.merchant_id,
     provider: tx.provider,
     provider_key: keys.providerKey,
@@ -354,15 +357,11 @@ export function buildReceipt(tx: SettleTransaction, mandatoryIssuer: boolean, ru
     vat_amount: amounts?.vat ?? 0,
     tax_free_amount: amounts?.taxFree ?? 0,
     service_fee: amounts?.serviceFee ?? 0,
-  }
-  if (decision.action === 'skip') {
-    return { ...base, state: 'skipped', purpose: tx.purpose, skip_reason: decision.reason, finished_at: new Date() }
-  }
-  return {
-    ...base,
-    state: 'pending',
-    self_issued: decision.selfIssued,
+    state: skip ? 'skipped' : 'pending',
     // The self-issue number may only be used for 소득공제 (deduction).
-    purpose: decision.selfIssued ? 'deduction' : tx.purpose,
+    purpose: !skip && decision.selfIssued ? 'deduction' : tx.purpose,
+    skip_reason: skip ? decision.reason : null,
+    finished_at: skip ? new Date() : null,
+    self_issued: !skip && decision.selfIssued,
   }
 }

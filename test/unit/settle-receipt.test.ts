@@ -40,19 +40,10 @@ describe('settle: the receipts row built for a transaction', () => {
           status: tx.status,
         })
         const keys = deriveProviderKeys({ provider: tx.provider, merchantId: tx.merchant_id, transactionId: tx.transaction_id, paymentRef: tx.payment_ref, orderId: tx.order_id })
-        expect(r).toMatchObject({
-          transaction_id: tx.transaction_id,
-          kind: 'issue',
-          provider_key: keys.providerKey,
-          idempotency_key: keys.idempotencyKey,
-          portone_payment: keys.portonePayment,
-          trade_date: tx.business_date,
-          deadline: legalDeadline(tx.business_date),
-          run_id: runId,
-          last_run_id: runId,
-          total_amount: amounts?.total ?? 0,
-          vat_amount: amounts?.vat ?? 0,
-        })
+        expect([r.transaction_id, r.kind, r.trade_date, r.deadline, r.run_id, r.last_run_id]).toEqual([tx.transaction_id, 'issue', tx.business_date, legalDeadline(tx.business_date), runId, runId])
+        expect({ providerKey: r.provider_key, idempotencyKey: r.idempotency_key, portonePayment: r.portone_payment }).toEqual(keys)
+        const split = amounts ? [amounts.total, amounts.supply, amounts.vat, amounts.taxFree, amounts.serviceFee] : [0, 0, 0, 0, 0]
+        expect([r.total_amount, r.supply_amount, r.vat_amount, r.tax_free_amount, r.service_fee]).toEqual(split)
         if (decision.action === 'skip') {
           expect(r).toMatchObject({ state: 'skipped', skip_reason: decision.reason, self_issued: false, purpose: tx.purpose })
           expect(r.finished_at).toBeInstanceOf(Date)

@@ -18,6 +18,8 @@ import { kstToday, kstYesterday } from '../domain/index.ts'
 import { ensurePostgres, ensureRedis, recreateDatabase } from './infra.ts'
 import { generateDay, toCsv } from './generate.ts'
 import { startSandbox } from '../sandbox/index.ts'
+import { createRedis } from '../queue/queues.ts'
+import { deletePrefixKeys } from '../queue/prefix-keys.ts'
 
 const say = (msg: string) => process.stderr.write(`» ${msg}\n`)
 
@@ -49,8 +51,10 @@ export async function runDemo(opts: { transactions: number; json: boolean }): Pr
     })
     const app = createApp(config)
     cleanup.push(async () => {
-      await app.receiptsQueue().obliterate({ force: true }).catch(() => {})
       await app.close()
+      // The prefix is new each run: its queue, limiter, pacer and quota keys would otherwise stay behind.
+      const r = createRedis(redis.url, { name: 'cash-receipts-demo-cleanup' })
+      await deletePrefixKeys(r, queuePrefix).finally(() => r.disconnect())
     })
     const migrated = await app.prepareDatabase()
     say(`database cash_receipts_demo migrated (${migrated.migrations.length} migrations)`)

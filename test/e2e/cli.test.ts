@@ -11,6 +11,8 @@ import { startSandbox, type Sandbox } from '../../src/sandbox/index.ts'
 import { generateDay, toCsv } from '../../src/demo/generate.ts'
 import { createTestEnv, type TestEnv } from '../helpers/test-env.ts'
 import { runCli, spawnCli, stopChild } from '../helpers/pipeline.ts'
+import { Redis } from 'ioredis'
+import { redisUrl } from '../helpers/env.ts'
 
 let sandbox: Sandbox
 let env: TestEnv
@@ -38,6 +40,22 @@ describe('cash-receipts CLI', () => {
     })
     const top = await runCli(['--help'], env.env())
     for (const c of COMMANDS) expect(top.stdout).toContain(c)
+  })
+
+  it('demo runs the whole flow and leaves none of its Redis keys behind (its queue prefix is new each run)', async () => {
+    const redis = new Redis(redisUrl())
+    const demoKeys = async () => [...(await redis.keys('crdemo*')), ...(await redis.keys('b_crdemo*'))]
+    try {
+      const before = new Set(await demoKeys())
+      const r = await runCli(['demo', '--transactions', '40', '--json'], env.env(), 180_000)
+      expect(r.code, r.stderr).toBe(0)
+      const out = JSON.parse(r.stdout)
+      expect(out.report.totals.issued).toBeGreaterThan(0)
+      expect(out.sandbox.max_live_receipts_per_key).toBe(1)
+      expect((await demoKeys()).filter((k) => !before.has(k))).toEqual([])
+    } finally {
+      redis.disconnect()
+    }
   })
 
   it('exits 2 on usage errors', async () => {

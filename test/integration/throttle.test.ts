@@ -8,7 +8,7 @@ import { Redis } from 'ioredis'
 import pino from 'pino'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import { createThrottle, minTimeOf, PACER_HEADROOM, QuotaExhaustedError, RATE_SAFETY, ThrottleRegistry, type Throttle } from '../../src/throttle/throttle.ts'
-import { createPacer } from '../../src/throttle/pacer.ts'
+import { createPacer, MAX_LATE } from '../../src/throttle/pacer.ts'
 import { redisUrl } from '../helpers/env.ts'
 import { deleteKeys } from '../helpers/redis-keys.ts'
 
@@ -166,4 +166,33 @@ it('the send-time pacer lets callers that arrive together leave one interval apa
   }
   expect(maxIn100).toBeLessThanOrEqual(6)
   other.disconnect()
+})
+
+it('the pacer gives up a slot its timer reached too late, and reserves another instead of sending late', async () => {
+  // 10/s: one slot per 100 ms, usable up to MAX_LATE (50 ms) after it.
+  const pacer = createPacer(redis, `${prefix}:pace:late`, 10)
+  await pacer.acquire()
+  const sent: number[] = []
+  const second = pacer.acquire().then(() => sent.push(performance.now()))
+  // The second call holds its reservation (about 100 ms ahead) and sleeps on a timer…
+  while (pacer.stats().reserved < 2) await new Promise((r) => setImmediate(r))
+  // …which this busy event loop makes fire ≥ 200 ms late, past its slot and MAX_LATE.
+  const blockedUntil = performance.now() + 300
+  while (performance.now() < blockedUntil) {
+    // busy: no timer can run
+  }
+  await second
+  expect(MAX_LATE * 100).toBeLessThan(200)
+  expect(pacer.stats()).toEqual({ reserved: 3, forfeited: 1 })
+  // The replacement slot is the next free one (now): the call went without another long wait.
+  expect(sent[0]! - blockedUntil).toBeLessThan(100)
+})
+
+it('the pacer costs one Redis reservation per call when timers are on time', async () => {
+  const pacer = createPacer(redis, `${prefix}:pace:count`, 200)
+  await Promise.all(Array.from({ length: 30 }, () => pacer.acquire()))
+  const { reserved, forfeited } = pacer.stats()
+  expect(reserved).toBe(30 + forfeited)
+  // Timers on an idle test process are rarely 2.5 ms late; a few may be on a loaded CI machine.
+  expect(forfeited).toBeLessThanOrEqual(6)
 })

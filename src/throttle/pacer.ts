@@ -18,9 +18,9 @@
  * now?" and sleep until the answer could change, so every process asked at every slot and all but one
  * were refused — four script calls per call sent with four workers. In the bench's fidelity scenario
  * (100 req/s, 4 workers, 20,000 calls) those polls were the largest share of the workers' socket
- * writes; reserving took Redis from 0.82–0.86 to 0.55 ms of CPU per call and the workers from 6.3–7.5
- * to 5.0 ms, with 1.008 reservations per call sent (0.8 % of slots given up late, timer lateness p99
- * 4–5 ms) and the same share of the limit (96.1 %).
+ * writes; reserving took Redis from 0.82–0.86 to 0.52–0.56 ms of CPU per call and the workers from
+ * 6.3–7.5 to 4.5–5.0 ms (four runs), with 1.008 reservations per call sent (0.8 % of slots given up
+ * late, timer lateness p99 4–5 ms), the same share of the limit (96.1–96.4 %) and no 429.
  */
 import type { Redis } from 'ioredis'
 

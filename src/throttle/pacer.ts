@@ -3,7 +3,8 @@
  * (the generic cell rate algorithm, a leaky bucket kept as one "theoretical arrival time" per key, on
  * the Redis clock). Each call reserves the next free slot (one script call), sleeps until it, and is
  * sent only if its timer fired on time: a wake-up later than MAX_LATE of an interval gives the slot up
- * and reserves another. So calls leave evenly spaced, never early, and never late enough to bunch.
+ * and reserves another. So calls leave evenly spaced, at most a millisecond early (timers have
+ * millisecond resolution; a slot less than 1 ms away is taken at once), and never late enough to bunch.
  *
  * Why on top of bottleneck's minTime: bottleneck reserves evenly spaced start slots in Redis, but each
  * process starts its calls on local timers, and a timer that fires late followed by one on time puts

@@ -64,7 +64,7 @@ export function createApp(config: AppConfig, overrides: AppOverrides = {}): App 
     telemetry,
     db() {
       if (!dbHandle) {
-        dbHandle = createDb(config.databaseUrl, { max: config.dbPoolMax })
+        dbHandle = createDb(config.databaseUrl, { max: config.dbPoolMax, preparedStatements: config.dbPreparedStatements })
         const h = dbHandle
         closers.push(() => h.close())
       }

@@ -86,6 +86,8 @@ export interface AppConfig {
   readonly databaseUrl: string
   /** Postgres connections per process; jobs hold one only for a few statements. */
   readonly dbPoolMax: number
+  /** The ledger's hot statements as named prepared statements (off behind PgBouncer < 1.21 in transaction mode). */
+  readonly dbPreparedStatements: boolean
   readonly redisUrl: string
   /** BullMQ key prefix; tests use one per file. */
   readonly queuePrefix: string
@@ -267,6 +269,7 @@ export function loadConfig(env: Env = process.env): AppConfig {
     nodeEnv,
     databaseUrl: urlVar(env, 'DATABASE_URL', 'postgres://postgres@127.0.0.1:5432/cash_receipts'),
     dbPoolMax: intVar(env, 'DB_POOL_MAX', 20, 1),
+    dbPreparedStatements: boolVar(env, 'DB_PREPARED_STATEMENTS', true),
     redisUrl: urlVar(env, 'REDIS_URL', 'redis://127.0.0.1:6379'),
     queuePrefix: env.QUEUE_PREFIX || 'cr',
     log: {

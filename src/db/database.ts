@@ -2,8 +2,9 @@
  * Postgres access: a pg Pool wrapped by Kysely, the database auto-creation used on developer
  * machines, and the migrator. No module-scope connections: callers own what they create.
  */
+import { createHash } from 'node:crypto'
 import pg from 'pg'
-import { Kysely, Migrator, PostgresDialect, type MigrationResultSet } from 'kysely'
+import { Kysely, Migrator, PostgresDialect, sql, type MigrationResultSet, type PostgresPool, type PostgresPoolClient, type RawBuilder } from 'kysely'
 import { migrations } from '../../migrations/index.ts'
 import type { Database } from './schema.ts'
 
@@ -20,7 +21,18 @@ export interface DbHandle {
   close(): Promise<void>
 }
 
-export function createDb(databaseUrl: string, opts: { max?: number; applicationName?: string } = {}): DbHandle {
+export interface DbOptions {
+  readonly max?: number
+  readonly applicationName?: string
+  /**
+   * Run the statements marked with {@link prepared} as named prepared statements (default true):
+   * Postgres then parses and plans each of them once per connection instead of on every run. Off for
+   * a pooler that cannot keep them (PgBouncer in transaction mode before 1.21).
+   */
+  readonly preparedStatements?: boolean
+}
+
+export function createDb(databaseUrl: string, opts: DbOptions = {}): DbHandle {
   const pool = new pg.Pool({
     connectionString: databaseUrl,
     max: opts.max ?? 10,
@@ -30,11 +42,69 @@ export function createDb(databaseUrl: string, opts: { max?: number; applicationN
   })
   // A terminated backend (pg_terminate_backend, failover) surfaces here; the pool replaces the client.
   pool.on('error', () => {})
-  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) })
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: opts.preparedStatements === false ? pool : preparingPool(pool) }) })
   return {
     db,
     pool,
     close: () => db.destroy(),
+  }
+}
+
+/**
+ * Marks the statement it starts as one to prepare: `sql\`${prepared('ledger_claim')} WITH …\``. Only
+ * for statements whose text does not vary with their arguments (arrays, not value lists), and whose
+ * result columns are named rather than `*` — a cached plan must not change its result type when a
+ * migration adds a column.
+ */
+export function prepared(name: string): RawBuilder<unknown> {
+  if (!/^[a-z][a-z0-9_]*$/.test(name)) throw new Error(`prepared statement name must be snake_case, got ${JSON.stringify(name)}`)
+  return sql.raw(`${PREPARED_MARK}${name} */`)
+}
+
+const PREPARED_MARK = '/* prepared:'
+const PREPARED_NAME = /^\/\* prepared:([a-z][a-z0-9_]*) \*\//
+/** Statement text → its name: the marker plus a hash of the text, so two texts never share a name. */
+const preparedNames = new Map<string, string>()
+
+function preparedName(text: string): string | undefined {
+  if (!text.startsWith(PREPARED_MARK)) return undefined
+  const known = preparedNames.get(text)
+  if (known) return known
+  const m = PREPARED_NAME.exec(text)
+  if (!m) return undefined
+  const name = `${m[1]}_${createHash('sha1').update(text).digest('hex').slice(0, 12)}`
+  // The texts are the code's own; the bound only guards against a marked statement built from data.
+  if (preparedNames.size < 256) preparedNames.set(text, name)
+  return name
+}
+
+/**
+ * The pool as Kysely sees it, running marked statements by name. Kysely's driver calls
+ * `client.query(text, parameters)` and has no notion of a statement name; node-postgres prepares a
+ * named query on first use on each connection and reuses it after. A wrapper rather than a plugin:
+ * plugins rewrite the query tree, not how it is sent. One wrapper per connection, because Kysely keys
+ * its connection objects by the client.
+ */
+function preparingPool(pool: pg.Pool): PostgresPool {
+  const wrappers = new WeakMap<pg.PoolClient, PostgresPoolClient>()
+  const wrap = (client: pg.PoolClient): PostgresPoolClient => ({
+    query: ((textOrCursor: string | object, parameters?: readonly unknown[]) => {
+      if (typeof textOrCursor !== 'string') return client.query(textOrCursor as never)
+      const name = preparedName(textOrCursor)
+      return name
+        ? client.query({ name, text: textOrCursor, values: parameters as unknown[] })
+        : client.query(textOrCursor, parameters as unknown[])
+    }) as unknown as PostgresPoolClient['query'],
+    release: () => client.release(),
+  })
+  return {
+    async connect() {
+      const client = await pool.connect()
+      let w = wrappers.get(client)
+      if (!w) wrappers.set(client, (w = wrap(client)))
+      return w
+    },
+    end: () => pool.end(),
   }
 }
 

@@ -7,8 +7,8 @@
  *   pending → issuing → issued | failed                  (kind cancel: "issued" = cancel accepted)
  */
 import { sql } from 'kysely'
-import type { Db } from './database.ts'
-import type { CashTransaction, Receipt, ReceiptState } from './schema.ts'
+import { prepared, type Db } from './database.ts'
+import type { CashTransaction, Receipt, ReceiptState, ReceiptsTable } from './schema.ts'
 import type { OutcomeKind, ProviderReceipt } from '../providers/types.ts'
 
 export type ClaimResult =
@@ -26,6 +26,23 @@ export type ClaimResult =
   | { readonly status: 'missing' }
 
 /**
+ * Every receipts column, named: the claim is a prepared statement, and a cached plan fails ("must not
+ * change result type") if `r.*` grows by a column a migration adds while workers run.
+ */
+const RECEIPT_COLUMNS = [
+  'id', 'transaction_id', 'kind', 'seq', 'merchant_id', 'provider', 'state', 'provider_key', 'idempotency_key', 'portone_payment',
+  'needs_lookup', 'approval_number', 'total_amount', 'supply_amount', 'vat_amount', 'tax_free_amount', 'service_fee',
+  'cancelled_amount', 'purpose', 'self_issued', 'trade_date', 'deadline', 'provider_receipt_id', 'receipt_url', 'skip_reason',
+  'error_class', 'error_code', 'error_message', 'attempts', 'locked_by', 'locked_until', 'run_id', 'last_run_id', 'redrive_count',
+  'parent_receipt_id', 'cancel_reason', 'reconcile_flag', 'reconciled_at', 'created_at', 'updated_at', 'issued_at', 'finished_at',
+] as const satisfies readonly (keyof ReceiptsTable)[]
+// Compile-time check that the list is complete: a column added to ReceiptsTable and not here fails the build.
+type Unlisted = Exclude<keyof ReceiptsTable, (typeof RECEIPT_COLUMNS)[number]>
+const everyColumnListed: [Unlisted] extends [never] ? true : Unlisted = true
+void everyColumnListed
+const RETURNING_RECEIPT = sql.raw(RECEIPT_COLUMNS.map((c) => `r.${c}`).join(', '))
+
+/**
  * Takes ownership of receipts for one attempt each: pending, or issuing whose lease expired (a
  * crashed or timed-out worker). A row taken over from `issuing` gets needs_lookup, because the
  * previous call may have reached the provider. One statement (one commit) for the whole batch;
@@ -33,7 +50,7 @@ export type ClaimResult =
  */
 export async function claimReceipts(db: Db, receiptIds: readonly number[], workerId: string, leaseMs: number): Promise<Map<number, ClaimResult>> {
   const ids = [...new Set(receiptIds)]
-  const res = await sql<Receipt & { prev_state: ReceiptState; tx: Record<string, unknown> }>`
+  const res = await sql<Receipt & { prev_state: ReceiptState; tx: Record<string, unknown> }>`${prepared('ledger_claim')}
     WITH prev AS MATERIALIZED (
       SELECT id, state, locked_until FROM receipts WHERE id = ANY(${ids}::bigint[]) ORDER BY id FOR UPDATE
     ),
@@ -48,7 +65,7 @@ export async function claimReceipts(db: Db, receiptIds: readonly number[], worke
       FROM prev
       WHERE r.id = prev.id
         AND (prev.state = 'pending' OR (prev.state = 'issuing' AND (prev.locked_until IS NULL OR prev.locked_until < now())))
-      RETURNING r.*, prev.state AS prev_state
+      RETURNING ${RETURNING_RECEIPT}, prev.state AS prev_state
     )
     SELECT c.*, to_jsonb(t) AS tx FROM claimed c JOIN cash_transactions t ON t.transaction_id = c.transaction_id
   `.execute(db)
@@ -145,7 +162,7 @@ export async function applyTransitions(db: Db, items: readonly TransitionItem[])
     })),
   )
   const acol = <K extends keyof (typeof attempts)[number]>(k: K) => attempts.map((a) => a[k])
-  const res = await sql<{ id: number }>`
+  const res = await sql<{ id: number }>`${prepared('ledger_transitions')}
     WITH d AS (
       SELECT * FROM unnest(
         ${col((i) => i.receiptId)}::bigint[], ${col((i) => i.workerId)}::text[], ${col((i) => t(i).state)}::text[],

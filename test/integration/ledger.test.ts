@@ -2,11 +2,13 @@
  * The ledger's batched statements on real Postgres: claims of many rows in one statement (with the
  * transaction read alongside), transitions of many rows in one statement that skip rows another
  * worker took over, the batcher's row-by-row fallback, and the lease guard that never lets a call
- * go out once the row belongs to someone else.
+ * go out once the row belongs to someone else; the claim and the transitions run as prepared
+ * statements, and a column a migration adds does not break a cached claim.
  */
 import { sql } from 'kysely'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { applyTransitions, claimReceipts, type AttemptRecord } from '../../src/db/ledger.ts'
+import { createDb, prepared, type Db } from '../../src/db/database.ts'
 import { createLedgerBatcher } from '../../src/db/ledger-batcher.ts'
 import { LeaseLostError, leaseGuard } from '../../src/jobs/lease.ts'
 import { createTestEnv, type TestEnv } from '../helpers/test-env.ts'
@@ -141,5 +143,48 @@ describe('leaseGuard', () => {
     await db.updateTable('receipts').set({ locked_by: 'worker-7' }).where('id', '=', id!).execute()
     now = 80_000
     await expect(ensure()).rejects.toBeInstanceOf(LeaseLostError)
+  })
+})
+
+describe('prepared statements', () => {
+  const preparedOn = async (db: Db) =>
+    (await sql<{ name: string }>`SELECT name FROM pg_prepared_statements ORDER BY name`.execute(db)).rows.map((r) => r.name.replace(/_[0-9a-f]{12}$/, ''))
+  const issue = async (db: Db, id: number, worker: string) => {
+    const c = (await claimReceipts(db, [id], worker, 60_000)).get(id)
+    if (c?.status !== 'claimed') throw new Error(`row ${id} not claimed: ${c?.status}`)
+    return applyTransitions(db, [{ receiptId: id, workerId: worker, transition: { state: 'issued', error: null }, attempts: { receipt: c.receipt, rows: [attempt()] } }])
+  }
+
+  it('runs the claim and the transitions by name, and a column added meanwhile does not break the cached claim', async () => {
+    const ids = pendingIds.slice(21, 24)
+    expect(ids).toHaveLength(3)
+    // One connection each, so pg_prepared_statements is read on the connection that ran the ledger.
+    const named = createDb(env.databaseUrl, { max: 1 })
+    const plain = createDb(env.databaseUrl, { max: 1, preparedStatements: false })
+    try {
+      expect(await issue(named.db, ids[0]!, 'worker-8')).toEqual(new Set([ids[0]]))
+      expect(await preparedOn(named.db)).toEqual(['ledger_claim', 'ledger_transitions'])
+
+      // A migration adds a receipts column while workers hold the plan: the next claim still runs.
+      await sql`ALTER TABLE receipts ADD COLUMN added_by_test int`.execute(env.app.db())
+      try {
+        expect(await issue(named.db, ids[1]!, 'worker-8')).toEqual(new Set([ids[1]]))
+      } finally {
+        await sql`ALTER TABLE receipts DROP COLUMN added_by_test`.execute(env.app.db())
+      }
+
+      expect(await issue(plain.db, ids[2]!, 'worker-9')).toEqual(new Set([ids[2]]))
+      expect(await preparedOn(plain.db)).toEqual([])
+      const states = await env.app.db().selectFrom('receipts').select('state').where('id', 'in', ids).execute()
+      expect(states.map((r) => r.state)).toEqual(['issued', 'issued', 'issued'])
+    } finally {
+      await named.close()
+      await plain.close()
+    }
+  })
+
+  it('refuses a statement name that could not be told from the SQL after it', () => {
+    expect(prepared('ledger_claim').compile(env.app.db()).sql).toBe('/* prepared:ledger_claim */')
+    expect(() => prepared('ledger claim */ DROP')).toThrow(/snake_case/)
   })
 })

@@ -2,7 +2,7 @@
  * A send-time pacer for a provider's per-second limit, shared by every process through Redis: GCRA
  * (the generic cell rate algorithm, a leaky bucket kept as one "theoretical arrival time" per key, on
  * the Redis clock). Each call reserves the next free slot (one script call), sleeps until it, and is
- * sent only if its timer fired on time: a wake-up later than MAX_LATE (one interval) gives the slot up
+ * sent only if its timer fired on time: a wake-up later than MAX_LATE of an interval gives the slot up
  * and reserves another. So calls leave evenly spaced, at most a millisecond early (timers have
  * millisecond resolution; a slot less than 1 ms away is taken at once), and never late enough to bunch.
  *
@@ -40,14 +40,16 @@ return math.floor(tat - now)
 /**
  * How late (in intervals) a reserved slot may still be used. A call sent later could land within one
  * second of the provider's window together with every on-time call after it; giving the slot up costs
- * one slot of throughput instead. The bound is what the 3 % rate margin (RATE_SAFETY) must absorb: at
- * 97 req/s (10.3 ms apart) up to ~31 ms of spread between our slots and the provider's count keeps a
- * sliding second at ≤ 100, so one interval here leaves ~20 ms for the network and the provider's own
- * stalls. Half an interval (the first value) gave up 2.5 % of slots on a loaded two-core machine
- * (bench fidelity 92.8–94.0 % of the limit in five runs on 2026-11-24, one 429 in the run under perf),
- * one interval ~1 % (95.1–95.3 % in two runs, no 429).
+ * one slot of throughput instead. The bound is part of what the 3 % rate margin (RATE_SAFETY) must
+ * absorb: at 97 req/s (10.3 ms apart) up to ~31 ms of spread between our slots and the provider's
+ * count keeps a sliding second at ≤ 100; half an interval leaves ~25 ms of it for the network and the
+ * provider's own stalls. Measured in bench fidelity on a loaded two-core machine (2026-11-24): half an
+ * interval gave up ~2.5 % of slots, 92.8–94.0 % of the limit in seven runs, one 429 (in the run under
+ * perf); 0.75 gave 94.7 % in three runs, one 429; one interval 95.0–95.3 % in three runs, one 429.
+ * A 429 costs more than a slot (every process holds the credential for its Retry-After), so the
+ * tighter bound stays.
  */
-export const MAX_LATE = 1
+export const MAX_LATE = 0.5
 
 type WithPacer = Redis & { crReserve(key: string, intervalUs: number): Promise<number> }
 

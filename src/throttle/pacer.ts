@@ -44,7 +44,7 @@ return math.floor(tat - now)
  * absorb: at 97 req/s (10.3 ms apart) up to ~31 ms of spread between our slots and the provider's
  * count keeps a sliding second at ≤ 100; half an interval leaves ~25 ms of it for the network and the
  * provider's own stalls. Measured in bench fidelity on a loaded two-core machine (2026-11-24): half an
- * interval gave up ~2.5 % of slots, 92.8–94.0 % of the limit in seven runs, one 429 (in the run under
+ * interval gave up ~2.5 % of slots, 92.8–94.0 % of the limit in eight runs, one 429 (in the run under
  * perf); 0.75 gave 94.7 % in three runs, one 429; one interval 95.0–95.3 % in three runs, one 429.
  * A 429 costs more than a slot (every process holds the credential for its Retry-After), so the
  * tighter bound stays.

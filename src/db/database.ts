@@ -57,12 +57,15 @@ export function createDb(databaseUrl: string, opts: DbOptions = {}): DbHandle {
  * migration adds a column.
  */
 export function prepared(name: string): RawBuilder<unknown> {
-  if (!/^[a-z][a-z0-9_]*$/.test(name)) throw new Error(`prepared statement name must be snake_case, got ${JSON.stringify(name)}`)
+  if (!PREPARED_NAME_ONLY.test(name)) throw new Error(`prepared statement name must be snake_case, got ${JSON.stringify(name)}`)
   return sql.raw(`${PREPARED_MARK}${name} */`)
 }
 
 const PREPARED_MARK = '/* prepared:'
-const PREPARED_NAME = /^\/\* prepared:([a-z][a-z0-9_]*) \*\//
+// One pattern for what `prepared` accepts and what preparedName reads back, so they cannot drift apart.
+const NAME_PATTERN = '[a-z][a-z0-9_]*'
+const PREPARED_NAME_ONLY = new RegExp(`^${NAME_PATTERN}$`)
+const PREPARED_NAME = new RegExp(`^/\\* prepared:(${NAME_PATTERN}) \\*/`)
 /** Statement text → its name: the marker plus a hash of the text, so two texts never share a name. */
 const preparedNames = new Map<string, string>()
 

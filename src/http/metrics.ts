@@ -94,6 +94,10 @@ export interface Metrics {
 export function createMetrics(deps: MetricsDeps): Metrics {
   const now = deps.now ?? Date.now
   const registry = new Registry()
+  // prom-client's process and runtime metrics. The event-loop lag gauges read NaN until the first
+  // event-loop sample (prom-client prints it "Nan"). That stays exposed: NaN is a valid sample value
+  // in the text format (Prometheus parses it case-insensitively), it says "no observation yet"
+  // rather than a made-up zero, and it lasts only until the first sample.
   collectDefaultMetrics({ register: registry })
   let cached: { at: number; reading: Promise<Reading> } | undefined
 

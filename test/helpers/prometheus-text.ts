@@ -29,10 +29,25 @@ export class ExpositionError extends Error {
   override name = 'ExpositionError'
 }
 
+/**
+ * Prometheus reads a sample value with Go's strconv.ParseFloat, which takes NaN and the infinities
+ * in any letter case ("Inf", "inf", "Infinity", "+Inf", "-inf", "NaN", "nan"). prom-client writes a
+ * gauge with no observation yet as "Nan" (nodejs_eventloop_lag_*_seconds before the first event-loop
+ * sample), so a parser stricter than the server would fail on a valid scrape.
+ */
+const SPECIAL_VALUES: ReadonlyMap<string, number> = new Map([
+  ['nan', NaN],
+  ['inf', Infinity],
+  ['+inf', Infinity],
+  ['infinity', Infinity],
+  ['+infinity', Infinity],
+  ['-inf', -Infinity],
+  ['-infinity', -Infinity],
+])
+
 function parseValue(raw: string, line: number): number {
-  if (raw === '+Inf' || raw === 'Inf') return Infinity
-  if (raw === '-Inf') return -Infinity
-  if (raw === 'NaN') return NaN
+  const special = SPECIAL_VALUES.get(raw.toLowerCase())
+  if (special !== undefined) return special
   if (!/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(raw)) {
     throw new ExpositionError(`line ${line}: bad value "${raw}"`)
   }

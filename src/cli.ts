@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * `cash-receipts` command line (DESIGN.md §6). Exit codes: 0 success, 1 runtime failure, 2 bad input
+ * `cash-receipts` command line (README, Command line). Exit codes: 0 success, 1 runtime failure, 2 bad input
  * or usage. `--json` prints exactly one JSON document on stdout; logs and progress go to stderr.
  */
 import { open, stat, writeFile } from 'node:fs/promises'

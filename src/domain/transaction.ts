@@ -1,5 +1,5 @@
 /**
- * One import row (DESIGN.md §7) → a validated, normalised transaction, or every field error of the
+ * One import row (README, Import format) → a validated, normalised transaction, or every field error of the
  * row. Merchant existence and file-wide rules (duplicates, conflicts) are checked by the importer.
  */
 import type { IdentifierType, ProviderName, Purpose } from '../providers/types.ts'

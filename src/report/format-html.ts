@@ -293,7 +293,7 @@ export function formatReportHtml(r: RunReport, d: ReportDetails, opts: { generat
           <section id="overdue">
             <h2>Past the legal deadline (${d.overdue.total})</h2>
             <p class="muted">
-              Receipts not issued by business date + 4 days (rules.md §1): issue or explain them today.
+              Receipts not issued by business date + 4 days (the 5-day legal window): issue or explain them today.
             </p>
             ${overdueChart(d)}${
               d.overdue.receipts.length

@@ -1,5 +1,5 @@
 /**
- * What the HTML report (and the dashboard's run page) shows beyond the DESIGN.md §8 JSON: outcomes
+ * What the HTML report (and the dashboard's run page) shows beyond the report JSON (README, Report JSON): outcomes
  * per merchant, throughput over time, provider call latency, failure reasons and the receipts past
  * their legal deadline. A separate function so the JSON contract stays exactly as it is.
  */

@@ -1,5 +1,5 @@
 /**
- * Run reports in the DESIGN.md §8 shape (`report --json`, `settle --wait --json`, `redrive --wait --json`).
+ * Run reports in the shape the README's Report JSON section documents (`report --json`, `settle --wait --json`, `redrive --wait --json`).
  *
  * Definitions (also in the README): a run's receipts are the issue receipts it created (or, for a
  * re-drive run, the ones it re-drove). `eligible` counts all of them; each is in exactly one of

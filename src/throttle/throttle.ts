@@ -3,7 +3,8 @@
  * (provider, credential) — on the Redis datastore when it caps concurrency or spacing — a send-time
  * pacer in Redis for per-second limits (pacer.ts), plus a per-KST-day issue quota counter.
  *
- * Known traps handled here (reference/engineering.md §3):
+ * Known traps of bottleneck 2.19.5 (its last release; the Redis 7 one is its open issues #205 and
+ * #219) handled here:
  * - Redis 7 prefixes script errors with "ERR ", so bottleneck's own SETTINGS_KEY_NOT_FOUND recovery
  *   never runs; we detect it, rebuild the limiter (which re-creates the settings) and retry once.
  * - every job gets an `expiration`, so a crashed process's running count is freed.

@@ -1,7 +1,7 @@
 /**
  * The sandboxes driven by clients this project did not write, so they are checked against the real
  * protocol and not only against our own adapters: the official @portone/server-sdk for PortOne V2,
- * and plain HTTP requests built from the reference's examples and field tables for PortOne V1 and
+ * and plain HTTP requests built from the providers' documented examples and field tables for PortOne V1 and
  * PaySsam.
  */
 import { createHash } from 'node:crypto'
@@ -59,7 +59,7 @@ describe('PortOne V2 through the official @portone/server-sdk', () => {
   })
 })
 
-describe('PortOne V1 with plain HTTP, as in the reference', () => {
+describe('PortOne V1 with plain HTTP, as documented', () => {
   const base = () => `${sandbox.url}/portone`
 
   it('gets a token with a form body, issues an external receipt with Bearer and the raw token, and rejects a duplicate with 400', async () => {
@@ -100,7 +100,7 @@ describe('PortOne V1 with plain HTTP, as in the reference', () => {
   })
 })
 
-describe('PaySsam V1 with plain HTTP, as in the reference', () => {
+describe('PaySsam V1 with plain HTTP, as documented', () => {
   const hash = (billId: string, price: string) => createHash('sha256').update(`${billId},${price}`).digest('hex')
   const post = (path: string, bill: Record<string, string>) =>
     fetch(`${sandbox.url}/payssam/if/cash-receipt/${path}`, {

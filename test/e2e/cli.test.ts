@@ -1,7 +1,7 @@
 /**
  * The command line as users drive it, each command a separate OS process: help and exit codes,
  * all-or-nothing import with line/field errors, idempotent re-import, and import → settle --wait
- * --json with a worker process → the DESIGN.md §8 report shape.
+ * --json with a worker process → the report JSON shape (README, Report JSON).
  */
 import { mkdtemp, writeFile, readFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'

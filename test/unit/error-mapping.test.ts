@@ -1,5 +1,5 @@
 /**
- * Error mapping (DESIGN.md §3): every provider answer becomes one of a closed set of outcomes, in one
+ * Error mapping (docs/providers.md, Common to every adapter): every provider answer becomes one of a closed set of outcomes, in one
  * function per provider. Garbage answers (an HTML error page, truncated JSON, a 200 with an error code
  * inside, a huge body) are classified — never thrown — and an unreadable answer to a call that may
  * have changed something at the provider is an unknown outcome, to be looked up before any retry.

@@ -1,5 +1,5 @@
 /**
- * The ONE place PaySsam V1 answers become outcomes (reference/providers.md §3.6). Errors usually come
+ * The ONE place PaySsam V1 answers become outcomes (docs/providers.md §3). Errors usually come
  * as HTTP 200 with a code; judge success by code 0000 only and read `message` or `msg`.
  *
  * | code / answer                          | issue           | read (lookup)   | cancel          |

@@ -1,5 +1,5 @@
 /**
- * The ONE place PortOne V1 answers become outcomes (reference/providers.md §1).
+ * The ONE place PortOne V1 answers become outcomes (docs/providers.md §1).
  *
  * | answer                                   | issue            | lookup     | cancel     |
  * |------------------------------------------|------------------|------------|------------|

@@ -1,5 +1,5 @@
 /**
- * The ONE place PortOne V2 answers become outcomes (reference/providers.md §2.4). Errors are
+ * The ONE place PortOne V2 answers become outcomes (docs/providers.md §2). Errors are
  * {type, message}; the status follows the type.
  *
  * | answer                                      | issue           | lookup          | cancel         |

@@ -1,6 +1,6 @@
 /**
- * NTS-style direct API simulator. No public NTS API exists; this follows the shape of seed 003 (a
- * bearer token from an auth call; `POST /api/v1/cashReceipt/issue` with businessNumber, transactionDate,
+ * NTS-style direct API simulator. No public NTS API exists; this follows the shape an unofficial blog article describes
+ * (docs/providers.md §4: a bearer token from an auth call; `POST /api/v1/cashReceipt/issue` with businessNumber, transactionDate,
  * transactionTime, transactionAmount, the consumer identifier and receiptPurpose; a daily issuance
  * limit) plus the smallest extension exactly-once issuance needs, documented in src/sandbox/README.md:
  *

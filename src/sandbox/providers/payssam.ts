@@ -1,10 +1,11 @@
 /**
- * PaySsam (결제선생) V1 cash-receipt simulator, per reference/providers.md §3 and seed 001.
+ * PaySsam (결제선생) V1 cash-receipt simulator, per docs/providers.md §3 (developers.payssam.kr, api-v1
+ * cash-receipt).
  *
  * - `POST /if/cash-receipt/issue` `{apikey, merchant, member, bill:{bill_id, hash, price, supply_price, tax,
  *   issuance_number, trader}}` (all required).
  * - `POST /if/cash-receipt/cancel` `{apikey, merchant, member, bill_id, hash, price, trader}` and
- *   `POST /if/cash-receipt/read` `{apikey, merchant, member, bill_id, hash, price}`: seed 001's schemas put
+ *   `POST /if/cash-receipt/read` `{apikey, merchant, member, bill_id, hash, price}`: PaySsam's cancel and read schemas put
  *   these fields at the top level; the same fields inside `bill` are accepted too.
  * - `hash` = lowercase hex SHA-256 of `"{bill_id},{price}"`, price exactly as sent.
  * - Errors come as HTTP 200 with a code: 9800 bill_id already used (also after a cancel), 9980 not found,

@@ -1,5 +1,6 @@
 /**
- * PortOne V1 (api.iamport.kr) simulator, per reference/providers.md §1 and seeds 000, 002 and 004.
+ * PortOne V1 (api.iamport.kr) simulator, per docs/providers.md §1 (PortOne's V1 API schema, its
+ * guide "현금영수증 단건발급 API" and the Naver Pay "Get cash receipt amount API").
  *
  * - `POST /users/getToken` with `imp_key`/`imp_secret` as JSON or form: a 30-minute token; asking again
  *   before expiry returns the same token, extended by 5 minutes when asked within its last minute; a new

@@ -1,5 +1,5 @@
 /**
- * PortOne V2 (api.portone.io) simulator, per reference/providers.md §2 and @portone/server-sdk 0.19.0.
+ * PortOne V2 (api.portone.io) simulator, per docs/providers.md §2 and @portone/server-sdk 0.19.0.
  *
  * - Auth: `Authorization: PortOne <secret>` on every call, or `Bearer <accessToken>` from
  *   `POST /login/api-secret` (access 30 min, refresh 1 day, rotated on every login or refresh).

@@ -231,8 +231,8 @@ export async function sandboxStats(url: string): Promise<{ providers: Record<str
 
 /**
  * Baselines: BullMQ addBulk and a no-op worker on the same Redis, same machine, same minute. Each is
- * measured after a warm-up pass of its own (the first 20,000 jobs of a fresh process run 30–40 %
- * slower while V8 compiles BullMQ's and ioredis' hot paths), so a ratio compares steady states.
+ * measured after a warm-up pass of its own (a fresh process runs its first jobs markedly slower while
+ * V8 compiles BullMQ's and ioredis' hot paths), so a ratio compares steady states.
  */
 export async function measureBaselines(redisUrl: string, jobs: number): Promise<{ addBulkJobsPerSec: number; noopWorkerJobsPerSec: number }> {
   await baselinePass(redisUrl, Math.min(jobs, 10_000))

@@ -43,9 +43,8 @@ interface Result {
  * How many issue receipts are still pending or issuing, counted up to `upTo` (1: "is anything left?").
  * Polled every 250–500 ms while a scenario runs, so it must cost the measured pipeline nothing worth
  * counting: one connection for the scenario (not a new backend per poll) and an index-only range of
- * the state index that shrinks as work finishes. The earlier count of every receipt by state read
- * the whole table each poll (552 polls, 13 M index entries in one fidelity run) and was charged to
- * Postgres's CPU per receipt.
+ * the state index that shrinks as work finishes. Counting every receipt by state would read the whole
+ * table each poll, and that work would be charged to Postgres's CPU per receipt.
  */
 async function unfinishedProbe(databaseUrl: string) {
   const c = new pg.Client({ connectionString: databaseUrl })
@@ -250,7 +249,7 @@ async function settlement(pgServer: string, redisUrl: string): Promise<Result> {
     const summary = JSON.parse(settled.stdout)
     const rate = summary.enqueued / seconds
     const ratio = rate / base.addBulkJobsPerSec
-    const bound = maxWaiting * 1_500 // bytes: ~734 B per waiting job measured, ×2 headroom
+    const bound = maxWaiting * 1_500 // bytes: ~734 B per waiting job (docs/performance.md), ×2 headroom
     return {
       scenario: 'settlement',
       figures: {

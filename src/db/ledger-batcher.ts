@@ -1,8 +1,9 @@
 /**
  * Group commit for the hot path of a worker process: the claims and the completions of all jobs in
  * flight are coalesced (DataLoader, a short window) into one statement each, so a receipt costs two
- * batched statements instead of six round trips and two commits of its own (reference/engineering.md:
- * single-row autocommits top out near 3k/s on the CI machine; unnest batches near 130k rows/s).
+ * batched statements instead of six round trips and two commits of its own. Every commit waits for
+ * its WAL flush, so single-row autocommits top out at a few thousand rows a second while one
+ * statement over an array of rows carries tens of thousands (figures in docs/performance.md).
  *
  * The protocol is unchanged: a claim still commits before its provider call starts, and each
  * completion is atomic with its attempt rows. A batch that fails (a bad row, a deadlock, a dropped

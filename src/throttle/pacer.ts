@@ -10,18 +10,16 @@
  * process starts its calls on local timers, and a timer that fires late followed by one on time puts
  * two calls a few ms apart; calls that waited out a 429 hold inside their slots all start together. A
  * provider that counts a sliding window (the sandbox, most API gateways) sees that bunching as a burst
- * over its limit — measured here: 101–110 calls in one second at 97% pacing. Checking the wake-up
- * against the slot leaves only the network's jitter between our spacing and what the provider counts.
+ * over its limit, even when the calls are paced below it. Checking the wake-up against the slot leaves
+ * only the network's jitter between our spacing and what the provider counts.
  * bottleneck still caps concurrency and releases calls a little faster than the rate (PACER_HEADROOM in
  * throttle.ts), so a call is always waiting here and the pacer alone sets the pace.
  *
- * Why reserve rather than poll: the earlier version let each process's first waiter ask "may I send
- * now?" and sleep until the answer could change, so every process asked at every slot and all but one
- * were refused — four script calls per call sent with four workers. In the bench's fidelity scenario
- * (100 req/s, 4 workers, 20,000 calls) those polls were the largest share of the workers' socket
- * writes; reserving took Redis from 0.82–0.86 to 0.52–0.56 ms of CPU per call and the workers from
- * 6.3–7.5 to 4.5–5.0 ms (four runs), with 1.008 reservations per call sent (0.8 % of slots given up
- * late, timer lateness p99 4–5 ms), the same share of the limit (96.1–96.4 %) and no 429.
+ * Why reserve rather than poll: if each process's first waiter asked "may I send now?" and slept
+ * until the answer could change, every process would ask at every slot and all but one be refused —
+ * one script call per process per call sent, and each refusal a wake-up that competes with the
+ * process about to send. Reserving costs one script call per call sent, and a slot given up late is
+ * rare. The figures are in docs/performance.md (Fidelity).
  */
 import type { Redis } from 'ioredis'
 
@@ -38,16 +36,15 @@ return math.floor(tat - now)
 `
 
 /**
- * How late (in intervals) a reserved slot may still be used. A call sent later could land within one
- * second of the provider's window together with every on-time call after it; giving the slot up costs
- * one slot of throughput instead. The bound is part of what the 3 % rate margin (RATE_SAFETY) must
- * absorb: at 97 req/s (10.3 ms apart) up to ~31 ms of spread between our slots and the provider's
- * count keeps a sliding second at ≤ 100; half an interval leaves ~25 ms of it for the network and the
- * provider's own stalls. Measured in bench fidelity on a loaded two-core machine (2026-11-24): half an
- * interval gave up ~2.5 % of slots, 92.8–94.0 % of the limit in eight runs, one 429 (in the run under
- * perf); 0.75 gave 94.7 % in three runs, one 429; one interval 95.0–95.3 % in three runs, one 429.
- * A 429 costs more than a slot (every process holds the credential for its Retry-After), so the
- * tighter bound stays.
+ * How late (in intervals) a reserved slot may still be used. A slot reached more than half an
+ * interval late is given up: a late send followed by on-time ones forms a burst, since it can land
+ * within one second of the provider's window together with every on-time call after it, whereas
+ * giving the slot up costs one slot of throughput. The bound is part of what the 3 % rate margin
+ * (RATE_SAFETY) must absorb: at 97 req/s (10.3 ms apart) up to ~31 ms of spread between our slots and
+ * the provider's count keeps a sliding second at ≤ 100, and half an interval leaves ~25 ms of it for
+ * the network and the provider's own stalls. A looser bound uses more slots but lets 429s through,
+ * and a 429 costs more than a slot (every process holds the credential for its Retry-After).
+ * The experiments behind the choice are in docs/performance.md (Fidelity).
  */
 export const MAX_LATE = 0.5
 

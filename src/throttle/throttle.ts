@@ -147,8 +147,8 @@ export function createThrottle(id: string, limits: ProviderLimits, opts: Throttl
   // bottleneck shares a limit through Redis when it has one to share: a concurrency cap or a fixed
   // spacing. A per-second limit alone is shared by the pacer (Redis, at send time), so there bottleneck
   // only queues and smooths locally: a clustered limiter would add two scripts and a pub/sub wake-up
-  // of every process per call and enforce nothing the pacer does not (bench fidelity: worker CPU per
-  // request 5.8 → 4.7 ms, Redis 1.1 → 0.66 ms, and half the delay between a slot and its request).
+  // of every process per call, and the delay they add between a slot and its request, while enforcing
+  // nothing the pacer does not (docs/performance.md, Fidelity).
   const onRedis = limiterOnRedis(limits, opts.datastore)
   const ownConnection = onRedis && !opts.connection ? newConnection(opts.redis) : undefined
   const connection = opts.connection ?? ownConnection

@@ -1,15 +1,46 @@
 /**
- * The ledger operations of the exactly-once protocol. Every state change is one conditional
- * statement, so a second worker holding the same job can never move a row it does not own.
+ * The receipts ledger: the ONE module that writes the `receipts` table. Every write is a named
+ * operation below, and each carries its guard in the WHERE clause (the states it may start from and,
+ * for a row a worker holds, the lease owner), so a racing worker, a redelivered job or an operator
+ * command can never move a row along an edge not listed here. An operation whose guard does not hold
+ * changes nothing and says so: false, null, or the row missing from its result.
  *
- *   pending → issuing → issued | failed | skipped        (kind issue)
- *   issued → cancelling → cancelled                      (the issue row, on a full cancel)
- *   pending → issuing → issued | failed                  (kind cancel: "issued" = cancel accepted)
+ * States: pending, issuing (a worker holds a lease: locked_by, locked_until), issued, failed,
+ * skipped, cancelling, cancelled. Kind `issue` is one row per transaction; kind `cancel` (seq 1, 2, …)
+ * points at the issue row it cancels, and its `issued` means the 취소 receipt was accepted.
+ *
+ *   operation            kind    from                                   to
+ *   insertIssueReceipts  issue   no row for (transaction, issue)        pending | skipped
+ *   insertCancelReceipt  cancel  parent issue row issued, no open cancel pending
+ *   claimReceipts        any     pending | issuing with expired lease   issuing (new owner, attempts + 1;
+ *                                                                       needs_lookup when taken over)
+ *   extendLease          any     issuing, locked_by = worker            issuing (later locked_until)
+ *   applyTransitions     issue   issuing, locked_by = worker            pending | issued | failed | skipped | cancelled
+ *                        cancel  issuing, locked_by = worker            pending | issued | failed
+ *   failOrphaned         any     pending | issuing with expired lease   failed (needs_lookup)
+ *   beginFullCancel      issue   issued                                 cancelling
+ *   recordCancelOutcome  cancel  issuing, locked_by = worker            pending | issued | failed, and in the same
+ *                                                                       transaction, when the cancel row moved:
+ *                        issue   issued | cancelling (full cancel)      cancelled        (cancel accepted)
+ *                        issue   issued (partial cancel)                issued, cancelled_amount + the cancel's total
+ *                        issue   cancelling                             issued           (full cancel failed for good)
+ *   redriveFailed        any     failed                                 pending (issue rows: a fresh idempotency key),
+ *                                                                       both updates in one transaction
+ *   repairFromProvider   issue   failed | pending                       issued | cancelled (what the provider holds)
+ *                        issue   issued                                 cancelled
+ *   markReconciled       issue   issued | cancelled (the state read)    unchanged; reconciled_at, flag cleared
+ *   flagReconcile        issue   issued | cancelled (the state read)    unchanged; reconcile_flag set
+ *
+ * Terminal: skipped; issued and cancelled move only by cancellation or reconcile; failed only by
+ * re-drive or reconcile. Nothing ever deletes a receipt.
+ *
+ * The worker's hot path (claim, applyTransitions) runs as prepared statements batched by
+ * ledger-batcher.ts; the other operations are occasional and plain.
  */
 import { sql } from 'kysely'
 import { prepared, type Db } from './database.ts'
-import type { CashTransaction, Receipt, ReceiptState, ReceiptsTable } from './schema.ts'
-import type { OutcomeKind, ProviderReceipt } from '../providers/types.ts'
+import type { CashTransaction, NewReceipt, Receipt, ReceiptKind, ReceiptState, ReceiptsTable } from './schema.ts'
+import type { OutcomeKind, ProviderReceipt, ReceiptAmounts } from '../providers/types.ts'
 
 export type ClaimResult =
   | {
@@ -134,10 +165,14 @@ export interface TransitionItem {
 }
 
 const TERMINAL: readonly ReceiptState[] = ['issued', 'failed', 'skipped', 'cancelled']
+/** The states an attempt may end in, per kind (a cancel row is never skipped or cancelled itself). */
+const RECORDABLE = sql.raw(
+  `d.state IN ('pending', 'issued', 'failed', 'skipped', 'cancelled') AND (r.kind = 'issue' OR d.state IN ('pending', 'issued', 'failed'))`,
+)
 
 /**
- * Applies transitions to rows their workers own (state issuing, locked_by = worker) and inserts the
- * attempt rows, all in ONE statement (atomic, one commit) however many items. Returns the ids whose
+ * Applies transitions to rows their workers own (state issuing, locked_by = worker; the target one
+ * the row's kind may end an attempt in) and inserts the attempt rows, all in ONE statement (atomic, one commit) however many items. Returns the ids whose
  * update applied; an id missing from the result was taken over meanwhile (lease expired) and the
  * caller must leave it alone. The attempt rows are recorded either way: the calls happened.
  */
@@ -189,7 +224,7 @@ export async function applyTransitions(db: Db, items: readonly TransitionItem[])
     ),
     locked AS MATERIALIZED (
       -- id order, like claimReceipts: two batches never wait on each other in a cycle
-      SELECT r.id FROM receipts r JOIN d ON d.id = r.id AND r.state = 'issuing' AND r.locked_by = d.worker ORDER BY r.id FOR UPDATE OF r
+      SELECT r.id FROM receipts r JOIN d ON d.id = r.id AND r.state = 'issuing' AND r.locked_by = d.worker AND ${RECORDABLE} ORDER BY r.id FOR UPDATE OF r
     )
     UPDATE receipts r SET
       state = d.state,
@@ -213,7 +248,7 @@ export async function applyTransitions(db: Db, items: readonly TransitionItem[])
       tax_free_amount = CASE WHEN d.has_amounts THEN d.tax_free ELSE r.tax_free_amount END,
       service_fee = CASE WHEN d.has_amounts THEN d.service_fee ELSE r.service_fee END
     FROM d JOIN locked l ON l.id = d.id
-    WHERE r.id = d.id AND r.state = 'issuing' AND r.locked_by = d.worker
+    WHERE r.id = d.id AND r.state = 'issuing' AND r.locked_by = d.worker AND ${RECORDABLE}
     RETURNING r.id
   `.execute(db)
   return new Set(res.rows.map((r) => Number(r.id)))
@@ -261,6 +296,277 @@ export async function failOrphaned(db: Db, receiptId: number, errorClass: string
     })
     .where('id', '=', receiptId)
     .where((eb) => eb.or([eb('state', '=', 'pending'), eb.and([eb('state', '=', 'issuing'), eb.or([eb('locked_until', 'is', null), eb('locked_until', '<', sql<Date>`now()`)])])]))
+    .executeTakeFirst()
+  return Number(res.numUpdatedRows) === 1
+}
+
+// ---------------------------------------------------------------------------------------------
+// Creation
+
+/**
+ * Settlement: one issue row per transaction, pending or skipped, in one INSERT … SELECT FROM
+ * unnest(…) per chunk (a few array parameters instead of a VALUES list with ~20 bind parameters per
+ * row). Conflict only on (transaction, kind, seq): a concurrent settle of the same window inserts
+ * nothing twice, and a provider-key clash still fails loudly, never drops a row. A row in any other
+ * state is not inserted.
+ */
+export async function insertIssueReceipts(db: Db, receipts: readonly NewReceipt[]) {
+  const col = <T>(f: (r: NewReceipt) => T) => receipts.map(f)
+  const res = await sql<{ id: number; state: ReceiptState; trade_date: string; redrive_count: number; provider: string; skip_reason: string | null }>`
+    INSERT INTO receipts (transaction_id, kind, merchant_id, provider, provider_key, idempotency_key, portone_payment, trade_date, deadline,
+      run_id, last_run_id, total_amount, supply_amount, vat_amount, tax_free_amount, service_fee, state, purpose, skip_reason, finished_at, self_issued)
+    SELECT transaction_id, 'issue', merchant_id, provider, provider_key, idempotency_key, portone_payment, trade_date, deadline,
+      run_id, last_run_id, total_amount, supply_amount, vat_amount, tax_free_amount, service_fee, state, purpose, skip_reason, finished_at, self_issued
+    FROM unnest(
+      ${col((r) => r.transaction_id)}::text[], ${col((r) => r.merchant_id)}::text[], ${col((r) => r.provider)}::text[],
+      ${col((r) => r.provider_key)}::text[], ${col((r) => r.idempotency_key)}::text[], ${col((r) => r.portone_payment ?? false)}::boolean[],
+      ${col((r) => r.trade_date)}::date[], ${col((r) => r.deadline)}::date[], ${col((r) => r.run_id ?? null)}::bigint[], ${col((r) => r.last_run_id ?? null)}::bigint[],
+      ${col((r) => r.total_amount ?? 0)}::bigint[], ${col((r) => r.supply_amount ?? 0)}::bigint[], ${col((r) => r.vat_amount ?? 0)}::bigint[],
+      ${col((r) => r.tax_free_amount ?? 0)}::bigint[], ${col((r) => r.service_fee ?? 0)}::bigint[], ${col((r) => r.state)}::text[], ${col((r) => r.purpose)}::text[],
+      ${col((r) => r.skip_reason ?? null)}::text[], ${col((r) => (r.finished_at ? new Date(r.finished_at as Date).toISOString() : null))}::timestamptz[],
+      ${col((r) => r.self_issued ?? false)}::boolean[]
+    ) AS n(transaction_id, merchant_id, provider, provider_key, idempotency_key, portone_payment, trade_date, deadline,
+      run_id, last_run_id, total_amount, supply_amount, vat_amount, tax_free_amount, service_fee, state, purpose, skip_reason, finished_at, self_issued)
+    WHERE n.state IN ('pending', 'skipped')
+    ON CONFLICT (transaction_id, kind, seq) DO NOTHING
+    RETURNING id, state, trade_date, redrive_count, provider, skip_reason
+  `.execute(db)
+  return res.rows
+}
+
+export interface NewCancelReceipt {
+  readonly parentId: number
+  readonly seq: number
+  readonly idempotencyKey: string
+  readonly amounts: ReceiptAmounts
+  readonly reason: 1 | 2 | 3
+}
+
+/**
+ * A cancel row (pending) for an issue row that is issued and has no cancel in progress; everything
+ * else is copied from the parent. Returns its id, or null when the parent is not in that state.
+ * Run it in the transaction that read and locked the parent.
+ */
+export async function insertCancelReceipt(db: Db, c: NewCancelReceipt): Promise<number | null> {
+  const res = await sql<{ id: number }>`
+    INSERT INTO receipts (transaction_id, kind, seq, merchant_id, provider, state, provider_key, idempotency_key, portone_payment, purpose,
+      trade_date, deadline, total_amount, supply_amount, vat_amount, tax_free_amount, service_fee, parent_receipt_id, cancel_reason, run_id, last_run_id)
+    SELECT p.transaction_id, 'cancel', ${c.seq}::int, p.merchant_id, p.provider, 'pending', p.provider_key, ${c.idempotencyKey}::text, p.portone_payment, p.purpose,
+      p.trade_date, p.deadline, ${c.amounts.total}::bigint, ${c.amounts.supply}::bigint, ${c.amounts.vat}::bigint, ${c.amounts.taxFree}::bigint,
+      ${c.amounts.serviceFee}::bigint, p.id, ${c.reason}::smallint, p.run_id, p.last_run_id
+    FROM receipts p
+    WHERE p.id = ${c.parentId} AND p.kind = 'issue' AND p.state = 'issued'
+      AND NOT EXISTS (SELECT 1 FROM receipts o WHERE o.parent_receipt_id = p.id AND o.state IN ('pending', 'issuing'))
+    RETURNING id`.execute(db)
+  return res.rows[0] ? Number(res.rows[0].id) : null
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cancellation: the issue row a cancel row points at
+
+/** A full cancel is about to be sent: issued → cancelling. False when the row is not issued. */
+export async function beginFullCancel(db: Db, parentId: number): Promise<boolean> {
+  const res = await db
+    .updateTable('receipts')
+    .set({ state: 'cancelling', updated_at: sql`now()` })
+    .where('id', '=', parentId)
+    .where('kind', '=', 'issue')
+    .where('state', '=', 'issued')
+    .executeTakeFirst()
+  return Number(res.numUpdatedRows) === 1
+}
+
+export interface CancelOutcome {
+  /** The cancel row's transition (see applyTransitions); `issued` = the cancel was accepted. */
+  readonly item: Omit<TransitionItem, 'transition'> & { readonly transition: Transition }
+  readonly parentId: number
+  /** The whole receipt is cancelled (the parent went cancelling before the call). */
+  readonly full: boolean
+}
+
+export interface CancelRecorded {
+  /** The cancel row was still this worker's and moved. */
+  readonly owned: boolean
+  /** The issue row moved with it (false when nothing was due or its guard did not hold). */
+  readonly parentMoved: boolean
+}
+
+/**
+ * Records a cancel attempt and its consequence for the issue row, in ONE transaction:
+ * - accepted (cancel row issued): the issue row becomes cancelled (full: from issued or
+ *   cancelling) or keeps issued with the cancelled amount added (partial: from issued);
+ * - failed for good on a full cancel: the issue row goes back from cancelling to issued, since the
+ *   provider still holds the receipt;
+ * - otherwise (pending for another attempt) the issue row is left as it is.
+ * Nothing happens to the issue row unless the cancel row was still this worker's.
+ */
+export async function recordCancelOutcome(db: Db, o: CancelOutcome): Promise<CancelRecorded> {
+  return db.transaction().execute(async (trx) => {
+    const owned = (await applyTransitions(trx, [o.item])).has(o.item.receiptId)
+    if (!owned) return { owned, parentMoved: false }
+    const state = o.item.transition.state
+    let q
+    if (state === 'issued') {
+      const cancelTotal = trx.selectFrom('receipts').select('total_amount').where('id', '=', o.item.receiptId)
+      q = trx
+        .updateTable('receipts')
+        .set({ cancelled_amount: sql`cancelled_amount + (${cancelTotal})`, state: o.full ? 'cancelled' : 'issued', updated_at: sql`now()` })
+        .where('state', 'in', o.full ? ['issued', 'cancelling'] : ['issued'])
+    } else if (state === 'failed' && o.full) {
+      q = trx.updateTable('receipts').set({ state: 'issued', updated_at: sql`now()` }).where('state', '=', 'cancelling')
+    } else {
+      return { owned, parentMoved: false }
+    }
+    const res = await q
+      .where('id', '=', o.parentId)
+      .where('kind', '=', 'issue')
+      .where('id', '=', trx.selectFrom('receipts').select('parent_receipt_id').where('id', '=', o.item.receiptId))
+      .executeTakeFirst()
+    return { owned, parentMoved: Number(res.numUpdatedRows) === 1 }
+  })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Re-drive
+
+/** Which failed rows a re-drive takes. */
+export interface FailedFilter {
+  readonly runId?: number
+  readonly date?: string
+  readonly provider?: string
+  readonly code?: string
+  readonly errorClass?: string
+}
+
+function failedWhere(filter: FailedFilter) {
+  return sql.join(
+    [
+      sql`state = 'failed'`,
+      ...(filter.runId !== undefined ? [sql`(run_id = ${filter.runId} OR last_run_id = ${filter.runId})`] : []),
+      ...(filter.date ? [sql`trade_date = ${filter.date}`] : []),
+      ...(filter.provider ? [sql`provider = ${filter.provider}`] : []),
+      ...(filter.code ? [sql`error_code = ${filter.code}`] : []),
+      ...(filter.errorClass ? [sql`error_class = ${filter.errorClass}`] : []),
+    ],
+    sql` AND `,
+  )
+}
+
+/** What a re-drive would take, by error class (the dry run). */
+export async function countFailed(db: Db, filter: FailedFilter): Promise<{ errorClass: string; count: number; firstTradeDate: string | null }[]> {
+  const rows = await sql<{ cls: string; n: number; d: string | null }>`
+    SELECT coalesce(error_class, 'unknown') AS cls, count(*)::int AS n, min(trade_date)::text AS d
+    FROM receipts WHERE ${failedWhere(filter)} GROUP BY 1`.execute(db)
+  return rows.rows.map((r) => ({ errorClass: r.cls, count: r.n, firstTradeDate: r.d }))
+}
+
+export interface Redriven {
+  readonly id: number
+  readonly kind: ReceiptKind
+  readonly redrive_count: number
+  readonly trade_date: string
+  /** The error class the row failed with (cleared by the re-drive). */
+  readonly error_class: string | null
+  readonly idempotency_key: string
+}
+
+/**
+ * failed → pending for every row the filter selects, under re-drive run `runId`: errors cleared,
+ * redrive_count + 1, and issue rows get the idempotency key `freshKey` derives (a provider may replay
+ * its first answer to a key for hours). Both updates run in ONE transaction, so no row is ever
+ * pending again under its old key. Rows locked by a concurrent re-drive are skipped: two re-drives
+ * split the rows and none is taken twice. needs_lookup is kept: an unknown outcome is looked up first.
+ */
+export async function redriveFailed(
+  db: Db,
+  filter: FailedFilter,
+  runId: number,
+  freshKey: (r: { readonly idempotencyKey: string; readonly redriveCount: number }) => string,
+): Promise<Redriven[]> {
+  return db.transaction().execute(async (trx) => {
+    const claimed = await sql<Redriven>`
+      WITH old AS (SELECT id, error_class FROM receipts WHERE ${failedWhere(filter)} FOR UPDATE SKIP LOCKED)
+      UPDATE receipts r SET
+        state = 'pending',
+        redrive_count = r.redrive_count + 1,
+        last_run_id = ${runId},
+        error_class = NULL, error_code = NULL, error_message = NULL,
+        finished_at = NULL,
+        updated_at = now()
+      FROM old WHERE r.id = old.id AND r.state = 'failed'
+      RETURNING r.id, r.kind, r.redrive_count, r.trade_date::text AS trade_date, old.error_class, r.idempotency_key`.execute(trx)
+    const issueRows = claimed.rows.filter((r) => r.kind === 'issue')
+    if (!issueRows.length) return claimed.rows
+    const keys = issueRows.map((r) => freshKey({ idempotencyKey: r.idempotency_key, redriveCount: r.redrive_count }))
+    await sql`
+      UPDATE receipts r SET idempotency_key = v.key
+      FROM unnest(${issueRows.map((r) => r.id)}::bigint[], ${keys}::text[]) AS v(id, key)
+      WHERE r.id = v.id AND r.state = 'pending' AND r.kind = 'issue'`.execute(trx)
+    const byId = new Map(issueRows.map((r, i) => [r.id, keys[i]!]))
+    return claimed.rows.map((r) => (byId.has(r.id) ? { ...r, idempotency_key: byId.get(r.id)! } : r))
+  })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reconcile (what the provider holds, read back a day later)
+
+/**
+ * Records what the provider holds for an issue row nobody is working on: failed or pending →
+ * issued or cancelled, issued → cancelled. `from` is the state the caller read; the row must still
+ * be in it.
+ */
+export async function repairFromProvider(
+  db: Db,
+  receiptId: number,
+  from: ReceiptState,
+  to: 'issued' | 'cancelled',
+  held: ProviderReceipt,
+): Promise<boolean> {
+  const allowed: ReceiptState[] = to === 'issued' ? ['failed', 'pending'] : ['failed', 'pending', 'issued']
+  if (!allowed.includes(from)) return false
+  const issuedAt = validDate(held.issuedAt)
+  const res = await db
+    .updateTable('receipts')
+    .set({
+      state: to,
+      approval_number: held.approvalNumber,
+      provider_receipt_id: held.providerReceiptId,
+      receipt_url: held.receiptUrl,
+      issued_at: issuedAt ?? sql`coalesce(issued_at, now())`,
+      needs_lookup: false,
+      error_class: null,
+      error_code: null,
+      error_message: null,
+      reconciled_at: sql`now()`,
+      finished_at: sql`now()`,
+      updated_at: sql`now()`,
+    })
+    .where('id', '=', receiptId)
+    .where('kind', '=', 'issue')
+    .where('state', '=', from)
+    .where('state', 'in', allowed)
+    .executeTakeFirst()
+  return Number(res.numUpdatedRows) === 1
+}
+
+/** The provider agrees with an issued or cancelled row (still in `state`, as read): reconciled, flag cleared. */
+export async function markReconciled(db: Db, receiptId: number, state: ReceiptState): Promise<boolean> {
+  return reconcileMark(db, receiptId, state, null)
+}
+
+/** The provider disagrees with an issued or cancelled row (still in `state`): flagged for a person, never changed. */
+export async function flagReconcile(db: Db, receiptId: number, state: ReceiptState, flag: string): Promise<boolean> {
+  return reconcileMark(db, receiptId, state, flag)
+}
+
+async function reconcileMark(db: Db, receiptId: number, state: ReceiptState, flag: string | null): Promise<boolean> {
+  const res = await db
+    .updateTable('receipts')
+    .set({ reconcile_flag: flag, reconciled_at: sql`now()` })
+    .where('id', '=', receiptId)
+    .where('kind', '=', 'issue')
+    .where('state', '=', state)
+    .where('state', 'in', ['issued', 'cancelled'])
     .executeTakeFirst()
   return Number(res.numUpdatedRows) === 1
 }

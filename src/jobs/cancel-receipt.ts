@@ -7,10 +7,9 @@
  * `cancelled` (full) or adds to its cancelled_amount (partial).
  */
 import { DelayedError, UnrecoverableError, type Job } from 'bullmq'
-import { sql } from 'kysely'
 import type { Logger } from 'pino'
 import type { Db } from '../db/database.ts'
-import { claimReceipt, transition, type AttemptRecord } from '../db/ledger.ts'
+import { beginFullCancel, claimReceipt, insertCancelReceipt, recordCancelOutcome, type AttemptRecord, type Transition } from '../db/ledger.ts'
 import type { Receipt } from '../db/schema.ts'
 import { cancelIdempotencyKey } from '../providers/keys.ts'
 import { splitAmounts } from '../domain/index.ts'
@@ -82,33 +81,16 @@ export async function requestCancellation(
     const seq = Number(
       (await trx.selectFrom('receipts').select((eb) => eb.fn.max('seq').as('m')).where('parent_receipt_id', '=', issue.id).executeTakeFirst())?.m ?? 0,
     ) + 1
-    const row = await trx
-      .insertInto('receipts')
-      .values({
-        transaction_id: issue.transaction_id,
-        kind: 'cancel',
-        seq,
-        merchant_id: issue.merchant_id,
-        provider: issue.provider,
-        state: 'pending',
-        provider_key: issue.provider_key,
-        idempotency_key: cancelIdempotencyKey(issue.idempotency_key, seq),
-        portone_payment: issue.portone_payment,
-        purpose: issue.purpose,
-        trade_date: issue.trade_date,
-        deadline: issue.deadline,
-        total_amount: split.total,
-        supply_amount: split.supply,
-        vat_amount: split.vat,
-        tax_free_amount: split.taxFree,
-        service_fee: split.serviceFee,
-        parent_receipt_id: issue.id,
-        cancel_reason: input.reason,
-        run_id: issue.run_id,
-        last_run_id: issue.last_run_id,
-      })
-      .returning(['id'])
-      .executeTakeFirstOrThrow()
+    const id = await insertCancelReceipt(trx, {
+      parentId: issue.id,
+      seq,
+      idempotencyKey: cancelIdempotencyKey(issue.idempotency_key, seq),
+      amounts: split,
+      reason: input.reason,
+    })
+    // The parent was read issued with no open cancel under FOR UPDATE, so the guard holds.
+    if (id === null) throw new Error(`receipt ${issue.id} changed while its cancellation was being created`)
+    const row = { id }
     return { id: row.id, amount, partial }
   })
   const jobId = cancelJobId(created.id, 0)
@@ -160,27 +142,13 @@ export function createCancelHandler(deps: CancelDeps) {
     const ctx = { signal, onCall: recorder(calls, now) }
     const lastAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1)
 
-    const complete = async (o: Extract<ProviderOutcome, { kind: 'cancelled' }> | null) =>
-      deps.db.transaction().execute(async (trx) => {
-        const owned = await transition(trx, cancel.id, deps.workerId, { state: 'issued', needsLookup: false, receipt: o?.receipt, error: null }, { receipt: cancel, jobId: job.id, rows: calls })
-        if (!owned) return false
-        await trx
-          .updateTable('receipts')
-          .set({
-            cancelled_amount: sql`cancelled_amount + ${cancel.total_amount}`,
-            state: full ? 'cancelled' : sql`state`,
-            updated_at: sql`now()`,
-          })
-          .where('id', '=', parent.id)
-          .execute()
-        return true
-      })
+    const record = async (t: Transition) =>
+      (await recordCancelOutcome(deps.db, { item: { receiptId: cancel.id, workerId: deps.workerId, transition: t, attempts: { receipt: cancel, jobId: job.id, rows: calls } }, parentId: parent.id, full })).owned
+    const complete = async (o: Extract<ProviderOutcome, { kind: 'cancelled' }> | null) => record({ state: 'issued', needsLookup: false, receipt: o?.receipt, error: null })
 
     try {
       const { provider, throttle: t } = deps.providers.get(cancel.merchant_id, cancel.provider)
-      if (full) {
-        await deps.db.updateTable('receipts').set({ state: 'cancelling', updated_at: sql`now()` }).where('id', '=', parent.id).where('state', '=', 'issued').execute()
-      }
+      if (full) await beginFullCancel(deps.db, parent.id)
       const lookupReq = { providerKey: cancel.provider_key, portonePayment: cancel.portone_payment, amounts: amountsOf(parent) }
       if (cancel.needs_lookup && full) {
         const found = await t.schedule(() => provider.lookup(lookupReq, ctx))
@@ -211,36 +179,24 @@ export function createCancelHandler(deps: CancelDeps) {
       const permanent = o.kind === 'permanent' || o.kind === 'not_found' || o.kind === 'issued' || o.kind === 'already_issued'
       if (o.kind === 'rate_limited') {
         t.penalize(o.retryAfterMs)
-        await transition(deps.db, cancel.id, deps.workerId, { state: 'pending', error }, { receipt: cancel, jobId: job.id, rows: calls })
+        await record({ state: 'pending', error })
         return delay(job, token, o.retryAfterMs)
       }
       const final = permanent || lastAttempt
-      await transition(deps.db, cancel.id, deps.workerId, { state: final ? 'failed' : 'pending', needsLookup: o.kind === 'unknown_outcome', error }, { receipt: cancel, jobId: job.id, rows: calls })
-      if (final && full) {
-        // The issued receipt stays issued at the provider: put the parent back so the ledger stays true.
-        await deps.db.updateTable('receipts').set({ state: 'issued', updated_at: sql`now()` }).where('id', '=', parent.id).where('state', '=', 'cancelling').execute()
-      }
+      // Failed for good on a full cancel: the ledger puts the parent back to issued (the provider still holds it).
+      await record({ state: final ? 'failed' : 'pending', needsLookup: o.kind === 'unknown_outcome', error })
       if (final) throw new UnrecoverableError(`cancel: ${o.kind} ${error.code ?? ''} ${error.message ?? ''}`.trim())
       throw new RetryableJobError(`cancel: ${o.kind} ${error.code ?? ''}`.trim())
     } catch (err) {
       if (err instanceof ThrottleDeferError) {
-        await transition(deps.db, cancel.id, deps.workerId, { state: 'pending' }, { receipt: cancel, jobId: job.id, rows: calls })
+        await record({ state: 'pending' })
         return delay(job, token, err.retryInMs)
       }
       // Another worker owns the row now; it finishes the work. No call was made.
       if (err instanceof LeaseLostError) return { state: 'taken-over', detail: err.message }
       if (err instanceof DelayedError || err instanceof UnrecoverableError || err instanceof RetryableJobError) throw err
       const e = err as Error
-      await transition(
-        deps.db,
-        cancel.id,
-        deps.workerId,
-        { state: lastAttempt ? 'failed' : 'pending', needsLookup: true, error: { errorClass: 'internal', code: e?.name ?? 'Error', message: e?.message ?? String(err) } },
-        { receipt: cancel, jobId: job.id, rows: calls },
-      ).catch(() => {})
-      if (lastAttempt && full) {
-        await deps.db.updateTable('receipts').set({ state: 'issued', updated_at: sql`now()` }).where('id', '=', parent.id).where('state', '=', 'cancelling').execute()
-      }
+      await record({ state: lastAttempt ? 'failed' : 'pending', needsLookup: true, error: { errorClass: 'internal', code: e?.name ?? 'Error', message: e?.message ?? String(err) } }).catch(() => {})
       throw err
     }
   }

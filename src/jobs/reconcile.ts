@@ -5,9 +5,9 @@
  * - ledger says issued, provider says cancelled → recorded as cancelled
  * Also lists receipts past their legal deadline (business date + 4 days) that are not issued.
  */
-import { sql } from 'kysely'
 import type { Logger } from 'pino'
 import type { Db } from '../db/database.ts'
+import { flagReconcile, markReconciled, repairFromProvider } from '../db/ledger.ts'
 import type { ProviderSource } from './provider-source.ts'
 
 export interface ReconcileResult {
@@ -53,37 +53,18 @@ export async function reconcileDay(
         const held = o.kind === 'issued' ? 'issued' : 'cancelled'
         if (r.state === held) {
           result.matched++
-          await db.updateTable('receipts').set({ reconciled_at: sql`now()`, reconcile_flag: null }).where('id', '=', r.id).execute()
+          await markReconciled(db, r.id, held)
         } else if (r.state === 'failed' || r.state === 'pending' || (r.state === 'issued' && held === 'cancelled')) {
-          // Only move rows nobody is working on (failed/pending with no live lease).
-          const res = await db
-            .updateTable('receipts')
-            .set({
-              state: held,
-              approval_number: o.receipt.approvalNumber,
-              provider_receipt_id: o.receipt.providerReceiptId,
-              receipt_url: o.receipt.receiptUrl,
-              issued_at: o.receipt.issuedAt && !Number.isNaN(Date.parse(o.receipt.issuedAt)) ? new Date(o.receipt.issuedAt) : sql`coalesce(issued_at, now())`,
-              needs_lookup: false,
-              error_class: null,
-              error_code: null,
-              error_message: null,
-              reconciled_at: sql`now()`,
-              finished_at: sql`now()`,
-              updated_at: sql`now()`,
-            })
-            .where('id', '=', r.id)
-            .where('state', '=', r.state)
-            .executeTakeFirst()
-          if (Number(res.numUpdatedRows) === 1) result.repaired.push({ ...at, from: r.state, to: held })
+          // Only rows nobody is working on move (the state read, never issuing); see repairFromProvider.
+          if (await repairFromProvider(db, r.id, r.state, held, o.receipt)) result.repaired.push({ ...at, from: r.state, to: held })
         } else {
           result.flagged.push({ ...at, flag: `ledger ${r.state}, provider ${held}` })
-          await db.updateTable('receipts').set({ reconcile_flag: `provider ${held}`, reconciled_at: sql`now()` }).where('id', '=', r.id).execute()
+          await flagReconcile(db, r.id, r.state, `provider ${held}`)
         }
       } else if (o.kind === 'not_found') {
         if (r.state === 'issued' || r.state === 'cancelled') {
           result.flagged.push({ ...at, flag: `ledger ${r.state}, provider has no receipt` })
-          await db.updateTable('receipts').set({ reconcile_flag: 'missing at provider', reconciled_at: sql`now()` }).where('id', '=', r.id).execute()
+          await flagReconcile(db, r.id, r.state, 'missing at provider')
         } else {
           result.matched++
         }

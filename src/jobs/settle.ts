@@ -11,7 +11,8 @@
 import { sql } from 'kysely'
 import type { Logger } from 'pino'
 import type { Db } from '../db/database.ts'
-import type { CashTransaction, NewReceipt, ReceiptState, RunTrigger } from '../db/schema.ts'
+import type { CashTransaction, NewReceipt, RunTrigger } from '../db/schema.ts'
+import { insertIssueReceipts } from '../db/ledger.ts'
 import { addDays, carryOverFrom, decideIssuance, isValidDate, legalDeadline } from '../domain/index.ts'
 import { deriveProviderKeys } from '../providers/keys.ts'
 import { issueJobId, type ReceiptsQueue } from '../queue/queues.ts'
@@ -185,7 +186,7 @@ export async function settleDay(deps: SettleDeps, opts: SettleOptions): Promise<
           opts.onProgress?.({ phase: 'select', selected, enqueued })
           continue
         }
-        const inserted = await insertReceipts(db, receipts)
+        const inserted = await insertIssueReceipts(db, receipts)
         for (const r of inserted) count(r)
         opts.onProgress?.({ phase: 'select', selected, enqueued })
         await inFlight
@@ -232,31 +233,6 @@ export async function settleDay(deps: SettleDeps, opts: SettleOptions): Promise<
   }
   deps.logger.info({ runId, businessDate: to, selected, created, skipped, enqueued }, 'settlement enqueued')
   return { runId, businessDate: to, window: { from, to }, dryRun: Boolean(opts.dryRun), selected, created, skipped, skipReasons, enqueued, byProvider }
-}
-
-/**
- * One INSERT … SELECT FROM unnest(…) per chunk: a few array parameters instead of a VALUES list with
- * ~20 bind parameters per row. Conflict only on (transaction, kind, seq): a concurrent settle of the
- * same window inserts nothing twice, and a provider-key clash still fails loudly, never drops a row.
- */
-async function insertReceipts(db: Db, receipts: readonly NewReceipt[]) {
-  const col = <T>(f: (r: NewReceipt) => T) => receipts.map(f)
-  const res = await sql<{ id: number; state: ReceiptState; trade_date: string; redrive_count: number; provider: string; skip_reason: string | null }>`
-    INSERT INTO receipts (transaction_id, kind, merchant_id, provider, provider_key, idempotency_key, portone_payment, trade_date, deadline,
-      run_id, last_run_id, total_amount, supply_amount, vat_amount, tax_free_amount, service_fee, state, purpose, skip_reason, finished_at, self_issued)
-    SELECT * FROM unnest(
-      ${col((r) => r.transaction_id)}::text[], ${col((r) => r.kind)}::text[], ${col((r) => r.merchant_id)}::text[], ${col((r) => r.provider)}::text[],
-      ${col((r) => r.provider_key)}::text[], ${col((r) => r.idempotency_key)}::text[], ${col((r) => r.portone_payment ?? false)}::boolean[],
-      ${col((r) => r.trade_date)}::date[], ${col((r) => r.deadline)}::date[], ${col((r) => r.run_id ?? null)}::bigint[], ${col((r) => r.last_run_id ?? null)}::bigint[],
-      ${col((r) => r.total_amount ?? 0)}::bigint[], ${col((r) => r.supply_amount ?? 0)}::bigint[], ${col((r) => r.vat_amount ?? 0)}::bigint[],
-      ${col((r) => r.tax_free_amount ?? 0)}::bigint[], ${col((r) => r.service_fee ?? 0)}::bigint[], ${col((r) => r.state)}::text[], ${col((r) => r.purpose)}::text[],
-      ${col((r) => r.skip_reason ?? null)}::text[], ${col((r) => (r.finished_at ? new Date(r.finished_at as Date).toISOString() : null))}::timestamptz[],
-      ${col((r) => r.self_issued ?? false)}::boolean[]
-    )
-    ON CONFLICT (transaction_id, kind, seq) DO NOTHING
-    RETURNING id, state, trade_date, redrive_count, provider, skip_reason
-  `.execute(db)
-  return res.rows
 }
 
 function pendingQuery(db: Db, from: string, to: string, merchantId: string | undefined) {

@@ -1,5 +1,8 @@
-# cash-receipts on the current Node LTS. One image for every role: the compose file picks the
-# command (migrate, scheduler, worker, serve, sandbox).
+# cash-receipts on the current Node LTS. The default (last) stage is the production image, one image
+# for every role: the compose file picks the command (migrate, scheduler, worker, serve). It carries
+# only the compiled src/ and migrations/; the provider sandbox, a development tool, is not in it
+# (`cash-receipts sandbox` there exits 2 and says so). The `sandbox` stage runs it from source for
+# the compose file's sandbox service.
 FROM node:24-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
@@ -9,7 +12,20 @@ COPY src src
 COPY migrations migrations
 RUN npm run build && npm prune --omit=dev --omit=optional
 
-FROM node:24-bookworm-slim
+# Development only: the CLI from source through tsx (a runtime dependency), with the sandbox beside it.
+FROM node:24-bookworm-slim AS sandbox
+WORKDIR /app
+COPY --from=build /app/node_modules node_modules
+COPY package.json tsconfig.json ./
+COPY bin bin
+COPY src src
+COPY migrations migrations
+COPY sandbox sandbox
+USER node
+ENTRYPOINT ["node", "bin/cash-receipts.js"]
+CMD ["sandbox", "--port", "4010", "--host", "0.0.0.0"]
+
+FROM node:24-bookworm-slim AS production
 ENV NODE_ENV=production
 WORKDIR /app
 COPY --from=build /app/node_modules node_modules

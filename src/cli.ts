@@ -354,7 +354,7 @@ export function buildProgram(): Command {
     .action(async (o) => {
       try {
         const config = loadConfig()
-        const { runSandboxCli } = await import('./sandbox/index.ts')
+        const { runSandboxCli } = await import('./dev/load-sandbox.ts')
         await runSandboxCli({ port: o.port ?? config.sandboxPort, host: o.host, faults: o.faults, rateLimits: o.rateLimit, seed: o.seed ? Number(o.seed) : undefined })
       } catch (err) {
         process.stderr.write(`error: ${(err as Error).message}\n`)

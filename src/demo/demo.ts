@@ -17,7 +17,7 @@ import { createProgress } from '../cli/progress.ts'
 import { kstToday, kstYesterday } from '../domain/index.ts'
 import { ensurePostgres, ensureRedis, recreateDatabase } from './infra.ts'
 import { generateDay, toCsv } from './generate.ts'
-import { startSandbox } from '../sandbox/index.ts'
+import { startSandbox } from '../dev/load-sandbox.ts'
 import { createRedis } from '../queue/queues.ts'
 import { deletePrefixKeys } from '../queue/prefix-keys.ts'
 

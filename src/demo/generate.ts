@@ -4,7 +4,7 @@
  * mandatory issuers, skipped elsewhere), tax-free parts and service fees. Deterministic per seed.
  */
 import type { ProviderName } from '../config.ts'
-import { seededRandom } from '../sandbox/faults.ts'
+import { seededRandom } from './seeded-random.ts'
 
 export interface GeneratedDay {
   readonly header: readonly string[]
@@ -19,7 +19,7 @@ export const IMPORT_HEADER = [
   'buyer_email', 'buyer_tel', 'status', 'refunded_amount',
 ] as const
 
-/** The sandbox's seeded PRNG (mulberry32), so generated days are reproducible per seed. */
+/** The seeded PRNG the sandbox's fault draws use too (mulberry32), so generated days are reproducible per seed. */
 export const mulberry32 = seededRandom
 
 export function validBrn(rand: () => number): string {

@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { randomBytes } from 'node:crypto'
-import { startSandbox, type Sandbox } from '../../src/sandbox/index.ts'
+import { startSandbox, type Sandbox } from '../../sandbox/index.ts'
 import { createProvider, type CredentialsByProvider } from '../../src/providers/registry.ts'
 import type { CashReceiptProvider, IssueRequest, ProviderOutcome } from '../../src/providers/types.ts'
 import type { ProviderName } from '../../src/config.ts'

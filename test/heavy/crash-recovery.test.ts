@@ -5,7 +5,7 @@
  * Uses the NTS-style sandbox, which (like NTS) does not reject a second issue for the same reference.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest'
-import { startSandbox, type Sandbox } from '../../src/sandbox/index.ts'
+import { startSandbox, type Sandbox } from '../../sandbox/index.ts'
 import { createTestEnv, eventually, type TestEnv } from '../helpers/test-env.ts'
 import { importDay, settle, spawnCli, stopChild, waitForRun } from '../helpers/pipeline.ts'
 

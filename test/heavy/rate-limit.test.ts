@@ -4,7 +4,7 @@
  * past the limit and counts it.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest'
-import { startSandbox, type Sandbox } from '../../src/sandbox/index.ts'
+import { startSandbox, type Sandbox } from '../../sandbox/index.ts'
 import { createTestEnv, type TestEnv } from '../helpers/test-env.ts'
 import { importDay, settle, spawnCli, stopChild, waitForRun } from '../helpers/pipeline.ts'
 

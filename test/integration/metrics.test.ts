@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { parseExposition, type Family } from '../helpers/prometheus-text.ts'
-import { startSandbox, type Sandbox } from '../../src/sandbox/index.ts'
+import { startSandbox, type Sandbox } from '../../sandbox/index.ts'
 import { startDashboard, type RunningDashboard } from '../../src/http/server.ts'
 import { buildReport, type RunReport } from '../../src/report/report.ts'
 import { outcomeOf } from '../../src/report/report-details.ts'

@@ -4,7 +4,7 @@
  * cancellation, and the ledger/sandbox invariant (report totals = live receipts held; ≤ 1 per key).
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
-import { startSandbox, type Sandbox } from '../../src/sandbox/index.ts'
+import { startSandbox, type Sandbox } from '../../sandbox/index.ts'
 import { redrive } from '../../src/jobs/redrive.ts'
 import { requestCancellation } from '../../src/jobs/cancel-receipt.ts'
 import { buildReport } from '../../src/report/report.ts'

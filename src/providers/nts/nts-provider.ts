@@ -1,6 +1,6 @@
 /**
  * NTS-style direct API adapter (the shape described in docs/providers.md §4, with the
- * sandbox's extension documented in src/sandbox/README.md): a bearer token from POST /oauth/token, POST /api/v1/cashReceipt/issue with
+ * sandbox's extension documented in sandbox/README.md): a bearer token from POST /oauth/token, POST /api/v1/cashReceipt/issue with
  * a clientReference (our deterministic key), GET /api/v1/cashReceipt?clientReference= to look it up,
  * and POST /api/v1/cashReceipt/cancel against the original approval number and trade date.
  * NTS accepts a second issue for the same reference, so an issue is never repeated after sending.

@@ -1,11 +1,11 @@
 /**
- * Fault and rate-limit specs for the sandbox (grammar in src/sandbox/README.md), the seeded PRNG
- * that makes fault runs reproducible, and the per-credential one-second rate window.
+ * Fault and rate-limit specs for the sandbox (grammar in sandbox/README.md), the fault draw, and the
+ * per-credential one-second rate window.
  *
  * Faults:  `portone:5xx=0.05,timeout_after_commit=0.02,latency=20-80;payssam:5xx=0.1;seed=7`
  * Limits:  `portone=100,payssam=50` (req/s per credential), `*=100`, `nts/day=1000` (NTS daily quota)
  */
-import type { ProviderName } from '../config.ts'
+import type { ProviderName } from '../src/config.ts'
 
 export const SANDBOX_PROVIDERS: readonly ProviderName[] = ['portone', 'portone-v2', 'payssam', 'nts']
 
@@ -190,18 +190,6 @@ export function parseRateLimits(spec: string | null | undefined): RateLimitSpec 
     }
   }
   return { perSecond, ntsDaily }
-}
-
-/** mulberry32: a small seeded PRNG, so fault runs are reproducible with a seed. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
 }
 
 /** Draws the fault for one receipt operation (at most one), or null. One PRNG draw per call. */

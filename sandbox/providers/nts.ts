@@ -2,7 +2,7 @@
  * NTS-style direct API simulator. No public NTS API exists; this follows the shape an unofficial blog article describes
  * (docs/providers.md §4: a bearer token from an auth call; `POST /api/v1/cashReceipt/issue` with businessNumber, transactionDate,
  * transactionTime, transactionAmount, the consumer identifier and receiptPurpose; a daily issuance
- * limit) plus the smallest extension exactly-once issuance needs, documented in src/sandbox/README.md:
+ * limit) plus the smallest extension exactly-once issuance needs, documented in sandbox/README.md:
  *
  * - `POST /oauth/token` (client credentials, JSON or form) → `{access_token, token_type: 'Bearer',
  *   expires_in: 3600}`; every call mints a new token and earlier ones stay valid until they expire.

@@ -9,7 +9,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
 import type { Logger } from 'pino'
-import type { ProviderName } from '../config.ts'
+import type { ProviderName } from '../src/config.ts'
 import {
   DEFAULT_HANG_MS,
   FAULT_KINDS,
@@ -21,11 +21,11 @@ import {
   parseFaults,
   parseRateLimits,
   pickFault,
-  seededRandom,
   type FaultKind,
   type FaultSpec,
   type RateLimitSpec,
 } from './faults.ts'
+import { seededRandom } from '../src/demo/seeded-random.ts'
 import type { HeldReceipt, ProviderSim, SimRequest, SimResponse } from './sim.ts'
 import { createPortoneV1Sim, type PortonePayment } from './providers/portone-v1.ts'
 import { createPortoneV2Sim } from './providers/portone-v2.ts'

@@ -1,9 +1,13 @@
 /**
  * The provider sandbox: faithful simulators of PortOne V1/V2, PaySsam and an NTS-style API behind one
  * HTTP server, in-process for tests, the demo and benchmarks, or as its own process through
- * `cash-receipts sandbox`. Endpoints, credentials and spec grammars: src/sandbox/README.md.
+ * `cash-receipts sandbox`. Endpoints, credentials and spec grammars: sandbox/README.md.
+ *
+ * A development tool outside src/: the production build does not carry it, and the product (the CLI's
+ * `sandbox` command, the demo) loads it only through src/dev/load-sandbox.ts.
  */
 import pino from 'pino'
+import type { SandboxModule } from '../src/dev/load-sandbox.ts'
 import { formatFaults, parseFaults, parseRateLimits } from './faults.ts'
 import { startSandbox, type SandboxOptions } from './server.ts'
 
@@ -51,3 +55,6 @@ export async function runSandboxCli(opts: SandboxOptions): Promise<void> {
     process.on('SIGINT', stop)
   })
 }
+
+/** The loader's view of this module: kept in step by the typechecker, as the build cannot see this folder. */
+const _loaderView: SandboxModule = { runSandboxCli, startSandbox }

@@ -4,7 +4,7 @@
  */
 import { createHash, randomBytes, randomInt } from 'node:crypto'
 import type { IncomingHttpHeaders } from 'node:http'
-import type { ProviderName } from '../config.ts'
+import type { ProviderName } from '../src/config.ts'
 
 /** One request as a simulator sees it (path relative to the provider's prefix). */
 export interface SimRequest {
@@ -157,7 +157,7 @@ export function header(req: SimRequest, name: string): string | undefined {
   return Array.isArray(v) ? v[0] : v
 }
 
-/** Valid sandbox credentials follow the demo merchants' pattern (src/sandbox/README.md). */
+/** Valid sandbox credentials follow the demo merchants' pattern (sandbox/README.md). */
 export function suffixAfter(value: unknown, prefix: string): string | null {
   return typeof value === 'string' && value.startsWith(prefix) && value.length > prefix.length
     ? value.slice(prefix.length)

@@ -1,0 +1,15 @@
+/**
+ * mulberry32: a small seeded PRNG. The demo's generated days and the provider sandbox's fault draws
+ * both take it, so a seed reproduces a run; it lives here because the production build carries the
+ * demo's generator but not the sandbox.
+ */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let t = a
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}

@@ -9,9 +9,10 @@ import { loadConfig, ConfigError, PROVIDERS, type AppConfig } from './config.ts'
 import { createApp, type App } from './app.ts'
 import { importTransactions } from './import/import-transactions.ts'
 import { FileFormatError } from './import/read-rows.ts'
-import { settleDay, SettleInputError } from './jobs/settle.ts'
+import { SettleInputError } from './jobs/settle.ts'
 import { redrive } from './jobs/redrive.ts'
-import { requestCancellation, CancelInputError } from './jobs/cancel-receipt.ts'
+import { CancelInputError } from './jobs/cancel-receipt.ts'
+import { receiptState } from './db/receipt-reads.ts'
 import { reconcileDay } from './jobs/reconcile.ts'
 import { rekey, RekeyError } from './jobs/rekey.ts'
 import { buildReport, ReportNotFoundError, type RunReport } from './report/report.ts'
@@ -22,7 +23,7 @@ import { startTracing, type Tracing } from './telemetry/tracing.ts'
 import { assertServeSecurity, authConfigured } from './http/auth.ts'
 import { createProgress } from './cli/progress.ts'
 import { isValidDate, kstToday, kstYesterday } from './domain/index.ts'
-import { runScheduler } from './jobs/scheduler.ts'
+import { listenForShutdown } from './cli/shutdown.ts'
 import { runDemo } from './demo/demo.ts'
 
 export class UsageError extends Error {
@@ -135,7 +136,7 @@ export function buildProgram(): Command {
           await writeFile(o.rejects, (header ? `${header}\n` : '') + rejectsRaw.join('\n') + '\n')
         }
         // Cancellation requests for transactions that moved to cancelled/refunded after issuance.
-        const cancels = summary.written ? await cancelChanged(app, summary.changedTransactionIds) : []
+        const cancels = summary.written ? await app.cancelChanged(summary.changedTransactionIds) : []
         if (o.json) {
           printJson({ ...summary, cancellations: cancels })
         } else {
@@ -163,10 +164,13 @@ export function buildProgram(): Command {
         await app.prepareDatabase()
         const businessDate = o.date ?? kstYesterday(Date.now())
         const progress = createProgress('settle')
-        const summary = await settleDay(
-          { db: app.db(), queue: app.receiptsQueue(), logger: app.logger, chunkSize: app.config.settle.chunkSize, maxWaiting: app.config.settle.maxWaiting },
-          { businessDate, merchantId: o.merchant, trigger: 'manual', dryRun: Boolean(o.dryRun), onProgress: (p) => progress.update(p.phase === 'select' ? p.selected : p.enqueued, undefined, p.phase) },
-        )
+        const summary = await app.settle({
+          businessDate,
+          merchantId: o.merchant,
+          trigger: 'manual',
+          dryRun: Boolean(o.dryRun),
+          onProgress: (p) => progress.update(p.phase === 'select' ? p.selected : p.enqueued, undefined, p.phase),
+        })
         progress.finish()
         if (o.wait && !o.dryRun && summary.runId !== null) {
           const report = await waitForRun(app, { runId: summary.runId }, Boolean(o.json))
@@ -192,19 +196,11 @@ export function buildProgram(): Command {
     .addOption(new Option('--concurrency <n>', 'jobs in flight in this process').argParser(intArg('--concurrency')))
     .action((o) =>
       withApp(async (app) => {
-        let signal = ''
-        const stopped = new Promise<void>((resolve) => {
-          const on = (sig: string) => () => {
-            signal = sig
-            resolve()
-          }
-          process.once('SIGTERM', on('SIGTERM'))
-          process.once('SIGINT', on('SIGINT'))
-        })
+        const shutdown = listenForShutdown()
         await app.prepareDatabase()
         const worker = app.startWorker({ concurrency: o.concurrency })
         app.logger.info({ concurrency: o.concurrency ?? app.config.worker.concurrency }, 'worker started')
-        await stopped
+        const signal = await shutdown.requested
         app.logger.info({ signal }, 'draining: finishing jobs in flight')
         await worker.close()
       }),
@@ -213,7 +209,15 @@ export function buildProgram(): Command {
   program
     .command('scheduler')
     .description('nightly settlement by cron (default 00:30 Asia/Seoul, for yesterday) and the D+1 reconcile; runs until SIGTERM')
-    .action(() => withApp(async (app) => runScheduler(app)))
+    .action(() =>
+      withApp(async (app) => {
+        const shutdown = listenForShutdown()
+        await app.prepareDatabase()
+        const scheduler = await app.startScheduler()
+        await shutdown.requested
+        await scheduler.close()
+      }),
+    )
 
   program
     .command('redrive')
@@ -256,14 +260,11 @@ export function buildProgram(): Command {
     .action((transactionId: string, o) =>
       withApp(async (app) => {
         await app.prepareDatabase()
-        const req = await requestCancellation(
-          { db: app.db(), queue: app.receiptsQueue(), providers: app.providers() },
-          { transactionId, amount: o.amount, reason: Number(o.reason) as 1 | 2 | 3 },
-        )
+        const req = await app.cancel({ transactionId, amount: o.amount, reason: Number(o.reason) as 1 | 2 | 3 })
         let state = 'pending'
         if (o.wait) {
           for (;;) {
-            const row = await app.db().selectFrom('receipts').select(['state', 'error_code', 'error_message']).where('id', '=', req.cancelReceiptId).executeTakeFirstOrThrow()
+            const row = await receiptState(app.db(), req.cancelReceiptId)
             state = row.state === 'issued' ? 'cancelled' : row.state
             if (row.state === 'issued' || row.state === 'failed') break
             await new Promise((r) => setTimeout(r, 300))
@@ -371,10 +372,7 @@ export function buildProgram(): Command {
       withApp(async (app, config) => {
         const serve = { ...config.serve, port: o.port ?? config.serve.port, host: o.host ?? config.serve.host }
         assertServeSecurity(serve)
-        let stop: () => void = () => {}
-        const stopped = new Promise<void>((resolve) => (stop = resolve))
-        process.once('SIGTERM', () => stop())
-        process.once('SIGINT', () => stop())
+        const shutdown = listenForShutdown()
         await app.prepareDatabase()
         const { startDashboard } = await import('./http/server.ts')
         const dashboard = await startDashboard({
@@ -388,7 +386,7 @@ export function buildProgram(): Command {
         })
         app.logger.info({ url: dashboard.url, auth: authConfigured(serve) ? 'required' : 'none (loopback only)' }, 'dashboard listening')
         process.stderr.write(`dashboard listening on ${dashboard.url}\n`)
-        await stopped
+        await shutdown.requested
         await dashboard.close()
       }),
     )
@@ -400,7 +398,7 @@ export function buildProgram(): Command {
     .option('--json', 'print the final report as JSON')
     .action(async (o) => {
       try {
-        process.exit(await runDemo({ transactions: o.transactions, json: Boolean(o.json) }))
+        process.exit(await runDemo({ transactions: o.transactions, json: Boolean(o.json) }, { createApp, createProgress: (label) => createProgress(label) }))
       } catch (err) {
         process.stderr.write(`error: ${(err as Error).message}\n`)
         process.exit(err instanceof ConfigError ? 2 : 1)
@@ -442,37 +440,6 @@ async function csvHeader(file: string): Promise<string> {
     return line.replace(/^\uFEFF/, '')
   }
   return ''
-}
-
-/**
- * A re-import moved these transactions forward (cancelled, or a larger refund). Where the receipt is
- * already issued, request a cancellation of what is no longer paid: everything for a cancelled
- * transaction, the newly refunded part otherwise. Unissued receipts need nothing: the worker reads
- * the transaction's current amounts when it issues.
- */
-async function cancelChanged(app: App, transactionIds: readonly string[]) {
-  const out: { transaction_id: string; result: string }[] = []
-  for (const id of transactionIds) {
-    const row = await app
-      .db()
-      .selectFrom('receipts as r')
-      .innerJoin('cash_transactions as t', 't.transaction_id', 'r.transaction_id')
-      .select(['r.state', 'r.total_amount', 'r.cancelled_amount', 't.status', 't.amount', 't.refunded_amount'])
-      .where('r.transaction_id', '=', id)
-      .where('r.kind', '=', 'issue')
-      .executeTakeFirst()
-    if (row?.state !== 'issued') continue
-    const stillPaid = row.status === 'cancelled' ? 0 : Math.max(0, row.amount - row.refunded_amount)
-    const amount = row.total_amount - row.cancelled_amount - stillPaid
-    if (amount <= 0) continue
-    try {
-      const r = await requestCancellation({ db: app.db(), queue: app.receiptsQueue(), providers: app.providers() }, { transactionId: id, reason: 1, amount })
-      out.push({ transaction_id: id, result: `cancellation of ${r.amount} enqueued` })
-    } catch (err) {
-      out.push({ transaction_id: id, result: (err as Error).message })
-    }
-  }
-  return out
 }
 
 async function main() {

@@ -7,13 +7,11 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { loadConfig, loadConfigWith } from '../config.ts'
-import { createApp } from '../app.ts'
-import { importTransactions } from '../import/import-transactions.ts'
-import { settleDay } from '../jobs/settle.ts'
-import { buildReport } from '../report/report.ts'
+import { loadConfig, loadConfigWith, type AppConfig } from '../config.ts'
+import type { ImportOptions, ImportResult } from '../import/import-transactions.ts'
+import type { SettleOptions, SettleSummary } from '../jobs/settle.ts'
+import type { RunReport } from '../report/report.ts'
 import { formatReportTable } from '../report/format-table.ts'
-import { createProgress } from '../cli/progress.ts'
 import { kstToday, kstYesterday } from '../domain/index.ts'
 import { ensurePostgres, ensureRedis, recreateDatabase } from './infra.ts'
 import { generateDay, toCsv } from './generate.ts'
@@ -23,7 +21,23 @@ import { deletePrefixKeys } from '../queue/prefix-keys.ts'
 
 const say = (msg: string) => process.stderr.write(`» ${msg}\n`)
 
-export async function runDemo(opts: { transactions: number; json: boolean }): Promise<number> {
+/** What the demo uses of the application: the caller (the command line) supplies it. */
+export interface DemoApp {
+  prepareDatabase(): Promise<{ migrations: string[] }>
+  importFile(file: string, opts: ImportOptions): Promise<ImportResult>
+  settle(opts: SettleOptions): Promise<SettleSummary>
+  startWorker(opts: { concurrency: number }): unknown
+  report(sel: { runId: number }, todayKst: string): Promise<RunReport>
+  close(): Promise<void>
+}
+
+export interface DemoDeps {
+  createApp(config: AppConfig): DemoApp
+  /** Progress of the issuance on stderr. */
+  createProgress(label: string): { update(done: number, total?: number, note?: string): void; finish(note?: string): void }
+}
+
+export async function runDemo(opts: { transactions: number; json: boolean }, deps: DemoDeps): Promise<number> {
   const base = loadConfig()
   const cleanup: (() => Promise<unknown>)[] = []
   try {
@@ -49,7 +63,7 @@ export async function runDemo(opts: { transactions: number; json: boolean }): Pr
       LOG_LEVEL: base.log.level === 'info' ? 'warn' : base.log.level,
       WORKER_BACKOFF_MS: '500',
     })
-    const app = createApp(config)
+    const app = deps.createApp(config)
     cleanup.push(async () => {
       await app.close()
       // The prefix is new each run: its queue, limiter, pacer and quota keys would otherwise stay behind.
@@ -72,29 +86,26 @@ export async function runDemo(opts: { transactions: number; json: boolean }): Pr
     cleanup.push(() => rm(dir, { recursive: true, force: true }))
     const file = join(dir, `transactions-${businessDate}.csv`)
     await writeFile(file, toCsv(day))
-    const imported = await importTransactions(app.db(), config.dataKeys, file, { nowMs: now })
+    const imported = await app.importFile(file, { nowMs: now })
     if (!imported.written) {
       for (const e of imported.errors.slice(0, 20)) say(`line ${e.line}: ${e.field}: ${e.message}`)
       throw new Error('the generated file did not import')
     }
     say(`imported ${imported.inserted} transactions for business date ${businessDate}`)
 
-    const settled = await settleDay(
-      { db: app.db(), queue: app.receiptsQueue(), logger: app.logger, chunkSize: config.settle.chunkSize, maxWaiting: config.settle.maxWaiting },
-      { businessDate, trigger: 'manual' },
-    )
+    const settled = await app.settle({ businessDate, trigger: 'manual' })
     say(`settlement run ${settled.runId}: ${settled.created} receipts to issue, ${settled.skipped} skipped (${JSON.stringify(settled.skipReasons)})`)
 
     app.startWorker({ concurrency: 8 })
     app.startWorker({ concurrency: 8 })
     say('two workers issuing through the sandbox…')
-    const progress = createProgress('issuing')
+    const progress = deps.createProgress('issuing')
     const deadline = Date.now() + 5 * 60_000
-    let report = await buildReport(app.db(), { runId: settled.runId! }, kstToday(Date.now()))
+    let report = await app.report({ runId: settled.runId! }, kstToday(Date.now()))
     while (report.status !== 'finished' && Date.now() < deadline) {
       progress.update(report.totals.eligible - report.totals.pending, report.totals.eligible, `issued ${report.totals.issued}`)
       await new Promise((r) => setTimeout(r, 300))
-      report = await buildReport(app.db(), { runId: settled.runId! }, kstToday(Date.now()))
+      report = await app.report({ runId: settled.runId! }, kstToday(Date.now()))
     }
     progress.finish('done')
 

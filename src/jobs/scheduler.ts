@@ -3,53 +3,53 @@
  * nightly settlement (default 00:30 Asia/Seoul, for yesterday) and the D+1 reconcile, plus the
  * worker that runs them. The business date is computed when the job runs and travels in the result.
  */
-import { Worker, type Job } from 'bullmq'
-import type { App } from '../app.ts'
+import { Worker, type Job, type Telemetry } from 'bullmq'
+import type { Redis } from 'ioredis'
+import type { Logger } from '../logger.ts'
 import { kstToday, kstYesterday, addDays } from '../domain/index.ts'
-import { CONTROL_QUEUE, connectionOf, type JobPayloads } from '../queue/queues.ts'
-import { settleDay } from './settle.ts'
-import { reconcileDay } from './reconcile.ts'
+import { CONTROL_QUEUE, connectionOf, type JobPayloads, type ReceiptsQueue } from '../queue/queues.ts'
+import type { SettleOptions, SettleSummary } from './settle.ts'
+import type { ReconcileResult } from './reconcile.ts'
 
-export async function runScheduler(app: App): Promise<void> {
-  // Signals are taken from the first moment: a stop during start-up is still a clean stop.
-  let stop: () => void = () => {}
-  const stopped = new Promise<void>((resolve) => (stop = resolve))
-  process.once('SIGTERM', () => stop())
-  process.once('SIGINT', () => stop())
-  await app.prepareDatabase()
-  const queue = app.controlQueue()
-  await queue.upsertJobScheduler(
-    'nightly-settlement',
-    { pattern: app.config.settle.cron, tz: 'Asia/Seoul' },
-    { name: 'settle-day', data: { trigger: 'schedule' } },
-  )
-  await queue.upsertJobScheduler(
-    'daily-reconcile',
-    { pattern: app.config.settle.reconcileCron, tz: 'Asia/Seoul' },
-    { name: 'reconcile-day', data: {} },
-  )
+export interface SchedulerDeps {
+  readonly controlQueue: Pick<ReceiptsQueue, 'upsertJobScheduler'>
+  /** The scheduler worker's own Redis connection (BullMQ blocks on it). */
+  readonly connection: Redis
+  readonly queuePrefix: string
+  /** Six-field crons, in Asia/Seoul. */
+  readonly cron: { readonly settle: string; readonly reconcile: string }
+  readonly logger: Logger
+  readonly telemetry?: Telemetry
+  settle(opts: SettleOptions): Promise<SettleSummary>
+  reconcile(businessDate: string, todayKst: string): Promise<ReconcileResult>
+}
+
+export interface RunningScheduler {
+  close(): Promise<void>
+}
+
+export async function startScheduler(deps: SchedulerDeps): Promise<RunningScheduler> {
+  const { controlQueue: queue, logger } = deps
+  await queue.upsertJobScheduler('nightly-settlement', { pattern: deps.cron.settle, tz: 'Asia/Seoul' }, { name: 'settle-day', data: { trigger: 'schedule' } })
+  await queue.upsertJobScheduler('daily-reconcile', { pattern: deps.cron.reconcile, tz: 'Asia/Seoul' }, { name: 'reconcile-day', data: {} })
   const worker = new Worker(
     CONTROL_QUEUE,
     async (job: Job) => {
       const now = Date.now()
       if (job.name === 'settle-day') {
         const data = job.data as JobPayloads['settle-day']
-        return settleDay(
-          { db: app.db(), queue: app.receiptsQueue(), logger: app.logger, chunkSize: app.config.settle.chunkSize, maxWaiting: app.config.settle.maxWaiting },
-          { businessDate: data.businessDate ?? kstYesterday(now), trigger: data.trigger },
-        )
+        return deps.settle({ businessDate: data.businessDate ?? kstYesterday(now), trigger: data.trigger })
       }
       if (job.name === 'reconcile-day') {
         const data = job.data as JobPayloads['reconcile-day']
         // D+1: reconcile the day before yesterday's settlement date, once the provider has had a day.
-        return reconcileDay({ db: app.db(), providers: app.providers(), logger: app.logger }, data.businessDate ?? addDays(kstToday(now), -2), kstToday(now))
+        return deps.reconcile(data.businessDate ?? addDays(kstToday(now), -2), kstToday(now))
       }
       throw new Error(`unknown control job ${job.name}`)
     },
-    { connection: connectionOf(app.redis().duplicate()), prefix: app.config.queuePrefix, concurrency: 1, lockDuration: 300_000, telemetry: app.telemetry },
+    { connection: connectionOf(deps.connection), prefix: deps.queuePrefix, concurrency: 1, lockDuration: 300_000, telemetry: deps.telemetry },
   )
-  worker.on('failed', (job, err) => app.logger.error({ job: job?.name, err: err.message }, 'control job failed'))
-  app.logger.info({ settle: app.config.settle.cron, reconcile: app.config.settle.reconcileCron, tz: 'Asia/Seoul' }, 'scheduler started')
-  await stopped
-  await worker.close()
+  worker.on('failed', (job, err) => logger.error({ job: job?.name, err: err.message }, 'control job failed'))
+  logger.info({ settle: deps.cron.settle, reconcile: deps.cron.reconcile, tz: 'Asia/Seoul' }, 'scheduler started')
+  return { close: () => worker.close() }
 }

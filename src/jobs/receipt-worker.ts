@@ -1,0 +1,103 @@
+/**
+ * The receipts worker: a BullMQ Worker on the receipts queue that runs the issue and cancel handlers
+ * and writes one log line per receipt outcome. A job BullMQ itself gives up on (stalled too often,
+ * lock lost) is recorded as failed in the ledger, so no receipt is left behind as issuing.
+ */
+import { DelayedError, UnrecoverableError, Worker, type Job, type Telemetry } from 'bullmq'
+import type { Redis } from 'ioredis'
+import type { AppConfig } from '../config.ts'
+import type { Db } from '../db/database.ts'
+import { failOrphaned } from '../db/ledger.ts'
+import { createLedgerBatcher } from '../db/ledger-batcher.ts'
+import type { Logger } from '../logger.ts'
+import { DEFAULT_RETRY } from '../providers/http.ts'
+import { connectionOf, RECEIPTS_QUEUE } from '../queue/queues.ts'
+import { createCancelHandler } from './cancel-receipt.ts'
+import { createIssueHandler, type ReceiptJobInfo } from './issue-receipt.ts'
+import { callBudgetMs } from './lease.ts'
+import type { ProviderSource } from './provider-source.ts'
+
+export interface ReceiptWorkerDeps {
+  readonly config: Pick<AppConfig, 'queuePrefix' | 'worker' | 'http' | 'dataKeys'>
+  readonly db: Db
+  readonly providers: ProviderSource
+  readonly logger: Logger
+  /** The worker's own Redis connection (BullMQ blocks on it). */
+  readonly connection: Redis
+  /** Owner name of the receipt leases this process takes. */
+  readonly workerId: string
+  readonly telemetry?: Telemetry
+}
+
+export function startReceiptWorker(deps: ReceiptWorkerDeps, opts: { concurrency?: number } = {}): Worker {
+  const { config, db, logger } = deps
+  const handlerDeps = {
+    db,
+    providers: deps.providers,
+    logger,
+    workerId: deps.workerId,
+    leaseMs: config.worker.leaseMs,
+    callBudgetMs: callBudgetMs(config.http, DEFAULT_RETRY.maxRetryTimeMs),
+  }
+  const ledger = createLedgerBatcher(db, { workerId: deps.workerId, leaseMs: config.worker.leaseMs })
+  const issue = createIssueHandler({ ...handlerDeps, ledger, dataKeys: config.dataKeys })
+  const cancel = createCancelHandler(handlerDeps)
+  const worker = new Worker(
+    RECEIPTS_QUEUE,
+    async (job: Job, token?: string, signal?: AbortSignal) => {
+      const started = performance.now()
+      const info: ReceiptJobInfo = {}
+      // One line per receipt outcome: run, receipt, provider, outcome, latency (the job's wall time).
+      const line = (outcome: string, extra: Record<string, unknown> = {}) => ({
+        runId: info.runId ?? null,
+        receiptId: (job.data as { receiptId: number }).receiptId,
+        provider: info.provider ?? null,
+        outcome,
+        latencyMs: Math.round(performance.now() - started),
+        jobId: job.id,
+        job: job.name,
+        ...extra,
+      })
+      try {
+        const result = job.name === 'cancel-receipt' ? await cancel(job, token, signal, info) : await issue(job, token, signal, info)
+        logger.info(line(result.state, result.detail ? { detail: result.detail } : {}), 'receipt outcome')
+        return result
+      } catch (err) {
+        if (err instanceof DelayedError) {
+          logger.debug(line('delayed'), 'receipt job delayed')
+        } else {
+          const final = err instanceof UnrecoverableError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1)
+          const fields = line(final ? 'failed' : 'retry', { attempt: job.attemptsMade + 1, err: (err as Error).message })
+          if (final) logger.warn(fields, 'receipt outcome')
+          else logger.info(fields, 'receipt outcome')
+        }
+        throw err
+      }
+    },
+    {
+      connection: connectionOf(deps.connection),
+      prefix: config.queuePrefix,
+      concurrency: opts.concurrency ?? config.worker.concurrency,
+      lockDuration: config.worker.lockDurationMs,
+      stalledInterval: config.worker.stalledIntervalMs,
+      // A stalled job is safe to hand out again (the ledger and lookups make it idempotent).
+      maxStalledCount: 10,
+      autorun: true,
+      telemetry: deps.telemetry,
+    },
+  )
+  worker.on('failed', (job, err) => {
+    // The processor logged the outcome; what is left is a job BullMQ itself gave up on (stalled
+    // too often, lock lost): make sure the ledger says failed.
+    const receiptId = (job?.data as { receiptId?: number } | undefined)?.receiptId
+    if (job && receiptId && job.finishedOn) {
+      void failOrphaned(db, receiptId, 'queue', err.message)
+        .then((orphaned) => {
+          if (orphaned) logger.warn({ jobId: job.id, receiptId, outcome: 'failed', err: err.message }, 'receipt job given up by the queue')
+        })
+        .catch((e) => logger.error({ err: (e as Error).message }, 'could not record orphaned job'))
+    }
+  })
+  worker.on('error', (err) => logger.error({ err: err.message }, 'worker error'))
+  return worker
+}

@@ -15,7 +15,8 @@ import { from as copyFrom } from 'pg-copy-streams'
 import { pipeline } from 'node:stream/promises'
 import { Readable } from 'node:stream'
 import { createHash } from 'node:crypto'
-import { loadConfig, type MerchantConfig } from '../src/config.ts'
+import type { MerchantConfig } from '../src/config.ts'
+import { loadDemoConfig } from '../src/demo/defaults.ts'
 import { encryptPii } from '../src/crypto/pii.ts'
 import { generateDay, mulberry32 } from '../src/demo/generate.ts'
 import { freePort, recreateDatabase } from '../src/demo/infra.ts'
@@ -271,7 +272,7 @@ async function baselinePass(redisUrl: string, jobs: number): Promise<{ addBulkJo
 
 /** N merchants with sandbox credentials, written to a MERCHANTS_FILE. */
 export async function writeMerchantsFile(n: number, limits?: Record<string, unknown>): Promise<{ file: string; merchants: MerchantConfig[] }> {
-  const base = loadConfig({}).merchants[0]!
+  const base = loadDemoConfig({}).merchants[0]!
   const merchants: MerchantConfig[] = Array.from({ length: n }, (_, i) => {
     const id = `bm${String(i).padStart(4, '0')}`
     return {
@@ -307,7 +308,7 @@ export async function copyTransactions(
   databaseUrl: string,
   opts: { businessDate: string; count: number; merchants: readonly { id: string; mandatoryIssuer: boolean }[]; providers?: readonly ('portone' | 'portone-v2' | 'payssam' | 'nts')[]; noPortonePayments?: boolean },
 ): Promise<{ rows: number; seconds: number }> {
-  const keys = loadConfig({}).dataKeys
+  const keys = loadDemoConfig({}).dataKeys
   const client = new pg.Client({ connectionString: databaseUrl })
   await client.connect()
   const chunk = 10_000

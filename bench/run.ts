@@ -7,7 +7,7 @@
  */
 import pg from 'pg'
 import { Redis } from 'ioredis'
-import { loadConfig } from '../src/config.ts'
+import { loadDemoConfig } from '../src/demo/defaults.ts'
 import { ensurePostgres, ensureRedis } from '../src/demo/infra.ts'
 import {
   buildCli, copyTransactions, cpuMeter, measureBaselines, percentile, recreateDatabase, rssMb, runCli, sandboxStats, scenarioEnv, spawnCli,
@@ -321,7 +321,7 @@ async function soak(pgServer: string, redisUrl: string): Promise<Result> {
 const round = (n: number, d = 1) => Math.round(n * 10 ** d) / 10 ** d
 
 async function main() {
-  const config = loadConfig()
+  const config = loadDemoConfig()
   log('building the CLI (npm run build)…')
   buildCli()
   const postgres = await ensurePostgres(config.databaseUrl, log)

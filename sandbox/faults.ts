@@ -5,7 +5,7 @@
  * Faults:  `portone:5xx=0.05,timeout_after_commit=0.02,latency=20-80;payssam:5xx=0.1;seed=7`
  * Limits:  `portone=100,payssam=50` (req/s per credential), `*=100`, `nts/day=1000` (NTS daily quota)
  */
-import type { ProviderName } from '../src/config.ts'
+import type { ProviderName } from '../src/domain/index.ts'
 
 export const SANDBOX_PROVIDERS: readonly ProviderName[] = ['portone', 'portone-v2', 'payssam', 'nts']
 

@@ -9,7 +9,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
 import type { Logger } from 'pino'
-import type { ProviderName } from '../src/config.ts'
+import type { ProviderName } from '../src/domain/index.ts'
 import {
   DEFAULT_HANG_MS,
   FAULT_KINDS,

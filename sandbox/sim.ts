@@ -4,7 +4,7 @@
  */
 import { createHash, randomBytes, randomInt } from 'node:crypto'
 import type { IncomingHttpHeaders } from 'node:http'
-import type { ProviderName } from '../src/config.ts'
+import type { ProviderName } from '../src/domain/index.ts'
 
 /** One request as a simulator sees it (path relative to the provider's prefix). */
 export interface SimRequest {

@@ -5,7 +5,8 @@
  */
 import { open, stat, writeFile } from 'node:fs/promises'
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander'
-import { loadConfig, ConfigError, PROVIDERS, type AppConfig } from './config.ts'
+import { ConfigError, type AppConfig } from './config.ts'
+import { loadDemoConfig } from './demo/defaults.ts'
 import { createApp, type App } from './app.ts'
 import { importTransactions } from './import/import-transactions.ts'
 import { FileFormatError } from './import/read-rows.ts'
@@ -22,7 +23,7 @@ import { formatReportHtml } from './report/format-html.ts'
 import { startTracing, type Tracing } from './telemetry/tracing.ts'
 import { assertServeSecurity, authConfigured } from './http/auth.ts'
 import { createProgress } from './cli/progress.ts'
-import { isValidDate, kstToday, kstYesterday } from './domain/index.ts'
+import { isValidDate, kstToday, kstYesterday, PROVIDERS } from './domain/index.ts'
 import { listenForShutdown } from './cli/shutdown.ts'
 import { runDemo } from './demo/demo.ts'
 
@@ -53,7 +54,7 @@ async function withApp(fn: (app: App, config: AppConfig) => Promise<number | voi
   let tracing: Tracing | undefined
   let code = 0
   try {
-    const config = loadConfig()
+    const config = loadDemoConfig()
     tracing = await startTracing(config.otel)
     app = createApp(config, { telemetry: tracing.telemetry })
     code = (await fn(app, config)) ?? 0
@@ -354,7 +355,7 @@ export function buildProgram(): Command {
     .option('--seed <n>', 'seed for reproducible faults')
     .action(async (o) => {
       try {
-        const config = loadConfig()
+        const config = loadDemoConfig()
         const { runSandboxCli } = await import('./dev/load-sandbox.ts')
         await runSandboxCli({ port: o.port ?? config.sandboxPort, host: o.host, faults: o.faults, rateLimits: o.rateLimit, seed: o.seed ? Number(o.seed) : undefined })
       } catch (err) {

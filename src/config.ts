@@ -2,64 +2,14 @@
  * The only module that reads process.env. Everything else receives an {@link AppConfig}.
  *
  * Defaults work on a developer machine: local Postgres and Redis, the local provider sandbox on
- * port 4010, built-in demo merchants and a development data key. In production (NODE_ENV=production)
- * the data key and provider base URLs must be set explicitly.
+ * port 4010. Merchants and the data key come from MERCHANTS_FILE and DATA_KEYS or from the caller's
+ * {@link ConfigDefaults} (the demo's merchants and development key). In production
+ * (NODE_ENV=production) the data key and provider base URLs must be set explicitly.
  */
 import { readFileSync } from 'node:fs'
 import { z } from 'zod'
-
-export const PROVIDERS = ['portone', 'portone-v2', 'payssam', 'nts'] as const
-export type ProviderName = (typeof PROVIDERS)[number]
-
-const limitSchema = z
-  .object({
-    /** Calls in flight at once for one credential, across all worker processes. */
-    maxConcurrent: z.number().int().positive().nullable(),
-    /** Minimum milliseconds between two call starts for one credential, across all processes. */
-    minTimeMs: z.number().int().nonnegative(),
-    /**
-     * The provider's documented request rate per credential (req/s). Calls are paced at
-     * RATE_SAFETY of it, so timer jitter never crosses the provider's window (no 429s).
-     */
-    maxPerSecond: z.number().positive().nullable(),
-    /** Issue calls allowed per KST calendar day for one credential (NTS-style quotas). null = none. */
-    dailyQuota: z.number().int().positive().nullable(),
-  })
-  .partial()
-  .strict()
-/** A merchant's per-credential overrides; what it leaves out comes from the <PROVIDER>_* variables. */
-export type ProviderLimitsOverride = z.infer<typeof limitSchema>
-export interface ProviderLimits {
-  readonly maxConcurrent: number | null
-  readonly minTimeMs: number
-  readonly maxPerSecond: number | null
-  readonly dailyQuota: number | null
-}
-
-const portoneCreds = z.object({
-  impKey: z.string().min(1),
-  impSecret: z.string().min(1),
-  /** channel_key for external receipts (cash taken outside PortOne). */
-  channelKey: z.string().min(1).default('channel-key-sandbox'),
-  limits: limitSchema.optional(),
-})
-const portoneV2Creds = z.object({
-  apiSecret: z.string().min(1),
-  channelKey: z.string().min(1),
-  storeId: z.string().min(1).optional(),
-  limits: limitSchema.optional(),
-})
-const payssamCreds = z.object({
-  apikey: z.string().min(1).max(32),
-  member: z.string().min(1).max(30),
-  merchant: z.string().min(1).max(30),
-  limits: limitSchema.optional(),
-})
-const ntsCreds = z.object({
-  clientId: z.string().min(1),
-  clientSecret: z.string().min(1),
-  limits: limitSchema.optional(),
-})
+import type { ProviderLimits, ProviderName } from './domain/index.ts'
+import { CREDENTIAL_SCHEMAS } from './providers/registry.ts'
 
 export const merchantSchema = z.object({
   id: z
@@ -72,11 +22,12 @@ export const merchantSchema = z.object({
   businessNumber: z.string().regex(/^\d{3}-?\d{2}-?\d{5}$/, 'business number must be 10 digits'),
   /** 현금영수증 의무발행업종: must issue for totals ≥ ₩100,000 even without a buyer identifier. */
   mandatoryIssuer: z.boolean().default(false),
+  /** The merchant's credential per provider; each provider's adapter owns its schema. */
   providers: z.object({
-    portone: portoneCreds.optional(),
-    'portone-v2': portoneV2Creds.optional(),
-    payssam: payssamCreds.optional(),
-    nts: ntsCreds.optional(),
+    portone: CREDENTIAL_SCHEMAS.portone.optional(),
+    'portone-v2': CREDENTIAL_SCHEMAS['portone-v2'].optional(),
+    payssam: CREDENTIAL_SCHEMAS.payssam.optional(),
+    nts: CREDENTIAL_SCHEMAS.nts.optional(),
   }),
 })
 export type MerchantConfig = z.infer<typeof merchantSchema>
@@ -134,31 +85,18 @@ export class ConfigError extends Error {
   override name = 'ConfigError'
 }
 
-const DEV_DATA_KEY = Buffer.from('cash-receipts-development-key-32', 'utf8') // 32 bytes, dev only
-
-/** Built-in merchants for development and the demo; credentials are the sandbox's. */
-export const DEMO_MERCHANTS: readonly MerchantConfig[] = Object.freeze([
-  demoMerchant('m-clinic', '서울 밝은치과의원', '2208162517', true),
-  demoMerchant('m-academy', '한빛 수학학원', '1248100998', true),
-  demoMerchant('m-shop', '동네 꽃집', '1012345672', false),
-])
-
-function demoMerchant(id: string, name: string, businessNumber: string, mandatory: boolean): MerchantConfig {
-  return merchantSchema.parse({
-    id,
-    name,
-    businessNumber,
-    mandatoryIssuer: mandatory,
-    providers: {
-      portone: { impKey: `imp_key_${id}`, impSecret: `imp_secret_${id}`, channelKey: `channel-${id}` },
-      'portone-v2': { apiSecret: `v2-secret-${id}`, channelKey: `channel-v2-${id}`, storeId: `store-${id}` },
-      payssam: { apikey: `apikey${id.replace(/-/g, '')}`, member: `member-${id}`, merchant: `shop-${id}` },
-      nts: { clientId: `nts-${id}`, clientSecret: `nts-secret-${id}` },
-    },
-  })
+/**
+ * What the environment may leave out because the caller supplies it: the demo gives its merchants
+ * and a development data key (src/demo/defaults.ts). Without them MERCHANTS_FILE and DATA_KEYS are required.
+ */
+export interface ConfigDefaults {
+  /** The merchants when MERCHANTS_FILE is not set. */
+  readonly merchants?: readonly MerchantConfig[]
+  /** The data key when DATA_KEYS is not set, outside production only. */
+  readonly dataKey?: { readonly id: string; readonly key: Buffer }
 }
 
-type Env = Record<string, string | undefined>
+export type Env = Record<string, string | undefined>
 
 function intVar(env: Env, name: string, def: number, min = 0): number {
   const raw = env[name]
@@ -189,11 +127,12 @@ function urlVar(env: Env, name: string, def: string | undefined): string {
 }
 
 /** DATA_KEYS="k1:<base64 32 bytes>,k2:<base64>"; DATA_KEY_ID picks the key new data is encrypted with. */
-function parseDataKeys(env: Env, production: boolean): AppConfig['dataKeys'] {
+function parseDataKeys(env: Env, production: boolean, fallback: ConfigDefaults['dataKey']): AppConfig['dataKeys'] {
   const raw = env.DATA_KEYS
   if (!raw) {
     if (production) throw new ConfigError('DATA_KEYS: required in production (e.g. "k1:<base64 of 32 bytes>")')
-    return { activeKeyId: 'dev', keys: new Map([['dev', DEV_DATA_KEY]]) }
+    if (!fallback) throw new ConfigError('DATA_KEYS: required (e.g. "k1:<base64 of 32 bytes>")')
+    return { activeKeyId: fallback.id, keys: new Map([[fallback.id, fallback.key]]) }
   }
   const keys = new Map<string, Buffer>()
   for (const part of raw.split(',')) {
@@ -208,9 +147,12 @@ function parseDataKeys(env: Env, production: boolean): AppConfig['dataKeys'] {
   return { activeKeyId, keys }
 }
 
-function parseMerchants(env: Env): MerchantConfig[] {
+function parseMerchants(env: Env, fallback: ConfigDefaults['merchants']): MerchantConfig[] {
   const file = env.MERCHANTS_FILE
-  if (!file) return [...DEMO_MERCHANTS]
+  if (!file) {
+    if (!fallback) throw new ConfigError('MERCHANTS_FILE: required (the path of a JSON array of merchants)')
+    return [...fallback]
+  }
   let json: unknown
   try {
     json = JSON.parse(readFileSync(file, 'utf8'))
@@ -242,12 +184,15 @@ function parseBasicAuth(env: Env): AppConfig['serve']['basicAuth'] {
 }
 
 /** The environment with some settings replaced (the demo points the app at what it started). */
-export function loadConfigWith(overrides: Record<string, string>): AppConfig {
-  return loadConfig({ ...process.env, ...overrides })
+export function loadConfigWith(overrides: Record<string, string>, defaults: ConfigDefaults = {}): AppConfig {
+  return loadConfig({ ...process.env, ...overrides }, defaults)
 }
 
-/** Builds the configuration from an environment (process.env by default). Throws ConfigError naming the variable. */
-export function loadConfig(env: Env = process.env): AppConfig {
+/**
+ * Builds the configuration from an environment (process.env when undefined) and what the caller
+ * supplies for settings left unset. Throws ConfigError naming the variable.
+ */
+export function loadConfig(env: Env = process.env, defaults: ConfigDefaults = {}): AppConfig {
   const nodeEnvRaw = env.NODE_ENV ?? 'development'
   if (!['development', 'production', 'test'].includes(nodeEnvRaw)) {
     throw new ConfigError(`NODE_ENV: expected development, production or test, got "${nodeEnvRaw}"`)
@@ -276,7 +221,7 @@ export function loadConfig(env: Env = process.env): AppConfig {
       level: env.LOG_LEVEL || (nodeEnv === 'test' ? 'warn' : 'info'),
       pretty: boolVar(env, 'LOG_PRETTY', !production && Boolean(process.stderr.isTTY)),
     },
-    dataKeys: parseDataKeys(env, production),
+    dataKeys: parseDataKeys(env, production, defaults.dataKey),
     providerBaseUrls: {
       portone: urlVar(env, 'PORTONE_BASE_URL', base('portone')),
       'portone-v2': urlVar(env, 'PORTONE_V2_BASE_URL', base('portone-v2')),
@@ -293,7 +238,7 @@ export function loadConfig(env: Env = process.env): AppConfig {
       connectTimeoutMs: intVar(env, 'HTTP_CONNECT_TIMEOUT_MS', 5_000, 1),
       readTimeoutMs: intVar(env, 'HTTP_READ_TIMEOUT_MS', 15_000, 1),
     },
-    merchants: parseMerchants(env),
+    merchants: parseMerchants(env, defaults.merchants),
     worker: {
       concurrency: intVar(env, 'WORKER_CONCURRENCY', 16, 1),
       attempts: intVar(env, 'WORKER_ATTEMPTS', 6, 1),

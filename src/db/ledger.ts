@@ -40,7 +40,7 @@
 import { sql } from 'kysely'
 import { prepared, type Db } from './database.ts'
 import type { CashTransaction, NewReceipt, Receipt, ReceiptKind, ReceiptState, ReceiptsTable } from './schema.ts'
-import type { OutcomeKind, ProviderReceipt, ReceiptAmounts } from '../providers/types.ts'
+import type { OutcomeKind, ProviderReceipt, ReceiptAmounts } from '../domain/index.ts'
 
 export type ClaimResult =
   | {

@@ -1,6 +1,6 @@
 /** Kysely table types. bigint columns come back as strings from pg unless parsed; see database.ts. */
 import type { ColumnType, Generated, Insertable, Selectable, Updateable } from 'kysely'
-import type { IdentifierType, ProviderName, Purpose } from '../providers/types.ts'
+import type { IdentifierType, Method, ProviderName, Purpose } from '../domain/index.ts'
 
 type Timestamp = Date
 /** `date` columns are read as 'YYYY-MM-DD' strings (type parser set in database.ts). */
@@ -9,7 +9,6 @@ type DateString = ColumnType<string, string, string>
 export type ReceiptState = 'pending' | 'issuing' | 'issued' | 'failed' | 'skipped' | 'cancelling' | 'cancelled'
 export type ReceiptKind = 'issue' | 'cancel'
 export type RunTrigger = 'schedule' | 'manual' | 'redrive'
-export type Method = 'cash' | 'bank_transfer' | 'virtual_account' | 'naverpay'
 
 export interface MerchantsTable {
   id: string

@@ -7,7 +7,8 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { loadConfig, loadConfigWith, type AppConfig } from '../config.ts'
+import type { AppConfig } from '../config.ts'
+import { loadDemoConfig, loadDemoConfigWith } from './defaults.ts'
 import type { ImportOptions, ImportResult } from '../import/import-transactions.ts'
 import type { SettleOptions, SettleSummary } from '../jobs/settle.ts'
 import type { RunReport } from '../report/report.ts'
@@ -38,7 +39,7 @@ export interface DemoDeps {
 }
 
 export async function runDemo(opts: { transactions: number; json: boolean }, deps: DemoDeps): Promise<number> {
-  const base = loadConfig()
+  const base = loadDemoConfig()
   const cleanup: (() => Promise<unknown>)[] = []
   try {
     say('checking Postgres and Redis…')
@@ -54,7 +55,7 @@ export async function runDemo(opts: { transactions: number; json: boolean }, dep
     say(`provider sandbox listening on ${sandbox.url}`)
 
     const queuePrefix = `crdemo${Date.now().toString(36)}`
-    const config = loadConfigWith({
+    const config = loadDemoConfigWith({
       DATABASE_URL: databaseUrl,
       REDIS_URL: redis.url,
       SANDBOX_URL: sandbox.url,

@@ -3,7 +3,7 @@
  * provider and method, valid identifiers of each kind, buyers without identifiers (self-issue at
  * mandatory issuers, skipped elsewhere), tax-free parts and service fees. Deterministic per seed.
  */
-import type { ProviderName } from '../config.ts'
+import type { ProviderName } from '../domain/index.ts'
 import { seededRandom } from './seeded-random.ts'
 
 export interface GeneratedDay {

@@ -9,8 +9,7 @@
  *   one that skips a split payment whose deal total is ≥ ₩100,000 (docs/rules.md §2) is penalised.
  *   Other merchants skip payments without an identifier.
  */
-import type { IdentifierType } from '../providers/types.ts'
-import { SELF_ISSUE_NUMBER } from './identifier.ts'
+import { SELF_ISSUE_NUMBER, type IdentifierType } from './identifier.ts'
 
 export const METHODS = ['cash', 'bank_transfer', 'virtual_account', 'naverpay'] as const
 export type Method = (typeof METHODS)[number]

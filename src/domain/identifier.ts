@@ -5,9 +5,10 @@
  *   10 digits → business number (checksum); 13 digits with a plausible YYMMDD → RRN/ARC (no checksum);
  *   13–19 digits → card (NTS TS2 prefix rules); anything else → rejected.
  */
-import type { IdentifierType } from '../providers/types.ts'
 import { err, ok, type Result } from './result.ts'
 
+/** Kind of buyer identifier after validation. `self` is the NTS self-issue number 0100001234. */
+export type IdentifierType = 'phone' | 'business' | 'card' | 'rrn' | 'self'
 export const SELF_ISSUE_NUMBER = '0100001234'
 export type DeclaredIdentifierType = 'phone' | 'business' | 'card' | 'rrn'
 export interface Identifier {

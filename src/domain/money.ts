@@ -4,8 +4,16 @@
  * supply ≥ vat, total ≥ 1 (TS4). `supply` here includes the tax-free part, so the identity holds for
  * mixed receipts as well: supply = (taxable − vat) + taxFree.
  */
-import type { ReceiptAmounts } from '../providers/types.ts'
 import { err, ok, type Result } from './result.ts'
+
+export interface ReceiptAmounts {
+  /** Total receipted, KRW integer = supply + vat + serviceFee + taxFree. */
+  readonly total: number
+  readonly supply: number
+  readonly vat: number
+  readonly taxFree: number
+  readonly serviceFee: number
+}
 
 export const MAX_KRW = 999_999_999
 

@@ -5,8 +5,10 @@
  * with deduction is refused: a business buyer's receipt is expense proof, and a deduction receipt
  * issued to a business number is not usable by anyone (NICEPAY pairs company ⇔ business number).
  */
-import type { IdentifierType, Purpose } from '../providers/types.ts'
+import type { IdentifierType } from './identifier.ts'
 import { err, ok, type FieldError, type Result } from './result.ts'
+
+export type Purpose = 'deduction' | 'expense'
 
 export function parsePurpose(raw: string | undefined | null): Result<Purpose> {
   const v = (raw ?? '').trim().toLowerCase()

@@ -2,11 +2,11 @@
  * One import row (README, Import format) → a validated, normalised transaction, or every field error of the
  * row. Merchant existence and file-wide rules (duplicates, conflicts) are checked by the importer.
  */
-import type { IdentifierType, ProviderName, Purpose } from '../providers/types.ts'
-import { parseIdentifier, type DeclaredIdentifierType } from './identifier.ts'
+import { PROVIDERS, type ProviderName } from './provider.ts'
+import { parseIdentifier, type DeclaredIdentifierType, type IdentifierType } from './identifier.ts'
 import { parseKrw } from './money.ts'
 import { businessDateOf, parsePaidAt } from './dates.ts'
-import { checkPurposeIdentifier, parsePurpose } from './purpose.ts'
+import { checkPurposeIdentifier, parsePurpose, type Purpose } from './purpose.ts'
 import { METHODS, type Method } from './eligibility.ts'
 import type { FieldError } from './result.ts'
 
@@ -17,7 +17,7 @@ export const IMPORT_COLUMNS = [
 ] as const
 export const IMPORT_REQUIRED_COLUMNS = ['transaction_id', 'merchant_id', 'provider', 'method', 'amount', 'paid_at'] as const
 
-const PROVIDER_NAMES: readonly ProviderName[] = ['portone', 'portone-v2', 'payssam', 'nts']
+const PROVIDER_NAMES: readonly ProviderName[] = PROVIDERS
 const ID_TYPES: readonly DeclaredIdentifierType[] = ['phone', 'business', 'card', 'rrn']
 /** Ids travel in provider keys, URLs and job ids: printable ASCII without spaces, slashes or quotes. */
 const TX_ID = /^[A-Za-z0-9._:@#-]{1,64}$/

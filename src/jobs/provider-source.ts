@@ -2,7 +2,8 @@
  * What jobs need to reach a merchant's provider: the adapter and its shared throttle, built once per
  * merchant and provider for the life of the process.
  */
-import type { AppConfig, MerchantConfig, ProviderName } from '../config.ts'
+import type { AppConfig, MerchantConfig } from '../config.ts'
+import type { ProviderName } from '../domain/index.ts'
 import type { Db } from '../db/database.ts'
 import { merchantBusinessNumber } from '../db/merchants.ts'
 import type { Logger } from '../logger.ts'

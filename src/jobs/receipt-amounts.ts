@@ -3,8 +3,7 @@
  * split into supply / VAT / tax-free / service fee by the domain rules. Refunds come off the taxable
  * part first, then the service fee, then the tax-free part.
  */
-import { splitAmounts } from '../domain/index.ts'
-import type { ReceiptAmounts } from '../providers/types.ts'
+import { splitAmounts, type ReceiptAmounts } from '../domain/index.ts'
 
 export function receiptAmountsFor(tx: {
   readonly amount: number

@@ -2,7 +2,7 @@
 import type { Logger } from 'pino'
 import { redactBody } from '../logging/redact.ts'
 import { parseJson, type HttpClient, type HttpRequest, type HttpResult } from './http.ts'
-import type { CallMeta, ProviderOutcome } from './types.ts'
+import type { CallMeta, ProviderOutcome } from '../domain/index.ts'
 
 export function meta(r: HttpResult, providerCode: string | null, message: string | null): CallMeta {
   return r.ok

@@ -5,7 +5,7 @@
  */
 import pRetry, { AbortError } from 'p-retry'
 import { Agent, request as undiciRequest } from 'undici'
-import type { CallMeta, ProviderDeps, ProviderOutcome } from './types.ts'
+import type { CallMeta, ProviderOutcome } from '../domain/index.ts'
 
 /** The response headers an adapter reads (Retry-After); a fetch Headers object satisfies it. */
 export interface ResponseHeaders {
@@ -146,8 +146,12 @@ async function readCapped(body: AsyncIterable<Buffer> & { destroy(): unknown }):
   return Buffer.concat(chunks).toString('utf8')
 }
 
-/** The transport an adapter uses: the shared one it was given, or its own. */
-export function httpClientFor(deps: ProviderDeps<unknown>): HttpClient {
+/** The transport an adapter uses: the shared one it was given, or its own (the transport part of its deps). */
+export function httpClientFor(deps: {
+  readonly http?: HttpClient
+  readonly fetch?: typeof globalThis.fetch
+  readonly timeouts?: { readonly connectMs: number; readonly readMs: number }
+}): HttpClient {
   return deps.http ?? createHttpClient({ fetch: deps.fetch, connectTimeoutMs: deps.timeouts?.connectMs, readTimeoutMs: deps.timeouts?.readMs })
 }
 

@@ -3,7 +3,7 @@
  * of one receipt presents the same key to the provider (which rejects a second issue under it).
  */
 import { createHash } from 'node:crypto'
-import type { ProviderName } from '../config.ts'
+import type { ProviderName } from '../domain/index.ts'
 
 export interface ProviderKeys {
   /** imp_uid / merchant_uid (PortOne V1), paymentId (V2), bill_id (PaySsam), clientReference (NTS). */

@@ -1,10 +1,22 @@
-/** The only place that knows every adapter: provider name → factory. */
-import type { ProviderName } from '../config.ts'
+/** The only place that knows every adapter: provider name → factory and credential schema. */
+import type { ProviderName } from '../domain/index.ts'
 import type { CashReceiptProvider, ProviderDeps } from './types.ts'
-import { createPortoneV1Provider, type PortoneV1Credentials } from './portone-v1/portone-v1-provider.ts'
-import { createPortoneV2Provider, type PortoneV2Credentials } from './portone-v2/portone-v2-provider.ts'
-import { createPayssamProvider, type PayssamCredentials } from './payssam/payssam-provider.ts'
-import { createNtsProvider, type NtsCredentials } from './nts/nts-provider.ts'
+import { createPortoneV1Provider } from './portone-v1/portone-v1-provider.ts'
+import { createPortoneV2Provider } from './portone-v2/portone-v2-provider.ts'
+import { createPayssamProvider } from './payssam/payssam-provider.ts'
+import { createNtsProvider } from './nts/nts-provider.ts'
+import { portoneV1CredentialsSchema, type PortoneV1Credentials } from './portone-v1/portone-v1-credentials.ts'
+import { portoneV2CredentialsSchema, type PortoneV2Credentials } from './portone-v2/portone-v2-credentials.ts'
+import { payssamCredentialsSchema, type PayssamCredentials } from './payssam/payssam-credentials.ts'
+import { ntsCredentialsSchema, type NtsCredentials } from './nts/nts-credentials.ts'
+
+/** Each provider's credential schema, for config to compose into a merchant's entry. */
+export const CREDENTIAL_SCHEMAS = {
+  portone: portoneV1CredentialsSchema,
+  'portone-v2': portoneV2CredentialsSchema,
+  payssam: payssamCredentialsSchema,
+  nts: ntsCredentialsSchema,
+} as const satisfies Record<ProviderName, unknown>
 
 export interface CredentialsByProvider {
   portone: PortoneV1Credentials

@@ -1,26 +1,11 @@
 /**
- * The one small interface every provider adapter implements (issue, lookup, cancel), and the closed
- * set of outcomes every provider answer is mapped to. Nothing outside src/providers/<name>/ knows a
- * vendor's URL, auth scheme, envelope or error codes.
+ * The one small interface every provider adapter implements (issue, lookup, cancel). The outcomes it
+ * answers with are the domain's closed set (src/domain/provider.ts). Nothing outside
+ * src/providers/<name>/ knows a vendor's URL, auth scheme, envelope or error codes.
  */
-import type { ProviderName } from '../config.ts'
 import type { Logger } from 'pino'
-import type { HttpClient } from './http.ts'
-
-export type { ProviderName }
-
-export type Purpose = 'deduction' | 'expense'
-/** Kind of buyer identifier after domain validation. `self` is the NTS self-issue number 0100001234. */
-export type IdentifierType = 'phone' | 'business' | 'card' | 'rrn' | 'self'
-
-export interface ReceiptAmounts {
-  /** Total receipted, KRW integer = supply + vat + serviceFee + taxFree. */
-  readonly total: number
-  readonly supply: number
-  readonly vat: number
-  readonly taxFree: number
-  readonly serviceFee: number
-}
+import type { IdentifierType, ProviderName, ProviderOutcome, Purpose, ReceiptAmounts } from '../domain/index.ts'
+import type { HttpClient, RetryBudget } from './http.ts'
 
 /** What the adapter needs to issue one receipt. Built by the worker just before the call. */
 export interface IssueRequest {
@@ -68,50 +53,6 @@ export interface CancelRequest {
   readonly reason: 1 | 2 | 3
   readonly purpose: Purpose
 }
-
-/** What a provider holds for a key, as read back. */
-export interface ProviderReceipt {
-  readonly status: 'issued' | 'cancelled'
-  /** NTS approval number (승인번호), kept as a string. */
-  readonly approvalNumber: string | null
-  readonly providerReceiptId: string | null
-  readonly receiptUrl: string | null
-  /** Amount the provider holds (after partial cancels where supported). */
-  readonly amount: number | null
-  readonly issuedAt: string | null
-  readonly cancelledAt: string | null
-}
-
-/** Facts about the HTTP exchange, for the issuance_attempts row. Never personal data. */
-export interface CallMeta {
-  readonly httpStatus: number | null
-  readonly providerCode: string | null
-  readonly message: string | null
-  readonly latencyMs: number
-}
-
-/**
- * The closed set every provider answer maps to, in one function per adapter.
- * - issued: the provider confirmed a live receipt for the key (issue, or lookup that found one).
- * - already_issued: the provider refused a second issue for the key; read back for details.
- * - not_found: the provider holds nothing for the key (lookup), so issuing is safe.
- * - retryable: the request surely did not take effect (connection refused, documented not-processed 5xx).
- * - rate_limited: throttled (429 or the provider's equivalent); slow down, do not burn attempts.
- * - permanent: the request is wrong and will stay wrong (validation, auth, unknown payment).
- * - unknown_outcome: sent, but we cannot tell whether it took effect (timeout after send, reset
- *   mid-response, unparseable body). Look up before any retry.
- */
-export type ProviderOutcome =
-  | { readonly kind: 'issued'; readonly receipt: ProviderReceipt; readonly meta: CallMeta }
-  | { readonly kind: 'cancelled'; readonly receipt: ProviderReceipt; readonly meta: CallMeta }
-  | { readonly kind: 'already_issued'; readonly meta: CallMeta }
-  | { readonly kind: 'not_found'; readonly meta: CallMeta }
-  | { readonly kind: 'retryable'; readonly meta: CallMeta; readonly retryAfterMs?: number }
-  | { readonly kind: 'rate_limited'; readonly meta: CallMeta; readonly retryAfterMs: number }
-  | { readonly kind: 'permanent'; readonly meta: CallMeta }
-  | { readonly kind: 'unknown_outcome'; readonly meta: CallMeta }
-
-export type OutcomeKind = ProviderOutcome['kind']
 
 export interface CallContext {
   /** Aborts the call (job cancelled, worker shutting down). */
@@ -163,5 +104,5 @@ export interface ProviderDeps<Creds> {
   readonly logger?: Logger
   readonly timeouts?: { readonly connectMs: number; readonly readMs: number }
   /** p-retry budget for failures that surely did not take effect. */
-  readonly retry?: { readonly retries: number; readonly minTimeoutMs: number; readonly maxRetryTimeMs: number }
+  readonly retry?: RetryBudget
 }

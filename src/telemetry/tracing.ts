@@ -6,7 +6,6 @@
  * only on this path.
  */
 import type { Telemetry } from 'bullmq'
-import type { AppConfig } from '../config.ts'
 
 export interface Tracing {
   /** Pass to every BullMQ Queue and Worker; undefined when tracing is off. */
@@ -17,7 +16,13 @@ export interface Tracing {
 
 const OFF: Tracing = { telemetry: undefined, shutdown: async () => {} }
 
-export async function startTracing(otel: AppConfig['otel']): Promise<Tracing> {
+/** Where spans go (config's OTEL_EXPORTER_OTLP_ENDPOINT and OTEL_SERVICE_NAME); no endpoint = off. */
+export interface TracingOptions {
+  readonly endpoint: string | undefined
+  readonly serviceName: string
+}
+
+export async function startTracing(otel: TracingOptions): Promise<Tracing> {
   if (!otel.endpoint) return OFF
   const [
     { NodeTracerProvider, BatchSpanProcessor },

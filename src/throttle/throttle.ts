@@ -14,7 +14,7 @@
 import Bottleneck from 'bottleneck'
 import type { Redis } from 'ioredis'
 import type { Logger } from 'pino'
-import type { ProviderLimits } from '../config.ts'
+import type { ProviderLimits } from '../domain/index.ts'
 import { createPacer } from './pacer.ts'
 
 /** The call was not made and is safe to put off: the job goes back to the queue without using an attempt. */

@@ -15,7 +15,7 @@ import { join, resolve } from 'node:path'
 import pg from 'pg'
 import { Redis } from 'ioredis'
 import pino from 'pino'
-import { loadConfig } from '../../src/config.ts'
+import { loadDemoConfig } from '../../src/demo/defaults.ts'
 import { createApp } from '../../src/app.ts'
 import { generateDay, toCsv } from '../../src/demo/generate.ts'
 import { freePort } from '../../src/demo/infra.ts'
@@ -135,7 +135,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
   }
   const sandbox = await startSandbox(baseEnv, opts.faults, seed, sink)
   const env = { ...baseEnv, SANDBOX_URL: sandbox.url }
-  const app = createApp(loadConfig(env), { logger: pino({ level: 'warn' }) })
+  const app = createApp(loadDemoConfig(env), { logger: pino({ level: 'warn' }) })
   const workers: (ChildProcess | undefined)[] = []
   const figures: Record<string, number> = {}
   let workerKills = 0

@@ -6,8 +6,8 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { randomBytes } from 'node:crypto'
 import { startSandbox, type Sandbox } from '../../sandbox/index.ts'
 import { createProvider, type CredentialsByProvider } from '../../src/providers/registry.ts'
-import type { CashReceiptProvider, IssueRequest, ProviderOutcome } from '../../src/providers/types.ts'
-import type { ProviderName } from '../../src/config.ts'
+import type { CashReceiptProvider, IssueRequest } from '../../src/providers/types.ts'
+import type { ProviderName, ProviderOutcome } from '../../src/domain/index.ts'
 
 export interface ContractFixture<N extends ProviderName> {
   readonly provider: N

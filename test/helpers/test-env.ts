@@ -5,7 +5,8 @@
 import { randomBytes } from 'node:crypto'
 import pg from 'pg'
 import pino from 'pino'
-import { loadConfig, type AppConfig } from '../../src/config.ts'
+import type { AppConfig } from '../../src/config.ts'
+import { loadDemoConfig } from '../../src/demo/defaults.ts'
 import { createApp, type App } from '../../src/app.ts'
 import { TEMPLATE_DB, TEST_DB_NS, adminUrl, dbUrl, redisUrl } from './env.ts'
 import { deleteKeys } from './redis-keys.ts'
@@ -65,7 +66,7 @@ export async function createTestEnv(opts: { sandboxUrl?: string; env?: Record<st
     ...extra,
   })
   const newApp = (extra: Record<string, string> = {}) => {
-    const config = loadConfig(env(extra))
+    const config = loadDemoConfig(env(extra))
     const app = createApp(config, { logger: pino({ level: config.log.level }) })
     apps.push(app)
     return app

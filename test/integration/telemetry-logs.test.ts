@@ -10,7 +10,7 @@ import pino from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startSandbox, type Sandbox } from '../../sandbox/index.ts'
 import { createApp, type App } from '../../src/app.ts'
-import { loadConfig } from '../../src/config.ts'
+import { loadDemoConfig } from '../../src/demo/defaults.ts'
 import { startTracing, type Tracing } from '../../src/telemetry/tracing.ts'
 import { createTestEnv, eventually, type TestEnv } from '../helpers/test-env.ts'
 import { importDay, settle, waitForRun } from '../helpers/pipeline.ts'
@@ -37,7 +37,7 @@ beforeAll(async () => {
   collectorUrl = `http://127.0.0.1:${(collector.address() as AddressInfo).port}`
   sandbox = await startSandbox({ port: 0 })
   env = await createTestEnv({ sandboxUrl: sandbox.url })
-  const config = loadConfig(
+  const config = loadDemoConfig(
     env.env({
       WORKER_ATTEMPTS: '2',
       OTEL_EXPORTER_OTLP_ENDPOINT: collectorUrl,
@@ -65,7 +65,7 @@ afterAll(async () => {
 
 describe('worker telemetry', () => {
   it('is off, with nothing to pass to BullMQ, when no OTLP endpoint is configured', async () => {
-    const off = await startTracing(loadConfig({}).otel)
+    const off = await startTracing(loadDemoConfig({}).otel)
     expect(off.telemetry).toBeUndefined()
     await off.shutdown()
   })

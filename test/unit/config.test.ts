@@ -2,11 +2,12 @@ import { describe, expect, it } from 'vitest'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { loadConfig, ConfigError, DEMO_MERCHANTS } from '../../src/config.ts'
+import { loadConfig, ConfigError } from '../../src/config.ts'
+import { DEMO_MERCHANTS, loadDemoConfig } from '../../src/demo/defaults.ts'
 
 describe('loadConfig', () => {
   it('works with no environment at all (developer defaults)', () => {
-    const c = loadConfig({})
+    const c = loadDemoConfig({})
     expect(c.databaseUrl).toBe('postgres://postgres@127.0.0.1:5432/cash_receipts')
     expect(c.redisUrl).toBe('redis://127.0.0.1:6379')
     expect(c.providerBaseUrls.portone).toBe('http://127.0.0.1:4010/portone')
@@ -24,21 +25,33 @@ describe('loadConfig', () => {
     [{ NODE_ENV: 'production' }, /DATA_KEYS: required in production/],
     [{ MERCHANTS_FILE: '/nonexistent/merchants.json' }, /MERCHANTS_FILE: cannot read/],
   ])('names the bad variable: %j', (env, message) => {
-    expect(() => loadConfig(env as Record<string, string>)).toThrow(ConfigError)
-    expect(() => loadConfig(env as Record<string, string>)).toThrow(message)
+    expect(() => loadDemoConfig(env as Record<string, string>)).toThrow(ConfigError)
+    expect(() => loadDemoConfig(env as Record<string, string>)).toThrow(message)
+  })
+
+  it('takes merchants and the data key from the caller when the environment has none, and requires them otherwise', () => {
+    expect(() => loadConfig({})).toThrow(/DATA_KEYS: required \(e\.g\./)
+    const key = `k1:${Buffer.alloc(32, 1).toString('base64')}`
+    expect(() => loadConfig({ DATA_KEYS: key })).toThrow(/MERCHANTS_FILE: required/)
+    const c = loadConfig({ DATA_KEYS: key }, { merchants: DEMO_MERCHANTS.slice(0, 1) })
+    expect(c.merchants.map((m) => m.id)).toEqual([DEMO_MERCHANTS[0]!.id])
+    expect(c.dataKeys.activeKeyId).toBe('k1')
+    const dev = loadConfig({}, { merchants: DEMO_MERCHANTS, dataKey: { id: 'd', key: Buffer.alloc(32, 2) } })
+    expect(dev.dataKeys.activeKeyId).toBe('d')
+    expect(() => loadConfig({ NODE_ENV: 'production' }, { dataKey: { id: 'd', key: Buffer.alloc(32, 2) } })).toThrow(/DATA_KEYS: required in production/)
   })
 
   it('requires explicit provider URLs in production', () => {
-    expect(() => loadConfig({ NODE_ENV: 'production', DATA_KEYS: `k1:${Buffer.alloc(32, 1).toString('base64')}` })).toThrow(/PORTONE_BASE_URL: required in production/)
+    expect(() => loadDemoConfig({ NODE_ENV: 'production', DATA_KEYS: `k1:${Buffer.alloc(32, 1).toString('base64')}` })).toThrow(/PORTONE_BASE_URL: required in production/)
   })
 
   it('validates a merchants file and reports the path of the bad field', () => {
     const dir = mkdtempSync(join(tmpdir(), 'crt-cfg-'))
     const file = join(dir, 'm.json')
     writeFileSync(file, JSON.stringify([{ id: 'a b', name: 'x', businessNumber: '2208162517', providers: {} }]))
-    expect(() => loadConfig({ MERCHANTS_FILE: file })).toThrow(/\[0\.id\] merchant id may contain/)
+    expect(() => loadDemoConfig({ MERCHANTS_FILE: file })).toThrow(/\[0\.id\] merchant id may contain/)
     writeFileSync(file, JSON.stringify([{ id: 'm1', name: 'x', businessNumber: '2208162517', providers: { payssam: { apikey: 'k', member: 'm', merchant: 's', limits: { minTimeMs: 50 } } } }]))
-    const c = loadConfig({ MERCHANTS_FILE: file })
+    const c = loadDemoConfig({ MERCHANTS_FILE: file })
     expect(c.merchants[0]!.providers.payssam!.limits!.minTimeMs).toBe(50)
   })
 })

@@ -2,7 +2,8 @@
 import { describe, expect, it } from 'vitest'
 import { assertServeSecurity, isAuthorized, isLoopback } from '../../src/http/auth.ts'
 import { redriveFilter } from '../../src/http/server.ts'
-import { loadConfig, ConfigError } from '../../src/config.ts'
+import { ConfigError } from '../../src/config.ts'
+import { loadDemoConfig } from '../../src/demo/defaults.ts'
 
 const basic = (u: string, p: string) => `Basic ${Buffer.from(`${u}:${p}`).toString('base64')}`
 
@@ -50,7 +51,7 @@ describe('dashboard auth', () => {
   })
 
   it('reads the dashboard and tracing settings from the environment', () => {
-    const c = loadConfig({
+    const c = loadDemoConfig({
       DASHBOARD_TOKEN: 't',
       DASHBOARD_USER: 'ops',
       DASHBOARD_PASSWORD: 'pw',
@@ -64,10 +65,10 @@ describe('dashboard auth', () => {
       metricsCacheMs: 5000,
     })
     expect(c.otel).toEqual({ endpoint: 'http://collector:4318', serviceName: 'cash-receipts' })
-    expect(loadConfig({}).otel.endpoint).toBeUndefined()
-    expect(() => loadConfig({ DASHBOARD_USER: 'ops' })).toThrow(/DASHBOARD_PASSWORD: required/)
-    expect(() => loadConfig({ DASHBOARD_PASSWORD: 'pw' })).toThrow(/DASHBOARD_USER: required/)
-    expect(() => loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'not a url' })).toThrow(
+    expect(loadDemoConfig({}).otel.endpoint).toBeUndefined()
+    expect(() => loadDemoConfig({ DASHBOARD_USER: 'ops' })).toThrow(/DASHBOARD_PASSWORD: required/)
+    expect(() => loadDemoConfig({ DASHBOARD_PASSWORD: 'pw' })).toThrow(/DASHBOARD_USER: required/)
+    expect(() => loadDemoConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'not a url' })).toThrow(
       /OTEL_EXPORTER_OTLP_ENDPOINT: not a valid URL/,
     )
   })

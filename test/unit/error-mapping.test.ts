@@ -7,7 +7,7 @@
 import { describe, expect, it } from 'vitest'
 import fc from 'fast-check'
 import type { HttpResult } from '../../src/providers/http.ts'
-import type { OutcomeKind, ProviderOutcome } from '../../src/providers/types.ts'
+import type { OutcomeKind, ProviderOutcome } from '../../src/domain/index.ts'
 import { classifyPortoneV1 } from '../../src/providers/portone-v1/portone-v1-errors.ts'
 import { classifyPortoneV2 } from '../../src/providers/portone-v2/portone-v2-errors.ts'
 import { classifyPayssam } from '../../src/providers/payssam/payssam-errors.ts'

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import fc from 'fast-check'
 import { cancelIdempotencyKey, deriveProviderKeys, redriveIdempotencyKey } from '../../src/providers/keys.ts'
-import { PROVIDERS } from '../../src/config.ts'
+import { PROVIDERS } from '../../src/domain/index.ts'
 
 const tx = fc.record({
   provider: fc.constantFrom(...PROVIDERS),

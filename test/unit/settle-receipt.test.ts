@@ -1,8 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import fc from 'fast-check'
 import { buildReceipt } from '../../src/jobs/settle.ts'
-import { PROVIDERS } from '../../src/config.ts'
-import { decideIssuance, legalDeadline, METHODS } from '../../src/domain/index.ts'
+import { decideIssuance, legalDeadline, METHODS, PROVIDERS } from '../../src/domain/index.ts'
 import { deriveProviderKeys } from '../../src/providers/keys.ts'
 import { receiptAmountsFor } from '../../src/jobs/receipt-amounts.ts'
 

@@ -13,7 +13,7 @@
  */
 import { retryAfterMs, type HttpResult } from '../http.ts'
 import { body, meta, num, str } from '../common.ts'
-import type { ProviderOutcome, ProviderReceipt } from '../types.ts'
+import type { ProviderOutcome, ProviderReceipt } from '../../domain/index.ts'
 
 export function classifyNts(op: 'issue' | 'lookup' | 'cancel', r: Extract<HttpResult, { ok: true }>): ProviderOutcome {
   const b = body(r)

@@ -5,13 +5,13 @@
  * and POST /api/v1/cashReceipt/cancel against the original approval number and trade date.
  * NTS accepts a second issue for the same reference, so an issue is never repeated after sending.
  */
-import type { MerchantConfig } from '../../config.ts'
+import type { NtsCredentials } from './nts-credentials.ts'
 import { DEFAULT_RETRY, httpClientFor, transportMeta, transportOutcome, withRetry, type HttpResult } from '../http.ts'
 import { body, send, str, TokenCache, tokenFailure, withTokenRefresh } from '../common.ts'
-import type { CallContext, CancelRequest, CashReceiptProvider, IssueRequest, LookupRequest, ProviderDeps, ProviderOutcome } from '../types.ts'
+import type { ProviderOutcome } from '../../domain/index.ts'
+import type { CallContext, CancelRequest, CashReceiptProvider, IssueRequest, LookupRequest, ProviderDeps } from '../types.ts'
 import { classifyNts } from './nts-errors.ts'
 
-export type NtsCredentials = NonNullable<MerchantConfig['providers']['nts']>
 
 const KST_MS = 9 * 3600_000
 const ID_TYPE = { phone: 'PHONE', business: 'BUSINESS', card: 'CARD', rrn: 'RRN', self: 'PHONE' } as const

@@ -16,7 +16,7 @@
  */
 import { retryAfterMs, type HttpResult } from '../http.ts'
 import { asObject, body, meta, num, str } from '../common.ts'
-import type { ProviderOutcome } from '../types.ts'
+import type { ProviderOutcome } from '../../domain/index.ts'
 
 export function classifyPayssam(op: 'issue' | 'lookup' | 'cancel', r: Extract<HttpResult, { ok: true }>): ProviderOutcome {
   const b = body(r)

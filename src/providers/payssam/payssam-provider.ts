@@ -5,13 +5,13 @@
  * Partial cancellation is not documented by PaySsam, so the adapter offers full cancels only.
  */
 import { createHash } from 'node:crypto'
-import type { MerchantConfig } from '../../config.ts'
+import type { PayssamCredentials } from './payssam-credentials.ts'
 import { DEFAULT_RETRY, httpClientFor, transportMeta, transportOutcome, withRetry } from '../http.ts'
 import { send } from '../common.ts'
-import type { CallContext, CancelRequest, CashReceiptProvider, IssueRequest, LookupRequest, ProviderDeps, ProviderOutcome } from '../types.ts'
+import type { ProviderOutcome } from '../../domain/index.ts'
+import type { CallContext, CancelRequest, CashReceiptProvider, IssueRequest, LookupRequest, ProviderDeps } from '../types.ts'
 import { classifyPayssam } from './payssam-errors.ts'
 
-export type PayssamCredentials = NonNullable<MerchantConfig['providers']['payssam']>
 
 export const payssamHash = (billId: string, price: string) => createHash('sha256').update(`${billId},${price}`, 'utf8').digest('hex')
 

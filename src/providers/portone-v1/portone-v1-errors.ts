@@ -16,7 +16,8 @@
 import type { HttpResult } from '../http.ts'
 import { retryAfterMs } from '../http.ts'
 import { body, codeText, isoFromEpochSeconds, meta, num, str } from '../common.ts'
-import type { NaverCashAmount, ProviderOutcome, ProviderReceipt } from '../types.ts'
+import type { ProviderOutcome, ProviderReceipt } from '../../domain/index.ts'
+import type { NaverCashAmount } from '../types.ts'
 
 type Op = 'issue' | 'lookup' | 'cancel' | 'naver_cash_amount'
 

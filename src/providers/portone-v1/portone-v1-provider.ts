@@ -5,13 +5,13 @@
  * flight refreshes once and retries once. A 400 on issue is read back: a live receipt for the key
  * means already_issued (V1 answers a duplicate with the same 400 as a bad request).
  */
-import type { MerchantConfig } from '../../config.ts'
+import type { PortoneV1Credentials } from './portone-v1-credentials.ts'
 import { DEFAULT_RETRY, httpClientFor, transportMeta, transportOutcome, withRetry, type HttpResult } from '../http.ts'
 import { body, codeText, send, str, TokenCache, tokenFailure, withTokenRefresh } from '../common.ts'
-import type { CallContext, CancelRequest, CashReceiptProvider, IssueRequest, LookupRequest, NaverCashAmount, ProviderDeps, ProviderOutcome } from '../types.ts'
+import type { ProviderOutcome } from '../../domain/index.ts'
+import type { CallContext, CancelRequest, CashReceiptProvider, IssueRequest, LookupRequest, NaverCashAmount, ProviderDeps } from '../types.ts'
 import { classifyPortoneV1, naverCashAmountOf, receiptOf } from './portone-v1-errors.ts'
 
-export type PortoneV1Credentials = NonNullable<MerchantConfig['providers']['portone']>
 
 const ID_TYPE = { phone: 'phone', business: 'business', card: 'taxcard', rrn: 'person', self: 'phone' } as const
 

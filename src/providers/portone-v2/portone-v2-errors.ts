@@ -14,7 +14,7 @@
  */
 import { retryAfterMs, type HttpResult } from '../http.ts'
 import { body, meta, str } from '../common.ts'
-import type { ProviderOutcome, ProviderReceipt } from '../types.ts'
+import type { ProviderOutcome, ProviderReceipt } from '../../domain/index.ts'
 
 export function receiptOfV2(b: Record<string, unknown>): ProviderReceipt {
   return {

@@ -7,13 +7,13 @@
  * (only typed errors), so unknown outcomes could not be told from rejections. The contract tests
  * drive our sandbox with that SDK instead, to check the sandbox against the real protocol.
  */
-import type { MerchantConfig } from '../../config.ts'
+import type { PortoneV2Credentials } from './portone-v2-credentials.ts'
 import { DEFAULT_RETRY, httpClientFor, transportMeta, transportOutcome, withRetry } from '../http.ts'
 import { send } from '../common.ts'
-import type { CallContext, CancelRequest, CashReceiptProvider, IssueRequest, LookupRequest, ProviderDeps, ProviderOutcome } from '../types.ts'
+import type { ProviderOutcome } from '../../domain/index.ts'
+import type { CallContext, CancelRequest, CashReceiptProvider, IssueRequest, LookupRequest, ProviderDeps } from '../types.ts'
 import { classifyPortoneV2 } from './portone-v2-errors.ts'
 
-export type PortoneV2Credentials = NonNullable<MerchantConfig['providers']['portone-v2']>
 
 const ID_TYPE = { phone: 'PHONE', business: 'BUSINESS', card: 'CARD', rrn: undefined, self: 'PHONE' } as const
 

@@ -1,0 +1,43 @@
+/**
+ * What the demo gives config for settings a developer machine leaves unset: three merchants whose
+ * credentials are the provider sandbox's, and a built-in data key. The command line, the demo and
+ * the tests load their configuration through here; production sets MERCHANTS_FILE and DATA_KEYS.
+ */
+import { loadConfig, loadConfigWith, merchantSchema, type AppConfig, type ConfigDefaults, type Env, type MerchantConfig } from '../config.ts'
+
+/** 32 bytes; development and tests only (config refuses to fall back to it in production). */
+const DEV_DATA_KEY = Buffer.from('cash-receipts-development-key-32', 'utf8')
+
+/** Built-in merchants for development and the demo; credentials are the sandbox's. */
+export const DEMO_MERCHANTS: readonly MerchantConfig[] = Object.freeze([
+  demoMerchant('m-clinic', '서울 밝은치과의원', '2208162517', true),
+  demoMerchant('m-academy', '한빛 수학학원', '1248100998', true),
+  demoMerchant('m-shop', '동네 꽃집', '1012345672', false),
+])
+
+function demoMerchant(id: string, name: string, businessNumber: string, mandatory: boolean): MerchantConfig {
+  return merchantSchema.parse({
+    id,
+    name,
+    businessNumber,
+    mandatoryIssuer: mandatory,
+    providers: {
+      portone: { impKey: `imp_key_${id}`, impSecret: `imp_secret_${id}`, channelKey: `channel-${id}` },
+      'portone-v2': { apiSecret: `v2-secret-${id}`, channelKey: `channel-v2-${id}`, storeId: `store-${id}` },
+      payssam: { apikey: `apikey${id.replace(/-/g, '')}`, member: `member-${id}`, merchant: `shop-${id}` },
+      nts: { clientId: `nts-${id}`, clientSecret: `nts-secret-${id}` },
+    },
+  })
+}
+
+export const DEMO_DEFAULTS: ConfigDefaults = Object.freeze({ merchants: DEMO_MERCHANTS, dataKey: { id: 'dev', key: DEV_DATA_KEY } })
+
+/** The configuration from an environment (process.env when undefined), with the demo's merchants and key as defaults. */
+export function loadDemoConfig(env?: Env): AppConfig {
+  return loadConfig(env, DEMO_DEFAULTS)
+}
+
+/** process.env with some settings replaced, with the demo's merchants and key as defaults. */
+export function loadDemoConfigWith(overrides: Record<string, string>): AppConfig {
+  return loadConfigWith(overrides, DEMO_DEFAULTS)
+}

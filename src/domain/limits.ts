@@ -1,0 +1,20 @@
+/**
+ * Rate limits of one provider credential, shared by every worker process. The throttle enforces
+ * them; config fills them from the <PROVIDER>_* variables and a merchant's per-credential overrides.
+ */
+export interface ProviderLimits {
+  /** Calls in flight at once for one credential, across all worker processes. null = none. */
+  readonly maxConcurrent: number | null
+  /** Minimum milliseconds between two call starts for one credential, across all processes. */
+  readonly minTimeMs: number
+  /**
+   * The provider's documented request rate per credential (req/s). Calls are paced at a safety
+   * fraction of it (the throttle's RATE_SAFETY), so timer jitter never crosses the provider's window (no 429s). null = none.
+   */
+  readonly maxPerSecond: number | null
+  /** Issue calls allowed per KST calendar day for one credential (NTS-style quotas). null = none. */
+  readonly dailyQuota: number | null
+}
+
+/** A merchant's per-credential overrides; what it leaves out comes from the provider's defaults. */
+export type ProviderLimitsOverride = { readonly [K in keyof ProviderLimits]?: ProviderLimits[K] }

@@ -1,0 +1,52 @@
+/**
+ * The provider vocabulary every layer shares: which providers exist, and the closed set of outcomes
+ * every provider answer is mapped to. The ledger records these outcomes and the jobs decide on them;
+ * only the adapters in src/providers/<name>/ know how a vendor spells them on the wire.
+ */
+
+export const PROVIDERS = ['portone', 'portone-v2', 'payssam', 'nts'] as const
+export type ProviderName = (typeof PROVIDERS)[number]
+
+/** What a provider holds for a key, as read back. */
+export interface ProviderReceipt {
+  readonly status: 'issued' | 'cancelled'
+  /** NTS approval number (승인번호), kept as a string. */
+  readonly approvalNumber: string | null
+  readonly providerReceiptId: string | null
+  readonly receiptUrl: string | null
+  /** Amount the provider holds (after partial cancels where supported). */
+  readonly amount: number | null
+  readonly issuedAt: string | null
+  readonly cancelledAt: string | null
+}
+
+/** Facts about the HTTP exchange, for the issuance_attempts row. Never personal data. */
+export interface CallMeta {
+  readonly httpStatus: number | null
+  readonly providerCode: string | null
+  readonly message: string | null
+  readonly latencyMs: number
+}
+
+/**
+ * The closed set every provider answer maps to, in one function per adapter.
+ * - issued: the provider confirmed a live receipt for the key (issue, or lookup that found one).
+ * - already_issued: the provider refused a second issue for the key; read back for details.
+ * - not_found: the provider holds nothing for the key (lookup), so issuing is safe.
+ * - retryable: the request surely did not take effect (connection refused, documented not-processed 5xx).
+ * - rate_limited: throttled (429 or the provider's equivalent); slow down, do not burn attempts.
+ * - permanent: the request is wrong and will stay wrong (validation, auth, unknown payment).
+ * - unknown_outcome: sent, but we cannot tell whether it took effect (timeout after send, reset
+ *   mid-response, unparseable body). Look up before any retry.
+ */
+export type ProviderOutcome =
+  | { readonly kind: 'issued'; readonly receipt: ProviderReceipt; readonly meta: CallMeta }
+  | { readonly kind: 'cancelled'; readonly receipt: ProviderReceipt; readonly meta: CallMeta }
+  | { readonly kind: 'already_issued'; readonly meta: CallMeta }
+  | { readonly kind: 'not_found'; readonly meta: CallMeta }
+  | { readonly kind: 'retryable'; readonly meta: CallMeta; readonly retryAfterMs?: number }
+  | { readonly kind: 'rate_limited'; readonly meta: CallMeta; readonly retryAfterMs: number }
+  | { readonly kind: 'permanent'; readonly meta: CallMeta }
+  | { readonly kind: 'unknown_outcome'; readonly meta: CallMeta }
+
+export type OutcomeKind = ProviderOutcome['kind']

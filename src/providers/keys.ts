@@ -16,6 +16,26 @@ export interface ProviderKeys {
 
 const digest = (s: string) => createHash('sha256').update(s, 'utf8').digest('hex')
 
+/**
+ * Which transaction field becomes the provider key. PortOne V1: imp_uid (`payment_ref`) for a PortOne
+ * payment, else merchant_uid (`order_id`, else `transaction_id`); PortOne V2: paymentId (`payment_ref`,
+ * else `transaction_id`). PaySsam and NTS keys are digests of merchant and transaction id, as unique as
+ * the transaction id. The importer checks keys for uniqueness per provider with this rule.
+ */
+export type ProviderKeySource = 'payment_ref' | 'order_id' | 'transaction_id' | 'digest'
+
+export function providerKeySource(tx: { readonly provider: ProviderName; readonly paymentRef: string | null; readonly orderId: string | null }): ProviderKeySource {
+  switch (tx.provider) {
+    case 'portone':
+      return tx.paymentRef ? 'payment_ref' : (tx.orderId ?? null) !== null ? 'order_id' : 'transaction_id'
+    case 'portone-v2':
+      return (tx.paymentRef ?? null) !== null ? 'payment_ref' : 'transaction_id'
+    case 'payssam':
+    case 'nts':
+      return 'digest'
+  }
+}
+
 export function deriveProviderKeys(tx: {
   readonly provider: ProviderName
   readonly merchantId: string
@@ -25,13 +45,14 @@ export function deriveProviderKeys(tx: {
 }): ProviderKeys {
   const h = digest(`${tx.merchantId}\u0000${tx.transactionId}`)
   const idempotencyKey = `cr-issue-${h.slice(0, 40)}`
+  const source = providerKeySource(tx)
   switch (tx.provider) {
     case 'portone':
-      return tx.paymentRef
-        ? { providerKey: tx.paymentRef, idempotencyKey, portonePayment: true }
-        : { providerKey: tx.orderId ?? tx.transactionId, idempotencyKey, portonePayment: false }
+      return source === 'payment_ref'
+        ? { providerKey: tx.paymentRef!, idempotencyKey, portonePayment: true }
+        : { providerKey: source === 'order_id' ? tx.orderId! : tx.transactionId, idempotencyKey, portonePayment: false }
     case 'portone-v2':
-      return { providerKey: tx.paymentRef ?? tx.transactionId, idempotencyKey, portonePayment: false }
+      return { providerKey: source === 'payment_ref' ? tx.paymentRef! : tx.transactionId, idempotencyKey, portonePayment: false }
     case 'payssam':
       // bill_id: at most 20 alphanumerics, unique per partner.
       return { providerKey: `CR${h.slice(0, 18).toUpperCase()}`, idempotencyKey, portonePayment: false }

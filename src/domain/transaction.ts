@@ -1,6 +1,7 @@
 /**
- * One import row (README, Import format) → a validated, normalised transaction, or every field error of the
- * row. Merchant existence and file-wide rules (duplicates, conflicts) are checked by the importer.
+ * One import row (README, Import format) → a validated, normalised transaction, or every field
+ * error of the row. Merchant existence and file-wide rules (duplicates, conflicts, one provider key per
+ * provider) are checked by the importer.
  */
 import { PROVIDERS, type ProviderName } from './provider.ts'
 import { parseIdentifier, type DeclaredIdentifierType, type IdentifierType } from './identifier.ts'
@@ -19,8 +20,17 @@ export const IMPORT_REQUIRED_COLUMNS = ['transaction_id', 'merchant_id', 'provid
 
 const PROVIDER_NAMES: readonly ProviderName[] = PROVIDERS
 const ID_TYPES: readonly DeclaredIdentifierType[] = ['phone', 'business', 'card', 'rrn']
-/** Ids travel in provider keys, URLs and job ids: printable ASCII without spaces, slashes or quotes. */
-const TX_ID = /^[A-Za-z0-9._:@#-]{1,64}$/
+/**
+ * Ids travel in provider keys, URLs and job ids: printable ASCII without spaces, slashes or quotes,
+ * at most 64 characters. Every id a provider receives as its key (PortOne imp_uid / merchant_uid,
+ * PortOne V2 paymentId) follows this rule, which also keeps the key far below Postgres' btree row
+ * limit on the receipts' unique provider-key index.
+ */
+const KEY_MAX = 64
+const KEY_CHAR = /[A-Za-z0-9._:@#-]/
+const KEY_RULE = `1–${KEY_MAX} characters of letters, digits and . _ : @ # -`
+/** Amount columns take a JSON number or a string; every other column is text (a JSON string in JSON Lines). */
+const AMOUNT_COLUMNS: ReadonlySet<string> = new Set(['amount', 'tax_free_amount', 'service_fee', 'refunded_amount'])
 
 export interface ValidTransaction {
   readonly transactionId: string
@@ -44,18 +54,66 @@ export interface ValidTransaction {
   readonly refundedAmount: number
 }
 
-type Raw = Record<string, string | number | undefined | null>
+type Scalar = string | number | undefined | null
+type Raw = Record<string, Scalar>
 
-const str = (v: Raw[string]): string => (v === undefined || v === null ? '' : String(v).trim())
-const opt = (v: Raw[string]): string | null => str(v) || null
+const str = (v: Scalar): string => (v === undefined || v === null ? '' : String(v).trim())
+const opt = (v: Scalar): string | null => str(v) || null
 
-export function validateTransaction(raw: Raw, ctx: { nowMs: number }): { ok: true; value: ValidTransaction } | { ok: false; errors: FieldError[] } {
+/** Why `id` cannot be a provider key (naming a position, never the value), or null when it can. */
+function keyProblem(id: string): string | null {
+  if (id.length > KEY_MAX) return `is ${id.length} characters long; it must be ${KEY_RULE}`
+  for (let i = 0; i < id.length; i++) {
+    if (!KEY_CHAR.test(id[i]!)) return `has a character other than letters, digits and . _ : @ # - at position ${i + 1}; it must be ${KEY_RULE}`
+  }
+  return null
+}
+
+/** Control characters (C0, DEL, C1) and unpaired UTF-16 surrogates: Postgres refuses NUL, the rest corrupt receipts. */
+// eslint-disable-next-line no-control-regex
+const BAD_CHAR = /[\u0000-\u001F\u007F-\u009F]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
+
+function characterProblem(text: string): string | null {
+  const m = BAD_CHAR.exec(text)
+  if (!m) return null
+  const code = m[0].charCodeAt(0)
+  const what = code === 0 ? 'a NUL byte' : code >= 0xd800 ? 'a broken UTF-16 surrogate' : `the control character U+${code.toString(16).toUpperCase().padStart(4, '0')}`
+  return `contains ${what} at position ${m.index + 1}; remove it`
+}
+
+const jsonKind = (v: unknown): string => (Array.isArray(v) ? 'an array' : v === null ? 'null' : typeof v === 'object' ? 'an object' : `a ${typeof v}`)
+
+/**
+ * Every known column holds null, a string, or (amount columns only) a number. JSON Lines can carry
+ * anything; a number in a text column is refused too, since it loses leading zeros and digits beyond
+ * 15. Messages name the field and a position, never the value: several columns hold personal data.
+ */
+function typeErrors(raw: Readonly<Record<string, unknown>>): FieldError[] {
+  const errors: FieldError[] = []
+  for (const field of IMPORT_COLUMNS) {
+    const v = raw[field]
+    if (v === undefined || v === null) continue
+    if (typeof v === 'string') {
+      const problem = characterProblem(v.trim())
+      if (problem) errors.push({ field, rule: 'character', message: problem })
+    } else if (!(typeof v === 'number' && AMOUNT_COLUMNS.has(field))) {
+      const want = AMOUNT_COLUMNS.has(field) ? 'a whole number of won (a JSON number or string)' : 'text (a JSON string)'
+      errors.push({ field, rule: 'type', message: `is ${jsonKind(v)}; it must be ${want}` })
+    }
+  }
+  return errors
+}
+
+export function validateTransaction(input: Readonly<Record<string, unknown>>, ctx: { nowMs: number }): { ok: true; value: ValidTransaction } | { ok: false; errors: FieldError[] } {
+  const typed = typeErrors(input)
+  if (typed.length) return { ok: false, errors: typed }
+  const raw = input as Raw
   const errors: FieldError[] = []
   const add = (field: string, rule: string, message: string) => errors.push({ field, rule, message })
 
   const transactionId = str(raw.transaction_id)
   if (!transactionId) add('transaction_id', 'required', 'is required')
-  else if (!TX_ID.test(transactionId)) add('transaction_id', 'format', 'must be 1–64 characters of letters, digits and . _ : @ # -')
+  else if (keyProblem(transactionId)) add('transaction_id', 'format', `must be ${KEY_RULE}`)
   const merchantId = str(raw.merchant_id)
   if (!merchantId) add('merchant_id', 'required', 'is required')
   const provider = str(raw.provider) as ProviderName
@@ -104,6 +162,16 @@ export function validateTransaction(raw: Raw, ctx: { nowMs: number }): { ok: tru
   const paymentRef = opt(raw.payment_ref)
   if (method === 'naverpay' && provider && provider !== 'portone') add('provider', 'naverpay', 'naverpay needs provider portone (the cash-funded amount comes from PortOne V1)')
   if (method === 'naverpay' && !paymentRef) add('payment_ref', 'required', 'is required for naverpay (the PortOne imp_uid)')
+  // PortOne keys its receipts by these ids (imp_uid, merchant_uid, paymentId).
+  const orderId = opt(raw.order_id)
+  if (paymentRef && (provider === 'portone' || provider === 'portone-v2')) {
+    const problem = keyProblem(paymentRef)
+    if (problem) add('payment_ref', 'key', `${problem} (the ${provider === 'portone' ? 'PortOne imp_uid' : 'PortOne V2 paymentId'})`)
+  }
+  if (orderId && provider === 'portone' && !paymentRef) {
+    const problem = keyProblem(orderId)
+    if (problem) add('order_id', 'key', `${problem} (without payment_ref it is the PortOne merchant_uid)`)
+  }
   const buyerEmail = opt(raw.buyer_email)
   if (buyerEmail && !/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(buyerEmail)) add('buyer_email', 'format', 'is not an e-mail address')
   const orderName = opt(raw.order_name)
@@ -117,7 +185,7 @@ export function validateTransaction(raw: Raw, ctx: { nowMs: number }): { ok: tru
       merchantId,
       provider,
       paymentRef,
-      orderId: opt(raw.order_id),
+      orderId,
       orderName,
       method,
       amount: (amount as { value: number }).value,

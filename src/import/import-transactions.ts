@@ -1,8 +1,9 @@
 /**
  * `cash-receipts import`: streams a CSV/JSONL file into cash_transactions inside ONE Postgres
  * transaction. Row rules come from the domain module; file-wide rules (unknown merchant, a
- * transaction id twice in the file, a conflict with what was imported before) are checked in SQL on
- * a temporary staging table, so memory stays bounded whatever the file size.
+ * transaction id twice in the file, a conflict with what was imported before, a provider key or
+ * payment id that another transaction of the provider has) are checked in SQL on a temporary staging
+ * table, so memory stays bounded whatever the file size.
  *
  * All-or-nothing by default: any bad row → rollback, every problem listed as `line N: field: reason`.
  * Re-importing an identical transaction is a no-op; a later import of the same transaction may only
@@ -15,6 +16,7 @@ import type { Db } from '../db/database.ts'
 import { encryptPii, encryptText, decryptText, type DataKeys } from '../crypto/pii.ts'
 import { contentHash, contentHashes, type HashedContent } from '../crypto/content-hash.ts'
 import { validateTransaction, IMPORT_REQUIRED_COLUMNS, maskIdentifier, type ValidTransaction } from '../domain/index.ts'
+import { deriveProviderKeys, providerKeySource } from '../providers/keys.ts'
 import { readRows, formatOf, FileFormatError } from './read-rows.ts'
 
 export interface ImportError {
@@ -85,7 +87,7 @@ export async function importTransactions(
           paid_at timestamptz NOT NULL, business_date date NOT NULL,
           identifier_type text, identifier_masked text, pii_enc text, data_key_id text,
           purpose text NOT NULL, status text NOT NULL, refunded_amount bigint NOT NULL, content_hash text NOT NULL,
-          content_hashes text[] NOT NULL
+          content_hashes text[] NOT NULL, unique_ref text, unique_ref_field text
         ) ON COMMIT DROP`.execute(trx)
 
       let batch: Record<string, unknown>[] = []
@@ -97,6 +99,7 @@ export async function importTransactions(
       for await (const ev of readRows(path, IMPORT_REQUIRED_COLUMNS)) {
         if (ev.kind === 'error') {
           addError({ line: ev.line, field: ev.field, message: ev.message })
+          if (opts.keepRejects && ev.raw !== undefined) rejectsRaw.push(ev.raw)
           continue
         }
         rows++
@@ -113,6 +116,9 @@ export async function importTransactions(
       await flush()
       opts.onProgress?.(rows, 'writing')
 
+      // Concurrent imports check and merge one after the other, so two of them cannot both pass the
+      // uniqueness checks with the same payment_ref; reading and staging still run side by side.
+      await sql`SELECT pg_advisory_xact_lock(hashtext('cash-receipts:import-merge'))`.execute(trx)
       for (const e of await fileWideErrors(trx)) addError(e)
 
       if (errorCount > 0 && !opts.skipInvalid) throw new Rollback()
@@ -206,7 +212,36 @@ function stagingRow(t: ValidTransaction, line: number, keys: DataKeys, raw?: str
     refunded_amount: t.refundedAmount,
     content_hash: contentHash(content, keys),
     content_hashes: contentHashes(content, keys),
+    ...uniqueRef(t),
   }
+}
+
+/**
+ * What must be unique per provider: the provider key where the merchant's data supplies it (PortOne
+ * imp_uid / merchant_uid, V2 paymentId; the receipts table holds one issue per provider and key), else
+ * the payment_ref, the provider's payment id, since one payment gets one receipt. PaySsam and NTS keys
+ * are digests of the transaction id, unique with it.
+ */
+function uniqueRef(t: ValidTransaction): { unique_ref: string | null; unique_ref_field: string | null } {
+  const source = providerKeySource(t)
+  if (source !== 'digest') return { unique_ref: deriveProviderKeys(t).providerKey, unique_ref_field: source }
+  return t.paymentRef ? { unique_ref: t.paymentRef, unique_ref_field: 'payment_ref' } : { unique_ref: null, unique_ref_field: null }
+}
+
+/**
+ * `uniqueRef` of a row already in cash_transactions (rows may have been written directly). It mirrors
+ * providerKeySource / deriveProviderKeys; a test holds the two to the same answers.
+ */
+export const storedUniqueRef = (alias: string) => sql`CASE ${sql.ref(alias + '.provider')}
+    WHEN 'portone' THEN CASE WHEN ${sql.ref(alias + '.payment_ref')} <> '' THEN ${sql.ref(alias + '.payment_ref')}
+      ELSE coalesce(${sql.ref(alias + '.order_id')}, ${sql.ref(alias + '.transaction_id')}) END
+    WHEN 'portone-v2' THEN coalesce(${sql.ref(alias + '.payment_ref')}, ${sql.ref(alias + '.transaction_id')})
+    ELSE nullif(${sql.ref(alias + '.payment_ref')}, '') END`
+
+const REF_HINT: Record<string, string> = {
+  payment_ref: 'a payment_ref is the provider\'s payment id and can appear once per provider',
+  order_id: 'PortOne external receipts use order_id as merchant_uid, which must be unique',
+  transaction_id: 'without a payment_ref (or, for portone, an order_id) the transaction id is the PortOne key',
 }
 
 type Trx = Parameters<Parameters<ReturnType<Db['transaction']>['execute']>[0]>[0]
@@ -226,15 +261,28 @@ async function fileWideErrors(trx: Trx): Promise<ImportError[]> {
   for (const r of dupes.rows) {
     out.push({ line: r.line, field: 'transaction_id', message: `appears twice in this file (first at line ${r.first})` })
   }
-  // PortOne external receipts use order_id as merchant_uid, which must be unique per receipt.
-  const orderClash = await sql<{ line: number; other: string }>`
-    SELECT s.line, coalesce(c.transaction_id, s2.transaction_id) AS other FROM import_staging s
-    LEFT JOIN cash_transactions c ON c.provider = 'portone' AND c.payment_ref IS NULL AND c.order_id = s.order_id AND c.transaction_id <> s.transaction_id
-    LEFT JOIN import_staging s2 ON s2.provider = 'portone' AND s2.payment_ref IS NULL AND s2.order_id = s.order_id AND s2.line < s.line AND s2.transaction_id <> s.transaction_id
-    WHERE s.provider = 'portone' AND s.payment_ref IS NULL AND s.order_id IS NOT NULL
-      AND (c.transaction_id IS NOT NULL OR s2.transaction_id IS NOT NULL)`.execute(trx)
-  for (const r of orderClash.rows) {
-    out.push({ line: r.line, field: 'order_id', message: `already used by transaction ${r.other}; PortOne external receipts use order_id as merchant_uid, which must be unique` })
+  // One provider key (or payment id) per provider: the first row of the file keeps it, later rows of
+  // other transactions are reported, and so is any row whose key a stored transaction already has.
+  const refClash = await sql<{ line: number; field: string; provider: string; other: string; other_line: number | null }>`
+    SELECT line, unique_ref_field AS field, provider, first_tx AS other, first_line AS other_line FROM (
+      SELECT line, transaction_id, unique_ref_field, provider,
+        first_value(line) OVER w AS first_line, first_value(transaction_id) OVER w AS first_tx
+      FROM import_staging WHERE unique_ref IS NOT NULL
+      WINDOW w AS (PARTITION BY provider, unique_ref ORDER BY line)
+    ) d WHERE transaction_id <> first_tx
+    UNION ALL
+    SELECT DISTINCT ON (s.line) s.line, s.unique_ref_field, s.provider, c.transaction_id, NULL
+    FROM import_staging s JOIN cash_transactions c
+      ON c.provider = s.provider AND ${storedUniqueRef('c')} = s.unique_ref AND c.transaction_id <> s.transaction_id
+    WHERE s.unique_ref IS NOT NULL
+    ORDER BY 1, 5 NULLS LAST`.execute(trx)
+  const reported = new Set<number>()
+  for (const r of refClash.rows) {
+    if (reported.has(r.line)) continue
+    reported.add(r.line)
+    const where = r.other_line === null ? 'imported before' : `line ${r.other_line}`
+    const what = r.provider === 'portone' || r.provider === 'portone-v2' ? 'receipt key' : 'payment id'
+    out.push({ line: r.line, field: r.field, message: `already used by transaction ${r.other} (${where}) as its ${r.provider} ${what}; ${REF_HINT[r.field]}` })
   }
   const conflicts = await sql<Record<string, unknown> & { line: number }>`
     SELECT s.line, NOT (c.content_hash = ANY(s.content_hashes)) AS content_differs,

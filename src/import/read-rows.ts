@@ -10,12 +10,16 @@ import { parse } from 'csv-parse'
 export interface RawRow {
   /** 1-based line number where the record starts (the header is line 1 in CSV). */
   readonly line: number
-  readonly fields: Record<string, string | number | null | undefined>
+  /** CSV fields are strings; a JSON Lines object's values can be anything JSON holds. */
+  readonly fields: Readonly<Record<string, unknown>>
   /** The record as it appeared in the file, for --rejects. */
   readonly raw: string
 }
 
-export type RowEvent = { readonly kind: 'row'; readonly row: RawRow } | { readonly kind: 'error'; readonly line: number; readonly field: string; readonly message: string }
+export type RowEvent =
+  | { readonly kind: 'row'; readonly row: RawRow }
+  /** `raw` is set when the error concerns one record only (the rest of the file is still read). */
+  | { readonly kind: 'error'; readonly line: number; readonly field: string; readonly message: string; readonly raw?: string }
 
 export class FileFormatError extends Error {
   override name = 'FileFormatError'
@@ -172,14 +176,29 @@ async function* jsonlRows(source: NodeJS.ReadableStream): AsyncGenerator<RowEven
 function jsonLine(text: string, line: number): RowEvent | null {
   const trimmed = (line === 1 ? text.replace(/^\uFEFF/, '') : text).trim()
   if (!trimmed) return null
-  let value: unknown
-  try {
-    value = JSON.parse(trimmed)
-  } catch {
-    return { kind: 'error', line, field: 'line', message: 'not valid JSON' }
-  }
+  const value = parseJson(trimmed)
+  if (value === undefined) return { kind: 'error', line, field: 'line', message: 'not valid JSON', raw: trimmed }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    return { kind: 'error', line, field: 'line', message: 'each line must be a JSON object' }
+    return { kind: 'error', line, field: 'line', message: 'each line must be a JSON object', raw: trimmed }
   }
   return { kind: 'row', row: { line, fields: value as RawRow['fields'], raw: trimmed } }
+}
+
+/**
+ * JSON.parse, or undefined. JSON forbids raw control characters inside strings; a line that parses
+ * once they are escaped is returned as such, so the row's validation names the field holding one.
+ */
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text)
+  } catch {
+    // eslint-disable-next-line no-control-regex
+    const escaped = text.replace(/[\u0000-\u001F]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
+    if (escaped === text) return undefined
+    try {
+      return JSON.parse(escaped)
+    } catch {
+      return undefined
+    }
+  }
 }

@@ -216,4 +216,39 @@ describe('import rows (README, Import format)', () => {
     const naver = validateTransaction({ ...row, method: 'naverpay' }, { nowMs: NOW })
     expect(!naver.ok && naver.errors.map((e) => e.field).sort()).toEqual(['payment_ref', 'provider'])
   })
+  const errorsOf = (patch: Record<string, unknown>) => {
+    const r = validateTransaction({ ...row, ...patch }, { nowMs: NOW })
+    return r.ok ? [] : r.errors.map((e) => `${e.field}: ${e.rule}: ${e.message}`)
+  }
+  it('takes text as strings and amounts as numbers or strings; anything else JSON holds is a type error', () => {
+    expect(errorsOf({ amount: 110000, tax_free_amount: 0, order_name: null })).toEqual([])
+    expect(errorsOf({ order_name: ['a'], buyer_name: { a: 1 }, status: true, amount: false })).toEqual([
+      'order_name: type: is an array; it must be text (a JSON string)',
+      'amount: type: is a boolean; it must be a whole number of won (a JSON number or string)',
+      'buyer_name: type: is an object; it must be text (a JSON string)',
+      'status: type: is a boolean; it must be text (a JSON string)',
+    ])
+    const lost = errorsOf({ identifier: 1012345678 })
+    expect(lost).toEqual(['identifier: type: is a number; it must be text (a JSON string)'])
+    expect(lost.join()).not.toContain('1012345678')
+  })
+  it('refuses control characters and broken surrogates at their position, never echoing the value', () => {
+    expect(errorsOf({ order_name: ' 꽃다발 🌷 \t' })).toEqual([])
+    expect(errorsOf({ order_name: '꽃\u0000' })).toEqual(['order_name: character: contains a NUL byte at position 2; remove it'])
+    expect(errorsOf({ buyer_name: '홍\t길동' })).toEqual(['buyer_name: character: contains the control character U+0009 at position 2; remove it'])
+    expect(errorsOf({ buyer_tel: '010\u007f' })).toEqual(['buyer_tel: character: contains the control character U+007F at position 4; remove it'])
+    expect(errorsOf({ order_id: 'O\u0085' })).toEqual(['order_id: character: contains the control character U+0085 at position 2; remove it'])
+    expect(errorsOf({ order_name: 'a\ud83c' })).toEqual(['order_name: character: contains a broken UTF-16 surrogate at position 2; remove it'])
+    const id = errorsOf({ identifier: '010-1234\u00005678' })
+    expect(id).toEqual(['identifier: character: contains a NUL byte at position 9; remove it'])
+  })
+  it('holds ids that become a PortOne key to the transaction id rule; other providers keep payment_ref free', () => {
+    const rule = '1–64 characters of letters, digits and . _ : @ # -'
+    expect(errorsOf({ provider: 'portone-v2', payment_ref: 'p'.repeat(64) })).toEqual([])
+    expect(errorsOf({ provider: 'portone-v2', payment_ref: 'p'.repeat(65) })).toEqual([`payment_ref: key: is 65 characters long; it must be ${rule} (the PortOne V2 paymentId)`])
+    expect(errorsOf({ provider: 'portone', payment_ref: 'imp 1' })).toEqual([`payment_ref: key: has a character other than letters, digits and . _ : @ # - at position 4; it must be ${rule} (the PortOne imp_uid)`])
+    expect(errorsOf({ provider: 'portone', order_id: '주문-1' })).toEqual([`order_id: key: has a character other than letters, digits and . _ : @ # - at position 1; it must be ${rule} (without payment_ref it is the PortOne merchant_uid)`])
+    expect(errorsOf({ provider: 'portone', payment_ref: 'imp_1', order_id: '주문-1' })).toEqual([])
+    expect(errorsOf({ provider: 'payssam', payment_ref: 'B'.repeat(100), order_id: '주문 1' })).toEqual([])
+  })
 })

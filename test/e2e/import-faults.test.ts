@@ -5,7 +5,8 @@
  * `line N: field: reason` of every bad record, nothing written, the value of a personal field never
  * echoed; with --skip-invalid exactly the good records imported and the bad ones in --rejects.
  * Spawning is slow, so the corpus files of each format are joined into one file per format (the
- * integration corpus test runs them one by one in process).
+ * integration corpus test runs them one by one in process). Last, the day of everything imported
+ * here settles, which a provider key held by two transactions used to abort.
  */
 import { readFileSync } from 'node:fs'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
@@ -14,7 +15,7 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { importTransactions } from '../../src/import/import-transactions.ts'
 import { createTestEnv, type TestEnv } from '../helpers/test-env.ts'
-import { runCli } from '../helpers/pipeline.ts'
+import { runCli, settle } from '../helpers/pipeline.ts'
 
 const DIR = join(import.meta.dirname, '../fixtures/bad-input')
 interface Case { file: string; line: number; field: string; note: string; message?: string; good?: string[]; secret?: string }
@@ -126,5 +127,14 @@ describe('import faults through the CLI', () => {
 
     // The same transaction again is a no-op, not a clash with itself.
     expect(await importFirst()).toMatchObject({ written: true, rows: 1, inserted: 0, updated: 0, unchanged: 1, rejected: 0, errors: [] })
+  })
+
+  it('settles the day of everything imported above: no two transactions share a provider key', async () => {
+    const db = env.app.db()
+    const stored = await db.selectFrom('cash_transactions').select((eb) => eb.fn.countAll<number>().as('n')).where('business_date', '=', '2026-11-20').executeTakeFirstOrThrow()
+    expect(Number(stored.n)).toBeGreaterThan(20)
+    const s = await settle(env.app, '2026-11-20')
+    expect(s.selected).toBe(Number(stored.n))
+    expect(s.created + s.skipped).toBe(Number(stored.n))
   })
 })

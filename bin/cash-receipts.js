@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// Runs the compiled CLI when present (npm run build), else the TypeScript source through tsx.
+// Runs the compiled CLI when present (npm run build), else the TypeScript source through tsx, which
+// is a development dependency: an install without dev dependencies must be built first.
 import { existsSync } from 'node:fs'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { dirname, join } from 'node:path'
@@ -9,7 +10,13 @@ const compiled = join(root, 'dist', 'src', 'cli.js')
 if (existsSync(compiled)) {
   await import(pathToFileURL(compiled).href)
 } else {
-  const { register } = await import('tsx/esm/api')
+  let register
+  try {
+    ;({ register } = await import('tsx/esm/api'))
+  } catch {
+    process.stderr.write('cash-receipts: dist/ is missing and tsx is not installed; run `npm run build` (or install the dev dependencies)\n')
+    process.exit(1)
+  }
   register()
   await import(pathToFileURL(join(root, 'src', 'cli.ts')).href)
 }

@@ -3,19 +3,22 @@
 # only the compiled src/ and migrations/; the provider sandbox, a development tool, is not in it
 # (`cash-receipts sandbox` there exits 2 and says so). The `sandbox` stage runs it from source for
 # the compose file's sandbox service.
-FROM node:24-bookworm-slim AS build
+FROM node:24-bookworm-slim AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund --omit=optional
+
+FROM deps AS build
 COPY tsconfig.json tsconfig.build.json ./
 COPY src src
 COPY migrations migrations
 RUN npm run build && npm prune --omit=dev --omit=optional
 
-# Development only: the CLI from source through tsx (a runtime dependency), with the sandbox beside it.
+# Development only: the CLI from source through tsx (a development dependency, so this stage takes
+# the modules before the production prune), with the sandbox beside it.
 FROM node:24-bookworm-slim AS sandbox
 WORKDIR /app
-COPY --from=build /app/node_modules node_modules
+COPY --from=deps /app/node_modules node_modules
 COPY package.json tsconfig.json ./
 COPY bin bin
 COPY src src

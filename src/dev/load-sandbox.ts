@@ -72,8 +72,12 @@ async function importSandbox(): Promise<SandboxModule> {
     )
   }
   if (!compiled) return (await import(entry.href)) as SandboxModule
-  const { tsImport } = await import('tsx/esm/api')
-  return (await tsImport(entry.href, import.meta.url)) as SandboxModule
+  // tsx is a development dependency: an install without them cannot load the TypeScript sandbox.
+  const tsx = await import('tsx/esm/api').catch(() => null)
+  if (!tsx) {
+    throw new SandboxUnavailableError('the provider sandbox runs through tsx, a development dependency: install the dev dependencies (npm ci)')
+  }
+  return (await tsx.tsImport(entry.href, import.meta.url)) as SandboxModule
 }
 
 /** `cash-receipts sandbox`: serves until SIGTERM or SIGINT (sandbox/index.ts). */

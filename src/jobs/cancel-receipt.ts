@@ -6,18 +6,19 @@
  * receipt `cancelling` (full cancel), calls the provider, and on success marks the issue receipt
  * `cancelled` (full) or adds to its cancelled_amount (partial).
  */
-import { DelayedError, UnrecoverableError, type Job } from 'bullmq'
+import type { Job } from 'bullmq'
 import type { Logger } from 'pino'
 import type { Db } from '../db/database.ts'
 import { beginFullCancel, claimReceipt, insertCancelReceipt, recordCancelOutcome, type AttemptRecord, type Transition } from '../db/ledger.ts'
 import type { Receipt } from '../db/schema.ts'
 import { cancelIdempotencyKey } from '../providers/keys.ts'
-import { splitAmounts, type ProviderOutcome } from '../domain/index.ts'
+import { splitAmounts } from '../domain/index.ts'
 import { cancelJobId, type JobPayloads, type ReceiptsQueue } from '../queue/queues.ts'
-import { delay, noteReceipt, recorder, RetryableJobError, type IssueJobResult, type ReceiptJobInfo } from './issue-receipt.ts'
+import { noteReceipt, recorder, type IssueJobResult, type ReceiptJobInfo } from './issue-receipt.ts'
 import type { ProviderSource } from './provider-source.ts'
-import { ThrottleDeferError } from '../throttle/throttle.ts'
-import { LeaseLostError, leaseGuard } from './lease.ts'
+import type { Throttle } from '../throttle/throttle.ts'
+import { leaseGuard } from './lease.ts'
+import { attemptOf, decide, failureEvent, perform, settled, type PolicyEvent, type Settle } from './outcome-policy.ts'
 
 export class CancelInputError extends Error {
   override name = 'CancelInputError'
@@ -128,10 +129,12 @@ export function createCancelHandler(deps: CancelDeps) {
     info?: ReceiptJobInfo,
   ): Promise<IssueJobResult> {
     const claimedAt = performance.now()
-    const claim = await claimReceipt(deps.db, job.data.receiptId, deps.workerId, deps.leaseMs)
-    if (claim.status === 'missing') throw new UnrecoverableError(`receipt ${job.data.receiptId} does not exist`)
-    if (claim.status === 'done') return { state: claim.state, detail: 'already settled' }
-    if (claim.status === 'leased') return delay(job, token, claim.retryInMs)
+    const { receiptId } = job.data
+    const claim = await claimReceipt(deps.db, receiptId, deps.workerId, deps.leaseMs)
+    const base = { operation: 'cancel' as const, ...attemptOf(job) }
+    if (claim.status !== 'claimed') {
+      return perform(settled(decide({ type: 'claim', receiptId, claim }, { ...base, needsLookup: false })), job, token, { record: async () => true })
+    }
     const cancel = claim.receipt
     const ensureLease = leaseGuard(deps.db, cancel.id, deps.workerId, { leaseMs: deps.leaseMs, callBudgetMs: deps.callBudgetMs, claimedAt })
     noteReceipt(info, { provider: cancel.provider, runId: cancel.last_run_id ?? cancel.run_id })
@@ -139,19 +142,26 @@ export function createCancelHandler(deps: CancelDeps) {
     const full = cancel.total_amount === parent.total_amount && parent.cancelled_amount === 0
     const calls: AttemptRecord[] = []
     const ctx = { signal, onCall: recorder(calls, now) }
-    const lastAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1)
-
+    // Whether an earlier cancel call may have taken effect unread; cleared by a lookup that finds the receipt not cancelled.
+    let needsLookup = cancel.needs_lookup
+    const decideNow = (e: PolicyEvent) => decide(e, { ...base, needsLookup, partialCancel: !full, jitterMs: Math.floor(Math.random() * 250) })
+    // The cancel row's transition and, in the same transaction, what it means for the issue row.
     const record = async (t: Transition) =>
       (await recordCancelOutcome(deps.db, { item: { receiptId: cancel.id, workerId: deps.workerId, transition: t, attempts: { receipt: cancel, jobId: job.id, rows: calls } }, parentId: parent.id, full })).owned
-    const complete = async (o: Extract<ProviderOutcome, { kind: 'cancelled' }> | null) => record({ state: 'issued', needsLookup: false, receipt: o?.receipt, error: null })
+    let throttle: Throttle | undefined
 
-    try {
-      const { provider, throttle: t } = deps.providers.get(cancel.merchant_id, cancel.provider)
+    /** Runs the attempt up to the policy's decision; performs nothing itself. */
+    async function attempt(): Promise<Settle> {
+      const source = deps.providers.get(cancel.merchant_id, cancel.provider)
+      const provider = source.provider
+      const t = (throttle = source.throttle)
       if (full) await beginFullCancel(deps.db, parent.id)
       const lookupReq = { providerKey: cancel.provider_key, portonePayment: cancel.portone_payment, amounts: amountsOf(parent) }
-      if (cancel.needs_lookup && full) {
+      if (needsLookup && full) {
         const found = await t.schedule(() => provider.lookup(lookupReq, ctx))
-        if (found.kind === 'cancelled') return (await complete(found)) ? { state: 'cancelled', detail: 'found by lookup' } : { state: 'taken-over' }
+        const d = decideNow({ type: 'lookup', outcome: found })
+        if (d.type === 'settle') return d
+        if (found.kind === 'issued' || found.kind === 'not_found') needsLookup = false
       }
       const o = await t.schedule(async () => {
         await ensureLease()
@@ -169,35 +179,19 @@ export function createCancelHandler(deps: CancelDeps) {
           ctx,
         )
       })
-      if (o.kind === 'cancelled') return (await complete(o)) ? { state: 'cancelled' } : { state: 'taken-over' }
-      if (o.kind === 'unknown_outcome' && full) {
-        const found = await t.schedule(() => provider.lookup(lookupReq, ctx))
-        if (found.kind === 'cancelled') return (await complete(found)) ? { state: 'cancelled', detail: 'unknown outcome, found by lookup' } : { state: 'taken-over' }
-      }
-      const error = { errorClass: o.kind, code: o.meta.providerCode ?? (o.meta.httpStatus ? String(o.meta.httpStatus) : null), message: o.meta.message }
-      const permanent = o.kind === 'permanent' || o.kind === 'not_found' || o.kind === 'issued' || o.kind === 'already_issued'
-      if (o.kind === 'rate_limited') {
-        t.penalize(o.retryAfterMs)
-        await record({ state: 'pending', error })
-        return delay(job, token, o.retryAfterMs)
-      }
-      const final = permanent || lastAttempt
-      // Failed for good on a full cancel: the ledger puts the parent back to issued (the provider still holds it).
-      await record({ state: final ? 'failed' : 'pending', needsLookup: o.kind === 'unknown_outcome', error })
-      if (final) throw new UnrecoverableError(`cancel: ${o.kind} ${error.code ?? ''} ${error.message ?? ''}`.trim())
-      throw new RetryableJobError(`cancel: ${o.kind} ${error.code ?? ''}`.trim())
-    } catch (err) {
-      if (err instanceof ThrottleDeferError) {
-        await record({ state: 'pending' })
-        return delay(job, token, err.retryInMs)
-      }
-      // Another worker owns the row now; it finishes the work. No call was made.
-      if (err instanceof LeaseLostError) return { state: 'taken-over', detail: err.message }
-      if (err instanceof DelayedError || err instanceof UnrecoverableError || err instanceof RetryableJobError) throw err
-      const e = err as Error
-      await record({ state: lastAttempt ? 'failed' : 'pending', needsLookup: true, error: { errorClass: 'internal', code: e?.name ?? 'Error', message: e?.message ?? String(err) } }).catch(() => {})
-      throw err
+      const d = decideNow({ type: 'call', outcome: o })
+      if (d.type === 'settle') return d
+      const found = await t.schedule(() => provider.lookup(lookupReq, ctx))
+      return settled(decideNow({ type: 'read_back', outcome: found, after: o }))
     }
+
+    let d: Settle
+    try {
+      d = await attempt()
+    } catch (err) {
+      d = settled(decideNow(failureEvent(err)))
+    }
+    return perform(d, job, token, { record, penalize: (ms) => throttle?.penalize(ms) })
   }
 }
 

@@ -9,11 +9,11 @@
  *    covers the call (src/jobs/lease.ts).
  * 4. Record the outcome and every call (issuance_attempts) in one atomic statement.
  *
- * Claims and completions of concurrent jobs share statements (src/db/ledger-batcher.ts).
- *
- * This handler is the ONLY place provider outcomes become queue behaviour.
+ * Claims and completions of concurrent jobs share statements (src/db/ledger-batcher.ts). What each
+ * outcome means for the ledger and the queue is decided by the outcome policy (outcome-policy.ts);
+ * this handler only makes the calls and performs its decisions.
  */
-import { DelayedError, UnrecoverableError, type Job } from 'bullmq'
+import type { Job } from 'bullmq'
 import type { Logger } from 'pino'
 import type { Db } from '../db/database.ts'
 import type { AttemptRecord, Transition } from '../db/ledger.ts'
@@ -21,12 +21,13 @@ import type { LedgerBatcher } from '../db/ledger-batcher.ts'
 import type { Receipt } from '../db/schema.ts'
 import type { CashReceiptProvider, IssueRequest } from '../providers/types.ts'
 import { decryptPii, type DataKeys } from '../crypto/pii.ts'
-import { ThrottleDeferError, type Throttle } from '../throttle/throttle.ts'
-import { SELF_ISSUE_NUMBER, kstToday, msUntilKstMidnight, type ProviderOutcome, type ProviderReceipt } from '../domain/index.ts'
+import type { Throttle } from '../throttle/throttle.ts'
+import { SELF_ISSUE_NUMBER, kstToday, msUntilKstMidnight, type ProviderOutcome } from '../domain/index.ts'
 import { receiptAmountsFor } from './receipt-amounts.ts'
 import type { JobPayloads } from '../queue/queues.ts'
 import type { ProviderSource } from './provider-source.ts'
-import { LeaseLostError, leaseGuard } from './lease.ts'
+import { leaseGuard } from './lease.ts'
+import { attemptOf, decide, failureEvent, perform, settled, type JobResult, type PolicyEvent, type Settle } from './outcome-policy.ts'
 
 export interface IssueDeps {
   readonly db: Db
@@ -42,7 +43,7 @@ export interface IssueDeps {
   readonly now?: () => number
 }
 
-export type IssueJobResult = { readonly state: string; readonly detail?: string }
+export type IssueJobResult = JobResult
 
 /**
  * What the worker's one outcome line per receipt names besides the job: filled by the handler as
@@ -60,11 +61,6 @@ export function noteReceipt(info: ReceiptJobInfo | undefined, r: { provider: str
   info.runId = r.runId
 }
 
-/** Thrown for outcomes worth another BullMQ attempt (backoff); the message carries the class. */
-export class RetryableJobError extends Error {
-  override name = 'RetryableJobError'
-}
-
 export function createIssueHandler(deps: IssueDeps) {
   const now = deps.now ?? Date.now
   return async function handleIssue(
@@ -76,41 +72,36 @@ export function createIssueHandler(deps: IssueDeps) {
     const { receiptId } = job.data
     const claimedAt = performance.now()
     const claim = await deps.ledger.claim(receiptId)
-    if (claim.status === 'missing') throw new UnrecoverableError(`receipt ${receiptId} does not exist`)
-    if (claim.status === 'done') return { state: claim.state, detail: 'already settled' }
-    if (claim.status === 'leased') return delay(job, token, claim.retryInMs)
+    // Whether an earlier call may have reached the provider; cleared only by a lookup that finds nothing.
+    let needsLookup = claim.status === 'claimed' && claim.receipt.needs_lookup
+    const decideNow = (e: PolicyEvent) => decide(e, { operation: 'issue', ...attemptOf(job), needsLookup, jitterMs: Math.floor(Math.random() * 250) })
+    if (claim.status !== 'claimed') return perform(settled(decideNow({ type: 'claim', receiptId, claim })), job, token, { record: async () => true })
 
     const { receipt, tx } = claim
     noteReceipt(info, { provider: receipt.provider, runId: receipt.last_run_id ?? receipt.run_id })
     const calls: AttemptRecord[] = []
-    const lastAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1)
     const ctx = { signal, onCall: recorder(calls, now) }
     const ensureLease = leaseGuard(deps.db, receipt.id, deps.workerId, { leaseMs: deps.leaseMs, callBudgetMs: deps.callBudgetMs, claimedAt })
     const finish = (t: Transition) => deps.ledger.transition({ receiptId: receipt.id, transition: t, attempts: { receipt, jobId: job.id, rows: calls } })
-    const result = (state: string, detail?: string): IssueJobResult => ({ state, detail })
-    // Whether an earlier call may have reached the provider; cleared only by a lookup that finds nothing.
-    let needsLookup = receipt.needs_lookup
-    // Assigned inside the try so a configuration error is recorded like any other failure.
-    let provider!: CashReceiptProvider
-    let throttle!: Throttle
+    // Assigned inside the attempt so a configuration error is recorded like any other failure.
+    let throttle: Throttle | undefined
 
-    try {
-      ;({ provider, throttle } = deps.providers.get(receipt.merchant_id, receipt.provider))
+    /** Runs the attempt up to the policy's decision; performs nothing itself. */
+    async function attempt(): Promise<Settle> {
+      const source = deps.providers.get(receipt.merchant_id, receipt.provider)
+      const provider = source.provider
+      const t = (throttle = source.throttle)
       // 2. Unknown outcome of an earlier call: the provider's records decide.
       if (needsLookup) {
-        const found = await throttle.schedule(() => provider.lookup(lookupRequest(receipt), ctx))
-        if (found.kind === 'issued') return done(await finish(issuedT(found.receipt)), 'issued', 'found by lookup')
-        if (found.kind === 'cancelled') return done(await finish(cancelledT(found.receipt)), 'cancelled', 'found cancelled at provider')
-        if (found.kind !== 'not_found') return await failOrRetry(found, 'lookup')
+        const found = await t.schedule(() => provider.lookup(lookupRequest(receipt), ctx))
+        const d = decideNow({ type: 'lookup', outcome: found })
+        if (d.type === 'settle') return d
         needsLookup = false
       }
 
       // The transaction may have been cancelled or refunded since settlement.
       const receiptable = tx.amount - tx.refunded_amount
-      if (tx.status === 'cancelled' || receiptable <= 0) {
-        await finish({ state: 'skipped', needsLookup: false, skipReason: 'transaction cancelled or refunded before issuance', error: null })
-        return result('skipped')
-      }
+      if (tx.status === 'cancelled' || receiptable <= 0) return settled(decideNow({ type: 'nothing_to_issue', reason: 'transaction cancelled or refunded before issuance' }))
 
       let amounts = {
         total: receipt.total_amount,
@@ -122,28 +113,25 @@ export function createIssueHandler(deps: IssueDeps) {
       if (tx.method === 'naverpay') {
         // Only the cash-funded part of a Naver Pay payment is receipted; PortOne tells how much.
         if (!provider.naverCashAmount || !tx.payment_ref) {
-          return await failPermanent('NAVERPAY_UNSUPPORTED', 'naverpay needs provider portone and a payment_ref')
+          return settled(decideNow({ type: 'invalid', code: 'NAVERPAY_UNSUPPORTED', message: 'naverpay needs provider portone and a payment_ref' }))
         }
-        const cash = await throttle.schedule(() => provider.naverCashAmount!(tx.payment_ref!, ctx))
-        if ('kind' in cash) return await failOrRetry(cash, 'naver_cash_amount')
-        if (cash.amountTotal <= 0) {
-          await finish({ state: 'skipped', needsLookup: false, skipReason: 'naver pay cash amount is 0', error: null })
-          return result('skipped')
-        }
+        const cash = await t.schedule(() => provider.naverCashAmount!(tx.payment_ref!, ctx))
+        if ('kind' in cash) return settled(decideNow({ type: 'naver_cash_amount', outcome: cash }))
+        if (cash.amountTotal <= 0) return settled(decideNow({ type: 'nothing_to_issue', reason: 'naver pay cash amount is 0' }))
         amounts = { total: cash.amountTotal, supply: cash.amountSupply, vat: cash.amountVat, taxFree: 0, serviceFee: 0 }
       } else if (receiptable !== receipt.total_amount) {
         // A refund imported after settlement: receipt what remains.
         const split = receiptAmountsFor(tx)
-        if (!split) return await failPermanent('AMOUNT_INVALID', `cannot split ${receiptable} into receipt amounts`)
+        if (!split) return settled(decideNow({ type: 'invalid', code: 'AMOUNT_INVALID', message: `cannot split ${receiptable} into receipt amounts` }))
         amounts = split
       }
 
       const pii = tx.pii_enc ? decryptPii(tx.pii_enc, deps.dataKeys, tx.transaction_id) : {}
       const identifier = receipt.self_issued ? SELF_ISSUE_NUMBER : pii.identifier
-      if (!identifier) return await failPermanent('IDENTIFIER_MISSING', 'no buyer identifier and not self-issued')
+      if (!identifier) return settled(decideNow({ type: 'invalid', code: 'IDENTIFIER_MISSING', message: 'no buyer identifier and not self-issued' }))
 
       const nowMs = now()
-      await throttle.takeQuota(kstToday(nowMs), msUntilKstMidnight(nowMs))
+      await t.takeQuota(kstToday(nowMs), msUntilKstMidnight(nowMs))
 
       const req: IssueRequest = {
         providerKey: receipt.provider_key,
@@ -159,93 +147,24 @@ export function createIssueHandler(deps: IssueDeps) {
         buyer: { name: pii.buyerName, email: pii.buyerEmail, tel: pii.buyerTel },
         merchantBusinessNumber: await deps.providers.merchantBusinessNumber(receipt.merchant_id),
       }
-      const issued = await throttle.schedule(async () => {
+      const issued = await t.schedule(async () => {
         await ensureLease()
         return provider.issue(req, ctx)
       })
-      return await settleIssue(issued, amounts)
+      const d = decideNow({ type: 'call', outcome: issued, amounts })
+      if (d.type === 'settle') return d
+      const found = await t.schedule(() => provider.lookup(lookupRequest(receipt, amounts), ctx))
+      return settled(decideNow({ type: 'read_back', outcome: found, after: issued, amounts }))
+    }
+
+    let d: Settle
+    try {
+      d = await attempt()
     } catch (err) {
-      if (err instanceof ThrottleDeferError) {
-        await finish({ state: 'pending' })
-        return delay(job, token, err.retryInMs)
-      }
-      // Another worker owns the row now; it finishes the work. No call was made.
-      if (err instanceof LeaseLostError) return result('taken-over', err.message)
-      if (err instanceof DelayedError || err instanceof UnrecoverableError || err instanceof RetryableJobError) throw err
-      // Our own failure (config, DB, decrypt, Redis, abort) mid-attempt: marked for lookup, since we
-      // cannot know whether a call was sent; failed after the last attempt so re-drive can take it.
-      const e = err as Error
-      await finish({
-        state: lastAttempt ? 'failed' : 'pending',
-        needsLookup: true,
-        error: { errorClass: 'internal', code: e?.name ?? 'Error', message: e?.message ?? String(err) },
-      }).catch(() => {})
-      throw err
+      d = settled(decideNow(failureEvent(err)))
     }
-
-    async function settleIssue(o: ProviderOutcome, amounts: Transition['amounts']): Promise<IssueJobResult> {
-      switch (o.kind) {
-        case 'issued':
-          return done(await finish({ ...issuedT(o.receipt), amounts }), 'issued')
-        case 'already_issued':
-        case 'unknown_outcome': {
-          // Read back before anything else: the provider may hold a receipt for this key.
-          const found = await throttle.schedule(() => provider.lookup(lookupRequest(receipt, amounts), ctx))
-          if (found.kind === 'issued') return done(await finish({ ...issuedT(found.receipt), amounts }), 'issued', o.kind)
-          if (found.kind === 'cancelled') return done(await finish(cancelledT(found.receipt)), 'cancelled', o.kind)
-          // Not found right after an unknown outcome may only mean the provider is still processing
-          // it (NTS-style APIs do not deduplicate): stay marked for lookup and look again after backoff.
-          return await failOrRetry({ kind: 'unknown_outcome', meta: o.kind === 'unknown_outcome' ? o.meta : found.meta }, 'issue')
-        }
-        default:
-          return await failOrRetry(o, 'issue')
-      }
-    }
-
-    async function failPermanent(code: string, message: string): Promise<never> {
-      await finish({ state: 'failed', error: { errorClass: 'permanent', code, message } })
-      throw new UnrecoverableError(`${code}: ${message}`)
-    }
-
-    /** Maps a non-success outcome to queue behaviour. The only place this happens. */
-    async function failOrRetry(o: ProviderOutcome, op: string): Promise<never> {
-      const error = { errorClass: o.kind, code: o.meta.providerCode ?? (o.meta.httpStatus ? String(o.meta.httpStatus) : null), message: o.meta.message }
-      switch (o.kind) {
-        case 'permanent':
-          await finish({ state: 'failed', error })
-          throw new UnrecoverableError(`${op}: permanent ${error.code ?? ''} ${error.message ?? ''}`.trim())
-        case 'rate_limited': {
-          // Slow every process down for this credential; the job waits without burning an attempt.
-          throttle.penalize(o.retryAfterMs)
-          await finish({ state: 'pending', error })
-          return delay(job, token, o.retryAfterMs + Math.floor(Math.random() * 250))
-        }
-        case 'unknown_outcome':
-          // Stays marked for lookup; after the last attempt it is failed/unknown_outcome and re-drive looks up first.
-          await finish({ state: lastAttempt ? 'failed' : 'pending', needsLookup: true, error })
-          if (lastAttempt) throw new UnrecoverableError(`${op}: outcome unknown after last attempt`)
-          throw new RetryableJobError(`${op}: unknown outcome (${error.code ?? 'no code'}); will look up first`)
-        default:
-          // A failed lookup leaves the question open; a call that surely did not take effect closes it.
-          await finish({ state: lastAttempt ? 'failed' : 'pending', needsLookup: op === 'lookup' ? true : needsLookup, error })
-          if (lastAttempt) throw new UnrecoverableError(`${op}: ${o.kind} after last attempt (${error.code ?? ''})`)
-          throw new RetryableJobError(`${op}: ${o.kind} ${error.code ?? ''}`.trim())
-      }
-    }
-
-    function done(owned: boolean, state: string, detail?: string): IssueJobResult {
-      // Not owning the row any more means another worker took it over; it will complete the work.
-      return result(owned ? state : 'taken-over', owned ? detail : undefined)
-    }
+    return perform(d, job, token, { record: finish, penalize: (ms) => throttle?.penalize(ms) })
   }
-}
-
-function issuedT(receipt: ProviderReceipt): Transition {
-  return { state: 'issued', needsLookup: false, receipt, error: null }
-}
-
-function cancelledT(receipt: ProviderReceipt): Transition {
-  return { state: 'cancelled', needsLookup: false, receipt, error: null }
 }
 
 function lookupRequest(r: Receipt, amounts?: Transition['amounts']) {
@@ -277,12 +196,6 @@ export function recorder(calls: AttemptRecord[], now: () => number) {
       latencyMs: o.meta.latencyMs,
     })
   }
-}
-
-/** Moves the job back to delayed without consuming an attempt. */
-export async function delay(job: Job, token: string | undefined, ms: number): Promise<never> {
-  await job.moveToDelayed(Date.now() + Math.max(1, Math.round(ms)), token)
-  throw new DelayedError()
 }
 
 export type { Throttle, CashReceiptProvider }

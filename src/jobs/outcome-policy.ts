@@ -1,0 +1,270 @@
+/**
+ * The one outcome policy of the receipt jobs: what each thing an attempt runs into — a provider
+ * answer, a claim that found nothing to do, a local refusal, our own failure — means for the ledger
+ * (the transition to record) and for the queue (complete, retry with backoff, delay without using an
+ * attempt, or fail for good). `decide` is pure; the issue and cancel handlers only perform what it
+ * returns through `perform`, the only place BullMQ's semantics are carried out.
+ *
+ * | event                                   | ledger                                  | queue                              |
+ * |-----------------------------------------|-----------------------------------------|------------------------------------|
+ * | claim: missing / done / leased          | —                                       | fail / complete / delay            |
+ * | issued (issue), cancelled (cancel)      | issued (a cancel row: accepted)         | complete                           |
+ * | lookup found issued/cancelled (issue)   | issued / cancelled                      | complete                           |
+ * | already_issued, unknown_outcome         | — (read back first; not a partial       | —                                  |
+ * |                                         |   cancel, which cannot be looked up)    |                                    |
+ * | read back finds nothing                 | as unknown_outcome                      |                                    |
+ * | unknown_outcome                         | pending + needs_lookup; failed at last  | retry; fail after the last attempt |
+ * | retryable, not_found (a call), other    | pending; failed at last                 | retry; fail after the last attempt |
+ * | rate_limited                            | pending (the limiter is held)           | delay, no attempt used             |
+ * | permanent (cancel: also not_found,      | failed                                  | fail                               |
+ * |   issued, already_issued)               |                                         |                                    |
+ * | nothing to issue (cancelled, refunded)  | skipped                                 | complete                           |
+ * | invalid request (local)                 | failed (permanent)                      | fail                               |
+ * | deferred by the throttle                | pending (no call was made)              | delay, no attempt used             |
+ * | lease lost                              | — (the new owner finishes)              | complete (taken-over)              |
+ * | internal error                          | pending + needs_lookup; failed at last  | rethrow (BullMQ retries or fails)  |
+ */
+import { DelayedError, UnrecoverableError, type Job } from 'bullmq'
+import type { ClaimResult, Transition } from '../db/ledger.ts'
+import type { ProviderOutcome, ProviderReceipt } from '../domain/index.ts'
+import { ThrottleDeferError } from '../throttle/throttle.ts'
+import { LeaseLostError } from './lease.ts'
+
+/** The job an attempt belongs to. */
+export type Operation = 'issue' | 'cancel'
+
+export interface AttemptContext {
+  readonly operation: Operation
+  /** This attempt's number (1 = first) and how many BullMQ allows. */
+  readonly attempt: number
+  readonly attemptsAllowed: number
+  /** An earlier call may have reached the provider and its answer was never read back. */
+  readonly needsLookup: boolean
+  /** A partial cancel cannot be read back: a lookup sees the whole receipt, not the part cancelled. */
+  readonly partialCancel?: boolean
+  /** Added to a rate-limit delay so the jobs held together do not all return at once. */
+  readonly jitterMs?: number
+}
+
+export type PolicyEvent =
+  | { readonly type: 'claim'; readonly receiptId: number; readonly claim: Exclude<ClaimResult, { status: 'claimed' }> }
+  /** The lookup made before any call because of needs_lookup. */
+  | { readonly type: 'lookup'; readonly outcome: ProviderOutcome }
+  /** The issue or cancel call itself; `amounts` are what an issue call receipted. */
+  | { readonly type: 'call'; readonly outcome: ProviderOutcome; readonly amounts?: Transition['amounts'] }
+  /** The lookup made right after a call whose answer did not settle it (`after`). */
+  | { readonly type: 'read_back'; readonly outcome: ProviderOutcome; readonly after: ProviderOutcome; readonly amounts?: Transition['amounts'] }
+  /** PortOne's answer when asked for a Naver Pay payment's cash part, when it is not an amount. */
+  | { readonly type: 'naver_cash_amount'; readonly outcome: ProviderOutcome }
+  | { readonly type: 'nothing_to_issue'; readonly reason: string }
+  /** A request that cannot be made and never will (a local check). */
+  | { readonly type: 'invalid'; readonly code: string; readonly message: string }
+  /** The throttle did not start the call (no slot in time, local queue full): no call was made. */
+  | { readonly type: 'deferred'; readonly retryInMs: number }
+  | { readonly type: 'lease_lost'; readonly message: string }
+  /** Our own failure mid-attempt (configuration, database, decryption, Redis, abort). */
+  | { readonly type: 'internal'; readonly error: unknown }
+
+export type QueueAction =
+  /** The job completes with this result (`taken-over` instead when the ledger transition did not apply). */
+  | { readonly type: 'complete'; readonly state: string; readonly detail?: string }
+  /** Another BullMQ attempt after backoff: the error thrown is `error` when given (our own failure). */
+  | { readonly type: 'retry'; readonly message: string; readonly error?: unknown }
+  /** Back to delayed for `ms` without using an attempt. */
+  | { readonly type: 'delay'; readonly ms: number }
+  /** No further attempt. */
+  | { readonly type: 'fail'; readonly message: string }
+
+export interface Settle {
+  readonly type: 'settle'
+  /** The transition to record on the receipt row (null: nothing to record). */
+  readonly ledger: Transition | null
+  readonly queue: QueueAction
+  /** Hold the provider's shared limiter this long (a rate limit). */
+  readonly penalizeMs?: number
+  /** A failure to record must not hide the error being reported. */
+  readonly bestEffort?: boolean
+}
+
+export type Decision =
+  /** Nothing settled: the attempt goes on to its next step. */
+  | { readonly type: 'proceed' }
+  /** Look the key up before deciding anything. */
+  | { readonly type: 'read_back' }
+  | Settle
+
+const PROCEED: Decision = { type: 'proceed' }
+const READ_BACK: Decision = { type: 'read_back' }
+
+export function decide(e: PolicyEvent, ctx: AttemptContext): Decision {
+  const issue = ctx.operation === 'issue'
+  switch (e.type) {
+    case 'claim':
+      if (e.claim.status === 'missing') return settle(null, { type: 'fail', message: `receipt ${e.receiptId} does not exist` })
+      if (e.claim.status === 'done') return settle(null, { type: 'complete', state: e.claim.state, detail: 'already settled' })
+      return settle(null, { type: 'delay', ms: e.claim.retryInMs })
+    case 'lookup': {
+      const o = e.outcome
+      if (issue) {
+        if (o.kind === 'issued') return settle(issued(o.receipt), complete('issued', 'found by lookup'))
+        if (o.kind === 'cancelled') return settle(cancelled(o.receipt), complete('cancelled', 'found cancelled at provider'))
+        if (o.kind === 'not_found') return PROCEED
+        return failure(o, 'lookup', ctx)
+      }
+      // A cancel looks up only to avoid a second cancel; anything but "cancelled" lets the call decide.
+      if (o.kind === 'cancelled') return settle(accepted(o.receipt), complete('cancelled', 'found by lookup'))
+      return PROCEED
+    }
+    case 'call': {
+      const o = e.outcome
+      if (issue) {
+        if (o.kind === 'issued') return settle({ ...issued(o.receipt), amounts: e.amounts }, complete('issued'))
+        // Read back before anything else: the provider may hold a receipt for this key.
+        if (o.kind === 'already_issued' || o.kind === 'unknown_outcome') return READ_BACK
+        return failure(o, 'issue', ctx)
+      }
+      if (o.kind === 'cancelled') return settle(accepted(o.receipt), complete('cancelled'))
+      if (o.kind === 'unknown_outcome' && !ctx.partialCancel) return READ_BACK
+      return failure(o, 'cancel', ctx)
+    }
+    case 'read_back': {
+      const o = e.outcome
+      if (issue) {
+        if (o.kind === 'issued') return settle({ ...issued(o.receipt), amounts: e.amounts }, complete('issued', e.after.kind))
+        if (o.kind === 'cancelled') return settle(cancelled(o.receipt), complete('cancelled', e.after.kind))
+        // Not found right after an unknown outcome may only mean the provider is still processing it
+        // (NTS-style APIs do not deduplicate): stay marked for lookup and look again after backoff.
+        return failure({ kind: 'unknown_outcome', meta: e.after.kind === 'unknown_outcome' ? e.after.meta : o.meta }, 'issue', ctx)
+      }
+      if (o.kind === 'cancelled') return settle(accepted(o.receipt), complete('cancelled', 'unknown outcome, found by lookup'))
+      return failure(e.after, 'cancel', ctx)
+    }
+    case 'naver_cash_amount':
+      return failure(e.outcome, 'naver_cash_amount', ctx)
+    case 'nothing_to_issue':
+      return settle({ state: 'skipped', needsLookup: false, skipReason: e.reason, error: null }, complete('skipped'))
+    case 'invalid':
+      return settle(
+        { state: 'failed', error: { errorClass: 'permanent', code: e.code, message: e.message } },
+        { type: 'fail', message: `${e.code}: ${e.message}` },
+      )
+    case 'deferred':
+      return settle({ state: 'pending' }, { type: 'delay', ms: e.retryInMs })
+    case 'lease_lost':
+      // Another worker owns the row now; it finishes the work. No call was made.
+      return settle(null, complete('taken-over', e.message))
+    case 'internal': {
+      // We cannot know whether a call was sent: marked for lookup; failed after the last attempt so
+      // re-drive can take it.
+      const err = e.error as Error | undefined
+      return {
+        ...settle(
+          { state: last(ctx) ? 'failed' : 'pending', needsLookup: true, error: { errorClass: 'internal', code: err?.name ?? 'Error', message: err?.message ?? String(e.error) } },
+          { type: 'retry', message: err?.message ?? String(e.error), error: e.error },
+        ),
+        bestEffort: true,
+      }
+    }
+  }
+}
+
+/** What a non-success answer to `step` means. */
+function failure(o: ProviderOutcome, step: 'lookup' | 'issue' | 'cancel' | 'naver_cash_amount', ctx: AttemptContext): Settle {
+  const code = o.meta.providerCode ?? (o.meta.httpStatus ? String(o.meta.httpStatus) : null)
+  const error = { errorClass: o.kind, code, message: o.meta.message }
+  if (o.kind === 'rate_limited') {
+    // Slow every process down for this credential; the job waits without using an attempt.
+    return { ...settle({ state: 'pending', error }, { type: 'delay', ms: o.retryAfterMs + (ctx.jitterMs ?? 0) }), penalizeMs: o.retryAfterMs }
+  }
+  // An unknown outcome opens the question, a failed lookup leaves it open, and a call that surely did
+  // not take effect leaves it as it was.
+  const needsLookup = o.kind === 'unknown_outcome' || step === 'lookup' || ctx.needsLookup
+  // A cancel refused as not found, or for a receipt that is not cancelled, will not change by retrying.
+  const permanent = o.kind === 'permanent' || (step === 'cancel' && (o.kind === 'not_found' || o.kind === 'issued' || o.kind === 'already_issued'))
+  if (permanent) {
+    const message = step === 'cancel' ? `cancel: ${o.kind} ${code ?? ''} ${error.message ?? ''}` : `${step}: permanent ${code ?? ''} ${error.message ?? ''}`
+    return settle({ state: 'failed', needsLookup, error }, { type: 'fail', message: message.trim() })
+  }
+  const final = last(ctx)
+  const ledger: Transition = { state: final ? 'failed' : 'pending', needsLookup, error }
+  if (step === 'cancel') {
+    const message = final ? `cancel: ${o.kind} ${code ?? ''} ${error.message ?? ''}` : `cancel: ${o.kind} ${code ?? ''}`
+    return settle(ledger, final ? { type: 'fail', message: message.trim() } : { type: 'retry', message: message.trim() })
+  }
+  if (o.kind === 'unknown_outcome') {
+    // After the last attempt it is failed/unknown_outcome, and re-drive looks it up first.
+    return settle(
+      ledger,
+      final ? { type: 'fail', message: `${step}: outcome unknown after last attempt` } : { type: 'retry', message: `${step}: unknown outcome (${code ?? 'no code'}); will look up first` },
+    )
+  }
+  return settle(
+    ledger,
+    final ? { type: 'fail', message: `${step}: ${o.kind} after last attempt (${code ?? ''})` } : { type: 'retry', message: `${step}: ${o.kind} ${code ?? ''}`.trim() },
+  )
+}
+
+const last = (ctx: AttemptContext) => ctx.attempt >= ctx.attemptsAllowed
+const settle = (ledger: Transition | null, queue: QueueAction): Settle => ({ type: 'settle', ledger, queue })
+const complete = (state: string, detail?: string): QueueAction => (detail === undefined ? { type: 'complete', state } : { type: 'complete', state, detail })
+const issued = (receipt: ProviderReceipt): Transition => ({ state: 'issued', needsLookup: false, receipt, error: null })
+const cancelled = (receipt: ProviderReceipt): Transition => ({ state: 'cancelled', needsLookup: false, receipt, error: null })
+/** A cancel row whose cancellation the provider accepted: its `issued`. */
+const accepted = (receipt: ProviderReceipt): Transition => ({ state: 'issued', needsLookup: false, receipt, error: null })
+
+/** The attempt a BullMQ job is on. */
+export function attemptOf(job: Pick<Job, 'attemptsMade' | 'opts'>): Pick<AttemptContext, 'attempt' | 'attemptsAllowed'> {
+  return { attempt: job.attemptsMade + 1, attemptsAllowed: job.opts.attempts ?? 1 }
+}
+
+/** Thrown for outcomes worth another BullMQ attempt (backoff); the message carries the class. */
+export class RetryableJobError extends Error {
+  override name = 'RetryableJobError'
+}
+
+export type JobResult = { readonly state: string; readonly detail?: string }
+
+/** What an exception thrown during an attempt is, for the policy. */
+export function failureEvent(err: unknown): PolicyEvent {
+  if (err instanceof ThrottleDeferError) return { type: 'deferred', retryInMs: err.retryInMs }
+  if (err instanceof LeaseLostError) return { type: 'lease_lost', message: err.message }
+  return { type: 'internal', error: err }
+}
+
+/** A decision at a point where only a settled one can come back (a programming error otherwise). */
+export function settled(d: Decision): Settle {
+  if (d.type !== 'settle') throw new Error(`outcome policy: expected a settled decision, got ${d.type}`)
+  return d
+}
+
+export interface DecisionEffects {
+  /** Records the decided transition on the job's receipt row; false when the row was taken over. */
+  record(t: Transition): Promise<boolean>
+  penalize?(ms: number): void
+}
+
+/**
+ * Performs a settled decision for `job`: holds the limiter, records the transition, then returns the
+ * job's result or throws what BullMQ acts on. A completion whose row was taken over meanwhile
+ * reports `taken-over` (its new owner completes the work).
+ */
+export async function perform(d: Settle, job: Job, token: string | undefined, effects: DecisionEffects): Promise<JobResult> {
+  if (d.penalizeMs !== undefined) effects.penalize?.(d.penalizeMs)
+  const recorded = d.ledger === null ? true : await (d.bestEffort ? effects.record(d.ledger).catch(() => false) : effects.record(d.ledger))
+  return performQueueAction(d.queue, job, token, recorded)
+}
+
+async function performQueueAction(action: QueueAction, job: Job, token: string | undefined, recorded: boolean): Promise<JobResult> {
+  switch (action.type) {
+    case 'complete':
+      if (!recorded) return { state: 'taken-over' }
+      return action.detail === undefined ? { state: action.state } : { state: action.state, detail: action.detail }
+    case 'delay':
+      await job.moveToDelayed(Date.now() + Math.max(1, Math.round(action.ms)), token)
+      throw new DelayedError()
+    case 'fail':
+      throw new UnrecoverableError(action.message)
+    case 'retry':
+      throw action.error ?? new RetryableJobError(action.message)
+  }
+}

@@ -254,6 +254,16 @@ export async function perform(d: Settle, job: Job, token: string | undefined, ef
   return performQueueAction(d.queue, job, token, recorded)
 }
 
+/**
+ * What BullMQ does with the error a handler threw: the job went back to delayed (no attempt used),
+ * will be retried, or has failed for good (unrecoverable, or its last attempt).
+ */
+export function thrownOutcome(err: unknown, job: Pick<Job, 'attemptsMade' | 'opts'>): 'delayed' | 'retry' | 'failed' {
+  if (err instanceof DelayedError) return 'delayed'
+  const { attempt, attemptsAllowed } = attemptOf(job)
+  return err instanceof UnrecoverableError || attempt >= attemptsAllowed ? 'failed' : 'retry'
+}
+
 async function performQueueAction(action: QueueAction, job: Job, token: string | undefined, recorded: boolean): Promise<JobResult> {
   switch (action.type) {
     case 'complete':

@@ -3,7 +3,7 @@
  * and writes one log line per receipt outcome. A job BullMQ itself gives up on (stalled too often,
  * lock lost) is recorded as failed in the ledger, so no receipt is left behind as issuing.
  */
-import { DelayedError, UnrecoverableError, Worker, type Job, type Telemetry } from 'bullmq'
+import { Worker, type Job, type Telemetry } from 'bullmq'
 import type { Redis } from 'ioredis'
 import type { AppConfig } from '../config.ts'
 import type { Db } from '../db/database.ts'
@@ -15,6 +15,7 @@ import { connectionOf, RECEIPTS_QUEUE } from '../queue/queues.ts'
 import { createCancelHandler } from './cancel-receipt.ts'
 import { createIssueHandler, type ReceiptJobInfo } from './issue-receipt.ts'
 import { callBudgetMs } from './lease.ts'
+import { thrownOutcome } from './outcome-policy.ts'
 import type { ProviderSource } from './provider-source.ts'
 
 export interface ReceiptWorkerDeps {
@@ -63,12 +64,12 @@ export function startReceiptWorker(deps: ReceiptWorkerDeps, opts: { concurrency?
         logger.info(line(result.state, result.detail ? { detail: result.detail } : {}), 'receipt outcome')
         return result
       } catch (err) {
-        if (err instanceof DelayedError) {
+        const outcome = thrownOutcome(err, job)
+        if (outcome === 'delayed') {
           logger.debug(line('delayed'), 'receipt job delayed')
         } else {
-          const final = err instanceof UnrecoverableError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1)
-          const fields = line(final ? 'failed' : 'retry', { attempt: job.attemptsMade + 1, err: (err as Error).message })
-          if (final) logger.warn(fields, 'receipt outcome')
+          const fields = line(outcome, { attempt: job.attemptsMade + 1, err: (err as Error).message })
+          if (outcome === 'failed') logger.warn(fields, 'receipt outcome')
           else logger.info(fields, 'receipt outcome')
         }
         throw err

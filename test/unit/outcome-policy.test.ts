@@ -4,7 +4,8 @@
  * with and without an open lookup question — and the rules that hold for every combination.
  */
 import { describe, expect, it } from 'vitest'
-import { decide, failureEvent, type AttemptContext, type Decision, type PolicyEvent } from '../../src/jobs/outcome-policy.ts'
+import { DelayedError, UnrecoverableError } from 'bullmq'
+import { decide, failureEvent, RetryableJobError, thrownOutcome, type AttemptContext, type Decision, type PolicyEvent } from '../../src/jobs/outcome-policy.ts'
 import type { CallMeta, OutcomeKind, ProviderOutcome, ProviderReceipt } from '../../src/domain/index.ts'
 import { QueueFullError } from '../../src/throttle/throttle.ts'
 import { LeaseLostError } from '../../src/jobs/lease.ts'
@@ -360,5 +361,15 @@ describe('outcome policy: rules over every answer, step and attempt', () => {
       expect(d.queue, `${ctx.operation} ${event.type}`).toMatchObject({ type: 'delay' })
       expect(d.penalizeMs).toBe(2_000)
     }
+  })
+})
+
+describe('what BullMQ does with what a handler threw', () => {
+  const job = (attemptsMade: number) => ({ attemptsMade, opts: { attempts: 3 } })
+  it('a delay uses no attempt; an unrecoverable error or the last attempt fails; anything else is retried', () => {
+    expect(thrownOutcome(new DelayedError(), job(2))).toBe('delayed')
+    expect(thrownOutcome(new UnrecoverableError('x'), job(0))).toBe('failed')
+    expect(thrownOutcome(new RetryableJobError('x'), job(1))).toBe('retry')
+    expect(thrownOutcome(new Error('x'), job(2))).toBe('failed')
   })
 })

@@ -28,7 +28,7 @@ import {
 import { seededRandom } from '../src/demo/seeded-random.ts'
 import type { HeldReceipt, ProviderSim, SimRequest, SimResponse } from './sim.ts'
 import { createPortoneV1Sim, type PortonePayment } from './providers/portone-v1.ts'
-import { createPortoneV2Sim } from './providers/portone-v2.ts'
+import { createPortoneV2Sim } from './providers/portone-v2/index.ts'
 import { createPayssamSim } from './providers/payssam.ts'
 import { createNtsSim } from './providers/nts.ts'
 

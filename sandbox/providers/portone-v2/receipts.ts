@@ -1,36 +1,14 @@
 /**
- * PortOne V2 (api.portone.io) simulator, per docs/providers.md §2 and @portone/server-sdk 0.19.0.
- *
- * - Auth: `Authorization: PortOne <secret>` on every call, or `Bearer <accessToken>` from
- *   `POST /login/api-secret` (access 30 min, refresh 1 day, rotated on every login or refresh).
- *   Missing or wrong → 401 `UNAUTHORIZED`. Valid secrets are `v2-secret-<x>`; their store is
- *   `store-<x>`, and a request naming another store → 403 `FORBIDDEN`.
- * - Bodies are parsed as JSON whatever the Content-Type (the SDK sends text/plain).
- * - `POST /cash-receipts`: a second issue for a paymentId whose receipt is ISSUED → 409
- *   `CASH_RECEIPT_ALREADY_ISSUED`; `amount.vat` defaults to (total − taxFree)/11 rounded half up; a
- *   channelKey not starting `channel` → 404 `CHANNEL_NOT_FOUND`.
- * - `Idempotency-Key` on any POST (16–256 ASCII characters, RFC 8941 quoted; GET ignores it): a completed
- *   request is replayed with its original answer for 3 hours; one still running → 409
- *   `IDEMPOTENCY_OUTSTANDING_REQUEST`. Scope: credential + method + path + key.
- * - `GET /payments/{paymentId}/cash-receipt` (404 `CASH_RECEIPT_NOT_FOUND`); `POST …/cash-receipt/cancel`
- *   (full only; 404 `CASH_RECEIPT_NOT_FOUND` / `CASH_RECEIPT_NOT_ISSUED`); `GET /cash-receipts` (paged list,
- *   body or `requestBody` query).
- * Errors are `{type, message}`; the HTTP status follows the type.
+ * PortOne V2's cash receipts: `POST /cash-receipts` (a second issue for a paymentId whose receipt is
+ * ISSUED → 409 `CASH_RECEIPT_ALREADY_ISSUED`; `amount.vat` defaults to (total − taxFree)/11 rounded
+ * half up; a channelKey not starting `channel` → 404 `CHANNEL_NOT_FOUND`), `GET
+ * /payments/{paymentId}/cash-receipt`, `POST …/cash-receipt/cancel` (full only) and `GET
+ * /cash-receipts` (paged list). A request naming a store other than its credential's → 403.
  */
-import type { HeldReceipt, IdempotencyHooks, ProviderSim, SimRequest, SimResponse } from '../sim.ts'
-import {
-  ApprovalNumbers,
-  LiveLedger,
-  emptyCounters,
-  header,
-  maskTail,
-  nonEmpty,
-  pruneHead,
-  randomHex,
-  segment,
-  suffixAfter,
-  vat11,
-} from '../sim.ts'
+import type { HeldReceipt, SimCounters, SimRequest, SimResponse } from '../../sim.ts'
+import { ApprovalNumbers, LiveLedger, maskTail, nonEmpty, randomHex, segment, vat11 } from '../../sim.ts'
+import { error, invalid, isInt } from './answers.ts'
+import { channelIdOf, merchantOf, storeOf } from './auth.ts'
 
 interface CashReceipt {
   status: 'ISSUED' | 'CANCELLED'
@@ -62,104 +40,39 @@ interface CashReceipt {
   readonly identityNumber: string
 }
 
-const IDEMPOTENCY_TTL_MS = 3 * 3600_000
-const ACCESS_TTL_MS = 30 * 60_000
-const REFRESH_TTL_MS = 24 * 3600_000
 const DAY_MS = 86_400_000
 
-const error = (status: number, type: string, message: string, extra: object = {}): SimResponse => ({
-  status,
-  body: { type, message, ...extra },
-})
-const invalid = (message: string) => error(400, 'INVALID_REQUEST', message)
 const notFound = () => error(404, 'CASH_RECEIPT_NOT_FOUND', '현금영수증이 존재하지 않습니다.')
 
-const isInt = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v)
-
-/** RFC 8941 sf-string (`"…"`) or, leniently, the bare key. */
-function parseIdempotencyKey(raw: string): string | null {
-  const t = raw.trim()
-  const inner =
-    t.length >= 2 && t.startsWith('"') && t.endsWith('"') ? t.slice(1, -1).replace(/\\(["\\])/g, '$1') : t
-  return inner.length >= 16 && inner.length <= 256 && /^[\x20-\x7e]+$/.test(inner) ? inner : null
+/** The store a call names (body or query), checked against the credentials'; an error answer when foreign. */
+function store(secret: string, named: unknown): string | SimResponse {
+  const own = storeOf(secret)
+  if (named === undefined || named === null || named === '') return own
+  return named === own ? own : error(403, 'FORBIDDEN', '요청된 상점에 대한 접근 권한이 없습니다.')
 }
 
-export function createPortoneV2Sim(): ProviderSim {
+const view = (r: CashReceipt) => {
+  const { identityNumber: _never, ...rest } = r
+  return rest
+}
+
+export interface V2Receipts {
+  issue(req: SimRequest, secret: string): SimResponse
+  /** `GET /payments/{id}/cash-receipt`, or its cancel when `cancel`. */
+  byPayment(req: SimRequest, secret: string, rawId: string, cancel: boolean): SimResponse
+  list(req: SimRequest, secret: string): SimResponse
+  maxLivePerKey(): number
+  held(): HeldReceipt[]
+  reset(): void
+}
+
+export function createV2Receipts(counters: SimCounters): V2Receipts {
   /** Current receipt per `${storeId}\0${paymentId}`. */
   const current = new Map<string, CashReceipt>()
   /** Every receipt ever issued (a paymentId can be re-issued after a cancel), for the list endpoint. */
   const history: CashReceipt[] = []
-  const idem = new Map<string, { state: 'running' | 'done'; response?: SimResponse; at: number }>()
-  const accessTokens = new Map<string, { secret: string; expiresAt: number }>()
-  const refreshTokens = new Map<string, { secret: string; expiresAt: number }>()
-  const refreshOfSecret = new Map<string, string>()
   const ledger = new LiveLedger()
   const approvals = new ApprovalNumbers()
-  const counters = emptyCounters()
-
-  /** The API secret a request acts for, or null. */
-  function secretOf(req: SimRequest): string | null {
-    const raw = header(req, 'authorization')
-    if (!raw) return null
-    const sp = raw.indexOf(' ')
-    if (sp < 0) return null
-    const scheme = raw.slice(0, sp).toLowerCase()
-    const value = raw.slice(sp + 1).trim()
-    if (scheme === 'portone') return suffixAfter(value, 'v2-secret-') ? value : null
-    if (scheme === 'bearer') {
-      const t = accessTokens.get(value)
-      return t && t.expiresAt > req.nowMs ? t.secret : null
-    }
-    return null
-  }
-
-  const suffix = (secret: string) => secret.slice('v2-secret-'.length)
-  const storeOf = (secret: string) => `store-${suffix(secret)}`
-  const merchantOf = (secret: string) => `merchant-${suffix(secret)}`
-
-  /** The store a call names (body or query), checked against the credentials'; an error answer when foreign. */
-  function store(secret: string, named: unknown): string | SimResponse {
-    const own = storeOf(secret)
-    if (named === undefined || named === null || named === '') return own
-    return named === own ? own : error(403, 'FORBIDDEN', '요청된 상점에 대한 접근 권한이 없습니다.')
-  }
-
-  const view = (r: CashReceipt) => {
-    const { identityNumber: _never, ...rest } = r
-    return rest
-  }
-
-  function tokenPair(secret: string, nowMs: number) {
-    const old = refreshOfSecret.get(secret)
-    if (old) refreshTokens.delete(old)
-    pruneHead(accessTokens, (v) => v.expiresAt <= nowMs)
-    pruneHead(refreshTokens, (v) => v.expiresAt <= nowMs)
-    const accessToken = `sbx-at-${randomHex(24)}`
-    const refreshToken = `sbx-rt-${randomHex(24)}`
-    accessTokens.set(accessToken, { secret, expiresAt: nowMs + ACCESS_TTL_MS })
-    refreshTokens.set(refreshToken, { secret, expiresAt: nowMs + REFRESH_TTL_MS })
-    refreshOfSecret.set(secret, refreshToken)
-    return { status: 200, body: { accessToken, refreshToken } }
-  }
-
-  function login(req: SimRequest): SimResponse {
-    const secret = req.body?.apiSecret
-    if (!nonEmpty(secret)) return invalid('apiSecret은 필수입니다.')
-    if (!suffixAfter(secret, 'v2-secret-')) {
-      return error(401, 'UNAUTHORIZED', '인증 정보가 올바르지 않습니다.')
-    }
-    return tokenPair(secret, req.nowMs)
-  }
-
-  function refresh(req: SimRequest): SimResponse {
-    const token = req.body?.refreshToken
-    if (!nonEmpty(token)) return invalid('refreshToken은 필수입니다.')
-    const t = refreshTokens.get(token)
-    if (!t || t.expiresAt <= req.nowMs) {
-      return error(401, 'UNAUTHORIZED', '유효하지 않은 리프레시 토큰입니다.')
-    }
-    return tokenPair(t.secret, req.nowMs)
-  }
 
   function issue(req: SimRequest, secret: string): SimResponse {
     if (req.bodyInvalid || !req.body) return invalid('요청 본문이 올바른 JSON이 아닙니다.')
@@ -223,7 +136,7 @@ export function createPortoneV2Sim(): ProviderSim {
       paymentId,
       channel: {
         type: 'TEST',
-        id: `channel-id-${suffix(secret)}`,
+        id: channelIdOf(secret),
         key: channelKey,
         name: 'sandbox',
         pgProvider: 'TOSSPAYMENTS',
@@ -330,96 +243,12 @@ export function createPortoneV2Sim(): ProviderSim {
     }
   }
 
-  const idempotency: IdempotencyHooks = {
-    begin(req) {
-      if (req.method === 'GET') return null
-      const raw = header(req, 'idempotency-key')
-      if (raw === undefined) return null
-      const secret = secretOf(req)
-      if (!secret) return null // the handler answers 401
-      const key = parseIdempotencyKey(raw)
-      if (key === null) {
-        return { early: invalid('Idempotency-Key는 16자 이상 256자 이하의 ASCII 문자열이어야 합니다.') }
-      }
-      pruneHead(idem, (e) => e.state === 'done' && req.nowMs - e.at > IDEMPOTENCY_TTL_MS)
-      const slot = `${secret}\u0000${req.method}\u0000${req.path}\u0000${key}`
-      const e = idem.get(slot)
-      if (e && req.nowMs - e.at > IDEMPOTENCY_TTL_MS && e.state === 'done') idem.delete(slot)
-      else if (e?.state === 'running') {
-        return {
-          early: error(
-            409,
-            'IDEMPOTENCY_OUTSTANDING_REQUEST',
-            '같은 멱등 키로 보낸 요청이 아직 처리 중입니다.',
-          ),
-        }
-      } else if (e?.response) return { early: e.response }
-      idem.set(slot, { state: 'running', at: req.nowMs })
-      return { slot }
-    },
-    finish(slot, committed) {
-      const e = idem.get(slot)
-      if (!e) return
-      if (committed) {
-        e.state = 'done'
-        e.response = committed
-      } else {
-        idem.delete(slot)
-      }
-    },
-  }
-
-  const PAYMENT = /^\/payments\/([^/]+)\/cash-receipt(\/cancel)?$/
-
   return {
-    name: 'portone-v2',
-    counters,
-    idempotency,
-    classify(req) {
-      if (req.path === '/login/api-secret') {
-        return {
-          receiptOp: false,
-          credential: typeof req.body?.apiSecret === 'string' ? req.body.apiSecret : null,
-        }
-      }
-      if (req.path === '/token/refresh') {
-        const t =
-          typeof req.body?.refreshToken === 'string' ? refreshTokens.get(req.body.refreshToken) : undefined
-        return { receiptOp: false, credential: t?.secret ?? null }
-      }
-      return { receiptOp: req.path === '/cash-receipts' || PAYMENT.test(req.path), credential: secretOf(req) }
-    },
-    handle(req) {
-      if (req.path === '/login/api-secret' && req.method === 'POST') return login(req)
-      if (req.path === '/token/refresh' && req.method === 'POST') return refresh(req)
-      const m = req.path === '/cash-receipts' ? null : PAYMENT.exec(req.path)
-      if (req.path !== '/cash-receipts' && !m) {
-        return error(404, 'NOT_FOUND', '요청한 경로가 존재하지 않습니다.')
-      }
-      const secret = secretOf(req)
-      if (!secret) return error(401, 'UNAUTHORIZED', '인증 정보가 올바르지 않습니다.')
-      if (!m) {
-        if (req.method === 'POST') return issue(req, secret)
-        if (req.method === 'GET') return list(req, secret)
-      } else {
-        const cancel = m[2] !== undefined
-        if (req.method === (cancel ? 'POST' : 'GET')) return byPayment(req, secret, m[1]!, cancel)
-      }
-      return error(405, 'METHOD_NOT_ALLOWED', '허용되지 않는 메서드입니다.')
-    },
-    serverError: (req) =>
-      req.method === 'GET'
-        ? error(500, 'INTERNAL_SERVER_ERROR', '일시적인 오류가 발생했습니다.')
-        : error(502, 'PG_PROVIDER', 'PG사에서 오류가 발생했습니다.', {
-            pgCode: 'SBX500',
-            pgMessage: '일시적인 오류',
-          }),
-    rateLimited: (s) => ({
-      ...error(429, 'TOO_MANY_REQUESTS', '요청이 너무 많습니다. 잠시 후 다시 시도해 주세요.'),
-      headers: { 'retry-after': String(s) },
-    }),
+    issue,
+    byPayment,
+    list,
     maxLivePerKey: () => ledger.max,
-    receipts(): HeldReceipt[] {
+    held() {
       return history.map((r) => ({
         key: r.paymentId,
         status: r.status === 'ISSUED' ? 'issued' : 'cancelled',
@@ -433,12 +262,7 @@ export function createPortoneV2Sim(): ProviderSim {
     reset() {
       current.clear()
       history.length = 0
-      idem.clear()
-      accessTokens.clear()
-      refreshTokens.clear()
-      refreshOfSecret.clear()
       ledger.reset()
-      Object.assign(counters, emptyCounters())
     },
   }
 }

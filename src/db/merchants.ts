@@ -2,13 +2,12 @@
  * The merchants table: configured merchants are upserted on every start, and the business number is
  * stored encrypted (with a masked copy for display), never in plaintext.
  */
-import type { MerchantConfig } from '../config.ts'
 import { decryptText, encryptText, type DataKeys } from '../crypto/pii.ts'
-import { maskIdentifier } from '../domain/index.ts'
+import { maskIdentifier, type Merchant } from '../domain/index.ts'
 import type { Db } from './database.ts'
 
 /** Upserts configured merchants into the merchants table (business number encrypted). */
-export async function syncMerchants(db: Db, merchants: readonly MerchantConfig[], keys: DataKeys): Promise<void> {
+export async function syncMerchants(db: Db, merchants: readonly Merchant[], keys: DataKeys): Promise<void> {
   for (const m of merchants) {
     const digits = m.businessNumber.replace(/\D/g, '')
     const enc = encryptText(digits, keys, `merchant:${m.id}`)

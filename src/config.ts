@@ -8,7 +8,7 @@
  */
 import { readFileSync } from 'node:fs'
 import { z } from 'zod'
-import type { ProviderLimits, ProviderName } from './domain/index.ts'
+import { PROVIDERS, type ProviderLimits, type ProviderName } from './domain/index.ts'
 import { CREDENTIAL_SCHEMAS } from './providers/registry.ts'
 
 export const merchantSchema = z.object({
@@ -98,89 +98,270 @@ export interface ConfigDefaults {
 
 export type Env = Record<string, string | undefined>
 
-function intVar(env: Env, name: string, def: number, min = 0): number {
-  const raw = env[name]
-  if (raw === undefined || raw === '') return def
-  if (!/^-?\d+$/.test(raw.trim())) throw new ConfigError(`${name}: expected an integer, got "${raw}"`)
-  const n = Number(raw)
-  if (n < min) throw new ConfigError(`${name}: must be ≥ ${min}, got ${n}`)
-  return n
-}
+/*
+ * The environment is parsed by one zod schema: each variable by the schema of its kind below (an
+ * unset or empty variable takes its default), then the settings that depend on others (production,
+ * the sandbox URL, the caller's defaults) in the schema's transform. Every issue's path is its
+ * variable, so every error names it; values that may hold a secret (URLs, keys) are never echoed.
+ */
 
-function boolVar(env: Env, name: string, def: boolean): boolean {
-  const raw = env[name]
-  if (raw === undefined || raw === '') return def
-  if (/^(1|true|yes|on)$/i.test(raw)) return true
-  if (/^(0|false|no|off)$/i.test(raw)) return false
-  throw new ConfigError(`${name}: expected true or false, got "${raw}"`)
-}
+/** An unset or empty variable is absent. */
+const unsetIfEmpty = (v: unknown) => (v === '' ? undefined : v)
 
-function urlVar(env: Env, name: string, def: string | undefined): string {
-  const raw = env[name] || def
-  if (raw === undefined) throw new ConfigError(`${name}: required in production`)
+function integer(min: number) {
+  return z
+    .string()
+    .regex(/^\s*-?\d+\s*$/, { error: (iss) => `expected an integer, got "${String(iss.input)}"` })
+    .transform(Number)
+    .pipe(z.number().min(min, { error: (iss) => `must be ≥ ${min}, got ${String(iss.input)}` }))
+}
+const int = (def: number, min: number) => z.preprocess(unsetIfEmpty, integer(min).default(def))
+const optionalInt = (min: number) => z.preprocess(unsetIfEmpty, integer(min).optional())
+
+function boolean() {
+  return z.string().transform((raw, ctx) => {
+    if (/^(1|true|yes|on)$/i.test(raw)) return true
+    if (/^(0|false|no|off)$/i.test(raw)) return false
+    ctx.issues.push({ code: 'custom', input: raw, message: `expected true or false (or 1/0, yes/no, on/off), got "${raw}"` })
+    return z.NEVER
+  })
+}
+const bool = (def: boolean) => z.preprocess(unsetIfEmpty, boolean().default(def))
+const optionalBool = () => z.preprocess(unsetIfEmpty, boolean().optional())
+
+function isUrl(raw: string): boolean {
   try {
     new URL(raw)
+    return true
   } catch {
-    throw new ConfigError(`${name}: not a valid URL: "${raw}"`)
+    return false
   }
-  return raw.replace(/\/+$/, '')
+}
+/** A URL without trailing slashes. Not echoed in errors: it may carry a password. */
+const url = () =>
+  z.preprocess(
+    unsetIfEmpty,
+    z
+      .string()
+      .refine(isUrl, 'not a valid URL (e.g. "http://host:port/path")')
+      .transform((raw) => raw.replace(/\/+$/, ''))
+      .optional(),
+  )
+const text = (def: string) => z.preprocess(unsetIfEmpty, z.string().default(def))
+const optionalText = () => z.preprocess(unsetIfEmpty, z.string().optional())
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
+const NODE_ENVS = ['development', 'production', 'test'] as const
+
+/** DATA_KEYS="k1:<base64 32 bytes>,k2:<base64>": key id → key. */
+const dataKeysVar = z.preprocess(
+  unsetIfEmpty,
+  z
+    .string()
+    .transform((raw, ctx) => {
+      const keys = new Map<string, Buffer>()
+      for (const [i, part] of raw.split(',').entries()) {
+        const m = /^\s*([A-Za-z0-9_-]{1,16}):([A-Za-z0-9+/=]+)\s*$/.exec(part)
+        if (!m) {
+          ctx.issues.push({ code: 'custom', input: undefined, message: `entry ${i + 1} is not "<id>:<base64 key>" (id: 1–16 letters, digits, _ or -)` })
+          continue
+        }
+        const key = Buffer.from(m[2]!, 'base64')
+        if (key.length !== 32) ctx.issues.push({ code: 'custom', input: undefined, message: `key "${m[1]}" must be 32 bytes, got ${key.length}` })
+        else if (keys.has(m[1]!)) ctx.issues.push({ code: 'custom', input: undefined, message: `key id "${m[1]}" appears twice` })
+        else keys.set(m[1]!, key)
+      }
+      return keys
+    })
+    .optional(),
+)
+
+/** MERCHANTS_FILE: the path of a JSON array of merchants, read and checked here. */
+const merchantsFileVar = z.preprocess(
+  unsetIfEmpty,
+  z
+    .string()
+    .transform((file, ctx) => {
+      let content: string
+      try {
+        content = readFileSync(file, 'utf8')
+      } catch (err) {
+        ctx.issues.push({ code: 'custom', input: file, message: `cannot read ${file}: ${(err as Error).message}` })
+        return z.NEVER
+      }
+      let json: unknown
+      try {
+        json = JSON.parse(content)
+      } catch {
+        // The parser's message quotes the file, and the file holds credentials.
+        ctx.issues.push({ code: 'custom', input: file, message: `cannot read ${file}: not valid JSON` })
+        return z.NEVER
+      }
+      const parsed = z.array(merchantSchema).min(1).safeParse(json)
+      if (!parsed.success) {
+        const issue = parsed.error.issues[0]!
+        ctx.issues.push({ code: 'custom', input: file, message: `${file}: [${issue.path.join('.')}] ${issue.message}` })
+        return z.NEVER
+      }
+      const ids = new Set<string>()
+      for (const m of parsed.data) {
+        if (ids.has(m.id)) ctx.issues.push({ code: 'custom', input: file, message: `merchant id "${m.id}" appears twice` })
+        ids.add(m.id)
+      }
+      return parsed.data
+    })
+    .optional(),
+)
+
+/** The variable prefix of each provider's settings: <PREFIX>_BASE_URL and its default limits. */
+const PROVIDER_ENV_PREFIX = { portone: 'PORTONE', 'portone-v2': 'PORTONE_V2', payssam: 'PAYSSAM', nts: 'NTS' } as const satisfies Record<ProviderName, string>
+type ProviderPrefix = (typeof PROVIDER_ENV_PREFIX)[ProviderName]
+
+/** <PREFIX>_BASE_URL and the credential limits every merchant's credential starts from. */
+function providerVars<P extends ProviderPrefix>(p: P) {
+  return {
+    [`${p}_BASE_URL`]: url(),
+    [`${p}_MAX_CONCURRENT`]: int(20, 1),
+    [`${p}_MIN_TIME_MS`]: int(0, 0),
+    [`${p}_MAX_PER_SECOND`]: optionalInt(1),
+    [`${p}_DAILY_QUOTA`]: optionalInt(1),
+  } as {
+    [K in `${P}_BASE_URL`]: ReturnType<typeof url>
+  } & { [K in `${P}_MAX_CONCURRENT` | `${P}_MIN_TIME_MS`]: ReturnType<typeof int> } & {
+    [K in `${P}_MAX_PER_SECOND` | `${P}_DAILY_QUOTA`]: ReturnType<typeof optionalInt>
+  }
 }
 
-/** DATA_KEYS="k1:<base64 32 bytes>,k2:<base64>"; DATA_KEY_ID picks the key new data is encrypted with. */
-function parseDataKeys(env: Env, production: boolean, fallback: ConfigDefaults['dataKey']): AppConfig['dataKeys'] {
-  const raw = env.DATA_KEYS
-  if (!raw) {
-    if (production) throw new ConfigError('DATA_KEYS: required in production (e.g. "k1:<base64 of 32 bytes>")')
-    if (!fallback) throw new ConfigError('DATA_KEYS: required (e.g. "k1:<base64 of 32 bytes>")')
-    return { activeKeyId: fallback.id, keys: new Map([[fallback.id, fallback.key]]) }
-  }
-  const keys = new Map<string, Buffer>()
-  for (const part of raw.split(',')) {
-    const m = /^\s*([A-Za-z0-9_-]{1,16}):([A-Za-z0-9+/=]+)\s*$/.exec(part)
-    if (!m) throw new ConfigError(`DATA_KEYS: entry "${part.slice(0, 20)}…" is not "<id>:<base64 key>"`)
-    const key = Buffer.from(m[2]!, 'base64')
-    if (key.length !== 32) throw new ConfigError(`DATA_KEYS: key "${m[1]}" must be 32 bytes, got ${key.length}`)
-    keys.set(m[1]!, key)
-  }
-  const activeKeyId = env.DATA_KEY_ID || [...keys.keys()].at(-1)!
-  if (!keys.has(activeKeyId)) throw new ConfigError(`DATA_KEY_ID: "${activeKeyId}" is not one of DATA_KEYS`)
-  return { activeKeyId, keys }
-}
+/** Every variable config reads, by name. */
+const envVars = z.object({
+  NODE_ENV: z.preprocess(
+    unsetIfEmpty,
+    z.enum(NODE_ENVS, { error: (iss) => `expected development, production or test, got "${String(iss.input)}"` }).default('development'),
+  ),
+  DATABASE_URL: url(),
+  DB_POOL_MAX: int(20, 1),
+  DB_PREPARED_STATEMENTS: bool(true),
+  REDIS_URL: url(),
+  QUEUE_PREFIX: text('cr'),
+  LOG_LEVEL: z.preprocess(
+    unsetIfEmpty,
+    z.enum(LOG_LEVELS, { error: (iss) => `expected one of ${LOG_LEVELS.join(', ')}, got "${String(iss.input)}"` }).optional(),
+  ),
+  LOG_PRETTY: optionalBool(),
+  DATA_KEYS: dataKeysVar,
+  DATA_KEY_ID: optionalText(),
+  ...providerVars('PORTONE'),
+  ...providerVars('PORTONE_V2'),
+  ...providerVars('PAYSSAM'),
+  ...providerVars('NTS'),
+  HTTP_CONNECT_TIMEOUT_MS: int(5_000, 1),
+  HTTP_READ_TIMEOUT_MS: int(15_000, 1),
+  MERCHANTS_FILE: merchantsFileVar,
+  WORKER_CONCURRENCY: int(16, 1),
+  WORKER_ATTEMPTS: int(6, 1),
+  WORKER_BACKOFF_MS: int(5_000, 0),
+  WORKER_LOCK_MS: int(60_000, 1_000),
+  WORKER_STALLED_INTERVAL_MS: int(30_000, 1_000),
+  WORKER_LEASE_MS: int(120_000, 100),
+  SETTLE_CHUNK_SIZE: int(1_000, 1),
+  SETTLE_MAX_WAITING: int(50_000, 1),
+  SETTLE_CRON: text('0 30 0 * * *'),
+  RECONCILE_CRON: text('0 0 6 * * *'),
+  PORT: int(3000, 0),
+  HOST: text('127.0.0.1'),
+  DASHBOARD_TOKEN: optionalText(),
+  DASHBOARD_USER: optionalText().refine((u) => !u?.includes(':'), 'must not contain ":" (the basic auth separator)'),
+  DASHBOARD_PASSWORD: optionalText(),
+  METRICS_CACHE_MS: int(5_000, 0),
+  OTEL_EXPORTER_OTLP_ENDPOINT: url(),
+  OTEL_SERVICE_NAME: text('cash-receipts'),
+  SANDBOX_PORT: int(4010, 0),
+  SANDBOX_URL: url(),
+})
+type EnvVars = z.infer<typeof envVars>
 
-function parseMerchants(env: Env, fallback: ConfigDefaults['merchants']): MerchantConfig[] {
-  const file = env.MERCHANTS_FILE
-  if (!file) {
-    if (!fallback) throw new ConfigError('MERCHANTS_FILE: required (the path of a JSON array of merchants)')
-    return [...fallback]
-  }
-  let json: unknown
-  try {
-    json = JSON.parse(readFileSync(file, 'utf8'))
-  } catch (err) {
-    throw new ConfigError(`MERCHANTS_FILE: cannot read ${file}: ${(err as Error).message}`)
-  }
-  const parsed = z.array(merchantSchema).min(1).safeParse(json)
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!
-    throw new ConfigError(`MERCHANTS_FILE: ${file}: [${issue.path.join('.')}] ${issue.message}`)
-  }
-  const ids = new Set<string>()
-  for (const m of parsed.data) {
-    if (ids.has(m.id)) throw new ConfigError(`MERCHANTS_FILE: merchant id "${m.id}" appears twice`)
-    ids.add(m.id)
-  }
-  return parsed.data
-}
+/** The environment schema: the variables, then the settings that depend on others and on the caller's defaults. */
+function configSchema(defaults: ConfigDefaults) {
+  return envVars.transform((e, ctx): AppConfig => {
+    const problem = (variable: keyof EnvVars, message: string) => {
+      ctx.issues.push({ code: 'custom', input: undefined, path: [variable], message })
+    }
+    const production = e.NODE_ENV === 'production'
+    const sandboxUrl = e.SANDBOX_URL ?? (production ? 'http://invalid.invalid' : `http://127.0.0.1:${e.SANDBOX_PORT}`)
+    const baseUrl = (p: ProviderName): string => {
+      const variable = `${PROVIDER_ENV_PREFIX[p]}_BASE_URL` as const
+      const given = e[variable]
+      if (given) return given
+      if (production) problem(variable, 'required in production')
+      return `${sandboxUrl}/${p}`
+    }
+    const limits = (p: ProviderName): ProviderLimits => {
+      const prefix = PROVIDER_ENV_PREFIX[p]
+      return {
+        maxConcurrent: e[`${prefix}_MAX_CONCURRENT`],
+        minTimeMs: e[`${prefix}_MIN_TIME_MS`],
+        maxPerSecond: e[`${prefix}_MAX_PER_SECOND`] ?? null,
+        dailyQuota: e[`${prefix}_DAILY_QUOTA`] ?? null,
+      }
+    }
 
-/** DASHBOARD_USER and DASHBOARD_PASSWORD come together or not at all. */
-function parseBasicAuth(env: Env): AppConfig['serve']['basicAuth'] {
-  const user = env.DASHBOARD_USER || undefined
-  const password = env.DASHBOARD_PASSWORD || undefined
-  if (!user && !password) return undefined
-  if (!user) throw new ConfigError('DASHBOARD_USER: required when DASHBOARD_PASSWORD is set')
-  if (!password) throw new ConfigError('DASHBOARD_PASSWORD: required when DASHBOARD_USER is set')
-  if (user.includes(':')) throw new ConfigError('DASHBOARD_USER: must not contain ":" (basic auth separator)')
-  return { user, password }
+    let dataKeys: AppConfig['dataKeys'] = { activeKeyId: '', keys: new Map() }
+    if (e.DATA_KEYS) {
+      const activeKeyId = e.DATA_KEY_ID ?? [...e.DATA_KEYS.keys()].at(-1)!
+      if (!e.DATA_KEYS.has(activeKeyId)) problem('DATA_KEY_ID', `"${activeKeyId}" is not one of the ids in DATA_KEYS`)
+      dataKeys = { activeKeyId, keys: e.DATA_KEYS }
+    } else if (production) problem('DATA_KEYS', 'required in production (e.g. "k1:<base64 of 32 bytes>")')
+    else if (defaults.dataKey) dataKeys = { activeKeyId: defaults.dataKey.id, keys: new Map([[defaults.dataKey.id, defaults.dataKey.key]]) }
+    else problem('DATA_KEYS', 'required (e.g. "k1:<base64 of 32 bytes>")')
+
+    const merchants = e.MERCHANTS_FILE ?? (defaults.merchants ? [...defaults.merchants] : undefined)
+    if (!merchants) problem('MERCHANTS_FILE', 'required (the path of a JSON array of merchants)')
+
+    // DASHBOARD_USER and DASHBOARD_PASSWORD come together or not at all.
+    if (e.DASHBOARD_USER && !e.DASHBOARD_PASSWORD) problem('DASHBOARD_PASSWORD', 'required when DASHBOARD_USER is set')
+    if (e.DASHBOARD_PASSWORD && !e.DASHBOARD_USER) problem('DASHBOARD_USER', 'required when DASHBOARD_PASSWORD is set')
+
+    return {
+      nodeEnv: e.NODE_ENV,
+      databaseUrl: e.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/cash_receipts',
+      dbPoolMax: e.DB_POOL_MAX,
+      dbPreparedStatements: e.DB_PREPARED_STATEMENTS,
+      redisUrl: e.REDIS_URL ?? 'redis://127.0.0.1:6379',
+      queuePrefix: e.QUEUE_PREFIX,
+      log: {
+        level: e.LOG_LEVEL ?? (e.NODE_ENV === 'test' ? 'warn' : 'info'),
+        pretty: e.LOG_PRETTY ?? (!production && Boolean(process.stderr.isTTY)),
+      },
+      dataKeys,
+      providerBaseUrls: Object.fromEntries(PROVIDERS.map((p) => [p, baseUrl(p)])) as Record<ProviderName, string>,
+      providerDefaults: Object.fromEntries(PROVIDERS.map((p) => [p, limits(p)])) as Record<ProviderName, ProviderLimits>,
+      http: { connectTimeoutMs: e.HTTP_CONNECT_TIMEOUT_MS, readTimeoutMs: e.HTTP_READ_TIMEOUT_MS },
+      merchants: merchants ?? [],
+      worker: {
+        concurrency: e.WORKER_CONCURRENCY,
+        attempts: e.WORKER_ATTEMPTS,
+        backoffMs: e.WORKER_BACKOFF_MS,
+        lockDurationMs: e.WORKER_LOCK_MS,
+        stalledIntervalMs: e.WORKER_STALLED_INTERVAL_MS,
+        leaseMs: e.WORKER_LEASE_MS,
+      },
+      settle: {
+        chunkSize: e.SETTLE_CHUNK_SIZE,
+        maxWaiting: e.SETTLE_MAX_WAITING,
+        cron: e.SETTLE_CRON,
+        reconcileCron: e.RECONCILE_CRON,
+      },
+      serve: {
+        port: e.PORT,
+        host: e.HOST,
+        authToken: e.DASHBOARD_TOKEN,
+        basicAuth: e.DASHBOARD_USER && e.DASHBOARD_PASSWORD ? { user: e.DASHBOARD_USER, password: e.DASHBOARD_PASSWORD } : undefined,
+        metricsCacheMs: e.METRICS_CACHE_MS,
+      },
+      otel: { endpoint: e.OTEL_EXPORTER_OTLP_ENDPOINT, serviceName: e.OTEL_SERVICE_NAME },
+      sandboxPort: e.SANDBOX_PORT,
+    }
+  })
 }
 
 /** The environment with some settings replaced (the demo points the app at what it started). */
@@ -190,81 +371,13 @@ export function loadConfigWith(overrides: Record<string, string>, defaults: Conf
 
 /**
  * Builds the configuration from an environment (process.env when undefined) and what the caller
- * supplies for settings left unset. Throws ConfigError naming the variable.
+ * supplies for settings left unset. Throws one ConfigError listing every problem, one a line, each
+ * starting with its variable.
  */
 export function loadConfig(env: Env = process.env, defaults: ConfigDefaults = {}): AppConfig {
-  const nodeEnvRaw = env.NODE_ENV ?? 'development'
-  if (!['development', 'production', 'test'].includes(nodeEnvRaw)) {
-    throw new ConfigError(`NODE_ENV: expected development, production or test, got "${nodeEnvRaw}"`)
+  const parsed = configSchema(defaults).safeParse(env)
+  if (!parsed.success) {
+    throw new ConfigError(parsed.error.issues.map((i) => `${i.path.join('.') || 'environment'}: ${i.message}`).join('\n'))
   }
-  const nodeEnv = nodeEnvRaw as AppConfig['nodeEnv']
-  const production = nodeEnv === 'production'
-  const sandboxPort = intVar(env, 'SANDBOX_PORT', 4010, 0)
-  const sandboxUrl = urlVar(env, 'SANDBOX_URL', production ? 'http://invalid.invalid' : `http://127.0.0.1:${sandboxPort}`)
-  const base = (p: ProviderName) => (production ? undefined : `${sandboxUrl}/${p}`)
-
-  const limitsFor = (prefix: string): ProviderLimits => ({
-    maxConcurrent: intVar(env, `${prefix}_MAX_CONCURRENT`, 20, 1),
-    minTimeMs: intVar(env, `${prefix}_MIN_TIME_MS`, 0, 0),
-    maxPerSecond: env[`${prefix}_MAX_PER_SECOND`] ? intVar(env, `${prefix}_MAX_PER_SECOND`, 0, 1) : null,
-    dailyQuota: env[`${prefix}_DAILY_QUOTA`] ? intVar(env, `${prefix}_DAILY_QUOTA`, 0, 1) : null,
-  })
-
-  const config: AppConfig = {
-    nodeEnv,
-    databaseUrl: urlVar(env, 'DATABASE_URL', 'postgres://postgres@127.0.0.1:5432/cash_receipts'),
-    dbPoolMax: intVar(env, 'DB_POOL_MAX', 20, 1),
-    dbPreparedStatements: boolVar(env, 'DB_PREPARED_STATEMENTS', true),
-    redisUrl: urlVar(env, 'REDIS_URL', 'redis://127.0.0.1:6379'),
-    queuePrefix: env.QUEUE_PREFIX || 'cr',
-    log: {
-      level: env.LOG_LEVEL || (nodeEnv === 'test' ? 'warn' : 'info'),
-      pretty: boolVar(env, 'LOG_PRETTY', !production && Boolean(process.stderr.isTTY)),
-    },
-    dataKeys: parseDataKeys(env, production, defaults.dataKey),
-    providerBaseUrls: {
-      portone: urlVar(env, 'PORTONE_BASE_URL', base('portone')),
-      'portone-v2': urlVar(env, 'PORTONE_V2_BASE_URL', base('portone-v2')),
-      payssam: urlVar(env, 'PAYSSAM_BASE_URL', base('payssam')),
-      nts: urlVar(env, 'NTS_BASE_URL', base('nts')),
-    },
-    providerDefaults: {
-      portone: limitsFor('PORTONE'),
-      'portone-v2': limitsFor('PORTONE_V2'),
-      payssam: limitsFor('PAYSSAM'),
-      nts: limitsFor('NTS'),
-    },
-    http: {
-      connectTimeoutMs: intVar(env, 'HTTP_CONNECT_TIMEOUT_MS', 5_000, 1),
-      readTimeoutMs: intVar(env, 'HTTP_READ_TIMEOUT_MS', 15_000, 1),
-    },
-    merchants: parseMerchants(env, defaults.merchants),
-    worker: {
-      concurrency: intVar(env, 'WORKER_CONCURRENCY', 16, 1),
-      attempts: intVar(env, 'WORKER_ATTEMPTS', 6, 1),
-      backoffMs: intVar(env, 'WORKER_BACKOFF_MS', 5_000, 0),
-      lockDurationMs: intVar(env, 'WORKER_LOCK_MS', 60_000, 1_000),
-      stalledIntervalMs: intVar(env, 'WORKER_STALLED_INTERVAL_MS', 30_000, 1_000),
-      leaseMs: intVar(env, 'WORKER_LEASE_MS', 120_000, 100),
-    },
-    settle: {
-      chunkSize: intVar(env, 'SETTLE_CHUNK_SIZE', 1_000, 1),
-      maxWaiting: intVar(env, 'SETTLE_MAX_WAITING', 50_000, 1),
-      cron: env.SETTLE_CRON || '0 30 0 * * *',
-      reconcileCron: env.RECONCILE_CRON || '0 0 6 * * *',
-    },
-    serve: {
-      port: intVar(env, 'PORT', 3000, 0),
-      host: env.HOST || '127.0.0.1',
-      authToken: env.DASHBOARD_TOKEN || undefined,
-      basicAuth: parseBasicAuth(env),
-      metricsCacheMs: intVar(env, 'METRICS_CACHE_MS', 5_000, 0),
-    },
-    otel: {
-      endpoint: env.OTEL_EXPORTER_OTLP_ENDPOINT ? urlVar(env, 'OTEL_EXPORTER_OTLP_ENDPOINT', undefined) : undefined,
-      serviceName: env.OTEL_SERVICE_NAME || 'cash-receipts',
-    },
-    sandboxPort,
-  }
-  return Object.freeze(config)
+  return Object.freeze(parsed.data)
 }

@@ -41,6 +41,49 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ NODE_ENV: 'production' }, { dataKey: { id: 'd', key: Buffer.alloc(32, 2) } })).toThrow(/DATA_KEYS: required in production/)
   })
 
+  it('reports every bad variable at once, one a line, each by name', () => {
+    const message = (() => {
+      try {
+        loadDemoConfig({ WORKER_CONCURRENCY: 'many', LOG_PRETTY: 'maybe', LOG_LEVEL: 'loud', PAYSSAM_DAILY_QUOTA: '0' })
+      } catch (err) {
+        expect(err).toBeInstanceOf(ConfigError)
+        return (err as Error).message
+      }
+      throw new Error('loadDemoConfig accepted a bad environment')
+    })()
+    expect(message.split('\n').sort()).toEqual([
+      'LOG_LEVEL: expected one of fatal, error, warn, info, debug, trace, silent, got "loud"',
+      'LOG_PRETTY: expected true or false (or 1/0, yes/no, on/off), got "maybe"',
+      'PAYSSAM_DAILY_QUOTA: must be ≥ 1, got 0',
+      'WORKER_CONCURRENCY: expected an integer, got "many"',
+    ])
+  })
+
+  it('never echoes a value that may hold a secret', () => {
+    const secret = 'hunter2hunter2hunter2'
+    expect(() => loadDemoConfig({ DATABASE_URL: `postgres://app:${secret}@db host/x` })).toThrow(/^DATABASE_URL: not a valid URL/)
+    expect(() => loadDemoConfig({ DATABASE_URL: `postgres://app:${secret}@db host/x` })).not.toThrow(new RegExp(secret))
+    expect(() => loadDemoConfig({ DATA_KEYS: `k1 ${secret}` })).toThrow(/^DATA_KEYS: entry 1 is not "<id>:<base64 key>"/)
+    expect(() => loadDemoConfig({ DATA_KEYS: `k1 ${secret}` })).not.toThrow(new RegExp(secret))
+  })
+
+  it('checks the variables that depend on each other', () => {
+    const key = Buffer.alloc(32, 1).toString('base64')
+    expect(loadDemoConfig({ DATA_KEYS: `k1:${key},k2:${key}` }).dataKeys.activeKeyId).toBe('k2')
+    expect(loadDemoConfig({ DATA_KEYS: `k1:${key},k2:${key}`, DATA_KEY_ID: 'k1' }).dataKeys.activeKeyId).toBe('k1')
+    expect(() => loadDemoConfig({ DATA_KEYS: `k1:${key}`, DATA_KEY_ID: 'k9' })).toThrow(/^DATA_KEY_ID: "k9" is not one of the ids in DATA_KEYS$/)
+    expect(() => loadDemoConfig({ DATA_KEYS: `k1:${key},k1:${key}` })).toThrow(/^DATA_KEYS: key id "k1" appears twice$/)
+    const c = loadDemoConfig({ SANDBOX_PORT: '4999', NTS_BASE_URL: 'https://nts.example/api/', NTS_MAX_PER_SECOND: '5', LOG_PRETTY: 'off' })
+    expect(c.providerBaseUrls).toEqual({
+      portone: 'http://127.0.0.1:4999/portone',
+      'portone-v2': 'http://127.0.0.1:4999/portone-v2',
+      payssam: 'http://127.0.0.1:4999/payssam',
+      nts: 'https://nts.example/api',
+    })
+    expect(c.providerDefaults.nts).toEqual({ maxConcurrent: 20, minTimeMs: 0, maxPerSecond: 5, dailyQuota: null })
+    expect(c.log.pretty).toBe(false)
+  })
+
   it('requires explicit provider URLs in production', () => {
     expect(() => loadDemoConfig({ NODE_ENV: 'production', DATA_KEYS: `k1:${Buffer.alloc(32, 1).toString('base64')}` })).toThrow(/PORTONE_BASE_URL: required in production/)
   })

@@ -24,24 +24,6 @@ export default tseslint.config(
     rules: { '@typescript-eslint/no-explicit-any': 'off' },
   },
   {
-    // The sandbox is a development tool outside the production build: src/ reaches it only through the
-    // computed specifier in src/dev/load-sandbox.ts. A static or type import would compile it into dist/.
-    files: ['src/**'],
-    rules: {
-      'no-restricted-imports': [
-        'error',
-        {
-          patterns: [
-            {
-              group: ['**/sandbox', '**/sandbox/**'],
-              message: 'Load the sandbox through src/dev/load-sandbox.ts: the build must not carry it.',
-            },
-          ],
-        },
-      ],
-    },
-  },
-  {
     files: ['src/config.ts', 'test/**', 'bench/**', 'vitest.config.ts'],
     rules: { 'no-restricted-properties': 'off' },
   },

@@ -191,7 +191,7 @@ export function createCancelHandler(deps: CancelDeps) {
     } catch (err) {
       d = settled(decideNow(failureEvent(err)))
     }
-    return perform(d, job, token, { record, penalize: (ms) => throttle?.penalize(ms) })
+    return perform(d, job, token, { record, penalize: (ms) => throttle?.penalize(ms), onRecordError: (err) => settled(decideNow(failureEvent(err))) })
   }
 }
 

@@ -163,7 +163,7 @@ export function createIssueHandler(deps: IssueDeps) {
     } catch (err) {
       d = settled(decideNow(failureEvent(err)))
     }
-    return perform(d, job, token, { record: finish, penalize: (ms) => throttle?.penalize(ms) })
+    return perform(d, job, token, { record: finish, penalize: (ms) => throttle?.penalize(ms), onRecordError: (err) => settled(decideNow(failureEvent(err))) })
   }
 }
 

@@ -241,16 +241,28 @@ export interface DecisionEffects {
   /** Records the decided transition on the job's receipt row; false when the row was taken over. */
   record(t: Transition): Promise<boolean>
   penalize?(ms: number): void
+  /** The decision for an error thrown while recording (the policy's answer to our own failure). */
+  onRecordError?(err: unknown): Settle
 }
 
 /**
  * Performs a settled decision for `job`: holds the limiter, records the transition, then returns the
  * job's result or throws what BullMQ acts on. A completion whose row was taken over meanwhile
- * reports `taken-over` (its new owner completes the work).
+ * reports `taken-over` (its new owner completes the work). When recording fails, the decision for
+ * that failure is performed instead.
  */
 export async function perform(d: Settle, job: Job, token: string | undefined, effects: DecisionEffects): Promise<JobResult> {
   if (d.penalizeMs !== undefined) effects.penalize?.(d.penalizeMs)
-  const recorded = d.ledger === null ? true : await (d.bestEffort ? effects.record(d.ledger).catch(() => false) : effects.record(d.ledger))
+  let recorded = true
+  if (d.ledger !== null) {
+    try {
+      recorded = await effects.record(d.ledger)
+    } catch (err) {
+      if (d.bestEffort) recorded = false
+      else if (effects.onRecordError) return perform(effects.onRecordError(err), job, token, { record: effects.record })
+      else throw err
+    }
+  }
   return performQueueAction(d.queue, job, token, recorded)
 }
 

@@ -4,8 +4,9 @@
  * with and without an open lookup question — and the rules that hold for every combination.
  */
 import { describe, expect, it } from 'vitest'
-import { DelayedError, UnrecoverableError } from 'bullmq'
-import { decide, failureEvent, RetryableJobError, thrownOutcome, type AttemptContext, type Decision, type PolicyEvent } from '../../src/jobs/outcome-policy.ts'
+import { DelayedError, UnrecoverableError, type Job } from 'bullmq'
+import { decide, failureEvent, perform, RetryableJobError, settled, thrownOutcome, type AttemptContext, type Decision, type PolicyEvent } from '../../src/jobs/outcome-policy.ts'
+import type { Transition } from '../../src/db/ledger.ts'
 import type { CallMeta, OutcomeKind, ProviderOutcome, ProviderReceipt } from '../../src/domain/index.ts'
 import { QueueFullError } from '../../src/throttle/throttle.ts'
 import { LeaseLostError } from '../../src/jobs/lease.ts'
@@ -371,5 +372,35 @@ describe('what BullMQ does with what a handler threw', () => {
     expect(thrownOutcome(new UnrecoverableError('x'), job(0))).toBe('failed')
     expect(thrownOutcome(new RetryableJobError('x'), job(1))).toBe('retry')
     expect(thrownOutcome(new Error('x'), job(2))).toBe('failed')
+  })
+})
+
+describe('performing a decision', () => {
+  // Neither path below touches the job (no delay), so a bare object stands in for it.
+  const job = { attemptsMade: 0, opts: { attempts: 3 } } as unknown as Job
+  const ctx = issue()
+
+  it('records the transition, then completes; a row taken over meanwhile reports taken-over', async () => {
+    const d = settled(decide({ type: 'nothing_to_issue', reason: 'refunded' }, ctx))
+    const recorded: Transition[] = []
+    await expect(perform(d, job, undefined, { record: async (t) => (recorded.push(t), true) })).resolves.toEqual({ state: 'skipped' })
+    await expect(perform(d, job, undefined, { record: async () => false })).resolves.toEqual({ state: 'taken-over' })
+    expect(recorded).toEqual([d.ledger])
+  })
+
+  it('a failure to record becomes our own failure: recorded as such if possible, and that error is what BullMQ sees', async () => {
+    const d = settled(decide({ type: 'call', outcome: outcome('issued'), amounts }, ctx))
+    const broken = new Error('check constraint violated')
+    const tried: Transition[] = []
+    const record = async (t: Transition) => {
+      tried.push(t)
+      if (t.state === 'issued') throw broken
+      return true
+    }
+    const onRecordError = (err: unknown) => settled(decide(failureEvent(err), ctx))
+    await expect(perform(d, job, undefined, { record, onRecordError })).rejects.toBe(broken)
+    expect(tried.map((t) => [t.state, t.needsLookup])).toEqual([['issued', false], ['pending', true]])
+    // Recording the failure may fail too: the original error still surfaces.
+    await expect(perform(d, job, undefined, { record: async () => Promise.reject(broken), onRecordError })).rejects.toBe(broken)
   })
 })

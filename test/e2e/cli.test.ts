@@ -124,6 +124,14 @@ describe('cash-receipts CLI', () => {
       const table = await runCli(['report', '--date', '2026-07-11'], env.env())
       expect(table.code, table.stderr).toBe(0)
       expect(table.stdout).toContain('business date 2026-07-11')
+
+      // cancel --wait follows the cancel row until the worker process has cancelled at the provider.
+      const issued = await env.app.db().selectFrom('receipts').select(['transaction_id', 'total_amount']).where('run_id', '=', report.run_id).where('state', '=', 'issued').orderBy('id').executeTakeFirstOrThrow()
+      const cancelled = await runCli(['cancel', issued.transaction_id, '--wait', '--json'], env.env())
+      expect(cancelled.code, cancelled.stderr).toBe(0)
+      expect(JSON.parse(cancelled.stdout)).toMatchObject({ transactionId: issued.transaction_id, amount: issued.total_amount, partial: false, state: 'cancelled' })
+      const after = await env.app.db().selectFrom('receipts').select('state').where('transaction_id', '=', issued.transaction_id).where('kind', '=', 'issue').executeTakeFirstOrThrow()
+      expect(after.state).toBe('cancelled')
     } finally {
       await stopChild(worker)
     }

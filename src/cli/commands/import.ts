@@ -1,0 +1,88 @@
+/**
+ * `cash-receipts import <file>`: completed cash transactions from CSV or JSON Lines, all-or-nothing
+ * unless --skip-invalid; a re-import that cancels or refunds an issued receipt requests its
+ * cancellation.
+ */
+import { open, stat, writeFile } from 'node:fs/promises'
+import type { Command } from 'commander'
+import { printJson } from '../output.ts'
+import { createProgress } from '../progress.ts'
+import type { CliContext } from '../run.ts'
+
+export function registerImport(program: Command, { withApp }: CliContext): void {
+  program
+    .command('import')
+    .description('import completed cash transactions from CSV or JSON Lines (all-or-nothing unless --skip-invalid)')
+    .argument('<file>', 'a .csv (header row, UTF-8) or .jsonl file')
+    .option('--skip-invalid', 'write the valid rows and reject the invalid ones')
+    .option('--rejects <file>', 'write rejected records to this file (same format as the input)')
+    .option('--json', 'print the result as JSON')
+    .action((file: string, o) =>
+      withApp(async (app) => {
+        await app.prepareDatabase()
+        const progress = createProgress('import')
+        const estimate = await estimateRecords(file)
+        const result = await app.importFile(file, {
+          skipInvalid: Boolean(o.skipInvalid),
+          keepRejects: Boolean(o.rejects),
+          nowMs: Date.now(),
+          onProgress: (n, phase) =>
+            phase === 'reading'
+              ? progress.update(n, estimate === undefined ? undefined : Math.max(n, estimate), 'rows read')
+              : progress.finish('read; checking and writing…'),
+        })
+        const { rejectsRaw, ...summary } = result
+        if (o.rejects && rejectsRaw.length) {
+          const header = result.format === 'csv' ? await csvHeader(file) : ''
+          await writeFile(o.rejects, (header ? `${header}\n` : '') + rejectsRaw.join('\n') + '\n')
+        }
+        // Cancellation requests for transactions that moved to cancelled/refunded after issuance.
+        const cancels = summary.written ? await app.cancelChanged(summary.changedTransactionIds) : []
+        if (o.json) {
+          printJson({ ...summary, cancellations: cancels })
+        } else {
+          for (const e of summary.errors) process.stderr.write(`line ${e.line}: ${e.field}: ${e.message}\n`)
+          process.stderr.write(
+            summary.written
+              ? `imported ${summary.rows} rows: ${summary.inserted} new, ${summary.updated} updated, ${summary.unchanged} unchanged, ${summary.rejected} rejected\n`
+              : `nothing written: ${summary.rejected} of ${summary.rows} rows invalid (fix them, or use --skip-invalid)\n`,
+          )
+        }
+        return summary.errors.length > 0 && !o.skipInvalid ? 2 : 0
+      }),
+    )
+}
+
+/**
+ * Roughly how many records a file holds, from its size and the average line length of its first
+ * 256 KiB (exact for smaller files): the import's progress bar gets a total, hence an ETA.
+ */
+async function estimateRecords(file: string): Promise<number | undefined> {
+  try {
+    const { size } = await stat(file)
+    const fh = await open(file, 'r')
+    try {
+      const buf = Buffer.alloc(Math.min(size, 256 * 1024))
+      const { bytesRead } = await fh.read(buf, 0, buf.length, 0)
+      let lines = 0
+      for (let i = 0; i < bytesRead; i++) if (buf[i] === 0x0a) lines++
+      if (bytesRead === size) return Math.max(0, lines + (buf[bytesRead - 1] === 0x0a ? 0 : 1) - (/\.csv$/i.test(file) ? 1 : 0))
+      return lines ? Math.round(size / (bytesRead / lines)) : undefined
+    } finally {
+      await fh.close()
+    }
+  } catch {
+    return undefined
+  }
+}
+
+async function csvHeader(file: string): Promise<string> {
+  const { createReadStream } = await import('node:fs')
+  const { createInterface } = await import('node:readline')
+  const rl = createInterface({ input: createReadStream(file, { encoding: 'utf8' }) })
+  for await (const line of rl) {
+    rl.close()
+    return line.replace(/^\uFEFF/, '')
+  }
+  return ''
+}

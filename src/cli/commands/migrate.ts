@@ -1,0 +1,18 @@
+/** `cash-receipts migrate`: create the database if missing, run migrations, sync configured merchants. */
+import type { Command } from 'commander'
+import { printJson } from '../output.ts'
+import type { CliContext } from '../run.ts'
+
+export function registerMigrate(program: Command, { withApp }: CliContext): void {
+  program
+    .command('migrate')
+    .description('create the database if missing, run migrations, and sync configured merchants (safe to run twice, concurrently)')
+    .option('--json', 'print the result as JSON')
+    .action((o) =>
+      withApp(async (app) => {
+        const r = await app.prepareDatabase()
+        if (o.json) printJson(r)
+        else process.stderr.write(`database ready${r.created ? ' (created)' : ''}; migrations applied: ${r.migrations.length ? r.migrations.join(', ') : 'none pending'}\n`)
+      }),
+    )
+}

@@ -1,0 +1,28 @@
+/** `cash-receipts reconcile`: the ledger against each provider's records for a business date. */
+import { Option, type Command } from 'commander'
+import { kstToday, kstYesterday } from '../../domain/index.ts'
+import { dateArg } from '../args.ts'
+import { printJson } from '../output.ts'
+import type { CliContext } from '../run.ts'
+
+export function registerReconcile(program: Command, { withApp }: CliContext): void {
+  program
+    .command('reconcile')
+    .description("compare the ledger with each provider's records for a business date; repair and flag mismatches")
+    .addOption(new Option('--date <YYYY-MM-DD>', 'business date (default: yesterday in Asia/Seoul)').argParser(dateArg))
+    .option('--json', 'print the result as JSON')
+    .action((o) =>
+      withApp(async (app) => {
+        await app.prepareDatabase()
+        const result = await app.reconcile(o.date ?? kstYesterday(Date.now()), kstToday(Date.now()))
+        if (o.json) printJson(result)
+        else {
+          process.stdout.write(
+            `reconcile ${result.businessDate}: checked ${result.checked}, matched ${result.matched}, repaired ${result.repaired.length}, flagged ${result.flagged.length}, lookup errors ${result.lookupErrors}, past deadline ${result.overdue.length}\n`,
+          )
+          for (const f of result.flagged) process.stdout.write(`  flagged ${f.transaction_id} (${f.provider}): ${f.flag}\n`)
+          for (const f of result.overdue) process.stdout.write(`  overdue ${f.transaction_id} (${f.state}, deadline ${f.deadline})\n`)
+        }
+      }),
+    )
+}

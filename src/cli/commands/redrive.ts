@@ -1,0 +1,35 @@
+/** `cash-receipts redrive`: failed receipts back on the queue under fresh job ids. */
+import { Option, type Command } from 'commander'
+import { PROVIDERS } from '../../domain/index.ts'
+import { formatReportTable } from '../../report/format-table.ts'
+import { dateArg, intArg } from '../args.ts'
+import { printJson, waitForRun } from '../output.ts'
+import type { CliContext } from '../run.ts'
+
+export function registerRedrive(program: Command, { withApp }: CliContext): void {
+  program
+    .command('redrive')
+    .description('put failed receipts back on the queue under fresh job ids (after fixing the cause)')
+    .addOption(new Option('--run <id>', 'receipts of this settlement run').argParser(intArg('--run')))
+    .addOption(new Option('--date <YYYY-MM-DD>', 'receipts of this business date').argParser(dateArg))
+    .addOption(new Option('--provider <name>', 'only this provider').choices([...PROVIDERS]))
+    .option('--code <code>', 'only this provider error code')
+    .option('--class <class>', 'only this error class (retryable, unknown_outcome, permanent, rate_limited, …)')
+    .option('--dry-run', 'show how many would be re-driven')
+    .option('--wait', 'wait for the re-driven receipts and print the report')
+    .option('--json', 'print the result as JSON')
+    .action((o) =>
+      withApp(async (app) => {
+        await app.prepareDatabase()
+        const result = await app.redrive({ runId: o.run, date: o.date, provider: o.provider, code: o.code, errorClass: o.class }, { dryRun: Boolean(o.dryRun) })
+        if (o.wait && result.runId !== null && result.count > 0) {
+          const report = await waitForRun(app, { runId: result.runId }, Boolean(o.json))
+          if (o.json) printJson(report)
+          else process.stdout.write(`${formatReportTable(report)}\n`)
+          return
+        }
+        if (o.json) printJson(result)
+        else process.stdout.write(`${result.dryRun ? 'dry run: would re-drive' : 're-driven'} ${result.count} receipts${result.runId ? ` (run ${result.runId})` : ''} ${JSON.stringify(result.byClass)}\n`)
+      }),
+    )
+}

@@ -11,6 +11,8 @@
  *
  *   operation            kind    from                                   to
  *   insertIssueReceipts  issue   no row for (transaction, issue)        pending | skipped
+ *   insertIssueReceiptsIsolating                                        the same; a row the table refuses
+ *                                                                       is returned with why, not inserted
  *   insertCancelReceipt  cancel  parent issue row issued, no open cancel pending
  *   claimReceipts        any     pending | issuing with expired lease   issuing (new owner, attempts + 1;
  *                                                                       needs_lookup when taken over)
@@ -308,7 +310,7 @@ export async function failOrphaned(db: Db, receiptId: number, errorClass: string
  * unnest(…) per chunk (a few array parameters instead of a VALUES list with ~20 bind parameters per
  * row). Conflict only on (transaction, kind, seq): a concurrent settle of the same window inserts
  * nothing twice, and a provider-key clash still fails loudly, never drops a row. A row in any other
- * state is not inserted.
+ * state is not inserted. Settlement calls it through {@link insertIssueReceiptsIsolating}.
  */
 export async function insertIssueReceipts(db: Db, receipts: readonly NewReceipt[]) {
   const col = <T>(f: (r: NewReceipt) => T) => receipts.map(f)
@@ -332,6 +334,82 @@ export async function insertIssueReceipts(db: Db, receipts: readonly NewReceipt[
     RETURNING id, state, trade_date, redrive_count, provider, skip_reason
   `.execute(db)
   return res.rows
+}
+
+export type InsertedIssueReceipt = Awaited<ReturnType<typeof insertIssueReceipts>>[number]
+
+/** Why the receipts table refused one issue row (a reason, never the key or the row's values). */
+export interface RefusedIssueReceipt {
+  readonly receipt: NewReceipt
+  /** KEY_CONFLICT: another transaction's issue receipt has the provider key; KEY_INVALID: the key is
+   * too long for the provider-key index; ROW_INVALID: the row breaks a check or a type's range. */
+  readonly code: 'KEY_CONFLICT' | 'KEY_INVALID' | 'ROW_INVALID'
+  readonly sqlstate: string
+  readonly constraint: string | null
+  /** KEY_CONFLICT: the transaction whose receipt holds the key (null if it could not be read). */
+  readonly heldBy: string | null
+}
+
+/**
+ * Errors one row's data causes; anything else (connection, server, a lock timeout, a missing
+ * referenced row) is not the row's fault and must stop the caller, not be blamed on a row.
+ */
+function refusalOf(err: unknown): Pick<RefusedIssueReceipt, 'code' | 'sqlstate' | 'constraint'> | null {
+  const e = err as { code?: unknown; constraint?: unknown } | null
+  if (!e || typeof e.code !== 'string') return null
+  const constraint = typeof e.constraint === 'string' ? e.constraint : null
+  if (e.code === '23505' && constraint === 'receipts_provider_key') return { code: 'KEY_CONFLICT', sqlstate: e.code, constraint }
+  if (e.code === '54000') return { code: 'KEY_INVALID', sqlstate: e.code, constraint }
+  if (e.code.startsWith('22') || e.code === '23514') return { code: 'ROW_INVALID', sqlstate: e.code, constraint }
+  return null
+}
+
+/**
+ * {@link insertIssueReceipts} for settlement, where a transaction may carry data the receipts table
+ * refuses (written by an older version or by hand): one statement for the batch as long as it goes
+ * through; when the table refuses a row, the batch is halved and each half tried again, down to the
+ * single rows it refuses, which are returned instead of inserted (about 2·log2(n) statements per bad
+ * row; a failed statement writes nothing, so no row is inserted twice). Among rows sharing a provider
+ * key, the one earlier in the batch keeps it. Run it outside a transaction: a refused statement
+ * aborts an enclosing one.
+ */
+export async function insertIssueReceiptsIsolating(
+  db: Db,
+  receipts: readonly NewReceipt[],
+): Promise<{ inserted: InsertedIssueReceipt[]; refused: RefusedIssueReceipt[] }> {
+  const inserted: InsertedIssueReceipt[] = []
+  const refused: RefusedIssueReceipt[] = []
+  const attempt = async (part: readonly NewReceipt[]): Promise<void> => {
+    if (part.length === 0) return
+    try {
+      inserted.push(...(await insertIssueReceipts(db, part)))
+      return
+    } catch (err) {
+      const why = refusalOf(err)
+      if (!why) throw err
+      if (part.length > 1) {
+        const mid = part.length >>> 1
+        await attempt(part.slice(0, mid))
+        await attempt(part.slice(mid))
+        return
+      }
+      const receipt = part[0]!
+      let heldBy: string | null = null
+      if (why.code === 'KEY_CONFLICT') {
+        const holder = await db
+          .selectFrom('receipts')
+          .select('transaction_id')
+          .where('kind', '=', 'issue')
+          .where('provider', '=', receipt.provider)
+          .where('provider_key', '=', receipt.provider_key)
+          .executeTakeFirst()
+        heldBy = holder?.transaction_id ?? null
+      }
+      refused.push({ receipt, ...why, heldBy })
+    }
+  }
+  await attempt(receipts)
+  return { inserted, refused }
 }
 
 export interface NewCancelReceipt {

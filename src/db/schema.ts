@@ -123,12 +123,30 @@ export interface IssuanceAttemptsTable {
   job_id: string | null
 }
 
+/** A transaction settlement could not turn into a receipt; one row per transaction (see settle-rejections.ts). */
+export interface SettleRejectionsTable {
+  transaction_id: string
+  merchant_id: string
+  provider: ProviderName
+  trade_date: DateString
+  code: SettleRejectionCode
+  sqlstate: string
+  message: string
+  run_id: number
+  last_run_id: number
+  seen_count: Generated<number>
+  created_at: Generated<Timestamp>
+  updated_at: Generated<Timestamp>
+}
+export type SettleRejectionCode = 'KEY_CONFLICT' | 'KEY_INVALID' | 'ROW_INVALID'
+
 export interface Database {
   merchants: MerchantsTable
   cash_transactions: CashTransactionsTable
   settlement_runs: SettlementRunsTable
   receipts: ReceiptsTable
   issuance_attempts: IssuanceAttemptsTable
+  settle_rejections: SettleRejectionsTable
 }
 
 export type Receipt = Selectable<ReceiptsTable>

@@ -7,14 +7,20 @@
  * has more than `maxWaiting` jobs, so Redis memory is bounded by that limit, not by the day's size.
  * Running it twice creates nothing new: receipts are unique per (transaction, kind) and job ids are
  * derived from receipt ids.
+ *
+ * A transaction the receipts table refuses (its provider key is already another transaction's, or too
+ * long to index, or the row breaks a check: data written by an older version or by hand) does not stop
+ * the run: it is recorded in settle_rejections with the reason, reported as a failure of the run, and
+ * the rest of the day settles. Carry-over nights try it again and refresh that record, never add one.
  */
 import { sql } from 'kysely'
 import type { Logger } from 'pino'
 import type { Db } from '../db/database.ts'
 import type { CashTransaction, NewReceipt, RunTrigger } from '../db/schema.ts'
-import { insertIssueReceipts } from '../db/ledger.ts'
+import { insertIssueReceiptsIsolating, type RefusedIssueReceipt } from '../db/ledger.ts'
+import { recordSettleRejections, type SettleRejection } from '../db/settle-rejections.ts'
 import { addDays, carryOverFrom, decideIssuance, isValidDate, legalDeadline } from '../domain/index.ts'
-import { deriveProviderKeys } from '../providers/keys.ts'
+import { deriveProviderKeys, providerKeySource } from '../providers/keys.ts'
 import { issueJobId, type ReceiptsQueue } from '../queue/queues.ts'
 import { receiptAmountsFor } from './receipt-amounts.ts'
 
@@ -55,6 +61,9 @@ export interface SettleSummary {
   /** Jobs handed to the queue (existing job ids are not duplicated by BullMQ). */
   readonly enqueued: number
   readonly byProvider: Readonly<Record<string, number>>
+  /** Transactions the receipts table refused (recorded in settle_rejections), by code. */
+  readonly rejected: number
+  readonly rejectReasons: Readonly<Record<string, number>>
 }
 
 export class SettleInputError extends Error {
@@ -116,6 +125,8 @@ export async function settleDay(deps: SettleDeps, opts: SettleOptions): Promise<
   let enqueued = 0
   const skipReasons: Record<string, number> = {}
   const byProvider: Record<string, number> = {}
+  let rejected = 0
+  const rejectReasons: Record<string, number> = {}
 
   const enqueue = async (rows: readonly { id: number; trade_date: string; redrive_count: number }[]) => {
     if (!rows.length) return
@@ -186,8 +197,18 @@ export async function settleDay(deps: SettleDeps, opts: SettleOptions): Promise<
           opts.onProgress?.({ phase: 'select', selected, enqueued })
           continue
         }
-        const inserted = await insertIssueReceipts(db, receipts)
+        const { inserted, refused } = await insertIssueReceiptsIsolating(db, receipts)
         for (const r of inserted) count(r)
+        if (refused.length) {
+          const byId = new Map(rows.map((tx) => [tx.transaction_id, tx]))
+          const rejections = refused.map((r) => rejectionOf(r, byId.get(r.receipt.transaction_id)!))
+          await recordSettleRejections(db, runId!, rejections)
+          for (const r of rejections) {
+            rejected++
+            rejectReasons[r.code] = (rejectReasons[r.code] ?? 0) + 1
+            deps.logger.warn({ runId, transactionId: r.transactionId, provider: r.provider, code: r.code, sqlstate: r.sqlstate }, 'settle: transaction refused by the receipts table; recorded, the run goes on')
+          }
+        }
         opts.onProgress?.({ phase: 'select', selected, enqueued })
         await inFlight
         inFlight = enqueue(inserted.filter((r) => r.state === 'pending'))
@@ -231,8 +252,42 @@ export async function settleDay(deps: SettleDeps, opts: SettleOptions): Promise<
       .where('id', '=', runId!)
       .execute()
   }
-  deps.logger.info({ runId, businessDate: to, selected, created, skipped, enqueued }, 'settlement enqueued')
-  return { runId, businessDate: to, window: { from, to }, dryRun: Boolean(opts.dryRun), selected, created, skipped, skipReasons, enqueued, byProvider }
+  deps.logger.info({ runId, businessDate: to, selected, created, skipped, enqueued, rejected }, 'settlement enqueued')
+  return {
+    runId,
+    businessDate: to,
+    window: { from, to },
+    dryRun: Boolean(opts.dryRun),
+    selected,
+    created,
+    skipped,
+    skipReasons,
+    enqueued,
+    byProvider,
+    rejected,
+    rejectReasons,
+  }
+}
+
+/** The record of a refused transaction: the reason in words an operator can act on, without the key's value. */
+function rejectionOf(r: RefusedIssueReceipt, tx: SettleTransaction): SettleRejection {
+  const source = providerKeySource({ provider: tx.provider, paymentRef: tx.payment_ref, orderId: tx.order_id })
+  const key = `its ${tx.provider} receipt key (${source === 'digest' ? 'derived from the transaction id' : `its ${source}`})`
+  const message =
+    r.code === 'KEY_CONFLICT'
+      ? `${key} is already the key of ${r.heldBy ? `transaction ${r.heldBy}'s` : "another transaction's"} receipt; one key gets one receipt. Correct the transaction and settle again`
+      : r.code === 'KEY_INVALID'
+        ? `${key}, ${r.receipt.provider_key.length} characters long, is too long for the receipts' provider-key index. Correct the transaction and settle again`
+        : `the receipts table refuses its row (SQLSTATE ${r.sqlstate}${r.constraint ? `, ${r.constraint}` : ''}). Correct the transaction and settle again`
+  return {
+    transactionId: tx.transaction_id,
+    merchantId: tx.merchant_id,
+    provider: tx.provider,
+    tradeDate: tx.business_date,
+    code: r.code,
+    sqlstate: r.sqlstate,
+    message,
+  }
 }
 
 function pendingQuery(db: Db, from: string, to: string, merchantId: string | undefined) {

@@ -5,6 +5,10 @@
  * re-drive run, the ones it re-drove). `eligible` counts all of them; each is in exactly one of
  * issued / failed / pending (pending or issuing) / skipped / cancelled. `amount_issued` is the KRW
  * total currently receipted (issued receipts, net of partial cancellations).
+ *
+ * A transaction settlement could not turn into a receipt (settle_rejections) counts as `failed` of the
+ * settlement run that first refused it and is listed in `failures` with error_class `settle` and its
+ * code (KEY_CONFLICT, KEY_INVALID, ROW_INVALID), until it has an issue receipt after all.
  */
 import { sql } from 'kysely'
 import type { Db } from '../db/database.ts'
@@ -61,6 +65,7 @@ export const OPEN_STATES = ['pending', 'issuing', 'failed'] as const
 
 export async function buildReport(db: Db, sel: { runId?: number; date?: string }, todayKst?: string): Promise<RunReport> {
   const { ids, label, date, runs, scopeColumn } = await resolveScope(db, sel)
+  const rejections = scopeColumn === 'r.run_id' ? await openRejections(db, ids) : []
 
   const groups = await db
     .selectFrom('receipts as r')
@@ -92,6 +97,11 @@ export async function buildReport(db: Db, sel: { runId?: number; date?: string }
     overdue += Number(g.overdue)
     if (g.last_finished) lastFinished = Math.max(lastFinished, new Date(g.last_finished as unknown as string).getTime())
   }
+  for (const r of rejections) {
+    totals.eligible++
+    totals.failed++
+    ;(byProvider[r.provider] ??= { issued: 0, failed: 0, pending: 0, skipped: 0, cancelled: 0 }).failed++
+  }
 
   const failures = await db
     .selectFrom('receipts as r')
@@ -113,18 +123,35 @@ export async function buildReport(db: Db, sel: { runId?: number; date?: string }
     totals,
     amount_issued: amountIssued,
     by_provider: byProvider,
-    failures: failures.map((f) => ({
-      transaction_id: f.transaction_id,
-      provider: f.provider,
-      error_class: f.error_class ?? 'unknown',
-      code: f.error_code ?? '',
-      message: f.error_message ?? '',
-    })),
+    failures: [
+      ...failures.map((f) => ({
+        transaction_id: f.transaction_id,
+        provider: f.provider,
+        error_class: f.error_class ?? 'unknown',
+        code: f.error_code ?? '',
+        message: f.error_message ?? '',
+      })),
+      ...rejections.map((r) => ({ transaction_id: r.transaction_id, provider: r.provider, error_class: 'settle', code: r.code, message: r.message })),
+    ],
     duration_s: Math.max(0, Math.round((end - started) / 100) / 10),
     trigger: runs.map((r) => r.trigger).join(','),
     merchant_scope: runs.map((r) => r.merchant_scope).join(','),
     overdue,
   }
+}
+
+/** Rejections first recorded by runs `ids` whose transaction still has no issue receipt. */
+async function openRejections(db: Db, ids: readonly number[]) {
+  return db
+    .selectFrom('settle_rejections as s')
+    .select(['s.transaction_id', 's.provider', 's.code', 's.message'])
+    .where('s.run_id', 'in', ids)
+    .where(({ not, exists, selectFrom }) =>
+      not(exists(selectFrom('receipts as r').select(sql`1`.as('one')).whereRef('r.transaction_id', '=', 's.transaction_id').where('r.kind', '=', 'issue'))),
+    )
+    .orderBy('s.transaction_id')
+    .limit(1_000)
+    .execute()
 }
 
 function bucketOf(state: string): 'issued' | 'failed' | 'pending' | 'skipped' | 'cancelled' {

@@ -42,7 +42,8 @@ export function registerSettle(program: Command, { withApp }: CliContext): void 
         process.stdout.write(
           `${summary.dryRun ? 'dry run: would ' : ''}settle ${summary.businessDate} (window ${summary.window.from}…${summary.window.to}): ` +
             `${summary.selected} new transactions, ${summary.created} receipts to issue, ${summary.skipped} skipped, ${summary.enqueued} jobs ${summary.dryRun ? 'to enqueue' : 'enqueued'}` +
-            `${summary.runId !== null ? ` (run ${summary.runId})` : ''}\n`,
+            `${summary.runId !== null ? ` (run ${summary.runId})` : ''}` +
+            `${summary.rejected ? `; ${summary.rejected} transactions refused (${Object.entries(summary.rejectReasons).map(([c, n]) => `${c} ${n}`).join(', ')}): see \`report --date ${summary.businessDate}\`` : ''}\n`,
         )
       }),
     )

@@ -230,7 +230,8 @@ function uniqueRef(t: ValidTransaction): { unique_ref: string | null; unique_ref
 
 /**
  * `uniqueRef` of a row already in cash_transactions (rows may have been written directly). It mirrors
- * providerKeySource / deriveProviderKeys; a test holds the two to the same answers.
+ * providerKeySource / deriveProviderKeys; a test holds the two to the same answers. The index
+ * cash_transactions_unique_ref (migration 0105) is on this exact expression: change both together.
  */
 export const storedUniqueRef = (alias: string) => sql`CASE ${sql.ref(alias + '.provider')}
     WHEN 'portone' THEN CASE WHEN ${sql.ref(alias + '.payment_ref')} <> '' THEN ${sql.ref(alias + '.payment_ref')}

@@ -71,4 +71,17 @@ describe('uniqueness of provider keys against stored transactions', () => {
     })
     expect(got.rows.map((r) => r.ref)).toEqual(want)
   })
+
+  it('finds a stored key through the index on the same expression, not by reading every transaction', async () => {
+    const plan = await env.app.db().transaction().execute(async (trx) => {
+      // The test table is tiny, where a scan is cheapest: only the index's usability is in question.
+      await sql`SET LOCAL enable_seqscan = off`.execute(trx)
+      await sql`SET LOCAL enable_bitmapscan = off`.execute(trx)
+      const r = await sql<{ 'QUERY PLAN': unknown }>`
+        EXPLAIN (FORMAT JSON) SELECT c.transaction_id FROM cash_transactions c
+        WHERE c.provider = ${'portone-v2'} AND ${storedUniqueRef('c')} = ${'pay-1'}`.execute(trx)
+      return JSON.stringify(r.rows[0]!['QUERY PLAN'])
+    })
+    expect(plan).toContain('"Index Name":"cash_transactions_unique_ref"')
+  })
 })

@@ -225,7 +225,7 @@ export async function startSandboxProcess(
   throw new Error('sandbox process did not start')
 }
 
-export async function sandboxStats(url: string): Promise<{ providers: Record<string, { requests: number; issued: number; cancelled: number; duplicates_rejected: number; rate_limited: number }>; max_live_receipts_per_key: number }> {
+export async function sandboxStats(url: string): Promise<{ providers: Record<string, { requests: number; issued: number; cancelled: number; duplicates_rejected: number; rate_limited: number }>; max_live_receipts_per_key: number; max_receipts_per_key: number }> {
   const r = await fetch(`${url}/_sandbox/stats`)
   return (await r.json()) as never
 }

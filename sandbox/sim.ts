@@ -80,6 +80,8 @@ export interface ProviderSim {
   readonly idempotency?: IdempotencyHooks
   /** Largest number of live receipts held for one payment key of this provider. */
   maxLivePerKey(): number
+  /** Largest number of receipts ever issued for one payment key of this provider, cancelled included. */
+  maxReceiptsPerKey(): number
   receipts(): HeldReceipt[]
   reset(): void
 }
@@ -118,16 +120,25 @@ export class ApprovalNumbers {
 }
 
 /**
- * Live receipts per payment key, with the maximum kept up to date in O(1) per change, so
- * `/_sandbox/stats` stays cheap however many receipts are held.
+ * Live receipts per payment key, and receipts ever issued per key (cancelled ones included), with
+ * both maxima kept up to date in O(1) per change, so `/_sandbox/stats` stays cheap however many
+ * receipts are held. A duplicate that was later cancelled no longer counts as live but stays in the
+ * ever-issued figure.
  */
 export class LiveLedger {
   readonly #live = new Map<string, number>()
   /** #hist[n] = how many keys hold exactly n live receipts (n ≥ 1). */
   readonly #hist: number[] = []
   #max = 0
+  readonly #issued = new Map<string, number>()
+  #maxIssued = 0
 
   change(key: string, delta: 1 | -1): void {
+    if (delta === 1) {
+      const n = (this.#issued.get(key) ?? 0) + 1
+      this.#issued.set(key, n)
+      if (n > this.#maxIssued) this.#maxIssued = n
+    }
     const before = this.#live.get(key) ?? 0
     const after = Math.max(0, before + delta)
     if (before > 0) this.#hist[before] = (this.#hist[before] ?? 1) - 1
@@ -145,10 +156,17 @@ export class LiveLedger {
     return this.#max
   }
 
+  /** Largest number of receipts ever issued for one key, cancelled ones included. */
+  get maxIssued(): number {
+    return this.#maxIssued
+  }
+
   reset(): void {
     this.#live.clear()
     this.#hist.length = 0
     this.#max = 0
+    this.#issued.clear()
+    this.#maxIssued = 0
   }
 }
 

@@ -62,6 +62,11 @@ export interface SandboxStats {
   providers: Record<ProviderName, ProviderStats>
   /** Largest number of live (not cancelled) receipts held for one payment key, over all providers. */
   max_live_receipts_per_key: number
+  /**
+   * Largest number of receipts ever issued for one payment key, over all providers, cancelled ones
+   * included: a duplicate that reconcile cancelled stays visible here.
+   */
+  max_receipts_per_key: number
 }
 
 /** A held receipt with its provider, as listed by `GET /_sandbox/receipts`. */
@@ -125,10 +130,12 @@ export class SandboxState {
 
   stats(): SandboxStats {
     let maxLive = 0
+    let maxEver = 0
     const providers = {} as Record<ProviderName, ProviderStats>
     for (const p of SANDBOX_PROVIDERS) {
       const s = this.#sims[p]
       maxLive = Math.max(maxLive, s.maxLivePerKey())
+      maxEver = Math.max(maxEver, s.maxReceiptsPerKey())
       providers[p] = {
         requests: this.#counts[p].requests,
         issued: s.counters.issued,
@@ -137,7 +144,7 @@ export class SandboxState {
         rate_limited: this.#counts[p].rate_limited + s.counters.rate_limited,
       }
     }
-    return { providers, max_live_receipts_per_key: maxLive }
+    return { providers, max_live_receipts_per_key: maxLive, max_receipts_per_key: maxEver }
   }
 
   /** Forgets every receipt, token, payment, counter, rate window and forced fault; keeps the fault spec. */

@@ -174,7 +174,7 @@ export function createApp(config: AppConfig, overrides: AppOverrides = {}): App 
     redrive: (filter, opts = {}) => redrive({ db: app.db(), queue: app.receiptsQueue(), logger, todayKst: kstToday(Date.now()) }, filter, opts),
     cancel: (input) => requestCancellation(cancelDeps, input),
     cancelChanged: (ids) => cancelChangedTransactions(cancelDeps, ids),
-    reconcile: (businessDate, todayKst = kstToday(Date.now())) => reconcileDay({ db: app.db(), providers: app.providers(), logger }, businessDate, todayKst),
+    reconcile: (businessDate, todayKst = kstToday(Date.now())) => reconcileDay({ db: app.db(), providers: app.providers(), logger, cancelDuplicates: config.settle.reconcileCancelDuplicates }, businessDate, todayKst),
     rekey: (opts) => rekey(app.db(), config.dataKeys, opts),
     report: (sel, todayKst) => buildReport(app.db(), sel, todayKst),
     reportDetails: (sel, todayKst) => buildReportDetails(app.db(), sel, todayKst),

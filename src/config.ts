@@ -65,6 +65,11 @@ export interface AppConfig {
     /** Cron (six fields, Asia/Seoul) of the nightly settlement. */
     readonly cron: string
     readonly reconcileCron: string
+    /**
+     * Reconcile cancels, at providers that allow it, a further live receipt it finds for one of our
+     * receipts (the one the ledger recorded is kept). Off: duplicates are recorded and reported only.
+     */
+    readonly reconcileCancelDuplicates: boolean
   }
   readonly serve: {
     readonly port: number
@@ -267,6 +272,7 @@ const envVars = z.object({
   SETTLE_MAX_WAITING: int(50_000, 1),
   SETTLE_CRON: text('0 30 0 * * *'),
   RECONCILE_CRON: text('0 0 6 * * *'),
+  RECONCILE_CANCEL_DUPLICATES: bool(true),
   PORT: int(3000, 0),
   HOST: text('127.0.0.1'),
   DASHBOARD_TOKEN: optionalText(),
@@ -350,6 +356,7 @@ function configSchema(defaults: ConfigDefaults) {
         maxWaiting: e.SETTLE_MAX_WAITING,
         cron: e.SETTLE_CRON,
         reconcileCron: e.RECONCILE_CRON,
+        reconcileCancelDuplicates: e.RECONCILE_CANCEL_DUPLICATES,
       },
       serve: {
         port: e.PORT,

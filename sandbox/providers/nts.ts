@@ -379,6 +379,7 @@ export function createNtsSim(
       headers: { 'retry-after': String(s) },
     }),
     maxLivePerKey: () => ledger.max,
+    maxReceiptsPerKey: () => ledger.maxIssued,
     receipts(): HeldReceipt[] {
       return all.map((r) => ({
         key: r.clientReference,

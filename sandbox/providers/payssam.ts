@@ -232,6 +232,7 @@ export function createPayssamSim(): ProviderSim {
       headers: { 'retry-after': String(s) },
     }),
     maxLivePerKey: () => ledger.max,
+    maxReceiptsPerKey: () => ledger.maxIssued,
     receipts(): HeldReceipt[] {
       return [...bills.values()].map((b) => ({
         key: b.billId,

@@ -340,6 +340,7 @@ export function createPortoneV1Sim(): ProviderSim & {
       ),
     rateLimited: (s) => ({ ...fail(429, 'Too Many Requests'), headers: { 'retry-after': String(s) } }),
     maxLivePerKey: () => ledger.max,
+    maxReceiptsPerKey: () => ledger.maxIssued,
     receipts(): HeldReceipt[] {
       return history.map((r) => ({
         key: r.imp_uid ?? r.merchant_uid!,

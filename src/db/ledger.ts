@@ -654,3 +654,103 @@ function validDate(iso: string | null): Date | null {
   const d = new Date(iso)
   return Number.isNaN(d.getTime()) ? null : d
 }
+
+// ---------------------------------------------------------------------------------------------
+// Provider duplicates (reconcile at a provider that does not deduplicate by our key)
+//
+//   operation               table                from                          to
+//   recordDuplicates        provider_duplicates  no row for (receipt, provider receipt)  open (repaired_at NULL)
+//   claimDuplicateCancel    provider_duplicates  open, no live claim           open, cancel_started_at = now()
+//   finishDuplicateRepair   provider_duplicates  open                          repaired (repaired_at, outcome)
+//   releaseDuplicateCancel  provider_duplicates  open                          open, claim cleared, outcome noted
+
+/** One further live receipt the provider holds for a receipt (never the one the ledger recorded). */
+export interface FoundDuplicate {
+  readonly providerReceiptId: string
+  readonly approvalNumber: string | null
+  readonly amount: number | null
+}
+
+/**
+ * Records further receipts found for an issue row; one row per provider receipt, so a repeated
+ * reconcile records nothing new. Refuses (records nothing) a provider receipt that is the one the
+ * ledger recorded for the row: that one is kept, never a duplicate. Returns every open (unrepaired)
+ * duplicate row of the receipt among `found`.
+ */
+export async function recordDuplicates(
+  db: Db,
+  receiptId: number,
+  provider: string,
+  found: readonly FoundDuplicate[],
+): Promise<{ id: number; provider_receipt_id: string; approval_number: string | null; amount: number | null }[]> {
+  if (!found.length) return []
+  await sql`
+    INSERT INTO provider_duplicates (receipt_id, provider, provider_receipt_id, approval_number, amount)
+    SELECT ${receiptId}::bigint, ${provider}::text, d.prid, d.appr, d.amount
+    FROM unnest(${found.map((f) => f.providerReceiptId)}::text[], ${found.map((f) => f.approvalNumber)}::text[],
+                ${found.map((f) => f.amount)}::bigint[]) AS d(prid, appr, amount)
+    JOIN receipts r ON r.id = ${receiptId}::bigint AND r.kind = 'issue'
+    WHERE r.provider_receipt_id IS DISTINCT FROM d.prid AND r.approval_number IS DISTINCT FROM d.appr
+    ON CONFLICT (receipt_id, provider_receipt_id) DO NOTHING`.execute(db)
+  const rows = await db
+    .selectFrom('provider_duplicates')
+    .select(['id', 'provider_receipt_id', 'approval_number', 'amount'])
+    .where('receipt_id', '=', receiptId)
+    .where('provider_receipt_id', 'in', found.map((f) => f.providerReceiptId))
+    .where('repaired_at', 'is', null)
+    .orderBy('id')
+    .execute()
+  return rows.map((r) => ({ ...r, id: Number(r.id), amount: r.amount === null ? null : Number(r.amount) }))
+}
+
+/**
+ * Takes the cancel of an open duplicate: true for exactly one caller while the claim is live
+ * (`staleMs`), so two reconciles never both send it. A claim older than that belongs to a reconcile
+ * that died mid-call; the provider refuses a second full cancel of one receipt, so taking it over
+ * cannot cancel twice.
+ */
+export async function claimDuplicateCancel(db: Db, duplicateId: number, staleMs: number): Promise<boolean> {
+  const res = await db
+    .updateTable('provider_duplicates')
+    .set({ cancel_started_at: sql`now()` })
+    .where('id', '=', duplicateId)
+    .where('repaired_at', 'is', null)
+    .where((eb) => eb.or([eb('cancel_started_at', 'is', null), eb('cancel_started_at', '<', sql<Date>`now() - make_interval(secs => ${staleMs / 1000})`)]))
+    .executeTakeFirst()
+  return Number(res.numUpdatedRows) === 1
+}
+
+/** The duplicate is cancelled at the provider (by us, or found cancelled): repaired, with how. */
+export async function finishDuplicateRepair(db: Db, duplicateId: number, outcome: string): Promise<boolean> {
+  const res = await db
+    .updateTable('provider_duplicates')
+    .set({ repaired_at: sql`now()`, repair_outcome: outcome.slice(0, 200), cancel_started_at: null })
+    .where('id', '=', duplicateId)
+    .where('repaired_at', 'is', null)
+    .executeTakeFirst()
+  return Number(res.numUpdatedRows) === 1
+}
+
+/** The duplicate stays open (cancel refused, failed, or switched off): the claim is dropped, the reason noted. */
+export async function releaseDuplicateCancel(db: Db, duplicateId: number, outcome: string): Promise<boolean> {
+  const res = await db
+    .updateTable('provider_duplicates')
+    .set({ repair_outcome: outcome.slice(0, 200), cancel_started_at: null })
+    .where('id', '=', duplicateId)
+    .where('repaired_at', 'is', null)
+    .executeTakeFirst()
+  return Number(res.numUpdatedRows) === 1
+}
+
+/** Open duplicates of a receipt that the provider now shows cancelled (a cancel that landed unseen, or someone else's): repaired. */
+export async function closeCancelledDuplicates(db: Db, receiptId: number, providerReceiptIds: readonly string[]): Promise<number> {
+  if (!providerReceiptIds.length) return 0
+  const res = await db
+    .updateTable('provider_duplicates')
+    .set({ repaired_at: sql`now()`, repair_outcome: 'found cancelled at provider', cancel_started_at: null })
+    .where('receipt_id', '=', receiptId)
+    .where('provider_receipt_id', 'in', providerReceiptIds)
+    .where('repaired_at', 'is', null)
+    .executeTakeFirst()
+  return Number(res.numUpdatedRows)
+}

@@ -140,6 +140,21 @@ export interface SettleRejectionsTable {
 }
 export type SettleRejectionCode = 'KEY_CONFLICT' | 'KEY_INVALID' | 'ROW_INVALID'
 
+/** A further live receipt a provider held for one of our receipts (see ledger.ts, reconcile). */
+export interface ProviderDuplicatesTable {
+  id: Generated<number>
+  receipt_id: number
+  provider: ProviderName
+  provider_receipt_id: string
+  approval_number: string | null
+  amount: number | null
+  found_at: Generated<Timestamp>
+  /** Set while one reconcile holds the cancel of this duplicate (a claim, so two never both send it). */
+  cancel_started_at: Timestamp | null
+  repaired_at: Timestamp | null
+  repair_outcome: string | null
+}
+
 export interface Database {
   merchants: MerchantsTable
   cash_transactions: CashTransactionsTable
@@ -147,6 +162,7 @@ export interface Database {
   receipts: ReceiptsTable
   issuance_attempts: IssuanceAttemptsTable
   settle_rejections: SettleRejectionsTable
+  provider_duplicates: ProviderDuplicatesTable
 }
 
 export type Receipt = Selectable<ReceiptsTable>
@@ -154,3 +170,4 @@ export type NewReceipt = Insertable<ReceiptsTable>
 export type ReceiptUpdate = Updateable<ReceiptsTable>
 export type CashTransaction = Selectable<CashTransactionsTable>
 export type SettlementRun = Selectable<SettlementRunsTable>
+export type ProviderDuplicate = Selectable<ProviderDuplicatesTable>

@@ -3,12 +3,49 @@
  * - provider holds a live receipt, ledger says failed/pending → recorded as issued (repaired)
  * - ledger says issued, provider has none → flagged (reconcile_flag), never silently changed
  * - ledger says issued, provider says cancelled → recorded as cancelled
+ * - ledger and provider agree on issued but not on the amount → flagged
  * Also lists receipts past their legal deadline (business date + 4 days) that are not issued.
+ *
+ * Duplicates: at a provider that does not deduplicate by our key (NTS, `lookupAll`), every receipt it
+ * holds for the key is read. The one the ledger recorded (its approval number) is kept; every other
+ * live one is a duplicate: recorded once in provider_duplicates and, unless switched off
+ * (`cancelDuplicates`), cancelled at the provider with reason 2 (오류발급취소). The cancel is
+ * exactly-once: it names the duplicate's own approval number (never the kept one, which the ledger
+ * refuses to record as a duplicate), one reconcile at a time holds it (a claim), and the provider
+ * refuses a second full cancel of one receipt. A duplicate found cancelled later is closed as such.
  */
 import type { Logger } from 'pino'
 import type { Db } from '../db/database.ts'
-import { flagReconcile, markReconciled, repairFromProvider } from '../db/ledger.ts'
+import type { Receipt } from '../db/schema.ts'
+import {
+  claimDuplicateCancel,
+  closeCancelledDuplicates,
+  finishDuplicateRepair,
+  flagReconcile,
+  markReconciled,
+  recordDuplicates,
+  releaseDuplicateCancel,
+  repairFromProvider,
+} from '../db/ledger.ts'
+import type { ProviderOutcome, ProviderReceipt, ReceiptAmounts } from '../domain/index.ts'
+import type { CashReceiptProvider, LookupRequest } from '../providers/types.ts'
+import type { Throttle } from '../throttle/throttle.ts'
 import type { ProviderSource } from './provider-source.ts'
+
+/** A duplicate's cancel claim older than this belongs to a reconcile that died mid-call. */
+const DUPLICATE_CLAIM_STALE_MS = 10 * 60_000
+/** 2 = 오류발급취소: the receipt was issued in error (a second receipt for one payment). */
+const DUPLICATE_CANCEL_REASON = 2
+
+export interface ReconcileDuplicate {
+  readonly transaction_id: string
+  readonly provider: string
+  readonly provider_receipt_id: string
+  readonly approval_number: string | null
+  readonly amount: number | null
+  /** cancelled (now, at the provider) · recorded (cancelling off or not possible) · cancel_failed · cancel_in_progress */
+  readonly outcome: 'cancelled' | 'recorded' | 'cancel_failed' | 'cancel_in_progress'
+}
 
 export interface ReconcileResult {
   readonly businessDate: string
@@ -18,14 +55,43 @@ export interface ReconcileResult {
   readonly flagged: { transaction_id: string; provider: string; flag: string }[]
   readonly lookupErrors: number
   readonly overdue: { transaction_id: string; state: string; deadline: string }[]
+  /** Further live receipts found at the provider for one of our receipts, and what was done. */
+  readonly duplicates: ReconcileDuplicate[]
 }
 
+type Held =
+  | { readonly kind: 'issued' | 'cancelled'; readonly receipt: ProviderReceipt }
+  | { readonly kind: 'not_found' }
+  | { readonly kind: 'error' }
+
+/** What the provider holds for a row: with `lookupAll`, every receipt; else the one `lookup` returns. */
+async function readProvider(provider: CashReceiptProvider, throttle: Throttle, r: Receipt): Promise<{ held: Held; all: readonly ProviderReceipt[] | null }> {
+  const req: LookupRequest = { providerKey: r.provider_key, portonePayment: r.portone_payment, amounts: amountsOf(r) }
+  if (provider.lookupAll) {
+    const got = await throttle.schedule(() => provider.lookupAll!(req))
+    if (!Array.isArray(got)) return { held: { kind: 'error' }, all: null }
+    const all = got as readonly ProviderReceipt[]
+    // The receipt the ledger recorded stands for the key; without one, the first live receipt.
+    const kept =
+      (r.approval_number !== null ? all.find((x) => x.approvalNumber === r.approval_number) : undefined) ??
+      all.find((x) => x.status === 'issued') ??
+      all[0]
+    return { held: kept ? { kind: kept.status, receipt: kept } : { kind: 'not_found' }, all }
+  }
+  const o: ProviderOutcome = await throttle.schedule(() => provider.lookup(req))
+  const held: Held = o.kind === 'issued' || o.kind === 'cancelled' ? { kind: o.kind, receipt: o.receipt } : o.kind === 'not_found' ? { kind: 'not_found' } : { kind: 'error' }
+  return { held, all: null }
+}
+
+const amountsOf = (r: Receipt): ReceiptAmounts => ({ total: r.total_amount, supply: r.supply_amount, vat: r.vat_amount, taxFree: r.tax_free_amount, serviceFee: r.service_fee })
+
 export async function reconcileDay(
-  deps: { db: Db; providers: ProviderSource; logger: Logger; concurrency?: number },
+  deps: { db: Db; providers: ProviderSource; logger: Logger; concurrency?: number; cancelDuplicates?: boolean },
   businessDate: string,
   todayKst: string,
 ): Promise<ReconcileResult> {
   const { db } = deps
+  const cancelDuplicates = deps.cancelDuplicates ?? true
   const rows = await db
     .selectFrom('receipts')
     .selectAll()
@@ -34,34 +100,41 @@ export async function reconcileDay(
     .where('state', 'in', ['issued', 'failed', 'pending', 'cancelled'])
     .orderBy('id')
     .execute()
-  const result: { -readonly [K in keyof ReconcileResult]: ReconcileResult[K] } = { businessDate, checked: 0, matched: 0, repaired: [], flagged: [], lookupErrors: 0, overdue: [] }
+  const result: { -readonly [K in keyof ReconcileResult]: ReconcileResult[K] } = { businessDate, checked: 0, matched: 0, repaired: [], flagged: [], lookupErrors: 0, overdue: [], duplicates: [] }
   let i = 0
   const worker = async () => {
     while (i < rows.length) {
       const r = rows[i++]!
       const { provider, throttle } = deps.providers.get(r.merchant_id, r.provider)
-      const o = await throttle.schedule(() =>
-        provider.lookup({
-          providerKey: r.provider_key,
-          portonePayment: r.portone_payment,
-          amounts: { total: r.total_amount, supply: r.supply_amount, vat: r.vat_amount, taxFree: r.tax_free_amount, serviceFee: r.service_fee },
-        }),
-      )
+      const { held, all } = await readProvider(provider, throttle, r)
       result.checked++
       const at = { transaction_id: r.transaction_id, provider: r.provider }
-      if (o.kind === 'issued' || o.kind === 'cancelled') {
-        const held = o.kind === 'issued' ? 'issued' : 'cancelled'
-        if (r.state === held) {
+      // Whether the ledger row names the receipt it keeps (so the others at the provider are duplicates).
+      let recorded = r.approval_number !== null && (r.state === 'issued' || r.state === 'cancelled')
+      if (held.kind === 'issued' || held.kind === 'cancelled') {
+        const state = held.kind
+        const live = r.total_amount - r.cancelled_amount
+        if (r.state === state && state === 'issued' && held.receipt.amount !== null && held.receipt.amount !== live) {
+          const flag = `amount mismatch: ledger ${live}, provider ${held.receipt.amount}`
+          result.flagged.push({ ...at, flag })
+          await flagReconcile(db, r.id, r.state, flag)
+        } else if (r.state === state) {
           result.matched++
-          await markReconciled(db, r.id, held)
-        } else if (r.state === 'failed' || r.state === 'pending' || (r.state === 'issued' && held === 'cancelled')) {
+          await markReconciled(db, r.id, state)
+        } else if (r.state === 'failed' || r.state === 'pending' || (r.state === 'issued' && state === 'cancelled')) {
           // Only rows nobody is working on move (the state read, never issuing); see repairFromProvider.
-          if (await repairFromProvider(db, r.id, r.state, held, o.receipt)) result.repaired.push({ ...at, from: r.state, to: held })
+          if (await repairFromProvider(db, r.id, r.state, state, held.receipt)) {
+            result.repaired.push({ ...at, from: r.state, to: state })
+            recorded = held.receipt.approvalNumber !== null
+          } else {
+            recorded = false
+          }
         } else {
-          result.flagged.push({ ...at, flag: `ledger ${r.state}, provider ${held}` })
-          await flagReconcile(db, r.id, r.state, `provider ${held}`)
+          result.flagged.push({ ...at, flag: `ledger ${r.state}, provider ${state}` })
+          await flagReconcile(db, r.id, r.state, `provider ${state}`)
         }
-      } else if (o.kind === 'not_found') {
+        if (all && recorded) await handleDuplicates(r, held.receipt, all, provider, throttle)
+      } else if (held.kind === 'not_found') {
         if (r.state === 'issued' || r.state === 'cancelled') {
           result.flagged.push({ ...at, flag: `ledger ${r.state}, provider has no receipt` })
           await flagReconcile(db, r.id, r.state, 'missing at provider')
@@ -73,6 +146,52 @@ export async function reconcileDay(
       }
     }
   }
+
+  async function handleDuplicates(r: Receipt, kept: ProviderReceipt, all: readonly ProviderReceipt[], provider: CashReceiptProvider, throttle: Throttle): Promise<void> {
+    const others = all.filter((x) => x !== kept && x.approvalNumber !== kept.approvalNumber && (x.providerReceiptId ?? x.approvalNumber) !== null)
+    const idOf = (x: ProviderReceipt) => (x.providerReceiptId ?? x.approvalNumber)!
+    const gone = others.filter((x) => x.status === 'cancelled').map(idOf)
+    if (gone.length) await closeCancelledDuplicates(db, r.id, gone)
+    const live = others.filter((x) => x.status === 'issued')
+    if (!live.length) return
+    const open = await recordDuplicates(db, r.id, r.provider, live.map((x) => ({ providerReceiptId: idOf(x), approvalNumber: x.approvalNumber, amount: x.amount })))
+    for (const d of open) {
+      const report = (outcome: ReconcileDuplicate['outcome']) =>
+        result.duplicates.push({ transaction_id: r.transaction_id, provider: r.provider, provider_receipt_id: d.provider_receipt_id, approval_number: d.approval_number, amount: d.amount, outcome })
+      if (!cancelDuplicates) {
+        await releaseDuplicateCancel(db, d.id, 'not cancelled: cancelling duplicates is switched off')
+        report('recorded')
+        continue
+      }
+      if (!(await claimDuplicateCancel(db, d.id, DUPLICATE_CLAIM_STALE_MS))) {
+        report('cancel_in_progress')
+        continue
+      }
+      const amounts = { ...amountsOf(r), total: d.amount ?? r.total_amount - r.cancelled_amount }
+      const c = await throttle.schedule(() =>
+        provider.cancel({
+          providerKey: r.provider_key,
+          portonePayment: r.portone_payment,
+          idempotencyKey: `dup-cancel:${r.id}:${d.provider_receipt_id}`,
+          original: { approvalNumber: d.approval_number, tradeDate: r.trade_date, amounts },
+          amounts,
+          partial: false,
+          reason: DUPLICATE_CANCEL_REASON,
+          purpose: r.purpose,
+        }),
+      )
+      if (c.kind === 'cancelled') {
+        await finishDuplicateRepair(db, d.id, 'cancelled at provider (reason 2, 오류발급취소)')
+        report('cancelled')
+      } else {
+        // Unknown or refused: the next reconcile reads the provider again before anything else.
+        await releaseDuplicateCancel(db, d.id, `cancel ${c.kind}${c.meta.providerCode ? ` ${c.meta.providerCode}` : ''}`)
+        report('cancel_failed')
+      }
+      deps.logger.warn({ receiptId: r.id, provider: r.provider, duplicate: d.id, outcome: c.kind }, 'duplicate receipt at provider')
+    }
+  }
+
   await Promise.all(Array.from({ length: deps.concurrency ?? 8 }, worker))
 
   const overdue = await db
@@ -85,6 +204,9 @@ export async function reconcileDay(
     .limit(1_000)
     .execute()
   result.overdue.push(...overdue)
-  deps.logger.info({ businessDate, checked: result.checked, repaired: result.repaired.length, flagged: result.flagged.length }, 'reconcile done')
+  deps.logger.info(
+    { businessDate, checked: result.checked, repaired: result.repaired.length, flagged: result.flagged.length, duplicates: result.duplicates.length },
+    'reconcile done',
+  )
   return result
 }

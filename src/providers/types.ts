@@ -4,7 +4,7 @@
  * src/providers/<name>/ knows a vendor's URL, auth scheme, envelope or error codes.
  */
 import type { Logger } from 'pino'
-import type { IdentifierType, ProviderName, ProviderOutcome, Purpose, ReceiptAmounts } from '../domain/index.ts'
+import type { IdentifierType, ProviderName, ProviderOutcome, ProviderReceipt, Purpose, ReceiptAmounts } from '../domain/index.ts'
 import type { HttpClient, RetryBudget } from './http.ts'
 
 /** What the adapter needs to issue one receipt. Built by the worker just before the call. */
@@ -84,6 +84,13 @@ export interface CashReceiptProvider {
   issue(req: IssueRequest, ctx?: CallContext): Promise<ProviderOutcome>
   /** issued/cancelled with the receipt, not_found, or a failure kind. */
   lookup(req: LookupRequest, ctx?: CallContext): Promise<ProviderOutcome>
+  /**
+   * Every receipt the provider holds for the key, cancelled ones included (empty = none), or a
+   * failure outcome. Only adapters whose API can hold more than one receipt per key have it (NTS:
+   * it does not deduplicate by our key); a provider that refuses a second issue for a key (PortOne
+   * V1/V2, PaySsam) holds at most one, which `lookup` returns.
+   */
+  lookupAll?(req: LookupRequest, ctx?: CallContext): Promise<readonly ProviderReceipt[] | ProviderOutcome>
   /** cancelled on success; not_found when nothing was issued; or a failure kind. */
   cancel(req: CancelRequest, ctx?: CallContext): Promise<ProviderOutcome>
   /**

@@ -232,10 +232,10 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
       .limit(20)
       .execute()
     for (const f of failures) log(`failed receipt ${JSON.stringify(f)}`)
-    const stats = (await (await fetch(`${sandbox.url}/_sandbox/stats`)).json()) as { providers: Record<string, { issued: number; cancelled: number }>; max_live_receipts_per_key: number }
+    const stats = (await (await fetch(`${sandbox.url}/_sandbox/stats`)).json()) as { providers: Record<string, { issued: number; cancelled: number }>; max_live_receipts_per_key: number; max_receipts_per_key: number }
     const live = Object.values(stats.providers).reduce((n, p) => n + p.issued - p.cancelled, 0)
     const terminal = (by.issued ?? 0) + (by.skipped ?? 0) + (by.failed ?? 0) + (by.cancelled ?? 0)
-    Object.assign(figures, { transactions: opts.transactions, issued: by.issued ?? 0, skipped: by.skipped ?? 0, failed: by.failed ?? 0, sandbox_live: live })
+    Object.assign(figures, { transactions: opts.transactions, issued: by.issued ?? 0, skipped: by.skipped ?? 0, failed: by.failed ?? 0, sandbox_live: live, sandbox_max_receipts_per_key: stats.max_receipts_per_key })
     const checks: ChaosCheck[] = [
       { name: 'every transaction in a terminal state', ok: terminal === opts.transactions, value: `${terminal}/${opts.transactions}` },
       { name: 'ledger issued = sandbox live receipts', ok: (by.issued ?? 0) === live, value: `${by.issued ?? 0} = ${live}` },

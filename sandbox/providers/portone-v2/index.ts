@@ -84,6 +84,7 @@ export function createPortoneV2Sim(): ProviderSim {
       headers: { 'retry-after': String(s) },
     }),
     maxLivePerKey: () => receipts.maxLivePerKey(),
+    maxReceiptsPerKey: () => receipts.maxReceiptsPerKey(),
     receipts: (): HeldReceipt[] => receipts.held(),
     reset() {
       receipts.reset()

@@ -62,6 +62,7 @@ export interface V2Receipts {
   byPayment(req: SimRequest, secret: string, rawId: string, cancel: boolean): SimResponse
   list(req: SimRequest, secret: string): SimResponse
   maxLivePerKey(): number
+  maxReceiptsPerKey(): number
   held(): HeldReceipt[]
   reset(): void
 }
@@ -248,6 +249,7 @@ export function createV2Receipts(counters: SimCounters): V2Receipts {
     byPayment,
     list,
     maxLivePerKey: () => ledger.max,
+    maxReceiptsPerKey: () => ledger.maxIssued,
     held() {
       return history.map((r) => ({
         key: r.paymentId,

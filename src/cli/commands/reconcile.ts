@@ -18,9 +18,10 @@ export function registerReconcile(program: Command, { withApp }: CliContext): vo
         if (o.json) printJson(result)
         else {
           process.stdout.write(
-            `reconcile ${result.businessDate}: checked ${result.checked}, matched ${result.matched}, repaired ${result.repaired.length}, flagged ${result.flagged.length}, lookup errors ${result.lookupErrors}, past deadline ${result.overdue.length}\n`,
+            `reconcile ${result.businessDate}: checked ${result.checked}, matched ${result.matched}, repaired ${result.repaired.length}, flagged ${result.flagged.length}, lookup errors ${result.lookupErrors}, past deadline ${result.overdue.length}, duplicates ${result.duplicates.length}\n`,
           )
           for (const f of result.flagged) process.stdout.write(`  flagged ${f.transaction_id} (${f.provider}): ${f.flag}\n`)
+          for (const d of result.duplicates) process.stdout.write(`  duplicate ${d.transaction_id} (${d.provider}): approval ${d.approval_number ?? '-'}, ${d.outcome}\n`)
           for (const f of result.overdue) process.stdout.write(`  overdue ${f.transaction_id} (${f.state}, deadline ${f.deadline})\n`)
         }
       }),

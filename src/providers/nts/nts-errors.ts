@@ -41,6 +41,13 @@ export function classifyNts(op: 'issue' | 'lookup' | 'cancel', r: Extract<HttpRe
   return unknown
 }
 
+/** Every receipt in a successful lookup answer (classifyNts said issued, cancelled or not_found). */
+export function ntsReceiptList(r: Extract<HttpResult, { ok: true }>): ProviderReceipt[] {
+  const b = body(r)
+  const list = b && Array.isArray(b.receipts) ? (b.receipts as unknown[]) : []
+  return list.filter((x): x is Record<string, unknown> => !!x && typeof x === 'object' && !Array.isArray(x)).map(receiptOf)
+}
+
 function receiptOf(x: Record<string, unknown>): ProviderReceipt {
   return {
     status: x.status === 'CANCELLED' ? 'cancelled' : 'issued',

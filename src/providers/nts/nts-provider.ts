@@ -8,9 +8,9 @@
 import type { NtsCredentials } from './nts-credentials.ts'
 import { DEFAULT_RETRY, httpClientFor, transportMeta, transportOutcome, withRetry, type HttpResult } from '../http.ts'
 import { body, send, str, TokenCache, tokenFailure, withTokenRefresh } from '../common.ts'
-import type { ProviderOutcome } from '../../domain/index.ts'
+import type { ProviderOutcome, ProviderReceipt } from '../../domain/index.ts'
 import type { CallContext, CancelRequest, CashReceiptProvider, IssueRequest, LookupRequest, ProviderDeps } from '../types.ts'
-import { classifyNts } from './nts-errors.ts'
+import { classifyNts, ntsReceiptList } from './nts-errors.ts'
 
 
 const KST_MS = 9 * 3600_000
@@ -75,6 +75,23 @@ export function createNtsProvider(deps: ProviderDeps<NtsCredentials>): CashRecei
     },
     lookup(req: LookupRequest, ctx?: CallContext) {
       return op('lookup', 'GET', `/api/v1/cashReceipt?clientReference=${encodeURIComponent(req.providerKey)}`, undefined, ctx)
+    },
+    /** The lookup answer lists every receipt issued under the reference (NTS does not deduplicate). */
+    async lookupAll(req: LookupRequest, ctx?: CallContext): Promise<readonly ProviderReceipt[] | ProviderOutcome> {
+      let list: ProviderReceipt[] | null = null
+      const o = await withRetry(
+        async (): Promise<ProviderOutcome> => {
+          list = null
+          const r = await call('GET', `/api/v1/cashReceipt?clientReference=${encodeURIComponent(req.providerKey)}`, undefined, ctx?.signal)
+          if ('kind' in r) return r
+          if (!r.ok) return { kind: 'retryable', meta: transportMeta(r) }
+          const outcome = classifyNts('lookup', r)
+          if (outcome.kind === 'issued' || outcome.kind === 'cancelled' || outcome.kind === 'not_found') list = ntsReceiptList(r)
+          return outcome
+        },
+        { budget, signal: ctx?.signal, onCall: (x) => ctx?.onCall?.('lookup', x) },
+      )
+      return list ?? o
     },
     cancel(req: CancelRequest, ctx?: CallContext) {
       if (!req.original.approvalNumber) {

@@ -5,7 +5,7 @@
  */
 import { sql } from 'kysely'
 import type { Db } from '../db/database.ts'
-import { OPEN_STATES, resolveScope } from './report.ts'
+import { OPEN_STATES, listOpenRejections, resolveScope } from './report.ts'
 
 export type Outcome = 'issued' | 'failed' | 'pending' | 'skipped' | 'cancelled'
 export const OUTCOMES: readonly Outcome[] = ['issued', 'failed', 'pending', 'skipped', 'cancelled']
@@ -72,6 +72,17 @@ export function outcomeOf(state: string): Outcome {
   }
 }
 
+/** Refused transactions grouped like failed receipts: by provider and code, error class `settle`. */
+function rejectionReasons(rejections: Awaited<ReturnType<typeof listOpenRejections>>): ReportDetails['failure_reasons'][number][] {
+  const out = new Map<string, ReportDetails['failure_reasons'][number]>()
+  for (const r of rejections) {
+    const k = `${r.provider}\u0000${r.code}`
+    const g = out.get(k) ?? { provider: r.provider, error_class: 'settle', code: r.code, count: 0, sample_message: r.message }
+    out.set(k, { ...g, count: g.count + 1, sample_message: r.message < g.sample_message ? r.message : g.sample_message })
+  }
+  return [...out.values()]
+}
+
 /** The smallest bucket that keeps a span of `spanS` seconds within {@link MAX_POINTS} points. */
 export function bucketSeconds(spanS: number): number {
   return BUCKET_CHOICES_S.find((b) => spanS / b <= MAX_POINTS) ?? BUCKET_CHOICES_S.at(-1)!
@@ -83,6 +94,8 @@ export async function buildReportDetails(
   todayKst: string,
 ): Promise<ReportDetails> {
   const { ids, scopeColumn } = await resolveScope(db, sel)
+  // Transactions settlement refused count as failures of the run, as in the JSON report.
+  const rejections = scopeColumn === 'r.run_id' ? await listOpenRejections(db, ids) : []
   const inScope = sql`r.kind = 'issue' AND ${sql.ref(scopeColumn)} = ANY(${ids}::bigint[])`
 
   const merchants = await sql<{ merchant_id: string; name: string | null; state: string; n: number }>`
@@ -102,6 +115,19 @@ export async function buildReportDetails(
     }
     m[outcomeOf(row.state)] += row.n
     byMerchant.set(row.merchant_id, m)
+  }
+  for (const r of rejections) {
+    const m = byMerchant.get(r.merchant_id) ?? {
+      merchant_id: r.merchant_id,
+      name: r.merchant_name ?? r.merchant_id,
+      issued: 0,
+      failed: 0,
+      pending: 0,
+      skipped: 0,
+      cancelled: 0,
+    }
+    m.failed++
+    byMerchant.set(r.merchant_id, m)
   }
 
   const span = await sql<{ lo: number | null; hi: number | null }>`
@@ -173,13 +199,16 @@ export async function buildReportDetails(
         p99_ms: Math.round(row.p99),
       })),
     },
-    failure_reasons: reasons.rows.map((row) => ({
-      provider: row.provider,
-      error_class: row.error_class ?? 'unknown',
-      code: row.code ?? '',
-      count: row.count,
-      sample_message: row.sample ?? '',
-    })),
+    failure_reasons: [
+      ...reasons.rows.map((row) => ({
+        provider: row.provider,
+        error_class: row.error_class ?? 'unknown',
+        code: row.code ?? '',
+        count: row.count,
+        sample_message: row.sample ?? '',
+      })),
+      ...rejectionReasons(rejections),
+    ].sort((a, b) => b.count - a.count),
     overdue: { total: overdueTotal.rows[0]?.n ?? 0, receipts: overdue.rows },
   }
 }

@@ -65,7 +65,9 @@ export const OPEN_STATES = ['pending', 'issuing', 'failed'] as const
 
 export async function buildReport(db: Db, sel: { runId?: number; date?: string }, todayKst?: string): Promise<RunReport> {
   const { ids, label, date, runs, scopeColumn } = await resolveScope(db, sel)
-  const rejections = scopeColumn === 'r.run_id' ? await openRejections(db, ids) : []
+  const settleRun = scopeColumn === 'r.run_id'
+  const rejections = settleRun ? await listOpenRejections(db, ids) : []
+  const rejectedByProvider = settleRun ? await countOpenRejections(db, ids) : []
 
   const groups = await db
     .selectFrom('receipts as r')
@@ -97,10 +99,11 @@ export async function buildReport(db: Db, sel: { runId?: number; date?: string }
     overdue += Number(g.overdue)
     if (g.last_finished) lastFinished = Math.max(lastFinished, new Date(g.last_finished as unknown as string).getTime())
   }
-  for (const r of rejections) {
-    totals.eligible++
-    totals.failed++
-    ;(byProvider[r.provider] ??= { issued: 0, failed: 0, pending: 0, skipped: 0, cancelled: 0 }).failed++
+  for (const r of rejectedByProvider) {
+    const n = Number(r.n)
+    totals.eligible += n
+    totals.failed += n
+    ;(byProvider[r.provider] ??= { issued: 0, failed: 0, pending: 0, skipped: 0, cancelled: 0 }).failed += n
   }
 
   const failures = await db
@@ -140,17 +143,33 @@ export async function buildReport(db: Db, sel: { runId?: number; date?: string }
   }
 }
 
-/** Rejections first recorded by runs `ids` whose transaction still has no issue receipt. */
-async function openRejections(db: Db, ids: readonly number[]) {
+/**
+ * Transactions settlement refused (settle_rejections) first recorded by runs `ids` whose transaction
+ * still has no issue receipt: failures of those runs. Shared by the JSON report and its details.
+ */
+function rejectionsOf(db: Db, ids: readonly number[]) {
   return db
     .selectFrom('settle_rejections as s')
-    .select(['s.transaction_id', 's.provider', 's.code', 's.message'])
     .where('s.run_id', 'in', ids)
     .where(({ not, exists, selectFrom }) =>
       not(exists(selectFrom('receipts as r').select(sql`1`.as('one')).whereRef('r.transaction_id', '=', 's.transaction_id').where('r.kind', '=', 'issue'))),
     )
+}
+
+/** At most 1,000, like the failed receipts listed. */
+export function listOpenRejections(db: Db, ids: readonly number[]) {
+  return rejectionsOf(db, ids)
+    .leftJoin('merchants as m', 'm.id', 's.merchant_id')
+    .select(['s.transaction_id', 's.merchant_id', 'm.name as merchant_name', 's.provider', 's.code', 's.message'])
     .orderBy('s.transaction_id')
     .limit(1_000)
+    .execute()
+}
+
+export function countOpenRejections(db: Db, ids: readonly number[]) {
+  return rejectionsOf(db, ids)
+    .select(['s.provider', (eb) => eb.fn.countAll<number>().as('n')])
+    .groupBy('s.provider')
     .execute()
 }
 

@@ -9,7 +9,10 @@ import { randomBytes } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startSandbox, type Sandbox } from '../../sandbox/index.ts'
 import type { App } from '../../src/app.ts'
+import { insertIssueReceiptsIsolating } from '../../src/db/ledger.ts'
+import { buildReceipt } from '../../src/jobs/settle.ts'
 import { buildReport, type RunReport } from '../../src/report/report.ts'
+import { buildReportDetails } from '../../src/report/report-details.ts'
 import { createTestEnv, type TestEnv } from '../helpers/test-env.ts'
 import { importDay, runCli, settle, waitForRun } from '../helpers/pipeline.ts'
 
@@ -112,6 +115,15 @@ describe('settle with transactions the receipts table refuses', () => {
       expect(f.message).not.toContain(LONG_REF.slice(0, 40))
     }
 
+    // The HTML and table reports' details count them per merchant and by reason.
+    const details = await buildReportDetails(app.db(), { runId: summary.runId }, DAY)
+    expect(details.failure_reasons.filter((f) => f.error_class === 'settle').map((f) => [f.provider, f.code, f.count])).toEqual([
+      ['portone-v2', 'KEY_CONFLICT', 1],
+      ['portone-v2', 'KEY_INVALID', 1],
+    ])
+    const failedOf = (id: string) => details.by_merchant.find((m) => m.merchant_id === id)?.failed
+    expect([failedOf('m-clinic'), failedOf('m-academy')]).toEqual([0, 2])
+
     // `report --json` of the day shows them.
     const printed = await runCli(['report', '--date', DAY, '--json'], env.env())
     expect(printed.code, printed.stderr).toBe(0)
@@ -159,5 +171,46 @@ describe('settle with transactions the receipts table refuses', () => {
     const dayAfterFix = await buildReport(app.db(), { date: DAY })
     expect(settleFailures(dayAfterFix).map((f) => f.transaction_id)).toEqual(['zz-direct-b'])
     expect(dayAfterFix.totals.failed).toBe(1)
+  })
+})
+
+describe('insertIssueReceiptsIsolating', () => {
+  const DATE = '2026-07-01'
+  const receiptFor = async (id: string) => {
+    const tx = await app.db().selectFrom('cash_transactions').selectAll().where('transaction_id', '=', id).executeTakeFirstOrThrow()
+    return buildReceipt(tx, true, null)
+  }
+
+  it('inserts the rows it can in one pass and returns each refused row with its reason; the first of a shared key keeps it', async () => {
+    for (const [id, ref] of [
+      ['iso-1', 'pay-iso-1'],
+      ['iso-2', 'pay-iso-shared'],
+      ['iso-3', 'pay-iso-3'],
+      ['iso-4', 'pay-iso-shared'],
+      ['iso-5', 'pay-iso-5'],
+    ] as const) {
+      await insertDirect({ id, merchant: 'm-shop', paymentRef: ref, date: DATE })
+    }
+    const rows = await Promise.all(['iso-1', 'iso-2', 'iso-3', 'iso-4', 'iso-5'].map(receiptFor))
+    // A row breaking the receipts' amount check (VAT above the supply amount).
+    rows[2] = { ...rows[2]!, vat_amount: Number(rows[2]!.supply_amount) + 1 }
+    const { inserted, refused } = await insertIssueReceiptsIsolating(app.db(), rows)
+    expect(inserted).toHaveLength(3)
+    expect(refused.map((r) => [r.receipt.transaction_id, r.code, r.sqlstate, r.heldBy])).toEqual([
+      ['iso-3', 'ROW_INVALID', '23514', null],
+      ['iso-4', 'KEY_CONFLICT', '23505', 'iso-2'],
+    ])
+    const stored = await app.db().selectFrom('receipts').select('transaction_id').where('transaction_id', 'like', 'iso-%').orderBy('transaction_id').execute()
+    expect(stored.map((r) => r.transaction_id)).toEqual(['iso-1', 'iso-2', 'iso-5'])
+  })
+
+  it('does not blame a row for an error that is not the row data\'s (the whole call fails, nothing is written)', async () => {
+    await insertDirect({ id: 'iso-fk-ok', merchant: 'm-shop', paymentRef: 'pay-iso-fk-ok', date: DATE })
+    const good = await receiptFor('iso-fk-ok')
+    // A receipt for a transaction that does not exist: a foreign-key error, a caller's bug.
+    const orphan = { ...good, transaction_id: 'iso-no-such-transaction', provider_key: 'pay-iso-orphan' }
+    await expect(insertIssueReceiptsIsolating(app.db(), [good, orphan])).rejects.toMatchObject({ code: '23503' })
+    const stored = await app.db().selectFrom('receipts').select('id').where('transaction_id', '=', 'iso-fk-ok').execute()
+    expect(stored).toEqual([])
   })
 })

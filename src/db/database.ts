@@ -30,6 +30,8 @@ export interface DbOptions {
    * a pooler that cannot keep them (PgBouncer in transaction mode before 1.21).
    */
   readonly preparedStatements?: boolean
+  /** Told of a connection Postgres dropped (failover, restart, pg_terminate_backend); the pool replaces it. */
+  readonly onConnectionError?: (err: Error) => void
 }
 
 export function createDb(databaseUrl: string, opts: DbOptions = {}): DbHandle {
@@ -40,8 +42,13 @@ export function createDb(databaseUrl: string, opts: DbOptions = {}): DbHandle {
     idleTimeoutMillis: 30_000,
     connectionTimeoutMillis: 10_000,
   })
-  // A terminated backend (pg_terminate_backend, failover) surfaces here; the pool replaces the client.
-  pool.on('error', () => {})
+  // A terminated backend (57P01 on failover, restart, pg_terminate_backend) is reported as an 'error'
+  // event: by the pool for an idle client, by the client itself while it is checked out between two
+  // queries. An 'error' event without a listener ends the process, so both get one. The query that
+  // was running rejects on its own and its job is retried; the pool discards the broken client.
+  const onError = (err: Error) => opts.onConnectionError?.(err)
+  pool.on('error', onError)
+  pool.on('connect', (client) => client.on('error', onError))
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: opts.preparedStatements === false ? pool : preparingPool(pool) }) })
   return {
     db,

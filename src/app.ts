@@ -9,6 +9,8 @@ import type { Telemetry, Worker } from 'bullmq'
 import type { Redis } from 'ioredis'
 import type { AppConfig } from './config.ts'
 import { createDb, ensureDatabase, migrateToLatest, type DbHandle } from './db/database.ts'
+import { waitForDatabase, watchDatabase, type DatabaseWatch } from './db/availability.ts'
+import { checkDeployment, type DeploymentCheck } from './queue/deployment-guard.ts'
 import { syncMerchants } from './db/merchants.ts'
 import { createLogger, type Logger } from './logger.ts'
 import { kstToday } from './domain/index.ts'
@@ -42,6 +44,14 @@ export interface App {
   providers(): ProviderSource
   /** Creates the database if missing, runs migrations, and syncs configured merchants. */
   prepareDatabase(): Promise<{ created: boolean; migrations: string[] }>
+  /**
+   * The startup guard: refuses (DeploymentMismatchError) when the database and the Redis prefix
+   * belong to different deployments. Passed once per app; everything that enqueues or takes jobs
+   * awaits it. `adopt` makes Redis take the database's id (`migrate --adopt-redis`).
+   */
+  checkDeployment(opts?: { readonly adopt?: boolean }): Promise<DeploymentCheck>
+  /** Rejects when Postgres stays unreachable longer than DB_UNREACHABLE_EXIT_MS; for long-running commands. */
+  databaseLost(): Promise<never>
 
   /** Imports a CSV or JSON Lines file of completed transactions. */
   importFile(file: string, opts: ImportOptions): Promise<ImportResult & { rejectsRaw: string[] }>
@@ -82,6 +92,8 @@ export function createApp(config: AppConfig, overrides: AppOverrides = {}): App 
   let providerSource: ProviderSource | undefined
   const workerId = `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`
   const telemetry = overrides.telemetry
+  let deploymentChecked: Promise<DeploymentCheck> | undefined
+  let dbWatch: DatabaseWatch | undefined
 
   // Built once; every connection in it is still opened on first use.
   const settleDeps: SettleDeps = {
@@ -113,7 +125,11 @@ export function createApp(config: AppConfig, overrides: AppOverrides = {}): App 
     telemetry,
     db() {
       if (!dbHandle) {
-        dbHandle = createDb(config.databaseUrl, { max: config.dbPoolMax, preparedStatements: config.dbPreparedStatements })
+        dbHandle = createDb(config.databaseUrl, {
+          max: config.dbPoolMax,
+          preparedStatements: config.dbPreparedStatements,
+          onConnectionError: (err) => logger.warn({ err: err.message, code: (err as { code?: string }).code }, 'postgres connection lost; the pool replaces it'),
+        })
         const h = dbHandle
         closers.push(() => h.close())
       }
@@ -163,30 +179,71 @@ export function createApp(config: AppConfig, overrides: AppOverrides = {}): App 
       return providerSource
     },
     async prepareDatabase() {
+      await waitForDatabase(config.databaseUrl, config.dbUnreachableExitMs)
       const created = await ensureDatabase(config.databaseUrl)
       const result = await migrateToLatest(app.db())
       if (result.error) throw result.error instanceof Error ? result.error : new Error(String(result.error))
       await syncMerchants(app.db(), config.merchants, config.dataKeys)
       return { created, migrations: (result.results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName) }
     },
+    checkDeployment(opts = {}) {
+      const target = { databaseUrl: config.databaseUrl, redisUrl: config.redisUrl, queuePrefix: config.queuePrefix }
+      if (opts.adopt) return checkDeployment(app.db(), app.redis(), target, opts)
+      if (!deploymentChecked) {
+        deploymentChecked = checkDeployment(app.db(), app.redis(), target)
+        // A failed check (mismatch, or Postgres/Redis down) is asked again next time.
+        deploymentChecked.catch(() => (deploymentChecked = undefined))
+      }
+      return deploymentChecked
+    },
+    databaseLost() {
+      if (!dbWatch) {
+        const w = (dbWatch = watchDatabase(config.databaseUrl, config.dbUnreachableExitMs))
+        closers.push(async () => w.stop())
+      }
+      return dbWatch.lost
+    },
     importFile: (file, opts) => importTransactions(app.db(), config.dataKeys, file, opts),
-    settle: (opts) => settleDay(settleDeps, opts),
-    redrive: (filter, opts = {}) => redrive({ db: app.db(), queue: app.receiptsQueue(), logger, todayKst: kstToday(Date.now()) }, filter, opts),
-    cancel: (input) => requestCancellation(cancelDeps, input),
-    cancelChanged: (ids) => cancelChangedTransactions(cancelDeps, ids),
-    reconcile: (businessDate, todayKst = kstToday(Date.now())) => reconcileDay({ db: app.db(), providers: app.providers(), logger, cancelDuplicates: config.settle.reconcileCancelDuplicates }, businessDate, todayKst),
+    settle: async (opts) => {
+      await app.checkDeployment()
+      return settleDay(settleDeps, opts)
+    },
+    redrive: async (filter, opts = {}) => {
+      await app.checkDeployment()
+      return redrive({ db: app.db(), queue: app.receiptsQueue(), logger, todayKst: kstToday(Date.now()) }, filter, opts)
+    },
+    cancel: async (input) => {
+      await app.checkDeployment()
+      return requestCancellation(cancelDeps, input)
+    },
+    cancelChanged: async (ids) => {
+      if (ids.length) await app.checkDeployment()
+      return cancelChangedTransactions(cancelDeps, ids)
+    },
+    reconcile: async (businessDate, todayKst = kstToday(Date.now())) => {
+      // Cancelling duplicates enqueues cancellations: the same guard as everything that enqueues.
+      if (config.settle.reconcileCancelDuplicates) await app.checkDeployment()
+      return reconcileDay({ db: app.db(), providers: app.providers(), logger, cancelDuplicates: config.settle.reconcileCancelDuplicates }, businessDate, todayKst)
+    },
     rekey: (opts) => rekey(app.db(), config.dataKeys, opts),
     report: (sel, todayKst) => buildReport(app.db(), sel, todayKst),
     reportDetails: (sel, todayKst) => buildReportDetails(app.db(), sel, todayKst),
     startWorker(opts = {}) {
       const worker = startReceiptWorker(
         { config, db: app.db(), providers: app.providers(), logger, connection: app.redis().duplicate(), workerId, telemetry },
-        opts,
+        { ...opts, autorun: false },
       )
       closers.unshift(() => worker.close())
+      // No job is taken before the startup guard has passed: on another deployment's database every
+      // receipt would be missing and every job would fail for good.
+      app.checkDeployment().then(
+        () => void worker.run().catch((err) => logger.error({ err: (err as Error).message }, 'worker stopped')),
+        (err) => logger.error({ err: (err as Error).message }, 'worker not started'),
+      )
       return worker
     },
     async startScheduler() {
+      await app.checkDeployment()
       const scheduler = await startScheduler({
         controlQueue: app.controlQueue(),
         connection: app.redis().duplicate(),

@@ -30,7 +30,7 @@ export interface ReceiptWorkerDeps {
   readonly telemetry?: Telemetry
 }
 
-export function startReceiptWorker(deps: ReceiptWorkerDeps, opts: { concurrency?: number } = {}): Worker {
+export function startReceiptWorker(deps: ReceiptWorkerDeps, opts: { concurrency?: number; autorun?: boolean } = {}): Worker {
   const { config, db, logger } = deps
   const handlerDeps = {
     db,
@@ -83,7 +83,7 @@ export function startReceiptWorker(deps: ReceiptWorkerDeps, opts: { concurrency?
       stalledInterval: config.worker.stalledIntervalMs,
       // A stalled job is safe to hand out again (the ledger and lookups make it idempotent).
       maxStalledCount: 10,
-      autorun: true,
+      autorun: opts.autorun ?? true,
       telemetry: deps.telemetry,
     },
   )

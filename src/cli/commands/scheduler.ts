@@ -12,8 +12,7 @@ export function registerScheduler(program: Command, { withApp }: CliContext): vo
         const shutdown = listenForShutdown()
         await app.prepareDatabase()
         const scheduler = await app.startScheduler()
-        await shutdown.requested
-        await scheduler.close()
+        await Promise.race([shutdown.requested, app.databaseLost()]).finally(() => scheduler.close())
       }),
     )
 }

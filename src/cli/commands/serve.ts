@@ -17,6 +17,7 @@ export function registerServe(program: Command, { withApp }: CliContext): void {
         assertServeSecurity(serve)
         const shutdown = listenForShutdown()
         await app.prepareDatabase()
+        await app.checkDeployment()
         const { startDashboard } = await import('../../http/server.ts')
         const dashboard = await startDashboard({
           db: app.db(),
@@ -29,8 +30,7 @@ export function registerServe(program: Command, { withApp }: CliContext): void {
         })
         app.logger.info({ url: dashboard.url, auth: authConfigured(serve) ? 'required' : 'none (loopback only)' }, 'dashboard listening')
         process.stderr.write(`dashboard listening on ${dashboard.url}\n`)
-        await shutdown.requested
-        await dashboard.close()
+        await Promise.race([shutdown.requested, app.databaseLost()]).finally(() => dashboard.close())
       }),
     )
 }

@@ -13,9 +13,15 @@ export function registerWorker(program: Command, { withApp }: CliContext): void 
       withApp(async (app) => {
         const shutdown = listenForShutdown()
         await app.prepareDatabase()
+        await app.checkDeployment()
         const worker = app.startWorker({ concurrency: o.concurrency })
         app.logger.info({ concurrency: o.concurrency ?? app.config.worker.concurrency }, 'worker started')
-        const signal = await shutdown.requested
+        const signal = await Promise.race([shutdown.requested, app.databaseLost()]).catch(async (err: unknown) => {
+          // Postgres has stayed away past the window: stop without waiting for jobs that cannot
+          // finish; their locks expire and another worker takes them over.
+          await worker.close(true)
+          throw err
+        })
         app.logger.info({ signal }, 'draining: finishing jobs in flight')
         await worker.close()
       }),

@@ -1,0 +1,154 @@
+/**
+ * Postgres failover: connections terminated under a running worker process and a dashboard
+ * (57P01, as pg_terminate_backend, a restart or a failover do) are replaced, the jobs whose queries
+ * failed are retried, and every receipt is still issued exactly once. A Postgres that stays away
+ * makes the worker exit non-zero with a message naming the database, never its password.
+ */
+import { createServer, connect, type Server, type Socket } from 'node:net'
+import pg from 'pg'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { startSandbox, type Sandbox } from '../../sandbox/index.ts'
+import { PROVIDERS } from '../../src/domain/index.ts'
+import { startDashboard } from '../../src/http/server.ts'
+import { DatabaseUnavailableError } from '../../src/db/availability.ts'
+import { adminUrl, pgServerUrl } from '../helpers/env.ts'
+import { importDay, runCli, settle, spawnCli, stopChild, waitForRun } from '../helpers/pipeline.ts'
+import { createTestEnv, eventually, type TestEnv } from '../helpers/test-env.ts'
+
+let sandbox: Sandbox
+let env: TestEnv
+
+beforeAll(async () => {
+  sandbox = await startSandbox({ port: 0 })
+  env = await createTestEnv({ sandboxUrl: sandbox.url, env: { METRICS_CACHE_MS: '0' } })
+})
+
+afterAll(async () => {
+  await env?.close()
+  await sandbox?.close()
+})
+
+/** Terminates every backend of the test database but the caller's; returns how many. */
+async function terminateBackends(database: string): Promise<number> {
+  const admin = new pg.Client({ connectionString: adminUrl() })
+  await admin.connect()
+  try {
+    const r = await admin.query(`SELECT pg_terminate_backend(pid) AS t FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`, [database])
+    return r.rows.filter((x: { t: boolean }) => x.t).length
+  } finally {
+    await admin.end()
+  }
+}
+
+const liveAtSandbox = () => Object.values(sandbox.stats().providers).reduce((n, p) => n + p.issued - p.cancelled, 0)
+
+describe('Postgres terminating connections', () => {
+  it('a worker process survives repeated pg_terminate_backend and issues every receipt exactly once', async () => {
+    sandbox.setFaults(PROVIDERS.map((p) => `${p}:latency=20-60`).join(';'))
+    const worker = spawnCli(['worker', '--concurrency', '4'], env.env({ LOG_LEVEL: 'warn' }))
+    try {
+      await importDay(env.app, { businessDate: '2026-10-07', count: 240, seed: 7 }, (p) =>
+        sandbox.registerPortonePayments(p.map((x) => ({ ...x, status: 'paid' as const }))),
+      )
+      const run = await settle(env.app, '2026-10-07')
+      // Terminate while the worker is issuing: wait for its first receipts, then strike repeatedly.
+      await eventually(async () => liveAtSandbox() > 0, 60_000)
+      let terminated = 0
+      for (let i = 0; i < 6; i++) {
+        terminated += await terminateBackends(env.name)
+        await new Promise((r) => setTimeout(r, 300))
+      }
+      expect(terminated).toBeGreaterThan(0)
+      const report = await eventually(async () => {
+        const r = await waitForRun(env.app, run.runId!, 5_000).catch(() => undefined)
+        return r
+      }, 180_000)
+      expect(worker.exitCode, worker.output()).toBeNull()
+      expect(worker.signalCode).toBeNull()
+      expect(report.totals.pending).toBe(0)
+      expect(report.totals.failed).toBe(0)
+      expect(report.totals.issued + report.totals.skipped).toBe(240)
+      expect(liveAtSandbox()).toBe(report.totals.issued)
+      expect(sandbox.stats().max_live_receipts_per_key).toBe(1)
+      expect(worker.output()).not.toMatch(/Unhandled 'error' event|uncaught/i)
+    } finally {
+      sandbox.setFaults('')
+      await stopChild(worker)
+    }
+  }, 240_000)
+
+  it('the dashboard answers /metrics and pages after its connections were terminated', async () => {
+    const app = env.newApp()
+    const dashboard = await startDashboard({
+      db: app.db(),
+      redis: app.redis(),
+      receiptsQueue: app.receiptsQueue(),
+      controlQueue: app.controlQueue(),
+      logger: app.logger,
+      serve: { ...app.config.serve, port: 0, host: '127.0.0.1' },
+      queuePrefix: app.config.queuePrefix,
+    })
+    try {
+      expect((await fetch(`${dashboard.url}/metrics`)).status).toBe(200)
+      expect(await terminateBackends(env.name)).toBeGreaterThan(0)
+      await new Promise((r) => setTimeout(r, 200))
+      const metrics = await fetch(`${dashboard.url}/metrics`)
+      expect(metrics.status).toBe(200)
+      expect(await metrics.text()).toContain('cash_receipts_')
+      expect(await terminateBackends(env.name)).toBeGreaterThan(0)
+      await new Promise((r) => setTimeout(r, 200))
+      expect((await fetch(`${dashboard.url}/`)).status).toBe(200)
+    } finally {
+      await dashboard.close()
+    }
+  }, 60_000)
+})
+
+describe('Postgres unreachable', () => {
+  it('a worker pointed at a closed port exits non-zero within the window, naming the database but not the password', async () => {
+    const closed = createServer()
+    await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r))
+    const port = (closed.address() as { port: number }).port
+    await new Promise<void>((r) => closed.close(() => r()))
+    const started = Date.now()
+    const r = await runCli(['worker'], env.env({ DATABASE_URL: `postgres://postgres:s3cret-pw@127.0.0.1:${port}/crt_nowhere`, DB_UNREACHABLE_EXIT_MS: '1500' }), 60_000)
+    expect(r.code).toBe(1)
+    expect(r.stderr).toContain(`Postgres unreachable`)
+    expect(r.stderr).toContain(`database "crt_nowhere" on 127.0.0.1:${port}`)
+    expect(r.stderr + r.stdout).not.toContain('s3cret-pw')
+    // The window plus the process's own start-up, which is slow on a loaded machine.
+    expect(Date.now() - started).toBeLessThan(40_000)
+  }, 60_000)
+
+  it('a running process is told when Postgres goes away for longer than the window, and not before', async () => {
+    // A TCP proxy in front of Postgres stands for a server that disappears.
+    const upstream = new URL(pgServerUrl())
+    const sockets = new Set<Socket>()
+    const proxy: Server = createServer((down) => {
+      const up = connect(Number(upstream.port || 5432), upstream.hostname)
+      sockets.add(down).add(up)
+      down.pipe(up).pipe(down)
+      const drop = () => {
+        down.destroy()
+        up.destroy()
+      }
+      down.on('error', drop).on('close', drop)
+      up.on('error', drop).on('close', drop)
+    })
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r))
+    const port = (proxy.address() as { port: number }).port
+    const app = env.newApp({ DATABASE_URL: `postgres://postgres@127.0.0.1:${port}/${env.name}`, DB_UNREACHABLE_EXIT_MS: '1000' })
+    const lost = app.databaseLost()
+    let settled = false
+    lost.catch(() => (settled = true))
+    await new Promise((r) => setTimeout(r, 1_500))
+    expect(settled).toBe(false) // reachable: the watch stays quiet
+    const goneAt = Date.now()
+    proxy.close()
+    for (const s of sockets) s.destroy()
+    await expect(lost).rejects.toThrow(DatabaseUnavailableError)
+    await expect(lost).rejects.toThrow(`database "${env.name}" on 127.0.0.1:${port}`)
+    expect(Date.now() - goneAt).toBeGreaterThanOrEqual(900)
+    expect(Date.now() - goneAt).toBeLessThan(10_000)
+  }, 30_000)
+})

@@ -51,6 +51,14 @@ export interface AppConfig {
   readonly dataKeys: { readonly activeKeyId: string; readonly keys: ReadonlyMap<string, Buffer> }
   readonly providerBaseUrls: Readonly<Record<ProviderName, string>>
   readonly providerDefaults: Readonly<Record<ProviderName, ProviderLimits>>
+  /**
+   * Per provider (<PREFIX>_COMMIT_WINDOW_MS), the longest an issue request may still commit after it
+   * was sent. A lookup that finds nothing sooner than that after the last send is not trusted. NTS
+   * does not deduplicate, so a late commit of an earlier request plus a new issue would be two
+   * receipts: default 10 minutes. PortOne V1/V2 and PaySsam refuse a second issue for the same key,
+   * so a not_found is safe at once: default 0.
+   */
+  readonly providerCommitWindowMs: Readonly<Record<ProviderName, number>>
   readonly http: { readonly connectTimeoutMs: number; readonly readTimeoutMs: number }
   readonly merchants: readonly MerchantConfig[]
   readonly worker: {
@@ -228,16 +236,17 @@ const PROVIDER_ENV_PREFIX = { portone: 'PORTONE', 'portone-v2': 'PORTONE_V2', pa
 type ProviderPrefix = (typeof PROVIDER_ENV_PREFIX)[ProviderName]
 
 /** <PREFIX>_BASE_URL and the credential limits every merchant's credential starts from. */
-function providerVars<P extends ProviderPrefix>(p: P) {
+function providerVars<P extends ProviderPrefix>(p: P, commitWindowMs: number) {
   return {
     [`${p}_BASE_URL`]: url(),
+    [`${p}_COMMIT_WINDOW_MS`]: int(commitWindowMs, 0),
     [`${p}_MAX_CONCURRENT`]: int(20, 1),
     [`${p}_MIN_TIME_MS`]: int(0, 0),
     [`${p}_MAX_PER_SECOND`]: optionalInt(1),
     [`${p}_DAILY_QUOTA`]: optionalInt(1),
   } as {
     [K in `${P}_BASE_URL`]: ReturnType<typeof url>
-  } & { [K in `${P}_MAX_CONCURRENT` | `${P}_MIN_TIME_MS`]: ReturnType<typeof int> } & {
+  } & { [K in `${P}_MAX_CONCURRENT` | `${P}_MIN_TIME_MS` | `${P}_COMMIT_WINDOW_MS`]: ReturnType<typeof int> } & {
     [K in `${P}_MAX_PER_SECOND` | `${P}_DAILY_QUOTA`]: ReturnType<typeof optionalInt>
   }
 }
@@ -261,10 +270,11 @@ const envVars = z.object({
   LOG_PRETTY: optionalBool(),
   DATA_KEYS: dataKeysVar,
   DATA_KEY_ID: optionalText(),
-  ...providerVars('PORTONE'),
-  ...providerVars('PORTONE_V2'),
-  ...providerVars('PAYSSAM'),
-  ...providerVars('NTS'),
+  // Commit windows: only NTS needs one (it does not deduplicate by key; see providerCommitWindowMs).
+  ...providerVars('PORTONE', 0),
+  ...providerVars('PORTONE_V2', 0),
+  ...providerVars('PAYSSAM', 0),
+  ...providerVars('NTS', 600_000),
   HTTP_CONNECT_TIMEOUT_MS: int(5_000, 1),
   HTTP_READ_TIMEOUT_MS: int(15_000, 1),
   MERCHANTS_FILE: merchantsFileVar,
@@ -348,6 +358,7 @@ function configSchema(defaults: ConfigDefaults) {
       dataKeys,
       providerBaseUrls: Object.fromEntries(PROVIDERS.map((p) => [p, baseUrl(p)])) as Record<ProviderName, string>,
       providerDefaults: Object.fromEntries(PROVIDERS.map((p) => [p, limits(p)])) as Record<ProviderName, ProviderLimits>,
+      providerCommitWindowMs: Object.fromEntries(PROVIDERS.map((p) => [p, e[`${PROVIDER_ENV_PREFIX[p]}_COMMIT_WINDOW_MS`]])) as Record<ProviderName, number>,
       http: { connectTimeoutMs: e.HTTP_CONNECT_TIMEOUT_MS, readTimeoutMs: e.HTTP_READ_TIMEOUT_MS },
       merchants: merchants ?? [],
       worker: {

@@ -17,6 +17,8 @@
  *   claimReceipts        any     pending | issuing with expired lease   issuing (new owner, attempts + 1;
  *                                                                       needs_lookup when taken over)
  *   extendLease          any     issuing, locked_by = worker            issuing (later locked_until)
+ *   fenceSend            any     issuing, locked_by = worker            issuing (locked_until never earlier,
+ *                                                                       last_sent_at = now)
  *   applyTransitions     issue   issuing, locked_by = worker            pending | issued | failed | skipped | cancelled
  *                        cancel  issuing, locked_by = worker            pending | issued | failed
  *   failOrphaned         any     pending | issuing with expired lease   failed (needs_lookup)
@@ -66,7 +68,7 @@ const RECEIPT_COLUMNS = [
   'id', 'transaction_id', 'kind', 'seq', 'merchant_id', 'provider', 'state', 'provider_key', 'idempotency_key', 'portone_payment',
   'needs_lookup', 'approval_number', 'total_amount', 'supply_amount', 'vat_amount', 'tax_free_amount', 'service_fee',
   'cancelled_amount', 'purpose', 'self_issued', 'trade_date', 'deadline', 'provider_receipt_id', 'receipt_url', 'skip_reason',
-  'error_class', 'error_code', 'error_message', 'attempts', 'locked_by', 'locked_until', 'run_id', 'last_run_id', 'redrive_count',
+  'error_class', 'error_code', 'error_message', 'attempts', 'locked_by', 'locked_until', 'last_sent_at', 'run_id', 'last_run_id', 'redrive_count',
   'parent_receipt_id', 'cancel_reason', 'reconcile_flag', 'reconciled_at', 'created_at', 'updated_at', 'issued_at', 'finished_at',
 ] as const satisfies readonly (keyof ReceiptsTable)[]
 // Compile-time check that the list is complete: a column added to ReceiptsTable and not here fails the build.
@@ -274,6 +276,41 @@ export async function extendLease(db: Db, receiptId: number, workerId: string, l
     .where('locked_by', '=', workerId)
     .executeTakeFirst()
   return Number(res.numUpdatedRows) === 1
+}
+
+/**
+ * The fence before one issue or cancel request: proves this worker still owns the row, makes the
+ * lease cover the request (`locked_until` at least `now() + coverMs`, never shortened) and records
+ * the send time, all in one statement that commits before the request goes out. False: the row was
+ * taken over (or left issuing) and the request must not be sent.
+ */
+export async function fenceSend(db: Db, receiptId: number, workerId: string, coverMs: number): Promise<boolean> {
+  const res = await db
+    .updateTable('receipts')
+    .set({
+      locked_until: sql`GREATEST(locked_until, now() + make_interval(secs => ${coverMs / 1000}))`,
+      last_sent_at: sql`clock_timestamp()`,
+    })
+    .where('id', '=', receiptId)
+    .where('state', '=', 'issuing')
+    .where('locked_by', '=', workerId)
+    .executeTakeFirst()
+  return Number(res.numUpdatedRows) === 1
+}
+
+/**
+ * How long, from the database's clock, until `windowMs` has passed since the row's last send
+ * (0 when it has, or when nothing was ever sent).
+ */
+export async function commitWindowLeftMs(db: Db, receiptId: number, windowMs: number): Promise<number> {
+  if (windowMs <= 0) return 0
+  const row = await db
+    .selectFrom('receipts')
+    .select(sql<string | null>`extract(epoch from (last_sent_at + make_interval(secs => ${windowMs / 1000}) - clock_timestamp())) * 1000`.as('left_ms'))
+    .where('id', '=', receiptId)
+    .executeTakeFirst()
+  const left = row?.left_ms == null ? 0 : Number(row.left_ms)
+  return left > 0 ? Math.ceil(left) : 0
 }
 
 /**

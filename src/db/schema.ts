@@ -94,6 +94,8 @@ export interface ReceiptsTable {
   attempts: Generated<number>
   locked_by: string | null
   locked_until: Timestamp | null
+  /** When the latest issue or cancel request was about to be sent (written before it is, by the send fence). */
+  last_sent_at: Timestamp | null
   run_id: number | null
   last_run_id: number | null
   redrive_count: Generated<number>

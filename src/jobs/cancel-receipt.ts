@@ -17,7 +17,7 @@ import { cancelJobId, type JobPayloads, type ReceiptsQueue } from '../queue/queu
 import { noteReceipt, recorder, type IssueJobResult, type ReceiptJobInfo } from './issue-receipt.ts'
 import type { ProviderSource } from './provider-source.ts'
 import type { Throttle } from '../throttle/throttle.ts'
-import { leaseGuard } from './lease.ts'
+import { sendFence } from './lease.ts'
 import { attemptOf, decide, failureEvent, perform, settled, type PolicyEvent, type Settle } from './outcome-policy.ts'
 
 export class CancelInputError extends Error {
@@ -128,7 +128,6 @@ export function createCancelHandler(deps: CancelDeps) {
     signal?: AbortSignal,
     info?: ReceiptJobInfo,
   ): Promise<IssueJobResult> {
-    const claimedAt = performance.now()
     const { receiptId } = job.data
     const claim = await claimReceipt(deps.db, receiptId, deps.workerId, deps.leaseMs)
     const base = { operation: 'cancel' as const, ...attemptOf(job) }
@@ -136,12 +135,12 @@ export function createCancelHandler(deps: CancelDeps) {
       return perform(settled(decide({ type: 'claim', receiptId, claim }, { ...base, needsLookup: false })), job, token, { record: async () => true })
     }
     const cancel = claim.receipt
-    const ensureLease = leaseGuard(deps.db, cancel.id, deps.workerId, { leaseMs: deps.leaseMs, callBudgetMs: deps.callBudgetMs, claimedAt })
     noteReceipt(info, { provider: cancel.provider, runId: cancel.last_run_id ?? cancel.run_id })
     const parent = await deps.db.selectFrom('receipts').selectAll().where('id', '=', cancel.parent_receipt_id!).executeTakeFirstOrThrow()
     const full = cancel.total_amount === parent.total_amount && parent.cancelled_amount === 0
     const calls: AttemptRecord[] = []
-    const ctx = { signal, onCall: recorder(calls, now) }
+    // The cancel request (every try of it) goes out only while this worker owns the row.
+    const ctx = { signal, onCall: recorder(calls, now), beforeSend: sendFence(deps.db, cancel.id, deps.workerId, { callBudgetMs: deps.callBudgetMs, signal }) }
     // Whether an earlier cancel call may have taken effect unread; cleared by a lookup that finds the receipt not cancelled.
     let needsLookup = cancel.needs_lookup
     const decideNow = (e: PolicyEvent) => decide(e, { ...base, needsLookup, partialCancel: !full, jitterMs: Math.floor(Math.random() * 250) })
@@ -163,9 +162,8 @@ export function createCancelHandler(deps: CancelDeps) {
         if (d.type === 'settle') return d
         if (found.kind === 'issued' || found.kind === 'not_found') needsLookup = false
       }
-      const o = await t.schedule(async () => {
-        await ensureLease()
-        return provider.cancel(
+      const o = await t.schedule(() =>
+        provider.cancel(
           {
             providerKey: cancel.provider_key,
             portonePayment: cancel.portone_payment,
@@ -177,8 +175,8 @@ export function createCancelHandler(deps: CancelDeps) {
             purpose: cancel.purpose,
           },
           ctx,
-        )
-      })
+        ),
+      )
       const d = decideNow({ type: 'call', outcome: o })
       if (d.type === 'settle') return d
       const found = await t.schedule(() => provider.lookup(lookupReq, ctx))

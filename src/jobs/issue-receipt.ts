@@ -16,17 +16,18 @@
 import type { Job } from 'bullmq'
 import type { Logger } from 'pino'
 import type { Db } from '../db/database.ts'
+import { commitWindowLeftMs } from '../db/ledger.ts'
 import type { AttemptRecord, Transition } from '../db/ledger.ts'
 import type { LedgerBatcher } from '../db/ledger-batcher.ts'
 import type { Receipt } from '../db/schema.ts'
 import type { CashReceiptProvider, IssueRequest } from '../providers/types.ts'
 import { decryptPii, type DataKeys } from '../crypto/pii.ts'
 import type { Throttle } from '../throttle/throttle.ts'
-import { SELF_ISSUE_NUMBER, kstToday, msUntilKstMidnight, type ProviderOutcome } from '../domain/index.ts'
+import { SELF_ISSUE_NUMBER, kstToday, msUntilKstMidnight, type ProviderName, type ProviderOutcome } from '../domain/index.ts'
 import { receiptAmountsFor } from './receipt-amounts.ts'
 import type { JobPayloads } from '../queue/queues.ts'
 import type { ProviderSource } from './provider-source.ts'
-import { leaseGuard } from './lease.ts'
+import { sendFence } from './lease.ts'
 import { attemptOf, decide, failureEvent, perform, settled, type JobResult, type PolicyEvent, type Settle } from './outcome-policy.ts'
 
 export interface IssueDeps {
@@ -40,6 +41,11 @@ export interface IssueDeps {
   readonly leaseMs: number
   /** Worst-case duration of one provider call; the lease must cover it before a call is made. */
   readonly callBudgetMs: number
+  /**
+   * Per provider, the longest time an issue request may still commit after it was sent. A lookup
+   * that finds nothing within that time since the row's last send proves nothing: the receipt waits.
+   */
+  readonly commitWindowMs?: Readonly<Partial<Record<ProviderName, number>>>
   readonly now?: () => number
 }
 
@@ -70,7 +76,6 @@ export function createIssueHandler(deps: IssueDeps) {
     info?: ReceiptJobInfo,
   ): Promise<IssueJobResult> {
     const { receiptId } = job.data
-    const claimedAt = performance.now()
     const claim = await deps.ledger.claim(receiptId)
     // Whether an earlier call may have reached the provider; cleared only by a lookup that finds nothing.
     let needsLookup = claim.status === 'claimed' && claim.receipt.needs_lookup
@@ -80,8 +85,8 @@ export function createIssueHandler(deps: IssueDeps) {
     const { receipt, tx } = claim
     noteReceipt(info, { provider: receipt.provider, runId: receipt.last_run_id ?? receipt.run_id })
     const calls: AttemptRecord[] = []
-    const ctx = { signal, onCall: recorder(calls, now) }
-    const ensureLease = leaseGuard(deps.db, receipt.id, deps.workerId, { leaseMs: deps.leaseMs, callBudgetMs: deps.callBudgetMs, claimedAt })
+    // The issue request (every try of it) goes out only while this worker owns the row.
+    const ctx = { signal, onCall: recorder(calls, now), beforeSend: sendFence(deps.db, receipt.id, deps.workerId, { callBudgetMs: deps.callBudgetMs, signal }) }
     const finish = (t: Transition) => deps.ledger.transition({ receiptId: receipt.id, transition: t, attempts: { receipt, jobId: job.id, rows: calls } })
     // Assigned inside the attempt so a configuration error is recorded like any other failure.
     let throttle: Throttle | undefined
@@ -93,8 +98,11 @@ export function createIssueHandler(deps: IssueDeps) {
       const t = (throttle = source.throttle)
       // 2. Unknown outcome of an earlier call: the provider's records decide.
       if (needsLookup) {
+        // Read before the lookup is sent: a request sent earlier than the window may still commit
+        // after this lookup has answered, so only a lookup made after the window can clear the mark.
+        const windowLeftMs = await commitWindowLeftMs(deps.db, receipt.id, deps.commitWindowMs?.[receipt.provider] ?? 0)
         const found = await t.schedule(() => provider.lookup(lookupRequest(receipt), ctx))
-        const d = decideNow({ type: 'lookup', outcome: found })
+        const d = decideNow({ type: 'lookup', outcome: found, commitWindowLeftMs: windowLeftMs })
         if (d.type === 'settle') return d
         needsLookup = false
       }
@@ -147,10 +155,7 @@ export function createIssueHandler(deps: IssueDeps) {
         buyer: { name: pii.buyerName, email: pii.buyerEmail, tel: pii.buyerTel },
         merchantBusinessNumber: await deps.providers.merchantBusinessNumber(receipt.merchant_id),
       }
-      const issued = await t.schedule(async () => {
-        await ensureLease()
-        return provider.issue(req, ctx)
-      })
+      const issued = await t.schedule(() => provider.issue(req, ctx))
       const d = decideNow({ type: 'call', outcome: issued, amounts })
       if (d.type === 'settle') return d
       const found = await t.schedule(() => provider.lookup(lookupRequest(receipt, amounts), ctx))

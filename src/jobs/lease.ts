@@ -1,47 +1,46 @@
 /**
- * The ledger lease must cover every provider call that can change what the provider holds.
+ * The send fence: every request that can change what the provider holds (issue, cancel) goes out
+ * only after Postgres has confirmed, in that moment, that this worker still owns the row.
  *
  * A claimed row is ours until `locked_until`; after that a redelivered job may take it over, look the
- * key up (finding nothing yet) and issue. If our own call then went out too, an NTS-style provider
- * (which does not deduplicate) would hold two receipts. So right before an issue or cancel call the
- * worker checks that the lease outlives the call's worst case (connect + read timeouts, the token
- * fetch, p-retry's budget) and extends it in Postgres when it might not; when the row has been taken
- * over, the call is not made.
+ * key up (finding nothing yet) and issue. If our own request then went out too, an NTS-style provider
+ * (which does not deduplicate) would hold two receipts. A worker can be paused past its lease at any
+ * point (GC pause, SIGSTOP, VM freeze) — also between p-retry's tries or between a token refresh and
+ * the repeated call — so a check made once before the operation is not enough. The adapters hand the
+ * fence to the HTTP layer, which awaits it before EVERY mutating request (src/providers/http.ts):
+ * one statement (src/db/ledger.ts fenceSend) that requires `locked_by = me`, makes the lease cover
+ * the rest of the operation and records the send time (`last_sent_at`) before the request leaves.
+ * An aborted job (BullMQ lost its lock, shutdown) sends nothing more.
  *
- * The check is local (a monotonic clock measured from before the claim was sent, so it errs short)
- * and costs a round trip only when the remaining lease is too short: after a long throttle wait, or
- * when the configured lease is shorter than a call can take.
+ * What remains is the time between the fence's commit and the bytes leaving: a pause longer than the
+ * lease still left at that moment (at least the call budget) lets a new owner in. docs/exactly-once.md
+ * says how that residual window is bounded and what covers it.
  */
 import type { Db } from '../db/database.ts'
-import { extendLease } from '../db/ledger.ts'
+import { fenceSend } from '../db/ledger.ts'
 
 /** Thrown instead of making a call when another worker owns the row now. */
 export class LeaseLostError extends Error {
   override name = 'LeaseLostError'
 }
 
-export interface LeaseGuardOptions {
-  /** Lease taken by the claim, ms. */
-  readonly leaseMs: number
-  /** Worst-case duration of one provider operation, ms (see callBudgetMs). */
+export interface SendFenceOptions {
+  /** Worst-case duration of one provider operation, ms (see callBudgetMs): what the lease must still cover. */
   readonly callBudgetMs: number
-  /** performance.now() taken just before the claim statement was sent. */
-  readonly claimedAt: number
-  readonly clock?: () => number
+  /** The job's abort signal: once aborted, nothing more is sent. */
+  readonly signal?: AbortSignal
 }
 
 /** Slack for clock granularity and the round trip that records the outcome. */
 const MARGIN_MS = 2_000
 
-export function leaseGuard(db: Db, receiptId: number, workerId: string, opts: LeaseGuardOptions): () => Promise<void> {
-  const clock = opts.clock ?? (() => performance.now())
-  const need = opts.callBudgetMs + MARGIN_MS
-  let expiresAt = opts.claimedAt + opts.leaseMs
-  return async function ensureLease() {
-    if (expiresAt - clock() >= need) return
-    const before = clock()
-    if (!(await extendLease(db, receiptId, workerId, need))) throw new LeaseLostError(`receipt ${receiptId} was taken over by another worker; call not made`)
-    expiresAt = before + need
+/** The `beforeSend` of one job's call context for one receipt row. */
+export function sendFence(db: Db, receiptId: number, workerId: string, opts: SendFenceOptions): () => Promise<void> {
+  const cover = opts.callBudgetMs + MARGIN_MS
+  return async function beforeSend() {
+    opts.signal?.throwIfAborted()
+    if (!(await fenceSend(db, receiptId, workerId, cover))) throw new LeaseLostError(`receipt ${receiptId} was taken over by another worker; call not made`)
+    opts.signal?.throwIfAborted()
   }
 }
 

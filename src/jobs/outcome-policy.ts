@@ -10,6 +10,7 @@
  * | claim: missing / done / leased          | —                                       | fail / complete / delay            |
  * | issued (issue), cancelled (cancel)      | issued (a cancel row: accepted)         | complete                           |
  * | lookup found issued/cancelled (issue)   | issued / cancelled                      | complete                           |
+ * | lookup not_found, commit window open    | pending + needs_lookup                  | delay until it closes, no attempt  |
  * | already_issued, unknown_outcome         | — (read back first; not a partial       | —                                  |
  * |                                         |   cancel, which cannot be looked up)    |                                    |
  * | read back finds nothing                 | as unknown_outcome                      |                                    |
@@ -48,8 +49,11 @@ export interface AttemptContext {
 
 export type PolicyEvent =
   | { readonly type: 'claim'; readonly receiptId: number; readonly claim: Exclude<ClaimResult, { status: 'claimed' }> }
-  /** The lookup made before any call because of needs_lookup. */
-  | { readonly type: 'lookup'; readonly outcome: ProviderOutcome }
+  /**
+   * The lookup made before any call because of needs_lookup. `commitWindowLeftMs`: how long an
+   * earlier issue request may still commit at the provider (0 or absent: none can).
+   */
+  | { readonly type: 'lookup'; readonly outcome: ProviderOutcome; readonly commitWindowLeftMs?: number }
   /** The issue or cancel call itself; `amounts` are what an issue call receipted. */
   | { readonly type: 'call'; readonly outcome: ProviderOutcome; readonly amounts?: Transition['amounts'] }
   /** The lookup made right after a call whose answer did not settle it (`after`). */
@@ -108,7 +112,13 @@ export function decide(e: PolicyEvent, ctx: AttemptContext): Decision {
       if (issue) {
         if (o.kind === 'issued') return settle(issued(o.receipt), complete('issued', 'found by lookup'))
         if (o.kind === 'cancelled') return settle(cancelled(o.receipt), complete('cancelled', 'found cancelled at provider'))
-        if (o.kind === 'not_found') return PROCEED
+        if (o.kind === 'not_found') {
+          // An earlier request may still commit: nothing proves it will not, so the receipt waits
+          // (marked for lookup, no attempt used) and is looked up again once the window has passed.
+          const left = e.commitWindowLeftMs ?? 0
+          if (left > 0) return settle({ state: 'pending', needsLookup: true }, { type: 'delay', ms: left + (ctx.jitterMs ?? 0) })
+          return PROCEED
+        }
         return failure(o, 'lookup', ctx)
       }
       // A cancel looks up only to avoid a second cancel; anything but "cancelled" lets the call decide.

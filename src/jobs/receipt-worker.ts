@@ -19,7 +19,7 @@ import { thrownOutcome } from './outcome-policy.ts'
 import type { ProviderSource } from './provider-source.ts'
 
 export interface ReceiptWorkerDeps {
-  readonly config: Pick<AppConfig, 'queuePrefix' | 'worker' | 'http' | 'dataKeys'>
+  readonly config: Pick<AppConfig, 'queuePrefix' | 'worker' | 'http' | 'dataKeys' | 'providerCommitWindowMs'>
   readonly db: Db
   readonly providers: ProviderSource
   readonly logger: Logger
@@ -41,7 +41,7 @@ export function startReceiptWorker(deps: ReceiptWorkerDeps, opts: { concurrency?
     callBudgetMs: callBudgetMs(config.http, DEFAULT_RETRY.maxRetryTimeMs),
   }
   const ledger = createLedgerBatcher(db, { workerId: deps.workerId, leaseMs: config.worker.leaseMs })
-  const issue = createIssueHandler({ ...handlerDeps, ledger, dataKeys: config.dataKeys })
+  const issue = createIssueHandler({ ...handlerDeps, ledger, dataKeys: config.dataKeys, commitWindowMs: config.providerCommitWindowMs })
   const cancel = createCancelHandler(handlerDeps)
   const worker = new Worker(
     RECEIPTS_QUEUE,

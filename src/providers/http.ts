@@ -36,6 +36,28 @@ export interface HttpRequest {
   /** Serialized as JSON unless already a string (form bodies). */
   readonly body?: unknown
   readonly signal?: AbortSignal
+  /**
+   * Awaited right before this request goes out (every try: p-retry's retries and the repeat after a
+   * token refresh each send again). Mutating requests (issue, cancel) carry the caller's fence here:
+   * when it throws, or the signal is aborted, nothing is sent and the error propagates as is.
+   */
+  readonly beforeSend?: () => Promise<void>
+}
+
+/** What a request carries from the caller's context: its abort signal and, when it can change what the provider holds, its fence. */
+export type RequestIo = Pick<HttpRequest, 'signal' | 'beforeSend'>
+
+/**
+ * The signal and fence for one adapter request: issue and cancel are fenced (each try awaits the
+ * caller's beforeSend), reads are not. Every adapter builds its requests' io here, so none can send
+ * a mutating request unfenced.
+ */
+export function requestIo(
+  operation: 'issue' | 'lookup' | 'cancel' | 'naver_cash_amount',
+  ctx: { readonly signal?: AbortSignal; readonly beforeSend?: () => Promise<void> } | undefined,
+): RequestIo {
+  const mutating = operation === 'issue' || operation === 'cancel'
+  return mutating && ctx?.beforeSend ? { signal: ctx.signal, beforeSend: ctx.beforeSend } : { signal: ctx?.signal }
 }
 
 export interface HttpClient {
@@ -102,6 +124,11 @@ export function createHttpClient(opts: {
 
   return {
     async send(req) {
+      req.signal?.throwIfAborted()
+      if (req.beforeSend) {
+        await req.beforeSend()
+        req.signal?.throwIfAborted()
+      }
       const started = now()
       const headers: Record<string, string> = { accept: 'application/json', ...req.headers }
       let body: string | undefined

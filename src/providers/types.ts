@@ -62,6 +62,13 @@ export interface CallContext {
    * record one issuance_attempts row per provider call. Token fetches are not reported.
    */
   readonly onCall?: (operation: 'issue' | 'lookup' | 'cancel' | 'naver_cash_amount', outcome: ProviderOutcome) => void
+  /**
+   * The fence of a request that can issue or cancel: the adapter hands it to the HTTP layer, which
+   * awaits it before EVERY such request — each p-retry try and the repeat after a token refresh —
+   * and sends nothing when it throws (the caller's lease was taken over). Lookups and token fetches
+   * change nothing at the provider and are not fenced.
+   */
+  readonly beforeSend?: () => Promise<void>
 }
 
 export interface ProviderCapabilities {

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { applyTransitions, claimReceipts, type AttemptRecord } from '../../src/db/ledger.ts'
 import { createDb, prepared, type Db } from '../../src/db/database.ts'
 import { createLedgerBatcher } from '../../src/db/ledger-batcher.ts'
-import { LeaseLostError, leaseGuard } from '../../src/jobs/lease.ts'
+import { LeaseLostError, sendFence } from '../../src/jobs/lease.ts'
 import { createTestEnv, type TestEnv } from '../helpers/test-env.ts'
 import { importDay, settle } from '../helpers/pipeline.ts'
 
@@ -122,27 +122,45 @@ describe('createLedgerBatcher', () => {
   })
 })
 
-describe('leaseGuard', () => {
-  it('does nothing while the lease covers the call, extends it when it may not, and refuses once the row is taken over', async () => {
+describe('sendFence', () => {
+  it('verifies the owner and covers the call at every send, never shortens the lease, records the send time, and refuses once the row is taken over', async () => {
     const db = env.app.db()
     const [id] = pendingIds.slice(20, 21)
-    let now = 0
-    const clock = () => now
     await claimReceipts(db, [id!], 'worker-6', 60_000)
-    const ensure = leaseGuard(db, id!, 'worker-6', { leaseMs: 60_000, callBudgetMs: 20_000, claimedAt: 0, clock })
-    const leaseLeft = async () =>
-      Number((await sql<{ ms: number }>`SELECT extract(epoch FROM locked_until - now()) * 1000 AS ms FROM receipts WHERE id = ${id}`.execute(db)).rows[0]!.ms)
+    const fence = sendFence(db, id!, 'worker-6', { callBudgetMs: 20_000 })
+    const row = async () =>
+      (
+        await sql<{ ms: number; sent: Date | null }>`SELECT extract(epoch FROM locked_until - now()) * 1000 AS ms, last_sent_at AS sent FROM receipts WHERE id = ${id}`.execute(db)
+      ).rows[0]!
 
-    await ensure() // 60 s left ≥ 22 s needed: no round trip, the lease is as claimed
-    expect(await leaseLeft()).toBeGreaterThan(50_000)
-    now = 45_000 // 15 s left < 22 s: extend to 22 s from now
-    await ensure()
-    expect(await leaseLeft()).toBeLessThan(23_000)
-    expect(await leaseLeft()).toBeGreaterThan(15_000)
+    expect((await row()).sent).toBeNull()
+    await fence() // 60 s left ≥ 22 s needed: the lease stays as claimed, the send is recorded
+    const first = await row()
+    expect(Number(first.ms)).toBeGreaterThan(50_000)
+    expect(first.sent).toBeInstanceOf(Date)
+
+    await db.updateTable('receipts').set({ locked_until: sql`now() + interval '5 seconds'` }).where('id', '=', id!).execute()
+    await fence() // 5 s left < 22 s: extended to 22 s from now
+    const second = await row()
+    expect(Number(second.ms)).toBeLessThan(23_000)
+    expect(Number(second.ms)).toBeGreaterThan(15_000)
+    expect(second.sent!.getTime()).toBeGreaterThanOrEqual(first.sent!.getTime())
 
     await db.updateTable('receipts').set({ locked_by: 'worker-7' }).where('id', '=', id!).execute()
-    now = 80_000
-    await expect(ensure()).rejects.toBeInstanceOf(LeaseLostError)
+    await expect(fence()).rejects.toBeInstanceOf(LeaseLostError)
+    expect((await row()).sent!.getTime()).toBe(second.sent!.getTime())
+  })
+
+  it('sends nothing once the job is aborted', async () => {
+    const db = env.app.db()
+    const id = pendingIds.at(-1)
+    await claimReceipts(db, [id!], 'worker-6', 60_000)
+    const abort = new AbortController()
+    abort.abort(new Error('lock lost'))
+    const fence = sendFence(db, id!, 'worker-6', { callBudgetMs: 20_000, signal: abort.signal })
+    await expect(fence()).rejects.toThrow('lock lost')
+    const r = await db.selectFrom('receipts').select('last_sent_at').where('id', '=', id!).executeTakeFirstOrThrow()
+    expect(r.last_sent_at).toBeNull()
   })
 })
 

@@ -82,6 +82,24 @@ const ROWS: readonly Row[] = [
   },
   { name: 'issue lookup: not found lets the issue call go', event: { type: 'lookup', outcome: outcome('not_found') }, ctx: issue({ needsLookup: true }), expected: { type: 'proceed' } },
   {
+    name: 'issue lookup: not found once the commit window has closed lets the issue call go',
+    event: { type: 'lookup', outcome: outcome('not_found'), commitWindowLeftMs: 0 },
+    ctx: issue({ needsLookup: true }),
+    expected: { type: 'proceed' },
+  },
+  {
+    name: 'issue lookup: not found while an earlier request may still commit waits for the window, no attempt used',
+    event: { type: 'lookup', outcome: outcome('not_found'), commitWindowLeftMs: 4_000 },
+    ctx: issue({ needsLookup: true, jitterMs: 10 }),
+    expected: { type: 'settle', ledger: { state: 'pending', needsLookup: true }, queue: { type: 'delay', ms: 4_010 } },
+  },
+  {
+    name: 'issue lookup: not found inside the window on the last attempt still waits, never fails',
+    event: { type: 'lookup', outcome: outcome('not_found'), commitWindowLeftMs: 4_000 },
+    ctx: issue({ needsLookup: true, attempt: 5, attemptsAllowed: 5 }),
+    expected: { type: 'settle', ledger: { state: 'pending', needsLookup: true }, queue: { type: 'delay', ms: 4_000 } },
+  },
+  {
     name: 'issue lookup: a failed lookup keeps the question open and retries',
     event: { type: 'lookup', outcome: outcome('retryable') },
     ctx: issue({ needsLookup: true }),

@@ -6,7 +6,7 @@
  * NTS accepts a second issue for the same reference, so an issue is never repeated after sending.
  */
 import type { NtsCredentials } from './nts-credentials.ts'
-import { DEFAULT_RETRY, httpClientFor, transportMeta, transportOutcome, withRetry, type HttpResult } from '../http.ts'
+import { DEFAULT_RETRY, httpClientFor, requestIo, type RequestIo, transportMeta, transportOutcome, withRetry, type HttpResult } from '../http.ts'
 import { body, send, str, TokenCache, tokenFailure, withTokenRefresh } from '../common.ts'
 import type { ProviderOutcome, ProviderReceipt } from '../../domain/index.ts'
 import type { CallContext, CancelRequest, CashReceiptProvider, IssueRequest, LookupRequest, ProviderDeps } from '../types.ts'
@@ -29,16 +29,16 @@ export function createNtsProvider(deps: ProviderDeps<NtsCredentials>): CashRecei
     return tokenFailure(r, b ? str(b.resultCode) : null, b ? str(b.resultMessage) : null)
   }, now)
 
-  async function call(method: 'GET' | 'POST', path: string, payload: unknown, signal?: AbortSignal): Promise<HttpResult | ProviderOutcome> {
+  async function call(method: 'GET' | 'POST', path: string, payload: unknown, io: RequestIo): Promise<HttpResult | ProviderOutcome> {
     return withTokenRefresh(tokens, (token) =>
-      send(http, deps.logger, { method, url: `${base}${path}`, headers: { authorization: `Bearer ${token}` }, body: payload, signal }),
+      send(http, deps.logger, { method, url: `${base}${path}`, headers: { authorization: `Bearer ${token}` }, body: payload, ...io }),
     )
   }
 
   function op(operation: 'issue' | 'lookup' | 'cancel', method: 'GET' | 'POST', path: string, payload: unknown, ctx?: CallContext) {
     return withRetry(
       async (): Promise<ProviderOutcome> => {
-        const r = await call(method, path, payload, ctx?.signal)
+        const r = await call(method, path, payload, requestIo(operation, ctx))
         if ('kind' in r) return r
         if (r.ok) return classifyNts(operation, r)
         return operation === 'lookup' ? { kind: 'retryable', meta: transportMeta(r) } : transportOutcome(r)
@@ -82,7 +82,7 @@ export function createNtsProvider(deps: ProviderDeps<NtsCredentials>): CashRecei
       const o = await withRetry(
         async (): Promise<ProviderOutcome> => {
           list = null
-          const r = await call('GET', `/api/v1/cashReceipt?clientReference=${encodeURIComponent(req.providerKey)}`, undefined, ctx?.signal)
+          const r = await call('GET', `/api/v1/cashReceipt?clientReference=${encodeURIComponent(req.providerKey)}`, undefined, requestIo('lookup', ctx))
           if ('kind' in r) return r
           if (!r.ok) return { kind: 'retryable', meta: transportMeta(r) }
           const outcome = classifyNts('lookup', r)

@@ -6,7 +6,7 @@
  */
 import { createHash } from 'node:crypto'
 import type { PayssamCredentials } from './payssam-credentials.ts'
-import { DEFAULT_RETRY, httpClientFor, transportMeta, transportOutcome, withRetry } from '../http.ts'
+import { DEFAULT_RETRY, httpClientFor, requestIo, transportMeta, transportOutcome, withRetry } from '../http.ts'
 import { send } from '../common.ts'
 import type { ProviderOutcome } from '../../domain/index.ts'
 import type { CallContext, CancelRequest, CashReceiptProvider, IssueRequest, LookupRequest, ProviderDeps } from '../types.ts'
@@ -25,7 +25,7 @@ export function createPayssamProvider(deps: ProviderDeps<PayssamCredentials>): C
   function op(operation: 'issue' | 'lookup' | 'cancel', path: string, bill: Record<string, string>, ctx?: CallContext) {
     return withRetry(
       async (): Promise<ProviderOutcome> => {
-        const r = await send(http, deps.logger, { method: 'POST', url: `${base}${path}`, body: envelope(bill), signal: ctx?.signal })
+        const r = await send(http, deps.logger, { method: 'POST', url: `${base}${path}`, body: envelope(bill), ...requestIo(operation, ctx) })
         if (r.ok) return classifyPayssam(operation, r)
         return operation === 'lookup' ? { kind: 'retryable', meta: transportMeta(r) } : transportOutcome(r)
       },

@@ -6,7 +6,7 @@
  * means already_issued (V1 answers a duplicate with the same 400 as a bad request).
  */
 import type { PortoneV1Credentials } from './portone-v1-credentials.ts'
-import { DEFAULT_RETRY, httpClientFor, transportMeta, transportOutcome, withRetry, type HttpResult } from '../http.ts'
+import { DEFAULT_RETRY, httpClientFor, requestIo, type RequestIo, transportMeta, transportOutcome, withRetry, type HttpResult } from '../http.ts'
 import { body, codeText, send, str, TokenCache, tokenFailure, withTokenRefresh } from '../common.ts'
 import type { ProviderOutcome } from '../../domain/index.ts'
 import type { CallContext, CancelRequest, CashReceiptProvider, IssueRequest, LookupRequest, NaverCashAmount, ProviderDeps } from '../types.ts'
@@ -34,9 +34,9 @@ export function createPortoneV1Provider(deps: ProviderDeps<PortoneV1Credentials>
   }, now)
 
   /** One authorised call; a 401 refreshes the token once and repeats the call once. */
-  async function call(method: 'GET' | 'POST' | 'DELETE', path: string, payload: unknown, signal?: AbortSignal): Promise<HttpResult | ProviderOutcome> {
+  async function call(method: 'GET' | 'POST' | 'DELETE', path: string, payload: unknown, io: RequestIo): Promise<HttpResult | ProviderOutcome> {
     return withTokenRefresh(tokens, (token) =>
-      send(http, deps.logger, { method, url: `${base}${path}`, headers: { authorization: `Bearer ${token}` }, body: payload, signal }),
+      send(http, deps.logger, { method, url: `${base}${path}`, headers: { authorization: `Bearer ${token}` }, body: payload, ...io }),
     )
   }
 
@@ -51,7 +51,7 @@ export function createPortoneV1Provider(deps: ProviderDeps<PortoneV1Credentials>
   ): Promise<ProviderOutcome> {
     return withRetry(
       async () => {
-        const r = await call(method, path, payload, ctx?.signal)
+        const r = await call(method, path, payload, requestIo(operation, ctx))
         if ('kind' in r) return r
         if (r.ok) return classifyPortoneV1(operation, r)
         // A lookup has no side effect: any transport failure is simply worth another try.
@@ -97,7 +97,7 @@ export function createPortoneV1Provider(deps: ProviderDeps<PortoneV1Credentials>
       let amount: NaverCashAmount | null = null
       const o = await withRetry(
         async () => {
-          const r = await call('GET', `/payments/${encodeURIComponent(paymentRef)}/naver/cash-amount`, undefined, ctx?.signal)
+          const r = await call('GET', `/payments/${encodeURIComponent(paymentRef)}/naver/cash-amount`, undefined, requestIo('naver_cash_amount', ctx))
           if ('kind' in r) return r
           if (!r.ok) return { kind: 'retryable', meta: transportMeta(r) }
           const outcome = classifyPortoneV1('naver_cash_amount', r)

@@ -8,7 +8,7 @@
  * drive our sandbox with that SDK instead, to check the sandbox against the real protocol.
  */
 import type { PortoneV2Credentials } from './portone-v2-credentials.ts'
-import { DEFAULT_RETRY, httpClientFor, transportMeta, transportOutcome, withRetry } from '../http.ts'
+import { DEFAULT_RETRY, httpClientFor, requestIo, transportMeta, transportOutcome, withRetry } from '../http.ts'
 import { send } from '../common.ts'
 import type { ProviderOutcome } from '../../domain/index.ts'
 import type { CallContext, CancelRequest, CashReceiptProvider, IssueRequest, LookupRequest, ProviderDeps } from '../types.ts'
@@ -28,7 +28,7 @@ export function createPortoneV2Provider(deps: ProviderDeps<PortoneV2Credentials>
   function op(operation: 'issue' | 'lookup' | 'cancel', method: 'GET' | 'POST', path: string, payload: unknown, ctx: CallContext | undefined, headers: Record<string, string> = {}, amount?: number) {
     return withRetry(
       async (): Promise<ProviderOutcome> => {
-        const r = await send(http, deps.logger, { method, url: `${base}${path}`, headers: { ...auth, ...headers }, body: payload, signal: ctx?.signal })
+        const r = await send(http, deps.logger, { method, url: `${base}${path}`, headers: { ...auth, ...headers }, body: payload, ...requestIo(operation, ctx) })
         if (r.ok) return classifyPortoneV2(operation, r, amount)
         return operation === 'lookup' ? { kind: 'retryable', meta: transportMeta(r) } : transportOutcome(r)
       },

@@ -61,6 +61,8 @@ export async function createTestEnv(opts: { sandboxUrl?: string; env?: Record<st
     WORKER_LEASE_MS: '3000',
     HTTP_READ_TIMEOUT_MS: '1500',
     HTTP_CONNECT_TIMEOUT_MS: '1000',
+    // The sandbox commits a slow request within its latency fault; a test that needs longer sets its own.
+    NTS_COMMIT_WINDOW_MS: '5000',
     ...(opts.sandboxUrl ? { SANDBOX_URL: opts.sandboxUrl } : {}),
     ...opts.env,
     ...extra,

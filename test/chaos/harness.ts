@@ -132,6 +132,11 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     WORKER_LEASE_MS: '4000',
     HTTP_READ_TIMEOUT_MS: '1500',
     HTTP_CONNECT_TIMEOUT_MS: '1000',
+    // A worker SIGKILLed between its send and the answer leaves an NTS receipt whose fate only a
+    // lookup after the commit window may decide. The sandbox commits within its injected latency
+    // (≤ 50 ms) or never, so 5 s is a safe window here; the 10-minute production default would
+    // outlast the run.
+    NTS_COMMIT_WINDOW_MS: '5000',
   }
   const sandbox = await startSandbox(baseEnv, opts.faults, seed, sink)
   const env = { ...baseEnv, SANDBOX_URL: sandbox.url }

@@ -18,6 +18,8 @@
  * | cash_receipts_limiter_quota_used | gauge | limiter, provider | today's (KST) daily-quota counter |
  * | cash_receipts_last_run_timestamp_seconds | gauge | trigger | settlement_runs.started_at |
  * | cash_receipts_metrics_source_up | gauge | source | 1 when Postgres / Redis answered this scrape |
+ * | cash_receipts_duplicates_total | counter | provider | provider_duplicates rows (further receipts reconcile found; never deleted) |
+ * | cash_receipts_duplicates_unrepaired | gauge | provider | provider_duplicates not yet cancelled at the provider |
  */
 import type { JobType } from 'bullmq'
 import type { Redis } from 'ioredis'
@@ -72,6 +74,7 @@ interface LedgerReading {
     sum_ms: number
   })[]
   readonly lastRuns: { trigger: string; t: number }[]
+  readonly duplicates: { provider: string; n: number; open: number }[]
 }
 
 interface RedisReading {
@@ -230,6 +233,30 @@ export function createMetrics(deps: MetricsDeps): Metrics {
     },
   })
 
+  new Counter({
+    name: 'cash_receipts_duplicates_total',
+    help: 'Further receipts a provider held for one of our receipts, found by reconcile (provider_duplicates), repaired or not.',
+    labelNames: ['provider'],
+    registers: [registry],
+    async collect() {
+      const r = await read()
+      this.reset()
+      for (const row of r.ledger?.duplicates ?? []) this.inc({ provider: row.provider }, row.n)
+    },
+  })
+
+  new Gauge({
+    name: 'cash_receipts_duplicates_unrepaired',
+    help: 'Duplicate receipts still live at the provider (found by reconcile, not cancelled yet).',
+    labelNames: ['provider'],
+    registers: [registry],
+    async collect() {
+      const r = await read()
+      this.reset()
+      for (const row of r.ledger?.duplicates ?? []) this.set({ provider: row.provider }, row.open)
+    },
+  })
+
   return { registry, contentType: registry.contentType, render: () => registry.metrics() }
 }
 
@@ -249,7 +276,7 @@ async function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
 
 async function readLedger(db: Db, todayKst: string): Promise<LedgerReading> {
   const bounds = LATENCY_BUCKETS_S.map((s) => Math.round(s * 1000))
-  const [receipts, overdue, attempts, latency, lastRuns] = await Promise.all([
+  const [receipts, overdue, attempts, latency, lastRuns, duplicates] = await Promise.all([
     sql<
       LedgerReading['receipts'][number]
     >`SELECT kind, provider, state, count(*)::int AS n FROM receipts GROUP BY 1, 2, 3`.execute(db),
@@ -272,6 +299,9 @@ async function readLedger(db: Db, todayKst: string): Promise<LedgerReading> {
     >`SELECT trigger, extract(epoch FROM max(started_at))::float8 AS t FROM settlement_runs GROUP BY 1`.execute(
       db,
     ),
+    sql<LedgerReading['duplicates'][number]>`
+      SELECT provider, count(*)::int AS n, count(*) FILTER (WHERE repaired_at IS NULL)::int AS open
+      FROM provider_duplicates GROUP BY 1`.execute(db),
   ])
   return {
     receipts: receipts.rows,
@@ -279,6 +309,7 @@ async function readLedger(db: Db, todayKst: string): Promise<LedgerReading> {
     attempts: attempts.rows,
     latency: latency.rows,
     lastRuns: lastRuns.rows,
+    duplicates: duplicates.rows,
   }
 }
 

@@ -8,6 +8,7 @@ import {
   providerTable,
   REPORT_CSS,
   totalsCards,
+  duplicatesSection,
 } from '../report/format-html.ts'
 import { html, trusted, type SafeHtml } from '../report/html.ts'
 import type { FailedReceipt, FailureFilter, RunRow } from './dashboard-data.ts'
@@ -191,6 +192,7 @@ export function runPage(
       <h2>Per merchant</h2>
       ${merchantChart(d)}${merchantTable(d)}
     </section>
+    ${duplicatesSection(r)}
     <section id="overdue"><h2>Past the legal deadline: ${d.overdue.total}</h2></section>`
   return layout(`Run #${runId} · ${r.business_date}`, body, {
     refreshS: r.status === 'running' ? 5 : undefined,

@@ -51,6 +51,7 @@ export function totalsCards(r: RunReport): SafeHtml {
     ['skipped', 'skipped', r.totals.skipped],
     ['cancelled', 'cancelled', r.totals.cancelled],
     ['overdue', 'past deadline', r.overdue],
+    ['duplicates', 'duplicates at providers', r.duplicates.length],
     ['amount_issued', 'amount issued', won(r.amount_issued)],
   ]
   return html`<div class="cards">
@@ -213,6 +214,43 @@ export function merchantTable(d: ReportDetails): SafeHtml {
   )
 }
 
+/** Duplicates reconcile found at providers for the run's receipts, repaired ones included. */
+export function duplicatesSection(r: RunReport): SafeHtml {
+  const open = r.duplicates.filter((d) => !d.repaired_at).length
+  return html`<section id="duplicates">
+    <h2>Duplicate receipts at providers: ${r.duplicates.length} (${open} not repaired)</h2>
+    ${r.duplicates.length
+      ? html`<table>
+          <thead>
+            <tr>
+              <th>transaction</th>
+              <th>provider</th>
+              <th>approval number</th>
+              <th class="num">amount</th>
+              <th>found</th>
+              <th>repaired</th>
+              <th>outcome</th>
+            </tr>
+          </thead>
+          <tbody>
+            ${r.duplicates.slice(0, 500).map(
+              (d) =>
+                html`<tr>
+                  <td>${d.transaction_id}</td>
+                  <td>${d.provider}</td>
+                  <td>${d.approval_number ?? ''}</td>
+                  <td class="num">${d.amount === null ? '' : won(d.amount)}</td>
+                  <td>${d.found_at}</td>
+                  <td>${d.repaired_at ?? ''}</td>
+                  <td>${d.repair_outcome ?? ''}</td>
+                </tr>`,
+            )}
+          </tbody>
+        </table>`
+      : ''}
+  </section>`
+}
+
 export function formatReportHtml(r: RunReport, d: ReportDetails, opts: { generatedAt: Date }): string {
   const title = `Settlement run ${r.run_id} · ${r.business_date}`
   const latencyRows = d.latency.by_provider.map((p) => [p.provider, p.calls, p.p50_ms, p.p95_ms, p.p99_ms])
@@ -252,6 +290,7 @@ export function formatReportHtml(r: RunReport, d: ReportDetails, opts: { generat
             <h2>Per merchant</h2>
             ${merchantChart(d)}${merchantTable(d)}
           </section>
+          ${duplicatesSection(r)}
           <section id="throughput">
             <h2>Throughput over time</h2>
             ${throughputChart(d)}

@@ -39,6 +39,8 @@ export function formatReportTable(r: RunReport, details?: ReportDetails): string
       [true, true, true, true, true, true, true, true],
     ),
   )
+  const unrepaired = r.duplicates.filter((d) => !d.repaired_at).length
+  out.push(`duplicate receipts at providers: ${r.duplicates.length} (${unrepaired} not repaired)`)
   const providers = Object.entries(r.by_provider).sort(([a], [b]) => a.localeCompare(b))
   if (providers.length) {
     out.push('')

@@ -26,6 +26,22 @@ export interface RunReport {
   trigger: string
   merchant_scope: string
   overdue: number
+  /**
+   * Further receipts a provider held for the run's receipts, found by reconcile (provider_duplicates):
+   * repaired ones (cancelled at the provider) included, so a repaired duplicate stays on record.
+   */
+  duplicates: ReportDuplicate[]
+}
+
+export interface ReportDuplicate {
+  transaction_id: string
+  provider: string
+  provider_receipt_id: string
+  approval_number: string | null
+  amount: number | null
+  found_at: string
+  repaired_at: string | null
+  repair_outcome: string | null
 }
 
 export class ReportNotFoundError extends Error {
@@ -116,6 +132,15 @@ export async function buildReport(db: Db, sel: { runId?: number; date?: string }
     .limit(1_000)
     .execute()
 
+  const duplicates = await db
+    .selectFrom('provider_duplicates as d')
+    .innerJoin('receipts as r', 'r.id', 'd.receipt_id')
+    .select(['r.transaction_id', 'd.provider', 'd.provider_receipt_id', 'd.approval_number', 'd.amount', 'd.found_at', 'd.repaired_at', 'd.repair_outcome'])
+    .where(scopeColumn, 'in', ids)
+    .orderBy('d.id')
+    .limit(1_000)
+    .execute()
+
   const started = Math.min(...runs.map((r) => new Date(r.started_at as unknown as string).getTime()))
   const running = totals.pending > 0
   const end = running || !lastFinished ? Date.now() : lastFinished
@@ -140,6 +165,16 @@ export async function buildReport(db: Db, sel: { runId?: number; date?: string }
     trigger: runs.map((r) => r.trigger).join(','),
     merchant_scope: runs.map((r) => r.merchant_scope).join(','),
     overdue,
+    duplicates: duplicates.map((d) => ({
+      transaction_id: d.transaction_id,
+      provider: d.provider,
+      provider_receipt_id: d.provider_receipt_id,
+      approval_number: d.approval_number,
+      amount: d.amount === null ? null : Number(d.amount),
+      found_at: new Date(d.found_at).toISOString(),
+      repaired_at: d.repaired_at ? new Date(d.repaired_at).toISOString() : null,
+      repair_outcome: d.repair_outcome,
+    })),
   }
 }
 

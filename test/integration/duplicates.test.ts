@@ -9,15 +9,19 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startSandbox, type Sandbox } from '../../sandbox/index.ts'
 import type { App } from '../../src/app.ts'
 import type { Receipt } from '../../src/db/schema.ts'
+import { startDashboard } from '../../src/http/server.ts'
 import { createTestEnv, type TestEnv } from '../helpers/test-env.ts'
-import { importDay, settle, waitForRun } from '../helpers/pipeline.ts'
+import { importDay, runCli, settle, waitForRun } from '../helpers/pipeline.ts'
+import { parseExposition } from '../helpers/prometheus-text.ts'
 
 let sandbox: Sandbox
 let env: TestEnv
 
+const TOKEN = 'duplicates-test-token'
+
 beforeAll(async () => {
   sandbox = await startSandbox({ port: 0 })
-  env = await createTestEnv({ sandboxUrl: sandbox.url })
+  env = await createTestEnv({ sandboxUrl: sandbox.url, env: { DASHBOARD_TOKEN: TOKEN, METRICS_CACHE_MS: '0' } })
   env.app.startWorker({ concurrency: 4 })
 })
 afterAll(async () => {
@@ -92,6 +96,37 @@ describe('reconcile finds duplicates at NTS', () => {
     expect(sandbox.stats().max_receipts_per_key).toBe(2)
     const ledger = await app.db().selectFrom('receipts').select(['id', 'state', 'approval_number']).where('id', 'in', victims.map((v) => v.id)).execute()
     for (const l of ledger) expect(l).toMatchObject({ state: 'issued', approval_number: victims.find((v) => v.id === l.id)!.approval_number })
+
+    // Reported: report --json lists them (repaired, so still on record), the dashboard's run page
+    // shows them, and /metrics counts them.
+    const rep = await runCli(['report', '--date', '2026-07-01', '--json'], env.env())
+    expect(rep.code, rep.stderr).toBe(0)
+    const json = JSON.parse(rep.stdout) as { duplicates: { transaction_id: string; approval_number: string; repaired_at: string | null; amount: number }[] }
+    expect(json.duplicates.map((d) => d.approval_number).sort()).toEqual([...dupApprovals].sort())
+    for (const d of json.duplicates) {
+      expect(d.repaired_at).not.toBeNull()
+      expect(d.amount).toBe(victims.find((v) => v.transaction_id === d.transaction_id)!.total_amount)
+    }
+    const dashboard = await startDashboard({
+      db: app.db(),
+      redis: app.redis(),
+      receiptsQueue: app.receiptsQueue(),
+      controlQueue: app.controlQueue(),
+      logger: app.logger,
+      serve: { ...app.config.serve, port: 0, host: '127.0.0.1' },
+      queuePrefix: app.config.queuePrefix,
+    })
+    try {
+      const auth = { headers: { authorization: `Bearer ${TOKEN}` } }
+      const families = parseExposition(await (await fetch(`${dashboard.url}/metrics`, auth)).text())
+      expect(families.get('cash_receipts_duplicates_total')?.samples).toEqual([{ name: 'cash_receipts_duplicates_total', labels: { provider: 'nts' }, value: 3 }])
+      expect(families.get('cash_receipts_duplicates_unrepaired')?.samples).toEqual([{ name: 'cash_receipts_duplicates_unrepaired', labels: { provider: 'nts' }, value: 0 }])
+      const page = await (await fetch(`${dashboard.url}/runs/${victims[0]!.run_id}`, auth)).text()
+      expect(page).toContain('Duplicate receipts at providers: 3 (0 not repaired)')
+      for (const a of dupApprovals) expect(page).toContain(a)
+    } finally {
+      await dashboard.close()
+    }
 
     // A second reconcile finds nothing more and sends nothing.
     const cancelledBefore = sandbox.stats().providers.nts.cancelled

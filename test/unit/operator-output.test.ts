@@ -50,6 +50,7 @@ const report: RunReport = {
   totals: { eligible: 4, issued: 2, failed: 1, pending: 0, skipped: 1, cancelled: 0 },
   amount_issued: 23_000,
   by_provider: { nts: { issued: 2, failed: 1, pending: 0, skipped: 1, cancelled: 0 } },
+  duplicates: [],
   failures: [
     {
       transaction_id: 'T-1',

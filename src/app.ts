@@ -26,6 +26,7 @@ import { requestCancellation, type CancelRequested, type CancelRequestInput } fr
 import { cancelChangedTransactions, type CancelChangedResult } from './jobs/cancel-changed.ts'
 import { reconcileDay, type ReconcileResult } from './jobs/reconcile.ts'
 import { rekey, type RekeySummary } from './jobs/rekey.ts'
+import { recoverOrphans, startRecoveryLoop, type RecoverOptions, type RecoverResult } from './jobs/recover.ts'
 import { importTransactions, type ImportOptions, type ImportResult } from './import/import-transactions.ts'
 import { buildReport, type RunReport } from './report/report.ts'
 import { buildReportDetails, type ReportDetails } from './report/report-details.ts'
@@ -65,13 +66,15 @@ export interface App {
   cancelChanged(transactionIds: readonly string[]): Promise<CancelChangedResult[]>
   /** Compares the ledger with the providers for a business date, repairing and flagging. */
   reconcile(businessDate: string, todayKst?: string): Promise<ReconcileResult>
+  /** Puts receipts that need work but have no live job back on the queue (one pass at a time across processes). */
+  recover(opts?: RecoverOptions): Promise<RecoverResult>
   /** Re-encrypts personal data under the active data key. */
   rekey(opts?: { readonly batchSize?: number; readonly onProgress?: (done: number, total: number) => void }): Promise<RekeySummary>
   report(sel: RunSelector, todayKst?: string): Promise<RunReport>
   reportDetails(sel: RunSelector, todayKst: string): Promise<ReportDetails>
-  /** Starts a receipts worker (issue and cancel jobs); closed by close(). */
+  /** Starts a receipts worker (issue and cancel jobs) and its periodic recovery pass; closed by close(). */
   startWorker(opts?: { concurrency?: number }): Worker
-  /** Upserts the nightly settlement and reconcile schedules and starts their worker; closed by close(). */
+  /** Upserts the nightly settlement and reconcile schedules, starts their worker and the periodic recovery pass; closed by close(). */
   startScheduler(): Promise<RunningScheduler>
   close(): Promise<void>
 }
@@ -225,6 +228,11 @@ export function createApp(config: AppConfig, overrides: AppOverrides = {}): App 
       if (config.settle.reconcileCancelDuplicates) await app.checkDeployment()
       return reconcileDay({ db: app.db(), providers: app.providers(), logger, cancelDuplicates: config.settle.reconcileCancelDuplicates }, businessDate, todayKst)
     },
+    recover: async (opts) => {
+      // A pass enqueues: the same guard as everything that enqueues.
+      await app.checkDeployment()
+      return recoverOrphans({ db: app.db(), queue: app.receiptsQueue(), logger, graceMs: config.recovery.graceMs }, opts)
+    },
     rekey: (opts) => rekey(app.db(), config.dataKeys, opts),
     report: (sel, todayKst) => buildReport(app.db(), sel, todayKst),
     reportDetails: (sel, todayKst) => buildReportDetails(app.db(), sel, todayKst),
@@ -240,6 +248,8 @@ export function createApp(config: AppConfig, overrides: AppOverrides = {}): App 
         () => void worker.run().catch((err) => logger.error({ err: (err as Error).message }, 'worker stopped')),
         (err) => logger.error({ err: (err as Error).message }, 'worker not started'),
       )
+      const recovery = startRecoveryLoop(() => app.recover(), config.recovery.intervalMs, logger)
+      closers.unshift(() => recovery.close())
       return worker
     },
     async startScheduler() {
@@ -255,6 +265,8 @@ export function createApp(config: AppConfig, overrides: AppOverrides = {}): App 
         reconcile: app.reconcile,
       })
       closers.unshift(() => scheduler.close())
+      const recovery = startRecoveryLoop(() => app.recover(), config.recovery.intervalMs, logger)
+      closers.unshift(() => recovery.close())
       return scheduler
     },
     async close() {

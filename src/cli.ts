@@ -16,6 +16,7 @@ import { registerScheduler } from './cli/commands/scheduler.ts'
 import { registerRedrive } from './cli/commands/redrive.ts'
 import { registerCancel } from './cli/commands/cancel.ts'
 import { registerReconcile } from './cli/commands/reconcile.ts'
+import { registerRecover } from './cli/commands/recover.ts'
 import { registerRekey } from './cli/commands/rekey.ts'
 import { registerReport } from './cli/commands/report.ts'
 import { registerSandbox } from './cli/commands/sandbox.ts'
@@ -32,6 +33,7 @@ const COMMANDS: readonly ((program: Command, ctx: CliContext) => void)[] = [
   registerRedrive,
   registerCancel,
   registerReconcile,
+  registerRecover,
   registerRekey,
   registerReport,
   registerSandbox,

@@ -84,6 +84,13 @@ export interface AppConfig {
      */
     readonly reconcileCancelDuplicates: boolean
   }
+  /** The recovery pass (receipts whose job is gone or finished while work is still due). */
+  readonly recovery: {
+    /** How often each worker and the scheduler run a pass (one at a time across processes); 0 = never. */
+    readonly intervalMs: number
+    /** A pending row untouched for less than this is left alone: the add of its job may be in flight. */
+    readonly graceMs: number
+  }
   readonly serve: {
     readonly port: number
     readonly host: string
@@ -289,6 +296,8 @@ const envVars = z.object({
   SETTLE_CRON: text('0 30 0 * * *'),
   RECONCILE_CRON: text('0 0 6 * * *'),
   RECONCILE_CANCEL_DUPLICATES: bool(true),
+  RECOVERY_INTERVAL_MS: int(60_000, 0),
+  RECOVERY_GRACE_MS: int(120_000, 0),
   PORT: int(3000, 0),
   HOST: text('127.0.0.1'),
   DASHBOARD_TOKEN: optionalText(),
@@ -376,6 +385,7 @@ function configSchema(defaults: ConfigDefaults) {
         reconcileCron: e.RECONCILE_CRON,
         reconcileCancelDuplicates: e.RECONCILE_CANCEL_DUPLICATES,
       },
+      recovery: { intervalMs: e.RECOVERY_INTERVAL_MS, graceMs: e.RECOVERY_GRACE_MS },
       serve: {
         port: e.PORT,
         host: e.HOST,

@@ -22,6 +22,8 @@
  *   applyTransitions     issue   issuing, locked_by = worker            pending | issued | failed | skipped | cancelled
  *                        cancel  issuing, locked_by = worker            pending | issued | failed
  *   failOrphaned         any     pending | issuing with expired lease   failed (needs_lookup)
+ *   bumpRequeue          any     pending | issuing with expired lease,  unchanged; requeue_count + 1 (a fresh job id),
+ *                                requeue_count as the caller read it    needs_lookup when issuing
  *   beginFullCancel      issue   issued                                 cancelling
  *   recordCancelOutcome  cancel  issuing, locked_by = worker            pending | issued | failed, and in the same
  *                                                                       transaction, when the cancel row moved:
@@ -68,7 +70,7 @@ const RECEIPT_COLUMNS = [
   'id', 'transaction_id', 'kind', 'seq', 'merchant_id', 'provider', 'state', 'provider_key', 'idempotency_key', 'portone_payment',
   'needs_lookup', 'approval_number', 'total_amount', 'supply_amount', 'vat_amount', 'tax_free_amount', 'service_fee',
   'cancelled_amount', 'purpose', 'self_issued', 'trade_date', 'deadline', 'provider_receipt_id', 'receipt_url', 'skip_reason',
-  'error_class', 'error_code', 'error_message', 'attempts', 'locked_by', 'locked_until', 'last_sent_at', 'run_id', 'last_run_id', 'redrive_count',
+  'error_class', 'error_code', 'error_message', 'attempts', 'locked_by', 'locked_until', 'last_sent_at', 'run_id', 'last_run_id', 'redrive_count', 'requeue_count',
   'parent_receipt_id', 'cancel_reason', 'reconcile_flag', 'reconciled_at', 'created_at', 'updated_at', 'issued_at', 'finished_at',
 ] as const satisfies readonly (keyof ReceiptsTable)[]
 // Compile-time check that the list is complete: a column added to ReceiptsTable and not here fails the build.
@@ -339,6 +341,39 @@ export async function failOrphaned(db: Db, receiptId: number, errorClass: string
   return Number(res.numUpdatedRows) === 1
 }
 
+/** A row the caller read, to be put on the queue under a fresh job id. */
+export interface RequeueItem {
+  readonly id: number
+  /** requeue_count as the caller read it: the guard that makes one of two racing callers win. */
+  readonly requeueCount: number
+}
+
+/**
+ * A receipt whose job is gone or finished while the row still needs work starts a new job
+ * generation: requeue_count + 1, which is part of its job id (queue/queues.ts), so the job added next
+ * is never one BullMQ already holds as finished. Guard: the row still needs work (pending, or issuing
+ * whose lease expired) and requeue_count is still what the caller read, so of two callers racing on
+ * one row exactly one wins and only the winner enqueues. A row taken from `issuing` gets needs_lookup:
+ * the call its vanished worker was making may have reached the provider. updated_at moves, so a
+ * recovery pass gives the job being added its grace period. Returns the rows that moved, with the
+ * new count.
+ */
+export async function bumpRequeue(db: Db, items: readonly RequeueItem[]): Promise<{ id: number; requeue_count: number }[]> {
+  if (items.length === 0) return []
+  const res = await sql<{ id: number; requeue_count: number }>`
+    WITH v AS (SELECT * FROM unnest(${items.map((i) => i.id)}::bigint[], ${items.map((i) => i.requeueCount)}::int[]) AS v(id, n)),
+    locked AS MATERIALIZED (SELECT r.id FROM receipts r JOIN v ON v.id = r.id ORDER BY r.id FOR UPDATE OF r)
+    UPDATE receipts r SET
+      requeue_count = r.requeue_count + 1,
+      needs_lookup = r.needs_lookup OR r.state = 'issuing',
+      updated_at = now()
+    FROM v JOIN locked l ON l.id = v.id
+    WHERE r.id = v.id AND r.requeue_count = v.n
+      AND (r.state = 'pending' OR (r.state = 'issuing' AND (r.locked_until IS NULL OR r.locked_until < now())))
+    RETURNING r.id, r.requeue_count`.execute(db)
+  return res.rows.map((r) => ({ id: Number(r.id), requeue_count: r.requeue_count }))
+}
+
 // ---------------------------------------------------------------------------------------------
 // Creation
 
@@ -579,6 +614,7 @@ export interface Redriven {
   readonly id: number
   readonly kind: ReceiptKind
   readonly redrive_count: number
+  readonly requeue_count: number
   readonly trade_date: string
   /** The error class the row failed with (cleared by the re-drive). */
   readonly error_class: string | null
@@ -609,7 +645,7 @@ export async function redriveFailed(
         finished_at = NULL,
         updated_at = now()
       FROM old WHERE r.id = old.id AND r.state = 'failed'
-      RETURNING r.id, r.kind, r.redrive_count, r.trade_date::text AS trade_date, old.error_class, r.idempotency_key`.execute(trx)
+      RETURNING r.id, r.kind, r.redrive_count, r.requeue_count, r.trade_date::text AS trade_date, old.error_class, r.idempotency_key`.execute(trx)
     const issueRows = claimed.rows.filter((r) => r.kind === 'issue')
     if (!issueRows.length) return claimed.rows
     const keys = issueRows.map((r) => freshKey({ idempotencyKey: r.idempotency_key, redriveCount: r.redrive_count }))

@@ -99,6 +99,8 @@ export interface ReceiptsTable {
   run_id: number | null
   last_run_id: number | null
   redrive_count: Generated<number>
+  /** Re-enqueues under a fresh job id after the previous job finished with work still due (part of the job id). */
+  requeue_count: Generated<number>
   parent_receipt_id: number | null
   cancel_reason: 1 | 2 | 3 | null
   reconcile_flag: string | null

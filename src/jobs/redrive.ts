@@ -1,7 +1,8 @@
 /**
  * Re-drive: failed receipts back to pending and onto the queue under FRESH job ids (a custom BullMQ
  * id only deduplicates while the old job is retained in Redis, so re-adding it would be a silent
- * no-op). The selection is a Postgres query — the ledger, not Redis, says what failed.
+ * no-op): the re-drive generation is part of the id, and enqueueReceipts starts a new one should
+ * that id still be held as finished. The selection is a Postgres query — the ledger, not Redis, says what failed.
  *
  * Claiming is the ledger's redriveFailed (failed → pending and a fresh idempotency key, in one
  * transaction), so two concurrent re-drives split the rows between them and nothing is enqueued
@@ -13,7 +14,8 @@ import type { Logger } from 'pino'
 import type { Db } from '../db/database.ts'
 import { countFailed, redriveFailed, type FailedFilter } from '../db/ledger.ts'
 import { redriveIdempotencyKey } from '../providers/keys.ts'
-import { cancelJobId, issueJobId, type ReceiptsQueue } from '../queue/queues.ts'
+import type { ReceiptsQueue } from '../queue/queues.ts'
+import { enqueueReceipts } from './enqueue-receipts.ts'
 
 export type RedriveFilter = FailedFilter
 
@@ -51,13 +53,7 @@ export async function redrive(
   for (const r of claimed) byClass[r.error_class ?? 'unknown'] = (byClass[r.error_class ?? 'unknown'] ?? 0) + 1
 
   for (let i = 0; i < claimed.length; i += 1_000) {
-    await deps.queue.addBulk(
-      claimed.slice(i, i + 1_000).map((r) =>
-        r.kind === 'issue'
-          ? { name: 'issue-receipt' as const, data: { receiptId: r.id, businessDate: r.trade_date }, opts: { jobId: issueJobId(r.id, r.redrive_count) } }
-          : { name: 'cancel-receipt' as const, data: { receiptId: r.id }, opts: { jobId: cancelJobId(r.id, r.redrive_count) } },
-      ),
-    )
+    await enqueueReceipts(deps, claimed.slice(i, i + 1_000).map((r) => ({ ...r, state: 'pending' as const })))
   }
   await db
     .updateTable('settlement_runs')

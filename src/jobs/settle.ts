@@ -6,7 +6,7 @@
  * Streams in chunks with keyset pagination (never a whole day in memory) and waits while the queue
  * has more than `maxWaiting` jobs, so Redis memory is bounded by that limit, not by the day's size.
  * Running it twice creates nothing new: receipts are unique per (transaction, kind) and job ids are
- * derived from receipt ids.
+ * derived from receipt ids (and their generation: see enqueue-receipts.ts).
  *
  * A transaction the receipts table refuses (its provider key is already another transaction's, or too
  * long to index, or the row breaks a check: data written by an older version or by hand) does not stop
@@ -23,6 +23,7 @@ import { addDays, carryOverFrom, decideIssuance, isValidDate, legalDeadline } fr
 import { deriveProviderKeys, providerKeySource } from '../providers/keys.ts'
 import { issueJobId, type ReceiptsQueue } from '../queue/queues.ts'
 import { receiptAmountsFor } from './receipt-amounts.ts'
+import { enqueueReceipts } from './enqueue-receipts.ts'
 
 export interface SettleDeps {
   readonly db: Db
@@ -58,7 +59,7 @@ export interface SettleSummary {
   readonly created: number
   readonly skipped: number
   readonly skipReasons: Readonly<Record<string, number>>
-  /** Jobs handed to the queue (existing job ids are not duplicated by BullMQ). */
+  /** Jobs handed to the queue (receipts a live job already holds are not counted). */
   readonly enqueued: number
   readonly byProvider: Readonly<Record<string, number>>
   /** Transactions the receipts table refused (recorded in settle_rejections), by code. */
@@ -220,7 +221,8 @@ export async function settleDay(deps: SettleDeps, opts: SettleOptions): Promise<
   }
 
   // Phase 2: pending receipts of the window created before this call (an earlier run whose jobs were
-  // lost from Redis, a crash between insert and enqueue). Re-adding a live job id is a no-op.
+  // lost from Redis, a crash between insert and enqueue). enqueueReceipts leaves those with a live job
+  // alone and never re-adds the id of a finished job (that would be a silent no-op).
   if (opts.dryRun) {
     const pending = await pendingQuery(db, from, to, opts.merchantId)
       .select((eb) => eb.fn.countAll<number>().as('n'))
@@ -230,7 +232,7 @@ export async function settleDay(deps: SettleDeps, opts: SettleOptions): Promise<
     let idCursor = 0
     for (;;) {
       const rows = await pendingQuery(db, from, to, opts.merchantId)
-        .select(['id', 'trade_date', 'redrive_count'])
+        .select(['id', 'kind', 'state', 'trade_date', 'redrive_count', 'requeue_count'])
         .where('created_at', '<', settleStarted)
         .where('id', '>', idCursor)
         .orderBy('id')
@@ -238,7 +240,10 @@ export async function settleDay(deps: SettleDeps, opts: SettleOptions): Promise<
         .execute()
       if (rows.length === 0) break
       idCursor = rows.at(-1)!.id
-      await enqueue(rows)
+      await waitForRoom(deps)
+      const counts = await enqueueReceipts(deps, rows)
+      enqueued += counts.added + counts.requeued
+      opts.onProgress?.({ phase: 'enqueue', selected, enqueued })
     }
     await db
       .updateTable('settlement_runs')

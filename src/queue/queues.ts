@@ -21,12 +21,38 @@ export interface JobPayloads {
 export type JobName = keyof JobPayloads
 export type ReceiptsQueue = Queue<JobPayloads[JobName], unknown, string>
 
-/** Custom BullMQ ids: no ':' and never all digits. Re-drive appends -r<n> so a fresh job is created. */
-export function issueJobId(receiptId: number, redriveCount: number): string {
-  return redriveCount > 0 ? `issue-${receiptId}-r${redriveCount}` : `issue-${receiptId}`
+/**
+ * Custom BullMQ ids: no ':' and never all digits. One id per job generation of a receipt: a re-drive
+ * appends -r<n> and a re-enqueue after the previous job finished appends -q<n> (the receipt's
+ * redrive_count and requeue_count), so a fresh job is created rather than a silent no-op on an id
+ * BullMQ still holds.
+ */
+export function issueJobId(receiptId: number, redriveCount: number, requeueCount = 0): string {
+  return `issue-${receiptId}${generation(redriveCount, requeueCount)}`
 }
-export function cancelJobId(receiptId: number, redriveCount: number): string {
-  return redriveCount > 0 ? `cancel-${receiptId}-r${redriveCount}` : `cancel-${receiptId}`
+export function cancelJobId(receiptId: number, redriveCount: number, requeueCount = 0): string {
+  return `cancel-${receiptId}${generation(redriveCount, requeueCount)}`
+}
+function generation(redriveCount: number, requeueCount: number): string {
+  return `${redriveCount > 0 ? `-r${redriveCount}` : ''}${requeueCount > 0 ? `-q${requeueCount}` : ''}`
+}
+
+/** The job of a receipt row's current generation, by its kind. */
+export function receiptJob(r: { readonly id: number; readonly kind: 'issue' | 'cancel'; readonly trade_date: string; readonly redrive_count: number; readonly requeue_count: number }) {
+  return r.kind === 'issue'
+    ? { name: 'issue-receipt' as const, data: { receiptId: r.id, businessDate: r.trade_date }, opts: { jobId: issueJobId(r.id, r.redrive_count, r.requeue_count) } }
+    : { name: 'cancel-receipt' as const, data: { receiptId: r.id }, opts: { jobId: cancelJobId(r.id, r.redrive_count, r.requeue_count) } }
+}
+
+/** BullMQ states of a job that will still run (or is running): its receipt is in hand. */
+export const LIVE_JOB_STATES: ReadonlySet<string> = new Set(['waiting', 'delayed', 'active', 'prioritized', 'waiting-children'])
+
+/**
+ * The state of each job id: a BullMQ state, or 'unknown' when Redis holds no such job (never added,
+ * removed by retention, or Redis lost its data).
+ */
+export async function jobStates(queue: ReceiptsQueue, jobIds: readonly string[]): Promise<string[]> {
+  return Promise.all(jobIds.map((id) => queue.getJobState(id)))
 }
 
 export function receiptJobOptions(attempts: number, backoffMs: number): DefaultJobOptions {

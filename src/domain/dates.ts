@@ -21,6 +21,15 @@ export function businessDateOf(instant: Date | number): string {
   return new Date(ms + KST_OFFSET_MS).toISOString().slice(0, 10)
 }
 
+/**
+ * The Korean wall-clock time of an instant as 'YYYY-MM-DDTHH:mm:ss.sss' (no offset): what a receipt,
+ * a page or a provider field that expects KST shows. Callers take the part they need.
+ */
+export function kstWallClock(instant: Date | number): string {
+  const ms = typeof instant === 'number' ? instant : instant.getTime()
+  return new Date(ms + KST_OFFSET_MS).toISOString().slice(0, 23)
+}
+
 export const kstToday = (nowMs: number): string => businessDateOf(nowMs)
 export const kstYesterday = (nowMs: number): string => addDays(businessDateOf(nowMs), -1)
 

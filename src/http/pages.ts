@@ -1,4 +1,5 @@
 /** Server-rendered dashboard pages (no client-side script): runs, one run, a run's failures. */
+import { kstWallClock } from '../domain/index.ts'
 import type { RunReport } from '../report/report.ts'
 import type { ReportDetails } from '../report/report-details.ts'
 import {
@@ -46,7 +47,7 @@ export function layout(title: string, body: SafeHtml, opts: { refreshS?: number 
 }
 
 const kst = (d: Date | null) =>
-  d ? `${new Date(d.getTime() + 9 * 3600_000).toISOString().slice(0, 19).replace('T', ' ')} KST` : ''
+  d ? `${kstWallClock(d).slice(0, 19).replace('T', ' ')} KST` : ''
 
 export function runsPage(runs: readonly RunRow[]): string {
   const body = runs.length

@@ -3,6 +3,7 @@
  * script, font or image from anywhere (a Content-Security-Policy of `default-src 'none'` makes sure
  * of it), so it opens offline and can be mailed or archived as it is.
  */
+import { kstWallClock } from '../domain/index.ts'
 import type { RunReport } from './report.ts'
 import { OUTCOMES, type ReportDetails } from './report-details.ts'
 import { columns, OUTCOME_SERIES, stackedBars, type Row } from './charts.ts'
@@ -102,7 +103,7 @@ function throughputChart(d: ReportDetails): SafeHtml {
   const short = d.throughput.bucket_s < 86_400
   const points: Row[] = d.throughput.points.map((p) => ({
     // KST wall clock: operators read the night in Seoul time.
-    label: new Date(Date.parse(p.t) + 9 * 3600_000).toISOString().slice(short ? 11 : 5, short ? 19 : 16),
+    label: kstWallClock(Date.parse(p.t)).slice(short ? 11 : 5, short ? 19 : 16),
     values: { issued: p.issued, failed: p.failed, skipped: p.skipped },
   }))
   return columns({

@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest'
 import fc from 'fast-check'
 import {
-  addDays, brnCheckDigit, businessDateOf, carryOverFrom, checkPurposeIdentifier, decideIssuance, isOverdue, isValidBrn, isValidDate,
+  addDays, brnCheckDigit, businessDateOf, kstWallClock, carryOverFrom, checkPurposeIdentifier, decideIssuance, isOverdue, isValidBrn, isValidDate,
   kstYesterday, legalDeadline, maskIdentifier, MAX_KRW, msUntilKstMidnight, parseIdentifier, parseKrw, parsePaidAt, parsePurpose,
   splitAmounts, validateTransaction, vatOf, SELF_ISSUE_NUMBER,
 } from '../../src/domain/index.ts'
@@ -250,5 +250,13 @@ describe('import rows (README, Import format)', () => {
     expect(errorsOf({ provider: 'portone', order_id: '주문-1' })).toEqual([`order_id: key: has a character other than letters, digits and . _ : @ # - at position 1; it must be ${rule} (without payment_ref it is the PortOne merchant_uid)`])
     expect(errorsOf({ provider: 'portone', payment_ref: 'imp_1', order_id: '주문-1' })).toEqual([])
     expect(errorsOf({ provider: 'payssam', payment_ref: 'B'.repeat(100), order_id: '주문 1' })).toEqual([])
+  })
+})
+
+describe('kstWallClock', () => {
+  it('shows an instant at UTC+9 whatever the machine zone, across the KST date line', () => {
+    expect(kstWallClock(Date.parse('2026-11-20T14:59:59.123Z'))).toBe('2026-11-20T23:59:59.123')
+    expect(kstWallClock(new Date('2026-11-20T15:00:00Z'))).toBe('2026-11-21T00:00:00.000')
+    expect(kstWallClock(Date.parse('2026-11-21T09:30:00+09:00')).slice(0, 10)).toBe(businessDateOf(Date.parse('2026-11-21T09:30:00+09:00')))
   })
 })

@@ -8,12 +8,11 @@
 import type { NtsCredentials } from './nts-credentials.ts'
 import { DEFAULT_RETRY, httpClientFor, requestIo, type RequestIo, transportMeta, transportOutcome, withRetry, type HttpResult } from '../http.ts'
 import { body, send, str, TokenCache, tokenFailure, withTokenRefresh } from '../common.ts'
-import type { ProviderOutcome, ProviderReceipt } from '../../domain/index.ts'
+import { kstWallClock, type ProviderOutcome, type ProviderReceipt } from '../../domain/index.ts'
 import type { CallContext, CancelRequest, CashReceiptProvider, IssueRequest, LookupRequest, ProviderDeps } from '../types.ts'
 import { classifyNts, ntsReceiptList } from './nts-errors.ts'
 
 
-const KST_MS = 9 * 3600_000
 const ID_TYPE = { phone: 'PHONE', business: 'BUSINESS', card: 'CARD', rrn: 'RRN', self: 'PHONE' } as const
 
 export function createNtsProvider(deps: ProviderDeps<NtsCredentials>): CashReceiptProvider {
@@ -52,7 +51,7 @@ export function createNtsProvider(deps: ProviderDeps<NtsCredentials>): CashRecei
     credentialId: `nts-${creds.clientId}`,
     capabilities: { partialCancel: true, naverCashAmount: false },
     issue(req: IssueRequest, ctx?: CallContext) {
-      const kst = new Date(Date.parse(req.paidAt) + KST_MS).toISOString()
+      const kst = kstWallClock(Date.parse(req.paidAt))
       return op(
         'issue',
         'POST',

@@ -30,6 +30,7 @@ import { recoverOrphans, startRecoveryLoop, type RecoverOptions, type RecoverRes
 import { importTransactions, type ImportOptions, type ImportResult } from './import/import-transactions.ts'
 import { buildReport, type RunReport } from './report/report.ts'
 import { buildReportDetails, type ReportDetails } from './report/report-details.ts'
+import type { RunningDashboard } from './http/server.ts'
 
 export type RunSelector = { readonly runId?: number; readonly date?: string }
 
@@ -76,6 +77,11 @@ export interface App {
   startWorker(opts?: { concurrency?: number }): Worker
   /** Upserts the nightly settlement and reconcile schedules, starts their worker and the periodic recovery pass; closed by close(). */
   startScheduler(): Promise<RunningScheduler>
+  /**
+   * The dashboard, /metrics and health endpoints on this app's connections; `serve` overrides the
+   * configured port and host. The caller closes it. Loaded on demand: other commands never load express.
+   */
+  startDashboard(serve?: Partial<AppConfig['serve']>): Promise<RunningDashboard>
   close(): Promise<void>
 }
 
@@ -268,6 +274,18 @@ export function createApp(config: AppConfig, overrides: AppOverrides = {}): App 
       const recovery = startRecoveryLoop(() => app.recover(), config.recovery.intervalMs, logger)
       closers.unshift(() => recovery.close())
       return scheduler
+    },
+    async startDashboard(serve = {}) {
+      const { startDashboard } = await import('./http/server.ts')
+      return startDashboard({
+        db: app.db(),
+        redis: app.redis(),
+        receiptsQueue: app.receiptsQueue(),
+        controlQueue: app.controlQueue(),
+        logger,
+        serve: { ...config.serve, ...serve },
+        queuePrefix: config.queuePrefix,
+      })
     },
     async close() {
       for (const c of closers.splice(0)) await c().catch((err) => logger.warn({ err: (err as Error).message }, 'close failed'))

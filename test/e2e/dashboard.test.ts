@@ -10,7 +10,7 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { Page } from 'playwright-core'
 import { startSandbox, type Sandbox } from '../../sandbox/index.ts'
-import { startDashboard, type RunningDashboard } from '../../src/http/server.ts'
+import type { RunningDashboard } from '../../src/http/server.ts'
 import { buildReport, type RunReport } from '../../src/report/report.ts'
 import { kstToday } from '../../src/domain/index.ts'
 import { createTestEnv, type TestEnv } from '../helpers/test-env.ts'
@@ -46,15 +46,7 @@ beforeAll(async () => {
   runId = (await settle(app, '2026-11-02')).runId!
   await waitForRun(app, runId, 120_000)
   before = await buildReport(app.db(), { runId }, kstToday(Date.now()))
-  dashboard = await startDashboard({
-    db: app.db(),
-    redis: app.redis(),
-    receiptsQueue: app.receiptsQueue(),
-    controlQueue: app.controlQueue(),
-    logger: app.logger,
-    serve: { ...app.config.serve, port: 0, host: '127.0.0.1' },
-    queuePrefix: app.config.queuePrefix,
-  })
+  dashboard = await app.startDashboard({ port: 0, host: '127.0.0.1' })
   browser = await launchChromium({ httpCredentials: { username: USER, password: PASSWORD } })
 }, 180_000)
 

@@ -9,7 +9,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startSandbox, type Sandbox } from '../../sandbox/index.ts'
 import type { App } from '../../src/app.ts'
 import type { Receipt } from '../../src/db/schema.ts'
-import { startDashboard } from '../../src/http/server.ts'
 import { createTestEnv, type TestEnv } from '../helpers/test-env.ts'
 import { importDay, runCli, settle, waitForRun } from '../helpers/pipeline.ts'
 import { parseExposition } from '../helpers/prometheus-text.ts'
@@ -107,15 +106,7 @@ describe('reconcile finds duplicates at NTS', () => {
       expect(d.repaired_at).not.toBeNull()
       expect(d.amount).toBe(victims.find((v) => v.transaction_id === d.transaction_id)!.total_amount)
     }
-    const dashboard = await startDashboard({
-      db: app.db(),
-      redis: app.redis(),
-      receiptsQueue: app.receiptsQueue(),
-      controlQueue: app.controlQueue(),
-      logger: app.logger,
-      serve: { ...app.config.serve, port: 0, host: '127.0.0.1' },
-      queuePrefix: app.config.queuePrefix,
-    })
+    const dashboard = await app.startDashboard({ port: 0, host: '127.0.0.1' })
     try {
       const auth = { headers: { authorization: `Bearer ${TOKEN}` } }
       const families = parseExposition(await (await fetch(`${dashboard.url}/metrics`, auth)).text())

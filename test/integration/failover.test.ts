@@ -9,7 +9,6 @@ import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startSandbox, type Sandbox } from '../../sandbox/index.ts'
 import { PROVIDERS } from '../../src/domain/index.ts'
-import { startDashboard } from '../../src/http/server.ts'
 import { DatabaseUnavailableError } from '../../src/db/availability.ts'
 import { adminUrl, pgServerUrl } from '../helpers/env.ts'
 import { importDay, runCli, settle, spawnCli, stopChild, waitForRun } from '../helpers/pipeline.ts'
@@ -79,15 +78,7 @@ describe('Postgres terminating connections', () => {
 
   it('the dashboard answers /metrics and pages after its connections were terminated', async () => {
     const app = env.newApp()
-    const dashboard = await startDashboard({
-      db: app.db(),
-      redis: app.redis(),
-      receiptsQueue: app.receiptsQueue(),
-      controlQueue: app.controlQueue(),
-      logger: app.logger,
-      serve: { ...app.config.serve, port: 0, host: '127.0.0.1' },
-      queuePrefix: app.config.queuePrefix,
-    })
+    const dashboard = await app.startDashboard({ port: 0, host: '127.0.0.1' })
     try {
       expect((await fetch(`${dashboard.url}/metrics`)).status).toBe(200)
       expect(await terminateBackends(env.name)).toBeGreaterThan(0)

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { parseExposition, type Family } from '../helpers/prometheus-text.ts'
 import { startSandbox, type Sandbox } from '../../sandbox/index.ts'
-import { startDashboard, type RunningDashboard } from '../../src/http/server.ts'
+import type { RunningDashboard } from '../../src/http/server.ts'
 import { buildReport, type RunReport } from '../../src/report/report.ts'
 import { outcomeOf } from '../../src/report/report-details.ts'
 import { kstToday } from '../../src/domain/index.ts'
@@ -34,15 +34,7 @@ beforeAll(async () => {
   const run = await settle(app, '2026-10-05')
   await waitForRun(app, run.runId!, 120_000)
   report = await buildReport(app.db(), { runId: run.runId! }, kstToday(Date.now()))
-  dashboard = await startDashboard({
-    db: app.db(),
-    redis: app.redis(),
-    receiptsQueue: app.receiptsQueue(),
-    controlQueue: app.controlQueue(),
-    logger: app.logger,
-    serve: { ...app.config.serve, port: 0, host: '127.0.0.1' },
-    queuePrefix: app.config.queuePrefix,
-  })
+  dashboard = await app.startDashboard({ port: 0, host: '127.0.0.1' })
 }, 180_000)
 
 afterAll(async () => {

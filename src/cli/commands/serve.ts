@@ -18,16 +18,7 @@ export function registerServe(program: Command, { withApp }: CliContext): void {
         const shutdown = listenForShutdown()
         await app.prepareDatabase()
         await app.checkDeployment()
-        const { startDashboard } = await import('../../http/server.ts')
-        const dashboard = await startDashboard({
-          db: app.db(),
-          redis: app.redis(),
-          receiptsQueue: app.receiptsQueue(),
-          controlQueue: app.controlQueue(),
-          logger: app.logger,
-          serve,
-          queuePrefix: config.queuePrefix,
-        })
+        const dashboard = await app.startDashboard(serve)
         app.logger.info({ url: dashboard.url, auth: authConfigured(serve) ? 'required' : 'none (loopback only)' }, 'dashboard listening')
         process.stderr.write(`dashboard listening on ${dashboard.url}\n`)
         await Promise.race([shutdown.requested, app.databaseLost()]).finally(() => dashboard.close())

@@ -286,6 +286,25 @@ export async function extendLease(db: Db, receiptId: number, workerId: string, l
  * the send time, all in one statement that commits before the request goes out. False: the row was
  * taken over (or left issuing) and the request must not be sent.
  */
+export async function fenceSends(db: Db, workerId: string, items: readonly { readonly receiptId: number; readonly coverMs: number }[]): Promise<Set<number>> {
+  if (items.length === 0) return new Set()
+  // The same guard and effect as fenceSend for many rows in one statement (one commit); id order,
+  // like the claim, so concurrent batches never wait on each other in a cycle.
+  const res = await sql<{ id: number }>`
+    WITH d AS (SELECT * FROM unnest(${items.map((i) => i.receiptId)}::bigint[], ${items.map((i) => i.coverMs / 1000)}::float8[]) AS d(id, cover_s)),
+    locked AS MATERIALIZED (
+      SELECT r.id FROM receipts r JOIN d ON d.id = r.id WHERE r.state = 'issuing' AND r.locked_by = ${workerId} ORDER BY r.id FOR UPDATE OF r
+    )
+    UPDATE receipts r SET
+      locked_until = GREATEST(r.locked_until, now() + make_interval(secs => d.cover_s)),
+      last_sent_at = clock_timestamp()
+    FROM d JOIN locked l ON l.id = d.id
+    WHERE r.id = d.id AND r.state = 'issuing' AND r.locked_by = ${workerId}
+    RETURNING r.id
+  `.execute(db)
+  return new Set(res.rows.map((r) => Number(r.id)))
+}
+
 export async function fenceSend(db: Db, receiptId: number, workerId: string, coverMs: number): Promise<boolean> {
   const res = await db
     .updateTable('receipts')

@@ -17,7 +17,7 @@ import { cancelJobId, type JobPayloads, type ReceiptsQueue } from '../queue/queu
 import { noteReceipt, recorder, type IssueJobResult, type ReceiptJobInfo } from './issue-receipt.ts'
 import type { ProviderSource } from './provider-source.ts'
 import type { Throttle } from '../throttle/throttle.ts'
-import { sendFence } from './lease.ts'
+import { fenceOf, sendFence } from './lease.ts'
 import { attemptOf, decide, failureEvent, perform, settled, type PolicyEvent, type Settle } from './outcome-policy.ts'
 
 export class CancelInputError extends Error {
@@ -140,7 +140,7 @@ export function createCancelHandler(deps: CancelDeps) {
     const full = cancel.total_amount === parent.total_amount && parent.cancelled_amount === 0
     const calls: AttemptRecord[] = []
     // The cancel request (every try of it) goes out only while this worker owns the row.
-    const ctx = { signal, onCall: recorder(calls, now), beforeSend: sendFence(deps.db, cancel.id, deps.workerId, { callBudgetMs: deps.callBudgetMs, signal }) }
+    const ctx = { signal, onCall: recorder(calls, now), beforeSend: sendFence(fenceOf(deps.db, deps.workerId), cancel.id, { callBudgetMs: deps.callBudgetMs, signal }) }
     // Whether an earlier cancel call may have taken effect unread; cleared by a lookup that finds the receipt not cancelled.
     let needsLookup = cancel.needs_lookup
     const decideNow = (e: PolicyEvent) => decide(e, { ...base, needsLookup, partialCancel: !full, jitterMs: Math.floor(Math.random() * 250) })

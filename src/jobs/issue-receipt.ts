@@ -86,7 +86,7 @@ export function createIssueHandler(deps: IssueDeps) {
     noteReceipt(info, { provider: receipt.provider, runId: receipt.last_run_id ?? receipt.run_id })
     const calls: AttemptRecord[] = []
     // The issue request (every try of it) goes out only while this worker owns the row.
-    const ctx = { signal, onCall: recorder(calls, now), beforeSend: sendFence(deps.db, receipt.id, deps.workerId, { callBudgetMs: deps.callBudgetMs, signal }) }
+    const ctx = { signal, onCall: recorder(calls, now), beforeSend: sendFence(deps.ledger.fence, receipt.id, { callBudgetMs: deps.callBudgetMs, signal }) }
     const finish = (t: Transition) => deps.ledger.transition({ receiptId: receipt.id, transition: t, attempts: { receipt, jobId: job.id, rows: calls } })
     // Assigned inside the attempt so a configuration error is recorded like any other failure.
     let throttle: Throttle | undefined

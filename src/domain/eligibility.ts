@@ -1,12 +1,12 @@
 /**
- * Which payments get a receipt and how (docs/tax-rules.md §1, §2; the import format in the README).
+ * Which payments get a receipt and how (docs/tax-law.md §1, §2; the import format in the README).
  * - Only cash-type funds: cash, bank transfer, virtual-account deposit, the cash-funded part of Naver Pay
  *   (its amount comes from PortOne's cash-amount lookup at issue time; 0 → skipped).
  * - Cancelled or fully refunded before issuance → skipped.
  * - No buyer identifier: a mandatory-issuance merchant (의무발행업종) self-issues to 010-000-1234 — the
  *   contract says "when the merchant must issue"; we self-issue every such payment, not only those of
  *   ₩100,000 or more, because a mandatory issuer that issues below the threshold breaks no rule while
- *   one that skips a split payment whose deal total is ≥ ₩100,000 (docs/tax-rules.md §2) is penalised.
+ *   one that skips a split payment whose deal total is ≥ ₩100,000 (docs/tax-law.md §2) is penalised.
  *   Other merchants skip payments without an identifier.
  */
 import { SELF_ISSUE_NUMBER, type IdentifierType } from './identifier.ts'

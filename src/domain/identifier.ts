@@ -1,6 +1,6 @@
 /**
- * Buyer identifiers (신분인식수단): parsing, validation and masking per docs/tax-rules.md §3.
- * Dispatch when the type is not given (docs/tax-rules.md §3.6):
+ * Buyer identifiers (신분인식수단): parsing, validation and masking per docs/tax-law.md §3.
+ * Dispatch when the type is not given (docs/tax-law.md §3.6):
  *   0100001234 → self-issue; 10 digits starting 01 → legacy phone; 11 digits 01[016789] → phone;
  *   10 digits → business number (checksum); 13 digits with a plausible YYMMDD → RRN/ARC (no checksum);
  *   13–19 digits → card (NTS TS2 prefix rules); anything else → rejected.

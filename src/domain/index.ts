@@ -1,4 +1,4 @@
-/** The pure domain: Korean cash-receipt rules (docs/tax-rules.md) and the vocabulary every layer shares. No I/O, no clock, no env. */
+/** The pure domain: Korean cash-receipt rules (docs/tax-law.md) and the vocabulary every layer shares. No I/O, no clock, no env. */
 export * from './result.ts'
 export * from './identifier.ts'
 export * from './purpose.ts'

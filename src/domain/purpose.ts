@@ -1,6 +1,6 @@
 /**
  * 소득공제 (deduction: an individual's income deduction) vs 지출증빙 (expense: a business's proof).
- * Per docs/tax-rules.md §4: deduction accepts phone, RRN, card and the self-issue number; expense accepts a
+ * Per docs/tax-law.md §4: deduction accepts phone, RRN, card and the self-issue number; expense accepts a
  * business number (typical), phone, card or RRN, and never the self-issue number. A business number
  * with deduction is refused: a business buyer's receipt is expense proof, and a deduction receipt
  * issued to a business number is not usable by anyone (NICEPAY pairs company ⇔ business number).

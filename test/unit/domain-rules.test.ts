@@ -1,4 +1,4 @@
-/** Korean cash-receipt rules (docs/tax-rules.md) with its concrete vectors, plus property tests. */
+/** Korean cash-receipt rules (docs/tax-law.md) with its concrete vectors, plus property tests. */
 import { describe, expect, it } from 'vitest'
 import fc from 'fast-check'
 import {
@@ -9,7 +9,7 @@ import {
 
 const NOW = Date.parse('2026-11-22T03:00:00Z')
 
-describe('VAT and amount split (docs/tax-rules.md §5)', () => {
+describe('VAT and amount split (docs/tax-law.md §5)', () => {
   it.each([
     [1, 0, 1],
     [10, 1, 9],
@@ -65,7 +65,7 @@ describe('VAT and amount split (docs/tax-rules.md §5)', () => {
   })
 })
 
-describe('identifiers (docs/tax-rules.md §3)', () => {
+describe('identifiers (docs/tax-law.md §3)', () => {
   it('validates business numbers with the exact checksum', () => {
     expect(isValidBrn('2208162517')).toBe(true)
     expect(isValidBrn('1248100998')).toBe(true)
@@ -133,7 +133,7 @@ describe('identifiers (docs/tax-rules.md §3)', () => {
   })
 })
 
-describe('purposes (docs/tax-rules.md §4)', () => {
+describe('purposes (docs/tax-law.md §4)', () => {
   it('parses English and Korean names and refuses self-issue with expense', () => {
     expect(parsePurpose(undefined)).toEqual({ ok: true, value: 'deduction' })
     expect(parsePurpose('지출증빙')).toEqual({ ok: true, value: 'expense' })
@@ -144,7 +144,7 @@ describe('purposes (docs/tax-rules.md §4)', () => {
   })
 })
 
-describe('KST business dates (docs/tax-rules.md §6)', () => {
+describe('KST business dates (docs/tax-law.md §6)', () => {
   it('takes the KST date of the payment', () => {
     expect(businessDateOf(new Date('2026-11-21T15:30:00Z'))).toBe('2026-11-22')
     expect(businessDateOf(new Date('2026-11-21T14:59:59Z'))).toBe('2026-11-21')
@@ -184,7 +184,7 @@ describe('KST business dates (docs/tax-rules.md §6)', () => {
   })
 })
 
-describe('eligibility (docs/tax-rules.md §1, §2)', () => {
+describe('eligibility (docs/tax-law.md §1, §2)', () => {
   const base = { method: 'cash' as const, receiptableAmount: 50_000, mandatoryIssuer: false, status: 'completed' as const }
   it('issues with an identifier, self-issues at mandatory issuers, skips otherwise', () => {
     expect(decideIssuance({ ...base, identifier: { digits: '01012345678', type: 'phone' } })).toMatchObject({ action: 'issue', selfIssued: false })

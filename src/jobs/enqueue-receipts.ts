@@ -20,18 +20,11 @@
  */
 import { bumpRequeue } from '../db/ledger.ts'
 import type { Db } from '../db/database.ts'
-import type { ReceiptKind, ReceiptState } from '../db/schema.ts'
+import type { RecoveryCandidate } from '../db/recovery.ts'
 import { jobStates, LIVE_JOB_STATES, receiptJob, type ReceiptsQueue } from '../queue/queues.ts'
 
-export interface ReceiptToQueue {
-  readonly id: number
-  readonly kind: ReceiptKind
-  /** As read: pending, or issuing whose lease expired. */
-  readonly state: ReceiptState
-  readonly trade_date: string
-  readonly redrive_count: number
-  readonly requeue_count: number
-}
+/** A receipt row as the recovery read returns it (state: pending, or issuing whose lease expired). */
+export type ReceiptToQueue = RecoveryCandidate
 
 export interface EnqueueCounts {
   /** Added under the id they had (no job of it in Redis). */

@@ -6,7 +6,8 @@
  *   issuance_number, trader}}` (all required).
  * - `POST /if/cash-receipt/cancel` `{apikey, merchant, member, bill_id, hash, price, trader}` and
  *   `POST /if/cash-receipt/read` `{apikey, merchant, member, bill_id, hash, price}`: PaySsam's cancel and read schemas put
- *   these fields at the top level; the same fields inside `bill` are accepted too.
+ *   these fields at the top level and have no `bill` object, so a body nesting them in `bill` lacks the
+ *   required `bill_id` → HTTP 400 like any missing parameter (only issue nests its fields in `bill`).
  * - `hash` = lowercase hex SHA-256 of `"{bill_id},{price}"`, price exactly as sent.
  * - Errors come as HTTP 200 with a code: 9800 bill_id already used (also after a cancel), 9980 not found,
  *   9970 already cancelled, 1003 unknown partner, 9999 anything else (wrong hash, inconsistent amounts).
@@ -69,7 +70,10 @@ export function createPayssamSim(): ProviderSim {
     readonly amount: number
   }
 
-  /** Envelope, partner, bill_id, price and hash checks shared by the three calls. */
+  /**
+   * Envelope, partner, bill_id, price and hash checks shared by the three calls. `nested`: the fields
+   * are read from `bill` (issue); otherwise from the top level only, whatever `bill` holds (cancel, read).
+   */
   function parse(req: SimRequest, nested: boolean): Parsed | SimResponse {
     const b = req.body
     if (req.bodyInvalid || !b) return badParam('요청 본문이 올바른 JSON이 아닙니다.')
@@ -82,12 +86,11 @@ export function createPayssamSim(): ProviderSim {
     const partner = { apikey: b.apikey as string, member: b.member as string, merchant: b.merchant as string }
     if (!partner.apikey.startsWith('apikey')) return fail('1003', '접근이 불가한 사용자 입니다.')
     const inner = b.bill
-    const f: Record<string, unknown> | undefined =
-      typeof inner === 'object' && inner !== null && !Array.isArray(inner)
+    const f: Record<string, unknown> | undefined = !nested
+      ? b
+      : typeof inner === 'object' && inner !== null && !Array.isArray(inner)
         ? (inner as Record<string, unknown>)
-        : nested
-          ? undefined
-          : b
+        : undefined
     if (!f) return badParam('필수 파라미터(bill)가 누락되었습니다.')
     const billId = text(f.bill_id)
     if (!billId) return badParam('필수 파라미터(bill_id)가 누락되었습니다.')

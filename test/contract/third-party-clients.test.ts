@@ -102,12 +102,16 @@ describe('PortOne V1 with plain HTTP, as documented', () => {
 
 describe('PaySsam V1 with plain HTTP, as documented', () => {
   const hash = (billId: string, price: string) => createHash('sha256').update(`${billId},${price}`).digest('hex')
-  const post = (path: string, bill: Record<string, string>) =>
+  const partner = { apikey: 'apikeyplain', merchant: 'shop-plain', member: 'member-plain' }
+  const postBody = (path: string, body: Record<string, unknown>) =>
     fetch(`${sandbox.url}/payssam/if/cash-receipt/${path}`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ apikey: 'apikeyplain', merchant: 'shop-plain', member: 'member-plain', bill }),
+      body: JSON.stringify(body),
     }).then(async (r) => ({ status: r.status, body: (await r.json()) as Record<string, unknown> }))
+  /** Issue nests its fields in `bill`; cancel and read take them at the top level (the V1 schemas). */
+  const post = (path: string, fields: Record<string, string>) =>
+    postBody(path, path === 'issue' ? { ...partner, bill: fields } : { ...partner, ...fields })
 
   it('issues with the documented hash, refuses a reused bill_id with 9800, reads F then C rows, and rejects a wrong hash', async () => {
     const bill = { bill_id: 'PLAIN0000000000001', price: '11000', supply_price: '10000', tax: '1000', issuance_number: '01012345678', trader: '0' }
@@ -127,5 +131,20 @@ describe('PaySsam V1 with plain HTTP, as documented', () => {
     expect(wrongHash.body.code).not.toBe('0000')
     const missing = await post('read', { bill_id: 'PLAIN0000000000099', price: '1', hash: hash('PLAIN0000000000099', '1') })
     expect(missing.body.code).toBe('9980')
+  })
+
+  it('refuses cancel and read fields nested in `bill` with HTTP 400, as their schemas have no bill object', async () => {
+    const bill = { bill_id: 'PLAIN0000000000003', price: '5500', supply_price: '5000', tax: '500', issuance_number: '01012345678', trader: '0' }
+    expect((await post('issue', { ...bill, hash: hash(bill.bill_id, bill.price) })).body.code).toBe('0000')
+    const nested = { bill_id: bill.bill_id, price: bill.price, trader: '0', hash: hash(bill.bill_id, bill.price) }
+    for (const path of ['cancel', 'read']) {
+      const refused = await postBody(path, { ...partner, bill: nested })
+      expect(refused.status).toBe(400)
+      expect(refused.body.code).toBe('9999')
+      expect(String(refused.body.message)).toContain('bill_id')
+    }
+    // Nothing was cancelled by the refused call: the top-level read still shows the issue row only.
+    const read = await post('read', { bill_id: bill.bill_id, price: bill.price, hash: hash(bill.bill_id, bill.price) })
+    expect((read.body.info as { appr_state: string }[]).map((i) => i.appr_state)).toEqual(['F'])
   })
 })

@@ -20,12 +20,18 @@ export function createPayssamProvider(deps: ProviderDeps<PayssamCredentials>): C
   const base = deps.baseUrl.replace(/\/+$/, '')
   const creds = deps.credentials
   const budget = deps.retry ?? DEFAULT_RETRY
-  const envelope = (bill: Record<string, string>) => ({ apikey: creds.apikey, merchant: creds.merchant, member: creds.member, bill })
+  const partner = { apikey: creds.apikey, merchant: creds.merchant, member: creds.member }
+  /**
+   * Issue nests its fields in `bill` (ReqIssueCashReceipt); cancel and read take theirs at the top level
+   * next to the partner credentials (their V1 request schemas have no `bill` object).
+   */
+  const bodyOf = (operation: 'issue' | 'lookup' | 'cancel', fields: Record<string, string>) =>
+    operation === 'issue' ? { ...partner, bill: fields } : { ...partner, ...fields }
 
-  function op(operation: 'issue' | 'lookup' | 'cancel', path: string, bill: Record<string, string>, ctx?: CallContext) {
+  function op(operation: 'issue' | 'lookup' | 'cancel', path: string, fields: Record<string, string>, ctx?: CallContext) {
     return withRetry(
       async (): Promise<ProviderOutcome> => {
-        const r = await send(http, deps.logger, { method: 'POST', url: `${base}${path}`, body: envelope(bill), ...requestIo(operation, ctx) })
+        const r = await send(http, deps.logger, { method: 'POST', url: `${base}${path}`, body: bodyOf(operation, fields), ...requestIo(operation, ctx) })
         if (r.ok) return classifyPayssam(operation, r)
         return operation === 'lookup' ? { kind: 'retryable', meta: transportMeta(r) } : transportOutcome(r)
       },

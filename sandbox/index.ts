@@ -18,6 +18,7 @@ export type {
   Sandbox,
   SandboxOptions,
   SandboxStats,
+  PortoneMerchant,
   PortonePayment,
 } from './server.ts'
 export { FAULT_KINDS, parseFaults, parseRateLimits, SpecError } from './faults.ts'

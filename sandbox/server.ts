@@ -10,6 +10,7 @@ import { SANDBOX_PROVIDERS, type FaultKind } from './faults.ts'
 import {
   SandboxState,
   type ListedReceipt,
+  type PortoneMerchant,
   type PortonePayment,
   type SandboxOptions,
   type SandboxStats,
@@ -18,7 +19,7 @@ import { controlRouter } from './http/control.ts'
 import { providerRouter } from './http/pipeline.ts'
 import { incomingOf, listen, readIncoming, send } from './http/plumbing.ts'
 
-export type { ListedReceipt, PortonePayment, ProviderStats, SandboxOptions, SandboxStats } from './state.ts'
+export type { ListedReceipt, PortoneMerchant, PortonePayment, ProviderStats, SandboxOptions, SandboxStats } from './state.ts'
 
 export interface Sandbox {
   /** Origin, e.g. `http://127.0.0.1:4010`. */
@@ -36,6 +37,8 @@ export interface Sandbox {
   forceNext(provider: ProviderName | '*', faults: readonly FaultKind[]): void
   /** The payments PortOne V1 knows: `/receipts/{imp_uid}` takes its amount from them. */
   registerPortonePayments(payments: readonly PortonePayment[]): void
+  /** Each PortOne V1 merchant's PG (imp_key → pg_provider): the simulator applies that PG's rules. */
+  registerPortoneMerchants(merchants: readonly PortoneMerchant[]): void
   /** What the simulators hold (identifiers masked). */
   receipts(provider?: ProviderName): ListedReceipt[]
   close(): Promise<void>
@@ -85,6 +88,7 @@ export async function startSandbox(opts: SandboxOptions = {}): Promise<Sandbox> 
     setRateLimits: (spec) => state.setRateLimits(spec),
     forceNext: (provider, faults) => state.forceNext(provider, faults),
     registerPortonePayments: (payments) => state.registerPortonePayments(payments),
+    registerPortoneMerchants: (merchants) => state.registerPortoneMerchants(merchants),
     receipts: (provider) => state.receipts(provider),
     close: () => server.close(),
   }

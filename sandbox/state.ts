@@ -22,12 +22,12 @@ import {
   type RateLimitSpec,
 } from './faults.ts'
 import type { HeldReceipt, ProviderSim } from './sim.ts'
-import { createPortoneV1Sim, type PortonePayment } from './providers/portone-v1.ts'
+import { createPortoneV1Sim, type PortoneMerchant, type PortonePayment } from './providers/portone-v1.ts'
 import { createPortoneV2Sim } from './providers/portone-v2/index.ts'
 import { createPayssamSim } from './providers/payssam.ts'
 import { createNtsSim } from './providers/nts.ts'
 
-export type { PortonePayment }
+export type { PortoneMerchant, PortonePayment }
 
 export interface SandboxOptions {
   /** 0 (default) picks a free port. */
@@ -187,6 +187,10 @@ export class SandboxState {
 
   registerPortonePayments(list: readonly PortonePayment[]): void {
     this.#portone.registerPayments(list)
+  }
+
+  registerPortoneMerchants(list: readonly PortoneMerchant[]): void {
+    this.#portone.registerMerchants(list)
   }
 
   receipts(provider?: ProviderName): ListedReceipt[] {

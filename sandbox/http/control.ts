@@ -7,7 +7,7 @@
 import { Router, type NextFunction, type Request, type Response } from 'express'
 import type { ProviderName } from '../../src/domain/index.ts'
 import { SANDBOX_PROVIDERS, SpecError, faultSpecFromJson, type FaultKind } from '../faults.ts'
-import type { PortonePayment, SandboxState } from '../state.ts'
+import type { PortoneMerchant, PortonePayment, SandboxState } from '../state.ts'
 import { incomingOf, send } from './plumbing.ts'
 
 /** Where the sandbox listens, for `GET /_sandbox`. */
@@ -55,6 +55,16 @@ export function controlRouter(state: SandboxState, address: SandboxAddress): Rou
         throw new SpecError('expected a JSON array of {imp_uid, amount, status?, naver?}')
       }
       state.registerPortonePayments(list as PortonePayment[])
+      ok(res, { registered: list.length })
+    })
+    .all(notAllowed)
+  router
+    .route('/portone/merchants')
+    .post((req, res) => {
+      const parsed = JSON.parse(incomingOf(req).body || 'null') as unknown
+      const list = Array.isArray(parsed) ? parsed : (parsed as { merchants?: unknown } | null)?.merchants
+      if (!Array.isArray(list)) throw new SpecError('expected a JSON array of {imp_key, pg_provider}')
+      state.registerPortoneMerchants(list as PortoneMerchant[])
       ok(res, { registered: list.length })
     })
     .all(notAllowed)

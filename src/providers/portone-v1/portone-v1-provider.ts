@@ -11,6 +11,7 @@ import { body, codeText, send, str, TokenCache, tokenFailure, withTokenRefresh }
 import type { ProviderOutcome } from '../../domain/index.ts'
 import type { CallContext, CancelRequest, CashReceiptProvider, IssueRequest, LookupRequest, NaverCashAmount, ProviderDeps } from '../types.ts'
 import { classifyPortoneV1, naverCashAmountOf, receiptOf } from './portone-v1-errors.ts'
+import { pgFields } from './portone-v1-pg.ts'
 
 
 const ID_TYPE = { phone: 'phone', business: 'business', card: 'taxcard', rrn: 'person', self: 'phone' } as const
@@ -66,8 +67,11 @@ export function createPortoneV1Provider(deps: ProviderDeps<PortoneV1Credentials>
     credentialId: `portone-${creds.impKey}`,
     capabilities: { partialCancel: false, naverCashAmount: true },
     async issue(req: IssueRequest, ctx?: CallContext) {
+      const perPg = pgFields(creds, req)
+      if ('refused' in perPg) return perPg.refused
       const common = {
-        identifier: req.identifier,
+        // Digits only: KSNET silently issues nothing for an identifier with a hyphen.
+        identifier: req.identifier.replace(/\D/g, ''),
         identifier_type: ID_TYPE[req.identifierType],
         type: req.purpose === 'expense' ? 'company' : 'person',
         tax_free: req.amounts.taxFree,
@@ -76,6 +80,7 @@ export function createPortoneV1Provider(deps: ProviderDeps<PortoneV1Credentials>
         ...(req.buyer?.name ? { buyer_name: req.buyer.name } : {}),
         ...(req.buyer?.email ? { buyer_email: req.buyer.email } : {}),
         ...(req.buyer?.tel ? { buyer_tel: req.buyer.tel } : {}),
+        ...perPg.fields,
       }
       const payload = req.portonePayment ? common : { ...common, channel_key: creds.channelKey, name: req.orderName, amount: req.amounts.total }
       const o = await op('issue', 'POST', pathOf(req.providerKey, req.portonePayment), payload, ctx)

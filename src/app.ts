@@ -91,8 +91,18 @@ export interface AppOverrides {
   readonly telemetry?: Telemetry
 }
 
+/** Once per process, however many apps it builds. */
+let warnedDevelopmentKey = false
+
 export function createApp(config: AppConfig, overrides: AppOverrides = {}): App {
   const logger = overrides.logger ?? createLogger(config.log)
+  if (config.dataKeys.builtIn && config.nodeEnv === 'development' && !warnedDevelopmentKey) {
+    warnedDevelopmentKey = true
+    logger.warn(
+      { variable: 'DATA_KEYS' },
+      '!!! DATA_KEYS is not set: personal data is encrypted with the BUILT-IN DEVELOPMENT KEY, which is public. Never use this database for real data; set DATA_KEYS (production refuses to start without it) !!!',
+    )
+  }
   const closers: (() => Promise<unknown>)[] = []
   let dbHandle: DbHandle | undefined
   let redis: Redis | undefined

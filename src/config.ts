@@ -48,7 +48,12 @@ export interface AppConfig {
   /** BullMQ key prefix; tests use one per file. */
   readonly queuePrefix: string
   readonly log: { readonly level: string; readonly pretty: boolean }
-  readonly dataKeys: { readonly activeKeyId: string; readonly keys: ReadonlyMap<string, Buffer> }
+  readonly dataKeys: {
+    readonly activeKeyId: string
+    readonly keys: ReadonlyMap<string, Buffer>
+    /** True when DATA_KEYS was unset and the caller's built-in development key is in use (warned about at start). */
+    readonly builtIn?: boolean
+  }
   readonly providerBaseUrls: Readonly<Record<ProviderName, string>>
   readonly providerDefaults: Readonly<Record<ProviderName, ProviderLimits>>
   /**
@@ -100,6 +105,11 @@ export interface AppConfig {
     readonly basicAuth: { readonly user: string; readonly password: string } | undefined
     /** How long /metrics reuses one set of ledger and Redis readings (concurrent scrapers share it). */
     readonly metricsCacheMs: number
+    /**
+     * Host names the dashboard answers to besides loopback names and IP literals (DASHBOARD_ALLOWED_HOSTS);
+     * any other Host header gets 421, which defeats DNS rebinding.
+     */
+    readonly allowedHosts: readonly string[]
   }
   /** OpenTelemetry traces through bullmq-otel; off (nothing loaded) unless an OTLP endpoint is set. */
   readonly otel: { readonly endpoint: string | undefined; readonly serviceName: string }
@@ -200,6 +210,40 @@ const dataKeysVar = z.preprocess(
     })
     .optional(),
 )
+
+/** DASHBOARD_ALLOWED_HOSTS="dash.example.com,ops.internal": host names without scheme or port. */
+const allowedHostsVar = z.preprocess(
+  unsetIfEmpty,
+  z
+    .string()
+    .transform((raw, ctx) => {
+      const hosts: string[] = []
+      for (const [i, part] of raw.split(',').entries()) {
+        const h = part.trim().toLowerCase()
+        if (!/^[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?)*$/.test(h)) {
+          ctx.issues.push({ code: 'custom', input: undefined, message: `entry ${i + 1} is not a host name (letters, digits, - and dots; no scheme, port or path)` })
+        } else hosts.push(h)
+      }
+      return hosts
+    })
+    .default([]),
+)
+
+/**
+ * Values shipped as examples (docker-compose.yml, docs, the built-in development key): anyone can read
+ * them, so production refuses them. Keys are compared by their bytes, passwords as written.
+ */
+const EXAMPLE_KEYS = [
+  'Y2FzaC1yZWNlaXB0cy1jb21wb3NlLWV4YW1wbGUta2U=', // docker-compose.yml before it stopped shipping one
+  Buffer.from('cash-receipts-development-key-32', 'utf8').toString('base64'), // src/demo/defaults.ts
+].map((b64) => Buffer.from(b64, 'base64'))
+const EXAMPLE_PASSWORDS = new Set(['change-me', 'change-me-too', 'changeme', 'password', 'postgres', 'secret', 'admin', 'ops'])
+/** Shortest dashboard password or token production accepts. */
+const MIN_PRODUCTION_SECRET = 12
+
+export function isExampleKey(key: Buffer): boolean {
+  return EXAMPLE_KEYS.some((k) => k.equals(key)) || key.every((b) => b === key[0])
+}
 
 /** MERCHANTS_FILE: the path of a JSON array of merchants, read and checked here. */
 const merchantsFileVar = z.preprocess(
@@ -303,6 +347,7 @@ const envVars = z.object({
   DASHBOARD_TOKEN: optionalText(),
   DASHBOARD_USER: optionalText().refine((u) => !u?.includes(':'), 'must not contain ":" (the basic auth separator)'),
   DASHBOARD_PASSWORD: optionalText(),
+  DASHBOARD_ALLOWED_HOSTS: allowedHostsVar,
   METRICS_CACHE_MS: int(5_000, 0),
   OTEL_EXPORTER_OTLP_ENDPOINT: url(),
   OTEL_SERVICE_NAME: text('cash-receipts'),
@@ -341,9 +386,35 @@ function configSchema(defaults: ConfigDefaults) {
       const activeKeyId = e.DATA_KEY_ID ?? [...e.DATA_KEYS.keys()].at(-1)!
       if (!e.DATA_KEYS.has(activeKeyId)) problem('DATA_KEY_ID', `"${activeKeyId}" is not one of the ids in DATA_KEYS`)
       dataKeys = { activeKeyId, keys: e.DATA_KEYS }
+      if (production) {
+        for (const [id, key] of e.DATA_KEYS) {
+          if (isExampleKey(key)) problem('DATA_KEYS', `key "${id}" is a published example or development key; generate one with \`openssl rand -base64 32\``)
+        }
+      }
     } else if (production) problem('DATA_KEYS', 'required in production (e.g. "k1:<base64 of 32 bytes>")')
-    else if (defaults.dataKey) dataKeys = { activeKeyId: defaults.dataKey.id, keys: new Map([[defaults.dataKey.id, defaults.dataKey.key]]) }
+    else if (defaults.dataKey) dataKeys = { activeKeyId: defaults.dataKey.id, keys: new Map([[defaults.dataKey.id, defaults.dataKey.key]]), builtIn: true }
     else problem('DATA_KEYS', 'required (e.g. "k1:<base64 of 32 bytes>")')
+
+    if (production) {
+      // Shipped example passwords (docker-compose.yml, docs) and short ones: never echoed, only named.
+      for (const variable of ['DASHBOARD_PASSWORD', 'DASHBOARD_TOKEN'] as const) {
+        const v = e[variable]
+        if (v === undefined) continue
+        if (EXAMPLE_PASSWORDS.has(v.toLowerCase())) problem(variable, 'is a published example value; set your own')
+        else if (v.length < MIN_PRODUCTION_SECRET) problem(variable, `must have at least ${MIN_PRODUCTION_SECRET} characters in production`)
+      }
+      for (const variable of ['DATABASE_URL', 'REDIS_URL'] as const) {
+        const v = e[variable]
+        if (v === undefined) continue
+        let password = new URL(v).password
+        try {
+          password = decodeURIComponent(password)
+        } catch {
+          // left encoded: compared as written
+        }
+        if (password && EXAMPLE_PASSWORDS.has(password.toLowerCase())) problem(variable, 'holds a published example password; set your own')
+      }
+    }
 
     const merchants = e.MERCHANTS_FILE ?? (defaults.merchants ? [...defaults.merchants] : undefined)
     if (!merchants) problem('MERCHANTS_FILE', 'required (the path of a JSON array of merchants)')
@@ -392,6 +463,7 @@ function configSchema(defaults: ConfigDefaults) {
         authToken: e.DASHBOARD_TOKEN,
         basicAuth: e.DASHBOARD_USER && e.DASHBOARD_PASSWORD ? { user: e.DASHBOARD_USER, password: e.DASHBOARD_PASSWORD } : undefined,
         metricsCacheMs: e.METRICS_CACHE_MS,
+        allowedHosts: e.DASHBOARD_ALLOWED_HOSTS,
       },
       otel: { endpoint: e.OTEL_EXPORTER_OTLP_ENDPOINT, serviceName: e.OTEL_SERVICE_NAME },
       sandboxPort: e.SANDBOX_PORT,

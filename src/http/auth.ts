@@ -38,13 +38,24 @@ const digest = (s: string) => createHash('sha256').update(s, 'utf8').digest()
 /** Constant-time comparison (hashing first makes the lengths equal). */
 const same = (a: string, b: string) => timingSafeEqual(digest(a), digest(b))
 
+/**
+ * `<scheme> <credentials>` exactly (RFC 9110 §11.4): one scheme, one run of spaces, one token68
+ * value. Anything after it (`Bearer <token> junk`) or a value outside token68 is refused, not trimmed.
+ */
+const AUTH_HEADER = /^([A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~-]*) +([A-Za-z0-9._~+/-]+=*)$/
+
 export function isAuthorized(header: string | undefined, auth: ServeAuth): boolean {
   if (!authConfigured(auth)) return true
   if (!header) return false
-  const [scheme, value = ''] = header.trim().split(/\s+/, 2)
-  if (/^bearer$/i.test(scheme ?? '')) return Boolean(auth.authToken && same(value, auth.authToken))
-  if (/^basic$/i.test(scheme ?? '')) {
-    const decoded = Buffer.from(value, 'base64').toString('utf8')
+  const m = AUTH_HEADER.exec(header.trim())
+  if (!m) return false
+  const [, scheme = '', value = ''] = m
+  if (/^bearer$/i.test(scheme)) return Boolean(auth.authToken && same(value, auth.authToken))
+  if (/^basic$/i.test(scheme)) {
+    // Strict base64: Buffer.from skips characters it does not know, so re-encode and compare.
+    const raw = Buffer.from(value, 'base64')
+    if (raw.toString('base64').replace(/=+$/, '') !== value.replace(/=+$/, '')) return false
+    const decoded = raw.toString('utf8')
     const colon = decoded.indexOf(':')
     if (colon < 0) return false
     const user = decoded.slice(0, colon)
@@ -57,6 +68,38 @@ export function isAuthorized(header: string | undefined, auth: ServeAuth): boole
     return basicOk || tokenOk
   }
   return false
+}
+
+const hostName = (hostHeader: string): string => {
+  const h = hostHeader.trim().toLowerCase()
+  if (h.startsWith('[')) return h.slice(0, h.indexOf(']') + 1)
+  return h.replace(/:\d*$/, '').replace(/\.$/, '')
+}
+
+/**
+ * Whether the dashboard answers to this Host header: loopback names, IP literals (a DNS rebinding
+ * attack needs a name the attacker controls, so an address in Host cannot come from one), and the
+ * configured DASHBOARD_ALLOWED_HOSTS.
+ */
+export function isAllowedHost(hostHeader: string | undefined, allowed: readonly string[]): boolean {
+  if (!hostHeader) return false
+  const h = hostName(hostHeader)
+  if (!h) return false
+  if (isLoopback(h) || h.endsWith('.localhost')) return true
+  if (isIP(h.replace(/^\[|\]$/g, ''))) return true
+  return allowed.includes(h)
+}
+
+/** 421 Misdirected Request for any other Host (checked before credentials: no 401 challenge either). */
+export function allowedHosts(serve: { readonly allowedHosts?: readonly string[] }): RequestHandler {
+  const allowed = serve.allowedHosts ?? []
+  return (req: Request, res: Response, next: NextFunction) => {
+    if (isAllowedHost(req.headers.host, allowed)) return next()
+    res
+      .status(421)
+      .type('text/plain')
+      .send('this dashboard does not answer to that host name; add it to DASHBOARD_ALLOWED_HOSTS if it is yours\n')
+  }
 }
 
 export function requireAuth(auth: ServeAuth): RequestHandler {

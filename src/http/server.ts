@@ -23,13 +23,15 @@ import { sql } from 'kysely'
 import type { Logger } from 'pino'
 import type { AppConfig } from '../config.ts'
 import type { Db } from '../db/database.ts'
-import { isValidDate, kstToday, PROVIDERS } from '../domain/index.ts'
-import { redrive, type RedriveFilter } from '../jobs/redrive.ts'
+import helmet from 'helmet'
+import { kstToday } from '../domain/index.ts'
+import { redrive } from '../jobs/redrive.ts'
 import type { ReceiptsQueue } from '../queue/queues.ts'
 import { buildReport, ReportNotFoundError } from '../report/report.ts'
 import { buildReportDetails } from '../report/report-details.ts'
-import { requireAuth, sameOriginWrites } from './auth.ts'
-import { recentRuns, runFailures, type FailureFilter } from './dashboard-data.ts'
+import { allowedHosts, requireAuth, sameOriginWrites } from './auth.ts'
+import { recentRuns, runFailures } from './dashboard-data.ts'
+import { BadRequestError, failureFilterOf, failuresQuery, parseParams, redriveBody, redriveFilter, runPageQuery } from './params.ts'
 import { createMetrics } from './metrics.ts'
 import { failuresPage, layout, runPage, runsPage } from './pages.ts'
 import { html } from '../report/html.ts'
@@ -45,9 +47,7 @@ export interface DashboardDeps {
   readonly now?: () => number
 }
 
-export class BadRequestError extends Error {
-  override name = 'BadRequestError'
-}
+export { BadRequestError, redriveFilter }
 
 const PAGE_SIZE = 100
 const READY_TIMEOUT_MS = 2_000
@@ -69,6 +69,9 @@ export function createDashboardApp(deps: DashboardDeps): express.Express {
     res.status(postgres === 'ok' && redis === 'ok' ? 200 : 503).json({ postgres, redis })
   })
 
+  // DNS rebinding: a page on evil.example whose name now resolves to 127.0.0.1 sends Host: evil.example.
+  app.use(allowedHosts(deps.serve))
+  app.use(securityHeaders())
   app.use(requireAuth(deps.serve))
   app.use(sameOriginWrites())
 
@@ -113,26 +116,23 @@ export function createDashboardApp(deps: DashboardDeps): express.Express {
 
   app.get('/runs/:id', async (req, res) => {
     const runId = idParam(req.params.id)
+    const q = parseParams(runPageQuery, req.query)
     const today = kstToday(now())
     const [report, details, dry] = await Promise.all([
       buildReport(deps.db, { runId }, today),
       buildReportDetails(deps.db, { runId }, today),
       redrive(redriveDeps(), { runId }, { dryRun: true }),
     ])
-    const count = typeof req.query.redriven === 'string' ? Number(req.query.redriven) : undefined
-    const from = typeof req.query.from === 'string' ? Number(req.query.from) : undefined
-    const notice =
-      count !== undefined && Number.isSafeInteger(count)
-        ? { count, from: Number.isSafeInteger(from) ? from : undefined }
-        : undefined
+    const notice = q.redriven !== undefined ? { count: q.redriven, from: q.from } : undefined
     res.type('html').send(runPage(report, details, runId, dry.count, notice))
   })
 
   app.get('/runs/:id/failures', async (req, res) => {
     const runId = idParam(req.params.id)
+    const q = parseParams(failuresQuery, req.query)
     await buildReport(deps.db, { runId }) // 404 for an unknown run
-    const filter = failureFilter(req.query)
-    const offset = Math.max(0, Number(req.query.offset) || 0)
+    const filter = failureFilterOf(q)
+    const offset = q.offset ?? 0
     const [data, dry] = await Promise.all([
       runFailures(deps.db, runId, filter, { limit: PAGE_SIZE, offset }),
       redrive(redriveDeps(), { runId, ...filter }, { dryRun: true }),
@@ -146,9 +146,8 @@ export function createDashboardApp(deps: DashboardDeps): express.Express {
     express.urlencoded({ extended: false, limit: '4kb' }),
     express.json({ limit: '4kb' }),
     async (req, res) => {
-      const body = (req.body ?? {}) as Record<string, unknown>
-      const filter = redriveFilter(body)
-      const dryRun = body.dry_run === true || body.dry_run === 'true' || body.dry_run === '1'
+      const filter = redriveFilter(req.body)
+      const dryRun = parseParams(redriveBody, req.body).dry_run
       const result = await redrive(redriveDeps(), filter, { dryRun })
       deps.logger.info(
         { ...result, filter, via: 'dashboard' },
@@ -192,10 +191,48 @@ export function createDashboardApp(deps: DashboardDeps): express.Express {
       res.status(400).type('text/plain').send(`${err.message}\n`)
       return
     }
+    // body-parser's refusals (malformed JSON, too large, bad charset) carry their 4xx status.
+    const status = (err as { status?: unknown })?.status
+    if (typeof status === 'number' && status >= 400 && status < 500) {
+      res.status(status).type('text/plain').send(`${status === 413 ? 'request body too large' : 'malformed request body'}\n`)
+      return
+    }
     deps.logger.error({ err: (err as Error)?.message }, 'dashboard request failed')
     res.status(500).type('text/plain').send('internal error\n')
   })
   return app
+}
+
+/**
+ * helmet's headers with a policy for these pages: scripts only from this origin (the pages have
+ * none inline; Bull Board loads its bundles from /queues/static), never framed (clickjacking of the
+ * re-drive button), forms post only here, no referrer leaves for another site. Inline styles stay allowed: the pages and Bull Board use
+ * them, and a style cannot click a button. No HSTS or upgrade-insecure-requests: `serve` speaks plain
+ * HTTP on loopback; TLS and HSTS belong to the proxy in front of it.
+ */
+function securityHeaders() {
+  return helmet({
+    contentSecurityPolicy: {
+      useDefaults: false,
+      directives: {
+        defaultSrc: ["'self'"],
+        scriptSrc: ["'self'"],
+        styleSrc: ["'self'", "'unsafe-inline'"],
+        imgSrc: ["'self'", 'data:'],
+        fontSrc: ["'self'", 'data:'],
+        connectSrc: ["'self'"],
+        objectSrc: ["'none'"],
+        baseUri: ["'self'"],
+        formAction: ["'self'"],
+        frameAncestors: ["'none'"],
+      },
+    },
+    frameguard: { action: 'deny' },
+    // Not no-referrer: under it a browser posts the re-drive form with `Origin: null`, which the
+    // same-origin check must refuse. same-origin sends nothing to other sites.
+    referrerPolicy: { policy: 'same-origin' },
+    strictTransportSecurity: false,
+  })
 }
 
 async function probe(fn: () => Promise<unknown>): Promise<string> {
@@ -220,48 +257,9 @@ async function probe(fn: () => Promise<unknown>): Promise<string> {
 
 function idParam(v: unknown): number {
   if (typeof v !== 'string' || !/^\d{1,15}$/.test(v)) {
-    throw new ReportNotFoundError(`--run: no settlement run with id ${String(v)}`)
+    throw new ReportNotFoundError('--run: no settlement run with that id')
   }
   return Number(v)
-}
-
-const str = (v: unknown, name: string): string | undefined => {
-  if (v === undefined || v === null || v === '') return undefined
-  if (typeof v !== 'string' && typeof v !== 'number') throw new BadRequestError(`${name}: expected a string`)
-  const s = String(v).trim()
-  if (s.length > 100) throw new BadRequestError(`${name}: too long`)
-  return s || undefined
-}
-
-function failureFilter(q: Record<string, unknown>): FailureFilter {
-  return {
-    provider: str(q.provider, 'provider'),
-    code: str(q.code, 'code'),
-    errorClass: str(q.class, 'class'),
-  }
-}
-
-/** The `redrive` command's selectors, validated as the CLI validates them. */
-export function redriveFilter(body: Record<string, unknown>): RedriveFilter {
-  const run = str(body.run, 'run')
-  if (run !== undefined && !/^\d{1,15}$/.test(run)) {
-    throw new BadRequestError(`run: must be a whole number, got "${run}"`)
-  }
-  const date = str(body.date, 'date')
-  if (date !== undefined && !isValidDate(date)) {
-    throw new BadRequestError(`date: "${date}" is not a valid YYYY-MM-DD date`)
-  }
-  const provider = str(body.provider, 'provider')
-  if (provider !== undefined && !(PROVIDERS as readonly string[]).includes(provider)) {
-    throw new BadRequestError(`provider: must be one of ${PROVIDERS.join(', ')}`)
-  }
-  return {
-    runId: run !== undefined ? Number(run) : undefined,
-    date,
-    provider,
-    code: str(body.code, 'code'),
-    errorClass: str(body.class, 'class'),
-  }
 }
 
 export interface RunningDashboard {

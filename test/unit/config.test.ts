@@ -98,3 +98,63 @@ describe('loadConfig', () => {
     expect(c.merchants[0]!.providers.payssam!.limits!.minTimeMs).toBe(50)
   })
 })
+
+describe('production refuses published example values (issue 21)', () => {
+  const realKey = `k1:${Buffer.from('0123456789abcdefghijklmnopqrstuv').toString('base64')}`
+  const prod = {
+    NODE_ENV: 'production',
+    DATA_KEYS: realKey,
+    PORTONE_BASE_URL: 'https://api.iamport.kr',
+    PORTONE_V2_BASE_URL: 'https://api.portone.io',
+    PAYSSAM_BASE_URL: 'https://erp-api.payssam.kr',
+    NTS_BASE_URL: 'https://nts.example',
+  }
+
+  it('starts with its own key and long enough secrets', () => {
+    const c = loadDemoConfig({ ...prod, DASHBOARD_USER: 'ops', DASHBOARD_PASSWORD: 'a long own password', DASHBOARD_TOKEN: 'tok-0123456789abcdef' })
+    expect(c.dataKeys.builtIn).toBeFalsy()
+  })
+
+  it.each([
+    [{ DATA_KEYS: 'k1:Y2FzaC1yZWNlaXB0cy1jb21wb3NlLWV4YW1wbGUta2U=' }, /DATA_KEYS: key "k1" is a published example/],
+    [{ DATA_KEYS: `k0:${Buffer.from('cash-receipts-development-key-32').toString('base64')},${realKey}` }, /DATA_KEYS: key "k0" is a published example/],
+    [{ DATA_KEYS: `k1:${Buffer.alloc(32).toString('base64')}` }, /DATA_KEYS: key "k1" is a published example/],
+    [{ DATA_KEYS: '' }, /DATA_KEYS: required in production/],
+    [{ DASHBOARD_USER: 'ops', DASHBOARD_PASSWORD: 'change-me' }, /DASHBOARD_PASSWORD: is a published example value/],
+    [{ DASHBOARD_TOKEN: 'change-me-too' }, /DASHBOARD_TOKEN: is a published example value/],
+    [{ DASHBOARD_TOKEN: 'short' }, /DASHBOARD_TOKEN: must have at least 12 characters/],
+    [{ DATABASE_URL: 'postgres://postgres:postgres@db:5432/cash_receipts' }, /DATABASE_URL: holds a published example password/],
+  ])('refuses %j', (env, message) => {
+    let text = ''
+    try {
+      loadDemoConfig({ ...prod, ...env })
+    } catch (err) {
+      expect(err).toBeInstanceOf(ConfigError)
+      text = (err as Error).message
+    }
+    expect(text).toMatch(message)
+    // Named, never echoed.
+    for (const v of Object.values(env)) if (v.length > 4) expect(text).not.toContain(v.split(':').at(-1))
+  })
+
+  it('outside production the built-in development key is marked, so the app warns once', () => {
+    expect(loadDemoConfig({}).dataKeys.builtIn).toBe(true)
+    expect(loadDemoConfig({ DATA_KEYS: realKey }).dataKeys.builtIn).toBeFalsy()
+  })
+
+  it('names a malformed DATA_KEYS entry by position without echoing it', () => {
+    const secret = 'c2VjcmV0LWtleS1tYXRlcmlhbC10aGF0LWxlYWtz'
+    expect(() => loadDemoConfig({ DATA_KEYS: `${realKey},${secret}` })).toThrow(/DATA_KEYS: entry 2 is not/)
+    try {
+      loadDemoConfig({ DATA_KEYS: `${realKey},${secret}` })
+    } catch (err) {
+      expect((err as Error).message).not.toContain(secret.slice(0, 8))
+    }
+  })
+
+  it('reads DASHBOARD_ALLOWED_HOSTS as host names', () => {
+    expect(loadDemoConfig({ DASHBOARD_ALLOWED_HOSTS: 'Dash.Example.com, ops.internal' }).serve.allowedHosts).toEqual(['dash.example.com', 'ops.internal'])
+    expect(loadDemoConfig({}).serve.allowedHosts).toEqual([])
+    expect(() => loadDemoConfig({ DASHBOARD_ALLOWED_HOSTS: 'https://dash.example.com' })).toThrow(/DASHBOARD_ALLOWED_HOSTS: entry 1 is not a host name/)
+  })
+})

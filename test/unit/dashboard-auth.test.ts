@@ -82,7 +82,7 @@ describe('dashboard auth', () => {
       errorClass: 'retryable',
     })
     expect(() => redriveFilter({ run: '1; drop' })).toThrow(/run: must be a whole number/)
-    expect(() => redriveFilter({ date: '2026-02-30' })).toThrow(/not a valid YYYY-MM-DD/)
+    expect(() => redriveFilter({ date: '2026-02-30' })).toThrow(/date: must be a valid YYYY-MM-DD/)
     expect(() => redriveFilter({ provider: 'kakao' })).toThrow(/provider: must be one of/)
   })
 })

@@ -1,0 +1,92 @@
+/**
+ * Every query string and form body the dashboard reads, as zod schemas: a value the handlers cannot
+ * use is a 400 naming the field, never a 500 from deeper down (Postgres refuses NUL bytes in text;
+ * an OFFSET of 1e308 overflows bigint). Messages name the field and the rule, never echo the value.
+ */
+import { z } from 'zod'
+import { isValidDate, PROVIDERS } from '../domain/index.ts'
+import type { RedriveFilter } from '../jobs/redrive.ts'
+import type { FailureFilter } from './dashboard-data.ts'
+
+export class BadRequestError extends Error {
+  override name = 'BadRequestError'
+}
+
+/** The largest page offset the failures list accepts (far beyond any run). */
+export const MAX_OFFSET = 10_000_000
+
+/** Printable text without control characters (NUL, CR, LF…), at most 100 characters; empty → absent. */
+const text = z
+  .string({ error: 'expected a single text value' })
+  .max(100, { error: 'too long (at most 100 characters)' })
+  // eslint-disable-next-line no-control-regex
+  .refine((s) => !/[\u0000-\u001F\u007F]/.test(s), { error: 'must not contain control characters' })
+  .transform((s) => s.trim() || undefined)
+
+const optionalText = z.preprocess((v) => (v === '' || v === null ? undefined : typeof v === 'number' ? String(v) : v), text.optional())
+
+const wholeNumber = (max: number) =>
+  z.preprocess(
+    (v) => (v === '' || v === null ? undefined : typeof v === 'number' ? String(v) : v),
+    z
+      .string({ error: 'expected a whole number' })
+      .regex(/^\d{1,15}$/, { error: 'must be a whole number' })
+      .transform(Number)
+      .pipe(z.number().max(max, { error: `must be at most ${max}` }))
+      .optional(),
+  )
+
+const provider = optionalText.refine((p) => p === undefined || (PROVIDERS as readonly string[]).includes(p), {
+  error: `must be one of ${PROVIDERS.join(', ')}`,
+})
+
+const date = optionalText.refine((d) => d === undefined || isValidDate(d), { error: 'must be a valid YYYY-MM-DD date' })
+
+/** GET /runs/:id — the notice after a re-drive. */
+export const runPageQuery = z.object({
+  redriven: wholeNumber(Number.MAX_SAFE_INTEGER),
+  from: wholeNumber(Number.MAX_SAFE_INTEGER),
+})
+
+/** GET /runs/:id/failures — filters and the page offset. */
+export const failuresQuery = z.object({
+  provider: optionalText,
+  class: optionalText,
+  code: optionalText,
+  offset: wholeNumber(MAX_OFFSET),
+})
+
+/** POST /redrive — the `redrive` command's selectors (form or JSON). */
+export const redriveBody = z.object({
+  run: wholeNumber(Number.MAX_SAFE_INTEGER),
+  date,
+  provider,
+  code: optionalText,
+  class: optionalText,
+  dry_run: z
+    .union([z.boolean(), z.enum(['true', 'false', '1', '0', ''])], { error: 'expected true or false' })
+    .optional()
+    .transform((v) => v === true || v === 'true' || v === '1'),
+})
+
+/** Parses with a schema; the first problems become one 400 message, `field: rule` each. */
+export function parseParams<S extends z.ZodType>(schema: S, input: unknown): z.output<S> {
+  const r = schema.safeParse(input ?? {})
+  if (r.success) return r.data
+  throw new BadRequestError(
+    r.error.issues
+      .slice(0, 5)
+      .map((i) => `${i.path.join('.') || 'request'}: ${i.message}`)
+      .join('\n'),
+  )
+}
+
+export function failureFilterOf(q: z.output<typeof failuresQuery>): FailureFilter {
+  return { provider: q.provider, code: q.code, errorClass: q.class }
+}
+
+/** The `redrive` command's selectors, validated as the CLI validates them. */
+export function redriveFilter(body: unknown): RedriveFilter {
+  const b = parseParams(redriveBody, body)
+  return { runId: b.run, date: b.date, provider: b.provider, code: b.code, errorClass: b.class }
+}

@@ -11,15 +11,18 @@
  */
 import DataLoader from 'dataloader'
 import type { Db } from './database.ts'
-import { applyTransitions, claimReceipts, fenceSends, type ClaimResult, type TransitionItem } from './ledger.ts'
+import { applyTransitions, claimReceipts, fenceSends, type ClaimResult, type FenceItem, type SentAttempt, type TransitionItem } from './ledger.ts'
 
 export interface LedgerBatcher {
   /** Claims one receipt for this worker (see claimReceipts). */
   claim(receiptId: number): Promise<ClaimResult>
   /** Applies one transition; false when the row was taken over (see applyTransitions). */
   transition(item: Omit<TransitionItem, 'workerId'>): Promise<boolean>
-  /** The fence before one send (see fenceSend): false when the row is no longer this worker's. */
-  fence(receiptId: number, coverMs: number): Promise<boolean>
+  /**
+   * The fence before one send, with the request's attempt row (see fenceSends): the attempt row's
+   * id, or null when the row is no longer this worker's.
+   */
+  fence(receiptId: number, coverMs: number, attempt: SentAttempt): Promise<number | null>
 }
 
 export interface LedgerBatcherOptions {
@@ -61,19 +64,19 @@ export function createLedgerBatcher(db: Db, opts: LedgerBatcherOptions): LedgerB
     common,
   )
 
-  const fences = new DataLoader<{ receiptId: number; coverMs: number }, boolean>(
+  const fences = new DataLoader<FenceItem, number | null>(
     (items) =>
       withFallback(items, async (batch) => {
         if (new Set(batch.map((i) => i.receiptId)).size !== batch.length) throw new Error('duplicate receipt in batch')
         const owned = await fenceSends(db, opts.workerId, batch)
-        return batch.map((i) => owned.has(i.receiptId))
+        return batch.map((i) => owned.get(i.receiptId) ?? null)
       }),
     common,
   )
 
   return {
     claim: (receiptId) => claims.load(receiptId),
-    fence: (receiptId, coverMs) => fences.load({ receiptId, coverMs }),
+    fence: (receiptId, coverMs, attempt) => fences.load({ receiptId, coverMs, attempt }),
     transition: (item) => transitions.load({ ...item, workerId: opts.workerId }),
   }
 }

@@ -18,7 +18,7 @@
  *                                                                       needs_lookup when taken over)
  *   extendLease          any     issuing, locked_by = worker            issuing (later locked_until)
  *   fenceSend            any     issuing, locked_by = worker            issuing (locked_until never earlier,
- *                                                                       last_sent_at = now)
+ *                                                                       last_sent_at = now); an attempt row 'sent'
  *   applyTransitions     issue   issuing, locked_by = worker            pending | issued | failed | skipped | cancelled
  *                        cancel  issuing, locked_by = worker            pending | issued | failed
  *   failOrphaned         any     pending | issuing with expired lease   failed (needs_lookup)
@@ -142,6 +142,8 @@ function transactionFromJson(j: Record<string, unknown>): CashTransaction {
 }
 
 export interface AttemptRecord {
+  /** The issuance_attempts row the send fence wrote ('sent') for this request; completed, not inserted. */
+  readonly id?: number
   readonly operation: 'issue' | 'lookup' | 'cancel' | 'naver_cash_amount'
   readonly startedAt: Date
   readonly finishedAt: Date
@@ -188,6 +190,7 @@ export async function applyTransitions(db: Db, items: readonly TransitionItem[])
   const t = (i: TransitionItem) => i.transition
   const attempts = items.flatMap((i) =>
     i.attempts.rows.map((a) => ({
+      id: a.id ?? null,
       receipt_id: i.attempts.receipt.id,
       attempt_no: i.attempts.receipt.attempts,
       operation: a.operation,
@@ -221,12 +224,18 @@ export async function applyTransitions(db: Db, items: readonly TransitionItem[])
              has_error, error_class, error_code, error_message, skip_reason, has_amounts, total, supply, vat, tax_free, service_fee)
     ),
     att AS (
-      INSERT INTO issuance_attempts (receipt_id, attempt_no, operation, started_at, finished_at, outcome, http_status, provider_code, message, latency_ms, worker_id, job_id)
-      SELECT * FROM unnest(
-        ${acol('receipt_id')}::bigint[], ${acol('attempt_no')}::int[], ${acol('operation')}::text[], ${acol('started_at')}::timestamptz[],
+      -- a request the send fence recorded as 'sent' is completed; any other call (lookups) is inserted
+      INSERT INTO issuance_attempts AS a (id, receipt_id, attempt_no, operation, started_at, finished_at, outcome, http_status, provider_code, message, latency_ms, worker_id, job_id)
+      SELECT coalesce(v.id, nextval(pg_get_serial_sequence('issuance_attempts', 'id'))), v.receipt_id, v.attempt_no, v.operation, v.started_at,
+        v.finished_at, v.outcome, v.http_status, v.provider_code, v.message, v.latency_ms, v.worker_id, v.job_id
+      FROM unnest(
+        ${acol('id')}::bigint[], ${acol('receipt_id')}::bigint[], ${acol('attempt_no')}::int[], ${acol('operation')}::text[], ${acol('started_at')}::timestamptz[],
         ${acol('finished_at')}::timestamptz[], ${acol('outcome')}::text[], ${acol('http_status')}::smallint[], ${acol('provider_code')}::text[],
         ${acol('message')}::text[], ${acol('latency_ms')}::int[], ${acol('worker_id')}::text[], ${acol('job_id')}::text[]
-      )
+      ) AS v(id, receipt_id, attempt_no, operation, started_at, finished_at, outcome, http_status, provider_code, message, latency_ms, worker_id, job_id)
+      ON CONFLICT (id) DO UPDATE SET finished_at = EXCLUDED.finished_at, outcome = EXCLUDED.outcome, http_status = EXCLUDED.http_status,
+        provider_code = EXCLUDED.provider_code, message = EXCLUDED.message, latency_ms = EXCLUDED.latency_ms
+      WHERE a.outcome = 'sent' AND a.receipt_id = EXCLUDED.receipt_id
     ),
     locked AS MATERIALIZED (
       -- id order, like claimReceipts: two batches never wait on each other in a cycle
@@ -280,43 +289,58 @@ export async function extendLease(db: Db, receiptId: number, workerId: string, l
   return Number(res.numUpdatedRows) === 1
 }
 
-/**
- * The fence before one issue or cancel request: proves this worker still owns the row, makes the
- * lease cover the request (`locked_until` at least `now() + coverMs`, never shortened) and records
- * the send time, all in one statement that commits before the request goes out. False: the row was
- * taken over (or left issuing) and the request must not be sent.
- */
-export async function fenceSends(db: Db, workerId: string, items: readonly { readonly receiptId: number; readonly coverMs: number }[]): Promise<Set<number>> {
-  if (items.length === 0) return new Set()
-  // The same guard and effect as fenceSend for many rows in one statement (one commit); id order,
-  // like the claim, so concurrent batches never wait on each other in a cycle.
-  const res = await sql<{ id: number }>`
-    WITH d AS (SELECT * FROM unnest(${items.map((i) => i.receiptId)}::bigint[], ${items.map((i) => i.coverMs / 1000)}::float8[]) AS d(id, cover_s)),
-    locked AS MATERIALIZED (
-      SELECT r.id FROM receipts r JOIN d ON d.id = r.id WHERE r.state = 'issuing' AND r.locked_by = ${workerId} ORDER BY r.id FOR UPDATE OF r
-    )
-    UPDATE receipts r SET
-      locked_until = GREATEST(r.locked_until, now() + make_interval(secs => d.cover_s)),
-      last_sent_at = clock_timestamp()
-    FROM d JOIN locked l ON l.id = d.id
-    WHERE r.id = d.id AND r.state = 'issuing' AND r.locked_by = ${workerId}
-    RETURNING r.id
-  `.execute(db)
-  return new Set(res.rows.map((r) => Number(r.id)))
+/** The attempt row a fence writes before its request leaves: outcome 'sent', completed by applyTransitions. */
+export interface SentAttempt {
+  readonly operation: 'issue' | 'cancel'
+  /** The receipt's attempts count of the claim this request belongs to. */
+  readonly attemptNo: number
+  readonly jobId: string | null
 }
 
-export async function fenceSend(db: Db, receiptId: number, workerId: string, coverMs: number): Promise<boolean> {
-  const res = await db
-    .updateTable('receipts')
-    .set({
-      locked_until: sql`GREATEST(locked_until, now() + make_interval(secs => ${coverMs / 1000}))`,
-      last_sent_at: sql`clock_timestamp()`,
-    })
-    .where('id', '=', receiptId)
-    .where('state', '=', 'issuing')
-    .where('locked_by', '=', workerId)
-    .executeTakeFirst()
-  return Number(res.numUpdatedRows) === 1
+export interface FenceItem {
+  readonly receiptId: number
+  readonly coverMs: number
+  readonly attempt: SentAttempt
+}
+
+/**
+ * The fence before one issue or cancel request: proves this worker still owns the row, makes the
+ * lease cover the request (`locked_until` at least `now() + coverMs`, never shortened), records the
+ * send time, and inserts the request's issuance_attempts row (outcome 'sent', started now), all in
+ * one statement that commits before the request goes out: a worker killed mid-call leaves the row.
+ * Returns, per receipt still owned, the attempt row's id; a receipt missing from the map was taken
+ * over (or left issuing) and its request must not be sent. Many rows in one statement (one commit);
+ * id order, like the claim, so concurrent batches never wait on each other in a cycle.
+ */
+export async function fenceSends(db: Db, workerId: string, items: readonly FenceItem[]): Promise<Map<number, number>> {
+  if (items.length === 0) return new Map()
+  const col = <T>(f: (i: FenceItem) => T) => items.map(f)
+  const res = await sql<{ receipt_id: number; attempt_id: number }>`${prepared('ledger_fence')}
+    WITH d AS (
+      SELECT * FROM unnest(${col((i) => i.receiptId)}::bigint[], ${col((i) => i.coverMs / 1000)}::float8[], ${col((i) => i.attempt.operation)}::text[],
+        ${col((i) => i.attempt.attemptNo)}::int[], ${col((i) => i.attempt.jobId)}::text[]) AS d(id, cover_s, operation, attempt_no, job_id)
+    ),
+    locked AS MATERIALIZED (
+      SELECT r.id FROM receipts r JOIN d ON d.id = r.id WHERE r.state = 'issuing' AND r.locked_by = ${workerId} ORDER BY r.id FOR UPDATE OF r
+    ),
+    fenced AS (
+      UPDATE receipts r SET
+        locked_until = GREATEST(r.locked_until, now() + make_interval(secs => d.cover_s)),
+        last_sent_at = clock_timestamp()
+      FROM d JOIN locked l ON l.id = d.id
+      WHERE r.id = d.id AND r.state = 'issuing' AND r.locked_by = ${workerId}
+      RETURNING r.id, r.last_sent_at
+    )
+    INSERT INTO issuance_attempts (receipt_id, attempt_no, operation, started_at, outcome, worker_id, job_id)
+    SELECT f.id, d.attempt_no, d.operation, f.last_sent_at, 'sent', ${workerId}, d.job_id FROM fenced f JOIN d ON d.id = f.id
+    RETURNING receipt_id, id AS attempt_id
+  `.execute(db)
+  return new Map(res.rows.map((r) => [Number(r.receipt_id), Number(r.attempt_id)]))
+}
+
+/** {@link fenceSends} for one row: the attempt row's id, or null when the row is no longer this worker's. */
+export async function fenceSend(db: Db, receiptId: number, workerId: string, coverMs: number, attempt: SentAttempt): Promise<number | null> {
+  return (await fenceSends(db, workerId, [{ receiptId, coverMs, attempt }])).get(receiptId) ?? null
 }
 
 /**

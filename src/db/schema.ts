@@ -117,12 +117,14 @@ export interface IssuanceAttemptsTable {
   attempt_no: number
   operation: 'issue' | 'lookup' | 'cancel' | 'naver_cash_amount'
   started_at: Timestamp
-  finished_at: Timestamp
+  /** Null while the request is out (outcome 'sent'): written before an issue or cancel request leaves. */
+  finished_at: Timestamp | null
+  /** 'sent' until the answer is recorded; then the outcome kind. A worker killed mid-call leaves 'sent'. */
   outcome: string
   http_status: number | null
   provider_code: string | null
   message: string | null
-  latency_ms: number
+  latency_ms: number | null
   worker_id: string
   job_id: string | null
 }

@@ -14,7 +14,7 @@ import type { Receipt } from '../db/schema.ts'
 import { cancelIdempotencyKey } from '../providers/keys.ts'
 import { splitAmounts } from '../domain/index.ts'
 import { cancelJobId, type JobPayloads, type ReceiptsQueue } from '../queue/queues.ts'
-import { noteReceipt, recorder, type IssueJobResult, type ReceiptJobInfo } from './issue-receipt.ts'
+import { attemptLog, noteReceipt, type IssueJobResult, type ReceiptJobInfo } from './issue-receipt.ts'
 import type { ProviderSource } from './provider-source.ts'
 import type { Throttle } from '../throttle/throttle.ts'
 import { fenceOf, sendFence } from './lease.ts'
@@ -138,9 +138,11 @@ export function createCancelHandler(deps: CancelDeps) {
     noteReceipt(info, { provider: cancel.provider, runId: cancel.last_run_id ?? cancel.run_id })
     const parent = await deps.db.selectFrom('receipts').selectAll().where('id', '=', cancel.parent_receipt_id!).executeTakeFirstOrThrow()
     const full = cancel.total_amount === parent.total_amount && parent.cancelled_amount === 0
-    const calls: AttemptRecord[] = []
-    // The cancel request (every try of it) goes out only while this worker owns the row.
-    const ctx = { signal, onCall: recorder(calls, now), beforeSend: sendFence(fenceOf(deps.db, deps.workerId), cancel.id, { callBudgetMs: deps.callBudgetMs, signal }) }
+    const log = attemptLog(now)
+    const calls: AttemptRecord[] = log.calls
+    // The cancel request (every try of it) goes out only while this worker owns the row, after its attempt row ('sent').
+    const fenceOpts = { callBudgetMs: deps.callBudgetMs, signal, attempt: { operation: 'cancel' as const, attemptNo: cancel.attempts, jobId: job.id ?? null }, onSent: log.onSent }
+    const ctx = { signal, onCall: log.onCall, beforeSend: sendFence(fenceOf(deps.db, deps.workerId), cancel.id, fenceOpts) }
     // Whether an earlier cancel call may have taken effect unread; cleared by a lookup that finds the receipt not cancelled.
     let needsLookup = cancel.needs_lookup
     const decideNow = (e: PolicyEvent) => decide(e, { ...base, needsLookup, partialCancel: !full, jitterMs: Math.floor(Math.random() * 250) })

@@ -7,7 +7,8 @@
  *    the provider holds nothing.
  * 3. Call the provider through the shared throttle with the deterministic key, only while the lease
  *    covers the call (src/jobs/lease.ts).
- * 4. Record the outcome and every call (issuance_attempts) in one atomic statement.
+ * 4. Record the outcome and every call (issuance_attempts) in one atomic statement. An issue
+ *    request's attempt row was already written ('sent') by the fence before it left; it is completed.
  *
  * Claims and completions of concurrent jobs share statements (src/db/ledger-batcher.ts). What each
  * outcome means for the ledger and the queue is decided by the outcome policy (outcome-policy.ts);
@@ -84,9 +85,12 @@ export function createIssueHandler(deps: IssueDeps) {
 
     const { receipt, tx } = claim
     noteReceipt(info, { provider: receipt.provider, runId: receipt.last_run_id ?? receipt.run_id })
-    const calls: AttemptRecord[] = []
-    // The issue request (every try of it) goes out only while this worker owns the row.
-    const ctx = { signal, onCall: recorder(calls, now), beforeSend: sendFence(deps.ledger.fence, receipt.id, { callBudgetMs: deps.callBudgetMs, signal }) }
+    const log = attemptLog(now)
+    const calls = log.calls
+    // The issue request (every try of it) goes out only while this worker owns the row, and only
+    // after its attempt row ('sent') has committed.
+    const fenceOpts = { callBudgetMs: deps.callBudgetMs, signal, attempt: { operation: 'issue' as const, attemptNo: receipt.attempts, jobId: job.id ?? null }, onSent: log.onSent }
+    const ctx = { signal, onCall: log.onCall, beforeSend: sendFence(deps.ledger.fence, receipt.id, fenceOpts) }
     const finish = (t: Transition) => deps.ledger.transition({ receiptId: receipt.id, transition: t, attempts: { receipt, jobId: job.id, rows: calls } })
     // Assigned inside the attempt so a configuration error is recorded like any other failure.
     let throttle: Throttle | undefined
@@ -186,20 +190,43 @@ function lookupRequest(r: Receipt, amounts?: Transition['amounts']) {
   }
 }
 
-/** Records one attempt row per HTTP exchange reported by the adapter. */
-export function recorder(calls: AttemptRecord[], now: () => number) {
-  return (operation: AttemptRecord['operation'], o: ProviderOutcome) => {
-    const finishedAt = new Date(now())
-    calls.push({
-      operation,
-      startedAt: new Date(finishedAt.getTime() - o.meta.latencyMs),
-      finishedAt,
-      outcome: o.kind,
-      httpStatus: o.meta.httpStatus,
-      providerCode: o.meta.providerCode,
-      message: o.meta.message,
-      latencyMs: o.meta.latencyMs,
-    })
+/**
+ * The attempt rows of one job: one per HTTP exchange the adapter reports (onCall). An issue or cancel
+ * request already has its row, written as 'sent' by the send fence before the request left
+ * (onSent); its answer completes that row instead of adding one. Two fenced sends before one answer
+ * happen only when the first was answered 401 and repeated with a fresh token (withTokenRefresh in
+ * src/providers/common.ts): the earlier row is completed as that refusal. A row whose answer never
+ * comes (the worker died, the job was aborted) stays 'sent': the provider may have seen it.
+ */
+export function attemptLog(now: () => number) {
+  const calls: AttemptRecord[] = []
+  const sent: number[] = []
+  return {
+    calls,
+    onSent: (attemptId: number) => void sent.push(attemptId),
+    onCall: (operation: AttemptRecord['operation'], o: ProviderOutcome) => {
+      const finishedAt = new Date(now())
+      const rec: AttemptRecord = {
+        operation,
+        startedAt: new Date(finishedAt.getTime() - o.meta.latencyMs),
+        finishedAt,
+        outcome: o.kind,
+        httpStatus: o.meta.httpStatus,
+        providerCode: o.meta.providerCode,
+        message: o.meta.message,
+        latencyMs: o.meta.latencyMs,
+      }
+      if ((operation === 'issue' || operation === 'cancel') && sent.length) {
+        const ids = sent.splice(0)
+        const last = ids.pop()!
+        for (const id of ids) {
+          calls.push({ ...rec, id, outcome: 'permanent', httpStatus: 401, providerCode: 'UNAUTHORIZED', message: 'token refused; repeated with a fresh token', latencyMs: 0 })
+        }
+        calls.push({ ...rec, id: last })
+      } else {
+        calls.push(rec)
+      }
+    },
   }
 }
 

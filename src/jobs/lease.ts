@@ -9,7 +9,8 @@
  * the repeated call — so a check made once before the operation is not enough. The adapters hand the
  * fence to the HTTP layer, which awaits it before EVERY mutating request (src/providers/http.ts):
  * one statement (src/db/ledger.ts fenceSend) that requires `locked_by = me`, makes the lease cover
- * the rest of the operation and records the send time (`last_sent_at`) before the request leaves.
+ * the rest of the operation, records the send time (`last_sent_at`) and writes the request's
+ * issuance_attempts row ('sent') before the request leaves.
  * An aborted job (BullMQ lost its lock, shutdown) sends nothing more.
  *
  * What remains is the time between the fence's commit and the bytes leaving: a pause longer than the
@@ -17,7 +18,7 @@
  * says how that residual window is bounded and what covers it.
  */
 import type { Db } from '../db/database.ts'
-import { fenceSend } from '../db/ledger.ts'
+import { fenceSend, type SentAttempt } from '../db/ledger.ts'
 
 /** Thrown instead of making a call when another worker owns the row now. */
 export class LeaseLostError extends Error {
@@ -29,13 +30,20 @@ export interface SendFenceOptions {
   readonly callBudgetMs: number
   /** The job's abort signal: once aborted, nothing more is sent. */
   readonly signal?: AbortSignal
+  /** What the attempt row the fence writes ('sent') says about the request. */
+  readonly attempt: SentAttempt
+  /** Told the id of that row once the fence has committed (the answer completes it). */
+  readonly onSent?: (attemptId: number) => void
 }
 
-/** Runs the fence statement for one row (src/db/ledger.ts fenceSend; batched in a worker's ledger batcher). */
-export type Fence = (receiptId: number, coverMs: number) => Promise<boolean>
+/**
+ * Runs the fence statement for one row (src/db/ledger.ts fenceSend; batched in a worker's ledger
+ * batcher): the id of the request's attempt row, or null when the row is no longer this worker's.
+ */
+export type Fence = (receiptId: number, coverMs: number, attempt: SentAttempt) => Promise<number | null>
 
 /** The unbatched fence of one worker: one statement per send. */
-export const fenceOf = (db: Db, workerId: string): Fence => (receiptId, coverMs) => fenceSend(db, receiptId, workerId, coverMs)
+export const fenceOf = (db: Db, workerId: string): Fence => (receiptId, coverMs, attempt) => fenceSend(db, receiptId, workerId, coverMs, attempt)
 
 /** Slack for clock granularity and the round trip that records the outcome. */
 const MARGIN_MS = 2_000
@@ -45,7 +53,9 @@ export function sendFence(fence: Fence, receiptId: number, opts: SendFenceOption
   const cover = opts.callBudgetMs + MARGIN_MS
   return async function beforeSend() {
     opts.signal?.throwIfAborted()
-    if (!(await fence(receiptId, cover))) throw new LeaseLostError(`receipt ${receiptId} was taken over by another worker; call not made`)
+    const attemptId = await fence(receiptId, cover, opts.attempt)
+    if (attemptId === null) throw new LeaseLostError(`receipt ${receiptId} was taken over by another worker; call not made`)
+    opts.onSent?.(attemptId)
     opts.signal?.throwIfAborted()
   }
 }

@@ -64,11 +64,15 @@ it('a SIGKILLed worker mid-call leaves no duplicate and the receipt ends issued'
   const attempts = await app
     .db()
     .selectFrom('issuance_attempts')
-    .select(['operation', 'outcome'])
+    .select(['operation', 'outcome', 'attempt_no'])
     .where('receipt_id', '=', inFlight.id)
+    .orderBy('started_at')
     .orderBy('id')
     .execute()
-  // The taken-over attempt looked the key up and found the receipt the killed worker had created.
-  expect(attempts).toContainEqual({ operation: 'lookup', outcome: 'issued' })
+  // The killed worker's request is in the ledger ('sent', written before it left, never answered) ...
+  expect(attempts[0]).toEqual({ operation: 'issue', outcome: 'sent', attempt_no: 1 })
+  // ... and the taken-over attempt, numbered next, looked the key up and found the receipt it had created.
+  expect(attempts).toContainEqual({ operation: 'lookup', outcome: 'issued', attempt_no: 2 })
   expect(attempts.filter((a) => a.operation === 'issue' && a.outcome === 'issued')).toHaveLength(0)
+  expect(attempts.filter((a) => a.operation === 'issue')).toHaveLength(1)
 })

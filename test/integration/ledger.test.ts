@@ -41,6 +41,8 @@ const attempt = (): AttemptRecord => ({
   latencyMs: 5,
 })
 
+const sentIssue = { operation: 'issue', attemptNo: 1, jobId: null } as const
+
 describe('claimReceipts', () => {
   it('claims a batch in one statement, returns each transaction, and tells why the others were not claimed', async () => {
     const db = env.app.db()
@@ -128,7 +130,7 @@ describe('sendFence', () => {
     const [id] = pendingIds.slice(20, 21)
     await claimReceipts(db, [id!], 'worker-6', 60_000)
     // The batched fence a worker's issue jobs use.
-    const fence = sendFence(createLedgerBatcher(db, { workerId: 'worker-6', leaseMs: 60_000 }).fence, id!, { callBudgetMs: 20_000 })
+    const fence = sendFence(createLedgerBatcher(db, { workerId: 'worker-6', leaseMs: 60_000 }).fence, id!, { callBudgetMs: 20_000, attempt: sentIssue })
     const row = async () =>
       (
         await sql<{ ms: number; sent: Date | null }>`SELECT extract(epoch FROM locked_until - now()) * 1000 AS ms, last_sent_at AS sent FROM receipts WHERE id = ${id}`.execute(db)
@@ -152,16 +154,47 @@ describe('sendFence', () => {
     expect((await row()).sent!.getTime()).toBe(second.sent!.getTime())
   })
 
+  it('writes the request\'s attempt row as sent before it leaves, and the answer completes that row', async () => {
+    const db = env.app.db()
+    const id = pendingIds[25]!
+    const c = (await claimReceipts(db, [id], 'worker-10', 60_000)).get(id)
+    if (c?.status !== 'claimed') throw new Error('not claimed')
+    const sentIds: number[] = []
+    const batcher = createLedgerBatcher(db, { workerId: 'worker-10', leaseMs: 60_000 })
+    const fence = sendFence(batcher.fence, id, { callBudgetMs: 20_000, attempt: { operation: 'issue', attemptNo: c.receipt.attempts, jobId: 'job-x' }, onSent: (a) => sentIds.push(a) })
+    await fence()
+    expect(sentIds).toHaveLength(1)
+    const rows = () => db.selectFrom('issuance_attempts').selectAll().where('receipt_id', '=', id).orderBy('id').execute()
+    const before = await rows()
+    expect(before).toHaveLength(1)
+    expect(before[0]).toMatchObject({ id: sentIds[0], attempt_no: 1, operation: 'issue', outcome: 'sent', finished_at: null, latency_ms: null, worker_id: 'worker-10', job_id: 'job-x' })
+    const sentRow = await db.selectFrom('receipts').select('last_sent_at').where('id', '=', id).executeTakeFirstOrThrow()
+    expect(before[0]!.started_at.getTime()).toBe(sentRow.last_sent_at!.getTime())
+
+    // The answer completes the row the fence wrote (same id, started when it was sent); a lookup is a row of its own.
+    const lookup = { ...attempt(), operation: 'lookup' as const, outcome: 'issued' as const }
+    expect(await batcher.transition({ receiptId: id, transition: { state: 'issued', error: null }, attempts: { receipt: c.receipt, jobId: 'job-x', rows: [{ ...attempt(), id: sentIds[0]! }, lookup] } })).toBe(true)
+    const after = await rows()
+    expect(after).toHaveLength(2)
+    expect(after[0]).toMatchObject({ id: sentIds[0], outcome: 'issued', http_status: 200, latency_ms: 5, attempt_no: 1 })
+    expect(after[0]!.started_at.getTime()).toBe(before[0]!.started_at.getTime())
+    expect(after[0]!.finished_at).toBeInstanceOf(Date)
+    expect(after[1]).toMatchObject({ operation: 'lookup', outcome: 'issued', attempt_no: 1 })
+    // 'sent' and "no finish time" go together
+    await expect(sql`UPDATE issuance_attempts SET finished_at = NULL WHERE id = ${sentIds[0]!}`.execute(db)).rejects.toThrow(/issuance_attempts_sent_open/)
+  })
+
   it('sends nothing once the job is aborted', async () => {
     const db = env.app.db()
     const id = pendingIds.at(-1)
     await claimReceipts(db, [id!], 'worker-6', 60_000)
     const abort = new AbortController()
     abort.abort(new Error('lock lost'))
-    const fence = sendFence(fenceOf(db, 'worker-6'), id!, { callBudgetMs: 20_000, signal: abort.signal })
+    const fence = sendFence(fenceOf(db, 'worker-6'), id!, { callBudgetMs: 20_000, signal: abort.signal, attempt: sentIssue })
     await expect(fence()).rejects.toThrow('lock lost')
     const r = await db.selectFrom('receipts').select('last_sent_at').where('id', '=', id!).executeTakeFirstOrThrow()
     expect(r.last_sent_at).toBeNull()
+    expect(await db.selectFrom('issuance_attempts').select('id').where('receipt_id', '=', id!).execute()).toHaveLength(0)
   })
 })
 

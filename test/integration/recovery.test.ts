@@ -79,7 +79,7 @@ describe('recovery pass', () => {
     expect(report.totals.issued).toBe(rows.length)
     expect(sandbox.stats().providers.payssam.issued).toBe(rows.length)
     expect(sandbox.stats().max_live_receipts_per_key).toBe(1)
-    const ops = await app.db().selectFrom('issuance_attempts').select('operation').where('receipt_id', '=', rows[0]!.id).orderBy('id').execute()
+    const ops = await app.db().selectFrom('issuance_attempts').select('operation').where('receipt_id', '=', rows[0]!.id).orderBy('started_at').orderBy('id').execute()
     expect(ops.map((o) => o.operation)).toEqual(['lookup', 'issue'])
 
     // The run's status in the ledger follows once a pass sees every receipt done.

@@ -75,6 +75,13 @@ export interface ProviderSim {
   handle(req: SimRequest): SimResponse
   /** The provider's own "not processed" server error (fault `5xx`). */
   serverError(req: SimRequest): SimResponse
+  /**
+   * Providers whose requests complete even when they fail (PortOne V2: a PG error leaves an
+   * ISSUE_FAILED receipt, and the answer is kept for its Idempotency-Key): records what the failure
+   * leaves behind and returns the `5xx` answer, which the pipeline then stores for replay like any
+   * committed answer. Without it a `5xx` is sent before the idempotency layer and nothing is kept.
+   */
+  failedCall?(req: SimRequest): SimResponse
   /** The provider's own throttling answer. */
   rateLimited(retryAfterS: number): SimResponse
   readonly idempotency?: IdempotencyHooks

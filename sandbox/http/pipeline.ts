@@ -5,7 +5,9 @@
  *
  * Per request: count → classify (receipt operation? which credential?) → per-credential rate limit →
  * for receipt operations only: fault draw, latency, pre-commit faults, idempotency, commit (the
- * simulator's handler), post-commit faults. Nothing is logged per request.
+ * simulator's handler), post-commit faults. A `5xx` is a pre-commit fault, except at a provider whose
+ * failures complete (PortOne V2, `failedCall`): there it is the committed answer, replayed for its
+ * Idempotency-Key. Nothing is logged per request.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { Router, type Request, type Response } from 'express'
@@ -71,7 +73,8 @@ async function serveProvider(
   if (latencyMs !== null) await sleep(latencyMs)
   switch (fault) {
     case '5xx':
-      return send(res, sim.serverError(simReq))
+      if (!sim.failedCall) return send(res, sim.serverError(simReq))
+      break // a failure the provider completes: through the idempotency layer below
     case 'html':
       return send(res, { status: 502, body: HTML_502, headers: { 'content-type': 'text/html' } })
     case 'reset_before':
@@ -94,7 +97,7 @@ async function serveProvider(
   }
   let committed: SimResponse | null = null
   try {
-    committed = sim.handle(simReq)
+    committed = fault === '5xx' && sim.failedCall ? sim.failedCall(simReq) : sim.handle(simReq)
   } finally {
     if (slot) sim.idempotency!.finish(slot, committed, state.clock())
   }

@@ -17,6 +17,11 @@ export interface ContractFixture<N extends ProviderName> {
   readonly tokenLifetimeMs?: number
   /** What a documented "not processed" 5xx maps to for an issue. */
   readonly serverErrorOnIssue: ProviderOutcome['kind']
+  /**
+   * The faults that make an issue end in that server error (default one `5xx`). PortOne V2 reads the
+   * receipt after a PG failure and repeats under a derived key, so its read must fail too.
+   */
+  readonly serverErrorFaults?: readonly ('5xx')[]
   /** NTS does not deduplicate: a second issue is a second receipt. */
   readonly deduplicates: boolean
   /** PortOne V2 replays the original answer for a repeated Idempotency-Key. */
@@ -167,7 +172,7 @@ export function defineProviderContract<N extends ProviderName>(f: ContractFixtur
     it(`maps a server error to ${f.serverErrorOnIssue} and the sandbox holds nothing`, async () => {
       const req = newRequest()
       await warmToken(req)
-      sandbox.forceNext(f.provider, ['5xx'])
+      sandbox.forceNext(f.provider, f.serverErrorFaults ?? ['5xx'])
       const { outcome } = await issue(req)
       expect(outcome.kind).toBe(f.serverErrorOnIssue)
       expect(held()).toBe(0)

@@ -1,10 +1,13 @@
 /**
  * PortOne V2's `Idempotency-Key` on any POST (16–256 ASCII characters, RFC 8941 quoted; GET ignores
- * it): a completed request is replayed with its original answer for 3 hours; one still running →
- * 409 `IDEMPOTENCY_OUTSTANDING_REQUEST`. Scope: credential + method + path + key.
+ * it): a completed request is replayed with its original answer for 3 hours, errors included (a 4xx
+ * refusal, a 502 PG_PROVIDER); one still running → 409 `IDEMPOTENCY_OUTSTANDING_REQUEST`. Answers
+ * given before the request is processed are not kept: 401 (auth), 429 (throttling), a malformed key.
+ * A different body under a key already used → 422 (PortOne says only "must not"; the IETF draft it
+ * links answers 422). Scope: credential + method + path + key.
  */
 import type { IdempotencyHooks, SimRequest, SimResponse } from '../../sim.ts'
-import { header, pruneHead } from '../../sim.ts'
+import { header, pruneHead, sha256hex } from '../../sim.ts'
 import { error, invalid } from './answers.ts'
 
 const IDEMPOTENCY_TTL_MS = 3 * 3600_000
@@ -20,7 +23,7 @@ function parseIdempotencyKey(raw: string): string | null {
 export function createV2Idempotency(
   secretOf: (req: SimRequest) => string | null,
 ): IdempotencyHooks & { reset(): void } {
-  const idem = new Map<string, { state: 'running' | 'done'; response?: SimResponse; at: number }>()
+  const idem = new Map<string, { state: 'running' | 'done'; response?: SimResponse; at: number; body: string }>()
   return {
     begin(req) {
       if (req.method === 'GET') return null
@@ -35,8 +38,13 @@ export function createV2Idempotency(
       pruneHead(idem, (e) => e.state === 'done' && req.nowMs - e.at > IDEMPOTENCY_TTL_MS)
       const slot = `${secret}\u0000${req.method}\u0000${req.path}\u0000${key}`
       const e = idem.get(slot)
+      const body = sha256hex(req.bodyText ?? '')
       if (e && req.nowMs - e.at > IDEMPOTENCY_TTL_MS && e.state === 'done') idem.delete(slot)
-      else if (e?.state === 'running') {
+      else if (e && e.body !== body) {
+        return {
+          early: error(422, 'IDEMPOTENCY_KEY_REUSED', '같은 멱등 키로 다른 요청을 보낼 수 없습니다.'),
+        }
+      } else if (e?.state === 'running') {
         return {
           early: error(
             409,
@@ -45,7 +53,7 @@ export function createV2Idempotency(
           ),
         }
       } else if (e?.response) return { early: e.response }
-      idem.set(slot, { state: 'running', at: req.nowMs })
+      idem.set(slot, { state: 'running', at: req.nowMs, body })
       return { slot }
     },
     finish(slot, committed) {

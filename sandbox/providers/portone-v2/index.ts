@@ -10,8 +10,10 @@
  *   `CASH_RECEIPT_ALREADY_ISSUED`; `amount.vat` defaults to (total − taxFree)/11 rounded half up; a
  *   channelKey not starting `channel` → 404 `CHANNEL_NOT_FOUND`.
  * - `Idempotency-Key` on any POST (16–256 ASCII characters, RFC 8941 quoted; GET ignores it): a completed
- *   request is replayed with its original answer for 3 hours; one still running → 409
- *   `IDEMPOTENCY_OUTSTANDING_REQUEST`. Scope: credential + method + path + key.
+ *   request is replayed with its original answer for 3 hours, errors included (a 502 PG_PROVIDER of
+ *   fault `5xx` too); one still running → 409 `IDEMPOTENCY_OUTSTANDING_REQUEST`; another body → 422.
+ *   Scope: credential + method + path + key.
+ * - A PG failure on issue (fault `5xx`) leaves the receipt `ISSUE_FAILED` (IssueFailedCashReceipt).
  * - `GET /payments/{paymentId}/cash-receipt` (404 `CASH_RECEIPT_NOT_FOUND`); `POST …/cash-receipt/cancel`
  *   (full only; 404 `CASH_RECEIPT_NOT_FOUND` / `CASH_RECEIPT_NOT_ISSUED`); `GET /cash-receipts` (paged list,
  *   body or `requestBody` query).
@@ -20,7 +22,7 @@
  * This file routes a request to auth.ts (credentials, tokens), idempotency.ts (Idempotency-Key) and
  * receipts.ts (issue, lookup, cancel, list).
  */
-import type { HeldReceipt, ProviderSim } from '../../sim.ts'
+import type { HeldReceipt, ProviderSim, SimRequest, SimResponse } from '../../sim.ts'
 import { emptyCounters } from '../../sim.ts'
 import { error, unauthorized } from './answers.ts'
 import { createV2Auth } from './auth.ts'
@@ -34,6 +36,14 @@ export function createPortoneV2Sim(): ProviderSim {
   const auth = createV2Auth()
   const idempotency = createV2Idempotency(auth.secretOf)
   const receipts = createV2Receipts(counters)
+
+  const serverError = (req: SimRequest): SimResponse =>
+    req.method === 'GET'
+      ? error(500, 'INTERNAL_SERVER_ERROR', '일시적인 오류가 발생했습니다.')
+      : error(502, 'PG_PROVIDER', 'PG사에서 오류가 발생했습니다.', {
+          pgCode: 'SBX500',
+          pgMessage: '일시적인 오류',
+        })
 
   return {
     name: 'portone-v2',
@@ -72,13 +82,12 @@ export function createPortoneV2Sim(): ProviderSim {
       }
       return error(405, 'METHOD_NOT_ALLOWED', '허용되지 않는 메서드입니다.')
     },
-    serverError: (req) =>
-      req.method === 'GET'
-        ? error(500, 'INTERNAL_SERVER_ERROR', '일시적인 오류가 발생했습니다.')
-        : error(502, 'PG_PROVIDER', 'PG사에서 오류가 발생했습니다.', {
-            pgCode: 'SBX500',
-            pgMessage: '일시적인 오류',
-          }),
+    serverError: (req) => serverError(req),
+    failedCall(req) {
+      const secret = auth.secretOf(req)
+      if (secret && req.method === 'POST' && req.path === '/cash-receipts') receipts.recordIssueFailed(req, secret)
+      return serverError(req)
+    },
     rateLimited: (s) => ({
       ...error(429, 'TOO_MANY_REQUESTS', '요청이 너무 많습니다. 잠시 후 다시 시도해 주세요.'),
       headers: { 'retry-after': String(s) },

@@ -3,7 +3,9 @@
  * ISSUED → 409 `CASH_RECEIPT_ALREADY_ISSUED`; `amount.vat` defaults to (total − taxFree)/11 rounded
  * half up; a channelKey not starting `channel` → 404 `CHANNEL_NOT_FOUND`), `GET
  * /payments/{paymentId}/cash-receipt`, `POST …/cash-receipt/cancel` (full only) and `GET
- * /cash-receipts` (paged list). A request naming a store other than its credential's → 403.
+ * /cash-receipts` (paged list). A request naming a store other than its credential's → 403. A PG
+ * failure on issue (fault `5xx`, 502 PG_PROVIDER) leaves the paymentId's receipt ISSUE_FAILED, which
+ * the lookup returns (status and channel only) and a later issue with a new key replaces.
  */
 import type { HeldReceipt, SimCounters, SimRequest, SimResponse } from '../../sim.ts'
 import { ApprovalNumbers, LiveLedger, maskTail, nonEmpty, randomHex, segment, vat11 } from '../../sim.ts'
@@ -11,7 +13,7 @@ import { error, invalid, isInt } from './answers.ts'
 import { channelIdOf, merchantOf, storeOf } from './auth.ts'
 
 interface CashReceipt {
-  status: 'ISSUED' | 'CANCELLED'
+  status: 'ISSUED' | 'CANCELLED' | 'ISSUE_FAILED'
   readonly merchantId: string
   readonly storeId: string
   readonly paymentId: string
@@ -52,12 +54,19 @@ function store(secret: string, named: unknown): string | SimResponse {
 }
 
 const view = (r: CashReceipt) => {
+  if (r.status === 'ISSUE_FAILED') {
+    // IssueFailedCashReceipt: no amounts, numbers or dates but the status change.
+    const { status, merchantId, storeId, paymentId, channel, orderName, isManual, statusUpdatedAt } = r
+    return { status, merchantId, storeId, paymentId, channel, orderName, isManual, statusUpdatedAt }
+  }
   const { identityNumber: _never, ...rest } = r
   return rest
 }
 
 export interface V2Receipts {
   issue(req: SimRequest, secret: string): SimResponse
+  /** The PG failed an issue: the paymentId's receipt becomes ISSUE_FAILED (unless one is ISSUED). */
+  recordIssueFailed(req: SimRequest, secret: string): void
   /** `GET /payments/{id}/cash-receipt`, or its cancel when `cancel`. */
   byPayment(req: SimRequest, secret: string, rawId: string, cancel: boolean): SimResponse
   list(req: SimRequest, secret: string): SimResponse
@@ -167,6 +176,36 @@ export function createV2Receipts(counters: SimCounters): V2Receipts {
     }
   }
 
+  function recordIssueFailed(req: SimRequest, secret: string): void {
+    const b = req.body
+    if (req.bodyInvalid || !b || !nonEmpty(b.paymentId) || !nonEmpty(b.channelKey) || !nonEmpty(b.orderName)) return
+    const storeId = store(secret, b.storeId)
+    if (typeof storeId !== 'string') return
+    const key = `${storeId}\u0000${b.paymentId}`
+    if (current.get(key)?.status === 'ISSUED') return
+    const now = new Date(req.nowMs).toISOString()
+    current.set(key, {
+      status: 'ISSUE_FAILED',
+      merchantId: merchantOf(secret),
+      storeId,
+      paymentId: b.paymentId,
+      channel: { type: 'TEST', id: channelIdOf(secret), key: b.channelKey, name: 'sandbox', pgProvider: 'TOSSPAYMENTS', pgMerchantId: 'sandbox-mid' },
+      amount: 0,
+      taxFreeAmount: 0,
+      vatAmount: 0,
+      currency: 'KRW',
+      orderName: b.orderName,
+      isManual: true,
+      type: b.type === 'CORPORATE' ? 'CORPORATE' : 'PERSONAL',
+      pgReceiptId: '',
+      issueNumber: '',
+      url: '',
+      issuedAt: now,
+      statusUpdatedAt: now,
+      identityNumber: '',
+    })
+  }
+
   function byPayment(req: SimRequest, secret: string, rawId: string, cancel: boolean): SimResponse {
     const paymentId = segment(rawId)
     if (paymentId === null) return invalid('paymentId가 올바르지 않습니다.')
@@ -246,6 +285,7 @@ export function createV2Receipts(counters: SimCounters): V2Receipts {
 
   return {
     issue,
+    recordIssueFailed,
     byPayment,
     list,
     maxLivePerKey: () => ledger.max,

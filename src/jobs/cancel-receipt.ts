@@ -9,10 +9,10 @@
 import type { Job } from 'bullmq'
 import type { Logger } from 'pino'
 import type { Db } from '../db/database.ts'
-import { beginFullCancel, claimReceipt, insertCancelReceipt, recordCancelOutcome, type AttemptRecord, type Transition } from '../db/ledger.ts'
+import { beginFullCancel, claimReceipt, commitWindowLeftMs, insertCancelReceipt, recordCancelOutcome, type AttemptRecord, type Transition } from '../db/ledger.ts'
 import type { Receipt } from '../db/schema.ts'
 import { cancelIdempotencyKey } from '../providers/keys.ts'
-import { splitAmounts } from '../domain/index.ts'
+import { splitAmounts, type ProviderName } from '../domain/index.ts'
 import { cancelJobId, type JobPayloads, type ReceiptsQueue } from '../queue/queues.ts'
 import { attemptLog, noteReceipt, type IssueJobResult, type ReceiptJobInfo } from './issue-receipt.ts'
 import type { ProviderSource } from './provider-source.ts'
@@ -117,6 +117,12 @@ export interface CancelDeps {
   readonly leaseMs: number
   /** Worst-case duration of one provider call; the lease must cover it before a call is made. */
   readonly callBudgetMs: number
+  /**
+   * Per provider: how long a cancel request may still take effect after it was sent (the commit
+   * window, <PREFIX>_COMMIT_WINDOW_MS). A lookup that finds the receipt not cancelled yet sooner
+   * than this after the cancel's last send proves nothing: the job waits instead of sending again.
+   */
+  readonly commitWindowMs?: Readonly<Partial<Record<ProviderName, number>>>
   readonly now?: () => number
 }
 
@@ -159,8 +165,11 @@ export function createCancelHandler(deps: CancelDeps) {
       if (full) await beginFullCancel(deps.db, parent.id)
       const lookupReq = { providerKey: cancel.provider_key, portonePayment: cancel.portone_payment, amounts: amountsOf(parent) }
       if (needsLookup && full) {
+        // Read before the lookup is sent: a cancel sent earlier than the window may still take
+        // effect after this lookup has answered "not cancelled yet" (see the issue handler).
+        const windowLeftMs = await commitWindowLeftMs(deps.db, cancel.id, deps.commitWindowMs?.[cancel.provider] ?? 0)
         const found = await t.schedule(() => provider.lookup(lookupReq, ctx))
-        const d = decideNow({ type: 'lookup', outcome: found })
+        const d = decideNow({ type: 'lookup', outcome: found, commitWindowLeftMs: windowLeftMs })
         if (d.type === 'settle') return d
         if (found.kind === 'issued' || found.kind === 'not_found') needsLookup = false
       }

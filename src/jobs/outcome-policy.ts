@@ -11,6 +11,8 @@
  * | issued (issue), cancelled (cancel)      | issued (a cancel row: accepted)         | complete                           |
  * | lookup found issued/cancelled (issue)   | issued / cancelled                      | complete                           |
  * | lookup not_found, commit window open    | pending + needs_lookup                  | delay until it closes, no attempt  |
+ * | lookup not cancelled yet (cancel),      | pending + needs_lookup                  | delay until it closes, no attempt  |
+ * |   commit window open                    |                                         |                                    |
  * | already_issued, unknown_outcome         | — (read back first; not a partial       | —                                  |
  * |                                         |   cancel, which cannot be looked up)    |                                    |
  * | read back finds nothing                 | as unknown_outcome                      |                                    |
@@ -51,7 +53,7 @@ export type PolicyEvent =
   | { readonly type: 'claim'; readonly receiptId: number; readonly claim: Exclude<ClaimResult, { status: 'claimed' }> }
   /**
    * The lookup made before any call because of needs_lookup. `commitWindowLeftMs`: how long an
-   * earlier issue request may still commit at the provider (0 or absent: none can).
+   * earlier issue (or cancel) request may still commit at the provider (0 or absent: none can).
    */
   | { readonly type: 'lookup'; readonly outcome: ProviderOutcome; readonly commitWindowLeftMs?: number }
   /** The issue or cancel call itself; `amounts` are what an issue call receipted. */
@@ -123,6 +125,11 @@ export function decide(e: PolicyEvent, ctx: AttemptContext): Decision {
       }
       // A cancel looks up only to avoid a second cancel; anything but "cancelled" lets the call decide.
       if (o.kind === 'cancelled') return settle(accepted(o.receipt), complete('cancelled', 'found by lookup'))
+      // "Not cancelled yet" inside the commit window of the last cancel sent proves nothing: that
+      // cancel may still take effect, and a second one would be refused (and failed) then. Wait.
+      if (o.kind === 'issued' && (e.commitWindowLeftMs ?? 0) > 0) {
+        return settle({ state: 'pending', needsLookup: true }, { type: 'delay', ms: e.commitWindowLeftMs! + (ctx.jitterMs ?? 0) })
+      }
       return PROCEED
     }
     case 'call': {

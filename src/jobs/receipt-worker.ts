@@ -42,7 +42,7 @@ export function startReceiptWorker(deps: ReceiptWorkerDeps, opts: { concurrency?
   }
   const ledger = createLedgerBatcher(db, { workerId: deps.workerId, leaseMs: config.worker.leaseMs })
   const issue = createIssueHandler({ ...handlerDeps, ledger, dataKeys: config.dataKeys, commitWindowMs: config.providerCommitWindowMs })
-  const cancel = createCancelHandler(handlerDeps)
+  const cancel = createCancelHandler({ ...handlerDeps, commitWindowMs: config.providerCommitWindowMs })
   const worker = new Worker(
     RECEIPTS_QUEUE,
     async (job: Job, token?: string, signal?: AbortSignal) => {

@@ -118,6 +118,55 @@ describe('a slow commit at a provider that does not deduplicate', () => {
   }, 90_000)
 })
 
+describe('a slow cancel at a provider that does not deduplicate', () => {
+  it('waits out the commit window instead of cancelling again: one cancel request, accepted, never failed', async () => {
+    const window = 6_000
+    const app = env.newApp({ HTTP_READ_TIMEOUT_MS: '1000', HTTP_CONNECT_TIMEOUT_MS: '500', NTS_COMMIT_WINDOW_MS: String(window), WORKER_ATTEMPTS: '2', WORKER_BACKOFF_MS: '100' })
+    await importDay(env.app, { businessDate: '2026-11-03', count: 8, seed: 6, providers: ['nts'], idPrefix: 'SX' })
+    const summary = await settle(app, '2026-11-03')
+    const worker = app.startWorker({ concurrency: 4 })
+    try {
+      const issued = await eventually(async () => {
+        const rows = await rowsOf(summary.runId!)
+        return rows.every((r) => r.state === 'issued' || r.state === 'skipped') ? rows.filter((r) => r.state === 'issued') : undefined
+      }, 30_000, 100)
+      const victim = issued[0]!
+      // The cancel request commits 4 s after it arrives, long after the client's 1 s read timeout;
+      // once it has gone out, the lookups are answered at once (and say "not cancelled yet").
+      sandbox.setFaults('nts:latency=4000')
+      const requested = await app.cancel({ transactionId: victim.transaction_id, reason: 1 })
+      const cancelRow = () => db().selectFrom('receipts').selectAll().where('id', '=', requested.cancelReceiptId).executeTakeFirstOrThrow()
+      await eventually(async () => (await cancelRow()).last_sent_at !== null, 10_000, 20)
+      await new Promise((r) => setTimeout(r, 200))
+      sandbox.setFaults('')
+
+      // Inside the window the cancel waits: pending, marked for lookup, its job delayed.
+      await eventually(async () => {
+        const row = await cancelRow()
+        return row.state === 'pending' && row.needs_lookup && (await app.receiptsQueue().getJobs(['delayed'])).length > 0
+      }, window, 50)
+
+      const done = await eventually(async () => {
+        const row = await cancelRow()
+        return row.state === 'issued' ? row : undefined
+      }, 30_000, 200)
+      expect(done.error_class).toBeNull()
+      const parent = await db().selectFrom('receipts').select(['state']).where('id', '=', victim.id).executeTakeFirstOrThrow()
+      expect(parent.state).toBe('cancelled')
+      // One cancel request; a lookup saw it not cancelled yet inside the window, and one after it saw it cancelled.
+      const attempts = await db().selectFrom('issuance_attempts').select(['operation', 'outcome']).where('receipt_id', '=', done.id).orderBy('id').execute()
+      expect(attempts.filter((a) => a.operation === 'cancel').map((a) => a.outcome)).toEqual(['unknown_outcome'])
+      expect(attempts.some((a) => a.operation === 'lookup' && a.outcome === 'issued')).toBe(true)
+      expect(attempts.at(-1)).toMatchObject({ operation: 'lookup', outcome: 'cancelled' })
+      expect(await app.receiptsQueue().getJobs(['failed'])).toHaveLength(0)
+      const held = (await (await fetch(`${sandbox.url}/_sandbox/receipts?provider=nts`)).json()) as { receipts: { approvalNumber: string; status: string }[] }
+      expect(held.receipts.find((h) => h.approvalNumber === victim.approval_number)?.status).toBe('cancelled')
+    } finally {
+      await worker.close()
+    }
+  }, 90_000)
+})
+
 describe('the send fence', () => {
   /** What the worker's transport saw, per provider key: issue requests sent, and token fetches. */
   let issueSends: Map<string, number>

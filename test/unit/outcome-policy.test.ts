@@ -241,6 +241,18 @@ const ROWS: readonly Row[] = [
   },
   { name: 'cancel lookup: anything else lets the cancel call go', event: { type: 'lookup', outcome: outcome('retryable') }, ctx: cancel({ needsLookup: true }), expected: { type: 'proceed' } },
   {
+    name: 'cancel lookup: not cancelled yet while the last cancel sent may still take effect waits for the window, no attempt used',
+    event: { type: 'lookup', outcome: outcome('issued'), commitWindowLeftMs: 3_000 },
+    ctx: cancel({ needsLookup: true, jitterMs: 5, attempt: 5, attemptsAllowed: 5 }),
+    expected: { type: 'settle', ledger: { state: 'pending', needsLookup: true }, queue: { type: 'delay', ms: 3_005 } },
+  },
+  {
+    name: 'cancel lookup: not cancelled yet once the commit window has closed lets the cancel call go',
+    event: { type: 'lookup', outcome: outcome('issued'), commitWindowLeftMs: 0 },
+    ctx: cancel({ needsLookup: true }),
+    expected: { type: 'proceed' },
+  },
+  {
     name: 'cancelled: the cancel row is issued (accepted)',
     event: { type: 'call', outcome: outcome('cancelled') },
     ctx: cancel(),

@@ -10,6 +10,7 @@ import * as providerDuplicates from './2026_12_05_0106_provider_duplicates.ts'
 import * as deployment from './2026_12_05_0107_deployment.ts'
 import * as lastSentAt from './2026_12_05_0108_receipts_last_sent_at.ts'
 import * as requeueCount from './2026_12_05_0109_receipts_requeue_count.ts'
+import * as duplicateCancelOwner from './2026_12_05_0200_duplicate_cancel_owner.ts'
 import * as attemptsSent from './2026_12_05_0260_attempts_sent.ts'
 
 /** Every migration, in order. Static imports so the set is the same under tsx and compiled JS. */
@@ -25,5 +26,6 @@ export const migrations: Record<string, Migration> = {
   '2026_12_05_0107_deployment': deployment,
   '2026_12_05_0108_receipts_last_sent_at': lastSentAt,
   '2026_12_05_0109_receipts_requeue_count': requeueCount,
+  '2026_12_05_0200_duplicate_cancel_owner': duplicateCancelOwner,
   '2026_12_05_0260_attempts_sent': attemptsSent,
 }

@@ -776,9 +776,10 @@ function validDate(iso: string | null): Date | null {
 //
 //   operation               table                from                          to
 //   recordDuplicates        provider_duplicates  no row for (receipt, provider receipt)  open (repaired_at NULL)
-//   claimDuplicateCancel    provider_duplicates  open, no live claim           open, cancel_started_at = now()
-//   finishDuplicateRepair   provider_duplicates  open                          repaired (repaired_at, outcome)
-//   releaseDuplicateCancel  provider_duplicates  open                          open, claim cleared, outcome noted
+//   claimDuplicateCancel    provider_duplicates  open, no live claim           open, claimed (cancel_started_at = now(), cancel_claimed_by)
+//   fenceDuplicateCancel    provider_duplicates  open, claimed by the caller   open, claim renewed (cancel_started_at = now())
+//   finishDuplicateRepair   provider_duplicates  open                          repaired (repaired_at, outcome), claim cleared
+//   releaseDuplicateCancel  provider_duplicates  open (claimed by the caller)  open, claim cleared, outcome noted
 
 /** One further live receipt the provider holds for a receipt (never the one the ledger recorded). */
 export interface FoundDuplicate {
@@ -820,18 +821,36 @@ export async function recordDuplicates(
 }
 
 /**
- * Takes the cancel of an open duplicate: true for exactly one caller while the claim is live
- * (`staleMs`), so two reconciles never both send it. A claim older than that belongs to a reconcile
- * that died mid-call; the provider refuses a second full cancel of one receipt, so taking it over
- * cannot cancel twice.
+ * Takes the cancel of an open duplicate for `owner`: true for exactly one caller while the claim is
+ * live (`staleMs`), so two reconciles never both send it. A claim older than that belongs to a
+ * reconcile that died (or froze) mid-call and may be taken over; the old owner's send fence
+ * (fenceDuplicateCancel) then refuses it, and the provider refuses a second full cancel of one
+ * receipt anyway.
  */
-export async function claimDuplicateCancel(db: Db, duplicateId: number, staleMs: number): Promise<boolean> {
+export async function claimDuplicateCancel(db: Db, duplicateId: number, staleMs: number, owner: string): Promise<boolean> {
+  const res = await db
+    .updateTable('provider_duplicates')
+    .set({ cancel_started_at: sql`now()`, cancel_claimed_by: owner })
+    .where('id', '=', duplicateId)
+    .where('repaired_at', 'is', null)
+    .where((eb) => eb.or([eb('cancel_started_at', 'is', null), eb('cancel_started_at', '<', sql<Date>`now() - make_interval(secs => ${staleMs / 1000})`)]))
+    .executeTakeFirst()
+  return Number(res.numUpdatedRows) === 1
+}
+
+/**
+ * The send fence of a duplicate's cancel (src/jobs/lease.ts sendFence), before every cancel request:
+ * the duplicate is still open and its claim still `owner`'s; the claim is renewed, so it stays live
+ * for the claim's staleness from now (which must exceed the call). False: another reconcile took it
+ * over (or it was repaired) and the request must not be sent.
+ */
+export async function fenceDuplicateCancel(db: Db, duplicateId: number, owner: string): Promise<boolean> {
   const res = await db
     .updateTable('provider_duplicates')
     .set({ cancel_started_at: sql`now()` })
     .where('id', '=', duplicateId)
     .where('repaired_at', 'is', null)
-    .where((eb) => eb.or([eb('cancel_started_at', 'is', null), eb('cancel_started_at', '<', sql<Date>`now() - make_interval(secs => ${staleMs / 1000})`)]))
+    .where('cancel_claimed_by', '=', owner)
     .executeTakeFirst()
   return Number(res.numUpdatedRows) === 1
 }
@@ -840,21 +859,26 @@ export async function claimDuplicateCancel(db: Db, duplicateId: number, staleMs:
 export async function finishDuplicateRepair(db: Db, duplicateId: number, outcome: string): Promise<boolean> {
   const res = await db
     .updateTable('provider_duplicates')
-    .set({ repaired_at: sql`now()`, repair_outcome: outcome.slice(0, 200), cancel_started_at: null })
+    .set({ repaired_at: sql`now()`, repair_outcome: outcome.slice(0, 200), cancel_started_at: null, cancel_claimed_by: null })
     .where('id', '=', duplicateId)
     .where('repaired_at', 'is', null)
     .executeTakeFirst()
   return Number(res.numUpdatedRows) === 1
 }
 
-/** The duplicate stays open (cancel refused, failed, or switched off): the claim is dropped, the reason noted. */
-export async function releaseDuplicateCancel(db: Db, duplicateId: number, outcome: string): Promise<boolean> {
-  const res = await db
+/**
+ * The duplicate stays open (cancel refused, failed, or switched off): the claim is dropped, the
+ * reason noted. With `owner`, only while the claim is still that reconcile's (one that lost it to
+ * another leaves the new owner's claim alone).
+ */
+export async function releaseDuplicateCancel(db: Db, duplicateId: number, outcome: string, owner?: string): Promise<boolean> {
+  let q = db
     .updateTable('provider_duplicates')
-    .set({ repair_outcome: outcome.slice(0, 200), cancel_started_at: null })
+    .set({ repair_outcome: outcome.slice(0, 200), cancel_started_at: null, cancel_claimed_by: null })
     .where('id', '=', duplicateId)
     .where('repaired_at', 'is', null)
-    .executeTakeFirst()
+  if (owner !== undefined) q = q.where('cancel_claimed_by', '=', owner)
+  const res = await q.executeTakeFirst()
   return Number(res.numUpdatedRows) === 1
 }
 
@@ -863,7 +887,7 @@ export async function closeCancelledDuplicates(db: Db, receiptId: number, provid
   if (!providerReceiptIds.length) return 0
   const res = await db
     .updateTable('provider_duplicates')
-    .set({ repaired_at: sql`now()`, repair_outcome: 'found cancelled at provider', cancel_started_at: null })
+    .set({ repaired_at: sql`now()`, repair_outcome: 'found cancelled at provider', cancel_started_at: null, cancel_claimed_by: null })
     .where('receipt_id', '=', receiptId)
     .where('provider_receipt_id', 'in', providerReceiptIds)
     .where('repaired_at', 'is', null)

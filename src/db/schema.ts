@@ -157,6 +157,8 @@ export interface ProviderDuplicatesTable {
   found_at: Generated<Timestamp>
   /** Set while one reconcile holds the cancel of this duplicate (a claim, so two never both send it). */
   cancel_started_at: Timestamp | null
+  /** The reconcile that holds the claim (checked by the send fence before every cancel request). */
+  cancel_claimed_by: string | null
   repaired_at: Timestamp | null
   repair_outcome: string | null
 }

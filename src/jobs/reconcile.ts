@@ -11,15 +11,20 @@
  * live one is a duplicate: recorded once in provider_duplicates and, unless switched off
  * (`cancelDuplicates`), cancelled at the provider with reason 2 (오류발급취소). The cancel is
  * exactly-once: it names the duplicate's own approval number (never the kept one, which the ledger
- * refuses to record as a duplicate), one reconcile at a time holds it (a claim), and the provider
- * refuses a second full cancel of one receipt. A duplicate found cancelled later is closed as such.
+ * refuses to record as a duplicate), one reconcile at a time holds it (a claim), every cancel
+ * request — p-retry's tries and the repeat after a token refresh included — goes out only after the
+ * send fence (lease.ts sendFence, ledger.ts fenceDuplicateCancel) has confirmed that the claim is
+ * still this reconcile's, and the provider refuses a second full cancel of one receipt. A duplicate
+ * found cancelled later is closed as such.
  */
+import { randomUUID } from 'node:crypto'
 import type { Logger } from 'pino'
 import type { Db } from '../db/database.ts'
 import type { Receipt } from '../db/schema.ts'
 import {
   claimDuplicateCancel,
   closeCancelledDuplicates,
+  fenceDuplicateCancel,
   finishDuplicateRepair,
   flagReconcile,
   markReconciled,
@@ -31,8 +36,12 @@ import type { ProviderOutcome, ProviderReceipt, ReceiptAmounts } from '../domain
 import type { CashReceiptProvider, LookupRequest } from '../providers/types.ts'
 import type { Throttle } from '../throttle/throttle.ts'
 import type { ProviderSource } from './provider-source.ts'
+import { LeaseLostError, sendFence } from './lease.ts'
 
-/** A duplicate's cancel claim older than this belongs to a reconcile that died mid-call. */
+/**
+ * A duplicate's cancel claim older than this belongs to a reconcile that died mid-call. The fence
+ * renews the claim before each request, so it must exceed the longest call (the call budget).
+ */
 const DUPLICATE_CLAIM_STALE_MS = 10 * 60_000
 /** 2 = 오류발급취소: the receipt was issued in error (a second receipt for one payment). */
 const DUPLICATE_CANCEL_REASON = 2
@@ -86,12 +95,28 @@ async function readProvider(provider: CashReceiptProvider, throttle: Throttle, r
 const amountsOf = (r: Receipt): ReceiptAmounts => ({ total: r.total_amount, supply: r.supply_amount, vat: r.vat_amount, taxFree: r.tax_free_amount, serviceFee: r.service_fee })
 
 export async function reconcileDay(
-  deps: { db: Db; providers: ProviderSource; logger: Logger; concurrency?: number; cancelDuplicates?: boolean },
+  deps: {
+    db: Db
+    providers: ProviderSource
+    logger: Logger
+    concurrency?: number
+    cancelDuplicates?: boolean
+    /** A claim on a duplicate's cancel older than this may be taken over (default 10 minutes). */
+    duplicateClaimStaleMs?: number
+  },
   businessDate: string,
   todayKst: string,
 ): Promise<ReconcileResult> {
   const { db } = deps
   const cancelDuplicates = deps.cancelDuplicates ?? true
+  const staleMs = deps.duplicateClaimStaleMs ?? DUPLICATE_CLAIM_STALE_MS
+  // Who holds this reconcile's claims on duplicate cancels (checked by the send fence).
+  const owner = `reconcile:${randomUUID()}`
+  // The fence's answer is the id it vouches for, or null when the claim is no longer ours. Duplicate
+  // cancels write no issuance_attempts row (they belong to no receipt row's attempts), so the
+  // attempt the fence is told about is not recorded.
+  const fence = async (duplicateId: number) => ((await fenceDuplicateCancel(db, duplicateId, owner)) ? duplicateId : null)
+  const NO_ATTEMPT = { operation: 'cancel', attemptNo: 0, jobId: null } as const
   const rows = await db
     .selectFrom('receipts')
     .selectAll()
@@ -163,29 +188,47 @@ export async function reconcileDay(
         report('recorded')
         continue
       }
-      if (!(await claimDuplicateCancel(db, d.id, DUPLICATE_CLAIM_STALE_MS))) {
+      if (!(await claimDuplicateCancel(db, d.id, staleMs, owner))) {
         report('cancel_in_progress')
         continue
       }
       const amounts = { ...amountsOf(r), total: d.amount ?? r.total_amount - r.cancelled_amount }
-      const c = await throttle.schedule(() =>
-        provider.cancel({
-          providerKey: r.provider_key,
-          portonePayment: r.portone_payment,
-          idempotencyKey: `dup-cancel:${r.id}:${d.provider_receipt_id}`,
-          original: { approvalNumber: d.approval_number, tradeDate: r.trade_date, amounts },
-          amounts,
-          partial: false,
-          reason: DUPLICATE_CANCEL_REASON,
-          purpose: r.purpose,
-        }),
-      )
+      // Every cancel request (each try, the repeat after a token refresh) goes out only while the
+      // claim is still ours: a reconcile frozen past the claim's staleness and overtaken sends nothing.
+      const ctx = { beforeSend: sendFence((id) => fence(id), d.id, { callBudgetMs: 0, attempt: NO_ATTEMPT }) }
+      let c: ProviderOutcome
+      try {
+        c = await throttle.schedule(() =>
+          provider.cancel(
+            {
+              providerKey: r.provider_key,
+              portonePayment: r.portone_payment,
+              idempotencyKey: `dup-cancel:${r.id}:${d.provider_receipt_id}`,
+              original: { approvalNumber: d.approval_number, tradeDate: r.trade_date, amounts },
+              amounts,
+              partial: false,
+              reason: DUPLICATE_CANCEL_REASON,
+              purpose: r.purpose,
+            },
+            ctx,
+          ),
+        )
+      } catch (err) {
+        if (!(err instanceof LeaseLostError)) {
+          await releaseDuplicateCancel(db, d.id, `cancel failed: ${(err as Error).message}`, owner)
+          throw err
+        }
+        // Another reconcile holds the cancel now; it sends it (or has).
+        report('cancel_in_progress')
+        deps.logger.warn({ receiptId: r.id, provider: r.provider, duplicate: d.id }, 'duplicate cancel taken over by another reconcile; not sent')
+        continue
+      }
       if (c.kind === 'cancelled') {
         await finishDuplicateRepair(db, d.id, 'cancelled at provider (reason 2, 오류발급취소)')
         report('cancelled')
       } else {
         // Unknown or refused: the next reconcile reads the provider again before anything else.
-        await releaseDuplicateCancel(db, d.id, `cancel ${c.kind}${c.meta.providerCode ? ` ${c.meta.providerCode}` : ''}`)
+        await releaseDuplicateCancel(db, d.id, `cancel ${c.kind}${c.meta.providerCode ? ` ${c.meta.providerCode}` : ''}`, owner)
         report('cancel_failed')
       }
       deps.logger.warn({ receiptId: r.id, provider: r.provider, duplicate: d.id, outcome: c.kind }, 'duplicate receipt at provider')

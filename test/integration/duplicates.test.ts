@@ -9,6 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startSandbox, type Sandbox } from '../../sandbox/index.ts'
 import type { App } from '../../src/app.ts'
 import type { Receipt } from '../../src/db/schema.ts'
+import { reconcileDay } from '../../src/jobs/reconcile.ts'
+import type { ProviderSource } from '../../src/jobs/provider-source.ts'
 import { createTestEnv, type TestEnv } from '../helpers/test-env.ts'
 import { importDay, runCli, settle, waitForRun } from '../helpers/pipeline.ts'
 import { parseExposition } from '../helpers/prometheus-text.ts'
@@ -154,6 +156,50 @@ describe('reconcile finds duplicates at NTS', () => {
     const third = await env.app.reconcile('2026-07-03', '2026-07-04')
     expect(third.duplicates).toEqual([expect.objectContaining({ approval_number: dup, outcome: 'cancelled' })])
     expect((await heldAt()).find((h) => h.approvalNumber === dup)?.status).toBe('cancelled')
+    expect((await heldAt()).find((h) => h.approvalNumber === victim.approval_number)?.status).toBe('issued')
+  })
+
+  it('sends no duplicate cancel once another reconcile took the claim over before the send', async () => {
+    const app = env.app
+    const rows = await issuedNtsRows(app, '2026-07-07', 'DUPFENCE', 1)
+    const victim = rows[0]!
+    const dup = await issueDuplicate(app, victim)
+    // This reconcile is frozen between its claim and its cancel request long enough for its claim
+    // to go stale (0 ms here) and for a second reconcile to take it: made from inside the adapter,
+    // right before the HTTP layer runs the fence.
+    let takenOver = 0
+    const source = app.providers()
+    const providers: ProviderSource = {
+      ...source,
+      get(merchantId, name) {
+        const got = source.get(merchantId, name)
+        const provider = Object.assign(Object.create(got.provider) as typeof got.provider, {
+          cancel: async (...args: Parameters<typeof got.provider.cancel>) => {
+            takenOver += Number(
+              (await app.db().updateTable('provider_duplicates').set({ cancel_claimed_by: 'reconcile:the-other-one', cancel_started_at: new Date() }).where('receipt_id', '=', victim.id).executeTakeFirst()).numUpdatedRows,
+            )
+            return got.provider.cancel(...args)
+          },
+        })
+        return { ...got, provider }
+      },
+    }
+    const cancelRequestsBefore = sandbox.stats().providers.nts.cancelled
+    const res = await reconcileDay({ db: app.db(), providers, logger: app.logger, duplicateClaimStaleMs: 0 }, '2026-07-07', '2026-07-08')
+    expect(takenOver).toBe(1)
+    expect(res.duplicates).toEqual([expect.objectContaining({ transaction_id: victim.transaction_id, approval_number: dup, outcome: 'cancel_in_progress' })])
+    // Nothing went out: the duplicate is still live at NTS, and the other reconcile's claim stands.
+    expect(sandbox.stats().providers.nts.cancelled).toBe(cancelRequestsBefore)
+    expect((await heldAt()).find((h) => h.approvalNumber === dup)?.status).toBe('issued')
+    const row = await app.db().selectFrom('provider_duplicates').selectAll().where('receipt_id', '=', victim.id).executeTakeFirstOrThrow()
+    expect(row).toMatchObject({ repaired_at: null, cancel_claimed_by: 'reconcile:the-other-one' })
+
+    // The claim holder (a reconcile whose claim is live) sends it once; a plain reconcile after that
+    // finds it cancelled and closes it, sending nothing.
+    await app.db().updateTable('provider_duplicates').set({ cancel_started_at: null, cancel_claimed_by: null }).where('id', '=', row.id).execute()
+    const next = await app.reconcile('2026-07-07', '2026-07-08')
+    expect(next.duplicates).toEqual([expect.objectContaining({ approval_number: dup, outcome: 'cancelled' })])
+    expect(sandbox.stats().providers.nts.cancelled).toBe(cancelRequestsBefore + 1)
     expect((await heldAt()).find((h) => h.approvalNumber === victim.approval_number)?.status).toBe('issued')
   })
 

@@ -20,6 +20,8 @@
  * | cash_receipts_metrics_source_up | gauge | source | 1 when Postgres / Redis answered this scrape |
  * | cash_receipts_duplicates_total | counter | provider | provider_duplicates rows (further receipts reconcile found; never deleted) |
  * | cash_receipts_duplicates_unrepaired | gauge | provider | provider_duplicates not yet cancelled at the provider |
+ * | cash_receipts_settle_rejections_total | counter | code | settle_rejections rows (transactions settle refused; never deleted) |
+ * | cash_receipts_settle_rejections_open | gauge | code | those whose transaction still has no issue receipt |
  */
 import type { JobType } from 'bullmq'
 import type { Redis } from 'ioredis'
@@ -75,6 +77,7 @@ interface LedgerReading {
   })[]
   readonly lastRuns: { trigger: string; t: number }[]
   readonly duplicates: { provider: string; n: number; open: number }[]
+  readonly settleRejections: { code: string; n: number; open: number }[]
 }
 
 interface RedisReading {
@@ -257,6 +260,30 @@ export function createMetrics(deps: MetricsDeps): Metrics {
     },
   })
 
+  new Counter({
+    name: 'cash_receipts_settle_rejections_total',
+    help: 'Transactions settlement could not turn into a receipt (settle_rejections), by code (KEY_CONFLICT, KEY_INVALID, ROW_INVALID).',
+    labelNames: ['code'],
+    registers: [registry],
+    async collect() {
+      const r = await read()
+      this.reset()
+      for (const row of r.ledger?.settleRejections ?? []) this.inc({ code: row.code }, row.n)
+    },
+  })
+
+  new Gauge({
+    name: 'cash_receipts_settle_rejections_open',
+    help: 'Refused transactions that still have no issue receipt (not corrected and settled again yet), by code.',
+    labelNames: ['code'],
+    registers: [registry],
+    async collect() {
+      const r = await read()
+      this.reset()
+      for (const row of r.ledger?.settleRejections ?? []) this.set({ code: row.code }, row.open)
+    },
+  })
+
   return { registry, contentType: registry.contentType, render: () => registry.metrics() }
 }
 
@@ -276,7 +303,7 @@ async function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
 
 async function readLedger(db: Db, todayKst: string): Promise<LedgerReading> {
   const bounds = LATENCY_BUCKETS_S.map((s) => Math.round(s * 1000))
-  const [receipts, overdue, attempts, latency, lastRuns, duplicates] = await Promise.all([
+  const [receipts, overdue, attempts, latency, lastRuns, duplicates, settleRejections] = await Promise.all([
     sql<
       LedgerReading['receipts'][number]
     >`SELECT kind, provider, state, count(*)::int AS n FROM receipts GROUP BY 1, 2, 3`.execute(db),
@@ -302,6 +329,10 @@ async function readLedger(db: Db, todayKst: string): Promise<LedgerReading> {
     sql<LedgerReading['duplicates'][number]>`
       SELECT provider, count(*)::int AS n, count(*) FILTER (WHERE repaired_at IS NULL)::int AS open
       FROM provider_duplicates GROUP BY 1`.execute(db),
+    sql<LedgerReading['settleRejections'][number]>`
+      SELECT s.code, count(*)::int AS n,
+        count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM receipts r WHERE r.transaction_id = s.transaction_id AND r.kind = 'issue'))::int AS open
+      FROM settle_rejections s GROUP BY 1`.execute(db),
   ])
   return {
     receipts: receipts.rows,
@@ -310,6 +341,7 @@ async function readLedger(db: Db, todayKst: string): Promise<LedgerReading> {
     latency: latency.rows,
     lastRuns: lastRuns.rows,
     duplicates: duplicates.rows,
+    settleRejections: settleRejections.rows,
   }
 }
 

@@ -15,6 +15,8 @@ import { buildReport, type RunReport } from '../../src/report/report.ts'
 import { buildReportDetails } from '../../src/report/report-details.ts'
 import { createTestEnv, type TestEnv } from '../helpers/test-env.ts'
 import { importDay, runCli, settle, waitForRun } from '../helpers/pipeline.ts'
+import { createMetrics } from '../../src/http/metrics.ts'
+import { parseExposition } from '../helpers/prometheus-text.ts'
 
 let sandbox: Sandbox
 let env: TestEnv
@@ -67,6 +69,14 @@ async function issueReceiptCount(): Promise<number> {
 }
 
 const settleFailures = (r: RunReport) => r.failures.filter((f) => f.error_class === 'settle')
+
+/** The settle-rejection series of one /metrics scrape: total and open, by code. */
+async function rejectionMetrics(): Promise<{ total: Record<string, number>; open: Record<string, number> }> {
+  const metrics = createMetrics({ db: app.db(), redis: app.redis(), queues: [], prefix: app.config.queuePrefix, logger: app.logger, cacheMs: 0 })
+  const families = parseExposition(await metrics.render())
+  const byCode = (name: string) => Object.fromEntries((families.get(name)?.samples ?? []).map((s) => [s.labels.code, s.value]))
+  return { total: byCode('cash_receipts_settle_rejections_total'), open: byCode('cash_receipts_settle_rejections_open') }
+}
 
 describe('settle with transactions the receipts table refuses', () => {
   it('settles the rest of the day, reports the refused ones with their reason, and stays idempotent over re-runs and carry-over', async () => {
@@ -146,6 +156,9 @@ describe('settle with transactions the receipts table refuses', () => {
       ['zz-direct-long', 'KEY_INVALID', summary.runId, summary.runId, 1],
     ])
 
+    // /metrics counts them by code (the alert SettleRejections fires on them).
+    expect(await rejectionMetrics()).toEqual({ total: { KEY_CONFLICT: 1, KEY_INVALID: 1 }, open: { KEY_CONFLICT: 1, KEY_INVALID: 1 } })
+
     // The next night carries them over (still unreceipted, inside the window): it does not abort, and
     // it refreshes the two records instead of adding failures to its own run.
     const nextDay = await importDay(app, { businessDate: NEXT, count: 10, seed: 32, providers: ['portone-v2', 'nts'], idPrefix: 'n' })
@@ -171,6 +184,8 @@ describe('settle with transactions the receipts table refuses', () => {
     const dayAfterFix = await buildReport(app.db(), { date: DAY })
     expect(settleFailures(dayAfterFix).map((f) => f.transaction_id)).toEqual(['zz-direct-b'])
     expect(dayAfterFix.totals.failed).toBe(1)
+    // The corrected one stays counted in the total but is no longer open.
+    expect(await rejectionMetrics()).toEqual({ total: { KEY_CONFLICT: 1, KEY_INVALID: 1 }, open: { KEY_CONFLICT: 1, KEY_INVALID: 0 } })
   })
 })
 

@@ -39,6 +39,12 @@ export interface Sandbox {
   registerPortonePayments(payments: readonly PortonePayment[]): void
   /** Each PortOne V1 merchant's PG (imp_key → pg_provider): the simulator applies that PG's rules. */
   registerPortoneMerchants(merchants: readonly PortoneMerchant[]): void
+  /** Toss deferred results: advance the result clock, fail the next issues at the NTS, set the delay. */
+  readonly toss: {
+    advance(ms: number): void
+    failNext(codes: readonly string[]): void
+    setResultDelay(ms: number): void
+  }
   /** What the simulators hold (identifiers masked). */
   receipts(provider?: ProviderName): ListedReceipt[]
   close(): Promise<void>
@@ -90,6 +96,11 @@ export async function startSandbox(opts: SandboxOptions = {}): Promise<Sandbox> 
     registerPortonePayments: (payments) => state.registerPortonePayments(payments),
     registerPortoneMerchants: (merchants) => state.registerPortoneMerchants(merchants),
     receipts: (provider) => state.receipts(provider),
+    toss: {
+      advance: (ms) => state.tossAdvance(ms),
+      failNext: (codes) => state.tossFailNext(codes),
+      setResultDelay: (ms) => state.tossResultDelay(ms),
+    },
     close: () => server.close(),
   }
 }

@@ -26,6 +26,7 @@ import { createPortoneV1Sim, type PortoneMerchant, type PortonePayment } from '.
 import { createPortoneV2Sim } from './providers/portone-v2/index.ts'
 import { createPayssamSim } from './providers/payssam.ts'
 import { createNtsSim } from './providers/nts.ts'
+import { createTossSim, type TossSim } from './providers/toss.ts'
 
 export type { PortoneMerchant, PortonePayment }
 
@@ -46,6 +47,8 @@ export interface SandboxOptions {
   readonly clock?: () => number
   /** NTS-style issues per credential per KST day (default 1,000,000; `nts/day=N` in rateLimits wins). */
   readonly ntsDailyQuota?: number
+  /** How long a Toss receipt stays IN_PROGRESS before its NTS result (default one day). */
+  readonly tossResultDelayMs?: number
 }
 
 /** One provider's figures in `GET /_sandbox/stats`. */
@@ -93,6 +96,7 @@ export class SandboxState {
   readonly #sims: Record<ProviderName, ProviderSim>
   readonly #portone: ReturnType<typeof createPortoneV1Sim>
   readonly #nts: ReturnType<typeof createNtsSim>
+  readonly #toss: TossSim
   readonly #seed: number | undefined
   readonly #ntsDailyQuota: number | undefined
   readonly #forced = new Map<ProviderName, FaultKind[]>()
@@ -112,11 +116,13 @@ export class SandboxState {
     this.#ntsDailyQuota = opts.ntsDailyQuota
     this.#portone = createPortoneV1Sim()
     this.#nts = createNtsSim({ dailyQuota: opts.ntsDailyQuota ?? null })
+    this.#toss = createTossSim({ resultDelayMs: opts.tossResultDelayMs })
     this.#sims = {
       portone: this.#portone,
       'portone-v2': createPortoneV2Sim(),
       payssam: createPayssamSim(),
       nts: this.#nts,
+      toss: this.#toss,
     }
     this.#faults = parseFaults(opts.faults)
     this.#limits = parseRateLimits(opts.rateLimits)
@@ -183,6 +189,24 @@ export class SandboxState {
       }
     }
     for (const n of names) this.#forced.set(n, [...list])
+  }
+
+  /** Toss: the NTS results of receipts requested up to `ms` later are in (the result clock only). */
+  tossAdvance(ms: number): void {
+    if (!(Number.isFinite(ms) && ms >= 0)) throw new SpecError(`ms must be a non-negative number, got ${String(ms)}`)
+    this.#toss.advance(ms)
+  }
+
+  /** Toss: the next issues fail at the NTS with these result codes, in order. */
+  tossFailNext(codes: readonly string[]): void {
+    for (const c of codes) if (typeof c !== 'string' || !/^(TS[1-8]|XXX)$/.test(c)) throw new SpecError(`unknown NTS result code "${String(c)}" (TS1–TS8 or XXX)`)
+    this.#toss.failNext(codes)
+  }
+
+  /** Toss: how long new receipts stay IN_PROGRESS. */
+  tossResultDelay(ms: number): void {
+    if (!(Number.isFinite(ms) && ms >= 0)) throw new SpecError(`ms must be a non-negative number, got ${String(ms)}`)
+    this.#toss.setResultDelay(ms)
   }
 
   registerPortonePayments(list: readonly PortonePayment[]): void {

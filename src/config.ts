@@ -28,6 +28,7 @@ export const merchantSchema = z.object({
     'portone-v2': CREDENTIAL_SCHEMAS['portone-v2'].optional(),
     payssam: CREDENTIAL_SCHEMAS.payssam.optional(),
     nts: CREDENTIAL_SCHEMAS.nts.optional(),
+    toss: CREDENTIAL_SCHEMAS.toss.optional(),
   }),
 })
 export type MerchantConfig = z.infer<typeof merchantSchema>
@@ -283,7 +284,7 @@ const merchantsFileVar = z.preprocess(
 )
 
 /** The variable prefix of each provider's settings: <PREFIX>_BASE_URL and its default limits. */
-const PROVIDER_ENV_PREFIX = { portone: 'PORTONE', 'portone-v2': 'PORTONE_V2', payssam: 'PAYSSAM', nts: 'NTS' } as const satisfies Record<ProviderName, string>
+const PROVIDER_ENV_PREFIX = { portone: 'PORTONE', 'portone-v2': 'PORTONE_V2', payssam: 'PAYSSAM', nts: 'NTS', toss: 'TOSS' } as const satisfies Record<ProviderName, string>
 type ProviderPrefix = (typeof PROVIDER_ENV_PREFIX)[ProviderName]
 
 /** <PREFIX>_BASE_URL and the credential limits every merchant's credential starts from. */
@@ -326,6 +327,8 @@ const envVars = z.object({
   ...providerVars('PORTONE_V2', 0),
   ...providerVars('PAYSSAM', 0),
   ...providerVars('NTS', 600_000),
+  // Toss refuses a second issue for an orderId (DUPLICATED_CASH_RECEIPT): not_found is safe at once.
+  ...providerVars('TOSS', 0),
   HTTP_CONNECT_TIMEOUT_MS: int(5_000, 1),
   HTTP_READ_TIMEOUT_MS: int(15_000, 1),
   MERCHANTS_FILE: merchantsFileVar,
@@ -368,6 +371,8 @@ function configSchema(defaults: ConfigDefaults) {
       const variable = `${PROVIDER_ENV_PREFIX[p]}_BASE_URL` as const
       const given = e[variable]
       if (given) return given
+      // Toss serves test and live keys on one published host: no setting needed.
+      if (production && p === 'toss') return 'https://api.tosspayments.com'
       if (production) problem(variable, 'required in production')
       return `${sandboxUrl}/${p}`
     }

@@ -69,6 +69,31 @@ export function controlRouter(state: SandboxState, address: SandboxAddress): Rou
     })
     .all(notAllowed)
   router
+    .route('/toss/advance')
+    .post((req, res) => {
+      const o = JSON.parse(incomingOf(req).body || 'null') as { ms?: unknown } | null
+      state.tossAdvance(Number(o?.ms))
+      ok(res, { ok: true })
+    })
+    .all(notAllowed)
+  router
+    .route('/toss/nts-failures')
+    .post((req, res) => {
+      const o = JSON.parse(incomingOf(req).body || 'null') as { next?: unknown } | null
+      if (!Array.isArray(o?.next)) throw new SpecError('expected {"next": ["TS1", …]}')
+      state.tossFailNext(o.next as string[])
+      ok(res, { next: o.next })
+    })
+    .all(notAllowed)
+  router
+    .route('/toss/result-delay')
+    .post((req, res) => {
+      const o = JSON.parse(incomingOf(req).body || 'null') as { ms?: unknown } | null
+      state.tossResultDelay(Number(o?.ms))
+      ok(res, { ok: true })
+    })
+    .all(notAllowed)
+  router
     .route('/receipts')
     .head(notAllowed)
     .get((req, res) => {

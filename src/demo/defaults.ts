@@ -26,6 +26,7 @@ function demoMerchant(id: string, name: string, businessNumber: string, mandator
       'portone-v2': { apiSecret: `v2-secret-${id}`, channelKey: `channel-v2-${id}`, storeId: `store-${id}` },
       payssam: { apikey: `apikey${id.replace(/-/g, '')}`, member: `member-${id}`, merchant: `shop-${id}` },
       nts: { clientId: `nts-${id}`, clientSecret: `nts-secret-${id}` },
+      toss: { secretKey: `test_sk_${id.replace(/-/g, '')}` },
     },
   })
 }

@@ -4,7 +4,7 @@
  * only the adapters in src/providers/<name>/ know how a vendor spells them on the wire.
  */
 
-export const PROVIDERS = ['portone', 'portone-v2', 'payssam', 'nts'] as const
+export const PROVIDERS = ['portone', 'portone-v2', 'payssam', 'nts', 'toss'] as const
 export type ProviderName = (typeof PROVIDERS)[number]
 
 /** What a provider holds for a key, as read back. */
@@ -18,6 +18,12 @@ export interface ProviderReceipt {
   readonly amount: number | null
   readonly issuedAt: string | null
   readonly cancelledAt: string | null
+  /**
+   * The provider accepted the receipt but the tax authority's result is still to come (Toss
+   * `IN_PROGRESS`, known one to two days later): recorded as issued and provisional until reconcile
+   * reads the final result. Absent or false: final.
+   */
+  readonly provisional?: boolean
 }
 
 /** Facts about the HTTP exchange, for the issuance_attempts row. Never personal data. */
@@ -35,7 +41,8 @@ export interface CallMeta {
  * - not_found: the provider holds nothing for the key (lookup), so issuing is safe.
  * - retryable: the request surely did not take effect (connection refused, documented not-processed 5xx).
  * - rate_limited: throttled (429 or the provider's equivalent); slow down, do not burn attempts.
- * - permanent: the request is wrong and will stay wrong (validation, auth, unknown payment).
+ * - permanent: the request is wrong and will stay wrong (validation, auth, unknown payment), or the
+ *   tax authority refused a receipt the provider had accepted (`taxAuthorityRejected`).
  * - unknown_outcome: sent, but we cannot tell whether it took effect (timeout after send, reset
  *   mid-response, unparseable body). Look up before any retry.
  */
@@ -46,7 +53,11 @@ export type ProviderOutcome =
   | { readonly kind: 'not_found'; readonly meta: CallMeta }
   | { readonly kind: 'retryable'; readonly meta: CallMeta; readonly retryAfterMs?: number }
   | { readonly kind: 'rate_limited'; readonly meta: CallMeta; readonly retryAfterMs: number }
-  | { readonly kind: 'permanent'; readonly meta: CallMeta }
+  /**
+   * `taxAuthorityRejected`: the provider accepted the receipt earlier, but the tax authority refused
+   * it (Toss `FAILED` with `NTS_ERROR` "[TSx] …"); meta carries the TSx code and the message.
+   */
+  | { readonly kind: 'permanent'; readonly meta: CallMeta; readonly taxAuthorityRejected?: boolean }
   | { readonly kind: 'unknown_outcome'; readonly meta: CallMeta }
 
 export type OutcomeKind = ProviderOutcome['kind']

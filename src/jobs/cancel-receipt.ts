@@ -12,7 +12,7 @@ import type { Db } from '../db/database.ts'
 import { beginFullCancel, claimReceipt, commitWindowLeftMs, insertCancelReceipt, recordCancelOutcome, type AttemptRecord, type Transition } from '../db/ledger.ts'
 import type { Receipt } from '../db/schema.ts'
 import { cancelIdempotencyKey } from '../providers/keys.ts'
-import { splitAmounts, type ProviderName } from '../domain/index.ts'
+import { kstToday, splitAmounts, type ProviderName } from '../domain/index.ts'
 import { cancelJobId, type JobPayloads, type ReceiptsQueue } from '../queue/queues.ts'
 import { attemptLog, noteReceipt, type IssueJobResult, type ReceiptJobInfo } from './issue-receipt.ts'
 import type { ProviderSource } from './provider-source.ts'
@@ -163,7 +163,7 @@ export function createCancelHandler(deps: CancelDeps) {
       const provider = source.provider
       const t = (throttle = source.throttle)
       if (full) await beginFullCancel(deps.db, parent.id)
-      const lookupReq = { providerKey: cancel.provider_key, portonePayment: cancel.portone_payment, amounts: amountsOf(parent) }
+      const lookupReq = { providerKey: cancel.provider_key, portonePayment: cancel.portone_payment, amounts: amountsOf(parent), sentSince: kstToday(new Date(parent.created_at).getTime()) }
       if (needsLookup && full) {
         // Read before the lookup is sent: a cancel sent earlier than the window may still take
         // effect after this lookup has answered "not cancelled yet" (see the issue handler).
@@ -179,7 +179,7 @@ export function createCancelHandler(deps: CancelDeps) {
             providerKey: cancel.provider_key,
             portonePayment: cancel.portone_payment,
             idempotencyKey: cancel.idempotency_key,
-            original: { approvalNumber: parent.approval_number, tradeDate: parent.trade_date, amounts: amountsOf(parent) },
+            original: { approvalNumber: parent.approval_number, tradeDate: parent.trade_date, amounts: amountsOf(parent), providerReceiptId: parent.provider_receipt_id },
             amounts: amountsOf(cancel),
             partial: !full,
             reason: (cancel.cancel_reason ?? 1) as 1 | 2 | 3,

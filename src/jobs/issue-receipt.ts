@@ -180,6 +180,8 @@ function lookupRequest(r: Receipt, amounts?: Transition['amounts']) {
   return {
     providerKey: r.provider_key,
     portonePayment: r.portone_payment,
+    // Every request for the key was sent after the row was created (Toss lists by request date).
+    sentSince: kstToday(new Date(r.created_at).getTime()),
     amounts: amounts ?? {
       total: r.total_amount,
       supply: r.supply_amount,

@@ -6,9 +6,9 @@ import { createHash } from 'node:crypto'
 import type { ProviderName } from '../domain/index.ts'
 
 export interface ProviderKeys {
-  /** imp_uid / merchant_uid (PortOne V1), paymentId (V2), bill_id (PaySsam), clientReference (NTS). */
+  /** imp_uid / merchant_uid (PortOne V1), paymentId (V2), bill_id (PaySsam), clientReference (NTS), orderId (Toss). */
   readonly providerKey: string
-  /** Idempotency-Key for the issue call (PortOne V2 honours it; others ignore it). */
+  /** Idempotency-Key for the issue call (PortOne V2 and Toss honour it; others ignore it). Toss allows ≤ 300 characters. */
   readonly idempotencyKey: string
   /** PortOne V1: key is an imp_uid of a PortOne payment (true) or an external merchant_uid (false). */
   readonly portonePayment: boolean
@@ -19,7 +19,7 @@ const digest = (s: string) => createHash('sha256').update(s, 'utf8').digest('hex
 /**
  * Which transaction field becomes the provider key. PortOne V1: imp_uid (`payment_ref`) for a PortOne
  * payment, else merchant_uid (`order_id`, else `transaction_id`); PortOne V2: paymentId (`payment_ref`,
- * else `transaction_id`). PaySsam and NTS keys are digests of merchant and transaction id, as unique as
+ * else `transaction_id`). PaySsam, NTS and Toss (orderId) keys are digests of merchant and transaction id, as unique as
  * the transaction id. The importer checks keys for uniqueness per provider with this rule.
  */
 export type ProviderKeySource = 'payment_ref' | 'order_id' | 'transaction_id' | 'digest'
@@ -32,6 +32,7 @@ export function providerKeySource(tx: { readonly provider: ProviderName; readonl
       return (tx.paymentRef ?? null) !== null ? 'payment_ref' : 'transaction_id'
     case 'payssam':
     case 'nts':
+    case 'toss':
       return 'digest'
   }
 }
@@ -57,6 +58,9 @@ export function deriveProviderKeys(tx: {
       // bill_id: at most 20 alphanumerics, unique per partner.
       return { providerKey: `CR${h.slice(0, 18).toUpperCase()}`, idempotencyKey, portonePayment: false }
     case 'nts':
+      return { providerKey: `CR${h.slice(0, 30).toUpperCase()}`, idempotencyKey, portonePayment: false }
+    case 'toss':
+      // orderId: 6–64 characters of [A-Za-z0-9_-], unique per merchant at Toss.
       return { providerKey: `CR${h.slice(0, 30).toUpperCase()}`, idempotencyKey, portonePayment: false }
   }
 }

@@ -5,10 +5,12 @@ import { createPortoneV1Provider } from './portone-v1/portone-v1-provider.ts'
 import { createPortoneV2Provider } from './portone-v2/portone-v2-provider.ts'
 import { createPayssamProvider } from './payssam/payssam-provider.ts'
 import { createNtsProvider } from './nts/nts-provider.ts'
+import { createTossProvider } from './toss/toss-provider.ts'
 import { portoneV1CredentialsSchema, type PortoneV1Credentials } from './portone-v1/portone-v1-credentials.ts'
 import { portoneV2CredentialsSchema, type PortoneV2Credentials } from './portone-v2/portone-v2-credentials.ts'
 import { payssamCredentialsSchema, type PayssamCredentials } from './payssam/payssam-credentials.ts'
 import { ntsCredentialsSchema, type NtsCredentials } from './nts/nts-credentials.ts'
+import { tossCredentialsSchema, type TossCredentials } from './toss/toss-credentials.ts'
 
 /** Each provider's credential schema, for config to compose into a merchant's entry. */
 export const CREDENTIAL_SCHEMAS = {
@@ -16,6 +18,7 @@ export const CREDENTIAL_SCHEMAS = {
   'portone-v2': portoneV2CredentialsSchema,
   payssam: payssamCredentialsSchema,
   nts: ntsCredentialsSchema,
+  toss: tossCredentialsSchema,
 } as const satisfies Record<ProviderName, unknown>
 
 export interface CredentialsByProvider {
@@ -23,6 +26,7 @@ export interface CredentialsByProvider {
   'portone-v2': PortoneV2Credentials
   payssam: PayssamCredentials
   nts: NtsCredentials
+  toss: TossCredentials
 }
 
 export function createProvider<N extends ProviderName>(name: N, deps: ProviderDeps<CredentialsByProvider[N]>): CashReceiptProvider {
@@ -35,6 +39,8 @@ export function createProvider<N extends ProviderName>(name: N, deps: ProviderDe
       return createPayssamProvider(deps as ProviderDeps<PayssamCredentials>)
     case 'nts':
       return createNtsProvider(deps as ProviderDeps<NtsCredentials>)
+    case 'toss':
+      return createTossProvider(deps as ProviderDeps<TossCredentials>)
     default:
       throw new Error(`unknown provider ${String(name)}`)
   }

@@ -38,6 +38,12 @@ export interface LookupRequest {
   readonly portonePayment: boolean
   /** PaySsam hashes the price; lookups must send the issued total. */
   readonly amounts: ReceiptAmounts
+  /**
+   * KST date (YYYY-MM-DD) on or after which every request for this key was sent (the receipt row's
+   * creation). Toss lists receipts only by request date: its lookup reads the dates from here to
+   * today. Absent: yesterday and today.
+   */
+  readonly sentSince?: string
 }
 
 export interface CancelRequest {
@@ -45,7 +51,13 @@ export interface CancelRequest {
   readonly portonePayment: boolean
   readonly idempotencyKey: string
   /** Original receipt (needed by providers that reference approval number and trade date). */
-  readonly original: { readonly approvalNumber: string | null; readonly tradeDate: string; readonly amounts: ReceiptAmounts }
+  readonly original: {
+    readonly approvalNumber: string | null
+    readonly tradeDate: string
+    readonly amounts: ReceiptAmounts
+    /** The provider's own id of the original receipt (Toss cancels by its `receiptKey`). */
+    readonly providerReceiptId?: string | null
+  }
   /** Amounts cancelled now; equal to original.amounts for a full cancel. */
   readonly amounts: ReceiptAmounts
   readonly partial: boolean
@@ -72,7 +84,13 @@ export interface CallContext {
 }
 
 export interface ProviderCapabilities {
+  /** Can cancel part of a receipt (the cancel request carries the amount): NTS, Toss. */
   readonly partialCancel: boolean
+  /**
+   * The provider's answer to an issue can be provisional: the tax authority's result comes later
+   * (Toss, one to two days), and reconcile reads it (docs/exactly-once.md, deferred results).
+   */
+  readonly deferredResults?: boolean
   /** Can look up the cash-funded part of a Naver Pay payment (PortOne V1). */
   readonly naverCashAmount: boolean
 }

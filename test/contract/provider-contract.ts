@@ -123,11 +123,12 @@ export function defineProviderContract<N extends ProviderName>(f: ContractFixtur
     it('cancels, and the lookup and the sandbox then show it cancelled', async () => {
       const { req, outcome } = await issue()
       const approval = outcome.kind === 'issued' ? outcome.receipt.approvalNumber : null
+      const providerReceiptId = outcome.kind === 'issued' ? outcome.receipt.providerReceiptId : null
       const cancelled = await adapter.cancel({
         providerKey: req.providerKey,
         portonePayment: req.portonePayment,
         idempotencyKey: `cr-cancel-${req.providerKey}-1`,
-        original: { approvalNumber: approval, tradeDate: req.tradeDate, amounts: req.amounts },
+        original: { approvalNumber: approval, tradeDate: req.tradeDate, amounts: req.amounts, providerReceiptId },
         amounts: req.amounts,
         partial: false,
         reason: 1,

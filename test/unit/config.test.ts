@@ -79,6 +79,7 @@ describe('loadConfig', () => {
       'portone-v2': 'http://127.0.0.1:4999/portone-v2',
       payssam: 'http://127.0.0.1:4999/payssam',
       nts: 'https://nts.example/api',
+      toss: 'http://127.0.0.1:4999/toss',
     })
     expect(c.providerDefaults.nts).toEqual({ maxConcurrent: 20, minTimeMs: 0, maxPerSecond: 5, dailyQuota: null })
     expect(c.log.pretty).toBe(false)

@@ -1,0 +1,105 @@
+/**
+ * Toss Payments cash-receipt adapter (api.tosspayments.com, docs/providers.md §5).
+ *
+ * - Auth `Authorization: Basic base64(secretKey + ":")`.
+ * - Issue `POST /v1/cash-receipts` with our deterministic key as `orderId` and the receipt's
+ *   Idempotency-Key (≤ 300 characters, derived from the receipt, replayed by Toss for 15 days). A
+ *   second issue for the orderId answers `DUPLICATED_CASH_RECEIPT` → already_issued → read back.
+ * - The answer is provisional: `issueStatus` IN_PROGRESS until the tax authority's result one to two
+ *   days later; the receipt is recorded issued + provisional and reconcile reads the result.
+ * - There is no get-one endpoint: a lookup pages `GET /v1/cash-receipts?requestDate=…` (limit 10000,
+ *   cursor = the previous `lastCursor`) over every KST date a request for the key may have been sent
+ *   on (`sentSince` to today) and matches `orderId`.
+ * - Cancel `POST /v1/cash-receipts/{receiptKey}/cancel`, `{amount}` for a partial cancel; the answer's
+ *   receiptKey is `c_<receiptKey>` (kept on the cancel row).
+ *
+ * Toss ships no server SDK for Node (only browser SDKs on npm), so this is plain HTTP through the
+ * shared transport, like the other adapters.
+ */
+import type { TossCredentials } from './toss-credentials.ts'
+import { DEFAULT_RETRY, httpClientFor, requestIo, transportMeta, transportOutcome, withRetry } from '../http.ts'
+import { meta, send } from '../common.ts'
+import { addDays, kstToday, type ProviderOutcome } from '../../domain/index.ts'
+import type { CallContext, CancelRequest, CashReceiptProvider, IssueRequest, LookupRequest, ProviderDeps } from '../types.ts'
+import { classifyToss, tossListPage, tossOrderOutcome, type TossReceipt } from './toss-errors.ts'
+
+/** How far back a lookup reads at most (the list API is per request date). */
+const MAX_LOOKUP_DAYS = 62
+const PAGE = 10_000
+
+export function createTossProvider(deps: ProviderDeps<TossCredentials>): CashReceiptProvider {
+  const now = deps.now ?? Date.now
+  const http = httpClientFor(deps)
+  const base = deps.baseUrl.replace(/\/+$/, '')
+  const creds = deps.credentials
+  const budget = deps.retry ?? DEFAULT_RETRY
+  const auth = { authorization: `Basic ${Buffer.from(`${creds.secretKey}:`, 'utf8').toString('base64')}` }
+
+  function post(operation: 'issue' | 'cancel', path: string, payload: unknown, idempotencyKey: string, ctx: CallContext | undefined, amount?: number) {
+    return withRetry(
+      async (): Promise<ProviderOutcome> => {
+        const r = await send(http, deps.logger, { method: 'POST', url: `${base}${path}`, headers: { ...auth, 'idempotency-key': idempotencyKey }, body: payload, ...requestIo(operation, ctx) })
+        return r.ok ? classifyToss(operation, r, amount) : transportOutcome(r)
+      },
+      { budget, signal: ctx?.signal, onCall: (o) => ctx?.onCall?.(operation, o) },
+    )
+  }
+
+  /** Every list entry of `orderId` over the request dates from `since` to today, or the failure. */
+  async function entriesOf(orderId: string, since: string | undefined, ctx: CallContext | undefined): Promise<{ entries: TossReceipt[]; last: ProviderOutcome } | ProviderOutcome> {
+    const today = kstToday(now())
+    const floor = addDays(today, -MAX_LOOKUP_DAYS)
+    let date = since && since > floor ? (since > today ? today : since) : since ? floor : addDays(today, -1)
+    const entries: TossReceipt[] = []
+    let last: ProviderOutcome | null = null
+    for (; date <= today; date = addDays(date, 1)) {
+      let cursor: number | null = null
+      for (;;) {
+        const q = `requestDate=${date}&limit=${PAGE}${cursor !== null ? `&cursor=${cursor}` : ''}`
+        const r = await send(http, deps.logger, { method: 'GET', url: `${base}/v1/cash-receipts?${q}`, headers: auth, ...requestIo('lookup', ctx) })
+        if (!r.ok) return { kind: 'retryable', meta: transportMeta(r) }
+        const page = tossListPage(r)
+        if ('kind' in page) return page
+        for (const e of page.data) if (e.orderId === orderId) entries.push(e)
+        last = { kind: 'not_found', meta: meta(r, null, null) }
+        if (!page.hasNext || page.lastCursor === null || page.lastCursor === cursor) break
+        cursor = page.lastCursor
+      }
+    }
+    return { entries, last: last! }
+  }
+
+  return {
+    name: 'toss',
+    credentialId: `toss-${creds.secretKey.slice(0, 16)}`,
+    capabilities: { partialCancel: true, naverCashAmount: false, deferredResults: true },
+    issue(req: IssueRequest, ctx?: CallContext) {
+      const payload = {
+        amount: req.amounts.total,
+        orderId: req.providerKey,
+        orderName: req.orderName.slice(0, 100),
+        type: req.purpose === 'expense' ? '지출증빙' : '소득공제',
+        customerIdentityNumber: req.identifier.replace(/\D/g, ''),
+        taxFreeAmount: req.amounts.taxFree,
+      }
+      return post('issue', '/v1/cash-receipts', payload, req.idempotencyKey, ctx, req.amounts.total)
+    },
+    lookup(req: LookupRequest, ctx?: CallContext) {
+      return withRetry(
+        async (): Promise<ProviderOutcome> => {
+          const got = await entriesOf(req.providerKey, req.sentSince, ctx)
+          if ('kind' in got) return got
+          return tossOrderOutcome(got.entries, got.last.meta)
+        },
+        { budget, signal: ctx?.signal, onCall: (o) => ctx?.onCall?.('lookup', o) },
+      )
+    },
+    cancel(req: CancelRequest, ctx?: CallContext) {
+      const receiptKey = req.original.providerReceiptId
+      if (!receiptKey) {
+        return Promise.resolve<ProviderOutcome>({ kind: 'permanent', meta: { httpStatus: null, providerCode: 'NO_RECEIPT_KEY', message: 'the receipt key of the original receipt is unknown', latencyMs: 0 } })
+      }
+      return post('cancel', `/v1/cash-receipts/${encodeURIComponent(receiptKey)}/cancel`, req.partial ? { amount: req.amounts.total } : {}, req.idempotencyKey, ctx)
+    },
+  }
+}

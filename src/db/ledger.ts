@@ -36,6 +36,12 @@
  *                        issue   issued                                 cancelled
  *   markReconciled       issue   issued | cancelled (the state read)    unchanged; reconciled_at, flag cleared
  *   flagReconcile        issue   issued | cancelled (the state read)    unchanged; reconcile_flag set
+ *   finalizeProvisional  issue   issued, provisional                    issued, final (tax authority accepted)
+ *   failProvisional      issue   issued, provisional, nothing cancelled failed, class tax_authority, code TSx
+ *                                and no cancel open                     (tax authority refused)
+ *
+ * An issue row recorded issued with `provisional` (Toss: the tax authority's answer comes a day or
+ * two later) is live like any issued row — it can be cancelled — until reconcile finalises or fails it.
  *
  * Terminal: skipped; issued and cancelled move only by cancellation or reconcile; failed only by
  * re-drive or reconcile. Nothing ever deletes a receipt.
@@ -71,7 +77,7 @@ const RECEIPT_COLUMNS = [
   'needs_lookup', 'approval_number', 'total_amount', 'supply_amount', 'vat_amount', 'tax_free_amount', 'service_fee',
   'cancelled_amount', 'purpose', 'self_issued', 'trade_date', 'deadline', 'provider_receipt_id', 'receipt_url', 'skip_reason',
   'error_class', 'error_code', 'error_message', 'attempts', 'locked_by', 'locked_until', 'last_sent_at', 'run_id', 'last_run_id', 'redrive_count', 'requeue_count',
-  'parent_receipt_id', 'cancel_reason', 'reconcile_flag', 'reconciled_at', 'created_at', 'updated_at', 'issued_at', 'finished_at',
+  'parent_receipt_id', 'cancel_reason', 'reconcile_flag', 'reconciled_at', 'provisional', 'created_at', 'updated_at', 'issued_at', 'finished_at',
 ] as const satisfies readonly (keyof ReceiptsTable)[]
 // Compile-time check that the list is complete: a column added to ReceiptsTable and not here fails the build.
 type Unlisted = Exclude<keyof ReceiptsTable, (typeof RECEIPT_COLUMNS)[number]>
@@ -219,9 +225,9 @@ export async function applyTransitions(db: Db, items: readonly TransitionItem[])
         ${col((i) => t(i).skipReason ?? null)}::text[], ${col((i) => t(i).amounts !== undefined)}::boolean[],
         ${col((i) => t(i).amounts?.total ?? null)}::bigint[], ${col((i) => t(i).amounts?.supply ?? null)}::bigint[],
         ${col((i) => t(i).amounts?.vat ?? null)}::bigint[], ${col((i) => t(i).amounts?.taxFree ?? null)}::bigint[],
-        ${col((i) => t(i).amounts?.serviceFee ?? null)}::bigint[]
+        ${col((i) => t(i).amounts?.serviceFee ?? null)}::bigint[], ${col((i) => t(i).receipt?.provisional === true)}::boolean[]
       ) AS d(id, worker, state, needs_lookup, terminal, has_receipt, approval_number, provider_receipt_id, receipt_url, issued_at,
-             has_error, error_class, error_code, error_message, skip_reason, has_amounts, total, supply, vat, tax_free, service_fee)
+             has_error, error_class, error_code, error_message, skip_reason, has_amounts, total, supply, vat, tax_free, service_fee, provisional)
     ),
     att AS (
       -- a request the send fence recorded as 'sent' is completed; any other call (lookups) is inserted
@@ -251,6 +257,8 @@ export async function applyTransitions(db: Db, items: readonly TransitionItem[])
       approval_number = CASE WHEN d.has_receipt THEN d.approval_number ELSE r.approval_number END,
       provider_receipt_id = CASE WHEN d.has_receipt THEN d.provider_receipt_id ELSE r.provider_receipt_id END,
       receipt_url = CASE WHEN d.has_receipt THEN d.receipt_url ELSE r.receipt_url END,
+      -- only an issue row can be provisional (a cancel row's receipt is the cancellation)
+      provisional = CASE WHEN d.has_receipt THEN d.provisional AND r.kind = 'issue' AND d.state = 'issued' ELSE r.provisional END,
       -- a provider timestamp we cannot parse must never fail the bookkeeping of a live receipt
       issued_at = CASE WHEN d.has_receipt THEN COALESCE(d.issued_at, now()) ELSE r.issued_at END,
       error_class = CASE WHEN d.has_error THEN d.error_class ELSE r.error_class END,
@@ -726,6 +734,7 @@ export async function repairFromProvider(
       approval_number: held.approvalNumber,
       provider_receipt_id: held.providerReceiptId,
       receipt_url: held.receiptUrl,
+      provisional: to === 'issued' && held.provisional === true,
       issued_at: issuedAt ?? sql`coalesce(issued_at, now())`,
       needs_lookup: false,
       error_class: null,
@@ -742,6 +751,69 @@ export async function repairFromProvider(
     .executeTakeFirst()
   return Number(res.numUpdatedRows) === 1
 }
+
+// ---------------------------------------------------------------------------------------------
+// Deferred results (Toss): an issued receipt whose tax-authority result was still to come
+
+/**
+ * The tax authority accepted a provisional receipt: issued, provisional → issued, final (the
+ * approval number and URL as the provider now gives them, when it does). False when the row is no
+ * longer issued and provisional (cancelled meanwhile, already finalised).
+ */
+export async function finalizeProvisional(db: Db, receiptId: number, held: Pick<ProviderReceipt, 'approvalNumber' | 'receiptUrl'>): Promise<boolean> {
+  const res = await db
+    .updateTable('receipts')
+    .set({
+      provisional: false,
+      approval_number: sql`coalesce(${held.approvalNumber}::text, approval_number)`,
+      receipt_url: sql`coalesce(${held.receiptUrl}::text, receipt_url)`,
+      reconcile_flag: null,
+      reconciled_at: sql`now()`,
+      updated_at: sql`now()`,
+    })
+    .where('id', '=', receiptId)
+    .where('kind', '=', 'issue')
+    .where('state', '=', 'issued')
+    .where('provisional', '=', true)
+    .executeTakeFirst()
+  return Number(res.numUpdatedRows) === 1
+}
+
+/**
+ * The tax authority refused a provisional receipt (Toss FAILED, NTS_ERROR "[TSx] …"): issued,
+ * provisional, nothing cancelled and no cancel open → failed with class `tax_authority`, the TSx code
+ * and the message, so reports, metrics and re-drive (`--class tax_authority`, `--code TS1`) see it.
+ * needs_lookup false: the provider holds no live receipt, so a re-drive issues again. False when the
+ * guard does not hold (the caller flags the row instead).
+ */
+export async function failProvisional(db: Db, receiptId: number, error: { readonly code: string; readonly message: string }): Promise<boolean> {
+  const res = await db
+    .updateTable('receipts')
+    .set({
+      state: 'failed',
+      provisional: false,
+      needs_lookup: false,
+      error_class: TAX_AUTHORITY_ERROR_CLASS,
+      error_code: error.code.slice(0, 100),
+      error_message: error.message.slice(0, 1000),
+      reconciled_at: sql`now()`,
+      finished_at: sql`now()`,
+      updated_at: sql`now()`,
+    })
+    .where('id', '=', receiptId)
+    .where('kind', '=', 'issue')
+    .where('state', '=', 'issued')
+    .where('provisional', '=', true)
+    .where('cancelled_amount', '=', 0)
+    .where(({ not, exists, selectFrom }) =>
+      not(exists(selectFrom('receipts as c').select('c.id').where('c.parent_receipt_id', '=', receiptId).where('c.state', 'in', ['pending', 'issuing']))),
+    )
+    .executeTakeFirst()
+  return Number(res.numUpdatedRows) === 1
+}
+
+/** error_class of a receipt the tax authority refused after the provider had accepted it. */
+export const TAX_AUTHORITY_ERROR_CLASS = 'tax_authority'
 
 /** The provider agrees with an issued or cancelled row (still in `state`, as read): reconciled, flag cleared. */
 export async function markReconciled(db: Db, receiptId: number, state: ReceiptState): Promise<boolean> {

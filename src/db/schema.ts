@@ -105,6 +105,8 @@ export interface ReceiptsTable {
   cancel_reason: 1 | 2 | 3 | null
   reconcile_flag: string | null
   reconciled_at: Timestamp | null
+  /** Issued, but the tax authority's result is still to come (Toss IN_PROGRESS); reconcile finalises it. */
+  provisional: Generated<boolean>
   created_at: Generated<Timestamp>
   updated_at: Generated<Timestamp>
   issued_at: Timestamp | null

@@ -16,6 +16,13 @@
  * send fence (lease.ts sendFence, ledger.ts fenceDuplicateCancel) has confirmed that the claim is
  * still this reconcile's, and the provider refuses a second full cancel of one receipt. A duplicate
  * found cancelled later is closed as such.
+ *
+ * Deferred results (Toss): a receipt recorded issued + provisional is final only once the tax
+ * authority has answered, one to two days after the issue. Reconcile of a date also revisits every
+ * receipt still provisional from the 60 days before it, so the daily D+1 run finalises each one as
+ * soon as its answer is in: COMPLETED → final (finalizeProvisional); FAILED with NTS_ERROR "[TSx] …"
+ * → failed with class `tax_authority`, code TSx and the message (failProvisional), which the report,
+ * the metrics and re-drive's selectors then see; still IN_PROGRESS → left as it is, counted.
  */
 import { randomUUID } from 'node:crypto'
 import type { Logger } from 'pino'
@@ -24,6 +31,8 @@ import type { Receipt } from '../db/schema.ts'
 import {
   claimDuplicateCancel,
   closeCancelledDuplicates,
+  failProvisional,
+  finalizeProvisional,
   fenceDuplicateCancel,
   finishDuplicateRepair,
   flagReconcile,
@@ -32,7 +41,7 @@ import {
   releaseDuplicateCancel,
   repairFromProvider,
 } from '../db/ledger.ts'
-import type { ProviderOutcome, ProviderReceipt, ReceiptAmounts } from '../domain/index.ts'
+import { addDays, kstToday, type ProviderOutcome, type ProviderReceipt, type ReceiptAmounts } from '../domain/index.ts'
 import type { CashReceiptProvider, LookupRequest } from '../providers/types.ts'
 import type { Throttle } from '../throttle/throttle.ts'
 import type { ProviderSource } from './provider-source.ts'
@@ -66,16 +75,27 @@ export interface ReconcileResult {
   readonly overdue: { transaction_id: string; state: string; deadline: string }[]
   /** Further live receipts found at the provider for one of our receipts, and what was done. */
   readonly duplicates: ReconcileDuplicate[]
+  /** Provisional receipts (Toss) the tax authority accepted: now final. */
+  readonly finalized: { transaction_id: string; provider: string; business_date: string }[]
+  /** Provisional receipts the tax authority refused: now failed (class tax_authority). */
+  readonly rejected: { transaction_id: string; provider: string; business_date: string; code: string; message: string }[]
+  /** Receipts still provisional after this pass (their result is not in yet). */
+  readonly provisional: number
 }
+
+/** How far back reconcile revisits receipts still waiting for the tax authority's result. */
+const PROVISIONAL_LOOKBACK_DAYS = 60
 
 type Held =
   | { readonly kind: 'issued' | 'cancelled'; readonly receipt: ProviderReceipt }
   | { readonly kind: 'not_found' }
+  /** The provider holds only a receipt the tax authority refused (Toss FAILED). */
+  | { readonly kind: 'rejected'; readonly code: string; readonly message: string }
   | { readonly kind: 'error' }
 
 /** What the provider holds for a row: with `lookupAll`, every receipt; else the one `lookup` returns. */
 async function readProvider(provider: CashReceiptProvider, throttle: Throttle, r: Receipt): Promise<{ held: Held; all: readonly ProviderReceipt[] | null }> {
-  const req: LookupRequest = { providerKey: r.provider_key, portonePayment: r.portone_payment, amounts: amountsOf(r) }
+  const req: LookupRequest = { providerKey: r.provider_key, portonePayment: r.portone_payment, amounts: amountsOf(r), sentSince: kstToday(new Date(r.created_at).getTime()) }
   if (provider.lookupAll) {
     const got = await throttle.schedule(() => provider.lookupAll!(req))
     if (!Array.isArray(got)) return { held: { kind: 'error' }, all: null }
@@ -88,7 +108,14 @@ async function readProvider(provider: CashReceiptProvider, throttle: Throttle, r
     return { held: kept ? { kind: kept.status, receipt: kept } : { kind: 'not_found' }, all }
   }
   const o: ProviderOutcome = await throttle.schedule(() => provider.lookup(req))
-  const held: Held = o.kind === 'issued' || o.kind === 'cancelled' ? { kind: o.kind, receipt: o.receipt } : o.kind === 'not_found' ? { kind: 'not_found' } : { kind: 'error' }
+  const held: Held =
+    o.kind === 'issued' || o.kind === 'cancelled'
+      ? { kind: o.kind, receipt: o.receipt }
+      : o.kind === 'not_found'
+        ? { kind: 'not_found' }
+        : o.kind === 'permanent' && o.taxAuthorityRejected
+          ? { kind: 'rejected', code: o.meta.providerCode ?? 'XXX', message: o.meta.message ?? 'NTS_ERROR' }
+          : { kind: 'error' }
   return { held, all: null }
 }
 
@@ -125,7 +152,22 @@ export async function reconcileDay(
     .where('state', 'in', ['issued', 'failed', 'pending', 'cancelled'])
     .orderBy('id')
     .execute()
-  const result: { -readonly [K in keyof ReconcileResult]: ReconcileResult[K] } = { businessDate, checked: 0, matched: 0, repaired: [], flagged: [], lookupErrors: 0, overdue: [], duplicates: [] }
+  // Receipts of earlier dates still waiting for the tax authority's answer.
+  rows.push(
+    ...(await db
+      .selectFrom('receipts')
+      .selectAll()
+      .where('kind', '=', 'issue')
+      .where('provisional', '=', true)
+      .where('state', '=', 'issued')
+      .where('trade_date', '<', businessDate)
+      .where('trade_date', '>=', addDays(businessDate, -PROVISIONAL_LOOKBACK_DAYS))
+      .orderBy('id')
+      .execute()),
+  )
+  const result: { -readonly [K in keyof ReconcileResult]: ReconcileResult[K] } = {
+    businessDate, checked: 0, matched: 0, repaired: [], flagged: [], lookupErrors: 0, overdue: [], duplicates: [], finalized: [], rejected: [], provisional: 0,
+  }
   let i = 0
   const worker = async () => {
     while (i < rows.length) {
@@ -136,6 +178,30 @@ export async function reconcileDay(
       const at = { transaction_id: r.transaction_id, provider: r.provider }
       // Whether the ledger row names the receipt it keeps (so the others at the provider are duplicates).
       let recorded = r.approval_number !== null && (r.state === 'issued' || r.state === 'cancelled')
+      const waiting = r.state === 'issued' && r.provisional
+      if (waiting && held.kind === 'issued' && held.receipt.provisional) {
+        // The tax authority has not answered yet: nothing to compare but the amount, next pass again.
+        result.provisional++
+        continue
+      }
+      if (waiting && held.kind === 'issued') {
+        if (await finalizeProvisional(db, r.id, held.receipt)) result.finalized.push({ ...at, business_date: r.trade_date })
+        else result.provisional++
+        continue
+      }
+      if (held.kind === 'rejected') {
+        if (waiting && (await failProvisional(db, r.id, { code: held.code, message: held.message }))) {
+          result.rejected.push({ ...at, business_date: r.trade_date, code: held.code, message: held.message })
+          deps.logger.warn({ receiptId: r.id, provider: r.provider, code: held.code }, 'tax authority refused a provisional receipt')
+        } else if (r.state === 'issued' || r.state === 'cancelled') {
+          // A final receipt the provider now shows refused, or a partly cancelled one: for a person.
+          result.flagged.push({ ...at, flag: `ledger ${r.state}, tax authority refused (${held.code})` })
+          await flagReconcile(db, r.id, r.state, `tax authority refused (${held.code}): ${held.message}`.slice(0, 200))
+        } else {
+          result.matched++
+        }
+        continue
+      }
       if (held.kind === 'issued' || held.kind === 'cancelled') {
         const state = held.kind
         const live = r.total_amount - r.cancelled_amount
@@ -248,7 +314,16 @@ export async function reconcileDay(
     .execute()
   result.overdue.push(...overdue)
   deps.logger.info(
-    { businessDate, checked: result.checked, repaired: result.repaired.length, flagged: result.flagged.length, duplicates: result.duplicates.length },
+    {
+      businessDate,
+      checked: result.checked,
+      repaired: result.repaired.length,
+      flagged: result.flagged.length,
+      duplicates: result.duplicates.length,
+      finalized: result.finalized.length,
+      rejected: result.rejected.length,
+      provisional: result.provisional,
+    },
     'reconcile done',
   )
   return result

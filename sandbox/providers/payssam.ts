@@ -16,6 +16,10 @@
  *   integrators observed), so clients must read both.
  * - A cancel whose price is below what is left is a partial cancel (PaySsam does not document partial
  *   cancels; the sandbox accepts them).
+ * - bill_id: ≤ 20 alphanumerics in production; in development 사업자번호 (10 digits) + 10 characters
+ *   (developers.payssam.kr, the bill_id description of every V1 schema). Development apikeys start
+ *   `apikeydev` (sandbox convention).
+ * - The self-issue number 0100001234 only with trader 0 (소득공제) → else HTTP 400, code 9999.
  * Valid credentials: any apikey starting `apikey` (≤ 32 characters).
  */
 import type { HeldReceipt, ProviderSim, SimRequest, SimResponse } from '../sim.ts'
@@ -43,6 +47,16 @@ interface Bill {
   remaining: number
   readonly rows: Row[]
 }
+
+/** The NTS self-issue number (자진발급): 소득공제 only. */
+const SELF_ISSUE = '0100001234'
+
+/**
+ * Sandbox convention: an apikey starting `apikeydev` belongs to PaySsam's development environment,
+ * whose bill_id is the partner's 사업자번호 (10 digits) followed by 10 free characters; any other
+ * apikey is a production one (20 free characters).
+ */
+const isDevelopmentKey = (apikey: string) => apikey.startsWith('apikeydev')
 
 const OK = '성공하였습니다.'
 const ok = (fields: object): SimResponse => ({ status: 200, body: { code: '0000', msg: OK, ...fields } })
@@ -95,6 +109,9 @@ export function createPayssamSim(): ProviderSim {
     const billId = text(f.bill_id)
     if (!billId) return badParam('필수 파라미터(bill_id)가 누락되었습니다.')
     if (!/^[A-Za-z0-9]{1,20}$/.test(billId)) return badParam('bill_id는 20자 이내의 영문/숫자입니다.')
+    if (isDevelopmentKey(partner.apikey) && !/^\d{10}[A-Za-z0-9]{10}$/.test(billId)) {
+      return badParam('개발 환경의 bill_id는 사업자번호(10자리) + 10자리입니다.')
+    }
     const price = text(f.price)
     if (price === null || price === '') return badParam('필수 파라미터(price)가 누락되었습니다.')
     if (!/^\d{1,12}$/.test(price) || Number(price) < 1) return badParam('price 형식이 올바르지 않습니다.')
@@ -124,6 +141,9 @@ export function createPayssamSim(): ProviderSim {
     if (trader !== '0' && trader !== '1') return badParam('trader는 0(개인) 또는 1(사업자)입니다.')
     if (!/^\d{10,19}$/.test(issuance)) {
       return fail('9999', '현금영수증 발급 요청 번호(issuance_number)를 확인하시기 바랍니다.')
+    }
+    if (issuance === SELF_ISSUE && trader !== '0') {
+      return badParam('자진발급 번호(0100001234)는 소득공제(trader 0)에만 사용할 수 있습니다.')
     }
     if (Number(supply) + Number(tax) !== amount) {
       return fail('9999', '금액 정보를 확인하시기 바랍니다. (price = supply_price + tax)')

@@ -109,6 +109,9 @@ export function createV2Receipts(counters: SimCounters): V2Receipts {
     if (!customer || typeof customer !== 'object' || !nonEmpty(customer.identityNumber)) {
       return invalid('customer.identityNumber는 필수입니다.')
     }
+    if (b.type === 'CORPORATE' && String(customer.identityNumber).replace(/\D/g, '') === '0100001234') {
+      return invalid('자진발급 번호(010-000-1234)는 소득공제(PERSONAL) 현금영수증에만 사용할 수 있습니다.')
+    }
     const idType = customer.identityNumberType
     if (idType !== undefined && idType !== 'PHONE' && idType !== 'CARD' && idType !== 'BUSINESS') {
       return invalid('customer.identityNumberType은 PHONE, CARD, BUSINESS 중 하나여야 합니다.')

@@ -15,6 +15,18 @@ import { classifyPayssam } from './payssam-errors.ts'
 
 export const payssamHash = (billId: string, price: string) => createHash('sha256').update(`${billId},${price}`, 'utf8').digest('hex')
 
+/**
+ * The bill_id sent for a ledger key. Production: the key itself (`CR` + 18 hex, within the 20
+ * alphanumerics). Development: PaySsam wants the 사업자번호 (10 digits) + 10 characters, so the key is
+ * digested to 10 base-36 characters (about 52 bits) after the number — the same for every call on
+ * the key, so lookups and cancels find the bill.
+ */
+export function payssamBillId(creds: Pick<PayssamCredentials, 'environment' | 'businessNumber'>, key: string): string {
+  if (creds.environment !== 'development') return key
+  const n = BigInt(`0x${createHash('sha256').update(key, 'utf8').digest('hex').slice(0, 16)}`)
+  return `${creds.businessNumber}${n.toString(36).toUpperCase().padStart(10, '0').slice(-10)}`
+}
+
 export function createPayssamProvider(deps: ProviderDeps<PayssamCredentials>): CashReceiptProvider {
   const http = httpClientFor(deps)
   const base = deps.baseUrl.replace(/\/+$/, '')
@@ -45,12 +57,13 @@ export function createPayssamProvider(deps: ProviderDeps<PayssamCredentials>): C
     capabilities: { partialCancel: false, naverCashAmount: false },
     issue(req: IssueRequest, ctx?: CallContext) {
       const price = String(req.amounts.total)
+      const billId = payssamBillId(creds, req.providerKey)
       return op(
         'issue',
         '/if/cash-receipt/issue',
         {
-          bill_id: req.providerKey,
-          hash: payssamHash(req.providerKey, price),
+          bill_id: billId,
+          hash: payssamHash(billId, price),
           price,
           supply_price: String(req.amounts.total - req.amounts.vat),
           tax: String(req.amounts.vat),
@@ -62,14 +75,16 @@ export function createPayssamProvider(deps: ProviderDeps<PayssamCredentials>): C
     },
     lookup(req: LookupRequest, ctx?: CallContext) {
       const price = String(req.amounts.total)
-      return op('lookup', '/if/cash-receipt/read', { bill_id: req.providerKey, hash: payssamHash(req.providerKey, price), price }, ctx)
+      const billId = payssamBillId(creds, req.providerKey)
+      return op('lookup', '/if/cash-receipt/read', { bill_id: billId, hash: payssamHash(billId, price), price }, ctx)
     },
     cancel(req: CancelRequest, ctx?: CallContext) {
       if (req.partial) {
         return Promise.resolve<ProviderOutcome>({ kind: 'permanent', meta: { httpStatus: null, providerCode: 'PARTIAL_CANCEL_UNSUPPORTED', message: 'PaySsam does not document partial cancellation', latencyMs: 0 } })
       }
       const price = String(req.amounts.total)
-      return op('cancel', '/if/cash-receipt/cancel', { bill_id: req.providerKey, hash: payssamHash(req.providerKey, price), price, trader: req.purpose === 'expense' ? '1' : '0' }, ctx)
+      const billId = payssamBillId(creds, req.providerKey)
+      return op('cancel', '/if/cash-receipt/cancel', { bill_id: billId, hash: payssamHash(billId, price), price, trader: req.purpose === 'expense' ? '1' : '0' }, ctx)
     },
   }
 }

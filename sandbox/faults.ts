@@ -3,7 +3,8 @@
  * per-credential one-second rate window.
  *
  * Faults:  `portone:5xx=0.05,timeout_after_commit=0.02,latency=20-80;payssam:5xx=0.1;seed=7`
- * Limits:  `portone=100,payssam=50` (req/s per credential), `*=100`, `nts/day=1000` (NTS daily quota)
+ * Limits:  `portone=100,payssam=50` (req/s per credential), `*=100`, `payssam@apikeyx=5` (one
+ *          credential's own limit, which wins over its provider's), `nts/day=1000` (NTS daily quota)
  */
 import type { ProviderName } from '../src/domain/index.ts'
 
@@ -40,6 +41,11 @@ export interface FaultSpec {
 export interface RateLimitSpec {
   /** Requests per second per credential. */
   readonly perSecond: Readonly<Partial<Record<ProviderName, number>>>
+  /**
+   * Requests per second of one credential (`provider@credential=N`), keyed `provider@credential`:
+   * contracts differ between merchants of one provider, so one credential's limit wins over the provider's.
+   */
+  readonly perCredential: Readonly<Record<string, number>>
   /** NTS-style issues per credential per KST day (`nts/day=N`). */
   readonly ntsDaily: number | null
 }
@@ -164,18 +170,25 @@ export function formatFaults(spec: FaultSpec): string {
   return groups.join(';')
 }
 
-/** Parses `provider=N` (requests per second per credential), `*=N`, and `nts/day=N` tokens. */
+/** Parses `provider=N` (requests per second per credential), `*=N`, `provider@credential=N` and `nts/day=N` tokens. */
 export function parseRateLimits(spec: string | null | undefined): RateLimitSpec {
   const perSecond: Partial<Record<ProviderName, number>> = {}
+  const perCredential: Record<string, number> = {}
   let ntsDaily: number | null = null
   for (const raw of (spec ?? '').split(/[,;]/)) {
     const t = raw.trim()
     if (!t) continue
-    const m = /^([a-z0-9*-]+)(?:\/(s|day))?\s*=\s*(\d{1,9})$/.exec(t)
-    if (!m) throw new SpecError(`rate-limit: "${t}" is not provider=N (requests per second) or nts/day=N`)
-    const [, name, unit, count] = m as unknown as [string, string, string | undefined, string]
+    const m = /^([a-z0-9*-]+)(?:@([A-Za-z0-9_.:-]{1,100}))?(?:\/(s|day))?\s*=\s*(\d{1,9})$/.exec(t)
+    if (!m) throw new SpecError(`rate-limit: "${t}" is not provider=N or provider@credential=N (requests per second) or nts/day=N`)
+    const [, name, credential, unit, count] = m as unknown as [string, string, string | undefined, string | undefined, string]
     const n = Number(count)
     if (n < 1) throw new SpecError(`rate-limit: "${t}": the limit must be at least 1`)
+    if (credential !== undefined) {
+      if (!isProvider(name)) throw new SpecError(`rate-limit: "${t}": a credential's limit needs one provider (one of ${SANDBOX_PROVIDERS.join(', ')})`)
+      if (unit === 'day') throw new SpecError(`rate-limit: "${t}": only the NTS-style API has a daily quota, per provider`)
+      perCredential[`${name}@${credential}`] = n
+      continue
+    }
     if (unit === 'day') {
       if (name !== 'nts') throw new SpecError(`rate-limit: "${t}": only the NTS-style API has a daily quota`)
       ntsDaily = n
@@ -189,7 +202,7 @@ export function parseRateLimits(spec: string | null | undefined): RateLimitSpec 
       )
     }
   }
-  return { perSecond, ntsDaily }
+  return { perSecond, perCredential, ntsDaily }
 }
 
 /** Draws the fault for one receipt operation (at most one), or null. One PRNG draw per call. */

@@ -41,6 +41,7 @@ export async function runSandboxCli(opts: SandboxOptions): Promise<void> {
       baseUrls: sandbox.baseUrls,
       faults,
       rateLimits: limits.perSecond,
+      credentialRateLimits: Object.keys(limits.perCredential).length,
       ntsDailyQuota: limits.ntsDaily,
     },
     'provider sandbox listening',

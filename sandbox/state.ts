@@ -231,7 +231,7 @@ export class SandboxState {
 
   /** `GET /_sandbox/rate-limits`. */
   rateLimitsView() {
-    return { perSecond: this.#limits.perSecond, ntsDaily: this.#limits.ntsDaily }
+    return { perSecond: this.#limits.perSecond, perCredential: this.#limits.perCredential, ntsDaily: this.#limits.ntsDaily }
   }
 
   /** Counts a request that reached a provider's prefix. */
@@ -244,8 +244,9 @@ export class SandboxState {
    * request may pass, else the ms until a slot frees, and the request is counted as rate limited.
    */
   takeRateSlot(name: ProviderName, credential: string | null, arrivedAt: number): number {
-    const limit = this.#limits.perSecond[name]
-    if (limit === undefined || credential === null) return 0
+    if (credential === null) return 0
+    const limit = this.#limits.perCredential[`${name}@${credential}`] ?? this.#limits.perSecond[name]
+    if (limit === undefined) return 0
     const waitMs = this.#windows.take(`${name}\u0000${credential}`, limit, arrivedAt)
     if (waitMs > 0) this.#counts[name].rate_limited++
     return waitMs

@@ -31,6 +31,15 @@ export interface Services {
 
 export { recreateDatabase }
 
+/**
+ * The database every scenario recreates: one per namespace (BENCH_DB_NS, else TEST_DB_NS), so two
+ * bench runs on one Postgres server (several checkouts) do not drop each other's database.
+ */
+export function benchDatabaseName(): string {
+  const ns = (process.env.BENCH_DB_NS ?? process.env.TEST_DB_NS ?? '').toLowerCase().replace(/[^a-z0-9]/g, '')
+  return ns ? `cash_receipts_bench_${ns}` : 'cash_receipts_bench'
+}
+
 /** Environment for CLI child processes of one scenario. */
 export function scenarioEnv(databaseUrl: string, redisUrl: string, prefix: string, extra: Record<string, string> = {}): Record<string, string> {
   return {
@@ -56,10 +65,15 @@ const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(/\s+/).filter(Boolean
  * workers doing that at once on two cores starved the first seconds of every scenario — and RSS is
  * the program's, not a loader's.
  */
-const CLI = join(ROOT, 'dist', 'src', 'cli.js')
+const CLI_ROOT = process.env.BENCH_CLI_ROOT ? resolve(process.env.BENCH_CLI_ROOT) : ROOT
+const CLI = join(CLI_ROOT, 'dist', 'src', 'cli.js')
 
+/**
+ * Builds the CLI under test: this checkout's, or with BENCH_CLI_ROOT another checkout's (an older
+ * commit's worktree, to compare builds with the same bench: `git worktree add /tmp/old <commit>`).
+ */
 export function buildCli(): void {
-  const r = spawnSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(ROOT, 'tsconfig.build.json')], { cwd: ROOT, stdio: 'inherit' })
+  const r = spawnSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(CLI_ROOT, 'tsconfig.build.json')], { cwd: CLI_ROOT, stdio: 'inherit' })
   if (r.status !== 0) throw new Error('npm run build failed: the benchmark runs the compiled CLI')
 }
 
@@ -72,7 +86,7 @@ process.on('exit', () => {
 /** The compiled CLI as a child process, tracked so an early exit of the bench kills it. */
 function startCli(args: string[], env: Record<string, string>, stderr: 'ignore' | 'inherit'): ChildProcess {
   const child = spawn(process.execPath, [...nodeArgs, CLI, ...args], {
-    cwd: ROOT,
+    cwd: CLI_ROOT,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', stderr],
   })
@@ -81,23 +95,72 @@ function startCli(args: string[], env: Record<string, string>, stderr: 'ignore' 
   return child
 }
 
+/**
+ * A TypeScript script of bench/ as its own process (through tsx's loader), tracked like the CLI's.
+ * Resolves once it prints `ready` on stdout.
+ */
+export async function spawnScript(script: string, env: Record<string, string>): Promise<ChildProcess> {
+  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', join(ROOT, 'bench', script)], {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
+  children.add(child)
+  child.once('exit', () => children.delete(child))
+  await new Promise<void>((res, rej) => {
+    let out = ''
+    const onData = (d: Buffer) => {
+      out += d
+      if (out.includes('ready\n')) {
+        child.stdout!.off('data', onData)
+        child.stdout!.resume()
+        res()
+      }
+    }
+    child.stdout!.on('data', onData)
+    child.once('exit', (code) => rej(new Error(`${script} exited with ${code} before it was ready`)))
+  })
+  return child
+}
+
+/** Changes a running sandbox's faults (`none` lifts them): the fault a scenario injects, then lifts. */
+export async function setSandboxFaults(url: string, spec: string): Promise<void> {
+  const r = await fetch(`${url}/_sandbox/faults`, { method: 'POST', body: spec })
+  if (!r.ok) throw new Error(`sandbox refused the fault spec ${spec}: ${await r.text()}`)
+}
+
+/** Forgets every receipt the sandbox holds and its counters (`POST /_sandbox/reset`). */
+export async function resetSandbox(url: string): Promise<void> {
+  const r = await fetch(`${url}/_sandbox/reset`, { method: 'POST' })
+  if (!r.ok) throw new Error(`sandbox reset failed: ${r.status}`)
+}
+
 export function spawnCli(args: string[], env: Record<string, string>, opts: { quiet?: boolean } = {}): ChildProcess {
   const child = startCli(args, env, opts.quiet ? 'ignore' : 'inherit')
   child.stdout?.resume()
   return child
 }
 
-export function runCli(args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; peakRssMb: number }> {
+/**
+ * Runs a CLI command to its end: its exit code, stdout, peak RSS and CPU seconds (user + system,
+ * sampled every 100 ms like the RSS, so the last ≤ 100 ms may be missing: CPU time, unlike wall time,
+ * does not grow when other processes load the machine).
+ */
+export function runCli(args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; peakRssMb: number; cpuSeconds: number }> {
   return new Promise((res, rej) => {
     const child = startCli(args, env, 'inherit')
     let stdout = ''
     child.stdout!.on('data', (d) => (stdout += d))
     let peak = 0
-    const timer = setInterval(() => (peak = Math.max(peak, rssMb(child.pid!))), 100)
+    let cpu = 0
+    const timer = setInterval(() => {
+      peak = Math.max(peak, rssMb(child.pid!))
+      cpu = Math.max(cpu, cpuSeconds(child.pid!))
+    }, 100)
     child.on('error', rej)
     child.on('exit', (code) => {
       clearInterval(timer)
-      res({ code: code ?? -1, stdout, peakRssMb: peak })
+      res({ code: code ?? -1, stdout, peakRssMb: peak, cpuSeconds: cpu })
     })
   })
 }
@@ -270,16 +333,25 @@ async function baselinePass(redisUrl: string, jobs: number): Promise<{ addBulkJo
   }
 }
 
-/** N merchants with sandbox credentials, written to a MERCHANTS_FILE. */
-export async function writeMerchantsFile(n: number, limits?: Record<string, unknown>): Promise<{ file: string; merchants: MerchantConfig[] }> {
+/**
+ * N merchants with sandbox credentials, written to a MERCHANTS_FILE. `limits` applies to every
+ * credential, `limitsOf(i)` (when given) to merchant i's instead; `mandatory` makes every merchant a
+ * mandatory issuer (else every other one is).
+ */
+export async function writeMerchantsFile(
+  n: number,
+  allLimits?: Record<string, unknown>,
+  opts: { limitsOf?: (i: number) => Record<string, unknown> | undefined; mandatory?: boolean } = {},
+): Promise<{ file: string; merchants: MerchantConfig[] }> {
   const base = loadDemoConfig({}).merchants[0]!
   const merchants: MerchantConfig[] = Array.from({ length: n }, (_, i) => {
     const id = `bm${String(i).padStart(4, '0')}`
+    const limits = opts.limitsOf ? opts.limitsOf(i) : allLimits
     return {
       ...base,
       id,
       name: `벤치 가맹점 ${i}`,
-      mandatoryIssuer: i % 2 === 0,
+      mandatoryIssuer: opts.mandatory ?? i % 2 === 0,
       providers: {
         portone: { impKey: `imp_key_${id}`, impSecret: `imp_secret_${id}`, channelKey: `channel-${id}`, ...(limits ? { limits } : {}) },
         'portone-v2': { apiSecret: `v2-secret-${id}`, channelKey: `channel-v2-${id}`, storeId: `store-${id}`, ...(limits ? { limits } : {}) },
@@ -306,7 +378,17 @@ const COLUMNS = [
  */
 export async function copyTransactions(
   databaseUrl: string,
-  opts: { businessDate: string; count: number; merchants: readonly { id: string; mandatoryIssuer: boolean }[]; providers?: readonly ('portone' | 'portone-v2' | 'payssam' | 'nts')[]; noPortonePayments?: boolean },
+  opts: {
+    businessDate: string
+    count: number
+    merchants: readonly { id: string; mandatoryIssuer: boolean }[]
+    providers?: readonly ('portone' | 'portone-v2' | 'payssam' | 'nts')[]
+    noPortonePayments?: boolean
+    /** Transaction ids start with it (default `B`): settle reads a day in transaction-id order. */
+    idPrefix?: string
+    /** Rows grouped by merchant, this many each in turn (default: the merchants take turns row by row). */
+    perMerchant?: number
+  },
 ): Promise<{ rows: number; seconds: number }> {
   const keys = loadDemoConfig({}).dataKeys
   const client = new pg.Client({ connectionString: databaseUrl })
@@ -322,10 +404,11 @@ export async function copyTransactions(
         merchants: opts.merchants,
         providers: opts.providers,
         seed: 1000 + start,
-        idPrefix: `B${start / chunk}`,
+        idPrefix: `${opts.idPrefix ?? 'B'}${String(start / chunk).padStart(3, '0')}`,
       })
       let out = ''
-      for (const r of day.rows) {
+      for (const [k, r] of day.rows.entries()) {
+        if (opts.perMerchant) r.merchant_id = opts.merchants[Math.floor((start + k) / opts.perMerchant) % opts.merchants.length]!.id
         const paymentRef = opts.noPortonePayments && r.provider === 'portone' ? '' : r.payment_ref!
         const method = opts.noPortonePayments && r.method === 'naverpay' ? 'bank_transfer' : r.method!
         const id = r.identifier ? parseIdentifier(r.identifier, (r.identifier_type || undefined) as never) : null

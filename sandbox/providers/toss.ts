@@ -13,8 +13,9 @@
  * - Deferred result: an IN_PROGRESS receipt becomes COMPLETED, or FAILED with `failure {code:
  *   NTS_ERROR, message: "[TSx] …"}`, once `resultDelayMs` has passed (default one day; Toss says one
  *   to two). `advance(ms)` (`POST /_sandbox/toss/advance`) moves the result clock only, never the
- *   request dates. NTS failures: `failNext([...codes])` (`POST /_sandbox/toss/nts-failures`), and an
- *   identity number whose length no identifier has (TS1).
+ *   request dates. NTS failures: `failNext([...codes])` (`POST /_sandbox/toss/nts-failures`), an
+ *   identity number whose length no identifier has (TS1), and the self-issue number 0100001234 on a
+ *   지출증빙 receipt (TS8, an input value NTS does not accept there).
  * - `POST /v1/cash-receipts/{receiptKey}/cancel` `{amount?}`: without amount the rest is cancelled,
  *   with it a partial cancel; more than what is left → 403 `NOT_CANCELABLE_AMOUNT`; unknown key →
  *   404 `NOT_FOUND`. The answer is a CashReceipt with `receiptKey` `c_<original>`, `transactionType:
@@ -202,7 +203,9 @@ export function createTossSim(opts: { resultDelayMs?: number } = {}): TossSim {
       return error(400, 'DUPLICATED_CASH_RECEIPT', '이미 현금영수증이 발급된 주문입니다.')
     }
     if (consecutive(`issue\u0000${orderKey}`, req.nowMs)) return forbiddenConsecutive()
-    const failWith = failQueue.shift() ?? (identityLengthOk(identity) ? null : 'TS1')
+    // NTS refuses the self-issue number 010-000-1234 on a 지출증빙 receipt (자진발급 is 소득공제 only).
+    const selfIssueExpense = identity === '0100001234' && b.type === '지출증빙'
+    const failWith = failQueue.shift() ?? (!identityLengthOk(identity) ? 'TS1' : selfIssueExpense ? 'TS8' : null)
     const e: Entry = {
       seq: ++seq,
       secret,

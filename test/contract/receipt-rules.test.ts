@@ -73,6 +73,29 @@ describe('the self-issue number 010-000-1234 is for 소득공제 only', () => {
   }
 })
 
+describe('Toss Payments: the NTS refuses 010-000-1234 on a 지출증빙 receipt once the deferred result is in', () => {
+  it('the receipt accepted IN_PROGRESS ends FAILED with NTS_ERROR [TS8]; the 소득공제 one COMPLETED', async () => {
+    const post = (orderId: string, type: string) =>
+      fetch(`${sandbox.baseUrls.toss}/v1/cash-receipts`, {
+        method: 'POST',
+        headers: { authorization: `Basic ${Buffer.from('test_sk_rules:').toString('base64')}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ amount: 11_000, orderId, orderName: '진료비', type, customerIdentityNumber: SELF_ISSUE_NUMBER }),
+      }).then(async (r) => ({ status: r.status, body: (await r.json()) as { issueStatus: string; requestedAt: string } }))
+    const expense = await post('order-self-exp', '지출증빙')
+    const deduction = await post('order-self-ded', '소득공제')
+    expect([expense.status, expense.body.issueStatus]).toEqual([200, 'IN_PROGRESS'])
+    sandbox.toss.advance(3 * 86_400_000)
+    const list = await fetch(`${sandbox.baseUrls.toss}/v1/cash-receipts?requestDate=${expense.body.requestedAt.slice(0, 10)}`, {
+      headers: { authorization: `Basic ${Buffer.from('test_sk_rules:').toString('base64')}` },
+    }).then(async (r) => (await r.json()) as { data: { orderId: string; issueStatus: string; failure?: { message?: string } }[] })
+    const byOrder = Object.fromEntries(list.data.map((d) => [d.orderId, d]))
+    expect(byOrder['order-self-exp']!.issueStatus).toBe('FAILED')
+    expect(byOrder['order-self-exp']!.failure?.message).toContain('TS8')
+    expect(byOrder['order-self-ded']!.issueStatus).toBe('COMPLETED')
+    expect(deduction.status).toBe(200)
+  })
+})
+
 describe('PaySsam bill_id in its development and production environments', () => {
   const dev = { apikey: 'apikeydevrules', member: 'member-rules', merchant: 'shop-rules' }
 

@@ -24,6 +24,8 @@
  * - VAT is 1/11 of (amount − tax_free), rounded half up, unless `vat_amount` (or the deprecated `vat`)
  *   is sent — never 10%.
  * - `GET /payments/{imp_uid}/naver/cash-amount`: 400 unless the payment is a Naver Pay 결제형 one.
+ * - `POST /receipts/{imp_uid}` for a Naver Pay payment → 501 (naverpay is not among the PGs the call
+ *   supports); its cash part is issued as an external receipt.
  * Envelope `{code, message, response}`, code 0 = success, -1 for every error (the exact non-zero values
  * are not documented).
  * Valid credentials: imp_key `imp_key_<x>` with imp_secret `imp_secret_<x>`.
@@ -410,6 +412,9 @@ export function createPortoneV1Sim(): ProviderSim & {
         }
         const p = payments.get(id)
         if (!p || (p.imp_key !== undefined && p.imp_key !== impKey)) return fail(400, '존재하지 않는 결제정보입니다.')
+        // Naver Pay (결제형) is not among the PGs this call supports; its cash part is receipted on
+        // the external route with the amount from /payments/{imp_uid}/naver/cash-amount.
+        if (p.naver) return fail(501, '현재 포트원이 현금영수증 관련 지원하지 않는 PG사입니다.')
         if ((p.status ?? 'paid') !== 'paid') return fail(400, '결제완료(paid) 상태가 아닌 결제건입니다.')
         const amount = p.amount - (p.cancel_amount ?? 0)
         if (amount < 1) return fail(400, '현금영수증을 발행할 잔액이 없습니다.')

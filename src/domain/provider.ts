@@ -16,6 +16,8 @@ export interface ProviderReceipt {
   readonly receiptUrl: string | null
   /** Amount the provider holds (after partial cancels where supported). */
   readonly amount: number | null
+  /** VAT the provider holds for it, where its answer says (PortOne V1 `vat`); else absent or null. */
+  readonly vat?: number | null
   readonly issuedAt: string | null
   readonly cancelledAt: string | null
   /**

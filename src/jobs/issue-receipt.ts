@@ -25,7 +25,7 @@ import type { CashReceiptProvider, IssueRequest } from '../providers/types.ts'
 import { decryptPii, type DataKeys } from '../crypto/pii.ts'
 import type { Throttle } from '../throttle/throttle.ts'
 import { SELF_ISSUE_NUMBER, kstToday, msUntilKstMidnight, type ProviderName, type ProviderOutcome } from '../domain/index.ts'
-import { receiptAmountsFor } from './receipt-amounts.ts'
+import { heldAmounts, receiptAmountsFor } from './receipt-amounts.ts'
 import type { JobPayloads } from '../queue/queues.ts'
 import type { ProviderSource } from './provider-source.ts'
 import { sendFence } from './lease.ts'
@@ -106,7 +106,9 @@ export function createIssueHandler(deps: IssueDeps) {
         // after this lookup has answered, so only a lookup made after the window can clear the mark.
         const windowLeftMs = await commitWindowLeftMs(deps.db, receipt.id, deps.commitWindowMs?.[receipt.provider] ?? 0)
         const found = await t.schedule(() => provider.lookup(lookupRequest(receipt), ctx))
-        const d = decideNow({ type: 'lookup', outcome: found, commitWindowLeftMs: windowLeftMs })
+        // A receipt found is recorded for what the provider holds (a Naver Pay cash part, a refund).
+        const held = found.kind === 'issued' ? heldAmounts(found.receipt, amountsOfRow(receipt)) : undefined
+        const d = decideNow({ type: 'lookup', outcome: found, commitWindowLeftMs: windowLeftMs, amounts: held })
         if (d.type === 'settle') return d
         needsLookup = false
       }
@@ -160,10 +162,10 @@ export function createIssueHandler(deps: IssueDeps) {
         merchantBusinessNumber: await deps.providers.merchantBusinessNumber(receipt.merchant_id),
       }
       const issued = await t.schedule(() => provider.issue(req, ctx))
-      const d = decideNow({ type: 'call', outcome: issued, amounts })
+      const d = decideNow({ type: 'call', outcome: issued, amounts: issued.kind === 'issued' ? heldAmounts(issued.receipt, amounts) : amounts })
       if (d.type === 'settle') return d
       const found = await t.schedule(() => provider.lookup(lookupRequest(receipt, amounts), ctx))
-      return settled(decideNow({ type: 'read_back', outcome: found, after: issued, amounts }))
+      return settled(decideNow({ type: 'read_back', outcome: found, after: issued, amounts: found.kind === 'issued' ? heldAmounts(found.receipt, amounts) : amounts }))
     }
 
     let d: Settle
@@ -176,19 +178,17 @@ export function createIssueHandler(deps: IssueDeps) {
   }
 }
 
+function amountsOfRow(r: Receipt) {
+  return { total: r.total_amount, supply: r.supply_amount, vat: r.vat_amount, taxFree: r.tax_free_amount, serviceFee: r.service_fee }
+}
+
 function lookupRequest(r: Receipt, amounts?: Transition['amounts']) {
   return {
     providerKey: r.provider_key,
     portonePayment: r.portone_payment,
     // Every request for the key was sent after the row was created (Toss lists by request date).
     sentSince: kstToday(new Date(r.created_at).getTime()),
-    amounts: amounts ?? {
-      total: r.total_amount,
-      supply: r.supply_amount,
-      vat: r.vat_amount,
-      taxFree: r.tax_free_amount,
-      serviceFee: r.service_fee,
-    },
+    amounts: amounts ?? amountsOfRow(r),
   }
 }
 

@@ -55,7 +55,7 @@ export type PolicyEvent =
    * The lookup made before any call because of needs_lookup. `commitWindowLeftMs`: how long an
    * earlier issue (or cancel) request may still commit at the provider (0 or absent: none can).
    */
-  | { readonly type: 'lookup'; readonly outcome: ProviderOutcome; readonly commitWindowLeftMs?: number }
+  | { readonly type: 'lookup'; readonly outcome: ProviderOutcome; readonly commitWindowLeftMs?: number; readonly amounts?: Transition['amounts'] }
   /** The issue or cancel call itself; `amounts` are what an issue call receipted. */
   | { readonly type: 'call'; readonly outcome: ProviderOutcome; readonly amounts?: Transition['amounts'] }
   /** The lookup made right after a call whose answer did not settle it (`after`). */
@@ -112,7 +112,7 @@ export function decide(e: PolicyEvent, ctx: AttemptContext): Decision {
     case 'lookup': {
       const o = e.outcome
       if (issue) {
-        if (o.kind === 'issued') return settle(issued(o.receipt), complete('issued', 'found by lookup'))
+        if (o.kind === 'issued') return settle({ ...issued(o.receipt), amounts: e.amounts }, complete('issued', 'found by lookup'))
         if (o.kind === 'cancelled') return settle(cancelled(o.receipt), complete('cancelled', 'found cancelled at provider'))
         if (o.kind === 'not_found') {
           // An earlier request may still commit: nothing proves it will not, so the receipt waits

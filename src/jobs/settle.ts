@@ -364,6 +364,7 @@ export function buildReceipt(tx: SettleTransaction, mandatoryIssuer: boolean, ru
     transactionId: tx.transaction_id,
     paymentRef: tx.payment_ref,
     orderId: tx.order_id,
+    method: tx.method,
   })
   const amounts = receiptAmountsFor(tx)
   const decision = decideIssuance({

@@ -3,7 +3,7 @@
  * of one receipt presents the same key to the provider (which rejects a second issue under it).
  */
 import { createHash } from 'node:crypto'
-import type { ProviderName } from '../domain/index.ts'
+import type { Method, ProviderName } from '../domain/index.ts'
 
 export interface ProviderKeys {
   /** imp_uid / merchant_uid (PortOne V1), paymentId (V2), bill_id (PaySsam), clientReference (NTS), orderId (Toss). */
@@ -43,14 +43,18 @@ export function deriveProviderKeys(tx: {
   readonly transactionId: string
   readonly paymentRef: string | null
   readonly orderId: string | null
+  /** Naver Pay at PortOne V1: `POST /receipts/{imp_uid}` does not support it (docs/providers.md §1). */
+  readonly method?: Method
 }): ProviderKeys {
   const h = digest(`${tx.merchantId}\u0000${tx.transactionId}`)
   const idempotencyKey = `cr-issue-${h.slice(0, 40)}`
   const source = providerKeySource(tx)
   switch (tx.provider) {
     case 'portone':
+      // A Naver Pay 결제형 payment's cash part is receipted on the external route, under its imp_uid as
+      // merchant_uid: the imp_uid route is not offered for Naver Pay and would receipt the whole payment.
       return source === 'payment_ref'
-        ? { providerKey: tx.paymentRef!, idempotencyKey, portonePayment: true }
+        ? { providerKey: tx.paymentRef!, idempotencyKey, portonePayment: tx.method !== 'naverpay' }
         : { providerKey: source === 'order_id' ? tx.orderId! : tx.transactionId, idempotencyKey, portonePayment: false }
     case 'portone-v2':
       return { providerKey: source === 'payment_ref' ? tx.paymentRef! : tx.transactionId, idempotencyKey, portonePayment: false }

@@ -29,6 +29,7 @@ export function receiptOf(res: Record<string, unknown>): ProviderReceipt {
     providerReceiptId: str(res.receipt_tid),
     receiptUrl: str(res.receipt_url),
     amount: typeof res.amount === 'number' ? res.amount : null,
+    vat: typeof res.vat === 'number' && Number.isSafeInteger(res.vat) ? res.vat : null,
     issuedAt: isoFromEpochSeconds(res.applied_at),
     cancelledAt,
   }

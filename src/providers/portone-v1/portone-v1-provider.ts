@@ -1,14 +1,15 @@
 /**
  * PortOne V1 (api.iamport.kr) adapter. Keys: imp_uid for payments PortOne processed
  * (/receipts/{imp_uid}, amount taken from the payment), merchant_uid for cash taken outside PortOne
- * (/receipts/external/{merchant_uid}). The token is reused until a minute before expiry; a 401 in
+ * (/receipts/external/{merchant_uid}) and for the cash part of a Naver Pay payment (its imp_uid as
+ * merchant_uid, the amount read from /payments/{imp_uid}/naver/cash-amount; docs/providers.md §1). The token is reused until a minute before expiry; a 401 in
  * flight refreshes once and retries once. A 400 on issue is read back: a live receipt for the key
  * means already_issued (V1 answers a duplicate with the same 400 as a bad request).
  */
 import type { PortoneV1Credentials } from './portone-v1-credentials.ts'
 import { DEFAULT_RETRY, httpClientFor, requestIo, type RequestIo, transportMeta, transportOutcome, withRetry, type HttpResult } from '../http.ts'
 import { body, codeText, send, str, TokenCache, tokenFailure, withTokenRefresh } from '../common.ts'
-import type { ProviderOutcome } from '../../domain/index.ts'
+import { vatOf, type ProviderOutcome } from '../../domain/index.ts'
 import type { CallContext, CancelRequest, CashReceiptProvider, IssueRequest, LookupRequest, NaverCashAmount, ProviderDeps } from '../types.ts'
 import { classifyPortoneV1, naverCashAmountOf, receiptOf } from './portone-v1-errors.ts'
 import { pgFields } from './portone-v1-pg.ts'
@@ -75,8 +76,9 @@ export function createPortoneV1Provider(deps: ProviderDeps<PortoneV1Credentials>
         identifier_type: ID_TYPE[req.identifierType],
         type: req.purpose === 'expense' ? 'company' : 'person',
         tax_free: req.amounts.taxFree,
-        // VAT is 1/11 of (amount − tax_free) unless sent; a service fee is outside the VAT base.
-        ...(req.amounts.serviceFee > 0 ? { vat_amount: req.amounts.vat } : {}),
+        // VAT is 1/11 of (amount − tax_free) unless sent: sent when ours differs (a service fee is
+        // outside the VAT base; Naver Pay's cash amount comes with its own VAT split).
+        ...(req.amounts.vat !== vatOf(req.amounts.total - req.amounts.taxFree) ? { vat_amount: req.amounts.vat } : {}),
         ...(req.buyer?.name ? { buyer_name: req.buyer.name } : {}),
         ...(req.buyer?.email ? { buyer_email: req.buyer.email } : {}),
         ...(req.buyer?.tel ? { buyer_tel: req.buyer.tel } : {}),

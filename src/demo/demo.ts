@@ -11,6 +11,7 @@ import type { AppConfig } from '../config.ts'
 import { loadDemoConfig, loadDemoConfigWith } from './defaults.ts'
 import type { ImportOptions, ImportResult } from '../import/import-transactions.ts'
 import type { SettleOptions, SettleSummary } from '../jobs/settle.ts'
+import type { ReconcileResult } from '../jobs/reconcile.ts'
 import type { RunReport } from '../report/report.ts'
 import { formatReportTable } from '../report/format-table.ts'
 import { kstToday, kstYesterday } from '../domain/index.ts'
@@ -29,6 +30,7 @@ export interface DemoApp {
   settle(opts: SettleOptions): Promise<SettleSummary>
   startWorker(opts: { concurrency: number }): unknown
   report(sel: { runId: number }, todayKst: string): Promise<RunReport>
+  reconcile(businessDate: string, todayKst: string): Promise<Pick<ReconcileResult, 'finalized' | 'rejected' | 'provisional'>>
   close(): Promise<void>
 }
 
@@ -109,6 +111,15 @@ export async function runDemo(opts: { transactions: number; json: boolean }, dep
       report = await app.report({ runId: settled.runId! }, kstToday(Date.now()))
     }
     progress.finish('done')
+
+    // Toss answers provisionally; the tax authority's result comes a day or two later. The demo moves
+    // the simulator's result clock on and runs reconcile, which finalises them (docs/exactly-once.md).
+    if ((report.by_provider.toss?.issued ?? 0) > 0) {
+      sandbox.toss.advance(2 * 86_400_000)
+      const rec = await app.reconcile(businessDate, kstToday(Date.now()))
+      say(`reconcile: ${rec.finalized.length} provisional Toss receipts final, ${rec.rejected.length} refused by the tax authority, ${rec.provisional} still provisional`)
+      report = await app.report({ runId: settled.runId! }, kstToday(Date.now()))
+    }
 
     const stats = sandbox.stats()
     if (opts.json) process.stdout.write(`${JSON.stringify({ report, sandbox: stats }, null, 2)}\n`)

@@ -98,6 +98,23 @@ describe('loadConfig', () => {
     const c = loadDemoConfig({ MERCHANTS_FILE: file })
     expect(c.merchants[0]!.providers.payssam!.limits!.minTimeMs).toBe(50)
   })
+
+  it('checks the PG and environment fields that change what a provider needs', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'crt-cfg-'))
+    const file = join(dir, 'm.json')
+    const merchant = (providers: object) => JSON.stringify([{ id: 'm1', name: 'x', businessNumber: '2208162517', providers }])
+    const portone = { impKey: 'k', impSecret: 's', channelKey: 'c' }
+    writeFileSync(file, merchant({ portone: { ...portone, pg: 'daou' } }))
+    expect(() => loadDemoConfig({ MERCHANTS_FILE: file })).toThrow(/companyName and companyTel/)
+    writeFileSync(file, merchant({ portone: { ...portone, pg: 'not-a-pg' } }))
+    expect(() => loadDemoConfig({ MERCHANTS_FILE: file })).toThrow(/pg/)
+    writeFileSync(file, merchant({ payssam: { apikey: 'k', member: 'm', merchant: 's', environment: 'development' } }))
+    expect(() => loadDemoConfig({ MERCHANTS_FILE: file })).toThrow(/businessNumber/)
+    writeFileSync(file, merchant({ portone: { ...portone, pg: 'ksnet', productType: 'digital' }, payssam: { apikey: 'k', member: 'm', merchant: 's', environment: 'development', businessNumber: '2208162517' } }))
+    const c = loadDemoConfig({ MERCHANTS_FILE: file })
+    expect(c.merchants[0]!.providers.portone!.pg).toBe('ksnet')
+    expect(c.merchants[0]!.providers.payssam!.environment).toBe('development')
+  })
 })
 
 describe('production refuses published example values (issue 21)', () => {

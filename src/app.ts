@@ -245,8 +245,15 @@ export function createApp(config: AppConfig, overrides: AppOverrides = {}): App 
       return reconcileDay({ db: app.db(), providers: app.providers(), logger, cancelDuplicates: config.settle.reconcileCancelDuplicates }, businessDate, todayKst)
     },
     recover: async (opts) => {
-      // A pass enqueues: the same guard as everything that enqueues.
+      // A pass enqueues: the same guard as everything that enqueues, asked afresh on every pass (not
+      // the answer memoized at start-up). A Redis that lost its data (no persistence, a flush) lost
+      // the prefix's deployment id too: the pass writes the database's id back — the lost jobs are
+      // rebuilt from the ledger by this very pass, no operator needed — and a prefix another
+      // deployment has taken meanwhile stops the pass before it enqueues anything.
       await app.checkDeployment()
+      const target = { databaseUrl: config.databaseUrl, redisUrl: config.redisUrl, queuePrefix: config.queuePrefix }
+      const check = await checkDeployment(app.db(), app.redis(), target)
+      if (check.adopted) logger.warn({ deploymentId: check.deploymentId, queuePrefix: config.queuePrefix }, 'recovery: the queue prefix had no deployment id (Redis lost its data?); recorded it again')
       return recoverOrphans({ db: app.db(), queue: app.receiptsQueue(), logger, graceMs: config.recovery.graceMs }, opts)
     },
     rekey: (opts) => rekey(app.db(), config.dataKeys, opts),

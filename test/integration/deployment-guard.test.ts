@@ -1,10 +1,12 @@
 /**
  * The startup guard: a database and a Redis queue prefix of two different deployments refuse to
  * work together (every job would name a receipt the database does not have); a Redis that lost its
- * keys takes the database's deployment id back; `migrate --adopt-redis` overrides on purpose.
+ * keys takes the database's deployment id back (also in a running process, at its next recovery
+ * pass); `migrate --adopt-redis` overrides on purpose.
  */
 import { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { databaseDeploymentId } from '../../src/db/deployment.ts'
 import { DeploymentMismatchError, deploymentKey } from '../../src/queue/deployment-guard.ts'
 import { redisUrl } from '../helpers/env.ts'
 import { runCli } from '../helpers/pipeline.ts'
@@ -69,5 +71,24 @@ describe('deployment guard', () => {
     expect(otherId).not.toBe((await env.app.checkDeployment()).deploymentId) // memoized from before
     await expect(env.newApp().checkDeployment()).rejects.toThrow(DeploymentMismatchError)
     await expect(env.newApp({ DATABASE_URL: other.url }).checkDeployment()).resolves.toEqual({ deploymentId: otherId, adopted: false })
+  }, 90_000)
+
+  it('asks again on every recovery pass: writes back an id Redis lost, stops at another deployment\'s', async () => {
+    const app = env.newApp()
+    const mine = await databaseDeploymentId(app.db())
+    await redis.set(deploymentKey(env.prefix), mine)
+    expect((await app.recover()).ran).toBe(true)
+
+    // Redis loses its data while the process runs: the next pass writes this database's id back and runs.
+    await redis.del(deploymentKey(env.prefix))
+    expect((await app.recover()).ran).toBe(true)
+    expect(await redis.get(deploymentKey(env.prefix))).toBe(mine)
+
+    // Another deployment takes the prefix meanwhile: the pass refuses before it enqueues anything,
+    // although this process's start-up check (memoized) had passed.
+    await redis.set(deploymentKey(env.prefix), '00000000-0000-4000-8000-000000000000')
+    await expect(app.checkDeployment()).resolves.toMatchObject({ deploymentId: mine })
+    await expect(app.recover()).rejects.toThrow(DeploymentMismatchError)
+    await redis.set(deploymentKey(env.prefix), mine)
   }, 90_000)
 })

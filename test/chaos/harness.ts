@@ -1,15 +1,32 @@
 /**
  * Chaos harness: proves the one rule (never issued twice, never lost) under faults.
  *
- * N transactions over every provider; W worker processes, one SIGKILLed every `killEveryMs` and
- * restarted; sandbox faults (5xx, timeout after commit, connection reset, malformed body, latency);
- * a dedicated Redis (AOF on, as in docker-compose.yml) restarted once mid-run; the workers' Postgres
- * connections terminated once (pg_terminate_backend). After faults stop: workers finish, then one
- * re-drive. Checks: every transaction terminal, ledger issued = sandbox live receipts,
- * max_live_receipts_per_key = 1, nothing stuck in issuing, every failure classified.
+ * N transactions over every provider, plus bad rows; W worker processes; sandbox faults (5xx, timeout
+ * after commit, connection reset, malformed body, latency) throughout the faults phase. Each fault of
+ * the list below is a phase of the run, on by default in both sizes (`phases` switches one off):
+ *
+ * - kills:        one worker SIGKILLed every `killEveryMs` and restarted;
+ * - slow_commit:  NTS (which does not deduplicate) answers slower than the read timeout plus the
+ *                 backoff for a while: the client gives up, the sandbox commits afterwards;
+ * - sigstop:      one worker SIGSTOPped past its lease, then SIGCONTed: its late sends must be fenced;
+ * - redis_restart: the harness's Redis (AOF on, as in docker-compose.yml) shut down and restarted;
+ * - redis_lost:   the same Redis SIGKILLed and started EMPTY (its AOF removed): the recovery pass
+ *                 puts every unfinished receipt back on the queue, the workers ride out the outage;
+ * - pg_terminate: the workers' Postgres connections terminated again and again (pg_terminate_backend);
+ * - bad_rows:     rows with wrong JSON types, NUL bytes, an over-long key and a payment_ref two
+ *                 merchants share, imported with --skip-invalid, plus rows written straight into the
+ *                 table that settle's per-row isolation refuses.
+ *
+ * After the faults stop: workers finish (the recovery pass runs in each of them), one re-drive, then
+ * reconcile (which finds and cancels duplicates at NTS). Checks: every transaction terminal or
+ * rejected with a reason, ledger issued = sandbox live receipts, at most one live receipt per key at
+ * the deduplicating providers at any time we look, every NTS duplicate recorded and cancelled (one
+ * live per key after reconcile), nothing stuck, every failure classified, no worker process lost,
+ * every run finished.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { randomBytes } from 'node:crypto'
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import pg from 'pg'
@@ -22,29 +39,91 @@ import { freePort } from '../../src/demo/infra.ts'
 import { importTransactions } from '../../src/import/import-transactions.ts'
 import { settleDay } from '../../src/jobs/settle.ts'
 import { redrive } from '../../src/jobs/redrive.ts'
+import { reconcileDay } from '../../src/jobs/reconcile.ts'
 import { createTestDatabase } from '../helpers/test-env.ts'
 
 const ROOT = resolve(import.meta.dirname, '../..')
 
+export const PHASES = ['kills', 'slow_commit', 'sigstop', 'redis_restart', 'redis_lost', 'pg_terminate', 'bad_rows'] as const
+export type Phase = (typeof PHASES)[number]
+
 export interface ChaosOptions {
   readonly transactions: number
   readonly workers: number
+  /** BullMQ concurrency per worker process. */
+  readonly concurrency: number
   readonly killEveryMs: number
+  /** Sandbox faults during the whole faults phase. */
   readonly faults: string
   readonly timeoutMs: number
+  /** NTS answers this late (ms) during the slow_commit phase: more than the read timeout plus the backoff. */
+  readonly slowCommitLatencyMs: number
+  /** How long the slow_commit phase lasts. */
+  readonly slowCommitMs: number
+  /** How long the sigstop phase keeps its worker stopped: longer than the lease. */
+  readonly stopMs: number
+  /** How long Redis stays down in the redis_lost phase. */
+  readonly redisDownMs: number
+  /** The pg_terminate phase: this many rounds of pg_terminate_backend, `pgTerminateEveryMs` apart. */
+  readonly pgTerminations: number
+  readonly pgTerminateEveryMs: number
+  /** Time between the starts of two phases. */
+  readonly phaseGapMs: number
+  /** After the phases, the base faults and the kills go on until this share of receipts is done (0: stop with the phases). */
+  readonly faultsUntilDone: number
+  /** Phases to run (default: all). */
+  readonly phases?: readonly Phase[]
   readonly seed?: number
   readonly log?: (msg: string) => void
 }
 
+/**
+ * The worker's timing in the harness: short enough that each phase fits in seconds. A claim's lease
+ * is 4 s (WORKER_LEASE_MS) and BullMQ's lock 4 s; a row whose request went out is leased for the call
+ * budget the fence grants (3 × (connect + read) + 2 × p-retry's 5 s, + 2 s = 19.5 s). The SIGSTOP
+ * lasts longer than both, so every row the stopped worker holds — claimed or mid-call — can be taken
+ * over before it runs again.
+ */
+const HTTP_READ_TIMEOUT_MS = 1_500
+const WORKER_BACKOFF_MS = 200
+
 export const FULL: ChaosOptions = {
   transactions: 20_000,
   workers: 4,
+  concurrency: 8,
   killEveryMs: 3_000,
   faults: '*:5xx=0.05,timeout_after_commit=0.02,reset=0.01,malformed=0.01,latency=5-50',
-  timeoutMs: 20 * 60_000,
+  timeoutMs: 14 * 60_000,
+  slowCommitLatencyMs: 3_500,
+  slowCommitMs: 10_000,
+  stopMs: 30_000,
+  redisDownMs: 3_000,
+  pgTerminations: 20,
+  pgTerminateEveryMs: 1_500,
+  phaseGapMs: 8_000,
+  faultsUntilDone: 0.8,
 }
 
-export const QUICK: ChaosOptions = { ...FULL, transactions: 400, workers: 3, killEveryMs: 2_000, timeoutMs: 4 * 60_000 }
+/**
+ * The size `npm test` runs. Fewer calls in flight and a few hundred ms of latency per call keep work
+ * open through every phase (a quiet machine would otherwise finish the day before the faults start).
+ */
+export const QUICK: ChaosOptions = {
+  ...FULL,
+  transactions: 400,
+  workers: 3,
+  concurrency: 3,
+  killEveryMs: 5_000,
+  faults: '*:5xx=0.05,timeout_after_commit=0.02,reset=0.01,malformed=0.01,latency=100-300',
+  timeoutMs: 4 * 60_000,
+  slowCommitMs: 3_000,
+  stopMs: 22_000,
+  redisDownMs: 1_500,
+  pgTerminations: 5,
+  pgTerminateEveryMs: 1_000,
+  phaseGapMs: 2_500,
+  faultsUntilDone: 0,
+}
 
 export interface ChaosCheck {
   readonly name: string
@@ -83,7 +162,7 @@ async function startRedis(port: number, dir: string): Promise<ChildProcess> {
       if ((await r.ping()) === 'PONG') break
     } catch {
       r.disconnect()
-      await new Promise((res) => setTimeout(res, 100))
+      await sleep(100)
     }
   }
   r.disconnect()
@@ -102,16 +181,75 @@ async function startSandbox(env: Record<string, string>, faults: string, seed: n
     } catch {
       // starting
     }
-    await new Promise((r) => setTimeout(r, 100))
+    await sleep(100)
   }
   throw new Error('sandbox did not start')
 }
 
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+interface HeldReceipt {
+  readonly key: string
+  readonly status: 'issued' | 'cancelled'
+  readonly provider: string
+}
+
+/** Per provider: the most live receipts for one key, and the live receipts beyond the first summed over keys. */
+async function livePerKey(sandboxUrl: string): Promise<Record<string, { max: number; extra: number }>> {
+  const { receipts } = (await (await fetch(`${sandboxUrl}/_sandbox/receipts`)).json()) as { receipts: HeldReceipt[] }
+  const live = new Map<string, number>()
+  for (const r of receipts) if (r.status === 'issued') live.set(`${r.provider}\u0000${r.key}`, (live.get(`${r.provider}\u0000${r.key}`) ?? 0) + 1)
+  const out: Record<string, { max: number; extra: number }> = {}
+  for (const [k, n] of live) {
+    const p = k.slice(0, k.indexOf('\u0000'))
+    const o = (out[p] ??= { max: 0, extra: 0 })
+    o.max = Math.max(o.max, n)
+    o.extra += n - 1
+  }
+  return out
+}
+
+const DEDUPLICATING = ['portone', 'portone-v2', 'payssam'] as const
+
+/**
+ * The bad rows of the day, as JSONL: every kind of field problem import must name (`line N: field:
+ * reason`) and `--skip-invalid` must skip, next to two good rows that must go through.
+ */
+function badRowsJsonl(businessDate: string): { text: string; good: string[]; bad: number } {
+  const paidAt = `${businessDate}T03:00:00+00:00`
+  const base = (id: string, over: Record<string, unknown> = {}) => ({
+    transaction_id: id,
+    merchant_id: 'm-clinic',
+    provider: 'portone-v2',
+    payment_ref: `pay-${id}`,
+    method: 'bank_transfer',
+    amount: '12000',
+    paid_at: paidAt,
+    identifier: '',
+    status: 'completed',
+    ...over,
+  })
+  const rows = [
+    base('CHBAD-GOOD-1'),
+    base('CHBAD-ARRAY', { amount: [12000] }),
+    base('CHBAD-OBJECT', { order_name: { name: 'x' } }),
+    base('CHBAD-BOOL', { status: true }),
+    base('CHBAD-NUL', { order_name: 'before\u0000after' }),
+    base('CHBAD-LONGKEY', { payment_ref: `pay-${'x'.repeat(300)}` }),
+    // One payment_ref at two merchants of one provider: import names the second as a clash.
+    base('CHBAD-SHARED-A', { payment_ref: 'pay-shared-in-file', merchant_id: 'm-clinic' }),
+    base('CHBAD-SHARED-B', { payment_ref: 'pay-shared-in-file', merchant_id: 'm-academy' }),
+    base('CHBAD-GOOD-2', { provider: 'nts', payment_ref: '', merchant_id: 'm-academy' }),
+  ]
+  return { text: rows.map((r) => JSON.stringify(r)).join('\n') + '\n', good: ['CHBAD-GOOD-1', 'CHBAD-GOOD-2'], bad: rows.length - 2 }
+}
+
 export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
   const log = opts.log ?? (() => {})
+  const on = (p: Phase) => (opts.phases ?? PHASES).includes(p)
   const seed = opts.seed ?? 42
   const db = await createTestDatabase()
-  const redisDir = await mkdtemp(join(tmpdir(), 'cr-chaos-redis-'))
+  let redisDir = await mkdtemp(join(tmpdir(), 'cr-chaos-redis-'))
   const redisPort = await freePort()
   let redisChild = await startRedis(redisPort, redisDir)
   const redisUrl = `redis://127.0.0.1:${redisPort}`
@@ -124,28 +262,48 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     QUEUE_PREFIX: prefix,
     LOG_LEVEL: 'info',
     LOG_PRETTY: 'false',
-    WORKER_CONCURRENCY: '8',
+    WORKER_CONCURRENCY: String(opts.concurrency),
     WORKER_ATTEMPTS: '8',
-    WORKER_BACKOFF_MS: '200',
+    WORKER_BACKOFF_MS: String(WORKER_BACKOFF_MS),
     WORKER_LOCK_MS: '4000',
     WORKER_STALLED_INTERVAL_MS: '2000',
     WORKER_LEASE_MS: '4000',
-    HTTP_READ_TIMEOUT_MS: '1500',
+    HTTP_READ_TIMEOUT_MS: String(HTTP_READ_TIMEOUT_MS),
     HTTP_CONNECT_TIMEOUT_MS: '1000',
-    // A worker SIGKILLed between its send and the answer leaves an NTS receipt whose fate only a
-    // lookup after the commit window may decide. The sandbox commits within its injected latency
-    // (≤ 50 ms) or never, so 5 s is a safe window here; the 10-minute production default would
-    // outlast the run.
-    NTS_COMMIT_WINDOW_MS: '5000',
+    // An NTS request whose answer was lost may commit up to the slow_commit latency later; a lookup
+    // is trusted only after the window since the last send, so the window must exceed that latency
+    // (the 10-minute production default would outlast the run).
+    NTS_COMMIT_WINDOW_MS: String(opts.slowCommitLatencyMs + 1_500),
+    // The recovery pass in every worker: often, with a short grace, so a Redis that lost its data is
+    // refilled within seconds.
+    RECOVERY_INTERVAL_MS: '2000',
+    RECOVERY_GRACE_MS: '3000',
+    // A worker that cannot reach Postgres for this long exits; the pg_terminate phase must not reach it.
+    DB_UNREACHABLE_EXIT_MS: '60000',
   }
   const sandbox = await startSandbox(baseEnv, opts.faults, seed, sink)
   const env = { ...baseEnv, SANDBOX_URL: sandbox.url }
-  const app = createApp(loadDemoConfig(env), { logger: pino({ level: 'warn' }) })
-  const workers: (ChildProcess | undefined)[] = []
+  // Its own log goes to stderr: stdout carries the result (`--json`).
+  const app = createApp(loadDemoConfig(env), { logger: pino({ level: 'warn' }, pino.destination(2)) })
+  const setFaults = async (spec: string) => {
+    const r = await fetch(`${sandbox.url}/_sandbox/faults`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ spec }) })
+    if (!r.ok) throw new Error(`setting faults failed: ${r.status} ${await r.text()}`)
+  }
+
+  interface WorkerSlot {
+    child: ChildProcess
+    /** Killed or stopped by the harness on purpose. */
+    deliberate: boolean
+  }
+  const workers: WorkerSlot[] = []
+  let unexpectedExits = 0
   const figures: Record<string, number> = {}
-  let workerKills = 0
   const cleanup = async () => {
-    for (const w of workers) w?.kill('SIGKILL')
+    for (const w of workers) {
+      w.deliberate = true
+      w.child.kill('SIGCONT')
+      w.child.kill('SIGKILL')
+    }
     sandbox.child.kill('SIGKILL')
     await app.close().catch(() => {})
     redisChild.kill('SIGKILL')
@@ -161,92 +319,319 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     const dir = await mkdtemp(join(tmpdir(), 'cr-chaos-'))
     await writeFile(join(dir, 'day.csv'), toCsv(day))
     const imported = await importTransactions(app.db(), app.config.dataKeys, join(dir, 'day.csv'), { nowMs: Date.now() })
-    await rm(dir, { recursive: true, force: true })
     if (!imported.written) throw new Error(`import failed: ${JSON.stringify(imported.errors.slice(0, 3))}`)
+
+    // Bad rows: import skips exactly the bad ones (each named), settle refuses what got past import.
+    let badRows = 0
+    let importRejected = 0
+    let directRows = 0
+    if (on('bad_rows')) {
+      const bad = badRowsJsonl(businessDate)
+      await writeFile(join(dir, 'bad.jsonl'), bad.text)
+      const strict = await importTransactions(app.db(), app.config.dataKeys, join(dir, 'bad.jsonl'), { nowMs: Date.now() })
+      if (strict.written) throw new Error('import without --skip-invalid wrote a file with bad rows')
+      const skipped = await importTransactions(app.db(), app.config.dataKeys, join(dir, 'bad.jsonl'), { nowMs: Date.now(), skipInvalid: true })
+      if (!skipped.written) throw new Error(`import --skip-invalid wrote nothing: ${JSON.stringify(skipped.errors.slice(0, 3))}`)
+      badRows = bad.bad
+      importRejected = new Set(skipped.errors.map((e) => e.line)).size
+      for (const e of skipped.errors) log(`import rejected line ${e.line}: ${e.field}: ${e.message}`)
+      // Rows past the importer (an older version, a hand-written INSERT): settle's isolation refuses
+      // a payment_ref another merchant's transaction holds and one too long for the key index.
+      // Random hex does not compress: 6,000 characters stay far above the btree row limit.
+      const long = `pay-${randomBytes(3_000).toString('hex')}`
+      const direct = [
+        { id: 'CHDIRECT-A', merchant: 'm-clinic', ref: 'pay-shared-direct' },
+        { id: 'CHDIRECT-B', merchant: 'm-academy', ref: 'pay-shared-direct' },
+        { id: 'CHDIRECT-LONG', merchant: 'm-shop', ref: long },
+      ]
+      const c = new pg.Client({ connectionString: db.url })
+      await c.connect()
+      try {
+        for (const d of direct) {
+          await c.query(
+            `INSERT INTO cash_transactions (transaction_id, merchant_id, provider, payment_ref, method, amount, paid_at, business_date, content_hash)
+             VALUES ($1, $2, 'portone-v2', $3, 'bank_transfer', 33000, $4, $5, $6)`,
+            [d.id, d.merchant, d.ref, `${businessDate}T03:00:00Z`, businessDate, `direct-${d.id}`],
+          )
+          directRows++
+        }
+      } finally {
+        await c.end()
+      }
+    }
+    await rm(dir, { recursive: true, force: true })
+
     const settled = await settleDay(
       { db: app.db(), queue: app.receiptsQueue(), logger: app.logger, chunkSize: 500, maxWaiting: 1_000_000 },
       { businessDate, trigger: 'manual' },
     )
     log(`chaos: ${settled.created} receipts to issue, ${settled.skipped} skipped; ${opts.workers} workers`)
 
-    const startWorker = (i: number) => (workers[i] = spawnCli(['worker'], env, sink))
+    const startWorker = (i: number) => {
+      const slot: WorkerSlot = { child: spawnCli(['worker'], env, sink), deliberate: false }
+      slot.child.once('exit', (code, signal) => {
+        if (!slot.deliberate) {
+          unexpectedExits++
+          log(`chaos: worker ${i} exited by itself (code ${code}, signal ${signal})`)
+        }
+      })
+      workers[i] = slot
+    }
+    const kill = (i: number) => {
+      workers[i]!.deliberate = true
+      workers[i]!.child.kill('SIGKILL')
+    }
     for (let i = 0; i < opts.workers; i++) startWorker(i)
 
-    const open = async () => {
-      const r = await app.db().selectFrom('receipts').select((eb) => eb.fn.countAll<number>().as('n')).where('state', 'in', ['pending', 'issuing', 'cancelling']).executeTakeFirstOrThrow()
+    const count = async (states: string[]) => {
+      const r = await app.db().selectFrom('receipts').select((eb) => eb.fn.countAll<number>().as('n')).where('state', 'in', states as never).executeTakeFirstOrThrow()
       return Number(r.n)
     }
+    const open = () => count(['pending', 'issuing', 'cancelling'])
+    // The faults start once the workers are at work (tsx start-up takes seconds on a loaded machine):
+    // 5% of the day issued.
     const t0 = Date.now()
-    let redisRestarted = false
-    let pgTerminated = false
-    // Faults phase: until 80% of receipts are settled (or time runs out), keep killing.
-    for (;;) {
-      await new Promise((r) => setTimeout(r, opts.killEveryMs))
-      const remaining = await open()
-      const done = 1 - remaining / Math.max(1, settled.created)
-      const victim = workerKills % opts.workers
-      workers[victim]!.kill('SIGKILL')
-      workerKills++
-      startWorker(victim)
-      if (!redisRestarted && done >= 0.3) {
-        redisRestarted = true
-        log('chaos: restarting Redis (AOF keeps the queue)')
-        // Listen for the exit before asking: SHUTDOWN closes the connection without a reply.
-        const exited = new Promise((r) => redisChild.once('exit', r))
-        const admin = new Redis(redisUrl, { maxRetriesPerRequest: 0, retryStrategy: () => null, autoResendUnfulfilledCommands: false })
-        admin.on('error', () => {})
-        await admin.call('SHUTDOWN').catch(() => {})
-        admin.disconnect()
-        await exited
-        redisChild = await startRedis(redisPort, redisDir)
-      }
-      if (!pgTerminated && done >= 0.5) {
-        pgTerminated = true
-        const c = new pg.Client({ connectionString: db.url })
-        await c.connect()
-        const t = await c.query(`SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'cash-receipts' AND pid <> pg_backend_pid()`)
-        figures.pg_backends_terminated = t.rows[0].n
-        await c.end()
-        log(`chaos: terminated ${figures.pg_backends_terminated} Postgres connections`)
-      }
-      if (done >= 0.8 || Date.now() - t0 > opts.timeoutMs / 2) break
-    }
-    figures.worker_kills = workerKills
-    figures.redis_restarts = redisRestarted ? 1 : 0
+    const warm = Math.max(1, Math.floor(settled.created * 0.05))
+    while ((await count(['issued'])) < warm && Date.now() - t0 < opts.timeoutMs / 4) await sleep(200)
+    const tStart = Date.now()
+    log(`chaos: workers at work after ${((tStart - t0) / 1000).toFixed(1)} s`)
 
-    // Faults stop. Workers finish what they have, then one re-drive of what failed.
-    await fetch(`${sandbox.url}/_sandbox/faults`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ spec: '' }) })
+    // Per-provider live receipts per key, sampled during the run (a duplicate at a deduplicating
+    // provider must never exist, not only be gone at the end).
+    const maxLive: Record<string, number> = {}
+    const sampleLive = async () => {
+      for (const [p, v] of Object.entries(await livePerKey(sandbox.url))) maxLive[p] = Math.max(maxLive[p] ?? 0, v.max)
+    }
+
+    let stopped = -1
+    let workerKills = 0
+    let killsDone = false
+    const killLoop = (async () => {
+      if (!on('kills')) return
+      while (!killsDone) {
+        await sleep(opts.killEveryMs)
+        if (killsDone) break
+        let victim = workerKills % opts.workers
+        if (victim === stopped) victim = (victim + 1) % opts.workers
+        if (victim === stopped) continue
+        kill(victim)
+        workerKills++
+        startWorker(victim)
+      }
+    })()
+
+    let gap = 0
+    const at = (n: number) => sleep(Math.max(0, tStart + n * opts.phaseGapMs - Date.now()))
+    const phases: Promise<void>[] = []
+    if (on('slow_commit')) {
+      const n = gap++
+      phases.push(
+        (async () => {
+          await at(n)
+          const before = (await (await fetch(`${sandbox.url}/_sandbox/stats`)).json()) as { providers: { nts: { requests: number } } }
+          log(`chaos: NTS answers after ${opts.slowCommitLatencyMs} ms (read timeout ${HTTP_READ_TIMEOUT_MS} ms) for ${opts.slowCommitMs} ms`)
+          await setFaults(`${opts.faults};nts:latency=${opts.slowCommitLatencyMs}`)
+          await sleep(opts.slowCommitMs)
+          await setFaults(opts.faults)
+          const after = (await (await fetch(`${sandbox.url}/_sandbox/stats`)).json()) as { providers: { nts: { requests: number } } }
+          figures.slow_commit_nts_requests = after.providers.nts.requests - before.providers.nts.requests
+        })(),
+      )
+    }
+    if (on('sigstop')) {
+      const n = gap++
+      phases.push(
+        (async () => {
+          await at(n)
+          stopped = opts.workers - 1
+          const w = workers[stopped]!
+          w.deliberate = true
+          log(`chaos: SIGSTOP worker ${stopped} for ${opts.stopMs} ms (lease 4000 ms, call budget 19500 ms)`)
+          w.child.kill('SIGSTOP')
+          await sleep(opts.stopMs)
+          w.child.kill('SIGCONT')
+          // Running again: from here on it must stay alive like any other worker.
+          w.deliberate = false
+          stopped = -1
+          figures.sigstop_ms = opts.stopMs
+        })(),
+      )
+    }
+    if (on('redis_restart')) {
+      const n = gap++
+      phases.push(
+        (async () => {
+          await at(n)
+          log('chaos: restarting Redis (AOF keeps the queue)')
+          // Listen for the exit before asking: SHUTDOWN closes the connection without a reply.
+          const exited = new Promise((r) => redisChild.once('exit', r))
+          const admin = new Redis(redisUrl, { maxRetriesPerRequest: 0, retryStrategy: () => null, autoResendUnfulfilledCommands: false })
+          admin.on('error', () => {})
+          await admin.call('SHUTDOWN').catch(() => {})
+          admin.disconnect()
+          await exited
+          redisChild = await startRedis(redisPort, redisDir)
+          figures.redis_restarts = 1
+        })(),
+      )
+    }
+    if (on('redis_lost')) {
+      const n = gap++
+      phases.push(
+        (async () => {
+          await at(n)
+          const openBefore = await open()
+          log(`chaos: Redis lost (SIGKILL, AOF removed, ${opts.redisDownMs} ms down, started empty) with ${openBefore} receipts open`)
+          const exited = new Promise((r) => redisChild.once('exit', r))
+          redisChild.kill('SIGKILL')
+          await exited
+          await rm(redisDir, { recursive: true, force: true })
+          redisDir = await mkdtemp(join(tmpdir(), 'cr-chaos-redis-'))
+          await mkdir(redisDir, { recursive: true })
+          await sleep(opts.redisDownMs)
+          redisChild = await startRedis(redisPort, redisDir)
+          figures.redis_lost = 1
+          figures.redis_lost_open_receipts = openBefore
+        })(),
+      )
+    }
+    if (on('pg_terminate')) {
+      const n = gap++
+      phases.push(
+        (async () => {
+          await at(n)
+          let total = 0
+          const c = new pg.Client({ connectionString: db.url })
+          await c.connect()
+          try {
+            for (let k = 0; k < opts.pgTerminations; k++) {
+              const t = await c.query(`SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'cash-receipts' AND pid <> pg_backend_pid()`)
+              total += t.rows[0].n as number
+              await sleep(opts.pgTerminateEveryMs)
+            }
+          } finally {
+            await c.end()
+          }
+          figures.pg_backends_terminated = total
+          log(`chaos: terminated ${total} Postgres connections in ${opts.pgTerminations} rounds`)
+        })(),
+      )
+    }
+    // Sample live receipts per key while the phases run.
+    let sampling = true
+    const sampler = (async () => {
+      while (sampling) {
+        await sampleLive().catch(() => {})
+        await sleep(2_000)
+      }
+    })()
+    await Promise.all(phases)
+    // Full size: the base faults and the kills go on until most of the day is done.
+    while (Date.now() - tStart < opts.timeoutMs / 2) {
+      const done = 1 - (await open()) / Math.max(1, settled.created)
+      if (done >= opts.faultsUntilDone || !on('kills')) break
+      await sleep(1_000)
+    }
+    killsDone = true
+    await killLoop
+    figures.worker_kills = workerKills
+    figures.faults_seconds = Math.round((Date.now() - tStart) / 100) / 10
+
+    // Faults stop. Workers finish what they have (recovering what Redis lost), then one re-drive.
+    await setFaults('')
     const faultsStopped = Date.now()
     const deadline = faultsStopped + opts.timeoutMs / 2
-    while ((await open()) > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 500))
+    while ((await open()) > 0 && Date.now() < deadline) await sleep(500)
     const rd = await redrive({ db: app.db(), queue: app.receiptsQueue(), logger: app.logger, todayKst: businessDate }, {})
     figures.redriven = rd.count
-    while ((await open()) > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 500))
+    while ((await open()) > 0 && Date.now() < deadline) await sleep(500)
     figures.seconds_faults_stopped_to_terminal = Math.round((Date.now() - faultsStopped) / 100) / 10
+    sampling = false
+    await sampler
+    await sampleLive()
+
+    // Every run reaches finished without an operator (the recovery pass in the workers closes it).
+    const runsDeadline = Date.now() + 15_000
+    const unfinishedRuns = async () => Number((await app.db().selectFrom('settlement_runs').select((eb) => eb.fn.countAll<number>().as('n')).where('status', '<>', 'finished').executeTakeFirstOrThrow()).n)
+    while ((await unfinishedRuns()) > 0 && Date.now() < runsDeadline) await sleep(500)
+    const runsOpen = await unfinishedRuns()
+
+    // Duplicates at NTS (which does not deduplicate) before reconcile, then reconcile repairs them.
+    const beforeReconcile = await livePerKey(sandbox.url)
+    const ntsExtra = beforeReconcile.nts?.extra ?? 0
+    const rec = await reconcileDay({ db: app.db(), providers: app.providers(), logger: app.logger, cancelDuplicates: true }, businessDate, businessDate)
+    const afterReconcile = await livePerKey(sandbox.url)
+    const dupRows = await app.db().selectFrom('provider_duplicates').select(['provider', 'repaired_at']).execute()
+    const dupRepaired = dupRows.filter((d) => d.repaired_at !== null).length
     figures.total_seconds = Math.round((Date.now() - t0) / 100) / 10
-    for (const w of workers) w?.kill('SIGTERM')
+
+    // Workers: every one the harness did not kill is still running.
+    const workersAlive = workers.filter((w) => w.child.exitCode === null && w.child.signalCode === null).length
+    for (const w of workers) {
+      w.deliberate = true
+      w.child.kill('SIGTERM')
+    }
+    const fenced = (sink.out.match(/call not made/g) ?? []).length
+    const takenOver = (sink.out.match(/"outcome":"taken-over"/g) ?? []).length
 
     const states = await app.db().selectFrom('receipts').select(['state']).select((eb) => eb.fn.countAll<number>().as('n')).where('kind', '=', 'issue').groupBy('state').execute()
     const by = Object.fromEntries(states.map((s) => [s.state, Number(s.n)])) as Record<string, number>
     const unclassified = await app.db().selectFrom('receipts').select((eb) => eb.fn.countAll<number>().as('n')).where('state', '=', 'failed').where((eb) => eb.or([eb('error_class', 'is', null), eb('error_code', 'is', null)])).executeTakeFirstOrThrow()
-    const failures = await app
-      .db()
-      .selectFrom('receipts')
-      .select(['id', 'provider', 'state', 'error_class', 'error_code', 'error_message', 'needs_lookup', 'attempts', 'redrive_count'])
-      .where('state', '=', 'failed')
-      .limit(20)
-      .execute()
+    const failures = await app.db().selectFrom('receipts').select(['id', 'provider', 'state', 'error_class', 'error_code', 'error_message', 'needs_lookup', 'attempts', 'redrive_count']).where('state', '=', 'failed').limit(20).execute()
     for (const f of failures) log(`failed receipt ${JSON.stringify(f)}`)
+    // Every transaction of the day: a receipt in a terminal state, or refused by settle with a reason.
+    const txs = Number((await app.db().selectFrom('cash_transactions').select((eb) => eb.fn.countAll<number>().as('n')).where('business_date', '=', businessDate).executeTakeFirstOrThrow()).n)
+    const rejected = await app
+      .db()
+      .selectFrom('settle_rejections as s')
+      .select(['s.code', 's.message'])
+      .where('s.trade_date', '=', businessDate)
+      .where(({ not, exists, selectFrom }) => not(exists(selectFrom('receipts as r').select('r.id').whereRef('r.transaction_id', '=', 's.transaction_id').where('r.kind', '=', 'issue'))))
+      .execute()
+    const rejectedWithReason = rejected.filter((r) => r.code && r.message).length
     const stats = (await (await fetch(`${sandbox.url}/_sandbox/stats`)).json()) as { providers: Record<string, { issued: number; cancelled: number }>; max_live_receipts_per_key: number; max_receipts_per_key: number }
     const live = Object.values(stats.providers).reduce((n, p) => n + p.issued - p.cancelled, 0)
     const terminal = (by.issued ?? 0) + (by.skipped ?? 0) + (by.failed ?? 0) + (by.cancelled ?? 0)
-    Object.assign(figures, { transactions: opts.transactions, issued: by.issued ?? 0, skipped: by.skipped ?? 0, failed: by.failed ?? 0, sandbox_live: live, sandbox_max_receipts_per_key: stats.max_receipts_per_key })
+    const dedupMax = Math.max(0, ...DEDUPLICATING.map((p) => maxLive[p] ?? 0))
+    Object.assign(figures, {
+      transactions: txs,
+      receipts: terminal,
+      issued: by.issued ?? 0,
+      skipped: by.skipped ?? 0,
+      failed: by.failed ?? 0,
+      bad_rows: badRows,
+      import_rejected: importRejected,
+      direct_rows: directRows,
+      settle_rejected: rejected.length,
+      sandbox_live: live,
+      sandbox_issued: Object.values(stats.providers).reduce((n, p) => n + p.issued, 0),
+      max_live_per_key_deduplicating: dedupMax,
+      nts_max_live_per_key_before_reconcile: beforeReconcile.nts?.max ?? 0,
+      nts_duplicates_before_reconcile: ntsExtra,
+      duplicates_recorded: dupRows.length,
+      duplicates_cancelled: dupRepaired,
+      reconcile_duplicates: rec.duplicates.length,
+      max_live_receipts_per_key: stats.max_live_receipts_per_key,
+      max_receipts_per_key: stats.max_receipts_per_key,
+      fenced_sends: fenced,
+      jobs_taken_over: takenOver,
+      worker_unexpected_exits: unexpectedExits,
+    })
     const checks: ChaosCheck[] = [
-      { name: 'every transaction in a terminal state', ok: terminal === opts.transactions, value: `${terminal}/${opts.transactions}` },
+      { name: 'every transaction terminal or rejected with a reason', ok: terminal + rejectedWithReason === txs && rejected.length === rejectedWithReason, value: `${terminal} + ${rejectedWithReason} rejected = ${txs}` },
+      ...(on('bad_rows')
+        ? [
+            { name: 'bad rows: import rejected each one, settle the rest', ok: importRejected === badRows - 1 && rejected.length === 2, value: `import ${importRejected}/${badRows - 1}, settle ${rejected.length}/2` },
+          ]
+        : []),
       { name: 'ledger issued = sandbox live receipts', ok: (by.issued ?? 0) === live, value: `${by.issued ?? 0} = ${live}` },
-      { name: 'max_live_receipts_per_key = 1', ok: stats.max_live_receipts_per_key === 1, value: stats.max_live_receipts_per_key },
-      { name: 'zero receipts stuck in issuing', ok: !by.issuing && !by.pending, value: (by.issuing ?? 0) + (by.pending ?? 0) },
+      { name: 'max live receipts per key = 1 at deduplicating providers', ok: dedupMax <= 1, value: dedupMax },
+      { name: 'NTS duplicates recorded and cancelled by reconcile', ok: dupRows.length >= ntsExtra && dupRepaired === dupRows.length, value: `${ntsExtra} found, ${dupRows.length} recorded, ${dupRepaired} cancelled` },
+      { name: 'max live receipts per key = 1 after reconcile', ok: stats.max_live_receipts_per_key === 1 && Object.values(afterReconcile).every((v) => v.max <= 1), value: stats.max_live_receipts_per_key },
+      { name: 'zero receipts stuck in issuing or pending', ok: !by.issuing && !by.pending, value: (by.issuing ?? 0) + (by.pending ?? 0) },
       { name: 'every failure has a class and code', ok: Number(unclassified.n) === 0, value: Number(unclassified.n) },
+      { name: 'no worker process lost', ok: unexpectedExits === 0 && workersAlive === opts.workers, value: `${workersAlive}/${opts.workers} alive, ${unexpectedExits} exited by themselves` },
+      { name: 'every settlement run finished', ok: runsOpen === 0, value: runsOpen },
       { name: 'faults stopped → all terminal (s)', ok: true, value: figures.seconds_faults_stopped_to_terminal! },
     ]
     return { ok: checks.every((c) => c.ok), checks, figures, workerOutput: sink.out, databaseUrl: db.url, redisUrl, cleanup }

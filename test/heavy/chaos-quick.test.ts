@@ -1,6 +1,8 @@
 /**
- * The chaos harness in quick mode, part of `npm test`: worker processes SIGKILLed every 2 s, sandbox
- * faults, a Redis restart and terminated Postgres connections — and afterwards every check holds.
+ * The chaos harness in quick mode, part of `npm test`: every fault phase (worker processes SIGKILLed,
+ * a slow commit at NTS past the read timeout, a worker SIGSTOPped past its lease, a Redis restart, a
+ * Redis lost without persistence, Postgres connections terminated again and again, bad rows in the
+ * day) with sandbox faults throughout — and afterwards every check holds.
  * Also scans everything the run left behind (worker logs, every Redis key and value, every text
  * column in Postgres) for the raw identifiers it imported.
  */
@@ -15,7 +17,7 @@ let result: ChaosResult
 
 beforeAll(async () => {
   result = await runChaos({ ...QUICK, seed: 7 })
-}, 300_000)
+}, 480_000)
 
 afterAll(async () => {
   await result?.cleanup()
@@ -23,8 +25,16 @@ afterAll(async () => {
 
 it('keeps the one rule under faults: nothing issued twice, nothing lost', () => {
   expect(result.ok, formatChaos(result)).toBe(true)
+  // Every phase ran.
   expect(result.figures.worker_kills).toBeGreaterThan(0)
+  expect(result.figures.slow_commit_nts_requests).toBeGreaterThan(0)
+  expect(result.figures.sigstop_ms).toBeGreaterThan(19_500)
   expect(result.figures.redis_restarts).toBe(1)
+  expect(result.figures.redis_lost).toBe(1)
+  expect(result.figures.pg_backends_terminated).toBeGreaterThan(0)
+  expect(result.figures.import_rejected).toBeGreaterThan(0)
+  expect(result.figures.settle_rejected).toBe(2)
+  expect(result.figures.worker_unexpected_exits).toBe(0)
 })
 
 it('leaves no raw identifier in logs, Redis or any Postgres text column', async () => {

@@ -59,6 +59,31 @@ describe('PortOne V2 through the official @portone/server-sdk', () => {
   })
 })
 
+describe('PortOne V2 ISSUE_FAILED as the official SDK reads it', () => {
+  it('a PG failure leaves a receipt the SDK parses as ISSUE_FAILED, and a later issue replaces it', async () => {
+    const receipts = PortOneClient({ secret: 'v2-secret-sdkfail', baseUrl: sandbox.url, storeId: 'store-sdkfail' }).payment.cashReceipt
+    const paymentId = `sdk-fail-${Date.now()}`
+    const body = {
+      paymentId,
+      channelKey: 'channel-sdk',
+      type: 'PERSONAL' as const,
+      orderName: '수강료',
+      currency: 'KRW' as const,
+      amount: { total: 22_000 },
+      customer: { identityNumber: '01012345678', identityNumberType: 'PHONE' as const },
+    }
+    sandbox.forceNext('portone-v2', ['5xx'])
+    const failed = await receipts.issueCashReceipt(body).catch((e: unknown) => e)
+    expect((failed as { data?: { type?: string } }).data?.type).toBe('PG_PROVIDER')
+    const read = await receipts.getCashReceiptByPaymentId({ paymentId })
+    expect(read.status).toBe('ISSUE_FAILED')
+    expect(read.paymentId).toBe(paymentId)
+    // The SDK sends no Idempotency-Key, so its retry is a new request.
+    expect((await receipts.issueCashReceipt(body)).cashReceipt.issueNumber).toMatch(/^\d{9}$/)
+    expect((await receipts.getCashReceiptByPaymentId({ paymentId })).status).toBe('ISSUED')
+  })
+})
+
 describe('PortOne V1 with plain HTTP, as documented', () => {
   const base = () => `${sandbox.url}/portone`
 

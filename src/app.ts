@@ -181,7 +181,13 @@ export function createApp(config: AppConfig, overrides: AppOverrides = {}): App 
     },
     providers() {
       if (!providerSource) {
-        const throttles = new ThrottleRegistry({ redis: app.redis(), prefix: config.queuePrefix, logger, highWater: Math.max(8, config.worker.concurrency) })
+        const throttles = new ThrottleRegistry({
+          redis: app.redis(),
+          prefix: config.queuePrefix,
+          logger,
+          highWater: Math.max(8, config.worker.concurrency),
+          dispatch: config.dispatch,
+        })
         closers.unshift(() => throttles.close())
         providerSource = createProviderSource({
           config,

@@ -77,6 +77,17 @@ export interface AppConfig {
     /** How long an `issuing` claim is owned by one worker before another may take it over. */
     readonly leaseMs: number
   }
+  /** How worker slots are handed to credentials and providers (docs/dispatch.md). */
+  readonly dispatch: {
+    /** Longest a worker slot waits inside the limiter; a call that cannot start sooner is deferred (delayed, no attempt used). */
+    readonly maxWaitMs: number
+    /** Consecutive timeouts, 5xx or unknown outcomes that open a provider's or a credential's circuit. */
+    readonly circuitFailures: number
+    /** How long an open circuit stays open before one probe call is let through (half-open). */
+    readonly circuitHalfOpenMs: number
+    /** Calls in flight per provider in one worker process (<PREFIX>_MAX_IN_FLIGHT; default half of WORKER_CONCURRENCY). */
+    readonly providerMaxInFlight: Readonly<Record<ProviderName, number>>
+  }
   readonly settle: {
     readonly chunkSize: number
     /** Backpressure: settle pauses while the issue queue has more waiting jobs than this. */
@@ -296,10 +307,11 @@ function providerVars<P extends ProviderPrefix>(p: P, commitWindowMs: number) {
     [`${p}_MIN_TIME_MS`]: int(0, 0),
     [`${p}_MAX_PER_SECOND`]: optionalInt(1),
     [`${p}_DAILY_QUOTA`]: optionalInt(1),
+    [`${p}_MAX_IN_FLIGHT`]: optionalInt(1),
   } as {
     [K in `${P}_BASE_URL`]: ReturnType<typeof url>
   } & { [K in `${P}_MAX_CONCURRENT` | `${P}_MIN_TIME_MS` | `${P}_COMMIT_WINDOW_MS`]: ReturnType<typeof int> } & {
-    [K in `${P}_MAX_PER_SECOND` | `${P}_DAILY_QUOTA`]: ReturnType<typeof optionalInt>
+    [K in `${P}_MAX_PER_SECOND` | `${P}_DAILY_QUOTA` | `${P}_MAX_IN_FLIGHT`]: ReturnType<typeof optionalInt>
   }
 }
 
@@ -333,6 +345,9 @@ const envVars = z.object({
   HTTP_READ_TIMEOUT_MS: int(15_000, 1),
   MERCHANTS_FILE: merchantsFileVar,
   WORKER_CONCURRENCY: int(16, 1),
+  DISPATCH_MAX_WAIT_MS: int(50, 0),
+  CIRCUIT_FAILURES: int(5, 1),
+  CIRCUIT_HALF_OPEN_MS: int(10_000, 100),
   WORKER_ATTEMPTS: int(6, 1),
   WORKER_BACKOFF_MS: int(5_000, 0),
   WORKER_LOCK_MS: int(60_000, 1_000),
@@ -453,6 +468,15 @@ function configSchema(defaults: ConfigDefaults) {
         lockDurationMs: e.WORKER_LOCK_MS,
         stalledIntervalMs: e.WORKER_STALLED_INTERVAL_MS,
         leaseMs: e.WORKER_LEASE_MS,
+      },
+      dispatch: {
+        maxWaitMs: e.DISPATCH_MAX_WAIT_MS,
+        circuitFailures: e.CIRCUIT_FAILURES,
+        circuitHalfOpenMs: e.CIRCUIT_HALF_OPEN_MS,
+        // Half the worker's slots by default: a provider that hangs can hold at most that many.
+        providerMaxInFlight: Object.fromEntries(
+          PROVIDERS.map((p) => [p, e[`${PROVIDER_ENV_PREFIX[p]}_MAX_IN_FLIGHT`] ?? Math.max(1, Math.ceil(e.WORKER_CONCURRENCY / 2))]),
+        ) as Record<ProviderName, number>,
       },
       settle: {
         chunkSize: e.SETTLE_CHUNK_SIZE,

@@ -168,6 +168,11 @@ export interface Transition {
   readonly error?: { readonly errorClass: string; readonly code: string | null; readonly message: string | null } | null
   readonly skipReason?: string
   readonly amounts?: { total: number; supply: number; vat: number; taxFree: number; serviceFee: number }
+  /**
+   * The attempt was put off before its call (a throttle deferral): the claim does not count, so
+   * `attempts` goes back down by the one the claim added.
+   */
+  readonly uncounted?: boolean
 }
 
 /** One transition of a row owned by `workerId`, with the attempt rows of the calls made for it. */
@@ -225,9 +230,11 @@ export async function applyTransitions(db: Db, items: readonly TransitionItem[])
         ${col((i) => t(i).skipReason ?? null)}::text[], ${col((i) => t(i).amounts !== undefined)}::boolean[],
         ${col((i) => t(i).amounts?.total ?? null)}::bigint[], ${col((i) => t(i).amounts?.supply ?? null)}::bigint[],
         ${col((i) => t(i).amounts?.vat ?? null)}::bigint[], ${col((i) => t(i).amounts?.taxFree ?? null)}::bigint[],
-        ${col((i) => t(i).amounts?.serviceFee ?? null)}::bigint[], ${col((i) => t(i).receipt?.provisional === true)}::boolean[]
+        ${col((i) => t(i).amounts?.serviceFee ?? null)}::bigint[], ${col((i) => t(i).receipt?.provisional === true)}::boolean[],
+        ${col((i) => t(i).uncounted === true)}::boolean[]
       ) AS d(id, worker, state, needs_lookup, terminal, has_receipt, approval_number, provider_receipt_id, receipt_url, issued_at,
-             has_error, error_class, error_code, error_message, skip_reason, has_amounts, total, supply, vat, tax_free, service_fee, provisional)
+             has_error, error_class, error_code, error_message, skip_reason, has_amounts, total, supply, vat, tax_free, service_fee, provisional,
+             uncounted)
     ),
     att AS (
       -- a request the send fence recorded as 'sent' is completed; any other call (lookups) is inserted
@@ -253,6 +260,7 @@ export async function applyTransitions(db: Db, items: readonly TransitionItem[])
       locked_by = NULL,
       locked_until = NULL,
       needs_lookup = COALESCE(d.needs_lookup, r.needs_lookup),
+      attempts = CASE WHEN d.uncounted THEN GREATEST(r.attempts - 1, 0) ELSE r.attempts END,
       finished_at = CASE WHEN d.terminal THEN now() ELSE r.finished_at END,
       approval_number = CASE WHEN d.has_receipt THEN d.approval_number ELSE r.approval_number END,
       provider_receipt_id = CASE WHEN d.has_receipt THEN d.provider_receipt_id ELSE r.provider_receipt_id END,

@@ -31,6 +31,7 @@ import { collectDefaultMetrics, Counter, Gauge, Registry, type Metric } from 'pr
 import type { Db } from '../db/database.ts'
 import { kstToday } from '../domain/index.ts'
 import { readLimiterStats, type LimiterStats } from '../throttle/limiter-stats.ts'
+import { readDispatchStats, type DispatchReading } from '../throttle/dispatch-stats.ts'
 
 /** Upper bounds (seconds) of the provider latency histogram. */
 export const LATENCY_BUCKETS_S = [0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30] as const
@@ -83,6 +84,7 @@ interface LedgerReading {
 interface RedisReading {
   readonly queues: { queue: string; counts: Record<string, number> }[]
   readonly limiters: LimiterStats[]
+  readonly dispatch: DispatchReading
 }
 
 interface Reading {
@@ -224,6 +226,32 @@ export function createMetrics(deps: MetricsDeps): Metrics {
     (l) => l.quotaUsed,
   )
 
+  new Counter({
+    name: 'cash_receipts_dispatch_deferred_total',
+    help: 'Provider calls put off before anything was sent (job delayed, no attempt used), by provider and reason (rate, concurrency, hold, circuit, provider_cap, quota, queue_full, timeout), across all worker processes.',
+    labelNames: ['provider', 'reason'],
+    registers: [registry],
+    async collect() {
+      const r = await read()
+      this.reset()
+      for (const d of r.redis?.dispatch.deferred ?? []) this.inc({ provider: d.provider, reason: d.reason }, d.n)
+    },
+  })
+
+  new Gauge({
+    name: 'cash_receipts_circuit_state',
+    help: 'Circuit breaker state (0 closed, 1 half-open, 2 open) of a provider (scope provider) or credential (scope credential), as last changed by any worker process.',
+    labelNames: ['scope', 'provider', 'circuit'],
+    registers: [registry],
+    async collect() {
+      const r = await read()
+      this.reset()
+      for (const c of r.redis?.dispatch.circuits ?? []) {
+        this.set({ scope: c.scope, provider: c.provider, circuit: c.name }, c.state === 'open' ? 2 : c.state === 'half_open' ? 1 : 0)
+      }
+    },
+  })
+
   new Gauge({
     name: 'cash_receipts_last_run_timestamp_seconds',
     help: 'Start time (Unix seconds) of the latest settlement run, by trigger (schedule|manual|redrive).',
@@ -349,8 +377,8 @@ async function readRedis(deps: MetricsDeps, nowMs: number): Promise<RedisReading
   const queues = await Promise.all(
     deps.queues.map(async (q) => ({ queue: q.name, counts: await q.getJobCounts(...JOB_STATES) })),
   )
-  const limiters = await readLimiterStats(deps.redis, deps.prefix, kstToday(nowMs), nowMs)
-  return { queues, limiters }
+  const [limiters, dispatch] = await Promise.all([readLimiterStats(deps.redis, deps.prefix, kstToday(nowMs), nowMs), readDispatchStats(deps.redis, deps.prefix)])
+  return { queues, limiters, dispatch }
 }
 
 /**

@@ -12,6 +12,7 @@ import {
   duplicatesSection,
 } from '../report/format-html.ts'
 import { html, trusted, type SafeHtml } from '../report/html.ts'
+import type { DispatchReading } from '../throttle/dispatch-stats.ts'
 import type { FailedReceipt, FailureFilter, RunRow } from './dashboard-data.ts'
 
 const DASHBOARD_CSS = `${REPORT_CSS}
@@ -49,7 +50,53 @@ export function layout(title: string, body: SafeHtml, opts: { refreshS?: number 
 const kst = (d: Date | null) =>
   d ? `${kstWallClock(d).slice(0, 19).replace('T', ' ')} KST` : ''
 
-export function runsPage(runs: readonly RunRow[]): string {
+/**
+ * Circuits that are not closed (a provider or credential cut off: its receipts wait, delayed) and the
+ * calls put off per provider, from what the workers publish (docs/dispatch.md).
+ */
+export function dispatchSection(d: DispatchReading | undefined): SafeHtml {
+  if (!d) return html``
+  const notClosed = d.circuits.filter((c) => c.state !== 'closed')
+  const byProvider = new Map<string, Map<string, number>>()
+  for (const x of d.deferred) {
+    const m = byProvider.get(x.provider) ?? new Map<string, number>()
+    m.set(x.reason, x.n)
+    byProvider.set(x.provider, m)
+  }
+  return html`<section id="dispatch">
+    <h2>Dispatch</h2>
+    ${notClosed.length
+      ? html`<table id="circuits">
+          <thead>
+            <tr><th>circuit</th><th>scope</th><th>provider</th><th>state</th><th>since</th></tr>
+          </thead>
+          <tbody>
+            ${notClosed.map(
+              (c) => html`<tr data-circuit="${c.name}">
+                <td>${c.name}</td><td>${c.scope}</td><td>${c.provider}</td><td>${c.state.replace('_', '-')}</td><td>${kst(new Date(c.since))}</td>
+              </tr>`,
+            )}
+          </tbody>
+        </table>`
+      : html`<p class="muted" id="circuits-closed">Every circuit is closed.</p>`}
+    ${byProvider.size
+      ? html`<table id="deferrals">
+          <thead>
+            <tr><th>provider</th><th>calls put off (job delayed, no attempt used), by reason</th></tr>
+          </thead>
+          <tbody>
+            ${[...byProvider].map(
+              ([provider, reasons]) => html`<tr data-provider="${provider}">
+                <td>${provider}</td><td>${[...reasons].map(([r, n]) => `${r} ${n}`).join(', ')}</td>
+              </tr>`,
+            )}
+          </tbody>
+        </table>`
+      : ''}
+  </section>`
+}
+
+export function runsPage(runs: readonly RunRow[], dispatch?: DispatchReading): string {
   const body = runs.length
     ? html`<section>
         <table id="runs">
@@ -94,7 +141,7 @@ export function runsPage(runs: readonly RunRow[]): string {
           <code>cash-receipts settle</code> starts one by hand.
         </p>
       </section>`
-  return layout('Settlement runs', body)
+  return layout('Settlement runs', html`${body}${dispatchSection(dispatch)}`)
 }
 
 function redriveForm(runId: number, count: number, filter: FailureFilter = {}): SafeHtml {

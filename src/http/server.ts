@@ -34,6 +34,7 @@ import { recentRuns, runFailures } from './dashboard-data.ts'
 import { BadRequestError, failureFilterOf, failuresQuery, parseParams, redriveBody, redriveFilter, runPageQuery } from './params.ts'
 import { createMetrics } from './metrics.ts'
 import { failuresPage, layout, runPage, runsPage } from './pages.ts'
+import { readDispatchStats } from '../throttle/dispatch-stats.ts'
 import { html } from '../report/html.ts'
 
 export interface DashboardDeps {
@@ -111,7 +112,8 @@ export function createDashboardApp(deps: DashboardDeps): express.Express {
   })
 
   app.get('/', async (_req, res) => {
-    res.type('html').send(runsPage(await recentRuns(deps.db)))
+    const [runs, dispatch] = await Promise.all([recentRuns(deps.db), readDispatchStats(deps.redis, deps.queuePrefix).catch(() => undefined)])
+    res.type('html').send(runsPage(runs, dispatch))
   })
 
   app.get('/runs/:id', async (req, res) => {

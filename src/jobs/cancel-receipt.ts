@@ -14,7 +14,7 @@ import type { Receipt } from '../db/schema.ts'
 import { cancelIdempotencyKey } from '../providers/keys.ts'
 import { kstToday, splitAmounts, type ProviderName } from '../domain/index.ts'
 import { cancelJobId, type JobPayloads, type ReceiptsQueue } from '../queue/queues.ts'
-import { attemptLog, noteReceipt, type IssueJobResult, type ReceiptJobInfo } from './issue-receipt.ts'
+import { attemptLog, DEFER, noteReceipt, type IssueJobResult, type ReceiptJobInfo } from './issue-receipt.ts'
 import type { ProviderSource } from './provider-source.ts'
 import type { Throttle } from '../throttle/throttle.ts'
 import { fenceOf, sendFence } from './lease.ts'
@@ -156,6 +156,8 @@ export function createCancelHandler(deps: CancelDeps) {
     const record = async (t: Transition) =>
       (await recordCancelOutcome(deps.db, { item: { receiptId: cancel.id, workerId: deps.workerId, transition: t, attempts: { receipt: cancel, jobId: job.id, rows: calls } }, parentId: parent.id, full })).owned
     let throttle: Throttle | undefined
+    /** Whether the cancel request went out in this attempt. */
+    let sent = false
 
     /** Runs the attempt up to the policy's decision; performs nothing itself. */
     async function attempt(): Promise<Settle> {
@@ -168,7 +170,7 @@ export function createCancelHandler(deps: CancelDeps) {
         // Read before the lookup is sent: a cancel sent earlier than the window may still take
         // effect after this lookup has answered "not cancelled yet" (see the issue handler).
         const windowLeftMs = await commitWindowLeftMs(deps.db, cancel.id, deps.commitWindowMs?.[cancel.provider] ?? 0)
-        const found = await t.schedule(() => provider.lookup(lookupReq, ctx))
+        const found = await t.schedule(() => provider.lookup(lookupReq, ctx), DEFER)
         const d = decideNow({ type: 'lookup', outcome: found, commitWindowLeftMs: windowLeftMs })
         if (d.type === 'settle') return d
         if (found.kind === 'issued' || found.kind === 'not_found') needsLookup = false
@@ -187,9 +189,12 @@ export function createCancelHandler(deps: CancelDeps) {
           },
           ctx,
         ),
+        DEFER,
       )
+      sent = true
       const d = decideNow({ type: 'call', outcome: o })
       if (d.type === 'settle') return d
+      // After a send the read-back is never put off: it waits for its turn.
       const found = await t.schedule(() => provider.lookup(lookupReq, ctx))
       return settled(decideNow({ type: 'read_back', outcome: found, after: o }))
     }
@@ -198,7 +203,7 @@ export function createCancelHandler(deps: CancelDeps) {
     try {
       d = await attempt()
     } catch (err) {
-      d = settled(decideNow(failureEvent(err)))
+      d = settled(decideNow(failureEvent(err, sent)))
     }
     return perform(d, job, token, { record, penalize: (ms) => throttle?.penalize(ms), onRecordError: (err) => settled(decideNow(failureEvent(err))) })
   }

@@ -52,6 +52,9 @@ export interface IssueDeps {
 
 export type IssueJobResult = JobResult
 
+/** A job's calls made before anything is sent: started within the dispatch wait or deferred (docs/dispatch.md). */
+export const DEFER = { defer: true } as const
+
 /**
  * What the worker's one outcome line per receipt names besides the job: filled by the handler as
  * soon as it knows the receipt row (no extra query), so it is there whether the job returns or throws.
@@ -94,6 +97,8 @@ export function createIssueHandler(deps: IssueDeps) {
     const finish = (t: Transition) => deps.ledger.transition({ receiptId: receipt.id, transition: t, attempts: { receipt, jobId: job.id, rows: calls } })
     // Assigned inside the attempt so a configuration error is recorded like any other failure.
     let throttle: Throttle | undefined
+    /** Whether the issue request went out in this attempt (a deferral after it leaves the outcome open). */
+    let sent = false
 
     /** Runs the attempt up to the policy's decision; performs nothing itself. */
     async function attempt(): Promise<Settle> {
@@ -105,7 +110,7 @@ export function createIssueHandler(deps: IssueDeps) {
         // Read before the lookup is sent: a request sent earlier than the window may still commit
         // after this lookup has answered, so only a lookup made after the window can clear the mark.
         const windowLeftMs = await commitWindowLeftMs(deps.db, receipt.id, deps.commitWindowMs?.[receipt.provider] ?? 0)
-        const found = await t.schedule(() => provider.lookup(lookupRequest(receipt), ctx))
+        const found = await t.schedule(() => provider.lookup(lookupRequest(receipt), ctx), DEFER)
         // A receipt found is recorded for what the provider holds (a Naver Pay cash part, a refund).
         const held = found.kind === 'issued' ? heldAmounts(found.receipt, amountsOfRow(receipt)) : undefined
         const d = decideNow({ type: 'lookup', outcome: found, commitWindowLeftMs: windowLeftMs, amounts: held })
@@ -129,7 +134,7 @@ export function createIssueHandler(deps: IssueDeps) {
         if (!provider.naverCashAmount || !tx.payment_ref) {
           return settled(decideNow({ type: 'invalid', code: 'NAVERPAY_UNSUPPORTED', message: 'naverpay needs provider portone and a payment_ref' }))
         }
-        const cash = await t.schedule(() => provider.naverCashAmount!(tx.payment_ref!, ctx))
+        const cash = await t.schedule(() => provider.naverCashAmount!(tx.payment_ref!, ctx), DEFER)
         if ('kind' in cash) return settled(decideNow({ type: 'naver_cash_amount', outcome: cash }))
         if (cash.amountTotal <= 0) return settled(decideNow({ type: 'nothing_to_issue', reason: 'naver pay cash amount is 0' }))
         amounts = { total: cash.amountTotal, supply: cash.amountSupply, vat: cash.amountVat, taxFree: 0, serviceFee: 0 }
@@ -143,9 +148,6 @@ export function createIssueHandler(deps: IssueDeps) {
       const pii = tx.pii_enc ? decryptPii(tx.pii_enc, deps.dataKeys, tx.transaction_id) : {}
       const identifier = receipt.self_issued ? SELF_ISSUE_NUMBER : pii.identifier
       if (!identifier) return settled(decideNow({ type: 'invalid', code: 'IDENTIFIER_MISSING', message: 'no buyer identifier and not self-issued' }))
-
-      const nowMs = now()
-      await t.takeQuota(kstToday(nowMs), msUntilKstMidnight(nowMs))
 
       const req: IssueRequest = {
         providerKey: receipt.provider_key,
@@ -161,9 +163,14 @@ export function createIssueHandler(deps: IssueDeps) {
         buyer: { name: pii.buyerName, email: pii.buyerEmail, tel: pii.buyerTel },
         merchantBusinessNumber: await deps.providers.merchantBusinessNumber(receipt.merchant_id),
       }
-      const issued = await t.schedule(() => provider.issue(req, ctx))
+      // Deferred (no slot within the dispatch wait, circuit open, …) the request is not sent. The
+      // daily quota is counted once the call has its slot.
+      const nowMs = now()
+      const issued = await t.schedule(() => provider.issue(req, ctx), { defer: true, quota: { kstDate: kstToday(nowMs), msUntilKstMidnight: msUntilKstMidnight(nowMs) } })
+      sent = true
       const d = decideNow({ type: 'call', outcome: issued, amounts: issued.kind === 'issued' ? heldAmounts(issued.receipt, amounts) : amounts })
       if (d.type === 'settle') return d
+      // After a send the read-back is never put off: it waits for its turn.
       const found = await t.schedule(() => provider.lookup(lookupRequest(receipt, amounts), ctx))
       return settled(decideNow({ type: 'read_back', outcome: found, after: issued, amounts: found.kind === 'issued' ? heldAmounts(found.receipt, amounts) : amounts }))
     }
@@ -172,7 +179,7 @@ export function createIssueHandler(deps: IssueDeps) {
     try {
       d = await attempt()
     } catch (err) {
-      d = settled(decideNow(failureEvent(err)))
+      d = settled(decideNow(failureEvent(err, sent)))
     }
     return perform(d, job, token, { record: finish, penalize: (ms) => throttle?.penalize(ms), onRecordError: (err) => settled(decideNow(failureEvent(err))) })
   }

@@ -23,7 +23,8 @@
  * |   issued, already_issued)               |                                         |                                    |
  * | nothing to issue (cancelled, refunded)  | skipped                                 | complete                           |
  * | invalid request (local)                 | failed (permanent)                      | fail                               |
- * | deferred by the throttle                | pending (no call was made)              | delay, no attempt used             |
+ * | deferred by the throttle                | pending, claim uncounted (no call made; | delay, no attempt used             |
+ * |                                         |   after a send: + needs_lookup)         |                                    |
  * | lease lost                              | — (the new owner finishes)              | complete (taken-over)              |
  * | internal error                          | pending + needs_lookup; failed at last  | rethrow (BullMQ retries or fails)  |
  */
@@ -65,8 +66,12 @@ export type PolicyEvent =
   | { readonly type: 'nothing_to_issue'; readonly reason: string }
   /** A request that cannot be made and never will (a local check). */
   | { readonly type: 'invalid'; readonly code: string; readonly message: string }
-  /** The throttle did not start the call (no slot in time, local queue full): no call was made. */
-  | { readonly type: 'deferred'; readonly retryInMs: number }
+  /**
+   * The throttle did not start the call (the credential or provider cannot take it now, local queue
+   * full): that call was not made. `afterSend`: an issue or cancel request went out earlier in this
+   * attempt (only its read-back was put off), so its outcome is open.
+   */
+  | { readonly type: 'deferred'; readonly retryInMs: number; readonly afterSend?: boolean }
   | { readonly type: 'lease_lost'; readonly message: string }
   /** Our own failure mid-attempt (configuration, database, decryption, Redis, abort). */
   | { readonly type: 'internal'; readonly error: unknown }
@@ -166,7 +171,10 @@ export function decide(e: PolicyEvent, ctx: AttemptContext): Decision {
         { type: 'fail', message: `${e.code}: ${e.message}` },
       )
     case 'deferred':
-      return settle({ state: 'pending' }, { type: 'delay', ms: e.retryInMs })
+      // Back to pending, the claim not counted; the job waits without using a BullMQ attempt. Put off
+      // after a send, the request's outcome is unknown: looked up first next time.
+      if (e.afterSend) return settle({ state: 'pending', needsLookup: true, uncounted: true }, { type: 'delay', ms: e.retryInMs })
+      return settle({ state: 'pending', uncounted: true }, { type: 'delay', ms: e.retryInMs })
     case 'lease_lost':
       // Another worker owns the row now; it finishes the work. No call was made.
       return settle(null, complete('taken-over', e.message))
@@ -241,9 +249,9 @@ export class RetryableJobError extends Error {
 
 export type JobResult = { readonly state: string; readonly detail?: string }
 
-/** What an exception thrown during an attempt is, for the policy. */
-export function failureEvent(err: unknown): PolicyEvent {
-  if (err instanceof ThrottleDeferError) return { type: 'deferred', retryInMs: err.retryInMs }
+/** What an exception thrown during an attempt is, for the policy; `afterSend`: an issue or cancel request went out in it. */
+export function failureEvent(err: unknown, afterSend = false): PolicyEvent {
+  if (err instanceof ThrottleDeferError) return afterSend ? { type: 'deferred', retryInMs: err.retryInMs, afterSend } : { type: 'deferred', retryInMs: err.retryInMs }
   if (err instanceof LeaseLostError) return { type: 'lease_lost', message: err.message }
   return { type: 'internal', error: err }
 }

@@ -55,7 +55,7 @@ export function createProviderSource(deps: ProviderSourceDeps): ProviderSource {
         })
         const limits = { ...config.providerDefaults[name], ...(credentials.limits ?? {}) }
         const throttleKey = `${name}-${provider.credentialId}`
-        const throttle = throttles.get(throttleKey, limits)
+        const throttle = throttles.get(throttleKey, limits, name)
         onLimiter?.(throttleKey, name)
         entry = { provider, throttle }
         cache.set(key, entry)

@@ -12,8 +12,16 @@
  * provider that counts a sliding window (the sandbox, most API gateways) sees that bunching as a burst
  * over its limit, even when the calls are paced below it. Checking the wake-up against the slot leaves
  * only the network's jitter between our spacing and what the provider counts.
- * bottleneck still caps concurrency and releases calls a little faster than the rate (PACER_HEADROOM in
- * throttle.ts), so a call is always waiting here and the pacer alone sets the pace.
+ * The pacer alone sets the pace: bottleneck only caps concurrency (throttle.ts).
+ *
+ * A worker slot must not sit here waiting for a slow credential (docs/dispatch.md), so a job asks
+ * `tryAcquire(maxWaitMs)` instead: the slot is reserved only when it comes within maxWaitMs (tens of
+ * ms); otherwise nothing is reserved — no slot is left reserved and unused — and the answer is when
+ * to come back. Those times are spread out on a second key per credential (the deferral line): each
+ * deferred job gets its own place, one pacing interval (divided by DEFER_HEADROOM) after the
+ * previous one and never before the next free slot, so N jobs deferred together come back one by one
+ * at about the rate the credential can take them instead of all at once (which would send N-1 of them
+ * back again: a hot loop).
  *
  * Why reserve rather than poll: if each process's first waiter asked "may I send now?" and slept
  * until the answer could change, every process would ask at every slot and all but one be refused —
@@ -48,7 +56,40 @@ return math.floor(tat - now)
  */
 export const MAX_LATE = 0.5
 
-type WithPacer = Redis & { crReserve(key: string, intervalUs: number): Promise<number> }
+// The same reservation, taken only when the slot is at most ARGV[2] µs away. Otherwise the deferral
+// line (KEYS[2]) gives the caller its place: never before the next free slot, ARGV[3] µs after the
+// previous deferral. Returns {0, µs to wait} (reserved) or {1, µs until the place} (not reserved).
+const TRY_SCRIPT = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+if tat - now <= tonumber(ARGV[2]) then
+  redis.call('SET', KEYS[1], string.format('%.0f', tat + interval), 'PX', math.ceil((tat + interval - now) / 1000) + 1000)
+  return {0, math.floor(tat - now)}
+end
+local spread = tonumber(ARGV[3])
+local place = tonumber(redis.call('GET', KEYS[2]) or '0')
+if place < tat then place = tat end
+redis.call('SET', KEYS[2], string.format('%.0f', place + spread), 'PX', math.ceil((place + spread - now) / 1000) + 1000)
+return {1, math.floor(place - now)}
+`
+
+/**
+ * Deferred jobs are given places a little closer together than the pacing interval: a job that comes
+ * back late (the queue was busy) must not leave its slot unused, and one that finds its slot taken
+ * is simply deferred again, which is cheap.
+ */
+export const DEFER_HEADROOM = 1.2
+
+type WithPacer = Redis & {
+  crReserve(key: string, intervalUs: number): Promise<number>
+  crTryReserve(key: string, lineKey: string, intervalUs: number, maxWaitUs: number, spreadUs: number): Promise<[number, number]>
+}
+
+/** What tryAcquire decided: go now (the slot is reserved and has come), or come back in `retryInMs`. */
+export type TryAcquire = { readonly go: true } | { readonly go: false; readonly retryInMs: number }
 
 export interface PacerStats {
   /** Slots reserved in Redis by this process. */
@@ -60,14 +101,27 @@ export interface PacerStats {
 export interface Pacer {
   /** Resolves when a call may be sent now (its slot has come). */
   acquire(signal?: AbortSignal): Promise<void>
+  /**
+   * Reserves the next slot only if it comes within maxWaitMs, and waits for it; otherwise reserves
+   * nothing and says when to come back (the caller's place in the credential's deferral line).
+   */
+  tryAcquire(maxWaitMs: number): Promise<TryAcquire>
+  /** The pacing interval, ms. */
+  readonly intervalMs: number
   stats(): PacerStats
 }
 
 /** `perSecond` calls a second; `key` is shared by every process. */
 export function createPacer(redis: Redis, key: string, perSecond: number): Pacer {
+  return createPacerEvery(redis, key, 1000 / perSecond)
+}
+
+/** One call every `intervalMs`; `key` is shared by every process. */
+export function createPacerEvery(redis: Redis, key: string, intervalMs: number): Pacer {
   const r = redis as WithPacer
   if (typeof r.crReserve !== 'function') r.defineCommand('crReserve', { numberOfKeys: 1, lua: SCRIPT })
-  const intervalUs = Math.round(1_000_000 / perSecond)
+  if (typeof r.crTryReserve !== 'function') r.defineCommand('crTryReserve', { numberOfKeys: 2, lua: TRY_SCRIPT })
+  const intervalUs = Math.round(intervalMs * 1000)
   const maxLateMs = (intervalUs * MAX_LATE) / 1000
   let reserved = 0
   let forfeited = 0
@@ -92,6 +146,21 @@ export function createPacer(redis: Redis, key: string, perSecond: number): Pacer
       tail = mine.catch(() => {})
       return mine
     },
+    async tryAcquire(maxWaitMs) {
+      // A slot reached too late is given up (see MAX_LATE) and one more is tried at once.
+      for (let tries = 0; ; tries++) {
+        const [deferred, us] = await r.crTryReserve(key, `${key}:line`, intervalUs, Math.round(maxWaitMs * 1000), Math.round(intervalUs / DEFER_HEADROOM))
+        if (deferred) return { go: false, retryInMs: Math.max(1, Math.ceil(us / 1000)) }
+        reserved++
+        if (us < 1000) return { go: true }
+        const due = performance.now() + us / 1000
+        await new Promise((res) => setTimeout(res, Math.round(us / 1000)))
+        if (performance.now() - due <= maxLateMs) return { go: true }
+        forfeited++
+        if (tries >= 1) return { go: false, retryInMs: Math.ceil(intervalUs / 1000) }
+      }
+    },
+    intervalMs: intervalUs / 1000,
     stats: () => ({ reserved, forfeited }),
   }
 }

@@ -1,7 +1,10 @@
 /**
- * Provider call throttling shared by every worker process: one bottleneck limiter per
- * (provider, credential) — on the Redis datastore when it caps concurrency or spacing — a send-time
- * pacer in Redis for per-second limits (pacer.ts), plus a per-KST-day issue quota counter.
+ * Provider call throttling shared by every worker process, per (provider, credential): a bottleneck
+ * limiter for the concurrency cap (on the Redis datastore), a send-time GCRA pacer in Redis for
+ * spacing and per-second limits (pacer.ts), a per-KST-day issue quota counter and 429 holds; per
+ * provider in each process a circuit breaker and an in-flight cap (circuit.ts). A job's calls run in
+ * `defer` mode: a call that cannot start within the dispatch wait (tens of ms) is refused before
+ * anything is sent, and the job is delayed without using an attempt (docs/dispatch.md).
  *
  * Known traps of bottleneck 2.19.5 (its last release; the Redis 7 one is its open issues #205 and
  * #219) handled here:
@@ -15,11 +18,16 @@ import Bottleneck from 'bottleneck'
 import type { Redis } from 'ioredis'
 import type { Logger } from 'pino'
 import type { ProviderLimits } from '../domain/index.ts'
-import { createPacer } from './pacer.ts'
+import { createCircuit, type Circuit, type CircuitStateName } from './circuit.ts'
+import { createDispatchStatsWriter, type DeferReason, type DispatchStatsWriter } from './dispatch-stats.ts'
+import { createPacerEvery } from './pacer.ts'
+
+export type { DeferReason } from './dispatch-stats.ts'
 
 /** The call was not made and is safe to put off: the job goes back to the queue without using an attempt. */
 export abstract class ThrottleDeferError extends Error {
   readonly retryInMs: number
+  abstract readonly reason: DeferReason
   constructor(message: string, retryInMs: number) {
     super(message)
     this.retryInMs = retryInMs
@@ -28,6 +36,7 @@ export abstract class ThrottleDeferError extends Error {
 
 export class QueueFullError extends ThrottleDeferError {
   override name = 'QueueFullError'
+  readonly reason = 'queue_full'
   constructor(retryInMs: number) {
     super(`throttle queue full; retry in ${retryInMs} ms`, retryInMs)
   }
@@ -35,6 +44,7 @@ export class QueueFullError extends ThrottleDeferError {
 
 export class QuotaExhaustedError extends ThrottleDeferError {
   override name = 'QuotaExhaustedError'
+  readonly reason = 'quota'
   constructor(retryInMs: number) {
     super(`daily issue quota exhausted; retry in ${retryInMs} ms`, retryInMs)
   }
@@ -43,18 +53,46 @@ export class QuotaExhaustedError extends ThrottleDeferError {
 /** The limiter did not start the call in time (its Redis state is stuck, or the wait is very long). */
 export class ThrottleTimeoutError extends ThrottleDeferError {
   override name = 'ThrottleTimeoutError'
+  readonly reason = 'timeout'
   constructor(waitedMs: number, retryInMs: number) {
     super(`throttle did not start the call within ${waitedMs} ms; retry in ${retryInMs} ms`, retryInMs)
   }
 }
 
+/**
+ * The credential (or its provider) cannot take the call within the dispatch wait: at its rate or
+ * concurrency limit, on a 429 hold, behind an open circuit, or its provider at its in-flight cap.
+ */
+export class NotNowError extends ThrottleDeferError {
+  override name = 'NotNowError'
+  readonly reason: DeferReason
+  constructor(reason: DeferReason, retryInMs: number) {
+    super(`credential cannot take a call now (${reason}); retry in ${retryInMs} ms`, retryInMs)
+    this.reason = reason
+  }
+}
+
+export interface ScheduleOptions {
+  readonly expirationMs?: number
+  /**
+   * Never wait longer than the dispatch wait (tens of ms): a call that cannot start by then rejects
+   * with a ThrottleDeferError and fn never runs. The jobs' issue, cancel and lookup calls made before
+   * anything was sent use it; without it the call waits for its turn (reconcile, and the read-back
+   * after a send, which must not be put off).
+   */
+  readonly defer?: boolean
+  /** Count the call against the daily quota once it has its slot (an issue call). */
+  readonly quota?: { readonly kstDate: string; readonly msUntilKstMidnight: number }
+}
+
 export interface Throttle {
   readonly id: string
   /**
-   * Runs fn when the shared limits allow. Rejects with a ThrottleDeferError (fn never ran) when too
-   * many wait locally or the limiter does not start fn within startTimeoutMs.
+   * Runs fn when the shared limits allow. Rejects with a ThrottleDeferError (fn never ran) when the
+   * call cannot start: in `defer` mode as soon as it cannot start within the dispatch wait; otherwise
+   * when too many wait locally or the limiter does not start fn within startTimeoutMs.
    */
-  schedule<T>(fn: () => Promise<T>, opts?: { expirationMs?: number }): Promise<T>
+  schedule<T>(fn: () => Promise<T>, opts?: ScheduleOptions): Promise<T>
   /** Counts one issue against the daily quota; rejects with QuotaExhaustedError past it. */
   takeQuota(kstDate: string, msUntilKstMidnight: number): Promise<void>
   /** A provider said 429: hold every process's calls for this credential for `ms`. */
@@ -63,12 +101,30 @@ export interface Throttle {
   hold(ms: number): void
   /** Calls waiting in this process. */
   queued(): number
+  /** The credential's circuit breaker state in this process. */
+  circuit(): CircuitStateName
   /**
    * Drops the Redis limiter if it has had nothing to do for idleMs (it is rebuilt on next use): an
    * idle limiter still runs a heartbeat script, and a worker may see thousands of credentials a night.
    */
   releaseIfIdle(idleMs: number): boolean
   close(): Promise<void>
+}
+
+/** What a provider's credentials share in one process: its circuit breaker and its in-flight cap. */
+export interface ProviderGate {
+  readonly name: string
+  readonly circuit: Circuit
+  readonly inFlight: InFlight
+}
+
+export interface DispatchOptions {
+  /** Longest wait inside the limiter in defer mode (default 50 ms). */
+  readonly maxWaitMs: number
+  readonly circuitFailures: number
+  readonly circuitHalfOpenMs: number
+  /** Calls in flight per provider in this process; a provider missing here has no cap. */
+  readonly providerMaxInFlight: Readonly<Record<string, number>>
 }
 
 export interface ThrottleFactoryOptions {
@@ -94,32 +150,34 @@ export interface ThrottleFactoryOptions {
   readonly lifecycle?: { closing: boolean }
   /** Tells the other processes to hold this credential's calls for `ms` (the registry publishes it). */
   readonly publishHold?: (id: string, ms: number) => void
+  /** Circuit breakers, the provider's in-flight cap and the dispatch wait; without it none of them. */
+  readonly dispatch?: DispatchOptions
+  /** The provider's shared gate (the registry's), when dispatch is configured. */
+  readonly providerGate?: ProviderGate
+  /** Told of every deferral and circuit change (the registry publishes them for /metrics). */
+  readonly onDefer?: (reason: DeferReason) => void
+  readonly onCircuit?: (state: CircuitStateName) => void
 }
 
 /** Share of a provider's documented rate we pace at: timer jitter must not cross its window. */
 export const RATE_SAFETY = 0.97
 
 /**
- * How much faster than the paced rate bottleneck releases calls to the pacer. Two limiters at the same
- * rate in series lose throughput: a call bottleneck starts on a late local timer reaches the pacer
- * after its slot has passed, and the pacer cannot give that time back. Released a little faster,
- * calls wait at the pacer (a local queue bounded by the worker's concurrency) and the pacer, which
- * decides at send time, is the one that sets the rate.
+ * Spacing between two sends of one credential, across all processes: minTimeMs, or the documented
+ * per-second limit at RATE_SAFETY, whichever is longer (0: none). The GCRA pacer (pacer.ts) keeps it.
  */
-export const PACER_HEADROOM = 1.25
-
-/** Spacing between call starts in bottleneck: minTimeMs, and per-second limits loosely (the pacer is exact). */
-export function minTimeOf(limits: ProviderLimits): number {
-  const fromRate = limits.maxPerSecond ? 1000 / (limits.maxPerSecond * RATE_SAFETY * PACER_HEADROOM) : 0
+export function paceIntervalMs(limits: ProviderLimits): number {
+  const fromRate = limits.maxPerSecond ? 1000 / (limits.maxPerSecond * RATE_SAFETY) : 0
   return Math.max(limits.minTimeMs, fromRate)
 }
 
 /**
- * Whether a credential's bottleneck limiter lives on Redis: only when it has a limit to share there, a
- * concurrency cap or a fixed spacing (a per-second limit alone is shared by the pacer).
+ * Whether a credential has a bottleneck limiter: only for a concurrency cap (shared on Redis unless
+ * local mode). Spacing and rate are the pacer's: two limiters pacing the same calls in series lose
+ * throughput, and a spacing slot bottleneck hands to a call that is then deferred would be lost.
  */
-function limiterOnRedis(limits: ProviderLimits, datastore: ThrottleFactoryOptions['datastore']): boolean {
-  return datastore !== 'local' && (limits.maxConcurrent !== null || limits.minTimeMs > 0)
+function hasLimiter(limits: ProviderLimits): boolean {
+  return limits.maxConcurrent !== null
 }
 
 const isSettingsLost = (err: unknown) => /SETTINGS_KEY_NOT_FOUND|UNKNOWN_CLIENT/.test(String((err as Error)?.message))
@@ -127,36 +185,37 @@ const isSettingsLost = (err: unknown) => /SETTINGS_KEY_NOT_FOUND|UNKNOWN_CLIENT/
 /** bottleneck's disconnect returns a promise, or undefined on a shared connection. */
 const quietly = (p: unknown) => Promise.resolve(p).catch(() => {})
 
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+const jitter = (ms: number) => Math.floor(Math.random() * Math.max(1, ms))
+
 export function newConnection(redis: Redis): Bottleneck.IORedisConnection {
   return new Bottleneck.IORedisConnection({ client: redis.duplicate() })
 }
 
 export function createThrottle(id: string, limits: ProviderLimits, opts: ThrottleFactoryOptions): Throttle {
   const limiterId = `${opts.prefix}-${id}`
-  const minTime = minTimeOf(limits)
   const startTimeoutMs = opts.startTimeoutMs ?? 30_000
+  const maxWaitMs = opts.dispatch?.maxWaitMs ?? 50
   const holds = createHold()
   const penalize = (ms: number) => {
     if (holds.extend(ms)) opts.publishHold?.(id, ms)
   }
-  // No limit configured: nothing to coordinate across processes, so no Redis round trips per call.
-  if (limits.maxConcurrent === null && minTime === 0) return unlimitedThrottle(limiterId, id, limits, opts, holds, penalize)
-
-  // A documented per-second limit is also paced at send time (see pacer.ts).
-  const pacer = limits.maxPerSecond ? createPacer(opts.redis, `${opts.prefix}:pace:${id}`, limits.maxPerSecond * RATE_SAFETY) : undefined
-  // bottleneck shares a limit through Redis when it has one to share: a concurrency cap or a fixed
-  // spacing. A per-second limit alone is shared by the pacer (Redis, at send time), so there bottleneck
-  // only queues and smooths locally: a clustered limiter would add two scripts and a pub/sub wake-up
-  // of every process per call, and the delay they add between a slot and its request, while enforcing
-  // nothing the pacer does not (docs/performance.md, Fidelity).
-  const onRedis = limiterOnRedis(limits, opts.datastore)
+  const gate = opts.providerGate
+  const own = opts.dispatch
+    ? createCircuit({ failures: opts.dispatch.circuitFailures, halfOpenMs: opts.dispatch.circuitHalfOpenMs, onChange: opts.onCircuit })
+    : undefined
+  // The send-time pacer keeps spacing and per-second limits across processes (see pacer.ts).
+  const interval = paceIntervalMs(limits)
+  const pacer = interval > 0 ? createPacerEvery(opts.redis, `${opts.prefix}:pace:${id}`, interval) : undefined
+  // bottleneck shares a concurrency cap through Redis (local mode: in this process only).
+  const withLimiter = hasLimiter(limits)
+  const onRedis = withLimiter && opts.datastore !== 'local'
   const ownConnection = onRedis && !opts.connection ? newConnection(opts.redis) : undefined
   const connection = opts.connection ?? ownConnection
   const build = (): Bottleneck => {
     const common = {
       id: limiterId,
       maxConcurrent: limits.maxConcurrent,
-      minTime,
       highWater: opts.highWater,
       strategy: Bottleneck.strategy.OVERFLOW,
     }
@@ -170,9 +229,6 @@ export function createThrottle(id: string, limits: ProviderLimits, opts: Throttl
       // 5 s. Every call refreshes a client's liveness anyway; the heartbeat only matters when idle.
       heartbeatInterval: 15_000,
       clientTimeout: 60_000,
-      // No `timeout` (key TTL): bottleneck's Lua passes it to PEXPIRE together with minTime, and a
-      // fractional minTime (maxPerSecond pacing) makes that TTL a float Redis rejects. The limiter
-      // keys are a handful per credential, a bounded set.
     })
     limiter.on('error', (err: unknown) => opts.logger.warn({ err, limiter: limiterId }, 'throttle datastore error'))
     // Initialisation (settings script, subscribe, client registration) runs in the background; a
@@ -190,63 +246,143 @@ export function createThrottle(id: string, limits: ProviderLimits, opts: Throttl
     lastUsed = Date.now()
     return (built ??= build())
   }
+  // How long this credential's calls take (moving average): when its concurrency is full, about
+  // when one of them will be done.
+  let callMs = 100
+  const timed = async <T>(fn: () => Promise<T>): Promise<T> => {
+    const t0 = performance.now()
+    try {
+      return await fn()
+    } finally {
+      callMs = callMs * 0.8 + (performance.now() - t0) * 0.2
+    }
+  }
+  const concurrencyRetryMs = () => Math.round(Math.max(50, callMs) + jitter(Math.max(50, callMs)))
 
-  async function scheduleOnce<T>(fn: () => Promise<T>, expiration: number): Promise<T> {
-    await holds.waitOut()
+  /** Runs `run` under the concurrency cap; `onTimeout` is the error when it has not started within `timeoutMs`. */
+  async function underCap<T>(run: () => Promise<T>, expiration: number, timeoutMs: number, onTimeout: () => ThrottleDeferError): Promise<T> {
+    if (!withLimiter) return run()
+    // A limiter built just now first registers in Redis; that is not waiting for a slot.
+    if (onRedis) await current().ready()
     let started = false
     let abandoned = false
-    const run = current().schedule({ expiration }, async () => {
+    const job = current().schedule({ expiration }, async () => {
       // Started after we gave up: the caller has moved on, so the call must not happen.
       if (abandoned) return undefined as T
       started = true
-      // A hold that began while this call waited for its slot still applies: checked at send time.
-      await holds.waitOut()
-      await pacer?.acquire()
-      return fn()
+      return run()
     })
     let timer: NodeJS.Timeout | undefined
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
         if (started) return
         abandoned = true
-        run.catch(() => {})
-        reject(new ThrottleTimeoutError(startTimeoutMs, 1_000 + Math.floor(Math.random() * 2_000)))
-      }, startTimeoutMs)
+        job.catch(() => {})
+        reject(onTimeout())
+      }, timeoutMs)
     })
     try {
-      return await Promise.race([run, deadline])
+      return await Promise.race([job, deadline])
     } catch (err) {
-      if (err instanceof Bottleneck.BottleneckError && /dropped/i.test(err.message)) {
-        const per = Math.max(minTime, 50)
-        throw new QueueFullError(Math.min(30_000, per * opts.highWater + 250))
-      }
+      if (err instanceof Bottleneck.BottleneckError && /dropped/i.test(err.message)) throw new QueueFullError(Math.min(30_000, 50 * opts.highWater + 250))
       throw err
     } finally {
       clearTimeout(timer)
     }
   }
 
+  /** ms before the provider's and this credential's circuits may let a call through (0: now). */
+  const circuitWait = () => Math.max(gate?.circuit.waitMs() ?? 0, own?.waitMs() ?? 0)
+  /** Through both breakers; started in the same tick as a circuitWait() of 0, so no caller waits on a probe. */
+  const throughCircuits = <T>(fn: () => Promise<T>): Promise<T> => {
+    const inner = own ? () => own.run(fn) : fn
+    return gate ? gate.circuit.run(inner) : inner()
+  }
+  const quota = async (o: ScheduleOptions) => {
+    if (o.quota) await takeQuota(opts, id, limits, o.quota.kstDate, o.quota.msUntilKstMidnight)
+  }
+
+  /** The call waits for its turn (bounded by startTimeoutMs): reconcile, and the read-back after a send. */
+  async function waiting<T>(fn: () => Promise<T>, o: ScheduleOptions): Promise<T> {
+    await holds.waitOut()
+    const expiration = o.expirationMs ?? 60_000
+    return underCap(
+      async () => {
+        // A hold that began while this call waited for its slot still applies: checked at send time.
+        await holds.waitOut()
+        await pacer?.acquire()
+        await quota(o)
+        return timed(fn)
+      },
+      expiration,
+      startTimeoutMs,
+      () => new ThrottleTimeoutError(startTimeoutMs, 1_000 + jitter(2_000)),
+    )
+  }
+
+  /**
+   * The call starts within maxWaitMs or not at all (NotNowError: fn never ran). Cheapest refusals
+   * first: circuits and holds are local, the in-flight cap is local, concurrency and pacing ask Redis.
+   */
+  async function deferring<T>(fn: () => Promise<T>, o: ScheduleOptions): Promise<T> {
+    const closed = circuitWait()
+    if (closed > 0) throw new NotNowError('circuit', closed + jitter(Math.min(1_000, closed)))
+    const held = holds.remainingMs()
+    if (held > maxWaitMs) throw new NotNowError('hold', held + jitter(Math.min(1_000, held)))
+    if (held > 0) await sleep(held)
+    if (gate && !(await gate.inFlight.tryTake(maxWaitMs))) throw new NotNowError('provider_cap', 100 + jitter(400))
+    try {
+      // Someone already waits for this credential's concurrency here: do not queue behind them.
+      if (withLimiter && current().counts().QUEUED > 0) throw new NotNowError('concurrency', concurrencyRetryMs())
+      return await underCap(
+        async () => {
+          if (pacer) {
+            const slot = await pacer.tryAcquire(maxWaitMs)
+            if (!slot.go) throw new NotNowError('rate', slot.retryInMs + jitter(Math.min(20, pacer.intervalMs)))
+          }
+          await quota(o)
+          // A probe may have started while this call waited for its slot.
+          const w = circuitWait()
+          if (w > 0) throw new NotNowError('circuit', w + jitter(Math.min(1_000, w)))
+          return timed(() => throughCircuits(fn))
+        },
+        o.expirationMs ?? 60_000,
+        maxWaitMs,
+        () => new NotNowError('concurrency', concurrencyRetryMs()),
+      )
+    } finally {
+      gate?.inFlight.release()
+    }
+  }
+
+  const attempt = <T>(fn: () => Promise<T>, o: ScheduleOptions) => (o.defer ? deferring(fn, o) : waiting(fn, o))
+
   return {
     id: limiterId,
-    async schedule(fn, o) {
-      const expiration = o?.expirationMs ?? 60_000
+    async schedule(fn, o = {}) {
       try {
-        return await scheduleOnce(fn, expiration)
+        try {
+          return await attempt(fn, o)
+        } catch (err) {
+          if (!isSettingsLost(err)) throw err
+          // The settings key vanished (FLUSH, failover without persistence, TTL): rebuild and retry once.
+          // The old limiter leaves first: its unsubscribe is queued before the new one's subscribe on
+          // the shared connection, so the new limiter keeps its channel.
+          opts.logger.warn({ limiter: limiterId }, 'throttle settings lost in Redis; rebuilding limiter')
+          if (built) void quietly(built.disconnect(false))
+          built = build()
+          return await attempt(fn, o)
+        }
       } catch (err) {
-        if (!isSettingsLost(err)) throw err
-        // The settings key vanished (FLUSH, failover without persistence, TTL): rebuild and retry once.
-        // The old limiter leaves first: its unsubscribe is queued before the new one's subscribe on
-        // the shared connection, so the new limiter keeps its channel.
-        opts.logger.warn({ limiter: limiterId }, 'throttle settings lost in Redis; rebuilding limiter')
-        if (built) void quietly(built.disconnect(false))
-        built = build()
-        return scheduleOnce(fn, expiration)
+        if (err instanceof ThrottleDeferError) opts.onDefer?.(err.reason)
+        throw err
       }
     },
     takeQuota: (kstDate, msUntil) => takeQuota(opts, id, limits, kstDate, msUntil),
     penalize,
     hold: (ms) => holds.extend(ms),
     queued: () => built?.counts().QUEUED ?? 0,
+    circuit: () => own?.state() ?? 'closed',
     releaseIfIdle(idleMs) {
       if (!built || Date.now() - lastUsed < idleMs) return false
       const c = built.counts()
@@ -266,6 +402,49 @@ export function createThrottle(id: string, limits: ProviderLimits, opts: Throttl
   }
 }
 
+/**
+ * Calls in flight to one provider from this process: a hanging provider holds at most `max` worker
+ * slots. Hand-written (a counter and a queue) because a waiter must give up after a bound, which
+ * cockatiel's bulkhead queue does not offer.
+ */
+export class InFlight {
+  #active = 0
+  readonly #waiters: (() => void)[] = []
+  readonly max: number
+  constructor(max: number) {
+    this.max = max
+  }
+  get active(): number {
+    return this.#active
+  }
+  /** Takes a place, waiting at most maxWaitMs; false when none came free in time. */
+  async tryTake(maxWaitMs: number): Promise<boolean> {
+    if (this.#active < this.max) {
+      this.#active++
+      return true
+    }
+    if (maxWaitMs <= 0) return false
+    return new Promise<boolean>((resolve) => {
+      const wake = () => {
+        clearTimeout(timer)
+        this.#active++
+        resolve(true)
+      }
+      const timer = setTimeout(() => {
+        const i = this.#waiters.indexOf(wake)
+        if (i >= 0) this.#waiters.splice(i, 1)
+        resolve(false)
+      }, maxWaitMs)
+      this.#waiters.push(wake)
+    })
+  }
+  release(): void {
+    this.#active--
+    const next = this.#waiters.shift()
+    if (next) next()
+  }
+}
+
 /** A daily issue quota is our own counter per KST date (bottleneck's reservoir is not calendar-aligned). */
 async function takeQuota(opts: ThrottleFactoryOptions, id: string, limits: ProviderLimits, kstDate: string, msUntilKstMidnight: number): Promise<void> {
   if (!limits.dailyQuota) return
@@ -275,28 +454,13 @@ async function takeQuota(opts: ThrottleFactoryOptions, id: string, limits: Provi
   if (n > limits.dailyQuota) throw new QuotaExhaustedError(msUntilKstMidnight + 1_000)
 }
 
-/** A credential without concurrency or rate limits: calls go straight through (429 holds still apply). */
-function unlimitedThrottle(limiterId: string, id: string, limits: ProviderLimits, opts: ThrottleFactoryOptions, holds: Hold, penalize: (ms: number) => void): Throttle {
-  return {
-    id: limiterId,
-    async schedule(fn) {
-      await holds.waitOut()
-      return fn()
-    },
-    takeQuota: (kstDate, msUntil) => takeQuota(opts, id, limits, kstDate, msUntil),
-    penalize,
-    hold: (ms) => holds.extend(ms),
-    queued: () => 0,
-    releaseIfIdle: () => false,
-    close: async () => {},
-  }
-}
-
 interface Hold {
   /** Extends the hold to now + ms; false when it already lasts longer. */
   extend(ms: number): boolean
   /** Resolves once no hold is in force (a hold may be extended while waiting). */
   waitOut(): Promise<void>
+  /** ms left of the hold in force (0: none). */
+  remainingMs(): number
 }
 
 /**
@@ -317,25 +481,33 @@ function createHold(): Hold {
     async waitOut() {
       for (let wait = until - Date.now(); wait > 0; wait = until - Date.now()) await new Promise((r) => setTimeout(r, wait))
     },
+    remainingMs: () => Math.max(0, until - Date.now()),
   }
 }
 
-/** One throttle per (provider, credential), created on first use, all on one shared connection. */
+/**
+ * One throttle per (provider, credential), created on first use, all on one shared connection; with
+ * dispatch options also one gate per provider (its circuit breaker and in-flight cap) shared by that
+ * provider's credentials, and the deferral counts and circuit states published for /metrics.
+ */
 export class ThrottleRegistry {
   readonly #throttles = new Map<string, Throttle>()
+  readonly #gates = new Map<string, ProviderGate>()
   readonly #opts: ThrottleFactoryOptions
   readonly #lifecycle = { closing: false }
   #connection: Bottleneck.IORedisConnection | undefined
   readonly #sweep: NodeJS.Timeout
   /** Receives the holds other processes publish after a 429 (one connection per process). */
   readonly #holds: Redis | undefined
-  constructor(opts: ThrottleFactoryOptions & { readonly idleMs?: number }) {
+  readonly #stats: DispatchStatsWriter | undefined
+  constructor(opts: ThrottleFactoryOptions & { readonly idleMs?: number; readonly processName?: string }) {
     const channel = `${opts.prefix}:throttle-holds`
     this.#opts = {
       ...opts,
       lifecycle: this.#lifecycle,
       publishHold: (id, ms) => void opts.redis.publish(channel, JSON.stringify({ id, ms })).catch(() => {}),
     }
+    if (opts.dispatch) this.#stats = createDispatchStatsWriter(opts.redis, opts.prefix, opts.processName ?? `pid-${process.pid}`)
     const idleMs = opts.idleMs ?? 120_000
     this.#sweep = setInterval(() => {
       for (const t of this.#throttles.values()) t.releaseIfIdle(idleMs)
@@ -353,19 +525,53 @@ export class ThrottleRegistry {
     }
   }
 
-  get(key: string, limits: ProviderLimits): Throttle {
+  /** The throttle of credential `key` (`<provider>-<credential id>`); `provider` names its gate. */
+  get(key: string, limits: ProviderLimits, provider?: string): Throttle {
     let t = this.#throttles.get(key)
     if (!t) {
-      if (limiterOnRedis(limits, this.#opts.datastore)) this.#connection ??= newConnection(this.#opts.redis)
-      t = createThrottle(key, limits, { ...this.#opts, connection: this.#connection })
+      if (hasLimiter(limits) && this.#opts.datastore !== 'local') this.#connection ??= newConnection(this.#opts.redis)
+      const name = provider ?? key
+      const stats = this.#stats
+      t = createThrottle(key, limits, {
+        ...this.#opts,
+        connection: this.#connection,
+        providerGate: provider ? this.gate(provider) : undefined,
+        onDefer: stats ? (reason) => stats.deferred(name, reason) : undefined,
+        onCircuit: stats ? (state) => stats.circuit({ name: key, provider: name, scope: 'credential', state }) : undefined,
+      })
       this.#throttles.set(key, t)
     }
     return t
   }
 
+  /** The provider's circuit and in-flight cap in this process (undefined without dispatch options). */
+  gate(provider: string): ProviderGate | undefined {
+    const d = this.#opts.dispatch
+    if (!d) return undefined
+    let g = this.#gates.get(provider)
+    if (!g) {
+      const stats = this.#stats
+      g = {
+        name: provider,
+        circuit: createCircuit({
+          failures: d.circuitFailures,
+          halfOpenMs: d.circuitHalfOpenMs,
+          onChange: (state) => {
+            this.#opts.logger.warn({ provider, circuit: state }, `provider circuit ${state}`)
+            stats?.circuit({ name: provider, provider, scope: 'provider', state })
+          },
+        }),
+        inFlight: new InFlight(d.providerMaxInFlight[provider] ?? Number.MAX_SAFE_INTEGER),
+      }
+      this.#gates.set(provider, g)
+    }
+    return g
+  }
+
   async close(): Promise<void> {
     clearInterval(this.#sweep)
     this.#lifecycle.closing = true
+    await this.#stats?.close()
     // Connection first (see Throttle.close), then the limiters, which then only drop local state.
     if (this.#connection) await quietly(this.#connection.disconnect(true))
     this.#connection = undefined

@@ -63,6 +63,9 @@ export async function createTestEnv(opts: { sandboxUrl?: string; env?: Record<st
     HTTP_CONNECT_TIMEOUT_MS: '1000',
     // The sandbox commits a slow request within its latency fault; a test that needs longer sets its own.
     NTS_COMMIT_WINDOW_MS: '5000',
+    // Circuit breakers off (a threshold never reached): many tests make failed rows with a provider
+    // answering only 5xx and expect attempts to run out. test/integration/dispatch.test.ts turns them on.
+    CIRCUIT_FAILURES: '1000000',
     ...(opts.sandboxUrl ? { SANDBOX_URL: opts.sandboxUrl } : {}),
     ...opts.env,
     ...extra,

@@ -11,6 +11,7 @@ import { buildReport, type RunReport } from '../../src/report/report.ts'
 import { outcomeOf } from '../../src/report/report-details.ts'
 import { kstToday } from '../../src/domain/index.ts'
 import { createTestEnv, type TestEnv } from '../helpers/test-env.ts'
+import { createDispatchStatsWriter } from '../../src/throttle/dispatch-stats.ts'
 import { importDay, settle, waitForRun } from '../helpers/pipeline.ts'
 
 const TOKEN = 'metrics-test-token'
@@ -144,6 +145,29 @@ describe('/metrics', () => {
       (m) => m.labels.trigger === 'manual',
     )!
     expect(lastRun.value).toBeGreaterThan(Date.parse('2026-01-01') / 1000)
+  })
+
+  it('shows the circuits and deferrals the workers publish, in /metrics and on the dashboard', async () => {
+    // What a worker process writes (its registry does this on every deferral and circuit change).
+    const writer = createDispatchStatsWriter(env.app.redis(), env.prefix, 'worker-test')
+    writer.deferred('nts', 'circuit')
+    writer.deferred('nts', 'circuit')
+    writer.deferred('payssam', 'rate')
+    writer.circuit({ name: 'nts', provider: 'nts', scope: 'provider', state: 'open' })
+    writer.circuit({ name: 'payssam-apikeymshop', provider: 'payssam', scope: 'credential', state: 'closed' })
+    await writer.close()
+    await new Promise((r) => setTimeout(r, 50))
+    const { families } = await scrape()
+    const deferred = series(families.get('cash_receipts_dispatch_deferred_total'), 'cash_receipts_dispatch_deferred_total')
+    expect(deferred.find((m) => m.labels.provider === 'nts' && m.labels.reason === 'circuit')?.value).toBe(2)
+    expect(deferred.find((m) => m.labels.provider === 'payssam' && m.labels.reason === 'rate')?.value).toBe(1)
+    const circuits = series(families.get('cash_receipts_circuit_state'))
+    expect(circuits.find((m) => m.labels.circuit === 'nts')).toMatchObject({ labels: { scope: 'provider', provider: 'nts' }, value: 2 })
+    expect(circuits.find((m) => m.labels.circuit === 'payssam-apikeymshop')?.value).toBe(0)
+    const home = await (await fetch(`${dashboard.url}/`, { headers: { authorization: `Bearer ${TOKEN}` } })).text()
+    expect(home).toContain('data-circuit="nts"')
+    expect(home).not.toContain('data-circuit="payssam-apikeymshop"')
+    expect(home).toContain('circuit 2')
   })
 
   it('answers /healthz and /readyz without credentials', async () => {

@@ -8,7 +8,7 @@ import { DelayedError, UnrecoverableError, type Job } from 'bullmq'
 import { decide, failureEvent, perform, RetryableJobError, settled, thrownOutcome, type AttemptContext, type Decision, type PolicyEvent } from '../../src/jobs/outcome-policy.ts'
 import type { Transition } from '../../src/db/ledger.ts'
 import type { CallMeta, OutcomeKind, ProviderOutcome, ProviderReceipt } from '../../src/domain/index.ts'
-import { QueueFullError } from '../../src/throttle/throttle.ts'
+import { NotNowError, QueueFullError } from '../../src/throttle/throttle.ts'
 import { LeaseLostError } from '../../src/jobs/lease.ts'
 
 const meta: CallMeta = { httpStatus: 500, providerCode: 'E1', message: '처리 오류', latencyMs: 3 }
@@ -216,10 +216,22 @@ const ROWS: readonly Row[] = [
     },
   },
   {
-    name: 'deferred by the throttle: pending, delayed without using an attempt',
+    name: 'deferred by the throttle: pending, the claim uncounted, delayed without using an attempt',
     event: failureEvent(new QueueFullError(800)),
     ctx: issue(LAST),
-    expected: { type: 'settle', ledger: { state: 'pending' }, queue: { type: 'delay', ms: 800 } },
+    expected: { type: 'settle', ledger: { state: 'pending', uncounted: true }, queue: { type: 'delay', ms: 800 } },
+  },
+  {
+    name: 'the credential cannot take the call now (rate, circuit, …): the same, whatever the attempt',
+    event: failureEvent(new NotNowError('circuit', 5_000)),
+    ctx: issue(LAST),
+    expected: { type: 'settle', ledger: { state: 'pending', uncounted: true }, queue: { type: 'delay', ms: 5_000 } },
+  },
+  {
+    name: 'deferred after a send (the read-back put off): the outcome of the request is open, looked up first',
+    event: failureEvent(new NotNowError('rate', 300), true),
+    ctx: issue(),
+    expected: { type: 'settle', ledger: { state: 'pending', needsLookup: true, uncounted: true }, queue: { type: 'delay', ms: 300 } },
   },
   {
     name: 'lease lost: nothing recorded, the new owner finishes',

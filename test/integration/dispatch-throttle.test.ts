@@ -1,0 +1,181 @@
+/**
+ * The throttle's defer mode on real Redis: a call that cannot start within the dispatch wait is
+ * refused before it runs (NotNowError, with when to come back), whatever holds it — the rate, the
+ * concurrency cap, a 429 hold, an open circuit, the provider's in-flight cap — and nothing is left
+ * reserved for it. Circuits open after consecutive failures, let one probe through after the
+ * half-open delay and close on its success. Counts and states are published for /metrics.
+ */
+import { randomBytes } from 'node:crypto'
+import { Redis } from 'ioredis'
+import pino from 'pino'
+import { afterAll, beforeAll, expect, it } from 'vitest'
+import { readDispatchStats } from '../../src/throttle/dispatch-stats.ts'
+import { DEFER_HEADROOM } from '../../src/throttle/pacer.ts'
+import { NotNowError, paceIntervalMs, ThrottleRegistry } from '../../src/throttle/throttle.ts'
+import { redisUrl } from '../helpers/env.ts'
+import { deleteKeys } from '../helpers/redis-keys.ts'
+
+const prefix = `crd${randomBytes(4).toString('hex')}`
+let redis: Redis
+
+beforeAll(() => {
+  redis = new Redis(redisUrl(), { maxRetriesPerRequest: null })
+})
+afterAll(async () => {
+  await deleteKeys(prefix)
+  redis.disconnect()
+})
+
+const HALF_OPEN_MS = 400
+const registry = (extra: { providerMaxInFlight?: Record<string, number> } = {}) =>
+  new ThrottleRegistry({
+    redis,
+    prefix,
+    logger: pino({ level: 'silent' }),
+    highWater: 100,
+    dispatch: { maxWaitMs: 50, circuitFailures: 2, circuitHalfOpenMs: HALF_OPEN_MS, providerMaxInFlight: extra.providerMaxInFlight ?? {} },
+  })
+const unlimited = { maxConcurrent: null, minTimeMs: 0, maxPerSecond: null, dailyQuota: null }
+const DEFER = { defer: true } as const
+
+/** Runs fn in defer mode; the refusal if there was one. */
+async function tryRun<T>(p: Promise<T>): Promise<{ ran: T } | { refused: NotNowError }> {
+  try {
+    return { ran: await p }
+  } catch (err) {
+    if (err instanceof NotNowError) return { refused: err }
+    throw err
+  }
+}
+
+it('at its rate limit a credential refuses at once, reserves nothing, and spreads the refused callers over its future slots', async () => {
+  const reg = registry()
+  const limits = { ...unlimited, maxPerSecond: 5 }
+  const t = reg.get('portone-rate', limits, 'portone')
+  let ran = 0
+  const results = await Promise.all(Array.from({ length: 10 }, () => tryRun(t.schedule(async () => ++ran, DEFER))))
+  const refused = results.flatMap((r) => ('refused' in r ? [r.refused] : []))
+  // 5/s is one slot per ~206 ms; only the caller that found the slot within 50 ms went.
+  expect(ran).toBe(1)
+  expect(refused).toHaveLength(9)
+  expect(new Set(refused.map((e) => e.reason))).toEqual(new Set(['rate']))
+  // Each refused caller has its own place in the deferral line, one (interval / headroom) apart.
+  const places = refused.map((e) => e.retryInMs).sort((a, b) => a - b)
+  const spread = paceIntervalMs(limits) / DEFER_HEADROOM
+  expect(places.at(-1)! - places[0]!).toBeGreaterThanOrEqual(8 * spread - 25)
+  // Nothing was reserved for them: the pacer's next free slot is the one after the call that went.
+  const tat = Number(await redis.get(`${prefix}:pace:portone-rate`))
+  const now = await redis.time()
+  const nowUs = Number(now[0]) * 1e6 + Number(now[1])
+  expect(tat - nowUs).toBeLessThanOrEqual(paceIntervalMs(limits) * 1000)
+  await reg.close()
+})
+
+it('at its concurrency cap a credential refuses instead of queueing the caller', async () => {
+  const reg = registry()
+  const t = reg.get('portone-conc', { ...unlimited, maxConcurrent: 1 }, 'portone')
+  let release!: () => void
+  const holding = t.schedule(() => new Promise<string>((r) => (release = () => r('first'))), DEFER)
+  await new Promise((r) => setTimeout(r, 100))
+  let secondRan = false
+  const second = await tryRun(t.schedule(async () => (secondRan = true), DEFER))
+  expect(secondRan).toBe(false)
+  expect('refused' in second && second.refused.reason).toBe('concurrency')
+  release()
+  expect(await holding).toBe('first')
+  // The refused caller's place in bottleneck's queue starts and returns at once without running.
+  for (let i = 0; i < 100 && t.queued() > 0; i++) await new Promise((r) => setTimeout(r, 10))
+  expect(secondRan).toBe(false)
+  // Once the first is done the credential takes a call again.
+  expect(await t.schedule(async () => 'third', DEFER)).toBe('third')
+  await reg.close()
+})
+
+it('during a 429 hold a credential refuses until the hold ends', async () => {
+  const reg = registry()
+  const t = reg.get('portone-held', unlimited, 'portone')
+  t.penalize(2_000)
+  let ran = false
+  const r = await tryRun(t.schedule(async () => (ran = true), DEFER))
+  expect(ran).toBe(false)
+  expect('refused' in r && r.refused.reason).toBe('hold')
+  expect('refused' in r && r.refused.retryInMs).toBeGreaterThanOrEqual(1_900)
+  await reg.close()
+})
+
+it('a circuit opens after consecutive failures, refuses while open, lets one probe through half-open and closes on its success', async () => {
+  const reg = registry()
+  const a = reg.get('nts-a', unlimited, 'nts')
+  const b = reg.get('nts-b', unlimited, 'nts')
+  const other = reg.get('payssam-a', unlimited, 'payssam')
+  const failure = async () => ({ kind: 'unknown_outcome' as const })
+  const success = async () => ({ kind: 'issued' as const })
+  await a.schedule(failure, DEFER)
+  await a.schedule(failure, DEFER)
+  expect(a.circuit()).toBe('open')
+  expect(reg.gate('nts')!.circuit.state()).toBe('open')
+  // Open: the credential and every other credential of the provider are refused; another provider is not.
+  let calls = 0
+  for (const t of [a, b]) {
+    const r = await tryRun(t.schedule(async () => ++calls, DEFER))
+    expect('refused' in r && r.refused.reason).toBe('circuit')
+  }
+  expect(calls).toBe(0)
+  expect(await other.schedule(success, DEFER)).toEqual({ kind: 'issued' })
+
+  // Half-open: one probe goes; while it is in flight the others are refused, not queued behind it.
+  await new Promise((r) => setTimeout(r, HALF_OPEN_MS + 50))
+  let finishProbe!: () => void
+  const probe = a.schedule(() => new Promise<{ kind: 'issued' }>((r) => (finishProbe = () => r({ kind: 'issued' }))), DEFER)
+  await new Promise((r) => setTimeout(r, 20))
+  expect(reg.gate('nts')!.circuit.state()).toBe('half_open')
+  const during = await tryRun(b.schedule(async () => ++calls, DEFER))
+  expect('refused' in during && during.refused.reason).toBe('circuit')
+  expect(calls).toBe(0)
+  finishProbe()
+  expect(await probe).toEqual({ kind: 'issued' })
+  expect(reg.gate('nts')!.circuit.state()).toBe('closed')
+  expect(a.circuit()).toBe('closed')
+  expect(await b.schedule(success, DEFER)).toEqual({ kind: 'issued' })
+
+  // Published for /metrics: the provider circuit's last change and the deferrals by reason.
+  await reg.close()
+  const stats = await readDispatchStats(redis, prefix)
+  expect(stats.circuits.find((c) => c.name === 'nts')).toMatchObject({ scope: 'provider', state: 'closed' })
+  expect(stats.circuits.find((c) => c.name === 'nts-a')).toMatchObject({ scope: 'credential', provider: 'nts', state: 'closed' })
+  expect(stats.deferred.find((d) => d.provider === 'nts' && d.reason === 'circuit')?.n).toBe(3)
+})
+
+it('a failed probe opens the circuit again', async () => {
+  const reg = registry()
+  const t = reg.get('portone-v2-x', unlimited, 'portone-v2')
+  const failure = async () => ({ kind: 'retryable' as const })
+  await t.schedule(failure, DEFER)
+  await t.schedule(failure, DEFER)
+  expect(t.circuit()).toBe('open')
+  await new Promise((r) => setTimeout(r, HALF_OPEN_MS + 50))
+  await t.schedule(failure, DEFER) // the probe
+  expect(t.circuit()).toBe('open')
+  const r = await tryRun(t.schedule(async () => 'no', DEFER))
+  expect('refused' in r && r.refused.reason).toBe('circuit')
+  await reg.close()
+})
+
+it('a provider at its in-flight cap refuses further calls of any of its credentials; other providers go on', async () => {
+  const reg = registry({ providerMaxInFlight: { nts: 1 } })
+  const a = reg.get('nts-cap-a', unlimited, 'nts')
+  const b = reg.get('nts-cap-b', unlimited, 'nts')
+  const other = reg.get('portone-cap', unlimited, 'portone')
+  let hangUp!: () => void
+  const hanging = a.schedule(() => new Promise<string>((r) => (hangUp = () => r('late'))), DEFER)
+  await new Promise((r) => setTimeout(r, 20))
+  let ran = false
+  const r = await tryRun(b.schedule(async () => (ran = true), DEFER))
+  expect(ran).toBe(false)
+  expect('refused' in r && r.refused.reason).toBe('provider_cap')
+  expect(await other.schedule(async () => 'flows', DEFER)).toBe('flows')
+  hangUp()
+  expect(await hanging).toBe('late')
+  expect(await b.schedule(async () => 'now', DEFER)).toBe('now')
+  await reg.close()
+})

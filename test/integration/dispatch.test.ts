@@ -1,0 +1,167 @@
+/**
+ * Fair, bulkheaded dispatch through real workers, Postgres, Redis and the sandbox over HTTP
+ * (docs/dispatch.md):
+ *
+ * - a credential at its rate limit holds no worker slot: with ONE slot and a slow-limited merchant's
+ *   receipts queued first, the fast merchant's receipts are all issued long before the slow one's;
+ *   the slow merchant's jobs were deferred many times yet used one BullMQ attempt each (the worker
+ *   allows only one: a deferral that used an attempt would fail the job) and one ledger attempt;
+ * - an outage at one provider (every call hangs to the read timeout) and a 429 storm at another
+ *   leave a third provider's receipts flowing; the failing provider's receipts stay pending, none
+ *   failed, behind an open circuit; once it recovers a probe closes the circuit and they issue, one
+ *   receipt per key.
+ *
+ * Assertions are on orders and counts, never on throughput.
+ */
+import { mkdtemp, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, beforeEach, expect, it } from 'vitest'
+import { startSandbox, type Sandbox } from '../../sandbox/index.ts'
+import type { App } from '../../src/app.ts'
+import { readDispatchStats } from '../../src/throttle/dispatch-stats.ts'
+import { importDay, settle } from '../helpers/pipeline.ts'
+import { createTestEnv, eventually, type TestEnv } from '../helpers/test-env.ts'
+
+let sandbox: Sandbox
+let env: TestEnv
+
+const merchant = (id: string, businessNumber: string, limits: Record<string, Record<string, number>> = {}) => ({
+  id,
+  name: id,
+  businessNumber,
+  mandatoryIssuer: true,
+  providers: {
+    'portone-v2': { apiSecret: `v2-secret-${id}`, channelKey: `channel-v2-${id}`, storeId: `store-${id}`, ...(limits['portone-v2'] ? { limits: limits['portone-v2'] } : {}) },
+    payssam: { apikey: `apikey${id.replace(/-/g, '')}`, member: `member-${id}`, merchant: `shop-${id}`, ...(limits.payssam ? { limits: limits.payssam } : {}) },
+    nts: { clientId: `nts-${id}`, clientSecret: `nts-secret-${id}` },
+  },
+})
+
+beforeAll(async () => {
+  sandbox = await startSandbox({ port: 0 })
+  const dir = await mkdtemp(join(tmpdir(), 'crt-dispatch-'))
+  const file = join(dir, 'merchants.json')
+  await writeFile(
+    file,
+    JSON.stringify([
+      // 2 req/s for its PaySsam credential: its 20 receipts need ≥ 9.5 s whatever the worker does.
+      merchant('m-slow', '2208162517', { payssam: { maxPerSecond: 2 } }),
+      merchant('m-fast', '1248100998'),
+    ]),
+  )
+  env = await createTestEnv({ sandboxUrl: sandbox.url, env: { MERCHANTS_FILE: file } })
+}, 60_000)
+
+afterAll(async () => {
+  await env?.close()
+  await sandbox?.close()
+})
+
+beforeEach(() => {
+  sandbox.reset()
+  sandbox.setFaults('')
+  sandbox.setRateLimits('')
+})
+
+async function rowsOf(app: App, runIds: number[]) {
+  return app.db().selectFrom('receipts').selectAll().where('run_id', 'in', runIds).where('kind', '=', 'issue').orderBy('id').execute()
+}
+
+it('a rate-limited credential holds no worker slot: one slot, the slow merchant queued first, the fast one still goes; deferrals use no attempt', async () => {
+  const app = env.newApp({ WORKER_ATTEMPTS: '1', WORKER_CONCURRENCY: '1' })
+  await importDay(env.app, { businessDate: '2026-11-09', count: 40, seed: 11, providers: ['payssam'], idPrefix: 'SL' })
+  // The slow merchant's receipts enter the queue first, all of them ahead of the fast merchant's.
+  const slow = await settle(app, '2026-11-09', { merchantId: 'm-slow' })
+  const fast = await settle(app, '2026-11-09', { merchantId: 'm-fast' })
+  const worker = app.startWorker({ concurrency: 1 })
+  try {
+    const rows = await eventually(async () => {
+      const r = await rowsOf(app, [slow.runId!, fast.runId!])
+      return r.every((x) => x.state === 'issued' || x.state === 'skipped') ? r : undefined
+    }, 60_000, 200)
+    const issued = (m: string) => rows.filter((r) => r.merchant_id === m && r.state === 'issued')
+    expect(issued('m-slow').length).toBeGreaterThan(5)
+    expect(issued('m-fast').length).toBeGreaterThan(5)
+    const last = (m: string) => Math.max(...issued(m).map((r) => r.finished_at!.getTime()))
+    const first = (m: string) => Math.min(...issued(m).map((r) => r.finished_at!.getTime()))
+    // Every fast receipt was done before the slow merchant's last, although all of the slow ones
+    // were queued first and the worker has one slot: the slot never sat out the slow credential's pace.
+    expect(last('m-fast')).toBeLessThan(last('m-slow'))
+    // And the fast ones did not wait for the slow ones: more of the slow merchant's were issued after the fast merchant's first than before it.
+    expect(issued('m-slow').filter((r) => r.finished_at!.getTime() > first('m-fast')).length).toBeGreaterThan(issued('m-slow').length / 2)
+
+    // A deferral uses no attempt: the slow merchant's jobs were put off (started more than once) and
+    // still completed on the one attempt they were allowed; the ledger counts one claim each.
+    const jobs = await app.receiptsQueue().getJobs(['completed', 'failed'])
+    expect(jobs.filter((j) => j.failedReason)).toEqual([])
+    const slowIds = new Set(issued('m-slow').map((r) => r.id))
+    const slowJobs = jobs.filter((j) => slowIds.has((j.data as { receiptId: number }).receiptId))
+    expect(slowJobs.length).toBe(slowIds.size)
+    expect(slowJobs.filter((j) => j.attemptsStarted > 1).length).toBeGreaterThan(0)
+    for (const j of slowJobs) expect(j.attemptsMade).toBe(1)
+    for (const r of rows.filter((x) => x.state === 'issued')) expect(r.attempts).toBe(1)
+    // Paced by our own limiter: the sandbox answered no 429 and holds one receipt per key.
+    const stats = sandbox.stats()
+    expect(stats.providers.payssam!.rate_limited ?? 0).toBe(0)
+    expect(stats.max_live_receipts_per_key).toBe(1)
+    const dispatch = await eventually(async () => {
+      const d = await readDispatchStats(app.redis(), env.prefix)
+      return d.deferred.some((x) => x.provider === 'payssam' && x.reason === 'rate') ? d : undefined
+    }, 5_000)
+    expect(dispatch.deferred.find((x) => x.provider === 'payssam' && x.reason === 'rate')!.n).toBeGreaterThan(0)
+  } finally {
+    await worker.close()
+  }
+}, 120_000)
+
+it('an outage at one provider and a 429 storm at another leave the third flowing; the failing receipts wait behind an open circuit and issue after recovery', async () => {
+  const app = env.newApp({ WORKER_CONCURRENCY: '4', NTS_MAX_IN_FLIGHT: '1', CIRCUIT_FAILURES: '2', CIRCUIT_HALF_OPEN_MS: '1000' })
+  await importDay(env.app, { businessDate: '2026-11-10', count: 60, seed: 12, providers: ['nts', 'portone-v2', 'payssam'], idPrefix: 'OU' })
+  // NTS: every receipt operation hangs until the client's read timeout; nothing is committed.
+  sandbox.setFaults('nts:timeout_before_commit=1')
+  // PortOne V2: the provider allows 2 req/s per credential and none is configured here: 429s.
+  sandbox.setRateLimits('portone-v2=2')
+  // The failing provider's receipts go into the queue first.
+  const runs = [] as number[]
+  for (const m of ['m-slow', 'm-fast']) runs.push((await settle(app, '2026-11-10', { merchantId: m })).runId!)
+  const worker = app.startWorker({ concurrency: 4 })
+  try {
+    const byProvider = async () => {
+      const rows = await rowsOf(app, runs)
+      const of = (p: string) => rows.filter((r) => r.provider === p && r.state !== 'skipped')
+      return { rows, nts: of('nts'), v2: of('portone-v2'), payssam: of('payssam') }
+    }
+    // PaySsam (healthy) and PortOne V2 (after its 429s) finish while NTS is down.
+    const during = await eventually(async () => {
+      const b = await byProvider()
+      return b.payssam.every((r) => r.state === 'issued') && b.v2.every((r) => r.state === 'issued') ? b : undefined
+    }, 60_000, 200)
+    expect(during.payssam.length).toBeGreaterThan(3)
+    expect(during.v2.length).toBeGreaterThan(3)
+    expect(during.nts.length).toBeGreaterThan(3)
+    // The NTS receipts are waiting, none failed and none issued.
+    expect(during.nts.filter((r) => r.state === 'failed' || r.state === 'issued')).toEqual([])
+    expect(sandbox.stats().providers['portone-v2']!.rate_limited).toBeGreaterThan(0)
+    const open = await readDispatchStats(app.redis(), env.prefix)
+    expect(open.circuits.find((c) => c.name === 'nts')?.state).toMatch(/open|half_open/)
+    expect(open.deferred.some((d) => d.provider === 'nts' && d.reason === 'circuit')).toBe(true)
+
+    // Recovery: a probe gets through, the circuit closes, every NTS receipt is issued once.
+    sandbox.setFaults('')
+    const after = await eventually(async () => {
+      const b = await byProvider()
+      return b.nts.every((r) => r.state === 'issued') ? b : undefined
+    }, 60_000, 200)
+    expect(after.rows.filter((r) => r.state === 'failed')).toEqual([])
+    expect(sandbox.stats().max_live_receipts_per_key).toBe(1)
+    const closed = await eventually(async () => {
+      const d = await readDispatchStats(app.redis(), env.prefix)
+      return d.circuits.find((c) => c.name === 'nts')?.state === 'closed' ? d : undefined
+    }, 10_000)
+    expect(closed.circuits.find((c) => c.name === 'nts')).toMatchObject({ scope: 'provider', state: 'closed' })
+    expect(await app.receiptsQueue().getJobs(['failed'])).toHaveLength(0)
+  } finally {
+    await worker.close()
+  }
+}, 150_000)

@@ -36,6 +36,7 @@
  *                        issue   issued                                 cancelled
  *   markReconciled       issue   issued | cancelled (the state read)    unchanged; reconciled_at, flag cleared
  *   flagReconcile        issue   issued | cancelled (the state read)    unchanged; reconcile_flag set
+ *   correctAmountsFromProvider issue issued, no partial cancel, total as read  issued; the provider's amounts (reconcile)
  *   finalizeProvisional  issue   issued, provisional                    issued, final (tax authority accepted)
  *   failProvisional      issue   issued, provisional, nothing cancelled failed, class tax_authority, code TSx
  *                                and no cancel open                     (tax authority refused)
@@ -822,6 +823,34 @@ export async function failProvisional(db: Db, receiptId: number, error: { readon
 
 /** error_class of a receipt the tax authority refused after the provider had accepted it. */
 export const TAX_AUTHORITY_ERROR_CLASS = 'tax_authority'
+
+/**
+ * Reconcile found the ledger's amount for an issued receipt provably wrong: the provider holds the
+ * same receipt (approval number) for another amount and nothing was partly cancelled. The row takes
+ * the provider's amounts, guarded by the total the caller read (still issued, never partly cancelled);
+ * reconciled, flag cleared. False when the row moved meanwhile.
+ */
+export async function correctAmountsFromProvider(db: Db, receiptId: number, readTotal: number, a: ReceiptAmounts): Promise<boolean> {
+  const res = await db
+    .updateTable('receipts')
+    .set({
+      total_amount: a.total,
+      supply_amount: a.supply,
+      vat_amount: a.vat,
+      tax_free_amount: a.taxFree,
+      service_fee: a.serviceFee,
+      reconcile_flag: null,
+      reconciled_at: sql`now()`,
+      updated_at: sql`now()`,
+    })
+    .where('id', '=', receiptId)
+    .where('kind', '=', 'issue')
+    .where('state', '=', 'issued')
+    .where('cancelled_amount', '=', 0)
+    .where('total_amount', '=', readTotal)
+    .executeTakeFirst()
+  return Number(res.numUpdatedRows) === 1
+}
 
 /** The provider agrees with an issued or cancelled row (still in `state`, as read): reconciled, flag cleared. */
 export async function markReconciled(db: Db, receiptId: number, state: ReceiptState): Promise<boolean> {

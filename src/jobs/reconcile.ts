@@ -3,7 +3,9 @@
  * - provider holds a live receipt, ledger says failed/pending → recorded as issued (repaired)
  * - ledger says issued, provider has none → flagged (reconcile_flag), never silently changed
  * - ledger says issued, provider says cancelled → recorded as cancelled
- * - ledger and provider agree on issued but not on the amount → flagged
+ * - ledger and provider agree on issued but not on the amount → the ledger takes the provider's
+ *   amount when it is the same receipt (approval number) never partly cancelled (correctAmountsFromProvider);
+ *   flagged otherwise
  * Also lists receipts past their legal deadline (business date + 4 days) that are not issued.
  *
  * Duplicates: at a provider that does not deduplicate by our key (NTS, `lookupAll`), every receipt it
@@ -40,11 +42,13 @@ import {
   recordDuplicates,
   releaseDuplicateCancel,
   repairFromProvider,
+  correctAmountsFromProvider,
 } from '../db/ledger.ts'
 import { addDays, kstToday, type ProviderOutcome, type ProviderReceipt, type ReceiptAmounts } from '../domain/index.ts'
 import type { CashReceiptProvider, LookupRequest } from '../providers/types.ts'
 import type { Throttle } from '../throttle/throttle.ts'
 import type { ProviderSource } from './provider-source.ts'
+import { heldAmounts } from './receipt-amounts.ts'
 import { LeaseLostError, sendFence } from './lease.ts'
 
 /**
@@ -81,6 +85,11 @@ export interface ReconcileResult {
   readonly rejected: { transaction_id: string; provider: string; business_date: string; code: string; message: string }[]
   /** Receipts still provisional after this pass (their result is not in yet). */
   readonly provisional: number
+  /**
+   * Issued receipts whose ledger amount differed from the amount the provider holds for the same
+   * receipt (same approval number, no partial cancel): the ledger now has the provider's amount.
+   */
+  readonly amounts_corrected: { transaction_id: string; provider: string; ledger_amount: number; provider_amount: number }[]
 }
 
 /** How far back reconcile revisits receipts still waiting for the tax authority's result. */
@@ -166,7 +175,7 @@ export async function reconcileDay(
       .execute()),
   )
   const result: { -readonly [K in keyof ReconcileResult]: ReconcileResult[K] } = {
-    businessDate, checked: 0, matched: 0, repaired: [], flagged: [], lookupErrors: 0, overdue: [], duplicates: [], finalized: [], rejected: [], provisional: 0,
+    businessDate, checked: 0, matched: 0, repaired: [], flagged: [], lookupErrors: 0, overdue: [], duplicates: [], finalized: [], rejected: [], provisional: 0, amounts_corrected: [],
   }
   let i = 0
   const worker = async () => {
@@ -206,9 +215,18 @@ export async function reconcileDay(
         const state = held.kind
         const live = r.total_amount - r.cancelled_amount
         if (r.state === state && state === 'issued' && held.receipt.amount !== null && held.receipt.amount !== live) {
-          const flag = `amount mismatch: ledger ${live}, provider ${held.receipt.amount}`
-          result.flagged.push({ ...at, flag })
-          await flagReconcile(db, r.id, r.state, flag)
+          // The very receipt the ledger recorded (same approval number), never partly cancelled: the
+          // provider's amount is what was receipted, so the ledger is provably wrong and takes it.
+          // Anything else (another receipt, partial cancels) is for a person: flagged, never changed.
+          const same = r.approval_number !== null && held.receipt.approvalNumber === r.approval_number && r.cancelled_amount === 0
+          if (same && (await correctAmountsFromProvider(db, r.id, r.total_amount, heldAmounts(held.receipt, amountsOf(r))))) {
+            result.amounts_corrected.push({ ...at, ledger_amount: live, provider_amount: held.receipt.amount })
+            deps.logger.warn({ receiptId: r.id, provider: r.provider, ledgerAmount: live, providerAmount: held.receipt.amount }, 'reconcile: ledger amount corrected to the provider\'s')
+          } else {
+            const flag = `amount mismatch: ledger ${live}, provider ${held.receipt.amount}`
+            result.flagged.push({ ...at, flag })
+            await flagReconcile(db, r.id, r.state, flag)
+          }
         } else if (r.state === state) {
           result.matched++
           await markReconciled(db, r.id, state)

@@ -84,6 +84,28 @@ describe('reconcile', () => {
   })
 })
 
+describe('reconcile compares amounts', () => {
+  it('corrects a ledger amount the provider provably disagrees with, and flags one it cannot prove', async () => {
+    const app = env.app
+    await importDay(app, { businessDate: '2026-06-03', count: 16, seed: 13, providers: ['portone-v2', 'payssam'], idPrefix: 'AMT' })
+    const summary = await settle(app, '2026-06-03')
+    await waitForRun(app, summary.runId!)
+    const [wrong, other] = await app.db().selectFrom('receipts').selectAll().where('run_id', '=', summary.runId!).where('state', '=', 'issued').orderBy('id').limit(2).execute()
+    // The ledger says 1,000 more than the receipt the provider holds under the same approval number.
+    await app.db().updateTable('receipts').set({ total_amount: wrong!.total_amount + 1000, supply_amount: wrong!.supply_amount + 1000 }).where('id', '=', wrong!.id).execute()
+    // A receipt partly cancelled in the ledger that the provider holds for another amount: not provable.
+    await app.db().updateTable('receipts').set({ cancelled_amount: 1 }).where('id', '=', other!.id).execute()
+
+    const result = await reconcileDay({ db: app.db(), providers: app.providers(), logger: app.logger }, '2026-06-03', '2026-06-04')
+    expect(result.amounts_corrected).toEqual([{ transaction_id: wrong!.transaction_id, provider: wrong!.provider, ledger_amount: wrong!.total_amount + 1000, provider_amount: wrong!.total_amount }])
+    expect(result.flagged).toEqual([{ transaction_id: other!.transaction_id, provider: other!.provider, flag: `amount mismatch: ledger ${other!.total_amount - 1}, provider ${other!.total_amount}` }])
+    const fixed = await app.db().selectFrom('receipts').selectAll().where('id', '=', wrong!.id).executeTakeFirstOrThrow()
+    expect([fixed.total_amount, fixed.supply_amount, fixed.vat_amount, fixed.reconcile_flag]).toEqual([wrong!.total_amount, wrong!.supply_amount, wrong!.vat_amount, null])
+    // A second pass finds nothing more to correct.
+    expect((await reconcileDay({ db: app.db(), providers: app.providers(), logger: app.logger }, '2026-06-03', '2026-06-04')).amounts_corrected).toEqual([])
+  })
+})
+
 describe('cancellation', () => {
   it('a transaction re-imported as cancelled cancels its issued receipt', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'crt-ops-'))

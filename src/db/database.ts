@@ -159,6 +159,9 @@ export async function migrateToLatest(db: Db): Promise<MigrationResultSet> {
   const migrator = new Migrator({
     db,
     provider: { getMigrations: async () => migrations },
+    // Migrations are numbered in ranges per line of work, so one may land after a later-numbered one
+    // was applied; each is independent of its neighbours, so apply whatever is missing.
+    allowUnorderedMigrations: true,
   })
   return migrator.migrateToLatest()
 }

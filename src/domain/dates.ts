@@ -56,7 +56,7 @@ export function parsePaidAt(raw: string | undefined | null, nowMs: number): Resu
   const m = ISO_WITH_OFFSET.exec(s)
   if (!m) {
     if (/^\d{4}-\d{2}-\d{2}(T[\d:.]+)?$/.test(s)) return err('paid_at', 'offset', `"${s}" has no UTC offset; add +09:00 (KST) or Z`)
-    return err('paid_at', 'format', `"${s.slice(0, 40)}" is not an ISO 8601 date-time with offset`)
+    return err('paid_at', 'format', 'is not an ISO 8601 date-time with offset (e.g. 2026-11-21T14:03:00+09:00)')
   }
   if (!isValidDate(`${m[1]}-${m[2]}-${m[3]}`) || Number(m[4]) > 23 || Number(m[5]) > 59 || Number(m[6] ?? 0) > 59) {
     return err('paid_at', 'date', `"${s}" is not a real date and time`)

@@ -6,6 +6,7 @@
  *   13–19 digits → card (NTS TS2 prefix rules); anything else → rejected.
  */
 import { err, ok, type Result } from './result.ts'
+export { maskIdentifier } from './mask.ts'
 
 /** Kind of buyer identifier after validation. `self` is the NTS self-issue number 0100001234. */
 export type IdentifierType = 'phone' | 'business' | 'card' | 'rrn' | 'self'
@@ -67,7 +68,7 @@ export function parseIdentifier(raw: string, declared?: DeclaredIdentifierType):
   if (declared) return parseDeclared(digits, declared)
   if (digits.length === 10 && digits.startsWith('01')) return checkPhone(digits)
   if (digits.length === 11 && /^01[016789]/.test(digits)) return checkPhone(digits)
-  if (digits.length === 11) return err(F, 'phone', `${maskIdentifier(digits, 'phone')}: an 11-digit number must be a mobile number starting 010/011/016–019 (NTS TS1)`)
+  if (digits.length === 11) return err(F, 'phone', `an 11-digit number must be a mobile number starting 010/011/016–019 (NTS TS1)`)
   if (digits.length === 10) return checkBrn(digits)
   if (digits.length === 13 && isPlausibleRrn(digits)) return ok({ digits, type: 'rrn' })
   if (digits.length >= 12 && digits.length <= 19) return checkCard(digits)
@@ -84,7 +85,7 @@ function parseDeclared(digits: string, declared: DeclaredIdentifierType): Result
       return checkCard(digits)
     case 'rrn':
       if (digits.length !== 13) return err(F, 'rrn', 'a resident or foreigner registration number has 13 digits (주민등록번호)')
-      if (!isPlausibleRrn(digits)) return err(F, 'rrn', `${maskIdentifier(digits, 'rrn')} does not start with a valid birth date (주민등록번호 생년월일 오류)`)
+      if (!isPlausibleRrn(digits)) return err(F, 'rrn', `does not start with a valid birth date (주민등록번호 생년월일 오류)`)
       return ok({ digits, type: 'rrn' })
   }
 }
@@ -97,7 +98,7 @@ function checkPhone(digits: string): Result<Identifier> {
 function checkBrn(digits: string): Result<Identifier> {
   if (!/^\d{10}$/.test(digits)) return err(F, 'business', 'a business registration number has 10 digits (사업자등록번호)')
   if (!isValidBrn(digits)) {
-    return err(F, 'business', `business number ${maskIdentifier(digits, 'business')} fails its check digit (사업자등록번호 검증 실패)`)
+    return err(F, 'business', `the business number fails its check digit (사업자등록번호 검증 실패)`)
   }
   return ok({ digits, type: 'business' })
 }
@@ -105,20 +106,4 @@ function checkBrn(digits: string): Result<Identifier> {
 function checkCard(digits: string): Result<Identifier> {
   const problem = cardRule(digits)
   return problem ? err(F, 'card', problem) : ok({ digits, type: 'card' })
-}
-
-/** Display form with the personal part hidden. The self-issue number is not personal and shown in full. */
-export function maskIdentifier(digits: string, type: IdentifierType): string {
-  switch (type) {
-    case 'self':
-      return '010-000-1234'
-    case 'phone':
-      return `${digits.slice(0, 3)}-****-${digits.slice(-4)}`
-    case 'business':
-      return `${digits.slice(0, 3)}-${digits.slice(3, 5)}-***${digits.slice(8, 10)}`
-    case 'card':
-      return `${digits.slice(0, 4)}-****-****-${digits.slice(-4)}`
-    case 'rrn':
-      return `${digits.slice(0, 6)}-${digits[6] ?? '*'}******`
-  }
 }

@@ -1,6 +1,7 @@
 /** The pure domain: Korean cash-receipt rules (docs/tax-law.md) and the vocabulary every layer shares. No I/O, no clock, no env. */
 export * from './result.ts'
 export * from './identifier.ts'
+export { maskBusinessNumber, maskCard, maskEmail, maskName, maskPhone, maskRrn, maskUnknown } from './mask.ts'
 export * from './purpose.ts'
 export * from './money.ts'
 export * from './dates.ts'

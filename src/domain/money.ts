@@ -31,14 +31,14 @@ export function parseKrw(raw: string | number | undefined | null, field: string,
   if (typeof raw === 'number') n = raw
   else {
     const s = raw.trim()
-    if (/^\d{1,3}(,\d{3})+$/.test(s)) return err(field, 'format', `"${s}" has thousands separators; write whole won without commas`)
-    if (/^-?\d+\.\d+$/.test(s)) return err(field, 'integer', `"${s}" is not a whole number of won (KRW has no fractions)`)
-    if (!/^-?\d+$/.test(s)) return err(field, 'format', `"${s.slice(0, 30)}" is not a whole number of won`)
+    if (/^\d{1,3}(,\d{3})+$/.test(s)) return err(field, 'format', 'has thousands separators; write whole won without commas')
+    if (/^-?\d+\.\d+$/.test(s)) return err(field, 'integer', 'is not a whole number of won (KRW has no fractions)')
+    if (!/^-?\d+$/.test(s)) return err(field, 'format', 'is not a whole number of won')
     n = Number(s)
   }
-  if (!Number.isFinite(n) || !Number.isInteger(n)) return err(field, 'integer', `${n} is not a whole number of won (KRW has no fractions)`)
-  if (n < opts.min) return err(field, 'range', n < 0 ? `${n} is negative` : `must be at least ${opts.min}`)
-  if (n > MAX_KRW) return err(field, 'range', `${n} exceeds the maximum of ${MAX_KRW} per receipt`)
+  if (!Number.isFinite(n) || !Number.isInteger(n)) return err(field, 'integer', 'is not a whole number of won (KRW has no fractions)')
+  if (n < opts.min) return err(field, 'range', n < 0 ? 'is negative' : `must be at least ${opts.min}`)
+  if (n > MAX_KRW) return err(field, 'range', `exceeds the maximum of ${MAX_KRW} per receipt`)
   return ok(n)
 }
 

@@ -14,7 +14,7 @@ export function parsePurpose(raw: string | undefined | null): Result<Purpose> {
   const v = (raw ?? '').trim().toLowerCase()
   if (v === '' || v === 'deduction' || v === '소득공제' || v === '소득공제용') return ok('deduction')
   if (v === 'expense' || v === '지출증빙' || v === '지출증빙용') return ok('expense')
-  return err('purpose', 'enum', `"${raw}" is not deduction (소득공제) or expense (지출증빙)`)
+  return err('purpose', 'enum', 'is not deduction (소득공제) or expense (지출증빙)')
 }
 
 export function checkPurposeIdentifier(purpose: Purpose, type: IdentifierType): FieldError | null {

@@ -118,10 +118,10 @@ export function validateTransaction(input: Readonly<Record<string, unknown>>, ct
   if (!merchantId) add('merchant_id', 'required', 'is required')
   const provider = str(raw.provider) as ProviderName
   if (!provider) add('provider', 'required', `is required (${PROVIDER_NAMES.join(', ')})`)
-  else if (!PROVIDER_NAMES.includes(provider)) add('provider', 'enum', `"${provider}" is not one of ${PROVIDER_NAMES.join(', ')}`)
+  else if (!PROVIDER_NAMES.includes(provider)) add('provider', 'enum', `is not one of ${PROVIDER_NAMES.join(', ')}`)
   const method = str(raw.method) as Method
   if (!method) add('method', 'required', `is required (${METHODS.join(', ')})`)
-  else if (!METHODS.includes(method)) add('method', 'enum', `"${method}" is not a cash-type method (${METHODS.join(', ')}); card payments get no cash receipt`)
+  else if (!METHODS.includes(method)) add('method', 'enum', `is not a cash-type method (${METHODS.join(', ')}); card payments get no cash receipt`)
 
   const amount = parseKrw(raw.amount, 'amount', { min: 1 })
   if (!amount.ok) errors.push(amount.error)
@@ -132,28 +132,28 @@ export function validateTransaction(input: Readonly<Record<string, unknown>>, ct
   const refunded = parseKrw(raw.refunded_amount, 'refunded_amount', { min: 0, default: 0 })
   if (!refunded.ok) errors.push(refunded.error)
   if (amount.ok && taxFree.ok && fee.ok && taxFree.value + fee.value > amount.value) {
-    add(taxFree.value > amount.value ? 'tax_free_amount' : 'service_fee', 'range', `tax_free_amount ${taxFree.value} plus service_fee ${fee.value} exceed the amount ${amount.value}`)
+    add(taxFree.value > amount.value ? 'tax_free_amount' : 'service_fee', 'range', 'tax_free_amount plus service_fee exceed the amount')
   }
-  if (amount.ok && refunded.ok && refunded.value > amount.value) add('refunded_amount', 'range', `${refunded.value} exceeds the amount ${amount.value}`)
+  if (amount.ok && refunded.ok && refunded.value > amount.value) add('refunded_amount', 'range', 'exceeds the amount')
 
   const paidAt = parsePaidAt(str(raw.paid_at), ctx.nowMs)
   if (!paidAt.ok) errors.push(paidAt.error)
 
   const status = str(raw.status) || 'completed'
-  if (status !== 'completed' && status !== 'cancelled') add('status', 'enum', `"${status}" is not completed or cancelled`)
+  if (status !== 'completed' && status !== 'cancelled') add('status', 'enum', 'is not completed or cancelled')
 
   const purpose = parsePurpose(str(raw.purpose))
   if (!purpose.ok) errors.push(purpose.error)
 
   const declared = str(raw.identifier_type) as DeclaredIdentifierType
-  if (declared && !ID_TYPES.includes(declared)) add('identifier_type', 'enum', `"${declared}" is not one of ${ID_TYPES.join(', ')}`)
+  if (declared && !ID_TYPES.includes(declared)) add('identifier_type', 'enum', `is not one of ${ID_TYPES.join(', ')}`)
   let identifier: ValidTransaction['identifier'] = null
   const rawId = str(raw.identifier)
   if (rawId) {
     const parsed = parseIdentifier(rawId, declared && ID_TYPES.includes(declared) ? declared : undefined)
     if (!parsed.ok) errors.push(parsed.error)
     else identifier = parsed.value
-  } else if (declared) add('identifier', 'required', `is empty but identifier_type is ${declared}`)
+  } else if (declared && ID_TYPES.includes(declared)) add('identifier', 'required', `is empty but identifier_type is ${declared}`)
   if (identifier && purpose.ok) {
     const mismatch = checkPurposeIdentifier(purpose.value, identifier.type)
     if (mismatch) errors.push(mismatch)

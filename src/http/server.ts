@@ -186,7 +186,7 @@ export function createDashboardApp(deps: DashboardDeps): express.Express {
       res
         .status(404)
         .type('html')
-        .send(layout('Not found', html`<section><p>${err.message.replace(/^--run: /, '')}</p></section>`))
+        .send(layout('Not found', html`<section><p>No settlement run with that id. <a href="/">Settlement runs</a></p></section>`))
       return
     }
     if (err instanceof BadRequestError) {

@@ -253,7 +253,8 @@ async function fileWideErrors(trx: Trx): Promise<ImportError[]> {
     SELECT s.line, s.merchant_id FROM import_staging s
     WHERE NOT EXISTS (SELECT 1 FROM merchants m WHERE m.id = s.merchant_id)`.execute(trx)
   for (const r of unknownMerchant.rows) {
-    out.push({ line: r.line, field: 'merchant_id', message: `"${r.merchant_id}" is not a configured merchant (check MERCHANTS_FILE)` })
+    // Not echoed: a misplaced column may put an identifier or a secret there.
+    out.push({ line: r.line, field: 'merchant_id', message: 'is not a configured merchant (check MERCHANTS_FILE)' })
   }
   const dupes = await sql<{ line: number; first: number }>`
     SELECT line, first FROM (

@@ -141,7 +141,8 @@ function csvMessage(e: { code?: string; message: string }): string {
     case 'CSV_RECORD_DONT_MATCH_COLUMNS_LENGTH':
       return 'the row has a different number of fields than the header'
     default:
-      return e.message
+      // csv-parse's own messages may quote the record; name the code instead.
+      return `the CSV cannot be parsed here (${e.code ?? 'parse error'})`
   }
 }
 

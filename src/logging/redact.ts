@@ -1,3 +1,5 @@
+import { maskUnknown } from '../domain/index.ts'
+
 /**
  * Masking for anything that may reach a log line: provider request and response bodies, errors.
  * Field names cover every provider's spelling of buyer identifiers, buyer contact data and secrets.
@@ -56,12 +58,8 @@ const SECRET_KEYS = new Set(
   ].map((k) => k.toLowerCase()),
 )
 
-export function maskValue(value: unknown): string {
-  const s = String(value ?? '')
-  const digits = s.replace(/\D/g, '')
-  if (digits.length >= 6) return `***${digits.slice(-4)}`
-  return s.length ? '***' : ''
-}
+/** Masking itself lives in src/domain/mask.ts (one module for every display of personal data). */
+export const maskValue = maskUnknown
 
 /** Deep copy of a JSON-like value with personal fields masked and secrets removed. */
 export function redactBody(value: unknown, depth = 0): unknown {

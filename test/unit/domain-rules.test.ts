@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest'
 import fc from 'fast-check'
 import {
   addDays, brnCheckDigit, businessDateOf, kstWallClock, carryOverFrom, checkPurposeIdentifier, decideIssuance, isOverdue, isValidBrn, isValidDate,
-  kstYesterday, legalDeadline, maskIdentifier, MAX_KRW, msUntilKstMidnight, parseIdentifier, parseKrw, parsePaidAt, parsePurpose,
+  kstYesterday, legalDeadline, maskBusinessNumber, maskEmail, maskIdentifier, maskName, maskUnknown, MAX_KRW, msUntilKstMidnight, parseIdentifier, parseKrw, parsePaidAt, parsePurpose,
   splitAmounts, validateTransaction, vatOf, SELF_ISSUE_NUMBER,
 } from '../../src/domain/index.ts'
 
@@ -56,7 +56,7 @@ describe('VAT and amount split (docs/tax-law.md §5)', () => {
   it('rejects impossible splits and bad amounts with their own messages', () => {
     expect(splitAmounts({ total: 1000, taxFree: 800, serviceFee: 300 })).toMatchObject({ ok: false, error: { field: 'tax_free_amount' } })
     expect(parseKrw('12.5', 'amount', { min: 1 })).toMatchObject({ ok: false, error: { rule: 'integer' } })
-    expect(parseKrw('-5', 'amount', { min: 1 })).toMatchObject({ ok: false, error: { message: '-5 is negative' } })
+    expect(parseKrw('-5', 'amount', { min: 1 })).toMatchObject({ ok: false, error: { message: 'is negative' } })
     expect(parseKrw('0', 'amount', { min: 1 })).toMatchObject({ ok: false, error: { message: 'must be at least 1' } })
     expect(parseKrw('1,000', 'amount', { min: 1 })).toMatchObject({ ok: false, error: { rule: 'format' } })
     expect(parseKrw('1e5', 'amount', { min: 1 })).toMatchObject({ ok: false, error: { rule: 'format' } })
@@ -74,7 +74,7 @@ describe('identifiers (docs/tax-law.md §3)', () => {
     const bad = parseIdentifier('123-45-67890')
     expect(bad.ok).toBe(false)
     if (!bad.ok) {
-      expect(bad.error.message).toBe('business number 123-45-***90 fails its check digit (사업자등록번호 검증 실패)')
+      expect(bad.error.message).toBe('the business number fails its check digit (사업자등록번호 검증 실패)')
       expect(bad.error.message).not.toContain('1234567890')
     }
   })
@@ -128,6 +128,27 @@ describe('identifiers (docs/tax-law.md §3)', () => {
         expect(maxRun(maskIdentifier(phone, 'phone'))).toBeLessThanOrEqual(4)
         expect(maxRun(maskIdentifier(card, 'card'))).toBeLessThanOrEqual(4)
         expect(maskIdentifier(rrn, 'rrn')).not.toContain(rrn.slice(7))
+      }),
+    )
+  })
+
+  it('masks by the documented convention (docs/security.md): one module for every identifier', () => {
+    expect(maskIdentifier('2208162517', 'business')).toBe('220-**-*****')
+    expect(maskBusinessNumber('220-81-62517')).toBe('220-**-*****')
+    expect(maskIdentifier('01098765678', 'phone')).toBe('010-****-5678')
+    expect(maskIdentifier('1234567890123456', 'card')).toBe('1234-****-****-3456')
+    expect(maskIdentifier('9001011234567', 'rrn')).toBe('900101-*******')
+    expect(maskIdentifier('0100001234', 'self')).toBe('010-000-1234')
+    expect(maskEmail('hong.gildong@example.com')).toBe('ho***@example.com')
+    expect(maskEmail('a@example.com')).toBe('***@example.com')
+    expect(maskName('홍길동')).toBe('홍*동')
+    expect(maskName('남궁민수')).toBe('남**수')
+    expect(maskName('김수')).toBe('김*')
+    expect(maskUnknown('010-9876-5432')).toBe('***5432')
+    // A business number's mask keeps 3 of its 10 digits: 10^6 candidates, 10^5 with the check digit.
+    fc.assert(
+      fc.property(fc.stringMatching(/^\d{10}$/), (brn) => {
+        expect(maskIdentifier(brn, 'business').replace(/\D/g, '')).toBe(brn.slice(0, 3))
       }),
     )
   })

@@ -3,7 +3,8 @@
  * docs/providers.md §5, which records the official page each behaviour was checked against.
  *
  * - Auth: `Authorization: Basic base64("<secretKey>:")`; valid sandbox keys start `test_sk_` or
- *   `live_sk_`. Missing, not Basic, no trailing colon or an unknown key → 401 `UNAUTHORIZED_KEY`.
+ *   `live_sk_`. No colon after the key → 403 `INCORRECT_BASIC_AUTH_FORMAT`; missing, not Basic or an
+ *   unknown key → 401 `UNAUTHORIZED_KEY`.
  * - `POST /v1/cash-receipts` `{amount, orderId, orderName, type 소득공제|지출증빙, customerIdentityNumber,
  *   taxFreeAmount?}` (the older `POST /v1/payments/cash-receipts` with `registrationNumber`, which the
  *   official sample still calls, is served too) → 200 CashReceipt, `transactionType: CONFIRM`,
@@ -94,6 +95,14 @@ export function tossSecretOf(req: SimRequest): string | null {
   const key = decoded.slice(0, -1)
   return /^(test|live)_sk_[A-Za-z0-9_-]+$/.test(key) ? key : null
 }
+
+/** A Basic header whose decoded value lacks the `:` after the key: Toss answers 403 INCORRECT_BASIC_AUTH_FORMAT. */
+function basicWithoutColon(req: SimRequest): boolean {
+  const raw = header(req, 'authorization')
+  const m = raw ? /^Basic ([A-Za-z0-9+/=]+)$/.exec(raw.trim()) : null
+  return m !== null && !Buffer.from(m[1]!, 'base64').toString('utf8').includes(':')
+}
+const incorrectBasicAuth = () => error(403, 'INCORRECT_BASIC_AUTH_FORMAT', "잘못된 요청입니다. ':' 를 포함해 인코딩해주세요.")
 
 /** Identity numbers NTS files: phone 10–11 digits, business number 10, card 13–19, resident number 13. */
 const identityLengthOk = (n: string) => n.length >= 10 && n.length <= 19
@@ -344,7 +353,7 @@ export function createTossSim(opts: { resultDelayMs?: number } = {}): TossSim {
       const m = CANCEL.exec(req.path)
       if (!isIssuePath(req.path) && !m) return error(404, 'NOT_FOUND', '존재하지 않는 정보 입니다.')
       const secret = tossSecretOf(req)
-      if (!secret) return unauthorized()
+      if (!secret) return basicWithoutColon(req) ? incorrectBasicAuth() : unauthorized()
       if (m) {
         if (req.method !== 'POST') return error(405, 'METHOD_NOT_ALLOWED', '허용되지 않는 메서드입니다.')
         const key = segment(m[1]!)

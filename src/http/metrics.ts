@@ -11,6 +11,8 @@
  * |---|---|---|---|
  * | cash_receipts_receipts | gauge | kind, provider, state | receipts, GROUP BY |
  * | cash_receipts_overdue_receipts | gauge | provider | open issue receipts past business date + 4 days |
+ * | cash_receipts_provisional_receipts | gauge | provider | issued receipts whose tax-authority result is still due (Toss IN_PROGRESS) |
+ * | cash_receipts_tax_authority_refusals | gauge | provider, code | failed receipts the tax authority refused after the provider accepted them (class tax_authority, by TSx code) |
  * | cash_receipts_attempts_total | counter | operation, outcome | issuance_attempts, GROUP BY (rows are never deleted) |
  * | cash_receipts_provider_latency_seconds | histogram | provider, operation | issuance_attempts of the last 24 h |
  * | cash_receipts_queue_jobs | gauge | queue, state | BullMQ getJobCounts |
@@ -79,6 +81,8 @@ interface LedgerReading {
   readonly lastRuns: { trigger: string; t: number }[]
   readonly duplicates: { provider: string; n: number; open: number }[]
   readonly settleRejections: { code: string; n: number; open: number }[]
+  readonly provisional: { provider: string; n: number }[]
+  readonly refusals: { provider: string; code: string; n: number }[]
 }
 
 interface RedisReading {
@@ -161,6 +165,30 @@ export function createMetrics(deps: MetricsDeps): Metrics {
       const r = await read()
       this.reset()
       for (const row of r.ledger?.overdue ?? []) this.set({ provider: row.provider }, row.n)
+    },
+  })
+
+  new Gauge({
+    name: 'cash_receipts_provisional_receipts',
+    help: "Issued receipts whose tax-authority result is still due (Toss IN_PROGRESS); reconcile finalises them.",
+    labelNames: ['provider'],
+    registers: [registry],
+    async collect() {
+      const r = await read()
+      this.reset()
+      for (const row of r.ledger?.provisional ?? []) this.set({ provider: row.provider }, row.n)
+    },
+  })
+
+  new Gauge({
+    name: 'cash_receipts_tax_authority_refusals',
+    help: 'Failed receipts the tax authority refused after the provider had accepted them (error class tax_authority), by NTS result code.',
+    labelNames: ['provider', 'code'],
+    registers: [registry],
+    async collect() {
+      const r = await read()
+      this.reset()
+      for (const row of r.ledger?.refusals ?? []) this.set({ provider: row.provider, code: row.code }, row.n)
     },
   })
 
@@ -331,7 +359,7 @@ async function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
 
 async function readLedger(db: Db, todayKst: string): Promise<LedgerReading> {
   const bounds = LATENCY_BUCKETS_S.map((s) => Math.round(s * 1000))
-  const [receipts, overdue, attempts, latency, lastRuns, duplicates, settleRejections] = await Promise.all([
+  const [receipts, overdue, attempts, latency, lastRuns, duplicates, settleRejections, provisional, refusals] = await Promise.all([
     sql<
       LedgerReading['receipts'][number]
     >`SELECT kind, provider, state, count(*)::int AS n FROM receipts GROUP BY 1, 2, 3`.execute(db),
@@ -361,6 +389,11 @@ async function readLedger(db: Db, todayKst: string): Promise<LedgerReading> {
       SELECT s.code, count(*)::int AS n,
         count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM receipts r WHERE r.transaction_id = s.transaction_id AND r.kind = 'issue'))::int AS open
       FROM settle_rejections s GROUP BY 1`.execute(db),
+    sql<LedgerReading['provisional'][number]>`
+      SELECT provider, count(*)::int AS n FROM receipts WHERE provisional AND state = 'issued' AND kind = 'issue' GROUP BY 1`.execute(db),
+    sql<LedgerReading['refusals'][number]>`
+      SELECT provider, coalesce(error_code, 'XXX') AS code, count(*)::int AS n FROM receipts
+      WHERE state = 'failed' AND error_class = 'tax_authority' GROUP BY 1, 2`.execute(db),
   ])
   return {
     receipts: receipts.rows,
@@ -370,6 +403,8 @@ async function readLedger(db: Db, todayKst: string): Promise<LedgerReading> {
     lastRuns: lastRuns.rows,
     duplicates: duplicates.rows,
     settleRejections: settleRejections.rows,
+    provisional: provisional.rows,
+    refusals: refusals.rows,
   }
 }
 

@@ -192,9 +192,12 @@ describe('toss: deferred results, list lookups, partial cancels', () => {
     expect(later.kind).toBe('issued')
   })
 
-  it('answers 401 UNAUTHORIZED_KEY to a key without the trailing colon', async () => {
-    const res = await fetch(`${sandbox.baseUrls.toss}/v1/cash-receipts?requestDate=2026-11-21`, { headers: { authorization: `Basic ${Buffer.from(secretKey).toString('base64')}` } })
-    expect(res.status).toBe(401)
-    expect(((await res.json()) as { code: string }).code).toBe('UNAUTHORIZED_KEY')
+  it('answers 403 INCORRECT_BASIC_AUTH_FORMAT to a key without the colon, 401 UNAUTHORIZED_KEY to an unknown one', async () => {
+    const noColon = await fetch(`${sandbox.baseUrls.toss}/v1/cash-receipts?requestDate=2026-11-21`, { headers: { authorization: `Basic ${Buffer.from(secretKey).toString('base64')}` } })
+    expect(noColon.status).toBe(403)
+    expect(((await noColon.json()) as { code: string }).code).toBe('INCORRECT_BASIC_AUTH_FORMAT')
+    const unknown = await fetch(`${sandbox.baseUrls.toss}/v1/cash-receipts?requestDate=2026-11-21`, { headers: { authorization: `Basic ${Buffer.from('sk_nope:').toString('base64')}` } })
+    expect(unknown.status).toBe(401)
+    expect(((await unknown.json()) as { code: string }).code).toBe('UNAUTHORIZED_KEY')
   })
 })

@@ -13,13 +13,15 @@ import { requestCancellation } from '../../src/jobs/cancel-receipt.ts'
 import { buildReport } from '../../src/report/report.ts'
 import { createTestEnv, eventually, type TestEnv } from '../helpers/test-env.ts'
 import { importDay, settle, waitForRun } from '../helpers/pipeline.ts'
+import { parseExposition } from '../helpers/prometheus-text.ts'
 
+const TOKEN = 'toss-test-token'
 let sandbox: Sandbox
 let env: TestEnv
 
 beforeAll(async () => {
   sandbox = await startSandbox({ port: 0 })
-  env = await createTestEnv({ sandboxUrl: sandbox.url, env: { WORKER_ATTEMPTS: '3' } })
+  env = await createTestEnv({ sandboxUrl: sandbox.url, env: { WORKER_ATTEMPTS: '3', DASHBOARD_TOKEN: TOKEN, METRICS_CACHE_MS: '0' } })
   env.app.startWorker({ concurrency: 8 })
 })
 afterAll(async () => {
@@ -51,6 +53,12 @@ describe('a day including Toss', () => {
     expect(issued.every((r) => r.provisional && r.provider_receipt_id && /^\d{9}$/.test(r.approval_number ?? ''))).toBe(true)
 
     // D+1 before the tax authority has answered: nothing moves.
+    const dashboard = await app.startDashboard({ port: 0, host: '127.0.0.1' })
+    const gauge = async (name: string) => {
+      const res = await fetch(`${dashboard.url}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } })
+      return (parseExposition(await res.text()).get(name)?.samples ?? []).filter((s) => s.labels.provider === 'toss')
+    }
+    expect((await gauge('cash_receipts_provisional_receipts')).map((s) => s.value)).toEqual([issued.length])
     const early = await reconcileDay(deps, DAY, '2026-09-02')
     expect(early.finalized).toEqual([])
     expect(early.rejected).toEqual([])
@@ -75,6 +83,12 @@ describe('a day including Toss', () => {
     const reported = await buildReport(app.db(), { runId: summary.runId! })
     expect(reported.totals.failed).toBe(2)
     expect(reported.failures.filter((f) => f.error_class === 'tax_authority').map((f) => f.code).sort()).toEqual(['TS1', 'TS4'])
+    expect((await gauge('cash_receipts_tax_authority_refusals')).map((s) => [s.labels.code, s.value]).sort()).toEqual([
+      ['TS1', 1],
+      ['TS4', 1],
+    ])
+    expect(await gauge('cash_receipts_provisional_receipts')).toEqual([])
+    await dashboard.close()
 
     // Re-drive by class issues them again (the refused receipts are not live at Toss), provisionally.
     const rd = await redrive({ db: app.db(), queue: app.receiptsQueue(), logger: app.logger, todayKst: '2026-09-03' }, { errorClass: 'tax_authority' })

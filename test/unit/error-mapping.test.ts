@@ -12,6 +12,7 @@ import { classifyPortoneV1 } from '../../src/providers/portone-v1/portone-v1-err
 import { classifyPortoneV2 } from '../../src/providers/portone-v2/portone-v2-errors.ts'
 import { classifyPayssam } from '../../src/providers/payssam/payssam-errors.ts'
 import { classifyNts } from '../../src/providers/nts/nts-errors.ts'
+import { classifyToss, tossOrderOutcome, tossReceiptOf, type TossReceipt } from '../../src/providers/toss/toss-errors.ts'
 
 type Ok = Extract<HttpResult, { ok: true }>
 type Op = 'issue' | 'lookup' | 'cancel'
@@ -20,6 +21,7 @@ const CLASSIFIERS: Record<string, (op: Op, r: Ok) => ProviderOutcome> = {
   'portone-v2': (op, r) => classifyPortoneV2(op, r),
   payssam: classifyPayssam,
   nts: classifyNts,
+  toss: (op, r) => classifyToss(op, r),
 }
 const KINDS: readonly OutcomeKind[] = ['issued', 'cancelled', 'already_issued', 'not_found', 'retryable', 'rate_limited', 'permanent', 'unknown_outcome']
 
@@ -38,6 +40,7 @@ const SUCCESS: Record<string, string> = {
   'portone-v2': JSON.stringify({ cashReceipt: { issueNumber: '123456789', url: 'https://x', pgReceiptId: 'pg-1' } }),
   payssam: JSON.stringify({ code: '0000', message: 'Success', bill_id: 'B1', trader: '0', appr_cash_num: '123456789' }),
   nts: JSON.stringify({ resultCode: '0000', resultMessage: '정상', approvalNumber: '123456789', issuedAt: '2026-11-21T10:00:00+09:00' }),
+  toss: JSON.stringify({ receiptKey: 'cr_1', orderId: 'CR0001', transactionType: 'CONFIRM', issueStatus: 'IN_PROGRESS', issueNumber: '123456789', amount: 11000, failure: null, requestedAt: '2026-11-21T10:00:00+09:00' }),
 }
 
 describe('garbage answers are classified, never thrown', () => {
@@ -117,6 +120,38 @@ describe('hostile JSON values are classified, never thrown', () => {
     const amounts = (total: unknown) => JSON.stringify({ code: 0, response: { amount_total: total, amount_supply: 1000, amount_vat: 100 } })
     for (const bad of [{ toString: 1 }, 1100.5, 'abc', null, '']) expect(classifyPortoneV1('naver_cash_amount', answer(200, amounts(bad))).kind).toBe('retryable')
     expect(classifyPortoneV1('naver_cash_amount', answer(200, amounts(1100)))).toMatchObject({ kind: 'issued', receipt: { amount: 1100 } })
+  })
+})
+
+describe('Toss answers', () => {
+  const err = (status: number, code: string, message = '메시지') => answer(status, JSON.stringify({ code, message }))
+  it('maps each documented code to its outcome, keeping the Korean message', () => {
+    expect(classifyToss('issue', err(400, 'DUPLICATED_CASH_RECEIPT', '이미 현금영수증이 발급된 주문입니다.')).kind).toBe('already_issued')
+    expect(classifyToss('issue', err(409, 'IDEMPOTENT_REQUEST_PROCESSING')).kind).toBe('retryable')
+    expect(classifyToss('cancel', err(403, 'FORBIDDEN_CONSECUTIVE_REQUEST')).kind).toBe('rate_limited')
+    const refused = classifyToss('cancel', err(403, 'NOT_CANCELABLE_AMOUNT', '취소 할 수 없는 금액 입니다.'))
+    expect(refused).toMatchObject({ kind: 'permanent', meta: { providerCode: 'NOT_CANCELABLE_AMOUNT', message: '취소 할 수 없는 금액 입니다.' } })
+    expect(classifyToss('cancel', err(404, 'NOT_FOUND')).kind).toBe('not_found')
+    expect(classifyToss('issue', err(401, 'UNAUTHORIZED_KEY')).kind).toBe('permanent')
+    expect(classifyToss('issue', err(500, 'FAILED_INTERNAL_SYSTEM_PROCESSING')).kind).toBe('unknown_outcome')
+  })
+  it('an IN_PROGRESS answer is a provisional receipt; a FAILED one the tax authority refused', () => {
+    const o = classifyToss('issue', answer(200, SUCCESS.toss!))
+    expect(o.kind === 'issued' && o.receipt.provisional).toBe(true)
+    const failed = JSON.stringify({ ...JSON.parse(SUCCESS.toss!), issueStatus: 'FAILED', failure: { code: 'NTS_ERROR', message: '[TS4] 매출금액 입력오류' } })
+    expect(classifyToss('issue', answer(200, failed))).toMatchObject({ kind: 'permanent', taxAuthorityRejected: true, meta: { providerCode: 'TS4' } })
+  })
+  it('reads what the list holds for an order: the live receipt net of its cancels', () => {
+    const m = { httpStatus: 200, providerCode: null, message: null, latencyMs: 1 }
+    const confirm = tossReceiptOf({ ...JSON.parse(SUCCESS.toss!), issueStatus: 'COMPLETED' }) as TossReceipt
+    const cancel = (amount: number) => tossReceiptOf({ receiptKey: 'c_cr_1', orderId: 'CR0001', transactionType: 'CANCEL', amount, issueStatus: 'COMPLETED' }) as TossReceipt
+    expect(tossOrderOutcome([], m).kind).toBe('not_found')
+    expect(tossOrderOutcome([confirm, cancel(1_000)], m)).toMatchObject({ kind: 'issued', receipt: { amount: 10_000, provisional: false, providerReceiptId: 'cr_1' } })
+    expect(tossOrderOutcome([confirm, cancel(1_000), cancel(10_000)], m).kind).toBe('cancelled')
+    const failedFirst = tossReceiptOf({ ...JSON.parse(SUCCESS.toss!), receiptKey: 'cr_0', issueStatus: 'FAILED', failure: { code: 'NTS_ERROR', message: '[TS1] x' } }) as TossReceipt
+    expect(tossOrderOutcome([failedFirst], m)).toMatchObject({ kind: 'permanent', taxAuthorityRejected: true })
+    // After a re-drive the order has a refused receipt and a new one: the new one counts.
+    expect(tossOrderOutcome([failedFirst, confirm], m).kind).toBe('issued')
   })
 })
 

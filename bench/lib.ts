@@ -192,29 +192,81 @@ export function postgresCpuSeconds(): number {
 }
 
 /**
- * CPU used by the scenario's processes between start() and stop(), per unit of work, in ms: where the
- * machine's time goes (workers, sandbox, Redis, Postgres).
+ * CPU seconds used by the Postgres backends serving one database, sampled every 250 ms between
+ * start() and stop(): each backend's growth from its first sample to its last. On a machine shared
+ * with other Postgres clients the server-wide sum (postgresCpuSeconds) counts their work too, and a
+ * backend that exits meanwhile takes its CPU out of that sum (negative figures); per backend of the
+ * scenario's own database neither happens. Background processes (WAL writer, checkpointer) and
+ * backends living under 250 ms are not counted.
  */
-export function cpuMeter(redis: Redis, workerPids: () => number[], sandboxPid: number | undefined) {
+export function databaseCpuMeter(databaseUrl: string) {
+  const c = new pg.Client({ connectionString: databaseUrl })
+  const first = new Map<number, number>()
+  const last = new Map<number, number>()
+  let timer: NodeJS.Timeout | undefined
+  let busy = false
+  const sample = async () => {
+    if (busy) return
+    busy = true
+    try {
+      const r = await c.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()')
+      for (const { pid } of r.rows) {
+        const s = cpuSeconds(pid)
+        if (s === 0) continue
+        if (!first.has(pid)) first.set(pid, s)
+        last.set(pid, s)
+      }
+    } catch {
+      // a missed sample
+    } finally {
+      busy = false
+    }
+  }
+  return {
+    async start() {
+      await c.connect()
+      await sample()
+      timer = setInterval(() => void sample(), 250)
+    },
+    async stop(): Promise<number> {
+      clearInterval(timer)
+      await sample()
+      await c.end().catch(() => {})
+      let total = 0
+      for (const [pid, s] of last) total += s - first.get(pid)!
+      return total
+    },
+  }
+}
+
+/**
+ * CPU used by the scenario's processes between start() and stop(), per unit of work, in ms: where the
+ * machine's time goes (workers, sandbox, Redis, Postgres). Postgres: the backends of `databaseUrl`
+ * when given (see databaseCpuMeter), else every Postgres process on the machine.
+ */
+export function cpuMeter(redis: Redis, workerPids: () => number[], sandboxPid: number | undefined, databaseUrl?: string) {
+  const dbMeter = databaseUrl ? databaseCpuMeter(databaseUrl) : undefined
   const read = async () => ({
     workers: workerPids().reduce((a, pid) => a + cpuSeconds(pid), 0),
     sandbox: sandboxPid ? cpuSeconds(sandboxPid) : 0,
     redis: await redisCpuSeconds(redis),
-    postgres: postgresCpuSeconds(),
+    postgres: dbMeter ? 0 : postgresCpuSeconds(),
   })
   let before: Awaited<ReturnType<typeof read>> | undefined
   return {
     async start() {
       before = await read()
+      await dbMeter?.start()
     },
     async stop(units: number, unit: string) {
       const now = await read()
+      if (dbMeter) now.postgres = await dbMeter.stop()
       const per = (k: keyof typeof now) => Math.round(((now[k] - before![k]) * 1000 * 1000) / Math.max(1, units)) / 1000
       return {
         [`worker_cpu_ms_per_${unit}`]: per('workers'),
         [`sandbox_cpu_ms_per_${unit}`]: per('sandbox'),
         [`redis_cpu_ms_per_${unit}`]: per('redis'),
-        // every postgres process on the machine: includes other clients' work if something else runs
+        // the scenario database's backends, or every postgres process on the machine (other clients' work included)
         [`postgres_cpu_ms_per_${unit}`]: per('postgres'),
       }
     },

@@ -161,6 +161,7 @@ export function createIssueHandler(deps: IssueDeps) {
         tradeDate: receipt.trade_date,
         paidAt: new Date(tx.paid_at).toISOString(),
         buyer: { name: pii.buyerName, email: pii.buyerEmail, tel: pii.buyerTel },
+        paymentMethod: tx.method,
         merchantBusinessNumber: await deps.providers.merchantBusinessNumber(receipt.merchant_id),
       }
       // Deferred (no slot within the dispatch wait, circuit open, …) the request is not sent. The

@@ -4,7 +4,7 @@
  * src/providers/<name>/ knows a vendor's URL, auth scheme, envelope or error codes.
  */
 import type { Logger } from 'pino'
-import type { IdentifierType, ProviderName, ProviderOutcome, ProviderReceipt, Purpose, ReceiptAmounts } from '../domain/index.ts'
+import type { IdentifierType, Method, ProviderName, ProviderOutcome, ProviderReceipt, Purpose, ReceiptAmounts } from '../domain/index.ts'
 import type { HttpClient, RetryBudget } from './http.ts'
 
 /** What the adapter needs to issue one receipt. Built by the worker just before the call. */
@@ -29,6 +29,11 @@ export interface IssueRequest {
   /** ISO 8601 instant the payment was received. */
   readonly paidAt: string
   readonly buyer?: { readonly name?: string; readonly email?: string; readonly tel?: string }
+  /**
+   * How the transaction was paid (its import `method`). PortOne V1 sends it as `pay_method` where the
+   * merchant's PG requires one (welcome, external receipts); absent: not known.
+   */
+  readonly paymentMethod?: Method
   /** The merchant's own 사업자등록번호 (10 digits), needed by NTS-style APIs. */
   readonly merchantBusinessNumber: string
 }

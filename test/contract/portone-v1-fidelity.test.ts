@@ -152,7 +152,41 @@ describe('PortOne V1 per-PG fields', () => {
     const req = request({ portonePayment: true })
     sandbox.registerPortonePayments([{ imp_uid: req.providerKey, amount: 22_000 }])
     expect((await wc.issue(req)).kind).toBe('issued') // corp_reg_no from the merchant's business number
-    expect((await wc.issue(request())).kind).toBe('permanent') // external: pay_method is not known
+    expect((await wc.issue(request())).kind).toBe('permanent') // external: the payment method is not known
+  })
+
+  it('welcome external receipts carry pay_method from the payment method (trans/vbank); cash is refused locally', async () => {
+    registerPg('wp', 'welcome')
+    const bodies: Record<string, unknown>[] = []
+    const recording: typeof fetch = (url, init) => {
+      if (init?.method === 'POST' && String(url).includes('/receipts/external/')) bodies.push(JSON.parse(String(init.body)) as Record<string, unknown>)
+      return fetch(url, init)
+    }
+    const wp = createProvider('portone', {
+      baseUrl: base(),
+      credentials: creds('wp', { pg: 'welcome' }),
+      fetch: recording,
+      timeouts: { connectMs: 300, readMs: 3_000 },
+      retry: { retries: 0, minTimeoutMs: 1, maxRetryTimeMs: 1 },
+    })
+    expect((await wp.issue(request({ paymentMethod: 'bank_transfer' }))).kind).toBe('issued')
+    expect((await wp.issue(request({ paymentMethod: 'virtual_account' }))).kind).toBe('issued')
+    expect(bodies.map((b) => b.pay_method)).toEqual(['trans', 'vbank'])
+    // The V1 schema's pay_method knows no cash: nothing is sent, and the reason names the method.
+    const cash = await wp.issue(request({ paymentMethod: 'cash' }))
+    expect(cash.kind).toBe('permanent')
+    expect(cash.meta.providerCode).toBe('PG_FIELD_MISSING')
+    expect(cash.meta.message).toContain('cash')
+    expect(bodies).toHaveLength(2)
+    expect(live()).toBe(2)
+    // The sandbox refuses what the schema refuses: no pay_method, or one outside trans/vbank.
+    const t = await token('wp')
+    const body = { channel_key: 'channel-wp', name: '꽃', amount: 11_000, identifier: '01012345678', type: 'person', buyer_tel: '01012345678', corp_reg_no: '2208162517' }
+    const post = (extra: object) =>
+      fetch(`${base()}/receipts/external/order-wp-${randomBytes(4).toString('hex')}`, { method: 'POST', headers: { authorization: t, 'content-type': 'application/json' }, body: JSON.stringify({ ...body, ...extra }) })
+    expect((await post({})).status).toBe(400)
+    expect((await post({ pay_method: 'cash' })).status).toBe(400)
+    expect((await post({ pay_method: 'trans' })).status).toBe(200)
   })
 
   it('KICC and Settle Bank require identifier_type; the adapter always sends it', async () => {

@@ -6,7 +6,7 @@
  * |-------------|---------------------------------------------------------------|
  * | ksnet       | product_type, buyer_name; identifier digits only (no hyphen)  |
  * | smartro_v2  | type, buyer_name, buyer_tel                                   |
- * | welcome     | type, buyer_tel, corp_reg_no; external also pay_method        |
+ * | welcome     | type, buyer_tel, corp_reg_no; external also pay_method (trans/vbank) |
  * | kicc, settle| identifier_type                                               |
  * | nice_v2     | identifier_type, type; no 국세청현금영수증카드 number via the API |
  * | daou        | company_name, company_tel, corp_reg_no (imp_uid receipts)      |
@@ -14,9 +14,12 @@
  * `type` and `identifier_type` are sent for every PG. A field the PG requires that the transaction does
  * not carry makes the issue fail here, before any call, with a permanent outcome naming the field.
  */
-import type { ProviderOutcome } from '../../domain/index.ts'
+import type { Method, ProviderOutcome } from '../../domain/index.ts'
 import type { IssueRequest } from '../types.ts'
 import type { PortoneV1Credentials } from './portone-v1-credentials.ts'
+
+/** Our payment methods as the V1 `pay_method` (welcome, external receipts); the others have no value there. */
+const PAY_METHOD: Partial<Record<Method, 'trans' | 'vbank'>> = { bank_transfer: 'trans', virtual_account: 'vbank' }
 
 const missing = (field: string, why: string): { readonly refused: ProviderOutcome } => ({
   refused: { kind: 'permanent', meta: { httpStatus: null, providerCode: 'PG_FIELD_MISSING', message: `${field} ${why}`, latencyMs: 0 } },
@@ -45,7 +48,17 @@ export function pgFields(creds: PortoneV1Credentials, req: IssueRequest): { read
     out.company_tel = creds.companyTel!
   }
   if (pg === 'welcome' && !req.portonePayment) {
-    return missing('pay_method', 'is required by welcome for external receipts and the payment method (trans/vbank) is not known to the adapter')
+    // The V1 schema's pay_method takes only trans (계좌이체) and vbank (가상계좌).
+    const payMethod = req.paymentMethod ? PAY_METHOD[req.paymentMethod] : undefined
+    if (!payMethod) {
+      return missing(
+        'pay_method',
+        req.paymentMethod
+          ? `is required by welcome for external receipts and takes trans or vbank only; a ${req.paymentMethod} payment cannot be receipted through welcome`
+          : 'is required by welcome for external receipts and the payment method is not known',
+      )
+    }
+    out.pay_method = payMethod
   }
   if (pg === 'nice_v2' && req.identifierType === 'card') {
     return missing('identifier', 'nice_v2 issues no receipt for a 국세청현금영수증카드 number through the API')

@@ -3,7 +3,7 @@
  * provider and method, valid identifiers of each kind, buyers without identifiers (self-issue at
  * mandatory issuers, skipped elsewhere), tax-free parts and service fees. Deterministic per seed.
  */
-import type { ProviderName } from '../domain/index.ts'
+import { toCsvText, type ProviderName } from '../domain/index.ts'
 import { seededRandom } from './seeded-random.ts'
 
 export interface GeneratedDay {
@@ -119,6 +119,5 @@ export function generateDay(opts: {
 }
 
 export function toCsv(day: GeneratedDay): string {
-  const esc = (v: string) => (/[",\n]/.test(v) ? `"${v.replace(/"/g, '""')}"` : v)
-  return [day.header.join(','), ...day.rows.map((r) => day.header.map((h) => esc(r[h] ?? '')).join(','))].join('\n') + '\n'
+  return toCsvText(day.header, day.rows)
 }

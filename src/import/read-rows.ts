@@ -6,6 +6,7 @@
 import { createReadStream } from 'node:fs'
 import { Transform, type TransformCallback } from 'node:stream'
 import { parse } from 'csv-parse'
+import { restoreFormula } from '../domain/index.ts'
 
 export interface RawRow {
   /** 1-based line number where the record starts (the header is line 1 in CSV). */
@@ -115,7 +116,9 @@ async function* csvRows(source: NodeJS.ReadableStream, requiredColumns: readonly
       }
       // info.lines is the line where the record ends; multi-line quoted fields start earlier.
       const startLine = rec.info.lines - (rec.raw.match(/\n/g)?.length ?? 0) + (rec.raw.endsWith('\n') ? 1 : 0)
-      yield { kind: 'row', row: { line: startLine, fields: rec.record, raw: rec.raw.replace(/\r?\n$/, '') } }
+      // A field our CSV writer neutralised ('=…, '+…) comes back as it was written.
+      const fields = Object.fromEntries(Object.entries(rec.record).map(([k, v]) => [k, restoreFormula(v)]))
+      yield { kind: 'row', row: { line: startLine, fields, raw: rec.raw.replace(/\r?\n$/, '') } }
     }
   } catch (err) {
     if (err instanceof FileFormatError) {

@@ -3,7 +3,9 @@
  * unless --skip-invalid; a re-import that cancels or refunds an issued receipt requests its
  * cancellation.
  */
-import { open, stat, writeFile } from 'node:fs/promises'
+import { chmod, open, stat, writeFile } from 'node:fs/promises'
+import { parse as parseCsv } from 'csv-parse/sync'
+import { csvRow } from '../../domain/index.ts'
 import type { Command } from 'commander'
 import { printJson } from '../output.ts'
 import { createProgress } from '../progress.ts'
@@ -33,8 +35,10 @@ export function registerImport(program: Command, { withApp }: CliContext): void 
         })
         const { rejectsRaw, ...summary } = result
         if (o.rejects && rejectsRaw.length) {
-          const header = result.format === 'csv' ? await csvHeader(file) : ''
-          await writeFile(o.rejects, (header ? `${header}\n` : '') + rejectsRaw.join('\n') + '\n')
+          await writeRejects(o.rejects, result.format === 'csv' ? await csvHeader(file) : undefined, rejectsRaw)
+          process.stderr.write(
+            `warning: ${o.rejects} holds the rejected records with their personal data in plaintext (mode 0600); delete it once they are fixed\n`,
+          )
         }
         // Cancellation requests for transactions that moved to cancelled/refunded after issuance.
         const cancels = summary.written ? await app.cancelChanged(summary.changedTransactionIds) : []
@@ -74,6 +78,28 @@ async function estimateRecords(file: string): Promise<number | undefined> {
   } catch {
     return undefined
   }
+}
+
+/**
+ * The rejected records in the input's format, readable by the owner only (they hold identifiers in
+ * plaintext). CSV records are re-written field by field through the one CSV writer, which neutralises
+ * formula prefixes; the importer undoes that, so the file re-imports as it was.
+ */
+async function writeRejects(path: string, csvHeaderLine: string | undefined, raws: readonly string[]): Promise<void> {
+  const lines =
+    csvHeaderLine === undefined
+      ? raws
+      : [csvHeaderLine, ...raws].map((raw) => {
+          try {
+            const [fields] = parseCsv(raw, { relax_column_count: true }) as string[][]
+            return csvRow(fields ?? [])
+          } catch {
+            // A record csv-parse cannot read (broken quoting): one neutralised field, still inert.
+            return csvRow([raw])
+          }
+        })
+  await writeFile(path, lines.join('\n') + '\n', { mode: 0o600 })
+  await chmod(path, 0o600) // an existing file keeps its mode on write
 }
 
 async function csvHeader(file: string): Promise<string> {

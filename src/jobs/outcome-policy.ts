@@ -11,6 +11,8 @@
  * | issued (issue), cancelled (cancel)      | issued (a cancel row: accepted)         | complete                           |
  * | lookup found issued/cancelled (issue)   | issued / cancelled                      | complete                           |
  * | lookup not_found, commit window open    | pending + needs_lookup                  | delay until it closes, no attempt  |
+ * | lookup: only a receipt the tax authority | failed (class tax_authority, TSx code), | fail                               |
+ * |   refused (Toss FAILED)                 |   lookup question answered              |                                    |
  * | lookup not cancelled yet (cancel),      | pending + needs_lookup                  | delay until it closes, no attempt  |
  * |   commit window open                    |                                         |                                    |
  * | already_issued, unknown_outcome         | — (read back first; not a partial       | —                                  |
@@ -29,7 +31,7 @@
  * | internal error                          | pending + needs_lookup; failed at last  | rethrow (BullMQ retries or fails)  |
  */
 import { DelayedError, UnrecoverableError, type Job } from 'bullmq'
-import type { ClaimResult, Transition } from '../db/ledger.ts'
+import { TAX_AUTHORITY_ERROR_CLASS, type ClaimResult, type Transition } from '../db/ledger.ts'
 import type { ProviderOutcome, ProviderReceipt } from '../domain/index.ts'
 import { ThrottleDeferError } from '../throttle/throttle.ts'
 import { LeaseLostError } from './lease.ts'
@@ -126,6 +128,16 @@ export function decide(e: PolicyEvent, ctx: AttemptContext): Decision {
           if (left > 0) return settle({ state: 'pending', needsLookup: true }, { type: 'delay', ms: left + (ctx.jitterMs ?? 0) })
           return PROCEED
         }
+        if (o.kind === 'permanent' && o.taxAuthorityRejected) {
+          // The earlier request did reach the provider, and the tax authority refused that receipt
+          // (Toss FAILED): nothing is live there, the question is answered. Failed as reconcile
+          // fails a refused provisional receipt; a re-drive issues again without looking up.
+          const code = o.meta.providerCode ?? 'XXX'
+          return settle(
+            { state: 'failed', needsLookup: false, error: { errorClass: TAX_AUTHORITY_ERROR_CLASS, code, message: o.meta.message } },
+            { type: 'fail', message: `lookup: tax authority refused the receipt (${code})` },
+          )
+        }
         return failure(o, 'lookup', ctx)
       }
       // A cancel looks up only to avoid a second cancel; anything but "cancelled" lets the call decide.
@@ -196,7 +208,10 @@ export function decide(e: PolicyEvent, ctx: AttemptContext): Decision {
 /** What a non-success answer to `step` means. */
 function failure(o: ProviderOutcome, step: 'lookup' | 'issue' | 'cancel' | 'naver_cash_amount', ctx: AttemptContext): Settle {
   const code = o.meta.providerCode ?? (o.meta.httpStatus ? String(o.meta.httpStatus) : null)
-  const error = { errorClass: o.kind, code, message: o.meta.message }
+  // A receipt the tax authority refused after the provider accepted it (Toss FAILED) is recorded
+  // under the class reconcile gives such refusals, so one re-drive selector finds them all.
+  const errorClass = o.kind === 'permanent' && o.taxAuthorityRejected ? TAX_AUTHORITY_ERROR_CLASS : o.kind
+  const error = { errorClass, code, message: o.meta.message }
   if (o.kind === 'rate_limited') {
     // Slow every process down for this credential; the job waits without using an attempt.
     return { ...settle({ state: 'pending', error }, { type: 'delay', ms: o.retryAfterMs + (ctx.jitterMs ?? 0) }), penalizeMs: o.retryAfterMs }

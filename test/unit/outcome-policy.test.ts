@@ -407,6 +407,22 @@ describe('outcome policy: rules over every answer, step and attempt', () => {
   })
 })
 
+describe('outcome policy: a receipt the tax authority refused (Toss FAILED)', () => {
+  const refused: ProviderOutcome = { kind: 'permanent', taxAuthorityRejected: true, meta: { httpStatus: 200, providerCode: 'TS1', message: '[TS1] 신분확인정보 자릿수 오류', latencyMs: 3 } }
+  it('found by the lookup before an issue: failed as tax_authority with the lookup question answered, so a re-drive issues again', () => {
+    const d = decide({ type: 'lookup', outcome: refused }, issue({ needsLookup: true }))
+    expect(d).toMatchObject({
+      type: 'settle',
+      ledger: { state: 'failed', needsLookup: false, error: { errorClass: 'tax_authority', code: 'TS1', message: '[TS1] 신분확인정보 자릿수 오류' } },
+      queue: { type: 'fail' },
+    })
+  })
+  it('answered to the issue itself: failed under the same class', () => {
+    const d = decide({ type: 'call', outcome: refused, amounts }, issue())
+    expect(d).toMatchObject({ type: 'settle', ledger: { state: 'failed', error: { errorClass: 'tax_authority', code: 'TS1' } }, queue: { type: 'fail' } })
+  })
+})
+
 describe('what BullMQ does with what a handler threw', () => {
   const job = (attemptsMade: number) => ({ attemptsMade, opts: { attempts: 3 } })
   it('a delay uses no attempt; an unrecoverable error or the last attempt fails; anything else is retried', () => {

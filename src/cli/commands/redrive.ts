@@ -14,7 +14,7 @@ export function registerRedrive(program: Command, { withApp }: CliContext): void
     .addOption(new Option('--date <YYYY-MM-DD>', 'receipts of this business date').argParser(dateArg))
     .addOption(new Option('--provider <name>', 'only this provider').choices([...PROVIDERS]))
     .option('--code <code>', 'only this provider error code')
-    .option('--class <class>', 'only this error class (retryable, unknown_outcome, permanent, rate_limited, …)')
+    .option('--class <class>', 'only this error class (retryable, unknown_outcome, permanent, rate_limited, tax_authority, …)')
     .option('--dry-run', 'show how many would be re-driven')
     .option('--wait', 'wait for the re-driven receipts and print the report')
     .option('--json', 'print the result as JSON')

@@ -186,6 +186,7 @@ export function createCancelHandler(deps: CancelDeps) {
             partial: !full,
             reason: (cancel.cancel_reason ?? 1) as 1 | 2 | 3,
             purpose: cancel.purpose,
+            attemptNo: cancel.attempts,
           },
           ctx,
         ),

@@ -69,6 +69,11 @@ export interface CancelRequest {
   /** 1 = 거래취소, 2 = 오류발급취소, 3 = 기타 */
   readonly reason: 1 | 2 | 3
   readonly purpose: Purpose
+  /**
+   * The cancel row's attempt number in the ledger (one claim per number). PortOne V2 derives the key
+   * of a repeated cancel from it after a replayed PG failure; absent: no repeat.
+   */
+  readonly attemptNo?: number
 }
 
 export interface CallContext {

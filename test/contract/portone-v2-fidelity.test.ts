@@ -129,13 +129,50 @@ describe('PortOne V2 Idempotency-Key replay', () => {
     expect(stats().issued).toBe(1)
   })
 
-  it('a different body under a used key is refused (422) and nothing is issued', async () => {
-    const a = adapter()
+  it('the sandbox refuses a different body under a used key (422); the adapter keys each body apart', async () => {
+    const sent: { url: string; init: RequestInit }[] = []
+    const recording: typeof fetch = (url, init) => {
+      sent.push({ url: String(url), init: init ?? {} })
+      return fetch(url, init)
+    }
+    const a = adapter(recording)
     const req = request()
     expect((await a.issue(req)).kind).toBe('issued')
+    const post = sent.find((s) => s.init.method === 'POST')!
+    const headers = post.init.headers as Record<string, string>
+    // Raw: the same key with another body is refused, and nothing is issued.
+    const reused = await fetch(post.url, { method: 'POST', headers, body: JSON.stringify({ ...JSON.parse(String(post.init.body)), paymentId: `pay-${randomBytes(6).toString('hex')}` }) })
+    expect(reused.status).toBe(422)
+    expect(stats().issued).toBe(1)
+    // Through the adapter the same receipt key with another body goes under another Idempotency-Key.
     const other = await a.issue({ ...request(), idempotencyKey: req.idempotencyKey })
-    expect(other.kind).toBe('permanent')
-    expect(other.meta.httpStatus).toBe(422)
+    expect(other.kind).toBe('issued')
+    const keys = sent.filter((s) => s.init.method === 'POST').map((s) => (s.init.headers as Record<string, string>)['idempotency-key'])
+    expect(keys).toHaveLength(2)
+    expect(keys[0]).not.toBe(keys[1])
+    expect(keys[0]).toMatch(new RegExp(`^"${req.idempotencyKey}-b[0-9a-f]{12}"$`))
+  })
+
+  it('a refund imported between attempts changes the body: the next attempt is a new request, not a 422', async () => {
+    const a = adapter()
+    const req = request()
+    // The first attempt meets a PG failure (and its read of the receipt a server error): 502 kept for its key.
+    sandbox.forceNext('portone-v2', ['5xx', '5xx'])
+    expect((await a.issue(req)).kind).toBe('unknown_outcome')
+    // 5,500 refunded meanwhile: the next attempt receipts what remains under the same receipt key.
+    const refunded = { ...req, amounts: { total: 5_500, supply: 5_000, vat: 500, taxFree: 0, serviceFee: 0 } }
+    const second = await a.issue(refunded)
+    expect(second.kind).toBe('issued')
+    const held = sandbox.receipts('portone-v2')
+    expect(held).toHaveLength(1)
+    expect(held[0]!.amount).toBe(5_500)
+    // The original content's key still replays its 502 (the worker then reads the receipt back: issued,
+    // for 5,500); another key for it would be refused by the paymentId. One receipt either way.
+    expect((await a.issue(req)).kind).toBe('unknown_outcome')
+    const found = await a.lookup(lookupOf(req))
+    expect(found.kind).toBe('issued')
+    if (found.kind === 'issued') expect(found.receipt.amount).toBe(5_500)
+    expect((await a.issue({ ...req, idempotencyKey: `${req.idempotencyKey}-r1` })).kind).toBe('already_issued')
     expect(stats().issued).toBe(1)
   })
 
@@ -171,5 +208,81 @@ describe('PortOne V2 Idempotency-Key replay', () => {
       await sandbox.close()
       sandbox = await startSandbox({ port: 0, clock: () => clock })
     }
+  })
+})
+
+describe('PortOne V2 cancel after a PG failure', () => {
+  const cancelOf = (req: IssueRequest, attemptNo?: number) => ({
+    ...lookupOf(req),
+    idempotencyKey: `cr-cancel-${req.providerKey}-1`,
+    original: { approvalNumber: null, tradeDate: req.tradeDate, amounts: req.amounts },
+    amounts: req.amounts,
+    partial: false,
+    reason: 1 as const,
+    purpose: 'deduction' as const,
+    ...(attemptNo === undefined ? {} : { attemptNo }),
+  })
+
+  it('a replayed 502 on cancel: the receipt reads ISSUED, the cancel is repeated once under the attempt-derived key', async () => {
+    const sent: string[] = []
+    const recording: typeof fetch = (url, init) => {
+      if (init?.method === 'POST' && String(url).includes('/cancel')) sent.push((init.headers as Record<string, string>)['idempotency-key']!)
+      return fetch(url, init)
+    }
+    const a = adapter(recording)
+    const req = request()
+    expect((await a.issue(req)).kind).toBe('issued')
+    // Attempt 1: the PG fails the cancel, and the read that follows meets a server error.
+    sandbox.forceNext('portone-v2', ['5xx', '5xx'])
+    const first = await a.cancel(cancelOf(req, 1))
+    expect(first.kind).toBe('unknown_outcome')
+    expect(first.meta.providerCode).toBe('PG_PROVIDER')
+    expect((await rawReceipt(req.providerKey)).body.status).toBe('ISSUED')
+    // Attempt 2: the key replays its 502, the receipt reads ISSUED, the repeat under -a2 cancels it.
+    const second = await a.cancel(cancelOf(req, 2))
+    expect(second.kind).toBe('cancelled')
+    expect(stats().cancelled).toBe(1)
+    expect(sent).toHaveLength(3)
+    expect(sent[1]).toBe(sent[0])
+    expect(sent[2]).toBe(`${sent[0]!.slice(0, -1)}-a2"`)
+    expect((await rawReceipt(req.providerKey)).body.status).toBe('CANCELLED')
+    // Attempt 3 (its answer was lost, say): the key's 502 again, the receipt reads CANCELLED → done, nothing sent.
+    const third = await a.cancel(cancelOf(req, 3))
+    expect(third.kind).toBe('cancelled')
+    expect(sent).toHaveLength(4)
+    expect(stats().cancelled).toBe(1)
+  })
+
+  it('without a readable receipt or an attempt number the 502 stands (the job retries, looking up first)', async () => {
+    const a = adapter()
+    const req = request()
+    expect((await a.issue(req)).kind).toBe('issued')
+    sandbox.forceNext('portone-v2', ['5xx'])
+    expect((await a.cancel(cancelOf(req))).kind).toBe('unknown_outcome')
+    expect(stats().cancelled).toBe(0)
+    // With an attempt number the same call cancels (the derived key is a new request).
+    expect((await a.cancel(cancelOf(req, 2))).kind).toBe('cancelled')
+    expect(stats().cancelled).toBe(1)
+  })
+
+  it('PortOne refuses a second cancel (404 CASH_RECEIPT_NOT_ISSUED); the adapter reads it back as cancelled', async () => {
+    const a = adapter()
+    const req = request()
+    expect((await a.issue(req)).kind).toBe('issued')
+    expect((await a.cancel(cancelOf(req, 1))).kind).toBe('cancelled')
+    // A raw cancel under a new key: refused, the receipt stays cancelled once.
+    const raw = await fetch(`${sandbox.baseUrls['portone-v2']}/payments/${req.providerKey}/cash-receipt/cancel?storeId=store-fid`, {
+      method: 'POST',
+      headers: { authorization: `PortOne ${creds.apiSecret}`, 'idempotency-key': `"cr-cancel-${req.providerKey}-other"` },
+    })
+    expect(raw.status).toBe(404)
+    expect(((await raw.json()) as { type: string }).type).toBe('CASH_RECEIPT_NOT_ISSUED')
+    // Through the adapter under another key (a second cancel row, say): refused, read back, answered cancelled.
+    const again = await a.cancel({ ...cancelOf(req, 1), idempotencyKey: `cr-cancel-${req.providerKey}-2` })
+    expect(again.kind).toBe('cancelled')
+    expect(stats().cancelled).toBe(1)
+    // A receipt never issued is still not_found.
+    const never = request()
+    expect((await a.cancel(cancelOf(never, 1))).kind).toBe('not_found')
   })
 })

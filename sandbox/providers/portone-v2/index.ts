@@ -13,7 +13,9 @@
  *   request is replayed with its original answer for 3 hours, errors included (a 502 PG_PROVIDER of
  *   fault `5xx` too); one still running → 409 `IDEMPOTENCY_OUTSTANDING_REQUEST`; another body → 422.
  *   Scope: credential + method + path + key.
- * - A PG failure on issue (fault `5xx`) leaves the receipt `ISSUE_FAILED` (IssueFailedCashReceipt).
+ * - A PG failure on issue (fault `5xx`) leaves the receipt `ISSUE_FAILED` (IssueFailedCashReceipt); on
+ *   cancel it leaves the receipt `ISSUED` (the 502 kept for the key). Only an `ISSUED` receipt can be
+ *   cancelled: any other → 404 `CASH_RECEIPT_NOT_ISSUED`, so a second cancel is refused whatever its key.
  * - `GET /payments/{paymentId}/cash-receipt` (404 `CASH_RECEIPT_NOT_FOUND`); `POST …/cash-receipt/cancel`
  *   (full only; 404 `CASH_RECEIPT_NOT_FOUND` / `CASH_RECEIPT_NOT_ISSUED`); `GET /cash-receipts` (paged list,
  *   body or `requestBody` query).

@@ -218,6 +218,7 @@ export function createV2Receipts(counters: SimCounters): V2Receipts {
     const r = current.get(key)
     if (!cancel) return r ? { status: 200, body: view(r) } : notFound()
     if (!r) return notFound()
+    // Only an ISSUED receipt can be cancelled: a second cancel (any key) is refused, never applied twice.
     if (r.status !== 'ISSUED') return error(404, 'CASH_RECEIPT_NOT_ISSUED', '발급된 현금영수증이 아닙니다.')
     r.status = 'CANCELLED'
     r.cancelledAt = r.statusUpdatedAt = new Date(req.nowMs).toISOString()

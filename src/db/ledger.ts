@@ -446,7 +446,7 @@ export async function bumpRequeue(db: Db, items: readonly RequeueItem[]): Promis
  */
 export async function insertIssueReceipts(db: Db, receipts: readonly NewReceipt[]) {
   const col = <T>(f: (r: NewReceipt) => T) => receipts.map(f)
-  const res = await sql<{ id: number; state: ReceiptState; trade_date: string; redrive_count: number; provider: string; skip_reason: string | null }>`
+  const res = await sql<{ id: number; state: ReceiptState; trade_date: string; redrive_count: number; merchant_id: string; provider: string; skip_reason: string | null }>`
     INSERT INTO receipts (transaction_id, kind, merchant_id, provider, provider_key, idempotency_key, portone_payment, trade_date, deadline,
       run_id, last_run_id, total_amount, supply_amount, vat_amount, tax_free_amount, service_fee, state, purpose, skip_reason, finished_at, self_issued)
     SELECT transaction_id, 'issue', merchant_id, provider, provider_key, idempotency_key, portone_payment, trade_date, deadline,
@@ -463,7 +463,7 @@ export async function insertIssueReceipts(db: Db, receipts: readonly NewReceipt[
       run_id, last_run_id, total_amount, supply_amount, vat_amount, tax_free_amount, service_fee, state, purpose, skip_reason, finished_at, self_issued)
     WHERE n.state IN ('pending', 'skipped')
     ON CONFLICT (transaction_id, kind, seq) DO NOTHING
-    RETURNING id, state, trade_date, redrive_count, provider, skip_reason
+    RETURNING id, state, trade_date, redrive_count, merchant_id, provider, skip_reason
   `.execute(db)
   return res.rows
 }

@@ -185,8 +185,8 @@ export function decide(e: PolicyEvent, ctx: AttemptContext): Decision {
     case 'deferred':
       // Back to pending, the claim not counted; the job waits without using a BullMQ attempt. Put off
       // after a send, the request's outcome is unknown: looked up first next time.
-      if (e.afterSend) return settle({ state: 'pending', needsLookup: true, uncounted: true }, { type: 'delay', ms: e.retryInMs })
-      return settle({ state: 'pending', uncounted: true }, { type: 'delay', ms: e.retryInMs })
+      // Otherwise the mark is what this attempt knows: cleared only by a trusted lookup made in it.
+      return settle({ state: 'pending', needsLookup: e.afterSend === true || ctx.needsLookup, uncounted: true }, { type: 'delay', ms: e.retryInMs })
     case 'lease_lost':
       // Another worker owns the row now; it finishes the work. No call was made.
       return settle(null, complete('taken-over', e.message))

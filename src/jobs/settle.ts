@@ -21,7 +21,7 @@ import { insertIssueReceiptsIsolating, type RefusedIssueReceipt } from '../db/le
 import { recordSettleRejections, type SettleRejection } from '../db/settle-rejections.ts'
 import { addDays, carryOverFrom, decideIssuance, isValidDate, legalDeadline } from '../domain/index.ts'
 import { deriveProviderKeys, providerKeySource } from '../providers/keys.ts'
-import { issueJobId, type ReceiptsQueue } from '../queue/queues.ts'
+import { createRanker, issueJobId, type ReceiptsQueue } from '../queue/queues.ts'
 import { receiptAmountsFor } from './receipt-amounts.ts'
 import { enqueueReceipts } from './enqueue-receipts.ts'
 
@@ -129,14 +129,17 @@ export async function settleDay(deps: SettleDeps, opts: SettleOptions): Promise<
   let rejected = 0
   const rejectReasons: Record<string, number> = {}
 
-  const enqueue = async (rows: readonly { id: number; trade_date: string; redrive_count: number }[]) => {
+  // Each job's priority is its rank within its credential in this run: the queue interleaves the
+  // merchants whatever order their rows come in (docs/dispatch.md, Fairness).
+  const rank = createRanker()
+  const enqueue = async (rows: readonly { id: number; trade_date: string; redrive_count: number; merchant_id: string; provider: string }[]) => {
     if (!rows.length) return
     await waitForRoom(deps)
     await deps.queue.addBulk(
       rows.map((r) => ({
         name: 'issue-receipt' as const,
         data: { receiptId: r.id, businessDate: r.trade_date },
-        opts: { jobId: issueJobId(r.id, r.redrive_count) },
+        opts: { jobId: issueJobId(r.id, r.redrive_count), priority: rank(r.merchant_id, r.provider) },
       })),
     )
     enqueued += rows.length
@@ -347,7 +350,8 @@ async function waitForRoom(deps: SettleDeps): Promise<void> {
   const sleep = deps.sleep ?? ((ms: number) => new Promise((r) => setTimeout(r, ms)))
   let logged = false
   for (;;) {
-    const waiting = await deps.queue.getWaitingCount()
+    // Settled jobs carry a priority: they wait in the prioritized set, not the wait list.
+    const waiting = await deps.queue.getJobCountByTypes('waiting', 'prioritized')
     if (waiting + deps.chunkSize <= deps.maxWaiting) return
     if (!logged) deps.logger.info({ waiting, maxWaiting: deps.maxWaiting }, 'settle: queue full, waiting for workers')
     logged = true

@@ -44,6 +44,28 @@ export function receiptJob(r: { readonly id: number; readonly kind: 'issue' | 'c
     : { name: 'cancel-receipt' as const, data: { receiptId: r.id }, opts: { jobId: cancelJobId(r.id, r.redrive_count, r.requeue_count) } }
 }
 
+/**
+ * BullMQ's lowest priority (its largest number). A job's priority is its rank among the jobs of its
+ * credential in one enqueue (1 = its first), capped here.
+ */
+export const MAX_PRIORITY = 2_097_152
+
+/**
+ * Fair order across credentials (docs/dispatch.md, Fairness): numbers each job by its place among the
+ * jobs of the same (merchant, provider) seen so far by this ranker. Used as BullMQ priority, the
+ * queue hands out every credential's first job, then every credential's second, …, whatever order
+ * the rows were enqueued in; a credential's later jobs never hold back another credential's early ones.
+ */
+export function createRanker(): (merchantId: string, provider: string) => number {
+  const seen = new Map<string, number>()
+  return (merchantId, provider) => {
+    const key = `${merchantId}\u0000${provider}`
+    const n = (seen.get(key) ?? 0) + 1
+    seen.set(key, n)
+    return Math.min(n, MAX_PRIORITY)
+  }
+}
+
 /** BullMQ states of a job that will still run (or is running): its receipt is in hand. */
 export const LIVE_JOB_STATES: ReadonlySet<string> = new Set(['waiting', 'delayed', 'active', 'prioritized', 'waiting-children'])
 

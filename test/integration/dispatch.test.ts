@@ -19,6 +19,9 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, beforeEach, expect, it } from 'vitest'
 import { startSandbox, type Sandbox } from '../../sandbox/index.ts'
 import type { App } from '../../src/app.ts'
+import { generateDay, toCsv } from '../../src/demo/generate.ts'
+import type { ProviderName } from '../../src/domain/index.ts'
+import { importTransactions } from '../../src/import/import-transactions.ts'
 import { readDispatchStats } from '../../src/throttle/dispatch-stats.ts'
 import { importDay, settle } from '../helpers/pipeline.ts'
 import { createTestEnv, eventually, type TestEnv } from '../helpers/test-env.ts'
@@ -63,6 +66,15 @@ beforeEach(() => {
   sandbox.setFaults('')
   sandbox.setRateLimits('')
 })
+
+/** Imports a generated day whose rows all belong to one merchant. */
+async function importFor(merchantId: string, opts: { businessDate: string; count: number; seed: number; providers: ProviderName[]; idPrefix: string }) {
+  const day = generateDay({ ...opts, merchants: [{ id: merchantId, mandatoryIssuer: true }] })
+  const file = join(await mkdtemp(join(tmpdir(), 'crt-dispatch-')), 'day.csv')
+  await writeFile(file, toCsv(day))
+  const res = await importTransactions(env.app.db(), env.app.config.dataKeys, file, { nowMs: Date.now() })
+  expect(res.written).toBeTruthy()
+}
 
 async function rowsOf(app: App, runIds: number[]) {
   return app.db().selectFrom('receipts').selectAll().where('run_id', 'in', runIds).where('kind', '=', 'issue').orderBy('id').execute()
@@ -110,6 +122,34 @@ it('a rate-limited credential holds no worker slot: one slot, the slow merchant 
       return d.deferred.some((x) => x.provider === 'payssam' && x.reason === 'rate') ? d : undefined
     }, 5_000)
     expect(dispatch.deferred.find((x) => x.provider === 'payssam' && x.reason === 'rate')!.n).toBeGreaterThan(0)
+  } finally {
+    await worker.close()
+  }
+}, 120_000)
+
+it('fair order: a merchant settled after a much bigger one is not served after it; the queue interleaves credentials', async () => {
+  const app = env.newApp({ WORKER_CONCURRENCY: '1' })
+  // m-fast gets 80 rows, m-slow 8 (its PaySsam limit does not apply: these are PortOne V2).
+  await importFor('m-slow', { businessDate: '2026-11-11', count: 8, seed: 13, providers: ['portone-v2'], idPrefix: 'FS' })
+  await importFor('m-fast', { businessDate: '2026-11-11', count: 80, seed: 14, providers: ['portone-v2'], idPrefix: 'FB' })
+  const big = await settle(app, '2026-11-11', { merchantId: 'm-fast' })
+  const small = await settle(app, '2026-11-11', { merchantId: 'm-slow' })
+  const worker = app.startWorker({ concurrency: 1 })
+  try {
+    const rows = await eventually(async () => {
+      const r = await rowsOf(app, [big.runId!, small.runId!])
+      return r.every((x) => x.state === 'issued' || x.state === 'skipped') ? r : undefined
+    }, 90_000, 200)
+    const done = rows.filter((r) => r.state === 'issued').sort((a, b) => a.finished_at!.getTime() - b.finished_at!.getTime() || a.id - b.id)
+    const smallDone = done.filter((r) => r.merchant_id === 'm-slow')
+    const bigDone = done.filter((r) => r.merchant_id === 'm-fast')
+    expect(smallDone.length).toBeGreaterThan(2)
+    expect(bigDone.length).toBeGreaterThan(5 * smallDone.length)
+    // Enqueued after all of the big merchant's jobs, the small merchant's are served alongside its
+    // first ones (ranks 1, 2, … of each credential), not after them: the last small receipt is done
+    // before the big merchant's (small count + 2)th.
+    const lastSmall = smallDone.at(-1)!.finished_at!.getTime()
+    expect(bigDone.filter((r) => r.finished_at!.getTime() < lastSmall).length).toBeLessThanOrEqual(smallDone.length + 1)
   } finally {
     await worker.close()
   }

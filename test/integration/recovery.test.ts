@@ -175,8 +175,9 @@ describe('recovery pass', () => {
     const pass = await app.recover()
     expect(pass).toMatchObject({ checked: rows.length, live: rows.length, added: 0, requeued: 0 })
     expect(await app.receiptsQueue().getJobState(issueJobId(first.id, 0, 1))).toBe('unknown')
-    const counts = await app.receiptsQueue().getJobCounts('waiting', 'delayed')
-    expect(counts).toEqual({ waiting: rows.length - 1, delayed: 1 })
+    // Settled jobs wait in the prioritized set (their rank per credential: docs/dispatch.md).
+    const counts = await app.receiptsQueue().getJobCounts('waiting', 'prioritized', 'delayed')
+    expect(counts).toEqual({ waiting: 0, prioritized: rows.length - 1, delayed: 1 })
     const row = await app.db().selectFrom('receipts').select(['requeue_count', 'needs_lookup']).where('id', '=', first.id).executeTakeFirstOrThrow()
     expect(row).toEqual({ requeue_count: 0, needs_lookup: false })
 

@@ -219,13 +219,13 @@ const ROWS: readonly Row[] = [
     name: 'deferred by the throttle: pending, the claim uncounted, delayed without using an attempt',
     event: failureEvent(new QueueFullError(800)),
     ctx: issue(LAST),
-    expected: { type: 'settle', ledger: { state: 'pending', uncounted: true }, queue: { type: 'delay', ms: 800 } },
+    expected: { type: 'settle', ledger: { state: 'pending', needsLookup: false, uncounted: true }, queue: { type: 'delay', ms: 800 } },
   },
   {
     name: 'the credential cannot take the call now (rate, circuit, …): the same, whatever the attempt',
     event: failureEvent(new NotNowError('circuit', 5_000)),
-    ctx: issue(LAST),
-    expected: { type: 'settle', ledger: { state: 'pending', uncounted: true }, queue: { type: 'delay', ms: 5_000 } },
+    ctx: issue({ ...LAST, needsLookup: true }),
+    expected: { type: 'settle', ledger: { state: 'pending', needsLookup: true, uncounted: true }, queue: { type: 'delay', ms: 5_000 } },
   },
   {
     name: 'deferred after a send (the read-back put off): the outcome of the request is open, looked up first',

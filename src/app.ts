@@ -16,7 +16,7 @@ import { createLogger, type Logger } from './logger.ts'
 import { kstToday } from './domain/index.ts'
 import { ThrottleRegistry } from './throttle/throttle.ts'
 import { registerLimiter } from './throttle/limiter-stats.ts'
-import { createControlQueue, createReceiptsQueue, createRedis } from './queue/queues.ts'
+import { createControlQueue, createReceiptsQueue, createRedis, pingRedis } from './queue/queues.ts'
 import { createProviderSource, type ProviderSource } from './jobs/provider-source.ts'
 import { startReceiptWorker } from './jobs/receipt-worker.ts'
 import { startScheduler, type RunningScheduler } from './jobs/scheduler.ts'
@@ -52,6 +52,8 @@ export interface App {
    * awaits it. `adopt` makes Redis take the database's id (`migrate --adopt-redis`).
    */
   checkDeployment(opts?: { readonly adopt?: boolean }): Promise<DeploymentCheck>
+  /** Rejects at once (RedisUnreachableError naming REDIS_URL) when Redis does not answer a PING; for short-lived commands. */
+  requireRedis(): Promise<void>
   /** Rejects when Postgres stays unreachable longer than DB_UNREACHABLE_EXIT_MS; for long-running commands. */
   databaseLost(): Promise<never>
 
@@ -165,7 +167,7 @@ export function createApp(config: AppConfig, overrides: AppOverrides = {}): App 
     },
     receiptsQueue() {
       if (!receiptsQueue) {
-        receiptsQueue = createReceiptsQueue(app.redis(), config.queuePrefix, config.worker.attempts, config.worker.backoffMs, telemetry)
+        receiptsQueue = createReceiptsQueue(app.redis(), config.queuePrefix, config.worker.backoffMs, telemetry)
         const q = receiptsQueue
         closers.unshift(() => q.close())
       }
@@ -221,6 +223,7 @@ export function createApp(config: AppConfig, overrides: AppOverrides = {}): App 
       }
       return deploymentChecked
     },
+    requireRedis: () => pingRedis(config.redisUrl),
     databaseLost() {
       if (!dbWatch) {
         const w = (dbWatch = watchDatabase(config.databaseUrl, config.dbUnreachableExitMs))

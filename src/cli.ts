@@ -4,9 +4,13 @@
  * command (src/cli/commands/), each given what it needs by this composition root. Exit codes: 0
  * success, 1 runtime failure, 2 bad input or usage. `--json` prints exactly one JSON document on
  * stdout; logs and progress go to stderr.
+ *
+ * Start-up stays cheap: the command modules import only commander and small helpers at load time;
+ * the application (src/app.ts: pg, bullmq, ioredis, the providers) is loaded when a command runs,
+ * so `--help`, `--version` and usage errors answer in a fraction of the time.
  */
+import { readFileSync } from 'node:fs'
 import { Command, CommanderError } from 'commander'
-import { createApp } from './app.ts'
 import { createCliContext, type CliContext } from './cli/run.ts'
 import { registerMigrate } from './cli/commands/migrate.ts'
 import { registerImport } from './cli/commands/import.ts'
@@ -41,14 +45,28 @@ const COMMANDS: readonly ((program: Command, ctx: CliContext) => void)[] = [
   registerDemo,
 ]
 
+/** package.json's version: src/cli.ts and dist/src/cli.js both find it two levels up or one. */
+function packageVersion(): string {
+  for (const rel of ['../package.json', '../../package.json']) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL(rel, import.meta.url), 'utf8')) as { name?: string; version?: string }
+      if (pkg.name === 'cash-receipts' && pkg.version) return pkg.version
+    } catch {
+      // try the next candidate
+    }
+  }
+  return 'unknown'
+}
+
 export function buildProgram(): Command {
   const program = new Command()
   program
     .name('cash-receipts')
     .description('Queue-driven batch issuance of Korean cash receipts (현금영수증), exactly once.')
+    .version(packageVersion(), '-V, --version', 'print the version and exit')
     .showHelpAfterError('(add --help for usage)')
     .exitOverride()
-  const ctx = createCliContext(createApp)
+  const ctx = createCliContext(async () => (await import('./app.ts')).createApp)
   for (const register of COMMANDS) register(program, ctx)
   return program
 }

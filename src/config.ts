@@ -348,7 +348,8 @@ const envVars = z.object({
   DISPATCH_MAX_WAIT_MS: int(50, 0),
   CIRCUIT_FAILURES: int(5, 1),
   CIRCUIT_HALF_OPEN_MS: int(10_000, 100),
-  WORKER_ATTEMPTS: int(6, 1),
+  // Read by the worker (the outcome policy's last attempt); jobs carry a ceiling (MAX_JOB_ATTEMPTS in queues.ts).
+  WORKER_ATTEMPTS: int(6, 1).refine((n) => n <= 100, { error: 'must be ≤ 100' }),
   WORKER_BACKOFF_MS: int(5_000, 0),
   WORKER_LOCK_MS: int(60_000, 1_000),
   WORKER_STALLED_INTERVAL_MS: int(30_000, 1_000),

@@ -1,6 +1,9 @@
 /** pino, JSON in production and pretty on a terminal, with personal data and secrets redacted. */
+import { Writable } from 'node:stream'
 import pino, { type Logger, type DestinationStream } from 'pino'
+import pinoPretty from 'pino-pretty'
 import { PINO_REDACT_PATHS } from './logging/redact.ts'
+import { writeAboveStatus } from './logging/status-line.ts'
 
 export type { Logger }
 
@@ -15,6 +18,17 @@ export function createLogger(
     base: { pid: process.pid },
   }
   if (destination) return pino(base, destination)
+  if (process.stderr.isTTY) {
+    // On a terminal, lines go through the status line so they never land on a progress bar.
+    const above = new Writable({
+      write(chunk: Buffer | string, _enc, cb) {
+        writeAboveStatus(String(chunk))
+        cb()
+      },
+    })
+    if (opts.pretty) return pino(base, pinoPretty({ colorize: true, translateTime: 'SYS:HH:MM:ss', destination: above, sync: true }))
+    return pino(base, { write: (line: string) => writeAboveStatus(line) })
+  }
   if (opts.pretty) {
     return pino(
       base,

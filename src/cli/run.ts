@@ -3,21 +3,39 @@
  * codes — 2 for bad input or usage, 1 for a runtime failure — and connections always closed, once,
  * before the process exits.
  */
-import { ConfigError, type AppConfig } from '../config.ts'
-import { loadDemoConfig } from '../demo/defaults.ts'
+import type { AppConfig } from '../config.ts'
 import type { App, AppOverrides } from '../app.ts'
-import { FileFormatError } from '../import/read-rows.ts'
-import { SettleInputError } from '../jobs/settle.ts'
-import { CancelInputError } from '../jobs/cancel-receipt.ts'
-import { RekeyError } from '../jobs/rekey.ts'
-import { ReportNotFoundError } from '../report/report.ts'
-import { startTracing, type Tracing } from '../telemetry/tracing.ts'
+import type { Tracing } from '../telemetry/tracing.ts'
 
 export class UsageError extends Error {
   override name = 'UsageError'
 }
 
-const INPUT_ERRORS = [UsageError, ConfigError, SettleInputError, CancelInputError, FileFormatError, ReportNotFoundError, RekeyError]
+/**
+ * The errors that mean bad input or usage (exit 2). Loaded with the app, not at start-up: `--help`
+ * and a usage error must not pay for loading the whole application (see src/cli.ts).
+ */
+async function inputErrors(): Promise<readonly (abstract new (...args: never[]) => Error)[]> {
+  const [config, readRows, settle, cancel, rekey, report, redrive] = await Promise.all([
+    import('../config.ts'),
+    import('../import/read-rows.ts'),
+    import('../jobs/settle.ts'),
+    import('../jobs/cancel-receipt.ts'),
+    import('../jobs/rekey.ts'),
+    import('../report/report.ts'),
+    import('../jobs/redrive.ts'),
+  ])
+  return [
+    UsageError,
+    config.ConfigError,
+    settle.SettleInputError,
+    cancel.CancelInputError,
+    readRows.FileFormatError,
+    report.ReportNotFoundError,
+    rekey.RekeyError,
+    redrive.RedriveInputError,
+  ]
+}
 
 export type AppFactory = (config: AppConfig, overrides?: AppOverrides) => App
 
@@ -27,25 +45,27 @@ export type WithApp = (fn: (app: App, config: AppConfig) => Promise<number | voi
 /** What every command is given by the program that assembles them. */
 export interface CliContext {
   readonly withApp: WithApp
-  /** Builds an app on a config of the command's own (the demo). */
-  readonly createApp: AppFactory
+  /** Loads the app factory, to build an app on a config of the command's own (the demo). */
+  readonly loadApp: () => Promise<AppFactory>
 }
 
-export function createCliContext(createApp: AppFactory): CliContext {
+/** `loadApp` is called once a command runs: the application is loaded only then. */
+export function createCliContext(loadApp: () => Promise<AppFactory>): CliContext {
   return {
-    createApp,
+    loadApp,
     async withApp(fn) {
       let app: App | undefined
       let tracing: Tracing | undefined
       let code = 0
       try {
+        const [createApp, { loadDemoConfig }, { startTracing }] = await Promise.all([loadApp(), import('../demo/defaults.ts'), import('../telemetry/tracing.ts')])
         const config = loadDemoConfig()
         tracing = await startTracing(config.otel)
         app = createApp(config, { telemetry: tracing.telemetry })
         code = (await fn(app, config)) ?? 0
       } catch (err) {
         const e = err as Error
-        if (INPUT_ERRORS.some((C) => err instanceof C)) {
+        if ((await inputErrors().catch(() => [UsageError])).some((C) => err instanceof C)) {
           process.stderr.write(`error: ${e.message}\n`)
           code = 2
         } else {
@@ -71,7 +91,8 @@ export async function runWithoutApp(fn: () => Promise<number | void>): Promise<v
     const code = await fn()
     if (code !== undefined) process.exit(code)
   } catch (err) {
+    const { ConfigError } = await import('../config.ts')
     process.stderr.write(`error: ${(err as Error).message}\n`)
-    process.exit(err instanceof ConfigError ? 2 : 1)
+    process.exit(err instanceof ConfigError || err instanceof UsageError ? 2 : 1)
   }
 }

@@ -15,7 +15,7 @@ import type { ReconcileResult } from '../jobs/reconcile.ts'
 import type { RunReport } from '../report/report.ts'
 import { formatReportTable } from '../report/format-table.ts'
 import { kstToday, kstYesterday } from '../domain/index.ts'
-import { ensurePostgres, ensureRedis, recreateDatabase } from './infra.ts'
+import { dropDatabase, ensurePostgres, ensureRedis, recreateDatabase } from './infra.ts'
 import { generateDay, toCsv } from './generate.ts'
 import { startSandbox } from '../dev/load-sandbox.ts'
 import { createRedis } from '../queue/queues.ts'
@@ -40,18 +40,38 @@ export interface DemoDeps {
   createProgress(label: string): { update(done: number, total?: number, note?: string): void; finish(note?: string): void }
 }
 
+/** A database name of this run's own: two demos on one server never drop each other's. */
+export function demoDatabaseName(nowMs = Date.now()): string {
+  return `cash_receipts_demo_${nowMs.toString(36)}_${process.pid.toString(36)}`
+}
+
 export async function runDemo(opts: { transactions: number; json: boolean }, deps: DemoDeps): Promise<number> {
   const base = loadDemoConfig()
   const cleanup: (() => Promise<unknown>)[] = []
+  let cleaned: Promise<void> | undefined
+  // Everything started is stopped once, whether the demo ends, fails, or is interrupted.
+  const cleanUp = () =>
+    (cleaned ??= (async () => {
+      for (const c of cleanup.splice(0).reverse()) await c().catch(() => {})
+    })())
+  const onSignal = (signal: NodeJS.Signals) => {
+    say(`${signal}: stopping what the demo started…`)
+    void cleanUp().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143))
+  }
+  process.once('SIGINT', onSignal)
+  process.once('SIGTERM', onSignal)
   try {
     say('checking Postgres and Redis…')
     const postgres = await ensurePostgres(base.databaseUrl, say)
     cleanup.push(() => postgres.stop())
     const redis = await ensureRedis(base.redisUrl, say)
     cleanup.push(() => redis.stop())
-    say(`Postgres: ${postgres.started ?? 'found'} · Redis: ${redis.started ?? 'found'}`)
+    say(`Postgres: ${postgres.started ?? 'found'} · Redis: ${redis.started ? `${redis.started} at ${redis.url}` : 'found'}`)
 
-    const databaseUrl = await recreateDatabase(postgres.url.replace(/\/[^/]*$/, ''), 'cash_receipts_demo')
+    const serverUrl = postgres.url.replace(/\/[^/]*$/, '')
+    const dbName = demoDatabaseName()
+    cleanup.push(() => dropDatabase(serverUrl, dbName))
+    const databaseUrl = await recreateDatabase(serverUrl, dbName)
     const sandbox = await startSandbox({ port: 0 })
     cleanup.push(() => sandbox.close())
     say(`provider sandbox listening on ${sandbox.url}`)
@@ -74,7 +94,7 @@ export async function runDemo(opts: { transactions: number; json: boolean }, dep
       await deletePrefixKeys(r, queuePrefix).finally(() => r.disconnect())
     })
     const migrated = await app.prepareDatabase()
-    say(`database cash_receipts_demo migrated (${migrated.migrations.length} migrations)`)
+    say(`database ${dbName} migrated (${migrated.migrations.length} migrations)`)
 
     const now = Date.now()
     const businessDate = kstYesterday(now)
@@ -97,7 +117,8 @@ export async function runDemo(opts: { transactions: number; json: boolean }, dep
     say(`imported ${imported.inserted} transactions for business date ${businessDate}`)
 
     const settled = await app.settle({ businessDate, trigger: 'manual' })
-    say(`settlement run ${settled.runId}: ${settled.created} receipts to issue, ${settled.skipped} skipped (${JSON.stringify(settled.skipReasons)})`)
+    const reasons = Object.entries(settled.skipReasons).map(([k, n]) => `${k} ${n}`).join(', ')
+    say(`settlement run ${settled.runId}: ${settled.created} receipts to issue, ${settled.skipped} skipped${reasons ? ` (${reasons})` : ''}`)
 
     app.startWorker({ concurrency: 8 })
     app.startWorker({ concurrency: 8 })
@@ -105,12 +126,13 @@ export async function runDemo(opts: { transactions: number; json: boolean }, dep
     const progress = deps.createProgress('issuing')
     const deadline = Date.now() + 5 * 60_000
     let report = await app.report({ runId: settled.runId! }, kstToday(Date.now()))
-    while (report.status !== 'finished' && Date.now() < deadline) {
+    for (;;) {
       progress.update(report.totals.eligible - report.totals.pending, report.totals.eligible, `issued ${report.totals.issued}`)
+      if (report.status === 'finished' || Date.now() >= deadline) break
       await new Promise((r) => setTimeout(r, 300))
       report = await app.report({ runId: settled.runId! }, kstToday(Date.now()))
     }
-    progress.finish('done')
+    progress.finish(report.status === 'finished' ? 'done' : 'gave up waiting')
 
     // Toss answers provisionally; the tax authority's result comes a day or two later. The demo moves
     // the simulator's result clock on and runs reconcile, which finalises them (docs/exactly-once.md).
@@ -122,13 +144,15 @@ export async function runDemo(opts: { transactions: number; json: boolean }, dep
     }
 
     const stats = sandbox.stats()
-    if (opts.json) process.stdout.write(`${JSON.stringify({ report, sandbox: stats }, null, 2)}\n`)
+    if (opts.json) process.stdout.write(`${JSON.stringify({ report, sandbox: stats, database: dbName }, null, 2)}\n`)
     else {
       process.stdout.write(`\n${formatReportTable(report)}\n\n`)
       process.stdout.write(`Sandbox: max live receipts per payment key = ${stats.max_live_receipts_per_key} (must be ≤ 1)\n`)
     }
     return report.totals.issued > 0 && stats.max_live_receipts_per_key <= 1 ? 0 : 1
   } finally {
-    for (const c of cleanup.reverse()) await c().catch(() => {})
+    await cleanUp()
+    process.off('SIGINT', onSignal)
+    process.off('SIGTERM', onSignal)
   }
 }

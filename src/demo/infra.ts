@@ -33,6 +33,17 @@ export async function recreateDatabase(serverUrl: string, name: string): Promise
   return `${serverUrl}/${name}`
 }
 
+/** Drops a database (forcing its connections closed) if it exists. */
+export async function dropDatabase(serverUrl: string, name: string): Promise<void> {
+  const c = new pg.Client({ connectionString: `${serverUrl}/postgres` })
+  await c.connect()
+  try {
+    await c.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`)
+  } finally {
+    await c.end()
+  }
+}
+
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer()

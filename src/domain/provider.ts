@@ -63,3 +63,9 @@ export type ProviderOutcome =
   | { readonly kind: 'unknown_outcome'; readonly meta: CallMeta }
 
 export type OutcomeKind = ProviderOutcome['kind']
+
+/**
+ * The error classes a failed receipt can carry (receipts.error_class): an outcome kind that ended
+ * in failure, `tax_authority` (a receipt the tax authority refused), `internal` (our own error around a call), `queue` (a job BullMQ gave up on).
+ */
+export const FAILURE_CLASSES = ['permanent', 'retryable', 'rate_limited', 'unknown_outcome', 'not_found', 'already_issued', 'tax_authority', 'internal', 'queue'] as const

@@ -31,15 +31,21 @@ export async function recentRuns(db: Db, limit = 50): Promise<RunRow[]> {
     m[outcomeOf(c.state)] += c.n
     byRun.set(Number(c.id), m)
   }
-  return runs.map((r) => ({
-    id: r.id,
-    business_date: r.business_date,
-    trigger: r.trigger,
-    merchant_scope: r.merchant_scope,
-    status: r.status,
-    started_at: r.started_at,
-    counts: byRun.get(r.id) ?? { issued: 0, failed: 0, pending: 0, skipped: 0, cancelled: 0 },
-  }))
+  return runs.map((r) => {
+    const counts = byRun.get(r.id) ?? { issued: 0, failed: 0, pending: 0, skipped: 0, cancelled: 0 }
+    return { id: r.id, business_date: r.business_date, trigger: r.trigger, merchant_scope: r.merchant_scope, status: liveStatus(r.status, counts), started_at: r.started_at, counts }
+  })
+}
+
+/**
+ * What the runs list shows: the stored status says when enqueueing ended, not when issuing did, so
+ * an enqueued run with nothing pending is finished (as its report says); one with pending receipts
+ * is issuing.
+ */
+export function liveStatus(stored: string, counts: Record<Outcome, number>): string {
+  if (stored === 'running') return 'enqueueing'
+  if (stored === 'finished') return 'finished'
+  return counts.pending > 0 ? 'issuing' : 'finished'
 }
 
 export interface FailureFilter {

@@ -123,6 +123,8 @@ export interface CancelDeps {
    * than this after the cancel's last send proves nothing: the job waits instead of sending again.
    */
   readonly commitWindowMs?: Readonly<Partial<Record<ProviderName, number>>>
+  /** This worker's WORKER_ATTEMPTS: the last attempt is decided here, not by whoever enqueued. */
+  readonly attempts?: number
   readonly now?: () => number
 }
 
@@ -136,7 +138,7 @@ export function createCancelHandler(deps: CancelDeps) {
   ): Promise<IssueJobResult> {
     const { receiptId } = job.data
     const claim = await claimReceipt(deps.db, receiptId, deps.workerId, deps.leaseMs)
-    const base = { operation: 'cancel' as const, ...attemptOf(job) }
+    const base = { operation: 'cancel' as const, ...attemptOf(job, deps.attempts) }
     if (claim.status !== 'claimed') {
       return perform(settled(decide({ type: 'claim', receiptId, claim }, { ...base, needsLookup: false })), job, token, { record: async () => true })
     }

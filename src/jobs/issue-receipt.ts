@@ -42,6 +42,8 @@ export interface IssueDeps {
   readonly leaseMs: number
   /** Worst-case duration of one provider call; the lease must cover it before a call is made. */
   readonly callBudgetMs: number
+  /** This worker's WORKER_ATTEMPTS: the last attempt is decided here, not by whoever enqueued. */
+  readonly attempts?: number
   /**
    * Per provider, the longest time an issue request may still commit after it was sent. A lookup
    * that finds nothing within that time since the row's last send proves nothing: the receipt waits.
@@ -83,7 +85,7 @@ export function createIssueHandler(deps: IssueDeps) {
     const claim = await deps.ledger.claim(receiptId)
     // Whether an earlier call may have reached the provider; cleared only by a lookup that finds nothing.
     let needsLookup = claim.status === 'claimed' && claim.receipt.needs_lookup
-    const decideNow = (e: PolicyEvent) => decide(e, { operation: 'issue', ...attemptOf(job), needsLookup, jitterMs: Math.floor(Math.random() * 250) })
+    const decideNow = (e: PolicyEvent) => decide(e, { operation: 'issue', ...attemptOf(job, deps.attempts), needsLookup, jitterMs: Math.floor(Math.random() * 250) })
     if (claim.status !== 'claimed') return perform(settled(decideNow({ type: 'claim', receiptId, claim })), job, token, { record: async () => true })
 
     const { receipt, tx } = claim

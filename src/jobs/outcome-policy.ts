@@ -35,6 +35,7 @@ import { TAX_AUTHORITY_ERROR_CLASS, type ClaimResult, type Transition } from '..
 import type { ProviderOutcome, ProviderReceipt } from '../domain/index.ts'
 import { ThrottleDeferError } from '../throttle/throttle.ts'
 import { LeaseLostError } from './lease.ts'
+import { MerchantNotConfiguredError } from './provider-source.ts'
 
 /** The job an attempt belongs to. */
 export type Operation = 'issue' | 'cancel'
@@ -252,9 +253,13 @@ const cancelled = (receipt: ProviderReceipt): Transition => ({ state: 'cancelled
 /** A cancel row whose cancellation the provider accepted: its `issued`. */
 const accepted = (receipt: ProviderReceipt): Transition => ({ state: 'issued', needsLookup: false, receipt, error: null })
 
-/** The attempt a BullMQ job is on. */
-export function attemptOf(job: Pick<Job, 'attemptsMade' | 'opts'>): Pick<AttemptContext, 'attempt' | 'attemptsAllowed'> {
-  return { attempt: job.attemptsMade + 1, attemptsAllowed: job.opts.attempts ?? 1 }
+/**
+ * The attempt a BullMQ job is on, and how many it is allowed: the running worker's own
+ * WORKER_ATTEMPTS (`workerAttempts`), capped by what the job carries (a ceiling set at enqueue).
+ */
+export function attemptOf(job: Pick<Job, 'attemptsMade' | 'opts'>, workerAttempts?: number): Pick<AttemptContext, 'attempt' | 'attemptsAllowed'> {
+  const carried = job.opts.attempts ?? 1
+  return { attempt: job.attemptsMade + 1, attemptsAllowed: workerAttempts === undefined ? carried : Math.min(workerAttempts, carried) }
 }
 
 /** Thrown for outcomes worth another BullMQ attempt (backoff); the message carries the class. */
@@ -268,6 +273,8 @@ export type JobResult = { readonly state: string; readonly detail?: string }
 export function failureEvent(err: unknown, afterSend = false): PolicyEvent {
   if (err instanceof ThrottleDeferError) return afterSend ? { type: 'deferred', retryInMs: err.retryInMs, afterSend } : { type: 'deferred', retryInMs: err.retryInMs }
   if (err instanceof LeaseLostError) return { type: 'lease_lost', message: err.message }
+  // Raised before any call is made; retrying cannot help until the worker restarts with the merchant.
+  if (err instanceof MerchantNotConfiguredError) return { type: 'invalid', code: err.code, message: err.message }
   return { type: 'internal', error: err }
 }
 
@@ -310,9 +317,9 @@ export async function perform(d: Settle, job: Job, token: string | undefined, ef
  * What BullMQ does with the error a handler threw: the job went back to delayed (no attempt used),
  * will be retried, or has failed for good (unrecoverable, or its last attempt).
  */
-export function thrownOutcome(err: unknown, job: Pick<Job, 'attemptsMade' | 'opts'>): 'delayed' | 'retry' | 'failed' {
+export function thrownOutcome(err: unknown, job: Pick<Job, 'attemptsMade' | 'opts'>, workerAttempts?: number): 'delayed' | 'retry' | 'failed' {
   if (err instanceof DelayedError) return 'delayed'
-  const { attempt, attemptsAllowed } = attemptOf(job)
+  const { attempt, attemptsAllowed } = attemptOf(job, workerAttempts)
   return err instanceof UnrecoverableError || attempt >= attemptsAllowed ? 'failed' : 'retry'
 }
 

@@ -18,6 +18,15 @@ export interface ProviderSource {
   merchantBusinessNumber(merchantId: string): Promise<string>
 }
 
+/**
+ * A job names a merchant this process does not know: its merchant list (MERCHANTS_FILE, read at
+ * start) is older than the job. No call was made; retrying cannot help until the process restarts.
+ */
+export class MerchantNotConfiguredError extends Error {
+  override name = 'MerchantNotConfiguredError'
+  readonly code = 'MERCHANT_NOT_CONFIGURED'
+}
+
 export interface ProviderSourceDeps {
   readonly config: Pick<AppConfig, 'merchants' | 'http' | 'providerBaseUrls' | 'providerDefaults' | 'dataKeys'>
   readonly db: Db
@@ -42,9 +51,10 @@ export function createProviderSource(deps: ProviderSourceDeps): ProviderSource {
       let entry = cache.get(key)
       if (!entry) {
         const merchant = merchants.get(merchantId)
-        if (!merchant) throw new Error(`merchant ${merchantId} is not configured`)
+        const hint = 'restart the workers with the current MERCHANTS_FILE, then `cash-receipts redrive --code MERCHANT_NOT_CONFIGURED`'
+        if (!merchant) throw new MerchantNotConfiguredError(`merchant ${merchantId} is not in this worker's merchant list (read at start): ${hint}`)
         const credentials = merchant.providers[name]
-        if (!credentials) throw new Error(`merchant ${merchantId} has no ${name} credentials configured`)
+        if (!credentials) throw new MerchantNotConfiguredError(`merchant ${merchantId} has no ${name} credentials in this worker's merchant list (read at start): ${hint}`)
         const provider = createProvider(name, {
           baseUrl: config.providerBaseUrls[name],
           credentials: credentials as never,

@@ -39,6 +39,7 @@ export function startReceiptWorker(deps: ReceiptWorkerDeps, opts: { concurrency?
     workerId: deps.workerId,
     leaseMs: config.worker.leaseMs,
     callBudgetMs: callBudgetMs(config.http, DEFAULT_RETRY.maxRetryTimeMs),
+    attempts: config.worker.attempts,
   }
   const ledger = createLedgerBatcher(db, { workerId: deps.workerId, leaseMs: config.worker.leaseMs })
   const issue = createIssueHandler({ ...handlerDeps, ledger, dataKeys: config.dataKeys, commitWindowMs: config.providerCommitWindowMs })
@@ -64,7 +65,7 @@ export function startReceiptWorker(deps: ReceiptWorkerDeps, opts: { concurrency?
         logger.info(line(result.state, result.detail ? { detail: result.detail } : {}), 'receipt outcome')
         return result
       } catch (err) {
-        const outcome = thrownOutcome(err, job)
+        const outcome = thrownOutcome(err, job, config.worker.attempts)
         if (outcome === 'delayed') {
           logger.debug(line('delayed'), 'receipt job delayed')
         } else {

@@ -16,8 +16,14 @@ import { countFailed, redriveFailed, type FailedFilter } from '../db/ledger.ts'
 import { redriveIdempotencyKey } from '../providers/keys.ts'
 import type { ReceiptsQueue } from '../queue/queues.ts'
 import { enqueueReceipts } from './enqueue-receipts.ts'
+import { issueJobId, cancelJobId } from '../queue/queues.ts'
 
 export type RedriveFilter = FailedFilter
+
+/** A filter that names something that does not exist (`--run 999`): bad input, exit 2. */
+export class RedriveInputError extends Error {
+  override name = 'RedriveInputError'
+}
 
 export interface RedriveResult {
   readonly runId: number | null
@@ -25,6 +31,8 @@ export interface RedriveResult {
   readonly count: number
   readonly byClass: Readonly<Record<string, number>>
   readonly businessDate: string | null
+  /** The settlement runs the re-driven receipts came from (the runs this re-drive follows up). */
+  readonly redriveOf: readonly number[]
 }
 
 export async function redrive(
@@ -33,12 +41,19 @@ export async function redrive(
   opts: { dryRun?: boolean } = {},
 ): Promise<RedriveResult> {
   const { db } = deps
+  if (filter.runId !== undefined) {
+    const exists = await db.selectFrom('settlement_runs').select('id').where('id', '=', filter.runId).executeTakeFirst()
+    if (!exists) throw new RedriveInputError(`--run: no settlement run with id ${filter.runId}`)
+  }
   if (opts.dryRun) {
     const rows = await countFailed(db, filter)
     const byClass = Object.fromEntries(rows.map((r) => [r.errorClass, r.count]))
-    return { runId: null, dryRun: true, count: rows.reduce((a, r) => a + r.count, 0), byClass, businessDate: filter.date ?? rows[0]?.firstTradeDate ?? null }
+    const firstDate = rows.map((r) => r.firstTradeDate).filter((d): d is string => d !== null).sort()[0]
+    return { runId: null, dryRun: true, count: rows.reduce((a, r) => a + r.count, 0), byClass, businessDate: filter.date ?? firstDate ?? null, redriveOf: [] }
   }
 
+  // Labelled with the business date of what it re-drives (set below from the receipts taken), so
+  // `report --date` and the runs list show it beside the run it follows up, not under today.
   const businessDate = filter.date ?? deps.todayKst
   const run = await db
     .insertInto('settlement_runs')
@@ -52,14 +67,41 @@ export async function redrive(
   const byClass: Record<string, number> = {}
   for (const r of claimed) byClass[r.error_class ?? 'unknown'] = (byClass[r.error_class ?? 'unknown'] ?? 0) + 1
 
+  // The failed jobs of the previous generation stay in Redis for inspection (Bull Board's failed
+  // count); once re-driven they are history, not failures: remove them (best effort, never blocking).
+  await removeFailedJobs(deps.queue, claimed).catch((err) => deps.logger.warn({ err: (err as Error).message }, 'could not remove the failed jobs of re-driven receipts'))
+
   for (let i = 0; i < claimed.length; i += 1_000) {
     await enqueueReceipts(deps, claimed.slice(i, i + 1_000).map((r) => ({ ...r, state: 'pending' as const })))
   }
+  const firstDate = claimed.map((r) => r.trade_date).sort()[0]
+  const label = filter.date ?? firstDate ?? businessDate
   await db
     .updateTable('settlement_runs')
-    .set({ status: 'enqueued', enqueued_at: sql`now()`, selected_count: claimed.length, enqueued_count: claimed.length })
+    .set({ status: 'enqueued', enqueued_at: sql`now()`, selected_count: claimed.length, enqueued_count: claimed.length, business_date: label })
     .where('id', '=', run.id)
     .execute()
-  deps.logger.info({ runId: run.id, count: claimed.length, filter }, 'redrive enqueued')
-  return { runId: run.id, dryRun: false, count: claimed.length, byClass, businessDate }
+  const origins = await db
+    .selectFrom('receipts')
+    .select('run_id')
+    .distinct()
+    .where('last_run_id', '=', run.id)
+    .where('run_id', 'is not', null)
+    .orderBy('run_id')
+    .execute()
+  const redriveOf = origins.map((o) => Number(o.run_id))
+  deps.logger.info({ runId: run.id, count: claimed.length, filter, redriveOf }, 'redrive enqueued')
+  return { runId: run.id, dryRun: false, count: claimed.length, byClass, businessDate: label, redriveOf }
+}
+
+/** Removes the failed BullMQ job of each re-driven receipt's previous generation, where Redis still holds one. */
+async function removeFailedJobs(queue: ReceiptsQueue, claimed: readonly { id: number; kind: 'issue' | 'cancel'; redrive_count: number; requeue_count: number }[]): Promise<void> {
+  for (let i = 0; i < claimed.length; i += 100) {
+    await Promise.all(
+      claimed.slice(i, i + 100).map(async (r) => {
+        const id = (r.kind === 'issue' ? issueJobId : cancelJobId)(r.id, r.redrive_count - 1, r.requeue_count)
+        if ((await queue.getJobState(id)) === 'failed') await queue.remove(id)
+      }),
+    )
+  }
 }

@@ -77,6 +77,13 @@ export async function jobStates(queue: ReceiptsQueue, jobIds: readonly string[])
   return Promise.all(jobIds.map((id) => queue.getJobState(id)))
 }
 
+/**
+ * The attempts every receipt job carries: a ceiling, not the setting. The worker that runs a job
+ * decides its last attempt from its own WORKER_ATTEMPTS (≤ this ceiling; the outcome policy's
+ * attemptOf), so changing it takes effect where the work is done, whoever enqueued.
+ */
+export const MAX_JOB_ATTEMPTS = 100
+
 export function receiptJobOptions(attempts: number, backoffMs: number): DefaultJobOptions {
   return {
     attempts,
@@ -103,12 +110,12 @@ export function connectionOf(redis: Redis): ConnectionOptions {
   return redis as unknown as ConnectionOptions
 }
 
-export function createReceiptsQueue(redis: Redis, prefix: string, attempts: number, backoffMs: number, telemetry?: Telemetry) {
+export function createReceiptsQueue(redis: Redis, prefix: string, backoffMs: number, telemetry?: Telemetry) {
   return new Queue<JobPayloads[JobName], unknown, string>(RECEIPTS_QUEUE, {
     connection: connectionOf(redis),
     prefix,
     telemetry,
-    defaultJobOptions: receiptJobOptions(attempts, backoffMs),
+    defaultJobOptions: receiptJobOptions(MAX_JOB_ATTEMPTS, backoffMs),
   })
 }
 
@@ -124,4 +131,39 @@ export function createControlQueue(redis: Redis, prefix: string, telemetry?: Tel
       removeOnFail: { age: 90 * 24 * 3600 },
     },
   })
+}
+
+export class RedisUnreachableError extends Error {
+  override name = 'RedisUnreachableError'
+}
+
+/** The URL without its password, for messages. */
+export function redactedUrl(url: string): string {
+  try {
+    const u = new URL(url)
+    if (u.password) u.password = '***'
+    return u.toString().replace(/\/$/, '')
+  } catch {
+    return '(unparseable URL)'
+  }
+}
+
+/**
+ * One PING on a connection of its own that neither retries nor queues commands: a short-lived
+ * command (settle, redrive, cancel, recover) fails fast naming REDIS_URL instead of waiting for a
+ * Redis that is not there, as the worker connections (maxRetriesPerRequest: null) would.
+ */
+export async function pingRedis(url: string, timeoutMs = 3_000): Promise<void> {
+  const r = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: timeoutMs, enableOfflineQueue: false })
+  let last: Error | undefined
+  r.on('error', (err: Error) => (last = err))
+  try {
+    await r.connect()
+    await r.ping()
+  } catch (err) {
+    const reason = (last ?? (err as Error)).message
+    throw new RedisUnreachableError(`Redis at ${redactedUrl(url)} does not answer (REDIS_URL): ${reason}`)
+  } finally {
+    r.disconnect()
+  }
 }

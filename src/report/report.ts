@@ -31,6 +31,14 @@ export interface RunReport {
    * repaired ones (cancelled at the provider) included, so a repaired duplicate stays on record.
    */
   duplicates: ReportDuplicate[]
+  /**
+   * Re-drive links (additions). A settlement run: how many of its receipts were re-driven after
+   * failing (their current state is counted above) and the re-drive runs that took them. A re-drive
+   * run: the runs its receipts came from.
+   */
+  redriven: number
+  redrive_runs: string[]
+  redrive_of: string[]
 }
 
 export interface ReportDuplicate {
@@ -141,6 +149,32 @@ export async function buildReport(db: Db, sel: { runId?: number; date?: string }
     .limit(1_000)
     .execute()
 
+  const links = settleRun
+    ? await db
+        .selectFrom('receipts as r')
+        .innerJoin('settlement_runs as s', 's.id', 'r.last_run_id')
+        .select(['s.id', (eb) => eb.fn.countAll<number>().as('n')])
+        .where('r.kind', '=', 'issue')
+        .where('r.run_id', 'in', ids)
+        .where('r.redrive_count', '>', 0)
+        .where('s.trigger', '=', 'redrive')
+        .groupBy('s.id')
+        .orderBy('s.id')
+        .execute()
+    : []
+  const redrivenCount = settleRun
+    ? await db
+        .selectFrom('receipts as r')
+        .select((eb) => eb.fn.countAll<number>().as('n'))
+        .where('r.kind', '=', 'issue')
+        .where('r.run_id', 'in', ids)
+        .where('r.redrive_count', '>', 0)
+        .executeTakeFirstOrThrow()
+    : { n: 0 }
+  const origins = settleRun
+    ? []
+    : await db.selectFrom('receipts as r').select('r.run_id').distinct().where('r.last_run_id', 'in', ids).where('r.run_id', 'is not', null).orderBy('r.run_id').execute()
+
   const started = Math.min(...runs.map((r) => new Date(r.started_at as unknown as string).getTime()))
   const running = totals.pending > 0
   const end = running || !lastFinished ? Date.now() : lastFinished
@@ -175,6 +209,9 @@ export async function buildReport(db: Db, sel: { runId?: number; date?: string }
       repaired_at: d.repaired_at ? new Date(d.repaired_at).toISOString() : null,
       repair_outcome: d.repair_outcome,
     })),
+    redriven: Number(redrivenCount.n),
+    redrive_runs: links.map((l) => String(l.id)),
+    redrive_of: origins.filter((o) => !ids.includes(Number(o.run_id))).map((o) => String(o.run_id)),
   }
 }
 

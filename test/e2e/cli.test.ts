@@ -104,7 +104,7 @@ describe('cash-receipts CLI', () => {
 
     const dry = await runCli(['settle', '--date', '2026-07-11', '--dry-run', '--json'], env.env())
     expect(dry.code, dry.stderr).toBe(0)
-    expect(JSON.parse(dry.stdout)).toMatchObject({ dryRun: true, selected: 24, runId: null })
+    expect(JSON.parse(dry.stdout)).toMatchObject({ dry_run: true, selected: 24, run_id: null })
 
     const worker = spawnCli(['worker', '--concurrency', '4'], env.env())
     try {
@@ -129,7 +129,7 @@ describe('cash-receipts CLI', () => {
       const issued = await env.app.db().selectFrom('receipts').select(['transaction_id', 'total_amount']).where('run_id', '=', report.run_id).where('state', '=', 'issued').orderBy('id').executeTakeFirstOrThrow()
       const cancelled = await runCli(['cancel', issued.transaction_id, '--wait', '--json'], env.env())
       expect(cancelled.code, cancelled.stderr).toBe(0)
-      expect(JSON.parse(cancelled.stdout)).toMatchObject({ transactionId: issued.transaction_id, amount: issued.total_amount, partial: false, state: 'cancelled' })
+      expect(JSON.parse(cancelled.stdout)).toMatchObject({ transaction_id: issued.transaction_id, amount: issued.total_amount, partial: false, state: 'cancelled' })
       const after = await env.app.db().selectFrom('receipts').select('state').where('transaction_id', '=', issued.transaction_id).where('kind', '=', 'issue').executeTakeFirstOrThrow()
       expect(after.state).toBe('cancelled')
     } finally {

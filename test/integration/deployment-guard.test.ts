@@ -66,7 +66,7 @@ describe('deployment guard', () => {
   it('migrate --adopt-redis gives the prefix to this database on purpose', async () => {
     const r = await runCli(['migrate', '--adopt-redis', '--json'], env.env({ DATABASE_URL: other.url }), 60_000)
     expect(r.code, r.stderr).toBe(0)
-    const otherId = JSON.parse(r.stdout).deployment.deploymentId as string
+    const otherId = JSON.parse(r.stdout).deployment.deployment_id as string
     expect(await redis.get(deploymentKey(env.prefix))).toBe(otherId)
     expect(otherId).not.toBe((await env.app.checkDeployment()).deploymentId) // memoized from before
     await expect(env.newApp().checkDeployment()).rejects.toThrow(DeploymentMismatchError)

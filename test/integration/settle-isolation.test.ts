@@ -90,9 +90,9 @@ describe('settle with transactions the receipts table refuses', () => {
     // The command an operator runs: exits 0, and says what it refused.
     const cli = await runCli(['settle', '--date', DAY, '--json'], env.env())
     expect(cli.code, cli.stderr).toBe(0)
-    const summary = JSON.parse(cli.stdout) as { runId: number; selected: number; rejected: number; rejectReasons: Record<string, number> }
+    const summary = JSON.parse(cli.stdout) as { run_id: number; selected: number; rejected: number; reject_reasons: Record<string, number> }
     expect(summary.rejected).toBe(2)
-    expect(summary.rejectReasons).toEqual({ KEY_CONFLICT: 1, KEY_INVALID: 1 })
+    expect(summary.reject_reasons).toEqual({ KEY_CONFLICT: 1, KEY_INVALID: 1 })
     expect(summary.selected).toBe(day.rows.length + 1)
 
     // Every good transaction of every merchant has its issue receipt, and so does the first of the pair.
@@ -108,7 +108,7 @@ describe('settle with transactions the receipts table refuses', () => {
     const receipts = await issueReceiptCount()
     expect(receipts).toBe(day.rows.length + 1)
 
-    const report = await waitForRun(app, summary.runId)
+    const report = await waitForRun(app, summary.run_id)
     expect(report.totals.pending).toBe(0)
     expect(report.totals.eligible).toBe(day.rows.length + 3)
     expect(report.totals.failed).toBe(2)
@@ -126,7 +126,7 @@ describe('settle with transactions the receipts table refuses', () => {
     }
 
     // The HTML and table reports' details count them per merchant and by reason.
-    const details = await buildReportDetails(app.db(), { runId: summary.runId }, DAY)
+    const details = await buildReportDetails(app.db(), { runId: summary.run_id }, DAY)
     expect(details.failure_reasons.filter((f) => f.error_class === 'settle').map((f) => [f.provider, f.code, f.count])).toEqual([
       ['portone-v2', 'KEY_CONFLICT', 1],
       ['portone-v2', 'KEY_INVALID', 1],
@@ -146,14 +146,14 @@ describe('settle with transactions the receipts table refuses', () => {
 
     // Re-running the day (small chunks this time): nothing new, the same two refused, one record each.
     const again = await settle(app, DAY)
-    expect(again.runId).toBe(summary.runId)
+    expect(again.runId).toBe(summary.run_id)
     expect(again.created).toBe(0)
     expect(again.rejected).toBe(2)
     expect(await issueReceiptCount()).toBe(receipts)
     const records = () => app.db().selectFrom('settle_rejections').selectAll().orderBy('transaction_id').execute()
     expect((await records()).map((r) => [r.transaction_id, r.code, Number(r.run_id), Number(r.last_run_id), r.seen_count])).toEqual([
-      ['zz-direct-b', 'KEY_CONFLICT', summary.runId, summary.runId, 1],
-      ['zz-direct-long', 'KEY_INVALID', summary.runId, summary.runId, 1],
+      ['zz-direct-b', 'KEY_CONFLICT', summary.run_id, summary.run_id, 1],
+      ['zz-direct-long', 'KEY_INVALID', summary.run_id, summary.run_id, 1],
     ])
 
     // /metrics counts them by code (the alert SettleRejections fires on them).
@@ -169,8 +169,8 @@ describe('settle with transactions the receipts table refuses', () => {
     expect(nextReport.totals.failed).toBe(0)
     expect(nextReport.failures).toEqual([])
     expect((await records()).map((r) => [r.transaction_id, Number(r.run_id), Number(r.last_run_id), r.seen_count])).toEqual([
-      ['zz-direct-b', summary.runId, next.runId, 2],
-      ['zz-direct-long', summary.runId, next.runId, 2],
+      ['zz-direct-b', summary.run_id, next.runId, 2],
+      ['zz-direct-long', summary.run_id, next.runId, 2],
     ])
     expect(settleFailures(await buildReport(app.db(), { date: DAY }))).toHaveLength(2)
     expect(await issueReceiptCount()).toBe(receipts + nextDay.rows.length)

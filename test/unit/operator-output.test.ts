@@ -3,6 +3,9 @@ import { describe, expect, it } from 'vitest'
 import { displayWidth, padToWidth, truncateToWidth, oneLine } from '../../src/report/text-width.ts'
 import { formatReportTable, table } from '../../src/report/format-table.ts'
 import { createProgress, formatDuration } from '../../src/cli/progress.ts'
+import { writeAboveStatus } from '../../src/logging/status-line.ts'
+import { liveStatus } from '../../src/http/dashboard-data.ts'
+import { countsText, snakeKeys } from '../../src/cli/output.ts'
 import { html, trusted } from '../../src/report/html.ts'
 import { stackedBars, OUTCOME_SERIES } from '../../src/report/charts.ts'
 import type { RunReport } from '../../src/report/report.ts'
@@ -65,6 +68,9 @@ const report: RunReport = {
   trigger: 'manual',
   merchant_scope: '*',
   overdue: 0,
+  redriven: 0,
+  redrive_runs: [],
+  redrive_of: [],
 }
 const details: ReportDetails = {
   by_merchant: [
@@ -147,8 +153,67 @@ describe('progress', () => {
     expect(out.some((s) => s.includes('\r'))).toBe(false)
   })
 
+  it('reaches 100 % only when done, never shows a negative rate, and restarts its rate when a count goes back', () => {
+    let t = 0
+    const { out, stream } = fakeStream(false)
+    const p = createProgress('settle', { stream, now: () => t, intervalMs: 0 })
+    p.update(0, 1_000)
+    t = 1_000
+    p.update(999, 1_000)
+    expect(out.at(-1)).toContain('999/1000 (99%)')
+    t = 2_000
+    p.update(1_000, 1_000)
+    expect(out.at(-1)).toBe('settle 1000/1000 (100%) 500/s\n')
+    // A new phase counts from zero: the rate starts again, never negative.
+    t = 3_000
+    p.update(10)
+    t = 4_000
+    p.update(20)
+    expect(out.slice(-2)).toEqual(['settle 10 0.0/s\n', 'settle 20 10/s\n'])
+    expect(out.some((l) => /-\d/.test(l))).toBe(false)
+  })
+
+  it('on a terminal writes log lines and notes above the bar, then draws the bar again', () => {
+    let t = 0
+    const { out, stream } = fakeStream(true)
+    const p = createProgress('issuing', { stream, now: () => t, intervalMs: 0 })
+    p.update(5, 10)
+    writeAboveStatus('{"level":30,"msg":"receipt outcome"}\n', stream)
+    expect(out.at(-1)).toBe(`\r\x1b[K{"level":30,"msg":"receipt outcome"}\n${out[0]!.slice(4)}`)
+    p.note('no worker is consuming the receipts queue\n')
+    expect(out.at(-1)).toBe(`\r\x1b[Kno worker is consuming the receipts queue\n${out[0]!.slice(4)}`)
+    t = 1_000
+    p.finish('done')
+    // After the bar is gone, writes pass straight through.
+    writeAboveStatus('later\n', stream)
+    expect(out.at(-1)).toBe('later\n')
+  })
+
   it('formats durations', () => {
     expect([formatDuration(5), formatDuration(65), formatDuration(3_725)]).toEqual(['5s', '1m05s', '1h02m'])
+  })
+})
+
+describe('--json and human output', () => {
+  it('turns camelCase keys into snake_case at every depth and leaves codes, providers and ids alone', () => {
+    expect(
+      snakeKeys({ runId: 1, dryRun: false, rejectReasons: { KEY_CONFLICT: 2 }, byProvider: { 'portone-v2': 3 }, list: [{ transactionId: 'T-1' }], at: new Date(0) }),
+    ).toEqual({ run_id: 1, dry_run: false, reject_reasons: { KEY_CONFLICT: 2 }, by_provider: { 'portone-v2': 3 }, list: [{ transaction_id: 'T-1' }], at: '1970-01-01T00:00:00.000Z' })
+  })
+
+  it('prints counts in words, not JSON', () => {
+    expect(countsText({ not_cash: 30, refunded: 4, none: 0 })).toBe('not_cash 30, refunded 4')
+    expect(countsText({})).toBe('none')
+  })
+})
+
+describe('runs list', () => {
+  it('shows an enqueued run as issuing while receipts are pending and finished once none is', () => {
+    const counts = (pending: number) => ({ issued: 3, failed: 1, pending, skipped: 0, cancelled: 0 })
+    expect(liveStatus('enqueued', counts(2))).toBe('issuing')
+    expect(liveStatus('enqueued', counts(0))).toBe('finished')
+    expect(liveStatus('running', counts(0))).toBe('enqueueing')
+    expect(liveStatus('finished', counts(0))).toBe('finished')
   })
 })
 

@@ -5,7 +5,8 @@
  */
 import { describe, expect, it } from 'vitest'
 import { DelayedError, UnrecoverableError, type Job } from 'bullmq'
-import { decide, failureEvent, perform, RetryableJobError, settled, thrownOutcome, type AttemptContext, type Decision, type PolicyEvent } from '../../src/jobs/outcome-policy.ts'
+import { attemptOf, decide, failureEvent, perform, RetryableJobError, settled, thrownOutcome, type AttemptContext, type Decision, type PolicyEvent } from '../../src/jobs/outcome-policy.ts'
+import { MerchantNotConfiguredError } from '../../src/jobs/provider-source.ts'
 import type { Transition } from '../../src/db/ledger.ts'
 import type { CallMeta, OutcomeKind, ProviderOutcome, ProviderReceipt } from '../../src/domain/index.ts'
 import { NotNowError, QueueFullError } from '../../src/throttle/throttle.ts'
@@ -430,6 +431,21 @@ describe('what BullMQ does with what a handler threw', () => {
     expect(thrownOutcome(new UnrecoverableError('x'), job(0))).toBe('failed')
     expect(thrownOutcome(new RetryableJobError('x'), job(1))).toBe('retry')
     expect(thrownOutcome(new Error('x'), job(2))).toBe('failed')
+  })
+
+  it("the running worker's WORKER_ATTEMPTS decides the last attempt, capped by what the job carries", () => {
+    const carried = (attemptsMade: number) => ({ attemptsMade, opts: { attempts: 100 } })
+    expect(attemptOf(carried(0), 1)).toEqual({ attempt: 1, attemptsAllowed: 1 })
+    expect(thrownOutcome(new RetryableJobError('x'), carried(0), 1)).toBe('failed')
+    expect(thrownOutcome(new RetryableJobError('x'), carried(0), 2)).toBe('retry')
+    expect(attemptOf(job(0), 6)).toEqual({ attempt: 1, attemptsAllowed: 3 })
+    expect(attemptOf(job(0))).toEqual({ attempt: 1, attemptsAllowed: 3 })
+  })
+
+  it('a job naming a merchant the worker does not know fails at once with the hint (no call was made)', () => {
+    const d = settled(decide(failureEvent(new MerchantNotConfiguredError('merchant m-x is not in this worker\'s merchant list')), issue()))
+    expect(d.ledger).toMatchObject({ state: 'failed', error: { errorClass: 'permanent', code: 'MERCHANT_NOT_CONFIGURED' } })
+    expect(d.queue).toMatchObject({ type: 'fail' })
   })
 })
 

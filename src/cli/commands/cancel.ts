@@ -16,6 +16,7 @@ export function registerCancel(program: Command, { withApp }: CliContext): void 
     .option('--json', 'print the result as JSON')
     .action((transactionId: string, o) =>
       withApp(async (app) => {
+        await app.requireRedis()
         await app.prepareDatabase()
         const req = await app.cancel({ transactionId, amount: o.amount, reason: Number(o.reason) as 1 | 2 | 3 })
         let state = 'pending'

@@ -20,6 +20,7 @@ export function registerReconcile(program: Command, { withApp }: CliContext): vo
           process.stdout.write(
             `reconcile ${result.businessDate}: checked ${result.checked}, matched ${result.matched}, repaired ${result.repaired.length}, flagged ${result.flagged.length}, lookup errors ${result.lookupErrors}, past deadline ${result.overdue.length}, duplicates ${result.duplicates.length}, provisional finalised ${result.finalized.length}, refused by the tax authority ${result.rejected.length}, still provisional ${result.provisional}, amounts corrected ${result.amounts_corrected.length}\n`,
           )
+          for (const r of result.repaired) process.stdout.write(`  repaired ${r.transaction_id} (${r.provider}): ${r.from} → ${r.to}\n`)
           for (const r of result.rejected) process.stdout.write(`  refused ${r.transaction_id} (${r.provider}, ${r.business_date}): ${r.code} ${r.message}\n`)
           for (const f of result.flagged) process.stdout.write(`  flagged ${f.transaction_id} (${f.provider}): ${f.flag}\n`)
           for (const c of result.amounts_corrected) {

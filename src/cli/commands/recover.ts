@@ -16,6 +16,7 @@ export function registerRecover(program: Command, { withApp }: CliContext): void
     .option('--json', 'print the result as JSON')
     .action((o) =>
       withApp(async (app) => {
+        await app.requireRedis()
         await app.prepareDatabase()
         const progress = createProgress('recover')
         const result = await app.recover({ date: o.date, onProgress: (checked) => progress.update(checked, undefined, 'receipts checked') })

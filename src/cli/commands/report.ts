@@ -2,8 +2,6 @@
 import { writeFile } from 'node:fs/promises'
 import { Option, type Command } from 'commander'
 import { kstToday } from '../../domain/index.ts'
-import { formatReportHtml } from '../../report/format-html.ts'
-import { formatReportTable } from '../../report/format-table.ts'
 import { dateArg, intArg } from '../args.ts'
 import { UsageError, type CliContext } from '../run.ts'
 
@@ -28,6 +26,7 @@ export function registerReport(program: Command, { withApp }: CliContext): void 
         if (format === 'json') text = `${JSON.stringify(report, null, 2)}\n`
         else {
           const details = await app.reportDetails(sel, today)
+          const [{ formatReportHtml }, { formatReportTable }] = await Promise.all([import('../../report/format-html.ts'), import('../../report/format-table.ts')])
           text = format === 'html' ? formatReportHtml(report, details, { generatedAt: new Date() }) : `${formatReportTable(report, details)}\n`
         }
         if (o.out) await writeFile(o.out, text)

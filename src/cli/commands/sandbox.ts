@@ -1,6 +1,5 @@
 /** `cash-receipts sandbox`: the provider simulators, a development tool loaded from a source checkout. */
 import { Option, type Command } from 'commander'
-import { loadDemoConfig } from '../../demo/defaults.ts'
 import { intArg } from '../args.ts'
 import { runWithoutApp, type CliContext } from '../run.ts'
 
@@ -15,6 +14,7 @@ export function registerSandbox(program: Command, _ctx: CliContext): void {
     .option('--seed <n>', 'seed for reproducible faults')
     .action((o) =>
       runWithoutApp(async () => {
+        const { loadDemoConfig } = await import('../../demo/defaults.ts')
         const config = loadDemoConfig()
         const { runSandboxCli } = await import('../../dev/load-sandbox.ts')
         await runSandboxCli({ port: o.port ?? config.sandboxPort, host: o.host, faults: o.faults, rateLimits: o.rateLimit, seed: o.seed ? Number(o.seed) : undefined })

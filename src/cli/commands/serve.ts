@@ -1,6 +1,5 @@
 /** `cash-receipts serve`: the dashboard, /metrics, /healthz and /readyz until SIGTERM/SIGINT. */
 import { Option, type Command } from 'commander'
-import { assertServeSecurity, authConfigured } from '../../http/auth.ts'
 import { intArg } from '../args.ts'
 import type { CliContext } from '../run.ts'
 import { listenForShutdown } from '../shutdown.ts'
@@ -13,6 +12,7 @@ export function registerServe(program: Command, { withApp }: CliContext): void {
     .option('--host <host>', 'bind address (default 127.0.0.1, HOST); beyond loopback it needs DASHBOARD_TOKEN or DASHBOARD_USER/DASHBOARD_PASSWORD')
     .action((o) =>
       withApp(async (app, config) => {
+        const { assertServeSecurity, authConfigured } = await import('../../http/auth.ts')
         const serve = { ...config.serve, port: o.port ?? config.serve.port, host: o.host ?? config.serve.host }
         assertServeSecurity(serve)
         const shutdown = listenForShutdown()

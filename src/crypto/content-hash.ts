@@ -9,7 +9,7 @@
  * new key so the old one can be retired.
  */
 import { createHmac } from 'node:crypto'
-import type { DataKeys } from './pii.ts'
+import { purposeKey, type DataKeys } from './pii.ts'
 
 /** What the fingerprint covers: everything a transaction is, except the status and refund (which may move forward). */
 export interface HashedContent {
@@ -56,12 +56,19 @@ function mac(c: HashedContent, key: Buffer): string {
     .digest('base64url')
 }
 
-/** The hash stored with a transaction: under the active key. */
+/**
+ * The version marker of the current form, `<keyId>.f2.<mac>`: the MAC under the fingerprint key
+ * derived from the data key (pii.ts). The older form `<keyId>.<mac>` used the data key itself; it
+ * still matches a re-import until `rekey` rewrites it.
+ */
+export const FINGERPRINT_MARKER = 'f2'
+
+/** The hash stored with a transaction: under the active key's fingerprint key. */
 export function contentHash(c: HashedContent, keys: DataKeys): string {
-  return `${keys.activeKeyId}.${mac(c, keys.keys.get(keys.activeKeyId)!)}`
+  return `${keys.activeKeyId}.${FINGERPRINT_MARKER}.${mac(c, purposeKey(keys.keys.get(keys.activeKeyId)!, 'fingerprint'))}`
 }
 
-/** Every hash this content may be stored under: one per configured key. */
+/** Every hash this content may be stored under: per configured key, the current and the older form. */
 export function contentHashes(c: HashedContent, keys: DataKeys): string[] {
-  return [...keys.keys].map(([id, key]) => `${id}.${mac(c, key)}`)
+  return [...keys.keys].flatMap(([id, key]) => [`${id}.${FINGERPRINT_MARKER}.${mac(c, purposeKey(key, 'fingerprint'))}`, `${id}.${mac(c, key)}`])
 }

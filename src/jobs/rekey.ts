@@ -8,8 +8,8 @@
  */
 import { sql } from 'kysely'
 import type { Db } from '../db/database.ts'
-import { decryptPii, decryptText, encryptPii, encryptText, type DataKeys } from '../crypto/pii.ts'
-import { contentHash } from '../crypto/content-hash.ts'
+import { decryptPii, decryptText, encryptPii, encryptText, ENVELOPE_VERSION, type DataKeys } from '../crypto/pii.ts'
+import { contentHash, FINGERPRINT_MARKER } from '../crypto/content-hash.ts'
 
 export interface RekeySummary {
   readonly activeKeyId: string
@@ -26,7 +26,8 @@ export class RekeyError extends Error {
 export async function rekey(db: Db, keys: DataKeys, opts: { batchSize?: number; onProgress?: (done: number, total: number) => void } = {}): Promise<RekeySummary> {
   const active = keys.activeKeyId
   const batchSize = opts.batchSize ?? 1_000
-  const stale = sql<boolean>`((pii_enc IS NOT NULL AND data_key_id IS DISTINCT FROM ${active}) OR content_hash NOT LIKE ${`${active}.%`})`
+  // Stale: under another key, or under the active key in the form before per-purpose keys (v1, no f2).
+  const stale = sql<boolean>`((pii_enc IS NOT NULL AND (data_key_id IS DISTINCT FROM ${active} OR pii_enc NOT LIKE ${`${ENVELOPE_VERSION}.%`})) OR content_hash NOT LIKE ${`${active}.${FINGERPRINT_MARKER}.%`})`
   await assertKeysPresent(db, keys)
 
   const total = Number((await sql<{ n: number }>`SELECT count(*)::int AS n FROM cash_transactions WHERE ${stale}`.execute(db)).rows[0]?.n ?? 0)
@@ -85,7 +86,11 @@ export async function rekey(db: Db, keys: DataKeys, opts: { batchSize?: number; 
   }
 
   let merchants = 0
-  const ms = await db.selectFrom('merchants').select(['id', 'business_number_enc', 'data_key_id']).where('data_key_id', '<>', active).execute()
+  const ms = await db
+    .selectFrom('merchants')
+    .select(['id', 'business_number_enc', 'data_key_id'])
+    .where((eb) => eb.or([eb('data_key_id', '<>', active), eb('business_number_enc', 'not like', `${ENVELOPE_VERSION}.%`)]))
+    .execute()
   for (const m of ms) {
     const enc = encryptText(decryptText(m.business_number_enc, keys, `merchant:${m.id}`), keys, `merchant:${m.id}`)
     const r = await db

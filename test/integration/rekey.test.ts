@@ -60,3 +60,29 @@ it('keeps re-imports matching across a key rotation, re-encrypts everything unde
   const afterRotation = await importTransactions(onlyK2.db(), onlyK2.config.dataKeys, file, { nowMs: Date.now() })
   expect(afterRotation).toMatchObject({ written: true, inserted: 0, unchanged: 120, errors: [] })
 })
+
+it('rewrites rows from before the per-purpose keys (v1 envelopes, unmarked fingerprints) and keeps them readable meanwhile', async () => {
+  const { createCipheriv, createHmac } = await import('node:crypto')
+  const { sql } = await import('kysely')
+  const key = Buffer.from(k2, 'base64')
+  const app = env.newApp({ DATA_KEYS: `k1:${k1},k2:${k2}`, DATA_KEY_ID: 'k2' })
+  const row = await app.db().selectFrom('cash_transactions').selectAll().where('pii_enc', 'is not', null).orderBy('transaction_id').limit(1).executeTakeFirstOrThrow()
+  const plain = JSON.stringify({ identifier: '01055556666' })
+  const iv = randomBytes(12)
+  const c = createCipheriv('aes-256-gcm', key, iv)
+  c.setAAD(Buffer.from(row.transaction_id))
+  const ct = Buffer.concat([c.update(plain, 'utf8'), c.final()])
+  const v1 = ['v1', 'k2', iv.toString('base64url'), c.getAuthTag().toString('base64url'), ct.toString('base64url')].join('.')
+  const legacyHash = `k2.${createHmac('sha256', key).update('legacy').digest('base64url')}`
+  await sql`UPDATE cash_transactions SET pii_enc = ${v1}, data_key_id = 'k2', content_hash = ${legacyHash} WHERE transaction_id = ${row.transaction_id}`.execute(app.db())
+  expect(decryptPii(v1, app.config.dataKeys, row.transaction_id).identifier).toBe('01055556666')
+
+  const result = await rekey(app.db(), app.config.dataKeys)
+  expect(result.transactions).toBeGreaterThanOrEqual(1)
+  const after = await app.db().selectFrom('cash_transactions').select(['pii_enc', 'content_hash']).where('transaction_id', '=', row.transaction_id).executeTakeFirstOrThrow()
+  expect(after.pii_enc!.startsWith('v2.k2.')).toBe(true)
+  expect(after.content_hash.startsWith('k2.f2.')).toBe(true)
+  expect(decryptPii(after.pii_enc!, app.config.dataKeys, row.transaction_id).identifier).toBe('01055556666')
+  // Nothing left in the old form: a second run has nothing to do.
+  expect((await rekey(app.db(), app.config.dataKeys)).transactions).toBe(0)
+})

@@ -43,3 +43,47 @@ describe('AES-256-GCM envelopes', () => {
     expect(decryptPii(fresh.value, rotated, 'T2')).toEqual({ identifier: '01087654321', buyerName: '홍길동' })
   })
 })
+
+describe('per-purpose keys (HKDF) and the version marker', () => {
+  it('derives distinct keys per purpose, none equal to the data key', async () => {
+    const { purposeKey } = await import('../../src/crypto/pii.ts')
+    const ks = (['encryption', 'fingerprint', 'search'] as const).map((p) => purposeKey(k1, p))
+    expect(new Set([k1, ...ks].map((k) => k.toString('hex'))).size).toBe(4)
+    expect(purposeKey(k1, 'encryption').equals(purposeKey(Buffer.from(k1), 'encryption'))).toBe(true)
+  })
+
+  it('writes v2 envelopes under the encryption key; v1 envelopes (the data key itself) stay readable', async () => {
+    const { createCipheriv } = await import('node:crypto')
+    const v2 = encryptText('01012345678', keys, 'T1').value
+    expect(v2.startsWith('v2.k1.')).toBe(true)
+    // A value written before the derivation: AES-GCM directly under the data key.
+    const iv = randomBytes(12)
+    const c = createCipheriv('aes-256-gcm', k1, iv)
+    c.setAAD(Buffer.from('T1'))
+    const ct = Buffer.concat([c.update('01012345678', 'utf8'), c.final()])
+    const v1 = ['v1', 'k1', iv.toString('base64url'), c.getAuthTag().toString('base64url'), ct.toString('base64url')].join('.')
+    expect(decryptText(v1, keys, 'T1')).toBe('01012345678')
+    // The two versions are not interchangeable: a v2 body labelled v1 fails authentication.
+    expect(() => decryptText(v2.replace(/^v2/, 'v1'), keys, 'T1')).toThrow(DecryptError)
+  })
+
+  it('fingerprints under the fingerprint key with a marker, and still matches the older form', async () => {
+    const { createHmac } = await import('node:crypto')
+    const { contentHash, contentHashes } = await import('../../src/crypto/content-hash.ts')
+    const content = { merchantId: 'm', provider: 'nts', paymentRef: null, orderId: null, orderName: null, method: 'cash', amount: 1000, taxFreeAmount: 0, serviceFee: 0, paidAt: new Date(0), identifierDigits: '01012345678', identifierType: 'phone', purpose: 'deduction', buyerName: null, buyerEmail: null, buyerTel: null }
+    const h = contentHash(content, keys)
+    expect(h).toMatch(/^k1\.f2\./)
+    const all = contentHashes(content, rotated)
+    expect(all).toContain(h)
+    const legacy = `k1.${createHmac('sha256', k1).update(JSON.stringify(['m', 'nts', null, null, null, 'cash', 1000, 0, 0, new Date(0).toISOString(), '01012345678', 'phone', 'deduction', null, null, null])).digest('base64url')}`
+    expect(all).toContain(legacy)
+    expect(h).not.toBe(legacy)
+  })
+
+  it('hashes search values under the search key, deterministic and distinct from the fingerprint', async () => {
+    const { searchHash } = await import('../../src/crypto/pii.ts')
+    expect(searchHash('01012345678', keys)).toBe(searchHash('01012345678', keys))
+    expect(searchHash('01012345678', keys)).not.toBe(searchHash('01012345679', keys))
+    expect(searchHash('01012345678', keys)).not.toContain('01012345678')
+  })
+})

@@ -657,8 +657,13 @@ const round = (n: number, d = 1) => Math.round(n * 10 ** d) / 10 ** d
 
 async function main() {
   const config = loadDemoConfig()
-  log('building the CLI (npm run build)…')
-  buildCli()
+  // BENCH_NO_BUILD=1: use the dist/ a run started moments ago built (two runs side by side would
+  // otherwise rewrite it under each other's starting processes).
+  if (process.env.BENCH_NO_BUILD === '1') log('using the CLI already built (BENCH_NO_BUILD=1)')
+  else {
+    log('building the CLI (npm run build)…')
+    buildCli()
+  }
   const postgres = await ensurePostgres(config.databaseUrl, log)
   const redis = await ensureRedis(config.redisUrl, log)
   const pgServer = postgres.url.replace(/\/[^/]*$/, '')

@@ -32,6 +32,17 @@ export interface Services {
 export { recreateDatabase }
 
 /**
+ * A pg client for the bench's own reads. A connection Postgres ends (another session's
+ * pg_terminate_backend on a shared server) is an 'error' event, which without a listener ends the
+ * whole bench; with one, the next query on it fails and that scenario reports the error.
+ */
+export function benchClient(databaseUrl: string): pg.Client {
+  const c = new pg.Client({ connectionString: databaseUrl })
+  c.on('error', (err) => process.stderr.write(`[bench] a Postgres connection of the bench was ended: ${err.message}\n`))
+  return c
+}
+
+/**
  * The database every scenario recreates: one per namespace (BENCH_DB_NS, else TEST_DB_NS), so two
  * bench runs on one Postgres server (several checkouts) do not drop each other's database.
  */
@@ -200,7 +211,7 @@ export function postgresCpuSeconds(): number {
  * backends living under 250 ms are not counted.
  */
 export function databaseCpuMeter(databaseUrl: string) {
-  const c = new pg.Client({ connectionString: databaseUrl })
+  const c = benchClient(databaseUrl)
   const first = new Map<number, number>()
   const last = new Map<number, number>()
   let timer: NodeJS.Timeout | undefined
@@ -443,7 +454,7 @@ export async function copyTransactions(
   },
 ): Promise<{ rows: number; seconds: number }> {
   const keys = loadDemoConfig({}).dataKeys
-  const client = new pg.Client({ connectionString: databaseUrl })
+  const client = benchClient(databaseUrl)
   await client.connect()
   const chunk = 10_000
   const t0 = performance.now()

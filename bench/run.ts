@@ -11,7 +11,7 @@ import { loadDemoConfig } from '../src/demo/defaults.ts'
 import type { MerchantConfig } from '../src/config.ts'
 import { ensurePostgres, ensureRedis } from '../src/demo/infra.ts'
 import {
-  benchDatabaseName, buildCli, databaseCpuMeter, redisCpuSeconds, copyTransactions, cpuMeter, measureBaselines, percentile, recreateDatabase, resetSandbox, rssMb, runCli, sandboxStats, scenarioEnv, setSandboxFaults,
+  benchClient, benchDatabaseName, buildCli, databaseCpuMeter, redisCpuSeconds, copyTransactions, cpuMeter, measureBaselines, percentile, recreateDatabase, resetSandbox, rssMb, runCli, sandboxStats, scenarioEnv, setSandboxFaults,
   spawnCli, spawnScript, startSandboxProcess, stop, waitFor, writeMerchantsFile,
 } from './lib.ts'
 import { NAIVE_TABLE_SQL, type NaiveJob } from './naive-worker.ts'
@@ -50,7 +50,7 @@ interface Result {
  * table each poll, and that work would be charged to Postgres's CPU per receipt.
  */
 async function unfinishedProbe(databaseUrl: string) {
-  const c = new pg.Client({ connectionString: databaseUrl })
+  const c = benchClient(databaseUrl)
   await c.connect()
   return {
     async count(upTo = 1_000_000_000): Promise<number> {
@@ -75,7 +75,7 @@ async function untilIssued(databaseUrl: string, timeoutMs: number): Promise<void
 }
 
 async function latencies(databaseUrl: string) {
-  const c = new pg.Client({ connectionString: databaseUrl })
+  const c = benchClient(databaseUrl)
   await c.connect()
   try {
     const r = await c.query<{ ms: number; first: Date; last: Date }>(
@@ -154,7 +154,7 @@ let ceilingRate: number | null = null
  * enqueued before its processes start; the rate runs from the first job's start to the last insert.
  */
 async function naiveBaseline(db: string, redisUrl: string, sandboxUrl: string, env: Record<string, string>, processes: number) {
-  const c = new pg.Client({ connectionString: db })
+  const c = benchClient(db)
   await c.connect()
   const { Queue } = await import('bullmq')
   const conn = new Redis(redisUrl, { maxRetriesPerRequest: null })
@@ -267,7 +267,7 @@ async function dispatchRun<T>(
   // The sandbox counts arrivals against the limits: it runs ahead of the workers, as in fidelity.
   const sandbox = await startSandboxProcess(scenarioEnv(db, redisUrl, prefix), o.sandboxArgs, { priority: -10 })
   const env = scenarioEnv(db, redisUrl, prefix, { MERCHANTS_FILE: o.merchantsFile, SANDBOX_URL: sandbox.url, WORKER_CONCURRENCY: String(o.concurrency) })
-  const c = new pg.Client({ connectionString: db })
+  const c = benchClient(db)
   const workers: import('node:child_process').ChildProcess[] = []
   try {
     await runCli(['migrate'], env)

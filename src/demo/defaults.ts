@@ -11,18 +11,19 @@ const DEV_DATA_KEY = Buffer.from('cash-receipts-development-key-32', 'utf8')
 /** Built-in merchants for development and the demo; credentials are the sandbox's. */
 export const DEMO_MERCHANTS: readonly MerchantConfig[] = Object.freeze([
   demoMerchant('m-clinic', '서울 밝은치과의원', '2208162517', true),
-  demoMerchant('m-academy', '한빛 수학학원', '1248100998', true),
+  // A PortOne V1 merchant on 헥토파이낸셜 (Settle Bank): its PG's rules (identifier_type) apply in the sandbox.
+  demoMerchant('m-academy', '한빛 수학학원', '1248100998', true, 'settle'),
   demoMerchant('m-shop', '동네 꽃집', '1012345672', false),
 ])
 
-function demoMerchant(id: string, name: string, businessNumber: string, mandatory: boolean): MerchantConfig {
+function demoMerchant(id: string, name: string, businessNumber: string, mandatory: boolean, pg?: string): MerchantConfig {
   return merchantSchema.parse({
     id,
     name,
     businessNumber,
     mandatoryIssuer: mandatory,
     providers: {
-      portone: { impKey: `imp_key_${id}`, impSecret: `imp_secret_${id}`, channelKey: `channel-${id}` },
+      portone: { impKey: `imp_key_${id}`, impSecret: `imp_secret_${id}`, channelKey: `channel-${id}`, ...(pg ? { pg } : {}) },
       'portone-v2': { apiSecret: `v2-secret-${id}`, channelKey: `channel-v2-${id}`, storeId: `store-${id}` },
       payssam: { apikey: `apikey${id.replace(/-/g, '')}`, member: `member-${id}`, merchant: `shop-${id}` },
       nts: { clientId: `nts-${id}`, clientSecret: `nts-secret-${id}` },

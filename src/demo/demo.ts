@@ -105,6 +105,10 @@ export async function runDemo(opts: { transactions: number; json: boolean }, dep
       notAfterMs: now,
     })
     sandbox.registerPortonePayments(day.portonePayments.map((p) => ({ ...p, status: 'paid' as const })))
+    // Each PortOne V1 merchant's PG, so the sandbox applies that PG's required fields to its receipts.
+    sandbox.registerPortoneMerchants(
+      config.merchants.flatMap((m) => (m.providers.portone?.pg ? [{ imp_key: m.providers.portone.impKey, pg_provider: m.providers.portone.pg }] : [])),
+    )
     const dir = await mkdtemp(join(tmpdir(), 'cash-receipts-demo-'))
     cleanup.push(() => rm(dir, { recursive: true, force: true }))
     const file = join(dir, `transactions-${businessDate}.csv`)

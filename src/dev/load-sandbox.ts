@@ -40,6 +40,8 @@ export interface DevSandbox {
   stats(): { readonly max_live_receipts_per_key: number }
   /** The payments the PortOne V1 simulator knows (imp_uid → amount). */
   registerPortonePayments(payments: readonly DevPortonePayment[]): void
+  /** Each PortOne V1 merchant's PG (imp_key → pg_provider): the simulator then applies that PG's rules. */
+  registerPortoneMerchants(merchants: readonly { readonly imp_key: string; readonly pg_provider: string }[]): void
   /** Toss: moves the simulator's result clock, so receipts answered IN_PROGRESS get their final result. */
   readonly toss: { advance(ms: number): void }
   close(): Promise<void>

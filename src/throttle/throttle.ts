@@ -330,7 +330,7 @@ export function createThrottle(id: string, limits: ProviderLimits, opts: Throttl
     const held = holds.remainingMs()
     if (held > maxWaitMs) throw new NotNowError('hold', held + jitter(Math.min(1_000, held)))
     if (held > 0) await sleep(held)
-    if (gate && !(await gate.inFlight.tryTake(maxWaitMs))) throw new NotNowError('provider_cap', 100 + jitter(400))
+    if (gate && !(await gate.inFlight.tryTake(maxWaitMs))) throw new NotNowError('provider_cap', gate.inFlight.retryInMs() + jitter(400))
     try {
       // Someone already waits for this credential's concurrency here: do not queue behind them.
       if (withLimiter && current().counts().QUEUED > 0) throw new NotNowError('concurrency', concurrencyRetryMs())
@@ -411,23 +411,42 @@ export class InFlight {
   #active = 0
   readonly #waiters: (() => void)[] = []
   readonly max: number
-  constructor(max: number) {
+  readonly #now: () => number
+  /** Since when no place has come free while all were taken (the later of: last release, cap reached). */
+  #stuckSince: number
+  constructor(max: number, now: () => number = Date.now) {
     this.max = max
+    this.#now = now
+    this.#stuckSince = now()
   }
   get active(): number {
     return this.#active
   }
+  /**
+   * How long a caller refused at the cap should stay away: as long as no place has come free, from
+   * 100 ms (a busy but answering provider frees places within milliseconds) up to 5 s (a hanging one
+   * frees none until its calls time out). Without it, every refused job of a hanging provider comes
+   * back several times a second, each time a claim, a give-back and a move through BullMQ's delayed
+   * set, and that churn takes the CPU the healthy providers' jobs need.
+   */
+  retryInMs(): number {
+    return Math.min(5_000, Math.max(100, this.#now() - this.#stuckSince))
+  }
+  #take(): void {
+    this.#active++
+    if (this.#active >= this.max) this.#stuckSince = this.#now()
+  }
   /** Takes a place, waiting at most maxWaitMs; false when none came free in time. */
   async tryTake(maxWaitMs: number): Promise<boolean> {
     if (this.#active < this.max) {
-      this.#active++
+      this.#take()
       return true
     }
     if (maxWaitMs <= 0) return false
     return new Promise<boolean>((resolve) => {
       const wake = () => {
         clearTimeout(timer)
-        this.#active++
+        this.#take()
         resolve(true)
       }
       const timer = setTimeout(() => {
@@ -440,6 +459,7 @@ export class InFlight {
   }
   release(): void {
     this.#active--
+    this.#stuckSince = this.#now()
     const next = this.#waiters.shift()
     if (next) next()
   }

@@ -14,6 +14,7 @@ import * as duplicateCancelOwner from './2026_12_05_0200_duplicate_cancel_owner.
 import * as attemptsSent from './2026_12_05_0260_attempts_sent.ts'
 import * as remaskIdentifiers from './2026_12_05_0280_remask_identifiers.ts'
 import * as tossProvisional from './2026_12_05_0300_toss_provisional.ts'
+import * as receiptsReissue from './2026_12_05_0261_receipts_reissue.ts'
 
 /** Every migration, in order. Static imports so the set is the same under tsx and compiled JS. */
 export const migrations: Record<string, Migration> = {
@@ -30,6 +31,7 @@ export const migrations: Record<string, Migration> = {
   '2026_12_05_0109_receipts_requeue_count': requeueCount,
   '2026_12_05_0200_duplicate_cancel_owner': duplicateCancelOwner,
   '2026_12_05_0260_attempts_sent': attemptsSent,
+  '2026_12_05_0261_receipts_reissue': receiptsReissue,
   '2026_12_05_0280_remask_identifiers': remaskIdentifiers,
   '2026_12_05_0300_toss_provisional': tossProvisional,
 }

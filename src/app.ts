@@ -270,7 +270,7 @@ export function createApp(config: AppConfig, overrides: AppOverrides = {}): App 
     reportDetails: (sel, todayKst) => buildReportDetails(app.db(), sel, todayKst),
     startWorker(opts = {}) {
       const worker = startReceiptWorker(
-        { config, db: app.db(), providers: app.providers(), logger, connection: app.redis().duplicate(), workerId, telemetry },
+        { config, db: app.db(), providers: app.providers(), logger, connection: app.redis().duplicate(), workerId, telemetry, queue: app.receiptsQueue() },
         { ...opts, autorun: false },
       )
       closers.unshift(() => worker.close())

@@ -30,6 +30,8 @@
  *                        issue   issued | cancelling (full cancel)      cancelled        (cancel accepted)
  *                        issue   issued (partial cancel)                issued, cancelled_amount + the cancel's total
  *                        issue   cancelling                             issued           (full cancel failed for good)
+ *                        issue   (none: a new row)                      pending, replaces_receipt_id (an accepted full cancel
+ *                                                                       with reissue_amount: the re-issue for what is still paid)
  *   redriveFailed        any     failed                                 pending (issue rows: a fresh idempotency key),
  *                                                                       both updates in one transaction
  *   repairFromProvider   issue   failed | pending                       issued | cancelled (what the provider holds)
@@ -78,7 +80,7 @@ const RECEIPT_COLUMNS = [
   'needs_lookup', 'approval_number', 'total_amount', 'supply_amount', 'vat_amount', 'tax_free_amount', 'service_fee',
   'cancelled_amount', 'purpose', 'self_issued', 'trade_date', 'deadline', 'provider_receipt_id', 'receipt_url', 'skip_reason',
   'error_class', 'error_code', 'error_message', 'attempts', 'locked_by', 'locked_until', 'last_sent_at', 'run_id', 'last_run_id', 'redrive_count', 'requeue_count',
-  'parent_receipt_id', 'cancel_reason', 'reconcile_flag', 'reconciled_at', 'provisional', 'created_at', 'updated_at', 'issued_at', 'finished_at',
+  'parent_receipt_id', 'reissue_amount', 'replaces_receipt_id', 'cancel_reason', 'reconcile_flag', 'reconciled_at', 'provisional', 'created_at', 'updated_at', 'issued_at', 'finished_at',
 ] as const satisfies readonly (keyof ReceiptsTable)[]
 // Compile-time check that the list is complete: a column added to ReceiptsTable and not here fails the build.
 type Unlisted = Exclude<keyof ReceiptsTable, (typeof RECEIPT_COLUMNS)[number]>
@@ -550,6 +552,8 @@ export interface NewCancelReceipt {
   readonly idempotencyKey: string
   readonly amounts: ReceiptAmounts
   readonly reason: 1 | 2 | 3
+  /** A full cancel after which a new receipt for this amount follows (see recordCancelOutcome). */
+  readonly reissueAmount?: number | null
 }
 
 /**
@@ -560,10 +564,10 @@ export interface NewCancelReceipt {
 export async function insertCancelReceipt(db: Db, c: NewCancelReceipt): Promise<number | null> {
   const res = await sql<{ id: number }>`
     INSERT INTO receipts (transaction_id, kind, seq, merchant_id, provider, state, provider_key, idempotency_key, portone_payment, purpose,
-      trade_date, deadline, total_amount, supply_amount, vat_amount, tax_free_amount, service_fee, parent_receipt_id, cancel_reason, run_id, last_run_id)
+      trade_date, deadline, total_amount, supply_amount, vat_amount, tax_free_amount, service_fee, parent_receipt_id, cancel_reason, run_id, last_run_id, reissue_amount)
     SELECT p.transaction_id, 'cancel', ${c.seq}::int, p.merchant_id, p.provider, 'pending', p.provider_key, ${c.idempotencyKey}::text, p.portone_payment, p.purpose,
       p.trade_date, p.deadline, ${c.amounts.total}::bigint, ${c.amounts.supply}::bigint, ${c.amounts.vat}::bigint, ${c.amounts.taxFree}::bigint,
-      ${c.amounts.serviceFee}::bigint, p.id, ${c.reason}::smallint, p.run_id, p.last_run_id
+      ${c.amounts.serviceFee}::bigint, p.id, ${c.reason}::smallint, p.run_id, p.last_run_id, ${c.reissueAmount ?? null}::bigint
     FROM receipts p
     WHERE p.id = ${c.parentId} AND p.kind = 'issue' AND p.state = 'issued'
       AND NOT EXISTS (SELECT 1 FROM receipts o WHERE o.parent_receipt_id = p.id AND o.state IN ('pending', 'issuing'))
@@ -592,6 +596,11 @@ export interface CancelOutcome {
   readonly parentId: number
   /** The whole receipt is cancelled (the parent went cancelling before the call). */
   readonly full: boolean
+  /**
+   * The new receipt that follows an accepted full cancel whose row carries `reissue_amount`: its
+   * (transaction-wide) issue seq, deterministic keys and amounts (total = reissue_amount).
+   */
+  readonly reissue?: { readonly seq: number; readonly providerKey: string; readonly idempotencyKey: string; readonly amounts: ReceiptAmounts }
 }
 
 export interface CancelRecorded {
@@ -599,6 +608,8 @@ export interface CancelRecorded {
   readonly owned: boolean
   /** The issue row moved with it (false when nothing was due or its guard did not hold). */
   readonly parentMoved: boolean
+  /** The re-issue row created in the same transaction (pending), to be enqueued; null when none. */
+  readonly reissuedId: number | null
 }
 
 /**
@@ -613,7 +624,7 @@ export interface CancelRecorded {
 export async function recordCancelOutcome(db: Db, o: CancelOutcome): Promise<CancelRecorded> {
   return db.transaction().execute(async (trx) => {
     const owned = (await applyTransitions(trx, [o.item])).has(o.item.receiptId)
-    if (!owned) return { owned, parentMoved: false }
+    if (!owned) return { owned, parentMoved: false, reissuedId: null }
     const state = o.item.transition.state
     let q
     if (state === 'issued') {
@@ -625,15 +636,38 @@ export async function recordCancelOutcome(db: Db, o: CancelOutcome): Promise<Can
     } else if (state === 'failed' && o.full) {
       q = trx.updateTable('receipts').set({ state: 'issued', updated_at: sql`now()` }).where('state', '=', 'cancelling')
     } else {
-      return { owned, parentMoved: false }
+      return { owned, parentMoved: false, reissuedId: null }
     }
     const res = await q
       .where('id', '=', o.parentId)
       .where('kind', '=', 'issue')
       .where('id', '=', trx.selectFrom('receipts').select('parent_receipt_id').where('id', '=', o.item.receiptId))
       .executeTakeFirst()
-    return { owned, parentMoved: Number(res.numUpdatedRows) === 1 }
+    const parentMoved = Number(res.numUpdatedRows) === 1
+    // A partial refund at a full-cancel-only provider: the receipt is now cancelled at the provider,
+    // so the new receipt for what is still paid exists from this commit on (pending, its own keys).
+    const reissuedId = parentMoved && state === 'issued' && o.full && o.reissue ? await insertReissue(trx, o.item.receiptId, o.parentId, o.reissue) : null
+    return { owned, parentMoved, reissuedId }
   })
+}
+
+/**
+ * The re-issue row for an accepted full cancel whose row carries `reissue_amount`: kind issue, the
+ * given seq and keys, pending, `replaces_receipt_id` = the cancelled receipt; everything else copied
+ * from it. Once per replaced receipt (unique index): a repeated record creates nothing.
+ */
+async function insertReissue(db: Db, cancelId: number, parentId: number, r: NonNullable<CancelOutcome['reissue']>): Promise<number | null> {
+  const res = await sql<{ id: number }>`
+    INSERT INTO receipts (transaction_id, kind, seq, merchant_id, provider, state, provider_key, idempotency_key, portone_payment, purpose, self_issued,
+      trade_date, deadline, total_amount, supply_amount, vat_amount, tax_free_amount, service_fee, replaces_receipt_id, run_id, last_run_id)
+    SELECT p.transaction_id, 'issue', ${r.seq}::int, p.merchant_id, p.provider, 'pending', ${r.providerKey}::text, ${r.idempotencyKey}::text, p.portone_payment,
+      p.purpose, p.self_issued, p.trade_date, p.deadline, ${r.amounts.total}::bigint, ${r.amounts.supply}::bigint, ${r.amounts.vat}::bigint,
+      ${r.amounts.taxFree}::bigint, ${r.amounts.serviceFee}::bigint, p.id, p.run_id, p.last_run_id
+    FROM receipts p JOIN receipts c ON c.id = ${cancelId}::bigint AND c.parent_receipt_id = p.id AND c.reissue_amount = ${r.amounts.total}::bigint
+    WHERE p.id = ${parentId}::bigint AND p.kind = 'issue' AND p.state = 'cancelled'
+    ON CONFLICT DO NOTHING
+    RETURNING id`.execute(db)
+  return res.rows[0] ? Number(res.rows[0].id) : null
 }
 
 // ---------------------------------------------------------------------------------------------

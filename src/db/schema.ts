@@ -102,6 +102,10 @@ export interface ReceiptsTable {
   /** Re-enqueues under a fresh job id after the previous job finished with work still due (part of the job id). */
   requeue_count: Generated<number>
   parent_receipt_id: number | null
+  /** On a full cancel row: a new receipt for this amount follows once the cancel is accepted (partial refund at a full-cancel-only provider). */
+  reissue_amount: number | null
+  /** On an issue row that re-issues a receipt for what remains after a partial refund: the receipt it replaces. */
+  replaces_receipt_id: number | null
   cancel_reason: 1 | 2 | 3 | null
   reconcile_flag: string | null
   reconciled_at: Timestamp | null

@@ -9,9 +9,9 @@
 import type { Job } from 'bullmq'
 import type { Logger } from 'pino'
 import type { Db } from '../db/database.ts'
-import { beginFullCancel, claimReceipt, commitWindowLeftMs, insertCancelReceipt, recordCancelOutcome, type AttemptRecord, type Transition } from '../db/ledger.ts'
+import { beginFullCancel, claimReceipt, commitWindowLeftMs, insertCancelReceipt, recordCancelOutcome, type AttemptRecord, type CancelOutcome, type Transition } from '../db/ledger.ts'
 import type { Receipt } from '../db/schema.ts'
-import { cancelIdempotencyKey } from '../providers/keys.ts'
+import { cancelIdempotencyKey, reissueKeys } from '../providers/keys.ts'
 import { kstToday, splitAmounts, type ProviderName } from '../domain/index.ts'
 import { cancelJobId, type JobPayloads, type ReceiptsQueue } from '../queue/queues.ts'
 import { attemptLog, DEFER, noteReceipt, type IssueJobResult, type ReceiptJobInfo } from './issue-receipt.ts'
@@ -29,6 +29,11 @@ export interface CancelRequestInput {
   /** KRW to cancel; omitted = everything still receipted. */
   readonly amount?: number
   readonly reason: 1 | 2 | 3
+  /**
+   * Cancel in full and then issue a new receipt for this amount (what is still paid after a partial
+   * refund at a provider that cancels only in full). The re-issue is created when the cancel is accepted.
+   */
+  readonly reissueAmount?: number
 }
 
 export interface CancelRequested {
@@ -54,6 +59,9 @@ export async function requestCancellation(
       .selectAll()
       .where('transaction_id', '=', input.transactionId)
       .where('kind', '=', 'issue')
+      // The latest receipt of the transaction: a re-issue (seq 1, 2, …) replaces a cancelled one.
+      .orderBy('seq', 'desc')
+      .limit(1)
       .forUpdate()
       .executeTakeFirst()
     if (!issue) throw new CancelInputError(`transaction ${input.transactionId} has no receipt (not imported or not settled yet)`)
@@ -72,14 +80,25 @@ export async function requestCancellation(
     if (!Number.isSafeInteger(amount) || amount < 1) throw new CancelInputError(`--amount: must be a whole number of won ≥ 1`)
     if (amount > remaining) throw new CancelInputError(`--amount: ${amount} exceeds the ${remaining} still receipted for ${input.transactionId}`)
     const partial = amount < issue.total_amount || issue.cancelled_amount > 0
-    if (partial && !deps.providers.get(issue.merchant_id, issue.provider).provider.capabilities.partialCancel) {
+    const reissueAmount = input.reissueAmount ?? null
+    if (reissueAmount !== null) {
+      // Cancel in full, then a new receipt for what is still paid (providers that cancel only in full).
+      if (partial) throw new CancelInputError(`a re-issue follows a full cancel only; ${input.transactionId} has ${remaining} of ${issue.total_amount} still receipted`)
+      if (!Number.isSafeInteger(reissueAmount) || reissueAmount < 1 || reissueAmount >= amount) {
+        throw new CancelInputError(`re-issue amount ${reissueAmount} must be a whole number of won between 1 and ${amount - 1}`)
+      }
+      if (!reissueKeys({ provider: issue.provider, providerKey: issue.provider_key, idempotencyKey: issue.idempotency_key, portonePayment: issue.portone_payment }, issue.seq + 1)) {
+        throw new CancelInputError(`${issue.provider} cannot issue a second receipt for this payment under a key of its own; the refund needs a person`)
+      }
+    } else if (partial && !deps.providers.get(issue.merchant_id, issue.provider).provider.capabilities.partialCancel) {
       throw new CancelInputError(
         `--amount: ${issue.provider} cannot cancel part of a receipt; cancel it fully and issue a new receipt for the remainder`,
       )
     }
     const split = partialSplit(issue, amount)
+    // Cancel rows are numbered per transaction ((transaction, kind, seq) is unique), across re-issues.
     const seq = Number(
-      (await trx.selectFrom('receipts').select((eb) => eb.fn.max('seq').as('m')).where('parent_receipt_id', '=', issue.id).executeTakeFirst())?.m ?? 0,
+      (await trx.selectFrom('receipts').select((eb) => eb.fn.max('seq').as('m')).where('transaction_id', '=', issue.transaction_id).where('kind', '=', 'cancel').executeTakeFirst())?.m ?? 0,
     ) + 1
     const id = await insertCancelReceipt(trx, {
       parentId: issue.id,
@@ -87,6 +106,7 @@ export async function requestCancellation(
       idempotencyKey: cancelIdempotencyKey(issue.idempotency_key, seq),
       amounts: split,
       reason: input.reason,
+      reissueAmount,
     })
     // The parent was read issued with no open cancel under FOR UPDATE, so the guard holds.
     if (id === null) throw new Error(`receipt ${issue.id} changed while its cancellation was being created`)
@@ -126,6 +146,11 @@ export interface CancelDeps {
   /** This worker's WORKER_ATTEMPTS: the last attempt is decided here, not by whoever enqueued. */
   readonly attempts?: number
   readonly now?: () => number
+  /**
+   * Puts a re-issue row (created when a full cancel with `reissue_amount` is accepted) on the queue.
+   * Without it, or if it fails, the recovery pass enqueues the pending row (docs/exactly-once.md).
+   */
+  readonly enqueueIssue?: (receiptId: number) => Promise<unknown>
 }
 
 export function createCancelHandler(deps: CancelDeps) {
@@ -155,8 +180,20 @@ export function createCancelHandler(deps: CancelDeps) {
     let needsLookup = cancel.needs_lookup
     const decideNow = (e: PolicyEvent) => decide(e, { ...base, needsLookup, partialCancel: !full, jitterMs: Math.floor(Math.random() * 250) })
     // The cancel row's transition and, in the same transaction, what it means for the issue row.
-    const record = async (t: Transition) =>
-      (await recordCancelOutcome(deps.db, { item: { receiptId: cancel.id, workerId: deps.workerId, transition: t, attempts: { receipt: cancel, jobId: job.id, rows: calls } }, parentId: parent.id, full })).owned
+    const reissue = cancel.reissue_amount !== null && full ? await reissueOf(deps.db, parent, cancel.reissue_amount) : undefined
+    const record = async (t: Transition) => {
+      const r = await recordCancelOutcome(deps.db, {
+        item: { receiptId: cancel.id, workerId: deps.workerId, transition: t, attempts: { receipt: cancel, jobId: job.id, rows: calls } },
+        parentId: parent.id,
+        full,
+        reissue,
+      })
+      if (r.reissuedId !== null) {
+        deps.logger.info({ receiptId: parent.id, reissueId: r.reissuedId, amount: cancel.reissue_amount }, 'receipt cancelled in full; re-issue for what is still paid created')
+        await deps.enqueueIssue?.(r.reissuedId).catch((err: unknown) => deps.logger.warn({ reissueId: r.reissuedId, err: (err as Error).message }, 're-issue not enqueued; the recovery pass will'))
+      }
+      return r.owned
+    }
     let throttle: Throttle | undefined
     /** Whether the cancel request went out in this attempt. */
     let sent = false
@@ -214,4 +251,21 @@ export function createCancelHandler(deps: CancelDeps) {
 
 function amountsOf(r: Receipt) {
   return { total: r.total_amount, supply: r.supply_amount, vat: r.vat_amount, taxFree: r.tax_free_amount, serviceFee: r.service_fee }
+}
+
+/**
+ * The re-issue that follows a full cancel carrying `reissue_amount`: the next issue seq of the
+ * transaction, keys derived from the cancelled receipt's, and the amount split like the original
+ * (tax-free and service fee capped at the new total). Undefined when the provider takes no new key
+ * (requestCancellation refuses those before a cancel is created).
+ */
+async function reissueOf(db: Db, parent: Receipt, total: number): Promise<CancelOutcome['reissue']> {
+  const max = await db.selectFrom('receipts').select((eb) => eb.fn.max('seq').as('m')).where('transaction_id', '=', parent.transaction_id).where('kind', '=', 'issue').executeTakeFirst()
+  const seq = Number(max?.m ?? 1) + 1
+  const keys = reissueKeys({ provider: parent.provider, providerKey: parent.provider_key, idempotencyKey: parent.idempotency_key, portonePayment: parent.portone_payment }, seq)
+  if (!keys) return undefined
+  const taxFree = Math.min(parent.tax_free_amount, total)
+  const split = splitAmounts({ total, taxFree, serviceFee: Math.min(parent.service_fee, total - taxFree) })
+  if (!split.ok) return undefined
+  return { seq, ...keys, amounts: split.value }
 }

@@ -11,7 +11,7 @@ import { failOrphaned } from '../db/ledger.ts'
 import { createLedgerBatcher } from '../db/ledger-batcher.ts'
 import type { Logger } from '../logger.ts'
 import { DEFAULT_RETRY } from '../providers/http.ts'
-import { connectionOf, RECEIPTS_QUEUE } from '../queue/queues.ts'
+import { connectionOf, issueJobId, RECEIPTS_QUEUE, type ReceiptsQueue } from '../queue/queues.ts'
 import { createCancelHandler } from './cancel-receipt.ts'
 import { createIssueHandler, type ReceiptJobInfo } from './issue-receipt.ts'
 import { callBudgetMs } from './lease.ts'
@@ -28,6 +28,8 @@ export interface ReceiptWorkerDeps {
   /** Owner name of the receipt leases this process takes. */
   readonly workerId: string
   readonly telemetry?: Telemetry
+  /** Where a re-issue created by an accepted full cancel is enqueued (else the recovery pass does it). */
+  readonly queue?: ReceiptsQueue
 }
 
 export function startReceiptWorker(deps: ReceiptWorkerDeps, opts: { concurrency?: number; autorun?: boolean } = {}): Worker {
@@ -43,7 +45,12 @@ export function startReceiptWorker(deps: ReceiptWorkerDeps, opts: { concurrency?
   }
   const ledger = createLedgerBatcher(db, { workerId: deps.workerId, leaseMs: config.worker.leaseMs })
   const issue = createIssueHandler({ ...handlerDeps, ledger, dataKeys: config.dataKeys, commitWindowMs: config.providerCommitWindowMs })
-  const cancel = createCancelHandler({ ...handlerDeps, commitWindowMs: config.providerCommitWindowMs })
+  const queue = deps.queue
+  const cancel = createCancelHandler({
+    ...handlerDeps,
+    commitWindowMs: config.providerCommitWindowMs,
+    enqueueIssue: queue ? (receiptId) => queue.add('issue-receipt', { receiptId }, { jobId: issueJobId(receiptId, 0, 0) }) : undefined,
+  })
   const worker = new Worker(
     RECEIPTS_QUEUE,
     async (job: Job, token?: string, signal?: AbortSignal) => {

@@ -77,3 +77,31 @@ export function redriveIdempotencyKey(base: string, redriveCount: number): strin
 export function cancelIdempotencyKey(issueKey: string, seq: number): string {
   return `${issueKey.replace(/-r\d+$/, '').replace('cr-issue-', 'cr-cancel-')}-${seq}`
 }
+
+/**
+ * Keys of the receipt that re-issues what is still paid after a partial refund at a provider that
+ * cancels only in full (the original is cancelled first): derived from the original receipt's keys
+ * and the re-issue's seq (1, 2, …; the original is 0), so every retry presents the same key. Null where the provider
+ * cannot take a new key for the same payment: PortOne V1's imp_uid route keys the receipt by the
+ * payment itself (one receipt per imp_uid), so its remainder cannot be re-issued under a key of its
+ * own; such a refund needs a person.
+ */
+export function reissueKeys(
+  r: { readonly provider: ProviderName; readonly providerKey: string; readonly idempotencyKey: string; readonly portonePayment: boolean },
+  seq: number,
+): { providerKey: string; idempotencyKey: string } | null {
+  const idempotencyKey = `${r.idempotencyKey.replace(/-r\d+$/, '').replace(/-R\d+$/, '')}-R${seq}`
+  const base = r.providerKey.replace(/-R\d+$/, '')
+  switch (r.provider) {
+    case 'portone':
+      return r.portonePayment ? null : { providerKey: `${base}-R${seq}`, idempotencyKey }
+    case 'portone-v2':
+      return { providerKey: `${base}-R${seq}`, idempotencyKey }
+    case 'payssam':
+      // bill_id: at most 20 alphanumerics.
+      return { providerKey: `CR${digest(`${base}\u0000R${seq}`).slice(0, 18).toUpperCase()}`, idempotencyKey }
+    default:
+      // NTS and Toss cancel partially: no re-issue.
+      return null
+  }
+}

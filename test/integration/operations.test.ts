@@ -125,7 +125,7 @@ describe('cancellation', () => {
     expect(reimport.code, reimport.stderr).toBe(0)
     const out = JSON.parse(reimport.stdout)
     expect(out).toMatchObject({ updated: 1 })
-    expect(out.cancellations).toEqual([{ transaction_id: 'REFUND-1', result: 'cancellation of 55000 enqueued' }])
+    expect(out.cancellations).toEqual([{ transaction_id: 'REFUND-1', result: 'cancellation of 55000 enqueued', action: 'cancel', cancel_amount: 55000, reissue_amount: null }])
     await eventually(async () => {
       const r = await env.app.db().selectFrom('receipts').select('state').where('transaction_id', '=', 'REFUND-1').where('kind', '=', 'issue').executeTakeFirstOrThrow()
       return r.state === 'cancelled'

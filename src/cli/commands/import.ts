@@ -1,7 +1,8 @@
 /**
  * `cash-receipts import <file>`: completed cash transactions from CSV or JSON Lines, all-or-nothing
  * unless --skip-invalid; a re-import that cancels or refunds an issued receipt requests its
- * cancellation.
+ * cancellation (at a provider that cancels only in full, a partial refund cancels in full and re-issues
+ * what is still paid). Exit 3: written, but a refund needs a person (listed as NEEDS ATTENTION).
  */
 import { chmod, open, stat, writeFile } from 'node:fs/promises'
 import { parse as parseCsv } from 'csv-parse/sync'
@@ -14,7 +15,7 @@ import type { CliContext } from '../run.ts'
 export function registerImport(program: Command, { withApp }: CliContext): void {
   program
     .command('import')
-    .description('import completed cash transactions from CSV or JSON Lines (all-or-nothing unless --skip-invalid)')
+    .description('import completed cash transactions from CSV or JSON Lines (all-or-nothing unless --skip-invalid); exit 2: invalid rows, exit 3: written but a refund needs attention')
     .argument('<file>', 'a .csv (header row, UTF-8) or .jsonl file')
     .option('--skip-invalid', 'write the valid rows and reject the invalid ones')
     .option('--rejects <file>', 'write rejected records to this file (same format as the input)')
@@ -51,8 +52,13 @@ export function registerImport(program: Command, { withApp }: CliContext): void 
               ? `imported ${summary.rows} rows: ${summary.inserted} new, ${summary.updated} updated, ${summary.unchanged} unchanged, ${summary.rejected} rejected\n`
               : `nothing written: ${summary.rejected} of ${summary.rows} rows invalid (fix them, or use --skip-invalid)\n`,
           )
+          for (const c of cancels) {
+            process.stderr.write(`${c.action === 'needs_attention' ? 'NEEDS ATTENTION ' : ''}${c.transaction_id}: ${c.result}\n`)
+          }
         }
-        return summary.errors.length > 0 && !o.skipInvalid ? 2 : 0
+        if (summary.errors.length > 0 && !o.skipInvalid) return 2
+        // Written, but a refund could not be receipted: loud, for a person (the receipt is flagged).
+        return cancels.some((c) => c.action === 'needs_attention') ? 3 : 0
       }),
     )
 }

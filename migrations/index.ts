@@ -13,6 +13,7 @@ import * as requeueCount from './2026_12_05_0109_receipts_requeue_count.ts'
 import * as duplicateCancelOwner from './2026_12_05_0200_duplicate_cancel_owner.ts'
 import * as attemptsSent from './2026_12_05_0260_attempts_sent.ts'
 import * as remaskIdentifiers from './2026_12_05_0280_remask_identifiers.ts'
+import * as auditLog from './2026_12_05_0281_audit_log.ts'
 import * as tossProvisional from './2026_12_05_0300_toss_provisional.ts'
 import * as receiptsReissue from './2026_12_05_0261_receipts_reissue.ts'
 
@@ -33,5 +34,6 @@ export const migrations: Record<string, Migration> = {
   '2026_12_05_0260_attempts_sent': attemptsSent,
   '2026_12_05_0261_receipts_reissue': receiptsReissue,
   '2026_12_05_0280_remask_identifiers': remaskIdentifiers,
+  '2026_12_05_0281_audit_log': auditLog,
   '2026_12_05_0300_toss_provisional': tossProvisional,
 }

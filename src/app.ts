@@ -12,6 +12,7 @@ import { createDb, ensureDatabase, migrateToLatest, type DbHandle } from './db/d
 import { waitForDatabase, watchDatabase, type DatabaseWatch } from './db/availability.ts'
 import { checkDeployment, type DeploymentCheck } from './queue/deployment-guard.ts'
 import { syncMerchants } from './db/merchants.ts'
+import { recentAudit, recordAudit, type AuditEntry, type AuditRow } from './db/audit.ts'
 import { createLogger, type Logger } from './logger.ts'
 import { kstToday } from './domain/index.ts'
 import { ThrottleRegistry } from './throttle/throttle.ts'
@@ -73,6 +74,9 @@ export interface App {
   recover(opts?: RecoverOptions): Promise<RecoverResult>
   /** Re-encrypts personal data under the active data key. */
   rekey(opts?: { readonly batchSize?: number; readonly onProgress?: (done: number, total: number) => void }): Promise<RekeySummary>
+  /** Records an operator action (re-drive, cancel, reconcile, import) in the audit log. */
+  audit(entry: AuditEntry): Promise<void>
+  recentAudit(limit?: number): Promise<AuditRow[]>
   report(sel: RunSelector, todayKst?: string): Promise<RunReport>
   reportDetails(sel: RunSelector, todayKst: string): Promise<ReportDetails>
   /** Starts a receipts worker (issue and cancel jobs) and its periodic recovery pass; closed by close(). */
@@ -266,6 +270,8 @@ export function createApp(config: AppConfig, overrides: AppOverrides = {}): App 
       return recoverOrphans({ db: app.db(), queue: app.receiptsQueue(), logger, graceMs: config.recovery.graceMs }, opts)
     },
     rekey: (opts) => rekey(app.db(), config.dataKeys, opts),
+    audit: (entry) => recordAudit(app.db(), entry),
+    recentAudit: (limit) => recentAudit(app.db(), limit),
     report: (sel, todayKst) => buildReport(app.db(), sel, todayKst),
     reportDetails: (sel, todayKst) => buildReportDetails(app.db(), sel, todayKst),
     startWorker(opts = {}) {

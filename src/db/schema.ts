@@ -169,7 +169,17 @@ export interface ProviderDuplicatesTable {
   repair_outcome: string | null
 }
 
+export interface AuditLogTable {
+  id: Generated<string>
+  at: Generated<Date>
+  actor: string
+  action: string
+  selectors: ColumnType<Record<string, unknown>, string, string>
+  counts: ColumnType<Record<string, unknown>, string, string>
+}
+
 export interface Database {
+  audit_log: AuditLogTable
   merchants: MerchantsTable
   cash_transactions: CashTransactionsTable
   settlement_runs: SettlementRunsTable

@@ -102,6 +102,22 @@ export function allowedHosts(serve: { readonly allowedHosts?: readonly string[] 
   }
 }
 
+/**
+ * Who made an (authorised) request, for the audit log: the basic-auth user, or the token's name
+ * (there is one, DASHBOARD_TOKEN); without credentials configured, the loopback user.
+ */
+export function requestActor(header: string | undefined, auth: ServeAuth): string {
+  if (!authConfigured(auth)) return 'dashboard:loopback (no credentials configured)'
+  const m = AUTH_HEADER.exec((header ?? '').trim())
+  if (m && /^basic$/i.test(m[1]!)) {
+    const decoded = Buffer.from(m[2]!, 'base64').toString('utf8')
+    const user = decoded.slice(0, Math.max(0, decoded.indexOf(':')))
+    if (auth.basicAuth && same(user, auth.basicAuth.user)) return `dashboard:${auth.basicAuth.user}`
+    return 'token:DASHBOARD_TOKEN'
+  }
+  return 'token:DASHBOARD_TOKEN'
+}
+
 export function requireAuth(auth: ServeAuth): RequestHandler {
   return (req: Request, res: Response, next: NextFunction) => {
     if (isAuthorized(req.headers.authorization, auth)) return next()

@@ -29,7 +29,8 @@ import { redrive } from '../jobs/redrive.ts'
 import type { ReceiptsQueue } from '../queue/queues.ts'
 import { buildReport, ReportNotFoundError } from '../report/report.ts'
 import { buildReportDetails } from '../report/report-details.ts'
-import { allowedHosts, requireAuth, sameOriginWrites } from './auth.ts'
+import { allowedHosts, requestActor, requireAuth, sameOriginWrites } from './auth.ts'
+import { recordAudit } from '../db/audit.ts'
 import { recentRuns, runFailures } from './dashboard-data.ts'
 import { BadRequestError, failureFilterOf, failuresQuery, parseParams, redriveBody, redriveFilter, runPageQuery } from './params.ts'
 import { createMetrics } from './metrics.ts'
@@ -151,6 +152,14 @@ export function createDashboardApp(deps: DashboardDeps): express.Express {
       const filter = redriveFilter(req.body)
       const dryRun = parseParams(redriveBody, req.body).dry_run
       const result = await redrive(redriveDeps(), filter, { dryRun })
+      if (!dryRun) {
+        await recordAudit(deps.db, {
+          actor: requestActor(req.headers.authorization, deps.serve),
+          action: 'redrive',
+          selectors: { run: filter.runId, date: filter.date, provider: filter.provider, code: filter.code, class: filter.errorClass, new_run: result.runId },
+          counts: { receipts: result.count },
+        })
+      }
       deps.logger.info(
         { ...result, filter, via: 'dashboard' },
         dryRun ? 'dashboard redrive dry run' : 'dashboard redrive',

@@ -1,5 +1,6 @@
 /** `cash-receipts cancel <transaction-id>`: cancel an issued receipt, fully or in part. */
 import { Option, type Command } from 'commander'
+import { osActor } from '../../db/audit.ts'
 import { receiptState } from '../../db/receipt-reads.ts'
 import { intArg } from '../args.ts'
 import { printJson } from '../output.ts'
@@ -19,6 +20,7 @@ export function registerCancel(program: Command, { withApp }: CliContext): void 
         await app.requireRedis()
         await app.prepareDatabase()
         const req = await app.cancel({ transactionId, amount: o.amount, reason: Number(o.reason) as 1 | 2 | 3 })
+        await app.audit({ actor: osActor(), action: 'cancel', selectors: { transaction_id: transactionId, reason: Number(o.reason), receipt_id: req.cancelReceiptId }, counts: { amount: req.amount } })
         let state = 'pending'
         if (o.wait) {
           for (;;) {

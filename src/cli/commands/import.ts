@@ -6,7 +6,9 @@
  */
 import { chmod, open, stat, writeFile } from 'node:fs/promises'
 import { parse as parseCsv } from 'csv-parse/sync'
+import { basename } from 'node:path'
 import { csvRow } from '../../domain/index.ts'
+import { osActor } from '../../db/audit.ts'
 import type { Command } from 'commander'
 import { printJson } from '../output.ts'
 import { createProgress } from '../progress.ts'
@@ -35,6 +37,14 @@ export function registerImport(program: Command, { withApp }: CliContext): void 
               : progress.finish('read; checking and writing…'),
         })
         const { rejectsRaw, ...summary } = result
+        if (summary.written) {
+          await app.audit({
+            actor: osActor(),
+            action: 'import',
+            selectors: { file: basename(file), format: summary.format, skip_invalid: Boolean(o.skipInvalid) },
+            counts: { rows: summary.rows, inserted: summary.inserted, updated: summary.updated, unchanged: summary.unchanged, rejected: summary.rejected },
+          })
+        }
         if (o.rejects && rejectsRaw.length) {
           await writeRejects(o.rejects, result.format === 'csv' ? await csvHeader(file) : undefined, rejectsRaw)
           process.stderr.write(

@@ -1,5 +1,6 @@
 /** `cash-receipts reconcile`: the ledger against each provider's records for a business date. */
 import { Option, type Command } from 'commander'
+import { osActor } from '../../db/audit.ts'
 import { kstToday, kstYesterday } from '../../domain/index.ts'
 import { dateArg } from '../args.ts'
 import { printJson } from '../output.ts'
@@ -15,6 +16,12 @@ export function registerReconcile(program: Command, { withApp }: CliContext): vo
       withApp(async (app) => {
         await app.prepareDatabase()
         const result = await app.reconcile(o.date ?? kstYesterday(Date.now()), kstToday(Date.now()))
+        await app.audit({
+          actor: osActor(),
+          action: 'reconcile',
+          selectors: { date: result.businessDate },
+          counts: { checked: result.checked, repaired: result.repaired.length, flagged: result.flagged.length, duplicates: result.duplicates.length, amounts_corrected: result.amounts_corrected.length },
+        })
         if (o.json) printJson(result)
         else {
           process.stdout.write(

@@ -1,5 +1,6 @@
 /** `cash-receipts redrive`: failed receipts back on the queue under fresh job ids. */
 import { Option, type Command } from 'commander'
+import { osActor } from '../../db/audit.ts'
 import { FAILURE_CLASSES, PROVIDERS } from '../../domain/index.ts'
 import { dateArg, intArg } from '../args.ts'
 import { countsText, printJson, waitForRun } from '../output.ts'
@@ -22,6 +23,9 @@ export function registerRedrive(program: Command, { withApp }: CliContext): void
         await app.requireRedis()
         await app.prepareDatabase()
         const result = await app.redrive({ runId: o.run, date: o.date, provider: o.provider, code: o.code, errorClass: o.class }, { dryRun: Boolean(o.dryRun) })
+        if (!result.dryRun) {
+          await app.audit({ actor: osActor(), action: 'redrive', selectors: { run: o.run, date: o.date, provider: o.provider, code: o.code, class: o.class, new_run: result.runId }, counts: { receipts: result.count } })
+        }
         if (o.wait && result.runId !== null && result.count > 0) {
           const report = await waitForRun(app, { runId: result.runId }, { json: Boolean(o.json) })
           if (o.json) printJson(report)

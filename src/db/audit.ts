@@ -1,0 +1,43 @@
+/**
+ * The audit trail of operator actions (re-drive, cancel, reconcile repairs, import): the one module
+ * that writes and reads `audit_log`. Selectors and counts hold ids, dates, codes and numbers only.
+ */
+import { userInfo } from 'node:os'
+import type { Db } from './database.ts'
+
+export type AuditAction = 'redrive' | 'cancel' | 'reconcile' | 'import'
+
+export interface AuditEntry {
+  readonly actor: string
+  readonly action: AuditAction
+  readonly selectors: Readonly<Record<string, unknown>>
+  readonly counts: Readonly<Record<string, number>>
+}
+
+export interface AuditRow extends AuditEntry {
+  readonly id: number
+  readonly at: Date
+}
+
+/** The actor of a CLI command: the OS user running it. */
+export function osActor(): string {
+  try {
+    return `os:${userInfo().username}`
+  } catch {
+    return `os:uid-${process.getuid?.() ?? 'unknown'}`
+  }
+}
+
+const defined = (o: Readonly<Record<string, unknown>>) => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined && v !== null && v !== ''))
+
+export async function recordAudit(db: Db, e: AuditEntry): Promise<void> {
+  await db
+    .insertInto('audit_log')
+    .values({ actor: e.actor.slice(0, 200), action: e.action, selectors: JSON.stringify(defined(e.selectors)), counts: JSON.stringify(e.counts) })
+    .execute()
+}
+
+export async function recentAudit(db: Db, limit = 50): Promise<AuditRow[]> {
+  const rows = await db.selectFrom('audit_log').selectAll().orderBy('id', 'desc').limit(limit).execute()
+  return rows.map((r) => ({ id: Number(r.id), at: r.at, actor: r.actor, action: r.action as AuditAction, selectors: r.selectors, counts: r.counts as Record<string, number> }))
+}

@@ -1,0 +1,45 @@
+/**
+ * Issue 21, attack 9: operator actions leave an audit trail — who (dashboard user, token, OS user),
+ * what, with which selectors and counts, when.
+ */
+import { userInfo } from 'node:os'
+import { afterAll, beforeAll, expect, it } from 'vitest'
+import type { RunningDashboard } from '../../src/http/server.ts'
+import { createTestEnv, type TestEnv } from '../helpers/test-env.ts'
+import { runCli } from '../helpers/pipeline.ts'
+
+let env: TestEnv
+let dash: RunningDashboard
+const basic = `Basic ${Buffer.from('ops-kim:audit-test-password').toString('base64')}`
+
+beforeAll(async () => {
+  env = await createTestEnv({ env: { DASHBOARD_USER: 'ops-kim', DASHBOARD_PASSWORD: 'audit-test-password', DASHBOARD_TOKEN: 'audit-test-token-123' } })
+  dash = await env.app.startDashboard({ port: 0, host: '127.0.0.1' })
+}, 60_000)
+afterAll(async () => {
+  await dash?.close()
+  await env?.close()
+})
+
+it('records dashboard re-drives with the user or token, and CLI reconcile with the OS user; dry runs leave nothing', async () => {
+  const post = (authorization: string, body: object) =>
+    fetch(`${dash.url}/redrive`, { method: 'POST', headers: { authorization, 'content-type': 'application/json' }, body: JSON.stringify(body) })
+  expect((await post(basic, { date: '2026-11-03', dry_run: true })).status).toBe(200)
+  expect(await env.app.recentAudit()).toEqual([])
+  expect((await post(basic, { date: '2026-11-03', provider: 'nts' })).status).toBe(200)
+  expect((await post('Bearer audit-test-token-123', { date: '2026-11-02' })).status).toBe(200)
+
+  const r = await runCli(['reconcile', '--date', '2026-11-01', '--json'], env.env({ DASHBOARD_USER: '', DASHBOARD_PASSWORD: '', DASHBOARD_TOKEN: '' }))
+  expect(r.code, r.stderr).toBe(0)
+
+  const rows = await env.app.recentAudit()
+  expect(rows.map((a) => [a.actor, a.action])).toEqual([
+    [`os:${userInfo().username}`, 'reconcile'],
+    ['token:DASHBOARD_TOKEN', 'redrive'],
+    ['dashboard:ops-kim', 'redrive'],
+  ])
+  expect(rows[2]).toMatchObject({ selectors: { date: '2026-11-03', provider: 'nts' }, counts: { receipts: 0 } })
+  expect(rows[1]!.selectors).toMatchObject({ date: '2026-11-02' })
+  expect(rows[0]).toMatchObject({ selectors: { date: '2026-11-01' }, counts: { checked: 0, repaired: 0 } })
+  for (const a of rows) expect(Date.now() - a.at.getTime()).toBeLessThan(120_000)
+}, 60_000)

@@ -31,6 +31,8 @@ import { recoverOrphans, startRecoveryLoop, type RecoverOptions, type RecoverRes
 import { importTransactions, type ImportOptions, type ImportResult } from './import/import-transactions.ts'
 import { buildReport, type RunReport } from './report/report.ts'
 import { buildReportDetails, type ReportDetails } from './report/report-details.ts'
+import { findReceipts, type ReceiptLookup } from './report/receipt-history.ts'
+import { buildPeriodTotals, type PeriodTotals } from './report/period-totals.ts'
 import type { RunningDashboard } from './http/server.ts'
 
 export type RunSelector = { readonly runId?: number; readonly date?: string }
@@ -79,6 +81,11 @@ export interface App {
   recentAudit(limit?: number): Promise<AuditRow[]>
   report(sel: RunSelector, todayKst?: string): Promise<RunReport>
   reportDetails(sel: RunSelector, todayKst: string): Promise<ReportDetails>
+  /** Transactions a transaction id, order id or approval number names, with their receipts and history. */
+  findReceipts(query: string): Promise<ReceiptLookup>
+  /** Counts and amounts per merchant, purpose and month of a period, issued minus cancelled. */
+  periodTotals(sel: { readonly from: string; readonly to: string; readonly merchantId?: string }): Promise<PeriodTotals>
+  merchantExists(id: string): Promise<boolean>
   /** Starts a receipts worker (issue and cancel jobs) and its periodic recovery pass; closed by close(). */
   startWorker(opts?: { concurrency?: number }): Worker
   /** Upserts the nightly settlement and reconcile schedules, starts their worker and the periodic recovery pass; closed by close(). */
@@ -274,6 +281,9 @@ export function createApp(config: AppConfig, overrides: AppOverrides = {}): App 
     recentAudit: (limit) => recentAudit(app.db(), limit),
     report: (sel, todayKst) => buildReport(app.db(), sel, todayKst),
     reportDetails: (sel, todayKst) => buildReportDetails(app.db(), sel, todayKst),
+    findReceipts: (query) => findReceipts(app.db(), query),
+    periodTotals: (sel) => buildPeriodTotals(app.db(), sel),
+    merchantExists: async (id) => (await app.db().selectFrom('merchants').select('id').where('id', '=', id).executeTakeFirst()) !== undefined,
     startWorker(opts = {}) {
       const worker = startReceiptWorker(
         { config, db: app.db(), providers: app.providers(), logger, connection: app.redis().duplicate(), workerId, telemetry, queue: app.receiptsQueue() },

@@ -23,6 +23,7 @@ import { registerReconcile } from './cli/commands/reconcile.ts'
 import { registerRecover } from './cli/commands/recover.ts'
 import { registerRekey } from './cli/commands/rekey.ts'
 import { registerReport } from './cli/commands/report.ts'
+import { registerShow } from './cli/commands/show.ts'
 import { registerSandbox } from './cli/commands/sandbox.ts'
 import { registerServe } from './cli/commands/serve.ts'
 import { registerDemo } from './cli/commands/demo.ts'
@@ -40,6 +41,7 @@ const COMMANDS: readonly ((program: Command, ctx: CliContext) => void)[] = [
   registerRecover,
   registerRekey,
   registerReport,
+  registerShow,
   registerSandbox,
   registerServe,
   registerDemo,

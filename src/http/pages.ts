@@ -38,7 +38,7 @@ export function layout(title: string, body: SafeHtml, opts: { refreshS?: number 
         <header>
           <h1>${title}</h1>
           <nav>
-            <a href="/">Settlement runs</a><a href="/queues">Queues (Bull Board)</a
+            <a href="/">Settlement runs</a><a href="/search">Search</a><a href="/totals">Period totals</a><a href="/queues">Queues (Bull Board)</a
             ><a href="/metrics">Metrics</a>
           </nav>
         </header>
@@ -306,7 +306,7 @@ export function failuresPage(
               html`<tr>
                 <td>${f.id}</td>
                 <td>${f.kind}</td>
-                <td>${f.transaction_id}</td>
+                <td><a href="/transactions/${encodeURIComponent(f.transaction_id)}">${f.transaction_id}</a></td>
                 <td>${f.merchant_id}</td>
                 <td>${f.provider}</td>
                 <td>${f.error_class ?? ''}</td>

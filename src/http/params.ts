@@ -69,6 +69,15 @@ export const redriveBody = z.object({
     .transform((v) => v === true || v === 'true' || v === '1'),
 })
 
+/** GET /search — a transaction id, order id or approval number. */
+export const searchQuery = z.object({ q: optionalText })
+
+/** GET /transactions/:id */
+export const transactionParams = z.object({ id: text })
+
+/** GET /totals — the period (default: this month so far) and an optional merchant. */
+export const totalsQuery = z.object({ from: date, to: date, merchant: optionalText })
+
 /** Parses with a schema; the first problems become one 400 message, `field: rule` each. */
 export function parseParams<S extends z.ZodType>(schema: S, input: unknown): z.output<S> {
   const r = schema.safeParse(input ?? {})

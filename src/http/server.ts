@@ -9,6 +9,9 @@
  *   GET  /runs/:id           one run: totals, per provider/merchant, failure reasons (auth)
  *   GET  /runs/:id/failures  failed receipts with provider/class/code filters (auth)
  *   POST /redrive            the `redrive` command: same function, same selectors (auth, same-origin)
+ *   GET  /search?q=…         a transaction by transaction id, order id or approval number (auth)
+ *   GET  /transactions/:id   one transaction: receipts, amounts, calls, history (auth)
+ *   GET  /totals?from=&to=&merchant=  period totals per merchant, purpose and month (auth)
  */
 import { once } from 'node:events'
 import type { Server } from 'node:http'
@@ -32,10 +35,13 @@ import { buildReportDetails } from '../report/report-details.ts'
 import { allowedHosts, requestActor, requireAuth, sameOriginWrites } from './auth.ts'
 import { recordAudit } from '../db/audit.ts'
 import { recentRuns, runFailures } from './dashboard-data.ts'
-import { BadRequestError, failureFilterOf, failuresQuery, parseParams, redriveBody, redriveFilter, runPageQuery } from './params.ts'
+import { BadRequestError, failureFilterOf, failuresQuery, parseParams, redriveBody, redriveFilter, runPageQuery, searchQuery, totalsQuery, transactionParams } from './params.ts'
 import { createMetrics } from './metrics.ts'
 import { failuresPage, layout, runPage, runsPage } from './pages.ts'
 import { readDispatchStats } from '../throttle/dispatch-stats.ts'
+import { searchPage, totalsPage, transactionPage } from './receipt-pages.ts'
+import { buildPeriodTotals } from '../report/period-totals.ts'
+import { findReceipts, transactionView } from '../report/receipt-history.ts'
 import { html } from '../report/html.ts'
 
 export interface DashboardDeps {
@@ -141,6 +147,34 @@ export function createDashboardApp(deps: DashboardDeps): express.Express {
       redrive(redriveDeps(), { runId, ...filter }, { dryRun: true }),
     ])
     res.type('html').send(failuresPage(runId, filter, data, { limit: PAGE_SIZE, offset }, dry.count))
+  })
+
+  app.get('/search', async (req, res) => {
+    const q = parseParams(searchQuery, req.query).q ?? ''
+    const found = await findReceipts(deps.db, q)
+    if (found.transactions.length === 1) {
+      res.redirect(303, `/transactions/${encodeURIComponent(found.transactions[0]!.transaction_id)}`)
+      return
+    }
+    res.type('html').send(searchPage(found))
+  })
+
+  app.get('/totals', async (req, res) => {
+    const today = kstToday(now())
+    const q = parseParams(totalsQuery, req.query)
+    const from = q.from ?? `${today.slice(0, 7)}-01`
+    const to = q.to ?? today
+    if (from > to) throw new BadRequestError(`from: ${from} is after to ${to}`)
+    const merchantId = q.merchant
+    const merchants = await deps.db.selectFrom('merchants').select(['id', 'name']).orderBy('id').execute()
+    res.type('html').send(totalsPage(await buildPeriodTotals(deps.db, { from, to, merchantId }), merchants))
+  })
+
+  app.get('/transactions/:id', async (req, res) => {
+    const id = parseParams(transactionParams, req.params).id
+    const view = id ? await transactionView(deps.db, id) : undefined
+    if (!view) throw new ReportNotFoundError(`no transaction ${id ?? ''}`)
+    res.type('html').send(transactionPage(view))
   })
 
   // The same function and selectors as `cash-receipts redrive`; a form posts urlencoded, a script JSON.

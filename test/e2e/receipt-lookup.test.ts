@@ -1,0 +1,122 @@
+/**
+ * Finding one receipt (issue 22, item 1): `cash-receipts show <transaction-id | order-id |
+ * approval-number>` through the real CLI, and the dashboard's search box and transaction page in
+ * headless Chromium — the same content: amounts, approval number, provider receipt, every call and
+ * state change, times in KST, the buyer identifier only masked.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { startSandbox, type Sandbox } from '../../sandbox/index.ts'
+import type { RunningDashboard } from '../../src/http/server.ts'
+import { launchChromium, type Browser } from '../helpers/browser.ts'
+import { importDay, runCli, settle, waitForRun } from '../helpers/pipeline.ts'
+import { createTestEnv, type TestEnv } from '../helpers/test-env.ts'
+
+let sandbox: Sandbox
+let env: TestEnv
+let dashboard: RunningDashboard
+let browser: Browser
+let issued: { transaction_id: string; approval_number: string; order_id: string; total_amount: number; identifier: string }
+
+beforeAll(async () => {
+  sandbox = await startSandbox({ port: 0 })
+  env = await createTestEnv({ sandboxUrl: sandbox.url })
+  env.app.startWorker({ concurrency: 4 })
+  const day = await importDay(env.app, { businessDate: '2026-09-14', count: 8, seed: 5, providers: ['payssam', 'nts'], idPrefix: 'LOOK' })
+  const run = await settle(env.app, '2026-09-14')
+  await waitForRun(env.app, run.runId!, 120_000)
+  const r = await env.app
+    .db()
+    .selectFrom('receipts as r')
+    .innerJoin('cash_transactions as t', 't.transaction_id', 'r.transaction_id')
+    .select(['r.transaction_id', 'r.approval_number', 't.order_id', 'r.total_amount'])
+    .where('r.state', '=', 'issued')
+    .where('t.identifier_masked', 'is not', null)
+    .orderBy('r.id')
+    .executeTakeFirstOrThrow()
+  const row = day.rows.find((x) => x.transaction_id === r.transaction_id)!
+  issued = { transaction_id: r.transaction_id, approval_number: r.approval_number!, order_id: r.order_id!, total_amount: Number(r.total_amount), identifier: row.identifier ?? "" }
+  dashboard = await env.app.startDashboard({ port: 0, host: '127.0.0.1' })
+  browser = await launchChromium()
+}, 180_000)
+
+afterAll(async () => {
+  await browser?.close()
+  await dashboard?.close()
+  await env?.close()
+  await sandbox?.close()
+})
+
+describe('cash-receipts show', () => {
+  it('finds a transaction by id, order id or approval number, with its receipts, calls and history', async () => {
+    const [byId, byOrder, byApproval, missing] = await Promise.all([
+      runCli(['show', issued.transaction_id, '--json'], env.env()),
+      runCli(['show', issued.order_id, '--json'], env.env()),
+      runCli(['show', issued.approval_number], env.env()),
+      runCli(['show', 'NO-SUCH-THING'], env.env()),
+    ])
+    expect(byId.code, byId.stderr).toBe(0)
+    const found = JSON.parse(byId.stdout)
+    expect(found.transactions).toHaveLength(1)
+    const t = found.transactions[0]
+    expect(t).toMatchObject({ transaction_id: issued.transaction_id, matched_by: 'transaction_id', order_id: issued.order_id })
+    const receipt = t.receipts.find((r: { kind: string }) => r.kind === 'issue')
+    expect(receipt).toMatchObject({ state: 'issued', approval_number: issued.approval_number })
+    expect(receipt.amounts.total).toBe(issued.total_amount)
+    expect(receipt.amounts.supply + receipt.amounts.vat + receipt.amounts.tax_free + receipt.amounts.service_fee).toBe(issued.total_amount)
+    expect(receipt.calls.length).toBeGreaterThan(0)
+    expect(receipt.history.map((h: { event: string }) => h.event)).toEqual(expect.arrayContaining(['created', 'issue', 'issued']))
+    expect(byId.stdout).not.toContain(issued.identifier)
+
+    expect(JSON.parse(byOrder.stdout).transactions[0]).toMatchObject({ transaction_id: issued.transaction_id, matched_by: 'order_id' })
+
+    expect(byApproval.code, byApproval.stderr).toBe(0)
+    expect(byApproval.stdout).toContain(`Transaction ${issued.transaction_id} (matched by approval number)`)
+    expect(byApproval.stdout).toContain(`approval number ${issued.approval_number}`)
+    expect(byApproval.stdout).toMatch(/ KST {2}issued/)
+    expect(byApproval.stdout).not.toContain(issued.identifier)
+
+    expect(missing.code).toBe(2)
+    expect(missing.stderr).toContain('no transaction, order or approval number "NO-SUCH-THING"')
+  })
+})
+
+describe('dashboard search and transaction page', () => {
+  it('the search box finds the transaction by approval number and its page shows the receipt and its history', async () => {
+    const page = await browser.context.newPage()
+    await page.goto(`${dashboard.url}/`)
+    await page.locator('header nav a[href="/search"]').click()
+    await page.locator('#search-form input[name="q"]').fill(issued.approval_number)
+    await page.locator('#search-form button').click()
+    await page.waitForURL(`${dashboard.url}/transactions/${encodeURIComponent(issued.transaction_id)}`)
+    const receipt = page.locator('section.receipt[data-state="issued"]')
+    expect(await receipt.count()).toBe(1)
+    expect(await receipt.locator('.approval').innerText()).toBe(issued.approval_number)
+    expect(await receipt.locator('table.history tbody tr').count()).toBeGreaterThanOrEqual(3)
+    const text = await page.locator('main').innerText()
+    expect(text).toContain(`₩${issued.total_amount.toLocaleString('en-US')}`)
+    expect(text).toMatch(/\d{4}-\d\d-\d\d \d\d:\d\d:\d\d KST/)
+    expect(text).not.toContain(issued.identifier)
+
+    await page.goto(`${dashboard.url}/search?q=NO-SUCH-THING`)
+    expect(await page.locator('#search-none').innerText()).toContain('NO-SUCH-THING')
+    const notFound = await page.goto(`${dashboard.url}/transactions/NO-SUCH-THING`)
+    expect(notFound?.status()).toBe(404)
+    await page.close()
+  })
+
+  it('the period totals page shows the month of the issued receipts, issued minus cancelled, with a merchant filter', async () => {
+    const page = await browser.context.newPage()
+    await page.goto(`${dashboard.url}/totals?from=2026-09-01&to=2026-09-30`)
+    expect(await page.locator('html').getAttribute('lang')).toBe('ko')
+    expect(await page.locator('#period-table tbody tr[data-month="2026-09"]').count()).toBeGreaterThan(0)
+    const totalRow = await page.locator('#period-total').innerText()
+    expect(totalRow).toContain('합계')
+    await page.locator('#totals-form select[name="merchant"]').selectOption('m-clinic')
+    await page.locator('#totals-form button').click()
+    await page.waitForURL(/merchant=m-clinic/)
+    const merchants = await page.locator('#period-table tbody tr[data-merchant]').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-merchant')))
+    expect(merchants.every((m) => m === 'm-clinic')).toBe(true)
+    expect((await page.goto(`${dashboard.url}/totals?from=2026-13-01`))?.status()).toBe(400)
+    await page.close()
+  })
+})

@@ -209,7 +209,8 @@ async function livePerKey(sandboxUrl: string): Promise<Record<string, { max: num
   return out
 }
 
-const DEDUPLICATING = ['portone', 'portone-v2', 'payssam'] as const
+/** Every provider but NTS refuses a second receipt for our key. */
+const deduplicates = (provider: string) => provider !== 'nts'
 
 /**
  * The bad rows of the day, as JSONL: every kind of field problem import must name (`line N: field:
@@ -294,6 +295,8 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     child: ChildProcess
     /** Killed or stopped by the harness on purpose. */
     deliberate: boolean
+    /** Has finished a job since it started (on a loaded machine tsx start-up alone takes many seconds). */
+    working: boolean
   }
   const workers: WorkerSlot[] = []
   let unexpectedExits = 0
@@ -368,7 +371,15 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     log(`chaos: ${settled.created} receipts to issue, ${settled.skipped} skipped; ${opts.workers} workers`)
 
     const startWorker = (i: number) => {
-      const slot: WorkerSlot = { child: spawnCli(['worker'], env, sink), deliberate: false }
+      const slot: WorkerSlot = { child: spawnCli(['worker'], env, sink), deliberate: false, working: false }
+      const seen = (d: Buffer) => {
+        if (d.includes('receipt outcome')) {
+          slot.working = true
+          slot.child.stderr!.off('data', seen)
+        }
+      }
+      // The worker logs (to stderr) one line per receipt outcome.
+      slot.child.stderr!.on('data', seen)
       slot.child.once('exit', (code, signal) => {
         if (!slot.deliberate) {
           unexpectedExits++
@@ -411,9 +422,11 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
       while (!killsDone) {
         await sleep(opts.killEveryMs)
         if (killsDone) break
-        let victim = workerKills % opts.workers
-        if (victim === stopped) victim = (victim + 1) % opts.workers
-        if (victim === stopped) continue
+        // The next worker that is at work: killing one still starting would only keep the fleet
+        // starting (each restart costs a tsx start-up, seconds on a loaded machine).
+        const order = Array.from({ length: opts.workers }, (_, k) => (workerKills + k) % opts.workers)
+        const victim = order.find((k) => k !== stopped && workers[k]!.working)
+        if (victim === undefined) continue
         kill(victim)
         workerKills++
         startWorker(victim)
@@ -592,7 +605,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     const stats = (await (await fetch(`${sandbox.url}/_sandbox/stats`)).json()) as { providers: Record<string, { issued: number; cancelled: number }>; max_live_receipts_per_key: number; max_receipts_per_key: number }
     const live = Object.values(stats.providers).reduce((n, p) => n + p.issued - p.cancelled, 0)
     const terminal = (by.issued ?? 0) + (by.skipped ?? 0) + (by.failed ?? 0) + (by.cancelled ?? 0)
-    const dedupMax = Math.max(0, ...DEDUPLICATING.map((p) => maxLive[p] ?? 0))
+    const dedupMax = Math.max(0, ...Object.entries(maxLive).filter(([p]) => deduplicates(p)).map(([, n]) => n))
     Object.assign(figures, {
       transactions: txs,
       receipts: terminal,

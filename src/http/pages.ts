@@ -38,7 +38,7 @@ export function layout(title: string, body: SafeHtml, opts: { refreshS?: number 
         <header>
           <h1>${title}</h1>
           <nav>
-            <a href="/">Settlement runs</a><a href="/search">Search</a><a href="/totals">Period totals</a><a href="/queues">Queues (Bull Board)</a
+            <a href="/">Settlement runs</a><a href="/search">Search</a><a href="/totals">Period totals</a><a href="/audit">Audit log</a><a href="/queues">Queues (Bull Board)</a
             ><a href="/metrics">Metrics</a>
           </nav>
         </header>

@@ -33,7 +33,7 @@ import type { ReceiptsQueue } from '../queue/queues.ts'
 import { buildReport, ReportNotFoundError } from '../report/report.ts'
 import { buildReportDetails } from '../report/report-details.ts'
 import { allowedHosts, requestActor, requireAuth, sameOriginWrites } from './auth.ts'
-import { recordAudit } from '../db/audit.ts'
+import { recentAudit, recordAudit } from '../db/audit.ts'
 import { recentRuns, runFailures } from './dashboard-data.ts'
 import { BadRequestError, failureFilterOf, failuresQuery, parseParams, redriveBody, redriveFilter, runPageQuery, searchQuery, totalsQuery, transactionParams } from './params.ts'
 import { createMetrics } from './metrics.ts'
@@ -121,6 +121,27 @@ export function createDashboardApp(deps: DashboardDeps): express.Express {
   app.get('/', async (_req, res) => {
     const [runs, dispatch] = await Promise.all([recentRuns(deps.db), readDispatchStats(deps.redis, deps.queuePrefix).catch(() => undefined)])
     res.type('html').send(runsPage(runs, dispatch))
+  })
+
+  // Who did what by hand: re-drives, cancels, reconciles, imports (src/db/audit.ts).
+  app.get('/audit', async (_req, res) => {
+    const rows = await recentAudit(deps.db, 200)
+    const json = (o: object) => Object.entries(o).map(([k, v]) => `${k}=${String(v)}`).join(' ')
+    res.type('html').send(
+      layout(
+        'Audit log',
+        html`<section>
+          <table id="audit">
+            <thead>
+              <tr><th>time (UTC)</th><th>actor</th><th>action</th><th>selectors</th><th>counts</th></tr>
+            </thead>
+            <tbody>
+              ${rows.map((a) => html`<tr data-audit="${a.id}"><td>${a.at.toISOString().slice(0, 19).replace('T', ' ')}</td><td>${a.actor}</td><td>${a.action}</td><td>${json(a.selectors)}</td><td>${json(a.counts)}</td></tr>`)}
+            </tbody>
+          </table>
+        </section>`,
+      ),
+    )
   })
 
   app.get('/runs/:id', async (req, res) => {

@@ -42,4 +42,10 @@ it('records dashboard re-drives with the user or token, and CLI reconcile with t
   expect(rows[1]!.selectors).toMatchObject({ date: '2026-11-02' })
   expect(rows[0]).toMatchObject({ selectors: { date: '2026-11-01' }, counts: { checked: 0, repaired: 0 } })
   for (const a of rows) expect(Date.now() - a.at.getTime()).toBeLessThan(120_000)
+
+  // Shown in the dashboard.
+  const page = await (await fetch(`${dash.url}/audit`, { headers: { authorization: basic } })).text()
+  expect(page).toContain('dashboard:ops-kim')
+  expect(page).toContain('token:DASHBOARD_TOKEN')
+  expect(page.match(/data-audit="/g)).toHaveLength(3)
 }, 60_000)

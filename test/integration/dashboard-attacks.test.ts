@@ -147,7 +147,7 @@ describe('query strings and form bodies: 400 with a message, never 500', () => {
     expect(r.status).toBe(400)
     expect(r.body).toMatch(/dry_run/)
     // A valid dry run still answers.
-    r = await post('{"run": 999, "dry_run": true}', { 'content-type': 'application/json' })
+    r = await post('{"date": "2026-11-03", "dry_run": true}', { 'content-type': 'application/json' })
     expect(r.status).toBe(200)
     expect(JSON.parse(r.body)).toMatchObject({ count: 0 })
   })

@@ -31,6 +31,10 @@ export interface RunReport {
    * repaired ones (cancelled at the provider) included, so a repaired duplicate stays on record.
    */
   duplicates: ReportDuplicate[]
+  /** Receipts re-issued for what was still paid after a partial refund at a full-cancel-only provider. */
+  reissued: number
+  /** Receipts a refund could not be receipted for (the provider cannot re-issue): for a person. */
+  needs_attention: { transaction_id: string; provider: string; reason: string }[]
   /**
    * Re-drive links (additions). A settlement run: how many of its receipts were re-driven after
    * failing (their current state is counted above) and the re-drive runs that took them. A re-drive
@@ -175,6 +179,23 @@ export async function buildReport(db: Db, sel: { runId?: number; date?: string }
     ? []
     : await db.selectFrom('receipts as r').select('r.run_id').distinct().where('r.last_run_id', 'in', ids).where('r.run_id', 'is not', null).orderBy('r.run_id').execute()
 
+  const reissued = await db
+    .selectFrom('receipts as r')
+    .select((eb) => eb.fn.countAll<number>().as('n'))
+    .where('r.kind', '=', 'issue')
+    .where('r.replaces_receipt_id', 'is not', null)
+    .where(scopeColumn, 'in', ids)
+    .executeTakeFirstOrThrow()
+  const attention = await db
+    .selectFrom('receipts as r')
+    .select(['r.transaction_id', 'r.provider', 'r.reconcile_flag'])
+    .where('r.kind', '=', 'issue')
+    .where('r.reconcile_flag', 'like', 'partial refund not receipted%')
+    .where(scopeColumn, 'in', ids)
+    .orderBy('r.id')
+    .limit(1_000)
+    .execute()
+
   const started = Math.min(...runs.map((r) => new Date(r.started_at as unknown as string).getTime()))
   const running = totals.pending > 0
   const end = running || !lastFinished ? Date.now() : lastFinished
@@ -199,6 +220,8 @@ export async function buildReport(db: Db, sel: { runId?: number; date?: string }
     trigger: runs.map((r) => r.trigger).join(','),
     merchant_scope: runs.map((r) => r.merchant_scope).join(','),
     overdue,
+    reissued: Number(reissued.n),
+    needs_attention: attention.map((a) => ({ transaction_id: a.transaction_id, provider: a.provider, reason: a.reconcile_flag ?? '' })),
     duplicates: duplicates.map((d) => ({
       transaction_id: d.transaction_id,
       provider: d.provider,

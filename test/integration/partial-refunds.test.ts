@@ -90,6 +90,9 @@ describe('a partial refund at a provider that cancels only in full', () => {
       return r?.state === 'issued' ? r : undefined
     }, 30_000)
     expect(last.total_amount).toBe(30000)
+    const report = await env.app.report({ runId: last.run_id! })
+    expect(report.reissued).toBe(3)
+    expect(report.needs_attention).toEqual([])
   }, 90_000)
 
   it('says so loudly where a new receipt cannot be issued: NEEDS ATTENTION, exit 3, the receipt flagged', async () => {
@@ -104,5 +107,7 @@ describe('a partial refund at a provider that cancels only in full', () => {
     const [issue] = await receiptsOf('PR-V1')
     expect(issue).toMatchObject({ state: 'issued', total_amount: 44000 })
     expect(issue!.reconcile_flag).toMatch(/^partial refund not receipted/)
+    const report = await env.app.report({ runId: issue!.run_id! })
+    expect(report.needs_attention).toEqual([{ transaction_id: 'PR-V1', provider: 'portone', reason: issue!.reconcile_flag }])
   }, 60_000)
 })

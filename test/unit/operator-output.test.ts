@@ -54,6 +54,8 @@ const report: RunReport = {
   amount_issued: 23_000,
   by_provider: { nts: { issued: 2, failed: 1, pending: 0, skipped: 1, cancelled: 0 } },
   duplicates: [],
+  reissued: 0,
+  needs_attention: [],
   failures: [
     {
       transaction_id: 'T-1',

@@ -28,7 +28,7 @@ import type { AppConfig } from '../config.ts'
 import type { Db } from '../db/database.ts'
 import helmet from 'helmet'
 import { kstToday } from '../domain/index.ts'
-import { redrive } from '../jobs/redrive.ts'
+import { redrive, RedriveInputError } from '../jobs/redrive.ts'
 import type { ReceiptsQueue } from '../queue/queues.ts'
 import { buildReport, ReportNotFoundError } from '../report/report.ts'
 import { buildReportDetails } from '../report/report-details.ts'
@@ -251,6 +251,11 @@ export function createDashboardApp(deps: DashboardDeps): express.Express {
         .status(404)
         .type('html')
         .send(layout('Not found', html`<section><p>No settlement run with that id. <a href="/">Settlement runs</a></p></section>`))
+      return
+    }
+    if (err instanceof RedriveInputError) {
+      // The selectors named nothing re-drivable (an unknown run): the caller's mistake, not ours.
+      res.status(400).type('text/plain').send('run: no settlement run with that id\n')
       return
     }
     if (err instanceof BadRequestError) {

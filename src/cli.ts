@@ -24,6 +24,7 @@ import { registerRecover } from './cli/commands/recover.ts'
 import { registerRekey } from './cli/commands/rekey.ts'
 import { registerReport } from './cli/commands/report.ts'
 import { registerShow } from './cli/commands/show.ts'
+import { registerReceipt } from './cli/commands/receipt.ts'
 import { registerSandbox } from './cli/commands/sandbox.ts'
 import { registerServe } from './cli/commands/serve.ts'
 import { registerDemo } from './cli/commands/demo.ts'
@@ -42,6 +43,7 @@ const COMMANDS: readonly ((program: Command, ctx: CliContext) => void)[] = [
   registerRekey,
   registerReport,
   registerShow,
+  registerReceipt,
   registerSandbox,
   registerServe,
   registerDemo,

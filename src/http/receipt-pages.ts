@@ -77,7 +77,7 @@ export function transactionPage(t: TransactionView): string {
     </section>
     ${t.receipts.map(
       (r) => html`<section class="receipt" data-receipt="${r.id}" data-state="${r.state}">
-        <h2>Receipt ${r.id} · ${r.kind} · <span class="state">${r.state}</span> · ${r.provider}</h2>
+        <h2>Receipt ${r.id} · ${r.kind} · <span class="state">${r.state}</span> · ${r.provider}${r.kind === 'issue' && ['issued', 'cancelling', 'cancelled'].includes(r.state) ? html` · <a class="print" href="/transactions/${encodeURIComponent(t.transaction_id)}/receipt">인쇄용 영수증 (printable)</a>` : ''}</h2>
         <table>
           <thead>
             <tr><th class="num">total</th><th class="num">supply</th><th class="num">VAT</th><th class="num">tax-free</th><th class="num">service fee</th><th class="num">cancelled</th></tr>

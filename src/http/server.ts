@@ -42,6 +42,7 @@ import { readDispatchStats } from '../throttle/dispatch-stats.ts'
 import { searchPage, totalsPage, transactionPage } from './receipt-pages.ts'
 import { buildPeriodTotals } from '../report/period-totals.ts'
 import { findReceipts, transactionView } from '../report/receipt-history.ts'
+import { formatPrintableReceipt } from '../report/printable-receipt.ts'
 import { html } from '../report/html.ts'
 
 export interface DashboardDeps {
@@ -189,6 +190,13 @@ export function createDashboardApp(deps: DashboardDeps): express.Express {
     const merchantId = q.merchant
     const merchants = await deps.db.selectFrom('merchants').select(['id', 'name']).orderBy('id').execute()
     res.type('html').send(totalsPage(await buildPeriodTotals(deps.db, { from, to, merchantId }), merchants))
+  })
+
+  app.get('/transactions/:id/receipt', async (req, res) => {
+    const id = parseParams(transactionParams, req.params).id
+    const view = id ? await transactionView(deps.db, id) : undefined
+    if (!view) throw new ReportNotFoundError(`no transaction ${id ?? ''}`)
+    res.type('html').send(formatPrintableReceipt(view, { generatedAt: new Date(now()) }))
   })
 
   app.get('/transactions/:id', async (req, res) => {

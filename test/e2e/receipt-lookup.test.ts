@@ -80,6 +80,33 @@ describe('cash-receipts show', () => {
   })
 })
 
+describe('cash-receipts receipt (reprint)', () => {
+  it('writes the printable 현금영수증 with the masked business number and approval number; the dashboard links the same page', async () => {
+    const { mkdtemp, readFile } = await import('node:fs/promises')
+    const { tmpdir } = await import('node:os')
+    const { join } = await import('node:path')
+    const out = join(await mkdtemp(join(tmpdir(), 'crt-receipt-')), 'r.html')
+    const [r, missing] = await Promise.all([
+      runCli(['receipt', issued.transaction_id, '--out', out], env.env()),
+      runCli(['receipt', 'NO-SUCH-THING', '--out', out + '.x'], env.env()),
+    ])
+    expect(r.code, r.stderr).toBe(0)
+    const page = await readFile(out, 'utf8')
+    const m = await env.app.db().selectFrom('receipts as r').innerJoin('merchants as m', 'm.id', 'r.merchant_id').select(['m.business_number_masked', 'm.name']).where('r.transaction_id', '=', issued.transaction_id).executeTakeFirstOrThrow()
+    for (const s of ['<html lang="ko">', '현금영수증', '공급가액', '부가세', '봉사료', '합계', issued.approval_number, m.business_number_masked, m.name, `${issued.total_amount.toLocaleString('en-US')}원`]) expect(page).toContain(s)
+    expect(page).not.toContain(issued.identifier)
+    expect(page).not.toContain('취소</span>')
+    expect(missing.code).toBe(2)
+
+    const tab = await browser.context.newPage()
+    await tab.goto(`${dashboard.url}/transactions/${encodeURIComponent(issued.transaction_id)}`)
+    await tab.locator('a.print').click()
+    await tab.waitForURL(/\/receipt$/)
+    expect(await tab.locator('.receipt .approval').innerText()).toBe(issued.approval_number)
+    await tab.close()
+  })
+})
+
 describe('dashboard search and transaction page', () => {
   it('the search box finds the transaction by approval number and its page shows the receipt and its history', async () => {
     const page = await browser.context.newPage()

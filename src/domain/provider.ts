@@ -16,6 +16,12 @@ export interface ProviderReceipt {
   readonly receiptUrl: string | null
   /** Amount the provider holds (after partial cancels where supported). */
   readonly amount: number | null
+  /**
+   * What the provider's answer says was already cancelled of it (partial cancels), where it says;
+   * absent or null: not stated. A receipt with cancels at the provider the ledger does not know of is
+   * not one whose amount reconcile may take over.
+   */
+  readonly cancelledAmount?: number | null
   /** VAT the provider holds for it, where its answer says (PortOne V1 `vat`); else absent or null. */
   readonly vat?: number | null
   readonly issuedAt: string | null

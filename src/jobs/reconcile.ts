@@ -217,8 +217,10 @@ export async function reconcileDay(
         if (r.state === state && state === 'issued' && held.receipt.amount !== null && held.receipt.amount !== live) {
           // The very receipt the ledger recorded (same approval number), never partly cancelled: the
           // provider's amount is what was receipted, so the ledger is provably wrong and takes it.
-          // Anything else (another receipt, partial cancels) is for a person: flagged, never changed.
-          const same = r.approval_number !== null && held.receipt.approvalNumber === r.approval_number && r.cancelled_amount === 0
+          // Anything else (another receipt, partial cancels in the ledger or at the provider) is for a
+          // person: flagged, never changed.
+          const same =
+            r.approval_number !== null && held.receipt.approvalNumber === r.approval_number && r.cancelled_amount === 0 && !(held.receipt.cancelledAmount ?? 0)
           if (same && (await correctAmountsFromProvider(db, r.id, r.total_amount, heldAmounts(held.receipt, amountsOf(r))))) {
             result.amounts_corrected.push({ ...at, ledger_amount: live, provider_amount: held.receipt.amount })
             deps.logger.warn({ receiptId: r.id, provider: r.provider, ledgerAmount: live, providerAmount: held.receipt.amount }, 'reconcile: ledger amount corrected to the provider\'s')

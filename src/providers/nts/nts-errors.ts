@@ -55,6 +55,7 @@ function receiptOf(x: Record<string, unknown>): ProviderReceipt {
     providerReceiptId: str(x.approvalNumber),
     receiptUrl: null,
     amount: typeof x.transactionAmount === 'number' ? x.transactionAmount - (num(x.cancelledAmount) ?? 0) : null,
+    cancelledAmount: num(x.cancelledAmount),
     issuedAt: str(x.issuedAt),
     cancelledAt: str(x.cancelledAt),
   }

@@ -135,5 +135,5 @@ export function tossOrderOutcome(entries: readonly TossReceipt[], m: CallMeta): 
     const last = entries.filter((e) => e.transactionType === 'CANCEL' && e.receiptKey === `c_${live.receiptKey}`).at(-1)
     return { kind: 'cancelled', meta: m, receipt: { ...receiptOf(live, 0), status: 'cancelled', cancelledAt: last?.canceledAt ?? last?.requestedAt ?? null } }
   }
-  return { kind: 'issued', meta: m, receipt: receiptOf(live, left) }
+  return { kind: 'issued', meta: m, receipt: { ...receiptOf(live, left), cancelledAmount: cancelled } }
 }

@@ -380,10 +380,15 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
       }
       // The worker logs (to stderr) one line per receipt outcome.
       slot.child.stderr!.on('data', seen)
+      // Its last words, to say why should it exit by itself.
+      let tail = ''
+      slot.child.stderr!.on('data', (d: Buffer) => {
+        tail = (tail + d.toString()).slice(-4_000)
+      })
       slot.child.once('exit', (code, signal) => {
         if (!slot.deliberate) {
           unexpectedExits++
-          log(`chaos: worker ${i} exited by itself (code ${code}, signal ${signal})`)
+          log(`chaos: worker ${i} exited by itself (code ${code}, signal ${signal}); its last output:\n${tail}`)
         }
       })
       workers[i] = slot

@@ -9,7 +9,7 @@ import type { Telemetry, Worker } from 'bullmq'
 import type { Redis } from 'ioredis'
 import type { AppConfig } from './config.ts'
 import { createDb, ensureDatabase, migrateToLatest, type DbHandle } from './db/database.ts'
-import { waitForDatabase, watchDatabase, type DatabaseWatch } from './db/availability.ts'
+import { retryWhileUnavailable, waitForDatabase, watchDatabase, type DatabaseWatch } from './db/availability.ts'
 import { checkDeployment, type DeploymentCheck } from './queue/deployment-guard.ts'
 import { syncMerchants } from './db/merchants.ts'
 import { recentAudit, recordAudit, type AuditEntry, type AuditRow } from './db/audit.ts'
@@ -218,17 +218,19 @@ export function createApp(config: AppConfig, overrides: AppOverrides = {}): App 
     },
     async prepareDatabase() {
       await waitForDatabase(config.databaseUrl, config.dbUnreachableExitMs)
-      const created = await ensureDatabase(config.databaseUrl)
-      const result = await migrateToLatest(app.db())
-      if (result.error) throw result.error instanceof Error ? result.error : new Error(String(result.error))
-      await syncMerchants(app.db(), config.merchants, config.dataKeys)
-      return { created, migrations: (result.results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName) }
+      return retryWhileUnavailable(config.databaseUrl, config.dbUnreachableExitMs, async () => {
+        const created = await ensureDatabase(config.databaseUrl)
+        const result = await migrateToLatest(app.db())
+        if (result.error) throw result.error instanceof Error ? result.error : new Error(String(result.error))
+        await syncMerchants(app.db(), config.merchants, config.dataKeys)
+        return { created, migrations: (result.results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName) }
+      })
     },
     checkDeployment(opts = {}) {
       const target = { databaseUrl: config.databaseUrl, redisUrl: config.redisUrl, queuePrefix: config.queuePrefix }
       if (opts.adopt) return checkDeployment(app.db(), app.redis(), target, opts)
       if (!deploymentChecked) {
-        deploymentChecked = checkDeployment(app.db(), app.redis(), target)
+        deploymentChecked = retryWhileUnavailable(config.databaseUrl, config.dbUnreachableExitMs, () => checkDeployment(app.db(), app.redis(), target))
         // A failed check (mismatch, or Postgres/Redis down) is asked again next time.
         deploymentChecked.catch(() => (deploymentChecked = undefined))
       }

@@ -62,6 +62,37 @@ export async function waitForDatabase(databaseUrl: string, windowMs: number): Pr
   }
 }
 
+/**
+ * Whether an error means the connection went away rather than the statement failing: the server
+ * ended it (57…: admin shutdown, pg_terminate_backend, crash recovery, failover), a connection
+ * exception (08…), or the socket closed or was refused under us.
+ */
+export function isConnectionLoss(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code
+  if (typeof code === 'string' && /^(57P0[1-3]|08)/.test(code)) return true
+  if (typeof code === 'string' && /^(ECONNRESET|ECONNREFUSED|EPIPE|ETIMEDOUT)$/.test(code)) return true
+  const message = err instanceof Error ? err.message : ''
+  return /Connection terminated|connection ended|Client has encountered a connection error/i.test(message)
+}
+
+/**
+ * Runs a start-up step (migrations, merchant sync, the deployment check) again when Postgres
+ * dropped its connection under it, as long as Postgres comes back within the window: a process
+ * started during a failover or a pg_terminate_backend waits it out instead of exiting. Each step is
+ * safe to repeat (migrations run one at a time in their own transactions; the rest are upserts and reads).
+ */
+export async function retryWhileUnavailable<T>(databaseUrl: string, windowMs: number, step: () => Promise<T>): Promise<T> {
+  const start = Date.now()
+  for (;;) {
+    try {
+      return await step()
+    } catch (err) {
+      if (!isConnectionLoss(err) || Date.now() - start >= windowMs) throw err
+      await waitForDatabase(databaseUrl, Math.max(1_000, windowMs - (Date.now() - start)))
+    }
+  }
+}
+
 export interface DatabaseWatch {
   /** Rejects with {@link DatabaseUnavailableError} once Postgres has not answered for the window; never resolves. */
   readonly lost: Promise<never>

@@ -143,3 +143,34 @@ describe('Postgres unreachable', () => {
     expect(Date.now() - goneAt).toBeLessThan(10_000)
   }, 30_000)
 })
+
+describe('start-up during a failover', () => {
+  it('a start-up step whose connection Postgres ended is run again, and other errors are not', async () => {
+    const { retryWhileUnavailable, isConnectionLoss } = await import('../../src/db/availability.ts')
+    let runs = 0
+    const result = await retryWhileUnavailable(env.databaseUrl, 10_000, async () => {
+      runs++
+      const c = new pg.Client({ connectionString: env.databaseUrl })
+      c.on('error', () => {})
+      await c.connect()
+      try {
+        // The first run's connection is ended by the server under it, as pg_terminate_backend does.
+        if (runs === 1) await terminateBackends(env.name)
+        return (await c.query<{ one: number }>('SELECT 1 AS one')).rows[0]!.one
+      } finally {
+        await c.end().catch(() => {})
+      }
+    })
+    expect(result).toBe(1)
+    expect(runs).toBe(2)
+
+    let failing = 0
+    const notConnection = retryWhileUnavailable(env.databaseUrl, 10_000, async () => {
+      failing++
+      throw Object.assign(new Error('duplicate key'), { code: '23505' })
+    })
+    await expect(notConnection).rejects.toThrow('duplicate key')
+    expect(failing).toBe(1)
+    expect(isConnectionLoss(Object.assign(new Error('x'), { code: '57P01' }))).toBe(true)
+  })
+})

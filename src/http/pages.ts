@@ -10,6 +10,7 @@ import {
   REPORT_CSS,
   totalsCards,
   duplicatesSection,
+  needsAttentionSection,
 } from '../report/format-html.ts'
 import { html, trusted, type SafeHtml } from '../report/html.ts'
 import type { DispatchReading } from '../throttle/dispatch-stats.ts'
@@ -240,7 +241,7 @@ export function runPage(
       <h2>Per merchant</h2>
       ${merchantChart(d)}${merchantTable(d)}
     </section>
-    ${duplicatesSection(r)}
+    ${needsAttentionSection(r)} ${duplicatesSection(r)}
     <section id="overdue"><h2>Past the legal deadline: ${d.overdue.total}</h2></section>`
   return layout(`Run #${runId} · ${r.business_date}`, body, {
     refreshS: r.status === 'running' ? 5 : undefined,

@@ -252,6 +252,37 @@ export function duplicatesSection(r: RunReport): SafeHtml {
   </section>`
 }
 
+/**
+ * Receipts a person must look at (a partial refund a provider cannot receipt, and other reconcile
+ * flags): the report JSON's `needs_attention`, on the dashboard's run page and in the HTML report.
+ */
+export function needsAttentionSection(r: RunReport): SafeHtml {
+  return html`<section id="needs-attention">
+    <h2>Needs attention (확인 필요): ${r.needs_attention.length}</h2>
+    ${r.needs_attention.length
+      ? html`<table>
+          <thead>
+            <tr>
+              <th>transaction</th>
+              <th>provider</th>
+              <th>reason</th>
+            </tr>
+          </thead>
+          <tbody>
+            ${r.needs_attention.slice(0, 500).map(
+              (a) =>
+                html`<tr>
+                  <td>${a.transaction_id}</td>
+                  <td>${a.provider}</td>
+                  <td>${a.reason}</td>
+                </tr>`,
+            )}
+          </tbody>
+        </table>`
+      : ''}
+  </section>`
+}
+
 export function formatReportHtml(r: RunReport, d: ReportDetails, opts: { generatedAt: Date }): string {
   const title = `Settlement run ${r.run_id} · ${r.business_date}`
   const latencyRows = d.latency.by_provider.map((p) => [p.provider, p.calls, p.p50_ms, p.p95_ms, p.p99_ms])
@@ -291,7 +322,7 @@ export function formatReportHtml(r: RunReport, d: ReportDetails, opts: { generat
             <h2>Per merchant</h2>
             ${merchantChart(d)}${merchantTable(d)}
           </section>
-          ${duplicatesSection(r)}
+          ${needsAttentionSection(r)} ${duplicatesSection(r)}
           <section id="throughput">
             <h2>Throughput over time</h2>
             ${throughputChart(d)}

@@ -109,5 +109,14 @@ describe('a partial refund at a provider that cancels only in full', () => {
     expect(issue!.reconcile_flag).toMatch(/^partial refund not receipted/)
     const report = await env.app.report({ runId: issue!.run_id! })
     expect(report.needs_attention).toEqual([{ transaction_id: 'PR-V1', provider: 'portone', reason: issue!.reconcile_flag }])
+    // And on the dashboard's page of the run.
+    const dashboard = await env.app.startDashboard({ port: 0, host: '127.0.0.1' })
+    try {
+      const page = await (await fetch(`${dashboard.url}/runs/${issue!.run_id}`)).text()
+      expect(page).toContain('Needs attention (확인 필요): 1')
+      expect(page).toMatch(/<td>PR-V1<\/td>\s*<td>portone<\/td>\s*<td>partial refund not receipted/)
+    } finally {
+      await dashboard.close()
+    }
   }, 60_000)
 })

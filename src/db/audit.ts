@@ -37,6 +37,12 @@ export async function recordAudit(db: Db, e: AuditEntry): Promise<void> {
     .execute()
 }
 
+/** Operator actions from `since` on, oldest first (at most `limit`): a report's operator actions. */
+export async function auditSince(db: Db, since: Date, limit = 200): Promise<AuditRow[]> {
+  const rows = await db.selectFrom('audit_log').selectAll().where('at', '>=', since).orderBy('id').limit(limit).execute()
+  return rows.map((r) => ({ id: Number(r.id), at: r.at, actor: r.actor, action: r.action as AuditAction, selectors: r.selectors, counts: r.counts as Record<string, number> }))
+}
+
 export async function recentAudit(db: Db, limit = 50): Promise<AuditRow[]> {
   const rows = await db.selectFrom('audit_log').selectAll().orderBy('id', 'desc').limit(limit).execute()
   return rows.map((r) => ({ id: Number(r.id), at: r.at, actor: r.actor, action: r.action as AuditAction, selectors: r.selectors, counts: r.counts as Record<string, number> }))

@@ -12,6 +12,7 @@
  */
 import { sql } from 'kysely'
 import type { Db } from '../db/database.ts'
+import { auditSince } from '../db/audit.ts'
 
 export interface RunReport {
   run_id: string
@@ -43,6 +44,11 @@ export interface RunReport {
   redriven: number
   redrive_runs: string[]
   redrive_of: string[]
+  /**
+   * Operator actions (audit_log) from the run's start on, oldest first, at most 200: who re-drove,
+   * cancelled, reconciled or imported what (ids, dates, codes and counts only) while it was open.
+   */
+  operator_actions: { at: string; actor: string; action: string; selectors: Record<string, unknown>; counts: Record<string, number> }[]
 }
 
 export interface ReportDuplicate {
@@ -235,6 +241,7 @@ export async function buildReport(db: Db, sel: { runId?: number; date?: string }
     redriven: Number(redrivenCount.n),
     redrive_runs: links.map((l) => String(l.id)),
     redrive_of: origins.filter((o) => !ids.includes(Number(o.run_id))).map((o) => String(o.run_id)),
+    operator_actions: (await auditSince(db, new Date(started))).map((a) => ({ at: a.at.toISOString(), actor: a.actor, action: a.action, selectors: { ...a.selectors }, counts: { ...a.counts } })),
   }
 }
 

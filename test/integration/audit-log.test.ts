@@ -49,3 +49,16 @@ it('records dashboard re-drives with the user or token, and CLI reconcile with t
   expect(page).toContain('token:DASHBOARD_TOKEN')
   expect(page.match(/data-audit="/g)).toHaveLength(3)
 }, 60_000)
+
+it('lists the operator actions taken since a run started in its report', async () => {
+  const settled = await env.app.settle({ businessDate: '2026-11-04', trigger: 'manual' })
+  expect(settled.runId).toBeTruthy()
+  const r = await runCli(['reconcile', '--date', '2026-11-04', '--json'], env.env({ DASHBOARD_USER: '', DASHBOARD_PASSWORD: '', DASHBOARD_TOKEN: '' }))
+  expect(r.code, r.stderr).toBe(0)
+  const rep = await runCli(['report', '--run', String(settled.runId), '--json'], env.env())
+  expect(rep.code, rep.stderr).toBe(0)
+  const report = JSON.parse(rep.stdout) as { operator_actions: { actor: string; action: string; selectors: Record<string, unknown>; at: string }[] }
+  // The earlier test's actions came before this run started: only the reconcile is listed.
+  expect(report.operator_actions).toEqual([expect.objectContaining({ actor: `os:${userInfo().username}`, action: 'reconcile', selectors: expect.objectContaining({ date: '2026-11-04' }) })])
+  expect(Number.isNaN(Date.parse(report.operator_actions[0]!.at))).toBe(false)
+}, 60_000)

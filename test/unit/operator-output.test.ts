@@ -73,6 +73,7 @@ const report: RunReport = {
   redriven: 0,
   redrive_runs: [],
   redrive_of: [],
+  operator_actions: [],
 }
 const details: ReportDetails = {
   by_merchant: [

@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto'
 import { startSandbox, type Sandbox } from '../../sandbox/index.ts'
 import { createProvider } from '../../src/providers/registry.ts'
 import type { IssueRequest } from '../../src/providers/types.ts'
+import { issueRequest } from '../helpers/issue-request.ts'
 
 let sandbox: Sandbox
 let clock = Date.now()
@@ -33,23 +34,7 @@ const adapter = (fetchImpl?: typeof fetch) =>
     timeouts: { connectMs: 300, readMs: fetchImpl ? 3_000 : 400 },
     retry: { retries: 0, minTimeoutMs: 1, maxRetryTimeMs: 1 },
   })
-const request = (over: Partial<IssueRequest> = {}): IssueRequest => {
-  const id = `pay-${randomBytes(6).toString('hex')}`
-  return {
-    providerKey: id,
-    idempotencyKey: `cr-issue-${id}-fidelity`,
-    portonePayment: false,
-    orderName: '진료비',
-    identifier: '01012345678',
-    identifierType: 'phone',
-    purpose: 'deduction',
-    amounts: { total: 11_000, supply: 10_000, vat: 1_000, taxFree: 0, serviceFee: 0 },
-    tradeDate: '2026-11-21',
-    paidAt: '2026-11-21T05:00:00.000Z',
-    merchantBusinessNumber: '2208162517',
-    ...over,
-  }
-}
+const request = (over: Partial<IssueRequest> = {}): IssueRequest => issueRequest('fidelity', { key: `pay-${randomBytes(6).toString('hex')}`, ...over })
 const stats = () => sandbox.stats().providers['portone-v2']!
 const rawReceipt = async (paymentId: string) => {
   const r = await fetch(`${sandbox.baseUrls['portone-v2']}/payments/${paymentId}/cash-receipt?storeId=store-fid`, { headers: { authorization: `PortOne ${creds.apiSecret}` } })

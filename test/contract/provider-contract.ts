@@ -3,11 +3,11 @@
  * outcome the adapter maps AND what the sandbox holds afterwards.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
-import { randomBytes } from 'node:crypto'
 import { startSandbox, type Sandbox } from '../../sandbox/index.ts'
 import { createProvider, type CredentialsByProvider } from '../../src/providers/registry.ts'
 import type { CashReceiptProvider, IssueRequest } from '../../src/providers/types.ts'
 import type { ProviderName, ProviderOutcome } from '../../src/domain/index.ts'
+import { issueRequest } from '../helpers/issue-request.ts'
 
 export interface ContractFixture<N extends ProviderName> {
   readonly provider: N
@@ -58,23 +58,7 @@ export function defineProviderContract<N extends ProviderName>(f: ContractFixtur
       adapter = make()
     })
 
-    const newRequest = (): IssueRequest => {
-      const key = `CR${randomBytes(9).toString('hex').toUpperCase()}`.slice(0, 20)
-      return {
-        providerKey: key,
-        idempotencyKey: `cr-issue-${key}-contract`,
-        portonePayment: false,
-        orderName: '진료비',
-        identifier: '01012345678',
-        identifierType: 'phone',
-        purpose: 'deduction',
-        amounts: { total: 11_000, supply: 10_000, vat: 1_000, taxFree: 0, serviceFee: 0 },
-        tradeDate: '2026-11-21',
-        paidAt: '2026-11-21T05:00:00.000Z',
-        merchantBusinessNumber: '2208162517',
-        ...f.request,
-      }
-    }
+    const newRequest = (): IssueRequest => issueRequest('contract', f.request)
     const issue = async (req = newRequest()) => {
       f.prepare?.(sandbox, req)
       return { req, outcome: await adapter.issue(req) }

@@ -4,27 +4,12 @@
  * one at the same provider. Over real HTTP, through the PaySsam adapter.
  */
 import { afterEach, describe, expect, it } from 'vitest'
-import { randomBytes } from 'node:crypto'
 import { parseRateLimits, SpecError, startSandbox, type Sandbox } from '../../sandbox/index.ts'
 import { createProvider } from '../../src/providers/registry.ts'
 import type { IssueRequest } from '../../src/providers/types.ts'
+import { issueRequest } from '../helpers/issue-request.ts'
 
-const request = (): IssueRequest => {
-  const key = `CR${randomBytes(9).toString('hex').toUpperCase()}`.slice(0, 20)
-  return {
-    providerKey: key,
-    idempotencyKey: `cr-issue-${key}-limits`,
-    portonePayment: false,
-    orderName: '진료비',
-    identifier: '01012345678',
-    identifierType: 'phone',
-    purpose: 'deduction',
-    amounts: { total: 11_000, supply: 10_000, vat: 1_000, taxFree: 0, serviceFee: 0 },
-    tradeDate: '2026-11-21',
-    paidAt: '2026-11-21T05:00:00.000Z',
-    merchantBusinessNumber: '2208162517',
-  }
-}
+const request = (): IssueRequest => issueRequest('limits')
 
 describe('sandbox: a rate limit of one credential', () => {
   let sandbox: Sandbox | undefined

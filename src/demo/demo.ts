@@ -56,6 +56,11 @@ export async function runDemo(opts: { transactions: number; json: boolean }, dep
     })())
   const onSignal = (signal: NodeJS.Signals) => {
     say(`${signal}: stopping what the demo started…`)
+    // The work the signal interrupted now fails as its temp files, database and Redis go away (an
+    // import's read stream, a query): expected, and it must neither end the process before the
+    // clean-up has finished nor change the exit code, which is the signal's.
+    process.on('uncaughtException', () => {})
+    process.on('unhandledRejection', () => {})
     void cleanUp().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143))
   }
   process.once('SIGINT', onSignal)

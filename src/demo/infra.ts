@@ -106,7 +106,8 @@ export async function ensurePostgres(url: string, log: (msg: string) => void): P
   }
 }
 
-async function redisAnswers(url: string): Promise<boolean> {
+/** Whether a Redis answers PING at `url` (one connection attempt, no retries). */
+export async function redisAnswers(url: string): Promise<boolean> {
   const r = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 2_000 })
   r.on('error', () => {})
   try {

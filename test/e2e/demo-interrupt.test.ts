@@ -4,11 +4,10 @@
  * never drop each other's).
  */
 import { readdir } from 'node:fs/promises'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import pg from 'pg'
-import { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { freePort, redisAnswers } from '../../src/demo/infra.ts'
 import { adminUrl } from '../helpers/env.ts'
 import { spawnCli } from '../helpers/pipeline.ts'
 import { createTestEnv, eventually, type TestEnv } from '../helpers/test-env.ts'
@@ -20,28 +19,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await env?.close()
 })
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const srv = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number }
-      srv.close(() => resolve(port))
-    })
-  })
-}
-
-async function redisAnswers(url: string): Promise<boolean> {
-  const r = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 1_000 })
-  r.on('error', () => {})
-  try {
-    await r.connect()
-    return (await r.ping()) === 'PONG'
-  } catch {
-    return false
-  } finally {
-    r.disconnect()
-  }
-}
 
 async function databaseExists(name: string): Promise<boolean> {
   const c = new pg.Client({ connectionString: adminUrl() })

@@ -4,7 +4,7 @@
  * src/providers/<name>/ knows a vendor's URL, auth scheme, envelope or error codes.
  */
 import type { Logger } from 'pino'
-import type { IdentifierType, Method, ProviderName, ProviderOutcome, ProviderReceipt, Purpose, ReceiptAmounts } from '../domain/index.ts'
+import type { CallMeta, IdentifierType, Method, ProviderName, ProviderOutcome, ProviderReceipt, Purpose, ReceiptAmounts } from '../domain/index.ts'
 import type { HttpClient, RetryBudget } from './http.ts'
 
 /** What the adapter needs to issue one receipt. Built by the worker just before the call. */
@@ -133,6 +133,62 @@ export interface CashReceiptProvider {
    * Returns the amount, or a failure outcome.
    */
   naverCashAmount?(paymentRef: string, ctx?: CallContext): Promise<NaverCashAmount | ProviderOutcome>
+  /** Bulk issuance where the provider has it (Popbill); absent: one receipt per call. */
+  readonly bulk?: BulkIssuer
+}
+
+/**
+ * One bulk submission (Popbill BulkSubmit): up to `BulkIssuer.maxItems` receipts of one credential
+ * under one submit id. The submit id is deterministic for the batch's content and never reused for
+ * different content; each item's `providerKey` is the receipt's own key (Popbill mgtKey), so a
+ * receipt issued in bulk is found again one by one.
+ */
+export interface BulkIssueRequest {
+  readonly submitId: string
+  readonly items: readonly IssueRequest[]
+}
+
+/** The answer to a bulk submission: accepted for background processing, or a failure kind. */
+export type BulkSubmitOutcome =
+  | { readonly kind: 'accepted'; readonly meta: CallMeta }
+  /**
+   * The provider already holds a submission under this id (sent before, possibly with an unknown
+   * outcome): its result is read with `bulkResult`, never submitted again.
+   */
+  | { readonly kind: 'already_submitted'; readonly meta: CallMeta }
+  | Extract<ProviderOutcome, { kind: 'retryable' | 'rate_limited' | 'permanent' | 'unknown_outcome' }>
+
+/** The state of a bulk submission as read back (Popbill GetBulkResult). */
+export type BulkResultOutcome =
+  /** Accepted and still being processed: ask again later. */
+  | { readonly kind: 'processing'; readonly meta: CallMeta }
+  /**
+   * Processing finished: one outcome per item, keyed by providerKey (issued with the receipt,
+   * already_issued for a duplicate key, permanent for a refused item, ...). An item of the request
+   * that is missing from the map was not processed.
+   */
+  | { readonly kind: 'done'; readonly items: ReadonlyMap<string, ProviderOutcome>; readonly meta: CallMeta }
+  /** The provider holds no submission under this id: it never arrived. */
+  | { readonly kind: 'not_found'; readonly meta: CallMeta }
+  | Extract<ProviderOutcome, { kind: 'retryable' | 'rate_limited' | 'permanent' | 'unknown_outcome' }>
+
+/** Bulk issuance, for adapters whose API has it (Popbill). Every method is one HTTP exchange. */
+export interface BulkIssuer {
+  /** Most items one submission may carry (Popbill: 100). */
+  readonly maxItems: number
+  /** Fenced like `issue`: `ctx.beforeSend` is awaited before every request that can issue. */
+  submitBulk(req: BulkIssueRequest, ctx?: BulkCallContext): Promise<BulkSubmitOutcome>
+  bulkResult(submitId: string, ctx?: BulkCallContext): Promise<BulkResultOutcome>
+  /**
+   * Looks up many keys in one call (Popbill GetInfos): per key the same answer `lookup` gives
+   * (issued/cancelled with the receipt, or not_found), or one failure outcome for the whole call.
+   */
+  lookupMany(reqs: readonly LookupRequest[], ctx?: BulkCallContext): Promise<ReadonlyMap<string, ProviderOutcome> | ProviderOutcome>
+}
+
+/** Like CallContext, but a bulk exchange reports its own operation names. */
+export interface BulkCallContext extends Omit<CallContext, 'onCall'> {
+  readonly onCall?: (operation: 'bulk_submit' | 'bulk_result' | 'lookup_many', meta: CallMeta) => void
 }
 
 /** What every adapter factory receives. Credentials are the merchant's for that provider. */

@@ -7,7 +7,7 @@ import { hostname } from 'node:os'
 import { randomBytes } from 'node:crypto'
 import type { Telemetry, Worker } from 'bullmq'
 import type { Redis } from 'ioredis'
-import type { AppConfig } from './config.ts'
+import { providerInFlightCaps, type AppConfig } from './config.ts'
 import { createDb, ensureDatabase, migrateToLatest, type DbHandle } from './db/database.ts'
 import { retryWhileUnavailable, waitForDatabase, watchDatabase, type DatabaseWatch } from './db/availability.ts'
 import { checkDeployment, type DeploymentCheck } from './queue/deployment-guard.ts'
@@ -122,6 +122,10 @@ export function createApp(config: AppConfig, overrides: AppOverrides = {}): App 
   let receiptsQueue: ReturnType<typeof createReceiptsQueue> | undefined
   let controlQueue: ReturnType<typeof createControlQueue> | undefined
   let providerSource: ProviderSource | undefined
+  let throttles: ThrottleRegistry | undefined
+  /** Worker slots this process runs (the sum of its workers' effective concurrency); 0 before any starts. */
+  let slots = 0
+  const slotsOrDefault = () => slots || config.worker.concurrency
   const workerId = `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`
   const telemetry = overrides.telemetry
   let deploymentChecked: Promise<DeploymentCheck> | undefined
@@ -194,18 +198,18 @@ export function createApp(config: AppConfig, overrides: AppOverrides = {}): App 
     },
     providers() {
       if (!providerSource) {
-        const throttles = new ThrottleRegistry({
+        const t = (throttles = new ThrottleRegistry({
           redis: app.redis(),
           prefix: config.queuePrefix,
           logger,
-          highWater: Math.max(8, config.worker.concurrency),
-          dispatch: config.dispatch,
-        })
-        closers.unshift(() => throttles.close())
+          highWater: Math.max(8, slotsOrDefault()),
+          dispatch: { ...config.dispatch, providerMaxInFlight: providerInFlightCaps(config.dispatch, slotsOrDefault()) },
+        }))
+        closers.unshift(() => t.close())
         providerSource = createProviderSource({
           config,
           db: app.db(),
-          throttles,
+          throttles: t,
           logger,
           fetch: overrides.fetch,
           onLimiter: (limiter, provider) =>
@@ -287,6 +291,10 @@ export function createApp(config: AppConfig, overrides: AppOverrides = {}): App 
     periodTotals: (sel) => buildPeriodTotals(app.db(), sel),
     merchantExists: async (id) => (await app.db().selectFrom('merchants').select('id').where('id', '=', id).executeTakeFirst()) !== undefined,
     startWorker(opts = {}) {
+      // The in-flight caps follow the slots this process really runs (`worker --concurrency N`, or
+      // several workers in one process), not WORKER_CONCURRENCY alone.
+      slots += opts.concurrency ?? config.worker.concurrency
+      throttles?.setProviderMaxInFlight(providerInFlightCaps(config.dispatch, slots))
       const worker = startReceiptWorker(
         { config, db: app.db(), providers: app.providers(), logger, connection: app.redis().duplicate(), workerId, telemetry, queue: app.receiptsQueue() },
         { ...opts, autorun: false },

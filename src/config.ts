@@ -85,8 +85,11 @@ export interface AppConfig {
     readonly circuitFailures: number
     /** How long an open circuit stays open before one probe call is let through (half-open). */
     readonly circuitHalfOpenMs: number
-    /** Calls in flight per provider in one worker process (<PREFIX>_MAX_IN_FLIGHT; default half of WORKER_CONCURRENCY). */
-    readonly providerMaxInFlight: Readonly<Record<ProviderName, number>>
+    /**
+     * Calls in flight per provider in one worker process as configured (<PREFIX>_MAX_IN_FLIGHT);
+     * null: not set, half of the process's effective worker slots (providerInFlightCaps).
+     */
+    readonly providerMaxInFlight: Readonly<Record<ProviderName, number | null>>
   }
   readonly settle: {
     readonly chunkSize: number
@@ -474,10 +477,9 @@ function configSchema(defaults: ConfigDefaults) {
         maxWaitMs: e.DISPATCH_MAX_WAIT_MS,
         circuitFailures: e.CIRCUIT_FAILURES,
         circuitHalfOpenMs: e.CIRCUIT_HALF_OPEN_MS,
-        // Half the worker's slots by default: a provider that hangs can hold at most that many.
-        providerMaxInFlight: Object.fromEntries(
-          PROVIDERS.map((p) => [p, e[`${PROVIDER_ENV_PREFIX[p]}_MAX_IN_FLIGHT`] ?? Math.max(1, Math.ceil(e.WORKER_CONCURRENCY / 2))]),
-        ) as Record<ProviderName, number>,
+        // Unset: half the slots the process actually runs, known only once its workers start
+        // (`worker --concurrency N` overrides WORKER_CONCURRENCY): providerInFlightCaps.
+        providerMaxInFlight: Object.fromEntries(PROVIDERS.map((p) => [p, e[`${PROVIDER_ENV_PREFIX[p]}_MAX_IN_FLIGHT`] ?? null])) as Record<ProviderName, number | null>,
       },
       settle: {
         chunkSize: e.SETTLE_CHUNK_SIZE,
@@ -502,6 +504,16 @@ function configSchema(defaults: ConfigDefaults) {
 }
 
 /** The environment with some settings replaced (the demo points the app at what it started). */
+/**
+ * The in-flight cap per provider for a process running `slots` worker slots in all (the sum of its
+ * workers' concurrency, `worker --concurrency N` included): <PREFIX>_MAX_IN_FLIGHT where set, else
+ * half the slots, so a provider that hangs holds at most half of them and the others keep the rest.
+ */
+export function providerInFlightCaps(dispatch: Pick<AppConfig['dispatch'], 'providerMaxInFlight'>, slots: number): Record<ProviderName, number> {
+  const half = Math.max(1, Math.ceil(slots / 2))
+  return Object.fromEntries(PROVIDERS.map((p) => [p, dispatch.providerMaxInFlight[p] ?? half])) as Record<ProviderName, number>
+}
+
 export function loadConfigWith(overrides: Record<string, string>, defaults: ConfigDefaults = {}): AppConfig {
   return loadConfig({ ...process.env, ...overrides }, defaults)
 }

@@ -16,6 +16,8 @@ export interface ProviderSource {
   get(merchantId: string, provider: ProviderName): { readonly provider: CashReceiptProvider; readonly throttle: Throttle }
   /** The merchant's own 사업자등록번호, decrypted, for providers that need it (NTS-style). */
   merchantBusinessNumber(merchantId: string): Promise<string>
+  /** Calls in flight the provider may have from this process (its gate's cap); undefined: no cap. */
+  inFlightCap(provider: ProviderName): number | undefined
 }
 
 /**
@@ -30,7 +32,7 @@ export class MerchantNotConfiguredError extends Error {
 export interface ProviderSourceDeps {
   readonly config: Pick<AppConfig, 'merchants' | 'http' | 'providerBaseUrls' | 'providerDefaults' | 'dataKeys'>
   readonly db: Db
-  readonly throttles: Pick<ThrottleRegistry, 'get'>
+  readonly throttles: Pick<ThrottleRegistry, 'get' | 'gate'>
   readonly logger: Logger
   /** A fetch to use instead of the shared keep-alive transport (tests). */
   readonly fetch?: typeof globalThis.fetch
@@ -71,6 +73,10 @@ export function createProviderSource(deps: ProviderSourceDeps): ProviderSource {
         cache.set(key, entry)
       }
       return entry
+    },
+    inFlightCap(name: ProviderName) {
+      const max = throttles.gate(name)?.inFlight.max
+      return max === undefined || max === Number.MAX_SAFE_INTEGER ? undefined : max
     },
     async merchantBusinessNumber(merchantId: string) {
       let v = brn.get(merchantId)

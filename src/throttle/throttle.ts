@@ -410,7 +410,8 @@ export function createThrottle(id: string, limits: ProviderLimits, opts: Throttl
 export class InFlight {
   #active = 0
   readonly #waiters: (() => void)[] = []
-  readonly max: number
+  /** Settable: the composition root learns the process's slots only when its workers start. */
+  max: number
   readonly #now: () => number
   /** Since when no place has come free while all were taken (the later of: last release, cap reached). */
   #stuckSince: number
@@ -513,7 +514,7 @@ function createHold(): Hold {
 export class ThrottleRegistry {
   readonly #throttles = new Map<string, Throttle>()
   readonly #gates = new Map<string, ProviderGate>()
-  readonly #opts: ThrottleFactoryOptions
+  #opts: ThrottleFactoryOptions
   readonly #lifecycle = { closing: false }
   #connection: Bottleneck.IORedisConnection | undefined
   readonly #sweep: NodeJS.Timeout
@@ -562,6 +563,17 @@ export class ThrottleRegistry {
       this.#throttles.set(key, t)
     }
     return t
+  }
+
+  /**
+   * Sets the in-flight caps (the composition root, once it knows how many worker slots the process
+   * runs); gates made before take the new cap at once.
+   */
+  setProviderMaxInFlight(caps: Readonly<Record<string, number>>): void {
+    const d = this.#opts.dispatch
+    if (!d) return
+    this.#opts = { ...this.#opts, dispatch: { ...d, providerMaxInFlight: caps } }
+    for (const [provider, g] of this.#gates) g.inFlight.max = caps[provider] ?? Number.MAX_SAFE_INTEGER
   }
 
   /** The provider's circuit and in-flight cap in this process (undefined without dispatch options). */

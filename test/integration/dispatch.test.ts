@@ -205,3 +205,27 @@ it('an outage at one provider and a 429 storm at another leave the third flowing
     await worker.close()
   }
 }, 150_000)
+
+it('the in-flight cap follows the slots the process runs: `worker --concurrency N`, not WORKER_CONCURRENCY alone', async () => {
+  // WORKER_CONCURRENCY says 16, but this process runs 4 slots: a hanging provider may hold 2 of them.
+  const app = env.newApp({ WORKER_CONCURRENCY: '16', PAYSSAM_MAX_IN_FLIGHT: '3' })
+  expect(app.config.dispatch.providerMaxInFlight.nts).toBeNull()
+  const worker = app.startWorker({ concurrency: 4 })
+  try {
+    expect(app.providers().inFlightCap('nts')).toBe(2)
+    expect(app.providers().inFlightCap('portone-v2')).toBe(2)
+    // A cap set in the environment is kept whatever the slots.
+    expect(app.providers().inFlightCap('payssam')).toBe(3)
+    // A second worker in the same process (the demo runs two) adds its slots: 4 + 6 → 5.
+    const second = app.startWorker({ concurrency: 6 })
+    try {
+      expect(app.providers().inFlightCap('nts')).toBe(5)
+    } finally {
+      await second.close()
+    }
+  } finally {
+    await worker.close()
+  }
+  // Without a worker the default is half of WORKER_CONCURRENCY.
+  expect(env.newApp({ WORKER_CONCURRENCY: '10' }).providers().inFlightCap('nts')).toBe(5)
+}, 30_000)

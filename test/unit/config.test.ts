@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { loadConfig, ConfigError } from '../../src/config.ts'
+import { loadConfig, ConfigError, providerInFlightCaps } from '../../src/config.ts'
 import { DEMO_MERCHANTS, loadDemoConfig } from '../../src/demo/defaults.ts'
 
 describe('loadConfig', () => {
@@ -39,6 +39,15 @@ describe('loadConfig', () => {
     const dev = loadConfig({}, { merchants: DEMO_MERCHANTS, dataKey: { id: 'd', key: Buffer.alloc(32, 2) } })
     expect(dev.dataKeys.activeKeyId).toBe('d')
     expect(() => loadConfig({ NODE_ENV: 'production' }, { dataKey: { id: 'd', key: Buffer.alloc(32, 2) } })).toThrow(/DATA_KEYS: required in production/)
+  })
+
+  it('leaves an unset in-flight cap to the slots the process runs (half of them, at least 1)', () => {
+    const c = loadDemoConfig({ WORKER_CONCURRENCY: '16', NTS_MAX_IN_FLIGHT: '3' })
+    expect(c.dispatch.providerMaxInFlight.nts).toBe(3)
+    expect(c.dispatch.providerMaxInFlight.payssam).toBeNull()
+    expect(providerInFlightCaps(c.dispatch, 16)).toMatchObject({ nts: 3, payssam: 8 })
+    expect(providerInFlightCaps(c.dispatch, 5)).toMatchObject({ nts: 3, payssam: 3 })
+    expect(providerInFlightCaps(c.dispatch, 1)).toMatchObject({ nts: 3, payssam: 1 })
   })
 
   it('reports every bad variable at once, one a line, each by name', () => {

@@ -8,7 +8,7 @@
 /** Bottom to top. `paths` are regular expressions on paths from the repository root. */
 const LAYERS = [
   { name: 'domain', paths: ['^src/domain/'] },
-  { name: 'utilities', paths: ['^src/(crypto|logging|telemetry)/', '^src/logger[.]ts$'] },
+  { name: 'utilities', paths: ['^src/(crypto|logging|telemetry|i18n)/', '^src/logger[.]ts$'] },
   { name: 'db', paths: ['^src/db/', '^migrations/'] },
   { name: 'providers', paths: ['^src/providers/'] },
   { name: 'config', paths: ['^src/config[.]ts$'] },

@@ -30,6 +30,16 @@ export function kstWallClock(instant: Date | number): string {
   return new Date(ms + KST_OFFSET_MS).toISOString().slice(0, 23)
 }
 
+/**
+ * The one way pages, reports and receipts show an instant: Korean wall-clock time with its label,
+ * 'YYYY-MM-DD HH:mm:ss KST' (or to the minute). Every rendered time goes through here so none shows
+ * UTC or the machine's zone by accident; the label is the same in every language.
+ */
+export function kstDateTime(instant: Date | number | string, precision: 'second' | 'minute' = 'second'): string {
+  const ms = typeof instant === 'string' ? Date.parse(instant) : typeof instant === 'number' ? instant : instant.getTime()
+  return `${kstWallClock(ms).slice(0, precision === 'second' ? 19 : 16).replace('T', ' ')} KST`
+}
+
 export const kstToday = (nowMs: number): string => businessDateOf(nowMs)
 export const kstYesterday = (nowMs: number): string => addDays(businessDateOf(nowMs), -1)
 

@@ -1,5 +1,6 @@
 /** Server-rendered dashboard pages (no client-side script): runs, one run, a run's failures. */
-import { kstWallClock } from '../domain/index.ts'
+import { kstDateTime } from '../domain/index.ts'
+import { DEFAULT_LANG, LANGS, translator, type Lang, type MessageKey, type Translator } from '../i18n/index.ts'
 import type { RunReport } from '../report/report.ts'
 import type { ReportDetails } from '../report/report-details.ts'
 import {
@@ -18,14 +19,28 @@ import type { FailedReceipt, FailureFilter, RunRow } from './dashboard-data.ts'
 
 const DASHBOARD_CSS = `${REPORT_CSS}
 header nav { margin-top: 6px; font-size: 13px; }
+header nav a.lang { float: right; margin-right: 0; }
 td a, p a { color: #0b57d0; }
 .filters label { margin-right: 12px; }
 .pager a { margin-right: 10px; }
 `
 
-export function layout(title: string, body: SafeHtml, opts: { refreshS?: number } = {}): string {
+/**
+ * The page frame: `<html lang>` from the request's language, the navigation (links keep an explicit
+ * `?lang=`), a switch to the other language. Pages pass their request's translator (`tOf(res)`);
+ * without one the page is Korean.
+ */
+export function layout(title: string, body: SafeHtml, opts: { refreshS?: number; t?: Translator } = {}): string {
+  const t = opts.t ?? translator(DEFAULT_LANG)
+  const nav: [string, MessageKey][] = [
+    ['/', 'nav.runs'],
+    ['/search', 'nav.search'],
+    ['/totals', 'nav.totals'],
+    ['/audit', 'nav.audit'],
+  ]
+  const switches = LANGS.filter((l) => l !== t.lang).map((l) => ({ l, href: t.switchTo(l) })).filter((x) => x.href)
   return html`<!doctype html>
-    <html lang="ko">
+    <html lang="${t.lang}">
       <head>
         <meta charset="utf-8" />
         <meta name="viewport" content="width=device-width, initial-scale=1" />
@@ -39,8 +54,10 @@ export function layout(title: string, body: SafeHtml, opts: { refreshS?: number 
         <header>
           <h1>${title}</h1>
           <nav>
-            <a href="/">Settlement runs</a><a href="/search">Search</a><a href="/totals">Period totals</a><a href="/audit">Audit log</a><a href="/queues">Queues (Bull Board)</a
-            ><a href="/metrics">Metrics</a>
+            ${nav.map(([href, key]) => html`<a href="${t.href(href)}">${t(key)}</a>`)}<a href="/queues">${t('nav.queues')}</a
+            ><a href="/metrics">${t('nav.metrics')}</a>${switches.map(
+              (s) => html`<a class="lang" hreflang="${s.l}" lang="${s.l}" href="${s.href}">${LANG_NAMES[s.l]}</a>`,
+            )}
           </nav>
         </header>
         <main>${body}</main>
@@ -48,8 +65,10 @@ export function layout(title: string, body: SafeHtml, opts: { refreshS?: number 
     </html> `.value
 }
 
-const kst = (d: Date | null) =>
-  d ? `${kstWallClock(d).slice(0, 19).replace('T', ' ')} KST` : ''
+/** Each language named in itself, for the switch. */
+const LANG_NAMES: Readonly<Record<Lang, string>> = { ko: '한국어', en: 'English' }
+
+const kst = (d: Date | null) => (d ? kstDateTime(d) : '')
 
 /**
  * Circuits that are not closed (a provider or credential cut off: its receipts wait, delayed) and the
@@ -97,7 +116,7 @@ export function dispatchSection(d: DispatchReading | undefined): SafeHtml {
   </section>`
 }
 
-export function runsPage(runs: readonly RunRow[], dispatch?: DispatchReading): string {
+export function runsPage(runs: readonly RunRow[], dispatch?: DispatchReading, t: Translator = translator(DEFAULT_LANG)): string {
   const body = runs.length
     ? html`<section>
         <table id="runs">
@@ -142,7 +161,7 @@ export function runsPage(runs: readonly RunRow[], dispatch?: DispatchReading): s
           <code>cash-receipts settle</code> starts one by hand.
         </p>
       </section>`
-  return layout('Settlement runs', html`${body}${dispatchSection(dispatch)}`)
+  return layout(t('nav.runs'), html`${body}${dispatchSection(dispatch)}`, { t })
 }
 
 function redriveForm(runId: number, count: number, filter: FailureFilter = {}): SafeHtml {
@@ -181,6 +200,7 @@ export function runPage(
   runId: number,
   redrivable: number,
   notice?: RedriveNotice,
+  t: Translator = translator(DEFAULT_LANG),
 ): string {
   const body = html` ${notice ? html`<p class="notice" id="redrive-notice">Re-drove ${notice.count} receipt${notice.count === 1 ? '' : 's'}${notice.from ? html` from <a href="/runs/${notice.from}">run #${notice.from}</a>` : ''} as this run (#${runId}).</p>` : ''}
     <section id="totals">
@@ -245,6 +265,7 @@ export function runPage(
     <section id="overdue"><h2>Past the legal deadline: ${d.overdue.total}</h2></section>`
   return layout(`Run #${runId} · ${r.business_date}`, body, {
     refreshS: r.status === 'running' ? 5 : undefined,
+    t,
   })
 }
 
@@ -258,6 +279,7 @@ export function failuresPage(
   },
   page: { limit: number; offset: number },
   redrivable: number,
+  t: Translator = translator(DEFAULT_LANG),
 ): string {
   const uniq = (xs: string[]) => [...new Set(xs)].filter(Boolean).sort()
   const select = (name: string, label: string, values: string[], current?: string) =>
@@ -328,5 +350,5 @@ export function failuresPage(
         >
       </p>
     </section>`
-  return layout(`Run #${runId} · failures`, body)
+  return layout(`Run #${runId} · failures`, body, { t })
 }

@@ -9,6 +9,7 @@ import type { PeriodTotals } from '../report/period-totals.ts'
 import { kstText } from '../report/format-receipt.ts'
 import { html, trusted, type SafeHtml } from '../report/html.ts'
 import { layout } from './pages.ts'
+import { DEFAULT_LANG, translator, type Translator } from '../i18n/index.ts'
 
 const won = (n: number) => `₩${n.toLocaleString('en-US')}`
 
@@ -19,7 +20,7 @@ export function searchForm(q = ''): SafeHtml {
   </form>`
 }
 
-export function searchPage(found: ReceiptLookup): string {
+export function searchPage(found: ReceiptLookup, t: Translator = translator(DEFAULT_LANG)): string {
   const body = html`<section>${searchForm(found.query)}</section>
     <section>
       ${found.query
@@ -54,10 +55,10 @@ export function searchPage(found: ReceiptLookup): string {
           : html`<p id="search-none">Nothing found for “${found.query}”.</p>`
         : html`<p class="muted">Search by transaction id, order id or approval number (승인번호).</p>`}
     </section>`
-  return layout('Search', body)
+  return layout(t('nav.search'), body, { t })
 }
 
-export function transactionPage(t: TransactionView): string {
+export function transactionPage(t: TransactionView, tr: Translator = translator(DEFAULT_LANG)): string {
   const body = html`<section>${searchForm()}</section>
     <section id="transaction">
       <h2>Transaction</h2>
@@ -107,11 +108,11 @@ export function transactionPage(t: TransactionView): string {
         </table>
       </section>`,
     )}`
-  return layout(`Transaction ${t.transaction_id}`, body)
+  return layout(`Transaction ${t.transaction_id}`, body, { t: tr })
 }
 
 /** Period totals with a form for the period and a merchant filter (the `report --from --to` page). */
-export function totalsPage(p: PeriodTotals, merchants: readonly { id: string; name: string }[]): string {
+export function totalsPage(p: PeriodTotals, merchants: readonly { id: string; name: string }[], t: Translator = translator(DEFAULT_LANG)): string {
   const body = html`<section>
       <form method="get" action="/totals" id="totals-form" class="filters">
         <label>from <input type="date" name="from" value="${p.from}" /></label>
@@ -129,5 +130,5 @@ export function totalsPage(p: PeriodTotals, merchants: readonly { id: string; na
     </section>
     <style>${trusted(PERIOD_CSS.slice(PERIOD_CSS.indexOf('body, td')))}</style>
     ${periodBody(p)}`
-  return layout('기간 합계 · Period totals', body)
+  return layout(t('nav.totals'), body, { t })
 }

@@ -27,7 +27,7 @@ import type { Logger } from 'pino'
 import type { AppConfig } from '../config.ts'
 import type { Db } from '../db/database.ts'
 import helmet from 'helmet'
-import { kstToday } from '../domain/index.ts'
+import { kstDateTime, kstToday } from '../domain/index.ts'
 import { redrive, RedriveInputError } from '../jobs/redrive.ts'
 import type { ReceiptsQueue } from '../queue/queues.ts'
 import { buildReport, ReportNotFoundError } from '../report/report.ts'
@@ -37,6 +37,7 @@ import { recentAudit, recordAudit } from '../db/audit.ts'
 import { recentRuns, runFailures } from './dashboard-data.ts'
 import { BadRequestError, failureFilterOf, failuresQuery, parseParams, redriveBody, redriveFilter, runPageQuery, searchQuery, totalsQuery, transactionParams } from './params.ts'
 import { createMetrics } from './metrics.ts'
+import { chooseLanguage, tOf } from './i18n.ts'
 import { failuresPage, layout, runPage, runsPage } from './pages.ts'
 import { readDispatchStats } from '../throttle/dispatch-stats.ts'
 import { searchPage, totalsPage, transactionPage } from './receipt-pages.ts'
@@ -83,6 +84,7 @@ export function createDashboardApp(deps: DashboardDeps): express.Express {
   app.use(securityHeaders())
   app.use(requireAuth(deps.serve))
   app.use(sameOriginWrites())
+  app.use(chooseLanguage())
 
   const metrics = createMetrics({
     db: deps.db,
@@ -121,26 +123,28 @@ export function createDashboardApp(deps: DashboardDeps): express.Express {
 
   app.get('/', async (_req, res) => {
     const [runs, dispatch] = await Promise.all([recentRuns(deps.db), readDispatchStats(deps.redis, deps.queuePrefix).catch(() => undefined)])
-    res.type('html').send(runsPage(runs, dispatch))
+    res.type('html').send(runsPage(runs, dispatch, tOf(res)))
   })
 
   // Who did what by hand: re-drives, cancels, reconciles, imports (src/db/audit.ts).
   app.get('/audit', async (_req, res) => {
+    const t = tOf(res)
     const rows = await recentAudit(deps.db, 200)
     const json = (o: object) => Object.entries(o).map(([k, v]) => `${k}=${String(v)}`).join(' ')
     res.type('html').send(
       layout(
-        'Audit log',
+        t('nav.audit'),
         html`<section>
           <table id="audit">
             <thead>
-              <tr><th>time (UTC)</th><th>actor</th><th>action</th><th>selectors</th><th>counts</th></tr>
+              <tr><th>${t('audit.time')}</th><th>${t('audit.actor')}</th><th>${t('audit.action')}</th><th>${t('audit.selectors')}</th><th>${t('audit.counts')}</th></tr>
             </thead>
             <tbody>
-              ${rows.map((a) => html`<tr data-audit="${a.id}"><td>${a.at.toISOString().slice(0, 19).replace('T', ' ')}</td><td>${a.actor}</td><td>${a.action}</td><td>${json(a.selectors)}</td><td>${json(a.counts)}</td></tr>`)}
+              ${rows.map((a) => html`<tr data-audit="${a.id}"><td>${kstDateTime(a.at)}</td><td>${a.actor}</td><td>${a.action}</td><td>${json(a.selectors)}</td><td>${json(a.counts)}</td></tr>`)}
             </tbody>
           </table>
         </section>`,
+        { t },
       ),
     )
   })
@@ -155,7 +159,7 @@ export function createDashboardApp(deps: DashboardDeps): express.Express {
       redrive(redriveDeps(), { runId }, { dryRun: true }),
     ])
     const notice = q.redriven !== undefined ? { count: q.redriven, from: q.from } : undefined
-    res.type('html').send(runPage(report, details, runId, dry.count, notice))
+    res.type('html').send(runPage(report, details, runId, dry.count, notice, tOf(res)))
   })
 
   app.get('/runs/:id/failures', async (req, res) => {
@@ -168,17 +172,17 @@ export function createDashboardApp(deps: DashboardDeps): express.Express {
       runFailures(deps.db, runId, filter, { limit: PAGE_SIZE, offset }),
       redrive(redriveDeps(), { runId, ...filter }, { dryRun: true }),
     ])
-    res.type('html').send(failuresPage(runId, filter, data, { limit: PAGE_SIZE, offset }, dry.count))
+    res.type('html').send(failuresPage(runId, filter, data, { limit: PAGE_SIZE, offset }, dry.count, tOf(res)))
   })
 
   app.get('/search', async (req, res) => {
     const q = parseParams(searchQuery, req.query).q ?? ''
     const found = await findReceipts(deps.db, q)
     if (found.transactions.length === 1) {
-      res.redirect(303, `/transactions/${encodeURIComponent(found.transactions[0]!.transaction_id)}`)
+      res.redirect(303, tOf(res).href(`/transactions/${encodeURIComponent(found.transactions[0]!.transaction_id)}`))
       return
     }
-    res.type('html').send(searchPage(found))
+    res.type('html').send(searchPage(found, tOf(res)))
   })
 
   app.get('/totals', async (req, res) => {
@@ -189,21 +193,21 @@ export function createDashboardApp(deps: DashboardDeps): express.Express {
     if (from > to) throw new BadRequestError(`from: ${from} is after to ${to}`)
     const merchantId = q.merchant
     const merchants = await deps.db.selectFrom('merchants').select(['id', 'name']).orderBy('id').execute()
-    res.type('html').send(totalsPage(await buildPeriodTotals(deps.db, { from, to, merchantId }), merchants))
+    res.type('html').send(totalsPage(await buildPeriodTotals(deps.db, { from, to, merchantId }), merchants, tOf(res)))
   })
 
   app.get('/transactions/:id/receipt', async (req, res) => {
     const id = parseParams(transactionParams, req.params).id
     const view = id ? await transactionView(deps.db, id) : undefined
     if (!view) throw new ReportNotFoundError(`no transaction ${id ?? ''}`)
-    res.type('html').send(formatPrintableReceipt(view, { generatedAt: new Date(now()) }))
+    res.type('html').send(formatPrintableReceipt(view, { generatedAt: new Date(now()), t: tOf(res) }))
   })
 
   app.get('/transactions/:id', async (req, res) => {
     const id = parseParams(transactionParams, req.params).id
     const view = id ? await transactionView(deps.db, id) : undefined
     if (!view) throw new ReportNotFoundError(`no transaction ${id ?? ''}`)
-    res.type('html').send(transactionPage(view))
+    res.type('html').send(transactionPage(view, tOf(res)))
   })
 
   // The same function and selectors as `cash-receipts redrive`; a form posts urlencoded, a script JSON.
@@ -235,30 +239,34 @@ export function createDashboardApp(deps: DashboardDeps): express.Express {
         result.runId !== null
           ? `/runs/${result.runId}?redriven=${result.count}${filter.runId ? `&from=${filter.runId}` : ''}`
           : '/'
-      res.redirect(303, back)
+      res.redirect(303, tOf(res).href(back))
     },
   )
 
   app.use((_req: Request, res: Response) => {
+    const t = tOf(res)
     res
       .status(404)
       .type('html')
       .send(
         layout(
-          'Not found',
+          t('common.notFound'),
           html`<section>
-            <p>Nothing here. <a href="/">Settlement runs</a></p>
+            <p>${t('common.nothingHere')} <a href="${t.href('/')}">${t('common.backToRuns')}</a></p>
           </section>`,
+          { t },
         ),
       )
   })
   app.use((err: unknown, _req: Request, res: Response, next: NextFunction) => {
     if (res.headersSent) return next(err)
     if (err instanceof ReportNotFoundError) {
+      const t = tOf(res)
+      const what = err.message.startsWith('no transaction') ? t('common.noTransaction') : t('common.noRun')
       res
         .status(404)
         .type('html')
-        .send(layout('Not found', html`<section><p>No settlement run with that id. <a href="/">Settlement runs</a></p></section>`))
+        .send(layout(t('common.notFound'), html`<section><p>${what} <a href="${t.href('/')}">${t('common.backToRuns')}</a></p></section>`, { t }))
       return
     }
     if (err instanceof RedriveInputError) {

@@ -3,7 +3,8 @@
  * script, font or image from anywhere (a Content-Security-Policy of `default-src 'none'` makes sure
  * of it), so it opens offline and can be mailed or archived as it is.
  */
-import { kstWallClock } from '../domain/index.ts'
+import { kstDateTime, kstWallClock } from '../domain/index.ts'
+import { DEFAULT_LANG, translator, type Translator } from '../i18n/index.ts'
 import type { RunReport } from './report.ts'
 import { OUTCOMES, type ReportDetails } from './report-details.ts'
 import { columns, OUTCOME_SERIES, stackedBars, type Row } from './charts.ts'
@@ -12,7 +13,9 @@ import { html, trusted, type SafeHtml } from './html.ts'
 export const REPORT_CSS = `
 :root { color-scheme: light; }
 * { box-sizing: border-box; }
-body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", "Noto Sans KR", "Malgun Gothic", sans-serif; margin: 0; color: #1d1d1f; background: #f6f7f9; }
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", "Noto Sans KR", "Noto Sans CJK KR", "Malgun Gothic", sans-serif; margin: 0; color: #1d1d1f; background: #f6f7f9; }
+/* Korean wraps between words (keep-all), never inside one; a long id or URL may still break anywhere. */
+body, th, td, p, h1, h2, h3, li, dt, dd, label, button { word-break: keep-all; overflow-wrap: anywhere; }
 header { background: #1f2937; color: #fff; padding: 14px 24px; }
 header h1 { margin: 0; font-size: 18px; }
 header .meta { opacity: .8; font-size: 13px; }
@@ -283,12 +286,13 @@ export function needsAttentionSection(r: RunReport): SafeHtml {
   </section>`
 }
 
-export function formatReportHtml(r: RunReport, d: ReportDetails, opts: { generatedAt: Date }): string {
+export function formatReportHtml(r: RunReport, d: ReportDetails, opts: { generatedAt: Date; t?: Translator }): string {
+  const t = opts.t ?? translator(DEFAULT_LANG)
   const title = `Settlement run ${r.run_id} · ${r.business_date}`
   const latencyRows = d.latency.by_provider.map((p) => [p.provider, p.calls, p.p50_ms, p.p95_ms, p.p99_ms])
   const failures = r.failures.slice(0, 500)
   const page = html`<!doctype html>
-    <html lang="ko">
+    <html lang="${t.lang}">
       <head>
         <meta charset="utf-8" />
         <meta
@@ -306,7 +310,7 @@ export function formatReportHtml(r: RunReport, d: ReportDetails, opts: { generat
           <h1>${title}</h1>
           <div class="meta">
             ${r.status} · trigger ${r.trigger} · merchants ${r.merchant_scope} · ${r.duration_s}s · generated
-            ${opts.generatedAt.toISOString()}
+            ${kstDateTime(opts.generatedAt)}
           </div>
         </header>
         <main>

@@ -2,7 +2,8 @@
  * Period totals as a terminal table or one self-contained HTML page (Korean headings first, English
  * beside them; `word-break: keep-all` so Korean wraps between words; times in KST).
  */
-import { kstWallClock } from '../domain/index.ts'
+import { kstDateTime } from '../domain/index.ts'
+import { DEFAULT_LANG, translator, type Translator } from '../i18n/index.ts'
 import { REPORT_CSS } from './format-html.ts'
 import { table } from './format-table.ts'
 import { html, trusted, type SafeHtml } from './html.ts'
@@ -61,9 +62,10 @@ export function periodBody(p: PeriodTotals): SafeHtml {
   </section>`
 }
 
-export function formatPeriodHtml(p: PeriodTotals, opts: { generatedAt: Date }): string {
+export function formatPeriodHtml(p: PeriodTotals, opts: { generatedAt: Date; t?: Translator }): string {
+  const t = opts.t ?? translator(DEFAULT_LANG)
   return html`<!doctype html>
-    <html lang="ko">
+    <html lang="${t.lang}">
       <head>
         <meta charset="utf-8" />
         <meta name="viewport" content="width=device-width, initial-scale=1" />
@@ -76,7 +78,7 @@ export function formatPeriodHtml(p: PeriodTotals, opts: { generatedAt: Date }): 
       <body>
         <header>
           <h1>현금영수증 기간 합계 · Cash receipts period totals</h1>
-          <div class="meta">${p.from} … ${p.to} · 생성 generated ${kstWallClock(opts.generatedAt).slice(0, 16).replace('T', ' ')} KST</div>
+          <div class="meta">${p.from} … ${p.to} · 생성 generated ${kstDateTime(opts.generatedAt, 'minute')}</div>
         </header>
         <main>${periodBody(p)}</main>
       </body>

@@ -27,9 +27,13 @@ export interface Browser {
   close(): Promise<void>
 }
 
-/** A fresh profile each time; `httpCredentials` answers the dashboard's basic-auth challenge. */
+/**
+ * A fresh profile each time; `httpCredentials` answers the dashboard's basic-auth challenge.
+ * `locale` (default ko-KR, a Korean operator's browser) sets Accept-Language and navigator.language:
+ * the dashboard picks its language from it when no `?lang=` is given.
+ */
 export async function launchChromium(
-  opts: { httpCredentials?: { username: string; password: string } } = {},
+  opts: { httpCredentials?: { username: string; password: string }; locale?: string } = {},
 ): Promise<Browser> {
   if (!existsSync(CHROMIUM_PATH)) {
     throw new Error(
@@ -43,6 +47,7 @@ export async function launchChromium(
     args: ARGS,
     viewport: { width: 1200, height: 900 },
     httpCredentials: opts.httpCredentials,
+    locale: opts.locale ?? 'ko-KR',
     timeout: 60_000,
   })
   return {

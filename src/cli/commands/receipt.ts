@@ -1,6 +1,7 @@
 /** `cash-receipts receipt <transaction-id> --out FILE.html`: the printable 현금영수증 of a transaction. */
 import { writeFile } from 'node:fs/promises'
-import type { Command } from 'commander'
+import { Option, type Command } from 'commander'
+import { LANGS, translator } from '../../i18n/index.ts'
 import { UsageError, type CliContext } from '../run.ts'
 
 export function registerReceipt(program: Command, { withApp }: CliContext): void {
@@ -9,6 +10,7 @@ export function registerReceipt(program: Command, { withApp }: CliContext): void
     .description('write the printable cash receipt (현금영수증) of a transaction as one HTML page (cancellations marked)')
     .argument('<transaction-id>')
     .requiredOption('--out <file>', 'the HTML file to write')
+    .addOption(new Option('--lang <lang>', 'language of the page (Korean by default)').choices(LANGS).default('ko'))
     .action((transactionId: string, o) =>
       withApp(async (app) => {
         await app.prepareDatabase()
@@ -19,7 +21,7 @@ export function registerReceipt(program: Command, { withApp }: CliContext): void
           throw new UsageError(`<transaction-id>: ${transactionId} has no issued receipt yet`)
         }
         const { formatPrintableReceipt } = await import('../../report/printable-receipt.ts')
-        await writeFile(o.out, formatPrintableReceipt(t, { generatedAt: new Date() }))
+        await writeFile(o.out, formatPrintableReceipt(t, { generatedAt: new Date(), t: translator(o.lang) }))
         process.stderr.write(`wrote ${o.out}\n`)
       }),
     )

@@ -2,6 +2,7 @@
 import { writeFile } from 'node:fs/promises'
 import { Option, type Command } from 'commander'
 import { kstToday } from '../../domain/index.ts'
+import { LANGS, translator } from '../../i18n/index.ts'
 import { dateArg, intArg } from '../args.ts'
 import { UsageError, type CliContext } from '../run.ts'
 
@@ -16,6 +17,7 @@ export function registerReport(program: Command, { withApp }: CliContext): void 
     .option('--merchant <id>', 'period totals: only this merchant')
     .addOption(new Option('--format <format>', 'output format (csv: period totals only; UTF-8 with BOM for Excel)').choices(['table', 'json', 'csv', 'html']).default('table'))
     .option('--json', 'same as --format json')
+    .addOption(new Option('--lang <lang>', 'language of --format html (Korean by default)').choices(LANGS).default('ko'))
     .option('--out <file>', 'write to a file instead of stdout')
     .action((o) =>
       withApp(async (app) => {
@@ -33,7 +35,7 @@ export function registerReport(program: Command, { withApp }: CliContext): void 
           const fmt = await import('../../report/format-period.ts')
           if (format === 'json') text = `${JSON.stringify(totals, null, 2)}\n`
           else if (format === 'csv') text = (await import('../../report/period-totals.ts')).formatPeriodCsv(totals)
-          else if (format === 'html') text = fmt.formatPeriodHtml(totals, { generatedAt: new Date() })
+          else if (format === 'html') text = fmt.formatPeriodHtml(totals, { generatedAt: new Date(), t: translator(o.lang) })
           else text = `${fmt.formatPeriodTable(totals)}\n`
         } else {
           if (o.merchant) throw new UsageError('--merchant: only with --from/--to (a run report covers the run\'s merchants)')
@@ -46,7 +48,7 @@ export function registerReport(program: Command, { withApp }: CliContext): void 
           else {
             const details = await app.reportDetails(sel, today)
             const [{ formatReportHtml }, { formatReportTable }] = await Promise.all([import('../../report/format-html.ts'), import('../../report/format-table.ts')])
-            text = format === 'html' ? formatReportHtml(report, details, { generatedAt: new Date() }) : `${formatReportTable(report, details)}\n`
+            text = format === 'html' ? formatReportHtml(report, details, { generatedAt: new Date(), t: translator(o.lang) }) : `${formatReportTable(report, details)}\n`
           }
         }
         if (o.out) await writeFile(o.out, text)

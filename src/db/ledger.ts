@@ -710,6 +710,9 @@ export interface Redriven {
   readonly redrive_count: number
   readonly requeue_count: number
   readonly trade_date: string
+  /** The row's credential (merchant, provider): the re-drive ranks its jobs by it. */
+  readonly merchant_id: string
+  readonly provider: string
   /** The error class the row failed with (cleared by the re-drive). */
   readonly error_class: string | null
   readonly idempotency_key: string
@@ -739,7 +742,7 @@ export async function redriveFailed(
         finished_at = NULL,
         updated_at = now()
       FROM old WHERE r.id = old.id AND r.state = 'failed'
-      RETURNING r.id, r.kind, r.redrive_count, r.requeue_count, r.trade_date::text AS trade_date, old.error_class, r.idempotency_key`.execute(trx)
+      RETURNING r.id, r.kind, r.redrive_count, r.requeue_count, r.trade_date::text AS trade_date, r.merchant_id, r.provider, old.error_class, r.idempotency_key`.execute(trx)
     const issueRows = claimed.rows.filter((r) => r.kind === 'issue')
     if (!issueRows.length) return claimed.rows
     const keys = issueRows.map((r) => freshKey({ idempotencyKey: r.idempotency_key, redriveCount: r.redrive_count }))

@@ -14,6 +14,9 @@ export interface RecoveryCandidate {
   readonly trade_date: string
   readonly redrive_count: number
   readonly requeue_count: number
+  /** The row's credential (merchant, provider): the pass ranks its jobs by it. */
+  readonly merchant_id: string
+  readonly provider: string
 }
 
 /**
@@ -29,7 +32,7 @@ export async function recoveryCandidates(
 ): Promise<RecoveryCandidate[]> {
   let q = db
     .selectFrom('receipts')
-    .select(['id', 'kind', 'state', 'trade_date', 'redrive_count', 'requeue_count'])
+    .select(['id', 'kind', 'state', 'trade_date', 'redrive_count', 'requeue_count', 'merchant_id', 'provider'])
     .where((eb) =>
       eb.or([
         eb.and([eb('state', '=', 'pending'), eb('updated_at', '<', sql<Date>`now() - make_interval(secs => ${opts.graceMs / 1000})`)]),

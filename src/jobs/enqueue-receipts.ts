@@ -21,7 +21,7 @@
 import { bumpRequeue } from '../db/ledger.ts'
 import type { Db } from '../db/database.ts'
 import type { RecoveryCandidate } from '../db/recovery.ts'
-import { jobStates, LIVE_JOB_STATES, receiptJob, type ReceiptsQueue } from '../queue/queues.ts'
+import { createRanker, jobStates, LIVE_JOB_STATES, receiptJob, type ReceiptsQueue } from '../queue/queues.ts'
 
 /** A receipt row as the recovery read returns it (state: pending, or issuing whose lease expired). */
 export type ReceiptToQueue = RecoveryCandidate
@@ -37,7 +37,15 @@ export interface EnqueueCounts {
   readonly raced: number
 }
 
-export async function enqueueReceipts(deps: { readonly db: Db; readonly queue: ReceiptsQueue }, rows: readonly ReceiptToQueue[]): Promise<EnqueueCounts> {
+/**
+ * `rank` numbers the jobs in the operator band (queue/queues.ts): re-drive and recovery go ahead of
+ * the settled backlog, interleaved by credential. A caller enqueuing in chunks passes one ranker for
+ * all of them; without it each call ranks on its own.
+ */
+export async function enqueueReceipts(
+  deps: { readonly db: Db; readonly queue: ReceiptsQueue; readonly rank?: (merchantId: string, provider: string) => number },
+  rows: readonly ReceiptToQueue[],
+): Promise<EnqueueCounts> {
   if (rows.length === 0) return { added: 0, requeued: 0, live: 0, raced: 0 }
   const states = await jobStates(deps.queue, rows.map((r) => receiptJob(r).opts.jobId))
   const same: ReceiptToQueue[] = []
@@ -52,7 +60,8 @@ export async function enqueueReceipts(deps: { readonly db: Db; readonly queue: R
   const bumped = await bumpRequeue(deps.db, fresh.map((r) => ({ id: r.id, requeueCount: r.requeue_count })))
   const next = new Map(bumped.map((b) => [b.id, b.requeue_count]))
   const requeued = fresh.filter((r) => next.has(r.id)).map((r) => ({ ...r, requeue_count: next.get(r.id)! }))
-  const jobs = [...same, ...requeued].map(receiptJob)
+  const rank = deps.rank ?? createRanker('operator')
+  const jobs = [...same, ...requeued].map((r) => receiptJob(r, rank(r.merchant_id, r.provider)))
   if (jobs.length) await deps.queue.addBulk(jobs)
   return { added: same.length, requeued: requeued.length, live, raced: fresh.length - requeued.length }
 }

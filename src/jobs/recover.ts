@@ -20,7 +20,7 @@
 import type { Logger } from 'pino'
 import type { Db } from '../db/database.ts'
 import { finishDoneRuns, recoveryCandidates, withRecoveryLock } from '../db/recovery.ts'
-import type { ReceiptsQueue } from '../queue/queues.ts'
+import { createRanker, type ReceiptsQueue } from '../queue/queues.ts'
 import { enqueueReceipts } from './enqueue-receipts.ts'
 
 export interface RecoverDeps {
@@ -63,11 +63,13 @@ export async function recoverOrphans(deps: RecoverDeps, opts: RecoverOptions = {
     let requeued = 0
     let raced = 0
     let afterId = 0
+    // One ranking over the pass (operator band): what it re-enqueues has waited already.
+    const rank = createRanker('operator')
     for (;;) {
       const rows = await recoveryCandidates(deps.db, { graceMs: deps.graceMs, date: opts.date, afterId, limit: deps.batchSize ?? 500 })
       if (rows.length === 0) break
       afterId = rows.at(-1)!.id
-      const c = await enqueueReceipts(deps, rows)
+      const c = await enqueueReceipts({ ...deps, rank }, rows)
       checked += rows.length
       live += c.live
       added += c.added

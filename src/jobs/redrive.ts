@@ -16,7 +16,7 @@ import { countFailed, redriveFailed, type FailedFilter } from '../db/ledger.ts'
 import { redriveIdempotencyKey } from '../providers/keys.ts'
 import type { ReceiptsQueue } from '../queue/queues.ts'
 import { enqueueReceipts } from './enqueue-receipts.ts'
-import { issueJobId, cancelJobId } from '../queue/queues.ts'
+import { cancelJobId, createRanker, issueJobId } from '../queue/queues.ts'
 
 export type RedriveFilter = FailedFilter
 
@@ -71,8 +71,11 @@ export async function redrive(
   // count); once re-driven they are history, not failures: remove them (best effort, never blocking).
   await removeFailedJobs(deps.queue, claimed).catch((err) => deps.logger.warn({ err: (err as Error).message }, 'could not remove the failed jobs of re-driven receipts'))
 
+  // One ranking over the whole re-drive: its jobs go ahead of the settled backlog (the operator band),
+  // interleaved by credential across its chunks.
+  const rank = createRanker('operator')
   for (let i = 0; i < claimed.length; i += 1_000) {
-    await enqueueReceipts(deps, claimed.slice(i, i + 1_000).map((r) => ({ ...r, state: 'pending' as const })))
+    await enqueueReceipts({ ...deps, rank }, claimed.slice(i, i + 1_000).map((r) => ({ ...r, state: 'pending' as const })))
   }
   const firstDate = claimed.map((r) => r.trade_date).sort()[0]
   const label = filter.date ?? firstDate ?? businessDate

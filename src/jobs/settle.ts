@@ -235,7 +235,7 @@ export async function settleDay(deps: SettleDeps, opts: SettleOptions): Promise<
     let idCursor = 0
     for (;;) {
       const rows = await pendingQuery(db, from, to, opts.merchantId)
-        .select(['id', 'kind', 'state', 'trade_date', 'redrive_count', 'requeue_count'])
+        .select(['id', 'kind', 'state', 'trade_date', 'redrive_count', 'requeue_count', 'merchant_id', 'provider'])
         .where('created_at', '<', settleStarted)
         .where('id', '>', idCursor)
         .orderBy('id')
@@ -244,7 +244,8 @@ export async function settleDay(deps: SettleDeps, opts: SettleOptions): Promise<
       if (rows.length === 0) break
       idCursor = rows.at(-1)!.id
       await waitForRoom(deps)
-      const counts = await enqueueReceipts(deps, rows)
+      // The run's own ranking (the settle band), after its new receipts.
+      const counts = await enqueueReceipts({ ...deps, rank }, rows)
       enqueued += counts.added + counts.requeued
       opts.onProgress?.({ phase: 'enqueue', selected, enqueued })
     }

@@ -37,32 +37,51 @@ function generation(redriveCount: number, requeueCount: number): string {
   return `${redriveCount > 0 ? `-r${redriveCount}` : ''}${requeueCount > 0 ? `-q${requeueCount}` : ''}`
 }
 
-/** The job of a receipt row's current generation, by its kind. */
-export function receiptJob(r: { readonly id: number; readonly kind: 'issue' | 'cancel'; readonly trade_date: string; readonly redrive_count: number; readonly requeue_count: number }) {
+/** The job of a receipt row's current generation, by its kind, with its queue priority when given. */
+export function receiptJob(
+  r: { readonly id: number; readonly kind: 'issue' | 'cancel'; readonly trade_date: string; readonly redrive_count: number; readonly requeue_count: number },
+  priority?: number,
+) {
+  const p = priority === undefined ? {} : { priority }
   return r.kind === 'issue'
-    ? { name: 'issue-receipt' as const, data: { receiptId: r.id, businessDate: r.trade_date }, opts: { jobId: issueJobId(r.id, r.redrive_count, r.requeue_count) } }
-    : { name: 'cancel-receipt' as const, data: { receiptId: r.id }, opts: { jobId: cancelJobId(r.id, r.redrive_count, r.requeue_count) } }
+    ? { name: 'issue-receipt' as const, data: { receiptId: r.id, businessDate: r.trade_date }, opts: { jobId: issueJobId(r.id, r.redrive_count, r.requeue_count), ...p } }
+    : { name: 'cancel-receipt' as const, data: { receiptId: r.id }, opts: { jobId: cancelJobId(r.id, r.redrive_count, r.requeue_count), ...p } }
 }
 
 /**
- * BullMQ's lowest priority (its largest number). A job's priority is its rank among the jobs of its
- * credential in one enqueue (1 = its first), capped here.
+ * BullMQ's lowest priority (its largest number). BullMQ serves its plain wait list (no priority) first,
+ * then prioritized jobs lowest number first, and among equal numbers in the order they were added.
  */
 export const MAX_PRIORITY = 2_097_152
 
 /**
- * Fair order across credentials (docs/dispatch.md, Fairness): numbers each job by its place among the
- * jobs of the same (merchant, provider) seen so far by this ranker. Used as BullMQ priority, the
- * queue hands out every credential's first job, then every credential's second, …, whatever order
- * the rows were enqueued in; a credential's later jobs never hold back another credential's early ones.
+ * The priority bands (docs/dispatch.md, Priorities), served in this order:
+ * - no priority (the wait list): single urgent jobs — a cancellation an operator or a refund import
+ *   asked for, the re-issue that follows an accepted full cancel;
+ * - `operator`, 1 … OPERATOR_BAND: re-drive and the recovery pass, repair work that an operator is
+ *   waiting for or that has already waited; ranked by credential within one re-drive or pass;
+ * - `settle`, OPERATOR_BAND + 1 … MAX_PRIORITY: the night's settlement, ranked by credential within
+ *   one run. A re-drive enqueued behind a whole night's backlog is therefore served next.
+ * A deferred job (docs/dispatch.md, section 1) comes back with the priority it had, so in its band.
  */
-export function createRanker(): (merchantId: string, provider: string) => number {
+export const OPERATOR_BAND = 1_048_576
+export type PriorityBand = 'operator' | 'settle'
+
+/**
+ * Fair order across credentials (docs/dispatch.md, Fairness): numbers each job by its place among the
+ * jobs of the same (merchant, provider) seen so far by this ranker, inside its band. Used as BullMQ
+ * priority, the queue hands out every credential's first job, then every credential's second, …,
+ * whatever order the rows were enqueued in; a credential's later jobs never hold back another
+ * credential's early ones. A credential's ranks beyond its band's width share the band's last number.
+ */
+export function createRanker(band: PriorityBand = 'settle'): (merchantId: string, provider: string) => number {
+  const [first, last] = band === 'operator' ? [1, OPERATOR_BAND] : [OPERATOR_BAND + 1, MAX_PRIORITY]
   const seen = new Map<string, number>()
   return (merchantId, provider) => {
     const key = `${merchantId}\u0000${provider}`
     const n = (seen.get(key) ?? 0) + 1
     seen.set(key, n)
-    return Math.min(n, MAX_PRIORITY)
+    return Math.min(first + n - 1, last)
   }
 }
 

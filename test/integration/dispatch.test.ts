@@ -229,3 +229,48 @@ it('the in-flight cap follows the slots the process runs: `worker --concurrency 
   // Without a worker the default is half of WORKER_CONCURRENCY.
   expect(env.newApp({ WORKER_CONCURRENCY: '10' }).providers().inFlightCap('nts')).toBe(5)
 }, 30_000)
+
+it('priorities: a re-drive and a recovery pass enqueued behind a whole settled backlog are served next, interleaved by credential', async () => {
+  const app = env.newApp({ WORKER_CONCURRENCY: '1', RECOVERY_GRACE_MS: '0' })
+  await importFor('m-slow', { businessDate: '2026-11-12', count: 16, seed: 15, providers: ['portone-v2'], idPrefix: 'PR' })
+  await importFor('m-fast', { businessDate: '2026-11-12', count: 80, seed: 16, providers: ['portone-v2'], idPrefix: 'PB' })
+  const small = await settle(app, '2026-11-12', { merchantId: 'm-slow' })
+  const smallIds = new Set((await rowsOf(app, [small.runId!])).filter((r) => r.state === 'pending').map((r) => r.id))
+  expect(smallIds.size).toBeGreaterThan(4)
+  // The small merchant's jobs are lost (a Redis flush) and half of its rows failed earlier.
+  for (const j of await app.receiptsQueue().getJobs(['prioritized', 'waiting'])) {
+    if (smallIds.has((j.data as { receiptId: number }).receiptId)) await j.remove()
+  }
+  const failed = [...smallIds].slice(0, Math.floor(smallIds.size / 2))
+  await app.db().updateTable('receipts').set({ state: 'failed', error_class: 'retryable', error_code: 'HTTP_503' }).where('id', 'in', failed).execute()
+  // Then the night's backlog is settled: every job of it is in the queue before the repair work.
+  const big = await settle(app, '2026-11-12', { merchantId: 'm-fast' })
+  const redriven = await app.redrive({ runId: small.runId! })
+  expect(redriven.count).toBe(failed.length)
+  const recovered = await app.recover()
+  expect(recovered.added).toBe(smallIds.size - failed.length)
+  // The repair work is in the operator band, ahead of every settled job.
+  const queued = await app.receiptsQueue().getJobs(['prioritized'])
+  const prio = (mine: boolean) => queued.filter((j) => smallIds.has((j.data as { receiptId: number }).receiptId) === mine).map((j) => j.opts.priority!)
+  expect(prio(true)).toHaveLength(smallIds.size)
+  expect(prio(false).length).toBeGreaterThan(20)
+  expect(Math.max(...prio(true))).toBeLessThan(Math.min(...prio(false)))
+  // Ranked by credential within the re-drive (1, 2, …) and within the recovery pass (1, 2, …).
+  expect(Math.min(...prio(true))).toBe(1)
+
+  const worker = app.startWorker({ concurrency: 1 })
+  try {
+    const rows = await eventually(async () => {
+      const r = await rowsOf(app, [small.runId!, big.runId!])
+      return r.every((x) => x.state === 'issued' || x.state === 'skipped') ? r : undefined
+    }, 90_000, 200)
+    const done = rows.filter((r) => r.state === 'issued').sort((a, b) => a.finished_at!.getTime() - b.finished_at!.getTime() || a.id - b.id)
+    const smallDone = done.filter((r) => smallIds.has(r.id))
+    expect(smallDone.length).toBe(smallIds.size)
+    // With one slot, every re-driven or recovered receipt is issued before the backlog's second.
+    const lastSmall = smallDone.at(-1)!.finished_at!.getTime()
+    expect(done.filter((r) => !smallIds.has(r.id) && r.finished_at!.getTime() < lastSmall).length).toBeLessThanOrEqual(1)
+  } finally {
+    await worker.close()
+  }
+}, 120_000)

@@ -69,7 +69,7 @@ describe('recovery pass', () => {
     expect(pass).toMatchObject({ ran: true, checked: rows.length, live: 0, requeued: 1, added: rows.length - 1, raced: 0 })
     const orphan = await app.db().selectFrom('receipts').select(['state', 'needs_lookup', 'requeue_count']).where('id', '=', rows[0]!.id).executeTakeFirstOrThrow()
     expect(orphan).toEqual({ state: 'issuing', needs_lookup: true, requeue_count: 1 })
-    expect(await app.receiptsQueue().getJobState(issueJobId(rows[0]!.id, 0, 1))).toBe('waiting')
+    expect(await app.receiptsQueue().getJobState(issueJobId(rows[0]!.id, 0, 1))).toBe('prioritized')
 
     // Nothing is left that a second pass would take: every row (the issuing one too) is held by a live job now.
     expect(await app.recover()).toMatchObject({ checked: rows.length, live: rows.length, added: 0, requeued: 0 })
@@ -139,7 +139,7 @@ describe('recovery pass', () => {
     // settle again: the carry-over phase finds the rows pending and their ids finished.
     const again = await settle(app, '2026-07-03')
     expect(again.enqueued).toBe(rows.length)
-    for (const r of rows) expect(await app.receiptsQueue().getJobState(issueJobId(r.id, 0, 1))).toBe('waiting')
+    for (const r of rows) expect(await app.receiptsQueue().getJobState(issueJobId(r.id, 0, 1))).toBe('prioritized')
     await finishJobsWithoutWork(app, rows.length)
 
     // recover: the same for the first row; re-drive: the second row failed, and its re-drive id already finished.
@@ -149,11 +149,11 @@ describe('recovery pass', () => {
     await finishJobsWithoutWork(app, 1)
     const redriven = await app.redrive({ runId: s.runId! })
     expect(redriven.count).toBe(1)
-    expect(await app.receiptsQueue().getJobState(issueJobId(viaRedrive!.id, 1, 2))).toBe('waiting')
+    expect(await app.receiptsQueue().getJobState(issueJobId(viaRedrive!.id, 1, 2))).toBe('prioritized')
 
     const pass = await app.recover()
     expect(pass).toMatchObject({ requeued: rows.length - 1, live: 1, added: 0 })
-    expect(await app.receiptsQueue().getJobState(issueJobId(viaRecover!.id, 0, 2))).toBe('waiting')
+    expect(await app.receiptsQueue().getJobState(issueJobId(viaRecover!.id, 0, 2))).toBe('prioritized')
 
     startWorker(env!)
     const report = await waitForRun(app, s.runId!)

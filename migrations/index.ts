@@ -15,6 +15,7 @@ import * as attemptsSent from './2026_12_05_0260_attempts_sent.ts'
 import * as remaskIdentifiers from './2026_12_05_0280_remask_identifiers.ts'
 import * as auditLog from './2026_12_05_0281_audit_log.ts'
 import * as tossProvisional from './2026_12_05_0300_toss_provisional.ts'
+import * as receiptTransitions from './2026_12_05_0480_receipt_transitions.ts'
 import * as receiptsReissue from './2026_12_05_0261_receipts_reissue.ts'
 
 /** Every migration, in order. Static imports so the set is the same under tsx and compiled JS. */
@@ -36,4 +37,5 @@ export const migrations: Record<string, Migration> = {
   '2026_12_05_0280_remask_identifiers': remaskIdentifiers,
   '2026_12_05_0281_audit_log': auditLog,
   '2026_12_05_0300_toss_provisional': tossProvisional,
+  '2026_12_05_0480_receipt_transitions': receiptTransitions,
 }

@@ -259,7 +259,7 @@ export function createApp(config: AppConfig, overrides: AppOverrides = {}): App 
     },
     cancel: async (input) => {
       await app.checkDeployment()
-      return requestCancellation(cancelDeps, input)
+      return requestCancellation(cancelDeps, { cause: 'operator:cancel', ...input })
     },
     cancelChanged: async (ids) => {
       if (ids.length) await app.checkDeployment()

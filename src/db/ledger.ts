@@ -51,10 +51,17 @@
  *
  * The worker's hot path (claim, applyTransitions) runs as prepared statements batched by
  * ledger-batcher.ts; the other operations are occasional and plain.
+ *
+ * History: every operation that changes a row's state or owner (the creations, claim, applyTransitions,
+ * failOrphaned, bumpRequeue, beginFullCancel, recordCancelOutcome, redriveFailed, repairFromProvider,
+ * failProvisional) writes one receipt_transitions row per moved receipt in the SAME statement (a
+ * data-modifying CTE fed by the update's RETURNING), with its cause, so a history row exists exactly
+ * when the guarded change applied. Any new operation that moves receipts.state must do the same
+ * (docs/architecture.md, "Receipt transition history").
  */
-import { sql } from 'kysely'
+import { sql, type UpdateQueryBuilder } from 'kysely'
 import { prepared, type Db } from './database.ts'
-import type { CashTransaction, NewReceipt, Receipt, ReceiptKind, ReceiptState, ReceiptsTable } from './schema.ts'
+import type { CashTransaction, Database, NewReceipt, Receipt, ReceiptKind, ReceiptState, ReceiptsTable } from './schema.ts'
 import type { OutcomeKind, ProviderReceipt, ReceiptAmounts } from '../domain/index.ts'
 
 export type ClaimResult =
@@ -112,6 +119,11 @@ export async function claimReceipts(db: Db, receiptIds: readonly number[], worke
       WHERE r.id = prev.id
         AND (prev.state = 'pending' OR (prev.state = 'issuing' AND (prev.locked_until IS NULL OR prev.locked_until < now())))
       RETURNING ${RETURNING_RECEIPT}, prev.state AS prev_state
+    ),
+    logged AS (
+      INSERT INTO receipt_transitions (receipt_id, from_state, to_state, cause, worker_id)
+      SELECT c.id, c.prev_state, 'issuing', CASE WHEN c.prev_state = 'issuing' THEN 'lease_takeover' ELSE 'attempt:' || c.attempts END, ${workerId}::text
+      FROM claimed c
     )
     SELECT c.*, to_jsonb(t) AS tx FROM claimed c JOIN cash_transactions t ON t.transaction_id = c.transaction_id
   `.execute(db)
@@ -176,6 +188,11 @@ export interface Transition {
    * `attempts` goes back down by the one the claim added.
    */
   readonly uncounted?: boolean
+  /**
+   * Why, for the receipt's transition history (receipt_transitions.cause). Default: `deferred` for an
+   * uncounted attempt, `lookup` when only lookups were made, else `attempt:<n>`.
+   */
+  readonly cause?: string
 }
 
 /** One transition of a row owned by `workerId`, with the attempt rows of the calls made for it. */
@@ -234,10 +251,10 @@ export async function applyTransitions(db: Db, items: readonly TransitionItem[])
         ${col((i) => t(i).amounts?.total ?? null)}::bigint[], ${col((i) => t(i).amounts?.supply ?? null)}::bigint[],
         ${col((i) => t(i).amounts?.vat ?? null)}::bigint[], ${col((i) => t(i).amounts?.taxFree ?? null)}::bigint[],
         ${col((i) => t(i).amounts?.serviceFee ?? null)}::bigint[], ${col((i) => t(i).receipt?.provisional === true)}::boolean[],
-        ${col((i) => t(i).uncounted === true)}::boolean[]
+        ${col((i) => t(i).uncounted === true)}::boolean[], ${col(causeOf)}::text[], ${col((i) => i.attempts.jobId ?? null)}::text[]
       ) AS d(id, worker, state, needs_lookup, terminal, has_receipt, approval_number, provider_receipt_id, receipt_url, issued_at,
              has_error, error_class, error_code, error_message, skip_reason, has_amounts, total, supply, vat, tax_free, service_fee, provisional,
-             uncounted)
+             uncounted, cause, job_id)
     ),
     att AS (
       -- a request the send fence recorded as 'sent' is completed; any other call (lookups) is inserted
@@ -256,36 +273,54 @@ export async function applyTransitions(db: Db, items: readonly TransitionItem[])
     locked AS MATERIALIZED (
       -- id order, like claimReceipts: two batches never wait on each other in a cycle
       SELECT r.id FROM receipts r JOIN d ON d.id = r.id AND r.state = 'issuing' AND r.locked_by = d.worker AND ${RECORDABLE} ORDER BY r.id FOR UPDATE OF r
+    ),
+    moved AS (
+      UPDATE receipts r SET
+        state = d.state,
+        updated_at = now(),
+        locked_by = NULL,
+        locked_until = NULL,
+        needs_lookup = COALESCE(d.needs_lookup, r.needs_lookup),
+        attempts = CASE WHEN d.uncounted THEN GREATEST(r.attempts - 1, 0) ELSE r.attempts END,
+        finished_at = CASE WHEN d.terminal THEN now() ELSE r.finished_at END,
+        approval_number = CASE WHEN d.has_receipt THEN d.approval_number ELSE r.approval_number END,
+        provider_receipt_id = CASE WHEN d.has_receipt THEN d.provider_receipt_id ELSE r.provider_receipt_id END,
+        receipt_url = CASE WHEN d.has_receipt THEN d.receipt_url ELSE r.receipt_url END,
+        -- only an issue row can be provisional (a cancel row's receipt is the cancellation)
+        provisional = CASE WHEN d.has_receipt THEN d.provisional AND r.kind = 'issue' AND d.state = 'issued' ELSE r.provisional END,
+        -- a provider timestamp we cannot parse must never fail the bookkeeping of a live receipt
+        issued_at = CASE WHEN d.has_receipt THEN COALESCE(d.issued_at, now()) ELSE r.issued_at END,
+        error_class = CASE WHEN d.has_error THEN d.error_class ELSE r.error_class END,
+        error_code = CASE WHEN d.has_error THEN d.error_code ELSE r.error_code END,
+        error_message = CASE WHEN d.has_error THEN d.error_message ELSE r.error_message END,
+        skip_reason = COALESCE(d.skip_reason, r.skip_reason),
+        total_amount = CASE WHEN d.has_amounts THEN d.total ELSE r.total_amount END,
+        supply_amount = CASE WHEN d.has_amounts THEN d.supply ELSE r.supply_amount END,
+        vat_amount = CASE WHEN d.has_amounts THEN d.vat ELSE r.vat_amount END,
+        tax_free_amount = CASE WHEN d.has_amounts THEN d.tax_free ELSE r.tax_free_amount END,
+        service_fee = CASE WHEN d.has_amounts THEN d.service_fee ELSE r.service_fee END
+      FROM d JOIN locked l ON l.id = d.id
+      WHERE r.id = d.id AND r.state = 'issuing' AND r.locked_by = d.worker AND ${RECORDABLE}
+      RETURNING r.id, r.state, d.cause, d.job_id, d.worker
+    ),
+    logged AS (
+      -- the guard above holds only from issuing: that is the from state of every row that moved
+      INSERT INTO receipt_transitions (receipt_id, from_state, to_state, cause, job_id, worker_id)
+      SELECT m.id, 'issuing', m.state, m.cause, m.job_id, m.worker FROM moved m
     )
-    UPDATE receipts r SET
-      state = d.state,
-      updated_at = now(),
-      locked_by = NULL,
-      locked_until = NULL,
-      needs_lookup = COALESCE(d.needs_lookup, r.needs_lookup),
-      attempts = CASE WHEN d.uncounted THEN GREATEST(r.attempts - 1, 0) ELSE r.attempts END,
-      finished_at = CASE WHEN d.terminal THEN now() ELSE r.finished_at END,
-      approval_number = CASE WHEN d.has_receipt THEN d.approval_number ELSE r.approval_number END,
-      provider_receipt_id = CASE WHEN d.has_receipt THEN d.provider_receipt_id ELSE r.provider_receipt_id END,
-      receipt_url = CASE WHEN d.has_receipt THEN d.receipt_url ELSE r.receipt_url END,
-      -- only an issue row can be provisional (a cancel row's receipt is the cancellation)
-      provisional = CASE WHEN d.has_receipt THEN d.provisional AND r.kind = 'issue' AND d.state = 'issued' ELSE r.provisional END,
-      -- a provider timestamp we cannot parse must never fail the bookkeeping of a live receipt
-      issued_at = CASE WHEN d.has_receipt THEN COALESCE(d.issued_at, now()) ELSE r.issued_at END,
-      error_class = CASE WHEN d.has_error THEN d.error_class ELSE r.error_class END,
-      error_code = CASE WHEN d.has_error THEN d.error_code ELSE r.error_code END,
-      error_message = CASE WHEN d.has_error THEN d.error_message ELSE r.error_message END,
-      skip_reason = COALESCE(d.skip_reason, r.skip_reason),
-      total_amount = CASE WHEN d.has_amounts THEN d.total ELSE r.total_amount END,
-      supply_amount = CASE WHEN d.has_amounts THEN d.supply ELSE r.supply_amount END,
-      vat_amount = CASE WHEN d.has_amounts THEN d.vat ELSE r.vat_amount END,
-      tax_free_amount = CASE WHEN d.has_amounts THEN d.tax_free ELSE r.tax_free_amount END,
-      service_fee = CASE WHEN d.has_amounts THEN d.service_fee ELSE r.service_fee END
-    FROM d JOIN locked l ON l.id = d.id
-    WHERE r.id = d.id AND r.state = 'issuing' AND r.locked_by = d.worker AND ${RECORDABLE}
-    RETURNING r.id
+    SELECT id FROM moved
   `.execute(db)
   return new Set(res.rows.map((r) => Number(r.id)))
+}
+
+/** The transition's cause (see Transition.cause): given, deferred, lookup-only, or the attempt number. */
+function causeOf(i: TransitionItem): string {
+  const t = i.transition
+  if (t.cause) return t.cause.slice(0, 100)
+  if (t.uncounted) return 'deferred'
+  const ops = i.attempts.rows.map((a) => a.operation)
+  if (ops.length > 0 && ops.every((o) => o === 'lookup')) return 'lookup'
+  return `attempt:${i.attempts.receipt.attempts}`
 }
 
 /**
@@ -384,23 +419,29 @@ export async function commitWindowLeftMs(db: Db, receiptId: number, windowMs: nu
  * worker holds under a live lease are left alone.
  */
 export async function failOrphaned(db: Db, receiptId: number, errorClass: string, message: string): Promise<boolean> {
-  const res = await db
-    .updateTable('receipts')
-    .set({
-      state: 'failed',
-      needs_lookup: true,
-      error_class: errorClass,
-      error_code: 'QUEUE',
-      error_message: message.slice(0, 1000),
-      locked_by: null,
-      locked_until: null,
-      finished_at: sql`now()`,
-      updated_at: sql`now()`,
-    })
-    .where('id', '=', receiptId)
-    .where((eb) => eb.or([eb('state', '=', 'pending'), eb.and([eb('state', '=', 'issuing'), eb.or([eb('locked_until', 'is', null), eb('locked_until', '<', sql<Date>`now()`)])])]))
-    .executeTakeFirst()
-  return Number(res.numUpdatedRows) === 1
+  const res = await sql<{ id: number }>`
+    WITH prev AS MATERIALIZED (SELECT id, state FROM receipts WHERE id = ${receiptId}::bigint FOR UPDATE),
+    moved AS (
+      UPDATE receipts r SET
+        state = 'failed',
+        needs_lookup = true,
+        error_class = ${errorClass}::text,
+        error_code = 'QUEUE',
+        error_message = ${message.slice(0, 1000)}::text,
+        locked_by = NULL,
+        locked_until = NULL,
+        finished_at = now(),
+        updated_at = now()
+      FROM prev
+      WHERE r.id = prev.id
+        AND (prev.state = 'pending' OR (prev.state = 'issuing' AND (r.locked_until IS NULL OR r.locked_until < now())))
+      RETURNING r.id, prev.state AS from_state
+    ),
+    logged AS (
+      INSERT INTO receipt_transitions (receipt_id, from_state, to_state, cause) SELECT id, from_state, 'failed', 'queue_gave_up' FROM moved
+    )
+    SELECT id FROM moved`.execute(db)
+  return res.rows.length === 1
 }
 
 /** A row the caller read, to be put on the queue under a fresh job id. */
@@ -424,7 +465,8 @@ export async function bumpRequeue(db: Db, items: readonly RequeueItem[]): Promis
   if (items.length === 0) return []
   const res = await sql<{ id: number; requeue_count: number }>`
     WITH v AS (SELECT * FROM unnest(${items.map((i) => i.id)}::bigint[], ${items.map((i) => i.requeueCount)}::int[]) AS v(id, n)),
-    locked AS MATERIALIZED (SELECT r.id FROM receipts r JOIN v ON v.id = r.id ORDER BY r.id FOR UPDATE OF r)
+    locked AS MATERIALIZED (SELECT r.id FROM receipts r JOIN v ON v.id = r.id ORDER BY r.id FOR UPDATE OF r),
+    bumped AS (
     UPDATE receipts r SET
       requeue_count = r.requeue_count + 1,
       needs_lookup = r.needs_lookup OR r.state = 'issuing',
@@ -432,7 +474,13 @@ export async function bumpRequeue(db: Db, items: readonly RequeueItem[]): Promis
     FROM v JOIN locked l ON l.id = v.id
     WHERE r.id = v.id AND r.requeue_count = v.n
       AND (r.state = 'pending' OR (r.state = 'issuing' AND (r.locked_until IS NULL OR r.locked_until < now())))
-    RETURNING r.id, r.requeue_count`.execute(db)
+    RETURNING r.id, r.requeue_count, r.state
+  ),
+  logged AS (
+    -- not a change of state but of owner: the row's next job generation (issuing: the old lease is given up)
+    INSERT INTO receipt_transitions (receipt_id, from_state, to_state, cause) SELECT id, state, state, 'recover' FROM bumped
+  )
+  SELECT id, requeue_count FROM bumped`.execute(db)
   return res.rows.map((r) => ({ id: Number(r.id), requeue_count: r.requeue_count }))
 }
 
@@ -449,6 +497,7 @@ export async function bumpRequeue(db: Db, items: readonly RequeueItem[]): Promis
 export async function insertIssueReceipts(db: Db, receipts: readonly NewReceipt[]) {
   const col = <T>(f: (r: NewReceipt) => T) => receipts.map(f)
   const res = await sql<{ id: number; state: ReceiptState; trade_date: string; redrive_count: number; merchant_id: string; provider: string; skip_reason: string | null }>`
+    WITH ins AS (
     INSERT INTO receipts (transaction_id, kind, merchant_id, provider, provider_key, idempotency_key, portone_payment, trade_date, deadline,
       run_id, last_run_id, total_amount, supply_amount, vat_amount, tax_free_amount, service_fee, state, purpose, skip_reason, finished_at, self_issued)
     SELECT transaction_id, 'issue', merchant_id, provider, provider_key, idempotency_key, portone_payment, trade_date, deadline,
@@ -465,7 +514,12 @@ export async function insertIssueReceipts(db: Db, receipts: readonly NewReceipt[
       run_id, last_run_id, total_amount, supply_amount, vat_amount, tax_free_amount, service_fee, state, purpose, skip_reason, finished_at, self_issued)
     WHERE n.state IN ('pending', 'skipped')
     ON CONFLICT (transaction_id, kind, seq) DO NOTHING
-    RETURNING id, state, trade_date, redrive_count, merchant_id, provider, skip_reason
+    RETURNING id, state, trade_date, redrive_count, merchant_id, provider, skip_reason, run_id
+    ),
+    logged AS (
+      INSERT INTO receipt_transitions (receipt_id, from_state, to_state, cause, run_id) SELECT id, NULL, state, 'settle', run_id FROM ins
+    )
+    SELECT id, state, trade_date, redrive_count, merchant_id, provider, skip_reason FROM ins
   `.execute(db)
   return res.rows
 }
@@ -554,6 +608,8 @@ export interface NewCancelReceipt {
   readonly reason: 1 | 2 | 3
   /** A full cancel after which a new receipt for this amount follows (see recordCancelOutcome). */
   readonly reissueAmount?: number | null
+  /** For the transition history: `cancel` (default) or `operator:cancel` for a cancel a person asked for. */
+  readonly cause?: string
 }
 
 /**
@@ -563,6 +619,7 @@ export interface NewCancelReceipt {
  */
 export async function insertCancelReceipt(db: Db, c: NewCancelReceipt): Promise<number | null> {
   const res = await sql<{ id: number }>`
+    WITH ins AS (
     INSERT INTO receipts (transaction_id, kind, seq, merchant_id, provider, state, provider_key, idempotency_key, portone_payment, purpose,
       trade_date, deadline, total_amount, supply_amount, vat_amount, tax_free_amount, service_fee, parent_receipt_id, cancel_reason, run_id, last_run_id, reissue_amount)
     SELECT p.transaction_id, 'cancel', ${c.seq}::int, p.merchant_id, p.provider, 'pending', p.provider_key, ${c.idempotencyKey}::text, p.portone_payment, p.purpose,
@@ -571,7 +628,12 @@ export async function insertCancelReceipt(db: Db, c: NewCancelReceipt): Promise<
     FROM receipts p
     WHERE p.id = ${c.parentId} AND p.kind = 'issue' AND p.state = 'issued'
       AND NOT EXISTS (SELECT 1 FROM receipts o WHERE o.parent_receipt_id = p.id AND o.state IN ('pending', 'issuing'))
-    RETURNING id`.execute(db)
+    RETURNING id
+    ),
+    logged AS (
+      INSERT INTO receipt_transitions (receipt_id, from_state, to_state, cause) SELECT id, NULL, 'pending', ${c.cause ?? 'cancel'}::text FROM ins
+    )
+    SELECT id FROM ins`.execute(db)
   return res.rows[0] ? Number(res.rows[0].id) : null
 }
 
@@ -580,14 +642,8 @@ export async function insertCancelReceipt(db: Db, c: NewCancelReceipt): Promise<
 
 /** A full cancel is about to be sent: issued → cancelling. False when the row is not issued. */
 export async function beginFullCancel(db: Db, parentId: number): Promise<boolean> {
-  const res = await db
-    .updateTable('receipts')
-    .set({ state: 'cancelling', updated_at: sql`now()` })
-    .where('id', '=', parentId)
-    .where('kind', '=', 'issue')
-    .where('state', '=', 'issued')
-    .executeTakeFirst()
-  return Number(res.numUpdatedRows) === 1
+  const moved = db.updateTable('receipts').set({ state: 'cancelling', updated_at: sql`now()` }).where('id', '=', parentId).where('kind', '=', 'issue').where('state', '=', 'issued').returning('id')
+  return logTransition(db, moved, 'issued', 'cancelling', 'cancel')
 }
 
 export interface CancelOutcome {
@@ -626,24 +682,35 @@ export async function recordCancelOutcome(db: Db, o: CancelOutcome): Promise<Can
     const owned = (await applyTransitions(trx, [o.item])).has(o.item.receiptId)
     if (!owned) return { owned, parentMoved: false, reissuedId: null }
     const state = o.item.transition.state
-    let q
+    let set
+    let from: ReceiptState[]
     if (state === 'issued') {
-      const cancelTotal = trx.selectFrom('receipts').select('total_amount').where('id', '=', o.item.receiptId)
-      q = trx
-        .updateTable('receipts')
-        .set({ cancelled_amount: sql`cancelled_amount + (${cancelTotal})`, state: o.full ? 'cancelled' : 'issued', updated_at: sql`now()` })
-        .where('state', 'in', o.full ? ['issued', 'cancelling'] : ['issued'])
+      set = sql`cancelled_amount = r.cancelled_amount + c.total_amount, state = ${o.full ? 'cancelled' : 'issued'}::text`
+      from = o.full ? ['issued', 'cancelling'] : ['issued']
     } else if (state === 'failed' && o.full) {
-      q = trx.updateTable('receipts').set({ state: 'issued', updated_at: sql`now()` }).where('state', '=', 'cancelling')
+      set = sql`state = 'issued'`
+      from = ['cancelling']
     } else {
       return { owned, parentMoved: false, reissuedId: null }
     }
-    const res = await q
-      .where('id', '=', o.parentId)
-      .where('kind', '=', 'issue')
-      .where('id', '=', trx.selectFrom('receipts').select('parent_receipt_id').where('id', '=', o.item.receiptId))
-      .executeTakeFirst()
-    const parentMoved = Number(res.numUpdatedRows) === 1
+    // The issue row is read under lock first, so its state before the update is the history's from state.
+    const res = await sql<{ id: number }>`
+      WITH prev AS MATERIALIZED (
+        SELECT p.id, p.state FROM receipts p JOIN receipts c ON c.id = ${o.item.receiptId}::bigint AND c.parent_receipt_id = p.id
+        WHERE p.id = ${o.parentId}::bigint AND p.kind = 'issue' FOR UPDATE OF p
+      ),
+      moved AS (
+        UPDATE receipts r SET ${set}, updated_at = now()
+        FROM prev, receipts c
+        WHERE r.id = prev.id AND c.id = ${o.item.receiptId}::bigint AND prev.state = ANY(${from}::text[])
+        RETURNING r.id, prev.state AS from_state, r.state AS to_state
+      ),
+      logged AS (
+        INSERT INTO receipt_transitions (receipt_id, from_state, to_state, cause, job_id, worker_id)
+        SELECT id, from_state, to_state, ${state === 'issued' ? 'cancel' : 'cancel_failed'}::text, ${o.item.attempts.jobId ?? null}::text, ${o.item.workerId}::text FROM moved
+      )
+      SELECT id FROM moved`.execute(trx)
+    const parentMoved = res.rows.length === 1
     // A partial refund at a full-cancel-only provider: the receipt is now cancelled at the provider,
     // so the new receipt for what is still paid exists from this commit on (pending, its own keys).
     const reissuedId = parentMoved && state === 'issued' && o.full && o.reissue ? await insertReissue(trx, o.item.receiptId, o.parentId, o.reissue) : null
@@ -658,6 +725,7 @@ export async function recordCancelOutcome(db: Db, o: CancelOutcome): Promise<Can
  */
 async function insertReissue(db: Db, cancelId: number, parentId: number, r: NonNullable<CancelOutcome['reissue']>): Promise<number | null> {
   const res = await sql<{ id: number }>`
+    WITH ins AS (
     INSERT INTO receipts (transaction_id, kind, seq, merchant_id, provider, state, provider_key, idempotency_key, portone_payment, purpose, self_issued,
       trade_date, deadline, total_amount, supply_amount, vat_amount, tax_free_amount, service_fee, replaces_receipt_id, run_id, last_run_id)
     SELECT p.transaction_id, 'issue', ${r.seq}::int, p.merchant_id, p.provider, 'pending', ${r.providerKey}::text, ${r.idempotencyKey}::text, p.portone_payment,
@@ -666,7 +734,10 @@ async function insertReissue(db: Db, cancelId: number, parentId: number, r: NonN
     FROM receipts p JOIN receipts c ON c.id = ${cancelId}::bigint AND c.parent_receipt_id = p.id AND c.reissue_amount = ${r.amounts.total}::bigint
     WHERE p.id = ${parentId}::bigint AND p.kind = 'issue' AND p.state = 'cancelled'
     ON CONFLICT DO NOTHING
-    RETURNING id`.execute(db)
+    RETURNING id
+    ),
+    logged AS (INSERT INTO receipt_transitions (receipt_id, from_state, to_state, cause) SELECT id, NULL, 'pending', 'reissue' FROM ins)
+    SELECT id FROM ins`.execute(db)
   return res.rows[0] ? Number(res.rows[0].id) : null
 }
 
@@ -733,7 +804,8 @@ export async function redriveFailed(
 ): Promise<Redriven[]> {
   return db.transaction().execute(async (trx) => {
     const claimed = await sql<Redriven>`
-      WITH old AS (SELECT id, error_class FROM receipts WHERE ${failedWhere(filter)} FOR UPDATE SKIP LOCKED)
+      WITH old AS (SELECT id, error_class FROM receipts WHERE ${failedWhere(filter)} FOR UPDATE SKIP LOCKED),
+      moved AS (
       UPDATE receipts r SET
         state = 'pending',
         redrive_count = r.redrive_count + 1,
@@ -742,7 +814,12 @@ export async function redriveFailed(
         finished_at = NULL,
         updated_at = now()
       FROM old WHERE r.id = old.id AND r.state = 'failed'
-      RETURNING r.id, r.kind, r.redrive_count, r.requeue_count, r.trade_date::text AS trade_date, r.merchant_id, r.provider, old.error_class, r.idempotency_key`.execute(trx)
+      RETURNING r.id, r.kind, r.redrive_count, r.requeue_count, r.trade_date::text AS trade_date, r.merchant_id, r.provider, old.error_class, r.idempotency_key
+      ),
+      logged AS (
+        INSERT INTO receipt_transitions (receipt_id, from_state, to_state, cause, run_id) SELECT id, 'failed', 'pending', 'redrive', ${runId}::bigint FROM moved
+      )
+      SELECT id, kind, redrive_count, requeue_count, trade_date, merchant_id, provider, error_class, idempotency_key FROM moved`.execute(trx)
     const issueRows = claimed.rows.filter((r) => r.kind === 'issue')
     if (!issueRows.length) return claimed.rows
     const keys = issueRows.map((r) => freshKey({ idempotencyKey: r.idempotency_key, redriveCount: r.redrive_count }))
@@ -773,7 +850,7 @@ export async function repairFromProvider(
   const allowed: ReceiptState[] = to === 'issued' ? ['failed', 'pending'] : ['failed', 'pending', 'issued']
   if (!allowed.includes(from)) return false
   const issuedAt = validDate(held.issuedAt)
-  const res = await db
+  const moved = db
     .updateTable('receipts')
     .set({
       state: to,
@@ -794,8 +871,8 @@ export async function repairFromProvider(
     .where('kind', '=', 'issue')
     .where('state', '=', from)
     .where('state', 'in', allowed)
-    .executeTakeFirst()
-  return Number(res.numUpdatedRows) === 1
+    .returning('id')
+  return logTransition(db, moved, from, to, 'reconcile')
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -833,7 +910,7 @@ export async function finalizeProvisional(db: Db, receiptId: number, held: Pick<
  * guard does not hold (the caller flags the row instead).
  */
 export async function failProvisional(db: Db, receiptId: number, error: { readonly code: string; readonly message: string }): Promise<boolean> {
-  const res = await db
+  const moved = db
     .updateTable('receipts')
     .set({
       state: 'failed',
@@ -854,8 +931,8 @@ export async function failProvisional(db: Db, receiptId: number, error: { readon
     .where(({ not, exists, selectFrom }) =>
       not(exists(selectFrom('receipts as c').select('c.id').where('c.parent_receipt_id', '=', receiptId).where('c.state', 'in', ['pending', 'issuing']))),
     )
-    .executeTakeFirst()
-  return Number(res.numUpdatedRows) === 1
+    .returning('id')
+  return logTransition(db, moved, 'issued', 'failed', 'reconcile')
 }
 
 /** error_class of a receipt the tax authority refused after the provider had accepted it. */
@@ -909,6 +986,26 @@ async function reconcileMark(db: Db, receiptId: number, state: ReceiptState, fla
     .where('state', 'in', ['issued', 'cancelled'])
     .executeTakeFirst()
   return Number(res.numUpdatedRows) === 1
+}
+
+/**
+ * Runs a guarded single-row update whose from state the guard fixes, and records its transition in
+ * the same statement (a data-modifying CTE): the history row exists exactly when the update applied.
+ */
+async function logTransition(
+  db: Db,
+  moved: UpdateQueryBuilder<Database, 'receipts', 'receipts', { id: number }>,
+  from: ReceiptState,
+  to: ReceiptState,
+  cause: string,
+): Promise<boolean> {
+  const res = await db
+    .with('moved', () => moved)
+    .insertInto('receipt_transitions')
+    .columns(['receipt_id', 'from_state', 'to_state', 'cause'])
+    .expression((eb) => eb.selectFrom('moved').select(['moved.id', sql.lit(from).as('f'), sql.lit(to).as('t'), sql.lit(cause).as('c')]))
+    .executeTakeFirst()
+  return Number(res.numInsertedOrUpdatedRows) === 1
 }
 
 function validDate(iso: string | null): Date | null {

@@ -169,6 +169,21 @@ export interface ProviderDuplicatesTable {
   repair_outcome: string | null
 }
 
+/** One change of a receipt's state or owner, written by the ledger with the change (see ledger.ts). */
+export interface ReceiptTransitionsTable {
+  id: Generated<number>
+  receipt_id: number
+  /** Null for the row's creation. */
+  from_state: ReceiptState | null
+  to_state: ReceiptState
+  at: Generated<Timestamp>
+  /** settle, attempt:<n>, lookup, deferred, lease_takeover, recover, queue_gave_up, redrive, cancel, reissue, reconcile, operator:<command>. */
+  cause: string
+  run_id: number | null
+  job_id: string | null
+  worker_id: string | null
+}
+
 export interface AuditLogTable {
   id: Generated<string>
   at: Generated<Date>
@@ -187,6 +202,7 @@ export interface Database {
   issuance_attempts: IssuanceAttemptsTable
   settle_rejections: SettleRejectionsTable
   provider_duplicates: ProviderDuplicatesTable
+  receipt_transitions: ReceiptTransitionsTable
 }
 
 export type Receipt = Selectable<ReceiptsTable>

@@ -55,7 +55,7 @@ export async function cancelChangedTransactions(
     }
     try {
       if (fullOnly) {
-        const r = await requestCancellation(deps, { transactionId: id, reason: 1, reissueAmount: stillPaid })
+        const r = await requestCancellation(deps, { transactionId: id, reason: 1, reissueAmount: stillPaid, cause: 'refund' })
         out.push({
           transaction_id: id,
           result: `full cancellation of ${r.amount} enqueued; a new receipt for ${stillPaid} follows once it is accepted (${row.provider} cancels only in full)`,
@@ -64,7 +64,7 @@ export async function cancelChangedTransactions(
           reissue_amount: stillPaid,
         })
       } else {
-        const r = await requestCancellation(deps, { transactionId: id, reason: 1, amount })
+        const r = await requestCancellation(deps, { transactionId: id, reason: 1, amount, cause: 'refund' })
         out.push({ transaction_id: id, result: `cancellation of ${r.amount} enqueued`, action: 'cancel', cancel_amount: r.amount, reissue_amount: null })
       }
     } catch (err) {

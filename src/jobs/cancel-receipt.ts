@@ -34,6 +34,8 @@ export interface CancelRequestInput {
    * refund at a provider that cancels only in full). The re-issue is created when the cancel is accepted.
    */
   readonly reissueAmount?: number
+  /** Why, for the receipt's transition history: `operator:cancel` (the CLI), `refund` (a refund found by import). */
+  readonly cause?: string
 }
 
 export interface CancelRequested {
@@ -107,6 +109,7 @@ export async function requestCancellation(
       amounts: split,
       reason: input.reason,
       reissueAmount,
+      cause: input.cause,
     })
     // The parent was read issued with no open cancel under FOR UPDATE, so the guard holds.
     if (id === null) throw new Error(`receipt ${issue.id} changed while its cancellation was being created`)

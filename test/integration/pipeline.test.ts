@@ -147,4 +147,22 @@ describe('a settlement day', () => {
     const report = await buildReport(app.db(), { runId: summary.runId! })
     expect(report.totals.cancelled).toBe(1)
   })
+
+  it('every receipt of the days above has a history from its creation to its state, each step from where the last ended', async () => {
+    const receipts = await app.db().selectFrom('receipts').select(['id', 'state']).execute()
+    const steps = await app.db().selectFrom('receipt_transitions').select(['receipt_id', 'from_state', 'to_state', 'cause']).orderBy('id').execute()
+    const byReceipt = new Map<number, typeof steps>()
+    for (const s of steps) byReceipt.set(s.receipt_id, [...(byReceipt.get(s.receipt_id) ?? []), s])
+    expect(receipts.length).toBeGreaterThan(50)
+    const causes = new Set<string>()
+    for (const r of receipts) {
+      const chain = byReceipt.get(r.id) ?? []
+      expect(chain[0], `receipt ${r.id}`).toMatchObject({ from_state: null })
+      for (let i = 1; i < chain.length; i++) expect(chain[i]!.from_state, `receipt ${r.id} step ${i}`).toBe(chain[i - 1]!.to_state)
+      expect(chain.at(-1)!.to_state, `receipt ${r.id}`).toBe(r.state)
+      for (const s of chain) causes.add(s.cause.replace(/:\d+$/, ''))
+    }
+    // the days above issued, failed, re-drove and cancelled
+    expect([...causes]).toEqual(expect.arrayContaining(['settle', 'attempt', 'redrive', 'cancel']))
+  })
 })

@@ -9,6 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
   applyTransitions,
   beginFullCancel,
+  bumpRequeue,
+  failProvisional,
   claimReceipts,
   extendLease,
   failOrphaned,
@@ -22,6 +24,7 @@ import {
 } from '../../src/db/ledger.ts'
 import type { Db } from '../../src/db/database.ts'
 import type { ReceiptState } from '../../src/db/schema.ts'
+import type { OutcomeKind } from '../../src/domain/index.ts'
 import { buildReceipt } from '../../src/jobs/settle.ts'
 import { createTestEnv, type TestEnv } from '../helpers/test-env.ts'
 import { importDay, settle } from '../helpers/pipeline.ts'
@@ -62,6 +65,12 @@ interface Spec {
   /** Runs the operation; true when it reports that it applied. */
   readonly run: (s: Subject) => Promise<boolean>
   readonly check?: (s: Subject) => Promise<void>
+  /**
+   * The cause of the one receipt_transitions row an applied operation writes for the subject (from
+   * the state read, to the state after), by the start it applied from; none: the operation changes
+   * neither state nor owner and writes no history.
+   */
+  readonly cause?: (from: Start) => string
 }
 
 let env: TestEnv
@@ -164,6 +173,12 @@ async function ownRun(s: Subject): Promise<void> {
   await db.updateTable('receipts').set({ run_id: run.id, last_run_id: run.id }).where('id', '=', s.id).execute()
 }
 
+/** The subject's history rows after `afterId` (receipt_transitions ids only grow). */
+const historyOf = (ids: readonly number[], afterId: number) =>
+  db.selectFrom('receipt_transitions').select(['receipt_id', 'from_state', 'to_state', 'cause']).where('receipt_id', 'in', ids).where('id', '>', afterId).orderBy('id').execute()
+const lastHistoryId = async () => Number((await db.selectFrom('receipt_transitions').select((eb) => eb.fn.max('id').as('m')).executeTakeFirst())?.m ?? 0)
+const claimCause = (from: Start) => (from.state === 'issuing' ? 'lease_takeover' : 'attempt:1')
+
 const MINE: Start = { state: 'issuing', lease: 'mine' }
 const TAKEN: Start = { state: 'issuing', lease: 'other' }
 
@@ -176,6 +191,7 @@ const SPECS: readonly Spec[] = [
     wrongLease: 'expired',
     alsoRefused: [TAKEN],
     run: async (s) => (await claimReceipts(db, [s.id], ME, 60_000)).get(s.id)?.status === 'claimed',
+    cause: claimCause,
     check: async (s) => expect((await snapshot([s.id]))[0]).toMatchObject({ locked_by: ME }),
   },
   {
@@ -186,6 +202,7 @@ const SPECS: readonly Spec[] = [
     wrongLease: 'expired',
     alsoRefused: [TAKEN],
     run: async (s) => (await claimReceipts(db, [s.id], ME, 60_000)).get(s.id)?.status === 'claimed',
+    cause: claimCause,
   },
   {
     op: 'extendLease',
@@ -205,6 +222,7 @@ const SPECS: readonly Spec[] = [
       wrongLease: 'mine',
       alsoRefused: [TAKEN, { state: 'issuing', lease: 'expired' }],
       run: record(to),
+      cause: () => 'attempt:1',
       check: async (s) => expect((await snapshot([s.id]))[0]).toMatchObject({ locked_by: null, locked_until: null }),
     }),
   ),
@@ -217,6 +235,7 @@ const SPECS: readonly Spec[] = [
       wrongLease: 'mine',
       alsoRefused: [TAKEN],
       run: record(to),
+      cause: () => 'attempt:1',
     }),
   ),
   {
@@ -227,6 +246,7 @@ const SPECS: readonly Spec[] = [
     wrongLease: 'expired',
     alsoRefused: [TAKEN],
     run: (s) => failOrphaned(db, s.id, 'queue', 'job stalled too often'),
+    cause: () => 'queue_gave_up',
     check: async (s) => expect((await snapshot([s.id]))[0]).toMatchObject({ needs_lookup: true, locked_by: null }),
   },
   {
@@ -236,6 +256,7 @@ const SPECS: readonly Spec[] = [
     to: 'cancelling',
     wrongLease: 'none',
     run: (s) => beginFullCancel(db, s.id),
+    cause: () => 'cancel',
   },
   {
     op: 'beginFullCancel (a cancel row is never a parent)',
@@ -253,6 +274,7 @@ const SPECS: readonly Spec[] = [
     wrongLease: 'mine',
     alsoRefused: [TAKEN, { state: 'issuing', lease: 'expired' }],
     run: async (s) => (await cancelOutcome('issued', true)(s)).owned,
+    cause: () => 'attempt:1',
     check: async (s) => expect(await stateOf(s.parentId!)).toBe('cancelled'),
   },
   {
@@ -262,6 +284,7 @@ const SPECS: readonly Spec[] = [
     to: 'cancelled',
     wrongLease: 'none',
     run: async (s) => (await cancelOutcome('issued', true)(s)).parentMoved,
+    cause: () => 'cancel',
     check: async (s) => {
       const [p] = await snapshot([s.parentId!])
       expect(p!.cancelled_amount).toBe(p!.total_amount)
@@ -274,6 +297,7 @@ const SPECS: readonly Spec[] = [
     to: 'issued',
     wrongLease: 'none',
     run: async (s) => (await cancelOutcome('issued', false)(s)).parentMoved,
+    cause: () => 'cancel',
     check: async (s) => {
       const [p, c] = await snapshot([s.parentId!, s.cancelId!])
       expect(p!.cancelled_amount).toBe(c!.total_amount)
@@ -286,6 +310,7 @@ const SPECS: readonly Spec[] = [
     to: 'issued',
     wrongLease: 'none',
     run: async (s) => (await cancelOutcome('failed', true)(s)).parentMoved,
+    cause: () => 'cancel_failed',
   },
   {
     op: 'recordCancelOutcome left for another attempt, the parent',
@@ -307,6 +332,7 @@ const SPECS: readonly Spec[] = [
       const redriven = await redriveFailed(db, { runId: run }, run, (r) => `${r.idempotencyKey}-r${r.redriveCount}`)
       return redriven.some((r) => r.id === s.id)
     },
+    cause: () => 'redrive',
     check: async (s) => expect((await snapshot([s.id]))[0]!.idempotency_key).toMatch(/-r1$/),
   },
   {
@@ -320,6 +346,7 @@ const SPECS: readonly Spec[] = [
       const run = (await snapshot([s.id]))[0]!.run_id!
       return (await redriveFailed(db, { runId: run }, run, (r) => `${r.idempotencyKey}-r${r.redriveCount}`)).some((r) => r.id === s.id)
     },
+    cause: () => 'redrive',
     check: async (s) => expect((await snapshot([s.id]))[0]!.idempotency_key).toMatch(/-c1$/),
   },
   ...(['issued', 'cancelled'] as const).map(
@@ -330,6 +357,7 @@ const SPECS: readonly Spec[] = [
       to,
       wrongLease: 'none',
       run: async (s) => repairFromProvider(db, s.id, await stateOf(s.id), to, held(to)),
+      cause: () => 'reconcile',
       check: async (s) => expect((await snapshot([s.id]))[0]).toMatchObject({ approval_number: '123456789', needs_lookup: false }),
     }),
   ),
@@ -368,9 +396,14 @@ for (const spec of SPECS) {
         const s = await arrange(spec, from)
         await spec.prepare?.(s)
         const before = await stateOf(s.id)
+        const mark = await lastHistoryId()
         expect(await spec.run(s)).toBe(true)
-        expect(await stateOf(s.id)).toBe(spec.to === 'same' ? before : spec.to)
+        const after = await stateOf(s.id)
+        expect(after).toBe(spec.to === 'same' ? before : spec.to)
         await spec.check?.(s)
+        // the history row is written with the change, or none when neither state nor owner changed
+        const written = (await historyOf(s.watch, mark)).filter((h) => h.receipt_id === s.id)
+        expect(written).toEqual(spec.cause ? [{ receipt_id: s.id, from_state: before, to_state: after, cause: spec.cause(from) }] : [])
       })
     }
     const refused = [
@@ -382,8 +415,10 @@ for (const spec of SPECS) {
         const s = await arrange(spec, from)
         await spec.prepare?.(s)
         const before = await snapshot(s.watch)
+        const mark = await lastHistoryId()
         expect(await spec.run(s)).toBe(false)
         expect(await snapshot(s.watch)).toEqual(before)
+        expect(await historyOf(s.watch, mark)).toEqual([])
       })
     }
   })
@@ -412,6 +447,9 @@ describe('insertIssueReceipts (settlement)', () => {
     const others = STATES.filter((s) => s !== 'pending' && s !== 'skipped').map((state, i) => ({ ...buildReceipt(rest[i]!, false, null), state }))
     const inserted = await insertIssueReceipts(db, [pending, skipped, ...others])
     expect(inserted.map((r) => r.state).sort()).toEqual(['pending', 'skipped'])
+    // each created row's history starts with its creation, by settlement
+    const created = await historyOf(inserted.map((r) => r.id), 0)
+    expect(created.map((h) => [h.from_state, h.to_state, h.cause]).sort()).toEqual([[null, 'pending', 'settle'], [null, 'skipped', 'settle']])
     expect((await unreceipted()).map((t) => t.transaction_id)).toEqual(rest.map((t) => t.transaction_id))
   })
 
@@ -439,6 +477,7 @@ describe('insertCancelReceipt (cancel request)', () => {
     const id = await create(parentId, 1)
     expect(id).not.toBeNull()
     expect(await cancelsOf(parentId)).toEqual([expect.objectContaining({ id, kind: 'cancel', state: 'pending', seq: 1, total_amount: 1000 })])
+    expect(await historyOf([id!], 0)).toEqual([{ receipt_id: id, from_state: null, to_state: 'pending', cause: 'cancel' }])
     expect(await snapshot([parentId])).toEqual(before)
   })
 
@@ -472,5 +511,57 @@ describe('insertCancelReceipt (cancel request)', () => {
     const before = await snapshot([cancelId])
     expect(await create(cancelId, 2)).toBeNull()
     expect(await snapshot([cancelId])).toEqual(before)
+  })
+})
+
+describe('history of the changes no state table above covers', () => {
+  it('a recovery requeue records a change of owner (recover), pending or issuing past its lease', async () => {
+    const [a, b] = [take(), take()]
+    await put(b, { state: 'issuing', lease: 'expired' })
+    const counts = await db.selectFrom('receipts').select(['id', 'requeue_count']).where('id', 'in', [a, b]).execute()
+    const mark = await lastHistoryId()
+    const bumped = await bumpRequeue(db, counts.map((c) => ({ id: c.id, requeueCount: c.requeue_count })))
+    expect(bumped.map((r) => r.id).sort((x, y) => x - y)).toEqual([a, b].sort((x, y) => x - y))
+    expect(await historyOf([a, b], mark)).toEqual(
+      expect.arrayContaining([
+        { receipt_id: a, from_state: 'pending', to_state: 'pending', cause: 'recover' },
+        { receipt_id: b, from_state: 'issuing', to_state: 'issuing', cause: 'recover' },
+      ]),
+    )
+    // a second caller with the old count loses the race and records nothing
+    const again = await lastHistoryId()
+    expect(await bumpRequeue(db, counts.map((c) => ({ id: c.id, requeueCount: c.requeue_count })))).toEqual([])
+    expect(await historyOf([a, b], again)).toEqual([])
+  })
+
+  it('the tax authority refusing a provisional receipt records issued → failed (reconcile)', async () => {
+    const id = take()
+    await put(id, { state: 'issued' })
+    await db.updateTable('receipts').set({ provisional: true }).where('id', '=', id).execute()
+    const mark = await lastHistoryId()
+    expect(await failProvisional(db, id, { code: 'TS1', message: 'refused' })).toBe(true)
+    expect(await historyOf([id], mark)).toEqual([{ receipt_id: id, from_state: 'issued', to_state: 'failed', cause: 'reconcile' }])
+    expect(await failProvisional(db, id, { code: 'TS1', message: 'refused' })).toBe(false)
+    expect(await historyOf([id], mark)).toHaveLength(1)
+  })
+
+  it('an attempt that only looked up, and one put off by the throttle, say so', async () => {
+    const [a, b] = [take(), take()]
+    await put(a, MINE)
+    await put(b, MINE)
+    const lookup = { operation: 'lookup' as const, startedAt: new Date(), finishedAt: new Date(), outcome: 'issued' as OutcomeKind, httpStatus: 200, providerCode: null, message: null, latencyMs: 5 }
+    const mark = await lastHistoryId()
+    const moved = await applyTransitions(db, [
+      { receiptId: a, workerId: ME, transition: { state: 'issued' }, attempts: { receipt: { id: a, attempts: 2 }, jobId: 'job-a', rows: [lookup] } },
+      { receiptId: b, workerId: ME, transition: { state: 'pending', uncounted: true }, attempts: { receipt: { id: b, attempts: 1 }, jobId: 'job-b', rows: [] } },
+    ])
+    expect(moved.size).toBe(2)
+    const rows = await db.selectFrom('receipt_transitions').select(['receipt_id', 'cause', 'job_id', 'worker_id']).where('id', '>', mark).orderBy('receipt_id').execute()
+    expect(rows).toEqual(
+      [
+        { receipt_id: a, cause: 'lookup', job_id: 'job-a', worker_id: ME },
+        { receipt_id: b, cause: 'deferred', job_id: 'job-b', worker_id: ME },
+      ].sort((x, y) => x.receipt_id - y.receipt_id),
+    )
   })
 })

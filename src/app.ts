@@ -28,7 +28,7 @@ import { cancelChangedTransactions, type CancelChangedResult } from './jobs/canc
 import { reconcileDay, type ReconcileResult } from './jobs/reconcile.ts'
 import { rekey, type RekeySummary } from './jobs/rekey.ts'
 import { recoverOrphans, startRecoveryLoop, type RecoverOptions, type RecoverResult } from './jobs/recover.ts'
-import { importTransactions, type ImportOptions, type ImportResult } from './import/import-transactions.ts'
+import { importTransactions, type ImportOptions, type ImportRejects, type ImportResult } from './import/import-transactions.ts'
 import { buildReport, type RunReport } from './report/report.ts'
 import { buildReportDetails, type ReportDetails } from './report/report-details.ts'
 import { findReceipts, type ReceiptLookup } from './report/receipt-history.ts'
@@ -61,7 +61,7 @@ export interface App {
   databaseLost(): Promise<never>
 
   /** Imports a CSV or JSON Lines file of completed transactions. */
-  importFile(file: string, opts: ImportOptions): Promise<ImportResult & { rejectsRaw: string[] }>
+  importFile(file: string, opts: ImportOptions): Promise<ImportResult & ImportRejects>
   /** Creates the receipts of a business date (plus carry-overs) and enqueues their issue jobs. */
   settle(opts: SettleOptions): Promise<SettleSummary>
   /** Puts failed receipts back on the queue under fresh job ids. */

@@ -6,6 +6,11 @@
  * table, so memory stays bounded whatever the file size.
  *
  * All-or-nothing by default: any bad row → rollback, every problem listed as `line N: field: reason`.
+ * A problem with the file as a whole (a required column missing, an unknown column under
+ * `strictColumns`) writes nothing even with `skipInvalid`; a file without records is refused.
+ *
+ * The file is UTF-8 or CP949/EUC-KR, detected unless forced (read-rows.ts). Columns outside the
+ * import format are ignored with a warning naming the column it was probably meant to be.
  * Re-importing an identical transaction is a no-op; a later import of the same transaction may only
  * move it forward (completed → cancelled, a larger refunded_amount), which requests cancellation of
  * an issued receipt.
@@ -17,7 +22,8 @@ import { encryptPii, encryptText, decryptText, type DataKeys } from '../crypto/p
 import { contentHash, contentHashes, type HashedContent } from '../crypto/content-hash.ts'
 import { validateTransaction, IMPORT_REQUIRED_COLUMNS, maskIdentifier, type ValidTransaction } from '../domain/index.ts'
 import { deriveProviderKeys, providerKeySource } from '../providers/keys.ts'
-import { readRows, formatOf, FileFormatError } from './read-rows.ts'
+import { readRows, formatOf, detectEncoding, FileFormatError, type Encoding } from './read-rows.ts'
+import { isKnownColumn, REJECT_REASON_COLUMN, unknownColumnMessage } from './columns.ts'
 
 export interface ImportError {
   readonly line: number
@@ -25,9 +31,27 @@ export interface ImportError {
   readonly message: string
 }
 
+/** Something in the file that was not imported but does not stop the import (an unknown column). */
+export interface ImportWarning {
+  readonly line: number
+  /** The column concerned, or `column N` when its name looks like data and is not repeated. */
+  readonly field: string
+  readonly message: string
+}
+
+/** A rejected record as it was in the file, and why (`line N: field: reason; …`). */
+export interface RejectedRecord {
+  readonly line: number
+  readonly raw: string
+  readonly reason: string
+}
+
 export interface ImportResult {
   readonly file: string
   readonly format: 'csv' | 'jsonl'
+  /** The encoding the file was read in: detected, or as `encoding` forced it. */
+  readonly encoding: Encoding
+  /** Records read, the invalid ones included. */
   readonly rows: number
   readonly inserted: number
   readonly updated: number
@@ -35,6 +59,9 @@ export interface ImportResult {
   readonly rejected: number
   readonly written: boolean
   readonly errors: readonly ImportError[]
+  /** True when `errors` include a problem of the file as a whole: nothing is written whatever the options. */
+  readonly fileRejected: boolean
+  readonly warnings: readonly ImportWarning[]
   /** Transactions whose status/refund moved forward: their issued receipts need cancelling. */
   readonly changedTransactionIds: readonly string[]
 }
@@ -47,6 +74,16 @@ export interface ImportOptions {
   readonly onProgress?: (rows: number, phase: 'reading' | 'writing') => void
   /** At most this many errors are kept in memory and reported (the count stays exact). */
   readonly maxErrors?: number
+  /** Read the file in this encoding instead of detecting it. */
+  readonly encoding?: Encoding
+  /** An unknown column is an error of the file (nothing written), not a warning. */
+  readonly strictColumns?: boolean
+}
+
+/** What `keepRejects` adds to the result: the rejected records, and the CSV header to write above them. */
+export interface ImportRejects {
+  readonly rejects: RejectedRecord[]
+  readonly header?: readonly string[]
 }
 
 const BATCH = 1_000
@@ -57,19 +94,43 @@ export async function importTransactions(
   dataKeys: DataKeys,
   path: string,
   opts: ImportOptions,
-): Promise<ImportResult & { rejectsRaw: string[] }> {
+): Promise<ImportResult & ImportRejects> {
   const format = formatOf(path)
   await assertReadable(path)
+  const encoding = opts.encoding ?? (await detectEncoding(path))
   const maxErrors = opts.maxErrors ?? 10_000
   const errors: ImportError[] = []
   let errorCount = 0
+  let fileRejected = false
   const badLines = new Set<number>()
-  const addError = (e: ImportError) => {
+  // Why each rejected line was rejected, for the rejects file (kept only when it is asked for).
+  const reasons = new Map<number, string[]>()
+  const addError = (e: ImportError, file = false) => {
     errorCount++
-    badLines.add(e.line)
+    if (file) fileRejected = true
+    else badLines.add(e.line)
     if (errors.length < maxErrors) errors.push(e)
+    if (opts.keepRejects && !file) {
+      const list = reasons.get(e.line) ?? []
+      if (!list.length) reasons.set(e.line, list)
+      list.push(`line ${e.line}: ${e.field}: ${e.message}`)
+    }
   }
-  const rejectsRaw: string[] = []
+  const rawByLine = new Map<number, string>()
+  const warnings: ImportWarning[] = []
+  const seenColumns = new Set<string>()
+  /** A column not in the import format: a warning, or under strictColumns an error of the file. */
+  const checkColumns = (columns: readonly string[], line: number) => {
+    columns.forEach((name, i) => {
+      if (seenColumns.has(name)) return
+      seenColumns.add(name)
+      if (isKnownColumn(name)) return
+      const shown = unknownColumnMessage(name, format === 'csv' ? i + 1 : undefined)
+      if (opts.strictColumns) addError({ line, field: shown.field, message: `${shown.message} (--strict-columns refuses unknown columns)` }, true)
+      else warnings.push({ line, ...shown })
+    })
+  }
+  let header: readonly string[] | undefined
   let rows = 0
 
   let summary = { inserted: 0, updated: 0, unchanged: 0, changed: [] as string[] }
@@ -96,24 +157,42 @@ export async function importTransactions(
         await trx.insertInto('import_staging' as never).values(batch as never).execute()
         batch = []
       }
-      for await (const ev of readRows(path, IMPORT_REQUIRED_COLUMNS)) {
+      for await (const ev of readRows(path, IMPORT_REQUIRED_COLUMNS, encoding)) {
+        if (ev.kind === 'header') {
+          header = ev.columns
+          checkColumns(ev.columns, 1)
+          continue
+        }
         if (ev.kind === 'error') {
-          addError({ line: ev.line, field: ev.field, message: ev.message })
-          if (opts.keepRejects && ev.raw !== undefined) rejectsRaw.push(ev.raw)
+          if (!ev.file) rows++
+          addError({ line: ev.line, field: ev.field, message: ev.message }, ev.file)
+          if (opts.keepRejects && ev.raw !== undefined) rawByLine.set(ev.line, ev.raw)
           continue
         }
         rows++
         if (rows % 1_000 === 0) opts.onProgress?.(rows, 'reading')
+        if (format === 'jsonl') checkColumns(Object.keys(ev.row.fields), ev.row.line)
         const v = validateTransaction(ev.row.fields, { nowMs: opts.nowMs })
         if (!v.ok) {
           for (const e of v.errors) addError({ line: ev.row.line, field: e.field, message: e.message })
-          if (opts.keepRejects) rejectsRaw.push(ev.row.raw)
+          if (opts.keepRejects) rawByLine.set(ev.row.line, ev.row.raw)
           continue
         }
         batch.push(stagingRow(v.value, ev.row.line, dataKeys, opts.keepRejects ? ev.row.raw : undefined))
         if (batch.length >= BATCH) await flush()
       }
       await flush()
+      if (rows === 0 && !fileRejected) {
+        throw new FileFormatError(
+          0,
+          'file',
+          format === 'jsonl'
+            ? `${path} holds no records (an empty file is not an import)`
+            : header
+              ? `${path} has a header row but no records (an empty file is not an import)`
+              : `${path} is empty: no header row and no records`,
+        )
+      }
       opts.onProgress?.(rows, 'writing')
 
       // Concurrent imports check and merge one after the other, so two of them cannot both pass the
@@ -121,10 +200,10 @@ export async function importTransactions(
       await sql`SELECT pg_advisory_xact_lock(hashtext('cash-receipts:import-merge'))`.execute(trx)
       for (const e of await fileWideErrors(trx)) addError(e)
 
-      if (errorCount > 0 && !opts.skipInvalid) throw new Rollback()
+      if (fileRejected || (errorCount > 0 && !opts.skipInvalid)) throw new Rollback()
       if (opts.keepRejects && badLines.size) {
-        const staged = await sql<{ raw_enc: string }>`SELECT raw_enc FROM import_staging WHERE line = ANY(${[...badLines]}::int[]) ORDER BY line`.execute(trx)
-        for (const r of staged.rows) rejectsRaw.push(decryptText(r.raw_enc, dataKeys, 'import-raw'))
+        const staged = await sql<{ line: number; raw_enc: string }>`SELECT line, raw_enc FROM import_staging WHERE line = ANY(${[...badLines]}::int[]) ORDER BY line`.execute(trx)
+        for (const r of staged.rows) rawByLine.set(r.line, decryptText(r.raw_enc, dataKeys, 'import-raw'))
       }
       await sql`DELETE FROM import_staging WHERE line = ANY(${[...badLines]}::int[])`.execute(trx)
       summary = await merge(trx)
@@ -135,9 +214,13 @@ export async function importTransactions(
   }
 
   errors.sort((a, b) => a.line - b.line || a.field.localeCompare(b.field))
+  const rejects = [...rawByLine]
+    .sort(([a], [b]) => a - b)
+    .map(([line, raw]) => ({ line, raw, reason: (reasons.get(line) ?? []).join('; ') }))
   return {
     file: path,
     format,
+    encoding,
     rows,
     inserted: summary.inserted,
     updated: summary.updated,
@@ -145,8 +228,11 @@ export async function importTransactions(
     rejected: badLines.size,
     written,
     errors,
+    fileRejected,
+    warnings,
     changedTransactionIds: summary.changed,
-    rejectsRaw,
+    rejects,
+    ...(format === 'csv' && header ? { header: header.filter((c) => c !== REJECT_REASON_COLUMN) } : {}),
   }
 }
 

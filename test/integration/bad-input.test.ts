@@ -47,8 +47,9 @@ describe('bad-input corpus', () => {
     const res = await importTransactions(db, env.config.dataKeys, join(DIR, c.file), { nowMs: NOW, skipInvalid: true, keepRejects: true })
     expect(res).toMatchObject({ written: true, rows: c.good!.length + 1, inserted: c.good!.length, rejected: 1 })
     expect(errorLines(res.errors)).toEqual([c.message])
-    expect(res.rejectsRaw).toHaveLength(1)
-    expect(res.rejectsRaw[0]).toContain('BAD-')
+    expect(res.rejects).toHaveLength(1)
+    expect(res.rejects[0]!.raw).toContain('BAD-')
+    expect(res.rejects[0]!.reason).toBe(c.message)
     const stored = await db.selectFrom('cash_transactions').select('transaction_id').orderBy('transaction_id').execute()
     expect(stored.map((r) => r.transaction_id)).toEqual([...c.good!].sort())
     // Leave the database empty for the next case.
@@ -83,5 +84,28 @@ describe('uniqueness of provider keys against stored transactions', () => {
       return JSON.stringify(r.rows[0]!['QUERY PLAN'])
     })
     expect(plan).toContain('"Index Name":"cash_transactions_unique_ref"')
+  })
+})
+
+describe('unknown keys in JSON Lines', () => {
+  it('are warned about once each, at the line where each first appears, and the records still import', async () => {
+    const { mkdtemp, writeFile, rm } = await import('node:fs/promises')
+    const { tmpdir } = await import('node:os')
+    const dir = await mkdtemp(join(tmpdir(), 'cr-keys-'))
+    const rec = (id: string, extra: Record<string, string> = {}) =>
+      JSON.stringify({ transaction_id: id, merchant_id: 'm-clinic', provider: 'nts', method: 'cash', amount: 1000, paid_at: '2026-11-20T10:00:00+09:00', ...extra })
+    const file = join(dir, 'keys.jsonl')
+    await writeFile(file, [rec('KEYS-1'), rec('KEYS-2', { buyer_mail: 'kim@example.com' }), rec('KEYS-3', { buyer_mail: 'lee@example.com', '010-1234-5678': '' })].join('\n') + '\n')
+    try {
+      const res = await importTransactions(env.app.db(), env.config.dataKeys, file, { nowMs: NOW })
+      expect(res).toMatchObject({ written: true, inserted: 3, encoding: 'utf-8', fileRejected: false })
+      expect(res.warnings).toEqual([
+        { line: 2, field: 'buyer_mail', message: 'column "buyer_mail" is not an import column and is ignored; did you mean "buyer_email"?' },
+        { line: 3, field: 'column', message: 'a key is not an import column and is ignored (its name looks like data, so it is not shown)' },
+      ])
+    } finally {
+      await env.app.db().deleteFrom('cash_transactions').where('transaction_id', 'like', 'KEYS-%').execute()
+      await rm(dir, { recursive: true, force: true })
+    }
   })
 })

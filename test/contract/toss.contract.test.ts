@@ -173,6 +173,29 @@ describe('toss: deferred results, list lookups, partial cancels', () => {
     expect(((await tooMany.json()) as { code: string }).code).toBe('EXCEED_MAX_QUERY_LIMIT')
   })
 
+  it('looks up in a busy day (hundreds of receipts of one credential), concurrent lookups sharing list scans', async () => {
+    // A day's list of one credential larger than one parsable body: one 10,000-entry page of it was
+    // unreadable (over the body cap), so every lookup of a busy credential failed forever.
+    const reqs = Array.from({ length: 700 }, () => newRequest())
+    for (let i = 0; i < reqs.length; i += 25) {
+      const got = await Promise.all(reqs.slice(i, i + 25).map((r) => adapter.issue(r)))
+      expect(got.map((o) => o.kind)).toEqual(got.map(() => 'issued'))
+    }
+    expect((await lookup(reqs[0]!)).kind).toBe('issued')
+    expect((await lookup(reqs.at(-1)!)).kind).toBe('issued')
+    const before = sandbox.stats().providers.toss.requests
+    const asked = [...reqs.slice(0, 40), newRequest(), newRequest()]
+    const answers = await Promise.all(asked.map((r) => lookup(r)))
+    expect(answers.map((o) => o.kind)).toEqual([...asked.slice(0, 40).map(() => 'issued'), 'not_found', 'not_found'])
+    answers.slice(0, 40).forEach((o, i) => {
+      if (o.kind === 'issued') expect(o.receipt.approvalNumber).toBeTruthy()
+      else expect.unreachable(`lookup ${i}: ${o.kind}`)
+    })
+    // 42 lookups asked together share one scan: without a sentSince it reads yesterday (one empty
+    // page) and today (700 entries, 3 pages): 4 requests, not 42 × 4.
+    expect(sandbox.stats().providers.toss.requests - before).toBe(4)
+  })
+
   it('refuses an Idempotency-Key over 300 characters, and replays one scoped to key + API key + URL + method', async () => {
     const req = newRequest({ idempotencyKey: 'k'.repeat(301) })
     const o = await adapter.issue(req)

@@ -7,9 +7,13 @@
  *   second issue for the orderId answers `DUPLICATED_CASH_RECEIPT` → already_issued → read back.
  * - The answer is provisional: `issueStatus` IN_PROGRESS until the tax authority's result one to two
  *   days later; the receipt is recorded issued + provisional and reconcile reads the result.
- * - There is no get-one endpoint: a lookup pages `GET /v1/cash-receipts?requestDate=…` (limit 10000,
- *   cursor = the previous `lastCursor`) over every KST date a request for the key may have been sent
- *   on (`sentSince` to today) and matches `orderId`.
+ * - There is no get-one endpoint: a lookup pages `GET /v1/cash-receipts?requestDate=…` (cursor = the
+ *   previous `lastCursor`) over every KST date a request for the key may have been sent on
+ *   (`sentSince` to today) and matches `orderId`. Pages are small (PAGE entries, well under the
+ *   body cap of src/providers/common.ts `body`): a merchant's day can hold thousands of receipts, and
+ *   one 10,000-entry page of several MB was unreadable, so every lookup of a busy credential failed.
+ *   Lookups of one adapter share their scans (see `scans` below), so a night of lookups reads each
+ *   day's list once per batch of lookups instead of once per receipt.
  * - Cancel `POST /v1/cash-receipts/{receiptKey}/cancel`, `{amount}` for a partial cancel; the answer's
  *   receiptKey is `c_<receiptKey>` (kept on the cancel row).
  *
@@ -17,6 +21,7 @@
  * shared transport, like the other adapters.
  */
 import type { TossCredentials } from './toss-credentials.ts'
+import DataLoader from 'dataloader'
 import { DEFAULT_RETRY, httpClientFor, requestIo, transportMeta, transportOutcome, withRetry } from '../http.ts'
 import { meta, send } from '../common.ts'
 import { addDays, kstToday, type ProviderOutcome } from '../../domain/index.ts'
@@ -25,7 +30,17 @@ import { classifyToss, tossListPage, tossOrderOutcome, type TossReceipt } from '
 
 /** How far back a lookup reads at most (the list API is per request date). */
 const MAX_LOOKUP_DAYS = 62
-const PAGE = 10_000
+/**
+ * Entries per list page. A list entry is about 600 bytes of JSON, so a page stays near 150 KB, well
+ * under the 256 KB a body is parsed up to.
+ */
+const PAGE = 250
+
+interface ScanKey {
+  readonly orderId: string
+  readonly since: string | undefined
+}
+type ScanResult = { entries: TossReceipt[]; last: ProviderOutcome } | ProviderOutcome
 
 export function createTossProvider(deps: ProviderDeps<TossCredentials>): CashReceiptProvider {
   const now = deps.now ?? Date.now
@@ -45,29 +60,68 @@ export function createTossProvider(deps: ProviderDeps<TossCredentials>): CashRec
     )
   }
 
-  /** Every list entry of `orderId` over the request dates from `since` to today, or the failure. */
-  async function entriesOf(orderId: string, since: string | undefined, ctx: CallContext | undefined): Promise<{ entries: TossReceipt[]; last: ProviderOutcome } | ProviderOutcome> {
+  /** Every list entry of the given orderIds over the request dates from `since` to today, or the failure. */
+  async function scan(orderIds: ReadonlySet<string>, since: string | undefined): Promise<{ byOrder: Map<string, TossReceipt[]>; last: ProviderOutcome } | ProviderOutcome> {
     const today = kstToday(now())
     const floor = addDays(today, -MAX_LOOKUP_DAYS)
     let date = since && since > floor ? (since > today ? today : since) : since ? floor : addDays(today, -1)
-    const entries: TossReceipt[] = []
+    const byOrder = new Map<string, TossReceipt[]>()
     let last: ProviderOutcome | null = null
     for (; date <= today; date = addDays(date, 1)) {
       let cursor: number | null = null
       for (;;) {
         const q = `requestDate=${date}&limit=${PAGE}${cursor !== null ? `&cursor=${cursor}` : ''}`
-        const r = await send(http, deps.logger, { method: 'GET', url: `${base}/v1/cash-receipts?${q}`, headers: auth, ...requestIo('lookup', ctx) })
+        const r = await send(http, deps.logger, { method: 'GET', url: `${base}/v1/cash-receipts?${q}`, headers: auth, ...requestIo('lookup', undefined) })
         if (!r.ok) return { kind: 'retryable', meta: transportMeta(r) }
         const page = tossListPage(r)
         if ('kind' in page) return page
-        for (const e of page.data) if (e.orderId === orderId) entries.push(e)
+        for (const e of page.data) {
+          if (e.orderId === null || !orderIds.has(e.orderId)) continue
+          const list = byOrder.get(e.orderId)
+          if (list) list.push(e)
+          else byOrder.set(e.orderId, [e])
+        }
         last = { kind: 'not_found', meta: meta(r, null, null) }
         if (!page.hasNext || page.lastCursor === null || page.lastCursor === cursor) break
         cursor = page.lastCursor
       }
     }
-    return { entries, last: last! }
+    return { byOrder, last: last! }
   }
+
+  /**
+   * Lookups share list scans. A scan answers every lookup queued before it started, and lookups that
+   * arrive while one runs wait for the next (DataLoader's batch is dispatched only once the running
+   * scan has finished). So every answer comes from a read that began after its lookup was asked —
+   * what a lookup after an unknown outcome needs — and a busy night costs one scan per batch of
+   * lookups, not one per receipt. The scan reads from the earliest `since` of its batch; entries of
+   * an order on earlier dates than its own `since` cannot exist (nothing was sent for it then).
+   * A scan is not aborted by one caller's signal: its pages are bounded by the read timeout.
+   */
+  let scanning: Promise<unknown> | null = null
+  const scans = new DataLoader<ScanKey, ScanResult, string>(
+    async (keys) => {
+      const since = keys.some((k) => k.since === undefined) ? undefined : keys.map((k) => k.since!).reduce((a, b) => (a < b ? a : b))
+      const run = scan(new Set(keys.map((k) => k.orderId)), since)
+      scanning = run
+      try {
+        const got = await run
+        if ('kind' in got) return keys.map(() => got)
+        return keys.map((k) => ({ entries: got.byOrder.get(k.orderId) ?? [], last: got.last }))
+      } finally {
+        scanning = null
+      }
+    },
+    {
+      cache: false,
+      cacheKeyFn: (k) => `${k.orderId}\u0000${k.since ?? ''}`,
+      batchScheduleFn: (dispatch) => {
+        const running = scanning
+        if (running) void running.then(dispatch, dispatch)
+        else setImmediate(dispatch)
+      },
+    },
+  )
 
   return {
     name: 'toss',
@@ -87,7 +141,7 @@ export function createTossProvider(deps: ProviderDeps<TossCredentials>): CashRec
     lookup(req: LookupRequest, ctx?: CallContext) {
       return withRetry(
         async (): Promise<ProviderOutcome> => {
-          const got = await entriesOf(req.providerKey, req.sentSince, ctx)
+          const got = await scans.load({ orderId: req.providerKey, since: req.sentSince })
           if ('kind' in got) return got
           return tossOrderOutcome(got.entries, got.last.meta)
         },

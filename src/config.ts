@@ -29,6 +29,7 @@ export const merchantSchema = z.object({
     payssam: CREDENTIAL_SCHEMAS.payssam.optional(),
     nts: CREDENTIAL_SCHEMAS.nts.optional(),
     toss: CREDENTIAL_SCHEMAS.toss.optional(),
+    popbill: CREDENTIAL_SCHEMAS.popbill.optional(),
   }),
 })
 export type MerchantConfig = z.infer<typeof merchantSchema>
@@ -298,7 +299,7 @@ const merchantsFileVar = z.preprocess(
 )
 
 /** The variable prefix of each provider's settings: <PREFIX>_BASE_URL and its default limits. */
-const PROVIDER_ENV_PREFIX = { portone: 'PORTONE', 'portone-v2': 'PORTONE_V2', payssam: 'PAYSSAM', nts: 'NTS', toss: 'TOSS' } as const satisfies Record<ProviderName, string>
+const PROVIDER_ENV_PREFIX = { portone: 'PORTONE', 'portone-v2': 'PORTONE_V2', payssam: 'PAYSSAM', nts: 'NTS', toss: 'TOSS', popbill: 'POPBILL' } as const satisfies Record<ProviderName, string>
 type ProviderPrefix = (typeof PROVIDER_ENV_PREFIX)[ProviderName]
 
 /** <PREFIX>_BASE_URL and the credential limits every merchant's credential starts from. */
@@ -344,6 +345,10 @@ const envVars = z.object({
   ...providerVars('NTS', 600_000),
   // Toss refuses a second issue for an orderId (DUPLICATED_CASH_RECEIPT): not_found is safe at once.
   ...providerVars('TOSS', 0),
+  // Popbill refuses a second issue under a mgtKey (-14001019): not_found is safe at once for a single
+  // RegistIssue. (A bulk submission's receipts appear only once it is processed: its outcome is read
+  // with GetBulkResult under the same SubmitID, never decided by a lookup alone.)
+  ...providerVars('POPBILL', 0),
   HTTP_CONNECT_TIMEOUT_MS: int(5_000, 1),
   HTTP_READ_TIMEOUT_MS: int(15_000, 1),
   MERCHANTS_FILE: merchantsFileVar,
@@ -392,6 +397,9 @@ function configSchema(defaults: ConfigDefaults) {
       if (given) return given
       // Toss serves test and live keys on one published host: no setting needed.
       if (production && p === 'toss') return 'https://api.tosspayments.com'
+      // Popbill's live host; its test environment (same LinkID and SecretKey) is
+      // https://popbill-test.linkhub.co.kr. The adapter asks Linkhub's auth host for tokens.
+      if (production && p === 'popbill') return 'https://popbill.linkhub.co.kr'
       if (production) problem(variable, 'required in production')
       return `${sandboxUrl}/${p}`
     }

@@ -4,7 +4,7 @@
  * only the adapters in src/providers/<name>/ know how a vendor spells them on the wire.
  */
 
-export const PROVIDERS = ['portone', 'portone-v2', 'payssam', 'nts', 'toss'] as const
+export const PROVIDERS = ['portone', 'portone-v2', 'payssam', 'nts', 'toss', 'popbill'] as const
 export type ProviderName = (typeof PROVIDERS)[number]
 
 /** What a provider holds for a key, as read back. */

@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto'
 import type { Method, ProviderName } from '../domain/index.ts'
 
 export interface ProviderKeys {
-  /** imp_uid / merchant_uid (PortOne V1), paymentId (V2), bill_id (PaySsam), clientReference (NTS), orderId (Toss). */
+  /** imp_uid / merchant_uid (PortOne V1), paymentId (V2), bill_id (PaySsam), clientReference (NTS), orderId (Toss), mgtKey (Popbill). */
   readonly providerKey: string
   /** Idempotency-Key for the issue call (PortOne V2 and Toss honour it; others ignore it). Toss allows ≤ 300 characters. */
   readonly idempotencyKey: string
@@ -33,6 +33,7 @@ export function providerKeySource(tx: { readonly provider: ProviderName; readonl
     case 'payssam':
     case 'nts':
     case 'toss':
+    case 'popbill':
       return 'digest'
   }
 }
@@ -66,6 +67,10 @@ export function deriveProviderKeys(tx: {
     case 'toss':
       // orderId: 6–64 characters of [A-Za-z0-9_-], unique per merchant at Toss.
       return { providerKey: `CR${h.slice(0, 30).toUpperCase()}`, idempotencyKey, portonePayment: false }
+    case 'popbill':
+      // mgtKey: at most 24 characters of [A-Za-z0-9_-], unique per seller, never reusable (Popbill
+      // refuses a second issue under it). 22 hex digits: 88 bits, as unique as the transaction id.
+      return { providerKey: `CR${h.slice(0, 22).toUpperCase()}`, idempotencyKey, portonePayment: false }
   }
 }
 
@@ -101,7 +106,7 @@ export function reissueKeys(
       // bill_id: at most 20 alphanumerics.
       return { providerKey: `CR${digest(`${base}\u0000R${seq}`).slice(0, 18).toUpperCase()}`, idempotencyKey }
     default:
-      // NTS and Toss cancel partially: no re-issue.
+      // NTS, Toss and Popbill cancel partially: no re-issue.
       return null
   }
 }

@@ -6,11 +6,13 @@ import { createPortoneV2Provider } from './portone-v2/portone-v2-provider.ts'
 import { createPayssamProvider } from './payssam/payssam-provider.ts'
 import { createNtsProvider } from './nts/nts-provider.ts'
 import { createTossProvider } from './toss/toss-provider.ts'
+import { createPopbillProvider } from './popbill/popbill-provider.ts'
 import { portoneV1CredentialsSchema, type PortoneV1Credentials } from './portone-v1/portone-v1-credentials.ts'
 import { portoneV2CredentialsSchema, type PortoneV2Credentials } from './portone-v2/portone-v2-credentials.ts'
 import { payssamCredentialsSchema, type PayssamCredentials } from './payssam/payssam-credentials.ts'
 import { ntsCredentialsSchema, type NtsCredentials } from './nts/nts-credentials.ts'
 import { tossCredentialsSchema, type TossCredentials } from './toss/toss-credentials.ts'
+import { popbillCredentialsSchema, type PopbillCredentials } from './popbill/popbill-credentials.ts'
 
 /** Each provider's credential schema, for config to compose into a merchant's entry. */
 export const CREDENTIAL_SCHEMAS = {
@@ -19,6 +21,7 @@ export const CREDENTIAL_SCHEMAS = {
   payssam: payssamCredentialsSchema,
   nts: ntsCredentialsSchema,
   toss: tossCredentialsSchema,
+  popbill: popbillCredentialsSchema,
 } as const satisfies Record<ProviderName, unknown>
 
 export interface CredentialsByProvider {
@@ -27,6 +30,7 @@ export interface CredentialsByProvider {
   payssam: PayssamCredentials
   nts: NtsCredentials
   toss: TossCredentials
+  popbill: PopbillCredentials
 }
 
 export function createProvider<N extends ProviderName>(name: N, deps: ProviderDeps<CredentialsByProvider[N]>): CashReceiptProvider {
@@ -41,6 +45,8 @@ export function createProvider<N extends ProviderName>(name: N, deps: ProviderDe
       return createNtsProvider(deps as ProviderDeps<NtsCredentials>)
     case 'toss':
       return createTossProvider(deps as ProviderDeps<TossCredentials>)
+    case 'popbill':
+      return createPopbillProvider(deps as ProviderDeps<PopbillCredentials>)
     default:
       throw new Error(`unknown provider ${String(name)}`)
   }

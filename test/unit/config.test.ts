@@ -89,6 +89,7 @@ describe('loadConfig', () => {
       payssam: 'http://127.0.0.1:4999/payssam',
       nts: 'https://nts.example/api',
       toss: 'http://127.0.0.1:4999/toss',
+      popbill: 'http://127.0.0.1:4999/popbill',
     })
     expect(c.providerDefaults.nts).toEqual({ maxConcurrent: 20, minTimeMs: 0, maxPerSecond: 5, dailyQuota: null })
     expect(c.log.pretty).toBe(false)
@@ -140,6 +141,8 @@ describe('production refuses published example values (issue 21)', () => {
   it('starts with its own key and long enough secrets', () => {
     const c = loadDemoConfig({ ...prod, DASHBOARD_USER: 'ops', DASHBOARD_PASSWORD: 'a long own password', DASHBOARD_TOKEN: 'tok-0123456789abcdef' })
     expect(c.dataKeys.builtIn).toBeFalsy()
+    // Published single hosts need no setting: Toss, and Popbill's live host (test: POPBILL_BASE_URL).
+    expect(c.providerBaseUrls.popbill).toBe('https://popbill.linkhub.co.kr')
   })
 
   it.each([

@@ -20,7 +20,7 @@ describe('deterministic provider keys', () => {
     )
   })
 
-  it('fit each provider: PaySsam bill_id ≤ 20 alphanumerics, V2 Idempotency-Key 16–256 ASCII', () => {
+  it('fit each provider: PaySsam bill_id ≤ 20 alphanumerics, Popbill mgtKey ≤ 24, V2 Idempotency-Key 16–256 ASCII', () => {
     fc.assert(
       fc.property(tx, (t) => {
         const k = deriveProviderKeys(t)
@@ -28,6 +28,8 @@ describe('deterministic provider keys', () => {
         expect(k.idempotencyKey.length).toBeLessThanOrEqual(256)
         expect(k.idempotencyKey).toMatch(/^[\x21-\x7e]+$/)
         if (t.provider === 'payssam') expect(k.providerKey).toMatch(/^[A-Za-z0-9]{1,20}$/)
+        // Popbill mgtKey: ≤ 24 of [A-Za-z0-9_-]; without '-', so no original key is a revocation's.
+        if (t.provider === 'popbill') expect(k.providerKey).toMatch(/^[A-Za-z0-9_]{1,24}$/)
       }),
     )
   })

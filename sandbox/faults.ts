@@ -8,7 +8,7 @@
  */
 import type { ProviderName } from '../src/domain/index.ts'
 
-export const SANDBOX_PROVIDERS: readonly ProviderName[] = ['portone', 'portone-v2', 'payssam', 'nts', 'toss']
+export const SANDBOX_PROVIDERS: readonly ProviderName[] = ['portone', 'portone-v2', 'payssam', 'nts', 'toss', 'popbill']
 
 export const FAULT_KINDS = [
   '5xx',

@@ -24,6 +24,7 @@ export type {
 export { FAULT_KINDS, parseFaults, parseRateLimits, SpecError } from './faults.ts'
 export type { FaultKind, FaultSpec, RateLimitSpec } from './faults.ts'
 export type { HeldReceipt } from './sim.ts'
+export { popbillSandboxSecret } from './providers/popbill.ts'
 
 /**
  * `cash-receipts sandbox`: starts the sandbox, logs its base URLs, and serves until SIGTERM or SIGINT,

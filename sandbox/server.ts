@@ -45,6 +45,12 @@ export interface Sandbox {
     failNext(codes: readonly string[]): void
     setResultDelay(ms: number): void
   }
+  /** Popbill: run the midnight NTS filing now, fail the next issues' filing, set the bulk processing time. */
+  readonly popbill: {
+    fileNow(): void
+    failNext(codes: readonly string[]): void
+    setBulkDelay(ms: number | null): void
+  }
   /** What the simulators hold (identifiers masked). */
   receipts(provider?: ProviderName): ListedReceipt[]
   close(): Promise<void>
@@ -100,6 +106,11 @@ export async function startSandbox(opts: SandboxOptions = {}): Promise<Sandbox> 
       advance: (ms) => state.tossAdvance(ms),
       failNext: (codes) => state.tossFailNext(codes),
       setResultDelay: (ms) => state.tossResultDelay(ms),
+    },
+    popbill: {
+      fileNow: () => state.popbillFileNow(),
+      failNext: (codes) => state.popbillFailNext(codes),
+      setBulkDelay: (ms) => state.popbillBulkDelay(ms),
     },
     close: () => server.close(),
   }

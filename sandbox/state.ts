@@ -27,6 +27,7 @@ import { createPortoneV2Sim } from './providers/portone-v2/index.ts'
 import { createPayssamSim } from './providers/payssam.ts'
 import { createNtsSim } from './providers/nts.ts'
 import { createTossSim, type TossSim } from './providers/toss.ts'
+import { createPopbillSim, POPBILL_NTS_RESULTS, type PopbillSim } from './providers/popbill.ts'
 
 export type { PortoneMerchant, PortonePayment }
 
@@ -49,6 +50,8 @@ export interface SandboxOptions {
   readonly ntsDailyQuota?: number
   /** How long a Toss receipt stays IN_PROGRESS before its NTS result (default one day). */
   readonly tossResultDelayMs?: number
+  /** How long a Popbill bulk submission takes to process (default 2.5 × a modelled submission time). */
+  readonly popbillBulkDelayMs?: number
 }
 
 /** One provider's figures in `GET /_sandbox/stats`. */
@@ -97,6 +100,7 @@ export class SandboxState {
   readonly #portone: ReturnType<typeof createPortoneV1Sim>
   readonly #nts: ReturnType<typeof createNtsSim>
   readonly #toss: TossSim
+  readonly #popbill: PopbillSim
   readonly #seed: number | undefined
   readonly #ntsDailyQuota: number | undefined
   readonly #forced = new Map<ProviderName, FaultKind[]>()
@@ -117,12 +121,14 @@ export class SandboxState {
     this.#portone = createPortoneV1Sim()
     this.#nts = createNtsSim({ dailyQuota: opts.ntsDailyQuota ?? null })
     this.#toss = createTossSim({ resultDelayMs: opts.tossResultDelayMs })
+    this.#popbill = createPopbillSim({ clock: this.clock, bulkDelayMs: opts.popbillBulkDelayMs ?? null })
     this.#sims = {
       portone: this.#portone,
       'portone-v2': createPortoneV2Sim(),
       payssam: createPayssamSim(),
       nts: this.#nts,
       toss: this.#toss,
+      popbill: this.#popbill,
     }
     this.#faults = parseFaults(opts.faults)
     this.#limits = parseRateLimits(opts.rateLimits)
@@ -207,6 +213,23 @@ export class SandboxState {
   tossResultDelay(ms: number): void {
     if (!(Number.isFinite(ms) && ms >= 0)) throw new SpecError(`ms must be a non-negative number, got ${String(ms)}`)
     this.#toss.setResultDelay(ms)
+  }
+
+  /** Popbill: files every receipt issued so far, as the midnight NTS filing would (304 or 305). */
+  popbillFileNow(): void {
+    this.#popbill.fileNow()
+  }
+
+  /** Popbill: the next issues fail at the NTS filing with these result codes (305), in order. */
+  popbillFailNext(codes: readonly string[]): void {
+    for (const c of codes) if (typeof c !== 'string' || !(c in POPBILL_NTS_RESULTS)) throw new SpecError(`unknown NTS result code "${String(c)}" (TS1–TS8 or XXX)`)
+    this.#popbill.failNext(codes)
+  }
+
+  /** Popbill: how long a bulk submission takes to process (null: the default). */
+  popbillBulkDelay(ms: number | null): void {
+    if (ms !== null && !(Number.isFinite(ms) && ms >= 0)) throw new SpecError(`ms must be a non-negative number or null, got ${String(ms)}`)
+    this.#popbill.setBulkDelay(ms)
   }
 
   registerPortonePayments(list: readonly PortonePayment[]): void {

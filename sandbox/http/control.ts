@@ -94,6 +94,30 @@ export function controlRouter(state: SandboxState, address: SandboxAddress): Rou
     })
     .all(notAllowed)
   router
+    .route('/popbill/file-now')
+    .post((_req, res) => {
+      state.popbillFileNow()
+      ok(res, { ok: true })
+    })
+    .all(notAllowed)
+  router
+    .route('/popbill/nts-failures')
+    .post((req, res) => {
+      const o = JSON.parse(incomingOf(req).body || 'null') as { next?: unknown } | null
+      if (!Array.isArray(o?.next)) throw new SpecError('expected {"next": ["TS1", …]}')
+      state.popbillFailNext(o.next as string[])
+      ok(res, { next: o.next })
+    })
+    .all(notAllowed)
+  router
+    .route('/popbill/bulk-delay')
+    .post((req, res) => {
+      const o = JSON.parse(incomingOf(req).body || 'null') as { ms?: unknown } | null
+      state.popbillBulkDelay(o?.ms === null ? null : Number(o?.ms))
+      ok(res, { ok: true })
+    })
+    .all(notAllowed)
+  router
     .route('/receipts')
     .head(notAllowed)
     .get((req, res) => {

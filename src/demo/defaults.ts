@@ -28,6 +28,9 @@ function demoMerchant(id: string, name: string, businessNumber: string, mandator
       payssam: { apikey: `apikey${id.replace(/-/g, '')}`, member: `member-${id}`, merchant: `shop-${id}` },
       nts: { clientId: `nts-${id}`, clientSecret: `nts-secret-${id}` },
       toss: { secretKey: `test_sk_${id.replace(/-/g, '')}` },
+      // The sandbox accepts a LinkID with the SecretKey base64("sandbox-secret:<LinkID>") (sandbox/README.md).
+      // bulk: false until the bulk pipeline lands; then Popbill merchants can issue 100 per call.
+      popbill: { linkId: `LINK-${id}`, secretKey: Buffer.from(`sandbox-secret:LINK-${id}`, 'utf8').toString('base64'), corpNum: businessNumber, bulk: false },
     },
   })
 }

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { randomBytes } from 'node:crypto'
-import { startSandbox, type Sandbox } from '../../sandbox/index.ts'
+import { popbillSandboxSecret, startSandbox, type Sandbox } from '../../sandbox/index.ts'
 import { createProvider, type CredentialsByProvider } from '../../src/providers/registry.ts'
 import type { IssueRequest } from '../../src/providers/types.ts'
 import type { ProviderName } from '../../src/domain/index.ts'
@@ -53,6 +53,8 @@ const ADAPTERS = {
   'portone-v2': () => adapter('portone-v2', { apiSecret: 'v2-secret-rules', channelKey: 'channel-v2-rules', storeId: 'store-rules' }),
   payssam: () => adapter('payssam', { apikey: 'apikeyrules', member: 'member-rules', merchant: 'shop-rules' }),
   nts: () => adapter('nts', { clientId: 'nts-rules', clientSecret: 'nts-secret-rules' }),
+  // Popbill documents 010-000-1234 as 소득공제용 only and refuses it on a 지출증빙용 receipt.
+  popbill: () => adapter('popbill', { linkId: 'LINK-rules', secretKey: popbillSandboxSecret('LINK-rules'), corpNum: '2208162517', bulk: false }),
 } as const
 
 describe('the self-issue number 010-000-1234 is for 소득공제 only', () => {

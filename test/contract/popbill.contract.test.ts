@@ -1,0 +1,259 @@
+/**
+ * Popbill: the shared contract, then what only Popbill has — the Linkhub token (signature, cache,
+ * refresh), provisional answers filed at midnight (304) or refused by the NTS (305), bulk submission
+ * with per-item results, GetInfos, revocations (full and partial) and CancelIssue before filing.
+ */
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import { createHash, createHmac } from 'node:crypto'
+import { defineProviderContract } from './provider-contract.ts'
+import { popbillSandboxSecret, startSandbox, type Sandbox } from '../../sandbox/index.ts'
+import { createProvider } from '../../src/providers/registry.ts'
+import type { CashReceiptProvider, IssueRequest } from '../../src/providers/types.ts'
+import type { PopbillCredentials } from '../../src/providers/popbill/popbill-credentials.ts'
+import { issueRequest } from '../helpers/issue-request.ts'
+
+const credentials = (linkId: string, corpNum = '2208162517'): PopbillCredentials => ({ linkId, secretKey: popbillSandboxSecret(linkId), corpNum, bulk: false })
+
+defineProviderContract({
+  provider: 'popbill',
+  credentials: credentials('LINK-contract'),
+  badCredentials: { ...credentials('LINK-contract'), secretKey: Buffer.from('not the secret').toString('base64') },
+  tokenLifetimeMs: 3_600_000,
+  serverErrorOnIssue: 'unknown_outcome', // Popbill does not say a 5xx was not processed: look up first
+  deduplicates: true,
+})
+
+describe('popbill: token, filing states, bulk, revocations', () => {
+  let sandbox: Sandbox
+  let clock = Date.now()
+  let adapter: CashReceiptProvider
+  const creds = credentials('LINK-contract2')
+
+  beforeAll(async () => {
+    sandbox = await startSandbox({ port: 0, clock: () => clock })
+  })
+  afterAll(async () => {
+    await sandbox?.close()
+  })
+  beforeEach(() => {
+    sandbox.reset()
+    clock = Date.now()
+    adapter = make()
+  })
+
+  function make(c: PopbillCredentials = creds): CashReceiptProvider {
+    return createProvider('popbill', {
+      baseUrl: sandbox.baseUrls.popbill,
+      credentials: c,
+      timeouts: { connectMs: 300, readMs: 400 },
+      retry: { retries: 0, minTimeoutMs: 1, maxRetryTimeMs: 1 },
+    })
+  }
+  const newRequest = (over: Partial<IssueRequest> = {}) => issueRequest('popbill', { paidAt: new Date(clock).toISOString(), ...over })
+  const lookup = (req: IssueRequest) => adapter.lookup({ providerKey: req.providerKey, portonePayment: false, amounts: req.amounts })
+  const cancelReq = (req: IssueRequest, n: number, over: { partial?: boolean; total?: number } = {}) => {
+    const total = over.total ?? req.amounts.total
+    const supply = Math.round(total / 1.1)
+    return {
+      providerKey: req.providerKey,
+      portonePayment: false,
+      idempotencyKey: `cr-cancel-${req.providerKey}-${n}`,
+      original: { approvalNumber: null, tradeDate: req.tradeDate, amounts: req.amounts },
+      amounts: over.partial ? { total, supply, vat: total - supply, taxFree: 0, serviceFee: 0 } : req.amounts,
+      partial: over.partial ?? false,
+      reason: 1 as const,
+      purpose: req.purpose,
+    }
+  }
+
+  /** A raw Linkhub token request, signed with `secret`. */
+  async function rawToken(linkId: string, secret: string) {
+    const text = JSON.stringify({ access_id: '2208162517', scope: ['member', '140'] })
+    const date = new Date().toISOString()
+    const digest = createHash('sha256').update(text).digest('base64')
+    const sig = createHmac('sha256', Buffer.from(secret, 'base64')).update(`POST\n${digest}\n${date}\n2.0\n/POPBILL_TEST/Token`).digest('base64')
+    const res = await fetch(`${sandbox.baseUrls.popbill}/POPBILL_TEST/Token`, {
+      method: 'POST',
+      headers: { 'x-lh-date': date, 'x-lh-version': '2.0', authorization: `LINKHUB ${linkId} ${sig}`, 'content-type': 'Application/json' },
+      body: text,
+    })
+    return { status: res.status, body: (await res.json()) as Record<string, unknown> }
+  }
+
+  it('signs the Linkhub token request: the right signature gets a token, a wrong one 401 with a code', async () => {
+    const good = await rawToken('LINK-raw', popbillSandboxSecret('LINK-raw'))
+    expect(good.status).toBe(200)
+    expect(good.body.session_token).toEqual(expect.any(String))
+    expect(Date.parse(String(good.body.expiration))).toBeGreaterThan(clock)
+    const bad = await rawToken('LINK-raw', popbillSandboxSecret('LINK-other'))
+    expect(bad.status).toBe(401)
+    expect(bad.body.code).toBe(-10000032)
+  })
+
+  it('caches the token: many calls, one token request', async () => {
+    for (let i = 0; i < 3; i++) expect((await adapter.issue(newRequest())).kind).toBe('issued')
+    // The sandbox counts requests per provider: 3 issues + 1 token.
+    expect(sandbox.stats().providers.popbill.requests).toBe(4)
+  })
+
+  it('issues provisionally (300); midnight filing makes it final (304)', async () => {
+    const req = newRequest()
+    const o = await adapter.issue(req)
+    expect(o.kind).toBe('issued')
+    if (o.kind === 'issued') expect(o.receipt.provisional).toBe(true)
+    const before = await lookup(req)
+    expect(before.kind === 'issued' && before.receipt.provisional).toBe(true)
+    clock += 86_400_000 // past midnight KST
+    const after = await lookup(req)
+    expect(after.kind).toBe('issued')
+    if (after.kind === 'issued') {
+      expect(after.receipt.provisional).toBe(false)
+      expect(after.receipt.amount).toBe(req.amounts.total)
+    }
+  })
+
+  it('reads a filing the NTS refused (305) as permanent, taxAuthorityRejected, with the ntsresultCode', async () => {
+    const req = newRequest()
+    sandbox.popbill.failNext(['TS1'])
+    expect((await adapter.issue(req)).kind).toBe('issued')
+    sandbox.popbill.fileNow()
+    const o = await lookup(req)
+    expect(o.kind).toBe('permanent')
+    if (o.kind === 'permanent') {
+      expect(o.taxAuthorityRejected).toBe(true)
+      expect(o.meta.providerCode).toBe('TS1')
+    }
+    expect(sandbox.stats().max_live_receipts_per_key).toBe(0)
+  })
+
+  it('reads a duplicate mgtKey (-14001019) as already_issued, and the lookup finds the one receipt', async () => {
+    const req = newRequest()
+    await adapter.issue(req)
+    const again = await adapter.issue(req)
+    expect(again.kind).toBe('already_issued')
+    expect(again.meta.providerCode).toBe('-14001019')
+    expect((await lookup(req)).kind).toBe('issued')
+    expect(sandbox.stats().max_receipts_per_key).toBe(1)
+  })
+
+  it('refuses what Popbill refuses: a bad mgtKey and an amount over 9 digits are permanent', async () => {
+    const badKey = await adapter.issue(newRequest({ providerKey: 'has space' }))
+    expect(badKey.kind).toBe('permanent')
+    expect(badKey.meta.providerCode).toBe('-14001003')
+    const tooLong = await adapter.issue(newRequest({ providerKey: 'A'.repeat(25) }))
+    expect(tooLong.kind).toBe('permanent')
+    const big = await adapter.issue(newRequest({ amounts: { total: 1_000_000_000, supply: 909_090_909, vat: 90_909_091, taxFree: 0, serviceFee: 0 } }))
+    expect(big.kind).toBe('permanent')
+    expect(big.meta.providerCode).toBe('-14001014')
+    expect(sandbox.stats().providers.popbill.issued).toBe(0)
+  })
+
+  it('withdraws a receipt before filing (CancelIssue); the lookup then reads it cancelled', async () => {
+    const req = newRequest()
+    await adapter.issue(req)
+    const c = await adapter.cancel(cancelReq(req, 1))
+    expect(c.kind).toBe('cancelled')
+    expect((await lookup(req)).kind).toBe('cancelled')
+    expect(sandbox.stats().max_live_receipts_per_key).toBe(0)
+  })
+
+  it('revokes a filed receipt in full (a 취소거래 receipt); a repeat of the same cancel is read back, not doubled', async () => {
+    const req = newRequest()
+    await adapter.issue(req)
+    sandbox.popbill.fileNow()
+    const c = await adapter.cancel(cancelReq(req, 1))
+    expect(c.kind).toBe('cancelled')
+    if (c.kind === 'cancelled') expect(c.receipt.approvalNumber).toMatch(/^\d{9}$/)
+    const again = await adapter.cancel(cancelReq(req, 1))
+    expect(again.kind).toBe('cancelled')
+    expect((await lookup(req)).kind).toBe('cancelled')
+    expect(sandbox.stats().providers.popbill.cancelled).toBe(1)
+  })
+
+  it('revokes part of a filed receipt, then the rest; partial before filing is refused (-14001021)', async () => {
+    const req = newRequest()
+    await adapter.issue(req)
+    const early = await adapter.cancel(cancelReq(req, 1, { partial: true, total: 3_300 }))
+    expect(early.kind).toBe('permanent')
+    expect(early.meta.providerCode).toBe('-14001021')
+    sandbox.popbill.fileNow()
+    expect((await adapter.cancel(cancelReq(req, 1, { partial: true, total: 3_300 }))).kind).toBe('cancelled')
+    const mid = await lookup(req)
+    expect(mid.kind).toBe('issued')
+    if (mid.kind === 'issued') {
+      expect(mid.receipt.amount).toBe(req.amounts.total - 3_300)
+      expect(mid.receipt.cancelledAmount).toBe(3_300)
+    }
+    const over = await adapter.cancel(cancelReq(req, 2, { partial: true, total: req.amounts.total }))
+    expect(over.kind).toBe('permanent')
+    expect(over.meta.providerCode).toBe('-14001023')
+    expect((await adapter.cancel(cancelReq(req, 3, { partial: true, total: req.amounts.total - 3_300 }))).kind).toBe('cancelled')
+    expect((await lookup(req)).kind).toBe('cancelled')
+  })
+
+  it('answers a revocation of an unknown receipt as not_found', async () => {
+    expect((await adapter.cancel(cancelReq(newRequest(), 1))).kind).toBe('not_found')
+  })
+
+  it('refuses CancelIssue once the receipt is filed (-14001025)', async () => {
+    const req = newRequest()
+    await adapter.issue(req)
+    sandbox.popbill.fileNow()
+    const token = await rawToken('LINK-contract2', creds.secretKey)
+    const res = await fetch(`${sandbox.baseUrls.popbill}/Cashbill/${req.providerKey}`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${String(token.body.session_token)}`, 'x-http-method-override': 'CANCELISSUE', 'content-type': 'application/json' },
+      body: '{}',
+    })
+    expect(res.status).toBe(400)
+    expect(((await res.json()) as { code: number }).code).toBe(-14001025)
+  })
+
+  describe('bulk', () => {
+    it('submits, processes in the background, and reports one result per item (mixed)', async () => {
+      const bulk = adapter.bulk!
+      expect(bulk.maxItems).toBe(100)
+      const dup = newRequest()
+      await adapter.issue(dup)
+      const items = [newRequest(), newRequest(), dup, newRequest({ providerKey: 'x'.repeat(30) })]
+      const submitId = `B-${Date.now()}`
+      expect((await bulk.submitBulk({ submitId, items })).kind).toBe('accepted')
+      expect((await bulk.bulkResult(submitId)).kind).toBe('processing')
+      clock += 60_000
+      const done = await bulk.bulkResult(submitId)
+      expect(done.kind).toBe('done')
+      if (done.kind !== 'done') return
+      expect(done.items.get(items[0]!.providerKey)?.kind).toBe('issued')
+      expect(done.items.get(items[1]!.providerKey)?.kind).toBe('issued')
+      expect(done.items.get(dup.providerKey)?.kind).toBe('already_issued')
+      expect(done.items.get(items[3]!.providerKey)?.kind).toBe('permanent')
+      const many = await bulk.lookupMany(items.map((q) => ({ providerKey: q.providerKey, portonePayment: false, amounts: q.amounts })))
+      expect(many instanceof Map).toBe(true)
+      if (many instanceof Map) {
+        expect(many.get(items[0]!.providerKey)?.kind).toBe('issued')
+        expect(many.get(items[3]!.providerKey)?.kind).toBe('not_found')
+      }
+      expect(sandbox.stats().max_live_receipts_per_key).toBe(1)
+    })
+
+    it('refuses a reused SubmitID (already_submitted) and an unknown one reads not_found', async () => {
+      const bulk = adapter.bulk!
+      await bulk.submitBulk({ submitId: 'S-1', items: [newRequest()] })
+      expect((await bulk.submitBulk({ submitId: 'S-1', items: [newRequest()] })).kind).toBe('already_submitted')
+      expect((await bulk.bulkResult('S-unknown')).kind).toBe('not_found')
+    })
+
+    it('a submission that commits and then times out is unknown_outcome; GetBulkResult decides', async () => {
+      const bulk = adapter.bulk!
+      await adapter.lookup({ providerKey: 'warm', portonePayment: false, amounts: newRequest().amounts }) // token first
+      const items = [newRequest(), newRequest()]
+      sandbox.forceNext('popbill', ['timeout_after_commit'])
+      expect((await bulk.submitBulk({ submitId: 'S-lost', items })).kind).toBe('unknown_outcome')
+      clock += 60_000
+      const done = await bulk.bulkResult('S-lost')
+      expect(done.kind).toBe('done')
+      if (done.kind === 'done') expect([...done.items.values()].every((o) => o.kind === 'issued')).toBe(true)
+      expect((await bulk.submitBulk({ submitId: 'S-lost', items })).kind).toBe('already_submitted')
+    })
+  })
+})

@@ -52,7 +52,7 @@
  * The worker's hot path (claim, applyTransitions) runs as prepared statements batched by
  * ledger-batcher.ts; the other operations are occasional and plain.
  *
- * History: every operation that changes a row's state or owner (the creations, claim, applyTransitions,
+ * History: every operation that changes a row's state or owner (the creations, claim, claimBatch, applyTransitions,
  * failOrphaned, bumpRequeue, beginFullCancel, recordCancelOutcome, redriveFailed, repairFromProvider,
  * failProvisional) writes one receipt_transitions row per moved receipt in the SAME statement (a
  * data-modifying CTE fed by the update's RETURNING), with its cause, so a history row exists exactly
@@ -1136,4 +1136,318 @@ export async function closeCancelledDuplicates(db: Db, receiptId: number, provid
     .where('repaired_at', 'is', null)
     .executeTakeFirst()
   return Number(res.numUpdatedRows)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bulk issuance (docs/exactly-once.md, "Bulk issuance")
+//
+// A batch (provider_batches) is one bulk submission of up to the provider's maxItems receipts of
+// one credential. While a batch holds its members they are `issuing` under the batch's own owner
+// name (batchOwner), with the lease the batch's worker keeps for them; the worker itself holds the
+// batch row's lease. So one worker at a time runs a batch, every member write below is guarded by
+// both (member owned by the batch, batch owned by the worker), and the single path's claim takes a
+// member over only once its lease has expired — with needs_lookup, as from any vanished worker.
+
+/** The lease owner of a batch's member rows while the batch holds them (never a worker id). */
+export const batchOwner = (batchId: number): string => `batch:${batchId}`
+
+export interface NewBatch {
+  readonly merchantId: string
+  readonly provider: string
+  readonly runId: number | null
+  readonly tradeDate: string
+  readonly receiptIds: readonly number[]
+}
+
+/**
+ * Settlement: one provider_batches row per batch, state `open`, and its members. A receipt already
+ * an active member of another batch is not added (the partial unique index); the members added are
+ * returned. Receipt rows are not touched: they stay `pending` until the batch's job claims them.
+ */
+export async function createBatches(db: Db, batches: readonly NewBatch[]): Promise<{ id: number; receiptIds: number[] }[]> {
+  const out: { id: number; receiptIds: number[] }[] = []
+  for (const b of batches) {
+    if (!b.receiptIds.length) continue
+    const res = await sql<{ id: number; ids: number[] }>`
+      WITH b AS (
+        INSERT INTO provider_batches (merchant_id, provider, run_id, trade_date, item_count)
+        VALUES (${b.merchantId}, ${b.provider}, ${b.runId}, ${b.tradeDate}, ${b.receiptIds.length}) RETURNING id
+      ),
+      i AS (
+        INSERT INTO provider_batch_items (batch_id, receipt_id)
+        SELECT b.id, x FROM b, unnest(${b.receiptIds}::bigint[]) AS x
+        ON CONFLICT (receipt_id) WHERE active DO NOTHING
+        RETURNING receipt_id
+      )
+      SELECT (SELECT id FROM b) AS id, array(SELECT receipt_id FROM i ORDER BY receipt_id) AS ids`.execute(db)
+    const row = res.rows[0]!
+    out.push({ id: Number(row.id), receiptIds: row.ids.map(Number) })
+  }
+  return out
+}
+
+export interface BatchMember {
+  readonly receipt: Receipt
+  readonly tx: CashTransaction
+  /** The member's issue attempt row written by the batch's first fenced send (null before it). */
+  readonly attemptId: number | null
+}
+
+export type BatchClaim =
+  | {
+      readonly status: 'claimed'
+      readonly batch: import('./schema.ts').ProviderBatch
+      /** The members this run holds, id order. */
+      readonly members: readonly BatchMember[]
+      /** Members that left the batch (terminal, or another worker's): their items were deactivated. */
+      readonly left: readonly number[]
+    }
+  | { readonly status: 'done'; readonly state: string }
+  | { readonly status: 'leased'; readonly retryInMs: number }
+  | { readonly status: 'missing' }
+
+/**
+ * Takes a batch for one run of its job: the batch row (`open` or `submitted`, lease free or expired)
+ * gets this worker's lease, and every active member that is pending, or issuing under the batch's
+ * owner, or issuing under an expired lease, becomes issuing under the batch's owner with the same
+ * lease (attempts + 1 when it was not the batch's already; needs_lookup when taken from another
+ * owner). An active member that cannot be taken (terminal, or live under another worker: a single
+ * job or a re-drive has it) leaves the batch: its item is deactivated, so the batch never records
+ * its outcome and the recovery pass treats it as any other receipt. One transaction; a member whose
+ * state or owner changed gets its receipt_transitions row in the same statement.
+ */
+export async function claimBatch(db: Db, batchId: number, workerId: string, leaseMs: number, jobId: string | null = null): Promise<BatchClaim> {
+  const owner = batchOwner(batchId)
+  return db.transaction().execute(async (trx) => {
+    const taken = await sql<import('./schema.ts').ProviderBatch>`
+      UPDATE provider_batches SET locked_by = ${workerId}, locked_until = now() + make_interval(secs => ${leaseMs / 1000}),
+        attempts = attempts + 1, updated_at = now()
+      WHERE id = ${batchId} AND state IN ('open', 'submitted') AND (locked_until IS NULL OR locked_until < now())
+      RETURNING *`.execute(trx)
+    const batch = taken.rows[0]
+    if (!batch) {
+      const cur = await sql<{ state: string; left_ms: number | null }>`
+        SELECT state, extract(epoch from (locked_until - now())) * 1000 AS left_ms FROM provider_batches WHERE id = ${batchId}`.execute(trx)
+      const c = cur.rows[0]
+      if (!c) return { status: 'missing' as const }
+      if (c.state === 'open' || c.state === 'submitted') return { status: 'leased' as const, retryInMs: Math.max(250, Number(c.left_ms ?? 0) + 50) }
+      return { status: 'done' as const, state: c.state }
+    }
+    const claimed = await sql<Receipt & { attempt_id: number | null; prev_state: ReceiptState; prev_owner: string | null; tx: Record<string, unknown> }>`
+      WITH m AS MATERIALIZED (
+        SELECT r.id, r.state AS prev_state, r.locked_by AS prev_owner, i.attempt_id FROM receipts r
+        JOIN provider_batch_items i ON i.receipt_id = r.id AND i.batch_id = ${batchId} AND i.active
+        ORDER BY r.id FOR UPDATE OF r
+      ),
+      claimed AS (
+        UPDATE receipts r SET
+          state = 'issuing',
+          needs_lookup = r.needs_lookup OR (m.prev_state = 'issuing' AND m.prev_owner IS DISTINCT FROM ${owner}),
+          attempts = r.attempts + CASE WHEN m.prev_state = 'issuing' AND m.prev_owner = ${owner} THEN 0 ELSE 1 END,
+          locked_by = ${owner},
+          locked_until = ${batch.locked_until},
+          updated_at = now()
+        FROM m
+        WHERE r.id = m.id
+          AND (m.prev_state = 'pending' OR (m.prev_state = 'issuing' AND (m.prev_owner = ${owner} OR r.locked_until IS NULL OR r.locked_until < now())))
+        RETURNING ${RETURNING_RECEIPT}, m.attempt_id, m.prev_state, m.prev_owner
+      ),
+      logged AS (
+        -- a history row when the state or the owner changed (a member the batch already held: none)
+        INSERT INTO receipt_transitions (receipt_id, from_state, to_state, cause, job_id, worker_id)
+        SELECT c.id, c.prev_state, 'issuing', CASE WHEN c.prev_state = 'issuing' THEN 'lease_takeover' ELSE 'attempt:' || c.attempts END, ${jobId}::text, ${owner}::text
+        FROM claimed c WHERE c.prev_state <> 'issuing' OR c.prev_owner IS DISTINCT FROM ${owner}
+      )
+      SELECT c.*, to_jsonb(t) AS tx FROM claimed c JOIN cash_transactions t ON t.transaction_id = c.transaction_id ORDER BY c.id`.execute(trx)
+    const members = claimed.rows.map(({ attempt_id, tx, prev_state: _p, prev_owner: _o, ...receipt }) => ({
+      receipt: { ...(receipt as Receipt), id: Number(receipt.id) },
+      tx: transactionFromJson(tx),
+      attemptId: attempt_id === null ? null : Number(attempt_id),
+    }))
+    const left = await sql<{ receipt_id: number }>`
+      UPDATE provider_batch_items SET active = false, outcome = 'left'
+      WHERE batch_id = ${batchId} AND active AND NOT (receipt_id = ANY(${members.map((m) => m.receipt.id)}::bigint[]))
+      RETURNING receipt_id`.execute(trx)
+    return { status: 'claimed' as const, batch, members, left: left.rows.map((r) => Number(r.receipt_id)) }
+  })
+}
+
+export interface BatchFence {
+  readonly submitId: string
+  readonly contentHash: string
+  readonly itemCount: number
+  /** What the leases must still cover: one bulk call. */
+  readonly coverMs: number
+  readonly jobId: string | null
+}
+
+/**
+ * The fence before every bulk submit request (each p-retry try): all or nothing, in one statement
+ * that commits before the request leaves. It requires the batch to be this worker's (lease) and
+ * `open` or `submitted` under this very submit id (a batch's submit id is bound to its content by
+ * the first send and never changes), and EVERY active member to be issuing under the batch's owner.
+ * Then: the batch becomes `submitted` (submit id, content hash, first and last send time), every
+ * member's lease covers the call, its `last_sent_at` is now (the single path's commit window counts
+ * from it), and a member that has no issue attempt row for this batch yet gets one ('sent').
+ * Returns the members' attempt row ids, or null when anything is no longer this worker's: then
+ * nothing was written and the request must not be sent.
+ */
+export async function fenceBatchSend(db: Db, batchId: number, workerId: string, f: BatchFence): Promise<Map<number, number> | null> {
+  const owner = batchOwner(batchId)
+  return db.transaction().execute(async (trx) => {
+    const b = await sql<{ id: number; attempts: number }>`
+      UPDATE provider_batches SET state = 'submitted', submit_id = ${f.submitId}, content_hash = ${f.contentHash}, item_count = ${f.itemCount},
+        submitted_at = COALESCE(submitted_at, clock_timestamp()), last_sent_at = clock_timestamp(),
+        locked_until = GREATEST(locked_until, now() + make_interval(secs => ${f.coverMs / 1000})), updated_at = now()
+      WHERE id = ${batchId} AND locked_by = ${workerId} AND locked_until > now() AND state IN ('open', 'submitted')
+        AND (submit_id IS NULL OR submit_id = ${f.submitId})
+      RETURNING id, attempts`.execute(trx)
+    if (!b.rows[0]) return null
+    const members = await sql<{ id: number; attempts: number; owned: boolean; attempt_id: number | null }>`
+      SELECT r.id, r.attempts, (r.state = 'issuing' AND r.locked_by = ${owner}) AS owned, i.attempt_id
+      FROM provider_batch_items i JOIN receipts r ON r.id = i.receipt_id
+      WHERE i.batch_id = ${batchId} AND i.active ORDER BY r.id FOR UPDATE OF r, i`.execute(trx)
+    if (members.rows.length !== f.itemCount || members.rows.some((m) => !m.owned)) {
+      // Rolled back: a member left since the claim (the content the submit id names is not ours to send).
+      throw new BatchFenceRefused()
+    }
+    await sql`
+      UPDATE receipts r SET locked_until = GREATEST(r.locked_until, now() + make_interval(secs => ${f.coverMs / 1000})), last_sent_at = clock_timestamp()
+      WHERE r.id = ANY(${members.rows.map((m) => m.id)}::bigint[]) AND r.state = 'issuing' AND r.locked_by = ${owner}`.execute(trx)
+    const fresh = members.rows.filter((m) => m.attempt_id === null)
+    const ids = new Map(members.rows.filter((m) => m.attempt_id !== null).map((m) => [Number(m.id), Number(m.attempt_id)]))
+    if (fresh.length) {
+      const ins = await sql<{ receipt_id: number; id: number }>`
+        INSERT INTO issuance_attempts (receipt_id, attempt_no, operation, started_at, outcome, worker_id, job_id)
+        SELECT v.id, v.n, 'issue', clock_timestamp(), 'sent', ${workerId}, ${f.jobId}
+        FROM unnest(${fresh.map((m) => m.id)}::bigint[], ${fresh.map((m) => m.attempts)}::int[]) AS v(id, n)
+        RETURNING receipt_id, id`.execute(trx)
+      await sql`
+        UPDATE provider_batch_items i SET attempt_id = v.attempt_id
+        FROM unnest(${ins.rows.map((r) => r.receipt_id)}::bigint[], ${ins.rows.map((r) => r.id)}::bigint[]) AS v(receipt_id, attempt_id)
+        WHERE i.batch_id = ${batchId} AND i.receipt_id = v.receipt_id`.execute(trx)
+      for (const r of ins.rows) ids.set(Number(r.receipt_id), Number(r.id))
+    }
+    return ids
+  }).catch((err: unknown) => {
+    if (err instanceof BatchFenceRefused) return null
+    throw err
+  })
+}
+
+class BatchFenceRefused extends Error {}
+
+/** What becomes of one member in a batch's recording step. */
+export interface BatchItemOutcome {
+  readonly receiptId: number
+  readonly transition: Transition
+  /** The item's outcome: issued, cancelled, failed, single (handed to the single path), dropped. */
+  readonly item: string
+  /** Attempt rows of the member (its submit row, completed by id; lookups inserted). */
+  readonly attempts: { readonly receipt: Pick<Receipt, 'id' | 'attempts'>; readonly jobId?: string; readonly rows: readonly AttemptRecord[] }
+}
+
+export interface BatchCallRecord {
+  readonly operation: 'bulk_submit' | 'bulk_result' | 'lookup_many'
+  readonly startedAt: Date
+  readonly finishedAt: Date
+  readonly outcome: string
+  readonly httpStatus: number | null
+  readonly providerCode: string | null
+  readonly message: string | null
+  readonly latencyMs: number
+}
+
+export interface BatchStep {
+  /** Members whose outcome this step records (their items are deactivated). */
+  readonly items?: readonly BatchItemOutcome[]
+  /** The bulk calls this run made (one provider_batch_calls row each). */
+  readonly calls?: readonly BatchCallRecord[]
+  readonly jobId?: string | null
+  /** Polls of the result made in this run. */
+  readonly polls?: number
+  /** The batch ends: `done` (every member decided or handed on) or `abandoned` (never sent). */
+  readonly finish?: 'done' | 'abandoned'
+  /**
+   * The batch goes on later (a poll, a deferral): its lease is released and the members it still
+   * holds keep theirs for `holdMs`, so nothing else takes them while its job waits.
+   */
+  readonly holdMs?: number
+  readonly error?: { readonly code: string | null; readonly message: string | null }
+}
+
+/**
+ * Records one step of a batch run, in ONE transaction guarded by the batch's lease (this worker's):
+ * the members' transitions (applyTransitions, guarded per row by the batch's owner), their items
+ * deactivated with their outcome, the run's bulk calls, and the batch's own state — finished, or
+ * its lease released with the remaining members held for `holdMs`. Returns the receipt ids whose
+ * transition applied, or null when the batch is no longer this worker's (nothing was written; the
+ * new owner finishes the batch).
+ */
+export async function recordBatchStep(db: Db, batchId: number, workerId: string, step: BatchStep): Promise<Set<number> | null> {
+  const owner = batchOwner(batchId)
+  return db.transaction().execute(async (trx) => {
+    const own = await sql<{ id: number }>`
+      SELECT id FROM provider_batches WHERE id = ${batchId} AND locked_by = ${workerId} AND state IN ('open', 'submitted') FOR UPDATE`.execute(trx)
+    if (!own.rows[0]) return null
+    const items = step.items ?? []
+    const applied = await applyTransitions(
+      trx,
+      items.map((i) => ({ receiptId: i.receiptId, workerId: owner, transition: i.transition, attempts: { ...i.attempts, rows: i.attempts.rows } })),
+    )
+    if (items.length) {
+      await sql`
+        UPDATE provider_batch_items i SET active = false, outcome = v.outcome
+        FROM unnest(${items.map((i) => i.receiptId)}::bigint[], ${items.map((i) => i.item)}::text[]) AS v(receipt_id, outcome)
+        WHERE i.batch_id = ${batchId} AND i.receipt_id = v.receipt_id AND i.active`.execute(trx)
+    }
+    const calls = step.calls ?? []
+    if (calls.length) {
+      await sql`
+        INSERT INTO provider_batch_calls (batch_id, operation, started_at, finished_at, outcome, http_status, provider_code, message, latency_ms, worker_id, job_id)
+        SELECT ${batchId}, v.op, v.started, v.finished, v.outcome, v.status, v.code, v.message, v.latency, ${workerId}, ${step.jobId ?? null}
+        FROM unnest(${calls.map((c) => c.operation)}::text[], ${calls.map((c) => c.startedAt.toISOString())}::timestamptz[],
+          ${calls.map((c) => c.finishedAt.toISOString())}::timestamptz[], ${calls.map((c) => c.outcome)}::text[], ${calls.map((c) => c.httpStatus)}::smallint[],
+          ${calls.map((c) => c.providerCode?.slice(0, 100) ?? null)}::text[], ${calls.map((c) => c.message?.slice(0, 500) ?? null)}::text[],
+          ${calls.map((c) => Math.round(c.latencyMs))}::int[]) AS v(op, started, finished, outcome, status, code, message, latency)`.execute(trx)
+    }
+    if (step.finish) {
+      // Whatever the batch still holds is handed on by the caller in `items`; an item left active
+      // here (a member taken over meanwhile) no longer belongs to a live batch.
+      await sql`UPDATE provider_batch_items SET active = false, outcome = coalesce(outcome, 'left') WHERE batch_id = ${batchId} AND active`.execute(trx)
+    } else if (step.holdMs !== undefined) {
+      await sql`
+        UPDATE receipts r SET locked_until = now() + make_interval(secs => ${step.holdMs / 1000})
+        FROM provider_batch_items i
+        WHERE i.batch_id = ${batchId} AND i.active AND r.id = i.receipt_id AND r.state = 'issuing' AND r.locked_by = ${owner}`.execute(trx)
+    }
+    await sql`
+      UPDATE provider_batches SET
+        polls = polls + ${step.polls ?? 0},
+        state = COALESCE(${step.finish ?? null}::text, state),
+        finished_at = CASE WHEN ${step.finish ?? null}::text IS NULL THEN finished_at ELSE now() END,
+        locked_by = CASE WHEN ${step.finish !== undefined || step.holdMs !== undefined} THEN NULL ELSE locked_by END,
+        locked_until = CASE WHEN ${step.finish !== undefined || step.holdMs !== undefined} THEN NULL ELSE locked_until END,
+        error_code = CASE WHEN ${step.error !== undefined} THEN ${step.error?.code ?? null} ELSE error_code END,
+        error_message = CASE WHEN ${step.error !== undefined} THEN ${step.error?.message?.slice(0, 1000) ?? null} ELSE error_message END,
+        updated_at = now()
+      WHERE id = ${batchId}`.execute(trx)
+    return applied
+  })
+}
+
+/**
+ * A batch whose job is gone or finished while the batch is still open or submitted starts a new
+ * job generation (requeue_count + 1, part of its job id), guarded by the count the caller read: of
+ * two racing recovery callers one wins and enqueues. Returns the batches that moved.
+ */
+export async function bumpBatchRequeue(db: Db, items: readonly RequeueItem[]): Promise<{ id: number; requeue_count: number }[]> {
+  if (items.length === 0) return []
+  const res = await sql<{ id: number; requeue_count: number }>`
+    UPDATE provider_batches b SET requeue_count = b.requeue_count + 1, updated_at = now()
+    FROM unnest(${items.map((i) => i.id)}::bigint[], ${items.map((i) => i.requeueCount)}::int[]) AS v(id, n)
+    WHERE b.id = v.id AND b.requeue_count = v.n AND b.state IN ('open', 'submitted')
+      AND (b.locked_until IS NULL OR b.locked_until < now())
+    RETURNING b.id, b.requeue_count`.execute(db)
+  return res.rows.map((r) => ({ id: Number(r.id), requeue_count: r.requeue_count }))
 }

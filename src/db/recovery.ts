@@ -39,11 +39,37 @@ export async function recoveryCandidates(
         eb.and([eb('state', '=', 'issuing'), eb.or([eb('locked_until', 'is', null), eb('locked_until', '<', sql<Date>`now()`)])]),
       ]),
     )
+    // A member of a live batch is the batch's: the batch's own recovery below finishes it.
+    .where(({ not, exists, selectFrom }) =>
+      not(exists(selectFrom('provider_batch_items as i').select(sql`1`.as('one')).whereRef('i.receipt_id', '=', 'receipts.id').where('i.active', '=', true))),
+    )
     .where('id', '>', opts.afterId)
     .orderBy('id')
     .limit(opts.limit)
   if (opts.date) q = q.where('trade_date', '=', opts.date)
   return q.execute()
+}
+
+export interface BatchRecoveryCandidate {
+  readonly id: number
+  readonly trade_date: string
+  readonly requeue_count: number
+}
+
+/**
+ * Bulk batches a job should be holding: open or submitted, their lease free or expired (no run of
+ * their job is at work), untouched for `graceMs` (a batch just created has its add in flight).
+ */
+export async function batchRecoveryCandidates(db: Db, opts: { readonly graceMs: number; readonly date?: string }): Promise<BatchRecoveryCandidate[]> {
+  let q = db
+    .selectFrom('provider_batches')
+    .select(['id', sql<string>`trade_date::text`.as('trade_date'), 'requeue_count'])
+    .where('state', 'in', ['open', 'submitted'])
+    .where((eb) => eb.or([eb('locked_until', 'is', null), eb('locked_until', '<', sql<Date>`now()`)]))
+    .where('updated_at', '<', sql<Date>`now() - make_interval(secs => ${opts.graceMs / 1000})`)
+    .orderBy('id')
+  if (opts.date) q = q.where('trade_date', '=', opts.date)
+  return (await q.execute()).map((r) => ({ id: Number(r.id), trade_date: r.trade_date, requeue_count: r.requeue_count }))
 }
 
 /** One number for the recovery pass's advisory lock (pg_try_advisory_xact_lock takes a bigint). */

@@ -184,6 +184,56 @@ export interface ReceiptTransitionsTable {
   worker_id: string | null
 }
 
+/** One bulk submission of up to `maxItems` receipts of one credential (ledger.ts, bulk issuance). */
+export interface ProviderBatchesTable {
+  id: Generated<number>
+  merchant_id: string
+  provider: ProviderName
+  run_id: number | null
+  trade_date: DateString
+  state: BatchState
+  /** Deterministic for the batch's content; set by the first fenced send, never changed after. */
+  submit_id: string | null
+  content_hash: string | null
+  item_count: number
+  locked_by: string | null
+  locked_until: Timestamp | null
+  attempts: Generated<number>
+  requeue_count: Generated<number>
+  polls: Generated<number>
+  submitted_at: Timestamp | null
+  last_sent_at: Timestamp | null
+  error_code: string | null
+  error_message: string | null
+  created_at: Generated<Timestamp>
+  updated_at: Generated<Timestamp>
+  finished_at: Timestamp | null
+}
+export type BatchState = 'open' | 'submitted' | 'done' | 'abandoned'
+
+export interface ProviderBatchItemsTable {
+  batch_id: number
+  receipt_id: number
+  active: Generated<boolean>
+  attempt_id: number | null
+  outcome: string | null
+}
+
+export interface ProviderBatchCallsTable {
+  id: Generated<number>
+  batch_id: number
+  operation: 'bulk_submit' | 'bulk_result' | 'lookup_many'
+  started_at: Timestamp
+  finished_at: Timestamp
+  outcome: string
+  http_status: number | null
+  provider_code: string | null
+  message: string | null
+  latency_ms: number
+  worker_id: string
+  job_id: string | null
+}
+
 export interface AuditLogTable {
   id: Generated<string>
   at: Generated<Date>
@@ -203,6 +253,9 @@ export interface Database {
   settle_rejections: SettleRejectionsTable
   provider_duplicates: ProviderDuplicatesTable
   receipt_transitions: ReceiptTransitionsTable
+  provider_batches: ProviderBatchesTable
+  provider_batch_items: ProviderBatchItemsTable
+  provider_batch_calls: ProviderBatchCallsTable
 }
 
 export type Receipt = Selectable<ReceiptsTable>
@@ -211,3 +264,4 @@ export type ReceiptUpdate = Updateable<ReceiptsTable>
 export type CashTransaction = Selectable<CashTransactionsTable>
 export type SettlementRun = Selectable<SettlementRunsTable>
 export type ProviderDuplicate = Selectable<ProviderDuplicatesTable>
+export type ProviderBatch = Selectable<ProviderBatchesTable>

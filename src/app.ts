@@ -131,6 +131,7 @@ export function createApp(config: AppConfig, overrides: AppOverrides = {}): App 
   let deploymentChecked: Promise<DeploymentCheck> | undefined
   let dbWatch: DatabaseWatch | undefined
 
+  const bulkSizes = new Map<string, number>()
   // Built once; every connection in it is still opened on first use.
   const settleDeps: SettleDeps = {
     get db() {
@@ -142,6 +143,17 @@ export function createApp(config: AppConfig, overrides: AppOverrides = {}): App 
     logger,
     chunkSize: config.settle.chunkSize,
     maxWaiting: config.settle.maxWaiting,
+    bulkSize: (merchantId, provider) => {
+      const key = `${merchantId}/${provider}`
+      let size = bulkSizes.get(key)
+      if (size === undefined) {
+        // The merchant's configuration asks for bulk (`bulk: true`); the adapter says how many per call.
+        const creds = (config.merchants.find((m) => m.id === merchantId)?.providers as Record<string, { bulk?: boolean } | undefined> | undefined)?.[provider]
+        size = creds?.bulk === true ? (app.providers().get(merchantId, provider as Parameters<ProviderSource['get']>[1]).provider.bulk?.maxItems ?? 0) : 0
+        bulkSizes.set(key, size)
+      }
+      return size
+    },
   }
   const cancelDeps = {
     get db() {

@@ -77,6 +77,8 @@ export interface AppConfig {
     readonly stalledIntervalMs: number
     /** How long an `issuing` claim is owned by one worker before another may take it over. */
     readonly leaseMs: number
+    /** Delay between polls of a bulk submission's result (the provider asks for 2–5 s). */
+    readonly bulkPollMs: { readonly min: number; readonly max: number }
   }
   /** How worker slots are handed to credentials and providers (docs/dispatch.md). */
   readonly dispatch: {
@@ -362,6 +364,8 @@ const envVars = z.object({
   WORKER_LOCK_MS: int(60_000, 1_000),
   WORKER_STALLED_INTERVAL_MS: int(30_000, 1_000),
   WORKER_LEASE_MS: int(120_000, 100),
+  BULK_POLL_MIN_MS: int(2_000, 10),
+  BULK_POLL_MAX_MS: int(5_000, 10),
   SETTLE_CHUNK_SIZE: int(1_000, 1),
   SETTLE_MAX_WAITING: int(50_000, 1),
   SETTLE_CRON: text('0 30 0 * * *'),
@@ -480,6 +484,7 @@ function configSchema(defaults: ConfigDefaults) {
         lockDurationMs: e.WORKER_LOCK_MS,
         stalledIntervalMs: e.WORKER_STALLED_INTERVAL_MS,
         leaseMs: e.WORKER_LEASE_MS,
+        bulkPollMs: { min: e.BULK_POLL_MIN_MS, max: Math.max(e.BULK_POLL_MIN_MS, e.BULK_POLL_MAX_MS) },
       },
       dispatch: {
         maxWaitMs: e.DISPATCH_MAX_WAIT_MS,

@@ -52,6 +52,8 @@ export async function recoveryCandidates(
 
 export interface BatchRecoveryCandidate {
   readonly id: number
+  readonly merchant_id: string
+  readonly provider: string
   readonly trade_date: string
   readonly requeue_count: number
 }
@@ -63,13 +65,13 @@ export interface BatchRecoveryCandidate {
 export async function batchRecoveryCandidates(db: Db, opts: { readonly graceMs: number; readonly date?: string }): Promise<BatchRecoveryCandidate[]> {
   let q = db
     .selectFrom('provider_batches')
-    .select(['id', sql<string>`trade_date::text`.as('trade_date'), 'requeue_count'])
+    .select(['id', 'merchant_id', 'provider', sql<string>`trade_date::text`.as('trade_date'), 'requeue_count'])
     .where('state', 'in', ['open', 'submitted'])
     .where((eb) => eb.or([eb('locked_until', 'is', null), eb('locked_until', '<', sql<Date>`now()`)]))
     .where('updated_at', '<', sql<Date>`now() - make_interval(secs => ${opts.graceMs / 1000})`)
     .orderBy('id')
   if (opts.date) q = q.where('trade_date', '=', opts.date)
-  return (await q.execute()).map((r) => ({ id: Number(r.id), trade_date: r.trade_date, requeue_count: r.requeue_count }))
+  return (await q.execute()).map((r) => ({ id: Number(r.id), merchant_id: r.merchant_id, provider: r.provider, trade_date: r.trade_date, requeue_count: r.requeue_count }))
 }
 
 /** One number for the recovery pass's advisory lock (pg_try_advisory_xact_lock takes a bigint). */

@@ -13,6 +13,8 @@ import type { Logger } from '../logger.ts'
 import { DEFAULT_RETRY } from '../providers/http.ts'
 import { connectionOf, issueJobId, RECEIPTS_QUEUE, type ReceiptsQueue } from '../queue/queues.ts'
 import { createCancelHandler } from './cancel-receipt.ts'
+import { createBatchHandler } from './issue-batch.ts'
+import { enqueueReceipts } from './enqueue-receipts.ts'
 import { createIssueHandler, type ReceiptJobInfo } from './issue-receipt.ts'
 import { callBudgetMs } from './lease.ts'
 import { thrownOutcome } from './outcome-policy.ts'
@@ -51,10 +53,28 @@ export function startReceiptWorker(deps: ReceiptWorkerDeps, opts: { concurrency?
     commitWindowMs: config.providerCommitWindowMs,
     enqueueIssue: queue ? (receiptId) => queue.add('issue-receipt', { receiptId }, { jobId: issueJobId(receiptId, 0, 0) }) : undefined,
   })
+  const batch = createBatchHandler({
+    ...handlerDeps,
+    dataKeys: config.dataKeys,
+    enqueueSingle: queue ? (rows) => enqueueReceipts({ db, queue }, rows) : undefined,
+    pollMs: config.worker.bulkPollMs,
+  })
   const worker = new Worker(
     RECEIPTS_QUEUE,
     async (job: Job, token?: string, signal?: AbortSignal) => {
       const started = performance.now()
+      if (job.name === 'issue-batch') {
+        // One line per batch run that ends it; its receipts' outcomes are in the ledger.
+        try {
+          const result = await batch(job, token, signal)
+          logger.info({ batchId: (job.data as { batchId: number }).batchId, jobId: job.id, outcome: result.state, detail: result.detail, latencyMs: Math.round(performance.now() - started) }, 'batch outcome')
+          return result
+        } catch (err) {
+          const outcome = thrownOutcome(err, job, config.worker.attempts)
+          if (outcome !== 'delayed') logger.warn({ batchId: (job.data as { batchId: number }).batchId, jobId: job.id, outcome, err: (err as Error).message }, 'batch outcome')
+          throw err
+        }
+      }
       const info: ReceiptJobInfo = {}
       // One line per receipt outcome: run, receipt, provider, outcome, latency (the job's wall time).
       const line = (outcome: string, extra: Record<string, unknown> = {}) => ({

@@ -19,8 +19,9 @@
  */
 import type { Logger } from 'pino'
 import type { Db } from '../db/database.ts'
-import { finishDoneRuns, recoveryCandidates, withRecoveryLock } from '../db/recovery.ts'
-import { createRanker, type ReceiptsQueue } from '../queue/queues.ts'
+import { bumpBatchRequeue } from '../db/ledger.ts'
+import { batchRecoveryCandidates, finishDoneRuns, recoveryCandidates, withRecoveryLock } from '../db/recovery.ts'
+import { batchJobId, createRanker, jobStates, LIVE_JOB_STATES, type ReceiptsQueue } from '../queue/queues.ts'
 import { enqueueReceipts } from './enqueue-receipts.ts'
 
 export interface RecoverDeps {
@@ -51,6 +52,8 @@ export interface RecoverResult {
   readonly requeued: number
   /** Moved by someone else meanwhile (a worker finished them, another caller enqueued them). */
   readonly raced: number
+  /** Bulk batches open or submitted with no live job, put back on the queue under a fresh id. */
+  readonly batches: number
   /** Settlement runs that this pass found with every receipt done. */
   readonly finishedRuns: readonly number[]
 }
@@ -77,13 +80,35 @@ export async function recoverOrphans(deps: RecoverDeps, opts: RecoverOptions = {
       raced += c.raced
       opts.onProgress?.(checked)
     }
+    const batches = await recoverBatches(deps, opts, rank)
     const finishedRuns = await finishDoneRuns(deps.db)
-    return { ran: true, checked, live, added, requeued, raced, finishedRuns }
+    return { ran: true, checked, live, added, requeued, raced, batches, finishedRuns }
   })
-  const out = result ?? { ran: false, checked: 0, live: 0, added: 0, requeued: 0, raced: 0, finishedRuns: [] }
-  if (out.added + out.requeued > 0) deps.logger.warn({ ...out, date: opts.date }, 'recovery: receipts without a live job put back on the queue')
+  const out = result ?? { ran: false, checked: 0, live: 0, added: 0, requeued: 0, raced: 0, batches: 0, finishedRuns: [] }
+  if (out.added + out.requeued + out.batches > 0) deps.logger.warn({ ...out, date: opts.date }, 'recovery: receipts without a live job put back on the queue')
   else deps.logger.debug({ ...out, date: opts.date }, 'recovery pass')
   return out
+}
+
+/**
+ * Bulk batches in flight (open, or submitted with its result not yet recorded) that no live job
+ * holds — their worker died mid-batch, Redis lost the delayed job — get a new job generation. Their
+ * members are left to the batch (the receipt candidates above skip active members): the batch's
+ * next run takes them back and, submitted, asks for its result before anything is sent.
+ */
+async function recoverBatches(deps: RecoverDeps, opts: RecoverOptions, rank: (merchantId: string, provider: string) => number): Promise<number> {
+  const rows = await batchRecoveryCandidates(deps.db, { graceMs: deps.graceMs, date: opts.date })
+  if (!rows.length) return 0
+  const states = await jobStates(deps.queue, rows.map((r) => batchJobId(r.id, r.requeue_count)))
+  const idle = rows.filter((_, i) => !LIVE_JOB_STATES.has(states[i]!))
+  const bumped = await bumpBatchRequeue(deps.db, idle.map((r) => ({ id: r.id, requeueCount: r.requeue_count })))
+  const byId = new Map(idle.map((r) => [r.id, r]))
+  if (bumped.length) {
+    await deps.queue.addBulk(
+      bumped.map((b) => ({ name: 'issue-batch' as const, data: { batchId: b.id, businessDate: byId.get(b.id)!.trade_date }, opts: { jobId: batchJobId(b.id, b.requeue_count), priority: rank(byId.get(b.id)!.merchant_id, byId.get(b.id)!.provider) } })),
+    )
+  }
+  return bumped.length
 }
 
 export interface RecoveryLoop {

@@ -17,11 +17,11 @@ import { sql } from 'kysely'
 import type { Logger } from 'pino'
 import type { Db } from '../db/database.ts'
 import type { CashTransaction, NewReceipt, RunTrigger } from '../db/schema.ts'
-import { insertIssueReceiptsIsolating, type RefusedIssueReceipt } from '../db/ledger.ts'
+import { createBatches, insertIssueReceiptsIsolating, type RefusedIssueReceipt } from '../db/ledger.ts'
 import { recordSettleRejections, type SettleRejection } from '../db/settle-rejections.ts'
 import { addDays, carryOverFrom, decideIssuance, isValidDate, legalDeadline } from '../domain/index.ts'
 import { deriveProviderKeys, providerKeySource } from '../providers/keys.ts'
-import { createRanker, issueJobId, type ReceiptsQueue } from '../queue/queues.ts'
+import { batchJobId, createRanker, issueJobId, type ReceiptsQueue } from '../queue/queues.ts'
 import { receiptAmountsFor } from './receipt-amounts.ts'
 import { enqueueReceipts } from './enqueue-receipts.ts'
 
@@ -32,6 +32,11 @@ export interface SettleDeps {
   readonly chunkSize: number
   readonly maxWaiting: number
   readonly sleep?: (ms: number) => Promise<void>
+  /**
+   * Receipts per bulk submission for a merchant's provider (the adapter's maxItems) when the
+   * merchant's configuration asks for bulk issuance; 0 or absent: one job per receipt.
+   */
+  readonly bulkSize?: (merchantId: string, provider: string) => number
 }
 
 export interface SettleOptions {
@@ -132,7 +137,40 @@ export async function settleDay(deps: SettleDeps, opts: SettleOptions): Promise<
   // Each job's priority is its rank within its credential in this run: the queue interleaves the
   // merchants whatever order their rows come in (docs/dispatch.md, Fairness).
   const rank = createRanker()
-  const enqueue = async (rows: readonly { id: number; trade_date: string; redrive_count: number; merchant_id: string; provider: string }[]) => {
+  type Settled = { id: number; trade_date: string; redrive_count: number; merchant_id: string; provider: string }
+  // Bulk issuance (docs/exactly-once.md, Bulk issuance): a credential's receipts are gathered into
+  // batches of its bulk size across chunks; a full batch is created and enqueued at once, the rest
+  // at the end of the first phase. A batch is ONE job and ONE provider request: it gets one rank.
+  const bulkBuffers = new Map<string, { size: number; rows: Settled[] }>()
+  const flushBatches = async (rows: readonly Settled[]) => {
+    if (!rows.length) return
+    const m = rows[0]!
+    const created = await createBatches(db, [{ merchantId: m.merchant_id, provider: m.provider, runId, tradeDate: m.trade_date, receiptIds: rows.map((r) => r.id) }])
+    const jobs = created.filter((b) => b.receiptIds.length).map((b) => ({
+      name: 'issue-batch' as const,
+      data: { batchId: b.id, businessDate: m.trade_date },
+      opts: { jobId: batchJobId(b.id), priority: rank(m.merchant_id, m.provider) },
+    }))
+    if (!jobs.length) return
+    await waitForRoom(deps)
+    await deps.queue.addBulk(jobs)
+    enqueued += created.reduce((n, b) => n + b.receiptIds.length, 0)
+    opts.onProgress?.({ phase: 'enqueue', selected, enqueued })
+  }
+  const enqueue = async (all: readonly Settled[]) => {
+    const rows: Settled[] = []
+    for (const r of all) {
+      const size = deps.bulkSize?.(r.merchant_id, r.provider) ?? 0
+      if (size <= 1) {
+        rows.push(r)
+        continue
+      }
+      const key = `${r.merchant_id}\u0000${r.provider}\u0000${r.trade_date}`
+      const buf = bulkBuffers.get(key) ?? { size, rows: [] }
+      bulkBuffers.set(key, buf)
+      buf.rows.push(r)
+      if (buf.rows.length >= size) await flushBatches(buf.rows.splice(0))
+    }
     if (!rows.length) return
     await waitForRoom(deps)
     await deps.queue.addBulk(
@@ -222,6 +260,7 @@ export async function settleDay(deps: SettleDeps, opts: SettleOptions): Promise<
   } finally {
     await inFlight
   }
+  if (!opts.dryRun) for (const buf of bulkBuffers.values()) await flushBatches(buf.rows.splice(0))
 
   // Phase 2: pending receipts of the window created before this call (an earlier run whose jobs were
   // lost from Redis, a crash between insert and enqueue). enqueueReceipts leaves those with a live job
@@ -303,6 +342,10 @@ function pendingQuery(db: Db, from: string, to: string, merchantId: string | und
   let q = db
     .selectFrom('receipts')
     .where('kind', '=', 'issue')
+    // A member of a live batch is its batch's (the recovery pass puts a batch without a job back).
+    .where(({ not, exists, selectFrom }) =>
+      not(exists(selectFrom('provider_batch_items as i').select(sql`1`.as('one')).whereRef('i.receipt_id', '=', 'receipts.id').where('i.active', '=', true))),
+    )
     .where('state', '=', 'pending')
     .where('trade_date', '>=', from)
     .where('trade_date', '<=', to)

@@ -11,6 +11,11 @@ export const CONTROL_QUEUE = 'control'
 export interface JobPayloads {
   /** Issue the receipt row `receiptId` (kind issue). */
   'issue-receipt': { readonly receiptId: number; readonly businessDate: string }
+  /**
+   * Issue the members of one bulk batch (provider_batches `batchId`) in one provider request, then
+   * poll its result: the job delays itself between polls (docs/exactly-once.md, Bulk issuance).
+   */
+  'issue-batch': { readonly batchId: number; readonly businessDate: string }
   /** Cancel: `receiptId` is the kind=cancel row. */
   'cancel-receipt': { readonly receiptId: number }
   /** Settlement run for a KST business date (the scheduler computes "yesterday" when absent). */
@@ -32,6 +37,10 @@ export function issueJobId(receiptId: number, redriveCount: number, requeueCount
 }
 export function cancelJobId(receiptId: number, redriveCount: number, requeueCount = 0): string {
   return `cancel-${receiptId}${generation(redriveCount, requeueCount)}`
+}
+/** A bulk batch's job: `batch-<id>`, `-q<n>` after the recovery pass put it back under a fresh id. */
+export function batchJobId(batchId: number, requeueCount = 0): string {
+  return `batch-${batchId}${generation(0, requeueCount)}`
 }
 function generation(redriveCount: number, requeueCount: number): string {
   return `${redriveCount > 0 ? `-r${redriveCount}` : ''}${requeueCount > 0 ? `-q${requeueCount}` : ''}`

@@ -39,7 +39,7 @@ import {
   type Transition,
 } from '../db/ledger.ts'
 import { decryptPii, type DataKeys } from '../crypto/pii.ts'
-import { SELF_ISSUE_NUMBER, type CallMeta, type ProviderOutcome } from '../domain/index.ts'
+import { SELF_ISSUE_NUMBER, kstToday, msUntilKstMidnight, type CallMeta, type ProviderOutcome } from '../domain/index.ts'
 import type { BulkCallContext, BulkIssuer, IssueRequest, LookupRequest } from '../providers/types.ts'
 import type { JobPayloads } from '../queue/queues.ts'
 import { ThrottleDeferError, type Throttle } from '../throttle/throttle.ts'
@@ -266,7 +266,12 @@ export function createBatchHandler(deps: BatchDeps) {
         sentThisRun = true
         signal?.throwIfAborted()
       }
-      const o = await t.schedule(() => bulk.submitBulk({ submitId, items }, { ...ctx, beforeSend }), { defer: true })
+      // Deferred, nothing is sent. The daily quota counts the request once it has its slot: one per batch.
+      const nowMs = now()
+      const o = await t.schedule(() => bulk.submitBulk({ submitId, items }, { ...ctx, beforeSend }), {
+        defer: true,
+        quota: { kstDate: kstToday(nowMs), msUntilKstMidnight: msUntilKstMidnight(nowMs) },
+      })
       answered(o.kind)
       const ids = attemptIds as Map<number, number> | null
       if (ids) members = members.map((m) => ({ ...m, attemptId: ids.get(m.receipt.id) ?? m.attemptId }))

@@ -98,7 +98,7 @@ export function createBatchHandler(deps: BatchDeps) {
 
   return async function handleBatch(job: Job<JobPayloads['issue-batch']>, token: string | undefined, signal?: AbortSignal): Promise<JobResult> {
     const { batchId } = job.data
-    const claim = await claimBatch(deps.db, batchId, deps.workerId, deps.leaseMs)
+    const claim = await claimBatch(deps.db, batchId, deps.workerId, deps.leaseMs, job.id ?? null)
     if (claim.status === 'missing') throw new UnrecoverableError(`batch ${batchId} does not exist`)
     if (claim.status === 'done') return { state: claim.state, detail: 'already settled' }
     if (claim.status === 'leased') return delay(job, token, claim.retryInMs)
@@ -156,7 +156,7 @@ export function createBatchHandler(deps: BatchDeps) {
     }
     /** Back to the single path: pending, looked up first when the provider may have seen it. */
     const handOn = (m: BatchMember, needsLookup: boolean, outcome: string, meta: CallMeta | null, extra: AttemptRecord[] = []) => {
-      decide(m, { state: 'pending', needsLookup: needsLookup || m.receipt.needs_lookup, uncounted: m.attemptId === null }, 'single', attemptRows(m, outcome, meta, extra))
+      decide(m, { state: 'pending', needsLookup: needsLookup || m.receipt.needs_lookup, uncounted: m.attemptId === null, cause: 'bulk_handoff' }, 'single', attemptRows(m, outcome, meta, extra))
       handedOn.push(m)
     }
 

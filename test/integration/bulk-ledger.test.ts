@@ -50,6 +50,10 @@ describe('bulk batches in the ledger', () => {
     expect(c.members.map((m) => m.receipt.id)).toEqual(ids.slice(0, 3))
     expect(c.left).toEqual([ids[3]])
     for (const m of c.members) expect(m.receipt).toMatchObject({ state: 'issuing', locked_by: batchOwner(b.id), attempts: 1 })
+    // Each claimed member's history: pending → issuing, by the batch's owner.
+    const history = await db().selectFrom('receipt_transitions').select(['receipt_id', 'from_state', 'to_state', 'worker_id']).where('receipt_id', 'in', ids.slice(0, 3)).where('to_state', '=', 'issuing').execute()
+    expect(history).toHaveLength(3)
+    expect(history.every((h) => h.from_state === 'pending' && h.worker_id === batchOwner(b.id))).toBe(true)
     expect(await claimBatch(db(), b.id, 'w2', 60_000)).toMatchObject({ status: 'leased' })
   })
 

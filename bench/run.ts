@@ -466,7 +466,7 @@ async function fidelity(pgServer: string, redisUrl: string): Promise<Result> {
   const limit = 100
   const base = await measureBaselines(redisUrl, quick ? 5_000 : 20_000)
   const db = await recreateDatabase(pgServer, benchDatabaseName())
-  // The operator configures the provider's documented limit; the throttle paces just under it.
+  // The operator configures the provider's documented limit; the throttle's rate window keeps it.
   const { file, merchants } = await writeMerchantsFile(1, { maxConcurrent: null, maxPerSecond: limit })
   const prefix = scenarioPrefix()
   // The sandbox counts arrivals: it runs ahead of the workers, as a remote provider's gateway would (lib.ts).

@@ -8,8 +8,9 @@ export interface ProviderLimits {
   /** Minimum milliseconds between two call starts for one credential, across all processes. */
   readonly minTimeMs: number
   /**
-   * The provider's documented request rate per credential (req/s). Calls are paced at a safety
-   * fraction of it (the throttle's RATE_SAFETY), so timer jitter never crosses the provider's window (no 429s). null = none.
+   * The provider's documented request rate per credential (req/s), kept as the provider counts it: at
+   * most this many calls in any one-second window, each counted until a window after its answer came
+   * (the throttle's rate window), so timer or network jitter never makes a 429. null = none.
    */
   readonly maxPerSecond: number | null
   /** Issue calls allowed per KST calendar day for one credential (NTS-style quotas). null = none. */

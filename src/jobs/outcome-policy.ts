@@ -298,7 +298,7 @@ export interface DecisionEffects {
  * reports `taken-over` (its new owner completes the work). When recording fails, the decision for
  * that failure is performed instead.
  */
-export async function perform(d: Settle, job: Job, token: string | undefined, effects: DecisionEffects): Promise<JobResult> {
+export async function perform(d: Settle, job: Job, token: string | undefined, effects: DecisionEffects, decidedAt = Date.now()): Promise<JobResult> {
   if (d.penalizeMs !== undefined) effects.penalize?.(d.penalizeMs)
   let recorded = true
   if (d.ledger !== null) {
@@ -306,11 +306,11 @@ export async function perform(d: Settle, job: Job, token: string | undefined, ef
       recorded = await effects.record(d.ledger)
     } catch (err) {
       if (d.bestEffort) recorded = false
-      else if (effects.onRecordError) return perform(effects.onRecordError(err), job, token, { record: effects.record })
+      else if (effects.onRecordError) return perform(effects.onRecordError(err), job, token, { record: effects.record }, decidedAt)
       else throw err
     }
   }
-  return performQueueAction(d.queue, job, token, recorded)
+  return performQueueAction(d.queue, job, token, recorded, decidedAt)
 }
 
 /**
@@ -323,13 +323,18 @@ export function thrownOutcome(err: unknown, job: Pick<Job, 'attemptsMade' | 'opt
   return err instanceof UnrecoverableError || attempt >= attemptsAllowed ? 'failed' : 'retry'
 }
 
-async function performQueueAction(action: QueueAction, job: Job, token: string | undefined, recorded: boolean): Promise<JobResult> {
+/**
+ * A delay counts from `decidedAt`, the moment of the decision, not from after the ledger write: a
+ * deferral's retry time is the caller's place in its credential's deferral line (throttle), and the
+ * write (tens of ms on a busy machine) must not make every returning job late for its place.
+ */
+async function performQueueAction(action: QueueAction, job: Job, token: string | undefined, recorded: boolean, decidedAt: number): Promise<JobResult> {
   switch (action.type) {
     case 'complete':
       if (!recorded) return { state: 'taken-over' }
       return action.detail === undefined ? { state: action.state } : { state: action.state, detail: action.detail }
     case 'delay':
-      await job.moveToDelayed(Date.now() + Math.max(1, Math.round(action.ms)), token)
+      await job.moveToDelayed(Math.max(Date.now() + 1, decidedAt + Math.round(action.ms)), token)
       throw new DelayedError()
     case 'fail':
       throw new UnrecoverableError(action.message)

@@ -21,6 +21,7 @@ import type { ProviderLimits } from '../domain/index.ts'
 import { createCircuit, type Circuit, type CircuitStateName } from './circuit.ts'
 import { createDispatchStatsWriter, type DeferReason, type DispatchStatsWriter } from './dispatch-stats.ts'
 import { createPacerEvery } from './pacer.ts'
+import { createRateWindow, type Permit } from './rate-window.ts'
 
 export type { DeferReason } from './dispatch-stats.ts'
 
@@ -159,16 +160,13 @@ export interface ThrottleFactoryOptions {
   readonly onCircuit?: (state: CircuitStateName) => void
 }
 
-/** Share of a provider's documented rate we pace at: timer jitter must not cross its window. */
-export const RATE_SAFETY = 0.97
-
 /**
- * Spacing between two sends of one credential, across all processes: minTimeMs, or the documented
- * per-second limit at RATE_SAFETY, whichever is longer (0: none). The GCRA pacer (pacer.ts) keeps it.
+ * Spacing between two sends of one credential, across all processes: minTimeMs (0: none). The GCRA
+ * pacer (pacer.ts) keeps it. The per-second limit is the rate window's (rate-window.ts), at the full
+ * documented rate: it counts calls the way the provider does, so it needs no safety margin.
  */
 export function paceIntervalMs(limits: ProviderLimits): number {
-  const fromRate = limits.maxPerSecond ? 1000 / (limits.maxPerSecond * RATE_SAFETY) : 0
-  return Math.max(limits.minTimeMs, fromRate)
+  return limits.minTimeMs
 }
 
 /**
@@ -204,9 +202,11 @@ export function createThrottle(id: string, limits: ProviderLimits, opts: Throttl
   const own = opts.dispatch
     ? createCircuit({ failures: opts.dispatch.circuitFailures, halfOpenMs: opts.dispatch.circuitHalfOpenMs, onChange: opts.onCircuit })
     : undefined
-  // The send-time pacer keeps spacing and per-second limits across processes (see pacer.ts).
+  // The send-time pacer keeps a minimum spacing across processes (pacer.ts); the rate window the
+  // per-second limit (rate-window.ts).
   const interval = paceIntervalMs(limits)
   const pacer = interval > 0 ? createPacerEvery(opts.redis, `${opts.prefix}:pace:${id}`, interval) : undefined
+  const window = limits.maxPerSecond ? createRateWindow(opts.redis, `${opts.prefix}:rate:${id}`, limits.maxPerSecond, { maxWaitMs }) : undefined
   // bottleneck shares a concurrency cap through Redis (local mode: in this process only).
   const withLimiter = hasLimiter(limits)
   const onRedis = withLimiter && opts.datastore !== 'local'
@@ -302,6 +302,24 @@ export function createThrottle(id: string, limits: ProviderLimits, opts: Throttl
     if (o.quota) await takeQuota(opts, id, limits, o.quota.kstDate, o.quota.msUntilKstMidnight)
   }
 
+  /**
+   * Runs `send` under a rate-window permit: the permit is given back untouched when nothing was sent
+   * (quota exhausted, a circuit opened meanwhile: fn never ran), and otherwise counts until a window
+   * after the call finished, the moment its arrival is certainly behind us.
+   */
+  async function sending<T>(permit: Permit | undefined, send: () => Promise<T>): Promise<T> {
+    let sent = true
+    try {
+      return await send()
+    } catch (err) {
+      // A refusal of ours (quota, circuit) comes before fn: nothing left.
+      if (err instanceof ThrottleDeferError) sent = false
+      throw err
+    } finally {
+      permit?.done(sent)
+    }
+  }
+
   /** The call waits for its turn (bounded by startTimeoutMs): reconcile, and the read-back after a send. */
   async function waiting<T>(fn: () => Promise<T>, o: ScheduleOptions): Promise<T> {
     await holds.waitOut()
@@ -311,8 +329,11 @@ export function createThrottle(id: string, limits: ProviderLimits, opts: Throttl
         // A hold that began while this call waited for its slot still applies: checked at send time.
         await holds.waitOut()
         await pacer?.acquire()
-        await quota(o)
-        return timed(fn)
+        const permit = await window?.acquire()
+        return sending(permit, async () => {
+          await quota(o)
+          return timed(fn)
+        })
       },
       expiration,
       startTimeoutMs,
@@ -340,11 +361,19 @@ export function createThrottle(id: string, limits: ProviderLimits, opts: Throttl
             const slot = await pacer.tryAcquire(maxWaitMs)
             if (!slot.go) throw new NotNowError('rate', slot.retryInMs + jitter(Math.min(20, pacer.intervalMs)))
           }
-          await quota(o)
-          // A probe may have started while this call waited for its slot.
-          const w = circuitWait()
-          if (w > 0) throw new NotNowError('circuit', w + jitter(Math.min(1_000, w)))
-          return timed(() => throughCircuits(fn))
+          let permit: Permit | undefined
+          if (window) {
+            const got = await window.tryAcquire(maxWaitMs)
+            if (!got.go) throw new NotNowError('rate', got.retryInMs + jitter(Math.min(10, window.intervalMs / 4)))
+            permit = got.permit
+          }
+          return sending(permit, async () => {
+            await quota(o)
+            // A probe may have started while this call waited for its slot.
+            const w = circuitWait()
+            if (w > 0) throw new NotNowError('circuit', w + jitter(Math.min(1_000, w)))
+            return timed(() => throughCircuits(fn))
+          })
         },
         o.expirationMs ?? 60_000,
         maxWaitMs,

@@ -1,0 +1,164 @@
+/**
+ * A provider's per-second limit, shared by every process through Redis, kept the way providers count
+ * it: at most N requests in any one-second window (the sandbox, API gateways). One sorted set per
+ * credential holds a permit per call, scored by when the call stops counting.
+ *
+ * Why this and not an even pace below the limit. The earlier pacer (pacer.ts, GCRA) sent one call
+ * every 1/(0.97 N) s and relied on the 3 % to absorb the spread between our send times and the
+ * provider's arrival times: any call that reached the provider more than ~31 ms late, followed by
+ * on-time ones, put N+1 arrivals into one second (a 429), whatever N. On a busy machine that happens,
+ * and the margin also capped the rate at 97 % (and a deferred job that came back a little late lost
+ * its slot for good: the pace never catches up).
+ *
+ * What holds here, by causality rather than by a margin:
+ * - a call's arrival at the provider is no later than its answer reaching us, so a permit counts
+ *   until `WINDOW_MS` after its call finished — the moment we tell Redis (`done`), on Redis' clock,
+ *   which is after the answer came;
+ * - a new call is granted at a Redis time t and sent after it, so it arrives after t;
+ * - a permit is granted only when fewer than N permits count at t.
+ * So the arrivals of any N+1 calls span more than a second: no 429 from our own traffic, however
+ * late a process, its timers or the network were. The price is the answer's latency: a credential
+ * makes at most N calls per (1 s + latency + the time to report the answer), ~99 % of the limit
+ * against the sandbox (answers in a few ms) and less against a slow provider (below).
+ * - A call still in flight counts until ARRIVAL_BOUND_MS after its grant plus the window, even if
+ *   its answer takes longer: a hanging provider does not hold the credential's permits for its read
+ *   timeout, and a slow one (answers in 300 ms) still gets N / (1 s + 300 ms)… capped at
+ *   N / (1 s + ARRIVAL_BOUND_MS). That bound is the one assumption: a request reaches the provider
+ *   within ARRIVAL_BOUND_MS of its grant.
+ * - Bursts: N calls may leave together, which a window-counting provider accepts.
+ *
+ * A worker slot must not wait here for a slow credential (docs/dispatch.md): `tryAcquire(maxWaitMs)`
+ * takes a permit only when one is free within maxWaitMs, otherwise takes nothing and gives the caller
+ * its place in the credential's deferral line (as pacer.ts does): never before a permit frees, one
+ * spacing after the previous place.
+ */
+import type { Redis } from 'ioredis'
+
+/** The provider's window, plus 2 ms for the millisecond clocks on both sides. */
+export const WINDOW_MS = 1_002
+
+/** Longest a request is assumed to take from its grant to the provider (see the header). */
+export const ARRIVAL_BOUND_MS = 250
+
+/**
+ * Deferred jobs come back this much more often than permits free, so a freed permit rarely waits for
+ * a job; one that finds nothing free is deferred again (cheap). The spacing is also kept within the
+ * dispatch wait, so that a permit freeing between two returns is met by the second.
+ */
+export const DEFER_HEADROOM = 1.2
+
+// Times are µs since the epoch on Redis' clock (exact in Lua's doubles). KEYS[1] the permits (sorted
+// set: member → when it stops counting), KEYS[2] the deferral line. ARGV: limit, window µs, arrival
+// bound µs, max wait µs, line spread µs, member. Returns {0, µs to wait, grant time} or {1, µs until
+// the place in line}.
+const TRY_SCRIPT = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local limit = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local bound = tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local n = redis.call('ZCARD', KEYS[1])
+local at = now
+if n >= limit then
+  -- The permit whose end brings the count below the limit.
+  local e = redis.call('ZRANGE', KEYS[1], n - limit, n - limit, 'WITHSCORES')
+  local free = tonumber(e[2])
+  if free - now > tonumber(ARGV[4]) then
+    local spread = tonumber(ARGV[5])
+    local place = tonumber(redis.call('GET', KEYS[2]) or '0')
+    if place < free then place = free end
+    redis.call('SET', KEYS[2], string.format('%.0f', place + spread), 'PX', math.ceil((place + spread - now) / 1000) + 1000)
+    return {1, math.floor(place - now)}
+  end
+  redis.call('ZREM', KEYS[1], e[1])
+  at = free
+end
+local ends = at + bound + window
+redis.call('ZADD', KEYS[1], string.format('%.0f', ends), ARGV[6])
+redis.call('PEXPIRE', KEYS[1], math.ceil((ends - now) / 1000) + 1000)
+return {0, math.floor(at - now), string.format('%.0f', at)}
+`
+
+// The call finished: its permit counts until the window after now (or after grant + bound, if
+// earlier). ARGV: window µs, grant + bound µs, member. Only ever lowers the end (ZADD XX LT).
+const DONE_SCRIPT = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local cap = tonumber(ARGV[2])
+if now > cap then now = cap end
+redis.call('ZADD', KEYS[1], 'XX', 'LT', string.format('%.0f', now + tonumber(ARGV[1])), ARGV[3])
+return 1
+`
+
+type WithWindow = Redis & {
+  crWindowTry(key: string, lineKey: string, limit: number, windowUs: number, boundUs: number, maxWaitUs: number, spreadUs: number, member: string): Promise<[number, number, string?]>
+  crWindowDone(key: string, windowUs: number, capUs: number, member: string): Promise<number>
+}
+
+/** A granted call: `done(true)` once it has finished (answered or failed), `done(false)` if nothing was sent. */
+export interface Permit {
+  done(sent: boolean): void
+}
+
+export type TryWindow = { readonly go: true; readonly permit: Permit } | { readonly go: false; readonly retryInMs: number }
+
+export interface RateWindowLimiter {
+  /** A permit now or within maxWaitMs (waited for), or nothing and when to come back. */
+  tryAcquire(maxWaitMs: number): Promise<TryWindow>
+  /** Waits for a permit (the calls that must not be put off: the read-back after a send, reconcile). */
+  acquire(signal?: AbortSignal): Promise<Permit>
+  /** Mean spacing of the credential's calls at its limit, ms. */
+  readonly intervalMs: number
+}
+
+let seq = 0
+const processTag = `${process.pid}-${Math.random().toString(36).slice(2, 8)}`
+
+/** `perSecond` calls in any one-second window; `key` is shared by every process. */
+export function createRateWindow(redis: Redis, key: string, perSecond: number, opts: { readonly maxWaitMs?: number } = {}): RateWindowLimiter {
+  const r = redis as WithWindow
+  if (typeof r.crWindowTry !== 'function') r.defineCommand('crWindowTry', { numberOfKeys: 2, lua: TRY_SCRIPT })
+  if (typeof r.crWindowDone !== 'function') r.defineCommand('crWindowDone', { numberOfKeys: 1, lua: DONE_SCRIPT })
+  const limit = Math.max(1, Math.floor(perSecond))
+  const windowUs = WINDOW_MS * 1000
+  const boundUs = ARRIVAL_BOUND_MS * 1000
+  const intervalMs = WINDOW_MS / limit
+  const spreadFor = (maxWaitMs: number) => Math.round(Math.min(intervalMs / DEFER_HEADROOM, Math.max(1, maxWaitMs * 0.8)) * 1000)
+  const lineKey = `${key}:line`
+
+  const permitOf = (member: string, grantUs: number): Permit => {
+    let finished = false
+    return {
+      done(sent) {
+        if (finished) return
+        finished = true
+        // Best effort: a lost update leaves the permit counting until grant + bound + window.
+        const p = sent ? r.crWindowDone(key, windowUs, grantUs + boundUs, member) : r.zrem(key, member)
+        p.catch(() => {})
+      },
+    }
+  }
+
+  async function attempt(maxWaitMs: number): Promise<TryWindow> {
+    const member = `${processTag}-${++seq}`
+    const [deferred, us, at] = await r.crWindowTry(key, lineKey, limit, windowUs, boundUs, Math.round(maxWaitMs * 1000), spreadFor(opts.maxWaitMs ?? maxWaitMs), member)
+    if (deferred) return { go: false, retryInMs: Math.max(1, Math.ceil(us / 1000)) }
+    // The permit counts from its grant time: sending a little after it is always safe.
+    if (us >= 1000) await new Promise((res) => setTimeout(res, Math.ceil(us / 1000)))
+    return { go: true, permit: permitOf(member, Number(at)) }
+  }
+
+  return {
+    intervalMs,
+    tryAcquire: (maxWaitMs) => attempt(maxWaitMs),
+    async acquire(signal) {
+      for (;;) {
+        signal?.throwIfAborted()
+        const got = await attempt(intervalMs)
+        if (got.go) return got.permit
+        await new Promise((res) => setTimeout(res, Math.min(got.retryInMs, Math.ceil(intervalMs))))
+      }
+    },
+  }
+}

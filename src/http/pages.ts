@@ -74,7 +74,7 @@ const kst = (d: Date | null) => (d ? kstDateTime(d) : '')
  * Circuits that are not closed (a provider or credential cut off: its receipts wait, delayed) and the
  * calls put off per provider, from what the workers publish (docs/dispatch.md).
  */
-export function dispatchSection(d: DispatchReading | undefined): SafeHtml {
+export function dispatchSection(d: DispatchReading | undefined, t: Translator = translator(DEFAULT_LANG)): SafeHtml {
   if (!d) return html``
   const notClosed = d.circuits.filter((c) => c.state !== 'closed')
   const byProvider = new Map<string, Map<string, number>>()
@@ -84,11 +84,11 @@ export function dispatchSection(d: DispatchReading | undefined): SafeHtml {
     byProvider.set(x.provider, m)
   }
   return html`<section id="dispatch">
-    <h2>Dispatch</h2>
+    <h2>${t('dispatch.title')}</h2>
     ${notClosed.length
       ? html`<table id="circuits">
           <thead>
-            <tr><th>circuit</th><th>scope</th><th>provider</th><th>state</th><th>since</th></tr>
+            <tr><th>${t('col.circuit')}</th><th>${t('col.scope')}</th><th>${t('col.provider')}</th><th>${t('col.state')}</th><th>${t('col.since')}</th></tr>
           </thead>
           <tbody>
             ${notClosed.map(
@@ -98,11 +98,11 @@ export function dispatchSection(d: DispatchReading | undefined): SafeHtml {
             )}
           </tbody>
         </table>`
-      : html`<p class="muted" id="circuits-closed">Every circuit is closed.</p>`}
+      : html`<p class="muted" id="circuits-closed">${t('dispatch.allClosed')}</p>`}
     ${byProvider.size
       ? html`<table id="deferrals">
           <thead>
-            <tr><th>provider</th><th>calls put off (job delayed, no attempt used), by reason</th></tr>
+            <tr><th>${t('col.provider')}</th><th>${t('dispatch.deferred')}</th></tr>
           </thead>
           <tbody>
             ${[...byProvider].map(
@@ -122,70 +122,58 @@ export function runsPage(runs: readonly RunRow[], dispatch?: DispatchReading, t:
         <table id="runs">
           <thead>
             <tr>
-              <th>run</th>
-              <th>business date</th>
-              <th>trigger</th>
-              <th>merchants</th>
-              <th>status</th>
-              <th>started</th>
-              <th class="num">issued</th>
-              <th class="num">failed</th>
-              <th class="num">pending</th>
-              <th class="num">skipped</th>
-              <th class="num">cancelled</th>
+              <th>${t('col.run')}</th>
+              <th>${t('col.businessDate')}</th>
+              <th>${t('col.trigger')}</th>
+              <th>${t('col.merchants')}</th>
+              <th>${t('col.status')}</th>
+              <th>${t('col.started')}</th>
+              ${OUTCOME_COLUMNS.map((o) => html`<th class="num">${t(`outcome.${o}`)}</th>`)}
             </tr>
           </thead>
           <tbody>
             ${runs.map(
               (r) =>
                 html`<tr data-run="${r.id}">
-                  <td><a href="/runs/${r.id}">#${r.id}</a></td>
+                  <td><a href="${t.href(`/runs/${r.id}`)}">#${r.id}</a></td>
                   <td>${r.business_date}</td>
-                  <td>${r.trigger}</td>
+                  <td>${t.term('trigger', r.trigger)}</td>
                   <td>${r.merchant_scope}</td>
-                  <td>${r.status}</td>
+                  <td data-status="${r.status}">${t.term('status', r.status)}</td>
                   <td>${kst(r.started_at)}</td>
-                  <td class="num">${r.counts.issued}</td>
-                  <td class="num">${r.counts.failed}</td>
-                  <td class="num">${r.counts.pending}</td>
-                  <td class="num">${r.counts.skipped}</td>
-                  <td class="num">${r.counts.cancelled}</td>
+                  ${OUTCOME_COLUMNS.map((o) => html`<td class="num">${t.num(r.counts[o])}</td>`)}
                 </tr>`,
             )}
           </tbody>
         </table>
       </section>`
     : html`<section>
-        <p>
-          No settlement run yet. The scheduler starts one at 00:30 KST;
-          <code>cash-receipts settle</code> starts one by hand.
-        </p>
+        <p>${t('runs.none')} <code>cash-receipts settle</code></p>
       </section>`
-  return layout(t('nav.runs'), html`${body}${dispatchSection(dispatch)}`, { t })
+  return layout(t('nav.runs'), html`${body}${dispatchSection(dispatch, t)}`, { t })
 }
 
-function redriveForm(runId: number, count: number, filter: FailureFilter = {}): SafeHtml {
+const OUTCOME_COLUMNS = ['issued', 'failed', 'pending', 'skipped', 'cancelled'] as const
+
+function redriveForm(runId: number, count: number, filter: FailureFilter, t: Translator): SafeHtml {
   if (count === 0) {
     return html`<p class="muted" id="redrive-none">
-      No failed receipt to
-      re-drive${filter.provider || filter.code || filter.errorClass ? ' for this filter' : ''}.
+      ${filter.provider || filter.code || filter.errorClass ? t('redrive.noneFiltered') : t('redrive.none')}
     </p>`
   }
-  return html`<form class="inline" method="post" action="/redrive" id="redrive-form">
+  return html`<form class="inline" method="post" action="${t.href('/redrive')}" id="redrive-form">
       <input type="hidden" name="run" value="${runId}" />
       ${filter.provider ? html`<input type="hidden" name="provider" value="${filter.provider}" />` : ''}
       ${filter.code ? html`<input type="hidden" name="code" value="${filter.code}" />` : ''}
       ${filter.errorClass ? html`<input type="hidden" name="class" value="${filter.errorClass}" />` : ''}
-      <button type="submit" id="redrive-button">
-        Re-drive ${count} failed receipt${count === 1 ? '' : 's'}
-      </button>
+      <button type="submit" id="redrive-button">${t('redrive.button', { n: count })}</button>
     </form>
     <span class="muted"
-      >Same as
+      >${t('redrive.sameAs')}
       <code
         >cash-receipts redrive --run
         ${runId}${filter.provider ? ` --provider ${filter.provider}` : ''}${filter.code ? ` --code ${filter.code}` : ''}${filter.errorClass ? ` --class ${filter.errorClass}` : ''}</code
-      >: fix the cause first.</span
+      >${t('redrive.fixFirst')}</span
     >`
 }
 
@@ -202,34 +190,32 @@ export function runPage(
   notice?: RedriveNotice,
   t: Translator = translator(DEFAULT_LANG),
 ): string {
-  const body = html` ${notice ? html`<p class="notice" id="redrive-notice">Re-drove ${notice.count} receipt${notice.count === 1 ? '' : 's'}${notice.from ? html` from <a href="/runs/${notice.from}">run #${notice.from}</a>` : ''} as this run (#${runId}).</p>` : ''}
+  const body = html` ${notice ? html`<p class="notice" id="redrive-notice">${t('run.redriveNotice', { n: notice.count, run: runId })}${notice.from ? html` <a href="${t.href(`/runs/${notice.from}`)}">${t('run.redriveFrom', { id: notice.from })}</a>` : ''}</p>` : ''}
     <section id="totals">
       <h2>
-        Totals
+        ${t('run.totals')}
         <span class="muted" style="font-weight:normal"
-          >· ${r.status} · trigger ${r.trigger} · merchants ${r.merchant_scope} · ${r.duration_s}s</span
+          >· ${t.term('status', r.status)} · ${t('run.trigger')} ${t.term('trigger', r.trigger)} · ${t('run.merchants')} ${r.merchant_scope} · ${t('unit.seconds', { n: r.duration_s })}</span
         >
       </h2>
-      ${totalsCards(r)}
+      ${totalsCards(r, t)}
     </section>
     <section id="redrive">
-      <h2>Failures</h2>
+      <h2>${t('run.failures')}</h2>
       <p>
-        <a href="/runs/${runId}/failures" id="failures-link"
-          >${r.totals.failed} failed issue receipt${r.totals.failed === 1 ? '' : 's'} — list, filter</a
-        >
+        <a href="${t.href(`/runs/${runId}/failures`)}" id="failures-link">${t('run.failuresLink', { n: r.totals.failed })}</a>
       </p>
-      ${redriveForm(runId, redrivable)}
+      ${redriveForm(runId, redrivable, {}, t)}
       ${
         d.failure_reasons.length
           ? html`<table style="margin-top:10px">
               <thead>
                 <tr>
-                  <th>provider</th>
-                  <th>class</th>
-                  <th>code</th>
-                  <th class="num">count</th>
-                  <th>example message</th>
+                  <th>${t('col.provider')}</th>
+                  <th>${t('col.class')}</th>
+                  <th>${t('col.code')}</th>
+                  <th class="num">${t('col.count')}</th>
+                  <th>${t('col.sampleMessage')}</th>
                 </tr>
               </thead>
               <tbody>
@@ -240,11 +226,11 @@ export function runPage(
                       <td>${f.error_class}</td>
                       <td>
                         <a
-                          href="/runs/${runId}/failures?provider=${encodeURIComponent(f.provider)}&class=${encodeURIComponent(f.error_class)}&code=${encodeURIComponent(f.code)}"
-                          >${f.code || '(none)'}</a
+                          href="${t.href(`/runs/${runId}/failures?provider=${encodeURIComponent(f.provider)}&class=${encodeURIComponent(f.error_class)}&code=${encodeURIComponent(f.code)}`)}"
+                          >${f.code || t('common.noneParen')}</a
                         >
                       </td>
-                      <td class="num">${f.count}</td>
+                      <td class="num">${t.num(f.count)}</td>
                       <td>${f.sample_message}</td>
                     </tr>`,
                 )}
@@ -254,16 +240,16 @@ export function runPage(
       }
     </section>
     <section id="providers">
-      <h2>Per provider</h2>
-      ${providerChart(r)}${providerTable(r)}
+      <h2>${t('run.perProvider')}</h2>
+      ${providerChart(r, t)}${providerTable(r, t)}
     </section>
     <section id="merchants">
-      <h2>Per merchant</h2>
-      ${merchantChart(d)}${merchantTable(d)}
+      <h2>${t('run.perMerchant')}</h2>
+      ${merchantChart(d, t)}${merchantTable(d, t)}
     </section>
-    ${needsAttentionSection(r)} ${duplicatesSection(r)}
-    <section id="overdue"><h2>Past the legal deadline: ${d.overdue.total}</h2></section>`
-  return layout(`Run #${runId} · ${r.business_date}`, body, {
+    ${needsAttentionSection(r, t)} ${duplicatesSection(r, t)}
+    <section id="overdue"><h2>${t('run.overdue', { n: d.overdue.total })}</h2></section>`
+  return layout(t('run.title', { id: runId, date: r.business_date }), body, {
     refreshS: r.status === 'running' ? 5 : undefined,
     t,
   })
@@ -286,41 +272,40 @@ export function failuresPage(
     html`<label
       >${label}
       <select name="${name}">
-        <option value="">all</option>
+        <option value="">${t('common.all')}</option>
         ${values.map((v) => html`<option value="${v}" ${trusted(v === current ? ' selected' : '')}>${v}</option>`)}
       </select></label
     >`
   const qs = (offset: number) =>
-    `?${new URLSearchParams({ ...(filter.provider ? { provider: filter.provider } : {}), ...(filter.errorClass ? { class: filter.errorClass } : {}), ...(filter.code ? { code: filter.code } : {}), offset: String(offset) })}`
-  const body = html` <p><a href="/runs/${runId}">← run #${runId}</a></p>
+    t.href(`?${new URLSearchParams({ ...(filter.provider ? { provider: filter.provider } : {}), ...(filter.errorClass ? { class: filter.errorClass } : {}), ...(filter.code ? { code: filter.code } : {}), offset: String(offset) })}`)
+  const body = html` <p><a href="${t.href(`/runs/${runId}`)}">${t('failures.back', { id: runId })}</a></p>
     <section>
       <form method="get" class="filters" id="failure-filters">
-        ${select('provider', 'provider', uniq(data.facets.map((f) => f.provider)), filter.provider)}
-        ${select('class', 'class', uniq(data.facets.map((f) => f.error_class)), filter.errorClass)}
-        ${select('code', 'code', uniq(data.facets.map((f) => f.code)), filter.code)}
-        <button type="submit" style="background:#1f2937;border-color:#1f2937">Filter</button>
+        ${t.explicit ? html`<input type="hidden" name="lang" value="${t.lang}" />` : ''}
+        ${select('provider', t('col.provider'), uniq(data.facets.map((f) => f.provider)), filter.provider)}
+        ${select('class', t('col.class'), uniq(data.facets.map((f) => f.error_class)), filter.errorClass)}
+        ${select('code', t('col.code'), uniq(data.facets.map((f) => f.code)), filter.code)}
+        <button type="submit" style="background:#1f2937;border-color:#1f2937">${t('failures.filter')}</button>
       </form>
     </section>
     <section>
-      <h2 id="failure-count" data-count="${data.total}">
-        ${data.total} failed receipt${data.total === 1 ? '' : 's'}
-      </h2>
-      ${redriveForm(runId, redrivable, filter)}
+      <h2 id="failure-count" data-count="${data.total}">${t('failures.count', { n: data.total })}</h2>
+      ${redriveForm(runId, redrivable, filter, t)}
       <table id="failures" style="margin-top:10px">
         <thead>
           <tr>
-            <th>receipt</th>
-            <th>kind</th>
-            <th>transaction</th>
-            <th>merchant</th>
-            <th>provider</th>
-            <th>class</th>
-            <th>code</th>
-            <th>message</th>
-            <th class="num">attempts</th>
-            <th class="num">re-drives</th>
-            <th>deadline</th>
-            <th>failed at</th>
+            <th>${t('col.receipt')}</th>
+            <th>${t('col.kind')}</th>
+            <th>${t('col.transaction')}</th>
+            <th>${t('col.merchant')}</th>
+            <th>${t('col.provider')}</th>
+            <th>${t('col.class')}</th>
+            <th>${t('col.code')}</th>
+            <th>${t('col.message')}</th>
+            <th class="num">${t('col.attempts')}</th>
+            <th class="num">${t('col.redrives')}</th>
+            <th>${t('col.deadline')}</th>
+            <th>${t('col.failedAt')}</th>
           </tr>
         </thead>
         <tbody>
@@ -328,8 +313,8 @@ export function failuresPage(
             (f) =>
               html`<tr>
                 <td>${f.id}</td>
-                <td>${f.kind}</td>
-                <td><a href="/transactions/${encodeURIComponent(f.transaction_id)}">${f.transaction_id}</a></td>
+                <td>${t.term('kind', f.kind)}</td>
+                <td><a href="${t.href(`/transactions/${encodeURIComponent(f.transaction_id)}`)}">${f.transaction_id}</a></td>
                 <td>${f.merchant_id}</td>
                 <td>${f.provider}</td>
                 <td>${f.error_class ?? ''}</td>
@@ -344,11 +329,11 @@ export function failuresPage(
         </tbody>
       </table>
       <p class="pager">
-        ${page.offset > 0 ? html`<a href="${qs(Math.max(0, page.offset - page.limit))}">← previous</a>` : ''}${page.offset + page.limit < data.total ? html`<a href="${qs(page.offset + page.limit)}">next →</a>` : ''}<span
+        ${page.offset > 0 ? html`<a href="${qs(Math.max(0, page.offset - page.limit))}">${t('pager.previous')}</a>` : ''}${page.offset + page.limit < data.total ? html`<a href="${qs(page.offset + page.limit)}">${t('pager.next')}</a>` : ''}<span
           class="muted"
-          >${data.total ? `${page.offset + 1}–${Math.min(data.total, page.offset + page.limit)} of ${data.total}` : ''}</span
+          >${data.total ? t('pager.range', { from: page.offset + 1, to: Math.min(data.total, page.offset + page.limit), total: data.total }) : ''}</span
         >
       </p>
     </section>`
-  return layout(`Run #${runId} · failures`, body, { t })
+  return layout(t('failures.title', { id: runId }), body, { t })
 }

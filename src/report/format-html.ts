@@ -44,19 +44,23 @@ select, input { font: inherit; padding: 3px 6px; }
 @media print { body { background: #fff; } section { break-inside: avoid; border: 0; } }
 `
 
-const won = (v: number) => `₩${v.toLocaleString('en-US')}`
+const ko = () => translator(DEFAULT_LANG)
 
-export function totalsCards(r: RunReport): SafeHtml {
+/** The outcome series of the charts, labelled in the page's language. */
+const series = (t: Translator, keys?: readonly string[]) =>
+  OUTCOME_SERIES.filter((s) => !keys || keys.includes(s.key)).map((s) => ({ ...s, label: t.term('outcome', s.key) }))
+
+export function totalsCards(r: RunReport, t: Translator = ko()): SafeHtml {
   const cards: [string, string, number | string][] = [
-    ['eligible', 'eligible', r.totals.eligible],
-    ['issued', 'issued', r.totals.issued],
-    ['failed', 'failed', r.totals.failed],
-    ['pending', 'pending', r.totals.pending],
-    ['skipped', 'skipped', r.totals.skipped],
-    ['cancelled', 'cancelled', r.totals.cancelled],
-    ['overdue', 'past deadline', r.overdue],
-    ['duplicates', 'duplicates at providers', r.duplicates.length],
-    ['amount_issued', 'amount issued', won(r.amount_issued)],
+    ['eligible', t('outcome.eligible'), r.totals.eligible],
+    ['issued', t('outcome.issued'), r.totals.issued],
+    ['failed', t('outcome.failed'), r.totals.failed],
+    ['pending', t('outcome.pending'), r.totals.pending],
+    ['skipped', t('outcome.skipped'), r.totals.skipped],
+    ['cancelled', t('outcome.cancelled'), r.totals.cancelled],
+    ['overdue', t('outcome.overdue'), r.overdue],
+    ['duplicates', t('outcome.duplicates'), r.duplicates.length],
+    ['amount_issued', t('outcome.amountIssued'), t.won(r.amount_issued)],
   ]
   return html`<div class="cards">
     ${cards.map(
@@ -69,20 +73,21 @@ export function totalsCards(r: RunReport): SafeHtml {
   </div>`
 }
 
-export function providerChart(r: RunReport): SafeHtml {
+export function providerChart(r: RunReport, t: Translator = ko()): SafeHtml {
   const rows: Row[] = Object.entries(r.by_provider)
     .sort(([a], [b]) => a.localeCompare(b))
     .map(([p, v]) => ({ label: p, values: v }))
   return stackedBars({
     id: 'chart-providers',
     kind: 'providers',
-    title: 'Outcomes per provider',
+    title: t('chart.perProvider'),
     rows,
-    series: OUTCOME_SERIES,
+    series: series(t),
+    empty: t('chart.noData'),
   })
 }
 
-export function merchantChart(d: ReportDetails): SafeHtml {
+export function merchantChart(d: ReportDetails, t: Translator = ko()): SafeHtml {
   const rows: Row[] = d.by_merchant.map((m) => ({
     label: m.name,
     values: {
@@ -96,13 +101,14 @@ export function merchantChart(d: ReportDetails): SafeHtml {
   return stackedBars({
     id: 'chart-merchants',
     kind: 'merchants',
-    title: 'Outcomes per merchant',
+    title: t('chart.perMerchant'),
     rows,
-    series: OUTCOME_SERIES,
+    series: series(t),
+    empty: t('chart.noData'),
   })
 }
 
-function throughputChart(d: ReportDetails): SafeHtml {
+function throughputChart(d: ReportDetails, t: Translator): SafeHtml {
   const short = d.throughput.bucket_s < 86_400
   const points: Row[] = d.throughput.points.map((p) => ({
     // KST wall clock: operators read the night in Seoul time.
@@ -112,25 +118,25 @@ function throughputChart(d: ReportDetails): SafeHtml {
   return columns({
     id: 'chart-throughput',
     kind: 'throughput',
-    title: 'Throughput over time',
+    title: t('report.throughput'),
     points,
-    series: OUTCOME_SERIES.filter((s) => s.key === 'issued' || s.key === 'failed' || s.key === 'skipped'),
-    xTitle: `finished at (KST), ${d.throughput.bucket_s}s buckets`,
-    yTitle: 'receipts',
-    cumulative: { key: 'issued', label: 'issued (cumulative)', color: '#0d47a1' },
-    empty: 'No receipt finished yet',
+    series: series(t, ['issued', 'failed', 'skipped']),
+    xTitle: t('chart.throughputX', { s: d.throughput.bucket_s }),
+    yTitle: t('chart.receipts'),
+    cumulative: { key: 'issued', label: t('chart.issuedCumulative'), color: '#0d47a1' },
+    empty: t('chart.noneFinished'),
   })
 }
 
 const PROVIDER_COLORS = ['#6a1b9a', '#00838f', '#ef6c00', '#2e7d32', '#ad1457', '#4e342e']
 
-function latencyChart(d: ReportDetails): SafeHtml {
+function latencyChart(d: ReportDetails, t: Translator): SafeHtml {
   const bounds = d.latency.bounds_ms
   const labels = [
     ...bounds.map((b) => `≤${b >= 1000 ? `${b / 1000}s` : `${b}ms`}`),
     `>${bounds.at(-1)! / 1000}s`,
   ]
-  const series = d.latency.by_provider.map((p, i) => ({
+  const providerSeries = d.latency.by_provider.map((p, i) => ({
     key: p.provider,
     label: p.provider,
     color: PROVIDER_COLORS[i % PROVIDER_COLORS.length]!,
@@ -142,30 +148,30 @@ function latencyChart(d: ReportDetails): SafeHtml {
   return columns({
     id: 'chart-latency',
     kind: 'latency',
-    title: 'Provider call latency',
+    title: t('report.latency'),
     points,
-    series,
-    xTitle: 'latency of one provider call',
-    yTitle: 'calls',
-    empty: 'No provider calls',
+    series: providerSeries,
+    xTitle: t('chart.latencyX'),
+    yTitle: t('chart.calls'),
+    empty: t('chart.noCalls'),
   })
 }
 
-function failureChart(d: ReportDetails): SafeHtml {
+function failureChart(d: ReportDetails, t: Translator): SafeHtml {
   const rows: Row[] = d.failure_reasons
     .slice(0, 15)
     .map((f) => ({ label: `${f.provider} ${f.error_class} ${f.code}`.trim(), values: { failed: f.count } }))
   return stackedBars({
     id: 'chart-failures',
     kind: 'failures',
-    title: 'Failure reasons',
+    title: t('report.failureReasons'),
     rows,
-    series: OUTCOME_SERIES.filter((s) => s.key === 'failed'),
-    empty: 'No failures',
+    series: series(t, ['failed']),
+    empty: t('chart.noFailures'),
   })
 }
 
-function overdueChart(d: ReportDetails): SafeHtml {
+function overdueChart(d: ReportDetails, t: Translator): SafeHtml {
   const byDeadline = new Map<string, Record<string, number>>()
   for (const r of d.overdue.receipts) {
     const v = byDeadline.get(r.deadline) ?? {}
@@ -174,14 +180,14 @@ function overdueChart(d: ReportDetails): SafeHtml {
   }
   const rows: Row[] = [...byDeadline.entries()]
     .sort(([a], [b]) => a.localeCompare(b))
-    .map(([deadline, values]) => ({ label: `deadline ${deadline}`, values }))
+    .map(([deadline, values]) => ({ label: t('chart.deadline', { date: deadline }), values }))
   return stackedBars({
     id: 'chart-overdue',
     kind: 'overdue',
-    title: 'Receipts past their legal deadline',
+    title: t('chart.overdue'),
     rows,
-    series: OUTCOME_SERIES.filter((s) => s.key === 'failed' || s.key === 'pending'),
-    empty: 'No receipt is past its legal deadline',
+    series: series(t, ['failed', 'pending']),
+    empty: t('chart.noOverdue'),
   })
 }
 
@@ -203,37 +209,37 @@ function numTable(headers: string[], rows: (string | number)[][], numeric: boole
   </table>`
 }
 
-export function providerTable(r: RunReport): SafeHtml {
+export function providerTable(r: RunReport, t: Translator = ko()): SafeHtml {
   const rows = Object.entries(r.by_provider)
     .sort(([a], [b]) => a.localeCompare(b))
     .map(([p, v]) => [p, ...OUTCOMES.map((o) => v[o])])
-  return numTable(['provider', ...OUTCOMES], rows, [false, true, true, true, true, true])
+  return numTable([t('col.provider'), ...OUTCOMES.map((o) => t.term('outcome', o))], rows, [false, true, true, true, true, true])
 }
 
-export function merchantTable(d: ReportDetails): SafeHtml {
+export function merchantTable(d: ReportDetails, t: Translator = ko()): SafeHtml {
   return numTable(
-    ['merchant', 'id', ...OUTCOMES],
+    [t('col.merchant'), t('col.merchantId'), ...OUTCOMES.map((o) => t.term('outcome', o))],
     d.by_merchant.map((m) => [m.name, m.merchant_id, ...OUTCOMES.map((o) => m[o])]),
     [false, false, true, true, true, true, true],
   )
 }
 
 /** Duplicates reconcile found at providers for the run's receipts, repaired ones included. */
-export function duplicatesSection(r: RunReport): SafeHtml {
+export function duplicatesSection(r: RunReport, t: Translator = ko()): SafeHtml {
   const open = r.duplicates.filter((d) => !d.repaired_at).length
   return html`<section id="duplicates">
-    <h2>Duplicate receipts at providers: ${r.duplicates.length} (${open} not repaired)</h2>
+    <h2>${t('report.duplicates', { n: r.duplicates.length, open })}</h2>
     ${r.duplicates.length
       ? html`<table>
           <thead>
             <tr>
-              <th>transaction</th>
-              <th>provider</th>
-              <th>approval number</th>
-              <th class="num">amount</th>
-              <th>found</th>
-              <th>repaired</th>
-              <th>outcome</th>
+              <th>${t('col.transaction')}</th>
+              <th>${t('col.provider')}</th>
+              <th>${t('col.approval')}</th>
+              <th class="num">${t('col.amount')}</th>
+              <th>${t('col.found')}</th>
+              <th>${t('col.repaired')}</th>
+              <th>${t('col.outcome')}</th>
             </tr>
           </thead>
           <tbody>
@@ -243,9 +249,9 @@ export function duplicatesSection(r: RunReport): SafeHtml {
                   <td>${d.transaction_id}</td>
                   <td>${d.provider}</td>
                   <td>${d.approval_number ?? ''}</td>
-                  <td class="num">${d.amount === null ? '' : won(d.amount)}</td>
-                  <td>${d.found_at}</td>
-                  <td>${d.repaired_at ?? ''}</td>
+                  <td class="num">${d.amount === null ? '' : t.won(d.amount)}</td>
+                  <td>${kstOrText(d.found_at)}</td>
+                  <td>${d.repaired_at ? kstOrText(d.repaired_at) : ''}</td>
                   <td>${d.repair_outcome ?? ''}</td>
                 </tr>`,
             )}
@@ -255,20 +261,23 @@ export function duplicatesSection(r: RunReport): SafeHtml {
   </section>`
 }
 
+/** An ISO instant as KST; anything that is not one is shown as it is. */
+const kstOrText = (v: string) => (Number.isNaN(Date.parse(v)) ? v : kstDateTime(v))
+
 /**
  * Receipts a person must look at (a partial refund a provider cannot receipt, and other reconcile
  * flags): the report JSON's `needs_attention`, on the dashboard's run page and in the HTML report.
  */
-export function needsAttentionSection(r: RunReport): SafeHtml {
+export function needsAttentionSection(r: RunReport, t: Translator = ko()): SafeHtml {
   return html`<section id="needs-attention">
-    <h2>Needs attention (확인 필요): ${r.needs_attention.length}</h2>
+    <h2>${t('report.needsAttention', { n: r.needs_attention.length })}</h2>
     ${r.needs_attention.length
       ? html`<table>
           <thead>
             <tr>
-              <th>transaction</th>
-              <th>provider</th>
-              <th>reason</th>
+              <th>${t('col.transaction')}</th>
+              <th>${t('col.provider')}</th>
+              <th>${t('col.reason')}</th>
             </tr>
           </thead>
           <tbody>
@@ -286,9 +295,10 @@ export function needsAttentionSection(r: RunReport): SafeHtml {
   </section>`
 }
 
+/** The run report as one page; `opts.t` picks the language (Korean when absent), times in KST. */
 export function formatReportHtml(r: RunReport, d: ReportDetails, opts: { generatedAt: Date; t?: Translator }): string {
-  const t = opts.t ?? translator(DEFAULT_LANG)
-  const title = `Settlement run ${r.run_id} · ${r.business_date}`
+  const t = opts.t ?? ko()
+  const title = t('report.title', { id: r.run_id, date: r.business_date })
   const latencyRows = d.latency.by_provider.map((p) => [p.provider, p.calls, p.p50_ms, p.p95_ms, p.p99_ms])
   const failures = r.failures.slice(0, 500)
   const page = html`<!doctype html>
@@ -308,39 +318,39 @@ export function formatReportHtml(r: RunReport, d: ReportDetails, opts: { generat
       <body>
         <header>
           <h1>${title}</h1>
-          <div class="meta">
-            ${r.status} · trigger ${r.trigger} · merchants ${r.merchant_scope} · ${r.duration_s}s · generated
-            ${kstDateTime(opts.generatedAt)}
+          <div class="meta" id="report-meta">
+            ${t.term('status', r.status)} · ${t('run.trigger')} ${t.term('trigger', r.trigger)} · ${t('run.merchants')} ${r.merchant_scope} · ${t('unit.seconds', { n: r.duration_s })} ·
+            ${t('report.generated', { at: kstDateTime(opts.generatedAt) })}
           </div>
         </header>
         <main>
           <section id="totals">
-            <h2>Totals</h2>
-            ${totalsCards(r)}
+            <h2>${t('run.totals')}</h2>
+            ${totalsCards(r, t)}
           </section>
           <section id="providers">
-            <h2>Issued, failed and skipped per provider</h2>
-            ${providerChart(r)}${providerTable(r)}
+            <h2>${t('report.byProvider')}</h2>
+            ${providerChart(r, t)}${providerTable(r, t)}
           </section>
           <section id="merchants">
-            <h2>Per merchant</h2>
-            ${merchantChart(d)}${merchantTable(d)}
+            <h2>${t('run.perMerchant')}</h2>
+            ${merchantChart(d, t)}${merchantTable(d, t)}
           </section>
-          ${needsAttentionSection(r)} ${duplicatesSection(r)}
+          ${needsAttentionSection(r, t)} ${duplicatesSection(r, t)}
           <section id="throughput">
-            <h2>Throughput over time</h2>
-            ${throughputChart(d)}
+            <h2>${t('report.throughput')}</h2>
+            ${throughputChart(d, t)}
           </section>
           <section id="latency">
-            <h2>Provider call latency</h2>
-            ${latencyChart(d)}${latencyRows.length ? numTable(['provider', 'calls', 'p50 ms', 'p95 ms', 'p99 ms'], latencyRows, [false, true, true, true, true]) : ''}
+            <h2>${t('report.latency')}</h2>
+            ${latencyChart(d, t)}${latencyRows.length ? numTable([t('col.provider'), t('col.calls'), t('latency.p50'), t('latency.p95'), t('latency.p99')], latencyRows, [false, true, true, true, true]) : ''}
           </section>
           <section id="failures">
-            <h2>Failure reasons</h2>
-            ${failureChart(d)}${
+            <h2>${t('report.failureReasons')}</h2>
+            ${failureChart(d, t)}${
               d.failure_reasons.length
                 ? numTable(
-                    ['provider', 'class', 'code', 'count', 'example message'],
+                    [t('col.provider'), t('col.class'), t('col.code'), t('col.count'), t('col.sampleMessage')],
                     d.failure_reasons.map((f) => [
                       f.provider,
                       f.error_class,
@@ -354,11 +364,10 @@ export function formatReportHtml(r: RunReport, d: ReportDetails, opts: { generat
             }${
               failures.length
                 ? html`<h2 style="margin-top:14px">
-                      Failed receipts
-                      (${r.failures.length}${r.failures.length > failures.length ? `, first ${failures.length} shown` : ''})
+                      ${r.failures.length > failures.length ? t('report.failedReceiptsFirst', { n: r.failures.length, shown: failures.length }) : t('report.failedReceipts', { n: r.failures.length })}
                     </h2>
                     ${numTable(
-                      ['transaction', 'provider', 'class', 'code', 'message'],
+                      [t('col.transaction'), t('col.provider'), t('col.class'), t('col.code'), t('col.message')],
                       failures.map((f) => [f.transaction_id, f.provider, f.error_class, f.code, f.message]),
                       [false, false, false, false, false],
                     )}`
@@ -366,28 +375,26 @@ export function formatReportHtml(r: RunReport, d: ReportDetails, opts: { generat
             }
           </section>
           <section id="overdue">
-            <h2>Past the legal deadline (${d.overdue.total})</h2>
-            <p class="muted">
-              Receipts not issued by business date + 4 days (the 5-day legal window): issue or explain them today.
-            </p>
-            ${overdueChart(d)}${
+            <h2>${t('report.overdue', { n: d.overdue.total })}</h2>
+            <p class="muted">${t('report.overdueNote')}</p>
+            ${overdueChart(d, t)}${
               d.overdue.receipts.length
                 ? numTable(
                     [
-                      'transaction',
-                      'merchant',
-                      'provider',
-                      'state',
-                      'business date',
-                      'deadline',
-                      'class',
-                      'code',
+                      t('col.transaction'),
+                      t('col.merchant'),
+                      t('col.provider'),
+                      t('col.state'),
+                      t('col.businessDate'),
+                      t('col.deadline'),
+                      t('col.class'),
+                      t('col.code'),
                     ],
                     d.overdue.receipts.map((o) => [
                       o.transaction_id,
                       o.merchant_id,
                       o.provider,
-                      o.state,
+                      t.term('state', o.state),
                       o.trade_date,
                       o.deadline,
                       o.error_class ?? '',

@@ -72,8 +72,14 @@ describe('the dashboard in a browser', () => {
       expect(await total(page, key), key).toBe(before.totals[key])
     }
     expect(await page.locator('#chart-providers rect.bar').count()).toBeGreaterThan(0)
+    // Korean by default (the browser sends Accept-Language ko-KR); ?lang=en switches and sticks.
+    expect(await page.locator('html').getAttribute('lang')).toBe('ko')
     const button = page.locator('#redrive-button')
+    expect(await button.innerText()).toBe(`실패한 영수증 ${before.totals.failed}건 재처리`)
+    await page.goto(`${dashboard.url}/runs/${runId}?lang=en`)
+    expect(await page.locator('html').getAttribute('lang')).toBe('en')
     expect(await button.innerText()).toBe(`Re-drive ${before.totals.failed} failed receipts`)
+    expect(await page.locator('#failures-link').getAttribute('href')).toBe(`/runs/${runId}/failures?lang=en`)
 
     // The failures page lists them, filtered like `redrive --provider payssam`.
     await page.goto(`${dashboard.url}/runs/${runId}/failures?provider=payssam`)
@@ -83,13 +89,14 @@ describe('the dashboard in a browser', () => {
     expect(Number(await page.locator('#failure-count').getAttribute('data-count'))).toBe(0)
 
     sandbox.setFaults('') // the provider is back
-    await page.goto(`${dashboard.url}/runs/${runId}`)
+    await page.goto(`${dashboard.url}/runs/${runId}?lang=en`)
     await page.locator('#redrive-button').click()
-    await page.waitForURL(/\/runs\/\d+\?redriven=/)
+    // The form posts with the page's language and the answer's redirect keeps it.
+    await page.waitForURL(/\/runs\/\d+\?redriven=.*&lang=en$/)
     const redriveRunId = Number(/\/runs\/(\d+)/.exec(page.url())![1])
     expect(redriveRunId).toBeGreaterThan(runId)
-    expect(await page.locator('#redrive-notice').innerText()).toContain(
-      `Re-drove ${before.totals.failed} receipts from run #${runId}`,
+    expect(await page.locator('#redrive-notice').innerText()).toBe(
+      `Re-drove ${before.totals.failed} receipts as this run (#${redriveRunId}). original run #${runId}`,
     )
     expect(await total(page, 'eligible')).toBe(before.totals.failed)
 

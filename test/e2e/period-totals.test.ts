@@ -84,7 +84,7 @@ describe('report --from --to', () => {
     expect(page).toContain('<html lang="ko">')
     expect(page).toContain('기간 합계')
     expect(page).toContain('word-break: keep-all')
-    expect(page).toMatch(/생성 generated \d{4}-\d\d-\d\d \d\d:\d\d KST/)
+    expect(page).toMatch(/생성 \d{4}-\d\d-\d\d \d\d:\d\d KST/)
   })
 
   it('one merchant only, and usage errors exit 2 naming the option', async () => {

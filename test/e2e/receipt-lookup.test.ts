@@ -120,7 +120,7 @@ describe('dashboard search and transaction page', () => {
     expect(await receipt.locator('.approval').innerText()).toBe(issued.approval_number)
     expect(await receipt.locator('table.history tbody tr').count()).toBeGreaterThanOrEqual(3)
     const text = await page.locator('main').innerText()
-    expect(text).toContain(`₩${issued.total_amount.toLocaleString('en-US')}`)
+    expect(text).toContain(`${issued.total_amount.toLocaleString('en-US')}원`)
     expect(text).toMatch(/\d{4}-\d\d-\d\d \d\d:\d\d:\d\d KST/)
     expect(text).not.toContain(issued.identifier)
 

@@ -30,10 +30,11 @@ export interface Browser {
 /**
  * A fresh profile each time; `httpCredentials` answers the dashboard's basic-auth challenge.
  * `locale` (default ko-KR, a Korean operator's browser) sets Accept-Language and navigator.language:
- * the dashboard picks its language from it when no `?lang=` is given.
+ * the dashboard picks its language from it when no `?lang=` is given. `env` is added to Chromium's
+ * environment.
  */
 export async function launchChromium(
-  opts: { httpCredentials?: { username: string; password: string }; locale?: string } = {},
+  opts: { httpCredentials?: { username: string; password: string }; locale?: string; env?: Record<string, string> } = {},
 ): Promise<Browser> {
   if (!existsSync(CHROMIUM_PATH)) {
     throw new Error(
@@ -48,6 +49,8 @@ export async function launchChromium(
     viewport: { width: 1200, height: 900 },
     httpCredentials: opts.httpCredentials,
     locale: opts.locale ?? 'ko-KR',
+    // e.g. FONTCONFIG_FILE: a font set without CJK fonts, to show the glyph check can fail.
+    env: opts.env ? { ...process.env, ...opts.env } : undefined,
     timeout: 60_000,
   })
   return {

@@ -16,7 +16,7 @@ import { html } from '../../src/report/html.ts'
 describe('catalog', () => {
   it('has the same keys and placeholders in Korean and English, none empty', () => {
     expect(Object.keys(en).sort()).toEqual(Object.keys(ko).sort())
-    const holes = (s: string) => [...s.matchAll(/\{(\w+)[|}]/g)].map((m) => m[1]).sort()
+    const holes = (s: string) => [...new Set([...s.matchAll(/\{(\w+)[|}]/g)].map((m) => m[1]))].sort()
     for (const k of Object.keys(ko) as (keyof typeof ko)[]) {
       expect(ko[k].trim(), k).not.toBe('')
       expect(en[k].trim(), k).not.toBe('')
@@ -67,7 +67,9 @@ describe('the dashboard middleware over HTTP', () => {
     app.use(chooseLanguage())
     app.get('/p', (_req, res) => {
       const t = tOf(res)
-      res.type('html').send(layout(t('nav.search'), html`<p><a id="next" href="${t.href('/runs/1')}">x</a></p>`, { t }))
+      res
+        .type('html')
+        .send(layout(t('nav.search'), html`<p><a id="next" href="${t.href('/runs/1')}">x</a></p>`, { t }))
     })
     server = app.listen(0, '127.0.0.1')
     await new Promise((r) => server.once('listening', r))
@@ -77,7 +79,11 @@ describe('the dashboard middleware over HTTP', () => {
 
   const get = async (path: string, headers: Record<string, string> = {}) => {
     const res = await fetch(`${url}${path}`, { headers })
-    return { body: await res.text(), lang: res.headers.get('content-language'), vary: res.headers.get('vary') }
+    return {
+      body: await res.text(),
+      lang: res.headers.get('content-language'),
+      vary: res.headers.get('vary'),
+    }
   }
 
   it('is Korean with no preference', async () => {

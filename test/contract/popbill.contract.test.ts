@@ -112,6 +112,14 @@ describe('popbill: token, filing states, bulk, revocations', () => {
     }
   })
 
+  it('sends a mixed receipt (taxable, tax-free and a service fee) so that the NTS identity holds: filed 304', async () => {
+    const req = newRequest({ amounts: { total: 107_000, supply: 89_977, vat: 6_323, taxFree: 26_750, serviceFee: 10_700 } })
+    expect((await adapter.issue(req)).kind).toBe('issued')
+    sandbox.popbill.fileNow()
+    const o = await lookup(req)
+    expect(o.kind === 'issued' && !o.receipt.provisional && o.receipt.amount).toBe(107_000)
+  })
+
   it('reads a filing the NTS refused (305) as permanent, taxAuthorityRejected, with the ntsresultCode', async () => {
     const req = newRequest()
     sandbox.popbill.failNext(['TS1'])
@@ -124,6 +132,21 @@ describe('popbill: token, filing states, bulk, revocations', () => {
       expect(o.meta.providerCode).toBe('TS1')
     }
     expect(sandbox.stats().max_live_receipts_per_key).toBe(0)
+  })
+
+  it('issues again under the same mgtKey after a 305 (the refused receipt is deleted first), never over a live one', async () => {
+    const req = newRequest()
+    sandbox.popbill.failNext(['TS4'])
+    await adapter.issue(req)
+    sandbox.popbill.fileNow()
+    const again = await adapter.issue({ ...req, idempotencyKey: `${req.idempotencyKey}-r1` })
+    expect(again.kind).toBe('issued')
+    const found = await lookup(req)
+    expect(found.kind === 'issued' && found.receipt.provisional).toBe(true)
+    expect(sandbox.stats().max_live_receipts_per_key).toBe(1)
+    // A live (filed) receipt is never deleted: a further issue stays a duplicate.
+    sandbox.popbill.fileNow()
+    expect((await adapter.issue(req)).kind).toBe('already_issued')
   })
 
   it('reads a duplicate mgtKey (-14001019) as already_issued, and the lookup finds the one receipt', async () => {

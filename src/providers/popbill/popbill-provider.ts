@@ -109,13 +109,18 @@ function kstStamp(ms: number): string {
 
 const won = (n: number) => String(Math.max(0, Math.trunc(n)))
 
-/** The amounts as Popbill takes them: strings; a taxable receipt carries its tax-free part in supplyCost (one taxationType per receipt). */
+/**
+ * The amounts as Popbill takes them: strings, total = supplyCost + tax + serviceFee (the NTS refuses
+ * anything else at filing, TS4). Our `supply` already includes the tax-free part (src/domain/money.ts),
+ * so a mixed receipt goes as 과세 with it in supplyCost (one taxationType per receipt); a receipt with
+ * no taxable part as 비과세.
+ */
 function amountFields(a: { total: number; supply: number; vat: number; taxFree: number; serviceFee: number }) {
-  const taxable = a.supply + a.vat > 0
+  const taxable = a.vat > 0 || a.supply - a.taxFree > 0
   return {
     taxationType: taxable ? '과세' : '비과세',
-    supplyCost: won(taxable ? a.supply + a.taxFree : a.taxFree),
-    tax: won(taxable ? a.vat : 0),
+    supplyCost: won(a.supply),
+    tax: won(a.vat),
     serviceFee: won(a.serviceFee),
     totalAmount: won(a.total),
   }
@@ -327,21 +332,45 @@ export function createPopbillProvider(deps: ProviderDeps<PopbillCredentials>): C
     credentialId: `popbill-${creds.linkId.slice(0, 24)}-${corpNum}`,
     capabilities: { partialCancel: true, naverCashAmount: false, deferredResults: true },
     bulk,
-    issue(req: IssueRequest, ctx?: CallContext) {
-      return withRetry(
-        () =>
-          mutate('issue', '/Cashbill', 'ISSUE', { ...cashbillOf(req), memo: '' }, ctx, (b) => {
-            const confirmNum = str(b.confirmNum)
-            if (!confirmNum) return null
-            return {
-              kind: 'issued',
-              meta: { httpStatus: 200, providerCode: '1', message: str(b.message), latencyMs: 0 },
-              // 300 issued: the NTS filing result comes after midnight (304 final, 305 refused).
-              receipt: { status: 'issued', approvalNumber: confirmNum, providerReceiptId: req.providerKey, receiptUrl: null, amount: req.amounts.total, issuedAt: new Date(now()).toISOString(), cancelledAt: null, provisional: true },
-            }
-          }),
-        { budget, signal: ctx?.signal, onCall: (o) => ctx?.onCall?.('issue', o) },
-      )
+    async issue(req: IssueRequest, ctx?: CallContext) {
+      const registIssue = () =>
+        withRetry(
+          () =>
+            mutate('issue', '/Cashbill', 'ISSUE', { ...cashbillOf(req), memo: '' }, ctx, (b, r) => {
+              const confirmNum = str(b.confirmNum)
+              if (!confirmNum) return null
+              return {
+                kind: 'issued',
+                meta: meta(r, '1', str(b.message)),
+                // 300 issued: the NTS filing result comes after midnight (304 final, 305 refused).
+                receipt: { status: 'issued', approvalNumber: confirmNum, providerReceiptId: req.providerKey, receiptUrl: null, amount: req.amounts.total, issuedAt: new Date(now()).toISOString(), cancelledAt: null, provisional: true },
+              }
+            }),
+          { budget, signal: ctx?.signal, onCall: (o) => ctx?.onCall?.('issue', o) },
+        )
+      const first = await registIssue()
+      if (first.kind !== 'already_issued') return first
+      // The mgtKey is taken. If what holds it is a receipt the NTS refused at filing (305) — a
+      // re-drive of a tax_authority failure — nothing is live under it: delete it (Popbill frees a
+      // mgtKey only by deletion) and issue again under the same key, so lookups keep finding it.
+      const got = await info(req.providerKey, ctx)
+      if ('kind' in got) {
+        ctx?.onCall?.('lookup', got)
+        return first
+      }
+      ctx?.onCall?.('lookup', popbillReceiptOutcome(got.info, [], got.meta))
+      if (got.info.stateCode !== STATE_FILING_FAILED || got.info.tradeType !== '승인거래') return first
+      const r = await call({ method: 'POST', path: `/Cashbill/${encodeURIComponent(req.providerKey)}`, headers: { 'x-http-method-override': 'DELETE' }, body: '{}', ...requestIo('issue', ctx) })
+      const deleted: ProviderOutcome = isOutcome(r)
+        ? r
+        : !r.ok
+          ? transportOutcome(r)
+          : r.status === 200 && popbillCode(r).code === '1'
+            ? { kind: 'not_found', meta: meta(r, '1', 'deleted (refused by the NTS)') }
+            : classifyPopbill('issue', r)
+      ctx?.onCall?.('issue', deleted)
+      // Anything but a confirmed deletion leaves the question to the caller's read-back (it finds the 305).
+      return deleted.kind === 'not_found' ? registIssue() : first
     },
     lookup(req: LookupRequest, ctx?: CallContext) {
       return withRetry(

@@ -35,6 +35,8 @@
  *   -14001021; more than what is left → -14001023; used mgtKey → -14001019.
  * - CancelIssue `POST /Cashbill/{MgtKey}` + CANCELISSUE: withdraws a receipt not yet filed (state 400);
  *   filed → -14001025; unknown → -14000003.
+ * - Delete `POST /Cashbill/{MgtKey}` + DELETE: frees the mgtKey (the only way to reuse one) of a receipt
+ *   refused at filing (305) or withdrawn (400); other states → -14001027.
  * Errors are `{code: <negative>, message}` with a non-200 status (400 validation, 401 auth).
  */
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto'
@@ -91,6 +93,8 @@ interface Bill {
   readonly orgConfirmNum: string | null
   readonly orgTradeDate: string | null
   readonly issuedAtMs: number
+  /** Issue order: `fileNow()` files what was issued before it, whatever the (injected) clock says. */
+  readonly seq: number
   readonly failWith: string | null
   stateCode: number
   stateAtMs: number
@@ -133,7 +137,8 @@ export function createPopbillSim(opts: { readonly clock: () => number; readonly 
   const submissions = new Map<string, Submission>()
   let pending: Submission[] = []
   let failQueue: string[] = []
-  let filedUpTo = -Infinity
+  let filedUpTo = 0
+  let seq = 0
   let bulkDelayMs: number | null = opts.bulkDelayMs ?? null
 
   const billKey = (corpNum: string, mgtKey: string) => `${corpNum}\u0000${mgtKey}`
@@ -145,7 +150,7 @@ export function createPopbillSim(opts: { readonly clock: () => number; readonly 
   function settle(b: Bill, nowMs: number): void {
     if (b.stateCode !== 300) return
     const midnightPassed = kstDate(b.issuedAtMs) < kstDate(nowMs)
-    if (!midnightPassed && b.issuedAtMs > filedUpTo) return
+    if (!midnightPassed && b.seq > filedUpTo) return
     b.stateCode = b.failWith ? 305 : 304
     b.stateAtMs = nowMs
     b.ntsAtMs = nowMs
@@ -344,6 +349,7 @@ export function createPopbillSim(opts: { readonly clock: () => number; readonly 
       orgConfirmNum: null,
       orgTradeDate: null,
       issuedAtMs: atMs,
+      seq: ++seq,
       failWith: failQueue.shift() ?? v.natural,
       stateCode: 300,
       stateAtMs: atMs,
@@ -505,6 +511,7 @@ export function createPopbillSim(opts: { readonly clock: () => number; readonly 
       orgConfirmNum: original.confirmNum,
       orgTradeDate: original.tradeDate,
       issuedAtMs: req.nowMs,
+      seq: ++seq,
       failWith: null,
       stateCode: 300,
       stateAtMs: req.nowMs,
@@ -544,6 +551,20 @@ export function createPopbillSim(opts: { readonly clock: () => number; readonly 
       }
     }
     return { status: 200, body: { code: 1, message: '발행취소 되었습니다.' } }
+  }
+
+  /**
+   * Delete `POST /Cashbill/{MgtKey}` + DELETE: frees the mgtKey of a receipt that holds nothing — one
+   * the NTS refused (305) or one withdrawn before filing (400); any other state → -14001027.
+   */
+  function remove(req: SimRequest, t: Token, mgtKey: string): SimResponse {
+    const b = bills.get(billKey(t.corpNum, mgtKey))
+    if (!b) return fail(400, -14000003, '해당 문서번호에 해당하는 현금영수증이 없습니다.')
+    settle(b, req.nowMs)
+    if (b.stateCode !== 305 && b.stateCode !== STATE_WITHDRAWN) return fail(400, -14001027, '삭제할 수 없는 상태의 현금영수증입니다. (국세청 전송실패, 발행취소 상태만 삭제 가능)')
+    bills.delete(billKey(t.corpNum, mgtKey))
+    byConfirm.delete(`${t.corpNum}\u0000${b.confirmNum}`)
+    return { status: 200, body: { code: 1, message: '삭제되었습니다.' } }
   }
 
   // ---- routing --------------------------------------------------------------------------------
@@ -591,6 +612,7 @@ export function createPopbillSim(opts: { readonly clock: () => number; readonly 
       if (key === null) return fail(404, -14000003, '해당 문서번호에 해당하는 현금영수증이 없습니다.')
       if (req.method === 'GET') return getInfo(req, t, key)
       if (req.method === 'POST' && override === 'CANCELISSUE') return cancelIssue(req, t, key)
+      if (req.method === 'POST' && override === 'DELETE') return remove(req, t, key)
       return fail(400, -99999999, `sandbox: /Cashbill/{MgtKey} ${override ?? req.method} is not simulated`)
     },
     serverError: () => fail(500, -99999999, '일시적인 서버 오류입니다. (sandbox)'),
@@ -628,7 +650,8 @@ export function createPopbillSim(opts: { readonly clock: () => number; readonly 
       submissions.clear()
       pending = []
       failQueue = []
-      filedUpTo = -Infinity
+      filedUpTo = 0
+      seq = 0
       bulkDelayMs = opts.bulkDelayMs ?? null
       live.reset()
       Object.assign(counters, emptyCounters())
@@ -636,7 +659,7 @@ export function createPopbillSim(opts: { readonly clock: () => number; readonly 
     fileNow() {
       const now = opts.clock()
       processDue(now)
-      filedUpTo = now
+      filedUpTo = seq
       for (const b of bills.values()) settle(b, now)
     },
     failNext(codes) {

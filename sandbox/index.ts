@@ -1,5 +1,5 @@
 /**
- * The provider sandbox: faithful simulators of PortOne V1/V2, PaySsam and an NTS-style API behind one
+ * The provider sandbox: faithful simulators of PortOne V1/V2, PaySsam, Toss, Popbill and an NTS-style API behind one
  * HTTP server, in-process for tests, the demo and benchmarks, or as its own process through
  * `cash-receipts sandbox`. Endpoints, credentials and spec grammars: sandbox/README.md.
  *

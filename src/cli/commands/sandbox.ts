@@ -6,7 +6,7 @@ import { runWithoutApp, type CliContext } from '../run.ts'
 export function registerSandbox(program: Command, _ctx: CliContext): void {
   program
     .command('sandbox')
-    .description('serve the provider simulators (PortOne V1/V2, PaySsam, NTS-style) for tests and demos')
+    .description('serve the provider simulators (PortOne V1/V2, PaySsam, NTS-style, Toss, Popbill) for tests and demos')
     .addOption(new Option('--port <n>', 'port (default 4010, SANDBOX_PORT)').argParser(intArg('--port', 0)))
     .option('--host <host>', 'bind address', '127.0.0.1')
     .option('--faults <spec>', 'fault injection, e.g. "portone:5xx=0.05,timeout_after_commit=0.02,latency=20-80"')

@@ -13,7 +13,7 @@ const LAYERS = [
   { name: 'providers', paths: ['^src/providers/'] },
   { name: 'config', paths: ['^src/config[.]ts$'] },
   { name: 'throttle-queue', paths: ['^src/(throttle|queue)/'] },
-  { name: 'use-cases', paths: ['^src/(import|jobs|report)/'] },
+  { name: 'use-cases', paths: ['^src/(import|jobs|report|notify)/'] },
   { name: 'interfaces', paths: ['^src/(http|demo|dev)/', '^sandbox/'] },
   { name: 'composition-root', paths: ['^src/(app|cli)[.]ts$', '^src/(app|cli)/'] },
 ]

@@ -18,6 +18,7 @@ import {
 import { controlRouter } from './http/control.ts'
 import { providerRouter } from './http/pipeline.ts'
 import { incomingOf, listen, readIncoming, send } from './http/plumbing.ts'
+import { GatewayState } from './gateway.ts'
 
 export type { ListedReceipt, PortoneMerchant, PortonePayment, ProviderStats, SandboxOptions, SandboxStats } from './state.ts'
 
@@ -51,6 +52,8 @@ export interface Sandbox {
     failNext(codes: readonly string[]): void
     setBulkDelay(ms: number | null): void
   }
+  /** The SMS/Kakao gateway simulator served under /gateway (sandbox/gateway.ts). */
+  readonly gateway: GatewayState
   /** What the simulators hold (identifiers masked). */
   receipts(provider?: ProviderName): ListedReceipt[]
   close(): Promise<void>
@@ -72,6 +75,12 @@ export async function startSandbox(opts: SandboxOptions = {}): Promise<Sandbox> 
     '/_sandbox',
     controlRouter(state, () => address),
   )
+  // The SMS/Kakao gateway simulator (buyer notifications), under /gateway.
+  const gateway = new GatewayState()
+  app.use('/gateway', (req: Request, res: Response) => {
+    const inc = incomingOf(req)
+    gateway.respond(req, res, inc.pathname.slice('/gateway'.length) || '/', inc.body)
+  })
   app.use(providerRouter(state))
   app.use((req: Request, res: Response) =>
     send(res, { status: 404, body: { error: `nothing is served at ${incomingOf(req).pathname}` } }),
@@ -95,7 +104,11 @@ export async function startSandbox(opts: SandboxOptions = {}): Promise<Sandbox> 
     url,
     baseUrls: address.baseUrls,
     stats: () => state.stats(),
-    reset: () => state.reset(),
+    reset: () => {
+      state.reset()
+      gateway.reset()
+    },
+    gateway,
     setFaults: (spec) => state.setFaults(spec),
     setRateLimits: (spec) => state.setRateLimits(spec),
     forceNext: (provider, faults) => state.forceNext(provider, faults),

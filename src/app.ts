@@ -17,7 +17,7 @@ import { createLogger, type Logger } from './logger.ts'
 import { kstToday } from './domain/index.ts'
 import { ThrottleRegistry } from './throttle/throttle.ts'
 import { registerLimiter } from './throttle/limiter-stats.ts'
-import { createControlQueue, createReceiptsQueue, createRedis, pingRedis } from './queue/queues.ts'
+import { createControlQueue, createNotificationsQueue, createReceiptsQueue, createRedis, pingRedis, type NotificationsQueue } from './queue/queues.ts'
 import { createProviderSource, type ProviderSource } from './jobs/provider-source.ts'
 import { startReceiptWorker } from './jobs/receipt-worker.ts'
 import { startScheduler, type RunningScheduler } from './jobs/scheduler.ts'
@@ -34,6 +34,10 @@ import { buildReportDetails, type ReportDetails } from './report/report-details.
 import { findReceipts, type ReceiptLookup } from './report/receipt-history.ts'
 import { buildPeriodTotals, type PeriodTotals } from './report/period-totals.ts'
 import type { RunningDashboard } from './http/server.ts'
+import { countNotifications, redriveFailedNotifications, type NotificationCounts, type NotificationFilter } from './db/notifications.ts'
+import { startNotifier, type RunningNotifier } from './notify/notifier.ts'
+import { createEmailSender } from './notify/email.ts'
+import { createHttpGateway } from './notify/gateway.ts'
 
 export type RunSelector = { readonly runId?: number; readonly date?: string }
 
@@ -46,6 +50,8 @@ export interface App {
   redis(): Redis
   receiptsQueue(): ReturnType<typeof createReceiptsQueue>
   controlQueue(): ReturnType<typeof createControlQueue>
+  /** Buyer notifications' own queue (docs/notifications.md). */
+  notificationsQueue(): NotificationsQueue
   providers(): ProviderSource
   /** Creates the database if missing, runs migrations, and syncs configured merchants. */
   prepareDatabase(): Promise<{ created: boolean; migrations: string[] }>
@@ -88,6 +94,15 @@ export interface App {
   merchantExists(id: string): Promise<boolean>
   /** Starts a receipts worker (issue and cancel jobs) and its periodic recovery pass; closed by close(). */
   startWorker(opts?: { concurrency?: number }): Worker
+  /**
+   * The buyer-notification worker and outbox dispatcher (SMTP and the SMS/Kakao gateway from config);
+   * closed by close(). startWorker starts it when any merchant enables a channel.
+   */
+  startNotifier(): RunningNotifier
+  /** Outbox counts per state, overall and per channel. */
+  notificationCounts(): Promise<{ total: NotificationCounts; byChannel: Record<string, NotificationCounts> }>
+  /** Failed notifications back to pending; the dispatcher puts them on the queue again. */
+  redriveNotifications(filter: NotificationFilter, opts?: { readonly dryRun?: boolean }): Promise<{ channel: string; count: number }[]>
   /** Upserts the nightly settlement and reconcile schedules, starts their worker and the periodic recovery pass; closed by close(). */
   startScheduler(): Promise<RunningScheduler>
   /**
@@ -121,6 +136,8 @@ export function createApp(config: AppConfig, overrides: AppOverrides = {}): App 
   let redis: Redis | undefined
   let receiptsQueue: ReturnType<typeof createReceiptsQueue> | undefined
   let controlQueue: ReturnType<typeof createControlQueue> | undefined
+  let notificationsQueue: NotificationsQueue | undefined
+  let notifier: RunningNotifier | undefined
   let providerSource: ProviderSource | undefined
   let throttles: ThrottleRegistry | undefined
   /** Worker slots this process runs (the sum of its workers' effective concurrency); 0 before any starts. */
@@ -207,6 +224,14 @@ export function createApp(config: AppConfig, overrides: AppOverrides = {}): App 
         closers.unshift(() => q.close())
       }
       return controlQueue
+    },
+    notificationsQueue() {
+      if (!notificationsQueue) {
+        notificationsQueue = createNotificationsQueue(app.redis(), config.queuePrefix, config.notify.attempts, config.notify.backoffMs, telemetry)
+        const q = notificationsQueue
+        closers.unshift(() => q.close())
+      }
+      return notificationsQueue
     },
     providers() {
       if (!providerSource) {
@@ -320,8 +345,31 @@ export function createApp(config: AppConfig, overrides: AppOverrides = {}): App 
       )
       const recovery = startRecoveryLoop(() => app.recover(), config.recovery.intervalMs, logger)
       closers.unshift(() => recovery.close())
+      if (config.notify.enabled && config.notify.worker) app.startNotifier()
       return worker
     },
+    startNotifier() {
+      if (notifier) return notifier
+      const email = config.notify.smtpUrl ? createEmailSender({ smtpUrl: config.notify.smtpUrl, timeoutMs: config.notify.timeoutMs }) : undefined
+      const n = (notifier = startNotifier({
+        db: app.db(),
+        redis: app.redis(),
+        connection: app.redis().duplicate(),
+        queue: app.notificationsQueue(),
+        logger,
+        workerId,
+        config,
+        email,
+        gateway: createHttpGateway({ baseUrl: config.notify.gatewayUrl, apiKey: config.notify.gatewayApiKey, timeoutMs: config.notify.timeoutMs, fetch: overrides.fetch }),
+      }))
+      closers.unshift(async () => {
+        await n.close()
+        email?.close()
+      })
+      return n
+    },
+    notificationCounts: () => countNotifications(app.db()),
+    redriveNotifications: (filter, opts) => redriveFailedNotifications(app.db(), filter, opts),
     async startScheduler() {
       await app.checkDeployment()
       const scheduler = await startScheduler({

@@ -18,6 +18,7 @@ import { registerSettle } from './cli/commands/settle.ts'
 import { registerWorker } from './cli/commands/worker.ts'
 import { registerScheduler } from './cli/commands/scheduler.ts'
 import { registerRedrive } from './cli/commands/redrive.ts'
+import { registerNotify } from './cli/commands/notify.ts'
 import { registerCancel } from './cli/commands/cancel.ts'
 import { registerReconcile } from './cli/commands/reconcile.ts'
 import { registerRecover } from './cli/commands/recover.ts'
@@ -37,6 +38,7 @@ const COMMANDS: readonly ((program: Command, ctx: CliContext) => void)[] = [
   registerWorker,
   registerScheduler,
   registerRedrive,
+  registerNotify,
   registerCancel,
   registerReconcile,
   registerRecover,

@@ -31,8 +31,48 @@ export const merchantSchema = z.object({
     toss: CREDENTIAL_SCHEMAS.toss.optional(),
     popbill: CREDENTIAL_SCHEMAS.popbill.optional(),
   }),
+  /** Buyer notification after an issue or a cancellation (docs/notifications.md); absent = off. */
+  notify: z
+    .object({
+      email: z
+        .object({
+          enabled: z.boolean(),
+          /** The sender address, e.g. "동네 꽃집 <receipts@flowers.example>" or a bare address. */
+          from: z.string().refine(isMailbox, 'must be an email address, optionally with a display name ("이름 <a@b.kr>")'),
+          replyTo: z.string().refine(isMailbox, 'must be an email address').optional(),
+        })
+        .strict()
+        .optional(),
+      sms: z
+        .object({
+          enabled: z.boolean(),
+          /** The merchant's registered 발신번호. */
+          sender: z.string().regex(/^0\d{1,2}-?\d{3,4}-?\d{4}$|^1\d{3}-?\d{4}$/, 'must be a Korean phone number registered as 발신번호 (e.g. 02-123-4567 or 1588-1234)'),
+        })
+        .strict()
+        .optional(),
+      kakao: z
+        .object({
+          enabled: z.boolean(),
+          /** The KakaoTalk channel's sender key (발신 프로필 키). */
+          senderKey: z.string().min(1),
+          /** The approved 알림톡 template's code. */
+          templateCode: z.string().min(1),
+        })
+        .strict()
+        .optional(),
+    })
+    .strict()
+    .optional(),
 })
 export type MerchantConfig = z.infer<typeof merchantSchema>
+
+/** "a@b.kr" or "이름 <a@b.kr>": one mailbox, without checking deliverability. */
+function isMailbox(raw: string): boolean {
+  const m = /^(?:[^<>]*<([^<>\s]+)>|([^<>\s]+))$/.exec(raw.trim())
+  const address = m?.[1] ?? m?.[2]
+  return address !== undefined && /^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(address)
+}
 
 export interface AppConfig {
   readonly nodeEnv: 'development' | 'production' | 'test'
@@ -128,6 +168,33 @@ export interface AppConfig {
      * any other Host header gets 421, which defeats DNS rebinding.
      */
     readonly allowedHosts: readonly string[]
+  }
+  /**
+   * Buyer notification (docs/notifications.md). `enabled` when any merchant switches on any channel:
+   * the worker then also runs the notification queue's workers.
+   */
+  readonly notify: {
+    readonly enabled: boolean
+    /** NOTIFY_WORKER: whether `worker` processes run the notification workers too (false: run them elsewhere). */
+    readonly worker: boolean
+    /** smtp://user:pass@host:port or smtps://… (nodemailer); required when a merchant enables email. */
+    readonly smtpUrl: string | undefined
+    /** The SMS/Kakao gateway's base URL and API key (src/notify/gateway.ts). */
+    readonly gatewayUrl: string
+    readonly gatewayApiKey: string | undefined
+    /** Our printable receipt page's origin, linked when the provider gives no receipt URL. */
+    readonly receiptBaseUrl: string | undefined
+    readonly concurrency: number
+    /** BullMQ attempts per notification (longer outages); p-retry handles short blips inside one. */
+    readonly attempts: number
+    readonly backoffMs: number
+    /** How long a claimed notification is one worker's before another may take it over. */
+    readonly leaseMs: number
+    /** How often the outbox is read for rows not yet on the queue. */
+    readonly pollMs: number
+    /** Per merchant and channel, across processes. */
+    readonly perSecond: { readonly email: number; readonly sms: number; readonly kakao: number }
+    readonly timeoutMs: number
   }
   /** OpenTelemetry traces through bullmq-otel; off (nothing loaded) unless an OTLP endpoint is set. */
   readonly otel: { readonly endpoint: string | undefined; readonly serviceName: string }
@@ -380,6 +447,20 @@ const envVars = z.object({
   DASHBOARD_PASSWORD: optionalText(),
   DASHBOARD_ALLOWED_HOSTS: allowedHostsVar,
   METRICS_CACHE_MS: int(5_000, 0),
+  SMTP_URL: url(),
+  NOTIFY_WORKER: bool(true),
+  NOTIFY_GATEWAY_URL: url(),
+  NOTIFY_GATEWAY_API_KEY: optionalText(),
+  NOTIFY_RECEIPT_BASE_URL: url(),
+  NOTIFY_CONCURRENCY: int(4, 1),
+  NOTIFY_ATTEMPTS: int(8, 1),
+  NOTIFY_BACKOFF_MS: int(30_000, 0),
+  NOTIFY_LEASE_MS: int(60_000, 100),
+  NOTIFY_POLL_MS: int(1_000, 50),
+  NOTIFY_EMAIL_PER_SECOND: int(5, 1),
+  NOTIFY_SMS_PER_SECOND: int(10, 1),
+  NOTIFY_KAKAO_PER_SECOND: int(10, 1),
+  NOTIFY_TIMEOUT_MS: int(10_000, 100),
   OTEL_EXPORTER_OTLP_ENDPOINT: url(),
   OTEL_SERVICE_NAME: text('cash-receipts'),
   SANDBOX_PORT: int(4010, 0),
@@ -455,6 +536,16 @@ function configSchema(defaults: ConfigDefaults) {
     const merchants = e.MERCHANTS_FILE ?? (defaults.merchants ? [...defaults.merchants] : undefined)
     if (!merchants) problem('MERCHANTS_FILE', 'required (the path of a JSON array of merchants)')
 
+    // Notification channels need their transport: named by the variable, with the merchant that asks.
+    for (const m of merchants ?? []) {
+      if (m.notify?.email?.enabled && !e.SMTP_URL) problem('SMTP_URL', `required: merchant "${m.id}" enables email notifications (notify.email.enabled)`)
+      for (const c of ['sms', 'kakao'] as const) {
+        if (!m.notify?.[c]?.enabled || !production) continue
+        if (!e.NOTIFY_GATEWAY_URL) problem('NOTIFY_GATEWAY_URL', `required in production: merchant "${m.id}" enables ${c} notifications`)
+        if (!e.NOTIFY_GATEWAY_API_KEY) problem('NOTIFY_GATEWAY_API_KEY', `required in production: merchant "${m.id}" enables ${c} notifications`)
+      }
+    }
+
     // DASHBOARD_USER and DASHBOARD_PASSWORD come together or not at all.
     if (e.DASHBOARD_USER && !e.DASHBOARD_PASSWORD) problem('DASHBOARD_PASSWORD', 'required when DASHBOARD_USER is set')
     if (e.DASHBOARD_PASSWORD && !e.DASHBOARD_USER) problem('DASHBOARD_USER', 'required when DASHBOARD_PASSWORD is set')
@@ -509,6 +600,21 @@ function configSchema(defaults: ConfigDefaults) {
         basicAuth: e.DASHBOARD_USER && e.DASHBOARD_PASSWORD ? { user: e.DASHBOARD_USER, password: e.DASHBOARD_PASSWORD } : undefined,
         metricsCacheMs: e.METRICS_CACHE_MS,
         allowedHosts: e.DASHBOARD_ALLOWED_HOSTS,
+      },
+      notify: {
+        enabled: (merchants ?? []).some((m) => m.notify?.email?.enabled || m.notify?.sms?.enabled || m.notify?.kakao?.enabled),
+        worker: e.NOTIFY_WORKER,
+        smtpUrl: e.SMTP_URL,
+        gatewayUrl: e.NOTIFY_GATEWAY_URL ?? `${sandboxUrl}/gateway`,
+        gatewayApiKey: e.NOTIFY_GATEWAY_API_KEY,
+        receiptBaseUrl: e.NOTIFY_RECEIPT_BASE_URL,
+        concurrency: e.NOTIFY_CONCURRENCY,
+        attempts: e.NOTIFY_ATTEMPTS,
+        backoffMs: e.NOTIFY_BACKOFF_MS,
+        leaseMs: e.NOTIFY_LEASE_MS,
+        pollMs: e.NOTIFY_POLL_MS,
+        perSecond: { email: e.NOTIFY_EMAIL_PER_SECOND, sms: e.NOTIFY_SMS_PER_SECOND, kakao: e.NOTIFY_KAKAO_PER_SECOND },
+        timeoutMs: e.NOTIFY_TIMEOUT_MS,
       },
       otel: { endpoint: e.OTEL_EXPORTER_OTLP_ENDPOINT, serviceName: e.OTEL_SERVICE_NAME },
       sandboxPort: e.SANDBOX_PORT,

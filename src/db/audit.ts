@@ -5,7 +5,7 @@
 import { userInfo } from 'node:os'
 import type { Db } from './database.ts'
 
-export type AuditAction = 'redrive' | 'cancel' | 'reconcile' | 'import'
+export type AuditAction = 'redrive' | 'cancel' | 'reconcile' | 'import' | 'notify-redrive'
 
 export interface AuditEntry {
   readonly actor: string

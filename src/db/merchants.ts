@@ -3,7 +3,7 @@
  * stored encrypted (with a masked copy for display), never in plaintext.
  */
 import { decryptText, encryptText, type DataKeys } from '../crypto/pii.ts'
-import { maskIdentifier, type Merchant } from '../domain/index.ts'
+import { enabledNotifyChannels, maskIdentifier, type Merchant } from '../domain/index.ts'
 import type { Db } from './database.ts'
 
 /** Upserts configured merchants into the merchants table (business number encrypted). */
@@ -21,6 +21,8 @@ export async function syncMerchants(db: Db, merchants: readonly Merchant[], keys
         data_key_id: enc.keyId,
         mandatory_issuer: m.mandatoryIssuer,
         providers: Object.keys(m.providers),
+        // What the outbox trigger reads (migration 0440): the channels switched on now.
+        notify_channels: enabledNotifyChannels(m),
       })
       .onConflict((oc) =>
         oc.column('id').doUpdateSet((eb) => ({
@@ -31,6 +33,7 @@ export async function syncMerchants(db: Db, merchants: readonly Merchant[], keys
           name: eb.ref('excluded.name'),
           mandatory_issuer: eb.ref('excluded.mandatory_issuer'),
           providers: eb.ref('excluded.providers'),
+          notify_channels: eb.ref('excluded.notify_channels'),
           updated_at: new Date(),
         })),
       )

@@ -18,6 +18,8 @@ export interface MerchantsTable {
   data_key_id: string
   mandatory_issuer: boolean
   providers: string[]
+  /** The buyer-notification channels the merchant has switched on (synced from the merchants file). */
+  notify_channels: Generated<string[]>
   created_at: Generated<Timestamp>
   updated_at: Generated<Timestamp>
 }
@@ -243,7 +245,44 @@ export interface AuditLogTable {
   counts: ColumnType<Record<string, unknown>, string, string>
 }
 
+export type NotificationChannel = 'email' | 'sms' | 'kakao'
+export type NotificationEvent = 'issued' | 'cancelled'
+export type NotificationState = 'pending' | 'sending' | 'sent' | 'failed' | 'skipped'
+
+/**
+ * The notification outbox: one row per (receipt event, channel), created by a trigger in the same
+ * transaction that moves the receipt to issued (migration 0440; docs/notifications.md). Holds ids,
+ * states and error codes only: the buyer's address is decrypted from the transaction at send time.
+ */
+export interface NotificationsTable {
+  id: Generated<number>
+  /** The issue row (event issued) or the cancel row (event cancelled). */
+  receipt_id: number
+  event: NotificationEvent
+  channel: NotificationChannel
+  merchant_id: string
+  state: Generated<NotificationState>
+  attempts: Generated<number>
+  locked_by: string | null
+  locked_until: Timestamp | null
+  /** Written right before a send leaves (the fence): a row taken over with it set may have been sent. */
+  send_started_at: Timestamp | null
+  /** Sends that left (fenced), across attempts. */
+  sends: Generated<number>
+  sent_at: Timestamp | null
+  /** Email: our deterministic Message-ID; SMS/Kakao: the gateway's message id. */
+  message_id: string | null
+  skip_reason: string | null
+  error_class: string | null
+  error_code: string | null
+  enqueued_at: Timestamp | null
+  redrive_count: Generated<number>
+  created_at: Generated<Timestamp>
+  updated_at: Generated<Timestamp>
+}
+
 export interface Database {
+  notifications: NotificationsTable
   audit_log: AuditLogTable
   merchants: MerchantsTable
   cash_transactions: CashTransactionsTable

@@ -13,6 +13,7 @@
  * | cash_receipts_overdue_receipts | gauge | provider | open issue receipts past business date + 4 days |
  * | cash_receipts_provisional_receipts | gauge | provider | issued receipts whose tax-authority result is still due (Toss IN_PROGRESS) |
  * | cash_receipts_tax_authority_refusals | gauge | provider, code | failed receipts the tax authority refused after the provider accepted them (class tax_authority, by TSx code) |
+ * | cash_receipts_notifications | gauge | channel, state | buyer notification outbox rows, GROUP BY (docs/notifications.md) |
  * | cash_receipts_attempts_total | counter | operation, outcome | issuance_attempts, GROUP BY (rows are never deleted) |
  * | cash_receipts_provider_latency_seconds | histogram | provider, operation | issuance_attempts of the last 24 h |
  * | cash_receipts_queue_jobs | gauge | queue, state | BullMQ getJobCounts |
@@ -83,6 +84,7 @@ interface LedgerReading {
   readonly settleRejections: { code: string; n: number; open: number }[]
   readonly provisional: { provider: string; n: number }[]
   readonly refusals: { provider: string; code: string; n: number }[]
+  readonly notifications: { channel: string; state: string; n: number }[]
 }
 
 interface RedisReading {
@@ -189,6 +191,18 @@ export function createMetrics(deps: MetricsDeps): Metrics {
       const r = await read()
       this.reset()
       for (const row of r.ledger?.refusals ?? []) this.set({ provider: row.provider, code: row.code }, row.n)
+    },
+  })
+
+  new Gauge({
+    name: 'cash_receipts_notifications',
+    help: 'Buyer notifications (outbox rows) by channel (email|sms|kakao) and state (pending|sending|sent|failed|skipped); failed ones wait for `notify redrive`.',
+    labelNames: ['channel', 'state'],
+    registers: [registry],
+    async collect() {
+      const r = await read()
+      this.reset()
+      for (const row of r.ledger?.notifications ?? []) this.set({ channel: row.channel, state: row.state }, row.n)
     },
   })
 
@@ -359,7 +373,7 @@ async function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
 
 async function readLedger(db: Db, todayKst: string): Promise<LedgerReading> {
   const bounds = LATENCY_BUCKETS_S.map((s) => Math.round(s * 1000))
-  const [receipts, overdue, attempts, latency, lastRuns, duplicates, settleRejections, provisional, refusals] = await Promise.all([
+  const [receipts, overdue, attempts, latency, lastRuns, duplicates, settleRejections, provisional, refusals, notifications] = await Promise.all([
     sql<
       LedgerReading['receipts'][number]
     >`SELECT kind, provider, state, count(*)::int AS n FROM receipts GROUP BY 1, 2, 3`.execute(db),
@@ -394,6 +408,8 @@ async function readLedger(db: Db, todayKst: string): Promise<LedgerReading> {
     sql<LedgerReading['refusals'][number]>`
       SELECT provider, coalesce(error_code, 'XXX') AS code, count(*)::int AS n FROM receipts
       WHERE state = 'failed' AND error_class = 'tax_authority' GROUP BY 1, 2`.execute(db),
+    sql<LedgerReading['notifications'][number]>`
+      SELECT channel, state, count(*)::int AS n FROM notifications GROUP BY 1, 2`.execute(db),
   ])
   return {
     receipts: receipts.rows,
@@ -405,6 +421,7 @@ async function readLedger(db: Db, todayKst: string): Promise<LedgerReading> {
     settleRejections: settleRejections.rows,
     provisional: provisional.rows,
     refusals: refusals.rows,
+    notifications: notifications.rows,
   }
 }
 

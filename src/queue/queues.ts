@@ -7,6 +7,33 @@ import { Redis, type RedisOptions } from 'ioredis'
 
 export const RECEIPTS_QUEUE = 'receipts'
 export const CONTROL_QUEUE = 'control'
+/** Buyer notifications (docs/notifications.md): their own queue, so they never wait behind or delay issuance. */
+export const NOTIFICATIONS_QUEUE = 'notifications'
+
+/** A notification job: the outbox row's id only; the sender reads and decrypts everything else at send time. */
+export interface NotifyPayload {
+  readonly notificationId: number
+}
+export type NotificationsQueue = Queue<NotifyPayload, unknown, 'notify'>
+
+/** One job id per outbox row and re-drive generation: a row is on the queue once however often it is offered. */
+export function notifyJobId(notificationId: number, redriveCount: number): string {
+  return `notify-${notificationId}${redriveCount > 0 ? `-r${redriveCount}` : ''}`
+}
+
+export function createNotificationsQueue(redis: Redis, prefix: string, attempts: number, backoffMs: number, telemetry?: Telemetry): NotificationsQueue {
+  return new Queue<NotifyPayload, unknown, 'notify'>(NOTIFICATIONS_QUEUE, {
+    connection: connectionOf(redis),
+    prefix,
+    telemetry,
+    defaultJobOptions: {
+      attempts,
+      backoff: { type: 'exponential', delay: backoffMs, jitter: 0.5 },
+      removeOnComplete: { age: 24 * 3600, count: 10_000 },
+      removeOnFail: { age: 14 * 24 * 3600, count: 100_000 },
+    },
+  })
+}
 
 export interface JobPayloads {
   /** Issue the receipt row `receiptId` (kind issue). */

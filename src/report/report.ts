@@ -13,6 +13,7 @@
 import { sql } from 'kysely'
 import type { Db } from '../db/database.ts'
 import { auditSince } from '../db/audit.ts'
+import { countNotifications, type NotificationCounts } from '../db/notifications.ts'
 
 export interface RunReport {
   run_id: string
@@ -49,6 +50,15 @@ export interface RunReport {
    * cancelled, reconciled or imported what (ids, dates, codes and counts only) while it was open.
    */
   operator_actions: { at: string; actor: string; action: string; selectors: Record<string, unknown>; counts: Record<string, number> }[]
+  /**
+   * Buyer notifications of the run's receipts (their issue and their cancellations), per state, and
+   * per channel (docs/notifications.md). All zero when no merchant of the run has notifications on.
+   */
+  notifications: ReportNotifications
+}
+
+export interface ReportNotifications extends NotificationCounts {
+  by_channel: Record<string, NotificationCounts>
 }
 
 export interface ReportDuplicate {
@@ -202,6 +212,8 @@ export async function buildReport(db: Db, sel: { runId?: number; date?: string }
     .limit(1_000)
     .execute()
 
+  const notified = await countNotifications(db, { column: scopeColumn === 'r.run_id' ? 'run_id' : 'last_run_id', runIds: ids })
+
   const started = Math.min(...runs.map((r) => new Date(r.started_at as unknown as string).getTime()))
   const running = totals.pending > 0
   const end = running || !lastFinished ? Date.now() : lastFinished
@@ -242,6 +254,7 @@ export async function buildReport(db: Db, sel: { runId?: number; date?: string }
     redrive_runs: links.map((l) => String(l.id)),
     redrive_of: origins.filter((o) => !ids.includes(Number(o.run_id))).map((o) => String(o.run_id)),
     operator_actions: (await auditSince(db, new Date(started))).map((a) => ({ at: a.at.toISOString(), actor: a.actor, action: a.action, selectors: { ...a.selectors }, counts: { ...a.counts } })),
+    notifications: { ...notified.total, by_channel: notified.byChannel },
   }
 }
 

@@ -56,6 +56,7 @@ const report: RunReport = {
   duplicates: [],
   reissued: 0,
   needs_attention: [],
+  notifications: { pending: 0, sending: 0, sent: 0, failed: 0, skipped: 0, by_channel: {} },
   failures: [
     {
       transaction_id: 'T-1',

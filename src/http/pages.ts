@@ -138,7 +138,7 @@ export function runsPage(runs: readonly RunRow[], dispatch?: DispatchReading, t:
                   <td><a href="${t.href(`/runs/${r.id}`)}">#${r.id}</a></td>
                   <td>${r.business_date}</td>
                   <td>${t.term('trigger', r.trigger)}</td>
-                  <td>${r.merchant_scope}</td>
+                  <td>${r.merchant_scope === '*' ? t('common.all') : r.merchant_scope}</td>
                   <td data-status="${r.status}">${t.term('status', r.status)}</td>
                   <td>${kst(r.started_at)}</td>
                   ${OUTCOME_COLUMNS.map((o) => html`<td class="num">${t.num(r.counts[o])}</td>`)}
@@ -195,7 +195,7 @@ export function runPage(
       <h2>
         ${t('run.totals')}
         <span class="muted" style="font-weight:normal"
-          >· ${t.term('status', r.status)} · ${t('run.trigger')} ${t.term('trigger', r.trigger)} · ${t('run.merchants')} ${r.merchant_scope} · ${t('unit.seconds', { n: r.duration_s })}</span
+          >· ${t.term('status', r.status)} · ${t('run.trigger')} ${t.term('trigger', r.trigger)} · ${t('run.merchants')} ${r.merchant_scope === '*' ? t('common.all') : r.merchant_scope} · ${t('unit.seconds', { n: r.duration_s })}</span
         >
       </h2>
       ${totalsCards(r, t)}

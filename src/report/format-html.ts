@@ -319,7 +319,7 @@ export function formatReportHtml(r: RunReport, d: ReportDetails, opts: { generat
         <header>
           <h1>${title}</h1>
           <div class="meta" id="report-meta">
-            ${t.term('status', r.status)} · ${t('run.trigger')} ${t.term('trigger', r.trigger)} · ${t('run.merchants')} ${r.merchant_scope} · ${t('unit.seconds', { n: r.duration_s })} ·
+            ${t.term('status', r.status)} · ${t('run.trigger')} ${t.term('trigger', r.trigger)} · ${t('run.merchants')} ${r.merchant_scope === '*' ? t('common.all') : r.merchant_scope} · ${t('unit.seconds', { n: r.duration_s })} ·
             ${t('report.generated', { at: kstDateTime(opts.generatedAt) })}
           </div>
         </header>

@@ -143,12 +143,16 @@ export async function runDemo(opts: { transactions: number; json: boolean }, dep
     }
     progress.finish(report.status === 'finished' ? 'done' : 'gave up waiting')
 
-    // Toss answers provisionally; the tax authority's result comes a day or two later. The demo moves
-    // the simulator's result clock on and runs reconcile, which finalises them (docs/exactly-once.md).
-    if ((report.by_provider.toss?.issued ?? 0) > 0) {
-      sandbox.toss.advance(2 * 86_400_000)
+    // Toss and Popbill answer provisionally; the tax authority's result comes a day or two later
+    // (Toss) or after the midnight filing (Popbill). The demo moves the simulators on — Toss's result
+    // clock, Popbill's filing — and runs reconcile, which finalises them (docs/exactly-once.md).
+    const toss = (report.by_provider.toss?.issued ?? 0) > 0
+    const popbill = (report.by_provider.popbill?.issued ?? 0) > 0
+    if (toss || popbill) {
+      if (toss) sandbox.toss.advance(2 * 86_400_000)
+      if (popbill) sandbox.popbill.fileNow()
       const rec = await app.reconcile(businessDate, kstToday(Date.now()))
-      say(`reconcile: ${rec.finalized.length} provisional Toss receipts final, ${rec.rejected.length} refused by the tax authority, ${rec.provisional} still provisional`)
+      say(`reconcile: ${rec.finalized.length} provisional receipts (Toss, Popbill) final, ${rec.rejected.length} refused by the tax authority, ${rec.provisional} still provisional`)
       report = await app.report({ runId: settled.runId! }, kstToday(Date.now()))
     }
 

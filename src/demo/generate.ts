@@ -46,7 +46,7 @@ export function generateDay(opts: {
   idPrefix?: string
 }): GeneratedDay {
   const rand = mulberry32(opts.seed ?? 20261122)
-  const providers = opts.providers ?? (['portone', 'portone-v2', 'payssam', 'nts', 'toss'] as const)
+  const providers = opts.providers ?? (['portone', 'portone-v2', 'payssam', 'nts', 'toss', 'popbill'] as const)
   const dayStart = Date.parse(`${opts.businessDate}T00:00:00+09:00`)
   const dayEnd = Math.min(dayStart + 86_400_000 - 1, (opts.notAfterMs ?? Number.MAX_SAFE_INTEGER) - 60_000)
   const prefix = opts.idPrefix ?? `T${opts.businessDate.replace(/-/g, '')}`

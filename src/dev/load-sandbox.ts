@@ -44,6 +44,8 @@ export interface DevSandbox {
   registerPortoneMerchants(merchants: readonly { readonly imp_key: string; readonly pg_provider: string }[]): void
   /** Toss: moves the simulator's result clock, so receipts answered IN_PROGRESS get their final result. */
   readonly toss: { advance(ms: number): void }
+  /** Popbill: runs the midnight NTS filing now, so receipts at state 300 become 304 (or 305). */
+  readonly popbill: { fileNow(): void }
   close(): Promise<void>
 }
 

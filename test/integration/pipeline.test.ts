@@ -45,7 +45,7 @@ describe('a settlement day', () => {
     )
     const providers = new Set(day.rows.map((r) => r.provider))
     const methods = new Set(day.rows.map((r) => r.method))
-    expect([...providers].sort()).toEqual(['nts', 'payssam', 'portone', 'portone-v2', 'toss'])
+    expect([...providers].sort()).toEqual(['nts', 'payssam', 'popbill', 'portone', 'portone-v2', 'toss'])
     expect([...methods].sort()).toEqual(['bank_transfer', 'cash', 'naverpay', 'virtual_account'])
 
     const summary = await settle(app, '2026-10-01')
@@ -57,7 +57,7 @@ describe('a settlement day', () => {
     expect(report.totals.pending).toBe(0)
     expect(report.totals.issued).toBeGreaterThan(100)
     expect(report.totals.issued + report.totals.skipped).toBe(160)
-    for (const p of ['portone', 'portone-v2', 'payssam', 'nts', 'toss']) expect(report.by_provider[p]!.issued).toBeGreaterThan(0)
+    for (const p of ['portone', 'portone-v2', 'payssam', 'nts', 'toss', 'popbill']) expect(report.by_provider[p]!.issued).toBeGreaterThan(0)
 
     expect(liveAtSandbox()).toBe(report.totals.issued)
     expect(sandbox.stats().max_live_receipts_per_key).toBe(1)

@@ -70,6 +70,8 @@ export interface App {
   importFile(file: string, opts: ImportOptions): Promise<ImportResult & ImportRejects>
   /** Creates the receipts of a business date (plus carry-overs) and enqueues their issue jobs. */
   settle(opts: SettleOptions): Promise<SettleSummary>
+  /** Receipts per bulk submission for a merchant's provider (0: one by one), as settlement groups them. */
+  bulkSize(merchantId: string, provider: string): number
   /** Puts failed receipts back on the queue under fresh job ids. */
   redrive(filter: RedriveFilter, opts?: { readonly dryRun?: boolean }): Promise<RedriveResult>
   /** Creates and enqueues the cancellation of a transaction's issued receipt. */
@@ -160,17 +162,18 @@ export function createApp(config: AppConfig, overrides: AppOverrides = {}): App 
     logger,
     chunkSize: config.settle.chunkSize,
     maxWaiting: config.settle.maxWaiting,
-    bulkSize: (merchantId, provider) => {
-      const key = `${merchantId}/${provider}`
-      let size = bulkSizes.get(key)
-      if (size === undefined) {
-        // The merchant's configuration asks for bulk (`bulk: true`); the adapter says how many per call.
-        const creds = (config.merchants.find((m) => m.id === merchantId)?.providers as Record<string, { bulk?: boolean } | undefined> | undefined)?.[provider]
-        size = creds?.bulk === true ? (app.providers().get(merchantId, provider as Parameters<ProviderSource['get']>[1]).provider.bulk?.maxItems ?? 0) : 0
-        bulkSizes.set(key, size)
-      }
-      return size
-    },
+    bulkSize: (merchantId, provider) => app.bulkSize(merchantId, provider),
+  }
+  /** Receipts per bulk submission: the merchant's configuration asks for bulk (`bulk: true`), the adapter says how many. */
+  const bulkSizeOf = (merchantId: string, provider: string): number => {
+    const key = `${merchantId}/${provider}`
+    let size = bulkSizes.get(key)
+    if (size === undefined) {
+      const creds = (config.merchants.find((m) => m.id === merchantId)?.providers as Record<string, { bulk?: boolean } | undefined> | undefined)?.[provider]
+      size = creds?.bulk === true ? (app.providers().get(merchantId, provider as Parameters<ProviderSource['get']>[1]).provider.bulk?.maxItems ?? 0) : 0
+      bulkSizes.set(key, size)
+    }
+    return size
   }
   const cancelDeps = {
     get db() {
@@ -286,6 +289,7 @@ export function createApp(config: AppConfig, overrides: AppOverrides = {}): App 
       return dbWatch.lost
     },
     importFile: (file, opts) => importTransactions(app.db(), config.dataKeys, file, opts),
+    bulkSize: (merchantId, provider) => bulkSizeOf(merchantId, provider),
     settle: async (opts) => {
       await app.checkDeployment()
       return settleDay(settleDeps, opts)

@@ -29,8 +29,8 @@ function demoMerchant(id: string, name: string, businessNumber: string, mandator
       nts: { clientId: `nts-${id}`, clientSecret: `nts-secret-${id}` },
       toss: { secretKey: `test_sk_${id.replace(/-/g, '')}` },
       // The sandbox accepts a LinkID with the SecretKey base64("sandbox-secret:<LinkID>") (sandbox/README.md).
-      // bulk: false until the bulk pipeline lands; then Popbill merchants can issue 100 per call.
-      popbill: { linkId: `LINK-${id}`, secretKey: Buffer.from(`sandbox-secret:LINK-${id}`, 'utf8').toString('base64'), corpNum: businessNumber, bulk: false },
+      // bulk: settlement groups the merchant's Popbill receipts into submissions of up to 100 (docs/exactly-once.md, Bulk issuance).
+      popbill: { linkId: `LINK-${id}`, secretKey: Buffer.from(`sandbox-secret:LINK-${id}`, 'utf8').toString('base64'), corpNum: businessNumber, bulk: true },
     },
   })
 }

@@ -39,7 +39,13 @@ import {
   type Transition,
 } from '../db/ledger.ts'
 import { decryptPii, type DataKeys } from '../crypto/pii.ts'
-import { SELF_ISSUE_NUMBER, kstToday, msUntilKstMidnight, type CallMeta, type ProviderOutcome } from '../domain/index.ts'
+import {
+  SELF_ISSUE_NUMBER,
+  kstToday,
+  msUntilKstMidnight,
+  type CallMeta,
+  type ProviderOutcome,
+} from '../domain/index.ts'
 import type { BulkCallContext, BulkIssuer, IssueRequest, LookupRequest } from '../providers/types.ts'
 import type { JobPayloads } from '../queue/queues.ts'
 import { ThrottleDeferError, type Throttle } from '../throttle/throttle.ts'
@@ -76,7 +82,18 @@ const MARGIN_MS = 2_000
 /** The content a submit id is bound to: every field of an item that the provider keeps, minus personal data. */
 export function batchContentHash(items: readonly IssueRequest[]): string {
   const rows = items
-    .map((i) => [i.providerKey, i.amounts.total, i.amounts.supply, i.amounts.vat, i.amounts.taxFree, i.amounts.serviceFee, i.purpose, i.identifierType, i.tradeDate, i.orderName.length])
+    .map((i) => [
+      i.providerKey,
+      i.amounts.total,
+      i.amounts.supply,
+      i.amounts.vat,
+      i.amounts.taxFree,
+      i.amounts.serviceFee,
+      i.purpose,
+      i.identifierType,
+      i.tradeDate,
+      i.orderName.length,
+    ])
     .sort((a, b) => String(a[0]).localeCompare(String(b[0])))
   return createHash('sha256').update(JSON.stringify(rows)).digest('hex')
 }
@@ -96,7 +113,11 @@ export function createBatchHandler(deps: BatchDeps) {
   const maxPolls = deps.maxPolls ?? DEFAULT_MAX_POLLS
   const pollDelay = () => poll.min + Math.floor(Math.random() * Math.max(0, poll.max - poll.min))
 
-  return async function handleBatch(job: Job<JobPayloads['issue-batch']>, token: string | undefined, signal?: AbortSignal): Promise<JobResult> {
+  return async function handleBatch(
+    job: Job<JobPayloads['issue-batch']>,
+    token: string | undefined,
+    signal?: AbortSignal,
+  ): Promise<JobResult> {
     const { batchId } = job.data
     const claim = await claimBatch(deps.db, batchId, deps.workerId, deps.leaseMs, job.id ?? null)
     if (claim.status === 'missing') throw new UnrecoverableError(`batch ${batchId} does not exist`)
@@ -112,7 +133,16 @@ export function createBatchHandler(deps: BatchDeps) {
     let open: BatchCallRecord[] = []
     const onCall: BulkCallContext['onCall'] = (operation, meta) => {
       const finishedAt = new Date(now())
-      const rec = { operation, startedAt: new Date(finishedAt.getTime() - meta.latencyMs), finishedAt, outcome: 'tried', httpStatus: meta.httpStatus, providerCode: meta.providerCode, message: meta.message, latencyMs: meta.latencyMs }
+      const rec = {
+        operation,
+        startedAt: new Date(finishedAt.getTime() - meta.latencyMs),
+        finishedAt,
+        outcome: 'tried',
+        httpStatus: meta.httpStatus,
+        providerCode: meta.providerCode,
+        message: meta.message,
+        latencyMs: meta.latencyMs,
+      }
       calls.push(rec)
       open.push(rec)
     }
@@ -130,7 +160,12 @@ export function createBatchHandler(deps: BatchDeps) {
     const stats = { issued: 0, failed: 0, single: 0 }
 
     /** What the member's submit attempt row (if any) is completed with, plus any lookup rows. */
-    const attemptRows = (m: BatchMember, outcome: string, meta: CallMeta | null, extra: AttemptRecord[] = []): AttemptRecord[] => {
+    const attemptRows = (
+      m: BatchMember,
+      outcome: string,
+      meta: CallMeta | null,
+      extra: AttemptRecord[] = [],
+    ): AttemptRecord[] => {
       const rows: AttemptRecord[] = []
       if (m.attemptId !== null) {
         const started = batch.submitted_at ? new Date(batch.submitted_at) : new Date(now())
@@ -149,22 +184,53 @@ export function createBatchHandler(deps: BatchDeps) {
       return [...rows, ...extra]
     }
     const decide = (m: BatchMember, transition: Transition, item: string, rows: AttemptRecord[]) => {
-      decided.push({ receiptId: m.receipt.id, transition, item, attempts: { receipt: m.receipt, jobId: jobId ?? undefined, rows } })
+      decided.push({
+        receiptId: m.receipt.id,
+        transition,
+        item,
+        attempts: { receipt: m.receipt, jobId: jobId ?? undefined, rows },
+      })
       if (item === 'issued' || item === 'cancelled') stats.issued++
       else if (item === 'failed') stats.failed++
       else stats.single++
     }
     /** Back to the single path: pending, looked up first when the provider may have seen it. */
-    const handOn = (m: BatchMember, needsLookup: boolean, outcome: string, meta: CallMeta | null, extra: AttemptRecord[] = []) => {
-      decide(m, { state: 'pending', needsLookup: needsLookup || m.receipt.needs_lookup, uncounted: m.attemptId === null, cause: 'bulk_handoff' }, 'single', attemptRows(m, outcome, meta, extra))
+    const handOn = (
+      m: BatchMember,
+      needsLookup: boolean,
+      outcome: string,
+      meta: CallMeta | null,
+      extra: AttemptRecord[] = [],
+    ) => {
+      decide(
+        m,
+        {
+          state: 'pending',
+          needsLookup: needsLookup || m.receipt.needs_lookup,
+          uncounted: m.attemptId === null,
+          cause: 'bulk_handoff',
+        },
+        'single',
+        attemptRows(m, outcome, meta, extra),
+      )
       handedOn.push(m)
     }
 
     /** Records this run's step; `taken-over` when the batch was no longer ours (nothing written). */
-    async function step(s: Omit<BatchStep, 'items' | 'calls' | 'jobId' | 'polls'>, result: () => Promise<JobResult> | JobResult): Promise<JobResult> {
-      const applied = await recordBatchStep(deps.db, batchId, deps.workerId, { ...s, items: decided.splice(0), calls: calls.splice(0), polls, jobId })
+    async function step(
+      s: Omit<BatchStep, 'items' | 'calls' | 'jobId' | 'polls'>,
+      result: () => Promise<JobResult> | JobResult,
+    ): Promise<JobResult> {
+      const applied = await recordBatchStep(deps.db, batchId, deps.workerId, {
+        ...s,
+        items: decided.splice(0),
+        calls: calls.splice(0),
+        polls,
+        jobId,
+      })
       polls = 0
-      if (applied === null) return { state: 'taken-over', detail: `batch ${batchId} was taken over by another worker` }
+      if (applied === null)
+        {return { state: 'taken-over', detail: `batch ${batchId} was taken over by another worker` }}
       const single = handedOn.splice(0).filter((m) => applied.has(m.receipt.id))
       if (single.length && deps.enqueueSingle) {
         await deps.enqueueSingle(
@@ -221,7 +287,12 @@ export function createBatchHandler(deps: BatchDeps) {
             t.penalize(r.retryAfterMs)
             return later(r.retryAfterMs)
           case 'permanent':
-            return decideByLookup(t, bulk, members, `result refused: ${r.meta.providerCode ?? ''} ${r.meta.message ?? ''}`.trim())
+            return decideByLookup(
+              t,
+              bulk,
+              members,
+              `result refused: ${r.meta.providerCode ?? ''} ${r.meta.message ?? ''}`.trim(),
+            )
           default:
             return later(pollDelay(), { code: r.meta.providerCode, message: r.meta.message })
         }
@@ -243,14 +314,21 @@ export function createBatchHandler(deps: BatchDeps) {
       }
       const items = simple.map((m) => reqs.get(m.receipt.id)!)
       const contentHash = batchContentHash(items)
-      if (batch.state === 'submitted' && (simple.length !== members.length || contentHash !== batch.content_hash)) {
+      if (
+        batch.state === 'submitted' &&
+        (simple.length !== members.length || contentHash !== batch.content_hash)
+      ) {
         // The content bound to this submit id cannot be rebuilt (a member left or changed since):
         // a different content never goes out under it. Each receipt is decided on its own.
         for (const m of members) handOn(m, true, 'not_resent', null)
-        return finish({ code: 'BATCH_CONTENT_CHANGED', message: 'not found under its submit id and its content changed; issued one by one' })
+        return finish({
+          code: 'BATCH_CONTENT_CHANGED',
+          message: 'not found under its submit id and its content changed; issued one by one',
+        })
       }
       if (simple.length === 0) return finish()
-      if (simple.length > bulk.maxItems) throw new Error(`batch ${batchId} has ${simple.length} members, more than ${bulk.maxItems}`)
+      if (simple.length > bulk.maxItems)
+        {throw new Error(`batch ${batchId} has ${simple.length} members, more than ${bulk.maxItems}`)}
       if (decided.length) {
         // The members handed on leave the batch before the fence counts what it sends.
         const r = await step({}, () => ({ state: 'continue' }))
@@ -261,8 +339,17 @@ export function createBatchHandler(deps: BatchDeps) {
       let attemptIds: Map<number, number> | null = null
       const beforeSend = async () => {
         signal?.throwIfAborted()
-        attemptIds = await fenceBatchSend(deps.db, batchId, deps.workerId, { submitId, contentHash, itemCount: simple.length, coverMs: deps.callBudgetMs + MARGIN_MS, jobId })
-        if (attemptIds === null) throw new LeaseLostError(`batch ${batchId}: the batch or one of its receipts is no longer this worker's; submit not sent`)
+        attemptIds = await fenceBatchSend(deps.db, batchId, deps.workerId, {
+          submitId,
+          contentHash,
+          itemCount: simple.length,
+          coverMs: deps.callBudgetMs + MARGIN_MS,
+          jobId,
+        })
+        if (attemptIds === null)
+          {throw new LeaseLostError(
+            `batch ${batchId}: the batch or one of its receipts is no longer this worker's; submit not sent`,
+          )}
         sentThisRun = true
         signal?.throwIfAborted()
       }
@@ -282,7 +369,12 @@ export function createBatchHandler(deps: BatchDeps) {
         case 'unknown_outcome':
         case 'retryable':
           // Whatever happened, the next run asks for the result under this id before anything else.
-          return later(pollDelay(), o.kind === 'accepted' || o.kind === 'already_submitted' ? undefined : { code: o.meta.providerCode, message: o.meta.message })
+          return later(
+            pollDelay(),
+            o.kind === 'accepted' || o.kind === 'already_submitted'
+              ? undefined
+              : { code: o.meta.providerCode, message: o.meta.message },
+          )
         case 'rate_limited':
           t.penalize(o.retryAfterMs)
           return later(o.retryAfterMs)
@@ -294,7 +386,11 @@ export function createBatchHandler(deps: BatchDeps) {
     }
 
     /** The per-item results of a processed batch, receipt by receipt. */
-    async function recordResults(t: Throttle, bulk: BulkIssuer, results: ReadonlyMap<string, ProviderOutcome>): Promise<JobResult> {
+    async function recordResults(
+      t: Throttle,
+      bulk: BulkIssuer,
+      results: ReadonlyMap<string, ProviderOutcome>,
+    ): Promise<JobResult> {
       const readBack: BatchMember[] = []
       for (const m of members) {
         const o = results.get(m.receipt.provider_key)
@@ -305,10 +401,26 @@ export function createBatchHandler(deps: BatchDeps) {
         }
         switch (o.kind) {
           case 'issued':
-            decide(m, { state: 'issued', needsLookup: false, receipt: o.receipt, error: null, amounts: amountsOfRow(m) }, 'issued', attemptRows(m, 'issued', o.meta))
+            decide(
+              m,
+              {
+                state: 'issued',
+                needsLookup: false,
+                receipt: o.receipt,
+                error: null,
+                amounts: amountsOfRow(m),
+              },
+              'issued',
+              attemptRows(m, 'issued', o.meta),
+            )
             break
           case 'cancelled':
-            decide(m, { state: 'cancelled', needsLookup: false, receipt: o.receipt, error: null }, 'cancelled', attemptRows(m, 'cancelled', o.meta))
+            decide(
+              m,
+              { state: 'cancelled', needsLookup: false, receipt: o.receipt, error: null },
+              'cancelled',
+              attemptRows(m, 'cancelled', o.meta),
+            )
             break
           case 'already_issued':
             // A duplicate key: the provider holds a receipt for it (an earlier send). Read back below.
@@ -316,7 +428,16 @@ export function createBatchHandler(deps: BatchDeps) {
             break
           case 'permanent': {
             const code = o.meta.providerCode ?? (o.meta.httpStatus ? String(o.meta.httpStatus) : null)
-            decide(m, { state: 'failed', needsLookup: false, error: { errorClass: 'permanent', code, message: o.meta.message } }, 'failed', attemptRows(m, 'permanent', o.meta))
+            decide(
+              m,
+              {
+                state: 'failed',
+                needsLookup: false,
+                error: { errorClass: 'permanent', code, message: o.meta.message },
+              },
+              'failed',
+              attemptRows(m, 'permanent', o.meta),
+            )
             break
           }
           default:
@@ -328,13 +449,23 @@ export function createBatchHandler(deps: BatchDeps) {
     }
 
     /** The batch could not be read back: every member is decided by looking its key up. */
-    async function decideByLookup(t: Throttle, bulk: BulkIssuer, ms: readonly BatchMember[], why: string): Promise<JobResult> {
+    async function decideByLookup(
+      t: Throttle,
+      bulk: BulkIssuer,
+      ms: readonly BatchMember[],
+      why: string,
+    ): Promise<JobResult> {
       await lookUp(t, bulk, ms, 'unknown_outcome')
       return finish({ code: 'BATCH_LOOKED_UP', message: why })
     }
 
     /** lookupMany for `ms`: a receipt found is recorded, anything else goes to the single path (looked up first). */
-    async function lookUp(t: Throttle, bulk: BulkIssuer, ms: readonly BatchMember[], submitOutcome: string): Promise<void> {
+    async function lookUp(
+      t: Throttle,
+      bulk: BulkIssuer,
+      ms: readonly BatchMember[],
+      submitOutcome: string,
+    ): Promise<void> {
       for (let i = 0; i < ms.length; i += bulk.maxItems) {
         const chunk = ms.slice(i, i + bulk.maxItems)
         // After a send the read-back is never put off: it waits for its turn.
@@ -342,7 +473,8 @@ export function createBatchHandler(deps: BatchDeps) {
         const whole = found instanceof Map ? null : (found as ProviderOutcome)
         answered(whole ? whole.kind : 'answered')
         for (const m of chunk) {
-          const o: ProviderOutcome | undefined = whole ?? (found as ReadonlyMap<string, ProviderOutcome>).get(m.receipt.provider_key)
+          const o: ProviderOutcome | undefined =
+            whole ?? (found as ReadonlyMap<string, ProviderOutcome>).get(m.receipt.provider_key)
           const lookupRow = (kind: string, meta: CallMeta | null): AttemptRecord => ({
             operation: 'lookup',
             startedAt: new Date(now() - (meta?.latencyMs ?? 0)),
@@ -354,9 +486,25 @@ export function createBatchHandler(deps: BatchDeps) {
             latencyMs: meta?.latencyMs ?? 0,
           })
           if (o?.kind === 'issued') {
-            decide(m, { state: 'issued', needsLookup: false, receipt: o.receipt, error: null, amounts: amountsOfRow(m) }, 'issued', attemptRows(m, submitOutcome, null, [lookupRow('issued', o.meta)]))
+            decide(
+              m,
+              {
+                state: 'issued',
+                needsLookup: false,
+                receipt: o.receipt,
+                error: null,
+                amounts: amountsOfRow(m),
+              },
+              'issued',
+              attemptRows(m, submitOutcome, null, [lookupRow('issued', o.meta)]),
+            )
           } else if (o?.kind === 'cancelled') {
-            decide(m, { state: 'cancelled', needsLookup: false, receipt: o.receipt, error: null }, 'cancelled', attemptRows(m, submitOutcome, null, [lookupRow('cancelled', o.meta)]))
+            decide(
+              m,
+              { state: 'cancelled', needsLookup: false, receipt: o.receipt, error: null },
+              'cancelled',
+              attemptRows(m, submitOutcome, null, [lookupRow('cancelled', o.meta)]),
+            )
           } else {
             handOn(m, true, submitOutcome, null, [lookupRow(o?.kind ?? 'not_found', o?.meta ?? null)])
           }
@@ -410,11 +558,22 @@ export function createBatchHandler(deps: BatchDeps) {
       if (attempt >= attemptsAllowed) {
         // The last attempt: every member is decided on its own, looked up first (a send may have gone out).
         for (const m of members) handOn(m, true, 'internal', null)
-        const r = await step({ finish: batch.state === 'open' && !sentThisRun ? 'abandoned' : 'done', error: { code: (err as Error).name, message: (err as Error).message } }, () => ({ state: 'batch-done' }))
+        const r = await step(
+          {
+            finish: batch.state === 'open' && !sentThisRun ? 'abandoned' : 'done',
+            error: { code: (err as Error).name, message: (err as Error).message },
+          },
+          () => ({ state: 'batch-done' }),
+        )
         if (r.state === 'taken-over') return r
-        throw new UnrecoverableError(`batch ${batchId}: ${(err as Error).message}; its receipts go to single issuance`)
+        throw new UnrecoverableError(
+          `batch ${batchId}: ${(err as Error).message}; its receipts go to single issuance`,
+        )
       }
-      await recordBatchStep(deps.db, batchId, deps.workerId, { holdMs: deps.leaseMs * 4, error: { code: (err as Error).name, message: (err as Error).message } }).catch(() => null)
+      await recordBatchStep(deps.db, batchId, deps.workerId, {
+        holdMs: deps.leaseMs * 4,
+        error: { code: (err as Error).name, message: (err as Error).message },
+      }).catch(() => null)
       throw err
     } finally {
       void throttle
@@ -429,9 +588,19 @@ async function delay(job: Job, token: string | undefined, ms: number): Promise<n
 
 function amountsOfRow(m: BatchMember) {
   const r = m.receipt
-  return { total: r.total_amount, supply: r.supply_amount, vat: r.vat_amount, taxFree: r.tax_free_amount, serviceFee: r.service_fee }
+  return {
+    total: r.total_amount,
+    supply: r.supply_amount,
+    vat: r.vat_amount,
+    taxFree: r.tax_free_amount,
+    serviceFee: r.service_fee,
+  }
 }
 
 function lookupRequest(m: BatchMember): LookupRequest {
-  return { providerKey: m.receipt.provider_key, portonePayment: m.receipt.portone_payment, amounts: amountsOfRow(m) }
+  return {
+    providerKey: m.receipt.provider_key,
+    portonePayment: m.receipt.portone_payment,
+    amounts: amountsOfRow(m),
+  }
 }

@@ -165,7 +165,7 @@ export async function settleDay(deps: SettleDeps, opts: SettleOptions): Promise<
         rows.push(r)
         continue
       }
-      const key = `${r.merchant_id}\u0000${r.provider}\u0000${r.trade_date}`
+      const key = `${r.merchant_id}\u0000${r.provider}`
       const buf = bulkBuffers.get(key) ?? { size, rows: [] }
       bulkBuffers.set(key, buf)
       buf.rows.push(r)

@@ -37,7 +37,7 @@ export async function importDay(
 
 export function settle(app: App, businessDate: string, extra: { merchantId?: string } = {}): Promise<SettleSummary> {
   return settleDay(
-    { db: app.db(), queue: app.receiptsQueue(), logger: app.logger, chunkSize: 50, maxWaiting: 100_000 },
+    { db: app.db(), queue: app.receiptsQueue(), logger: app.logger, chunkSize: 50, maxWaiting: 100_000, bulkSize: (m, p) => app.bulkSize(m, p) },
     { businessDate, trigger: 'manual', ...extra },
   )
 }

@@ -1,0 +1,359 @@
+/**
+ * A day with Popbill bulk issuance, through real Postgres, Redis and the Popbill simulator: the
+ * merchants' `bulk: true` turns their receipts into batches of up to 100; the first bulk submit
+ * commits at the simulator and then times out (its result, read under the same submit id, decides;
+ * nothing is submitted twice); per-item results are mixed — issued, duplicate keys read back as the
+ * receipts the simulator holds, items the simulator refuses failed with its code; and a batch
+ * whose worker died right after its submit left is found by the recovery pass and finished by
+ * looking its result up first. Every key ends with one receipt at the simulator.
+ */
+import { sql } from 'kysely'
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import { startSandbox, type Sandbox } from '../../sandbox/index.ts'
+import { claimBatch, fenceBatchSend } from '../../src/db/ledger.ts'
+import { addDays, kstToday } from '../../src/domain/index.ts'
+import { batchContentHash, submitIdOf } from '../../src/jobs/issue-batch.ts'
+import { issueRequest } from '../helpers/issue-request.ts'
+import { createTestEnv, eventually, type TestEnv } from '../helpers/test-env.ts'
+import { importDay, settle, waitForRun } from '../helpers/pipeline.ts'
+
+let sandbox: Sandbox
+let env: TestEnv
+
+beforeAll(async () => {
+  sandbox = await startSandbox({ port: 0 })
+  env = await createTestEnv({
+    sandboxUrl: sandbox.url,
+    env: {
+      RECOVERY_INTERVAL_MS: '500',
+      RECOVERY_GRACE_MS: '1000',
+      BULK_POLL_MIN_MS: '200',
+      BULK_POLL_MAX_MS: '400',
+    },
+  })
+}, 60_000)
+
+afterAll(async () => {
+  await env?.close()
+  await sandbox?.close()
+})
+
+beforeEach(() => {
+  sandbox.reset()
+  sandbox.setFaults('popbill:hang=2500')
+})
+
+const db = () => env.app.db()
+// The simulator takes a trade date of today or yesterday (KST) only.
+const yesterday = () => addDays(kstToday(Date.now()), -1)
+
+async function popbillStats() {
+  const rows = await sql<{
+    state: string
+    n: number
+  }>`SELECT state, count(*)::int AS n FROM receipts WHERE provider = 'popbill' AND kind = 'issue' GROUP BY state`.execute(
+    db(),
+  )
+  return Object.fromEntries(rows.rows.map((r) => [r.state, r.n])) as Record<string, number>
+}
+
+describe('Popbill bulk issuance', () => {
+  it('a day issues completely: commit-then-timeout decided by its result, duplicates read back, refused items failed', async () => {
+    const date = yesterday()
+    // Carry-overs from four days before: settled into the same batches as the day's receipts.
+    await importDay(env.app, {
+      businessDate: addDays(date, -3),
+      count: 6,
+      seed: 21,
+      providers: ['popbill'],
+      idPrefix: 'PBC',
+    })
+    await importDay(env.app, {
+      businessDate: date,
+      count: 220,
+      seed: 22,
+      providers: ['popbill'],
+      idPrefix: 'PBD',
+    })
+    const s = await settle(env.app, date)
+    const batches = await db()
+      .selectFrom('provider_batches')
+      .select(['id', 'merchant_id', 'item_count', 'state'])
+      .where('run_id', '=', s.runId!)
+      .orderBy('id')
+      .execute()
+    expect(batches.length).toBeGreaterThanOrEqual(3)
+    expect(batches.every((b) => b.item_count <= 100 && b.state === 'open')).toBe(true)
+    const members = await db()
+      .selectFrom('provider_batch_items')
+      .select('receipt_id')
+      .where(
+        'batch_id',
+        'in',
+        batches.map((b) => b.id),
+      )
+      .execute()
+    const pending = await db()
+      .selectFrom('receipts')
+      .select(['id'])
+      .where('provider', '=', 'popbill')
+      .where('state', '=', 'pending')
+      .execute()
+    expect(members.length).toBe(pending.length)
+
+    // Two receipts the simulator already holds (an earlier send the ledger never heard of): the batch
+    // gets "mgtKey in use" for them and must record them as issued, not fail them.
+    const dup = await db()
+      .selectFrom('receipts')
+      .selectAll()
+      .where('provider', '=', 'popbill')
+      .where('state', '=', 'pending')
+      .where('trade_date', '=', date)
+      .orderBy('id')
+      .limit(2)
+      .execute()
+    for (const r of dup) {
+      const adapter = env.app.providers().get(r.merchant_id, 'popbill').provider
+      const o = await adapter.issue(
+        issueRequest('bulk', {
+          key: r.provider_key,
+          tradeDate: date,
+          paidAt: new Date(Date.parse(`${date}T12:00:00+09:00`)).toISOString(),
+          amounts: {
+            total: r.total_amount,
+            supply: r.supply_amount,
+            vat: r.vat_amount,
+            taxFree: r.tax_free_amount,
+            serviceFee: r.service_fee,
+          },
+          merchantBusinessNumber: env.config.merchants.find((m) => m.id === r.merchant_id)!.businessNumber,
+        }),
+      )
+      expect(o.kind).toBe('issued')
+    }
+    // Two receipts whose key the simulator refuses (a key written by hand, not derived): per-item failures.
+    const refused = await db()
+      .selectFrom('receipts')
+      .select(['id'])
+      .where('provider', '=', 'popbill')
+      .where('state', '=', 'pending')
+      .where(
+        'id',
+        'not in',
+        dup.map((r) => r.id),
+      )
+      .orderBy('id', 'desc')
+      .limit(2)
+      .execute()
+    for (const r of refused)
+      await db()
+        .updateTable('receipts')
+        .set({ provider_key: `BAD KEY ${r.id}` })
+        .where('id', '=', r.id)
+        .execute()
+    // The first bulk submit commits at the simulator, then its answer never comes.
+    sandbox.forceNext('popbill', ['timeout_after_commit'])
+
+    const worker = env.newApp().startWorker({ concurrency: 4 })
+    const report = await waitForRun(env.app, s.runId!, 90_000)
+    await worker.close()
+
+    const states = await popbillStats()
+    const carry = await db()
+      .selectFrom('receipts')
+      .select(['state'])
+      .where('provider', '=', 'popbill')
+      .where('trade_date', '=', addDays(date, -3))
+      .where('state', '!=', 'skipped')
+      .execute()
+    expect(carry.length).toBeGreaterThan(0)
+    expect(carry.every((c) => c.state === 'issued')).toBe(true)
+    // Refused per item with the simulator's code (a malformed mgtKey), not retried in bulk or one by one.
+    const bad = await db()
+      .selectFrom('receipts')
+      .select(['state', 'error_class', 'error_code'])
+      .where(
+        'id',
+        'in',
+        refused.map((r) => r.id),
+      )
+      .execute()
+    expect(bad).toEqual(
+      refused.map(() => ({ state: 'failed', error_class: 'permanent', error_code: '-14001003' })),
+    )
+    expect(states.pending ?? 0).toBe(0)
+    expect(states.issuing ?? 0).toBe(0)
+    expect(states.failed).toBe(refused.length)
+    expect(report.totals.pending).toBe(0)
+    for (const r of dup)
+      expect(
+        await db().selectFrom('receipts').select('state').where('id', '=', r.id).executeTakeFirst(),
+      ).toEqual({ state: 'issued' })
+
+    // The ledger's issued receipts are exactly what the simulator holds, one per key.
+    const st = sandbox.stats()
+    expect(st.providers.popbill.issued).toBe(states.issued)
+    expect(st.max_live_receipts_per_key).toBe(1)
+    expect(st.max_receipts_per_key).toBe(1)
+
+    // Every batch finished; each was submitted once (the timed-out one was read back, not re-sent).
+    const done = await db()
+      .selectFrom('provider_batches')
+      .select(['id', 'state', 'submit_id'])
+      .where('run_id', '=', s.runId!)
+      .execute()
+    expect(done.every((b) => b.state === 'done' && b.submit_id !== null)).toBe(true)
+    const submits = await sql<{ batch_id: number; n: number; outcomes: string[] }>`
+      SELECT batch_id, count(*)::int AS n, array_agg(outcome ORDER BY id) AS outcomes FROM provider_batch_calls WHERE operation = 'bulk_submit' GROUP BY batch_id`.execute(
+      db(),
+    )
+    expect(submits.rows).toHaveLength(done.length)
+    expect(submits.rows.every((r) => r.n === 1)).toBe(true)
+    expect(submits.rows.filter((r) => r.outcomes[0] === 'unknown_outcome')).toHaveLength(1)
+    const lookups = await sql<{
+      n: number
+    }>`SELECT count(*)::int AS n FROM provider_batch_calls WHERE operation = 'lookup_many'`.execute(db())
+    expect(lookups.rows[0]!.n).toBeGreaterThanOrEqual(1)
+
+    // One issue attempt row per member, completed; the duplicates also have their read-back.
+    const open = await sql<{ n: number }>`
+      SELECT count(*)::int AS n FROM issuance_attempts a JOIN receipts r ON r.id = a.receipt_id WHERE r.provider = 'popbill' AND a.outcome = 'sent'`.execute(
+      db(),
+    )
+    expect(open.rows[0]!.n).toBe(0)
+    const perReceipt = await sql<{ n: number }>`
+      SELECT max(c)::int AS n FROM (SELECT count(*) AS c FROM issuance_attempts a JOIN receipts r ON r.id = a.receipt_id
+      WHERE r.provider = 'popbill' AND a.operation = 'issue' GROUP BY a.receipt_id) x`.execute(db())
+    expect(perReceipt.rows[0]!.n).toBe(1)
+    const dupAttempts = await db()
+      .selectFrom('issuance_attempts')
+      .select(['operation', 'outcome'])
+      .where('receipt_id', '=', dup[0]!.id)
+      .orderBy('id')
+      .execute()
+    expect(dupAttempts).toEqual([
+      { operation: 'issue', outcome: 'already_issued' },
+      { operation: 'lookup', outcome: 'issued' },
+    ])
+  }, 150_000)
+
+  it('a batch whose worker died after its submit left is found by recovery and finished by its result, once', async () => {
+    const date = yesterday()
+    await importDay(env.app, {
+      businessDate: date,
+      count: 60,
+      seed: 23,
+      providers: ['popbill'],
+      idPrefix: 'PBK',
+    })
+    const s = await settle(env.app, date)
+    const [batch] = await db()
+      .selectFrom('provider_batches')
+      .select(['id', 'merchant_id'])
+      .where('run_id', '=', s.runId!)
+      .where('state', '=', 'open')
+      .orderBy('id')
+      .limit(1)
+      .execute()
+    expect(batch).toBeDefined()
+    // Its job is lost with its worker (Redis says nothing holds it).
+    const q = env.app.receiptsQueue()
+    for (const j of await q.getJobs(['prioritized', 'waiting', 'delayed']))
+      if ((j?.data as { batchId?: number }).batchId === batch!.id) await j!.remove()
+
+    // Worker "dead-1" claims the batch, passes the fence and sends the submit, then dies before the answer.
+    const c = await claimBatch(db(), batch!.id, 'dead-1', 60_000)
+    if (c.status !== 'claimed') throw new Error(c.status)
+    const { decryptPii } = await import('../../src/crypto/pii.ts')
+    const merchantBn = env.config.merchants.find((m) => m.id === batch!.merchant_id)!.businessNumber
+    const items = c.members.map((m) => {
+      const pii = m.tx.pii_enc ? decryptPii(m.tx.pii_enc, env.config.dataKeys, m.tx.transaction_id) : {}
+      const r = m.receipt
+      return issueRequest('bulk', {
+        key: r.provider_key,
+        idempotencyKey: r.idempotency_key,
+        identifier: r.self_issued ? '0100001234' : pii.identifier!,
+        identifierType: r.self_issued ? 'self' : (m.tx.identifier_type ?? 'phone'),
+        purpose: r.purpose,
+        orderName: m.tx.order_name ?? m.tx.order_id ?? m.tx.transaction_id,
+        tradeDate: r.trade_date,
+        paidAt: new Date(m.tx.paid_at).toISOString(),
+        amounts: {
+          total: r.total_amount,
+          supply: r.supply_amount,
+          vat: r.vat_amount,
+          taxFree: r.tax_free_amount,
+          serviceFee: r.service_fee,
+        },
+        merchantBusinessNumber: merchantBn,
+      })
+    })
+    const hash = batchContentHash(items)
+    const submitId = submitIdOf(batch!.id, hash)
+    const adapter = env.app.providers().get(batch!.merchant_id, 'popbill').provider
+    const sent = await adapter.bulk!.submitBulk(
+      { submitId, items },
+      {
+        beforeSend: async () =>
+          void (await fenceBatchSend(db(), batch!.id, 'dead-1', {
+            submitId,
+            contentHash: hash,
+            itemCount: items.length,
+            coverMs: 5_000,
+            jobId: null,
+          })),
+      },
+    )
+    expect(sent.kind).toBe('accepted')
+    await sql`UPDATE provider_batches SET locked_until = now() - interval '1 second', updated_at = now() - interval '1 minute' WHERE id = ${batch!.id}`.execute(
+      db(),
+    )
+    await sql`UPDATE receipts SET locked_until = now() - interval '1 second' WHERE locked_by = ${`batch:${batch!.id}`}`.execute(
+      db(),
+    )
+
+    // A worker (with its recovery loop) comes up: the batch gets a new job, which asks for the result first.
+    const worker = env.newApp().startWorker({ concurrency: 4 })
+    await waitForRun(env.app, s.runId!, 60_000)
+    await eventually(
+      async () =>
+        (
+          await db()
+            .selectFrom('provider_batches')
+            .select('state')
+            .where('id', '=', batch!.id)
+            .executeTakeFirst()
+        )?.state === 'done',
+      30_000,
+    )
+    await worker.close()
+
+    const b = await db()
+      .selectFrom('provider_batches')
+      .select(['state', 'requeue_count', 'submit_id'])
+      .where('id', '=', batch!.id)
+      .executeTakeFirstOrThrow()
+    expect(b).toMatchObject({ state: 'done', submit_id: submitId })
+    expect(b.requeue_count).toBeGreaterThanOrEqual(1)
+    const calls = await db()
+      .selectFrom('provider_batch_calls')
+      .select(['operation'])
+      .where('batch_id', '=', batch!.id)
+      .execute()
+    // The takeover never submitted: it read the result of the dead worker's submit.
+    expect(calls.some((x) => x.operation === 'bulk_submit')).toBe(false)
+    expect(calls.some((x) => x.operation === 'bulk_result')).toBe(true)
+    const states = await db()
+      .selectFrom('receipts')
+      .select(['state'])
+      .where(
+        'id',
+        'in',
+        c.members.map((m) => m.receipt.id),
+      )
+      .execute()
+    expect(states.every((x) => x.state === 'issued')).toBe(true)
+    expect(sandbox.stats().max_receipts_per_key).toBe(1)
+    expect((await popbillStats()).pending ?? 0).toBe(0)
+  }, 120_000)
+})

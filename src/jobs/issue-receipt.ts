@@ -75,6 +75,16 @@ export function noteReceipt(info: ReceiptJobInfo | undefined, r: { provider: str
 
 export function createIssueHandler(deps: IssueDeps) {
   const now = deps.now ?? Date.now
+  /** The throttle's local refusal for the job's credential, when the job names it. */
+  const precheck = (d: JobPayloads['issue-receipt']) => {
+    if (!d.merchantId || !d.provider) return undefined
+    try {
+      return deps.providers.get(d.merchantId, d.provider).throttle.precheck()
+    } catch {
+      // An unknown merchant or provider: the claimed path records that as it always did.
+      return undefined
+    }
+  }
   return async function handleIssue(
     job: Job<JobPayloads['issue-receipt']>,
     token: string | undefined,
@@ -82,6 +92,10 @@ export function createIssueHandler(deps: IssueDeps) {
     info?: ReceiptJobInfo,
   ): Promise<IssueJobResult> {
     const { receiptId } = job.data
+    // A credential this process already knows cannot take a call now: put off before the claim, so
+    // a job that comes back too early costs no ledger write (docs/dispatch.md).
+    const early = precheck(job.data)
+    if (early) return perform(settled(decide({ type: 'put_off', retryInMs: early.retryInMs }, { operation: 'issue', ...attemptOf(job, deps.attempts), needsLookup: false, jitterMs: 0 })), job, token, { record: async () => true })
     const claim = await deps.ledger.claim(receiptId)
     // Whether an earlier call may have reached the provider; cleared only by a lookup that finds nothing.
     let needsLookup = claim.status === 'claimed' && claim.receipt.needs_lookup

@@ -54,6 +54,11 @@ export interface AttemptContext {
 }
 
 export type PolicyEvent =
+  /**
+   * Before the claim, the job's credential is known to be unable to take a call now (the throttle's
+   * precheck): nothing was claimed and nothing sent.
+   */
+  | { readonly type: 'put_off'; readonly retryInMs: number }
   | { readonly type: 'claim'; readonly receiptId: number; readonly claim: Exclude<ClaimResult, { status: 'claimed' }> }
   /**
    * The lookup made before any call because of needs_lookup. `commitWindowLeftMs`: how long an
@@ -113,6 +118,9 @@ const READ_BACK: Decision = { type: 'read_back' }
 export function decide(e: PolicyEvent, ctx: AttemptContext): Decision {
   const issue = ctx.operation === 'issue'
   switch (e.type) {
+    case 'put_off':
+      // No ledger change (the row was never claimed), no attempt used: the job waits in the delayed set.
+      return settle(null, { type: 'delay', ms: e.retryInMs })
     case 'claim':
       if (e.claim.status === 'missing') return settle(null, { type: 'fail', message: `receipt ${e.receiptId} does not exist` })
       if (e.claim.status === 'done') return settle(null, { type: 'complete', state: e.claim.state, detail: 'already settled' })

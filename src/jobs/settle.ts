@@ -19,7 +19,7 @@ import type { Db } from '../db/database.ts'
 import type { CashTransaction, NewReceipt, RunTrigger } from '../db/schema.ts'
 import { createBatches, insertIssueReceiptsIsolating, type RefusedIssueReceipt } from '../db/ledger.ts'
 import { recordSettleRejections, type SettleRejection } from '../db/settle-rejections.ts'
-import { addDays, carryOverFrom, decideIssuance, isValidDate, legalDeadline } from '../domain/index.ts'
+import { addDays, carryOverFrom, decideIssuance, isValidDate, legalDeadline, type ProviderName } from '../domain/index.ts'
 import { deriveProviderKeys, providerKeySource } from '../providers/keys.ts'
 import { batchJobId, createRanker, issueJobId, type ReceiptsQueue } from '../queue/queues.ts'
 import { receiptAmountsFor } from './receipt-amounts.ts'
@@ -176,7 +176,7 @@ export async function settleDay(deps: SettleDeps, opts: SettleOptions): Promise<
     await deps.queue.addBulk(
       rows.map((r) => ({
         name: 'issue-receipt' as const,
-        data: { receiptId: r.id, businessDate: r.trade_date },
+        data: { receiptId: r.id, businessDate: r.trade_date, merchantId: r.merchant_id, provider: r.provider as ProviderName },
         opts: { jobId: issueJobId(r.id, r.redrive_count), priority: rank(r.merchant_id, r.provider) },
       })),
     )

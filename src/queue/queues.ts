@@ -4,6 +4,7 @@
  */
 import { Queue, type ConnectionOptions, type DefaultJobOptions, type Telemetry } from 'bullmq'
 import { Redis, type RedisOptions } from 'ioredis'
+import type { ProviderName } from '../domain/index.ts'
 
 export const RECEIPTS_QUEUE = 'receipts'
 export const CONTROL_QUEUE = 'control'
@@ -37,7 +38,17 @@ export function createNotificationsQueue(redis: Redis, prefix: string, attempts:
 
 export interface JobPayloads {
   /** Issue the receipt row `receiptId` (kind issue). */
-  'issue-receipt': { readonly receiptId: number; readonly businessDate: string }
+  'issue-receipt': {
+    readonly receiptId: number
+    readonly businessDate: string
+    /**
+     * The receipt's credential, so the worker can put the job off before claiming the row when the
+     * credential surely cannot take a call (docs/dispatch.md). Absent in jobs enqueued before it was
+     * added, and in the re-issue after a cancel: the check is then made after the claim only.
+     */
+    readonly merchantId?: string
+    readonly provider?: ProviderName
+  }
   /**
    * Issue the members of one bulk batch (provider_batches `batchId`) in one provider request, then
    * poll its result: the job delays itself between polls (docs/exactly-once.md, Bulk issuance).
@@ -75,12 +86,21 @@ function generation(redriveCount: number, requeueCount: number): string {
 
 /** The job of a receipt row's current generation, by its kind, with its queue priority when given. */
 export function receiptJob(
-  r: { readonly id: number; readonly kind: 'issue' | 'cancel'; readonly trade_date: string; readonly redrive_count: number; readonly requeue_count: number },
+  r: {
+    readonly id: number
+    readonly kind: 'issue' | 'cancel'
+    readonly trade_date: string
+    readonly redrive_count: number
+    readonly requeue_count: number
+    readonly merchant_id?: string
+    readonly provider?: string
+  },
   priority?: number,
 ) {
   const p = priority === undefined ? {} : { priority }
+  const credential = r.merchant_id && r.provider ? { merchantId: r.merchant_id, provider: r.provider as ProviderName } : {}
   return r.kind === 'issue'
-    ? { name: 'issue-receipt' as const, data: { receiptId: r.id, businessDate: r.trade_date }, opts: { jobId: issueJobId(r.id, r.redrive_count, r.requeue_count), ...p } }
+    ? { name: 'issue-receipt' as const, data: { receiptId: r.id, businessDate: r.trade_date, ...credential }, opts: { jobId: issueJobId(r.id, r.redrive_count, r.requeue_count), ...p } }
     : { name: 'cancel-receipt' as const, data: { receiptId: r.id }, opts: { jobId: cancelJobId(r.id, r.redrive_count, r.requeue_count), ...p } }
 }
 

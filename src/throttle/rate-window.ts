@@ -20,11 +20,13 @@
  * late a process, its timers or the network were. The price is the answer's latency: a credential
  * makes at most N calls per (1 s + latency + the time to report the answer), ~99 % of the limit
  * against the sandbox (answers in a few ms) and less against a slow provider (below).
- * - A call still in flight counts until ARRIVAL_BOUND_MS after its grant plus the window, even if
- *   its answer takes longer: a hanging provider does not hold the credential's permits for its read
- *   timeout, and a slow one (answers in 300 ms) still gets N / (1 s + 300 ms)… capped at
- *   N / (1 s + ARRIVAL_BOUND_MS). That bound is the one assumption: a request reaches the provider
- *   within ARRIVAL_BOUND_MS of its grant.
+ * - A call still in flight counts until it finishes, however long that takes: between its grant and
+ *   its request leaving there is the send fence (a Postgres write, hundreds of ms on a busy machine),
+ *   so no bound from the grant would be safe. (An earlier version counted an unanswered call only
+ *   until 250 ms after its grant; a loaded bench run then sent a request 250 ms after its grant and
+ *   drew a 429.) So a credential whose calls hang holds its permits until they time out, and one
+ *   whose answers take L gets N / (1 s + L): 83 % of its limit at L = 200 ms. Should a process die
+ *   mid-call, its permit stops counting IN_FLIGHT_TTL_MS after the grant.
  * - Bursts: N calls may leave together, which a window-counting provider accepts.
  *
  * A worker slot must not wait here for a slow credential (docs/dispatch.md): `tryAcquire(maxWaitMs)`
@@ -37,8 +39,8 @@ import type { Redis } from 'ioredis'
 /** The provider's window, plus 2 ms for the millisecond clocks on both sides. */
 export const WINDOW_MS = 1_002
 
-/** Longest a request is assumed to take from its grant to the provider (see the header). */
-export const ARRIVAL_BOUND_MS = 250
+/** How long the permit of a call that never reports back (its process died) keeps counting. */
+export const IN_FLIGHT_TTL_MS = 60_000
 
 /**
  * Deferred jobs come back this much more often than permits free, so a freed permit rarely waits for
@@ -48,15 +50,15 @@ export const ARRIVAL_BOUND_MS = 250
 export const DEFER_HEADROOM = 1.2
 
 // Times are µs since the epoch on Redis' clock (exact in Lua's doubles). KEYS[1] the permits (sorted
-// set: member → when it stops counting), KEYS[2] the deferral line. ARGV: limit, window µs, arrival
-// bound µs, max wait µs, line spread µs, member. Returns {0, µs to wait, grant time} or {1, µs until
-// the place in line}.
+// set: member → when it stops counting), KEYS[2] the deferral line. ARGV: limit, window µs, in-flight
+// TTL µs, max wait µs, line spread µs, member. Returns {0, µs to wait, grant time} or {1, µs until
+// the place in line, µs until the permit that would have been next frees}.
 const TRY_SCRIPT = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local limit = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
-local bound = tonumber(ARGV[3])
+local ttl = tonumber(ARGV[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 local n = redis.call('ZCARD', KEYS[1])
 local at = now
@@ -66,34 +68,36 @@ if n >= limit then
   local free = tonumber(e[2])
   if free - now > tonumber(ARGV[4]) then
     local spread = tonumber(ARGV[5])
+    -- A permit still in flight ends a window after its call finishes, soonest a window from now
+    -- (its score until then is only the crash TTL).
+    local due = free
+    if due > now + window then due = now + window end
     local place = tonumber(redis.call('GET', KEYS[2]) or '0')
-    if place < free then place = free end
+    if place < due then place = due end
     redis.call('SET', KEYS[2], string.format('%.0f', place + spread), 'PX', math.ceil((place + spread - now) / 1000) + 1000)
-    return {1, math.floor(place - now)}
+    return {1, math.floor(place - now), math.floor(free - now)}
   end
   redis.call('ZREM', KEYS[1], e[1])
   at = free
 end
-local ends = at + bound + window
+local ends = at + ttl + window
 redis.call('ZADD', KEYS[1], string.format('%.0f', ends), ARGV[6])
 redis.call('PEXPIRE', KEYS[1], math.ceil((ends - now) / 1000) + 1000)
 return {0, math.floor(at - now), string.format('%.0f', at)}
 `
 
-// The call finished: its permit counts until the window after now (or after grant + bound, if
-// earlier). ARGV: window µs, grant + bound µs, member. Only ever lowers the end (ZADD XX LT).
+// The call finished: its permit counts until a window after now (Redis' clock, after the answer
+// came). ARGV: window µs, member. XX: a permit already expired (a process that died) stays gone.
 const DONE_SCRIPT = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local cap = tonumber(ARGV[2])
-if now > cap then now = cap end
-redis.call('ZADD', KEYS[1], 'XX', 'LT', string.format('%.0f', now + tonumber(ARGV[1])), ARGV[3])
+redis.call('ZADD', KEYS[1], 'XX', 'LT', string.format('%.0f', now + tonumber(ARGV[1])), ARGV[2])
 return 1
 `
 
 type WithWindow = Redis & {
-  crWindowTry(key: string, lineKey: string, limit: number, windowUs: number, boundUs: number, maxWaitUs: number, spreadUs: number, member: string): Promise<[number, number, string?]>
-  crWindowDone(key: string, windowUs: number, capUs: number, member: string): Promise<number>
+  crWindowTry(key: string, lineKey: string, limit: number, windowUs: number, ttlUs: number, maxWaitUs: number, spreadUs: number, member: string): Promise<[number, number, (string | number)?]>
+  crWindowDone(key: string, windowUs: number, member: string): Promise<number>
 }
 
 /** A granted call: `done(true)` once it has finished (answered or failed), `done(false)` if nothing was sent. */
@@ -101,7 +105,14 @@ export interface Permit {
   done(sent: boolean): void
 }
 
-export type TryWindow = { readonly go: true; readonly permit: Permit } | { readonly go: false; readonly retryInMs: number }
+export type TryWindow =
+  | { readonly go: true; readonly permit: Permit }
+  /**
+   * `closedForMs`: no permit can free sooner than this, whatever happens meanwhile (other processes
+   * only take permits; a finished call's end is final, one in flight ends a window after it finishes
+   * at the earliest). A process may put off callers until then without asking Redis.
+   */
+  | { readonly go: false; readonly retryInMs: number; readonly closedForMs: number }
 
 export interface RateWindowLimiter {
   /** A permit now or within maxWaitMs (waited for), or nothing and when to come back. */
@@ -110,6 +121,8 @@ export interface RateWindowLimiter {
   acquire(signal?: AbortSignal): Promise<Permit>
   /** Mean spacing of the credential's calls at its limit, ms. */
   readonly intervalMs: number
+  /** Spacing of the deferral line's places, ms, for a dispatch wait of maxWaitMs. */
+  spreadMs(maxWaitMs: number): number
 }
 
 let seq = 0
@@ -122,19 +135,19 @@ export function createRateWindow(redis: Redis, key: string, perSecond: number, o
   if (typeof r.crWindowDone !== 'function') r.defineCommand('crWindowDone', { numberOfKeys: 1, lua: DONE_SCRIPT })
   const limit = Math.max(1, Math.floor(perSecond))
   const windowUs = WINDOW_MS * 1000
-  const boundUs = ARRIVAL_BOUND_MS * 1000
+  const ttlUs = IN_FLIGHT_TTL_MS * 1000
   const intervalMs = WINDOW_MS / limit
   const spreadFor = (maxWaitMs: number) => Math.round(Math.min(intervalMs / DEFER_HEADROOM, Math.max(1, maxWaitMs * 0.8)) * 1000)
   const lineKey = `${key}:line`
 
-  const permitOf = (member: string, grantUs: number): Permit => {
+  const permitOf = (member: string): Permit => {
     let finished = false
     return {
       done(sent) {
         if (finished) return
         finished = true
-        // Best effort: a lost update leaves the permit counting until grant + bound + window.
-        const p = sent ? r.crWindowDone(key, windowUs, grantUs + boundUs, member) : r.zrem(key, member)
+        // Best effort: a lost update leaves the permit counting until the in-flight TTL.
+        const p = sent ? r.crWindowDone(key, windowUs, member) : r.zrem(key, member)
         p.catch(() => {})
       },
     }
@@ -142,15 +155,21 @@ export function createRateWindow(redis: Redis, key: string, perSecond: number, o
 
   async function attempt(maxWaitMs: number): Promise<TryWindow> {
     const member = `${processTag}-${++seq}`
-    const [deferred, us, at] = await r.crWindowTry(key, lineKey, limit, windowUs, boundUs, Math.round(maxWaitMs * 1000), spreadFor(opts.maxWaitMs ?? maxWaitMs), member)
-    if (deferred) return { go: false, retryInMs: Math.max(1, Math.ceil(us / 1000)) }
+    const [deferred, us, at] = await r.crWindowTry(key, lineKey, limit, windowUs, ttlUs, Math.round(maxWaitMs * 1000), spreadFor(opts.maxWaitMs ?? maxWaitMs), member)
+    if (deferred) {
+      const freeUs = Number(at)
+      // A finished call's end (≤ a window from now) is final; one still in flight ends no sooner than a window from now.
+      const closedUs = Math.min(freeUs, windowUs)
+      return { go: false, retryInMs: Math.max(1, Math.ceil(us / 1000)), closedForMs: Math.max(0, Math.floor(closedUs / 1000)) }
+    }
     // The permit counts from its grant time: sending a little after it is always safe.
     if (us >= 1000) await new Promise((res) => setTimeout(res, Math.ceil(us / 1000)))
-    return { go: true, permit: permitOf(member, Number(at)) }
+    return { go: true, permit: permitOf(member) }
   }
 
   return {
     intervalMs,
+    spreadMs: (maxWaitMs) => spreadFor(maxWaitMs) / 1000,
     tryAcquire: (maxWaitMs) => attempt(maxWaitMs),
     async acquire(signal) {
       for (;;) {

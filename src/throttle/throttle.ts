@@ -94,6 +94,13 @@ export interface Throttle {
    * when too many wait locally or the limiter does not start fn within startTimeoutMs.
    */
   schedule<T>(fn: () => Promise<T>, opts?: ScheduleOptions): Promise<T>
+  /**
+   * Without asking Redis: a refusal when this process already knows the credential cannot take a call
+   * within the dispatch wait (its circuit or its provider's is open, a 429 hold, its provider's
+   * in-flight cap stuck full, or its rate window surely closed), with when to come back; else
+   * undefined, and schedule decides. Lets a job be put off before it claims its receipt.
+   */
+  precheck(): ThrottleDeferError | undefined
   /** Counts one issue against the daily quota; rejects with QuotaExhaustedError past it. */
   takeQuota(kstDate: string, msUntilKstMidnight: number): Promise<void>
   /** A provider said 429: hold every process's calls for this credential for `ms`. */
@@ -291,6 +298,26 @@ export function createThrottle(id: string, limits: ProviderLimits, opts: Throttl
     }
   }
 
+  // What this process learnt from the rate window's last refusal (Date.now() ms): no permit frees
+  // before rateClosedUntil. Callers put off on that knowledge get places on a local line.
+  let rateClosedUntil = 0
+  let localLine = 0
+  function precheck(): ThrottleDeferError | undefined {
+    const closed = circuitWait()
+    if (closed > 0) return new NotNowError('circuit', closed + jitter(Math.min(1_000, closed)))
+    const held = holds.remainingMs()
+    if (held > maxWaitMs) return new NotNowError('hold', held + jitter(Math.min(1_000, held)))
+    // Full and no place freed for half a second: a provider that hangs, not one that is busy.
+    if (gate && gate.inFlight.active >= gate.inFlight.max && gate.inFlight.retryInMs() >= 500) return new NotNowError('provider_cap', gate.inFlight.retryInMs() + jitter(400))
+    const now = Date.now()
+    if (window && rateClosedUntil - now > maxWaitMs) {
+      const place = Math.max(localLine, rateClosedUntil)
+      localLine = place + window.spreadMs(maxWaitMs)
+      return new NotNowError('rate', place - now + jitter(Math.min(10, window.intervalMs / 4)))
+    }
+    return undefined
+  }
+
   /** ms before the provider's and this credential's circuits may let a call through (0: now). */
   const circuitWait = () => Math.max(gate?.circuit.waitMs() ?? 0, own?.waitMs() ?? 0)
   /** Through both breakers; started in the same tick as a circuitWait() of 0, so no caller waits on a probe. */
@@ -364,7 +391,10 @@ export function createThrottle(id: string, limits: ProviderLimits, opts: Throttl
           let permit: Permit | undefined
           if (window) {
             const got = await window.tryAcquire(maxWaitMs)
-            if (!got.go) throw new NotNowError('rate', got.retryInMs + jitter(Math.min(10, window.intervalMs / 4)))
+            if (!got.go) {
+              rateClosedUntil = Math.max(rateClosedUntil, Date.now() + got.closedForMs)
+              throw new NotNowError('rate', got.retryInMs + jitter(Math.min(10, window.intervalMs / 4)))
+            }
             permit = got.permit
           }
           return sending(permit, async () => {
@@ -406,6 +436,11 @@ export function createThrottle(id: string, limits: ProviderLimits, opts: Throttl
         if (err instanceof ThrottleDeferError) opts.onDefer?.(err.reason)
         throw err
       }
+    },
+    precheck() {
+      const err = precheck()
+      if (err) opts.onDefer?.(err.reason)
+      return err
     },
     takeQuota: (kstDate, msUntil) => takeQuota(opts, id, limits, kstDate, msUntil),
     penalize,

@@ -176,3 +176,32 @@ it('a provider at its in-flight cap refuses further calls of any of its credenti
   expect(await b.schedule(async () => 'now', DEFER)).toBe('now')
   await reg.close()
 })
+
+it('precheck: after a refusal the process puts callers off without Redis until a permit can free, each at its own place', async () => {
+  const reg = registry()
+  const t = reg.get('portone-pre', { ...unlimited, maxPerSecond: 2 }, 'portone')
+  expect(t.precheck()).toBeUndefined()
+  let ran = 0
+  await Promise.all(Array.from({ length: 3 }, () => tryRun(t.schedule(async () => ++ran, DEFER))))
+  expect(ran).toBe(2)
+  // The third was refused: the window's two permits count until a second after their calls ended.
+  // From now on the process knows it and answers locally, never before that second is over.
+  await new Promise((r) => setTimeout(r, 50)) // the two calls' completions reach Redis
+  const monitor = await redis.monitor()
+  const commands: string[] = []
+  monitor.on('monitor', (_time: string, args: string[]) => commands.push(args[0]!))
+  const a = t.precheck()
+  const b = t.precheck()
+  await new Promise((r) => setTimeout(r, 50))
+  monitor.disconnect()
+  expect(commands.filter((c) => /eval/i.test(c))).toEqual([])
+  expect(a).toBeInstanceOf(NotNowError)
+  expect(a!.reason).toBe('rate')
+  expect(a!.retryInMs).toBeGreaterThanOrEqual(800)
+  expect(b!.retryInMs).toBeGreaterThan(a!.retryInMs)
+  // Circuits are local knowledge too.
+  const c = reg.get('portone-pre2', unlimited, 'portone')
+  c.penalize(5_000)
+  expect(c.precheck()?.reason).toBe('hold')
+  await reg.close()
+})

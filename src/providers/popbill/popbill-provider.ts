@@ -329,7 +329,8 @@ export function createPopbillProvider(deps: ProviderDeps<PopbillCredentials>): C
 
   return {
     name: 'popbill',
-    credentialId: `popbill-${creds.linkId.slice(0, 24)}-${corpNum}`,
+    // The seller's 사업자번호 is stored encrypted elsewhere: limiter keys and logs carry a digest of it.
+    credentialId: `popbill-${createHash('sha256').update(`${creds.linkId}\u0000${corpNum}`, 'utf8').digest('hex').slice(0, 16)}`,
     capabilities: { partialCancel: true, naverCashAmount: false, deferredResults: true },
     bulk,
     async issue(req: IssueRequest, ctx?: CallContext) {

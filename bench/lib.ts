@@ -435,6 +435,9 @@ const COLUMNS = [
   'refunded_amount', 'content_hash',
 ] as const
 
+/** The providers writeMerchantsFile gives every bench merchant credentials for. */
+const BENCH_PROVIDERS = ['portone', 'portone-v2', 'payssam', 'nts'] as const
+
 /**
  * Loads `count` generated transactions with COPY (chunks of 1,000 lines), identifiers encrypted as the
  * importer would. Streams: memory stays flat whatever the count.
@@ -465,7 +468,9 @@ export async function copyTransactions(
         businessDate: opts.businessDate,
         count: Math.min(chunk, opts.count - start),
         merchants: opts.merchants,
-        providers: opts.providers,
+        // The providers the bench's merchants have credentials for (writeMerchantsFile): a generated
+        // day also holds Toss and Popbill rows, which these merchants could only fail.
+        providers: opts.providers ?? BENCH_PROVIDERS,
         seed: 1000 + start,
         idPrefix: `${opts.idPrefix ?? 'B'}${String(start / chunk).padStart(3, '0')}`,
       })

@@ -2,7 +2,8 @@
  * Buyer notification end to end on real Postgres and Redis, the provider sandbox over HTTP, a real
  * local SMTP server (smtp-server) and the SMS/Kakao gateway simulator over HTTP: one email and one
  * SMS per receipt event, in Korean, with a stable Message-ID; a worker that died holding a claim
- * after its send, and a job delivered twice, still make one message; SMTP down delays only the email
+ * after its send, a worker process killed (SIGKILL) while its send was out, and a job delivered
+ * twice, still make one message; SMTP down delays only the email
  * (receipts keep issuing) and it is sent once SMTP is back; a merchant with notifications off gets
  * nothing; a cancellation sends a cancel notice; no address or number in job data or log lines.
  */
@@ -23,7 +24,7 @@ import { createLogger } from '../../src/logger.ts'
 import { notificationIdempotencyKey, notificationMessageId } from '../../src/notify/notifier.ts'
 import { notifyJobId } from '../../src/queue/queues.ts'
 import { createTestEnv, eventually, type TestEnv } from '../helpers/test-env.ts'
-import { runCli, settle, waitForRun } from '../helpers/pipeline.ts'
+import { runCli, settle, spawnCli, waitForRun } from '../helpers/pipeline.ts'
 import { startTestSmtp, type TestSmtp } from '../helpers/smtp.ts'
 
 let sandbox: Sandbox
@@ -197,6 +198,63 @@ describe('buyer notification', () => {
     expect(after.find((n) => n.channel === 'email')).toMatchObject({ sends: 1 })
     expect(mailsTo('zero@example.com')).toHaveLength(1)
   }, 60_000)
+
+  it('a worker process killed mid-send: its job is redelivered and the gateway still holds one SMS', async () => {
+    // Our notifier stands aside so the job goes to the process we are about to kill.
+    const running = notifierApp.startNotifier()
+    await running.worker.pause()
+    // The gateway accepts the child's SMS and never answers: the child is stuck after the acceptance.
+    gateway.state.forceNext(['timeout_after_commit'])
+    const duplicatesBefore = gateway.state.stats.duplicates
+    const child = spawnCli(
+      ['worker', '--concurrency', '2'],
+      env.env({ NOTIFY_WORKER: 'true', NOTIFY_TIMEOUT_MS: '60000' }),
+    )
+    try {
+      await issueDay('2026-06-06', [
+        tx({ transaction_id: 'NT-KILL', buyer_email: 'kill@example.com', buyer_tel: '010-6666-0001' }),
+      ])
+      await eventually(async () => smsTo('01066660001').length === 1, 60_000, 200)
+      const r = await issueRow('NT-KILL')
+      const held = (await notificationsOf(r.id)).find((n) => n.channel === 'sms')!
+      expect(held).toMatchObject({ state: 'sending', sends: 1 })
+      expect(held.locked_by).not.toBeNull()
+    } finally {
+      child.kill('SIGKILL')
+      await new Promise((resolve) =>
+        child.exitCode !== null || child.signalCode !== null ? resolve(null) : child.once('exit', resolve),
+      )
+    }
+    running.worker.resume()
+    const r = await issueRow('NT-KILL')
+    await eventually(async () => (await notificationsOf(r.id)).every((n) => n.state === 'sent'), 60_000)
+    expect(smsTo('01066660001')).toHaveLength(1)
+    expect(gateway.state.stats.duplicates).toBe(duplicatesBefore + 1)
+    expect((await notificationsOf(r.id)).find((n) => n.channel === 'sms')).toMatchObject({
+      sends: 2,
+      message_id: smsTo('01066660001')[0]!.messageId,
+    })
+    expect(mailsTo('kill@example.com')).toHaveLength(1)
+  }, 120_000)
+
+  it('the sandbox serves the gateway under /gateway, deduplicating by key', async () => {
+    const gw = createHttpGateway({ baseUrl: `${sandbox.url}/gateway`, apiKey: undefined, timeoutMs: 3_000 })
+    const message = {
+      channel: 'sms' as const,
+      to: '01077770001',
+      from: '021234567',
+      text: '[동네 꽃집] 현금영수증 발급 1,000원',
+    }
+    const a = await gw.send(message, 'k-1')
+    const b = await gw.send(message, 'k-1')
+    expect(a.kind).toBe('sent')
+    expect(b).toEqual(a)
+    expect(sandbox.gateway.messages).toHaveLength(1)
+    expect(await gw.send({ ...message, text: '가'.repeat(46) }, 'k-2')).toEqual({
+      kind: 'permanent',
+      code: 'SMS_TOO_LONG',
+    })
+  })
 
   it('an issue sends one email and one SMS in Korean, with a stable Message-ID', async () => {
     await issueDay('2026-06-02', [
@@ -378,6 +436,7 @@ describe('buyer notification', () => {
     const secrets = [
       'example.com',
       '010-1234-5678',
+      '01066660001',
       '01012345678',
       '01020000000',
       '0104444',
@@ -398,7 +457,9 @@ describe('buyer notification', () => {
 
     // The gateway refuses the next SMS for good: the notification fails, visibly.
     gateway.state.forceNext(['400'])
-    await issueDay('2026-06-05', [tx({ transaction_id: 'NT-FAIL', buyer_email: 'fail@example.com', buyer_tel: '010-5555-0001' })])
+    await issueDay('2026-06-05', [
+      tx({ transaction_id: 'NT-FAIL', buyer_email: 'fail@example.com', buyer_tel: '010-5555-0001' }),
+    ])
     const r = await issueRow('NT-FAIL')
     const failed = await eventually(async () => {
       const n = (await notificationsOf(r.id)).find((x) => x.channel === 'sms')
@@ -430,7 +491,9 @@ describe('buyer notification', () => {
     expect(JSON.parse(redriven.stdout)).toEqual({ dry_run: false, count: 1, by_channel: { sms: 1 } })
     await eventually(async () => (await notificationsOf(r.id)).every((x) => x.state === 'sent'), 30_000)
     expect(smsTo('01055550001')).toHaveLength(1)
-    expect((await notificationsOf(r.id)).find((x) => x.channel === 'sms')).toMatchObject({ redrive_count: 1, sends: 2 })
+    expect((await notificationsOf(r.id)).find((x) => x.channel === 'sms')).toMatchObject({
+      redrive_count: 1,
+      sends: 2,
+    })
   }, 120_000)
-
 })

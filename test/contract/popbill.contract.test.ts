@@ -280,3 +280,126 @@ describe('popbill: token, filing states, bulk, revocations', () => {
     })
   })
 })
+
+/** What the simulator refuses, over raw HTTP as any client would send it (the adapter never sends these). */
+describe('popbill simulator: refuses what Popbill refuses', () => {
+  let sandbox: Sandbox
+  let clock = Date.now()
+  let token = ''
+  const linkId = 'LINK-fidelity'
+
+  beforeAll(async () => {
+    sandbox = await startSandbox({ port: 0, clock: () => clock })
+  })
+  afterAll(async () => {
+    await sandbox?.close()
+  })
+  beforeEach(async () => {
+    sandbox.reset()
+    clock = Date.now()
+    const text = JSON.stringify({ access_id: '2208162517', scope: ['member', '140'] })
+    const date = new Date().toISOString()
+    const digest = createHash('sha256').update(text).digest('base64')
+    const sig = createHmac('sha256', Buffer.from(popbillSandboxSecret(linkId), 'base64')).update(`POST\n${digest}\n${date}\n2.0\n/POPBILL_TEST/Token`).digest('base64')
+    const res = await fetch(`${sandbox.baseUrls.popbill}/POPBILL_TEST/Token`, {
+      method: 'POST',
+      headers: { 'x-lh-date': date, 'x-lh-version': '2.0', authorization: `LINKHUB ${linkId} ${sig}`, 'content-type': 'Application/json' },
+      body: text,
+    })
+    token = String(((await res.json()) as { session_token: string }).session_token)
+  })
+
+  const cashbill = (over: Record<string, unknown> = {}) => ({
+    mgtKey: `K${Math.random().toString(36).slice(2, 12)}`,
+    tradeType: '승인거래',
+    tradeUsage: '소득공제용',
+    taxationType: '과세',
+    supplyCost: '10000',
+    tax: '1000',
+    serviceFee: '0',
+    totalAmount: '11000',
+    franchiseCorpNum: '2208162517',
+    identityNum: '01012345678',
+    ...over,
+  })
+  async function post(path: string, override: string | null, body: string, headers: Record<string, string> = {}) {
+    const res = await fetch(`${sandbox.baseUrls.popbill}${path}`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json;charset=utf-8', ...(override ? { 'x-http-method-override': override } : {}), ...headers },
+      body,
+    })
+    return { status: res.status, body: (await res.json()) as { code: number; message: string } }
+  }
+  const issue = (c: Record<string, unknown>) => post('/Cashbill', 'ISSUE', JSON.stringify(c))
+  const bulk = (submitId: string, list: unknown[], digest?: string) => {
+    const text = JSON.stringify({ cashbills: list })
+    return post('/Cashbill', 'BULKISSUE', text, { 'x-pb-submit-id': submitId, 'x-pb-message-digest': digest ?? createHash('sha1').update(text).digest('base64') })
+  }
+
+  it.each([
+    ['an amount sent as a number', { supplyCost: 10000 }, -14001010],
+    ['a negative amount', { tax: '-1' }, -14001013],
+    ['an amount over 9 digits', { totalAmount: '1000000000' }, -14001014],
+    ['no identity number', { identityNum: '' }, -14001004],
+    ['the self-issue number on 지출증빙용', { identityNum: '010-000-1234', tradeUsage: '지출증빙용' }, -14001004],
+    ['no tradeUsage', { tradeUsage: undefined }, -14001018],
+    ['no tradeType', { tradeType: undefined }, -14001017],
+    ['no seller BRN', { franchiseCorpNum: undefined }, -14001001],
+    ['a malformed seller BRN', { franchiseCorpNum: '12345' }, -14001002],
+    ['another seller than the token', { franchiseCorpNum: '1248100998' }, -14000002],
+    ['a mgtKey with other characters', { mgtKey: 'key/1' }, -14001003],
+    ['a mgtKey over 24 characters', { mgtKey: 'K'.repeat(25) }, -14001003],
+    ['a tradeDT two days back', { tradeDT: '20200101120000' }, -14001005],
+  ])('RegistIssue refuses %s', async (_what, over, code) => {
+    const r = await issue(cashbill(over))
+    expect(r.status).toBeGreaterThanOrEqual(400)
+    expect(r.body.code).toBe(code)
+    expect(sandbox.stats().providers.popbill.issued).toBe(0)
+  })
+
+  it('refuses a call with an expired token (401 -10000033) and one without (-10000034)', async () => {
+    clock += 3_600_000 + 1
+    expect((await issue(cashbill())).body.code).toBe(-10000033)
+    token = ''
+    const res = await fetch(`${sandbox.baseUrls.popbill}/Cashbill/K1`)
+    expect(res.status).toBe(401)
+    expect(((await res.json()) as { code: number }).code).toBe(-10000034)
+  })
+
+  it('BulkSubmit refuses more than 100 cashbills, a wrong digest, a bad SubmitID and an empty list', async () => {
+    const many = Array.from({ length: 101 }, () => cashbill())
+    expect((await bulk('S-many', many)).body.code).toBe(-14001032)
+    expect((await bulk('S-digest', [cashbill()], 'AAAA')).body.code).toBe(-14001034)
+    expect((await bulk('S/1', [cashbill()])).body.code).toBe(-14001033)
+    expect((await bulk('S-empty', [])).body.code).toBe(-14001000)
+    expect((await bulk('S-100', Array.from({ length: 100 }, () => cashbill()))).body.code).toBe(1)
+  })
+
+  it('BulkSubmit refuses a reused SubmitID even with the same content', async () => {
+    const list = [cashbill()]
+    expect((await bulk('S-same', list)).body.code).toBe(1)
+    expect((await bulk('S-same', list)).body.code).toBe(-14001031)
+  })
+
+  it('GetInfos refuses more than 1000 keys and lists only the keys it holds', async () => {
+    const c = cashbill()
+    await issue(c)
+    expect((await post('/Cashbill/States', null, JSON.stringify(Array.from({ length: 1001 }, (_, i) => `K${i}`)))).body.code).toBe(-14000001)
+    const res = await fetch(`${sandbox.baseUrls.popbill}/Cashbill/States`, { method: 'POST', headers: { authorization: `Bearer ${token}` }, body: JSON.stringify([c.mgtKey, 'unknown']) })
+    const list = (await res.json()) as { mgtKey: string; stateCode: number; totalAmount: string }[]
+    expect(list.map((i) => [i.mgtKey, i.stateCode, i.totalAmount])).toEqual([[c.mgtKey, 300, '11000']])
+  })
+
+  it('RevokeRegistIssue refuses an unknown original (-14001020), a cancelType outside 1–3 and more than is left', async () => {
+    const c = cashbill()
+    const issued = (await issue(c)).body as unknown as { confirmNum: string; tradeDate: string }
+    sandbox.popbill.fileNow()
+    const revoke = (over: Record<string, unknown>) =>
+      post('/Cashbill', 'REVOKEISSUE', JSON.stringify({ mgtKey: `R${Math.random().toString(36).slice(2, 10)}`, orgConfirmNum: issued.confirmNum, orgTradeDate: issued.tradeDate, ...over }))
+    expect((await revoke({ orgConfirmNum: '999999999' })).body.code).toBe(-14001020)
+    expect((await revoke({ cancelType: 4 })).body.code).toBe(-14001024)
+    expect((await revoke({ isPartCancel: true, supplyCost: '20000', tax: '2000', serviceFee: '0', totalAmount: '22000' })).body.code).toBe(-14001023)
+    expect((await revoke({ cancelType: 2 })).body.code).toBe(1)
+    expect((await revoke({})).body.code).toBe(-14001023)
+  })
+})

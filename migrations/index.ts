@@ -20,6 +20,7 @@ import * as receiptsReissue from './2026_12_05_0261_receipts_reissue.ts'
 import * as popbillProvider from './2026_12_05_0400_popbill_provider.ts'
 import * as providerBatches from './2026_12_05_0420_provider_batches.ts'
 import * as notifications from './2026_12_05_0440_notifications.ts'
+import * as identifierSearch from './2026_12_05_0460_transactions_identifier_search.ts'
 
 /** Every migration, in order. Static imports so the set is the same under tsx and compiled JS. */
 export const migrations: Record<string, Migration> = {
@@ -41,6 +42,7 @@ export const migrations: Record<string, Migration> = {
   '2026_12_05_0281_audit_log': auditLog,
   '2026_12_05_0300_toss_provisional': tossProvisional,
   '2026_12_05_0400_popbill_provider': popbillProvider,
+  '2026_12_05_0460_transactions_identifier_search': identifierSearch,
   '2026_12_05_0480_receipt_transitions': receiptTransitions,
   '2026_12_05_0420_provider_batches': providerBatches,
   '2026_12_05_0440_notifications': notifications,

@@ -328,7 +328,7 @@ export function createApp(config: AppConfig, overrides: AppOverrides = {}): App 
     recentAudit: (limit) => recentAudit(app.db(), limit),
     report: (sel, todayKst) => buildReport(app.db(), sel, todayKst),
     reportDetails: (sel, todayKst) => buildReportDetails(app.db(), sel, todayKst),
-    findReceipts: (query) => findReceipts(app.db(), query),
+    findReceipts: (query) => findReceipts(app.db(), query, { dataKeys: config.dataKeys }),
     periodTotals: (sel) => buildPeriodTotals(app.db(), sel),
     merchantExists: async (id) => (await app.db().selectFrom('merchants').select('id').where('id', '=', id).executeTakeFirst()) !== undefined,
     startWorker(opts = {}) {
@@ -401,6 +401,7 @@ export function createApp(config: AppConfig, overrides: AppOverrides = {}): App 
         logger,
         serve: { ...config.serve, ...serve },
         queuePrefix: config.queuePrefix,
+        dataKeys: config.dataKeys,
       })
     },
     async close() {

@@ -65,6 +65,15 @@ export function searchHash(value: string, keys: DataKeys): string {
   return `${keys.activeKeyId}.${createHmac('sha256', purposeKey(dataKey, 'search')).update(value, 'utf8').digest('base64url')}`
 }
 
+/**
+ * The value's search hash under every configured key, the active one first: a lookup matches rows
+ * hashed before a key rotation too, until `rekey` has rehashed them under the active key.
+ */
+export function searchHashesAllKeys(value: string, keys: DataKeys): string[] {
+  const ids = [keys.activeKeyId, ...[...keys.keys.keys()].filter((id) => id !== keys.activeKeyId)]
+  return ids.map((id) => searchHash(value, { activeKeyId: id, keys: keys.keys }))
+}
+
 export function decryptText(envelope: string, keys: DataKeys, aad = ''): string {
   const parts = envelope.split('.')
   if (!isEnvelope(parts)) throw new DecryptError('not a ciphertext envelope')

@@ -45,6 +45,8 @@ export interface CashTransactionsTable {
   status: Generated<'completed' | 'cancelled'>
   refunded_amount: Generated<number>
   content_hash: string
+  /** The buyer identifier's keyed hash for search (`<keyId>.<mac>`), never the identifier; NULL without one. */
+  identifier_search: string | null
   imported_at: Generated<Timestamp>
   updated_at: Generated<Timestamp>
 }

@@ -107,3 +107,17 @@ function checkCard(digits: string): Result<Identifier> {
   const problem = cardRule(digits)
   return problem ? err(F, 'card', problem) : ok({ digits, type: 'card' })
 }
+
+/**
+ * A buyer identifier as stored for search: its digits, as parseIdentifier normalises them (spaces,
+ * hyphens and dots dropped), when the text is shaped like one — digits and separators only, 10 to 19
+ * digits — and is not the self-issue number (which names no buyer). Undefined otherwise. Validity
+ * (check digits, prefixes) is not required: a search only needs to hash what import hashed.
+ */
+export function searchableIdentifier(raw: string): string | undefined {
+  const trimmed = raw.trim()
+  if (!/^[\d\s.-]+$/.test(trimmed)) return undefined
+  const digits = trimmed.replace(/\D/g, '')
+  if (digits.length < 10 || digits.length > 19 || digits === SELF_ISSUE_NUMBER) return undefined
+  return digits
+}

@@ -1,9 +1,10 @@
 /**
- * The dashboard's search and receipt pages: a transaction id, order id or approval number finds a
- * transaction; its page shows the same content as `cash-receipts show` (receipts, amounts, approval
- * number, provider receipt id and URL, every call and state change), times in KST. Texts come from
- * the catalog (src/i18n/) in the request's language; stored values (ids, codes, provider messages)
- * are shown as they are.
+ * The dashboard's search and receipt pages: a transaction id, order id, approval number or buyer
+ * identifier (searched by its keyed hash, posted, shown back only masked) finds a transaction; its
+ * page shows the same content as `cash-receipts show` (receipts, amounts, approval number, provider
+ * receipt id and URL, every call and state change), times in KST. Texts come from the catalog
+ * (src/i18n/) in the request's language; stored values (ids, codes, provider messages) are shown as
+ * they are.
  */
 import type { ReceiptLookup, TransactionView } from '../report/receipt-history.ts'
 import { periodBody, PERIOD_CSS } from '../report/format-period.ts'
@@ -12,22 +13,28 @@ import { kstText } from '../report/format-receipt.ts'
 import { html, trusted, type SafeHtml } from '../report/html.ts'
 import { layout } from './pages.ts'
 import { DEFAULT_LANG, translator, type Translator } from '../i18n/index.ts'
+import { searchableIdentifier } from '../domain/index.ts'
 
 const ko = () => translator(DEFAULT_LANG)
 
 /** The hidden field that keeps an explicit `?lang=` through a GET form. */
 export const langField = (t: Translator): SafeHtml => (t.explicit ? html`<input type="hidden" name="lang" value="${t.lang}" />` : html``)
 
+/**
+ * Posted, so a buyer identifier typed here never ends up in a URL (history, proxy logs, Referer);
+ * the language rides on the action's `?lang=` when it was chosen explicitly.
+ */
 export function searchForm(q = '', t: Translator = ko()): SafeHtml {
-  return html`<form method="get" action="/search" id="search-form" class="inline">
-    ${langField(t)}
-    <input type="search" name="q" value="${q}" placeholder="${t('search.placeholder')}" size="40" maxlength="100" aria-label="${t('search.label')}" />
+  return html`<form method="post" action="${t.href('/search')}" id="search-form" class="inline">
+    <input type="search" name="q" value="${q}" placeholder="${t('search.placeholder')}" size="40" maxlength="100" aria-label="${t('search.label')}" autocomplete="off" />
     <button type="submit">${t('search.button')}</button>
   </form>`
 }
 
 export function searchPage(found: ReceiptLookup, t: Translator = ko()): string {
-  const body = html`<section>${searchForm(found.query, t)}</section>
+  // A buyer identifier comes back masked (receipt-history.ts): the box is left empty rather than holding the mask.
+  const shown = searchableIdentifier(found.query) === undefined && !found.query.includes('*') ? found.query : ''
+  const body = html`<section>${searchForm(shown, t)}</section>
     <section>
       ${found.query
         ? found.transactions.length

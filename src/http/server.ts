@@ -10,6 +10,7 @@
  *   GET  /runs/:id/failures  failed receipts with provider/class/code filters (auth)
  *   POST /redrive            the `redrive` command: same function, same selectors (auth, same-origin)
  *   GET  /search?q=…         a transaction by transaction id, order id or approval number (auth)
+ *   POST /search             the search form: the same, and a buyer identifier by its keyed hash (auth, same-origin)
  *   GET  /transactions/:id   one transaction: receipts, amounts, calls, history (auth)
  *   GET  /totals?from=&to=&merchant=  period totals per merchant, purpose and month (auth)
  */
@@ -26,6 +27,7 @@ import { sql } from 'kysely'
 import type { Logger } from 'pino'
 import type { AppConfig } from '../config.ts'
 import type { Db } from '../db/database.ts'
+import type { DataKeys } from '../crypto/pii.ts'
 import helmet from 'helmet'
 import { kstDateTime, kstToday } from '../domain/index.ts'
 import { redrive, RedriveInputError } from '../jobs/redrive.ts'
@@ -54,6 +56,8 @@ export interface DashboardDeps {
   readonly logger: Logger
   readonly serve: AppConfig['serve']
   readonly queuePrefix: string
+  /** To search buyer identifiers by their keyed hash (POST /search); without them identifiers are not searched. */
+  readonly dataKeys?: DataKeys
   readonly now?: () => number
 }
 
@@ -175,14 +179,23 @@ export function createDashboardApp(deps: DashboardDeps): express.Express {
     res.type('html').send(failuresPage(runId, filter, data, { limit: PAGE_SIZE, offset }, dry.count, tOf(res)))
   })
 
-  app.get('/search', async (req, res) => {
-    const q = parseParams(searchQuery, req.query).q ?? ''
-    const found = await findReceipts(deps.db, q)
+  // The search box posts its query, so a buyer identifier typed there travels in the body, never in
+  // a URL (address bar, history, proxy and access logs, Referer); it is searched by its keyed hash
+  // and not reflected: the page shows it masked. GET stays for ids, order ids and approval numbers
+  // (links, bookmarks) and does not search identifiers.
+  const search = async (q: string, res: Response, dataKeys: DataKeys | undefined) => {
+    const found = await findReceipts(deps.db, q, { dataKeys })
     if (found.transactions.length === 1) {
       res.redirect(303, tOf(res).href(`/transactions/${encodeURIComponent(found.transactions[0]!.transaction_id)}`))
       return
     }
     res.type('html').send(searchPage(found, tOf(res)))
+  }
+  app.get('/search', async (req, res) => {
+    await search(parseParams(searchQuery, req.query).q ?? '', res, undefined)
+  })
+  app.post('/search', express.urlencoded({ extended: false, limit: '4kb' }), async (req, res) => {
+    await search(parseParams(searchQuery, req.body ?? {}).q ?? '', res, deps.dataKeys)
   })
 
   app.get('/totals', async (req, res) => {

@@ -18,7 +18,7 @@
 import { open } from 'node:fs/promises'
 import { sql } from 'kysely'
 import type { Db } from '../db/database.ts'
-import { encryptPii, encryptText, decryptText, type DataKeys } from '../crypto/pii.ts'
+import { encryptPii, encryptText, decryptText, searchHash, type DataKeys } from '../crypto/pii.ts'
 import { contentHash, contentHashes, type HashedContent } from '../crypto/content-hash.ts'
 import { validateTransaction, IMPORT_REQUIRED_COLUMNS, maskIdentifier, type ValidTransaction } from '../domain/index.ts'
 import { deriveProviderKeys, providerKeySource } from '../providers/keys.ts'
@@ -146,7 +146,7 @@ export async function importTransactions(
           payment_ref text, order_id text, order_name text, method text NOT NULL,
           amount bigint NOT NULL, tax_free_amount bigint NOT NULL, service_fee bigint NOT NULL,
           paid_at timestamptz NOT NULL, business_date date NOT NULL,
-          identifier_type text, identifier_masked text, pii_enc text, data_key_id text,
+          identifier_type text, identifier_masked text, pii_enc text, data_key_id text, identifier_search text,
           purpose text NOT NULL, status text NOT NULL, refunded_amount bigint NOT NULL, content_hash text NOT NULL,
           content_hashes text[] NOT NULL, unique_ref text, unique_ref_field text
         ) ON COMMIT DROP`.execute(trx)
@@ -293,6 +293,8 @@ function stagingRow(t: ValidTransaction, line: number, keys: DataKeys, raw?: str
     identifier_masked: t.identifier ? maskIdentifier(t.identifier.digits, t.identifier.type) : null,
     pii_enc: enc?.value ?? null,
     data_key_id: enc?.keyId ?? null,
+    // The buyer's keyed hash for search (never the identifier); the self-issue number names no buyer.
+    identifier_search: t.identifier && t.identifier.type !== 'self' ? searchHash(t.identifier.digits, keys) : null,
     purpose: t.purpose,
     status: t.status,
     refunded_amount: t.refundedAmount,
@@ -399,10 +401,10 @@ async function merge(trx: Trx) {
   const inserted = await sql<{ transaction_id: string }>`
     INSERT INTO cash_transactions (transaction_id, merchant_id, provider, payment_ref, order_id, order_name, method, amount,
       tax_free_amount, service_fee, paid_at, business_date, identifier_type, identifier_masked, pii_enc, data_key_id,
-      purpose, status, refunded_amount, content_hash)
+      identifier_search, purpose, status, refunded_amount, content_hash)
     SELECT transaction_id, merchant_id, provider, payment_ref, order_id, order_name, method, amount,
       tax_free_amount, service_fee, paid_at, business_date, identifier_type, identifier_masked, pii_enc, data_key_id,
-      purpose, status, refunded_amount, content_hash
+      identifier_search, purpose, status, refunded_amount, content_hash
     FROM import_staging
     ON CONFLICT (transaction_id) DO NOTHING
     RETURNING transaction_id`.execute(trx)
@@ -411,6 +413,12 @@ async function merge(trx: Trx) {
     FROM import_staging s
     WHERE s.transaction_id = c.transaction_id AND (s.status <> c.status OR s.refunded_amount <> c.refunded_amount)
     RETURNING c.transaction_id`.execute(trx)
+  // A transaction stored before search hashes existed (or hashed under an older key) gets its hash
+  // when it is imported again: its content matched above, so the identifier is the same one.
+  await sql`
+    UPDATE cash_transactions c SET identifier_search = s.identifier_search
+    FROM import_staging s
+    WHERE s.transaction_id = c.transaction_id AND s.identifier_search IS NOT NULL AND c.identifier_search IS DISTINCT FROM s.identifier_search`.execute(trx)
   const total = await sql<{ n: number }>`SELECT count(*)::int AS n FROM import_staging`.execute(trx)
   const n = total.rows[0]?.n ?? 0
   return {

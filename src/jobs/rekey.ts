@@ -1,14 +1,16 @@
 /**
  * `cash-receipts rekey`: after DATA_KEY_ID moved to a new key, re-encrypts every row still under an
  * older key (transactions' personal data, merchants' business numbers) and rehashes transactions'
- * content fingerprints under the new key, so the old key can be removed from DATA_KEYS.
+ * content fingerprints under the new key, so the old key can be removed from DATA_KEYS. It also
+ * (re)computes each buyer identifier's search hash under the active key: after a rotation, and for
+ * rows stored before search hashes existed (migration 0460 adds the column empty; docs/security.md).
  *
  * Batches of rows, each in its own transaction: safe to interrupt and run again (it picks up what is
  * left), and safe beside imports and workers (a row is rewritten only if it is still as it was read).
  */
 import { sql } from 'kysely'
 import type { Db } from '../db/database.ts'
-import { decryptPii, decryptText, encryptPii, encryptText, ENVELOPE_VERSION, type DataKeys } from '../crypto/pii.ts'
+import { decryptPii, decryptText, encryptPii, encryptText, ENVELOPE_VERSION, searchHash, type DataKeys } from '../crypto/pii.ts'
 import { contentHash, FINGERPRINT_MARKER } from '../crypto/content-hash.ts'
 
 export interface RekeySummary {
@@ -26,8 +28,12 @@ export class RekeyError extends Error {
 export async function rekey(db: Db, keys: DataKeys, opts: { batchSize?: number; onProgress?: (done: number, total: number) => void } = {}): Promise<RekeySummary> {
   const active = keys.activeKeyId
   const batchSize = opts.batchSize ?? 1_000
-  // Stale: under another key, or under the active key in the form before per-purpose keys (v1, no f2).
-  const stale = sql<boolean>`((pii_enc IS NOT NULL AND (data_key_id IS DISTINCT FROM ${active} OR pii_enc NOT LIKE ${`${ENVELOPE_VERSION}.%`})) OR content_hash NOT LIKE ${`${active}.${FINGERPRINT_MARKER}.%`})`
+  // Stale: under another key, or under the active key in the form before per-purpose keys (v1, no f2),
+  // or a buyer identifier (identifier_type is set exactly when there is one) without a search hash
+  // under the active key.
+  const stale = sql<boolean>`((pii_enc IS NOT NULL AND (data_key_id IS DISTINCT FROM ${active} OR pii_enc NOT LIKE ${`${ENVELOPE_VERSION}.%`}))
+    OR content_hash NOT LIKE ${`${active}.${FINGERPRINT_MARKER}.%`}
+    OR (pii_enc IS NOT NULL AND identifier_type IS NOT NULL AND identifier_type <> 'self' AND (identifier_search IS NULL OR identifier_search NOT LIKE ${`${active}.%`})))`
   await assertKeysPresent(db, keys)
 
   const total = Number((await sql<{ n: number }>`SELECT count(*)::int AS n FROM cash_transactions WHERE ${stale}`.execute(db)).rows[0]?.n ?? 0)
@@ -52,6 +58,7 @@ export async function rekey(db: Db, keys: DataKeys, opts: { batchSize?: number; 
         oldHash: t.content_hash,
         pii: enc?.value ?? null,
         keyId: enc?.keyId ?? null,
+        search: pii.identifier && t.identifier_type !== 'self' ? searchHash(pii.identifier, keys) : null,
         hash: contentHash(
           {
             merchantId: t.merchant_id,
@@ -77,9 +84,10 @@ export async function rekey(db: Db, keys: DataKeys, opts: { batchSize?: number; 
     })
     const col = <T>(f: (u: (typeof updates)[number]) => T) => updates.map(f)
     const res = await sql`
-      UPDATE cash_transactions c SET pii_enc = u.pii, data_key_id = u.key_id, content_hash = u.hash, updated_at = now()
-      FROM unnest(${col((u) => u.id)}::text[], ${col((u) => u.oldHash)}::text[], ${col((u) => u.pii)}::text[], ${col((u) => u.keyId)}::text[], ${col((u) => u.hash)}::text[])
-        AS u(id, old_hash, pii, key_id, hash)
+      UPDATE cash_transactions c SET pii_enc = u.pii, data_key_id = u.key_id, content_hash = u.hash, identifier_search = u.search, updated_at = now()
+      FROM unnest(${col((u) => u.id)}::text[], ${col((u) => u.oldHash)}::text[], ${col((u) => u.pii)}::text[], ${col((u) => u.keyId)}::text[], ${col((u) => u.hash)}::text[],
+          ${col((u) => u.search)}::text[])
+        AS u(id, old_hash, pii, key_id, hash, search)
       WHERE c.transaction_id = u.id AND c.content_hash = u.old_hash`.execute(db)
     transactions += Number(res.numAffectedRows ?? 0)
     opts.onProgress?.(transactions, total)
@@ -110,6 +118,7 @@ export async function keysInUse(db: Db): Promise<Record<string, number>> {
     SELECT key_id, sum(n)::int AS n FROM (
       SELECT data_key_id AS key_id, count(*) AS n FROM cash_transactions WHERE pii_enc IS NOT NULL GROUP BY 1
       UNION ALL SELECT split_part(content_hash, '.', 1), count(*) FROM cash_transactions GROUP BY 1
+      UNION ALL SELECT split_part(identifier_search, '.', 1), count(*) FROM cash_transactions WHERE identifier_search IS NOT NULL GROUP BY 1
       UNION ALL SELECT data_key_id, count(*) FROM merchants GROUP BY 1
     ) k GROUP BY key_id ORDER BY key_id`.execute(db)
   return Object.fromEntries(res.rows.map((r) => [r.key_id, r.n]))

@@ -6,8 +6,14 @@
  * provider call (issuance_attempts: time, operation, outcome, code, message, job), re-drives, the
  * issue and finish times, and its cancellation rows. No personal identifier is read beyond its
  * masked form; nothing is decrypted.
+ *
+ * A buyer identifier (phone, business number, card number) is found through its keyed search hash
+ * (cash_transactions.identifier_search), computed under every configured data key: the identifier
+ * is never compared, stored or returned in plaintext, and the lookup's `query` comes back masked.
  */
 import type { Db } from '../db/database.ts'
+import { searchHashesAllKeys, type DataKeys } from '../crypto/pii.ts'
+import { maskIdentifier, maskUnknown, parseIdentifier, searchableIdentifier } from '../domain/index.ts'
 
 export interface HistoryEvent {
   /** ISO instant. */
@@ -66,26 +72,54 @@ export interface TransactionView {
   receipts: ReceiptView[]
 }
 
-export type MatchedBy = 'transaction_id' | 'order_id' | 'approval_number'
+export type MatchedBy = 'transaction_id' | 'order_id' | 'approval_number' | 'buyer_identifier'
 
 export interface ReceiptLookup {
+  /** What was searched for; masked when it is shaped like a buyer identifier. */
   query: string
   transactions: (TransactionView & { matched_by: MatchedBy })[]
 }
 
 const iso = (d: Date | string | null): string | null => (d === null ? null : new Date(d).toISOString())
 
+/** A buyer identifier's masked form, as the transaction page shows stored ones. */
+function maskedQuery(digits: string): string {
+  const parsed = parseIdentifier(digits)
+  return parsed.ok ? maskIdentifier(parsed.value.digits, parsed.value.type) : maskUnknown(digits)
+}
+
+export interface FindOptions {
+  readonly limit?: number
+  /** To search buyer identifiers by their keyed hash; without keys, identifiers are not searched. */
+  readonly dataKeys?: DataKeys
+}
+
 /** The transactions a query names (at most `limit`), each with its receipts and their history. */
-export async function findReceipts(db: Db, query: string, limit = 20): Promise<ReceiptLookup> {
-  const q = query.trim()
-  if (!q) return { query: q, transactions: [] }
+export async function findReceipts(db: Db, query: string, opts: FindOptions = {}): Promise<ReceiptLookup> {
+  const limit = opts.limit ?? 20
+  const trimmed = query.trim()
+  if (!trimmed) return { query: trimmed, transactions: [] }
+  const identifier = searchableIdentifier(trimmed)
+  // The identifier never leaves this function as typed; ids, order ids and approval numbers do.
+  const q = identifier === undefined ? trimmed : maskedQuery(identifier)
   const matches = new Map<string, MatchedBy>()
-  const byId = await db.selectFrom('cash_transactions').select('transaction_id').where('transaction_id', '=', q).execute()
+  const byId = await db.selectFrom('cash_transactions').select('transaction_id').where('transaction_id', '=', trimmed).execute()
   for (const r of byId) matches.set(r.transaction_id, 'transaction_id')
-  const byApproval = await db.selectFrom('receipts').select('transaction_id').distinct().where('approval_number', '=', q).limit(limit).execute()
+  const byApproval = await db.selectFrom('receipts').select('transaction_id').distinct().where('approval_number', '=', trimmed).limit(limit).execute()
   for (const r of byApproval) if (!matches.has(r.transaction_id)) matches.set(r.transaction_id, 'approval_number')
-  const byOrder = await db.selectFrom('cash_transactions').select('transaction_id').where('order_id', '=', q).orderBy('transaction_id').limit(limit).execute()
+  const byOrder = await db.selectFrom('cash_transactions').select('transaction_id').where('order_id', '=', trimmed).orderBy('transaction_id').limit(limit).execute()
   for (const r of byOrder) if (!matches.has(r.transaction_id)) matches.set(r.transaction_id, 'order_id')
+  if (identifier !== undefined && opts.dataKeys) {
+    const byBuyer = await db
+      .selectFrom('cash_transactions')
+      .select('transaction_id')
+      .where('identifier_search', 'in', searchHashesAllKeys(identifier, opts.dataKeys))
+      .orderBy('paid_at', 'desc')
+      .orderBy('transaction_id')
+      .limit(limit)
+      .execute()
+    for (const r of byBuyer) if (!matches.has(r.transaction_id)) matches.set(r.transaction_id, 'buyer_identifier')
+  }
   const ids = [...matches.keys()].slice(0, limit)
   const views = await Promise.all(ids.map((id) => transactionView(db, id)))
   return {

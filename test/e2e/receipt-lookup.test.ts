@@ -16,6 +16,7 @@ let env: TestEnv
 let dashboard: RunningDashboard
 let browser: Browser
 let issued: { transaction_id: string; approval_number: string; order_id: string; total_amount: number; identifier: string }
+let dayRows: readonly Record<string, string | undefined>[]
 
 beforeAll(async () => {
   sandbox = await startSandbox({ port: 0 })
@@ -33,6 +34,7 @@ beforeAll(async () => {
     .where('t.identifier_masked', 'is not', null)
     .orderBy('r.id')
     .executeTakeFirstOrThrow()
+  dayRows = day.rows
   const row = day.rows.find((x) => x.transaction_id === r.transaction_id)!
   issued = { transaction_id: r.transaction_id, approval_number: r.approval_number!, order_id: r.order_id!, total_amount: Number(r.total_amount), identifier: row.identifier ?? "" }
   dashboard = await env.app.startDashboard({ port: 0, host: '127.0.0.1' })
@@ -76,7 +78,7 @@ describe('cash-receipts show', () => {
     expect(byApproval.stdout).not.toContain(issued.identifier)
 
     expect(missing.code).toBe(2)
-    expect(missing.stderr).toContain('no transaction, order or approval number "NO-SUCH-THING"')
+    expect(missing.stderr).toContain('no transaction, order, approval number or buyer identifier "NO-SUCH-THING"')
   })
 })
 
@@ -129,6 +131,62 @@ describe('dashboard search and transaction page', () => {
     const notFound = await page.goto(`${dashboard.url}/transactions/NO-SUCH-THING`)
     expect(notFound?.status()).toBe(404)
     await page.close()
+  })
+
+  it('the search box finds a buyer by identifier through its keyed hash, posted, never in a URL or shown raw', async () => {
+    // A buyer with a phone number, typed the way a person would (hyphens), searched as its digits.
+    const buyer = await env.app.db().selectFrom('cash_transactions').select(['transaction_id']).where('identifier_type', '=', 'phone').orderBy('transaction_id').executeTakeFirstOrThrow()
+    const digits = dayRows.find((x) => x.transaction_id === buyer.transaction_id)!.identifier!.replace(/\D/g, '')
+    const typed = `${digits.slice(0, 3)}-${digits.slice(3, 7)}-${digits.slice(7)}`
+    const mine = (await env.app.db().selectFrom('cash_transactions').select('transaction_id').where('identifier_search', '=', (await env.app.db().selectFrom('cash_transactions').select('identifier_search').where('transaction_id', '=', buyer.transaction_id).executeTakeFirstOrThrow()).identifier_search).execute()).map((r) => r.transaction_id)
+    const urls: string[] = []
+    const page = await browser.context.newPage()
+    page.on('request', (req) => urls.push(req.url()))
+    await page.goto(`${dashboard.url}/search`)
+    await page.locator('#search-form input[name="q"]').fill(typed)
+    await page.locator('#search-form button').click()
+    if (mine.length === 1) {
+      await page.waitForURL(`${dashboard.url}/transactions/${encodeURIComponent(buyer.transaction_id)}`)
+    } else {
+      await page.locator('#search-results').waitFor()
+      expect(await page.locator('#search-results tbody tr').count()).toBe(mine.length)
+      expect(await page.locator('main').innerText()).toContain(buyer.transaction_id)
+    }
+    const html = await page.content()
+    for (const raw of [digits, typed, digits.slice(3)]) {
+      expect(html).not.toContain(raw)
+      for (const u of urls) expect(u).not.toContain(digits.slice(3))
+    }
+
+    // A wrong identifier: nothing found, shown masked, the box left empty.
+    const wrong = typed.replace(/\d{4}$/, (d) => String((Number(d) + 1) % 10_000).padStart(4, '0'))
+    await page.locator('#search-form input[name="q"]').fill(wrong)
+    await page.locator('#search-form button').click()
+    await page.locator('#search-none').waitFor()
+    expect(await page.locator('#search-none').innerText()).toContain('****')
+    expect(await page.content()).not.toContain(wrong.replace(/\D/g, '').slice(3))
+    expect(await page.locator('#search-form input[name="q"]').inputValue()).toBe('')
+    await page.close()
+
+    // HTTP level: POST finds it (303 to the transaction, or the list); GET does not search identifiers.
+    const post = await fetch(`${dashboard.url}/search`, { method: 'POST', redirect: 'manual', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ q: typed }) })
+    if (mine.length === 1) expect(post.headers.get('location')).toBe(`/transactions/${encodeURIComponent(buyer.transaction_id)}`)
+    else expect(await post.text()).toContain(buyer.transaction_id)
+    const get = await fetch(`${dashboard.url}/search?q=${encodeURIComponent(typed)}`)
+    const body = await get.text()
+    expect(body).toContain('id="search-none"')
+    expect(body).not.toContain(digits.slice(3))
+
+    // The CLI finds the same transactions, and prints the identifier masked only.
+    const [shown, none] = await Promise.all([runCli(['show', typed, '--json'], env.env()), runCli(['show', wrong], env.env())])
+    expect(shown.code, shown.stderr).toBe(0)
+    const lookup = JSON.parse(shown.stdout)
+    expect(lookup.transactions.map((t: { transaction_id: string }) => t.transaction_id).sort()).toEqual([...mine].sort())
+    expect(lookup.transactions.every((t: { matched_by: string }) => t.matched_by === 'buyer_identifier')).toBe(true)
+    expect(shown.stdout + shown.stderr).not.toContain(digits.slice(3))
+    expect(none.code).toBe(2)
+    expect(none.stderr).toContain('****')
+    expect(none.stderr).not.toContain(wrong.replace(/\D/g, '').slice(3))
   })
 
   it('the period totals page shows the month of the issued receipts, issued minus cancelled, with a merchant filter', async () => {

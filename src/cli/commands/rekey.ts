@@ -8,7 +8,7 @@ import type { CliContext } from '../run.ts'
 export function registerRekey(program: Command, { withApp }: CliContext): void {
   program
     .command('rekey')
-    .description('re-encrypt personal data and rehash fingerprints under the active data key (DATA_KEY_ID), so older keys can be retired')
+    .description('re-encrypt personal data and rehash fingerprints and buyer-identifier search hashes under the active data key (DATA_KEY_ID), so older keys can be retired; run once after upgrading to fill search hashes')
     .addOption(new Option('--batch <n>', 'rows per transaction').argParser(intArg('--batch')).default(1_000))
     .option('--json', 'print the result as JSON')
     .action((o) =>

@@ -1,11 +1,11 @@
 /** `cash-receipts show` as text: the transaction, each receipt's amounts and identifiers, its calls and history, in KST. */
-import { kstWallClock } from '../domain/index.ts'
+import { kstDateTime } from '../domain/index.ts'
 import { table } from './format-table.ts'
 import type { ReceiptLookup } from './receipt-history.ts'
 import { oneLine, truncateToWidth } from './text-width.ts'
 
 const won = (n: number) => `₩${n.toLocaleString('en-US')}`
-export const kstText = (isoInstant: string | null) => (isoInstant ? `${kstWallClock(new Date(isoInstant)).slice(0, 19).replace('T', ' ')} KST` : '-')
+export const kstText = (isoInstant: string | null) => (isoInstant ? kstDateTime(isoInstant) : '-')
 
 export function formatReceiptLookup(found: ReceiptLookup): string {
   const out: string[] = []

@@ -68,7 +68,7 @@ export function formatPrintableReceipt(t: TransactionView, opts: { generatedAt: 
                 <p class="foot">
                   ${tr('print.order')} ${t.order_id ?? '-'}${t.order_name ? ` · ${t.order_name}` : ''}<br />
                   ${r.receipt_url && /^https?:\/\//.test(r.receipt_url) ? html`<a href="${r.receipt_url}">${tr('print.providerReceipt')}</a><br />` : ''}
-                  ${tr('print.printedAt')} ${when(opts.generatedAt.toISOString())} · ${tr('print.helpline')}
+                  ${tr('print.printedAt')} ${kstDateTime(opts.generatedAt)} · ${tr('print.helpline')}
                 </p>
               </div>`,
             )

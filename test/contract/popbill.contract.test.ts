@@ -96,6 +96,20 @@ describe('popbill: token, filing states, bulk, revocations', () => {
     expect(sandbox.stats().providers.popbill.requests).toBe(4)
   })
 
+  it('refreshes the token on a token error code whatever the status (an expired token answered 403 -10000033)', async () => {
+    // The transport turns the simulator's 401 into a 403 carrying the same body: the code alone must do.
+    const as403: typeof fetch = async (input, init) => {
+      const res = await fetch(input, init)
+      if (res.status !== 401) return res
+      return new Response(await res.text(), { status: 403, headers: res.headers })
+    }
+    adapter = createProvider('popbill', { baseUrl: sandbox.baseUrls.popbill, credentials: creds, fetch: as403, timeouts: { connectMs: 300, readMs: 400 }, retry: { retries: 0, minTimeoutMs: 1, maxRetryTimeMs: 1 } })
+    expect((await adapter.issue(newRequest())).kind).toBe('issued')
+    clock += 3_600_000 + 60_000 // the sandbox expires the token; the adapter still holds it
+    expect((await adapter.issue(newRequest())).kind).toBe('issued')
+    expect(sandbox.stats().providers.popbill.issued).toBe(2)
+  })
+
   it('issues provisionally (300); midnight filing makes it final (304)', async () => {
     const req = newRequest()
     const o = await adapter.issue(req)

@@ -70,6 +70,8 @@ const GET_INFOS_MAX = 1000
 export const POPBILL_MAX_REVOCATIONS = 9
 const KEYS_PER_RECEIPT = 1 + POPBILL_MAX_REVOCATIONS
 const LINKHUB_VERSION = '2.0'
+/** The common-table codes of a token Popbill could not read (expired, unknown) or did not get. */
+const TOKEN_ERROR_CODES: ReadonlySet<string> = new Set(['-10000033', '-10000034'])
 /** Used when a token answer has no readable `expiration` (the lifetime is not documented). */
 const FALLBACK_TOKEN_TTL_MS = 10 * 60_000
 
@@ -155,8 +157,18 @@ export function createPopbillProvider(deps: ProviderDeps<PopbillCredentials>): C
     return { token, ttlMs: Number.isNaN(expiresAt) ? FALLBACK_TOKEN_TTL_MS : Math.max(0, expiresAt - now()) }
   }, now)
 
-  /** One API exchange with the cached token (refreshed once on a 401). */
-  function call(req: Omit<HttpRequest, 'url' | 'headers'> & { path: string; headers?: Record<string, string> }): Promise<HttpResult | ProviderOutcome> {
+  /**
+   * One API exchange with the cached token, refreshed once — and the call repeated once — when the
+   * answer is a 401 or carries a token error code (-10000033 not readable/expired, -10000034 missing)
+   * whatever its status: Popbill does not document which status those come with.
+   */
+  async function call(req: Omit<HttpRequest, 'url' | 'headers'> & { path: string; headers?: Record<string, string> }): Promise<HttpResult | ProviderOutcome> {
+    const first = await exchange(req)
+    if ('kind' in first || !first.ok || first.status === 200 || first.status === 401 || !TOKEN_ERROR_CODES.has(popbillCode(first).code ?? '')) return first
+    tokens.invalidate()
+    return exchange(req)
+  }
+  function exchange(req: Omit<HttpRequest, 'url' | 'headers'> & { path: string; headers?: Record<string, string> }): Promise<HttpResult | ProviderOutcome> {
     const { path, headers, ...rest } = req
     return withTokenRefresh(tokens, (token) =>
       send(http, deps.logger, {

@@ -448,7 +448,7 @@ export async function copyTransactions(
     businessDate: string
     count: number
     merchants: readonly { id: string; mandatoryIssuer: boolean }[]
-    providers?: readonly ('portone' | 'portone-v2' | 'payssam' | 'nts')[]
+    providers?: readonly ('portone' | 'portone-v2' | 'payssam' | 'nts' | 'toss' | 'popbill')[]
     noPortonePayments?: boolean
     /** Transaction ids start with it (default `B`): settle reads a day in transaction-id order. */
     idPrefix?: string

@@ -1,10 +1,11 @@
 /**
- * `npm run bench [-- --quick] [-- --json] [-- --only ceiling,fidelity,settlement,soak,fairness,outage,many-credentials]`
+ * `npm run bench [-- --quick] [-- --json] [-- --only ceiling,popbill-bulk,fidelity,settlement,soak,fairness,outage,many-credentials]`
  *
  * Real Postgres and Redis on localhost (DATABASE_URL's server / REDIS_URL, or what `demo` would
  * start), the sandbox and workers as separate processes. Every scenario measures its baselines in
  * the same run: a no-op BullMQ worker on the same Redis and BullMQ addBulk (jobs/s).
  */
+import { writeFile } from 'node:fs/promises'
 import pg from 'pg'
 import { Redis } from 'ioredis'
 import { loadDemoConfig } from '../src/demo/defaults.ts'
@@ -142,6 +143,70 @@ async function ceiling(pgServer: string, redisUrl: string): Promise<Result> {
     }
   } finally {
     await stop(sandbox.child)
+  }
+}
+
+/**
+ * The ceiling with Popbill: the same merchants and day, every transaction a Popbill one, issued once
+ * with single RegistIssue calls and once in bulk (the merchants' `bulk: true`: batches of up to 100,
+ * result polled every 2–5 s, as the provider asks), each on a fresh database in this run; receipts/s
+ * from settle's start until nothing is pending, and the ratio bulk / single.
+ */
+async function popbillBulk(pgServer: string, redisUrl: string): Promise<Result> {
+  const merchantsN = quick ? 10 : 50
+  const perMerchant = quick ? 200 : 400
+  const total = merchantsN * perMerchant
+  const once = async (bulk: boolean) => {
+    const db = await recreateDatabase(pgServer, benchDatabaseName())
+    const { file, merchants } = await writeMerchantsFile(merchantsN, { maxConcurrent: null })
+    // Popbill credentials the sandbox accepts (SecretKey = base64("sandbox-secret:<LinkID>")), no limits.
+    const withPopbill = merchants.map((m) => ({
+      ...m,
+      providers: {
+        ...m.providers,
+        popbill: { linkId: `LINK-${m.id}`, secretKey: Buffer.from(`sandbox-secret:LINK-${m.id}`, 'utf8').toString('base64'), corpNum: m.businessNumber, bulk, limits: { maxConcurrent: null } },
+      },
+    }))
+    await writeFile(file, JSON.stringify(withPopbill))
+    const prefix = scenarioPrefix()
+    const sandbox = await startSandboxProcess(scenarioEnv(db, redisUrl, prefix))
+    const env = scenarioEnv(db, redisUrl, prefix, { MERCHANTS_FILE: file, SANDBOX_URL: sandbox.url, WORKER_CONCURRENCY: '64' })
+    try {
+      await runCli(['migrate'], env)
+      const date = '2026-11-21'
+      await copyTransactions(db, { businessDate: date, count: total, merchants, providers: ['popbill'], noPortonePayments: true })
+      const workers = [spawnCli(['worker'], env), spawnCli(['worker'], env)]
+      await new Promise((r) => setTimeout(r, 3_000)) // the workers' start-up, as in the ceiling
+      const t0 = Date.now()
+      const settled = await runCli(['settle', '--date', date, '--json'], env)
+      const created = JSON.parse(settled.stdout).created as number
+      await untilIssued(db, 15 * 60_000)
+      const seconds = (Date.now() - t0) / 1000
+      await Promise.all(workers.map((w) => stop(w)))
+      const stats = await sandboxStats(sandbox.url)
+      const c = benchClient(db)
+      await c.connect()
+      const issued = (await c.query<{ n: number }>(`SELECT count(*)::int AS n FROM receipts WHERE state = 'issued' AND provider = 'popbill'`)).rows[0]!.n
+      const batches = (await c.query<{ n: number }>(`SELECT count(*)::int AS n FROM provider_batches`)).rows[0]!.n
+      await c.end()
+      log(`popbill-bulk: ${bulk ? 'bulk' : 'single'} issued ${issued} of ${created} in ${seconds.toFixed(1)} s (${batches} batches)`)
+      return { created, issued, seconds, rate: issued / seconds, batches, maxLive: stats.max_live_receipts_per_key }
+    } finally {
+      await stop(sandbox.child)
+    }
+  }
+  const single = await once(false)
+  const bulk = await once(true)
+  const ratio = bulk.rate / single.rate
+  return {
+    scenario: 'popbill-bulk',
+    figures: {
+      merchants: merchantsN, receipts: bulk.created, single_receipts_per_s: round(single.rate), bulk_receipts_per_s: round(bulk.rate), ratio_bulk_to_single: round(ratio, 2),
+      single_wall_s: round(single.seconds), bulk_wall_s: round(bulk.seconds), bulk_batches: bulk.batches, single_issued: single.issued, bulk_issued: bulk.issued,
+      max_live_receipts_per_key: Math.max(single.maxLive, bulk.maxLive),
+    },
+    target: 'bulk issues every receipt, faster than single calls, at most one live receipt per key',
+    met: bulk.issued === bulk.created && single.issued === single.created && ratio > 1 && Math.max(single.maxLive, bulk.maxLive) <= 1,
   }
 }
 
@@ -667,7 +732,7 @@ async function main() {
   const postgres = await ensurePostgres(config.databaseUrl, log)
   const redis = await ensureRedis(config.redisUrl, log)
   const pgServer = postgres.url.replace(/\/[^/]*$/, '')
-  const scenarios = { ceiling, fidelity, settlement, soak, fairness, outage, 'many-credentials': manyCredentials }
+  const scenarios = { ceiling, 'popbill-bulk': popbillBulk, fidelity, settlement, soak, fairness, outage, 'many-credentials': manyCredentials }
   // many-credentials is judged against the ceiling's rate in the same run.
   if (only?.has('many-credentials')) only.add('ceiling')
   const results: Result[] = []

@@ -20,7 +20,8 @@
  * After the faults stop: workers finish (the recovery pass runs in each of them), one re-drive, then
  * reconcile (which finds and cancels duplicates at NTS). Checks: every transaction terminal or
  * rejected with a reason, ledger issued = sandbox live receipts, at most one live receipt per key at
- * the deduplicating providers at any time we look, every NTS duplicate recorded and cancelled (one
+ * the deduplicating providers at any time we look, every Popbill bulk batch done (its first two bulk
+ * submits commit and then time out), every NTS duplicate recorded and cancelled (one
  * live per key after reconcile), nothing stuck, every failure classified, no worker process lost,
  * every run finished.
  */
@@ -29,10 +30,12 @@ import { randomBytes } from 'node:crypto'
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
+import { sql } from 'kysely'
 import pg from 'pg'
 import { Redis } from 'ioredis'
 import pino from 'pino'
 import { loadDemoConfig } from '../../src/demo/defaults.ts'
+import { PROVIDERS } from '../../src/domain/index.ts'
 import { createApp } from '../../src/app.ts'
 import { generateDay, toCsv } from '../../src/demo/generate.ts'
 import { freePort } from '../../src/demo/infra.ts'
@@ -316,7 +319,8 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
   try {
     await app.prepareDatabase()
     const businessDate = '2026-11-20'
-    const day = generateDay({ businessDate, count: opts.transactions, seed, merchants: app.config.merchants.map((m) => ({ id: m.id, mandatoryIssuer: m.mandatoryIssuer })), idPrefix: 'CH' })
+    // Every provider, Popbill included (the demo merchants issue Popbill in bulk: batches of up to 100).
+    const day = generateDay({ businessDate, count: opts.transactions, seed, providers: PROVIDERS, merchants: app.config.merchants.map((m) => ({ id: m.id, mandatoryIssuer: m.mandatoryIssuer })), idPrefix: 'CH' })
     const res = await fetch(`${sandbox.url}/_sandbox/portone/payments`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(day.portonePayments.map((p) => ({ ...p, status: 'paid' }))) })
     if (!res.ok) throw new Error(`registering payments failed: ${res.status}`)
     const dir = await mkdtemp(join(tmpdir(), 'cr-chaos-'))
@@ -365,10 +369,14 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     await rm(dir, { recursive: true, force: true })
 
     const settled = await settleDay(
-      { db: app.db(), queue: app.receiptsQueue(), logger: app.logger, chunkSize: 500, maxWaiting: 1_000_000 },
+      { db: app.db(), queue: app.receiptsQueue(), logger: app.logger, chunkSize: 500, maxWaiting: 1_000_000, bulkSize: (m, p) => app.bulkSize(m, p) },
       { businessDate, trigger: 'manual' },
     )
     log(`chaos: ${settled.created} receipts to issue, ${settled.skipped} skipped; ${opts.workers} workers`)
+    // Popbill bulk: the first two Popbill operations — bulk submits, the batches being the first
+    // Popbill work — commit at the sandbox and then time out; their results decide (read back).
+    const forced = await fetch(`${sandbox.url}/_sandbox/faults`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ provider: 'popbill', next: ['timeout_after_commit', 'timeout_after_commit'] }) })
+    if (!forced.ok) throw new Error(`forcing Popbill faults failed: ${forced.status} ${await forced.text()}`)
 
     const startWorker = (i: number) => {
       const slot: WorkerSlot = { child: spawnCli(['worker'], env, sink), deliberate: false, working: false }
@@ -635,7 +643,22 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
       jobs_taken_over: takenOver,
       worker_unexpected_exits: unexpectedExits,
     })
+    const batches = await sql<{ state: string; n: number }>`SELECT state, count(*)::int AS n FROM provider_batches GROUP BY state`.execute(app.db())
+    const batchBy = Object.fromEntries(batches.rows.map((r) => [r.state, r.n])) as Record<string, number>
+    const bulkUnknown = await sql<{ n: number }>`SELECT count(*)::int AS n FROM provider_batch_calls WHERE operation = 'bulk_submit' AND outcome IN ('unknown_outcome', 'tried')`.execute(app.db())
+    const bulkSubmits = await sql<{ n: number }>`SELECT count(*)::int AS n FROM provider_batch_calls WHERE operation = 'bulk_submit'`.execute(app.db())
+    Object.assign(figures, {
+      popbill_batches: batches.rows.reduce((n, r) => n + r.n, 0),
+      popbill_batches_done: batchBy.done ?? 0,
+      popbill_bulk_submits: bulkSubmits.rows[0]!.n,
+      popbill_bulk_submits_unanswered: bulkUnknown.rows[0]!.n,
+    })
     const checks: ChaosCheck[] = [
+      {
+        name: 'every Popbill bulk batch done',
+        ok: (batchBy.open ?? 0) + (batchBy.submitted ?? 0) === 0 && (batchBy.done ?? 0) > 0,
+        value: `${batchBy.done ?? 0} done, ${(batchBy.open ?? 0) + (batchBy.submitted ?? 0)} open`,
+      },
       { name: 'every transaction terminal or rejected with a reason', ok: terminal + rejectedWithReason === txs && rejected.length === rejectedWithReason, value: `${terminal} + ${rejectedWithReason} rejected = ${txs}` },
       ...(on('bad_rows')
         ? [

@@ -398,6 +398,7 @@ export function createApp(config: AppConfig, overrides: AppOverrides = {}): App 
         redis: app.redis(),
         receiptsQueue: app.receiptsQueue(),
         controlQueue: app.controlQueue(),
+        notificationsQueue: config.notify.enabled ? app.notificationsQueue() : undefined,
         logger,
         serve: { ...config.serve, ...serve },
         queuePrefix: config.queuePrefix,

@@ -31,7 +31,7 @@ import type { DataKeys } from '../crypto/pii.ts'
 import helmet from 'helmet'
 import { kstDateTime, kstToday } from '../domain/index.ts'
 import { redrive, RedriveInputError } from '../jobs/redrive.ts'
-import type { ReceiptsQueue } from '../queue/queues.ts'
+import type { NotificationsQueue, ReceiptsQueue } from '../queue/queues.ts'
 import { buildReport, ReportNotFoundError } from '../report/report.ts'
 import { buildReportDetails } from '../report/report-details.ts'
 import { allowedHosts, requestActor, requireAuth, sameOriginWrites } from './auth.ts'
@@ -53,6 +53,8 @@ export interface DashboardDeps {
   readonly redis: Redis
   readonly receiptsQueue: ReceiptsQueue
   readonly controlQueue: ReceiptsQueue
+  /** Buyer notifications' queue, when any merchant has notifications on: its depth in /metrics and Bull Board. */
+  readonly notificationsQueue?: NotificationsQueue | undefined
   readonly logger: Logger
   readonly serve: AppConfig['serve']
   readonly queuePrefix: string
@@ -93,7 +95,7 @@ export function createDashboardApp(deps: DashboardDeps): express.Express {
   const metrics = createMetrics({
     db: deps.db,
     redis: deps.redis,
-    queues: [deps.receiptsQueue, deps.controlQueue],
+    queues: [deps.receiptsQueue, deps.controlQueue, ...(deps.notificationsQueue ? [deps.notificationsQueue] : [])],
     prefix: deps.queuePrefix,
     logger: deps.logger,
     cacheMs: deps.serve.metricsCacheMs,
@@ -108,7 +110,7 @@ export function createDashboardApp(deps: DashboardDeps): express.Express {
   const board = new ExpressAdapter()
   board.setBasePath('/queues')
   createBullBoard({
-    queues: [deps.receiptsQueue, deps.controlQueue].map(
+    queues: [deps.receiptsQueue, deps.controlQueue, ...(deps.notificationsQueue ? [deps.notificationsQueue] : [])].map(
       (q) => new BullMQAdapter(q as Queue, { readOnlyMode: true }),
     ),
     serverAdapter: board,

@@ -472,6 +472,7 @@ describe('buyer notification', () => {
     try {
       const metrics = await (await fetch(`${dashboard.url}/metrics`)).text()
       expect(metrics).toMatch(/cash_receipts_notifications\{channel="sms",state="failed"\} 1\b/)
+      expect(metrics).toMatch(/cash_receipts_queue_jobs\{queue="notifications",state="completed"\} [1-9]/)
     } finally {
       await dashboard.close()
     }

@@ -292,6 +292,18 @@ describe('popbill: token, filing states, bulk, revocations', () => {
       if (done.kind === 'done') expect([...done.items.values()].every((o) => o.kind === 'issued')).toBe(true)
       expect((await bulk.submitBulk({ submitId: 'S-lost', items })).kind).toBe('already_submitted')
     })
+
+    it('the fault grammar reaches Popbill: popbill:timeout_after_commit on every call, never on tokens', async () => {
+      const bulk = adapter.bulk!
+      sandbox.setFaults('popbill:timeout_after_commit=1,hang=200')
+      const items = [newRequest()]
+      expect((await bulk.submitBulk({ submitId: 'S-spec', items })).kind).toBe('unknown_outcome')
+      sandbox.setFaults('')
+      clock += 60_000
+      const done = await bulk.bulkResult('S-spec')
+      expect(done.kind === 'done' && done.items.get(items[0]!.providerKey)?.kind).toBe('issued')
+      expect(sandbox.stats().max_live_receipts_per_key).toBe(1)
+    })
   })
 })
 

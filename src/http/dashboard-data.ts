@@ -1,7 +1,12 @@
-/** The dashboard's reads: recent runs with their live counts, and a run's failed receipts by filter. */
+/**
+ * The dashboard's reads: runs with their live counts, a run's failed receipts by filter, the known
+ * merchants. Lists are keyset pages (src/db/keyset.ts) and filter by merchant.
+ */
 import { sql } from 'kysely'
 import type { Db } from '../db/database.ts'
+import type { SettlementRun } from '../db/schema.ts'
 import { outcomeOf, type Outcome } from '../report/report-details.ts'
+import { DEFAULT_PAGE_SIZE, keysetPage, type PageOf, type PageRequest } from '../db/keyset.ts'
 
 export interface RunRow {
   readonly id: number
@@ -13,16 +18,42 @@ export interface RunRow {
   readonly counts: Record<Outcome, number>
 }
 
-/** The latest runs; counts by run_id, or by last_run_id for re-drive runs (as in the report). */
-export async function recentRuns(db: Db, limit = 50): Promise<RunRow[]> {
-  const runs = await db.selectFrom('settlement_runs').selectAll().orderBy('id', 'desc').limit(limit).execute()
-  if (!runs.length) return []
+/** The merchants the lists can be filtered by (the merchant select), by id. */
+export async function knownMerchants(db: Db): Promise<{ id: string; name: string }[]> {
+  return db.selectFrom('merchants').select(['id', 'name']).orderBy('id').execute()
+}
+
+/**
+ * Runs, newest first, a keyset page of them; counts by run_id, or by last_run_id for re-drive runs
+ * (as in the report). With a merchant: the runs scoped to it or holding any of its receipts, and
+ * only its receipts counted.
+ */
+export async function recentRuns(db: Db, page: PageRequest<number> = { size: DEFAULT_PAGE_SIZE }, merchantId?: string): Promise<PageOf<RunRow, number>> {
+  const got = await keysetPage<SettlementRun, number>(page, (r) => r.id, (cursor, limit) => {
+    let q = db.selectFrom('settlement_runs as s').selectAll('s')
+    if (cursor) q = q.where('s.id', cursor.forward ? '<' : '>', cursor.key)
+    if (merchantId) {
+      q = q.where((eb) =>
+        eb.or([
+          eb('s.merchant_scope', '=', merchantId),
+          eb.exists(
+            eb.selectFrom('receipts as r').select('r.id').where('r.merchant_id', '=', merchantId)
+              .where((w) => w.or([w('r.run_id', '=', w.ref('s.id')), w('r.last_run_id', '=', w.ref('s.id'))])),
+          ),
+        ]),
+      )
+    }
+    return q.orderBy('s.id', cursor && !cursor.forward ? 'asc' : 'desc').limit(limit).execute()
+  })
+  const runs = got.rows
+  if (!runs.length) return { ...got, rows: [] }
   const plain = runs.filter((r) => r.trigger !== 'redrive').map((r) => r.id)
   const redrives = runs.filter((r) => r.trigger === 'redrive').map((r) => r.id)
+  const merchant = merchantId ? sql`AND merchant_id = ${merchantId}` : sql``
   const counts = await sql<{ id: number; state: string; n: number }>`
-    SELECT run_id AS id, state, count(*)::int AS n FROM receipts WHERE kind = 'issue' AND run_id = ANY(${plain}::bigint[]) GROUP BY 1, 2
+    SELECT run_id AS id, state, count(*)::int AS n FROM receipts WHERE kind = 'issue' AND run_id = ANY(${plain}::bigint[]) ${merchant} GROUP BY 1, 2
     UNION ALL
-    SELECT last_run_id AS id, state, count(*)::int AS n FROM receipts WHERE kind = 'issue' AND last_run_id = ANY(${redrives}::bigint[]) GROUP BY 1, 2`.execute(
+    SELECT last_run_id AS id, state, count(*)::int AS n FROM receipts WHERE kind = 'issue' AND last_run_id = ANY(${redrives}::bigint[]) ${merchant} GROUP BY 1, 2`.execute(
     db,
   )
   const byRun = new Map<number, Record<Outcome, number>>()
@@ -31,10 +62,13 @@ export async function recentRuns(db: Db, limit = 50): Promise<RunRow[]> {
     m[outcomeOf(c.state)] += c.n
     byRun.set(Number(c.id), m)
   }
-  return runs.map((r) => {
-    const counts = byRun.get(r.id) ?? { issued: 0, failed: 0, pending: 0, skipped: 0, cancelled: 0 }
-    return { id: r.id, business_date: r.business_date, trigger: r.trigger, merchant_scope: r.merchant_scope, status: liveStatus(r.status, counts), started_at: r.started_at, counts }
-  })
+  return {
+    ...got,
+    rows: runs.map((r) => {
+      const counts = byRun.get(r.id) ?? { issued: 0, failed: 0, pending: 0, skipped: 0, cancelled: 0 }
+      return { id: r.id, business_date: r.business_date, trigger: r.trigger, merchant_scope: r.merchant_scope, status: liveStatus(r.status, counts), started_at: r.started_at, counts }
+    }),
+  }
 }
 
 /**
@@ -52,6 +86,7 @@ export interface FailureFilter {
   readonly provider?: string
   readonly code?: string
   readonly errorClass?: string
+  readonly merchantId?: string
 }
 
 export interface FailedReceipt {
@@ -68,52 +103,58 @@ export interface FailedReceipt {
   readonly trade_date: string
   readonly deadline: string
   readonly finished_at: Date | null
+  /** The merchant's name (null when the merchant is no longer configured). */
+  readonly merchant_name: string | null
+  /** The receipt's amount (KRW). */
+  readonly amount: number
+  /** The transaction's order name: merchant data, stored in plaintext (not a personal identifier). */
+  readonly order_name: string | null
+  readonly paid_at: Date
 }
 
-/** Failed receipts of a run, selected exactly like `redrive --run` does (run_id or last_run_id). */
+/**
+ * Failed receipts of a run, selected exactly like `redrive --run` does (run_id or last_run_id), a
+ * keyset page of them by receipt id, each with its transaction's merchant name, amount, order name and
+ * paid-at beside the error. `total` counts every row the filter selects.
+ */
 export async function runFailures(
   db: Db,
   runId: number,
   filter: FailureFilter,
-  page: { limit: number; offset: number },
-): Promise<{
-  total: number
-  rows: FailedReceipt[]
-  facets: { provider: string; error_class: string; code: string; n: number }[]
-}> {
+  page: PageRequest<number>,
+): Promise<
+  PageOf<FailedReceipt, number> & {
+    total: number
+    facets: { provider: string; error_class: string; code: string; n: number }[]
+  }
+> {
   let q = db
-    .selectFrom('receipts')
-    .where('state', '=', 'failed')
-    .where((eb) => eb.or([eb('run_id', '=', runId), eb('last_run_id', '=', runId)]))
-  if (filter.provider) q = q.where('provider', '=', filter.provider as never)
-  if (filter.code) q = q.where('error_code', '=', filter.code)
-  if (filter.errorClass) q = q.where('error_class', '=', filter.errorClass)
-  const [total, rows, facets] = await Promise.all([
+    .selectFrom('receipts as r')
+    .where('r.state', '=', 'failed')
+    .where((eb) => eb.or([eb('r.run_id', '=', runId), eb('r.last_run_id', '=', runId)]))
+  if (filter.provider) q = q.where('r.provider', '=', filter.provider as never)
+  if (filter.code) q = q.where('r.error_code', '=', filter.code)
+  if (filter.errorClass) q = q.where('r.error_class', '=', filter.errorClass)
+  if (filter.merchantId) q = q.where('r.merchant_id', '=', filter.merchantId)
+  const [total, got, facets] = await Promise.all([
     q.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow(),
-    q
-      .select([
-        'id',
-        'kind',
-        'transaction_id',
-        'merchant_id',
-        'provider',
-        'error_class',
-        'error_code',
-        'error_message',
-        'attempts',
-        'redrive_count',
-        'trade_date',
-        'deadline',
-        'finished_at',
-      ])
-      .orderBy('id')
-      .limit(page.limit)
-      .offset(page.offset)
-      .execute(),
+    keysetPage<FailedReceipt, number>(page, (f) => f.id, async (cursor, limit) => {
+      const rows = await (cursor ? q.where('r.id', cursor.forward ? '>' : '<', cursor.key) : q)
+        .innerJoin('cash_transactions as t', 't.transaction_id', 'r.transaction_id')
+        .leftJoin('merchants as m', 'm.id', 'r.merchant_id')
+        .select([
+          'r.id', 'r.kind', 'r.transaction_id', 'r.merchant_id', 'r.provider', 'r.error_class', 'r.error_code', 'r.error_message', 'r.attempts',
+          'r.redrive_count', 'r.trade_date', 'r.deadline', 'r.finished_at', 'm.name as merchant_name', 'r.total_amount', 't.order_name', 't.paid_at',
+        ])
+        .orderBy('r.id', cursor && !cursor.forward ? 'desc' : 'asc')
+        .limit(limit)
+        .execute()
+      return rows.map(({ total_amount, merchant_name, ...r }) => ({ ...r, merchant_name: merchant_name ?? null, amount: Number(total_amount) }))
+    }),
     sql<{ provider: string; error_class: string; code: string; n: number }>`
       SELECT provider, coalesce(error_class, '') AS error_class, coalesce(error_code, '') AS code, count(*)::int AS n
       FROM receipts WHERE state = 'failed' AND (run_id = ${runId} OR last_run_id = ${runId})
       GROUP BY 1, 2, 3 ORDER BY 4 DESC, 1, 2, 3`.execute(db),
   ])
-  return { total: Number(total.n), rows, facets: facets.rows }
+  return { ...got, total: Number(total.n), facets: facets.rows }
 }

@@ -16,6 +16,8 @@ import {
 import { html, trusted, type SafeHtml } from '../report/html.ts'
 import type { DispatchReading } from '../throttle/dispatch-stats.ts'
 import type { FailedReceipt, FailureFilter, RunRow } from './dashboard-data.ts'
+import type { PageOf } from '../db/keyset.ts'
+import { listFilterFields, listFilterForm, pager } from './list-controls.ts'
 
 const DASHBOARD_CSS = `${REPORT_CSS}
 header nav { margin-top: 6px; font-size: 13px; }
@@ -116,9 +118,26 @@ export function dispatchSection(d: DispatchReading | undefined, t: Translator = 
   </section>`
 }
 
-export function runsPage(runs: readonly RunRow[], dispatch?: DispatchReading, t: Translator = translator(DEFAULT_LANG)): string {
-  const body = runs.length
-    ? html`<section>
+/** The state of a list page: the known merchants (the filter's options), the chosen ones, and whether the reader paged. */
+export interface ListState {
+  readonly merchants: readonly { readonly id: string; readonly name: string }[]
+  readonly merchant?: string
+  readonly size?: number
+  /** The request named a cursor (after/before): not the list's first page. */
+  readonly paged: boolean
+}
+
+export function runsPage(
+  page: PageOf<RunRow, number>,
+  dispatch?: DispatchReading,
+  t: Translator = translator(DEFAULT_LANG),
+  list: ListState = { merchants: [], paged: false },
+): string {
+  const runs = page.rows
+  const params = { merchant: list.merchant, size: list.size }
+  const controls = html`<section>${listFilterForm(t, 'runs-filters', list.merchants, list)}</section>`
+  const body = runs.length || list.merchant || list.paged
+    ? html`${controls}<section>
         <table id="runs">
           <thead>
             <tr>
@@ -146,6 +165,7 @@ export function runsPage(runs: readonly RunRow[], dispatch?: DispatchReading, t:
             )}
           </tbody>
         </table>
+        ${pager(t, '/', params, page, list.paged)}
       </section>`
     : html`<section>
         <p>${t('runs.none')} <code>cash-receipts settle</code></p>
@@ -258,12 +278,11 @@ export function runPage(
 export function failuresPage(
   runId: number,
   filter: FailureFilter,
-  data: {
+  data: PageOf<FailedReceipt, number> & {
     total: number
-    rows: readonly FailedReceipt[]
     facets: readonly { provider: string; error_class: string; code: string; n: number }[]
   },
-  page: { limit: number; offset: number },
+  list: ListState,
   redrivable: number,
   t: Translator = translator(DEFAULT_LANG),
 ): string {
@@ -276,8 +295,9 @@ export function failuresPage(
         ${values.map((v) => html`<option value="${v}" ${trusted(v === current ? ' selected' : '')}>${v}</option>`)}
       </select></label
     >`
-  const qs = (offset: number) =>
-    t.href(`?${new URLSearchParams({ ...(filter.provider ? { provider: filter.provider } : {}), ...(filter.errorClass ? { class: filter.errorClass } : {}), ...(filter.code ? { code: filter.code } : {}), offset: String(offset) })}`)
+  const params = { provider: filter.provider, class: filter.errorClass, code: filter.code, merchant: filter.merchantId, size: list.size }
+  // The re-drive form selects by run, provider, code and class, never by merchant (as `redrive` does):
+  // it names what it would take whatever merchant the list shows.
   const body = html` <p><a href="${t.href(`/runs/${runId}`)}">${t('failures.back', { id: runId })}</a></p>
     <section>
       <form method="get" class="filters" id="failure-filters">
@@ -285,12 +305,13 @@ export function failuresPage(
         ${select('provider', t('col.provider'), uniq(data.facets.map((f) => f.provider)), filter.provider)}
         ${select('class', t('col.class'), uniq(data.facets.map((f) => f.error_class)), filter.errorClass)}
         ${select('code', t('col.code'), uniq(data.facets.map((f) => f.code)), filter.code)}
+        ${listFilterFields(t, list.merchants, list)}
         <button type="submit" style="background:#1f2937;border-color:#1f2937">${t('failures.filter')}</button>
       </form>
     </section>
     <section>
       <h2 id="failure-count" data-count="${data.total}">${t('failures.count', { n: data.total })}</h2>
-      ${redriveForm(runId, redrivable, filter, t)}
+      ${redriveForm(runId, redrivable, { provider: filter.provider, code: filter.code, errorClass: filter.errorClass }, t)}
       <table id="failures" style="margin-top:10px">
         <thead>
           <tr>
@@ -298,6 +319,9 @@ export function failuresPage(
             <th>${t('col.kind')}</th>
             <th>${t('col.transaction')}</th>
             <th>${t('col.merchant')}</th>
+            <th class="num">${t('col.amount')}</th>
+            <th>${t('failures.orderName')}</th>
+            <th>${t('col.paidAt')}</th>
             <th>${t('col.provider')}</th>
             <th>${t('col.class')}</th>
             <th>${t('col.code')}</th>
@@ -311,11 +335,14 @@ export function failuresPage(
         <tbody>
           ${data.rows.map(
             (f) =>
-              html`<tr>
+              html`<tr data-receipt="${f.id}" data-merchant="${f.merchant_id}">
                 <td>${f.id}</td>
                 <td>${t.term('kind', f.kind)}</td>
                 <td><a href="${t.href(`/transactions/${encodeURIComponent(f.transaction_id)}`)}">${f.transaction_id}</a></td>
-                <td>${f.merchant_id}</td>
+                <td class="merchant">${f.merchant_name ?? ''} (${f.merchant_id})</td>
+                <td class="num amount">${t.won(f.amount)}</td>
+                <td class="order-name">${f.order_name ?? ''}</td>
+                <td class="paid-at">${kst(f.paid_at)}</td>
                 <td>${f.provider}</td>
                 <td>${f.error_class ?? ''}</td>
                 <td>${f.error_code ?? ''}</td>
@@ -328,12 +355,7 @@ export function failuresPage(
           )}
         </tbody>
       </table>
-      <p class="pager">
-        ${page.offset > 0 ? html`<a href="${qs(Math.max(0, page.offset - page.limit))}">${t('pager.previous')}</a>` : ''}${page.offset + page.limit < data.total ? html`<a href="${qs(page.offset + page.limit)}">${t('pager.next')}</a>` : ''}<span
-          class="muted"
-          >${data.total ? t('pager.range', { from: page.offset + 1, to: Math.min(data.total, page.offset + page.limit), total: data.total }) : ''}</span
-        >
-      </p>
+      ${pager(t, `/runs/${runId}/failures`, params, data, list.paged)}
     </section>`
   return layout(t('failures.title', { id: runId }), body, { t })
 }

@@ -7,13 +7,11 @@ import { z } from 'zod'
 import { isValidDate, PROVIDERS } from '../domain/index.ts'
 import type { RedriveFilter } from '../jobs/redrive.ts'
 import type { FailureFilter } from './dashboard-data.ts'
+import { DEFAULT_PAGE_SIZE, PAGE_SIZES, type PageRequest } from '../db/keyset.ts'
 
 export class BadRequestError extends Error {
   override name = 'BadRequestError'
 }
-
-/** The largest page offset the failures list accepts (far beyond any run). */
-export const MAX_OFFSET = 10_000_000
 
 /** Printable text without control characters (NUL, CR, LF…), at most 100 characters; empty → absent. */
 const text = z
@@ -48,12 +46,32 @@ export const runPageQuery = z.object({
   from: wholeNumber(Number.MAX_SAFE_INTEGER),
 })
 
-/** GET /runs/:id/failures — filters and the page offset. */
+/**
+ * Every list's merchant filter and keyset page: `after` / `before` are the key of the last / first
+ * row shown (a row id), `size` one of the offered page sizes.
+ */
+const listFields = {
+  merchant: optionalText,
+  after: wholeNumber(Number.MAX_SAFE_INTEGER),
+  before: wholeNumber(Number.MAX_SAFE_INTEGER),
+  size: z.preprocess(
+    (v) => (v === '' || v === null ? undefined : typeof v === 'number' ? String(v) : v),
+    z
+      .enum(PAGE_SIZES.map(String) as [string, ...string[]], { error: `must be one of ${PAGE_SIZES.join(', ')}` })
+      .transform(Number)
+      .optional(),
+  ),
+}
+
+/** GET / — the runs list. */
+export const runsQuery = z.object(listFields)
+
+/** GET /runs/:id/failures — filters and the page. */
 export const failuresQuery = z.object({
   provider: optionalText,
   class: optionalText,
   code: optionalText,
-  offset: wholeNumber(MAX_OFFSET),
+  ...listFields,
 })
 
 /** POST /redrive — the `redrive` command's selectors (form or JSON). */
@@ -69,8 +87,19 @@ export const redriveBody = z.object({
     .transform((v) => v === true || v === 'true' || v === '1'),
 })
 
-/** GET /search — a transaction id, order id or approval number. */
-export const searchQuery = z.object({ q: optionalText })
+/** GET /search — a transaction id, order id or approval number; results filtered by merchant, paged by transaction id. */
+export const searchQuery = z.object({
+  q: optionalText,
+  merchant: optionalText,
+  after: optionalText,
+  before: optionalText,
+  size: listFields.size,
+})
+
+/** The keyset page a list's query asks for. */
+export function pageOf<K>(q: { readonly after?: K; readonly before?: K; readonly size?: number }): PageRequest<K> {
+  return { after: q.after, before: q.before, size: q.size ?? DEFAULT_PAGE_SIZE }
+}
 
 /** GET /transactions/:id */
 export const transactionParams = z.object({ id: text })
@@ -91,7 +120,7 @@ export function parseParams<S extends z.ZodType>(schema: S, input: unknown): z.o
 }
 
 export function failureFilterOf(q: z.output<typeof failuresQuery>): FailureFilter {
-  return { provider: q.provider, code: q.code, errorClass: q.class }
+  return { provider: q.provider, code: q.code, errorClass: q.class, merchantId: q.merchant }
 }
 
 /** The `redrive` command's selectors, validated as the CLI validates them. */

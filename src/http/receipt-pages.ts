@@ -11,7 +11,8 @@ import { periodBody, PERIOD_CSS } from '../report/format-period.ts'
 import type { PeriodTotals } from '../report/period-totals.ts'
 import { kstText } from '../report/format-receipt.ts'
 import { html, trusted, type SafeHtml } from '../report/html.ts'
-import { layout } from './pages.ts'
+import { layout, type ListState } from './pages.ts'
+import { listFilterFields, pager } from './list-controls.ts'
 import { DEFAULT_LANG, translator, type Translator } from '../i18n/index.ts'
 import { searchableIdentifier } from '../domain/index.ts'
 
@@ -22,19 +23,28 @@ export const langField = (t: Translator): SafeHtml => (t.explicit ? html`<input 
 
 /**
  * Posted, so a buyer identifier typed here never ends up in a URL (history, proxy logs, Referer);
- * the language rides on the action's `?lang=` when it was chosen explicitly.
+ * the language rides on the action's `?lang=` when it was chosen explicitly. On the search page
+ * itself the form also holds the merchant filter and page size (`list`).
  */
-export function searchForm(q = '', t: Translator = ko()): SafeHtml {
+export function searchForm(q = '', t: Translator = ko(), list?: ListState): SafeHtml {
   return html`<form method="post" action="${t.href('/search')}" id="search-form" class="inline">
     <input type="search" name="q" value="${q}" placeholder="${t('search.placeholder')}" size="40" maxlength="100" aria-label="${t('search.label')}" autocomplete="off" />
+    ${list ? listFilterFields(t, list.merchants, list) : ''}
     <button type="submit">${t('search.button')}</button>
   </form>`
 }
 
-export function searchPage(found: ReceiptLookup, t: Translator = ko()): string {
+export function searchPage(
+  found: ReceiptLookup & { readonly next?: string | null; readonly previous?: string | null },
+  t: Translator = ko(),
+  list: ListState = { merchants: [], paged: false },
+): string {
   // A buyer identifier comes back masked (receipt-history.ts): the box is left empty rather than holding the mask.
   const shown = searchableIdentifier(found.query) === undefined && !found.query.includes('*') ? found.query : ''
-  const body = html`<section>${searchForm(shown, t)}</section>
+  // Page links are GETs carrying the query: never for a buyer identifier (it must not reach a URL), so
+  // such a search shows its first page only (a larger page size shows more).
+  const page = { rows: found.transactions, next: shown ? (found.next ?? null) : null, previous: shown ? (found.previous ?? null) : null }
+  const body = html`<section>${searchForm(shown, t, list)}</section>
     <section>
       ${found.query
         ? found.transactions.length
@@ -53,7 +63,7 @@ export function searchPage(found: ReceiptLookup, t: Translator = ko()): string {
               <tbody>
                 ${found.transactions.map((x) => {
                   const issue = x.receipts.find((r) => r.kind === 'issue')
-                  return html`<tr>
+                  return html`<tr data-merchant="${x.merchant.id}">
                     <td><a href="${t.href(`/transactions/${encodeURIComponent(x.transaction_id)}`)}">${x.transaction_id}</a></td>
                     <td>${t.term('matched', x.matched_by)}</td>
                     <td>${x.merchant.name ?? x.merchant.id}</td>
@@ -64,7 +74,8 @@ export function searchPage(found: ReceiptLookup, t: Translator = ko()): string {
                   </tr>`
                 })}
               </tbody>
-            </table>`
+            </table>
+            ${pager(t, '/search', { q: shown, merchant: list.merchant, size: list.size }, page, list.paged && shown !== '')}`
           : html`<p id="search-none">${t('search.nothing', { q: found.query })}</p>`
         : html`<p class="muted">${t('search.hint')}</p>`}
     </section>`
@@ -120,9 +131,30 @@ export function transactionPage(x: TransactionView, t: Translator = ko()): strin
             ${r.history.map((h) => html`<tr data-event="${h.event}"><td>${kstText(h.at)}</td><td>${t.term('event', h.event)}</td><td>${h.detail}</td></tr>`)}
           </tbody>
         </table>
+        ${transitionsTable(r.transitions, t)}
       </section>`,
     )}`
   return layout(t('tx.title', { id: x.transaction_id }), body, { t })
+}
+
+/** The ledger's record of every change of the receipt's state, oldest first (receipt_transitions). */
+function transitionsTable(steps: TransactionView['receipts'][number]['transitions'], t: Translator): SafeHtml {
+  return html`<h3>${t('transitions.title')}</h3>
+    ${steps.length
+      ? html`<table class="transitions">
+          <thead>
+            <tr><th>${t('transitions.time')}</th><th>${t('transitions.from')}</th><th>${t('transitions.to')}</th><th>${t('transitions.cause')}</th><th>${t('transitions.run')}</th><th>${t('transitions.job')}</th></tr>
+          </thead>
+          <tbody>
+            ${steps.map(
+              (s) => html`<tr data-from="${s.from_state ?? ''}" data-to="${s.to_state}" data-cause="${s.cause}">
+                <td>${kstText(s.at)}</td><td>${s.from_state ? t.term('state', s.from_state) : t('transitions.created')}</td><td>${t.term('state', s.to_state)}</td>
+                <td>${s.cause}</td><td>${s.run_id ? html`<a href="${t.href(`/runs/${s.run_id}`)}">#${s.run_id}</a>` : ''}</td><td>${s.job_id ?? ''}</td>
+              </tr>`,
+            )}
+          </tbody>
+        </table>`
+      : html`<p class="muted transitions-none">${t('transitions.none')}</p>`}`
 }
 
 /** Period totals with a form for the period and a merchant filter (the `report --from --to` page). */

@@ -8,6 +8,8 @@
  *   GET  /                   settlement runs (auth)
  *   GET  /runs/:id           one run: totals, per provider/merchant, failure reasons (auth)
  *   GET  /runs/:id/failures  failed receipts with provider/class/code filters (auth)
+ *   (every list: ?merchant= filters by merchant, ?size= the page size, ?after= / ?before= the
+ *   keyset cursor its next / previous links carry; see keyset.ts and list-controls.ts)
  *   POST /redrive            the `redrive` command: same function, same selectors (auth, same-origin)
  *   GET  /search?q=…         a transaction by transaction id, order id or approval number (auth)
  *   POST /search             the search form: the same, and a buyer identifier by its keyed hash (auth, same-origin)
@@ -36,15 +38,15 @@ import { buildReport, ReportNotFoundError } from '../report/report.ts'
 import { buildReportDetails } from '../report/report-details.ts'
 import { allowedHosts, requestActor, requireAuth, sameOriginWrites } from './auth.ts'
 import { recentAudit, recordAudit } from '../db/audit.ts'
-import { recentRuns, runFailures } from './dashboard-data.ts'
-import { BadRequestError, failureFilterOf, failuresQuery, parseParams, redriveBody, redriveFilter, runPageQuery, searchQuery, totalsQuery, transactionParams } from './params.ts'
+import { knownMerchants, recentRuns, runFailures } from './dashboard-data.ts'
+import { BadRequestError, failureFilterOf, failuresQuery, pageOf, parseParams, runsQuery, redriveBody, redriveFilter, runPageQuery, searchQuery, totalsQuery, transactionParams } from './params.ts'
 import { createMetrics } from './metrics.ts'
 import { chooseLanguage, tOf } from './i18n.ts'
 import { failuresPage, layout, runPage, runsPage } from './pages.ts'
 import { readDispatchStats } from '../throttle/dispatch-stats.ts'
 import { searchPage, totalsPage, transactionPage } from './receipt-pages.ts'
 import { buildPeriodTotals } from '../report/period-totals.ts'
-import { findReceipts, transactionView } from '../report/receipt-history.ts'
+import { searchReceipts, transactionView } from '../report/receipt-history.ts'
 import { formatPrintableReceipt } from '../report/printable-receipt.ts'
 import { html } from '../report/html.ts'
 
@@ -65,7 +67,6 @@ export interface DashboardDeps {
 
 export { BadRequestError, redriveFilter }
 
-const PAGE_SIZE = 100
 const READY_TIMEOUT_MS = 2_000
 
 export function createDashboardApp(deps: DashboardDeps): express.Express {
@@ -127,9 +128,14 @@ export function createDashboardApp(deps: DashboardDeps): express.Express {
     todayKst: kstToday(now()),
   })
 
-  app.get('/', async (_req, res) => {
-    const [runs, dispatch] = await Promise.all([recentRuns(deps.db), readDispatchStats(deps.redis, deps.queuePrefix).catch(() => undefined)])
-    res.type('html').send(runsPage(runs, dispatch, tOf(res)))
+  app.get('/', async (req, res) => {
+    const q = parseParams(runsQuery, req.query)
+    const [runs, merchants, dispatch] = await Promise.all([
+      recentRuns(deps.db, pageOf(q), q.merchant),
+      knownMerchants(deps.db),
+      readDispatchStats(deps.redis, deps.queuePrefix).catch(() => undefined),
+    ])
+    res.type('html').send(runsPage(runs, dispatch, tOf(res), { merchants, merchant: q.merchant, size: q.size, paged: q.after !== undefined || q.before !== undefined }))
   })
 
   // Who did what by hand: re-drives, cancels, reconciles, imports (src/db/audit.ts).
@@ -173,31 +179,39 @@ export function createDashboardApp(deps: DashboardDeps): express.Express {
     const q = parseParams(failuresQuery, req.query)
     await buildReport(deps.db, { runId }) // 404 for an unknown run
     const filter = failureFilterOf(q)
-    const offset = q.offset ?? 0
-    const [data, dry] = await Promise.all([
-      runFailures(deps.db, runId, filter, { limit: PAGE_SIZE, offset }),
-      redrive(redriveDeps(), { runId, ...filter }, { dryRun: true }),
+    const [data, merchants, dry] = await Promise.all([
+      runFailures(deps.db, runId, filter, pageOf(q)),
+      knownMerchants(deps.db),
+      // what the re-drive form would take: redrive has no merchant selector
+      redrive(redriveDeps(), { runId, provider: filter.provider, code: filter.code, errorClass: filter.errorClass }, { dryRun: true }),
     ])
-    res.type('html').send(failuresPage(runId, filter, data, { limit: PAGE_SIZE, offset }, dry.count, tOf(res)))
+    const list = { merchants, merchant: q.merchant, size: q.size, paged: q.after !== undefined || q.before !== undefined }
+    res.type('html').send(failuresPage(runId, filter, data, list, dry.count, tOf(res)))
   })
 
   // The search box posts its query, so a buyer identifier typed there travels in the body, never in
   // a URL (address bar, history, proxy and access logs, Referer); it is searched by its keyed hash
   // and not reflected: the page shows it masked. GET stays for ids, order ids and approval numbers
-  // (links, bookmarks) and does not search identifiers.
-  const search = async (q: string, res: Response, dataKeys: DataKeys | undefined) => {
-    const found = await findReceipts(deps.db, q, { dataKeys })
-    if (found.transactions.length === 1) {
+  // (links, bookmarks, the result pages' next/previous links) and does not search identifiers.
+  const search = async (input: unknown, res: Response, dataKeys: DataKeys | undefined) => {
+    const sq = parseParams(searchQuery, input)
+    const paged = sq.after !== undefined || sq.before !== undefined
+    const [found, merchants] = await Promise.all([
+      searchReceipts(deps.db, sq.q ?? '', { ...pageOf(sq), merchantId: sq.merchant, dataKeys }),
+      knownMerchants(deps.db),
+    ])
+    // one match straight away opens it (not when paging or filtering: the list is what was asked for)
+    if (found.transactions.length === 1 && !paged && !sq.merchant && !found.next) {
       res.redirect(303, tOf(res).href(`/transactions/${encodeURIComponent(found.transactions[0]!.transaction_id)}`))
       return
     }
-    res.type('html').send(searchPage(found, tOf(res)))
+    res.type('html').send(searchPage(found, tOf(res), { merchants, merchant: sq.merchant, size: sq.size, paged }))
   }
   app.get('/search', async (req, res) => {
-    await search(parseParams(searchQuery, req.query).q ?? '', res, undefined)
+    await search(req.query, res, undefined)
   })
   app.post('/search', express.urlencoded({ extended: false, limit: '4kb' }), async (req, res) => {
-    await search(parseParams(searchQuery, req.body ?? {}).q ?? '', res, deps.dataKeys)
+    await search(req.body ?? {}, res, deps.dataKeys)
   })
 
   app.get('/totals', async (req, res) => {

@@ -252,6 +252,23 @@ export const ko = {
   'latency.p50': 'p50 ms',
   'latency.p95': 'p95 ms',
   'latency.p99': 'p99 ms',
+  // Receipt page: the ledger's transition history
+  'transitions.title': '상태 변경 기록',
+  'transitions.time': '시각 (한국시간)',
+  'transitions.from': '이전 상태',
+  'transitions.to': '바뀐 상태',
+  'transitions.cause': '원인',
+  'transitions.run': '정산 실행',
+  'transitions.job': '작업',
+  'transitions.created': '(생성)',
+  'transitions.none': '상태 변경 기록이 생기기 전에 만들어진 영수증입니다. 위의 이력을 보세요.',
+  // Lists: merchant filter and pages
+  'list.merchant': '가맹점',
+  'list.pageSize': '페이지당',
+  'list.apply': '적용',
+  'list.first': '처음으로',
+  // Failure tables: the transaction's order name beside the error
+  'failures.orderName': '주문명',
 } as const
 
 export type MessageKey = keyof typeof ko

@@ -43,6 +43,15 @@ export function formatReceiptLookup(found: ReceiptLookup): string {
       if (r.error) out.push(`error: ${r.error.class ?? ''} ${r.error.code ?? ''} ${truncateToWidth(oneLine(r.error.message ?? ''), 100)}`.replace(/\s+/g, ' '))
       out.push('history:')
       for (const h of r.history) out.push(`  ${kstText(h.at)}  ${h.event.padEnd(9)} ${truncateToWidth(oneLine(h.detail), 100)}`)
+      if (r.transitions.length) {
+        out.push('transitions:')
+        out.push(
+          table(
+            ['time (KST)', 'from', 'to', 'cause', 'run', 'job'],
+            r.transitions.map((s) => [kstText(s.at), s.from_state ?? '(created)', s.to_state, s.cause, s.run_id ?? '-', s.job_id ?? '-']),
+          ),
+        )
+      }
     }
   }
   return out.join('\n')

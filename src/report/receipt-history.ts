@@ -4,16 +4,19 @@
  *
  * The history of a receipt is read from what the ledger records: its creation (with the run), every
  * provider call (issuance_attempts: time, operation, outcome, code, message, job), re-drives, the
- * issue and finish times, and its cancellation rows. No personal identifier is read beyond its
+ * issue and finish times, and its cancellation rows. Its transitions are the ledger's own record of
+ * every change of state (receipt_transitions, written with each change). No personal identifier is read beyond its
  * masked form; nothing is decrypted.
  *
  * A buyer identifier (phone, business number, card number) is found through its keyed search hash
  * (cash_transactions.identifier_search), computed under every configured data key: the identifier
  * is never compared, stored or returned in plaintext, and the lookup's `query` comes back masked.
  */
+import { sql } from 'kysely'
 import type { Db } from '../db/database.ts'
 import { searchHashesAllKeys, type DataKeys } from '../crypto/pii.ts'
 import { maskIdentifier, maskUnknown, parseIdentifier, searchableIdentifier } from '../domain/index.ts'
+import { keysetPage } from '../db/keyset.ts'
 
 export interface HistoryEvent {
   /** ISO instant. */
@@ -49,6 +52,22 @@ export interface ReceiptView {
   finished_at: string | null
   calls: { no: number; operation: string; outcome: string; http_status: number | null; code: string | null; message: string | null; started_at: string; latency_ms: number | null; job_id: string | null }[]
   history: HistoryEvent[]
+  /**
+   * Every change of state or owner as the ledger recorded it with the change (receipt_transitions),
+   * oldest first; empty for receipts created before the ledger kept it (see `history`).
+   */
+  transitions: TransitionView[]
+}
+
+/** One recorded transition: from (null at creation), to, when, why, and the run/job/worker behind it. */
+export interface TransitionView {
+  from_state: string | null
+  to_state: string
+  at: string
+  cause: string
+  run_id: string | null
+  job_id: string | null
+  worker_id: string | null
 }
 
 export interface TransactionView {
@@ -96,35 +115,62 @@ export interface FindOptions {
 
 /** The transactions a query names (at most `limit`), each with its receipts and their history. */
 export async function findReceipts(db: Db, query: string, opts: FindOptions = {}): Promise<ReceiptLookup> {
-  const limit = opts.limit ?? 20
+  const { next: _next, previous: _previous, ...found } = await searchReceipts(db, query, { size: opts.limit ?? 20, dataKeys: opts.dataKeys })
+  return found
+}
+
+/** Which page of a search: by merchant, the transactions after / before a transaction id (keyset). */
+export interface SearchPage {
+  readonly merchantId?: string
+  readonly after?: string
+  readonly before?: string
+  readonly size: number
+  /** To search buyer identifiers by their keyed hash; without keys, identifiers are not searched. */
+  readonly dataKeys?: DataKeys
+}
+
+/**
+ * {@link findReceipts} a page at a time (the dashboard's search): the matches ordered by transaction
+ * id, only the merchant's when one is given; `next` / `previous` are the cursors of the pages around.
+ */
+export async function searchReceipts(db: Db, query: string, page: SearchPage): Promise<ReceiptLookup & { next: string | null; previous: string | null }> {
   const trimmed = query.trim()
-  if (!trimmed) return { query: trimmed, transactions: [] }
+  if (!trimmed) return { query: trimmed, transactions: [], next: null, previous: null }
   const identifier = searchableIdentifier(trimmed)
   // The identifier never leaves this function as typed; ids, order ids and approval numbers do.
   const q = identifier === undefined ? trimmed : maskedQuery(identifier)
-  const matches = new Map<string, MatchedBy>()
-  const byId = await db.selectFrom('cash_transactions').select('transaction_id').where('transaction_id', '=', trimmed).execute()
-  for (const r of byId) matches.set(r.transaction_id, 'transaction_id')
-  const byApproval = await db.selectFrom('receipts').select('transaction_id').distinct().where('approval_number', '=', trimmed).limit(limit).execute()
-  for (const r of byApproval) if (!matches.has(r.transaction_id)) matches.set(r.transaction_id, 'approval_number')
-  const byOrder = await db.selectFrom('cash_transactions').select('transaction_id').where('order_id', '=', trimmed).orderBy('transaction_id').limit(limit).execute()
-  for (const r of byOrder) if (!matches.has(r.transaction_id)) matches.set(r.transaction_id, 'order_id')
-  if (identifier !== undefined && opts.dataKeys) {
-    const byBuyer = await db
-      .selectFrom('cash_transactions')
-      .select('transaction_id')
-      .where('identifier_search', 'in', searchHashesAllKeys(identifier, opts.dataKeys))
-      .orderBy('paid_at', 'desc')
-      .orderBy('transaction_id')
-      .limit(limit)
-      .execute()
-    for (const r of byBuyer) if (!matches.has(r.transaction_id)) matches.set(r.transaction_id, 'buyer_identifier')
-  }
-  const ids = [...matches.keys()].slice(0, limit)
-  const views = await Promise.all(ids.map((id) => transactionView(db, id)))
+  const got = await keysetPage<{ id: string; by: MatchedBy }, string>(page, (m) => m.id, async (cursor, limit) => {
+    const dir = cursor && !cursor.forward ? 'desc' : 'asc'
+    const around = (col: 't.transaction_id' | 'r.transaction_id') =>
+      cursor ? sql<boolean>`${sql.ref(col)} ${sql.raw(cursor.forward ? '>' : '<')} ${cursor.key}` : sql<boolean>`true`
+    const merchant = (col: 't.merchant_id' | 'r.merchant_id') => (page.merchantId ? sql<boolean>`${sql.ref(col)} = ${page.merchantId}` : sql<boolean>`true`)
+    const matches = new Map<string, MatchedBy>()
+    const byId = await db.selectFrom('cash_transactions as t').select('t.transaction_id').where('t.transaction_id', '=', trimmed)
+      .where(around('t.transaction_id')).where(merchant('t.merchant_id')).execute()
+    for (const r of byId) matches.set(r.transaction_id, 'transaction_id')
+    const byApproval = await db.selectFrom('receipts as r').select('r.transaction_id').distinct().where('r.approval_number', '=', trimmed)
+      .where(around('r.transaction_id')).where(merchant('r.merchant_id')).orderBy('r.transaction_id', dir).limit(limit).execute()
+    for (const r of byApproval) if (!matches.has(r.transaction_id)) matches.set(r.transaction_id, 'approval_number')
+    const byOrder = await db.selectFrom('cash_transactions as t').select('t.transaction_id').where('t.order_id', '=', trimmed)
+      .where(around('t.transaction_id')).where(merchant('t.merchant_id')).orderBy('t.transaction_id', dir).limit(limit).execute()
+    for (const r of byOrder) if (!matches.has(r.transaction_id)) matches.set(r.transaction_id, 'order_id')
+    if (identifier !== undefined && page.dataKeys) {
+      const byBuyer = await db.selectFrom('cash_transactions as t').select('t.transaction_id')
+        .where('t.identifier_search', 'in', searchHashesAllKeys(identifier, page.dataKeys))
+        .where(around('t.transaction_id')).where(merchant('t.merchant_id')).orderBy('t.transaction_id', dir).limit(limit).execute()
+      for (const r of byBuyer) if (!matches.has(r.transaction_id)) matches.set(r.transaction_id, 'buyer_identifier')
+    }
+    const ids = [...matches.keys()].sort()
+    if (dir === 'desc') ids.reverse()
+    return ids.slice(0, limit).map((id) => ({ id, by: matches.get(id)! }))
+  })
+  const views = await Promise.all(got.rows.map((m) => transactionView(db, m.id)))
+  const by = new Map(got.rows.map((m) => [m.id, m.by]))
   return {
     query: q,
-    transactions: views.filter((v): v is TransactionView => v !== undefined).map((v) => ({ ...v, matched_by: matches.get(v.transaction_id)! })),
+    transactions: views.filter((v): v is TransactionView => v !== undefined).map((v) => ({ ...v, matched_by: by.get(v.transaction_id)! })),
+    next: got.next,
+    previous: got.previous,
   }
 }
 
@@ -144,6 +190,9 @@ export async function transactionView(db: Db, transactionId: string): Promise<Tr
   const ids = receipts.map((r) => r.id)
   const calls = ids.length
     ? await db.selectFrom('issuance_attempts').selectAll().where('receipt_id', 'in', ids).orderBy('receipt_id').orderBy('started_at').orderBy('id').execute()
+    : []
+  const steps = ids.length
+    ? await db.selectFrom('receipt_transitions').select(['receipt_id', 'from_state', 'to_state', 'at', 'cause', 'run_id', 'job_id', 'worker_id']).where('receipt_id', 'in', ids).orderBy('id').execute()
     : []
   const runs = new Map<number, { trigger: string; business_date: string; started_at: Date }>()
   const runIds = [...new Set(receipts.flatMap((r) => [r.run_id, r.last_run_id]).filter((v): v is number => v !== null))]
@@ -239,6 +288,17 @@ export async function transactionView(db: Db, transactionId: string): Promise<Tr
           job_id: c.job_id,
         })),
         history,
+        transitions: steps
+          .filter((s) => s.receipt_id === r.id)
+          .map((s) => ({
+            from_state: s.from_state,
+            to_state: s.to_state,
+            at: iso(s.at)!,
+            cause: s.cause,
+            run_id: s.run_id === null ? null : String(s.run_id),
+            job_id: s.job_id,
+            worker_id: s.worker_id,
+          })),
       }
     }),
   }

@@ -67,6 +67,14 @@ describe('cash-receipts show', () => {
     expect(receipt.amounts.supply + receipt.amounts.vat + receipt.amounts.tax_free + receipt.amounts.service_fee).toBe(issued.total_amount)
     expect(receipt.calls.length).toBeGreaterThan(0)
     expect(receipt.history.map((h: { event: string }) => h.event)).toEqual(expect.arrayContaining(['created', 'issue', 'issued']))
+    // the ledger's own record: created by settlement, claimed by attempt 1, issued by it
+    // (a throttle deferral may put an attempt off: issuing → pending, deferred, then claimed again)
+    const steps = receipt.transitions.map((s: { from_state: string | null; to_state: string; cause: string }) => [s.from_state, s.to_state, s.cause])
+    expect(steps[0]).toEqual([null, 'pending', 'settle'])
+    expect(steps.at(-1)).toEqual(['issuing', 'issued', expect.stringMatching(/^(attempt:\d+|lookup)$/)])
+    for (let i = 1; i < steps.length; i++) expect(steps[i][0]).toBe(steps[i - 1][1])
+    expect(receipt.transitions[0].run_id).toBe(receipt.run_id)
+    expect(receipt.transitions.at(-1).job_id).toMatch(/\S/)
     expect(byId.stdout).not.toContain(issued.identifier)
 
     expect(JSON.parse(byOrder.stdout).transactions[0]).toMatchObject({ transaction_id: issued.transaction_id, matched_by: 'order_id' })
@@ -75,6 +83,8 @@ describe('cash-receipts show', () => {
     expect(byApproval.stdout).toContain(`Transaction ${issued.transaction_id} (matched by approval number)`)
     expect(byApproval.stdout).toContain(`approval number ${issued.approval_number}`)
     expect(byApproval.stdout).toMatch(/ KST {2}issued/)
+    expect(byApproval.stdout).toContain('transitions:')
+    expect(byApproval.stdout).toMatch(/\(created\) +│? *pending +│? *settle/)
     expect(byApproval.stdout).not.toContain(issued.identifier)
 
     expect(missing.code).toBe(2)

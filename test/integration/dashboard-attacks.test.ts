@@ -104,9 +104,11 @@ describe('security headers', () => {
 
 describe('query strings and form bodies: 400 with a message, never 500', () => {
   const cases: [string, string, RegExp][] = [
-    ['offset=1e308', 'GET', /offset: must be a whole number/],
-    ['offset=99999999999', 'GET', /offset: must be at most/],
-    ['offset=-1', 'GET', /offset: must be a whole number/],
+    ['after=1e308', 'GET', /after: must be a whole number/],
+    ['before=99999999999999999', 'GET', /before: must be a whole number/],
+    ['after=-1', 'GET', /after: must be a whole number/],
+    ['size=7', 'GET', /size: must be one of 50, 20, 100, 200/],
+    ['merchant=a%00b', 'GET', /merchant: must not contain control characters/],
     ['code=%00', 'GET', /code: must not contain control characters/],
     ['provider=a%0Db', 'GET', /provider: must not contain control characters/],
     ['code=a&code=b', 'GET', /code: expected a single text value/],

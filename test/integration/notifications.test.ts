@@ -477,6 +477,11 @@ describe('buyer notification', () => {
       await dashboard.close()
     }
 
+    for (const sub of [['notify'], ['notify', 'status'], ['notify', 'redrive']]) {
+      const help = await runCli([...sub, '--help'], env.env())
+      expect(help.code, sub.join(' ')).toBe(0)
+      expect(help.stdout).toContain(`Usage: cash-receipts ${sub.join(' ')}`)
+    }
     const status = await runCli(['notify', 'status', '--json'], env.env())
     expect(status.code, status.stderr).toBe(0)
     expect(JSON.parse(status.stdout)).toMatchObject({ failed: 1, by_channel: { sms: { failed: 1 } } })

@@ -3,7 +3,9 @@
  * that writes and reads `audit_log`. Selectors and counts hold ids, dates, codes and numbers only.
  */
 import { userInfo } from 'node:os'
+import { sql } from 'kysely'
 import type { Db } from './database.ts'
+import { keysetPage, type PageOf, type PageRequest } from './keyset.ts'
 
 export type AuditAction = 'redrive' | 'cancel' | 'reconcile' | 'import' | 'notify-redrive'
 
@@ -46,4 +48,18 @@ export async function auditSince(db: Db, since: Date, limit = 200): Promise<Audi
 export async function recentAudit(db: Db, limit = 50): Promise<AuditRow[]> {
   const rows = await db.selectFrom('audit_log').selectAll().orderBy('id', 'desc').limit(limit).execute()
   return rows.map((r) => ({ id: Number(r.id), at: r.at, actor: r.actor, action: r.action as AuditAction, selectors: r.selectors, counts: r.counts as Record<string, number> }))
+}
+
+/**
+ * The audit log, newest first, a keyset page of it (src/db/keyset.ts); with a merchant, only the
+ * actions whose selectors name it (`merchant`).
+ */
+export async function auditPage(db: Db, page: PageRequest<number>, merchantId?: string): Promise<PageOf<AuditRow, number>> {
+  return keysetPage<AuditRow, number>(page, (a) => a.id, async (cursor, limit) => {
+    let q = db.selectFrom('audit_log').selectAll()
+    if (cursor) q = q.where('id', cursor.forward ? '<' : '>', String(cursor.key))
+    if (merchantId) q = q.where(sql<boolean>`selectors ->> 'merchant' = ${merchantId}`)
+    const rows = await q.orderBy('id', cursor && !cursor.forward ? 'asc' : 'desc').limit(limit).execute()
+    return rows.map((r) => ({ id: Number(r.id), at: r.at, actor: r.actor, action: r.action as AuditAction, selectors: r.selectors, counts: r.counts as Record<string, number> }))
+  })
 }

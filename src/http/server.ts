@@ -37,12 +37,13 @@ import type { NotificationsQueue, ReceiptsQueue } from '../queue/queues.ts'
 import { buildReport, ReportNotFoundError } from '../report/report.ts'
 import { buildReportDetails } from '../report/report-details.ts'
 import { allowedHosts, requestActor, requireAuth, sameOriginWrites } from './auth.ts'
-import { recentAudit, recordAudit } from '../db/audit.ts'
+import { auditPage, recordAudit } from '../db/audit.ts'
 import { knownMerchants, recentRuns, runFailures } from './dashboard-data.ts'
 import { BadRequestError, failureFilterOf, failuresQuery, pageOf, parseParams, runsQuery, redriveBody, redriveFilter, runPageQuery, searchQuery, totalsQuery, transactionParams } from './params.ts'
 import { createMetrics } from './metrics.ts'
 import { chooseLanguage, tOf } from './i18n.ts'
 import { failuresPage, layout, runPage, runsPage } from './pages.ts'
+import { listFilterForm, pager } from './list-controls.ts'
 import { readDispatchStats } from '../throttle/dispatch-stats.ts'
 import { searchPage, totalsPage, transactionPage } from './receipt-pages.ts'
 import { buildPeriodTotals } from '../report/period-totals.ts'
@@ -139,14 +140,18 @@ export function createDashboardApp(deps: DashboardDeps): express.Express {
   })
 
   // Who did what by hand: re-drives, cancels, reconciles, imports (src/db/audit.ts).
-  app.get('/audit', async (_req, res) => {
+  app.get('/audit', async (req, res) => {
     const t = tOf(res)
-    const rows = await recentAudit(deps.db, 200)
+    const q = parseParams(runsQuery, req.query)
+    const paged = q.after !== undefined || q.before !== undefined
+    const [page, merchants] = await Promise.all([auditPage(deps.db, pageOf(q), q.merchant), knownMerchants(deps.db)])
+    const rows = page.rows
     const json = (o: object) => Object.entries(o).map(([k, v]) => `${k}=${String(v)}`).join(' ')
     res.type('html').send(
       layout(
         t('nav.audit'),
-        html`<section>
+        html`<section>${listFilterForm(t, 'audit-filters', merchants, { merchant: q.merchant, size: q.size })}</section>
+          <section>
           <table id="audit">
             <thead>
               <tr><th>${t('audit.time')}</th><th>${t('audit.actor')}</th><th>${t('audit.action')}</th><th>${t('audit.selectors')}</th><th>${t('audit.counts')}</th></tr>
@@ -155,6 +160,7 @@ export function createDashboardApp(deps: DashboardDeps): express.Express {
               ${rows.map((a) => html`<tr data-audit="${a.id}"><td>${kstDateTime(a.at)}</td><td>${a.actor}</td><td>${a.action}</td><td>${json(a.selectors)}</td><td>${json(a.counts)}</td></tr>`)}
             </tbody>
           </table>
+          ${pager(t, '/audit', { merchant: q.merchant, size: q.size }, page, paged)}
         </section>`,
         { t },
       ),

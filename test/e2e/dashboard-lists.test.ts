@@ -10,6 +10,7 @@ import type { Page } from 'playwright-core'
 import { startSandbox, type Sandbox } from '../../sandbox/index.ts'
 import type { RunningDashboard } from '../../src/http/server.ts'
 import { kstDateTime } from '../../src/domain/index.ts'
+import { recordAudit } from '../../src/db/audit.ts'
 import { createTestEnv, type TestEnv } from '../helpers/test-env.ts'
 import { importDay, settle, waitForRun } from '../helpers/pipeline.ts'
 import { launchChromium, type Browser } from '../helpers/browser.ts'
@@ -167,6 +168,21 @@ describe('the runs list', () => {
     const walked = await walkNext('#runs tbody tr', 'data-run')
     expect(walked).toEqual(scoped.map((r) => String(r.id)))
     expect(walked).not.toContain(ids[1]) // an unscoped re-drive run with no receipts of the merchant
+  })
+})
+
+describe('the audit log', () => {
+  it('pages newest first and filters by the merchant an action names', async () => {
+    const merchant = (await db().selectFrom('merchants').select('id').orderBy('id').executeTakeFirstOrThrow()).id
+    for (let i = 0; i < 25; i++) {
+      await recordAudit(db(), { actor: 'ops-test', action: 'notify-redrive', selectors: i % 5 === 0 ? { channel: 'email', merchant } : { channel: 'sms' }, counts: { notifications: i } })
+    }
+    const ids = (await db().selectFrom('audit_log').select('id').orderBy('id', 'desc').execute()).map((r) => String(r.id))
+    await page.goto(`${dashboard.url}/audit?size=20`)
+    expect(await walkNext('#audit tbody tr', 'data-audit')).toEqual(ids)
+    await page.locator('#audit-filters select[name="merchant"]').selectOption(merchant)
+    await page.locator('#audit-filters button[type="submit"]').click()
+    expect(await attrs('#audit tbody tr', 'data-audit')).toHaveLength(5)
   })
 })
 

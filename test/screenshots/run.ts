@@ -11,7 +11,10 @@
  */
 process.env.TEST_DB_NS ??= 'shots'
 const { default: prepareDatabases } = await import('../global-setup.ts')
-const { mkdir, writeFile } = await import('node:fs/promises')
+const { mkdir, mkdtemp, rm, writeFile } = await import('node:fs/promises')
+const { tmpdir } = await import('node:os')
+const { generateDay, toCsv } = await import('../../src/demo/generate.ts')
+const { importTransactions } = await import('../../src/import/import-transactions.ts')
 const { join, relative } = await import('node:path')
 const { startSandbox } = await import('../../sandbox/index.ts')
 const { kstToday, kstYesterday } = await import('../../src/domain/index.ts')
@@ -21,6 +24,8 @@ const { launchChromium } = await import('../helpers/browser.ts')
 const { glyphReport, tofu } = await import('../helpers/glyphs.ts')
 
 const OUT = join(ROOT, 'docs', 'screenshots')
+/** A made-up phone number (the demo's data is generated, no real person's). */
+const REGULAR_BUYER = '01055501234'
 const say = (m: string) => process.stderr.write(`» ${m}\n`)
 
 await prepareDatabases()
@@ -34,6 +39,35 @@ try {
   const day = kstYesterday(Date.now())
   say(`importing and settling ${day} (NTS failing: some receipts fail)…`)
   sandbox.setFaults('nts:5xx=1')
+  // A regular buyer with three payments, so a search by their phone number lists several transactions.
+  const regular = generateDay({
+    businessDate: day,
+    count: 3,
+    seed: 7,
+    providers: ['payssam'],
+    idPrefix: 'REGULAR',
+    merchants: app.config.merchants.map((m) => ({ id: m.id, mandatoryIssuer: m.mandatoryIssuer })),
+  })
+  const tmp = await mkdtemp(join(tmpdir(), 'crt-shots-'))
+  await writeFile(
+    join(tmp, 'regular.csv'),
+    toCsv({
+      ...regular,
+      rows: regular.rows.map((r) => ({
+        ...r,
+        identifier: REGULAR_BUYER,
+        identifier_type: '',
+        purpose: 'deduction',
+        buyer_name: '홍길동',
+      })),
+    }),
+  )
+  const imported = await importTransactions(app.db(), app.config.dataKeys, join(tmp, 'regular.csv'), {
+    nowMs: Date.now(),
+  })
+  if (!imported.written || imported.errors.length)
+    throw new Error(`the regular buyer's rows did not import: ${JSON.stringify(imported.errors)}`)
+  await rm(tmp, { recursive: true, force: true })
   await importDay(app, { businessDate: day, count: 60, seed: 22, idPrefix: 'SHOT' }, (p) =>
     sandbox.registerPortonePayments(p.map((x) => ({ ...x, status: 'paid' as const }))),
   )
@@ -85,7 +119,12 @@ try {
       path: '/search',
       korean: 'header h1',
       before: async () => {
-        await page.locator('#search-form input[name="q"]').fill(shown.approval_number ?? '')
+        await page.locator('#search-form input[name="q"]').fill(REGULAR_BUYER)
+        await Promise.all([
+          page.waitForURL(/\/search/),
+          page.locator('#search-form button[type="submit"]').click(),
+        ])
+        await page.locator('#search-results').waitFor()
       },
     },
     { file: 'receipt-page.png', path: tx(cancelled.transaction_id), korean: 'section.receipt h2' },

@@ -29,7 +29,7 @@ afterAll(async () => {
   await sandbox?.close()
 })
 
-const COMMANDS = ['migrate', 'import', 'settle', 'worker', 'scheduler', 'redrive', 'cancel', 'reconcile', 'rekey', 'report', 'show', 'receipt', 'sandbox', 'serve', 'demo']
+const COMMANDS = ['migrate', 'import', 'settle', 'worker', 'scheduler', 'redrive', 'notify', 'cancel', 'reconcile', 'recover', 'rekey', 'report', 'show', 'receipt', 'sandbox', 'serve', 'demo']
 
 describe('cash-receipts CLI', () => {
   it('has --help on every command', async () => {

@@ -42,7 +42,9 @@ export async function cancelChangedTransactions(
     const amount = receipted - stillPaid
     if (amount <= 0) continue
     const partial = stillPaid > 0
-    const fullOnly = partial && !deps.providers.get(row.merchant_id, row.provider).provider.capabilities.partialCancel
+    const caps = deps.providers.get(row.merchant_id, row.provider).provider.capabilities
+    // Full cancel + re-issue where the provider cannot cancel part of this receipt (now).
+    const fullOnly = partial && (!caps.partialCancel || (caps.partialCancelOnlyFinal === true && row.provisional))
     const attention = (why: string) => ({ transaction_id: id, result: `needs attention: ${why}`, action: 'needs_attention' as const, cancel_amount: 0, reissue_amount: null })
     if (fullOnly) {
       const keys = { provider: row.provider, providerKey: row.provider_key, idempotencyKey: row.idempotency_key, portonePayment: row.portone_payment }

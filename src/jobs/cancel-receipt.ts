@@ -92,10 +92,16 @@ export async function requestCancellation(
       if (!reissueKeys({ provider: issue.provider, providerKey: issue.provider_key, idempotencyKey: issue.idempotency_key, portonePayment: issue.portone_payment }, issue.seq + 1)) {
         throw new CancelInputError(`${issue.provider} cannot issue a second receipt for this payment under a key of its own; the refund needs a person`)
       }
-    } else if (partial && !deps.providers.get(issue.merchant_id, issue.provider).provider.capabilities.partialCancel) {
-      throw new CancelInputError(
-        `--amount: ${issue.provider} cannot cancel part of a receipt; cancel it fully and issue a new receipt for the remainder`,
-      )
+    } else if (partial) {
+      const caps = deps.providers.get(issue.merchant_id, issue.provider).provider.capabilities
+      if (!caps.partialCancel) {
+        throw new CancelInputError(`--amount: ${issue.provider} cannot cancel part of a receipt; cancel it fully and issue a new receipt for the remainder`)
+      }
+      if (caps.partialCancelOnlyFinal && issue.provisional) {
+        throw new CancelInputError(
+          `--amount: ${issue.provider} cancels part of a receipt only once the tax authority has it on file (after the nightly filing and reconcile); import the refund instead (the receipt is withdrawn and what is still paid re-issued), or cancel part later`,
+        )
+      }
     }
     const split = partialSplit(issue, amount)
     // Cancel rows are numbered per transaction ((transaction, kind, seq) is unique), across re-issues.

@@ -105,8 +105,12 @@ export function reissueKeys(
     case 'payssam':
       // bill_id: at most 20 alphanumerics.
       return { providerKey: `CR${digest(`${base}\u0000R${seq}`).slice(0, 18).toUpperCase()}`, idempotencyKey }
+    case 'popbill':
+      // mgtKey: at most 24 of [A-Za-z0-9_-]. Used when a receipt not yet filed is refunded in part:
+      // it is withdrawn in full and what is still paid re-issued (partialCancelOnlyFinal).
+      return { providerKey: `CR${digest(`${base}\u0000R${seq}`).slice(0, 22).toUpperCase()}`, idempotencyKey }
     default:
-      // NTS, Toss and Popbill cancel partially: no re-issue.
+      // NTS and Toss cancel partially: no re-issue.
       return null
   }
 }

@@ -101,6 +101,13 @@ export interface ProviderCapabilities {
    * (Toss, one to two days), and reconcile reads it (docs/exactly-once.md, deferred results).
    */
   readonly deferredResults?: boolean
+  /**
+   * Part of a receipt can be cancelled only once the tax authority has its final result (Popbill: a
+   * revocation needs the original filed, state 304; before the midnight filing only a withdrawal of
+   * the whole receipt is possible). While the ledger holds the receipt provisional, a partial refund
+   * is a full cancel followed by a re-issue of what is still paid.
+   */
+  readonly partialCancelOnlyFinal?: boolean
   /** Can look up the cash-funded part of a Naver Pay payment (PortOne V1). */
   readonly naverCashAmount: boolean
 }

@@ -42,7 +42,7 @@ describe('a day with refunds', () => {
     // (PortOne V1 only for external receipts: its imp_uid route cannot re-issue).
     const issued = await app.db().selectFrom('receipts').select(['transaction_id', 'provider', 'portone_payment']).where('run_id', '=', run).where('state', '=', 'issued').where('kind', '=', 'issue').orderBy('id').execute()
     const picks = new Map<string, 'partial' | 'cancel'>()
-    for (const p of ['portone', 'portone-v2', 'payssam', 'nts', 'toss']) {
+    for (const p of ['portone', 'portone-v2', 'payssam', 'nts', 'toss', 'popbill']) {
       const of = issued.filter((r) => r.provider === p && !(p === 'portone' && r.portone_payment))
       if (of[0]) picks.set(of[0].transaction_id, 'partial')
       if (of[1]) picks.set(of[1].transaction_id, 'cancel')
@@ -58,6 +58,11 @@ describe('a day with refunds', () => {
     expect(res.updated).toBe(rows.length)
     const requested = await app.cancelChanged(res.changedTransactionIds)
     expect(requested.filter((c) => c.action === 'needs_attention')).toEqual([])
+    // Popbill revokes part of a receipt only once it is filed: the same-day partial refund of a
+    // provisional one is a withdrawal in full and a re-issue of what is still paid.
+    const popbillPartial = [...picks].find(([id, how]) => how === 'partial' && issued.find((r) => r.transaction_id === id)?.provider === 'popbill')
+    expect(popbillPartial).toBeDefined()
+    expect(requested.find((c) => c.transaction_id === popbillPartial![0])?.action).toBe('cancel_and_reissue')
 
     // Everything settles: no cancel or re-issue left in flight.
     await eventually(async () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import fc from 'fast-check'
-import { cancelIdempotencyKey, deriveProviderKeys, redriveIdempotencyKey } from '../../src/providers/keys.ts'
+import { cancelIdempotencyKey, deriveProviderKeys, redriveIdempotencyKey, reissueKeys } from '../../src/providers/keys.ts'
 import { PROVIDERS } from '../../src/domain/index.ts'
 
 const tx = fc.record({
@@ -30,6 +30,19 @@ describe('deterministic provider keys', () => {
         if (t.provider === 'payssam') expect(k.providerKey).toMatch(/^[A-Za-z0-9]{1,20}$/)
         // Popbill mgtKey: ≤ 24 of [A-Za-z0-9_-]; without '-', so no original key is a revocation's.
         if (t.provider === 'popbill') expect(k.providerKey).toMatch(/^[A-Za-z0-9_]{1,24}$/)
+      }),
+    )
+  })
+
+  it('re-issue a Popbill receipt under a mgtKey of its own per seq, which fits and is no revocation key', () => {
+    fc.assert(
+      fc.property(tx, fc.integer({ min: 1, max: 50 }), (t, seq) => {
+        const k = deriveProviderKeys({ ...t, provider: 'popbill' })
+        const r = reissueKeys({ provider: 'popbill', ...k }, seq)!
+        expect(r.providerKey).toMatch(/^[A-Za-z0-9_]{1,24}$/)
+        expect(r.providerKey).not.toBe(k.providerKey)
+        expect(r).toEqual(reissueKeys({ provider: 'popbill', ...k }, seq))
+        expect(reissueKeys({ provider: 'popbill', ...r }, seq + 1)!.providerKey).not.toBe(r.providerKey)
       }),
     )
   })

@@ -343,7 +343,7 @@ export function createPopbillProvider(deps: ProviderDeps<PopbillCredentials>): C
     name: 'popbill',
     // The seller's 사업자번호 is stored encrypted elsewhere: limiter keys and logs carry a digest of it.
     credentialId: `popbill-${createHash('sha256').update(`${creds.linkId}\u0000${corpNum}`, 'utf8').digest('hex').slice(0, 16)}`,
-    capabilities: { partialCancel: true, naverCashAmount: false, deferredResults: true },
+    capabilities: { partialCancel: true, partialCancelOnlyFinal: true, naverCashAmount: false, deferredResults: true },
     bulk,
     async issue(req: IssueRequest, ctx?: CallContext) {
       const registIssue = () =>

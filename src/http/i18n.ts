@@ -19,3 +19,12 @@ export function chooseLanguage() {
 
 /** The request's translator (Korean when the middleware did not run, e.g. in a unit test). */
 export const tOf = (res: Response): Translator => (res.locals.t as Translator | undefined) ?? translator('ko')
+
+/**
+ * The translator of an error page: its language switch leads to the home page instead of echoing
+ * the URL that was asked for, which may hold whatever was mistyped into it (an identifier, say).
+ */
+export function errorPageT(res: Response): Translator {
+  const t = tOf(res)
+  return translator(t.lang, { explicit: t.explicit, url: '/' })
+}

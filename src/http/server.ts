@@ -41,7 +41,7 @@ import { auditPage, recordAudit } from '../db/audit.ts'
 import { knownMerchants, recentRuns, runFailures } from './dashboard-data.ts'
 import { BadRequestError, failureFilterOf, failuresQuery, pageOf, parseParams, runsQuery, redriveBody, redriveFilter, runPageQuery, searchQuery, totalsQuery, transactionParams } from './params.ts'
 import { createMetrics } from './metrics.ts'
-import { chooseLanguage, tOf } from './i18n.ts'
+import { chooseLanguage, errorPageT, tOf } from './i18n.ts'
 import { failuresPage, layout, runPage, runsPage } from './pages.ts'
 import { listFilterForm, pager } from './list-controls.ts'
 import { readDispatchStats } from '../throttle/dispatch-stats.ts'
@@ -279,7 +279,7 @@ export function createDashboardApp(deps: DashboardDeps): express.Express {
   )
 
   app.use((_req: Request, res: Response) => {
-    const t = tOf(res)
+    const t = errorPageT(res)
     res
       .status(404)
       .type('html')
@@ -296,7 +296,7 @@ export function createDashboardApp(deps: DashboardDeps): express.Express {
   app.use((err: unknown, _req: Request, res: Response, next: NextFunction) => {
     if (res.headersSent) return next(err)
     if (err instanceof ReportNotFoundError) {
-      const t = tOf(res)
+      const t = errorPageT(res)
       const what = err.message.startsWith('no transaction') ? t('common.noTransaction') : t('common.noRun')
       res
         .status(404)

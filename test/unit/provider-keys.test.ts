@@ -42,7 +42,7 @@ describe('deterministic provider keys', () => {
         expect(r.providerKey).toMatch(/^[A-Za-z0-9_]{1,24}$/)
         expect(r.providerKey).not.toBe(k.providerKey)
         expect(r).toEqual(reissueKeys({ provider: 'popbill', ...k }, seq))
-        expect(reissueKeys({ provider: 'popbill', ...r }, seq + 1)!.providerKey).not.toBe(r.providerKey)
+        expect(reissueKeys({ provider: 'popbill', ...r, portonePayment: false }, seq + 1)!.providerKey).not.toBe(r.providerKey)
       }),
     )
   })

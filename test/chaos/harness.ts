@@ -155,6 +155,12 @@ function spawnCli(args: string[], env: Record<string, string>, sink: { out: stri
   return child
 }
 
+/** Resolves when the process has exited, also when it already had. */
+function exitOf(child: ChildProcess): Promise<unknown> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve()
+  return new Promise((r) => child.once('exit', r))
+}
+
 async function startRedis(port: number, dir: string): Promise<ChildProcess> {
   const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--appendfsync', 'everysec', '--save', '', '--maxmemory-policy', 'noeviction'], { stdio: 'ignore' })
   const r = new Redis({ port, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null })
@@ -256,6 +262,15 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
   let redisDir = await mkdtemp(join(tmpdir(), 'cr-chaos-redis-'))
   const redisPort = await freePort()
   let redisChild = await startRedis(redisPort, redisDir)
+  // The Redis phases take turns: on a loaded machine a restart (SHUTDOWN, then a new server that
+  // answers) can outlast the gap to the next phase, which then waited for the exit of a server that
+  // had already exited, and the run hung for good.
+  let redisQueue: Promise<unknown> = Promise.resolve()
+  const redisTurn = (f: () => Promise<void>): Promise<void> => {
+    const turn = redisQueue.then(f)
+    redisQueue = turn.catch(() => {})
+    return turn
+  }
   const redisUrl = `redis://127.0.0.1:${redisPort}`
   const sink = { out: '' }
   const prefix = `chaos${Date.now().toString(36)}`
@@ -488,16 +503,18 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
       phases.push(
         (async () => {
           await at(n)
-          log('chaos: restarting Redis (AOF keeps the queue)')
-          // Listen for the exit before asking: SHUTDOWN closes the connection without a reply.
-          const exited = new Promise((r) => redisChild.once('exit', r))
-          const admin = new Redis(redisUrl, { maxRetriesPerRequest: 0, retryStrategy: () => null, autoResendUnfulfilledCommands: false })
-          admin.on('error', () => {})
-          await admin.call('SHUTDOWN').catch(() => {})
-          admin.disconnect()
-          await exited
-          redisChild = await startRedis(redisPort, redisDir)
-          figures.redis_restarts = 1
+          await redisTurn(async () => {
+            log('chaos: restarting Redis (AOF keeps the queue)')
+            // Listen for the exit before asking: SHUTDOWN closes the connection without a reply.
+            const exited = exitOf(redisChild)
+            const admin = new Redis(redisUrl, { maxRetriesPerRequest: 0, retryStrategy: () => null, autoResendUnfulfilledCommands: false })
+            admin.on('error', () => {})
+            await admin.call('SHUTDOWN').catch(() => {})
+            admin.disconnect()
+            await exited
+            redisChild = await startRedis(redisPort, redisDir)
+            figures.redis_restarts = 1
+          })
         })(),
       )
     }
@@ -506,18 +523,20 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
       phases.push(
         (async () => {
           await at(n)
-          const openBefore = await open()
-          log(`chaos: Redis lost (SIGKILL, AOF removed, ${opts.redisDownMs} ms down, started empty) with ${openBefore} receipts open`)
-          const exited = new Promise((r) => redisChild.once('exit', r))
-          redisChild.kill('SIGKILL')
-          await exited
-          await rm(redisDir, { recursive: true, force: true })
-          redisDir = await mkdtemp(join(tmpdir(), 'cr-chaos-redis-'))
-          await mkdir(redisDir, { recursive: true })
-          await sleep(opts.redisDownMs)
-          redisChild = await startRedis(redisPort, redisDir)
-          figures.redis_lost = 1
-          figures.redis_lost_open_receipts = openBefore
+          await redisTurn(async () => {
+            const openBefore = await open()
+            log(`chaos: Redis lost (SIGKILL, AOF removed, ${opts.redisDownMs} ms down, started empty) with ${openBefore} receipts open`)
+            const exited = exitOf(redisChild)
+            redisChild.kill('SIGKILL')
+            await exited
+            await rm(redisDir, { recursive: true, force: true })
+            redisDir = await mkdtemp(join(tmpdir(), 'cr-chaos-redis-'))
+            await mkdir(redisDir, { recursive: true })
+            await sleep(opts.redisDownMs)
+            redisChild = await startRedis(redisPort, redisDir)
+            figures.redis_lost = 1
+            figures.redis_lost_open_receipts = openBefore
+          })
         })(),
       )
     }

@@ -42,8 +42,8 @@ export const migrations: Record<string, Migration> = {
   '2026_12_05_0281_audit_log': auditLog,
   '2026_12_05_0300_toss_provisional': tossProvisional,
   '2026_12_05_0400_popbill_provider': popbillProvider,
-  '2026_12_05_0460_transactions_identifier_search': identifierSearch,
-  '2026_12_05_0480_receipt_transitions': receiptTransitions,
   '2026_12_05_0420_provider_batches': providerBatches,
   '2026_12_05_0440_notifications': notifications,
+  '2026_12_05_0460_transactions_identifier_search': identifierSearch,
+  '2026_12_05_0480_receipt_transitions': receiptTransitions,
 }

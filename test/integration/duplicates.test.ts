@@ -115,7 +115,9 @@ describe('reconcile finds duplicates at NTS', () => {
       expect(families.get('cash_receipts_duplicates_total')?.samples).toEqual([{ name: 'cash_receipts_duplicates_total', labels: { provider: 'nts' }, value: 3 }])
       expect(families.get('cash_receipts_duplicates_unrepaired')?.samples).toEqual([{ name: 'cash_receipts_duplicates_unrepaired', labels: { provider: 'nts' }, value: 0 }])
       const page = await (await fetch(`${dashboard.url}/runs/${victims[0]!.run_id}`, auth)).text()
-      expect(page).toContain('Duplicate receipts at providers: 3 (0 not repaired)')
+      expect(page).toContain('발급사 중복 영수증: 3건 (미정정 0건)')
+      const english = await (await fetch(`${dashboard.url}/runs/${victims[0]!.run_id}?lang=en`, auth)).text()
+      expect(english).toContain('Duplicate receipts at providers: 3 (0 not repaired)')
       for (const a of dupApprovals) expect(page).toContain(a)
     } finally {
       await dashboard.close()

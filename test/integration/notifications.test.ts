@@ -466,6 +466,8 @@ describe('buyer notification', () => {
       return n?.state === 'failed' ? n : undefined
     }, 30_000)
     expect(failed).toMatchObject({ error_class: 'permanent', error_code: 'REJECTED', sends: 1 })
+    // The email of the same event goes its own way: wait until it is sent too.
+    await eventually(async () => (await notificationsOf(r.id)).find((x) => x.channel === 'email')?.state === 'sent', 30_000)
     expect((await env.app.report({ date: '2026-06-05' })).notifications).toMatchObject({ failed: 1, sent: 1 })
 
     const dashboard = await notifierApp.startDashboard({ port: 0, host: '127.0.0.1' })

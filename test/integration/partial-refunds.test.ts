@@ -113,7 +113,8 @@ describe('a partial refund at a provider that cancels only in full', () => {
     const dashboard = await env.app.startDashboard({ port: 0, host: '127.0.0.1' })
     try {
       const page = await (await fetch(`${dashboard.url}/runs/${issue!.run_id}`)).text()
-      expect(page).toContain('Needs attention (확인 필요): 1')
+      expect(page).toContain('확인 필요: 1건')
+      expect(await (await fetch(`${dashboard.url}/runs/${issue!.run_id}?lang=en`)).text()).toContain('Needs attention: 1')
       expect(page).toMatch(/<td>PR-V1<\/td>\s*<td>portone<\/td>\s*<td>partial refund not receipted/)
     } finally {
       await dashboard.close()

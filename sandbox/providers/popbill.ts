@@ -264,6 +264,19 @@ export function createPopbillSim(opts: { readonly clock: () => number; readonly 
   }
   const isAnswer = (v: unknown): v is SimResponse => typeof v === 'object' && v !== null && 'status' in v
 
+  /** The four amounts of a Cashbill (issue, and a partial revocation), in Popbill's order of checks. */
+  function amountsOf(c: Fields): { serviceFee: number; supplyCost: number; tax: number; totalAmount: number } | SimResponse {
+    const serviceFee = amount(c.serviceFee, [-14001008, '봉사료가 입력되지 않았습니다.'], [-14001009, '봉사료는 음수를 입력할 수 없습니다.'])
+    if (isAnswer(serviceFee)) return serviceFee
+    const supplyCost = amount(c.supplyCost, [-14001010, '공급가액이 입력되지 않았습니다.'], [-14001011, '공급가액은 음수를 입력할 수 없습니다.'])
+    if (isAnswer(supplyCost)) return supplyCost
+    const tax = amount(c.tax, [-14001012, '부가세가 입력되지 않았습니다.'], [-14001013, '부가세는 음수를 입력할 수 없습니다.'])
+    if (isAnswer(tax)) return tax
+    const totalAmount = amount(c.totalAmount, [-14001014, '합계금액이 입력되지 않았습니다.'], [-14001015, '합계금액은 음수를 입력할 수 없습니다.'])
+    if (isAnswer(totalAmount)) return totalAmount
+    return { serviceFee, supplyCost, tax, totalAmount }
+  }
+
   /** Validates one Cashbill for issue at `atMs` by seller `corpNum`; the fields, or the error answer. */
   function validate(c: Fields | null, corpNum: string, atMs: number) {
     if (!c) return fail(400, -14001000, '현금영수증 정보가 입력되지 않았습니다.')
@@ -285,14 +298,9 @@ export function createPopbillSim(opts: { readonly clock: () => number; readonly 
     const selfIssue = identityNum === '010-000-1234'
     if (selfIssue && c.tradeUsage !== '소득공제용') return fail(400, -14001004, '자진발급(010-000-1234)은 소득공제용만 가능합니다.')
     if (!selfIssue && !/^\d{1,30}$/.test(identityNum)) return fail(400, -14001004, '식별번호는 숫자만 입력할 수 있습니다.')
-    const serviceFee = amount(c.serviceFee, [-14001008, '봉사료가 입력되지 않았습니다.'], [-14001009, '봉사료는 음수를 입력할 수 없습니다.'])
-    if (isAnswer(serviceFee)) return serviceFee
-    const supplyCost = amount(c.supplyCost, [-14001010, '공급가액이 입력되지 않았습니다.'], [-14001011, '공급가액은 음수를 입력할 수 없습니다.'])
-    if (isAnswer(supplyCost)) return supplyCost
-    const tax = amount(c.tax, [-14001012, '부가세가 입력되지 않았습니다.'], [-14001013, '부가세는 음수를 입력할 수 없습니다.'])
-    if (isAnswer(tax)) return tax
-    const totalAmount = amount(c.totalAmount, [-14001014, '합계금액이 입력되지 않았습니다.'], [-14001015, '합계금액은 음수를 입력할 수 없습니다.'])
-    if (isAnswer(totalAmount)) return totalAmount
+    const amounts = amountsOf(c)
+    if (isAnswer(amounts)) return amounts
+    const { serviceFee, supplyCost, tax, totalAmount } = amounts
     let tradeDT = kstStamp(atMs)
     if (c.tradeDT !== undefined && c.tradeDT !== '') {
       const t = c.tradeDT
@@ -483,15 +491,9 @@ export function createPopbillSim(opts: { readonly clock: () => number; readonly 
     let amounts = { supplyCost: original.supplyCost, tax: original.tax, serviceFee: original.serviceFee, totalAmount: left }
     const partial = c.isPartCancel === true || c.isPartCancel === 'true'
     if (partial) {
-      const serviceFee = amount(c.serviceFee, [-14001008, '봉사료가 입력되지 않았습니다.'], [-14001009, '봉사료는 음수를 입력할 수 없습니다.'])
-      if (isAnswer(serviceFee)) return serviceFee
-      const supplyCost = amount(c.supplyCost, [-14001010, '공급가액이 입력되지 않았습니다.'], [-14001011, '공급가액은 음수를 입력할 수 없습니다.'])
-      if (isAnswer(supplyCost)) return supplyCost
-      const tax = amount(c.tax, [-14001012, '부가세가 입력되지 않았습니다.'], [-14001013, '부가세는 음수를 입력할 수 없습니다.'])
-      if (isAnswer(tax)) return tax
-      const totalAmount = amount(c.totalAmount, [-14001014, '합계금액이 입력되지 않았습니다.'], [-14001015, '합계금액은 음수를 입력할 수 없습니다.'])
-      if (isAnswer(totalAmount)) return totalAmount
-      amounts = { supplyCost, tax, serviceFee, totalAmount }
+      const given = amountsOf(c)
+      if (isAnswer(given)) return given
+      amounts = given
     } else if (original.cancelledAmount > 0) {
       // The rest of a receipt already partly revoked.
       amounts = { ...amounts, supplyCost: Math.max(0, left - original.tax - original.serviceFee), totalAmount: left }

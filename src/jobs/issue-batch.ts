@@ -25,8 +25,6 @@
  */
 import { createHash } from 'node:crypto'
 import { DelayedError, UnrecoverableError, type Job } from 'bullmq'
-import type { Logger } from 'pino'
-import type { Db } from '../db/database.ts'
 import {
   claimBatch,
   fenceBatchSend,
@@ -38,7 +36,7 @@ import {
   type BatchStep,
   type Transition,
 } from '../db/ledger.ts'
-import { decryptPii, type DataKeys } from '../crypto/pii.ts'
+import { decryptPii } from '../crypto/pii.ts'
 import {
   SELF_ISSUE_NUMBER,
   kstToday,
@@ -52,26 +50,15 @@ import { ThrottleDeferError, type Throttle } from '../throttle/throttle.ts'
 import type { ReceiptToQueue } from './enqueue-receipts.ts'
 import { LeaseLostError } from './lease.ts'
 import { attemptOf, type JobResult } from './outcome-policy.ts'
-import type { ProviderSource } from './provider-source.ts'
+import type { IssueCallDeps } from './issue-receipt.ts'
 
-export interface BatchDeps {
-  readonly db: Db
-  readonly providers: ProviderSource
-  readonly dataKeys: DataKeys
-  readonly logger: Logger
-  readonly workerId: string
-  readonly leaseMs: number
-  /** Worst-case duration of one provider call: what the fence makes the leases cover. */
-  readonly callBudgetMs: number
-  /** This worker's WORKER_ATTEMPTS. */
-  readonly attempts?: number
+export interface BatchDeps extends IssueCallDeps {
   /** Puts receipts handed to the single path on the queue now (else the recovery pass does it). */
   readonly enqueueSingle?: (rows: readonly ReceiptToQueue[]) => Promise<unknown>
   /** Delay between result polls, ms (the provider asks for 2–5 s). */
   readonly pollMs?: { readonly min: number; readonly max: number }
   /** Polls after which the batch is decided by looking its keys up (lookupMany) instead. */
   readonly maxPolls?: number
-  readonly now?: () => number
 }
 
 const DEFAULT_POLL = { min: 2_000, max: 5_000 }

@@ -31,10 +31,9 @@ import type { ProviderSource } from './provider-source.ts'
 import { sendFence } from './lease.ts'
 import { attemptOf, decide, failureEvent, perform, settled, type JobResult, type PolicyEvent, type Settle } from './outcome-policy.ts'
 
-export interface IssueDeps {
+/** What every job that sends issue requests needs (one receipt here, a batch in issue-batch.ts). */
+export interface IssueCallDeps {
   readonly db: Db
-  /** Claims and completions, batched with the other jobs of this process. */
-  readonly ledger: LedgerBatcher
   readonly providers: ProviderSource
   readonly dataKeys: DataKeys
   readonly logger: Logger
@@ -44,12 +43,17 @@ export interface IssueDeps {
   readonly callBudgetMs: number
   /** This worker's WORKER_ATTEMPTS: the last attempt is decided here, not by whoever enqueued. */
   readonly attempts?: number
+  readonly now?: () => number
+}
+
+export interface IssueDeps extends IssueCallDeps {
+  /** Claims and completions, batched with the other jobs of this process. */
+  readonly ledger: LedgerBatcher
   /**
    * Per provider, the longest time an issue request may still commit after it was sent. A lookup
    * that finds nothing within that time since the row's last send proves nothing: the receipt waits.
    */
   readonly commitWindowMs?: Readonly<Partial<Record<ProviderName, number>>>
-  readonly now?: () => number
 }
 
 export type IssueJobResult = JobResult

@@ -139,7 +139,10 @@ describe('Postgres unreachable', () => {
     for (const s of sockets) s.destroy()
     await expect(lost).rejects.toThrow(DatabaseUnavailableError)
     await expect(lost).rejects.toThrow(`database "${env.name}" on 127.0.0.1:${port}`)
-    expect(Date.now() - goneAt).toBeGreaterThanOrEqual(900)
+    // The window counts from the watch's last answer, which came up to one probe interval (250 ms
+    // here) plus a probe's own duration before goneAt, longer on a loaded machine; half the window
+    // still shows it did not give up at the first failed probe.
+    expect(Date.now() - goneAt).toBeGreaterThanOrEqual(500)
     expect(Date.now() - goneAt).toBeLessThan(10_000)
   }, 30_000)
 })

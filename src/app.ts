@@ -19,7 +19,7 @@ import { ThrottleRegistry } from './throttle/throttle.ts'
 import { registerLimiter } from './throttle/limiter-stats.ts'
 import { createControlQueue, createNotificationsQueue, createReceiptsQueue, createRedis, pingRedis, type NotificationsQueue } from './queue/queues.ts'
 import { createProviderSource, type ProviderSource } from './jobs/provider-source.ts'
-import { startReceiptWorker } from './jobs/receipt-worker.ts'
+import { lendSlots, startReceiptWorker } from './jobs/receipt-worker.ts'
 import { startScheduler, type RunningScheduler } from './jobs/scheduler.ts'
 import { settleDay, type SettleDeps, type SettleOptions, type SettleSummary } from './jobs/settle.ts'
 import { redrive, type RedriveFilter, type RedriveResult } from './jobs/redrive.ts'
@@ -144,6 +144,8 @@ export function createApp(config: AppConfig, overrides: AppOverrides = {}): App 
   let throttles: ThrottleRegistry | undefined
   /** Worker slots this process runs (the sum of its workers' effective concurrency); 0 before any starts. */
   let slots = 0
+  /** Lends the first worker one slot per call stuck at a slow provider (lendSlots); one per process. */
+  let lender: NodeJS.Timeout | undefined
   const slotsOrDefault = () => slots || config.worker.concurrency
   const workerId = `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`
   const telemetry = overrides.telemetry
@@ -341,6 +343,10 @@ export function createApp(config: AppConfig, overrides: AppOverrides = {}): App 
         { ...opts, autorun: false },
       )
       closers.unshift(() => worker.close())
+      if (config.dispatch.lendSlots && !lender && throttles) {
+        const timer = (lender = lendSlots(worker, opts.concurrency ?? config.worker.concurrency, throttles))
+        closers.unshift(async () => clearInterval(timer))
+      }
       // No job is taken before the startup guard has passed: on another deployment's database every
       // receipt would be missing and every job would fail for good.
       app.checkDeployment().then(

@@ -126,8 +126,22 @@ export interface AppConfig {
     readonly maxWaitMs: number
     /** Consecutive timeouts, 5xx or unknown outcomes that open a provider's or a credential's circuit. */
     readonly circuitFailures: number
+    /**
+     * Consecutive unknown outcomes (a read timeout after sending) that open a circuit sooner than
+     * circuitFailures: each one is a receipt that must wait out the provider's commit window.
+     */
+    readonly circuitUnknownOutcomes: number
     /** How long an open circuit stays open before one probe call is let through (half-open). */
     readonly circuitHalfOpenMs: number
+    /**
+     * A provider call in flight this long makes its provider slow in that process: no further call to
+     * it until the slow one ends, and the worker lends one more slot for each such call.
+     */
+    readonly slowCallMs: number
+    /** The per-provider in-flight window (starts at 2, grows per quick answer) and the cap of 1 while a call is slow. */
+    readonly adaptiveInFlight: boolean
+    /** Raise a worker's BullMQ concurrency by the calls stuck at slow providers (lent slots). */
+    readonly lendSlots: boolean
     /**
      * Calls in flight per provider in one worker process as configured (<PREFIX>_MAX_IN_FLIGHT);
      * null: not set, half of the process's effective worker slots (providerInFlightCaps).
@@ -424,7 +438,11 @@ const envVars = z.object({
   WORKER_CONCURRENCY: int(16, 1),
   DISPATCH_MAX_WAIT_MS: int(50, 0),
   CIRCUIT_FAILURES: int(5, 1),
+  CIRCUIT_UNKNOWN_OUTCOMES: int(2, 1),
   CIRCUIT_HALF_OPEN_MS: int(10_000, 100),
+  DISPATCH_SLOW_CALL_MS: int(3_000, 1),
+  DISPATCH_LEND_SLOTS: bool(true),
+  DISPATCH_ADAPTIVE_IN_FLIGHT: bool(true),
   // Read by the worker (the outcome policy's last attempt); jobs carry a ceiling (MAX_JOB_ATTEMPTS in queues.ts).
   WORKER_ATTEMPTS: int(6, 1).refine((n) => n <= 100, { error: 'must be ≤ 100' }),
   WORKER_BACKOFF_MS: int(5_000, 0),
@@ -580,7 +598,11 @@ function configSchema(defaults: ConfigDefaults) {
       dispatch: {
         maxWaitMs: e.DISPATCH_MAX_WAIT_MS,
         circuitFailures: e.CIRCUIT_FAILURES,
+        circuitUnknownOutcomes: e.CIRCUIT_UNKNOWN_OUTCOMES,
         circuitHalfOpenMs: e.CIRCUIT_HALF_OPEN_MS,
+        slowCallMs: e.DISPATCH_SLOW_CALL_MS,
+        lendSlots: e.DISPATCH_LEND_SLOTS,
+        adaptiveInFlight: e.DISPATCH_ADAPTIVE_IN_FLIGHT,
         // Unset: half the slots the process actually runs, known only once its workers start
         // (`worker --concurrency N` overrides WORKER_CONCURRENCY): providerInFlightCaps.
         providerMaxInFlight: Object.fromEntries(PROVIDERS.map((p) => [p, e[`${PROVIDER_ENV_PREFIX[p]}_MAX_IN_FLIGHT`] ?? null])) as Record<ProviderName, number | null>,

@@ -270,6 +270,15 @@ export function attemptOf(job: Pick<Job, 'attemptsMade' | 'opts'>, workerAttempt
   return { attempt: job.attemptsMade + 1, attemptsAllowed: workerAttempts === undefined ? carried : Math.min(workerAttempts, carried) }
 }
 
+/**
+ * The read-back that was not made because the provider is not answering (Throttle.unresponsive):
+ * for the policy, a read-back that found nothing — the request's outcome stays open, as after a
+ * read-back that timed out (pending + needs_lookup, retried after backoff, the attempt used).
+ */
+export function readBackSkipped(): ProviderOutcome {
+  return { kind: 'unknown_outcome', meta: { httpStatus: null, providerCode: null, message: 'read-back skipped: the provider is not answering', latencyMs: 0 } }
+}
+
 /** Thrown for outcomes worth another BullMQ attempt (backoff); the message carries the class. */
 export class RetryableJobError extends Error {
   override name = 'RetryableJobError'

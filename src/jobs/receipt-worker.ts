@@ -130,3 +130,18 @@ export function startReceiptWorker(deps: ReceiptWorkerDeps, opts: { concurrency?
   worker.on('error', (err) => logger.error({ err: err.message }, 'worker error'))
   return worker
 }
+
+/**
+ * Lends `worker` one BullMQ slot for each provider call of this process that has been in flight longer
+ * than the slow-call time (DISPATCH_SLOW_CALL_MS), at most `base` more: a job waiting on a hanging
+ * provider holds its slot but no CPU, so the other merchants' jobs get the slot back. Checked every
+ * 250 ms; BullMQ takes a raised concurrency at its next fetch, a lowered one as jobs end (a job is
+ * never cut short). The in-flight window (throttle.ts InFlight) keeps the slow calls few, so what is
+ * lent stays small; the rest of the process (Postgres pool, Redis) sees at most `base` busy jobs.
+ */
+export function lendSlots(worker: Pick<Worker, 'concurrency'>, base: number, calls: { slowCalls(): number }, everyMs = 250): NodeJS.Timeout {
+  return setInterval(() => {
+    const want = base + Math.min(base, calls.slowCalls())
+    if (worker.concurrency !== want) worker.concurrency = want
+  }, everyMs).unref()
+}

@@ -16,13 +16,19 @@
  * callers wait while a probe is in flight; a worker slot must not, so `waitMs` is asked first and a
  * caller that would wait is deferred instead.
  */
-import { CircuitState, ConsecutiveBreaker, circuitBreaker, handleWhenResult, type CircuitBreakerPolicy } from 'cockatiel'
+import { CircuitState, circuitBreaker, handleWhenResult, type CircuitBreakerPolicy, type IBreaker } from 'cockatiel'
 
 export type CircuitStateName = 'closed' | 'open' | 'half_open'
 
 export interface CircuitOptions {
   /** Consecutive failures that open the circuit. */
   readonly failures: number
+  /**
+   * Consecutive unknown outcomes (a read timeout after the request went out) that open it sooner
+   * (default: `failures`). Each one is a receipt that must wait out the provider's commit window
+   * before it may be looked up and sent again, so a hanging provider should get few of them.
+   */
+  readonly unknownOutcomes?: number
   /** How long it stays open before a probe is let through. */
   readonly halfOpenMs: number
   readonly onChange?: (state: CircuitStateName) => void
@@ -53,13 +59,50 @@ const NAMES: Record<CircuitState, CircuitStateName> = {
   [CircuitState.Isolated]: 'open',
 }
 
+/**
+ * cockatiel's ConsecutiveBreaker with a second, lower threshold for unknown outcomes: a run of
+ * consecutive failures opens the circuit at `failures` failures, or once `unknownOutcomes` of them
+ * were unknown outcomes. cockatiel's result filter sees each failing result before the breaker's
+ * `failure()` is called for it (with an await between the two, so other calls' results may come in
+ * between): the filter counts the unknown ones it saw and each `failure()` takes one of them, which
+ * keeps the counts right whatever the interleaving.
+ */
+class RunBreaker implements IBreaker {
+  state = { failures: 0, unknown: 0 }
+  #unknownSeen = 0
+  readonly #failures: number
+  readonly #unknownOutcomes: number
+  constructor(failures: number, unknownOutcomes: number) {
+    this.#failures = failures
+    this.#unknownOutcomes = unknownOutcomes
+  }
+  /** The result filter found this failing result; `unknown`: its kind is unknown_outcome. */
+  noteFailure(unknown: boolean): void {
+    if (unknown) this.#unknownSeen++
+  }
+  success(): void {
+    this.state = { failures: 0, unknown: 0 }
+  }
+  failure(): boolean {
+    const unknown = this.#unknownSeen > 0 ? 1 : 0
+    this.#unknownSeen -= unknown
+    this.state = { failures: this.state.failures + 1, unknown: this.state.unknown + unknown }
+    return this.state.failures >= this.#failures || this.state.unknown >= this.#unknownOutcomes
+  }
+}
+
 export function createCircuit(opts: CircuitOptions): Circuit {
+  const breaker = new RunBreaker(opts.failures, opts.unknownOutcomes ?? opts.failures)
   // Only results are counted: an exception (the send fence refused, an abort, our own failure) says
   // nothing about the provider and passes through uncounted.
-  const policy: CircuitBreakerPolicy = circuitBreaker(handleWhenResult(isFailureOutcome), {
-    halfOpenAfter: opts.halfOpenMs,
-    breaker: new ConsecutiveBreaker(opts.failures),
-  })
+  const policy: CircuitBreakerPolicy = circuitBreaker(
+    handleWhenResult((v) => {
+      const failed = isFailureOutcome(v)
+      if (failed) breaker.noteFailure((v as { kind: unknown }).kind === 'unknown_outcome')
+      return failed
+    }),
+    { halfOpenAfter: opts.halfOpenMs, breaker },
+  )
   let openedAt = 0
   policy.onBreak(() => {
     openedAt = Date.now()

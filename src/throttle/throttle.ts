@@ -18,7 +18,7 @@ import Bottleneck from 'bottleneck'
 import type { Redis } from 'ioredis'
 import type { Logger } from 'pino'
 import type { ProviderLimits } from '../domain/index.ts'
-import { createCircuit, type Circuit, type CircuitStateName } from './circuit.ts'
+import { createCircuit, isFailureOutcome, type Circuit, type CircuitStateName } from './circuit.ts'
 import { createDispatchStatsWriter, type DeferReason, type DispatchStatsWriter } from './dispatch-stats.ts'
 import { createPacerEvery } from './pacer.ts'
 import { createRateWindow, type Permit } from './rate-window.ts'
@@ -112,6 +112,13 @@ export interface Throttle {
   /** The credential's circuit breaker state in this process. */
   circuit(): CircuitStateName
   /**
+   * The provider is not answering, as far as this process knows: its or the credential's circuit is
+   * not closed, or a call of the provider has been in flight longer than the slow-call time. A
+   * read-back after an unknown outcome is then skipped (it would hang as long again, holding the
+   * worker slot): the outcome stays open and the next attempt looks the key up first.
+   */
+  unresponsive(): boolean
+  /**
    * Drops the Redis limiter if it has had nothing to do for idleMs (it is rebuilt on next use): an
    * idle limiter still runs a heartbeat script, and a worker may see thousands of credentials a night.
    */
@@ -130,7 +137,13 @@ export interface DispatchOptions {
   /** Longest wait inside the limiter in defer mode (default 50 ms). */
   readonly maxWaitMs: number
   readonly circuitFailures: number
+  /** Consecutive unknown outcomes (timeouts after sending) that open a circuit sooner (default: circuitFailures). */
+  readonly circuitUnknownOutcomes?: number
   readonly circuitHalfOpenMs: number
+  /** A call in flight this long makes its provider slow: no further call until it ends (default: never). */
+  readonly slowCallMs?: number
+  /** The in-flight window and the slow-call rule (InFlight); false: the fixed cap only. Default true. */
+  readonly adaptiveInFlight?: boolean
   /** Calls in flight per provider in this process; a provider missing here has no cap. */
   readonly providerMaxInFlight: Readonly<Record<string, number>>
 }
@@ -207,7 +220,12 @@ export function createThrottle(id: string, limits: ProviderLimits, opts: Throttl
   }
   const gate = opts.providerGate
   const own = opts.dispatch
-    ? createCircuit({ failures: opts.dispatch.circuitFailures, halfOpenMs: opts.dispatch.circuitHalfOpenMs, onChange: opts.onCircuit })
+    ? createCircuit({
+        failures: opts.dispatch.circuitFailures,
+        unknownOutcomes: opts.dispatch.circuitUnknownOutcomes,
+        halfOpenMs: opts.dispatch.circuitHalfOpenMs,
+        onChange: opts.onCircuit,
+      })
     : undefined
   // The send-time pacer keeps a minimum spacing across processes (pacer.ts); the rate window the
   // per-second limit (rate-window.ts).
@@ -308,7 +326,7 @@ export function createThrottle(id: string, limits: ProviderLimits, opts: Throttl
     const held = holds.remainingMs()
     if (held > maxWaitMs) return new NotNowError('hold', held + jitter(Math.min(1_000, held)))
     // Full and no place freed for half a second: a provider that hangs, not one that is busy.
-    if (gate && gate.inFlight.active >= gate.inFlight.max && gate.inFlight.retryInMs() >= 500) return new NotNowError('provider_cap', gate.inFlight.retryInMs() + jitter(400))
+    if (gate?.inFlight.stuckFor(500)) return new NotNowError('provider_cap', gate.inFlight.retryInMs() + jitter(400))
     const now = Date.now()
     if (window && rateClosedUntil - now > maxWaitMs) {
       const place = Math.max(localLine, rateClosedUntil)
@@ -378,7 +396,16 @@ export function createThrottle(id: string, limits: ProviderLimits, opts: Throttl
     const held = holds.remainingMs()
     if (held > maxWaitMs) throw new NotNowError('hold', held + jitter(Math.min(1_000, held)))
     if (held > 0) await sleep(held)
-    if (gate && !(await gate.inFlight.tryTake(maxWaitMs))) throw new NotNowError('provider_cap', gate.inFlight.retryInMs() + jitter(400))
+    const ticket = gate ? await gate.inFlight.tryTake(maxWaitMs) : undefined
+    if (gate && ticket === undefined) throw new NotNowError('provider_cap', gate.inFlight.retryInMs() + jitter(400))
+    // What the provider answered, for the in-flight window: a result the breakers count as a failure
+    // (a timeout, a 5xx) or any other answer; 'none' when fn never ran or threw (our own failure).
+    let answer: CallAnswer = 'none'
+    const observed = async (): Promise<T> => {
+      const v = await fn()
+      answer = isFailureOutcome(v) ? 'failed' : 'ok'
+      return v
+    }
     try {
       // Someone already waits for this credential's concurrency here: do not queue behind them.
       if (withLimiter && current().counts().QUEUED > 0) throw new NotNowError('concurrency', concurrencyRetryMs())
@@ -402,7 +429,7 @@ export function createThrottle(id: string, limits: ProviderLimits, opts: Throttl
             // A probe may have started while this call waited for its slot.
             const w = circuitWait()
             if (w > 0) throw new NotNowError('circuit', w + jitter(Math.min(1_000, w)))
-            return timed(() => throughCircuits(fn))
+            return timed(() => throughCircuits(observed))
           })
         },
         o.expirationMs ?? 60_000,
@@ -410,7 +437,7 @@ export function createThrottle(id: string, limits: ProviderLimits, opts: Throttl
         () => new NotNowError('concurrency', concurrencyRetryMs()),
       )
     } finally {
-      gate?.inFlight.release()
+      if (ticket !== undefined) gate?.inFlight.release(ticket, answer)
     }
   }
 
@@ -447,6 +474,7 @@ export function createThrottle(id: string, limits: ProviderLimits, opts: Throttl
     hold: (ms) => holds.extend(ms),
     queued: () => built?.counts().QUEUED ?? 0,
     circuit: () => own?.state() ?? 'closed',
+    unresponsive: () => (own !== undefined && own.state() !== 'closed') || (gate !== undefined && (gate.circuit.state() !== 'closed' || gate.inFlight.slowCalls() > 0)),
     releaseIfIdle(idleMs) {
       if (!built || Date.now() - lastUsed < idleMs) return false
       const c = built.counts()
@@ -466,67 +494,122 @@ export function createThrottle(id: string, limits: ProviderLimits, opts: Throttl
   }
 }
 
+/** How a call that held an in-flight place ended, for the window: answered, failed (a timeout, a 5xx), or neither (never sent, our own error). */
+export type CallAnswer = 'ok' | 'failed' | 'none'
+
+export interface InFlightOptions {
+  /**
+   * A call in flight for longer than this makes the provider *slow*: while one is, the cap is 1, so
+   * no further call is started until it ends (default: never slow).
+   */
+  readonly slowCallMs?: number
+  /** The window a provider starts with (and the floor it never shrinks below is 1). Default 2. */
+  readonly initial?: number
+  /** false: no window and no cap of 1 while a call is slow, only `max` (slowCalls() still counts). */
+  readonly adaptive?: boolean
+  readonly now?: () => number
+}
+
 /**
- * Calls in flight to one provider from this process: a hanging provider holds at most `max` worker
- * slots. Hand-written (a counter and a queue) because a waiter must give up after a bound, which
- * cockatiel's bulkhead queue does not offer.
+ * Calls in flight to one provider from this process: a hanging provider holds few worker slots and,
+ * above all, gets few requests whose outcome it then leaves unknown (each such receipt waits out the
+ * provider's commit window before it may be looked up and sent again). Three bounds:
+ * - `max`, the configured cap (<PROVIDER>_MAX_IN_FLIGHT, default half the process's slots);
+ * - a window that starts small (2) and grows by one per call answered within `slowCallMs`, and halves
+ *   (never below 1) on a failure (timeout, 5xx, refused connection) or a slow answer: a provider that
+ *   hangs from the start gets 2 calls, not `max`; a healthy one reaches `max` after a few answers;
+ * - while any call has been in flight longer than `slowCallMs`, a cap of 1: a provider that starts to
+ *   hang mid-stream gets no new call until the slow one ends (only the calls already on their way
+ *   when it stopped answering, at most the window, are caught).
+ * Hand-written (a counter and a queue) because a waiter must give up after a bound, which cockatiel's
+ * bulkhead queue does not offer.
  */
 export class InFlight {
-  #active = 0
-  readonly #waiters: (() => void)[] = []
   /** Settable: the composition root learns the process's slots only when its workers start. */
   max: number
+  readonly #waiters: (() => void)[] = []
   readonly #now: () => number
+  readonly #slowCallMs: number
+  /** Start time of each call in flight, by ticket. */
+  readonly #calls = new Map<number, number>()
+  #nextTicket = 1
+  #window: number
+  readonly #adaptive: boolean
   /** Since when no place has come free while all were taken (the later of: last release, cap reached). */
   #stuckSince: number
-  constructor(max: number, now: () => number = Date.now) {
+  constructor(max: number, opts: InFlightOptions = {}) {
     this.max = max
-    this.#now = now
-    this.#stuckSince = now()
+    this.#now = opts.now ?? Date.now
+    this.#slowCallMs = opts.slowCallMs ?? Number.POSITIVE_INFINITY
+    this.#window = Math.max(1, opts.initial ?? 2)
+    this.#adaptive = opts.adaptive ?? true
+    this.#stuckSince = this.#now()
   }
   get active(): number {
-    return this.#active
+    return this.#calls.size
+  }
+  /** Calls in flight for longer than slowCallMs: slots a hanging provider holds without using CPU. */
+  slowCalls(): number {
+    if (this.#slowCallMs === Number.POSITIVE_INFINITY) return 0
+    const since = this.#now() - this.#slowCallMs
+    let n = 0
+    for (const t of this.#calls.values()) if (t <= since) n++
+    return n
+  }
+  /** The cap in force now: 1 while a call is slow, else the window (at most `max`). */
+  cap(): number {
+    if (!this.#adaptive) return this.max
+    return this.slowCalls() > 0 ? 1 : Math.max(1, Math.min(this.max, this.#window))
   }
   /**
    * How long a caller refused at the cap should stay away: as long as no place has come free, from
    * 100 ms (a busy but answering provider frees places within milliseconds) up to 5 s (a hanging one
    * frees none until its calls time out). Without it, every refused job of a hanging provider comes
    * back several times a second, each time a claim, a give-back and a move through BullMQ's delayed
-   * set, and that churn takes the CPU the healthy providers' jobs need.
+   * set, and that churn takes the CPU the healthy providers' jobs need. 5 s also bounds how late the
+   * held jobs notice that the provider answers again.
    */
   retryInMs(): number {
     return Math.min(5_000, Math.max(100, this.#now() - this.#stuckSince))
   }
-  #take(): void {
-    this.#active++
-    if (this.#active >= this.max) this.#stuckSince = this.#now()
+  /** Full now, and no place has come free for `ms`: a provider that hangs rather than one that is busy. */
+  stuckFor(ms: number): boolean {
+    return this.active >= this.cap() && this.#now() - this.#stuckSince >= ms
   }
-  /** Takes a place, waiting at most maxWaitMs; false when none came free in time. */
-  async tryTake(maxWaitMs: number): Promise<boolean> {
-    if (this.#active < this.max) {
-      this.#take()
-      return true
-    }
-    if (maxWaitMs <= 0) return false
-    return new Promise<boolean>((resolve) => {
+  #take(): number {
+    const ticket = this.#nextTicket++
+    this.#calls.set(ticket, this.#now())
+    if (this.active >= this.cap()) this.#stuckSince = this.#now()
+    return ticket
+  }
+  /** Takes a place, waiting at most maxWaitMs: its ticket, or undefined when none came free in time. */
+  async tryTake(maxWaitMs: number): Promise<number | undefined> {
+    if (this.active < this.cap()) return this.#take()
+    if (maxWaitMs <= 0) return undefined
+    return new Promise<number | undefined>((resolve) => {
       const wake = () => {
         clearTimeout(timer)
-        this.#take()
-        resolve(true)
+        resolve(this.#take())
       }
       const timer = setTimeout(() => {
         const i = this.#waiters.indexOf(wake)
         if (i >= 0) this.#waiters.splice(i, 1)
-        resolve(false)
+        resolve(undefined)
       }, maxWaitMs)
       this.#waiters.push(wake)
     })
   }
-  release(): void {
-    this.#active--
-    this.#stuckSince = this.#now()
-    const next = this.#waiters.shift()
-    if (next) next()
+  /** Gives the place back; `answer` moves the window (see the class). */
+  release(ticket: number, answer: CallAnswer = 'none'): void {
+    const started = this.#calls.get(ticket)
+    if (started === undefined) return
+    this.#calls.delete(ticket)
+    const now = this.#now()
+    const slow = now - started >= this.#slowCallMs
+    if (answer === 'ok' && !slow) this.#window = Math.min(Math.max(1, this.max), this.#window + 1)
+    else if (answer === 'failed' || (answer === 'ok' && slow)) this.#window = Math.max(1, Math.floor(this.#window / 2))
+    this.#stuckSince = now
+    while (this.#waiters.length > 0 && this.active < this.cap()) this.#waiters.shift()!()
   }
 }
 
@@ -640,6 +723,16 @@ export class ThrottleRegistry {
     for (const [provider, g] of this.#gates) g.inFlight.max = caps[provider] ?? Number.MAX_SAFE_INTEGER
   }
 
+  /**
+   * Calls of this process in flight for longer than the slow-call time, over all providers: worker
+   * slots that wait on a hanging provider without using CPU (the worker lends that many extra slots).
+   */
+  slowCalls(): number {
+    let n = 0
+    for (const g of this.#gates.values()) n += g.inFlight.slowCalls()
+    return n
+  }
+
   /** The provider's circuit and in-flight cap in this process (undefined without dispatch options). */
   gate(provider: string): ProviderGate | undefined {
     const d = this.#opts.dispatch
@@ -651,13 +744,14 @@ export class ThrottleRegistry {
         name: provider,
         circuit: createCircuit({
           failures: d.circuitFailures,
+          unknownOutcomes: d.circuitUnknownOutcomes,
           halfOpenMs: d.circuitHalfOpenMs,
           onChange: (state) => {
             this.#opts.logger.warn({ provider, circuit: state }, `provider circuit ${state}`)
             stats?.circuit({ name: provider, provider, scope: 'provider', state })
           },
         }),
-        inFlight: new InFlight(d.providerMaxInFlight[provider] ?? Number.MAX_SAFE_INTEGER),
+        inFlight: new InFlight(d.providerMaxInFlight[provider] ?? Number.MAX_SAFE_INTEGER, { slowCallMs: d.slowCallMs, adaptive: d.adaptiveInFlight }),
       }
       this.#gates.set(provider, g)
     }

@@ -66,6 +66,9 @@ export async function createTestEnv(opts: { sandboxUrl?: string; env?: Record<st
     // Circuit breakers off (a threshold never reached): many tests make failed rows with a provider
     // answering only 5xx and expect attempts to run out. test/integration/dispatch.test.ts turns them on.
     CIRCUIT_FAILURES: '1000000',
+    CIRCUIT_UNKNOWN_OUTCOMES: '1000000',
+    // The same for the in-flight window (it halves on each failure): a fixed cap, as configured.
+    DISPATCH_ADAPTIVE_IN_FLIGHT: 'false',
     ...(opts.sandboxUrl ? { SANDBOX_URL: opts.sandboxUrl } : {}),
     ...opts.env,
     ...extra,

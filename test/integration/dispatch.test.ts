@@ -206,6 +206,87 @@ it('an outage at one provider and a 429 storm at another leave the third flowing
   }
 }, 150_000)
 
+it('a hanging provider gets at most its in-flight window, its stuck calls are lent back as slots, and its held receipts issue after recovery on their first attempt', async () => {
+  // 8 slots: NTS's cap is 4, but its window starts at 2 and, once a call runs past the slow-call
+  // time (300 ms; the read timeout is 1.5 s), no further call is started until it ends.
+  const app = env.newApp({ WORKER_CONCURRENCY: '8', CIRCUIT_FAILURES: '5', CIRCUIT_UNKNOWN_OUTCOMES: '2', CIRCUIT_HALF_OPEN_MS: '1000', DISPATCH_SLOW_CALL_MS: '300', DISPATCH_ADAPTIVE_IN_FLIGHT: 'true' })
+  await importFor('m-fast', { businessDate: '2026-11-11', count: 60, seed: 31, providers: ['nts', 'payssam'], idPrefix: 'HW' })
+  sandbox.setFaults('nts:timeout_before_commit=1')
+  const runId = (await settle(app, '2026-11-11', { merchantId: 'm-fast' })).runId!
+  const worker = app.startWorker({ concurrency: 8 })
+  // The worker's BullMQ concurrency while NTS hangs: raised by the calls stuck there.
+  let lentMax = 0
+  const sampler = setInterval(() => (lentMax = Math.max(lentMax, worker.concurrency)), 20)
+  try {
+    const byProvider = async () => {
+      const rows = (await rowsOf(app, [runId])).filter((r) => r.state !== 'skipped')
+      return { rows, nts: rows.filter((r) => r.provider === 'nts'), payssam: rows.filter((r) => r.provider === 'payssam') }
+    }
+    const during = await eventually(async () => {
+      const b = await byProvider()
+      return b.payssam.every((r) => r.state === 'issued') && lentMax > 8 ? b : undefined
+    }, 60_000, 100)
+    expect(during.payssam.length).toBeGreaterThan(5)
+    expect(during.nts.length).toBeGreaterThan(5)
+    expect(during.nts.filter((r) => r.state === 'issued' || r.state === 'failed')).toEqual([])
+    // The healthy merchant kept its 8 slots: one more was lent per NTS call stuck past 300 ms.
+    expect(lentMax).toBeGreaterThanOrEqual(9)
+    expect(lentMax).toBeLessThanOrEqual(8 + 2)
+
+    sandbox.setFaults('')
+    const liftedAt = Date.now()
+    const after = await eventually(async () => {
+      const b = await byProvider()
+      return b.nts.every((r) => r.state === 'issued') ? b : undefined
+    }, 90_000, 200)
+    expect(after.rows.filter((r) => r.state === 'failed')).toEqual([])
+    expect(sandbox.stats().max_live_receipts_per_key).toBe(1)
+
+    const ntsIds = after.nts.map((r) => r.id)
+    const calls = await app
+      .db()
+      .selectFrom('issuance_attempts')
+      .select(['receipt_id', 'operation', 'outcome', 'started_at', 'finished_at'])
+      .where('receipt_id', 'in', ntsIds)
+      .orderBy('id')
+      .execute()
+    // While NTS hung, at no moment were more than 2 of its calls (issue or lookup) in flight: the
+    // window, not the cap of 4 (after the lift the window grows again with the quick answers).
+    const edges = calls.filter((c) => new Date(c.started_at).getTime() < liftedAt).flatMap((c) => [
+      { t: new Date(c.started_at).getTime(), d: 1 },
+      { t: c.finished_at ? new Date(c.finished_at).getTime() : Number.MAX_SAFE_INTEGER, d: -1 },
+    ])
+    edges.sort((a, b) => a.t - b.t || a.d - b.d)
+    let inFlight = 0
+    let maxInFlight = 0
+    for (const e of edges) maxInFlight = Math.max(maxInFlight, (inFlight += e.d))
+    expect(maxInFlight).toBeGreaterThanOrEqual(1)
+    expect(maxInFlight).toBeLessThanOrEqual(2)
+    // Unknown outcome: the issue request went out and timed out. Few of them (the 2 of the window, then
+    // one per half-open probe), and each issued only after NTS's commit window (5 s) since that send.
+    const unknownSent = new Map<number, number>()
+    for (const c of calls) if (c.operation === 'issue' && c.outcome === 'unknown_outcome') unknownSent.set(c.receipt_id, new Date(c.started_at).getTime())
+    expect(unknownSent.size).toBeGreaterThanOrEqual(1)
+    expect(unknownSent.size).toBeLessThan(after.nts.length / 2)
+    for (const r of after.nts.filter((x) => unknownSent.has(x.id))) {
+      expect(new Date(r.issued_at!).getTime()).toBeGreaterThanOrEqual(unknownSent.get(r.id)! + 5_000)
+    }
+    // Held back (never sent during the outage): issued on the first attempt, one issue call each; every
+    // deferral behind the window or the open circuit used no attempt.
+    const held = after.nts.filter((r) => !unknownSent.has(r.id))
+    expect(held.length).toBeGreaterThan(unknownSent.size)
+    for (const r of held) {
+      expect(r.attempts).toBe(1)
+      expect(calls.filter((c) => c.receipt_id === r.id && c.operation === 'issue').map((c) => c.outcome)).toEqual(['issued'])
+    }
+    // Once nothing is stuck the lent slots are taken back.
+    await eventually(async () => (worker.concurrency === 8 ? true : undefined), 10_000, 50)
+  } finally {
+    clearInterval(sampler)
+    await worker.close()
+  }
+}, 180_000)
+
 it('the in-flight cap follows the slots the process runs: `worker --concurrency N`, not WORKER_CONCURRENCY alone', async () => {
   // WORKER_CONCURRENCY says 16, but this process runs 4 slots: a hanging provider may hold 2 of them.
   const app = env.newApp({ WORKER_CONCURRENCY: '16', PAYSSAM_MAX_IN_FLIGHT: '3' })

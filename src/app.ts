@@ -39,6 +39,12 @@ import { startNotifier, type RunningNotifier } from './notify/notifier.ts'
 import { createEmailSender } from './notify/email.ts'
 import { createHttpGateway } from './notify/gateway.ts'
 
+/**
+ * Connections of a worker process's ledger batcher: it has at most three statements in flight per
+ * batch window (claim, fence, outcome), so a few connections carry any concurrency.
+ */
+const LEDGER_POOL_MAX = 8
+
 export type RunSelector = { readonly runId?: number; readonly date?: string }
 
 export interface App {
@@ -47,6 +53,8 @@ export interface App {
   /** bullmq-otel telemetry for every Queue and Worker, when tracing is on (see telemetry/tracing.ts). */
   readonly telemetry: Telemetry | undefined
   db(): DbHandle['db']
+  /** The connections of the worker's ledger batcher (claims, fences, outcomes): app.db() when prepared statements are off. */
+  ledgerDb(): DbHandle['db']
   redis(): Redis
   receiptsQueue(): ReturnType<typeof createReceiptsQueue>
   controlQueue(): ReturnType<typeof createControlQueue>
@@ -135,6 +143,7 @@ export function createApp(config: AppConfig, overrides: AppOverrides = {}): App 
   }
   const closers: (() => Promise<unknown>)[] = []
   let dbHandle: DbHandle | undefined
+  let ledgerHandle: DbHandle | undefined
   let redis: Redis | undefined
   let receiptsQueue: ReturnType<typeof createReceiptsQueue> | undefined
   let controlQueue: ReturnType<typeof createControlQueue> | undefined
@@ -204,6 +213,22 @@ export function createApp(config: AppConfig, overrides: AppOverrides = {}): App 
         closers.push(() => h.close())
       }
       return dbHandle.db
+    },
+    ledgerDb() {
+      // The worker's ledger batcher runs only its three prepared batch statements, so its own pool can
+      // keep one generic plan per statement and connection (DbOptions.genericPlans); the recovery
+      // pass and every other query stay on app.db(), planned for their values.
+      if (!config.dbPreparedStatements) return app.db()
+      if (!ledgerHandle) {
+        ledgerHandle = createDb(config.databaseUrl, {
+          max: Math.min(config.dbPoolMax, LEDGER_POOL_MAX),
+          genericPlans: true,
+          onConnectionError: (err) => logger.warn({ err: err.message, code: (err as { code?: string }).code }, 'postgres connection lost; the pool replaces it'),
+        })
+        const h = ledgerHandle
+        closers.push(() => h.close())
+      }
+      return ledgerHandle.db
     },
     redis() {
       if (!redis) {
@@ -339,7 +364,7 @@ export function createApp(config: AppConfig, overrides: AppOverrides = {}): App 
       slots += opts.concurrency ?? config.worker.concurrency
       throttles?.setProviderMaxInFlight(providerInFlightCaps(config.dispatch, slots))
       const worker = startReceiptWorker(
-        { config, db: app.db(), providers: app.providers(), logger, connection: app.redis().duplicate(), workerId, telemetry, queue: app.receiptsQueue() },
+        { config, db: app.db(), ledgerDb: app.ledgerDb(), providers: app.providers(), logger, connection: app.redis().duplicate(), workerId, telemetry, queue: app.receiptsQueue() },
         { ...opts, autorun: false },
       )
       closers.unshift(() => worker.close())

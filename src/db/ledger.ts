@@ -271,8 +271,10 @@ export async function applyTransitions(db: Db, items: readonly TransitionItem[])
       WHERE a.outcome = 'sent' AND a.receipt_id = EXCLUDED.receipt_id
     ),
     locked AS MATERIALIZED (
-      -- id order, like claimReceipts: two batches never wait on each other in a cycle
-      SELECT r.id FROM receipts r JOIN d ON d.id = r.id AND r.state = 'issuing' AND r.locked_by = d.worker AND ${RECORDABLE} ORDER BY r.id FOR UPDATE OF r
+      -- id order, like claimReceipts: two batches never wait on each other in a cycle. By id alone (the
+      -- primary key; the guard is the update's): a state condition here lets the planner scan every
+      -- row in state issuing, all workers' in-flight rows, for each batch.
+      SELECT r.id FROM receipts r WHERE r.id = ANY(${col((i) => i.receiptId)}::bigint[]) ORDER BY r.id FOR UPDATE
     ),
     moved AS (
       UPDATE receipts r SET
@@ -375,7 +377,8 @@ export async function fenceSends(db: Db, workerId: string, items: readonly Fence
         ${col((i) => i.attempt.attemptNo)}::int[], ${col((i) => i.attempt.jobId)}::text[]) AS d(id, cover_s, operation, attempt_no, job_id)
     ),
     locked AS MATERIALIZED (
-      SELECT r.id FROM receipts r JOIN d ON d.id = r.id WHERE r.state = 'issuing' AND r.locked_by = ${workerId} ORDER BY r.id FOR UPDATE OF r
+      -- by id alone (the primary key; the guard is the update's), like applyTransitions
+      SELECT r.id FROM receipts r WHERE r.id = ANY(${col((i) => i.receiptId)}::bigint[]) ORDER BY r.id FOR UPDATE
     ),
     fenced AS (
       UPDATE receipts r SET

@@ -23,6 +23,8 @@ import type { ProviderSource } from './provider-source.ts'
 export interface ReceiptWorkerDeps {
   readonly config: Pick<AppConfig, 'queuePrefix' | 'worker' | 'http' | 'dataKeys' | 'providerCommitWindowMs'>
   readonly db: Db
+  /** Where the ledger batcher runs its statements (a pool of generic plans, see App.ledgerDb); default db. */
+  readonly ledgerDb?: Db
   readonly providers: ProviderSource
   readonly logger: Logger
   /** The worker's own Redis connection (BullMQ blocks on it). */
@@ -45,7 +47,7 @@ export function startReceiptWorker(deps: ReceiptWorkerDeps, opts: { concurrency?
     callBudgetMs: callBudgetMs(config.http, DEFAULT_RETRY.maxRetryTimeMs),
     attempts: config.worker.attempts,
   }
-  const ledger = createLedgerBatcher(db, { workerId: deps.workerId, leaseMs: config.worker.leaseMs })
+  const ledger = createLedgerBatcher(deps.ledgerDb ?? db, { workerId: deps.workerId, leaseMs: config.worker.leaseMs })
   const issue = createIssueHandler({ ...handlerDeps, ledger, dataKeys: config.dataKeys, commitWindowMs: config.providerCommitWindowMs })
   const queue = deps.queue
   const cancel = createCancelHandler({

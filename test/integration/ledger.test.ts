@@ -7,7 +7,7 @@
  */
 import { sql } from 'kysely'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { applyTransitions, claimReceipts, type AttemptRecord } from '../../src/db/ledger.ts'
+import { applyTransitions, claimReceipts, fenceSends, type AttemptRecord } from '../../src/db/ledger.ts'
 import { createDb, prepared, type Db } from '../../src/db/database.ts'
 import { createLedgerBatcher } from '../../src/db/ledger-batcher.ts'
 import { fenceOf, LeaseLostError, sendFence } from '../../src/jobs/lease.ts'
@@ -232,6 +232,40 @@ describe('prepared statements', () => {
     } finally {
       await named.close()
       await plain.close()
+    }
+  })
+
+  it('plans the ledger statements once per connection on a pool of generic plans, and anew per run without', async () => {
+    // rows no other test here has touched: the last ones still pending
+    const ids = (await env.app.db().selectFrom('receipts').select('id').where('state', '=', 'pending').orderBy('id', 'desc').limit(4).execute()).map((r) => r.id)
+    expect(ids).toHaveLength(4)
+    const plans = async (db: Db) =>
+      (await sql<{ name: string; generic_plans: string; custom_plans: string }>`SELECT name, generic_plans, custom_plans FROM pg_prepared_statements ORDER BY name`.execute(db)).rows.map(
+        (r) => ({ name: r.name.replace(/_[0-9a-f]{12}$/, ''), generic: Number(r.generic_plans), custom: Number(r.custom_plans) }),
+      )
+    // claim, fence (with its attempt row) and outcome: the worker's three batch statements
+    const run = async (db: Db, id: number, worker: string) => {
+      const c = (await claimReceipts(db, [id], worker, 60_000)).get(id)
+      if (c?.status !== 'claimed') throw new Error(`row ${id} not claimed: ${c?.status}`)
+      const sent = await fenceSends(db, worker, [{ receiptId: id, coverMs: 60_000, attempt: { operation: 'issue', attemptNo: c.receipt.attempts, jobId: null } }])
+      const attemptId = sent.get(id)
+      expect(attemptId).toBeTypeOf('number')
+      return applyTransitions(db, [{ receiptId: id, workerId: worker, transition: { state: 'issued', error: null }, attempts: { receipt: c.receipt, rows: [{ ...attempt(), id: attemptId }] } }])
+    }
+    const generic = createDb(env.databaseUrl, { max: 1, genericPlans: true })
+    const auto = createDb(env.databaseUrl, { max: 1 })
+    try {
+      for (const id of ids.slice(0, 2)) expect(await run(generic.db, id, 'worker-10')).toEqual(new Set([id]))
+      for (const id of ids.slice(2)) expect(await run(auto.db, id, 'worker-11')).toEqual(new Set([id]))
+      // two runs each: one generic plan, reused, and never a plan for the values
+      expect(await plans(generic.db)).toEqual(['ledger_claim', 'ledger_fence', 'ledger_transitions'].map((name) => ({ name, generic: 2, custom: 0 })))
+      // the control: left to itself Postgres plans each of the first runs for its values
+      expect(await plans(auto.db)).toEqual(['ledger_claim', 'ledger_fence', 'ledger_transitions'].map((name) => ({ name, generic: 0, custom: 2 })))
+      const states = await env.app.db().selectFrom('receipts').select('state').where('id', 'in', ids).execute()
+      expect(states.map((r) => r.state)).toEqual(['issued', 'issued', 'issued', 'issued'])
+    } finally {
+      await generic.close()
+      await auto.close()
     }
   })
 

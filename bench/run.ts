@@ -18,6 +18,7 @@ import {
 import { NAIVE_TABLE_SQL, type NaiveJob } from './naive-worker.ts'
 import { receiptJobOptions } from '../src/queue/queues.ts'
 import { deleteKeys } from '../test/helpers/redis-keys.ts'
+import { readDispatchStats } from '../src/throttle/dispatch-stats.ts'
 
 const args = process.argv.slice(2)
 const quick = args.includes('--quick')
@@ -331,8 +332,10 @@ async function dispatchRun<T>(
     /** Extra environment of the workers (and every CLI run of the scenario). */
     env?: Record<string, string>
     during: (ctx: { db: pg.Client; sandboxUrl: string }) => Promise<T>
+    /** Also measure CPU per receipt of the workers, sandbox, Redis and the database from settle to the end of `during`. */
+    cpuPerReceipt?: boolean
   },
-): Promise<T & { rate_limited_429: number }> {
+): Promise<T & { rate_limited_429: number; deferred: Record<string, number>; cpu: Record<string, number> }> {
   const db = await recreateDatabase(pgServer, benchDatabaseName())
   const prefix = scenarioPrefix()
   // The sandbox counts arrivals against the limits: it runs ahead of the workers, as in fidelity.
@@ -348,14 +351,26 @@ async function dispatchRun<T>(
     await c.connect()
     workers.push(...Array.from({ length: o.workers }, () => spawnCli(['worker'], env)))
     await new Promise((r) => setTimeout(r, 3_000)) // the workers' start-up, as in the ceiling
-    // Every receipt exists once settle returns (small days: a second or two), so "nothing open" below
-    // cannot be read between two of its chunks. The figures come from the rows' own timestamps.
-    const settled = await runCli(['settle', '--date', '2026-11-21', '--json'], env)
-    if (settled.code !== 0) throw new Error(`settle exited with ${settled.code}`)
-    const figures = await o.during({ db: c, sandboxUrl: sandbox.url })
-    const st = await sandboxStats(sandbox.url)
-    const limited = Object.values(st.providers).reduce((n, p) => n + p.rate_limited, 0)
-    return { ...figures, rate_limited_429: limited }
+    const redis = new Redis(redisUrl)
+    try {
+      const meter = o.cpuPerReceipt ? cpuMeter(redis, () => workers.map((w) => w.pid!), sandbox.child.pid, db) : undefined
+      await meter?.start()
+      // Every receipt exists once settle returns (small days: a second or two), so "nothing open" below
+      // cannot be read between two of its chunks. The figures come from the rows' own timestamps.
+      const settled = await runCli(['settle', '--date', '2026-11-21', '--json'], env)
+      if (settled.code !== 0) throw new Error(`settle exited with ${settled.code}`)
+      const figures = await o.during({ db: c, sandboxUrl: sandbox.url })
+      const created = JSON.parse(settled.stdout).created as number
+      const cpu = meter ? await meter.stop(created, 'receipt') : {}
+      const st = await sandboxStats(sandbox.url)
+      const limited = Object.values(st.providers).reduce((n, p) => n + p.rate_limited, 0)
+      // Deferrals by reason (the workers add theirs to this hash once a second).
+      await new Promise((r) => setTimeout(r, 1_100))
+      const deferred = Object.fromEntries((await readDispatchStats(redis, prefix)).deferred.map((d) => [`deferred_${d.reason}`, d.n]))
+      return { ...figures, rate_limited_429: limited, deferred, cpu }
+    } finally {
+      redis.disconnect()
+    }
   } finally {
     await Promise.all(workers.map((w) => stop(w)))
     await c.end().catch(() => {})
@@ -566,6 +581,7 @@ async function manyCredentials(pgServer: string, redisUrl: string): Promise<Resu
     workers: 2,
     concurrency: 16,
     loads: [{ merchants, count: perTx * merchantsN, idPrefix: 'G', provider: 'payssam', perMerchant: perTx }],
+    cpuPerReceipt: true,
     during: async ({ db }) => {
       const done = await waitFor(async () => {
         const r = await db.query<{ open: boolean }>(`SELECT EXISTS (SELECT 1 FROM receipts WHERE kind = 'issue' AND state IN ('pending', 'issuing')) AS open`)
@@ -589,7 +605,7 @@ async function manyCredentials(pgServer: string, redisUrl: string): Promise<Resu
     figures: {
       merchants: merchantsN, limit_req_per_s_each: limit, receipts: run.receipts, issued: run.issued, failed: run.failed, finished: String(run.done), seconds: round(run.seconds),
       receipts_per_s: round(rate), sum_of_limits: sumLimits, ceiling_receipts_per_s: ceilingRate === null ? 'not measured' : round(ceilingRate), share_of_yardstick: round(share, 3),
-      rate_limited_429: run.rate_limited_429, worker_processes: 2, concurrency: 16,
+      rate_limited_429: run.rate_limited_429, worker_processes: 2, concurrency: 16, ...run.deferred, ...run.cpu,
     },
     target: 'aggregate ≥ 90% of min(Σ limits, the ceiling scenario\'s rate in this run)',
     met: run.done && ceilingRate !== null && share >= 0.9,

@@ -388,7 +388,8 @@ export function createThrottle(id: string, limits: ProviderLimits, opts: Throttl
 
   /**
    * The call starts within maxWaitMs or not at all (NotNowError: fn never ran). Cheapest refusals
-   * first: circuits and holds are local, the in-flight cap is local, concurrency and pacing ask Redis.
+   * first: circuits and holds are local; concurrency and pacing ask Redis; the in-flight cap (local)
+   * comes last, so that a provider's place is held only from the permit to the answer.
    */
   async function deferring<T>(fn: () => Promise<T>, o: ScheduleOptions): Promise<T> {
     const closed = circuitWait()
@@ -396,8 +397,6 @@ export function createThrottle(id: string, limits: ProviderLimits, opts: Throttl
     const held = holds.remainingMs()
     if (held > maxWaitMs) throw new NotNowError('hold', held + jitter(Math.min(1_000, held)))
     if (held > 0) await sleep(held)
-    const ticket = gate ? await gate.inFlight.tryTake(maxWaitMs) : undefined
-    if (gate && ticket === undefined) throw new NotNowError('provider_cap', gate.inFlight.retryInMs() + jitter(400))
     // What the provider answered, for the in-flight window: a result the breakers count as a failure
     // (a timeout, a 5xx) or any other answer; 'none' when fn never ran or threw (our own failure).
     let answer: CallAnswer = 'none'
@@ -406,39 +405,48 @@ export function createThrottle(id: string, limits: ProviderLimits, opts: Throttl
       answer = isFailureOutcome(v) ? 'failed' : 'ok'
       return v
     }
-    try {
-      // Someone already waits for this credential's concurrency here: do not queue behind them.
-      if (withLimiter && current().counts().QUEUED > 0) throw new NotNowError('concurrency', concurrencyRetryMs())
-      return await underCap(
-        async () => {
-          if (pacer) {
-            const slot = await pacer.tryAcquire(maxWaitMs)
-            if (!slot.go) throw new NotNowError('rate', slot.retryInMs + jitter(Math.min(20, pacer.intervalMs)))
+    // Someone already waits for this credential's concurrency here: do not queue behind them.
+    if (withLimiter && current().counts().QUEUED > 0) throw new NotNowError('concurrency', concurrencyRetryMs())
+    return await underCap(
+      async () => {
+        if (pacer) {
+          const slot = await pacer.tryAcquire(maxWaitMs)
+          if (!slot.go) throw new NotNowError('rate', slot.retryInMs + jitter(Math.min(20, pacer.intervalMs)))
+        }
+        let permit: Permit | undefined
+        if (window) {
+          const got = await window.tryAcquire(maxWaitMs)
+          if (!got.go) {
+            rateClosedUntil = Math.max(rateClosedUntil, Date.now() + got.closedForMs)
+            throw new NotNowError('rate', got.retryInMs + jitter(Math.min(10, window.intervalMs / 4)))
           }
-          let permit: Permit | undefined
-          if (window) {
-            const got = await window.tryAcquire(maxWaitMs)
-            if (!got.go) {
-              rateClosedUntil = Math.max(rateClosedUntil, Date.now() + got.closedForMs)
-              throw new NotNowError('rate', got.retryInMs + jitter(Math.min(10, window.intervalMs / 4)))
-            }
-            permit = got.permit
-          }
-          return sending(permit, async () => {
+          permit = got.permit
+        }
+        // The provider's in-flight place is taken after the permit's round trip to Redis, not before:
+        // the place then covers only what a hanging provider can stretch (the send fence, the request
+        // and its answer), and a process whose slots all go to one provider waits less for a place.
+        // Refused here, nothing was sent and the permit is given back untouched.
+        const ticket = gate ? await gate.inFlight.tryTake(maxWaitMs) : undefined
+        if (gate && ticket === undefined) {
+          permit?.done(false)
+          throw new NotNowError('provider_cap', gate.inFlight.retryInMs() + jitter(400))
+        }
+        try {
+          return await sending(permit, async () => {
             await quota(o)
             // A probe may have started while this call waited for its slot.
             const w = circuitWait()
             if (w > 0) throw new NotNowError('circuit', w + jitter(Math.min(1_000, w)))
             return timed(() => throughCircuits(observed))
           })
-        },
-        o.expirationMs ?? 60_000,
-        maxWaitMs,
-        () => new NotNowError('concurrency', concurrencyRetryMs()),
-      )
-    } finally {
-      if (ticket !== undefined) gate?.inFlight.release(ticket, answer)
-    }
+        } finally {
+          if (ticket !== undefined) gate?.inFlight.release(ticket, answer)
+        }
+      },
+      o.expirationMs ?? 60_000,
+      maxWaitMs,
+      () => new NotNowError('concurrency', concurrencyRetryMs()),
+    )
   }
 
   const attempt = <T>(fn: () => Promise<T>, o: ScheduleOptions) => (o.defer ? deferring(fn, o) : waiting(fn, o))

@@ -177,6 +177,43 @@ it('a provider at its in-flight cap refuses further calls of any of its credenti
   await reg.close()
 })
 
+it('the in-flight place covers the call, not the rate window round trip; refused at the cap, the permit is given back', async () => {
+  const reg = registry({ providerMaxInFlight: { nts: 1 } })
+  const limits = { ...unlimited, maxPerSecond: 5 }
+  const a = reg.get('nts-win-a', limits, 'nts')
+  const b = reg.get('nts-win-b', limits, 'nts')
+  const gate = reg.gate('nts')!
+  let hangUp!: () => void
+  let inCall!: () => void
+  const called = new Promise<void>((r) => (inCall = r))
+  const hanging = a.schedule(
+    () =>
+      new Promise<string>((r) => {
+        inCall()
+        hangUp = () => r('late')
+      }),
+    DEFER,
+  )
+  // The permit is being asked for in Redis: no place at the provider is taken for that.
+  expect(gate.inFlight.active).toBe(0)
+  await called
+  expect(gate.inFlight.active).toBe(1)
+  let ran = false
+  const r = await tryRun(b.schedule(async () => (ran = true), DEFER))
+  expect(ran).toBe(false)
+  expect('refused' in r && r.refused.reason).toBe('provider_cap')
+  // b got a permit before the cap refused it; nothing was sent, so the permit is back (the give-back
+  // went out on this connection before the count).
+  expect(await redis.zcard(`${prefix}:rate:nts-win-b`)).toBe(0)
+  expect(await redis.zcard(`${prefix}:rate:nts-win-a`)).toBe(1)
+  hangUp()
+  expect(await hanging).toBe('late')
+  expect(gate.inFlight.active).toBe(0)
+  expect(await b.schedule(async () => 'now', DEFER)).toBe('now')
+  expect(await redis.zcard(`${prefix}:rate:nts-win-b`)).toBe(1)
+  await reg.close()
+})
+
 it('precheck: after a refusal the process puts callers off without Redis until a permit can free, each at its own place', async () => {
   const reg = registry()
   const t = reg.get('portone-pre', { ...unlimited, maxPerSecond: 2 }, 'portone')

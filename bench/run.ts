@@ -705,8 +705,10 @@ async function settlement(pgServer: string, redisUrl: string): Promise<Result> {
     const drainer = setInterval(() => {
       if (busy) return
       busy = true
+      // Settled jobs carry a priority: they wait in the prioritized set, not the wait list (a count
+      // of the wait list alone never sees the queue full, and settle waits for room forever).
       void queue
-        .getWaitingCount()
+        .getJobCountByTypes('waiting', 'prioritized')
         .then(async (waiting) => {
           if (waiting + chunkSize <= maxWaiting) return
           await queue.drain()

@@ -52,8 +52,21 @@ export function addDays(date: string, n: number): string {
   return new Date(Date.parse(`${date}T00:00:00Z`) + n * DAY_MS).toISOString().slice(0, 10)
 }
 
-/** Legal deadline: issue within 5 days of receiving the money, counted with the trade date as day 1 (docs/tax-law.md §2). */
-export const legalDeadline = (businessDate: string): string => addDays(businessDate, 4)
+const deadlines = new Map<string, string>()
+/**
+ * Legal deadline: issue within 5 days of receiving the money, counted with the trade date as day 1 (docs/tax-law.md §2).
+ * Settlement asks it for every row of a day that has only a handful of distinct dates: the answers
+ * are kept (a pure function of the date; the cache is emptied when it holds 256, so it stays small).
+ */
+export const legalDeadline = (businessDate: string): string => {
+  let d = deadlines.get(businessDate)
+  if (d === undefined) {
+    d = addDays(businessDate, 4) // throws on an invalid date, which is therefore never kept
+    if (deadlines.size >= 256) deadlines.clear()
+    deadlines.set(businessDate, d)
+  }
+  return d
+}
 export const isOverdue = (businessDate: string, todayKst: string): boolean => legalDeadline(businessDate) < todayKst
 /** First business date whose unissued transactions a settlement of `date` still carries over. */
 export const carryOverFrom = (date: string): string => addDays(date, -4)

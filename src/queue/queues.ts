@@ -132,11 +132,13 @@ export type PriorityBand = 'operator' | 'settle'
  */
 export function createRanker(band: PriorityBand = 'settle'): (merchantId: string, provider: string) => number {
   const [first, last] = band === 'operator' ? [1, OPERATOR_BAND] : [OPERATOR_BAND + 1, MAX_PRIORITY]
-  const seen = new Map<string, number>()
+  // By merchant, then provider: no key string to build and hash for every job settle enqueues.
+  const seen = new Map<string, Map<string, number>>()
   return (merchantId, provider) => {
-    const key = `${merchantId}\u0000${provider}`
-    const n = (seen.get(key) ?? 0) + 1
-    seen.set(key, n)
+    let byProvider = seen.get(merchantId)
+    if (!byProvider) seen.set(merchantId, (byProvider = new Map()))
+    const n = (byProvider.get(provider) ?? 0) + 1
+    byProvider.set(provider, n)
     return Math.min(first + n - 1, last)
   }
 }

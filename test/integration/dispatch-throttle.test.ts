@@ -32,7 +32,9 @@ const registry = (extra: { providerMaxInFlight?: Record<string, number> } = {}) 
     prefix,
     logger: pino({ level: 'silent' }),
     highWater: 100,
-    dispatch: { maxWaitMs: 50, circuitFailures: 2, circuitHalfOpenMs: HALF_OPEN_MS, providerMaxInFlight: extra.providerMaxInFlight ?? {} },
+    // The in-flight window (it starts at 2 calls and grows per answer) is off: these tests are about
+    // the other checks, and a burst of calls must meet them, not the window (test/unit/in-flight.test.ts).
+    dispatch: { maxWaitMs: 50, circuitFailures: 2, circuitHalfOpenMs: HALF_OPEN_MS, providerMaxInFlight: extra.providerMaxInFlight ?? {}, adaptiveInFlight: false },
   })
 const unlimited = { maxConcurrent: null, minTimeMs: 0, maxPerSecond: null, dailyQuota: null }
 const DEFER = { defer: true } as const

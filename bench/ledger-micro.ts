@@ -28,6 +28,8 @@ const admin = new pg.Client({ connectionString: dbUrl })
 await admin.connect()
 
 async function resetReceipts() {
+  if (process.env.MICRO_FF) await admin.query(`ALTER TABLE receipts SET (fillfactor = ${Number(process.env.MICRO_FF)})`)
+  if (process.env.MICRO_FF_ATT) await admin.query(`ALTER TABLE issuance_attempts SET (fillfactor = ${Number(process.env.MICRO_FF_ATT)})`)
   await admin.query('TRUNCATE receipt_transitions, issuance_attempts, notifications, provider_batch_items, provider_duplicates, receipts RESTART IDENTITY CASCADE')
   await admin.query(`INSERT INTO receipts (transaction_id, kind, merchant_id, provider, provider_key, idempotency_key, trade_date, deadline,
       total_amount, supply_amount, vat_amount, state, purpose)
@@ -49,7 +51,7 @@ for (let round = 0; round < rounds; round++) {
   const generic = process.env.MICRO_GENERIC === '1'
   const handle = createDb(dbUrl, { max: generic ? 8 : 20, genericPlans: generic })
   const workerId = `micro:${process.pid}:${round}`
-  const ledger = createLedgerBatcher(handle.db, { workerId, leaseMs: 60_000 })
+  const ledger = createLedgerBatcher(handle.db, { workerId, leaseMs: 60_000, windowMs: Number(process.env.MICRO_WINDOW ?? 2) })
   // warm the pool so every backend exists before the meter starts
   await Promise.all(Array.from({ length: generic ? 8 : 20 }, () => handle.db.selectFrom('receipts').select('id').limit(1).execute()))
   // per-statement figures only where the server loads pg_stat_statements

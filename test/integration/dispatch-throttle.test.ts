@@ -8,8 +8,9 @@
 import { randomBytes } from 'node:crypto'
 import { Redis } from 'ioredis'
 import pino from 'pino'
-import { afterAll, beforeAll, expect, it } from 'vitest'
+import { afterAll, beforeAll, expect, it, vi } from 'vitest'
 import { readDispatchStats } from '../../src/throttle/dispatch-stats.ts'
+import { WINDOW_MS } from '../../src/throttle/rate-window.ts'
 import { NotNowError, ThrottleRegistry } from '../../src/throttle/throttle.ts'
 import { redisUrl } from '../helpers/env.ts'
 import { deleteKeys } from '../helpers/redis-keys.ts'
@@ -38,6 +39,14 @@ const registry = (extra: { providerMaxInFlight?: Record<string, number> } = {}) 
   })
 const unlimited = { maxConcurrent: null, minTimeMs: 0, maxPerSecond: null, dailyQuota: null }
 const DEFER = { defer: true } as const
+/** Waiting for something that is on its way: long enough for a loaded machine, polled often. */
+const SOON = { timeout: 10_000, interval: 5 }
+
+/** Redis' clock, µs: the clock the rate window's permits and places are kept on. */
+async function redisNowUs(): Promise<number> {
+  const [s, us] = await redis.time()
+  return Number(s) * 1_000_000 + Number(us)
+}
 
 /** Runs fn in defer mode; the refusal if there was one. */
 async function tryRun<T>(p: Promise<T>): Promise<{ ran: T } | { refused: NotNowError }> {
@@ -54,17 +63,29 @@ it('at its rate limit a credential refuses at once, reserves nothing, and spread
   const limits = { ...unlimited, maxPerSecond: 5 }
   const t = reg.get('portone-rate', limits, 'portone')
   let ran = 0
+  // Redis' clock around the calls: each refusal was decided between t0 and t1.
+  const t0 = await redisNowUs()
   const results = await Promise.all(Array.from({ length: 12 }, () => tryRun(t.schedule(async () => ++ran, DEFER))))
+  const t1 = await redisNowUs()
   const refused = results.flatMap((r) => ('refused' in r ? [r.refused] : []))
   // 5 in any second: five went at once, the others found no permit free within 50 ms.
   expect(ran).toBe(5)
   expect(refused).toHaveLength(7)
   expect(new Set(refused.map((e) => e.reason))).toEqual(new Set(['rate']))
-  // None comes back before the first permit frees (a window after the calls ended), and each has
-  // its own place in the deferral line, a spacing apart (the 40 ms of 0.8 × the 50 ms wait here).
+  // None comes back before the first permit frees (a window after the calls, all granted after t0),
+  // and each has its own place in the deferral line, a spacing apart (the 40 ms of 0.8 × the 50 ms
+  // wait here). A refusal tells the time until its place as seen when it was decided, plus up to
+  // 10 ms of jitter and 1 ms of rounding; the refusals were decided up to t1 - t0 apart, on a loaded
+  // machine tens of ms, so the bounds allow exactly that much, measured rather than guessed.
+  const spreadMs = 40
+  const apartMs = (t1 - t0) / 1000
   const places = refused.map((e) => e.retryInMs).sort((a, b) => a - b)
-  expect(places[0]!).toBeGreaterThanOrEqual(900)
-  expect(places.at(-1)! - places[0]!).toBeGreaterThanOrEqual(6 * 40 - 15)
+  expect(places[0]!).toBeGreaterThanOrEqual(WINDOW_MS - apartMs)
+  expect(places.at(-1)! - places[0]!).toBeGreaterThanOrEqual(6 * spreadMs - apartMs - 11)
+  // On Redis' clock the line moved seven spreads, from a first place no earlier than a window after t0.
+  const line = Number(await redis.get(`${prefix}:rate:portone-rate:line`))
+  expect(line - 7 * spreadMs * 1000).toBeGreaterThanOrEqual(t0 + WINDOW_MS * 1000)
+  expect(line - 7 * spreadMs * 1000).toBeLessThanOrEqual(t1 + WINDOW_MS * 1000)
   // Nothing was taken for them: the window holds the five calls that went.
   expect(await redis.zcard(`${prefix}:rate:portone-rate`)).toBe(5)
   await reg.close()
@@ -74,8 +95,10 @@ it('at its concurrency cap a credential refuses instead of queueing the caller',
   const reg = registry()
   const t = reg.get('portone-conc', { ...unlimited, maxConcurrent: 1 }, 'portone')
   let release!: () => void
-  const holding = t.schedule(() => new Promise<string>((r) => (release = () => r('first'))), DEFER)
-  await new Promise((r) => setTimeout(r, 100))
+  // The first call waits for its turn (not deferred): on a loaded machine bottleneck's start may take
+  // longer than the 50 ms dispatch wait, and this call only has to hold the one place.
+  const holding = t.schedule(() => new Promise<string>((r) => (release = () => r('first'))))
+  await vi.waitFor(() => expect(release).toBeDefined(), SOON) // the first call runs (holds the one place)
   let secondRan = false
   const second = await tryRun(t.schedule(async () => (secondRan = true), DEFER))
   expect(secondRan).toBe(false)
@@ -83,10 +106,13 @@ it('at its concurrency cap a credential refuses instead of queueing the caller',
   release()
   expect(await holding).toBe('first')
   // The refused caller's place in bottleneck's queue starts and returns at once without running.
-  for (let i = 0; i < 100 && t.queued() > 0; i++) await new Promise((r) => setTimeout(r, 10))
+  await vi.waitFor(() => expect(t.queued()).toBe(0), SOON)
   expect(secondRan).toBe(false)
-  // Once the first is done the credential takes a call again.
-  expect(await t.schedule(async () => 'third', DEFER)).toBe('third')
+  // Once the first is done the credential takes a call again: a place still held would keep this
+  // call from starting (waiting mode, as the first: in defer mode bottleneck's start can take longer
+  // than the 50 ms dispatch wait on a loaded machine, which is refused as concurrency too).
+  expect(await t.schedule(async () => 'third')).toBe('third')
+  expect(secondRan).toBe(false)
   await reg.close()
 })
 
@@ -126,7 +152,7 @@ it('a circuit opens after consecutive failures, refuses while open, lets one pro
   await new Promise((r) => setTimeout(r, HALF_OPEN_MS + 50))
   let finishProbe!: () => void
   const probe = a.schedule(() => new Promise<{ kind: 'issued' }>((r) => (finishProbe = () => r({ kind: 'issued' }))), DEFER)
-  await new Promise((r) => setTimeout(r, 20))
+  await vi.waitFor(() => expect(finishProbe).toBeDefined(), SOON) // the probe is in flight
   expect(reg.gate('nts')!.circuit.state()).toBe('half_open')
   const during = await tryRun(b.schedule(async () => ++calls, DEFER))
   expect('refused' in during && during.refused.reason).toBe('circuit')
@@ -167,7 +193,7 @@ it('a provider at its in-flight cap refuses further calls of any of its credenti
   const other = reg.get('portone-cap', unlimited, 'portone')
   let hangUp!: () => void
   const hanging = a.schedule(() => new Promise<string>((r) => (hangUp = () => r('late'))), DEFER)
-  await new Promise((r) => setTimeout(r, 20))
+  await vi.waitFor(() => expect(hangUp).toBeDefined(), SOON) // the first call is in flight
   let ran = false
   const r = await tryRun(b.schedule(async () => (ran = true), DEFER))
   expect(ran).toBe(false)
@@ -221,25 +247,35 @@ it('precheck: after a refusal the process puts callers off without Redis until a
   const t = reg.get('portone-pre', { ...unlimited, maxPerSecond: 2 }, 'portone')
   expect(t.precheck()).toBeUndefined()
   let ran = 0
+  const started = Date.now()
   await Promise.all(Array.from({ length: 3 }, () => tryRun(t.schedule(async () => ++ran, DEFER))))
   expect(ran).toBe(2)
-  // The third was refused: the window's two permits count until a second after their calls ended.
-  // From now on the process knows it and answers locally, never before that second is over.
-  await new Promise((r) => setTimeout(r, 50)) // the two calls' completions reach Redis
-  const monitor = await redis.monitor()
+  // The third was refused: the window's two permits count until a second after their calls ended
+  // (both after `started`). From now on the process knows it and answers locally, never before
+  // that second is over. Every command any Redis client of this process sends is watched (the
+  // completions of the two calls were sent before their calls returned).
+  const key = `${prefix}:rate:portone-pre`
   const commands: string[] = []
-  // MONITOR sees every client of the server (other test files run beside this one): ours only.
-  monitor.on('monitor', (_time: string, args: string[]) => {
-    if (args.some((x) => String(x).includes(`${prefix}:rate:portone-pre`))) commands.push(args[0]!)
-  })
-  const a = t.precheck()
-  const b = t.precheck()
-  await new Promise((r) => setTimeout(r, 50))
-  monitor.disconnect()
-  expect(commands.filter((c) => /eval/i.test(c))).toEqual([])
+  const send = Redis.prototype.sendCommand
+  Redis.prototype.sendCommand = function (this: Redis, cmd: Parameters<typeof send>[0]) {
+    if (cmd.args.some((x) => String(x).includes(key))) commands.push(cmd.name)
+    return send.call(this, cmd)
+  } as typeof send
+  let a: NotNowError | undefined
+  let b: NotNowError | undefined
+  let answered = 0
+  try {
+    a = t.precheck() as NotNowError | undefined
+    b = t.precheck() as NotNowError | undefined
+    answered = Date.now()
+    await new Promise((r) => setTimeout(r, 50)) // anything precheck might have sent later
+  } finally {
+    Redis.prototype.sendCommand = send
+  }
+  expect(commands).toEqual([])
   expect(a).toBeInstanceOf(NotNowError)
   expect(a!.reason).toBe('rate')
-  expect(a!.retryInMs).toBeGreaterThanOrEqual(800)
+  expect(a!.retryInMs).toBeGreaterThanOrEqual(WINDOW_MS - (answered - started) - 2)
   expect(b!.retryInMs).toBeGreaterThan(a!.retryInMs)
   // Circuits are local knowledge too.
   const c = reg.get('portone-pre2', unlimited, 'portone')

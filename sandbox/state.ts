@@ -52,6 +52,14 @@ export interface SandboxOptions {
   readonly tossResultDelayMs?: number
   /** How long a Popbill bulk submission takes to process (default 2.5 × a modelled submission time). */
   readonly popbillBulkDelayMs?: number
+  /**
+   * Popbill's own processing time per `/Cashbill` call (RegistIssue, BulkSubmit, revocations, reads),
+   * ms: the answer leaves this long after the request came (default 0, an instant answer). Popbill
+   * issues a single receipt synchronously, forwarding it for NTS filing, so a real RegistIssue takes
+   * ~140 ms (docs/providers.md, Popbill: timing); a run comparing single calls with bulk submissions
+   * sets it so both pay what each call costs.
+   */
+  readonly popbillCallMs?: number
 }
 
 /** One provider's figures in `GET /_sandbox/stats`. */
@@ -103,6 +111,7 @@ export class SandboxState {
   readonly #popbill: PopbillSim
   readonly #seed: number | undefined
   readonly #ntsDailyQuota: number | undefined
+  readonly #popbillCallMs: number
   readonly #forced = new Map<ProviderName, FaultKind[]>()
   readonly #windows = new RateWindow()
   #counts = noTraffic()
@@ -117,6 +126,10 @@ export class SandboxState {
       throw new SpecError(`seed must be a non-negative integer, got ${opts.seed}`)
     }
     this.#seed = opts.seed
+    if (opts.popbillCallMs !== undefined && !(Number.isSafeInteger(opts.popbillCallMs) && opts.popbillCallMs >= 0)) {
+      throw new SpecError(`popbillCallMs must be a non-negative integer (ms), got ${opts.popbillCallMs}`)
+    }
+    this.#popbillCallMs = opts.popbillCallMs ?? 0
     this.#ntsDailyQuota = opts.ntsDailyQuota
     this.#portone = createPortoneV1Sim()
     this.#nts = createNtsSim({ dailyQuota: opts.ntsDailyQuota ?? null })
@@ -138,6 +151,11 @@ export class SandboxState {
 
   sim(name: ProviderName): ProviderSim {
     return this.#sims[name]
+  }
+
+  /** The provider's own processing time for each receipt operation, ms (0: answered at once). */
+  processingMs(name: ProviderName): number {
+    return name === 'popbill' ? this.#popbillCallMs : 0
   }
 
   stats(): SandboxStats {

@@ -4,7 +4,8 @@
  * resolves its paths against the origin of its baseUrl.
  *
  * Per request: count → classify (receipt operation? which credential?) → per-credential rate limit →
- * for receipt operations only: fault draw, latency, pre-commit faults, idempotency, commit (the
+ * for receipt operations only: the provider's processing time (Popbill's, when set), fault draw,
+ * latency, pre-commit faults, idempotency, commit (the
  * simulator's handler), post-commit faults. A `5xx` is a pre-commit fault, except at a provider whose
  * failures complete (PortOne V2, `failedCall`): there it is the committed answer, replayed for its
  * Idempotency-Key. Nothing is logged per request.
@@ -69,6 +70,9 @@ async function serveProvider(
   if (waitMs > 0) return send(res, sim.rateLimited(Math.max(1, Math.ceil(waitMs / 1000))))
   if (!receiptOp) return send(res, sim.handle(simReq))
 
+  // What the call costs at the provider itself, before its outcome is decided; not a fault (no draw).
+  const processingMs = state.processingMs(name)
+  if (processingMs > 0) await sleep(processingMs)
   const { fault, latencyMs, hangMs } = state.drawFault(name)
   if (latencyMs !== null) await sleep(latencyMs)
   switch (fault) {

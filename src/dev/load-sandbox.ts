@@ -19,6 +19,8 @@ export interface SandboxCliOptions {
   readonly faults?: string
   readonly rateLimits?: string
   readonly seed?: number
+  /** Popbill's processing time per /Cashbill call, ms (default 0). */
+  readonly popbillCallMs?: number
 }
 
 export interface DevPortonePayment {

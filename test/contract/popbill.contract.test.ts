@@ -429,3 +429,26 @@ describe('popbill simulator: refuses what Popbill refuses', () => {
     expect((await revoke({})).body.code).toBe(-14001023)
   })
 })
+
+describe("popbill simulator: Popbill's processing time per call (popbillCallMs)", () => {
+  it('answers every /Cashbill call no sooner than the set processing time', async () => {
+    const sandbox = await startSandbox({ port: 0, popbillCallMs: 150 })
+    try {
+      const base = sandbox.baseUrls.popbill
+      // A call without a token is still a /Cashbill call: it is refused (401) after Popbill's time.
+      const started = performance.now()
+      const res = await fetch(`${base}/Cashbill/States`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '[]' })
+      const tookMs = performance.now() - started
+      expect(res.status).toBe(401)
+      expect(tookMs).toBeGreaterThanOrEqual(150 - 1) // a lower bound: what the sandbox adds, not how fast it is
+      expect((await fetch(`${base}/Time`)).status).toBe(200)
+    } finally {
+      await sandbox.close()
+    }
+  })
+
+  it('refuses a processing time that is not a whole number of ms', async () => {
+    await expect(startSandbox({ port: 0, popbillCallMs: -1 })).rejects.toThrow(/popbillCallMs/)
+    await expect(startSandbox({ port: 0, popbillCallMs: 1.5 })).rejects.toThrow(/popbillCallMs/)
+  })
+})

@@ -12,12 +12,13 @@ export function registerSandbox(program: Command, _ctx: CliContext): void {
     .option('--faults <spec>', 'fault injection, e.g. "portone:5xx=0.05,timeout_after_commit=0.02,latency=20-80"')
     .option('--rate-limit <spec>', 'per-credential limits, e.g. "portone=100,payssam=50" (req/s)')
     .option('--seed <n>', 'seed for reproducible faults')
+    .addOption(new Option('--popbill-call-ms <n>', "Popbill's processing time per /Cashbill call, ms (default 0: instant)").argParser(intArg('--popbill-call-ms', 0)))
     .action((o) =>
       runWithoutApp(async () => {
         const { loadDemoConfig } = await import('../../demo/defaults.ts')
         const config = loadDemoConfig()
         const { runSandboxCli } = await import('../../dev/load-sandbox.ts')
-        await runSandboxCli({ port: o.port ?? config.sandboxPort, host: o.host, faults: o.faults, rateLimits: o.rateLimit, seed: o.seed ? Number(o.seed) : undefined })
+        await runSandboxCli({ port: o.port ?? config.sandboxPort, host: o.host, faults: o.faults, rateLimits: o.rateLimit, seed: o.seed ? Number(o.seed) : undefined, popbillCallMs: o.popbillCallMs })
       }),
     )
 }

@@ -218,7 +218,7 @@ export function createApp(config: AppConfig, overrides: AppOverrides = {}): App 
       // The worker's ledger batcher runs only its three prepared batch statements, so its own pool can
       // keep one generic plan per statement and connection (DbOptions.genericPlans); the recovery
       // pass and every other query stay on app.db(), planned for their values.
-      if (!config.dbPreparedStatements) return app.db()
+      if (!config.dbPreparedStatements || !config.dbLedgerGenericPlans) return app.db()
       if (!ledgerHandle) {
         ledgerHandle = createDb(config.databaseUrl, {
           max: Math.min(config.dbPoolMax, LEDGER_POOL_MAX),

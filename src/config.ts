@@ -82,6 +82,11 @@ export interface AppConfig {
   /** The ledger's hot statements as named prepared statements (off behind PgBouncer < 1.21 in transaction mode). */
   readonly dbPreparedStatements: boolean
   /**
+   * The worker's ledger batcher on its own pool whose sessions force generic plans (startup option
+   * `plan_cache_mode`); off for a pooler that refuses that startup option.
+   */
+  readonly dbLedgerGenericPlans: boolean
+  /**
    * How long Postgres may stay unreachable before a long-running command (worker, scheduler, serve)
    * gives up and exits non-zero; shorter outages (failover, restart) are ridden out.
    */
@@ -411,6 +416,7 @@ const envVars = z.object({
   DATABASE_URL: url(),
   DB_POOL_MAX: int(20, 1),
   DB_PREPARED_STATEMENTS: bool(true),
+  DB_LEDGER_GENERIC_PLANS: bool(true),
   DB_UNREACHABLE_EXIT_MS: int(60_000, 100),
   REDIS_URL: url(),
   QUEUE_PREFIX: text('cr'),
@@ -573,6 +579,7 @@ function configSchema(defaults: ConfigDefaults) {
       databaseUrl: e.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/cash_receipts',
       dbPoolMax: e.DB_POOL_MAX,
       dbPreparedStatements: e.DB_PREPARED_STATEMENTS,
+      dbLedgerGenericPlans: e.DB_LEDGER_GENERIC_PLANS,
       dbUnreachableExitMs: e.DB_UNREACHABLE_EXIT_MS,
       redisUrl: e.REDIS_URL ?? 'redis://127.0.0.1:6379',
       queuePrefix: e.QUEUE_PREFIX,

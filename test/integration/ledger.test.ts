@@ -269,6 +269,17 @@ describe('prepared statements', () => {
     }
   })
 
+  it("runs a worker's ledger on a pool of generic plans, or on the main pool when that is off", async () => {
+    const on = env.newApp()
+    const off = env.newApp({ DB_LEDGER_GENERIC_PLANS: 'false' })
+    expect(on.ledgerDb()).not.toBe(on.db())
+    expect(off.ledgerDb()).toBe(off.db())
+    const mode = async (db: Db) => (await sql<{ plan_cache_mode: string }>`SHOW plan_cache_mode`.execute(db)).rows[0]!.plan_cache_mode
+    expect(await mode(on.ledgerDb())).toBe('force_generic_plan')
+    expect(await mode(on.db())).toBe('auto')
+    expect(await mode(off.ledgerDb())).toBe('auto')
+  })
+
   it('refuses a statement name that could not be told from the SQL after it', () => {
     expect(prepared('ledger_claim').compile(env.app.db()).sql).toBe('/* prepared:ledger_claim */')
     expect(() => prepared('ledger claim */ DROP')).toThrow(/snake_case/)

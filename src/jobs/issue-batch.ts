@@ -372,6 +372,18 @@ export function createBatchHandler(deps: BatchDeps) {
       }
     }
 
+    /**
+     * A receipt the provider holds for the member (its per-item result, or found by a lookup),
+     * recorded as the member's state: issued with the amounts it was issued for, or cancelled.
+     */
+    function recordHeld(m: BatchMember, o: Extract<ProviderOutcome, { kind: 'issued' | 'cancelled' }>, rows: AttemptRecord[]): void {
+      if (o.kind === 'issued') {
+        decide(m, { state: 'issued', needsLookup: false, receipt: o.receipt, error: null, amounts: amountsOfRow(m) }, 'issued', rows)
+      } else {
+        decide(m, { state: 'cancelled', needsLookup: false, receipt: o.receipt, error: null }, 'cancelled', rows)
+      }
+    }
+
     /** The per-item results of a processed batch, receipt by receipt. */
     async function recordResults(
       t: Throttle,
@@ -388,26 +400,8 @@ export function createBatchHandler(deps: BatchDeps) {
         }
         switch (o.kind) {
           case 'issued':
-            decide(
-              m,
-              {
-                state: 'issued',
-                needsLookup: false,
-                receipt: o.receipt,
-                error: null,
-                amounts: amountsOfRow(m),
-              },
-              'issued',
-              attemptRows(m, 'issued', o.meta),
-            )
-            break
           case 'cancelled':
-            decide(
-              m,
-              { state: 'cancelled', needsLookup: false, receipt: o.receipt, error: null },
-              'cancelled',
-              attemptRows(m, 'cancelled', o.meta),
-            )
+            recordHeld(m, o, attemptRows(m, o.kind, o.meta))
             break
           case 'already_issued':
             // A duplicate key: the provider holds a receipt for it (an earlier send). Read back below.
@@ -472,26 +466,8 @@ export function createBatchHandler(deps: BatchDeps) {
             message: meta?.message ?? null,
             latencyMs: meta?.latencyMs ?? 0,
           })
-          if (o?.kind === 'issued') {
-            decide(
-              m,
-              {
-                state: 'issued',
-                needsLookup: false,
-                receipt: o.receipt,
-                error: null,
-                amounts: amountsOfRow(m),
-              },
-              'issued',
-              attemptRows(m, submitOutcome, null, [lookupRow('issued', o.meta)]),
-            )
-          } else if (o?.kind === 'cancelled') {
-            decide(
-              m,
-              { state: 'cancelled', needsLookup: false, receipt: o.receipt, error: null },
-              'cancelled',
-              attemptRows(m, submitOutcome, null, [lookupRow('cancelled', o.meta)]),
-            )
+          if (o?.kind === 'issued' || o?.kind === 'cancelled') {
+            recordHeld(m, o, attemptRows(m, submitOutcome, null, [lookupRow(o.kind, o.meta)]))
           } else {
             handOn(m, true, submitOutcome, null, [lookupRow(o?.kind ?? 'not_found', o?.meta ?? null)])
           }

@@ -416,7 +416,7 @@ const envVars = z.object({
   DATABASE_URL: url(),
   DB_POOL_MAX: int(20, 1),
   DB_PREPARED_STATEMENTS: bool(true),
-  DB_LEDGER_GENERIC_PLANS: bool(true),
+  DB_LEDGER_GENERIC_PLANS: bool(false),
   DB_UNREACHABLE_EXIT_MS: int(60_000, 100),
   REDIS_URL: url(),
   QUEUE_PREFIX: text('cr'),

@@ -269,9 +269,9 @@ describe('prepared statements', () => {
     }
   })
 
-  it("runs a worker's ledger on a pool of generic plans, or on the main pool when that is off", async () => {
-    const on = env.newApp()
-    const off = env.newApp({ DB_LEDGER_GENERIC_PLANS: 'false' })
+  it("runs a worker's ledger on the main pool by default, or on a pool of generic plans when asked", async () => {
+    const on = env.newApp({ DB_LEDGER_GENERIC_PLANS: 'true' })
+    const off = env.newApp() // the default: off (docs/exactly-once.md says why)
     expect(on.ledgerDb()).not.toBe(on.db())
     expect(off.ledgerDb()).toBe(off.db())
     const mode = async (db: Db) => (await sql<{ plan_cache_mode: string }>`SHOW plan_cache_mode`.execute(db)).rows[0]!.plan_cache_mode

@@ -18,7 +18,7 @@ import { attemptLog, DEFER, noteReceipt, type IssueJobResult, type ReceiptJobInf
 import type { ProviderSource } from './provider-source.ts'
 import type { Throttle } from '../throttle/throttle.ts'
 import { fenceOf, sendFence } from './lease.ts'
-import { attemptOf, decide, failureEvent, perform, readBackSkipped, settled, type PolicyEvent, type Settle } from './outcome-policy.ts'
+import { attemptOf, decide, failureEvent, perform, readBack, settled, type PolicyEvent, type Settle } from './outcome-policy.ts'
 
 export class CancelInputError extends Error {
   override name = 'CancelInputError'
@@ -243,11 +243,7 @@ export function createCancelHandler(deps: CancelDeps) {
       sent = true
       const d = decideNow({ type: 'call', outcome: o })
       if (d.type === 'settle') return d
-      // After a send the read-back is never put off: it waits for its turn. Unless the provider is
-      // not answering (a circuit open, its other calls hanging): then it would hang as long again
-      // holding this slot, so it is not made and counts as a read-back that found nothing — the
-      // outcome stays open (needs_lookup) and the next attempt looks the key up before anything else.
-      const found = t.unresponsive() ? readBackSkipped() : await t.schedule(() => provider.lookup(lookupReq, ctx))
+      const found = await readBack(t, () => provider.lookup(lookupReq, ctx))
       return settled(decideNow({ type: 'read_back', outcome: found, after: o }))
     }
 

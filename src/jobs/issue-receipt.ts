@@ -29,7 +29,7 @@ import { heldAmounts, receiptAmountsFor } from './receipt-amounts.ts'
 import type { JobPayloads } from '../queue/queues.ts'
 import type { ProviderSource } from './provider-source.ts'
 import { sendFence } from './lease.ts'
-import { attemptOf, decide, failureEvent, perform, readBackSkipped, settled, type JobResult, type PolicyEvent, type Settle } from './outcome-policy.ts'
+import { attemptOf, decide, failureEvent, perform, readBack, settled, type JobResult, type PolicyEvent, type Settle } from './outcome-policy.ts'
 
 /** What every job that sends issue requests needs (one receipt here, a batch in issue-batch.ts). */
 export interface IssueCallDeps {
@@ -191,11 +191,7 @@ export function createIssueHandler(deps: IssueDeps) {
       sent = true
       const d = decideNow({ type: 'call', outcome: issued, amounts: issued.kind === 'issued' ? heldAmounts(issued.receipt, amounts) : amounts })
       if (d.type === 'settle') return d
-      // After a send the read-back is never put off: it waits for its turn. Unless the provider is
-      // not answering (a circuit open, its other calls hanging): then it would hang as long again
-      // holding this slot, so it is not made and counts as a read-back that found nothing — the
-      // outcome stays open (needs_lookup) and the next attempt looks the key up before anything else.
-      const found = t.unresponsive() ? readBackSkipped() : await t.schedule(() => provider.lookup(lookupRequest(receipt, amounts), ctx))
+      const found = await readBack(t, () => provider.lookup(lookupRequest(receipt, amounts), ctx))
       return settled(decideNow({ type: 'read_back', outcome: found, after: issued, amounts: found.kind === 'issued' ? heldAmounts(found.receipt, amounts) : amounts }))
     }
 

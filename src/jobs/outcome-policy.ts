@@ -33,7 +33,7 @@
 import { DelayedError, UnrecoverableError, type Job } from 'bullmq'
 import { TAX_AUTHORITY_ERROR_CLASS, type ClaimResult, type Transition } from '../db/ledger.ts'
 import type { ProviderOutcome, ProviderReceipt } from '../domain/index.ts'
-import { ThrottleDeferError } from '../throttle/throttle.ts'
+import { ThrottleDeferError, type Throttle } from '../throttle/throttle.ts'
 import { LeaseLostError } from './lease.ts'
 import { MerchantNotConfiguredError } from './provider-source.ts'
 
@@ -271,12 +271,15 @@ export function attemptOf(job: Pick<Job, 'attemptsMade' | 'opts'>, workerAttempt
 }
 
 /**
- * The read-back that was not made because the provider is not answering (Throttle.unresponsive):
- * for the policy, a read-back that found nothing — the request's outcome stays open, as after a
- * read-back that timed out (pending + needs_lookup, retried after backoff, the attempt used).
+ * The read-back after a send whose outcome is unknown. It is never put off: it waits for its turn.
+ * Unless the provider is not answering (Throttle.unresponsive: a circuit open, its other calls
+ * hanging): then it would hang as long again holding the worker slot, so it is not made and counts
+ * as a read-back that found nothing — the outcome stays open (pending + needs_lookup, retried after
+ * backoff, the attempt used) and the next attempt looks the key up before anything else.
  */
-export function readBackSkipped(): ProviderOutcome {
-  return { kind: 'unknown_outcome', meta: { httpStatus: null, providerCode: null, message: 'read-back skipped: the provider is not answering', latencyMs: 0 } }
+export function readBack(t: Pick<Throttle, 'unresponsive' | 'schedule'>, lookup: () => Promise<ProviderOutcome>): Promise<ProviderOutcome> {
+  if (!t.unresponsive()) return t.schedule(lookup)
+  return Promise.resolve({ kind: 'unknown_outcome', meta: { httpStatus: null, providerCode: null, message: 'read-back skipped: the provider is not answering', latencyMs: 0 } })
 }
 
 /** Thrown for outcomes worth another BullMQ attempt (backoff); the message carries the class. */

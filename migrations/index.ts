@@ -16,6 +16,7 @@ import * as remaskIdentifiers from './2026_12_05_0280_remask_identifiers.ts'
 import * as auditLog from './2026_12_05_0281_audit_log.ts'
 import * as tossProvisional from './2026_12_05_0300_toss_provisional.ts'
 import * as receiptTransitions from './2026_12_05_0480_receipt_transitions.ts'
+import * as notifyFinalReceipts from './2026_12_05_0620_notify_final_receipts.ts'
 import * as receiptsReissue from './2026_12_05_0261_receipts_reissue.ts'
 import * as popbillProvider from './2026_12_05_0400_popbill_provider.ts'
 import * as providerBatches from './2026_12_05_0420_provider_batches.ts'
@@ -46,4 +47,5 @@ export const migrations: Record<string, Migration> = {
   '2026_12_05_0440_notifications': notifications,
   '2026_12_05_0460_transactions_identifier_search': identifierSearch,
   '2026_12_05_0480_receipt_transitions': receiptTransitions,
+  '2026_12_05_0620_notify_final_receipts': notifyFinalReceipts,
 }

@@ -914,7 +914,9 @@ export async function repairFromProvider(
 /**
  * The tax authority accepted a provisional receipt: issued, provisional → issued, final (the
  * approval number and URL as the provider now gives them, when it does). False when the row is no
- * longer issued and provisional (cancelled meanwhile, already finalised).
+ * longer issued and provisional (cancelled meanwhile, already finalised). Clearing `provisional` on
+ * an issued row is the receipt's buyer-notification event `issued` (trigger receipts_notify,
+ * migrations/2026_12_05_0620_notify_final_receipts.ts): buyers are told of final receipts only.
  */
 export async function finalizeProvisional(db: Db, receiptId: number, held: Pick<ProviderReceipt, 'approvalNumber' | 'receiptUrl'>): Promise<boolean> {
   const res = await db

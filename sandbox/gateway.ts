@@ -21,6 +21,14 @@ import iconv from 'iconv-lite'
 export const GATEWAY_FAULTS = ['5xx', '429', '400', 'timeout_after_commit', 'reset_before'] as const
 export type GatewayFault = (typeof GATEWAY_FAULTS)[number]
 
+/**
+ * The simulator's own reading of the wire format, on purpose not src/notify/gateway.ts's
+ * GatewayMessage: like the provider simulators it is written from the format's description alone and
+ * shares no code with the client (.dependency-cruiser.cjs, sandbox-is-not-the-adapters, covers
+ * src/notify/), so a field the client misnames or mistypes fails a test here instead of passing on
+ * a type both sides share. It parses the snake_case body (`template_code`) itself, and keeps what
+ * a test inspects besides (message id, key, time of acceptance).
+ */
 export interface SimulatedMessage {
   readonly messageId: string
   readonly idempotencyKey: string

@@ -18,6 +18,11 @@
  * outcomes are logged and stored.
  */
 
+/**
+ * What a vendor adapter sends. sandbox/gateway.ts declares its own type for the same wire body on
+ * purpose: the simulator is written independently of this client, so a test cannot pass on a
+ * misreading both would share (the lint rule sandbox-is-not-the-adapters keeps it so).
+ */
 export interface GatewayMessage {
   readonly channel: 'sms' | 'lms' | 'kakao'
   /** The buyer's number, digits only. */

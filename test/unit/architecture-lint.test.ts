@@ -1,7 +1,8 @@
 /**
  * The import rules `npm run lint` enforces (dependency-cruiser with .dependency-cruiser.cjs): in a
  * small tree it reports an import cycle, an import that points up a layer (a type-only one too), a
- * module outside every layer and a sandbox that reaches into the adapters, and it exits non-zero;
+ * module outside every layer and a sandbox that reaches into the adapters (provider or message
+ * gateway), and it exits non-zero;
  * the real tree has none of them.
  */
 import { execFile } from 'node:child_process'
@@ -51,6 +52,9 @@ const FIXTURE: Record<string, string> = {
   'src/stray/helper.ts': "import { vatOf } from '../domain/money.ts'\nexport const helper = vatOf\n",
   // The simulator sharing code with an adapter.
   'sandbox/sim.ts': "import type { Outcome } from '../src/providers/types.ts'\nexport type Sim = Outcome\n",
+  // The message-gateway simulator sharing the client's message type.
+  'src/notify/gateway.ts': 'export interface GatewayMessage { readonly to: string }\n',
+  'sandbox/gateway.ts': "import type { GatewayMessage } from '../src/notify/gateway.ts'\nexport type Simulated = GatewayMessage\n",
 }
 
 let dir: string
@@ -80,6 +84,7 @@ describe('the architecture lint', () => {
         'no-circular: src/jobs/issue.ts ⇄ src/jobs/settle.ts',
         'not-in-any-layer: src/stray/helper.ts → src/domain/money.ts',
         'sandbox-is-not-the-adapters: sandbox/sim.ts → src/providers/types.ts',
+        'sandbox-is-not-the-adapters: sandbox/gateway.ts → src/notify/gateway.ts',
       ].sort(),
     )
   })

@@ -215,3 +215,47 @@ describe('dashboard search and transaction page', () => {
     await page.close()
   })
 })
+
+describe('every attempt and the provider receipt URL', () => {
+  it('show, the receipt page and the printable receipt list each call and link the provider receipt', async () => {
+    // Toss gives a receipt URL; its first call tonight fails (5xx), so the receipt takes more than one call.
+    sandbox.forceNext('toss', ['5xx'])
+    await importDay(env.app, { businessDate: '2026-09-16', count: 4, seed: 9, providers: ['toss'], idPrefix: 'LOOKT' })
+    await waitForRun(env.app, (await settle(env.app, '2026-09-16')).runId!, 120_000)
+    const db = env.app.db()
+    const tossIssued = await db.selectFrom('receipts').select(['id', 'transaction_id', 'receipt_url', 'provider_receipt_id']).where('provider', '=', 'toss').where('state', '=', 'issued').where('kind', '=', 'issue').orderBy('id').execute()
+    const attemptsOf = (id: number) => db.selectFrom('issuance_attempts').select(['operation']).where('receipt_id', '=', id).execute()
+    let target: (typeof tossIssued)[number] | undefined
+    let calls: { operation: string }[] = []
+    for (const r of tossIssued) {
+      const a = await attemptsOf(r.id)
+      if (a.length > calls.length) [target, calls] = [r, a]
+    }
+    expect(target, 'a Toss receipt issued').toBeDefined()
+    expect(calls.length, 'the forced 5xx made one receipt take a second call').toBeGreaterThanOrEqual(2)
+    expect(target!.receipt_url).toMatch(/^https:\/\/dashboard\.tosspayments\.com\//)
+
+    // show --json: the provider receipt id and URL, and one entry per call
+    const shown = await runCli(['show', target!.transaction_id, '--json'], env.env())
+    expect(shown.code, shown.stderr).toBe(0)
+    const receipt = JSON.parse(shown.stdout).transactions[0].receipts.find((r: { kind: string }) => r.kind === 'issue')
+    expect(receipt).toMatchObject({ provider_receipt_id: target!.provider_receipt_id, receipt_url: target!.receipt_url })
+    expect(receipt.calls.map((c: { operation: string }) => c.operation)).toEqual(calls.map((c) => c.operation))
+    expect(receipt.calls.some((c: { http_status: number | null }) => c.http_status === 500 || c.http_status === 503)).toBe(true)
+
+    // the receipt page: every call is a history row, and the provider's receipt is linked
+    const page = await browser.context.newPage()
+    await page.goto(`${dashboard.url}/transactions/${encodeURIComponent(target!.transaction_id)}`)
+    const section = page.locator(`section.receipt[data-receipt="${target!.id}"]`)
+    for (const op of new Set(calls.map((c) => c.operation))) {
+      expect(await section.locator(`table.history tbody tr[data-event="${op}"]`).count()).toBe(calls.filter((c) => c.operation === op).length)
+    }
+    expect(await section.locator('a[rel~="noopener"]').getAttribute('href')).toBe(target!.receipt_url)
+
+    // the printable receipt links it too
+    await section.locator('a.print').click()
+    await page.waitForURL(/\/receipt$/)
+    expect(await page.locator(`a[href="${target!.receipt_url}"]`).innerText()).toBe('발급사 영수증 보기')
+    await page.close()
+  }, 180_000)
+})

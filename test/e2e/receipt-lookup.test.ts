@@ -259,3 +259,52 @@ describe('every attempt and the provider receipt URL', () => {
     await page.close()
   }, 180_000)
 })
+
+describe('the printable receipt of a cancelled receipt', () => {
+  it('shows trade time, purpose and masked identifier, and marks a full cancellation 취소 and a partial one 부분취소', async () => {
+    const { mkdtemp, readFile } = await import('node:fs/promises')
+    const { tmpdir } = await import('node:os')
+    const { join } = await import('node:path')
+    const dir = await mkdtemp(join(tmpdir(), 'crt-receipt-cancel-'))
+    const db = env.app.db()
+    // two NTS receipts of the first day other than the one the tests above look at (NTS cancels in part)
+    const rows = await db
+      .selectFrom('receipts as r')
+      .innerJoin('cash_transactions as t', 't.transaction_id', 'r.transaction_id')
+      .select(['r.transaction_id', 'r.total_amount', 't.identifier_masked', 't.purpose'])
+      .where('r.provider', '=', 'nts').where('r.kind', '=', 'issue').where('r.state', '=', 'issued').where('r.cancelled_amount', '=', 0)
+      .where('r.total_amount', '>=', 2_000).where('t.identifier_masked', 'is not', null)
+      .where('r.transaction_id', '!=', issued.transaction_id)
+      .orderBy('r.id').limit(2).execute()
+    expect(rows).toHaveLength(2)
+    const [full, part] = rows as [(typeof rows)[number], (typeof rows)[number]]
+    const [a, b] = await Promise.all([
+      runCli(['cancel', full.transaction_id, '--wait', '--json'], env.env()),
+      runCli(['cancel', part.transaction_id, '--amount', '1000', '--wait', '--json'], env.env()),
+    ])
+    expect(a.code, a.stderr).toBe(0)
+    expect(b.code, b.stderr).toBe(0)
+    expect(JSON.parse(b.stdout)).toMatchObject({ partial: true, state: 'cancelled' })
+
+    const print = async (id: string) => {
+      const out = join(dir, `${id}.html`)
+      const r = await runCli(['receipt', id, '--out', out], env.env())
+      expect(r.code, r.stderr).toBe(0)
+      return readFile(out, 'utf8')
+    }
+    const paid = async (id: string) => (await db.selectFrom('cash_transactions').select('paid_at').where('transaction_id', '=', id).executeTakeFirstOrThrow()).paid_at
+    const kst = (d: Date) => new Date(d.getTime() + 9 * 3_600_000).toISOString().slice(0, 16).replace('T', ' ')
+    const purpose = (p: string) => (p === 'deduction' ? '소득공제' : '지출증빙')
+
+    const fullPage = await print(full.transaction_id)
+    expect(fullPage).toContain('<span class="stamp">취소</span>')
+    for (const s of ['거래일시', kst(await paid(full.transaction_id)), '거래구분', purpose(full.purpose), '식별번호', full.identifier_masked!]) expect(fullPage).toContain(s)
+
+    const partPage = await print(part.transaction_id)
+    expect(partPage).toContain('<span class="stamp">부분취소</span>')
+    expect(partPage).toContain('취소금액')
+    expect(partPage).toContain('-1,000원')
+    expect(partPage).toContain(`${(Number(part.total_amount) - 1_000).toLocaleString('en-US')}원`)
+    for (const s of [kst(await paid(part.transaction_id)), purpose(part.purpose), part.identifier_masked!]) expect(partPage).toContain(s)
+  }, 180_000)
+})

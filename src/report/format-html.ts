@@ -6,7 +6,7 @@
 import { kstDateTime, kstWallClock } from '../domain/index.ts'
 import { DEFAULT_LANG, translator, type Translator } from '../i18n/index.ts'
 import type { RunReport } from './report.ts'
-import { OUTCOMES, type ReportDetails } from './report-details.ts'
+import { FAILED_LISTED, OUTCOMES, type ReportDetails } from './report-details.ts'
 import { columns, OUTCOME_SERIES, stackedBars, type Row } from './charts.ts'
 import { html, trusted, type SafeHtml } from './html.ts'
 
@@ -300,7 +300,8 @@ export function formatReportHtml(r: RunReport, d: ReportDetails, opts: { generat
   const t = opts.t ?? ko()
   const title = t('report.title', { id: r.run_id, date: r.business_date })
   const latencyRows = d.latency.by_provider.map((p) => [p.provider, p.calls, p.p50_ms, p.p95_ms, p.p99_ms])
-  const failures = r.failures.slice(0, 500)
+  const failures = r.failures.slice(0, FAILED_LISTED)
+  const ctx = (id: string) => d.failed_transactions[id]
   const page = html`<!doctype html>
     <html lang="${t.lang}">
       <head>
@@ -363,13 +364,16 @@ export function formatReportHtml(r: RunReport, d: ReportDetails, opts: { generat
                 : ''
             }${
               failures.length
-                ? html`<h2 style="margin-top:14px">
+                ? html`<h2 style="margin-top:14px" id="failed-receipts">
                       ${r.failures.length > failures.length ? t('report.failedReceiptsFirst', { n: r.failures.length, shown: failures.length }) : t('report.failedReceipts', { n: r.failures.length })}
                     </h2>
                     ${numTable(
-                      [t('col.transaction'), t('col.provider'), t('col.class'), t('col.code'), t('col.message')],
-                      failures.map((f) => [f.transaction_id, f.provider, f.error_class, f.code, f.message]),
-                      [false, false, false, false, false],
+                      [t('col.transaction'), t('col.merchant'), t('col.amount'), t('failures.orderName'), t('col.paidAt'), t('col.provider'), t('col.class'), t('col.code'), t('col.message')],
+                      failures.map((f) => {
+                        const x = ctx(f.transaction_id)
+                        return [f.transaction_id, x?.merchant_name ?? '', x ? t.won(x.amount) : '', x?.order_name ?? '', x ? kstDateTime(x.paid_at) : '', f.provider, f.error_class, f.code, f.message]
+                      }),
+                      [false, false, true, false, false, false, false, false, false],
                     )}`
                 : ''
             }

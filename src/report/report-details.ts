@@ -37,6 +37,13 @@ export interface ReportDetails {
     count: number
     sample_message: string
   }[]
+  /**
+   * What a person needs beside each failed receipt the HTML report lists (the report's `failures`,
+   * its first FAILED_LISTED): whose and which payment it is. Keyed by transaction id.
+   */
+  readonly failed_transactions: Readonly<
+    Record<string, { merchant_name: string; amount: number; order_name: string | null; paid_at: string }>
+  >
   readonly overdue: {
     readonly total: number
     readonly receipts: readonly {
@@ -56,6 +63,8 @@ export const LATENCY_BOUNDS_MS = [25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10
 const BUCKET_CHOICES_S = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1_800, 3_600, 7_200, 21_600, 86_400]
 const MAX_POINTS = 60
 const OVERDUE_LISTED = 500
+/** Failed receipts the HTML report lists (formatReportHtml shows as many). */
+export const FAILED_LISTED = 500
 
 /** Outcome bucket of a ledger state, as in the JSON report. */
 export function outcomeOf(state: string): Outcome {
@@ -185,6 +194,16 @@ export async function buildReportDetails(
       r.error_class, r.error_code AS code
     FROM receipts r WHERE ${overdueWhere} ORDER BY r.deadline, r.id LIMIT ${OVERDUE_LISTED}`.execute(db)
 
+  // The same receipts, in the same order, as the report's `failures` (then the refused transactions).
+  const failedTx = await sql<{ transaction_id: string; merchant_name: string; amount: string; order_name: string | null; paid_at: Date }>`
+    WITH listed AS (
+      (SELECT r.transaction_id FROM receipts r WHERE ${inScope} AND r.state = 'failed' ORDER BY r.id LIMIT ${FAILED_LISTED})
+      UNION SELECT unnest(${rejections.map((x) => x.transaction_id)}::text[])
+    )
+    SELECT t.transaction_id, coalesce(m.name, t.merchant_id) AS merchant_name, t.amount, t.order_name, t.paid_at
+    FROM listed l JOIN cash_transactions t ON t.transaction_id = l.transaction_id
+    LEFT JOIN merchants m ON m.id = t.merchant_id`.execute(db)
+
   return {
     by_merchant: [...byMerchant.values()],
     throughput: { bucket_s: bucket, points: [...points.values()] },
@@ -209,6 +228,12 @@ export async function buildReportDetails(
       })),
       ...rejectionReasons(rejections),
     ].sort((a, b) => b.count - a.count),
+    failed_transactions: Object.fromEntries(
+      failedTx.rows.map((row) => [
+        row.transaction_id,
+        { merchant_name: row.merchant_name, amount: Number(row.amount), order_name: row.order_name, paid_at: new Date(row.paid_at).toISOString() },
+      ]),
+    ),
     overdue: { total: overdueTotal.rows[0]?.n ?? 0, receipts: overdue.rows },
   }
 }

@@ -89,6 +89,25 @@ describe('report --format html', () => {
     expect(Number(await page.locator('[data-total="overdue"] .value').innerText())).toBe(json.overdue)
     expect(json.overdue).toBe(json.totals.failed)
 
+    // Each failed receipt with whose and which payment it is: merchant name, amount, order name, paid-at (KST).
+    const rows = await page.locator('#failed-receipts + table tbody tr').evaluateAll((trs) =>
+      trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => (td as HTMLElement).innerText.trim())),
+    )
+    expect(rows).toHaveLength(json.failures.length)
+    const txs = await env.app
+      .db()
+      .selectFrom('cash_transactions as t')
+      .innerJoin('merchants as m', 'm.id', 't.merchant_id')
+      .select(['t.transaction_id', 'm.name', 't.amount', 't.order_name', 't.paid_at'])
+      .where('t.transaction_id', 'in', json.failures.map((f) => f.transaction_id))
+      .execute()
+    const byId = new Map(txs.map((x) => [x.transaction_id, x]))
+    for (const [id, merchant, amount, orderName, paidAt, provider] of rows) {
+      const x = byId.get(id!)!
+      expect([merchant, amount, orderName, provider]).toEqual([x.name, `${Number(x.amount).toLocaleString('en-US')}원`, x.order_name ?? '', json.failures.find((f) => f.transaction_id === id)!.provider])
+      expect(paidAt).toBe(`${new Date(new Date(x.paid_at).getTime() + 9 * 3_600_000).toISOString().slice(0, 19).replace('T', ' ')} KST`)
+    }
+
     const shot = join(dir, 'report.png')
     await page.screenshot({ path: shot, fullPage: true })
     const png = await readFile(shot)

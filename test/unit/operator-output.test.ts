@@ -108,6 +108,7 @@ const details: ReportDetails = {
       sample_message: '식별번호가 올바르지 않습니다',
     },
   ],
+  failed_transactions: { 'T-1': { merchant_name: '서울 밝은치과의원', amount: 55_000, order_name: '스케일링', paid_at: '2026-11-20T02:00:00.000Z' } },
   overdue: { total: 0, receipts: [] },
 }
 

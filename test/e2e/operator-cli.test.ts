@@ -2,8 +2,8 @@
  * The rough edges an operator meets on the command line (issue 22, item 7), each through the real
  * CLI as a separate process: --version, usage errors for nonsense input (exit 2, naming the option
  * or variable), a future settle date, Redis down, snake_case --json, human output without raw JSON,
- * `settle --wait` with no worker, a worker with a stale merchant list, and re-drive runs labelled
- * and linked to the run they follow up.
+ * `settle --wait` with no worker, a worker with a stale merchant list, re-drive runs labelled
+ * and linked to the run they follow up, and WORKER_ATTEMPTS read by the worker that runs a job.
  */
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -172,6 +172,36 @@ describe('operator command line', () => {
     expect(summary).toMatchObject({ rows: 12, inserted: 12, rejected: 0, written: true })
     expect(camelKeys(summary)).toEqual([])
   })
+
+  it('the worker that runs a job decides its attempts (WORKER_ATTEMPTS), not the process that enqueued it', async () => {
+    const date = '2026-08-05'
+    const day = generateDay({
+      businessDate: date,
+      count: 4,
+      merchants: env.config.merchants.filter((m) => m.mandatoryIssuer).map((m) => ({ id: m.id, mandatoryIssuer: m.mandatoryIssuer })),
+      providers: ['payssam'],
+      idPrefix: 'ATT',
+    })
+    const file = join(dir, 'attempts.csv')
+    await writeFile(file, toCsv(day))
+    expect((await runCli(['import', file], env.env())).code).toBe(0)
+    // PaySsam answers 5xx to everything: each receipt fails once its worker's attempts run out.
+    sandbox.setFaults('payssam:5xx=1')
+    const worker = spawnCli(['worker', '--concurrency', '4'], env.env({ WORKER_ATTEMPTS: '3' }))
+    try {
+      // enqueued by a process whose own WORKER_ATTEMPTS is 1
+      const settled = await runCli(['settle', '--date', date, '--wait', '--json'], env.env({ WORKER_ATTEMPTS: '1' }))
+      expect(settled.code, settled.stderr).toBe(0)
+      const report = JSON.parse(settled.stdout)
+      const rows = await env.app.db().selectFrom('receipts').select(['state', 'attempts']).where('run_id', '=', Number(report.run_id)).where('state', '<>', 'skipped').execute()
+      expect(rows.length).toBeGreaterThan(0)
+      expect(report.totals.failed).toBe(rows.length)
+      for (const r of rows) expect(r).toEqual({ state: 'failed', attempts: 3 })
+    } finally {
+      sandbox.setFaults('')
+      await stopChild(worker)
+    }
+  }, 300_000)
 
   it('reconcile names the receipts it repaired', async () => {
     const date = '2026-08-04'

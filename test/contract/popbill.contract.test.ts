@@ -110,6 +110,35 @@ describe('popbill: token, filing states, bulk, revocations', () => {
     expect(sandbox.stats().providers.popbill.issued).toBe(2)
   })
 
+  it('refreshes the token once on a 401 and repeats the call once: expiry costs one token request; a 401 that stays is permanent, not a loop', async () => {
+    // Counts what goes out; while `deny` is set every /Cashbill answer is replaced by 401 -10000033.
+    let deny = false
+    const sent = { token: 0, cashbill: 0 }
+    const counting: typeof fetch = async (input, init) => {
+      const path = new URL(String(input instanceof Request ? input.url : input)).pathname
+      if (path.endsWith('/Token')) sent.token++
+      else sent.cashbill++
+      const res = await fetch(input, init)
+      if (!deny || path.endsWith('/Token')) return res
+      await res.arrayBuffer()
+      return new Response(JSON.stringify({ code: -10000033, message: 'token expired' }), { status: 401, headers: { 'content-type': 'application/json' } })
+    }
+    adapter = createProvider('popbill', { baseUrl: sandbox.baseUrls.popbill, credentials: creds, fetch: counting, timeouts: { connectMs: 300, readMs: 400 }, retry: { retries: 0, minTimeoutMs: 1, maxRetryTimeMs: 1 } })
+    expect((await adapter.issue(newRequest())).kind).toBe('issued')
+    expect(sent).toEqual({ token: 1, cashbill: 1 })
+
+    clock += 3_600_000 + 60_000 // the sandbox expires the token; the adapter still holds it
+    expect((await adapter.issue(newRequest())).kind).toBe('issued')
+    expect(sent).toEqual({ token: 2, cashbill: 3 }) // 401, one refresh, the call once more
+
+    deny = true
+    const refused = await adapter.lookup({ providerKey: newRequest().providerKey, portonePayment: false, amounts: newRequest().amounts })
+    expect(refused.kind).toBe('permanent')
+    expect(sent).toEqual({ token: 3, cashbill: 5 }) // one refresh, one repeat, then it stops
+    deny = false
+    expect(sandbox.stats().providers.popbill.issued).toBe(2)
+  })
+
   it('issues provisionally (300); midnight filing makes it final (304)', async () => {
     const req = newRequest()
     const o = await adapter.issue(req)
@@ -399,6 +428,41 @@ describe('popbill simulator: refuses what Popbill refuses', () => {
     expect((await bulk('S/1', [cashbill()])).body.code).toBe(-14001033)
     expect((await bulk('S-empty', [])).body.code).toBe(-14001000)
     expect((await bulk('S-100', Array.from({ length: 100 }, () => cashbill()))).body.code).toBe(1)
+  })
+
+  it('processes a submission in the background for 2.5 × its modelled submission time (20 + 2n ms): txState 0 → 1 → 2, results only at 2', async () => {
+    const state = async (submitId: string) => {
+      const res = await fetch(`${sandbox.baseUrls.popbill}/Cashbill/BULK/${submitId}/State`, { headers: { authorization: `Bearer ${token}` } })
+      return (await res.json()) as { txState: number; successCount: number; issueResult: unknown[] }
+    }
+    // The clock is the sandbox's: only it moves, so the boundaries are exact whatever the machine's load.
+    for (const n of [1, 100]) {
+      const t0 = clock
+      const delay = Math.round(2.5 * (20 + 2 * n)) // 55 ms for 1, 550 ms for 100
+      expect((await bulk(`S-model-${n}`, Array.from({ length: n }, () => cashbill()))).body.code).toBe(1)
+      expect(await state(`S-model-${n}`)).toMatchObject({ txState: 0, successCount: 0, issueResult: [] })
+      clock = t0 + Math.ceil(delay * 0.2)
+      expect((await state(`S-model-${n}`)).txState).toBe(1)
+      clock = t0 + delay - 1
+      expect(await state(`S-model-${n}`)).toMatchObject({ txState: 1, issueResult: [] })
+      clock = t0 + delay
+      const done = await state(`S-model-${n}`)
+      expect(done).toMatchObject({ txState: 2, successCount: n })
+      expect(done.issueResult).toHaveLength(n)
+    }
+    // A set delay replaces the model (POST /_sandbox/popbill/bulk-delay); null restores it.
+    sandbox.popbill.setBulkDelay(2_000)
+    const t1 = clock
+    await bulk('S-set', [cashbill()])
+    clock = t1 + 1_999
+    expect((await state('S-set')).txState).toBe(1)
+    clock = t1 + 2_000
+    expect((await state('S-set')).txState).toBe(2)
+    sandbox.popbill.setBulkDelay(null)
+    const t2 = clock
+    await bulk('S-model-again', [cashbill()])
+    clock = t2 + 55
+    expect((await state('S-model-again')).txState).toBe(2)
   })
 
   it('BulkSubmit refuses a reused SubmitID even with the same content', async () => {

@@ -19,9 +19,11 @@ import { importDay, settle, waitForRun } from '../helpers/pipeline.ts'
 
 let sandbox: Sandbox
 let env: TestEnv
+/** While set, the simulator's clock stands still there: no bulk submission finishes processing. */
+let frozenAt: number | null = null
 
 beforeAll(async () => {
-  sandbox = await startSandbox({ port: 0 })
+  sandbox = await startSandbox({ port: 0, clock: () => frozenAt ?? Date.now() })
   env = await createTestEnv({
     sandboxUrl: sandbox.url,
     env: {
@@ -39,6 +41,7 @@ afterAll(async () => {
 })
 
 beforeEach(() => {
+  frozenAt = null
   sandbox.reset()
   sandbox.setFaults('popbill:hang=2500')
 })
@@ -55,6 +58,43 @@ async function popbillStats() {
     db(),
   )
   return Object.fromEntries(rows.rows.map((r) => [r.state, r.n])) as Record<string, number>
+}
+
+/** The batch's issue requests as the batch handler builds them (src/jobs/issue-batch.ts). */
+async function batchItems(members: Awaited<ReturnType<typeof claimBatch>> & { status: 'claimed' }, merchantId: string) {
+  const { decryptPii } = await import('../../src/crypto/pii.ts')
+  const merchantBn = env.config.merchants.find((m) => m.id === merchantId)!.businessNumber
+  return members.members.map((m) => {
+    const pii = m.tx.pii_enc ? decryptPii(m.tx.pii_enc, env.config.dataKeys, m.tx.transaction_id) : {}
+    const r = m.receipt
+    return issueRequest('bulk', {
+      key: r.provider_key,
+      idempotencyKey: r.idempotency_key,
+      identifier: r.self_issued ? '0100001234' : pii.identifier!,
+      identifierType: r.self_issued ? 'self' : (m.tx.identifier_type ?? 'phone'),
+      purpose: r.purpose,
+      orderName: m.tx.order_name ?? m.tx.order_id ?? m.tx.transaction_id,
+      tradeDate: r.trade_date,
+      paidAt: new Date(m.tx.paid_at).toISOString(),
+      amounts: {
+        total: r.total_amount,
+        supply: r.supply_amount,
+        vat: r.vat_amount,
+        taxFree: r.tax_free_amount,
+        serviceFee: r.service_fee,
+      },
+      merchantBusinessNumber: merchantBn,
+    })
+  })
+}
+
+async function batchCalls(batchId: number) {
+  return db()
+    .selectFrom('provider_batch_calls')
+    .select(['operation', 'outcome', 'started_at', 'finished_at'])
+    .where('batch_id', '=', batchId)
+    .orderBy('id')
+    .execute()
 }
 
 describe('Popbill bulk issuance', () => {
@@ -264,30 +304,7 @@ describe('Popbill bulk issuance', () => {
     // Worker "dead-1" claims the batch, passes the fence and sends the submit, then dies before the answer.
     const c = await claimBatch(db(), batch!.id, 'dead-1', 60_000)
     if (c.status !== 'claimed') throw new Error(c.status)
-    const { decryptPii } = await import('../../src/crypto/pii.ts')
-    const merchantBn = env.config.merchants.find((m) => m.id === batch!.merchant_id)!.businessNumber
-    const items = c.members.map((m) => {
-      const pii = m.tx.pii_enc ? decryptPii(m.tx.pii_enc, env.config.dataKeys, m.tx.transaction_id) : {}
-      const r = m.receipt
-      return issueRequest('bulk', {
-        key: r.provider_key,
-        idempotencyKey: r.idempotency_key,
-        identifier: r.self_issued ? '0100001234' : pii.identifier!,
-        identifierType: r.self_issued ? 'self' : (m.tx.identifier_type ?? 'phone'),
-        purpose: r.purpose,
-        orderName: m.tx.order_name ?? m.tx.order_id ?? m.tx.transaction_id,
-        tradeDate: r.trade_date,
-        paidAt: new Date(m.tx.paid_at).toISOString(),
-        amounts: {
-          total: r.total_amount,
-          supply: r.supply_amount,
-          vat: r.vat_amount,
-          taxFree: r.tax_free_amount,
-          serviceFee: r.service_fee,
-        },
-        merchantBusinessNumber: merchantBn,
-      })
-    })
+    const items = await batchItems(c, batch!.merchant_id)
     const hash = batchContentHash(items)
     const submitId = submitIdOf(batch!.id, hash)
     const adapter = env.app.providers().get(batch!.merchant_id, 'popbill').provider
@@ -356,4 +373,125 @@ describe('Popbill bulk issuance', () => {
     expect(sandbox.stats().max_receipts_per_key).toBe(1)
     expect((await popbillStats()).pending ?? 0).toBe(0)
   }, 120_000)
+
+  it('polls GetBulkResult every BULK_POLL interval while the submission is processing (txState 0/1), until txState 2; never submits twice', async () => {
+    const date = yesterday()
+    await importDay(env.app, { businessDate: date, count: 40, seed: 24, providers: ['popbill'], idPrefix: 'PBP' })
+    const s = await settle(env.app, date)
+    // This settlement's batches (a run of the same date may hold earlier ones, already done).
+    const batches = await db().selectFrom('provider_batches').select(['id']).where('run_id', '=', s.runId!).where('state', '=', 'open').execute()
+    expect(batches.length).toBeGreaterThanOrEqual(1)
+    // The simulator's time stands still: every submission stays at txState 0 until it moves again.
+    frozenAt = Date.now()
+    const worker = env.newApp().startWorker({ concurrency: 4 })
+    try {
+      await eventually(async () => {
+        for (const b of batches) if ((await batchCalls(b.id)).filter((c) => c.operation === 'bulk_result').length < 3) return false
+        return true
+      }, 90_000)
+      frozenAt = null
+      await waitForRun(env.app, s.runId!, 90_000)
+    } finally {
+      frozenAt = null
+      await worker.close()
+    }
+    for (const b of batches) {
+      const calls = await batchCalls(b.id)
+      expect(calls.filter((c) => c.operation === 'bulk_submit').map((c) => c.outcome)).toEqual(['accepted'])
+      const results = calls.filter((c) => c.operation === 'bulk_result')
+      // processing, …, processing, done: the result decided the batch, nothing else did.
+      expect(results.length).toBeGreaterThanOrEqual(4)
+      expect(results.slice(0, -1).every((c) => c.outcome === 'processing')).toBe(true)
+      expect(results.at(-1)!.outcome).toBe('done')
+      expect(calls.some((c) => c.operation === 'lookup_many')).toBe(false)
+      // Each poll waited at least the configured minimum (200 ms here; 2 s by default) after the
+      // previous call ended; a lower bound, which load can only lengthen. 20 ms of slack for the
+      // queue's delay timer and timestamp rounding.
+      const sequence = calls.filter((c) => c.operation !== 'lookup_many')
+      for (let i = 1; i < sequence.length; i++)
+        expect(sequence[i]!.started_at.getTime() - sequence[i - 1]!.finished_at.getTime()).toBeGreaterThanOrEqual(180)
+    }
+    const members = await db()
+      .selectFrom('provider_batch_items as i')
+      .innerJoin('receipts as r', 'r.id', 'i.receipt_id')
+      .select(['r.state', 'i.outcome'])
+      .where('i.batch_id', 'in', batches.map((b) => b.id))
+      .execute()
+    expect(members.every((m) => m.state === 'issued' && m.outcome === 'issued')).toBe(true)
+    expect(sandbox.stats().providers.popbill.issued).toBe(members.length)
+    expect(sandbox.stats().max_receipts_per_key).toBe(1)
+  }, 150_000)
+
+  it('never sends a submit id with other content: not found under its id, the same content goes again under it, a changed one is issued one by one', async () => {
+    const date = yesterday()
+    await importDay(env.app, { businessDate: date, count: 120, seed: 25, providers: ['popbill'], idPrefix: 'PBN' })
+    const s = await settle(env.app, date)
+    const open = await db()
+      .selectFrom('provider_batches')
+      .select(['id', 'merchant_id'])
+      .where('run_id', '=', s.runId!)
+      .where('state', '=', 'open')
+      .orderBy('id')
+      .limit(2)
+      .execute()
+    expect(open).toHaveLength(2)
+    const q = env.app.receiptsQueue()
+    for (const j of await q.getJobs(['prioritized', 'waiting', 'delayed']))
+      if (open.some((b) => b.id === (j?.data as { batchId?: number }).batchId)) await j!.remove()
+
+    // A worker claims both batches and passes the fence — which binds the submit id to the content —
+    // then dies before its request leaves: Popbill never hears of either id.
+    const bound = new Map<number, { submitId: string; receiptIds: number[]; txIds: string[] }>()
+    for (const b of open) {
+      const c = await claimBatch(db(), b.id, 'dead-2', 60_000)
+      if (c.status !== 'claimed') throw new Error(c.status)
+      const items = await batchItems(c, b.merchant_id)
+      const hash = batchContentHash(items)
+      const submitId = submitIdOf(b.id, hash)
+      await fenceBatchSend(db(), b.id, 'dead-2', { submitId, contentHash: hash, itemCount: items.length, coverMs: 5_000, jobId: null })
+      bound.set(b.id, { submitId, receiptIds: c.members.map((m) => m.receipt.id), txIds: c.members.map((m) => m.tx.transaction_id) })
+    }
+    const same = open[0]!
+    const changed = open[1]!
+    // The second batch's content changes after its id was bound (a member's order name, part of the content).
+    await sql`UPDATE cash_transactions SET order_name = 'changed order name of another length' WHERE merchant_id = ${changed.merchant_id} AND transaction_id = ${bound.get(changed.id)!.txIds[0]!}`.execute(db())
+    for (const b of open) {
+      await sql`UPDATE provider_batches SET locked_until = now() - interval '1 second', updated_at = now() - interval '1 minute' WHERE id = ${b.id}`.execute(db())
+      await sql`UPDATE receipts SET locked_until = now() - interval '1 second' WHERE locked_by = ${`batch:${b.id}`}`.execute(db())
+    }
+
+    const worker = env.newApp().startWorker({ concurrency: 4 })
+    try {
+      await waitForRun(env.app, s.runId!, 90_000)
+      await eventually(async () => {
+        const rows = await db().selectFrom('provider_batches').select('state').where('id', 'in', [same.id, changed.id]).execute()
+        return rows.every((r) => r.state === 'done')
+      }, 60_000)
+    } finally {
+      await worker.close()
+    }
+
+    // Unchanged: asked first (not found), then sent once under the id it was bound to.
+    const a = await db().selectFrom('provider_batches').select(['submit_id']).where('id', '=', same.id).executeTakeFirstOrThrow()
+    expect(a.submit_id).toBe(bound.get(same.id)!.submitId)
+    const aCalls = await batchCalls(same.id)
+    expect(aCalls[0]).toMatchObject({ operation: 'bulk_result', outcome: 'not_found' })
+    expect(aCalls.filter((c) => c.operation === 'bulk_submit')).toHaveLength(1)
+    // Changed: nothing goes out under its id; its receipts are decided one by one.
+    const b = await db().selectFrom('provider_batches').select(['submit_id', 'error_code']).where('id', '=', changed.id).executeTakeFirstOrThrow()
+    expect(b).toEqual({ submit_id: bound.get(changed.id)!.submitId, error_code: 'BATCH_CONTENT_CHANGED' })
+    const bCalls = await batchCalls(changed.id)
+    expect(bCalls.map((c) => [c.operation, c.outcome])).toEqual([['bulk_result', 'not_found']])
+    const items = await db().selectFrom('provider_batch_items').select(['outcome']).where('batch_id', '=', changed.id).execute()
+    expect(items.every((i) => i.outcome === 'single')).toBe(true)
+
+    const states = await db()
+      .selectFrom('receipts')
+      .select(['state'])
+      .where('id', 'in', [...bound.values()].flatMap((v) => v.receiptIds))
+      .execute()
+    expect(states.every((x) => x.state === 'issued')).toBe(true)
+    expect(sandbox.stats().max_receipts_per_key).toBe(1)
+    expect((await popbillStats()).pending ?? 0).toBe(0)
+  }, 150_000)
 })

@@ -15,6 +15,12 @@ describe('loadConfig', () => {
     expect(Object.isFrozen(c)).toBe(true)
   })
 
+  it("polls a bulk submission's result every 2–5 s by default, as Popbill asks (GetBulkResult until txState 2)", () => {
+    expect(loadDemoConfig({}).worker.bulkPollMs).toEqual({ min: 2_000, max: 5_000 })
+    // A maximum below the minimum is the minimum: the interval never goes under what is set.
+    expect(loadDemoConfig({ BULK_POLL_MIN_MS: '3000', BULK_POLL_MAX_MS: '1000' }).worker.bulkPollMs).toEqual({ min: 3_000, max: 3_000 })
+  })
+
   it.each([
     [{ WORKER_CONCURRENCY: 'many' }, /WORKER_CONCURRENCY: expected an integer/],
     [{ WORKER_CONCURRENCY: '0' }, /WORKER_CONCURRENCY: must be ≥ 1/],

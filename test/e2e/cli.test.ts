@@ -74,6 +74,9 @@ describe('cash-receipts CLI', () => {
       expect(r.code, r.stderr).toBe(0)
       const out = JSON.parse(r.stdout)
       expect(out.report.totals.issued).toBeGreaterThan(0)
+      // Popbill is in the demo (its merchants issue it in bulk, src/demo/defaults.ts), filed and final.
+      expect(out.report.by_provider.popbill.issued).toBeGreaterThan(0)
+      expect(out.sandbox.providers.popbill.issued).toBe(out.report.by_provider.popbill.issued)
       expect(out.sandbox.max_live_receipts_per_key).toBe(1)
       expect((await demoKeys()).filter((k) => !before.has(k))).toEqual([])
     } finally {

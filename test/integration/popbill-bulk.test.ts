@@ -7,10 +7,14 @@
  * whose worker died right after its submit left is found by the recovery pass and finished by
  * looking its result up first. Every key ends with one receipt at the simulator.
  */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { sql } from 'kysely'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { startSandbox, type Sandbox } from '../../sandbox/index.ts'
 import { claimBatch, fenceBatchSend } from '../../src/db/ledger.ts'
+import { DEMO_MERCHANTS } from '../../src/demo/defaults.ts'
 import { addDays, kstToday } from '../../src/domain/index.ts'
 import { batchContentHash, submitIdOf } from '../../src/jobs/issue-batch.ts'
 import { issueRequest } from '../helpers/issue-request.ts'
@@ -493,5 +497,49 @@ describe('Popbill bulk issuance', () => {
     expect(states.every((x) => x.state === 'issued')).toBe(true)
     expect(sandbox.stats().max_receipts_per_key).toBe(1)
     expect((await popbillStats()).pending ?? 0).toBe(0)
+  }, 150_000)
+
+  it("issues one by one (RegistIssue) when the merchant's popbill config has bulk: false — no batches, no bulk calls", async () => {
+    // The same merchants, with Popbill bulk off: written as a MERCHANTS_FILE for a second app on the same database.
+    const dir = await mkdtemp(join(tmpdir(), 'crt-popbill-single-'))
+    const file = join(dir, 'merchants.json')
+    await writeFile(file, JSON.stringify(DEMO_MERCHANTS.map((m) => ({ ...m, providers: { ...m.providers, popbill: { ...m.providers.popbill!, bulk: false } } }))))
+    const single = env.newApp({ MERCHANTS_FILE: file })
+    for (const m of DEMO_MERCHANTS) {
+      expect(env.app.bulkSize(m.id, 'popbill')).toBe(100)
+      expect(single.bulkSize(m.id, 'popbill')).toBe(0)
+    }
+    const date = yesterday()
+    const day = await importDay(single, { businessDate: date, count: 30, seed: 26, providers: ['popbill'], idPrefix: 'PBS' })
+    const s = await settle(single, date)
+    const ours = await db()
+      .selectFrom('receipts')
+      .select(['id', 'state'])
+      .where('provider', '=', 'popbill')
+      .where('transaction_id', 'in', day.rows.map((r) => String(r.transaction_id)))
+      .execute()
+    expect(ours.length).toBeGreaterThan(0)
+    const batchesBefore = (await db().selectFrom('provider_batch_items').select('receipt_id').where('receipt_id', 'in', ours.map((r) => r.id)).execute()).length
+    expect(batchesBefore).toBe(0)
+    const worker = single.startWorker({ concurrency: 4 })
+    try {
+      await waitForRun(single, s.runId!, 90_000)
+    } finally {
+      await worker.close()
+      await rm(dir, { recursive: true, force: true })
+    }
+    const after = await db().selectFrom('receipts').select(['state']).where('id', 'in', ours.map((r) => r.id)).execute()
+    const issued = after.filter((r) => r.state === 'issued').length
+    expect(after.every((r) => r.state === 'issued' || r.state === 'skipped')).toBe(true)
+    expect(issued).toBeGreaterThan(0)
+    expect((await db().selectFrom('provider_batch_items').select('receipt_id').where('receipt_id', 'in', ours.map((r) => r.id)).execute()).length).toBe(0)
+    const attempts = await db()
+      .selectFrom('issuance_attempts')
+      .select(['operation', 'outcome'])
+      .where('receipt_id', 'in', ours.map((r) => r.id))
+      .where('operation', '=', 'issue')
+      .execute()
+    expect(attempts.filter((a) => a.outcome === 'issued')).toHaveLength(issued)
+    expect(sandbox.stats().providers.popbill.issued).toBe(issued)
   }, 150_000)
 })

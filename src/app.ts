@@ -319,7 +319,11 @@ export function createApp(config: AppConfig, overrides: AppOverrides = {}): App 
     bulkSize: (merchantId, provider) => bulkSizeOf(merchantId, provider),
     settle: async (opts) => {
       await app.checkDeployment()
-      return settleDay(settleDeps, opts)
+      // A statement cut by a failover (57P01) or a lost connection runs settlement again from the
+      // start once Postgres answers, within DB_UNREACHABLE_EXIT_MS: it is idempotent (one run per
+      // date and scope, receipts inserted ON CONFLICT DO NOTHING, jobs enqueued under their
+      // generation's id and live ones left alone), so a second pass only finishes what the first began.
+      return retryWhileUnavailable(config.databaseUrl, config.dbUnreachableExitMs, () => settleDay(settleDeps, opts))
     },
     redrive: async (filter, opts = {}) => {
       await app.checkDeployment()

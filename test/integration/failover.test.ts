@@ -1,8 +1,10 @@
 /**
  * Postgres failover: connections terminated under a running worker process and a dashboard
  * (57P01, as pg_terminate_backend, a restart or a failover do) are replaced, the jobs whose queries
- * failed are retried, and every receipt is still issued exactly once. A Postgres that stays away
- * makes the worker exit non-zero with a message naming the database, never its password.
+ * failed are retried, and every receipt is still issued exactly once. Settlement whose statement
+ * is cut runs again by itself, as a command and as the scheduler's nightly job, and the scheduler
+ * process (its recovery pass included) keeps running. A Postgres that stays away makes the worker
+ * exit non-zero with a message naming the database, never its password.
  */
 import { createServer, connect, type Server, type Socket } from 'node:net'
 import pg from 'pg'
@@ -12,6 +14,7 @@ import { PROVIDERS } from '../../src/domain/index.ts'
 import { DatabaseUnavailableError } from '../../src/db/availability.ts'
 import { adminUrl, pgServerUrl } from '../helpers/env.ts'
 import { importDay, runCli, settle, spawnCli, stopChild, waitForRun } from '../helpers/pipeline.ts'
+import { deleteKeys } from '../helpers/redis-keys.ts'
 import { createTestEnv, eventually, type TestEnv } from '../helpers/test-env.ts'
 
 let sandbox: Sandbox
@@ -93,6 +96,126 @@ describe('Postgres terminating connections', () => {
       await dashboard.close()
     }
   }, 60_000)
+})
+
+/**
+ * From now on the `at`-th INSERT statement into receipts ends its own backend with 57P01, as a
+ * failover or pg_terminate_backend would in the middle of a settlement. The count is a sequence:
+ * it is not rolled back with the statement it cut.
+ */
+async function strikeOnReceiptsInsert(at: number): Promise<{ count(): Promise<number>; remove(): Promise<void> }> {
+  const c = new pg.Client({ connectionString: env.databaseUrl })
+  await c.connect()
+  try {
+    await c.query(`
+      CREATE SEQUENCE failover_strike;
+      CREATE FUNCTION failover_strike() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF nextval('failover_strike') = ${Number(at)} THEN PERFORM pg_terminate_backend(pg_backend_pid()); END IF;
+        RETURN NULL;
+      END $$;
+      CREATE TRIGGER failover_strike BEFORE INSERT ON receipts FOR EACH STATEMENT EXECUTE FUNCTION failover_strike();`)
+  } finally {
+    await c.end()
+  }
+  const query = async (text: string) => {
+    const q = new pg.Client({ connectionString: env.databaseUrl })
+    await q.connect()
+    try {
+      return await q.query(text)
+    } finally {
+      await q.end()
+    }
+  }
+  return {
+    count: async () => Number((await query('SELECT CASE WHEN is_called THEN last_value ELSE 0 END AS n FROM failover_strike')).rows[0].n),
+    remove: async () => void (await query('DROP TRIGGER failover_strike ON receipts; DROP FUNCTION failover_strike(); DROP SEQUENCE failover_strike')),
+  }
+}
+
+/** Each transaction of the date has at most one issue receipt, and every pending one a job in Redis. */
+async function expectSettledOnce(businessDate: string, transactions: number): Promise<void> {
+  const rows = await env.app
+    .db()
+    .selectFrom('receipts as r')
+    .innerJoin('cash_transactions as t', 't.transaction_id', 'r.transaction_id')
+    .select(['r.id', 'r.transaction_id', 'r.state'])
+    .where('t.business_date', '=', businessDate)
+    .where('r.kind', '=', 'issue')
+    .execute()
+  expect(rows).toHaveLength(transactions)
+  expect(new Set(rows.map((r) => r.transaction_id)).size).toBe(transactions)
+  const pending = rows.filter((r) => r.state === 'pending').map((r) => r.id)
+  expect(pending.length).toBeGreaterThan(0)
+  const jobs = await env.app.receiptsQueue().getJobs(['waiting', 'prioritized', 'delayed'])
+  const withJob = new Set(jobs.map((j) => (j.data as { receiptId: number }).receiptId))
+  expect(pending.filter((id) => !withJob.has(id))).toEqual([])
+}
+
+describe('settlement and the scheduler when Postgres ends their connections', () => {
+  it('`settle` whose insert is cut by 57P01 runs again by itself: exit 0, every transaction settled once', async () => {
+    await importDay(env.app, { businessDate: '2026-10-09', count: 60, seed: 9, providers: ['payssam'], idPrefix: 'FOS' })
+    const strike = await strikeOnReceiptsInsert(2)
+    try {
+      const r = await runCli(['settle', '--date', '2026-10-09', '--json'], env.env({ SETTLE_CHUNK_SIZE: '20', LOG_LEVEL: 'warn' }))
+      expect(r.code, r.stderr).toBe(0)
+      // The second insert was cut, and inserts ran after it: the settlement went on past the cut.
+      expect(await strike.count()).toBeGreaterThan(2)
+      expect(r.stderr).toContain('postgres connection lost')
+    } finally {
+      await strike.remove()
+    }
+    await expectSettledOnce('2026-10-09', 60)
+  })
+
+  it('the scheduler process survives terminated connections, its nightly settlement runs through a cut, and its recovery pass still runs', async () => {
+    const scheduler = spawnCli(['scheduler'], env.env({ LOG_LEVEL: 'info', SETTLE_CHUNK_SIZE: '20', RECOVERY_INTERVAL_MS: '500', RECOVERY_GRACE_MS: '0' }))
+    try {
+      await eventually(async () => scheduler.output().includes('scheduler started'), 120_000)
+      let terminated = 0
+      for (let i = 0; i < 3; i++) {
+        terminated += await terminateBackends(env.name)
+        await new Promise((r) => setTimeout(r, 300))
+      }
+      expect(terminated).toBeGreaterThan(0)
+
+      // The nightly job (as its cron would add it), with Postgres cutting its second insert.
+      await importDay(env.app, { businessDate: '2026-10-10', count: 60, seed: 10, providers: ['payssam'], idPrefix: 'FOSCH' })
+      const strike = await strikeOnReceiptsInsert(2)
+      try {
+        const job = await env.app.controlQueue().add('settle-day', { businessDate: '2026-10-10', trigger: 'schedule' })
+        const done = await eventually(async () => {
+          const j = await env.app.controlQueue().getJob(job.id!)
+          return j && (await j.getState()) === 'completed' ? j : undefined
+        }, 120_000, 200)
+        // Completed in its first attempt: no failure recorded, no retry waited for.
+        expect(done.stacktrace ?? []).toEqual([])
+        expect(await strike.count()).toBeGreaterThan(2)
+      } finally {
+        await strike.remove()
+      }
+      await expectSettledOnce('2026-10-10', 60)
+
+      // Redis loses the jobs; the scheduler's recovery pass puts every pending receipt back.
+      const putBack = () => scheduler.output().split('recovery: receipts without a live job put back on the queue').length - 1
+      const before = putBack()
+      expect(await deleteKeys(`${env.prefix}:receipts`)).toBeGreaterThan(0)
+      await eventually(async () => putBack() > before, 60_000, 200)
+      await eventually(async () => {
+        try {
+          await expectSettledOnce('2026-10-10', 60)
+          return true
+        } catch {
+          return false
+        }
+      }, 60_000, 200)
+      expect(scheduler.exitCode, scheduler.output()).toBeNull()
+      expect(scheduler.signalCode).toBeNull()
+      expect(scheduler.output()).not.toMatch(/Unhandled 'error' event|uncaught/i)
+    } finally {
+      await stopChild(scheduler)
+    }
+  }, 240_000)
 })
 
 describe('Postgres unreachable', () => {

@@ -3,6 +3,8 @@
  * and the sandbox: the recovery pass (and settle, re-drive) put them back on the queue exactly once,
  * leave receipts a live job holds alone, and their runs finish.
  */
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import { Worker } from 'bullmq'
 import { afterEach, describe, expect, it } from 'vitest'
 import { startSandbox, type Sandbox } from '../../sandbox/index.ts'
@@ -13,7 +15,7 @@ import { enqueueReceipts } from '../../src/jobs/enqueue-receipts.ts'
 import { deletePrefixKeys } from '../../src/queue/prefix-keys.ts'
 import { connectionOf, issueJobId, RECEIPTS_QUEUE } from '../../src/queue/queues.ts'
 import { createTestEnv, eventually, type TestEnv } from '../helpers/test-env.ts'
-import { importDay, settle, waitForRun } from '../helpers/pipeline.ts'
+import { importDay, ROOT, runCli, settle, waitForRun } from '../helpers/pipeline.ts'
 
 let sandbox: Sandbox | undefined
 let env: TestEnv | undefined
@@ -88,6 +90,37 @@ describe('recovery pass', () => {
     const run = await app.db().selectFrom('settlement_runs').select(['status', 'finished_at']).where('id', '=', s.runId!).executeTakeFirstOrThrow()
     expect(run.status).toBe('finished')
     expect(run.finished_at).not.toBeNull()
+  })
+
+  it('`cash-receipts recover`, the one command the README names, puts receipts with no live job back and finishes the run', async () => {
+    const readme = await readFile(join(ROOT, 'README.md'), 'utf8')
+    expect(readme).toMatch(/^cash-receipts recover \[--date D\] \[--json\]/m)
+    const { app, sandbox } = await setup()
+    await importDay(app, { businessDate: '2026-07-07', count: 6, seed: 27, providers: ['payssam'], idPrefix: 'CLIREC' })
+    const s = await settle(app, '2026-07-07')
+    const rows = await receiptsOf(app, s.runId!)
+    expect(rows.length).toBeGreaterThan(1)
+    // One row claimed by a worker that vanished, then Redis lost every job: no worker fleet runs a pass.
+    await claimReceipts(app.db(), [rows[0]!.id], 'vanished-worker', 1)
+    await new Promise((r) => setTimeout(r, 20))
+    await deletePrefixKeys(app.redis(), app.config.queuePrefix)
+
+    const r = await runCli(['recover', '--date', '2026-07-07', '--json'], env!.env())
+    expect(r.code, r.stderr).toBe(0)
+    expect(JSON.parse(r.stdout)).toMatchObject({ ran: true, checked: rows.length, live: 0, requeued: 1, added: rows.length - 1 })
+    expect(await app.receiptsQueue().getJobState(issueJobId(rows[0]!.id, 0, 1))).toBe('prioritized')
+    for (const row of rows.slice(1)) expect(await app.receiptsQueue().getJobState(issueJobId(row.id, 0))).toBe('prioritized')
+
+    startWorker(env!)
+    const report = await waitForRun(app, s.runId!)
+    expect(report.totals.issued).toBe(rows.length)
+    expect(sandbox.stats().providers.payssam.issued).toBe(rows.length)
+    expect(sandbox.stats().max_receipts_per_key).toBe(1)
+    // Run again once the receipts are done: nothing is left to put back, and the run is finished in the ledger.
+    const again = await runCli(['recover', '--json'], env!.env())
+    expect(again.code, again.stderr).toBe(0)
+    expect(JSON.parse(again.stdout)).toMatchObject({ ran: true, added: 0, requeued: 0 })
+    expect((await app.db().selectFrom('settlement_runs').select('status').where('id', '=', s.runId!).executeTakeFirstOrThrow()).status).toBe('finished')
   })
 
   it('recovers a cancel whose job was lost; the cancel completes once and another cancel is refused', async () => {

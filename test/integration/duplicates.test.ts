@@ -64,6 +64,17 @@ async function issuedNtsRows(app: App, businessDate: string, prefix: string, n: 
 type Held = { key: string; status: string; approvalNumber: string; amount: number }
 const heldAt = async (): Promise<Held[]> => ((await (await fetch(`${sandbox.url}/_sandbox/receipts?provider=nts`)).json()) as { receipts: Held[] }).receipts
 
+/** `cash_receipts_duplicates_unrepaired{provider="nts"}` as the dashboard's /metrics exports it. */
+async function unrepairedAtNts(app: App): Promise<number | undefined> {
+  const dashboard = await app.startDashboard({ port: 0, host: '127.0.0.1' })
+  try {
+    const text = await (await fetch(`${dashboard.url}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } })).text()
+    return parseExposition(text).get('cash_receipts_duplicates_unrepaired')?.samples.find((x) => x.labels.provider === 'nts')?.value
+  } finally {
+    await dashboard.close()
+  }
+}
+
 describe('reconcile finds duplicates at NTS', () => {
   it('records, cancels and reports them once; the ledger receipt is kept', async () => {
     const app = env.app
@@ -146,6 +157,8 @@ describe('reconcile finds duplicates at NTS', () => {
     expect(row).toMatchObject({ approval_number: dup, repaired_at: null })
     expect(row.repair_outcome).toMatch(/switched off/)
     expect((await heldAt()).find((h) => h.approvalNumber === dup)?.status).toBe('issued')
+    // The alert DuplicateReceipts (docs/operations.md) fires on the open one: sum(unrepaired) > 0.
+    expect(await unrepairedAtNts(app)).toBe(1)
 
     // Still open, so reported again, and still not cancelled; recorded once.
     const cancelledBefore = sandbox.stats().providers.nts.cancelled
@@ -159,6 +172,7 @@ describe('reconcile finds duplicates at NTS', () => {
     expect(third.duplicates).toEqual([expect.objectContaining({ approval_number: dup, outcome: 'cancelled' })])
     expect((await heldAt()).find((h) => h.approvalNumber === dup)?.status).toBe('cancelled')
     expect((await heldAt()).find((h) => h.approvalNumber === victim.approval_number)?.status).toBe('issued')
+    expect(await unrepairedAtNts(env.app)).toBe(0)
   })
 
   it('sends no duplicate cancel once another reconcile took the claim over before the send', async () => {

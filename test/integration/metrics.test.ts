@@ -3,6 +3,8 @@
  * then the dashboard's /metrics scraped over HTTP, parsed with a Prometheus text-format parser, and
  * its receipt figures compared with the report (buildReport) of the same run.
  */
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { parseExposition, type Family } from '../helpers/prometheus-text.ts'
 import { startSandbox, type Sandbox } from '../../sandbox/index.ts'
@@ -12,7 +14,7 @@ import { outcomeOf } from '../../src/report/report-details.ts'
 import { kstToday } from '../../src/domain/index.ts'
 import { createTestEnv, type TestEnv } from '../helpers/test-env.ts'
 import { createDispatchStatsWriter } from '../../src/throttle/dispatch-stats.ts'
-import { importDay, settle, waitForRun } from '../helpers/pipeline.ts'
+import { importDay, ROOT, settle, waitForRun } from '../helpers/pipeline.ts'
 
 const TOKEN = 'metrics-test-token'
 let sandbox: Sandbox
@@ -89,6 +91,25 @@ describe('/metrics', () => {
 
     const up = series(families.get('cash_receipts_metrics_source_up')).map((m) => [m.labels.source, m.value])
     expect(Object.fromEntries(up)).toEqual({ postgres: 1, redis: 1 })
+  })
+
+  it('exports every metric the alert rules of docs/operations.md name, and each rule has its row in the alert table', async () => {
+    const doc = await readFile(join(ROOT, 'docs/operations.md'), 'utf8')
+    const block = /```yaml\n(groups:[\s\S]*?)```/.exec(doc)?.[1] ?? ''
+    const rules = [...block.matchAll(/- alert: (\w+)\n\s+expr: (.+)/g)].map((m) => ({ alert: m[1]!, expr: m[2]! }))
+    expect(rules.map((r) => r.alert)).toEqual(expect.arrayContaining(['CashReceiptsDuplicateReceipts', 'CashReceiptsSettleRejections', 'CashReceiptsOrphanedPending']))
+    const { families } = await scrape()
+    for (const { alert, expr } of rules) {
+      const names = expr.match(/\bcash_receipts_[a-z0-9_]+/g) ?? []
+      expect(names.length, alert).toBeGreaterThan(0)
+      for (const name of names) {
+        // A histogram's series are <family>_bucket, _sum and _count.
+        const family = families.get(name) ?? families.get(name.replace(/_(bucket|sum|count)$/, ''))
+        expect(family?.name, `${alert}: ${name} is not exported`).toBeDefined()
+        if (family!.name !== name) expect(family!.type, `${alert}: ${name}`).toBe('histogram')
+      }
+      expect(doc, alert).toContain(`| **${alert.replace(/^CashReceipts/, '')}** |`)
+    }
   })
 
   it('counts attempts by outcome as the ledger does, and the latency histogram holds every recent call', async () => {

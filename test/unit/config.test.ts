@@ -47,6 +47,13 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ NODE_ENV: 'production' }, { dataKey: { id: 'd', key: Buffer.alloc(32, 2) } })).toThrow(/DATA_KEYS: required in production/)
   })
 
+  it('waits out a commit window only at NTS by default (the one provider that does not deduplicate), each one settable', () => {
+    expect(loadDemoConfig({}).providerCommitWindowMs).toEqual({ portone: 0, 'portone-v2': 0, payssam: 0, nts: 600_000, toss: 0, popbill: 0 })
+    const c = loadDemoConfig({ NTS_COMMIT_WINDOW_MS: '60000', PAYSSAM_COMMIT_WINDOW_MS: '5000', PORTONE_V2_COMMIT_WINDOW_MS: '7000' })
+    expect(c.providerCommitWindowMs).toMatchObject({ nts: 60_000, payssam: 5_000, 'portone-v2': 7_000, portone: 0 })
+    expect(() => loadDemoConfig({ NTS_COMMIT_WINDOW_MS: '-1' })).toThrow(/NTS_COMMIT_WINDOW_MS/)
+  })
+
   it('leaves an unset in-flight cap to the slots the process runs (half of them, at least 1)', () => {
     const c = loadDemoConfig({ WORKER_CONCURRENCY: '16', NTS_MAX_IN_FLIGHT: '3' })
     expect(c.dispatch.providerMaxInFlight.nts).toBe(3)

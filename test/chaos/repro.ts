@@ -1,14 +1,23 @@
 /**
- * `npx tsx test/chaos/repro.ts [1|3|6|7 …] [--json]`: re-runs reproductions of issue 18 the way the
+ * `npx tsx test/chaos/repro.ts [1|2|3|6|7 …] [--json]`: re-runs reproductions of issue 18 the way the
  * issue describes them, against real Postgres and Redis and the sandbox over HTTP, and prints what
  * came out (one JSON document per reproduction with --json). Not a test: nothing here asserts timing;
- * it measures. Reproductions 2, 4 and 5 (a worker frozen past its lease, Redis lost, Postgres
- * connections terminated under load) run as phases of the chaos harness:
- * `npm run chaos -- --quick --phases sigstop` (and `redis_lost`, `pg_terminate`).
+ * it measures. Reproductions 4 and 5 (Redis lost, Postgres connections terminated under load) run as
+ * phases of the chaos harness: `npm run chaos -- --quick --phases redis_lost` (and `pg_terminate`);
+ * reproduction 2 is also the harness's `sigstop` phase, there mixed with every other fault.
  *
  * 1  slow commit at NTS: `nts:latency=40000` for 1.5 s over 10 NTS receipts, the worker's default
  *    HTTP and retry settings (read timeout 15 s, backoff 5 s); the NTS commit window is 60 s instead
  *    of the 10-minute default so the run ends in about two minutes (the mechanism is the same).
+ * 2  a worker paused past its lease with calls to send: 200 NTS keys, worker process A with 32 jobs
+ *    in flight, NTS answering in 0.3–1.5 s at 25 requests/s per credential, so A holds rows mid-call
+ *    and rows claimed but still waiting for a rate slot. The sandbox's clock is moved 2 h on (every
+ *    token expires) and A is SIGSTOPped 0.3 s later, so the requests it sent in between are answered
+ *    401 while it is stopped: on SIGCONT it would fetch a new token and repeat them. Worker B starts;
+ *    A stays stopped 40 s, past its 4 s claim lease and the 24 s a request's fence leases
+ *    (3 × (1 s connect + 3 s read) + 2 × 5 s p-retry + 2 s), and B takes its rows over; then A runs
+ *    again beside B. Afterwards: NTS receipts per key at the sandbox, what `reconcile` reports, what A
+ *    did after SIGCONT (requests refused by its fence, jobs completed as taken-over).
  * 3  bad rows: a payment_ref two merchants share and one longer than the key index allows, through
  *    `import` (and written straight into the table, past import), then `settle` for the day and the
  *    next four carry-over days.
@@ -19,7 +28,9 @@ process.env.TEST_DB_NS ??= 'chaosrepro'
 const { default: prepareDatabases } = await import('../global-setup.ts')
 const { startSandbox } = await import('../../sandbox/index.ts')
 const { createTestDatabase, createTestEnv, eventually } = await import('../helpers/test-env.ts')
-const { importDay, runCli, settle } = await import('../helpers/pipeline.ts')
+const { importDay, runCli, settle, spawnCli, stopChild } = await import('../helpers/pipeline.ts')
+const { generateDay, toCsv } = await import('../../src/demo/generate.ts')
+const { importTransactions } = await import('../../src/import/import-transactions.ts')
 const { mkdtemp, rm, writeFile } = await import('node:fs/promises')
 const { tmpdir } = await import('node:os')
 const { join } = await import('node:path')
@@ -28,7 +39,7 @@ const { randomBytes } = await import('node:crypto')
 const args = process.argv.slice(2)
 const json = args.includes('--json')
 const picked = args.filter((a) => /^\d$/.test(a))
-const which = picked.length ? picked : ['1', '3', '6', '7']
+const which = picked.length ? picked : ['1', '2', '3', '6', '7']
 
 type Out = Record<string, unknown>
 const print = (n: string, out: Out) => process.stdout.write(json ? `${JSON.stringify({ reproduction: Number(n), ...out })}\n` : `\nreproduction ${n}\n${JSON.stringify(out, null, 2)}\n`)
@@ -70,6 +81,148 @@ async function slowCommit(): Promise<Out> {
       seconds_to_all_terminal: Math.round((Date.now() - t0) / 1000),
     }
   } finally {
+    await env.close()
+    await sandbox.close()
+  }
+}
+
+async function frozenWorker(): Promise<Out> {
+  let skewMs = 0
+  const sandbox = await startSandbox({ port: 0, clock: () => Date.now() + skewMs, faults: 'nts:latency=300-1500' })
+  const timing = {
+    HTTP_READ_TIMEOUT_MS: '3000',
+    HTTP_CONNECT_TIMEOUT_MS: '1000',
+    WORKER_LEASE_MS: '4000',
+    WORKER_LOCK_MS: '4000',
+    WORKER_STALLED_INTERVAL_MS: '2000',
+    WORKER_BACKOFF_MS: '200',
+    WORKER_ATTEMPTS: '8',
+    // Longer than the sandbox's latency: a request A sent commits within it.
+    NTS_COMMIT_WINDOW_MS: '5000',
+    NTS_MAX_PER_SECOND: '25',
+    NTS_MAX_CONCURRENT: '64',
+    RECOVERY_INTERVAL_MS: '5000',
+    RECOVERY_GRACE_MS: '5000',
+  }
+  const env = await createTestEnv({ sandboxUrl: sandbox.url, env: timing })
+  const dir = await mkdtemp(join(tmpdir(), 'cr-repro2-'))
+  const workers: ReturnType<typeof spawnCli>[] = []
+  try {
+    const app = env.app
+    const day = '2026-11-17'
+    // 200 NTS keys: the first 200 generated NTS rows that carry a buyer identifier (the others are skipped).
+    const gen = generateDay({ businessDate: day, count: 400, seed: 2, providers: ['nts'], idPrefix: 'R2', merchants: app.config.merchants.map((m) => ({ id: m.id, mandatoryIssuer: m.mandatoryIssuer })) })
+    const rows = gen.rows.filter((r) => r.identifier !== '').slice(0, 200)
+    await writeFile(join(dir, 'day.csv'), toCsv({ ...gen, rows }))
+    const imported = await importTransactions(app.db(), app.config.dataKeys, join(dir, 'day.csv'), { nowMs: Date.now() })
+    if (!imported.written) throw new Error(`import failed: ${JSON.stringify(imported.errors.slice(0, 3))}`)
+    const s = await settle(app, day)
+    const issueRows = () => app.db().selectFrom('receipts').selectAll().where('run_id', '=', s.runId!).where('kind', '=', 'issue').execute()
+    const keys = (await issueRows()).filter((r) => r.state !== 'skipped').length
+
+    const wenv = env.env({ ...timing, LOG_LEVEL: 'info', LOG_PRETTY: 'false' })
+    const a = spawnCli(['worker', '--concurrency', '32'], wenv)
+    workers.push(a)
+    const ofA = (r: { locked_by: string | null }) => r.locked_by?.split(':')[1] === String(a.pid)
+    // A at work: it holds rows (claimed, some waiting for a rate slot) and has sent some of them.
+    await eventually(async () => {
+      const all = await issueRows()
+      const held = all.filter((r) => r.state === 'issuing' && ofA(r))
+      return all.filter((r) => r.state === 'issued').length >= 20 && held.length >= 16 && held.filter((r) => r.last_sent_at !== null).length >= 8
+    }, 300_000, 20)
+    skewMs = 2 * 3600_000
+    await new Promise((r) => setTimeout(r, 300))
+    a.kill('SIGSTOP')
+    const tStop = Date.now()
+    // The other worker: it takes A's rows over once their leases run out.
+    const b = spawnCli(['worker', '--concurrency', '8'], wenv)
+    workers.push(b)
+    const atStop = (await issueRows()).filter((r) => r.state === 'issuing' && ofA(r))
+    const issuedAtStop = (await issueRows()).filter((r) => r.state === 'issued').length
+    await new Promise((r) => setTimeout(r, 40_000))
+    const takenWhileStopped = (await issueRows()).filter((r) => atStop.some((x) => x.id === r.id) && !ofA(r)).length
+    const aOutputBefore = a.output().length
+    a.kill('SIGCONT')
+    const tCont = new Date()
+    const done = await eventually(async () => {
+      const all = await issueRows()
+      return all.every((r) => ['issued', 'skipped', 'failed', 'cancelled'].includes(r.state)) ? all : undefined
+    }, 600_000, 500)
+    const secondsResumedToTerminal = Math.round((Date.now() - tStop - 40_000) / 1000)
+    // A's last requests and outcomes after SIGCONT are in its log by now (it drains before it exits).
+    await stopChild(b)
+    await stopChild(a)
+    const aAfter = a.output().slice(aOutputBefore)
+
+    const held = async () => {
+      const { receipts } = (await (await fetch(`${sandbox.url}/_sandbox/receipts?provider=nts`)).json()) as { receipts: { key: string; status: string }[] }
+      const per = new Map<string, { all: number; live: number }>()
+      for (const r of receipts) {
+        const k = per.get(r.key) ?? { all: 0, live: 0 }
+        k.all++
+        if (r.status === 'issued') k.live++
+        per.set(r.key, k)
+      }
+      const v = [...per.values()]
+      return { receipts: receipts.length, keys: per.size, max_per_key: Math.max(0, ...v.map((x) => x.all)), max_live_per_key: Math.max(0, ...v.map((x) => x.live)), keys_with_two_or_more: v.filter((x) => x.all > 1).length }
+    }
+    const before = await held()
+    const rec = await runCli(['reconcile', '--date', day, '--json'], env.env())
+    const recJson = rec.code === 0 ? (JSON.parse(rec.stdout) as { checked: number; matched: number; flagged: unknown[]; repaired: unknown[]; duplicates: { outcome: string }[] }) : null
+    const after = await held()
+    const rep = await runCli(['report', '--run', String(s.runId), '--json'], env.env())
+    const repJson = rep.code === 0 ? (JSON.parse(rep.stdout) as { status: string; duplicates: unknown[] }) : null
+    const attempts = await app.db().selectFrom('issuance_attempts').select(['receipt_id', 'operation', 'outcome', 'worker_id', 'started_at']).where('receipt_id', 'in', done.map((r) => r.id)).execute()
+    const byA = attempts.filter((x) => x.worker_id.split(':')[1] === String(a.pid))
+    // A's log after SIGCONT: one line per job outcome (taken-over, delayed, retry, …).
+    const outcomesAfter: Record<string, number> = {}
+    const errorsAfter: Record<string, number> = {}
+    for (const l of aAfter.split('\n')) {
+      const m = /"outcome":"([^"]+)"/.exec(l)
+      if (!m || !l.includes('receipt outcome')) continue
+      outcomesAfter[m[1]!] = (outcomesAfter[m[1]!] ?? 0) + 1
+      const e = /"err":"([^"]+)"/.exec(l)
+      if (e) {
+        const k = e[1]!.replace(/\d+/g, 'N').slice(0, 90)
+        errorsAfter[k] = (errorsAfter[k] ?? 0) + 1
+      }
+    }
+    const heldIds = new Set(atStop.map((r) => Number(r.id)))
+    const issueOutcomes: Record<string, number> = {}
+    for (const x of attempts.filter((y) => y.operation === 'issue')) issueOutcomes[x.outcome] = (issueOutcomes[x.outcome] ?? 0) + 1
+    const stats = sandbox.stats()
+    return {
+      keys,
+      worker_a_at_sigstop: { rows_held: atStop.length, of_which_sent: atStop.filter((r) => r.last_sent_at !== null).length, issue_requests_before: byA.filter((x) => x.operation === 'issue' && x.started_at < tCont).length, of_which_never_answered_to_a: byA.filter((x) => x.operation === 'issue' && x.outcome === 'sent').length },
+      issued_before_sigstop: issuedAtStop,
+      rows_of_a_taken_over_while_stopped: takenWhileStopped,
+      worker_a_after_sigcont: {
+        issue_requests_sent_for_rows_held_at_sigstop: byA.filter((x) => x.operation === 'issue' && x.started_at >= tCont && heldIds.has(Number(x.receipt_id))).length,
+        issue_requests_sent_for_jobs_taken_after_sigcont: byA.filter((x) => x.operation === 'issue' && x.started_at >= tCont && !heldIds.has(Number(x.receipt_id))).length,
+        requests_refused_by_fence: (aAfter.match(/call not made/g) ?? []).length,
+        job_outcomes: outcomesAfter,
+        job_errors: errorsAfter,
+        still_alive_until_stopped: a.signalCode === 'SIGTERM' || a.exitCode === 0,
+      },
+      ledger: { issued: done.filter((r) => r.state === 'issued').length, failed: done.filter((r) => r.state === 'failed').length, open: done.filter((r) => r.state === 'pending' || r.state === 'issuing').length },
+      nts_before_reconcile: before,
+      reconcile: recJson ? { checked: recJson.checked, matched: recJson.matched, flagged: recJson.flagged.length, repaired: recJson.repaired.length, duplicates: recJson.duplicates.length, duplicate_outcomes: recJson.duplicates.map((d) => d.outcome) } : rec.stderr.slice(-400),
+      nts_after_reconcile: after,
+      report: repJson ? { status: repJson.status, duplicates: repJson.duplicates.length } : rep.stderr.slice(-400),
+      issue_requests: attempts.filter((x) => x.operation === 'issue').length,
+      issue_requests_by_outcome: issueOutcomes,
+      lookups: attempts.filter((x) => x.operation === 'lookup').length,
+      sandbox_nts_requests: stats.providers.nts.requests,
+      max_receipts_per_key: stats.max_receipts_per_key,
+      max_live_receipts_per_key: stats.max_live_receipts_per_key,
+      seconds_sigcont_to_all_terminal: secondsResumedToTerminal,
+    }
+  } finally {
+    for (const w of workers) {
+      w.kill('SIGCONT')
+      if (w.exitCode === null && w.signalCode === null) w.kill('SIGKILL')
+    }
+    await rm(dir, { recursive: true, force: true })
     await env.close()
     await sandbox.close()
   }
@@ -154,7 +307,7 @@ async function importContract(): Promise<Out> {
 }
 
 await prepareDatabases()
-const scenarios: Record<string, () => Promise<Out>> = { '1': slowCommit, '3': badRows, '6': wrongDatabase, '7': importContract }
+const scenarios: Record<string, () => Promise<Out>> = { '1': slowCommit, '2': frozenWorker, '3': badRows, '6': wrongDatabase, '7': importContract }
 for (const n of which) {
   const run = scenarios[n]
   if (!run) {

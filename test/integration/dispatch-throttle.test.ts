@@ -230,9 +230,9 @@ it('the in-flight place covers the call, not the rate window round trip; refused
   const r = await tryRun(b.schedule(async () => (ran = true), DEFER))
   expect(ran).toBe(false)
   expect('refused' in r && r.refused.reason).toBe('provider_cap')
-  // b got a permit before the cap refused it; nothing was sent, so the permit is back (the give-back
-  // went out on this connection before the count).
-  expect(await redis.zcard(`${prefix}:rate:nts-win-b`)).toBe(0)
+  // b got a permit before the cap refused it; nothing was sent, so the permit is given back (by the
+  // process's next window script, or alone after REPORT_DELAY_MS).
+  await vi.waitFor(async () => expect(await redis.zcard(`${prefix}:rate:nts-win-b`)).toBe(0), SOON)
   expect(await redis.zcard(`${prefix}:rate:nts-win-a`)).toBe(1)
   hangUp()
   expect(await hanging).toBe('late')
@@ -252,9 +252,10 @@ it('precheck: after a refusal the process puts callers off without Redis until a
   expect(ran).toBe(2)
   // The third was refused: the window's two permits count until a second after their calls ended
   // (both after `started`). From now on the process knows it and answers locally, never before
-  // that second is over. Every command any Redis client of this process sends is watched (the
-  // completions of the two calls were sent before their calls returned).
+  // that second is over. Every command any Redis client of this process sends is watched, once
+  // the completions of the two calls have gone out (within REPORT_DELAY_MS of their ends).
   const key = `${prefix}:rate:portone-pre`
+  await vi.waitFor(async () => expect((await redis.zrange(key, 0, -1, 'WITHSCORES')).filter((_, i) => i % 2 === 1).every((s) => Number(s) < (Date.now() + 2_000) * 1000)).toBe(true), SOON)
   const commands: string[] = []
   const send = Redis.prototype.sendCommand
   Redis.prototype.sendCommand = function (this: Redis, cmd: Parameters<typeof send>[0]) {
@@ -281,5 +282,37 @@ it('precheck: after a refusal the process puts callers off without Redis until a
   const c = reg.get('portone-pre2', unlimited, 'portone')
   c.penalize(5_000)
   expect(c.precheck()?.reason).toBe('hold')
+  await reg.close()
+})
+
+it('a busy process reports a call’s end with its next window script: one script per call, the permits counted from the reports', async () => {
+  const reg = registry()
+  const t = reg.get('payssam-carry', { ...unlimited, maxPerSecond: 1_000 }, 'payssam')
+  const key = `${prefix}:rate:payssam-carry`
+  await t.schedule(async () => 0, DEFER) // the scripts are loaded
+  await vi.waitFor(async () => expect(Number(await redis.zscore(key, (await redis.zrange(key, 0, 0))[0]!))).toBeLessThan((Date.now() + 2_000) * 1000), SOON)
+  const scripts: string[] = []
+  const send = Redis.prototype.sendCommand
+  Redis.prototype.sendCommand = function (this: Redis, cmd: Parameters<typeof send>[0]) {
+    if (cmd.args.some((x) => String(x) === key)) scripts.push(cmd.name)
+    return send.call(this, cmd)
+  } as typeof send
+  try {
+    // Calls one after the other: each one's end rides on the next one's try.
+    for (let i = 0; i < 20; i++) await t.schedule(async () => i, DEFER)
+    // The last end goes out alone.
+    await vi.waitFor(() => expect(scripts.length).toBeGreaterThanOrEqual(21), SOON)
+    await new Promise((r) => setTimeout(r, 50))
+  } finally {
+    Redis.prototype.sendCommand = send
+  }
+  expect(scripts.every((s) => s === 'evalsha' || s === 'eval')).toBe(true)
+  // 20 tries and the last report; before, a try and a report per call (40).
+  expect(scripts.length).toBeLessThanOrEqual(24)
+  // Every permit now counts until a window after its report, none until the in-flight TTL.
+  const scores = (await redis.zrange(key, 0, -1, 'WITHSCORES')).filter((_, i) => i % 2 === 1).map(Number)
+  expect(scores).toHaveLength(21)
+  const now = await redisNowUs()
+  for (const s of scores) expect(s).toBeLessThanOrEqual(now + WINDOW_MS * 1000)
   await reg.close()
 })

@@ -26,6 +26,15 @@ await copyTransactions(dbUrl, { businessDate: '2026-11-21', count: n, merchants,
 
 const admin = new pg.Client({ connectionString: dbUrl })
 await admin.connect()
+// MICRO_NOFK=1: without the foreign keys of the hot path's inserts (transitions, attempts → receipts),
+// to measure what their key-share checks cost.
+if (process.env.MICRO_NOFK === '1') {
+  const fks = await admin.query<{ t: string; c: string }>(
+    `SELECT conrelid::regclass::text AS t, conname AS c FROM pg_constraint
+     WHERE contype = 'f' AND confrelid = 'receipts'::regclass AND conrelid IN ('receipt_transitions'::regclass, 'issuance_attempts'::regclass)`,
+  )
+  for (const f of fks.rows) await admin.query(`ALTER TABLE ${f.t} DROP CONSTRAINT ${f.c}`)
+}
 
 async function resetReceipts() {
   if (process.env.MICRO_FF) await admin.query(`ALTER TABLE receipts SET (fillfactor = ${Number(process.env.MICRO_FF)})`)

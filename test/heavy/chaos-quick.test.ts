@@ -35,6 +35,10 @@ it('keeps the one rule under faults: nothing issued twice, nothing lost', () => 
   expect(result.figures.import_rejected).toBeGreaterThan(0)
   expect(result.figures.settle_rejected).toBe(2)
   expect(result.figures.worker_unexpected_exits).toBe(0)
+  // Popbill bulk: its first submits committed and then timed out; the check "every Popbill bulk
+  // batch done" (none left open or submitted) is part of result.ok.
+  expect(result.figures.popbill_bulk_submits_unanswered).toBeGreaterThanOrEqual(1)
+  expect(result.figures.popbill_batches_done).toBeGreaterThan(0)
 })
 
 it('leaves no raw identifier in logs, Redis or any Postgres text column', async () => {

@@ -30,10 +30,11 @@ beforeAll(async () => {
     sandbox.registerPortonePayments(p.map((x) => ({ ...x, status: 'paid' as const }))),
   )
   runId = (await settle(env.app, '2026-10-12')).runId!
-  await waitForRun(env.app, runId, 120_000)
+  // 90 receipts, NTS ones retried once: minutes on a loaded shared machine, so the wait is generous.
+  await waitForRun(env.app, runId, 420_000)
   dir = await mkdtemp(join(tmpdir(), 'crt-report-html-'))
   browser = await launchChromium()
-}, 180_000)
+}, 480_000)
 
 afterAll(async () => {
   await browser?.close()

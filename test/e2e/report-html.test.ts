@@ -92,7 +92,7 @@ describe('report --format html', () => {
 
     // Each failed receipt with whose and which payment it is: merchant name, amount, order name, paid-at (KST).
     const rows = await page.locator('#failed-receipts + table tbody tr').evaluateAll((trs) =>
-      trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => (td as HTMLElement).innerText.trim())),
+      trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => (td.textContent ?? '').trim())),
     )
     expect(rows).toHaveLength(json.failures.length)
     const txs = await env.app

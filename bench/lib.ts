@@ -21,6 +21,7 @@ import { encryptPii } from '../src/crypto/pii.ts'
 import { generateDay, mulberry32 } from '../src/demo/generate.ts'
 import { freePort, recreateDatabase } from '../src/demo/infra.ts'
 import { businessDateOf, maskIdentifier, parseIdentifier } from '../src/domain/index.ts'
+import { createRanker, createReceiptsQueue } from '../src/queue/queues.ts'
 
 export const ROOT = resolve(import.meta.dirname, '..')
 
@@ -394,6 +395,44 @@ async function baselinePass(redisUrl: string, jobs: number): Promise<{ addBulkJo
     await queue.close()
     conn.disconnect()
   }
+}
+
+/**
+ * addBulk of jobs shaped as settle's (src/jobs/settle.ts): its job data (receipt id, date, merchant,
+ * provider), a deterministic job id, a priority from the settle ranker over 50 merchants × 3
+ * providers, the receipts queue's default options (attempts, backoff, retention), in chunks of
+ * `chunk` — what settle hands BullMQ for each receipt, without its Postgres work. The plain baseline
+ * (measureBaselines) adds smaller jobs with none of these: in Redis a prioritized job with an id of
+ * its own costs more (a ZADD, a counter, an EXISTS) than a plain one. After a warm-up pass, like it.
+ */
+export async function measureSettleShapedAddBulk(redisUrl: string, jobs: number, chunk: number): Promise<number> {
+  const pass = async (n: number) => {
+    const prefix = `bench-shape-${Date.now().toString(36)}`
+    const conn = new Redis(redisUrl, { maxRetriesPerRequest: null })
+    const queue = createReceiptsQueue(conn, prefix, 1_000)
+    const rank = createRanker()
+    const providers = ['portone', 'portone-v2', 'payssam'] as const
+    try {
+      const t0 = performance.now()
+      for (let i = 0; i < n; i += chunk) {
+        await queue.addBulk(
+          Array.from({ length: Math.min(chunk, n - i) }, (_, k) => {
+            const id = i + k + 1
+            const merchantId = `bm${String(id % 50).padStart(4, '0')}`
+            const provider = providers[id % 3]!
+            return { name: 'issue-receipt', data: { receiptId: id, businessDate: '2026-11-21', merchantId, provider }, opts: { jobId: `issue-${id}`, priority: rank(merchantId, provider) } }
+          }),
+        )
+      }
+      return n / ((performance.now() - t0) / 1000)
+    } finally {
+      await queue.obliterate({ force: true }).catch(() => {})
+      await queue.close()
+      conn.disconnect()
+    }
+  }
+  await pass(Math.min(jobs, 10_000))
+  return pass(jobs)
 }
 
 /**

@@ -4,26 +4,19 @@
  * row over when the lease and the job lock expire, looks the key up first, and records what it finds.
  * Uses the NTS-style sandbox, which (like NTS) does not reject a second issue for the same reference.
  */
-import { afterAll, beforeAll, expect, it } from 'vitest'
-import { startSandbox, type Sandbox } from '../../sandbox/index.ts'
-import { createTestEnv, eventually, type TestEnv } from '../helpers/test-env.ts'
+import { expect, it } from 'vitest'
+import type { Sandbox } from '../../sandbox/index.ts'
+import { eventually, type TestEnv } from '../helpers/test-env.ts'
+import { useSandboxEnv } from '../helpers/sandbox-env.ts'
 import { importDay, settle, spawnCli, stopChild, waitForRun } from '../helpers/pipeline.ts'
 
 let sandbox: Sandbox
 let env: TestEnv
 
-beforeAll(async () => {
-  sandbox = await startSandbox({ port: 0 })
-  env = await createTestEnv({
-    sandboxUrl: sandbox.url,
-    env: { WORKER_LOCK_MS: '2000', WORKER_STALLED_INTERVAL_MS: '1000', WORKER_LEASE_MS: '2000', HTTP_READ_TIMEOUT_MS: '30000' },
-  })
-})
-
-afterAll(async () => {
-  await env?.close()
-  await sandbox?.close()
-})
+useSandboxEnv(
+  { env: { WORKER_LOCK_MS: '2000', WORKER_STALLED_INTERVAL_MS: '1000', WORKER_LEASE_MS: '2000', HTTP_READ_TIMEOUT_MS: '30000' }, reset: false },
+  (s, e) => ((sandbox = s), (env = e)),
+)
 
 it('a SIGKILLed worker mid-call leaves no duplicate and the receipt ends issued', async () => {
   const app = env.app

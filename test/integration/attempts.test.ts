@@ -5,29 +5,16 @@
  * receipt over numbers its attempt next (attempt numbers stay consecutive).
  */
 import { sql } from 'kysely'
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
-import { startSandbox, type Sandbox } from '../../sandbox/index.ts'
+import { describe, expect, it } from 'vitest'
+import type { Sandbox } from '../../sandbox/index.ts'
 import { claimReceipts, fenceSend } from '../../src/db/ledger.ts'
-import { createTestEnv, eventually, type TestEnv } from '../helpers/test-env.ts'
+import { eventually, type TestEnv } from '../helpers/test-env.ts'
+import { useSandboxEnv } from '../helpers/sandbox-env.ts'
 import { importDay, settle, waitForRun } from '../helpers/pipeline.ts'
 
 let sandbox: Sandbox
 let env: TestEnv
-
-beforeAll(async () => {
-  sandbox = await startSandbox({ port: 0 })
-  env = await createTestEnv({ sandboxUrl: sandbox.url, env: { RECOVERY_INTERVAL_MS: '0' } })
-}, 60_000)
-
-afterAll(async () => {
-  await env?.close()
-  await sandbox?.close()
-})
-
-beforeEach(() => {
-  sandbox.reset()
-  sandbox.setFaults('')
-})
+useSandboxEnv({ env: { RECOVERY_INTERVAL_MS: '0' } }, (s, e) => ((sandbox = s), (env = e)))
 
 const db = () => env.app.db()
 const attemptsOf = (receiptId: number) =>

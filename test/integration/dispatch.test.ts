@@ -16,15 +16,16 @@
 import { mkdtemp, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterAll, beforeAll, beforeEach, expect, it } from 'vitest'
-import { startSandbox, type Sandbox } from '../../sandbox/index.ts'
+import { expect, it } from 'vitest'
+import type { Sandbox } from '../../sandbox/index.ts'
 import type { App } from '../../src/app.ts'
 import { generateDay, toCsv } from '../../src/demo/generate.ts'
 import type { ProviderName } from '../../src/domain/index.ts'
 import { importTransactions } from '../../src/import/import-transactions.ts'
 import { readDispatchStats } from '../../src/throttle/dispatch-stats.ts'
 import { importDay, settle } from '../helpers/pipeline.ts'
-import { createTestEnv, eventually, type TestEnv } from '../helpers/test-env.ts'
+import { eventually, type TestEnv } from '../helpers/test-env.ts'
+import { useSandboxEnv } from '../helpers/sandbox-env.ts'
 
 let sandbox: Sandbox
 let env: TestEnv
@@ -41,31 +42,24 @@ const merchant = (id: string, businessNumber: string, limits: Record<string, Rec
   },
 })
 
-beforeAll(async () => {
-  sandbox = await startSandbox({ port: 0 })
-  const dir = await mkdtemp(join(tmpdir(), 'crt-dispatch-'))
-  const file = join(dir, 'merchants.json')
-  await writeFile(
-    file,
-    JSON.stringify([
-      // 2 req/s for its PaySsam credential: its 20 receipts need ≥ 9.5 s whatever the worker does.
-      merchant('m-slow', '2208162517', { payssam: { maxPerSecond: 2 } }),
-      merchant('m-fast', '1248100998'),
-    ]),
-  )
-  env = await createTestEnv({ sandboxUrl: sandbox.url, env: { MERCHANTS_FILE: file } })
-}, 60_000)
-
-afterAll(async () => {
-  await env?.close()
-  await sandbox?.close()
-})
-
-beforeEach(() => {
-  sandbox.reset()
-  sandbox.setFaults('')
-  sandbox.setRateLimits('')
-})
+useSandboxEnv(
+  {
+    env: async () => {
+      const file = join(await mkdtemp(join(tmpdir(), 'crt-dispatch-')), 'merchants.json')
+      await writeFile(
+        file,
+        JSON.stringify([
+          // 2 req/s for its PaySsam credential: its 20 receipts need ≥ 9.5 s whatever the worker does.
+          merchant('m-slow', '2208162517', { payssam: { maxPerSecond: 2 } }),
+          merchant('m-fast', '1248100998'),
+        ]),
+      )
+      return { MERCHANTS_FILE: file }
+    },
+    rateLimits: '',
+  },
+  (s, e) => ((sandbox = s), (env = e)),
+)
 
 /** Imports a generated day whose rows all belong to one merchant. */
 async function importFor(merchantId: string, opts: { businessDate: string; count: number; seed: number; providers: ProviderName[]; idPrefix: string }) {

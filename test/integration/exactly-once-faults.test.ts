@@ -14,32 +14,19 @@ import pino from 'pino'
 import { sql } from 'kysely'
 import type { Worker } from 'bullmq'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
-import { startSandbox, type Sandbox } from '../../sandbox/index.ts'
+import type { Sandbox } from '../../sandbox/index.ts'
 import { createApp, type App } from '../../src/app.ts'
 import { loadDemoConfig } from '../../src/demo/defaults.ts'
 import { importDay, settle } from '../helpers/pipeline.ts'
-import { createTestEnv, eventually, type TestEnv } from '../helpers/test-env.ts'
+import { eventually, type TestEnv } from '../helpers/test-env.ts'
+import { useSandboxEnv } from '../helpers/sandbox-env.ts'
 
 let sandbox: Sandbox
 let env: TestEnv
 /** Added to the sandbox's clock (a token expiring in flight). */
 let sandboxSkewMs = 0
 
-beforeAll(async () => {
-  sandbox = await startSandbox({ port: 0, clock: () => Date.now() + sandboxSkewMs })
-  env = await createTestEnv({ sandboxUrl: sandbox.url })
-}, 60_000)
-
-afterAll(async () => {
-  await env?.close()
-  await sandbox?.close()
-})
-
-beforeEach(() => {
-  sandbox.reset()
-  sandbox.setFaults('')
-  sandboxSkewMs = 0
-})
+useSandboxEnv({ sandbox: { clock: () => Date.now() + sandboxSkewMs }, beforeEach: () => (sandboxSkewMs = 0) }, (s, e) => ((sandbox = s), (env = e)))
 
 const db = () => env.app.db()
 

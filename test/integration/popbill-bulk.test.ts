@@ -11,14 +11,15 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { sql } from 'kysely'
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
-import { startSandbox, type Sandbox } from '../../sandbox/index.ts'
+import { describe, expect, it } from 'vitest'
+import type { Sandbox } from '../../sandbox/index.ts'
 import { claimBatch, fenceBatchSend } from '../../src/db/ledger.ts'
 import { DEMO_MERCHANTS } from '../../src/demo/defaults.ts'
 import { addDays, kstToday } from '../../src/domain/index.ts'
 import { batchContentHash, submitIdOf } from '../../src/jobs/issue-batch.ts'
 import { issueRequest } from '../helpers/issue-request.ts'
-import { createTestEnv, eventually, type TestEnv } from '../helpers/test-env.ts'
+import { eventually, type TestEnv } from '../helpers/test-env.ts'
+import { useSandboxEnv } from '../helpers/sandbox-env.ts'
 import { importDay, settle, waitForRun } from '../helpers/pipeline.ts'
 
 let sandbox: Sandbox
@@ -26,29 +27,15 @@ let env: TestEnv
 /** While set, the simulator's clock stands still there: no bulk submission finishes processing. */
 let frozenAt: number | null = null
 
-beforeAll(async () => {
-  sandbox = await startSandbox({ port: 0, clock: () => frozenAt ?? Date.now() })
-  env = await createTestEnv({
-    sandboxUrl: sandbox.url,
-    env: {
-      RECOVERY_INTERVAL_MS: '500',
-      RECOVERY_GRACE_MS: '1000',
-      BULK_POLL_MIN_MS: '200',
-      BULK_POLL_MAX_MS: '400',
-    },
-  })
-}, 60_000)
-
-afterAll(async () => {
-  await env?.close()
-  await sandbox?.close()
-})
-
-beforeEach(() => {
-  frozenAt = null
-  sandbox.reset()
-  sandbox.setFaults('popbill:hang=2500')
-})
+useSandboxEnv(
+  {
+    sandbox: { clock: () => frozenAt ?? Date.now() },
+    env: { RECOVERY_INTERVAL_MS: '500', RECOVERY_GRACE_MS: '1000', BULK_POLL_MIN_MS: '200', BULK_POLL_MAX_MS: '400' },
+    faults: 'popbill:hang=2500',
+    beforeEach: () => (frozenAt = null),
+  },
+  (s, e) => ((sandbox = s), (env = e)),
+)
 
 const db = () => env.app.db()
 // The simulator takes a trade date of today or yesterday (KST) only.

@@ -184,9 +184,15 @@ export async function settleDay(deps: SettleDeps, opts: SettleOptions): Promise<
     opts.onProgress?.({ phase: 'enqueue', selected, enqueued })
   }
 
-  // Phase 1: receipts for transactions of the window that have none yet, each chunk enqueued as
-  // soon as it is committed (the first receipts issue while later chunks are still being read).
-  // The enqueue of one chunk (Redis) overlaps the read and insert of the next (Postgres).
+  // Phase 1: receipts for transactions of the window that have none yet, each chunk enqueued right
+  // after it is committed (the first receipts issue while later chunks are still being read).
+  // Settle's own thread and Postgres work side by side: chunk N+1's INSERT is sent first, and chunk
+  // N's jobs are built and handed to Redis while Postgres runs it (building a chunk's jobs is the
+  // larger part of settle's CPU per chunk, the INSERT the larger part of Postgres's). A job is never
+  // added before its receipt row is committed: chunk N's jobs start only once its INSERT returned.
+  // At most three chunks are committed before all their jobs are added (the one being added, the
+  // one waiting, the one being inserted); a crash leaves them pending for the next settle's phase 2
+  // or the recovery pass, which add the same job ids (BullMQ keeps one job per id).
   //
   // The business date itself is read by keyset alone (an index range scan, O(chunk)) and inserted
   // with ON CONFLICT DO NOTHING: what already has a receipt is skipped by the unique index, whatever
@@ -195,6 +201,8 @@ export async function settleDay(deps: SettleDeps, opts: SettleOptions): Promise<
   // re-reading four settled days.
   const settleStarted = new Date()
   let inFlight: Promise<void> = Promise.resolve()
+  /** The last chunk's pending receipts, committed, whose jobs are not yet added. */
+  let toEnqueue: Settled[] = []
   const count = (r: { state: string; provider: string; skip_reason: string | null }) => {
     selected++
     if (r.state === 'skipped') {
@@ -239,7 +247,13 @@ export async function settleDay(deps: SettleDeps, opts: SettleOptions): Promise<
           opts.onProgress?.({ phase: 'select', selected, enqueued })
           continue
         }
-        const { inserted, refused } = await insertIssueReceiptsIsolating(db, receipts)
+        const inserting = insertIssueReceiptsIsolating(db, receipts)
+        inserting.catch(() => {}) // awaited below; this only prevents an unhandled report if the enqueue fails first
+        await inFlight
+        inFlight = enqueue(toEnqueue)
+        inFlight.catch(() => {}) // awaited at the next chunk or below; this only prevents an unhandled report meanwhile
+        toEnqueue = []
+        const { inserted, refused } = await inserting
         for (const r of inserted) count(r)
         if (refused.length) {
           const byId = new Map(rows.map((tx) => [tx.transaction_id, tx]))
@@ -252,11 +266,11 @@ export async function settleDay(deps: SettleDeps, opts: SettleOptions): Promise<
           }
         }
         opts.onProgress?.({ phase: 'select', selected, enqueued })
-        await inFlight
-        inFlight = enqueue(inserted.filter((r) => r.state === 'pending'))
-        inFlight.catch(() => {}) // awaited at the next chunk or below; this only prevents an unhandled report meanwhile
+        toEnqueue = inserted.filter((r) => r.state === 'pending')
       }
     }
+    await inFlight
+    inFlight = enqueue(toEnqueue)
   } finally {
     await inFlight
   }

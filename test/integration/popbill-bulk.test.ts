@@ -38,6 +38,9 @@ useSandboxEnv(
 )
 
 const db = () => env.app.db()
+/** A run's first `limit` batches still open, oldest first. */
+const openBatches = (runId: number, limit: number) =>
+  db().selectFrom('provider_batches').select(['id', 'merchant_id']).where('run_id', '=', runId).where('state', '=', 'open').orderBy('id').limit(limit).execute()
 // The simulator takes a trade date of today or yesterday (KST) only.
 const yesterday = () => addDays(kstToday(Date.now()), -1)
 
@@ -278,14 +281,7 @@ describe('Popbill bulk issuance', () => {
       idPrefix: 'PBK',
     })
     const s = await settle(env.app, date)
-    const [batch] = await db()
-      .selectFrom('provider_batches')
-      .select(['id', 'merchant_id'])
-      .where('run_id', '=', s.runId!)
-      .where('state', '=', 'open')
-      .orderBy('id')
-      .limit(1)
-      .execute()
+    const [batch] = await openBatches(s.runId!, 1)
     expect(batch).toBeDefined()
     // Its job is lost with its worker (Redis says nothing holds it).
     const q = env.app.receiptsQueue()
@@ -417,14 +413,7 @@ describe('Popbill bulk issuance', () => {
     const date = yesterday()
     await importDay(env.app, { businessDate: date, count: 120, seed: 25, providers: ['popbill'], idPrefix: 'PBN' })
     const s = await settle(env.app, date)
-    const open = await db()
-      .selectFrom('provider_batches')
-      .select(['id', 'merchant_id'])
-      .where('run_id', '=', s.runId!)
-      .where('state', '=', 'open')
-      .orderBy('id')
-      .limit(2)
-      .execute()
+    const open = await openBatches(s.runId!, 2)
     expect(open).toHaveLength(2)
     const q = env.app.receiptsQueue()
     for (const j of await q.getJobs(['prioritized', 'waiting', 'delayed']))

@@ -214,12 +214,16 @@ export function createCancelHandler(deps: CancelDeps) {
       const t = (throttle = source.throttle)
       if (full) await beginFullCancel(deps.db, parent.id)
       const lookupReq = { providerKey: cancel.provider_key, portonePayment: cancel.portone_payment, amounts: amountsOf(parent), sentSince: kstToday(new Date(parent.created_at).getTime()) }
-      if (needsLookup && full) {
+      if (needsLookup) {
         // Read before the lookup is sent: a cancel sent earlier than the window may still take
         // effect after this lookup has answered "not cancelled yet" (see the issue handler).
+        // A partial cancel is looked up too: NTS takes a second partial cancel of one receipt, so an
+        // earlier request whose answer was lost (a timeout, a killed worker) is found by the amount
+        // the provider holds cancelled, never sent again.
         const windowLeftMs = await commitWindowLeftMs(deps.db, cancel.id, deps.commitWindowMs?.[cancel.provider] ?? 0)
         const found = await t.schedule(() => provider.lookup(lookupReq, ctx), DEFER)
-        const d = decideNow({ type: 'lookup', outcome: found, commitWindowLeftMs: windowLeftMs })
+        const partialCancel = full ? undefined : { cancelledBefore: parent.cancelled_amount, amount: cancel.total_amount }
+        const d = decideNow({ type: 'lookup', outcome: found, commitWindowLeftMs: windowLeftMs, partialCancel })
         if (d.type === 'settle') return d
         if (found.kind === 'issued' || found.kind === 'not_found') needsLookup = false
       }

@@ -15,8 +15,12 @@
  * |   refused (Toss FAILED)                 |   lookup question answered              |                                    |
  * | lookup not cancelled yet (cancel),      | pending + needs_lookup                  | delay until it closes, no attempt  |
  * |   commit window open                    |                                         |                                    |
+ * | lookup (partial cancel): provider holds | issued (accepted)                       | complete                           |
+ * |   ledger's cancelled + this part        |                                         |                                    |
+ * | lookup (partial cancel): provider holds | failed (CANCELLED_AMOUNT_MISMATCH),     | fail                               |
+ * |   any other cancelled amount            |   question still open                   |                                    |
  * | already_issued, unknown_outcome         | — (read back first; not a partial       | —                                  |
- * |                                         |   cancel, which cannot be looked up)    |                                    |
+ * |                                         |   cancel: its next attempt looks up)    |                                    |
  * | read back finds nothing                 | as unknown_outcome                      |                                    |
  * | unknown_outcome                         | pending + needs_lookup; failed at last  | retry; fail after the last attempt |
  * | retryable, not_found (a call), other    | pending; failed at last                 | retry; fail after the last attempt |
@@ -47,7 +51,10 @@ export interface AttemptContext {
   readonly attemptsAllowed: number
   /** An earlier call may have reached the provider and its answer was never read back. */
   readonly needsLookup: boolean
-  /** A partial cancel cannot be read back: a lookup sees the whole receipt, not the part cancelled. */
+  /**
+   * A partial cancel is not read back right after its call: a lookup sees the whole receipt, and
+   * only the next attempt's lookup compares the amount the provider holds cancelled with the ledger's.
+   */
   readonly partialCancel?: boolean
   /** Added to a rate-limit delay so the jobs held together do not all return at once. */
   readonly jitterMs?: number
@@ -64,7 +71,18 @@ export type PolicyEvent =
    * The lookup made before any call because of needs_lookup. `commitWindowLeftMs`: how long an
    * earlier issue (or cancel) request may still commit at the provider (0 or absent: none can).
    */
-  | { readonly type: 'lookup'; readonly outcome: ProviderOutcome; readonly commitWindowLeftMs?: number; readonly amounts?: Transition['amounts'] }
+  | {
+      readonly type: 'lookup'
+      readonly outcome: ProviderOutcome
+      readonly commitWindowLeftMs?: number
+      readonly amounts?: Transition['amounts']
+      /**
+       * A partial cancel's lookup: what the ledger holds cancelled of the receipt before this cancel
+       * (cancels of one receipt run one at a time) and this cancel's amount, in KRW. The provider's
+       * cancelled amount tells whether this cancel took effect.
+       */
+      readonly partialCancel?: { readonly cancelledBefore: number; readonly amount: number }
+    }
   /** The issue or cancel call itself; `amounts` are what an issue call receipted. */
   | { readonly type: 'call'; readonly outcome: ProviderOutcome; readonly amounts?: Transition['amounts'] }
   /** The lookup made right after a call whose answer did not settle it (`after`). */
@@ -151,6 +169,22 @@ export function decide(e: PolicyEvent, ctx: AttemptContext): Decision {
       }
       // A cancel looks up only to avoid a second cancel; anything but "cancelled" lets the call decide.
       if (o.kind === 'cancelled') return settle(accepted(o.receipt), complete('cancelled', 'found by lookup'))
+      const part = e.partialCancel
+      if (part && o.kind === 'issued' && o.receipt.cancelledAmount !== undefined && o.receipt.cancelledAmount !== null) {
+        // A partial cancel leaves the receipt live: only the amount the provider holds cancelled
+        // tells whether an earlier request of this cancel took effect (NTS takes a second one).
+        const held = o.receipt.cancelledAmount
+        if (held === part.cancelledBefore + part.amount) return settle(accepted(o.receipt), complete('cancelled', 'partial cancel found by lookup'))
+        if (held !== part.cancelledBefore) {
+          // Neither before nor after this cancel: something else was cancelled at the provider.
+          // Sending could cancel too much; a person decides (the row keeps its lookup question).
+          const message = `the provider holds ${held} KRW cancelled; the ledger ${part.cancelledBefore} KRW before this cancel of ${part.amount} KRW`
+          return settle(
+            { state: 'failed', needsLookup: true, error: { errorClass: 'permanent', code: 'CANCELLED_AMOUNT_MISMATCH', message } },
+            { type: 'fail', message: `lookup: ${message}` },
+          )
+        }
+      }
       // "Not cancelled yet" inside the commit window of the last cancel sent proves nothing: that
       // cancel may still take effect, and a second one would be refused (and failed) then. Wait.
       if (o.kind === 'issued' && (e.commitWindowLeftMs ?? 0) > 0) {

@@ -266,6 +266,42 @@ const ROWS: readonly Row[] = [
     expected: { type: 'proceed' },
   },
   {
+    name: 'partial cancel lookup: the provider holds this cancel\'s part cancelled on top of the ledger\'s: accepted, nothing sent',
+    event: { type: 'lookup', outcome: { kind: 'issued', receipt: { ...receipt, cancelledAmount: 1_500 }, meta }, commitWindowLeftMs: 3_000, partialCancel: { cancelledBefore: 500, amount: 1_000 } },
+    ctx: cancel({ needsLookup: true, partialCancel: true }),
+    expected: {
+      type: 'settle',
+      ledger: { state: 'issued', needsLookup: false, receipt: { ...receipt, cancelledAmount: 1_500 }, error: null },
+      queue: { type: 'complete', state: 'cancelled', detail: 'partial cancel found by lookup' },
+    },
+  },
+  {
+    name: 'partial cancel lookup: the provider holds what the ledger did before it: waits for the window, then lets the call go',
+    event: { type: 'lookup', outcome: { kind: 'issued', receipt: { ...receipt, cancelledAmount: 500 }, meta }, commitWindowLeftMs: 3_000, partialCancel: { cancelledBefore: 500, amount: 1_000 } },
+    ctx: cancel({ needsLookup: true, partialCancel: true }),
+    expected: { type: 'settle', ledger: { state: 'pending', needsLookup: true }, queue: { type: 'delay', ms: 3_000 } },
+  },
+  {
+    name: 'partial cancel lookup: not cancelled yet once the window has closed lets the call go',
+    event: { type: 'lookup', outcome: { kind: 'issued', receipt: { ...receipt, cancelledAmount: 500 }, meta }, commitWindowLeftMs: 0, partialCancel: { cancelledBefore: 500, amount: 1_000 } },
+    ctx: cancel({ needsLookup: true, partialCancel: true }),
+    expected: { type: 'proceed' },
+  },
+  {
+    name: 'partial cancel lookup: another amount cancelled at the provider fails for a person, nothing sent',
+    event: { type: 'lookup', outcome: { kind: 'issued', receipt: { ...receipt, cancelledAmount: 2_500 }, meta }, commitWindowLeftMs: 0, partialCancel: { cancelledBefore: 500, amount: 1_000 } },
+    ctx: cancel({ needsLookup: true, partialCancel: true }),
+    expected: {
+      type: 'settle',
+      ledger: {
+        state: 'failed',
+        needsLookup: true,
+        error: { errorClass: 'permanent', code: 'CANCELLED_AMOUNT_MISMATCH', message: 'the provider holds 2500 KRW cancelled; the ledger 500 KRW before this cancel of 1000 KRW' },
+      },
+      queue: { type: 'fail', message: 'lookup: the provider holds 2500 KRW cancelled; the ledger 500 KRW before this cancel of 1000 KRW' },
+    },
+  },
+  {
     name: 'cancelled: the cancel row is issued (accepted)',
     event: { type: 'call', outcome: outcome('cancelled') },
     ctx: cancel(),

@@ -77,6 +77,26 @@ export async function requestCancellation(
       .where('state', 'in', ['pending', 'issuing'])
       .executeTakeFirst()
     if (open) throw new CancelInputError(`a cancellation for ${input.transactionId} is already in progress (receipt ${open.id})`)
+    // A cancel that failed with its outcome unknown may have taken effect at the provider: what is
+    // still receipted there is not known, so no further cancel (whose amount would be judged against
+    // the ledger's figure alone) until a re-drive has looked it up and recorded what the provider holds.
+    const unknown = await trx
+      .selectFrom('receipts')
+      .select(['id', 'total_amount', 'error_class'])
+      .where('parent_receipt_id', '=', issue.id)
+      .where('kind', '=', 'cancel')
+      .where('state', '=', 'failed')
+      .where('needs_lookup', '=', true)
+      .orderBy('id')
+      .executeTakeFirst()
+    if (unknown) {
+      const left = issue.total_amount - issue.cancelled_amount
+      throw new CancelInputError(
+        `an earlier cancellation of ${unknown.total_amount} KRW for ${input.transactionId} (receipt ${unknown.id}) failed with its outcome unknown, so ` +
+          `${Math.max(0, left - unknown.total_amount)} to ${left} of ${issue.total_amount} KRW may still be receipted at ${issue.provider}; ` +
+          `re-drive it first (cash-receipts redrive --date ${issue.trade_date}${unknown.error_class ? ` --class ${unknown.error_class}` : ''}), which looks it up before anything is sent`,
+      )
+    }
     const remaining = issue.total_amount - issue.cancelled_amount
     const amount = input.amount ?? remaining
     if (!Number.isSafeInteger(amount) || amount < 1) throw new CancelInputError(`--amount: must be a whole number of won ≥ 1`)

@@ -7,11 +7,20 @@
  *   cancelled part; one cancel request, the ledger's cancelled amount = the provider's;
  * - a cancel whose outcome stayed unknown after its last attempt: no further cancel of the receipt
  *   (its amount would be judged against the ledger's figure alone) until a re-drive has looked it up;
+ * - a cancel requested while the issue is in flight, and two operators cancelling one receipt at
+ *   the same moment (two processes): refused, and one cancel row, sent once;
+ * - two re-drives of the same failed receipts at the same moment (two processes): each receipt
+ *   re-driven once, one job each, one receipt per key at NTS;
+ * - reconcile while a worker's issue has committed at NTS but not in the ledger (its answer still
+ *   out): the row is neither repaired, nor flagged, nor its receipt taken for a duplicate; afterwards
+ *   ledger and NTS agree, one receipt per key.
  */
 import { afterEach, describe, expect, it } from 'vitest'
 import type { Worker } from 'bullmq'
 import type { Sandbox } from '../../sandbox/index.ts'
 import type { App } from '../../src/app.ts'
+import { claimReceipts } from '../../src/db/ledger.ts'
+import { issueJobId } from '../../src/queue/queues.ts'
 import { importDay, runCli, settle } from '../helpers/pipeline.ts'
 import { eventually, type TestEnv } from '../helpers/test-env.ts'
 import { useSandboxEnv } from '../helpers/sandbox-env.ts'
@@ -120,4 +129,113 @@ describe('a cancel whose outcome stayed unknown', () => {
     const sends = await db().selectFrom('issuance_attempts').select(['receipt_id']).where('receipt_id', 'in', [first.cancelReceiptId, rest.cancelReceiptId]).where('operation', '=', 'cancel').execute()
     expect(sends.map((a) => a.receipt_id).sort()).toEqual([first.cancelReceiptId, rest.cancelReceiptId].sort())
   }, 120_000)
+})
+
+describe('operators racing each other and the workers', () => {
+  it('refuses a cancel while the issue is in flight; of two cancels at the same moment one is created and sent once', async () => {
+    await importDay(env.app, { businessDate: '2026-10-07', count: 6, seed: 33, providers: ['nts'], idPrefix: 'RACE' })
+    const summary = await settle(env.app, '2026-10-07')
+    const rows = await db().selectFrom('receipts').selectAll().where('run_id', '=', summary.runId!).where('state', '=', 'pending').orderBy('id').execute()
+    expect(rows.length).toBeGreaterThanOrEqual(2)
+    // A worker holds the first row (its issue call in flight): a cancel cannot be created for it.
+    await claimReceipts(db(), [rows[0]!.id], 'paused-worker', 1_500)
+    const early = await runCli(['cancel', rows[0]!.transaction_id], env.env())
+    expect(early.code, early.stdout).toBe(2)
+    expect(early.stderr).toContain(`receipt for ${rows[0]!.transaction_id} is issuing; only issued receipts can be cancelled`)
+
+    const app = env.newApp()
+    workers.push(app.startWorker({ concurrency: 4 }))
+    const issued = await eventually(async () => {
+      const now = await db().selectFrom('receipts').selectAll().where('run_id', '=', summary.runId!).where('kind', '=', 'issue').orderBy('id').execute()
+      return now.every((r) => r.state === 'issued' || r.state === 'skipped') ? now.filter((r) => r.state === 'issued') : undefined
+    }, 30_000, 100)
+    await Promise.all(workers.map((w) => w.close()))
+    workers = []
+
+    // Two operators cancel the same receipt at the same moment, each in its own process.
+    const target = issued[1]!
+    const both = await Promise.all([runCli(['cancel', target.transaction_id, '--json'], env.env()), runCli(['cancel', target.transaction_id, '--json'], env.env())])
+    expect(both.map((r) => r.code).sort()).toEqual([0, 2])
+    const refused = both.find((r) => r.code === 2)!
+    expect(refused.stderr).toMatch(new RegExp(`a cancellation for ${target.transaction_id} is already in progress \\(receipt \\d+\\)`))
+    const cancels = await db().selectFrom('receipts').select(['id']).where('parent_receipt_id', '=', target.id).execute()
+    expect(cancels).toHaveLength(1)
+
+    workers.push(app.startWorker({ concurrency: 4 }))
+    await eventually(async () => (await db().selectFrom('receipts').select('state').where('id', '=', target.id).executeTakeFirstOrThrow()).state === 'cancelled', 30_000, 100)
+    const sends = await db().selectFrom('issuance_attempts').select('outcome').where('receipt_id', '=', cancels[0]!.id).where('operation', '=', 'cancel').execute()
+    expect(sends).toEqual([{ outcome: 'cancelled' }])
+    expect(await ntsHeld(target.approval_number)).toMatchObject({ status: 'cancelled' })
+  }, 180_000)
+
+  it('two re-drives of the same failed receipts at the same moment re-drive each once: one job, one receipt per key', async () => {
+    const app = env.newApp({ WORKER_ATTEMPTS: '1', NTS_COMMIT_WINDOW_MS: '300' })
+    await importDay(env.app, { businessDate: '2026-10-08', count: 10, seed: 34, providers: ['nts'], idPrefix: 'RDR' })
+    // NTS answers every call 503: each issue ends failed after its one attempt.
+    sandbox.setFaults('nts:5xx=1')
+    const summary = await settle(env.app, '2026-10-08')
+    workers.push(app.startWorker({ concurrency: 4 }))
+    const failed = await eventually(async () => {
+      const rows = await db().selectFrom('receipts').selectAll().where('run_id', '=', summary.runId!).where('kind', '=', 'issue').where('state', '!=', 'skipped').orderBy('id').execute()
+      return rows.every((r) => r.state === 'failed') ? rows : undefined
+    }, 30_000, 100)
+    expect(failed.length).toBeGreaterThan(2)
+    await Promise.all(workers.map((w) => w.close()))
+    workers = []
+    sandbox.setFaults('')
+
+    const both = await Promise.all([0, 1].map(() => runCli(['redrive', '--run', String(summary.runId), '--json'], env.env())))
+    for (const r of both) expect(r.code, r.stderr).toBe(0)
+    const counts = both.map((r) => (JSON.parse(r.stdout) as { count: number }).count)
+    expect(counts[0]! + counts[1]!).toBe(failed.length)
+    const after = await db().selectFrom('receipts').select(['id', 'state', 'redrive_count', 'requeue_count']).where('id', 'in', failed.map((r) => r.id)).orderBy('id').execute()
+    expect(after.every((r) => r.state === 'pending' && r.redrive_count === 1)).toBe(true)
+    // One job per receipt, under its first re-drive's id.
+    const queued = await env.app.receiptsQueue().getJobs(['waiting', 'prioritized', 'delayed'])
+    const byReceipt = new Map<number, string[]>()
+    for (const j of queued) byReceipt.set((j.data as { receiptId: number }).receiptId, [...(byReceipt.get((j.data as { receiptId: number }).receiptId) ?? []), j.id!])
+    for (const r of after) expect(byReceipt.get(r.id)).toEqual([issueJobId(r.id, 1, r.requeue_count)])
+
+    workers.push(app.startWorker({ concurrency: 4 }))
+    await eventually(async () => {
+      const rows = await db().selectFrom('receipts').select('state').where('id', 'in', failed.map((r) => r.id)).execute()
+      return rows.every((r) => r.state === 'issued')
+    }, 60_000, 200)
+    expect(sandbox.stats().providers.nts!.issued).toBe(failed.length)
+    expect(sandbox.stats().max_receipts_per_key).toBe(1)
+  }, 180_000)
+
+  it('reconcile while an issue has committed at NTS but not in the ledger leaves the row to its worker; afterwards both agree', async () => {
+    // The worker waits up to 8 s for the answer; meanwhile the row is issuing and NTS holds the receipt.
+    const app = env.newApp({ HTTP_READ_TIMEOUT_MS: '8000', NTS_COMMIT_WINDOW_MS: '300' })
+    await importDay(env.app, { businessDate: '2026-10-09', count: 6, seed: 35, providers: ['nts'], idPrefix: 'RCN' })
+    const summary = await settle(env.app, '2026-10-09')
+    await ntsNext(['timeout_after_commit'])
+    workers.push(app.startWorker({ concurrency: 1 }))
+    const inFlight = await eventually(async () => {
+      if (sandbox.stats().providers.nts!.issued < 1) return undefined
+      return db().selectFrom('receipts').selectAll().where('run_id', '=', summary.runId!).where('state', '=', 'issuing').executeTakeFirst()
+    }, 30_000, 20)
+
+    // The operator's reconcile (another process's app) runs while the answer is still out.
+    const seen = await env.newApp().reconcile('2026-10-09')
+    expect((await db().selectFrom('receipts').select('state').where('id', '=', inFlight.id).executeTakeFirstOrThrow()).state).toBe('issuing')
+    expect(seen.duplicates).toEqual([])
+    expect(seen.repaired.map((r) => r.transaction_id)).not.toContain(inFlight.transaction_id)
+    expect(seen.flagged.map((r) => r.transaction_id)).not.toContain(inFlight.transaction_id)
+    expect(sandbox.stats().providers.nts!.cancelled).toBe(0)
+
+    const rows = await eventually(async () => {
+      const now = await db().selectFrom('receipts').selectAll().where('run_id', '=', summary.runId!).where('kind', '=', 'issue').orderBy('id').execute()
+      return now.every((r) => r.state === 'issued' || r.state === 'skipped') ? now : undefined
+    }, 60_000, 200)
+    const issued = rows.filter((r) => r.state === 'issued')
+    expect(issued.find((r) => r.id === inFlight.id)?.reconcile_flag ?? null).toBeNull()
+    const stats = sandbox.stats()
+    expect(stats.providers.nts!.issued).toBe(issued.length)
+    expect(stats.providers.nts!.cancelled).toBe(0)
+    expect(stats.max_receipts_per_key).toBe(1)
+    const afterwards = await runCli(['reconcile', '--date', '2026-10-09', '--json'], env.env())
+    expect(JSON.parse(afterwards.stdout)).toMatchObject({ checked: issued.length, matched: issued.length, duplicates: [], flagged: [], repaired: [] })
+  }, 180_000)
 })

@@ -12,14 +12,15 @@
  *
  * What holds here, by causality rather than by a margin:
  * - a call's arrival at the provider is no later than its answer reaching us, so a permit counts
- *   until `WINDOW_MS` after its call finished — the moment we tell Redis (`done`), on Redis' clock,
- *   which is after the answer came;
+ *   until `WINDOW_MS` after its call finished (`done`), on Redis' clock: Redis dates the end from when
+ *   it reads the report, less the time the report waited in this process (Reports, below), which is
+ *   never before the answer came;
  * - a new call is granted at a Redis time t and sent after it, so it arrives after t;
  * - a permit is granted only when fewer than N permits count at t.
  * So the arrivals of any N+1 calls span more than a second: no 429 from our own traffic, however
  * late a process, its timers or the network were. The price is the answer's latency: a credential
- * makes at most N calls per (1 s + latency + the time to report the answer), ~99 % of the limit
- * against the sandbox (answers in a few ms) and less against a slow provider (below).
+ * makes at most N calls per (1 s + latency), ~99 % of the limit against the sandbox (answers in a
+ * few ms) and less against a slow provider (below).
  * - A call still in flight counts until it finishes, however long that takes: between its grant and
  *   its request leaving there is the send fence (a Postgres write, hundreds of ms on a busy machine),
  *   so no bound from the grant would be safe. (An earlier version counted an unanswered call only
@@ -34,6 +35,7 @@
  * its place in the credential's deferral line (as pacer.ts does): never before a permit frees, one
  * spacing after the previous place.
  */
+import { performance } from 'node:perf_hooks'
 import type { Redis } from 'ioredis'
 
 /** The provider's window, plus 2 ms for the millisecond clocks on both sides. */
@@ -49,15 +51,28 @@ export const IN_FLIGHT_TTL_MS = 60_000
  */
 export const DEFER_HEADROOM = 1.2
 
+/**
+ * How far back a report may date its call's end (see Reports). A report that waited longer counts its
+ * call from this long before Redis reads it: later than the call ended, so only a shorter rate, never
+ * a call too many. The bound is what lets a process say how soon a permit still in flight can free
+ * (a window from now, less this), so it is kept small: reports wait a few ms, tens on a loaded
+ * process whose 1 ms timer fires late.
+ */
+export const MAX_REPORT_AGE_MS = 30
+const MAX_REPORT_AGE_US = MAX_REPORT_AGE_MS * 1000
+
 // The reports of finished calls (see Reports below), applied at Redis time `now`: KEYS[first..]
-// the permits' sets, ARGV[a..] per key its member and '1' (sent: counts a window from now; XX: a
-// permit already expired, its process dead, stays gone) or '0' (never sent: given back).
+// the permits' sets, ARGV[a..] per key its member, '1' (sent) or '0' (never sent: given back), and
+// how long ago the call ended, µs (≤ MAX_REPORT_AGE_MS). A sent call counts until a window after it
+// ended: `now - age + window` (XX: a permit already expired, its process dead, stays gone; LT: a
+// report repeated later never lengthens it).
 const REPORT_LUA = `
 local function report(now, window, first, a)
   for i = first, #KEYS do
-    local member = ARGV[a + 2 * (i - first)]
-    if ARGV[a + 2 * (i - first) + 1] == '1' then
-      redis.call('ZADD', KEYS[i], 'XX', 'LT', string.format('%.0f', now + window), member)
+    local j = a + 3 * (i - first)
+    local member = ARGV[j]
+    if ARGV[j + 1] == '1' then
+      redis.call('ZADD', KEYS[i], 'XX', 'LT', string.format('%.0f', now - tonumber(ARGV[j + 2]) + window), member)
     else
       redis.call('ZREM', KEYS[i], member)
     end
@@ -67,14 +82,15 @@ end
 
 // Times are µs since the epoch on Redis' clock (exact in Lua's doubles). KEYS[1] the permits (sorted
 // set: member → when it stops counting), KEYS[2] the deferral line, KEYS[3..] reports carried along
-// (ARGV[7..]). ARGV: limit, window µs, in-flight TTL µs, max wait µs, line spread µs, member. The
+// (ARGV[8..]). ARGV: limit, window µs, in-flight TTL µs, max wait µs, line spread µs, member, the
+// reports' max age µs. The
 // reports go first, so a permit a carried report frees is free for this caller. Returns {0, µs to
 // wait, grant time} or {1, µs until the place in line, µs until the permit that would have been
 // next frees}.
 const TRY_SCRIPT = `${REPORT_LUA}
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-report(now, tonumber(ARGV[2]), 3, 7)
+report(now, tonumber(ARGV[2]), 3, 8)
 local limit = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
 local ttl = tonumber(ARGV[3])
@@ -87,10 +103,11 @@ if n >= limit then
   local free = tonumber(e[2])
   if free - now > tonumber(ARGV[4]) then
     local spread = tonumber(ARGV[5])
-    -- A permit still in flight ends a window after its call finishes, soonest a window from now
-    -- (its score until then is only the crash TTL).
+    -- A permit still in flight ends a window after its call finishes; its report, read now or
+    -- later, dates that end at most ARGV[7] µs back (its score until then is only the crash TTL).
     local due = free
-    if due > now + window then due = now + window end
+    local soonest = now + window - tonumber(ARGV[7])
+    if due > soonest then due = soonest end
     local place = tonumber(redis.call('GET', KEYS[2]) or '0')
     if place < due then place = due end
     redis.call('SET', KEYS[2], string.format('%.0f', place + spread), 'PX', math.ceil((place + spread - now) / 1000) + 1000)
@@ -121,9 +138,15 @@ type WithWindow = Redis & {
 /**
  * A call's end is reported to Redis by the next try this process sends (any credential's), within the
  * same script, or after REPORT_DELAY_MS by a script of its own if no try came: one script per call
- * instead of two while a process is busy. A report that comes later only makes its permit count
- * longer (until a window after the report, on Redis' clock): never a call too many. What it costs a
- * credential at its limit is that delay per call, ~0.1 % at 1 ms.
+ * instead of two while a process is busy.
+ *
+ * A report carries how long ago its call ended, measured on this process's monotonic clock up to the
+ * moment the script's arguments are built, and Redis dates the end that much before its own `now`.
+ * Redis' clock stays the only clock the permits are scored on: the age is a duration, and the script
+ * runs after its arguments were built, so `now - age` is no earlier than the call's end whatever the
+ * wait in between (a timer that fired late on a busy event loop, the socket, Redis' queue). So a report
+ * carried late costs the credential nothing, up to MAX_REPORT_AGE_MS, and a permit never stops counting
+ * before a window after its call's answer came.
  */
 export const REPORT_DELAY_MS = 1
 
@@ -134,6 +157,8 @@ interface Report {
   readonly key: string
   readonly member: string
   readonly sent: boolean
+  /** performance.now() when the call ended (its answer or failure was in). */
+  readonly endedAt: number
 }
 
 /** The reports waiting on one Redis connection (one per process in a worker). */
@@ -157,20 +182,20 @@ class Reports {
     this.#timer ??= setTimeout(() => this.#flush(), REPORT_DELAY_MS)
   }
 
-  /** Takes up to MAX_REPORTS for a try to carry: their keys and their arguments. */
-  take(): { keys: string[]; args: string[] } {
+  /** Takes up to MAX_REPORTS for a try to carry: the reports, and their keys and arguments as of now. */
+  take(): { batch: Report[]; keys: string[]; args: string[] } {
     const batch = this.#pending.splice(0, MAX_REPORTS)
     if (!this.#pending.length && this.#timer) {
       clearTimeout(this.#timer)
       this.#timer = undefined
     }
     this.carried += batch.length
-    return unpack(batch)
+    return { batch, ...unpack(batch) }
   }
 
   /** Puts reports back when the try that carried them failed (sent nothing, or nothing known). */
-  restore(keys: string[], args: string[]): void {
-    for (let i = 0; i < keys.length; i++) this.add({ key: keys[i]!, member: args[2 * i]!, sent: args[2 * i + 1] === '1' })
+  restore(batch: readonly Report[]): void {
+    for (const r of batch) this.add(r)
   }
 
   #flush(): void {
@@ -184,15 +209,20 @@ class Reports {
   }
 }
 
+/** The reports' keys and arguments, their ages taken now: call it right before the script is sent. */
 function unpack(batch: readonly Report[]): { keys: string[]; args: string[] } {
   const keys: string[] = []
   const args: string[] = []
+  const now = performance.now()
   for (const r of batch) {
     keys.push(r.key)
-    args.push(r.member, r.sent ? '1' : '0')
+    // Floored, and capped: a shorter age only dates the end later (safe).
+    const ageUs = Math.min(MAX_REPORT_AGE_US, Math.max(0, Math.floor((now - r.endedAt) * 1000)))
+    args.push(r.member, r.sent ? '1' : '0', String(ageUs))
   }
   return { keys, args }
 }
+
 
 const reportsOf = new WeakMap<Redis, Reports>()
 
@@ -206,7 +236,8 @@ export type TryWindow =
   /**
    * `closedForMs`: no permit can free sooner than this, whatever happens meanwhile (other processes
    * only take permits; a finished call's end is final, one in flight ends a window after it finishes
-   * at the earliest). A process may put off callers until then without asking Redis.
+   * at the earliest, which its report may date up to MAX_REPORT_AGE_MS back from when Redis reads
+   * it). A process may put off callers until then without asking Redis.
    */
   | { readonly go: false; readonly retryInMs: number; readonly closedForMs: number }
 
@@ -245,7 +276,7 @@ export function createRateWindow(redis: Redis, key: string, perSecond: number, o
       done(sent) {
         if (finished) return
         finished = true
-        pending.add({ key, member, sent })
+        pending.add({ key, member, sent, endedAt: performance.now() })
       },
     }
   }
@@ -255,17 +286,19 @@ export function createRateWindow(redis: Redis, key: string, perSecond: number, o
     const carry = pending.take()
     let answer: [number, number, (string | number)?]
     try {
-      answer = await r.crWindowTry2(2 + carry.keys.length, key, lineKey, ...carry.keys, limit, windowUs, ttlUs, Math.round(maxWaitMs * 1000), spreadFor(opts.maxWaitMs ?? maxWaitMs), member, ...carry.args)
+      answer = await r.crWindowTry2(2 + carry.keys.length, key, lineKey, ...carry.keys, limit, windowUs, ttlUs, Math.round(maxWaitMs * 1000), spreadFor(opts.maxWaitMs ?? maxWaitMs), member, MAX_REPORT_AGE_US, ...carry.args)
     } catch (err) {
-      // Whether the script ran is unknown: reporting again is harmless (a report sets an end, LT).
-      pending.restore(carry.keys, carry.args)
+      // Whether the script ran is unknown: reporting again is harmless (a report sets an end, LT;
+      // its age is taken anew from the same end).
+      pending.restore(carry.batch)
       throw err
     }
     const [deferred, us, at] = answer
     if (deferred) {
       const freeUs = Number(at)
-      // A finished call's end (≤ a window from now) is final; one still in flight ends no sooner than a window from now.
-      const closedUs = Math.min(freeUs, windowUs)
+      // A finished call's end (≤ a window from now) is final; one still in flight ends no sooner than
+      // a window from now, less the age its report may carry.
+      const closedUs = Math.min(freeUs, windowUs - MAX_REPORT_AGE_US)
       return { go: false, retryInMs: Math.max(1, Math.ceil(us / 1000)), closedForMs: Math.max(0, Math.floor(closedUs / 1000)) }
     }
     // The permit counts from its grant time: sending a little after it is always safe.

@@ -4,7 +4,8 @@
  *
  * - a partial cancel at NTS (which does not deduplicate cancels) whose answer is lost after the
  *   provider committed it: the next attempt looks the receipt up before sending again, and finds the
- *   cancelled part; one cancel request, the ledger's cancelled amount = the provider's;
+ *   cancelled part; one cancel request, the ledger's cancelled amount = the provider's; the same
+ *   when the worker process is SIGKILLed mid-call and another takes the row over;
  * - a cancel whose outcome stayed unknown after its last attempt: no further cancel of the receipt
  *   (its amount would be judged against the ledger's figure alone) until a re-drive has looked it up;
  * - a cancel requested while the issue is in flight, and two operators cancelling one receipt at
@@ -21,7 +22,7 @@ import type { Sandbox } from '../../sandbox/index.ts'
 import type { App } from '../../src/app.ts'
 import { claimReceipts } from '../../src/db/ledger.ts'
 import { issueJobId } from '../../src/queue/queues.ts'
-import { importDay, runCli, settle } from '../helpers/pipeline.ts'
+import { importDay, runCli, settle, spawnCli, stopChild } from '../helpers/pipeline.ts'
 import { eventually, type TestEnv } from '../helpers/test-env.ts'
 import { useSandboxEnv } from '../helpers/sandbox-env.ts'
 
@@ -85,6 +86,43 @@ describe('a partial cancel whose answer is lost at a provider that does not dedu
     expect(attempts.filter((a) => a.operation === 'cancel').map((a) => a.outcome)).toEqual(['unknown_outcome'])
     expect(attempts.at(-1)).toMatchObject({ operation: 'lookup' })
   }, 90_000)
+})
+
+describe('a worker SIGKILLed in the middle of a partial cancel call', () => {
+  it('leaves the cancel to the next worker, which looks it up and sends nothing again', async () => {
+    const [victim] = await issuedDay(env.app, '2026-10-10', 'PCK', 36)
+    await Promise.all(workers.map((w) => w.close()))
+    workers = []
+    // Short job locks, so the killed worker's job stalls back quickly; the row's lease is the call budget.
+    const processEnv = env.env({ WORKER_LOCK_MS: '2000', WORKER_STALLED_INTERVAL_MS: '1000', WORKER_LEASE_MS: '2000', HTTP_READ_TIMEOUT_MS: '5000', HTTP_CONNECT_TIMEOUT_MS: '500', NTS_COMMIT_WINDOW_MS: '1000' })
+    // The cancel commits at NTS and its answer never comes: the worker is killed while it waits.
+    await ntsNext(['timeout_after_commit'])
+    const first = spawnCli(['worker', '--concurrency', '1'], processEnv)
+    const second: { child?: ReturnType<typeof spawnCli> } = {}
+    try {
+      const part = 2_000
+      const requested = await env.app.cancel({ transactionId: victim!.transaction_id, amount: part, reason: 1 })
+      const cancelRow = () => db().selectFrom('receipts').selectAll().where('id', '=', requested.cancelReceiptId).executeTakeFirstOrThrow()
+      await eventually(async () => (await ntsHeld(victim!.approval_number))?.amount === victim!.total_amount - part && (await cancelRow()).state === 'issuing', 120_000, 20)
+      await stopChild(first, 'SIGKILL')
+
+      second.child = spawnCli(['worker', '--concurrency', '1'], processEnv)
+      const done = await eventually(async () => {
+        const row = await cancelRow()
+        return row.state === 'issued' || row.state === 'failed' ? row : undefined
+      }, 150_000, 200)
+      expect(done.state, second.child.output()).toBe('issued')
+      expect(await ntsHeld(victim!.approval_number)).toMatchObject({ status: 'issued', amount: victim!.total_amount - part })
+      expect(await db().selectFrom('receipts').select('cancelled_amount').where('id', '=', victim!.id).executeTakeFirstOrThrow()).toEqual({ cancelled_amount: part })
+      // The killed worker's request is in the ledger ('sent', never answered); the takeover looked up and sent nothing.
+      const attempts = await db().selectFrom('issuance_attempts').select(['operation', 'outcome', 'attempt_no']).where('receipt_id', '=', done.id).orderBy('id').execute()
+      expect(attempts.filter((a) => a.operation === 'cancel')).toEqual([{ operation: 'cancel', outcome: 'sent', attempt_no: 1 }])
+      expect(attempts.at(-1)).toMatchObject({ operation: 'lookup', attempt_no: 2 })
+    } finally {
+      await stopChild(first, 'SIGKILL')
+      if (second.child) await stopChild(second.child)
+    }
+  }, 300_000)
 })
 
 describe('a cancel whose outcome stayed unknown', () => {

@@ -25,6 +25,13 @@
  * soon as its answer is in: COMPLETED → final (finalizeProvisional); FAILED with NTS_ERROR "[TSx] …"
  * → failed with class `tax_authority`, code TSx and the message (failProvisional), which the report,
  * the metrics and re-drive's selectors then see; still IN_PROGRESS → left as it is, counted.
+ *
+ * Reading the provider: where its API lists receipts by date (Toss, `listReceipts`), each
+ * credential's dates are read once, every page through its throttle, and each row takes the
+ * listing's answer for its key (listProviders); the rows it cannot settle are looked up one by one,
+ * as every row of the other providers is. Either way a row gets the answer `lookup` gives, from a
+ * read begun after the row was read, so everything above holds alike (docs/providers.md, Toss, Cost
+ * of a lookup).
  */
 import { randomUUID } from 'node:crypto'
 import type { Logger } from 'pino'
@@ -104,7 +111,7 @@ type Held =
 
 /** What the provider holds for a row: with `lookupAll`, every receipt; else the one `lookup` returns. */
 async function readProvider(provider: CashReceiptProvider, throttle: Throttle, r: Receipt): Promise<{ held: Held; all: readonly ProviderReceipt[] | null }> {
-  const req: LookupRequest = { providerKey: r.provider_key, portonePayment: r.portone_payment, amounts: amountsOf(r), sentSince: kstToday(new Date(r.created_at).getTime()) }
+  const req: LookupRequest = { providerKey: r.provider_key, portonePayment: r.portone_payment, amounts: amountsOf(r), sentSince: sentSinceOf(r) }
   if (provider.lookupAll) {
     const got = await throttle.schedule(() => provider.lookupAll!(req))
     if (!Array.isArray(got)) return { held: { kind: 'error' }, all: null }
@@ -117,16 +124,90 @@ async function readProvider(provider: CashReceiptProvider, throttle: Throttle, r
     return { held: kept ? { kind: kept.status, receipt: kept } : { kind: 'not_found' }, all }
   }
   const o: ProviderOutcome = await throttle.schedule(() => provider.lookup(req))
-  const held: Held =
-    o.kind === 'issued' || o.kind === 'cancelled'
-      ? { kind: o.kind, receipt: o.receipt }
-      : o.kind === 'not_found'
-        ? { kind: 'not_found' }
-        : o.kind === 'permanent' && o.taxAuthorityRejected
-          ? { kind: 'rejected', code: o.meta.providerCode ?? 'XXX', message: o.meta.message ?? 'NTS_ERROR' }
-          : { kind: 'error' }
-  return { held, all: null }
+  return { held: heldOf(o), all: null }
 }
+
+/** The answer a lookup gives, as reconcile reads it. */
+function heldOf(o: ProviderOutcome): Held {
+  return o.kind === 'issued' || o.kind === 'cancelled'
+    ? { kind: o.kind, receipt: o.receipt }
+    : o.kind === 'not_found'
+      ? { kind: 'not_found' }
+      : o.kind === 'permanent' && o.taxAuthorityRejected
+        ? { kind: 'rejected', code: o.meta.providerCode ?? 'XXX', message: o.meta.message ?? 'NTS_ERROR' }
+        : { kind: 'error' }
+}
+
+/**
+ * Reads each credential's list of receipts once (providers with `listReceipts`: Toss) and settles
+ * from it what it can, instead of one lookup per receipt (each of which reads every list page of
+ * its dates). Per row: the listing's answer for its key; a key the listing does not hold settles a
+ * row that is pending or failed (nothing at the provider: the answer a lookup gives from the same
+ * pages); every other row — a key the listing holds `unsettled`, an issued or cancelled row whose
+ * key the listing lacks (a flag for a person, so it is read once more on its own), every row of a
+ * credential whose listing failed — is left out and looked up as before.
+ *
+ * Rows must be read before this is called: every listing then begins after its rows were read, as
+ * each lookup did. Providers with `lookupAll` (duplicates) are not listed: the listing gives one
+ * answer per key, not every receipt.
+ */
+async function listProviders(
+  rows: readonly Receipt[],
+  providers: ProviderSource,
+  concurrency: number,
+  logger: Logger,
+): Promise<{ held: Map<number, Held>; requests: number }> {
+  const groups = new Map<CashReceiptProvider, { throttle: Throttle; rows: Receipt[] }>()
+  for (const r of rows) {
+    let source: ReturnType<ProviderSource['get']>
+    try {
+      source = providers.get(r.merchant_id, r.provider)
+    } catch {
+      continue // a merchant this process does not know: its row fails in the lookup, as before
+    }
+    const { provider, throttle } = source
+    if (!provider.listReceipts || provider.lookupAll) continue
+    const g = groups.get(provider)
+    if (g) g.rows.push(r)
+    else groups.set(provider, { throttle, rows: [r] })
+  }
+  const held = new Map<number, Held>()
+  let requests = 0
+  const queue = [...groups]
+  const lister = async () => {
+    for (let next = queue.shift(); next; next = queue.shift()) {
+      const [provider, { throttle, rows: mine }] = next
+      const sentSince = mine.map(sentSinceOf).reduce((a, b) => (a < b ? a : b))
+      let got: Awaited<ReturnType<NonNullable<CashReceiptProvider['listReceipts']>>>
+      try {
+        got = await provider.listReceipts!({ sentSince, keys: new Set(mine.map((r) => r.provider_key)) }, { schedule: (call) => throttle.schedule(call) })
+      } catch (err) {
+        logger.warn({ provider: provider.name, credential: provider.credentialId, err: (err as Error).message }, 'reconcile: listing failed; looking receipts up one by one')
+        continue
+      }
+      if ('kind' in got) {
+        if (got.kind === 'rate_limited') throttle.penalize(got.retryAfterMs)
+        logger.warn({ provider: provider.name, credential: provider.credentialId, outcome: got.kind }, 'reconcile: listing failed; looking receipts up one by one')
+        continue
+      }
+      requests += got.requests
+      for (const r of mine) {
+        const o = got.held.get(r.provider_key)
+        if (o === undefined) {
+          if (r.state === 'pending' || r.state === 'failed') held.set(r.id, { kind: 'not_found' })
+        } else if (o.kind !== 'unsettled') {
+          const h = heldOf(o)
+          if (h.kind !== 'error') held.set(r.id, h)
+        }
+      }
+      logger.info({ provider: provider.name, credential: provider.credentialId, rows: mine.length, settled: mine.filter((r) => held.has(r.id)).length, requests: got.requests }, 'reconcile: listing read')
+    }
+  }
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(concurrency, queue.length)) }, lister))
+  return { held, requests }
+}
+
+const sentSinceOf = (r: Receipt): string => kstToday(new Date(r.created_at).getTime())
 
 const amountsOf = (r: Receipt): ReceiptAmounts => ({ total: r.total_amount, supply: r.supply_amount, vat: r.vat_amount, taxFree: r.tax_free_amount, serviceFee: r.service_fee })
 
@@ -177,12 +258,17 @@ export async function reconcileDay(
   const result: { -readonly [K in keyof ReconcileResult]: ReconcileResult[K] } = {
     businessDate, checked: 0, matched: 0, repaired: [], flagged: [], lookupErrors: 0, overdue: [], duplicates: [], finalized: [], rejected: [], provisional: 0, amounts_corrected: [],
   }
+  const concurrency = deps.concurrency ?? 8
+  // Each credential's list read once (after the rows, so it is as fresh as a lookup); what it
+  // cannot settle is looked up below, one receipt at a time, as before.
+  const listed = await listProviders(rows, deps.providers, concurrency, deps.logger)
   let i = 0
   const worker = async () => {
     while (i < rows.length) {
       const r = rows[i++]!
       const { provider, throttle } = deps.providers.get(r.merchant_id, r.provider)
-      const { held, all } = await readProvider(provider, throttle, r)
+      const fromList = listed.held.get(r.id)
+      const { held, all } = fromList ? { held: fromList, all: null } : await readProvider(provider, throttle, r)
       result.checked++
       const at = { transaction_id: r.transaction_id, provider: r.provider }
       // Whether the ledger row names the receipt it keeps (so the others at the provider are duplicates).
@@ -321,7 +407,7 @@ export async function reconcileDay(
     }
   }
 
-  await Promise.all(Array.from({ length: deps.concurrency ?? 8 }, worker))
+  await Promise.all(Array.from({ length: concurrency }, worker))
 
   const overdue = await db
     .selectFrom('receipts')
@@ -343,6 +429,8 @@ export async function reconcileDay(
       finalized: result.finalized.length,
       rejected: result.rejected.length,
       provisional: result.provisional,
+      listRequests: listed.requests,
+      lookedUp: rows.length - listed.held.size,
     },
     'reconcile done',
   )

@@ -51,6 +51,36 @@ export interface LookupRequest {
   readonly sentSince?: string
 }
 
+export interface ListRequest {
+  /**
+   * KST date (YYYY-MM-DD) on or after which every request for the keys was sent (the earliest receipt
+   * row's creation): the dates from here to today are read, as `lookup` reads them for one key.
+   */
+  readonly sentSince: string
+  /** The keys whose entries are kept; every other entry of a page is dropped as it is read. */
+  readonly keys: ReadonlySet<string>
+}
+
+export interface ListContext {
+  /** Runs one list request (reconcile: through the credential's throttle, like every other call). */
+  readonly schedule: <T>(call: () => Promise<T>) => Promise<T>
+  readonly signal?: AbortSignal
+}
+
+/**
+ * What a listing holds for one key: the answer `lookup` gives for it (issued/cancelled with the
+ * receipt, permanent `taxAuthorityRejected`), or `unsettled` when the entries do not make one receipt
+ * the answer (more than one live receipt, a cancel without its receipt): the key is then looked up.
+ */
+export type ListedOutcome = ProviderOutcome | { readonly kind: 'unsettled' }
+
+export interface ReceiptListing {
+  /** Per key of the request that has entries in the listing; a key absent has none on the dates read. */
+  readonly held: ReadonlyMap<string, ListedOutcome>
+  /** List requests the listing made (pages, over every date read). */
+  readonly requests: number
+}
+
 export interface CancelRequest {
   readonly providerKey: string
   readonly portonePayment: boolean
@@ -133,6 +163,12 @@ export interface CashReceiptProvider {
    * V1/V2, PaySsam) holds at most one, which `lookup` returns.
    */
   lookupAll?(req: LookupRequest, ctx?: CallContext): Promise<readonly ProviderReceipt[] | ProviderOutcome>
+  /**
+   * Every receipt the credential's requests of some KST dates hold, read page by page, kept only for
+   * the given keys: what `lookup` would answer for each of them, from one read of the list instead of
+   * one per key. Only adapters whose API lists receipts by date have it (Toss: by request date).
+   */
+  listReceipts?(req: ListRequest, ctx: ListContext): Promise<ReceiptListing | ProviderOutcome>
   /** cancelled on success; not_found when nothing was issued; or a failure kind. */
   cancel(req: CancelRequest, ctx?: CallContext): Promise<ProviderOutcome>
   /**

@@ -108,8 +108,15 @@ export function classifyToss(op: 'issue' | 'lookup' | 'cancel', r: Extract<HttpR
   return unknown
 }
 
+/** One page of the list API. */
+export interface TossPage {
+  readonly data: TossReceipt[]
+  readonly hasNext: boolean
+  readonly lastCursor: number | null
+}
+
 /** One page of the list API, or the outcome when the answer is not one. */
-export function tossListPage(r: Extract<HttpResult, { ok: true }>): { data: TossReceipt[]; hasNext: boolean; lastCursor: number | null } | ProviderOutcome {
+export function tossListPage(r: Extract<HttpResult, { ok: true }>): TossPage | ProviderOutcome {
   const b = body(r)
   if (r.status !== 200 || !b || !Array.isArray(b.data)) return classifyToss('lookup', r)
   const data = (b.data as unknown[]).map(tossReceiptOf).filter((x): x is TossReceipt => x !== null)
@@ -136,4 +143,19 @@ export function tossOrderOutcome(entries: readonly TossReceipt[], m: CallMeta): 
     return { kind: 'cancelled', meta: m, receipt: { ...receiptOf(live, 0), status: 'cancelled', cancelledAt: last?.canceledAt ?? last?.requestedAt ?? null } }
   }
   return { kind: 'issued', meta: m, receipt: { ...receiptOf(live, left), cancelledAmount: cancelled } }
+}
+
+/**
+ * What a listing of request dates says for one orderId (its entries on those dates): the answer
+ * tossOrderOutcome gives, when the entries make it one receipt's; `unsettled` when they do not — more
+ * than one CONFIRM that is not FAILED (Toss refuses a second issue of an order, so this is not a
+ * state the lookup's rule was made for), or CANCEL entries whose CONFIRM is not among them (sent
+ * before the dates read). The caller then looks the order up on its own.
+ */
+export function tossListedOutcome(entries: readonly TossReceipt[], m: CallMeta): ProviderOutcome | { readonly kind: 'unsettled' } {
+  const confirms = entries.filter((e) => e.transactionType === 'CONFIRM')
+  if (!confirms.length || confirms.filter((e) => e.issueStatus !== 'FAILED').length > 1) return { kind: 'unsettled' }
+  const keys = new Set(confirms.map((e) => `c_${e.receiptKey}`))
+  if (entries.some((e) => e.transactionType === 'CANCEL' && !keys.has(e.receiptKey))) return { kind: 'unsettled' }
+  return tossOrderOutcome(entries, m)
 }

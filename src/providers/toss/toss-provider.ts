@@ -13,7 +13,8 @@
  *   body cap of src/providers/common.ts `body`): a merchant's day can hold thousands of receipts, and
  *   one 10,000-entry page of several MB was unreadable, so every lookup of a busy credential failed.
  *   Lookups of one adapter share their scans (see `scans` below), so a night of lookups reads each
- *   day's list once per batch of lookups instead of once per receipt.
+ *   day's list once per batch of lookups instead of once per receipt. Reconcile reads the list once
+ *   for all its receipts of the credential (`listReceipts`) and looks up only what that leaves open.
  * - Cancel `POST /v1/cash-receipts/{receiptKey}/cancel`, `{amount}` for a partial cancel; the answer's
  *   receiptKey is `c_<receiptKey>` (kept on the cancel row).
  *
@@ -24,9 +25,9 @@ import type { TossCredentials } from './toss-credentials.ts'
 import DataLoader from 'dataloader'
 import { DEFAULT_RETRY, httpClientFor, requestIo, transportMeta, transportOutcome, withRetry } from '../http.ts'
 import { meta, send } from '../common.ts'
-import { addDays, kstToday, type ProviderOutcome } from '../../domain/index.ts'
-import type { CallContext, CancelRequest, CashReceiptProvider, IssueRequest, LookupRequest, ProviderDeps } from '../types.ts'
-import { classifyToss, tossListPage, tossOrderOutcome, type TossReceipt } from './toss-errors.ts'
+import { addDays, kstToday, type CallMeta, type ProviderOutcome } from '../../domain/index.ts'
+import type { CallContext, CancelRequest, CashReceiptProvider, IssueRequest, ListContext, ListedOutcome, ListRequest, LookupRequest, ProviderDeps, ReceiptListing } from '../types.ts'
+import { classifyToss, tossListedOutcome, tossListPage, tossOrderOutcome, type TossPage, type TossReceipt } from './toss-errors.ts'
 
 /** How far back a lookup reads at most (the list API is per request date). */
 const MAX_LOOKUP_DAYS = 62
@@ -60,28 +61,40 @@ export function createTossProvider(deps: ProviderDeps<TossCredentials>): CashRec
     )
   }
 
-  /** Every list entry of the given orderIds over the request dates from `since` to today, or the failure. */
-  async function scan(orderIds: ReadonlySet<string>, since: string | undefined): Promise<{ byOrder: Map<string, TossReceipt[]>; last: ProviderOutcome } | ProviderOutcome> {
+  /** The request dates a read from `since` covers: up to today, at most MAX_LOOKUP_DAYS back. */
+  function firstDate(since: string | undefined): { from: string; today: string } {
     const today = kstToday(now())
     const floor = addDays(today, -MAX_LOOKUP_DAYS)
-    let date = since && since > floor ? (since > today ? today : since) : since ? floor : addDays(today, -1)
+    return { from: since && since > floor ? (since > today ? today : since) : since ? floor : addDays(today, -1), today }
+  }
+
+  /** One list page of a request date, with the meta of its answer, or the failure. */
+  async function listPage(date: string, cursor: number | null): Promise<{ page: TossPage; meta: CallMeta } | ProviderOutcome> {
+    const q = `requestDate=${date}&limit=${PAGE}${cursor !== null ? `&cursor=${cursor}` : ''}`
+    const r = await send(http, deps.logger, { method: 'GET', url: `${base}/v1/cash-receipts?${q}`, headers: auth, ...requestIo('lookup', undefined) })
+    if (!r.ok) return { kind: 'retryable', meta: transportMeta(r) }
+    const page = tossListPage(r)
+    return 'kind' in page ? page : { page, meta: meta(r, null, null) }
+  }
+
+  /** Every list entry of the given orderIds over the request dates from `since` to today, or the failure. */
+  async function scan(orderIds: ReadonlySet<string>, since: string | undefined): Promise<{ byOrder: Map<string, TossReceipt[]>; last: ProviderOutcome } | ProviderOutcome> {
+    const { from, today } = firstDate(since)
     const byOrder = new Map<string, TossReceipt[]>()
     let last: ProviderOutcome | null = null
-    for (; date <= today; date = addDays(date, 1)) {
+    for (let date = from; date <= today; date = addDays(date, 1)) {
       let cursor: number | null = null
       for (;;) {
-        const q = `requestDate=${date}&limit=${PAGE}${cursor !== null ? `&cursor=${cursor}` : ''}`
-        const r = await send(http, deps.logger, { method: 'GET', url: `${base}/v1/cash-receipts?${q}`, headers: auth, ...requestIo('lookup', undefined) })
-        if (!r.ok) return { kind: 'retryable', meta: transportMeta(r) }
-        const page = tossListPage(r)
-        if ('kind' in page) return page
+        const got = await listPage(date, cursor)
+        if ('kind' in got) return got
+        const { page } = got
         for (const e of page.data) {
           if (e.orderId === null || !orderIds.has(e.orderId)) continue
           const list = byOrder.get(e.orderId)
           if (list) list.push(e)
           else byOrder.set(e.orderId, [e])
         }
-        last = { kind: 'not_found', meta: meta(r, null, null) }
+        last = { kind: 'not_found', meta: got.meta }
         if (!page.hasNext || page.lastCursor === null || page.lastCursor === cursor) break
         cursor = page.lastCursor
       }
@@ -147,6 +160,51 @@ export function createTossProvider(deps: ProviderDeps<TossCredentials>): CashRec
         },
         { budget, signal: ctx?.signal, onCall: (o) => ctx?.onCall?.('lookup', o) },
       )
+    },
+    /**
+     * Every list page of the request dates from `sentSince` to today, each page one call through
+     * `ctx.schedule` (a page answered retryable is asked again, within the retry budget). Of a page
+     * only the entries of `keys` are kept — a busy credential's day may list 50,000 entries, the keys
+     * of one reconcile are its ledger rows — and folded per orderId as the lookup folds them.
+     */
+    async listReceipts(req: ListRequest, ctx: ListContext): Promise<ReceiptListing | ProviderOutcome> {
+      const { from, today } = firstDate(req.sentSince)
+      const byOrder = new Map<string, TossReceipt[]>()
+      let requests = 0
+      let last: CallMeta | null = null
+      for (let date = from; date <= today; date = addDays(date, 1)) {
+        let cursor: number | null = null
+        for (;;) {
+          const at: { readonly date: string; readonly cursor: number | null } = { date, cursor }
+          const got: { page?: TossPage } = {}
+          const o = await ctx.schedule(() =>
+            withRetry(
+              async (): Promise<ProviderOutcome> => {
+                requests++
+                const p = await listPage(at.date, at.cursor)
+                if ('kind' in p) return p
+                got.page = p.page
+                return { kind: 'not_found', meta: p.meta }
+              },
+              { budget, signal: ctx.signal },
+            ),
+          )
+          const page = got.page
+          if (!page) return o
+          last = o.meta
+          for (const e of page.data) {
+            if (e.orderId === null || !req.keys.has(e.orderId)) continue
+            const list = byOrder.get(e.orderId)
+            if (list) list.push(e)
+            else byOrder.set(e.orderId, [e])
+          }
+          if (!page.hasNext || page.lastCursor === null || page.lastCursor === cursor) break
+          cursor = page.lastCursor
+        }
+      }
+      const held = new Map<string, ListedOutcome>()
+      for (const [orderId, entries] of byOrder) held.set(orderId, tossListedOutcome(entries, last!))
+      return { held, requests }
     },
     cancel(req: CancelRequest, ctx?: CallContext) {
       const receiptKey = req.original.providerReceiptId

@@ -196,6 +196,45 @@ describe('toss: deferred results, list lookups, partial cancels', () => {
     expect(sandbox.stats().providers.toss.requests - before).toBe(4)
   })
 
+  it('lists request dates once for many keys: every page through the caller, only the keys asked for kept', async () => {
+    // Issued yesterday (KST request date), cancelled in part today: a listing of today alone holds its
+    // CANCEL without the CONFIRM, which settles nothing.
+    const kst = (ms: number) => new Date(ms + 9 * 3600_000).toISOString().slice(0, 10)
+    const y = newRequest()
+    clock = Date.now() - 86_400_000
+    const yo = await adapter.issue(y)
+    clock = Date.now()
+    expect((await cancel(y, yo.kind === 'issued' ? yo.receipt.providerReceiptId : null, 3_000, true, 1)).kind).toBe('cancelled')
+    const reqs = Array.from({ length: 260 }, () => newRequest())
+    for (let i = 0; i < reqs.length; i += 26) {
+      const got = await Promise.all(reqs.slice(i, i + 26).map((r) => adapter.issue(r)))
+      expect(got.map((o) => o.kind)).toEqual(got.map(() => 'issued'))
+    }
+    const asked = new Set([...reqs.slice(0, 5), reqs.at(-1)!, y].map((r) => r.providerKey))
+    asked.add('CRNEVERISSUED000000000000000000')
+    let scheduled = 0
+    const schedule = <T,>(call: () => Promise<T>): Promise<T> => {
+      scheduled++
+      return call()
+    }
+    const before = sandbox.stats().providers.toss.requests
+    const today = await adapter.listReceipts!({ sentSince: kst(Date.now()), keys: asked }, { schedule })
+    // 261 entries today (260 CONFIRMs and one CANCEL): two pages of 250, each one scheduled call.
+    expect(sandbox.stats().providers.toss.requests - before).toBe(2)
+    expect(scheduled).toBe(2)
+    if ('kind' in today) return expect.unreachable(`listing: ${today.kind}`)
+    expect(today.requests).toBe(2)
+    expect([...today.held.keys()].sort()).toEqual([...reqs.slice(0, 5), reqs.at(-1)!, y].map((r) => r.providerKey).sort())
+    for (const r of [...reqs.slice(0, 5), reqs.at(-1)!]) expect(today.held.get(r.providerKey)).toMatchObject({ kind: 'issued', receipt: { amount: 33_000, provisional: true } })
+    expect(today.held.get(y.providerKey)).toEqual({ kind: 'unsettled' })
+    // From yesterday on, the order's CONFIRM is read too: issued with what is left, as the lookup says.
+    const both = await adapter.listReceipts!({ sentSince: kst(Date.now() - 86_400_000), keys: new Set([y.providerKey]) }, { schedule })
+    if ('kind' in both) return expect.unreachable(`listing: ${both.kind}`)
+    expect(both.held.get(y.providerKey)).toMatchObject({ kind: 'issued', receipt: { amount: 30_000, cancelledAmount: 3_000 } })
+    const looked = await adapter.lookup({ providerKey: y.providerKey, portonePayment: false, amounts: y.amounts, sentSince: kst(Date.now() - 86_400_000) })
+    expect(looked).toMatchObject({ kind: 'issued', receipt: { amount: 30_000, cancelledAmount: 3_000 } })
+  })
+
   it('refuses an Idempotency-Key over 300 characters, and replays one scoped to key + API key + URL + method', async () => {
     const req = newRequest({ idempotencyKey: 'k'.repeat(301) })
     const o = await adapter.issue(req)

@@ -5,7 +5,8 @@
  * - ledger says issued, provider says cancelled → recorded as cancelled
  * - ledger and provider agree on issued but not on the amount → the ledger takes the provider's
  *   amount when it is the same receipt (approval number) never partly cancelled (correctAmountsFromProvider);
- *   flagged otherwise
+ *   left alone while a cancel of it is open or once the ledger has caught up (a partial cancel in
+ *   flight or recorded during the pass); flagged otherwise
  * Also lists receipts past their legal deadline (business date + 4 days) that are not issued.
  *
  * Duplicates: at a provider that does not deduplicate by our key (NTS, `lookupAll`), every receipt it
@@ -310,6 +311,11 @@ export async function reconcileDay(
           if (same && (await correctAmountsFromProvider(db, r.id, r.total_amount, heldAmounts(held.receipt, amountsOf(r))))) {
             result.amounts_corrected.push({ ...at, ledger_amount: live, provider_amount: held.receipt.amount })
             deps.logger.warn({ receiptId: r.id, provider: r.provider, ledgerAmount: live, providerAmount: held.receipt.amount }, 'reconcile: ledger amount corrected to the provider\'s')
+          } else if (await amountMoving(r.id, held.receipt.amount)) {
+            // A cancel of this receipt is in flight (the provider may hold it before the ledger
+            // records it), or one was recorded since the row was read and the ledger now says what
+            // the provider does: no disagreement to flag. The next pass compares again.
+            result.matched++
           } else {
             const flag = `amount mismatch: ledger ${live}, provider ${held.receipt.amount}`
             result.flagged.push({ ...at, flag })
@@ -342,6 +348,27 @@ export async function reconcileDay(
         result.lookupErrors++
       }
     }
+  }
+
+  /**
+   * Whether an amount the provider holds that differs from the row as read is explained by a cancel
+   * of the receipt: one open (pending or issuing: its call may have committed, its record not yet),
+   * or one recorded since the row was read, so that what the ledger holds now equals `providerAmount`.
+   */
+  async function amountMoving(receiptId: number, providerAmount: number): Promise<boolean> {
+    const now = await db
+      .selectFrom('receipts as p')
+      .select((eb) => [
+        'p.total_amount',
+        'p.cancelled_amount',
+        eb
+          .exists(eb.selectFrom('receipts as c').select('c.id').whereRef('c.parent_receipt_id', '=', 'p.id').where('c.kind', '=', 'cancel').where('c.state', 'in', ['pending', 'issuing']))
+          .as('open_cancel'),
+      ])
+      .where('p.id', '=', receiptId)
+      .executeTakeFirst()
+    if (!now) return false
+    return Boolean(now.open_cancel) || now.total_amount - now.cancelled_amount === providerAmount
   }
 
   async function handleDuplicates(r: Receipt, kept: ProviderReceipt, all: readonly ProviderReceipt[], provider: CashReceiptProvider, throttle: Throttle): Promise<void> {

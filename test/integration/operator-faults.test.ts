@@ -14,7 +14,9 @@
  *   re-driven once, one job each, one receipt per key at NTS;
  * - reconcile while a worker's issue has committed at NTS but not in the ledger (its answer still
  *   out): the row is neither repaired, nor flagged, nor its receipt taken for a duplicate; afterwards
- *   ledger and NTS agree, one receipt per key.
+ *   ledger and NTS agree, one receipt per key;
+ * - reconcile while a partial cancel has committed at NTS but not in the ledger: the receipt is not
+ *   flagged for an amount the ledger is about to record; afterwards reconcile matches it.
  */
 import { afterEach, describe, expect, it } from 'vitest'
 import type { Worker } from 'bullmq'
@@ -276,4 +278,32 @@ describe('operators racing each other and the workers', () => {
     const afterwards = await runCli(['reconcile', '--date', '2026-10-09', '--json'], env.env())
     expect(JSON.parse(afterwards.stdout)).toMatchObject({ checked: issued.length, matched: issued.length, duplicates: [], flagged: [], repaired: [] })
   }, 180_000)
+})
+
+describe('reconcile during a partial cancel in flight', () => {
+  it('does not flag the amount NTS already holds cancelled while the cancel is still out; afterwards it matches', async () => {
+    const app = env.newApp({ HTTP_READ_TIMEOUT_MS: '8000', HTTP_CONNECT_TIMEOUT_MS: '500', NTS_COMMIT_WINDOW_MS: '300' })
+    const issued = await issuedDay(app, '2026-10-11', 'RPC', 37)
+    const victim = issued[0]!
+    const part = 1_500
+    // The cancel commits at NTS at once and its answer is held back until the client's 8 s timeout.
+    await ntsNext(['timeout_after_commit'])
+    const requested = await app.cancel({ transactionId: victim.transaction_id, amount: part, reason: 1 })
+    const cancelRow = () => db().selectFrom('receipts').selectAll().where('id', '=', requested.cancelReceiptId).executeTakeFirstOrThrow()
+    await eventually(async () => (await ntsHeld(victim.approval_number))?.amount === victim.total_amount - part && (await cancelRow()).state === 'issuing', 30_000, 20)
+
+    const during = await env.newApp().reconcile('2026-10-11')
+    expect((await cancelRow()).state).toBe('issuing')
+    expect(during.flagged).toEqual([])
+    expect(during.amounts_corrected).toEqual([])
+    const parent = () => db().selectFrom('receipts').select(['state', 'total_amount', 'cancelled_amount', 'reconcile_flag']).where('id', '=', victim.id).executeTakeFirstOrThrow()
+    expect(await parent()).toEqual({ state: 'issued', total_amount: victim.total_amount, cancelled_amount: 0, reconcile_flag: null })
+
+    // After its timeout the worker's next attempt looks the cancel up and records it; reconcile then agrees.
+    await eventually(async () => (await cancelRow()).state === 'issued', 60_000, 200)
+    expect(await parent()).toEqual({ state: 'issued', total_amount: victim.total_amount, cancelled_amount: part, reconcile_flag: null })
+    const after = await env.newApp().reconcile('2026-10-11')
+    expect(after).toMatchObject({ checked: issued.length, matched: issued.length, flagged: [], amounts_corrected: [] })
+    expect((await ntsHeld(victim.approval_number))?.amount).toBe(victim.total_amount - part)
+  }, 120_000)
 })

@@ -58,7 +58,26 @@ export interface ChaosOptions {
   readonly killEveryMs: number
   /** Sandbox faults during the whole faults phase. */
   readonly faults: string
+  /**
+   * Overall cap, from the harness's start: only a run whose receipts keep moving without ever all
+   * finishing reaches it (a hang is caught sooner, by `startupMs` and `stallMs`).
+   */
   readonly timeoutMs: number
+  /**
+   * A process the harness starts must answer (the sandbox) or report at work (the first worker: its
+   * first receipt outcome) within this of its spawn, and the day must be 5% issued within this of the
+   * first worker at work. tsx start-up alone takes about 60 s at load 20 and up to 3 minutes at load
+   * 30–40, so this is a cap for a hang, not a measure of speed.
+   */
+  readonly startupMs: number
+  /**
+   * After the faults: the run has hung when no receipt reached a terminal state for this long, counted
+   * from a worker at work. Longer than a worker's start-up on a loaded machine plus the longest lease
+   * (19.5 s), so restarts and take-overs fit; a drain that keeps moving is never cut short by it.
+   */
+  readonly stallMs: number
+  /** Full size: how long, from the faults' start, the base faults and the kills may go on (`faultsUntilDone`). */
+  readonly faultsMaxMs: number
   /** NTS answers this late (ms) during the slow_commit phase: more than the read timeout plus the backoff. */
   readonly slowCommitLatencyMs: number
   /** How long the slow_commit phase lasts. */
@@ -96,7 +115,10 @@ export const FULL: ChaosOptions = {
   concurrency: 8,
   killEveryMs: 3_000,
   faults: '*:5xx=0.05,timeout_after_commit=0.02,reset=0.01,malformed=0.01,latency=5-50',
-  timeoutMs: 14 * 60_000,
+  timeoutMs: 45 * 60_000,
+  startupMs: 5 * 60_000,
+  stallMs: 3 * 60_000,
+  faultsMaxMs: 7 * 60_000,
   slowCommitLatencyMs: 3_500,
   slowCommitMs: 10_000,
   stopMs: 30_000,
@@ -118,7 +140,7 @@ export const QUICK: ChaosOptions = {
   concurrency: 3,
   killEveryMs: 5_000,
   faults: '*:5xx=0.05,timeout_after_commit=0.02,reset=0.01,malformed=0.01,latency=100-300',
-  timeoutMs: 4 * 60_000,
+  timeoutMs: 12 * 60_000,
   slowCommitMs: 3_000,
   stopMs: 22_000,
   redisDownMs: 1_500,
@@ -138,6 +160,8 @@ export interface ChaosResult {
   readonly ok: boolean
   readonly checks: readonly ChaosCheck[]
   readonly figures: Record<string, number>
+  /** When each step and phase began, in seconds from the first worker at work (negative: before it). */
+  readonly timeline: readonly string[]
   /** Captured worker stdout/stderr (for the personal-data scan). */
   readonly workerOutput: string
   readonly databaseUrl: string
@@ -161,38 +185,64 @@ function exitOf(child: ChildProcess): Promise<unknown> {
   return new Promise((r) => child.once('exit', r))
 }
 
-async function startRedis(port: number, dir: string): Promise<ChildProcess> {
+/**
+ * redis-server is native: it answers within a second even on a loaded machine. A minute without an
+ * answer is a hang, named as one (before, the harness went on after ~10 s as if it had answered).
+ */
+const REDIS_START_MS = 60_000
+
+async function startRedis(port: number, dir: string, why: string): Promise<ChildProcess> {
   const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--appendfsync', 'everysec', '--save', '', '--maxmemory-policy', 'noeviction'], { stdio: 'ignore' })
-  const r = new Redis({ port, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null })
-  r.on('error', () => {})
-  for (let i = 0; i < 100; i++) {
+  const started = Date.now()
+  for (;;) {
+    const r = new Redis({ port, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null })
+    r.on('error', () => {})
     try {
       await r.connect()
-      if ((await r.ping()) === 'PONG') break
+      if ((await r.ping()) === 'PONG') return child
     } catch {
+      // starting
+    } finally {
       r.disconnect()
-      await sleep(100)
     }
+    if (child.exitCode !== null) throw new Error(`chaos: ${why}: redis-server on port ${port} exited with ${child.exitCode} before it answered`)
+    if (Date.now() - started > REDIS_START_MS) {
+      child.kill('SIGKILL')
+      throw new Error(`chaos: ${why} hung: redis-server on port ${port} did not answer within ${REDIS_START_MS / 1000} s of its start`)
+    }
+    await sleep(100)
   }
-  r.disconnect()
-  return child
 }
 
-async function startSandbox(env: Record<string, string>, faults: string, seed: number, sink: { out: string }) {
+/** Resolves when the process has exited; rejects, naming the step, if it has not within `ms`. */
+async function exitWithin(child: ChildProcess, ms: number, why: string): Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  try {
+    await Promise.race([exitOf(child), new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`chaos: ${why} hung: the process did not exit within ${ms / 1000} s`)), ms)))])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+async function startSandbox(env: Record<string, string>, faults: string, seed: number, sink: { out: string }, startupMs: number) {
   const port = await freePort()
   const child = spawnCli(['sandbox', '--port', String(port), '--faults', faults, '--seed', String(seed)], env, sink)
   const url = `http://127.0.0.1:${port}`
-  // tsx start-up under a loaded 2-core machine can take many seconds.
-  for (let i = 0; i < 600; i++) {
-    if (child.exitCode !== null) throw new Error(`sandbox exited with ${child.exitCode}: ${sink.out.slice(-500)}`)
+  // tsx start-up alone takes about a minute at load 20 on this 2-core machine: counted from the spawn.
+  const spawned = Date.now()
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`chaos: sandbox start-up: the sandbox exited with ${child.exitCode}: ${sink.out.slice(-500)}`)
     try {
       if ((await fetch(`${url}/_sandbox/stats`)).ok) return { url, child }
     } catch {
       // starting
     }
+    if (Date.now() - spawned > startupMs) {
+      child.kill('SIGKILL')
+      throw new Error(`chaos: sandbox start-up hung: no answer at ${url} within ${startupMs / 1000} s of its spawn: ${sink.out.slice(-500)}`)
+    }
     await sleep(100)
   }
-  throw new Error('sandbox did not start')
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
@@ -258,10 +308,38 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
   const log = opts.log ?? (() => {})
   const on = (p: Phase) => (opts.phases ?? PHASES).includes(p)
   const seed = opts.seed ?? 42
+  // Deadlines count from the moment what they measure can begin — a process's spawn, the first worker
+  // at work, the last receipt finished — never from the harness's start, which on a loaded machine
+  // lies a minute or more of tsx start-up before (issue: the quick run failed on time alone). The
+  // overall cap only catches a run that keeps moving without end.
+  const tHarness = Date.now()
+  const overallEnd = tHarness + opts.timeoutMs
+  /** The first worker's first receipt outcome: the timeline's zero. */
+  let tWork: number | undefined
+  const marks: { at: number; what: string }[] = []
+  const dur = (ms: number) => `${(Math.abs(ms) / 1000).toFixed(1)} s`
+  const secs = (ms: number) => `${ms < 0 ? '-' : '+'}${dur(ms)}`
+  const when = (at: number) => (tWork === undefined ? `harness ${secs(at - tHarness)}` : `work ${secs(at - tWork)} (harness ${secs(at - tHarness)})`)
+  /** Notes a step or phase as it begins (logged now, in the result's timeline at the end). */
+  const mark = (what: string) => {
+    const at = Date.now()
+    marks.push({ at, what })
+    log(`chaos: ${when(at)}  ${what}`)
+  }
+  /** Phases that ran into their deadline, each saying what it waited for: the check "no phase hung". */
+  const hung: string[] = []
   const db = await createTestDatabase()
   let redisDir = await mkdtemp(join(tmpdir(), 'cr-chaos-redis-'))
   const redisPort = await freePort()
-  let redisChild = await startRedis(redisPort, redisDir)
+  let redisChild: ChildProcess
+  try {
+    redisChild = await startRedis(redisPort, redisDir, 'Redis start-up')
+  } catch (err) {
+    await rm(redisDir, { recursive: true, force: true })
+    await db.drop().catch(() => {})
+    throw err
+  }
+  mark('Redis answering')
   // The Redis phases take turns: on a loaded machine a restart (SHUTDOWN, then a new server that
   // answers) can outlast the gap to the next phase, which then waited for the exit of a server that
   // had already exited, and the run hung for good.
@@ -300,7 +378,16 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     // A worker that cannot reach Postgres for this long exits; the pg_terminate phase must not reach it.
     DB_UNREACHABLE_EXIT_MS: '60000',
   }
-  const sandbox = await startSandbox(baseEnv, opts.faults, seed, sink)
+  let sandbox: Awaited<ReturnType<typeof startSandbox>>
+  try {
+    sandbox = await startSandbox(baseEnv, opts.faults, seed, sink, opts.startupMs)
+  } catch (err) {
+    redisChild.kill('SIGKILL')
+    await rm(redisDir, { recursive: true, force: true })
+    await db.drop().catch(() => {})
+    throw err
+  }
+  mark('sandbox answering')
   const env = { ...baseEnv, SANDBOX_URL: sandbox.url }
   // Its own log goes to stderr: stdout carries the result (`--json`).
   const app = createApp(loadDemoConfig(env), { logger: pino({ level: 'warn' }, pino.destination(2)) })
@@ -393,25 +480,35 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     const forced = await fetch(`${sandbox.url}/_sandbox/faults`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ provider: 'popbill', next: ['timeout_after_commit', 'timeout_after_commit'] }) })
     if (!forced.ok) throw new Error(`forcing Popbill faults failed: ${forced.status} ${await forced.text()}`)
 
+    /** The last words of the last worker that exited by itself (start-up names them when it fails). */
+    let lastWords = ''
+    let workersStarted = 0
     const startWorker = (i: number) => {
       const slot: WorkerSlot = { child: spawnCli(['worker'], env, sink), deliberate: false, working: false }
-      const seen = (d: Buffer) => {
-        if (d.includes('receipt outcome')) {
-          slot.working = true
-          slot.child.stderr!.off('data', seen)
-        }
-      }
-      // The worker logs (to stderr) one line per receipt outcome.
-      slot.child.stderr!.on('data', seen)
-      // Its last words, to say why should it exit by itself.
+      // Its last words, to say why should it exit by itself. The worker logs (to stderr) 'worker
+      // started' once ready and one line per receipt outcome; the tail also finds a line that two
+      // chunks split.
       let tail = ''
       slot.child.stderr!.on('data', (d: Buffer) => {
+        const fresh = tail.slice(-32) + d.toString()
         tail = (tail + d.toString()).slice(-4_000)
+        if (workersStarted === 0 && fresh.includes('worker started')) {
+          workersStarted++
+          mark(`first worker started (ready for jobs, ${dur(Date.now() - workersSpawned)} after the spawn)`)
+        }
+        if (!slot.working && fresh.includes('receipt outcome')) {
+          slot.working = true
+          if (tWork === undefined) {
+            tWork = Date.now()
+            mark(`first worker at work (its first receipt outcome, ${dur(tWork - workersSpawned)} after the spawn): the zero of this timeline`)
+          }
+        }
       })
       slot.child.once('exit', (code, signal) => {
         if (!slot.deliberate) {
           unexpectedExits++
-          log(`chaos: worker ${i} exited by itself (code ${code}, signal ${signal}); its last output:\n${tail}`)
+          lastWords = `worker ${i} exited by itself (code ${code}, signal ${signal}); its last output:\n${tail}`
+          log(`chaos: ${lastWords}`)
         }
       })
       workers[i] = slot
@@ -420,20 +517,38 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
       workers[i]!.deliberate = true
       workers[i]!.child.kill('SIGKILL')
     }
+    const workersSpawned = Date.now()
     for (let i = 0; i < opts.workers; i++) startWorker(i)
+    mark(`${opts.workers} workers spawned`)
 
     const count = async (states: string[]) => {
       const r = await app.db().selectFrom('receipts').select((eb) => eb.fn.countAll<number>().as('n')).where('state', 'in', states as never).executeTakeFirstOrThrow()
       return Number(r.n)
     }
     const open = () => count(['pending', 'issuing', 'cancelling'])
-    // The faults start once the workers are at work (tsx start-up takes seconds on a loaded machine):
-    // 5% of the day issued.
-    const t0 = Date.now()
+    // The faults start once the workers are at work: the first worker reports a receipt outcome
+    // (tsx start-up alone takes about a minute at load 20), then 5% of the day issued. Each wait
+    // counts from the moment it can begin: the spawn, then the first worker at work.
+    const startupEnd = Math.min(workersSpawned + opts.startupMs, overallEnd)
+    while (tWork === undefined && unexpectedExits === 0 && Date.now() < startupEnd) await sleep(200)
+    if (tWork === undefined) {
+      throw new Error(
+        unexpectedExits > 0
+          ? `chaos: worker start-up failed: ${lastWords}`
+          : `chaos: worker start-up hung: no worker reported a receipt outcome within ${((startupEnd - workersSpawned) / 1000).toFixed(0)} s of the spawn (cap ${opts.startupMs / 1000} s from the spawn, overall ${opts.timeoutMs / 1000} s from the harness's start); last output: ${sink.out.slice(-1_000)}`,
+      )
+    }
     const warm = Math.max(1, Math.floor(settled.created * 0.05))
-    while ((await count(['issued'])) < warm && Date.now() - t0 < opts.timeoutMs / 4) await sleep(200)
+    const warmEnd = Math.min(tWork + opts.startupMs, overallEnd)
+    while ((await count(['issued'])) < warm && Date.now() < warmEnd) await sleep(200)
+    const issuedWarm = await count(['issued'])
+    if (issuedWarm < warm) {
+      throw new Error(`chaos: warm-up hung: ${issuedWarm} of ${warm} receipts (5% of the day) issued ${((Date.now() - tWork) / 1000).toFixed(0)} s after the first worker was at work (cap ${opts.startupMs / 1000} s from it)`)
+    }
     const tStart = Date.now()
-    log(`chaos: workers at work after ${((tStart - t0) / 1000).toFixed(1)} s`)
+    figures.seconds_spawn_to_first_worker_at_work = Math.round((tWork - workersSpawned) / 100) / 10
+    figures.seconds_first_worker_at_work_to_faults = Math.round((tStart - tWork) / 100) / 10
+    mark(`5% of the day issued (${issuedWarm}/${settled.created}), ${opts.workers === 1 ? 'the worker' : `${workers.filter((w) => w.working).length} of ${opts.workers} workers`} at work: faults start`)
 
     // Per-provider live receipts per key, sampled during the run (a duplicate at a deduplicating
     // provider must never exist, not only be gone at the end).
@@ -458,6 +573,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
         kill(victim)
         workerKills++
         startWorker(victim)
+        log(`chaos: ${when(Date.now())}  kills: worker ${victim} SIGKILLed and spawned again (kill ${workerKills})`)
       }
     })()
 
@@ -470,12 +586,13 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
         (async () => {
           await at(n)
           const before = (await (await fetch(`${sandbox.url}/_sandbox/stats`)).json()) as { providers: { nts: { requests: number } } }
-          log(`chaos: NTS answers after ${opts.slowCommitLatencyMs} ms (read timeout ${HTTP_READ_TIMEOUT_MS} ms) for ${opts.slowCommitMs} ms`)
+          mark(`phase slow_commit starts: NTS answers after ${opts.slowCommitLatencyMs} ms (read timeout ${HTTP_READ_TIMEOUT_MS} ms) for ${opts.slowCommitMs} ms`)
           await setFaults(`${opts.faults};nts:latency=${opts.slowCommitLatencyMs}`)
           await sleep(opts.slowCommitMs)
           await setFaults(opts.faults)
           const after = (await (await fetch(`${sandbox.url}/_sandbox/stats`)).json()) as { providers: { nts: { requests: number } } }
           figures.slow_commit_nts_requests = after.providers.nts.requests - before.providers.nts.requests
+          mark(`phase slow_commit ends: ${figures.slow_commit_nts_requests} NTS requests during it`)
         })(),
       )
     }
@@ -487,7 +604,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
           stopped = opts.workers - 1
           const w = workers[stopped]!
           w.deliberate = true
-          log(`chaos: SIGSTOP worker ${stopped} for ${opts.stopMs} ms (lease 4000 ms, call budget 19500 ms)`)
+          mark(`phase sigstop starts: SIGSTOP worker ${stopped} (${w.working ? 'at work' : 'still starting'}) for ${opts.stopMs} ms (lease 4000 ms, call budget 19500 ms)`)
           w.child.kill('SIGSTOP')
           await sleep(opts.stopMs)
           w.child.kill('SIGCONT')
@@ -495,6 +612,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
           w.deliberate = false
           stopped = -1
           figures.sigstop_ms = opts.stopMs
+          mark('phase sigstop ends: SIGCONT')
         })(),
       )
     }
@@ -504,16 +622,17 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
         (async () => {
           await at(n)
           await redisTurn(async () => {
-            log('chaos: restarting Redis (AOF keeps the queue)')
+            mark('phase redis_restart starts: SHUTDOWN (AOF keeps the queue)')
             // Listen for the exit before asking: SHUTDOWN closes the connection without a reply.
-            const exited = exitOf(redisChild)
+            const exited = exitWithin(redisChild, REDIS_START_MS, 'phase redis_restart (SHUTDOWN)')
             const admin = new Redis(redisUrl, { maxRetriesPerRequest: 0, retryStrategy: () => null, autoResendUnfulfilledCommands: false })
             admin.on('error', () => {})
             await admin.call('SHUTDOWN').catch(() => {})
             admin.disconnect()
             await exited
-            redisChild = await startRedis(redisPort, redisDir)
+            redisChild = await startRedis(redisPort, redisDir, 'phase redis_restart (start again)')
             figures.redis_restarts = 1
+            mark('phase redis_restart ends: Redis answering again')
           })
         })(),
       )
@@ -525,17 +644,18 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
           await at(n)
           await redisTurn(async () => {
             const openBefore = await open()
-            log(`chaos: Redis lost (SIGKILL, AOF removed, ${opts.redisDownMs} ms down, started empty) with ${openBefore} receipts open`)
-            const exited = exitOf(redisChild)
+            mark(`phase redis_lost starts: SIGKILL, AOF removed, ${opts.redisDownMs} ms down, started empty, with ${openBefore} receipts open`)
+            const exited = exitWithin(redisChild, REDIS_START_MS, 'phase redis_lost (SIGKILL)')
             redisChild.kill('SIGKILL')
             await exited
             await rm(redisDir, { recursive: true, force: true })
             redisDir = await mkdtemp(join(tmpdir(), 'cr-chaos-redis-'))
             await mkdir(redisDir, { recursive: true })
             await sleep(opts.redisDownMs)
-            redisChild = await startRedis(redisPort, redisDir)
+            redisChild = await startRedis(redisPort, redisDir, 'phase redis_lost (start empty)')
             figures.redis_lost = 1
             figures.redis_lost_open_receipts = openBefore
+            mark('phase redis_lost ends: Redis answering again, empty')
           })
         })(),
       )
@@ -545,6 +665,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
       phases.push(
         (async () => {
           await at(n)
+          mark(`phase pg_terminate starts: ${opts.pgTerminations} rounds ${opts.pgTerminateEveryMs} ms apart`)
           let total = 0
           const c = new pg.Client({ connectionString: db.url })
           await c.connect()
@@ -558,7 +679,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
             await c.end()
           }
           figures.pg_backends_terminated = total
-          log(`chaos: terminated ${total} Postgres connections in ${opts.pgTerminations} rounds`)
+          mark(`phase pg_terminate ends: ${total} Postgres connections terminated in ${opts.pgTerminations} rounds`)
         })(),
       )
     }
@@ -570,9 +691,16 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
         await sleep(2_000)
       }
     })()
-    await Promise.all(phases)
+    try {
+      await Promise.all(phases)
+    } catch (err) {
+      // A phase failed (say, Redis did not come back): no more kills or samples behind the cleanup.
+      killsDone = true
+      sampling = false
+      throw err
+    }
     // Full size: the base faults and the kills go on until most of the day is done.
-    while (Date.now() - tStart < opts.timeoutMs / 2) {
+    while (Date.now() - tStart < opts.faultsMaxMs && Date.now() < overallEnd) {
       const done = 1 - (await open()) / Math.max(1, settled.created)
       if (done >= opts.faultsUntilDone || !on('kills')) break
       await sleep(1_000)
@@ -585,21 +713,65 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     // Faults stop. Workers finish what they have (recovering what Redis lost), then one re-drive.
     await setFaults('')
     const faultsStopped = Date.now()
-    const deadline = faultsStopped + opts.timeoutMs / 2
-    while ((await open()) > 0 && Date.now() < deadline) await sleep(500)
+    mark(`faults stop (${workerKills} kills), ${await open()} receipts open: drain`)
+    /** A worker that has reported a receipt outcome since its (re)start and runs (not SIGSTOPped, not exited). */
+    const atWork = () => workers.some((w, i) => i !== stopped && w.working && w.child.exitCode === null && w.child.signalCode === null)
+    /**
+     * Waits until no receipt is open. The clock starts when a worker is at work (the SIGKILLed ones
+     * start again: a minute at load 20) and starts over each time a receipt reaches a terminal state,
+     * so a drain that keeps moving runs to its end however loaded the machine; one where nothing
+     * finishes for `stallMs`, or still going at the overall cap, is named in `hung`.
+     */
+    const drain = async (what: string): Promise<boolean> => {
+      const workEnd = Math.min(Date.now() + opts.startupMs, overallEnd)
+      while (!atWork() && (await open()) > 0 && Date.now() < workEnd) await sleep(200)
+      if (!atWork() && (await open()) > 0) {
+        hung.push(`${what}: no worker at work within ${((Date.now() - faultsStopped) / 1000).toFixed(0)} s of the faults' stop (${workers.filter((w) => w.child.exitCode === null && w.child.signalCode === null).length}/${opts.workers} processes running), ${await open()} receipts open`)
+        return false
+      }
+      let best = await open()
+      let moved = Date.now()
+      for (;;) {
+        const n = await open()
+        if (n === 0) return true
+        if (n < best) {
+          best = n
+          moved = Date.now()
+        }
+        if (Date.now() - moved >= opts.stallMs) {
+          hung.push(`${what}: ${n} receipts open and none finished for ${opts.stallMs / 1000} s with a worker at work`)
+          return false
+        }
+        if (Date.now() >= overallEnd) {
+          hung.push(`${what}: ${n} receipts open at the overall cap (${opts.timeoutMs / 1000} s from the harness's start)`)
+          return false
+        }
+        await sleep(500)
+      }
+    }
+    const drained = await drain('drain after the faults')
+    mark(drained ? 'all receipts terminal: one re-drive' : `drain hung: ${hung.at(-1)}`)
     const rd = await redrive({ db: app.db(), queue: app.receiptsQueue(), logger: app.logger, todayKst: businessDate }, {})
     figures.redriven = rd.count
-    while ((await open()) > 0 && Date.now() < deadline) await sleep(500)
+    // After a hung drain the re-drive's wait would only hang again: the checks say what is left.
+    if (drained && rd.count > 0) {
+      const redrained = await drain('drain after the re-drive')
+      mark(redrained ? `${rd.count} re-driven receipts terminal` : `re-drive drain hung: ${hung.at(-1)}`)
+    }
     figures.seconds_faults_stopped_to_terminal = Math.round((Date.now() - faultsStopped) / 100) / 10
     sampling = false
     await sampler
     await sampleLive()
 
-    // Every run reaches finished without an operator (the recovery pass in the workers closes it).
-    const runsDeadline = Date.now() + 15_000
+    // Every run reaches finished without an operator (the recovery pass in the workers, every 2 s
+    // here, closes it): counted from the drain's end, when the workers are at work.
+    const runsFrom = Date.now()
+    const runsDeadline = Math.min(runsFrom + opts.stallMs, overallEnd)
     const unfinishedRuns = async () => Number((await app.db().selectFrom('settlement_runs').select((eb) => eb.fn.countAll<number>().as('n')).where('status', '<>', 'finished').executeTakeFirstOrThrow()).n)
     while ((await unfinishedRuns()) > 0 && Date.now() < runsDeadline) await sleep(500)
     const runsOpen = await unfinishedRuns()
+    if (runsOpen > 0) hung.push(`settlement runs: ${runsOpen} not finished ${((Date.now() - runsFrom) / 1000).toFixed(0)} s after the drain`)
+    mark(runsOpen > 0 ? `settlement runs hung: ${runsOpen} not finished` : 'every settlement run finished: reconcile')
 
     // Duplicates at NTS (which does not deduplicate) before reconcile, then reconcile repairs them.
     const beforeReconcile = await livePerKey(sandbox.url)
@@ -608,7 +780,9 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     const afterReconcile = await livePerKey(sandbox.url)
     const dupRows = await app.db().selectFrom('provider_duplicates').select(['provider', 'repaired_at']).execute()
     const dupRepaired = dupRows.filter((d) => d.repaired_at !== null).length
-    figures.total_seconds = Math.round((Date.now() - t0) / 100) / 10
+    mark(`reconcile done: ${rec.duplicates.length} duplicates`)
+    figures.total_seconds = Math.round((Date.now() - workersSpawned) / 100) / 10
+    figures.harness_seconds = Math.round((Date.now() - tHarness) / 100) / 10
 
     // Workers: every one the harness did not kill is still running.
     const workersAlive = workers.filter((w) => w.child.exitCode === null && w.child.signalCode === null).length
@@ -693,8 +867,10 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
       { name: 'no worker process lost', ok: unexpectedExits === 0 && workersAlive === opts.workers, value: `${workersAlive}/${opts.workers} alive, ${unexpectedExits} exited by themselves` },
       { name: 'every settlement run finished', ok: runsOpen === 0, value: runsOpen },
       { name: 'faults stopped → all terminal (s)', ok: true, value: figures.seconds_faults_stopped_to_terminal! },
+      { name: 'no phase hung (deadlines from the workers at work)', ok: hung.length === 0, value: hung.length ? hung.join('; ') : 'none' },
     ]
-    return { ok: checks.every((c) => c.ok), checks, figures, workerOutput: sink.out, databaseUrl: db.url, redisUrl, cleanup }
+    const timeline = marks.map((m) => `${secs(m.at - tWork!).padStart(9)}  ${m.what}`)
+    return { ok: checks.every((c) => c.ok), checks, figures, timeline, workerOutput: sink.out, databaseUrl: db.url, redisUrl, cleanup }
   } catch (err) {
     await cleanup()
     throw err
@@ -707,5 +883,8 @@ export function formatChaos(r: ChaosResult): string {
     ...r.checks.map((c) => `${c.ok ? 'PASS' : 'FAIL'}  ${c.name.padEnd(w)}  ${c.value}`),
     '',
     ...Object.entries(r.figures).map(([k, v]) => `${k.padEnd(w + 6)}  ${v}`),
+    '',
+    'timeline (from the first worker at work: its first receipt outcome)',
+    ...r.timeline,
   ].join('\n')
 }

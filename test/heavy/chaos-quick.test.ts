@@ -16,8 +16,12 @@ import { loadDemoConfig } from '../../src/demo/defaults.ts'
 let result: ChaosResult
 
 beforeAll(async () => {
-  result = await runChaos({ ...QUICK, seed: 7 })
-}, 480_000)
+  // The harness's log (each phase as it starts, from the first worker at work) goes to stderr, so a
+  // run that fails on a loaded CI machine shows where its time went.
+  result = await runChaos({ ...QUICK, seed: 7, log: (m) => process.stderr.write(`[chaos-quick] ${m}\n`) })
+  // The harness names a phase that hung itself (start-up, warm-up, drain, its overall cap); the
+  // hook's timeout, beyond that cap, is only a backstop.
+}, QUICK.timeoutMs + 120_000)
 
 afterAll(async () => {
   await result?.cleanup()

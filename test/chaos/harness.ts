@@ -140,7 +140,7 @@ export const QUICK: ChaosOptions = {
   concurrency: 3,
   killEveryMs: 5_000,
   faults: '*:5xx=0.05,timeout_after_commit=0.02,reset=0.01,malformed=0.01,latency=100-300',
-  timeoutMs: 12 * 60_000,
+  timeoutMs: 20 * 60_000,
   slowCommitMs: 3_000,
   stopMs: 22_000,
   redisDownMs: 1_500,
@@ -577,6 +577,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
       }
     })()
 
+    const ntsRequests = async () => ((await (await fetch(`${sandbox.url}/_sandbox/stats`)).json()) as { providers: { nts: { requests: number } } }).providers.nts.requests
     let gap = 0
     const at = (n: number) => sleep(Math.max(0, tStart + n * opts.phaseGapMs - Date.now()))
     const phases: Promise<void>[] = []
@@ -585,14 +586,24 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
       phases.push(
         (async () => {
           await at(n)
-          const before = (await (await fetch(`${sandbox.url}/_sandbox/stats`)).json()) as { providers: { nts: { requests: number } } }
-          mark(`phase slow_commit starts: NTS answers after ${opts.slowCommitLatencyMs} ms (read timeout ${HTTP_READ_TIMEOUT_MS} ms) for ${opts.slowCommitMs} ms`)
+          mark(`phase slow_commit starts: NTS answers after ${opts.slowCommitLatencyMs} ms (read timeout ${HTTP_READ_TIMEOUT_MS} ms) for ${opts.slowCommitMs} ms, and until an NTS request came`)
+          // Counted only while NTS is slow (read after setting, before restoring): every request
+          // counted was answered past the read timeout.
           await setFaults(`${opts.faults};nts:latency=${opts.slowCommitLatencyMs}`)
+          const phaseStart = Date.now()
+          const before = await ntsRequests()
           await sleep(opts.slowCommitMs)
+          // The phase is for NTS requests, and at load 25–30 three seconds can pass without one:
+          // it lasts until one came, counted from its start (a hang if none within stallMs).
+          let seen = (await ntsRequests()) - before
+          while (seen === 0 && Date.now() - phaseStart < opts.stallMs) {
+            await sleep(250)
+            seen = (await ntsRequests()) - before
+          }
           await setFaults(opts.faults)
-          const after = (await (await fetch(`${sandbox.url}/_sandbox/stats`)).json()) as { providers: { nts: { requests: number } } }
-          figures.slow_commit_nts_requests = after.providers.nts.requests - before.providers.nts.requests
-          mark(`phase slow_commit ends: ${figures.slow_commit_nts_requests} NTS requests during it`)
+          figures.slow_commit_nts_requests = seen
+          if (seen === 0) hung.push(`phase slow_commit: no NTS request within ${opts.stallMs / 1000} s of its start`)
+          mark(`phase slow_commit ends: ${seen} NTS requests during it`)
         })(),
       )
     }
@@ -601,7 +612,18 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
       phases.push(
         (async () => {
           await at(n)
-          stopped = opts.workers - 1
+          // A worker at work (one still starting holds nothing to fence; at load 25–30 one can still
+          // be starting when the faults begin), waited for from the phase's slot.
+          const slot = Date.now()
+          const working = () => [...workers.keys()].reverse().find((k) => workers[k]!.working && workers[k]!.child.exitCode === null && workers[k]!.child.signalCode === null)
+          let victim = working()
+          while (victim === undefined && Date.now() - slot < opts.stallMs) {
+            await sleep(200)
+            victim = working()
+          }
+          if (victim === undefined) hung.push(`phase sigstop: no worker at work within ${opts.stallMs / 1000} s of its slot`)
+          // Chosen and marked in one turn: the kill loop passes over it from here on.
+          stopped = victim ?? opts.workers - 1
           const w = workers[stopped]!
           w.deliberate = true
           mark(`phase sigstop starts: SIGSTOP worker ${stopped} (${w.working ? 'at work' : 'still starting'}) for ${opts.stopMs} ms (lease 4000 ms, call budget 19500 ms)`)
@@ -669,8 +691,11 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
           let total = 0
           const c = new pg.Client({ connectionString: db.url })
           await c.connect()
+          const phaseStart = Date.now()
           try {
-            for (let k = 0; k < opts.pgTerminations; k++) {
+            // The rounds, and more until a connection was terminated (all workers restarting at
+            // load 25–30 can hold none for a while), counted from the phase's start.
+            for (let k = 0; k < opts.pgTerminations || (total === 0 && Date.now() - phaseStart < opts.stallMs); k++) {
               const t = await c.query(`SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'cash-receipts' AND pid <> pg_backend_pid()`)
               total += t.rows[0].n as number
               await sleep(opts.pgTerminateEveryMs)
@@ -679,6 +704,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
             await c.end()
           }
           figures.pg_backends_terminated = total
+          if (total === 0) hung.push(`phase pg_terminate: no worker connection to terminate within ${opts.stallMs / 1000} s of its start`)
           mark(`phase pg_terminate ends: ${total} Postgres connections terminated in ${opts.pgTerminations} rounds`)
         })(),
       )
@@ -699,6 +725,11 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
       sampling = false
       throw err
     }
+    // The kills: at least one, counted from the other phases' end (the loop kills only a worker at
+    // work, and at load 25–30 each restart takes minutes).
+    const phasesEnd = Date.now()
+    while (on('kills') && workerKills === 0 && Date.now() - phasesEnd < opts.stallMs) await sleep(500)
+    if (on('kills') && workerKills === 0) hung.push(`phase kills: no worker at work to kill within ${opts.stallMs / 1000} s of the other phases' end`)
     // Full size: the base faults and the kills go on until most of the day is done.
     while (Date.now() - tStart < opts.faultsMaxMs && Date.now() < overallEnd) {
       const done = 1 - (await open()) / Math.max(1, settled.created)

@@ -202,8 +202,9 @@ describe('the printable receipt', () => {
       '부가세',
       '합계',
       `${tx.total.toLocaleString('en-US')}원`,
-    ])
+    ]) {
       expect(koPage).toContain(s)
+    }
     for (const s of [
       '<html lang="en">',
       '<h1>Cash receipt',
@@ -211,8 +212,9 @@ describe('the printable receipt', () => {
       'VAT',
       'Total',
       `₩${tx.total.toLocaleString('en-US')}`,
-    ])
+    ]) {
       expect(enPage).toContain(s)
+    }
     expect(enPage).not.toMatch(/공급가액|부가세/)
     for (const p of [koPage, enPage]) expect(visibleText(p)).toMatch(/\d{4}-\d\d-\d\d \d\d:\d\d:\d\d KST/)
     const bad = await runCli(['receipt', tx.id, '--lang', 'fr', '--out', join(dir, 'x.html')], env.env())

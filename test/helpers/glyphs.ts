@@ -59,8 +59,9 @@ export async function glyphReport(page: Page, selector: string): Promise<GlyphRe
     GlyphReport,
     'platformFonts'
   > & { missingAgree: boolean }
-  if (!drawn.missingAgree)
+  if (!drawn.missingAgree) {
     throw new Error('the missing-glyph probes differ: the probe code points have glyphs here')
+  }
   const cdp = await page.context().newCDPSession(page)
   try {
     const { root } = await cdp.send('DOM.getDocument', { depth: -1 })

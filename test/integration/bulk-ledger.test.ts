@@ -75,8 +75,9 @@ describe('bulk batches in the ledger', () => {
     if (c.status !== 'claimed') throw new Error(c.status)
     expect(c.members.map((m) => m.receipt.id)).toEqual(ids.slice(0, 3))
     expect(c.left).toEqual([ids[3]])
-    for (const m of c.members)
+    for (const m of c.members) {
       expect(m.receipt).toMatchObject({ state: 'issuing', locked_by: batchOwner(b.id), attempts: 1 })
+    }
     // Each claimed member's history: pending → issuing, by the batch's owner.
     const history = await db()
       .selectFrom('receipt_transitions')

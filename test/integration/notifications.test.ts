@@ -225,7 +225,7 @@ describe('buyer notification', () => {
         child.exitCode !== null || child.signalCode !== null ? resolve(null) : child.once('exit', resolve),
       )
     }
-    running.worker.resume()
+    await running.worker.resume()
     const r = await issueRow('NT-KILL')
     await eventually(async () => (await notificationsOf(r.id)).every((n) => n.state === 'sent'), 60_000)
     expect(smsTo('01066660001')).toHaveLength(1)

@@ -179,12 +179,13 @@ describe('Popbill bulk issuance', () => {
       .orderBy('id', 'desc')
       .limit(2)
       .execute()
-    for (const r of refused)
+    for (const r of refused) {
       await db()
         .updateTable('receipts')
         .set({ provider_key: `BAD KEY ${r.id}` })
         .where('id', '=', r.id)
         .execute()
+    }
     // The first bulk submit commits at the simulator, then its answer never comes.
     sandbox.forceNext('popbill', ['timeout_after_commit'])
 
@@ -219,10 +220,11 @@ describe('Popbill bulk issuance', () => {
     expect(states.issuing ?? 0).toBe(0)
     expect(states.failed).toBe(refused.length)
     expect(report.totals.pending).toBe(0)
-    for (const r of dup)
+    for (const r of dup) {
       expect(
         await db().selectFrom('receipts').select('state').where('id', '=', r.id).executeTakeFirst(),
       ).toEqual({ state: 'issued' })
+    }
 
     // The ledger's issued receipts are exactly what the simulator holds, one per key.
     const st = sandbox.stats()
@@ -285,8 +287,9 @@ describe('Popbill bulk issuance', () => {
     expect(batch).toBeDefined()
     // Its job is lost with its worker (Redis says nothing holds it).
     const q = env.app.receiptsQueue()
-    for (const j of await q.getJobs(['prioritized', 'waiting', 'delayed']))
+    for (const j of await q.getJobs(['prioritized', 'waiting', 'delayed'])) {
       if ((j?.data as { batchId?: number }).batchId === batch!.id) await j!.remove()
+    }
 
     // Worker "dead-1" claims the batch, passes the fence and sends the submit, then dies before the answer.
     const c = await claimBatch(db(), batch!.id, 'dead-1', 60_000)
@@ -395,8 +398,9 @@ describe('Popbill bulk issuance', () => {
       // previous call ended; a lower bound, which load can only lengthen. 20 ms of slack for the
       // queue's delay timer and timestamp rounding.
       const sequence = calls.filter((c) => c.operation !== 'lookup_many')
-      for (let i = 1; i < sequence.length; i++)
+      for (let i = 1; i < sequence.length; i++) {
         expect(sequence[i]!.started_at.getTime() - sequence[i - 1]!.finished_at.getTime()).toBeGreaterThanOrEqual(180)
+      }
     }
     const members = await db()
       .selectFrom('provider_batch_items as i')
@@ -416,8 +420,9 @@ describe('Popbill bulk issuance', () => {
     const open = await openBatches(s.runId!, 2)
     expect(open).toHaveLength(2)
     const q = env.app.receiptsQueue()
-    for (const j of await q.getJobs(['prioritized', 'waiting', 'delayed']))
+    for (const j of await q.getJobs(['prioritized', 'waiting', 'delayed'])) {
       if (open.some((b) => b.id === (j?.data as { batchId?: number }).batchId)) await j!.remove()
+    }
 
     // A worker claims both batches and passes the fence — which binds the submit id to the content —
     // then dies before its request leaves: Popbill never hears of either id.

@@ -65,8 +65,9 @@ try {
   const imported = await importTransactions(app.db(), app.config.dataKeys, join(tmp, 'regular.csv'), {
     nowMs: Date.now(),
   })
-  if (!imported.written || imported.errors.length)
+  if (!imported.written || imported.errors.length) {
     throw new Error(`the regular buyer's rows did not import: ${JSON.stringify(imported.errors)}`)
+  }
   await rm(tmp, { recursive: true, force: true })
   await importDay(app, { businessDate: day, count: 60, seed: 22, idPrefix: 'SHOT' }, (p) =>
     sandbox.registerPortonePayments(p.map((x) => ({ ...x, status: 'paid' as const }))),
@@ -147,10 +148,11 @@ try {
     if (s.korean) {
       const g = await glyphReport(page, s.korean)
       const boxes = tofu(g)
-      if (boxes.length)
+      if (boxes.length) {
         throw new Error(
           `${s.path}: Korean renders as boxes (${boxes.join('')}); install CJK fonts (Debian: fonts-noto-cjk)`,
         )
+      }
     }
     const file = join(OUT, s.file)
     await writeFile(file, await page.screenshot({ fullPage: true }))

@@ -351,7 +351,9 @@ export function createApp(config: AppConfig, overrides: AppOverrides = {}): App 
       await app.checkDeployment()
       const target = { databaseUrl: config.databaseUrl, redisUrl: config.redisUrl, queuePrefix: config.queuePrefix }
       const check = await checkDeployment(app.db(), app.redis(), target)
-      if (check.adopted) logger.warn({ deploymentId: check.deploymentId, queuePrefix: config.queuePrefix }, 'recovery: the queue prefix had no deployment id (Redis lost its data?); recorded it again')
+      if (check.adopted) {
+        logger.warn({ deploymentId: check.deploymentId, queuePrefix: config.queuePrefix }, 'recovery: the queue prefix had no deployment id (Redis lost its data?); recorded it again')
+      }
       return recoverOrphans({ db: app.db(), queue: app.receiptsQueue(), logger, graceMs: config.recovery.graceMs }, opts)
     },
     rekey: (opts) => rekey(app.db(), config.dataKeys, opts),

@@ -591,7 +591,9 @@ export function createPopbillSim(opts: { readonly clock: () => number; readonly 
       processDue(req.nowMs)
       const tm = TOKEN.exec(req.path)
       if (tm) return req.method === 'POST' ? issueToken(req, tm[1]!) : fail(405, -99999999, 'POST 만 허용됩니다.')
-      if (req.path === '/Time' && req.method === 'GET') return { status: 200, body: new Date(req.nowMs).toISOString().replace(/\.\d{3}Z$/, 'Z'), headers: { 'content-type': 'text/plain; charset=utf-8' } }
+      if (req.path === '/Time' && req.method === 'GET') {
+        return { status: 200, body: new Date(req.nowMs).toISOString().replace(/\.\d{3}Z$/, 'Z'), headers: { 'content-type': 'text/plain; charset=utf-8' } }
+      }
       if (!req.path.startsWith('/Cashbill')) return fail(404, -99999999, `${req.path} 는 제공되지 않습니다.`)
       const t = bearer(req)
       if ('status' in t) return t

@@ -46,7 +46,9 @@ export function parseKrw(raw: string | number | undefined | null, field: string,
 export function splitAmounts(a: { total: number; taxFree: number; serviceFee: number }): Result<ReceiptAmounts> {
   const { total, taxFree, serviceFee } = a
   for (const [k, v] of Object.entries(a)) {
-    if (!Number.isSafeInteger(v) || v < 0) return err(k === 'taxFree' ? 'tax_free_amount' : k === 'serviceFee' ? 'service_fee' : 'amount', 'integer', `${v} is not a non-negative whole number of won`)
+    if (!Number.isSafeInteger(v) || v < 0) {
+      return err(k === 'taxFree' ? 'tax_free_amount' : k === 'serviceFee' ? 'service_fee' : 'amount', 'integer', `${v} is not a non-negative whole number of won`)
+    }
   }
   if (total < 1) return err('amount', 'range', 'must be at least 1 (NTS TS4)')
   if (total > MAX_KRW) return err('amount', 'range', `${total} exceeds the maximum of ${MAX_KRW} per receipt`)

@@ -28,7 +28,9 @@ export function formatReportTable(r: RunReport, details?: ReportDetails): string
   const out: string[] = []
   out.push(`${r.trigger === 'redrive' ? 'Re-drive run' : 'Settlement run'} ${r.run_id} · business date ${r.business_date} · ${r.status} · ${r.duration_s}s`)
   if (r.redrive_of?.length) out.push(`re-drive of run ${r.redrive_of.join(', ')}`)
-  if (r.redriven) out.push(`${r.redriven} receipts failed and were re-driven${r.redrive_runs.length ? ` (run ${r.redrive_runs.join(', ')})` : ''}; their current state is counted below`)
+  if (r.redriven) {
+    out.push(`${r.redriven} receipts failed and were re-driven${r.redrive_runs.length ? ` (run ${r.redrive_runs.join(', ')})` : ''}; their current state is counted below`)
+  }
   out.push('')
   out.push(
     table(

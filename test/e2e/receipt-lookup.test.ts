@@ -105,7 +105,9 @@ describe('cash-receipts receipt (reprint)', () => {
     expect(r.code, r.stderr).toBe(0)
     const page = await readFile(out, 'utf8')
     const m = await env.app.db().selectFrom('receipts as r').innerJoin('merchants as m', 'm.id', 'r.merchant_id').select(['m.business_number_masked', 'm.name']).where('r.transaction_id', '=', issued.transaction_id).executeTakeFirstOrThrow()
-    for (const s of ['<html lang="ko">', '현금영수증', '공급가액', '부가세', '봉사료', '합계', issued.approval_number, m.business_number_masked, m.name, `${issued.total_amount.toLocaleString('en-US')}원`]) expect(page).toContain(s)
+    for (const s of ['<html lang="ko">', '현금영수증', '공급가액', '부가세', '봉사료', '합계', issued.approval_number, m.business_number_masked, m.name, `${issued.total_amount.toLocaleString('en-US')}원`]) {
+      expect(page).toContain(s)
+    }
     expect(page).not.toContain(issued.identifier)
     expect(page).not.toContain('취소</span>')
     expect(missing.code).toBe(2)

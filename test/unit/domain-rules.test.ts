@@ -224,7 +224,9 @@ describe('import rows (README, Import format)', () => {
   it('normalises a valid row', () => {
     const r = validateTransaction(row, { nowMs: NOW })
     expect(r.ok).toBe(true)
-    if (r.ok) expect(r.value).toMatchObject({ amount: 110_000, businessDate: '2026-11-21', identifier: { digits: '01012345678', type: 'phone' }, purpose: 'deduction', status: 'completed' })
+    if (r.ok) {
+      expect(r.value).toMatchObject({ amount: 110_000, businessDate: '2026-11-21', identifier: { digits: '01012345678', type: 'phone' }, purpose: 'deduction', status: 'completed' })
+    }
   })
   it('reports every bad field of a row, each with its own message', () => {
     const r = validateTransaction({ ...row, provider: 'barobill', amount: '-1', paid_at: '2026-11-21 10:00', identifier: '123-45-67890', purpose: 'expense' }, { nowMs: NOW })

@@ -33,7 +33,9 @@ export function classifyPayssam(op: 'issue' | 'lookup' | 'cancel', r: Extract<Ht
         const appr = str(b.appr_cash_num)
         return appr ? { kind: 'issued', meta: m, receipt: { status: 'issued', approvalNumber: appr, providerReceiptId: str(b.bill_id), receiptUrl: null, amount: null, issuedAt: new Date().toISOString(), cancelledAt: null } } : unknown
       }
-      if (op === 'cancel') return { kind: 'cancelled', meta: m, receipt: { status: 'cancelled', approvalNumber: str(b.appr_cash_num), providerReceiptId: str(b.bill_id), receiptUrl: null, amount: null, issuedAt: null, cancelledAt: new Date().toISOString() } }
+      if (op === 'cancel') {
+        return { kind: 'cancelled', meta: m, receipt: { status: 'cancelled', approvalNumber: str(b.appr_cash_num), providerReceiptId: str(b.bill_id), receiptUrl: null, amount: null, issuedAt: null, cancelledAt: new Date().toISOString() } }
+      }
       return fromInfo(b, m)
     case '9800':
       return op === 'issue' ? { kind: 'already_issued', meta: m } : { kind: 'permanent', meta: m }

@@ -2,7 +2,8 @@
  * D+1 reconcile: compare the ledger with what each provider holds for a business date's receipts.
  * - provider holds a live receipt, ledger says failed/pending → recorded as issued (repaired)
  * - ledger says issued, provider has none → flagged (reconcile_flag), never silently changed
- * - ledger says issued, provider says cancelled → recorded as cancelled
+ * - ledger says issued, provider says cancelled → recorded as cancelled, unless a cancel of it is
+ *   open (the worker records it, with the cancelled amount)
  * - ledger and provider agree on issued but not on the amount → the ledger takes the provider's
  *   amount when it is the same receipt (approval number) never partly cancelled (correctAmountsFromProvider);
  *   left alone while a cancel of it is open or once the ledger has caught up (a partial cancel in
@@ -324,6 +325,11 @@ export async function reconcileDay(
         } else if (r.state === state) {
           result.matched++
           await markReconciled(db, r.id, state)
+        } else if (r.state === 'issued' && state === 'cancelled' && (await cancelOpen(r.id))) {
+          // A cancel of it is in flight (a partial one of the rest leaves the row issued): the
+          // provider holds it cancelled before the worker records it, cancelled amount included.
+          // Moving the row now would make that record miss it; the next pass compares again.
+          result.matched++
         } else if (r.state === 'failed' || r.state === 'pending' || (r.state === 'issued' && state === 'cancelled')) {
           // Only rows nobody is working on move (the state read, never issuing); see repairFromProvider.
           if (await repairFromProvider(db, r.id, r.state, state, held.receipt)) {
@@ -356,19 +362,22 @@ export async function reconcileDay(
    * or one recorded since the row was read, so that what the ledger holds now equals `providerAmount`.
    */
   async function amountMoving(receiptId: number, providerAmount: number): Promise<boolean> {
-    const now = await db
-      .selectFrom('receipts as p')
-      .select((eb) => [
-        'p.total_amount',
-        'p.cancelled_amount',
-        eb
-          .exists(eb.selectFrom('receipts as c').select('c.id').whereRef('c.parent_receipt_id', '=', 'p.id').where('c.kind', '=', 'cancel').where('c.state', 'in', ['pending', 'issuing']))
-          .as('open_cancel'),
-      ])
-      .where('p.id', '=', receiptId)
+    if (await cancelOpen(receiptId)) return true
+    const now = await db.selectFrom('receipts').select(['total_amount', 'cancelled_amount']).where('id', '=', receiptId).executeTakeFirst()
+    return now !== undefined && now.total_amount - now.cancelled_amount === providerAmount
+  }
+
+  /** Whether a cancel of the issue row is open (pending or issuing): its call may have committed unrecorded. */
+  async function cancelOpen(receiptId: number): Promise<boolean> {
+    const open = await db
+      .selectFrom('receipts')
+      .select('id')
+      .where('parent_receipt_id', '=', receiptId)
+      .where('kind', '=', 'cancel')
+      .where('state', 'in', ['pending', 'issuing'])
+      .limit(1)
       .executeTakeFirst()
-    if (!now) return false
-    return Boolean(now.open_cancel) || now.total_amount - now.cancelled_amount === providerAmount
+    return open !== undefined
   }
 
   async function handleDuplicates(r: Receipt, kept: ProviderReceipt, all: readonly ProviderReceipt[], provider: CashReceiptProvider, throttle: Throttle): Promise<void> {

@@ -16,7 +16,9 @@
  *   out): the row is neither repaired, nor flagged, nor its receipt taken for a duplicate; afterwards
  *   ledger and NTS agree, one receipt per key;
  * - reconcile while a partial cancel has committed at NTS but not in the ledger: the receipt is not
- *   flagged for an amount the ledger is about to record; afterwards reconcile matches it.
+ *   flagged for an amount the ledger is about to record; afterwards reconcile matches it; a partial
+ *   cancel of the rest in flight is not taken for a cancel the ledger missed (the worker records it,
+ *   the cancelled amount included).
  */
 import { afterEach, describe, expect, it } from 'vitest'
 import type { Worker } from 'bullmq'
@@ -305,5 +307,34 @@ describe('reconcile during a partial cancel in flight', () => {
     const after = await env.newApp().reconcile('2026-10-11')
     expect(after).toMatchObject({ checked: issued.length, matched: issued.length, flagged: [], amounts_corrected: [] })
     expect((await ntsHeld(victim.approval_number))?.amount).toBe(victim.total_amount - part)
+  }, 120_000)
+})
+
+describe('reconcile during a partial cancel of the rest in flight', () => {
+  it('leaves the receipt to the cancel worker, which records every won cancelled; the next pass records it cancelled', async () => {
+    const app = env.newApp({ HTTP_READ_TIMEOUT_MS: '8000', HTTP_CONNECT_TIMEOUT_MS: '500', NTS_COMMIT_WINDOW_MS: '300' })
+    const issued = await issuedDay(app, '2026-10-12', 'RPR', 38)
+    const victim = issued[0]!
+    const first = await app.cancel({ transactionId: victim.transaction_id, amount: 1_000, reason: 1 })
+    await eventually(async () => (await db().selectFrom('receipts').select('state').where('id', '=', first.cancelReceiptId).executeTakeFirstOrThrow()).state === 'issued', 30_000, 100)
+    // The rest (a partial cancel: part is already cancelled) commits at NTS; its answer is held back 8 s.
+    await ntsNext(['timeout_after_commit'])
+    const rest = await app.cancel({ transactionId: victim.transaction_id, amount: victim.total_amount - 1_000, reason: 1 })
+    expect(rest.partial).toBe(true)
+    const cancelRow = () => db().selectFrom('receipts').selectAll().where('id', '=', rest.cancelReceiptId).executeTakeFirstOrThrow()
+    await eventually(async () => (await ntsHeld(victim.approval_number))?.status === 'cancelled' && (await cancelRow()).state === 'issuing', 30_000, 20)
+
+    const during = await env.newApp().reconcile('2026-10-12')
+    expect((await cancelRow()).state).toBe('issuing')
+    expect(during.repaired).toEqual([])
+    expect(during.flagged).toEqual([])
+
+    await eventually(async () => (await cancelRow()).state === 'issued', 60_000, 200)
+    const parent = await db().selectFrom('receipts').select(['state', 'cancelled_amount', 'reconcile_flag']).where('id', '=', victim.id).executeTakeFirstOrThrow()
+    // An accepted partial cancel leaves the row issued (docs/exactly-once.md); the next pass records what NTS holds.
+    expect(parent).toEqual({ state: 'issued', cancelled_amount: victim.total_amount, reconcile_flag: null })
+    const after = await env.newApp().reconcile('2026-10-12')
+    expect(after.repaired).toEqual([{ transaction_id: victim.transaction_id, provider: 'nts', from: 'issued', to: 'cancelled' }])
+    expect(await db().selectFrom('receipts').select(['state', 'cancelled_amount']).where('id', '=', victim.id).executeTakeFirstOrThrow()).toEqual({ state: 'cancelled', cancelled_amount: victim.total_amount })
   }, 120_000)
 })

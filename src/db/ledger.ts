@@ -790,6 +790,11 @@ function failedWhere(filter: FailedFilter) {
   return sql.join(
     [
       sql`state = 'failed'`,
+      // A failed cancel that a later cancel of the same receipt followed is superseded: the operator
+      // (or an import's refund) asked again knowing it had failed, and a cancel is created only while
+      // no earlier one is open or of unknown outcome, so this one surely did not take effect.
+      // Re-driving it would cancel the amount a second time.
+      sql`NOT (kind = 'cancel' AND EXISTS (SELECT 1 FROM receipts later WHERE later.parent_receipt_id = receipts.parent_receipt_id AND later.kind = 'cancel' AND later.seq > receipts.seq))`,
       ...(filter.runId !== undefined ? [sql`(run_id = ${filter.runId} OR last_run_id = ${filter.runId})`] : []),
       ...(filter.date ? [sql`trade_date = ${filter.date}`] : []),
       ...(filter.provider ? [sql`provider = ${filter.provider}`] : []),

@@ -18,13 +18,14 @@
  * - reconcile while a partial cancel has committed at NTS but not in the ledger: the receipt is not
  *   flagged for an amount the ledger is about to record; afterwards reconcile matches it; a partial
  *   cancel of the rest in flight is not taken for a cancel the ledger missed (the worker records it,
- *   the cancelled amount included).
+ *   the cancelled amount included);
+ * - a re-drive after a cancel failed and was asked again: the failed one is superseded, never sent.
  */
 import { afterEach, describe, expect, it } from 'vitest'
 import type { Worker } from 'bullmq'
 import type { Sandbox } from '../../sandbox/index.ts'
 import type { App } from '../../src/app.ts'
-import { claimReceipts } from '../../src/db/ledger.ts'
+import { applyTransitions, claimReceipts } from '../../src/db/ledger.ts'
 import { issueJobId } from '../../src/queue/queues.ts'
 import { importDay, runCli, settle, spawnCli, stopChild } from '../helpers/pipeline.ts'
 import { eventually, type TestEnv } from '../helpers/test-env.ts'
@@ -336,5 +337,34 @@ describe('reconcile during a partial cancel of the rest in flight', () => {
     const after = await env.newApp().reconcile('2026-10-12')
     expect(after.repaired).toEqual([{ transaction_id: victim.transaction_id, provider: 'nts', from: 'issued', to: 'cancelled' }])
     expect(await db().selectFrom('receipts').select(['state', 'cancelled_amount']).where('id', '=', victim.id).executeTakeFirstOrThrow()).toEqual({ state: 'cancelled', cancelled_amount: victim.total_amount })
+  }, 120_000)
+})
+
+describe('a re-drive after a failed cancel was asked again', () => {
+  it('leaves the superseded cancel alone: the amount is cancelled once', async () => {
+    const app = env.newApp({ NTS_COMMIT_WINDOW_MS: '300' })
+    const [victim] = await issuedDay(app, '2026-10-13', 'SUP', 39)
+    await Promise.all(workers.map((w) => w.close()))
+    workers = []
+    // The first cancel of 3000 is refused by NTS (nothing cancelled there): its worker records it failed.
+    const refused = await app.cancel({ transactionId: victim!.transaction_id, amount: 3_000, reason: 1 })
+    await claimReceipts(db(), [refused.cancelReceiptId], 'refused-worker', 10_000)
+    const error = { errorClass: 'permanent', code: 'E500', message: '일시적인 처리 오류' }
+    const failed = await applyTransitions(db(), [
+      { receiptId: refused.cancelReceiptId, workerId: 'refused-worker', transition: { state: 'failed', needsLookup: false, error }, attempts: { receipt: { id: refused.cancelReceiptId, attempts: 1 }, rows: [] } },
+    ])
+    expect(failed.has(refused.cancelReceiptId)).toBe(true)
+    // The operator asks again; it is cancelled.
+    const again = await app.cancel({ transactionId: victim!.transaction_id, amount: 3_000, reason: 1 })
+    workers.push(app.startWorker({ concurrency: 2 }))
+    await eventually(async () => (await db().selectFrom('receipts').select('state').where('id', '=', again.cancelReceiptId).executeTakeFirstOrThrow()).state === 'issued', 30_000, 100)
+
+    // The day's re-drive after the incident takes nothing of this receipt: 3000 stays cancelled once.
+    const redrive = await runCli(['redrive', '--date', '2026-10-13', '--json'], env.env())
+    expect(redrive.code, redrive.stderr).toBe(0)
+    expect(JSON.parse(redrive.stdout)).toMatchObject({ count: 0 })
+    expect(await db().selectFrom('receipts').select(['state', 'redrive_count']).where('id', '=', refused.cancelReceiptId).executeTakeFirstOrThrow()).toEqual({ state: 'failed', redrive_count: 0 })
+    expect(await db().selectFrom('receipts').select('cancelled_amount').where('id', '=', victim!.id).executeTakeFirstOrThrow()).toEqual({ cancelled_amount: 3_000 })
+    expect((await ntsHeld(victim!.approval_number))?.amount).toBe(victim!.total_amount - 3_000)
   }, 120_000)
 })

@@ -37,7 +37,9 @@ async function measure(name: string, run: (prefix: string, conn: Redis) => Promi
 const plain = (chunk: number) => async (prefix: string, conn: Redis) => {
   const queue = new Queue('noop', { connection: conn as never, prefix })
   for (let i = 0; i < jobs; i += chunk) {
-    await queue.addBulk(Array.from({ length: Math.min(chunk, jobs - i) }, (_, k) => ({ name: 'noop', data: { receiptId: i + k, businessDate: '2026-11-21' }, opts: { removeOnComplete: true } })))
+    await queue.addBulk(
+      Array.from({ length: Math.min(chunk, jobs - i) }, (_, k) => ({ name: 'noop', data: { receiptId: i + k, businessDate: '2026-11-21' }, opts: { removeOnComplete: true } })),
+    )
   }
 }
 const settleShape = (chunk: number, priority: boolean) => async (prefix: string, conn: Redis) => {
@@ -49,7 +51,11 @@ const settleShape = (chunk: number, priority: boolean) => async (prefix: string,
         const id = i + k + 1
         const merchantId = merchants[id % 50]!
         const provider = providers[id % 3]!
-        return { name: 'issue-receipt', data: { receiptId: id, businessDate: '2026-11-21', merchantId, provider }, opts: { jobId: `issue-${id}`, ...(priority ? { priority: rank(merchantId, provider) } : {}) } }
+        return {
+          name: 'issue-receipt',
+          data: { receiptId: id, businessDate: '2026-11-21', merchantId, provider },
+          opts: { jobId: `issue-${id}`, ...(priority ? { priority: rank(merchantId, provider) } : {}) },
+        }
       }),
     )
   }

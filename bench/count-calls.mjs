@@ -39,7 +39,7 @@ if (dir) {
   const pg = require('pg')
   const query = pg.Client.prototype.query
   pg.Client.prototype.query = function (config, values, callback) {
-    const text = typeof config === 'string' ? config : (config?.name ? `prepared:${config.name}` : config?.text ?? '?')
+    const text = typeof config === 'string' ? config : config?.name ? `prepared:${config.name}` : (config?.text ?? '?')
     bump(counts.pg, text.startsWith('prepared:') ? text : text.replace(/\s+/g, ' ').trim().slice(0, 60))
     return query.call(this, config, values, callback)
   }

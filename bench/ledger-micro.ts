@@ -64,7 +64,10 @@ for (let round = 0; round < rounds; round++) {
   // warm the pool so every backend exists before the meter starts
   await Promise.all(Array.from({ length: generic ? 8 : 20 }, () => handle.db.selectFrom('receipts').select('id').limit(1).execute()))
   // per-statement figures only where the server loads pg_stat_statements
-  const pss = await admin.query('SELECT public.pg_stat_statements_reset()').then(() => true, () => false)
+  const pss = await admin.query('SELECT public.pg_stat_statements_reset()').then(
+    () => true,
+    () => false,
+  )
   const wal0 = (await admin.query<{ b: string }>(`SELECT pg_current_wal_lsn() - '0/0'::pg_lsn AS b`)).rows[0]!.b
   const pids = await backendPids()
   const pg0 = pids.reduce((a, p) => a + cpuSeconds(p), 0)
@@ -87,11 +90,18 @@ for (let round = 0; round < rounds; round++) {
       await sleep(Math.random() * callMs)
       const ok = await ledger.transition({
         receiptId: id,
-        transition: { state: 'issued', needsLookup: false, receipt: { approvalNumber: `A${id}`, providerReceiptId: `P${id}`, receiptUrl: null, issuedAt: new Date().toISOString(), provisional: false } as never, error: null },
+        transition: {
+          state: 'issued',
+          needsLookup: false,
+          receipt: { approvalNumber: `A${id}`, providerReceiptId: `P${id}`, receiptUrl: null, issuedAt: new Date().toISOString(), provisional: false } as never,
+          error: null,
+        },
         attempts: {
           receipt: c.receipt,
           jobId: `j${id}`,
-          rows: [{ id: attemptId, operation: 'issue', startedAt: started, finishedAt: new Date(), outcome: 'issued', httpStatus: 200, providerCode: null, message: null, latencyMs: 3 }],
+          rows: [
+            { id: attemptId, operation: 'issue', startedAt: started, finishedAt: new Date(), outcome: 'issued', httpStatus: 200, providerCode: null, message: null, latencyMs: 3 },
+          ],
         },
       })
       if (!ok) throw new Error('transition lost')
@@ -102,15 +112,27 @@ for (let round = 0; round < rounds; round++) {
   const wall = (performance.now() - t0) / 1000
   const cpu = process.cpuUsage(cpu0)
   const pg1 = pids.reduce((a, p) => a + cpuSeconds(p), 0)
-  const nodeMs = ((cpu.user + cpu.system) / 1000 / issued)
+  const nodeMs = (cpu.user + cpu.system) / 1000 / issued
   const pgMs = ((pg1 - pg0) * 1000) / issued
   const stats = await admin.query<{ n: string; hot: string; upd: string; rel: string }>(
     `SELECT relname AS rel, n_tup_upd AS upd, n_tup_hot_upd AS hot FROM pg_stat_user_tables WHERE relname IN ('receipts', 'issuance_attempts') ORDER BY 1`,
   )
   const wal = await admin.query<{ b: string }>(`SELECT pg_current_wal_lsn() - '0/0'::pg_lsn AS b`)
-  const st = pss ? await admin.query(`SELECT calls, rows, round(total_plan_time::numeric, 1) AS plan_ms, round(total_exec_time::numeric, 1) AS exec_ms, wal_records, wal_bytes,
-    substring(query from 'prepared:(\\w+)') AS q FROM public.pg_stat_statements WHERE query LIKE '%prepared:ledger%' ORDER BY q`) : { rows: [] }
-  console.log(JSON.stringify({ round, issued, wall_s: +wall.toFixed(2), node_ms_per_receipt: +nodeMs.toFixed(4), pg_ms_per_receipt: +pgMs.toFixed(4), wal_bytes_per_receipt: Math.round((Number(wal.rows[0]!.b) - Number(wal0)) / issued), tables: stats.rows }))
+  const st = pss
+    ? await admin.query(`SELECT calls, rows, round(total_plan_time::numeric, 1) AS plan_ms, round(total_exec_time::numeric, 1) AS exec_ms, wal_records, wal_bytes,
+    substring(query from 'prepared:(\\w+)') AS q FROM public.pg_stat_statements WHERE query LIKE '%prepared:ledger%' ORDER BY q`)
+    : { rows: [] }
+  console.log(
+    JSON.stringify({
+      round,
+      issued,
+      wall_s: +wall.toFixed(2),
+      node_ms_per_receipt: +nodeMs.toFixed(4),
+      pg_ms_per_receipt: +pgMs.toFixed(4),
+      wal_bytes_per_receipt: Math.round((Number(wal.rows[0]!.b) - Number(wal0)) / issued),
+      tables: stats.rows,
+    }),
+  )
   for (const r of st.rows) console.log('   ', JSON.stringify(r))
   await handle.close()
 }

@@ -352,7 +352,11 @@ export async function startSandboxProcess(
   throw new Error('sandbox process did not start')
 }
 
-export async function sandboxStats(url: string): Promise<{ providers: Record<string, { requests: number; issued: number; cancelled: number; duplicates_rejected: number; rate_limited: number }>; max_live_receipts_per_key: number; max_receipts_per_key: number }> {
+export async function sandboxStats(url: string): Promise<{
+  providers: Record<string, { requests: number; issued: number; cancelled: number; duplicates_rejected: number; rate_limited: number }>
+  max_live_receipts_per_key: number
+  max_receipts_per_key: number
+}> {
   const r = await fetch(`${url}/_sandbox/stats`)
   return (await r.json()) as never
 }
@@ -420,7 +424,11 @@ export async function measureSettleShapedAddBulk(redisUrl: string, jobs: number,
             const id = i + k + 1
             const merchantId = `bm${String(id % 50).padStart(4, '0')}`
             const provider = providers[id % 3]!
-            return { name: 'issue-receipt', data: { receiptId: id, businessDate: '2026-11-21', merchantId, provider }, opts: { jobId: `issue-${id}`, priority: rank(merchantId, provider) } }
+            return {
+              name: 'issue-receipt',
+              data: { receiptId: id, businessDate: '2026-11-21', merchantId, provider },
+              opts: { jobId: `issue-${id}`, priority: rank(merchantId, provider) },
+            }
           }),
         )
       }
@@ -469,9 +477,26 @@ export async function writeMerchantsFile(
 }
 
 const COLUMNS = [
-  'transaction_id', 'merchant_id', 'provider', 'payment_ref', 'order_id', 'order_name', 'method', 'amount', 'tax_free_amount',
-  'service_fee', 'paid_at', 'business_date', 'identifier_type', 'identifier_masked', 'pii_enc', 'data_key_id', 'purpose', 'status',
-  'refunded_amount', 'content_hash',
+  'transaction_id',
+  'merchant_id',
+  'provider',
+  'payment_ref',
+  'order_id',
+  'order_name',
+  'method',
+  'amount',
+  'tax_free_amount',
+  'service_fee',
+  'paid_at',
+  'business_date',
+  'identifier_type',
+  'identifier_masked',
+  'pii_enc',
+  'data_key_id',
+  'purpose',
+  'status',
+  'refunded_amount',
+  'content_hash',
 ] as const
 
 /** The providers writeMerchantsFile gives every bench merchant credentials for. */
@@ -522,9 +547,25 @@ export async function copyTransactions(
         const ident = id && id.ok ? id.value : null
         const enc = ident ? encryptPii({ identifier: ident.digits }, keys, r.transaction_id!) : null
         const values = [
-          r.transaction_id!, r.merchant_id!, r.provider!, paymentRef, r.order_id!, r.order_name!, method, r.amount!, r.tax_free_amount!,
-          r.service_fee!, r.paid_at!, businessDateOf(new Date(r.paid_at!)), ident?.type ?? '', ident ? maskIdentifier(ident.digits, ident.type) : '',
-          enc?.value ?? '', enc?.keyId ?? '', ident?.type === 'business' ? 'expense' : 'deduction', 'completed', '0',
+          r.transaction_id!,
+          r.merchant_id!,
+          r.provider!,
+          paymentRef,
+          r.order_id!,
+          r.order_name!,
+          method,
+          r.amount!,
+          r.tax_free_amount!,
+          r.service_fee!,
+          r.paid_at!,
+          businessDateOf(new Date(r.paid_at!)),
+          ident?.type ?? '',
+          ident ? maskIdentifier(ident.digits, ident.type) : '',
+          enc?.value ?? '',
+          enc?.keyId ?? '',
+          ident?.type === 'business' ? 'expense' : 'deduction',
+          'completed',
+          '0',
           createHash('sha1').update(r.transaction_id!).digest('base64url'),
         ]
         out += values.map((v) => esc(v)).join(',') + '\n'

@@ -82,7 +82,10 @@ async function main() {
   await worker.waitUntilReady()
   process.stdout.write('ready\n')
   const stop = () => {
-    void worker.close().then(() => pool.end()).then(() => process.exit(0))
+    void worker
+      .close()
+      .then(() => pool.end())
+      .then(() => process.exit(0))
   }
   process.on('SIGTERM', stop)
   process.on('SIGINT', stop)

@@ -12,8 +12,29 @@ import { loadDemoConfig } from '../src/demo/defaults.ts'
 import type { MerchantConfig } from '../src/config.ts'
 import { ensurePostgres, ensureRedis } from '../src/demo/infra.ts'
 import {
-  benchClient, benchDatabaseName, buildCli, databaseCpuMeter, redisCpuSeconds, copyTransactions, cpuMeter, measureBaselines, measureSettleShapedAddBulk, percentile, recreateDatabase, resetSandbox, rssMb, runCli, sandboxStats, scenarioEnv, setSandboxFaults,
-  spawnCli, spawnScript, startSandboxProcess, stop, waitFor, writeMerchantsFile,
+  benchClient,
+  benchDatabaseName,
+  buildCli,
+  databaseCpuMeter,
+  redisCpuSeconds,
+  copyTransactions,
+  cpuMeter,
+  measureBaselines,
+  measureSettleShapedAddBulk,
+  percentile,
+  recreateDatabase,
+  resetSandbox,
+  rssMb,
+  runCli,
+  sandboxStats,
+  scenarioEnv,
+  setSandboxFaults,
+  spawnCli,
+  spawnScript,
+  startSandboxProcess,
+  stop,
+  waitFor,
+  writeMerchantsFile,
 } from './lib.ts'
 import { NAIVE_TABLE_SQL, type NaiveJob } from './naive-worker.ts'
 import { receiptJobOptions } from '../src/queue/queues.ts'
@@ -56,10 +77,7 @@ async function unfinishedProbe(databaseUrl: string) {
   await c.connect()
   return {
     async count(upTo = 1_000_000_000): Promise<number> {
-      const r = await c.query<{ n: number }>(
-        `SELECT count(*)::int AS n FROM (SELECT 1 FROM receipts WHERE state IN ('pending', 'issuing') AND kind = 'issue' LIMIT $1) x`,
-        [upTo],
-      )
+      const r = await c.query<{ n: number }>(`SELECT count(*)::int AS n FROM (SELECT 1 FROM receipts WHERE state IN ('pending', 'issuing') AND kind = 'issue' LIMIT $1) x`, [upTo])
       return r.rows[0]!.n
     },
     end: () => c.end(),
@@ -83,7 +101,9 @@ async function latencies(databaseUrl: string) {
     const r = await c.query<{ ms: number; first: Date; last: Date }>(
       `SELECT extract(epoch FROM issued_at - created_at) * 1000 AS ms FROM receipts WHERE state = 'issued' ORDER BY 1`,
     )
-    const w = await c.query<{ first: Date; last: Date; n: number }>(`SELECT min(created_at) AS first, max(issued_at) AS last, count(*)::int AS n FROM receipts WHERE state = 'issued'`)
+    const w = await c.query<{ first: Date; last: Date; n: number }>(
+      `SELECT min(created_at) AS first, max(issued_at) AS last, count(*)::int AS n FROM receipts WHERE state = 'issued'`,
+    )
     return { sorted: r.rows.map((x) => Number(x.ms)), window: w.rows[0]! }
   } finally {
     await c.end()
@@ -133,10 +153,21 @@ async function ceiling(pgServer: string, redisUrl: string): Promise<Result> {
     return {
       scenario: 'ceiling',
       figures: {
-        merchants: merchantsN, receipts: created, issued: window.n, receipts_per_s: round(rate), p50_ms: round(percentile(sorted, 50)), p99_ms: round(percentile(sorted, 99)),
-        wall_s: round(wall), naive_baseline_jobs_per_s: round(naive.jobsPerSec), ratio_to_naive: round(ratioNaive, 3),
-        noop_baseline_jobs_per_s: round(base.noopWorkerJobsPerSec), addbulk_baseline_jobs_per_s: round(base.addBulkJobsPerSec),
-        ratio_to_noop: round(ratio, 3), max_live_receipts_per_key: stats.max_live_receipts_per_key, max_receipts_per_key: stats.max_receipts_per_key, ...cpu,
+        merchants: merchantsN,
+        receipts: created,
+        issued: window.n,
+        receipts_per_s: round(rate),
+        p50_ms: round(percentile(sorted, 50)),
+        p99_ms: round(percentile(sorted, 99)),
+        wall_s: round(wall),
+        naive_baseline_jobs_per_s: round(naive.jobsPerSec),
+        ratio_to_naive: round(ratioNaive, 3),
+        noop_baseline_jobs_per_s: round(base.noopWorkerJobsPerSec),
+        addbulk_baseline_jobs_per_s: round(base.addBulkJobsPerSec),
+        ratio_to_noop: round(ratio, 3),
+        max_live_receipts_per_key: stats.max_live_receipts_per_key,
+        max_receipts_per_key: stats.max_receipts_per_key,
+        ...cpu,
         ...naive.cpu,
       },
       target: 'pipeline ≥ 0.7× the at-least-once worker (ratio_to_noop is information)',
@@ -175,7 +206,13 @@ async function popbillBulk(pgServer: string, redisUrl: string): Promise<Result> 
       ...m,
       providers: {
         ...m.providers,
-        popbill: { linkId: `LINK-${m.id}`, secretKey: Buffer.from(`sandbox-secret:LINK-${m.id}`, 'utf8').toString('base64'), corpNum: m.businessNumber, bulk, limits: { maxConcurrent: null } },
+        popbill: {
+          linkId: `LINK-${m.id}`,
+          secretKey: Buffer.from(`sandbox-secret:LINK-${m.id}`, 'utf8').toString('base64'),
+          corpNum: m.businessNumber,
+          bulk,
+          limits: { maxConcurrent: null },
+        },
       },
     }))
     await writeFile(file, JSON.stringify(withPopbill))
@@ -212,8 +249,17 @@ async function popbillBulk(pgServer: string, redisUrl: string): Promise<Result> 
   return {
     scenario: 'popbill-bulk',
     figures: {
-      merchants: merchantsN, receipts: bulk.created, popbill_call_ms: POPBILL_CALL_MS, single_receipts_per_s: round(single.rate), bulk_receipts_per_s: round(bulk.rate), ratio_bulk_to_single: round(ratio, 2),
-      single_wall_s: round(single.seconds), bulk_wall_s: round(bulk.seconds), bulk_batches: bulk.batches, single_issued: single.issued, bulk_issued: bulk.issued,
+      merchants: merchantsN,
+      receipts: bulk.created,
+      popbill_call_ms: POPBILL_CALL_MS,
+      single_receipts_per_s: round(single.rate),
+      bulk_receipts_per_s: round(bulk.rate),
+      ratio_bulk_to_single: round(ratio, 2),
+      single_wall_s: round(single.seconds),
+      bulk_wall_s: round(bulk.seconds),
+      bulk_batches: bulk.batches,
+      single_issued: single.issued,
+      bulk_issued: bulk.issued,
       max_live_receipts_per_key: Math.max(single.maxLive, bulk.maxLive),
     },
     target: 'bulk issues every receipt, faster than single calls, at most one live receipt per key',
@@ -241,9 +287,25 @@ async function naiveBaseline(db: string, redisUrl: string, sandboxUrl: string, e
     await c.query(NAIVE_TABLE_SQL)
     const rows = (
       await c.query<{
-        merchant_id: string; provider: NaiveJob['provider']; provider_key: string; idempotency_key: string; portone_payment: boolean; self_issued: boolean; purpose: NaiveJob['request']['purpose']
-        total_amount: number; supply_amount: number; vat_amount: number; tax_free_amount: number; service_fee: number; trade_date: string; transaction_id: string
-        order_name: string | null; order_id: string | null; identifier_type: NaiveJob['request']['identifierType'] | null; paid_at: Date; pii_enc: string | null
+        merchant_id: string
+        provider: NaiveJob['provider']
+        provider_key: string
+        idempotency_key: string
+        portone_payment: boolean
+        self_issued: boolean
+        purpose: NaiveJob['request']['purpose']
+        total_amount: number
+        supply_amount: number
+        vat_amount: number
+        tax_free_amount: number
+        service_fee: number
+        trade_date: string
+        transaction_id: string
+        order_name: string | null
+        order_id: string | null
+        identifier_type: NaiveJob['request']['identifierType'] | null
+        paid_at: Date
+        pii_enc: string | null
       }>(
         `SELECT r.merchant_id, r.provider, r.provider_key, r.idempotency_key, r.portone_payment, r.self_issued, r.purpose, r.total_amount, r.supply_amount, r.vat_amount,
                 r.tax_free_amount, r.service_fee, to_char(r.trade_date, 'YYYY-MM-DD') AS trade_date, t.transaction_id, t.order_name, t.order_id, t.identifier_type, t.paid_at, t.pii_enc
@@ -258,12 +320,28 @@ async function naiveBaseline(db: string, redisUrl: string, sandboxUrl: string, e
         rows.slice(i, i + 1_000).map((r) => ({
           name: 'issue',
           data: {
-            merchantId: r.merchant_id, provider: r.provider, transactionId: r.transaction_id, piiEnc: r.pii_enc, selfIssued: r.self_issued,
+            merchantId: r.merchant_id,
+            provider: r.provider,
+            transactionId: r.transaction_id,
+            piiEnc: r.pii_enc,
+            selfIssued: r.self_issued,
             request: {
-              providerKey: r.provider_key, idempotencyKey: r.idempotency_key, portonePayment: r.portone_payment, orderName: r.order_name ?? r.order_id ?? r.transaction_id,
-              identifierType: r.self_issued ? 'self' : (r.identifier_type ?? 'phone'), purpose: r.purpose, tradeDate: r.trade_date, paidAt: new Date(r.paid_at).toISOString(),
+              providerKey: r.provider_key,
+              idempotencyKey: r.idempotency_key,
+              portonePayment: r.portone_payment,
+              orderName: r.order_name ?? r.order_id ?? r.transaction_id,
+              identifierType: r.self_issued ? 'self' : (r.identifier_type ?? 'phone'),
+              purpose: r.purpose,
+              tradeDate: r.trade_date,
+              paidAt: new Date(r.paid_at).toISOString(),
               // bigint columns arrive as strings from pg
-              amounts: { total: Number(r.total_amount), supply: Number(r.supply_amount), vat: Number(r.vat_amount), taxFree: Number(r.tax_free_amount), serviceFee: Number(r.service_fee) },
+              amounts: {
+                total: Number(r.total_amount),
+                supply: Number(r.supply_amount),
+                vat: Number(r.vat_amount),
+                taxFree: Number(r.tax_free_amount),
+                serviceFee: Number(r.service_fee),
+              },
             },
           },
           opts,
@@ -278,17 +356,25 @@ async function naiveBaseline(db: string, redisUrl: string, sandboxUrl: string, e
     const meter = cpuMeter(redis, () => workers.map((w) => w.pid!), undefined, db)
     await meter.start()
     // Done when every job inserted its row or failed for good (a mapping error would otherwise wait out the timeout).
-    await waitFor(async () => (await c.query<{ n: number }>('SELECT coalesce(max(id), 0)::int AS n FROM naive_results')).rows[0]!.n + (await queue.getFailedCount()) >= rows.length, 15 * 60_000)
+    await waitFor(
+      async () => (await c.query<{ n: number }>('SELECT coalesce(max(id), 0)::int AS n FROM naive_results')).rows[0]!.n + (await queue.getFailedCount()) >= rows.length,
+      15 * 60_000,
+    )
     const failed = await queue.getFailedCount()
     if (failed) log(`ceiling: ${failed} jobs of the at-least-once worker failed, e.g. ${(await queue.getFailed(0, 0))[0]?.failedReason}`)
     const cpuAll = await meter.stop(rows.length, 'job')
     redis.disconnect()
-    const w = (await c.query<{ n: number; seconds: number }>(`SELECT count(*)::int AS n, extract(epoch FROM max(done_at) - min(started_at))::float8 AS seconds FROM naive_results`)).rows[0]!
+    const w = (await c.query<{ n: number; seconds: number }>(`SELECT count(*)::int AS n, extract(epoch FROM max(done_at) - min(started_at))::float8 AS seconds FROM naive_results`))
+      .rows[0]!
     const dup = (await sandboxStats(sandboxUrl)).max_live_receipts_per_key
     log(`ceiling: at-least-once worker issued ${w.n} in ${w.seconds.toFixed(1)} s (max live receipts per key ${dup})`)
     return {
       jobsPerSec: w.n / w.seconds,
-      cpu: { naive_worker_cpu_ms_per_job: cpuAll.worker_cpu_ms_per_job!, naive_postgres_cpu_ms_per_job: cpuAll.postgres_cpu_ms_per_job!, naive_redis_cpu_ms_per_job: cpuAll.redis_cpu_ms_per_job! },
+      cpu: {
+        naive_worker_cpu_ms_per_job: cpuAll.worker_cpu_ms_per_job!,
+        naive_postgres_cpu_ms_per_job: cpuAll.postgres_cpu_ms_per_job!,
+        naive_redis_cpu_ms_per_job: cpuAll.redis_cpu_ms_per_job!,
+      },
     }
   } finally {
     await Promise.all(workers.map((w) => stop(w)))
@@ -390,14 +476,18 @@ async function dispatchRun<T>(
 
 /** Polls until `merchantId` has nothing pending or issuing (and has receipts), or the timeout passes; true when done. */
 function untilMerchantDone(c: pg.Client, merchantId: string, timeoutMs: number): Promise<boolean> {
-  return waitFor(async () => {
-    const r = await c.query<{ open: boolean; any: boolean }>(
-      `SELECT EXISTS (SELECT 1 FROM receipts WHERE merchant_id = $1 AND kind = 'issue' AND state IN ('pending', 'issuing')) AS open,
+  return waitFor(
+    async () => {
+      const r = await c.query<{ open: boolean; any: boolean }>(
+        `SELECT EXISTS (SELECT 1 FROM receipts WHERE merchant_id = $1 AND kind = 'issue' AND state IN ('pending', 'issuing')) AS open,
               EXISTS (SELECT 1 FROM receipts WHERE merchant_id = $1 AND kind = 'issue') AS any`,
-      [merchantId],
-    )
-    return r.rows[0]!.any && !r.rows[0]!.open
-  }, timeoutMs, 250)
+        [merchantId],
+      )
+      return r.rows[0]!.any && !r.rows[0]!.open
+    },
+    timeoutMs,
+    250,
+  )
 }
 
 /**
@@ -410,7 +500,10 @@ async function fairness(pgServer: string, redisUrl: string): Promise<Result> {
   const limit = 5
   // bm0000 (m-slow) has a contract of 5 req/s at PaySsam, configured and enforced by the sandbox; bm0001
   // (m-fast) none. No concurrency limit on either (as in the ceiling): what is measured is dispatch.
-  const { file, merchants } = await writeMerchantsFile(2, undefined, { limitsOf: (i) => (i === 0 ? { maxConcurrent: null, maxPerSecond: limit } : { maxConcurrent: null }), mandatory: true })
+  const { file, merchants } = await writeMerchantsFile(2, undefined, {
+    limitsOf: (i) => (i === 0 ? { maxConcurrent: null, maxPerSecond: limit } : { maxConcurrent: null }),
+    mandatory: true,
+  })
   const [slow, fast] = merchants as [MerchantConfig, MerchantConfig]
   const sandboxArgs = ['--rate-limit', `payssam@apikey${slow.id}=${limit}`]
   const common = { merchantsFile: file, sandboxArgs, workers: 1, concurrency: 16 }
@@ -444,9 +537,20 @@ async function fairness(pgServer: string, redisUrl: string): Promise<Result> {
   return {
     scenario: 'fairness',
     figures: {
-      slow_receipts: mixed.slow.receipts, slow_limit_req_per_s: limit, slow_issued: mixed.slow.issued, slow_req_per_s: round(mixed.slow.issueRate, 2), slow_share_of_limit: round(share, 3),
-      fast_receipts: mixed.fast.receipts, fast_issued: mixed.fast.issued, fast_finished: String(mixed.fastDone), fast_seconds: round(fastSeconds), fast_alone_seconds: round(alone.fast.seconds),
-      fast_factor_to_alone: round(factor, 2), rate_limited_429: mixed.rate_limited_429, worker_processes: 1, concurrency: 16,
+      slow_receipts: mixed.slow.receipts,
+      slow_limit_req_per_s: limit,
+      slow_issued: mixed.slow.issued,
+      slow_req_per_s: round(mixed.slow.issueRate, 2),
+      slow_share_of_limit: round(share, 3),
+      fast_receipts: mixed.fast.receipts,
+      fast_issued: mixed.fast.issued,
+      fast_finished: String(mixed.fastDone),
+      fast_seconds: round(fastSeconds),
+      fast_alone_seconds: round(alone.fast.seconds),
+      fast_factor_to_alone: round(factor, 2),
+      rate_limited_429: mixed.rate_limited_429,
+      worker_processes: 1,
+      concurrency: 16,
     },
     target: 'm-fast ≤ 1.25× its time alone; m-slow ≥ 95% of its limit; zero 429',
     met: mixed.fastDone && factor <= 1.25 && mixed.slowDone && share >= 0.95 && mixed.rate_limited_429 === 0,
@@ -543,10 +647,14 @@ async function outage(pgServer: string, redisUrl: string): Promise<Result> {
       const liftedAt = Date.now()
       // The held-back receipts first (the 60 s target), then the unknown-outcome ones, whose windows
       // may end later: waited for until 60 s after the last window ends.
-      await waitFor(async () => {
-        const g = await outageGroups(db, down.id, OUTAGE_COMMIT_WINDOW_MS)
-        return g.heldIssued + g.heldFailed === g.held
-      }, recoveryBudgetMs, 250)
+      await waitFor(
+        async () => {
+          const g = await outageGroups(db, down.id, OUTAGE_COMMIT_WINDOW_MS)
+          return g.heldIssued + g.heldFailed === g.held
+        },
+        recoveryBudgetMs,
+        250,
+      )
       const held = await outageGroups(db, down.id, OUTAGE_COMMIT_WINDOW_MS)
       const windowsEnd = Math.max(liftedAt, held.unknownWindowEnd)
       await untilMerchantDone(db, down.id, Math.max(0, windowsEnd - Date.now()) + 60_000)
@@ -562,22 +670,47 @@ async function outage(pgServer: string, redisUrl: string): Promise<Result> {
   return {
     scenario: 'outage',
     figures: {
-      down_receipts: run.after.receipts, down_failed_during_outage: run.atLift.failed, down_open_during_outage: run.atLift.open, down_issued: run.after.issued,
-      down_failed: run.after.failed, held_back: g.held, held_issued: g.heldIssued, held_recovery_seconds: round(run.recovery),
-      unknown_outcome: g.unknown, unknown_issued: g.unknownIssued, commit_window_ms: OUTAGE_COMMIT_WINDOW_MS,
-      unknown_issued_after_window_min_s: round(g.afterWindowMin), unknown_issued_after_window_max_s: round(g.afterWindowMax),
+      down_receipts: run.after.receipts,
+      down_failed_during_outage: run.atLift.failed,
+      down_open_during_outage: run.atLift.open,
+      down_issued: run.after.issued,
+      down_failed: run.after.failed,
+      held_back: g.held,
+      held_issued: g.heldIssued,
+      held_recovery_seconds: round(run.recovery),
+      unknown_outcome: g.unknown,
+      unknown_issued: g.unknownIssued,
+      commit_window_ms: OUTAGE_COMMIT_WINDOW_MS,
+      unknown_issued_after_window_min_s: round(g.afterWindowMin),
+      unknown_issued_after_window_max_s: round(g.afterWindowMax),
       unknown_issued_after_due_max_s: round(g.afterDueMax),
-      down_calls_during_healthy: run.downCalls, down_slot_seconds_during_healthy: round(run.downSlotSeconds), down_deferred: run.after.deferred,
-      healthy_receipts: run.ok.receipts, healthy_finished: String(run.okDone), healthy_deferred: run.ok.deferred, healthy_alone_deferred: alone.ok.deferred,
-      healthy_seconds: round(okSeconds), healthy_alone_seconds: round(alone.ok.seconds), healthy_factor_to_alone: round(factor, 2), rate_limited_429: run.rate_limited_429,
-      read_timeout_ms: 15_000, worker_processes: 1, concurrency: 16,
+      down_calls_during_healthy: run.downCalls,
+      down_slot_seconds_during_healthy: round(run.downSlotSeconds),
+      down_deferred: run.after.deferred,
+      healthy_receipts: run.ok.receipts,
+      healthy_finished: String(run.okDone),
+      healthy_deferred: run.ok.deferred,
+      healthy_alone_deferred: alone.ok.deferred,
+      healthy_seconds: round(okSeconds),
+      healthy_alone_seconds: round(alone.ok.seconds),
+      healthy_factor_to_alone: round(factor, 2),
+      rate_limited_429: run.rate_limited_429,
+      read_timeout_ms: 15_000,
+      worker_processes: 1,
+      concurrency: 16,
     },
     target:
-      'healthy ≤ 1.25× alone; none of the failing provider\'s receipts failed; the held-back ones issue within 60 s of the fault lifted; ' +
+      "healthy ≤ 1.25× alone; none of the failing provider's receipts failed; the held-back ones issue within 60 s of the fault lifted; " +
       'each unknown-outcome one issues after its commit window (never before), within 60 s of the later of its end and the lift',
     met:
-      run.okDone && factor <= 1.25 && run.atLift.failed === 0 && run.after.failed === 0 && g.heldIssued === g.held && run.recovery <= 60 &&
-      g.unknownIssued === g.unknown && (g.unknown === 0 || (g.afterWindowMin >= 0 && g.afterDueMax <= 60)),
+      run.okDone &&
+      factor <= 1.25 &&
+      run.atLift.failed === 0 &&
+      run.after.failed === 0 &&
+      g.heldIssued === g.held &&
+      run.recovery <= 60 &&
+      g.unknownIssued === g.unknown &&
+      (g.unknown === 0 || (g.afterWindowMin >= 0 && g.afterDueMax <= 60)),
   }
 }
 
@@ -605,10 +738,14 @@ async function manyCredentials(pgServer: string, redisUrl: string): Promise<Resu
       loads: [{ merchants, count: perTx * merchantsN, idPrefix: 'G', provider: 'payssam', perMerchant: perTx }],
       cpuPerReceipt: true,
       during: async ({ db }) => {
-        const done = await waitFor(async () => {
-          const r = await db.query<{ open: boolean }>(`SELECT EXISTS (SELECT 1 FROM receipts WHERE kind = 'issue' AND state IN ('pending', 'issuing')) AS open`)
-          return !r.rows[0]!.open
-        }, quick ? 300_000 : 900_000, 500)
+        const done = await waitFor(
+          async () => {
+            const r = await db.query<{ open: boolean }>(`SELECT EXISTS (SELECT 1 FROM receipts WHERE kind = 'issue' AND state IN ('pending', 'issuing')) AS open`)
+            return !r.rows[0]!.open
+          },
+          quick ? 300_000 : 900_000,
+          500,
+        )
         const w = (
           await db.query<{ receipts: number; issued: number; failed: number; seconds: number }>(
             `SELECT count(*)::int AS receipts, count(*) FILTER (WHERE state = 'issued')::int AS issued, count(*) FILTER (WHERE state = 'failed')::int AS failed,
@@ -630,14 +767,34 @@ async function manyCredentials(pgServer: string, redisUrl: string): Promise<Resu
   return {
     scenario: 'many-credentials',
     figures: {
-      merchants: merchantsN, limit_req_per_s_each: limit, receipts: run.receipts, issued: run.issued, failed: run.failed, finished: String(run.done), seconds: round(run.seconds),
-      receipts_per_s: round(rate), sum_of_limits: sumLimits, ceiling_receipts_per_s: ceilingRate === null ? 'not measured' : round(ceilingRate), share_of_yardstick: round(share, 3),
-      rate_limited_429: run.rate_limited_429, worker_processes: 2, concurrency: 64, ...run.deferred, ...run.cpu,
-      fleet16_concurrency: 16, fleet16_issued: small.issued, fleet16_failed: small.failed, fleet16_finished: String(small.done), fleet16_seconds: round(small.seconds),
-      fleet16_receipts_per_s: round(smallRate), fleet16_share_of_yardstick: round(smallRate / yardstick, 3), fleet16_rate_limited_429: small.rate_limited_429,
-      ...prefixed(small.deferred), ...prefixed(small.cpu),
+      merchants: merchantsN,
+      limit_req_per_s_each: limit,
+      receipts: run.receipts,
+      issued: run.issued,
+      failed: run.failed,
+      finished: String(run.done),
+      seconds: round(run.seconds),
+      receipts_per_s: round(rate),
+      sum_of_limits: sumLimits,
+      ceiling_receipts_per_s: ceilingRate === null ? 'not measured' : round(ceilingRate),
+      share_of_yardstick: round(share, 3),
+      rate_limited_429: run.rate_limited_429,
+      worker_processes: 2,
+      concurrency: 64,
+      ...run.deferred,
+      ...run.cpu,
+      fleet16_concurrency: 16,
+      fleet16_issued: small.issued,
+      fleet16_failed: small.failed,
+      fleet16_finished: String(small.done),
+      fleet16_seconds: round(small.seconds),
+      fleet16_receipts_per_s: round(smallRate),
+      fleet16_share_of_yardstick: round(smallRate / yardstick, 3),
+      fleet16_rate_limited_429: small.rate_limited_429,
+      ...prefixed(small.deferred),
+      ...prefixed(small.cpu),
     },
-    target: 'aggregate ≥ 90% of min(Σ limits, the ceiling scenario\'s rate in this run), with the ceiling\'s fleet (2 workers × 64); 2 × 16 reported as information',
+    target: "aggregate ≥ 90% of min(Σ limits, the ceiling scenario's rate in this run), with the ceiling's fleet (2 workers × 64); 2 × 16 reported as information",
     met: run.done && ceilingRate !== null && share >= 0.9,
   }
 }
@@ -669,15 +826,18 @@ async function fidelity(pgServer: string, redisUrl: string): Promise<Result> {
     let firstAt = 0
     let lastAt = 0
     const sampler = setInterval(() => {
-      void sandboxStats(sandbox.url).then((st) => {
-        const n = st.providers.payssam!.requests
-        if (n > seen) {
-          const now = Date.now()
-          if (!firstAt) firstAt = now
-          lastAt = now
-          seen = n
-        }
-      }, () => {}) // a missed sample (the sandbox busy past fetch's patience) is only a gap in sampling
+      void sandboxStats(sandbox.url).then(
+        (st) => {
+          const n = st.providers.payssam!.requests
+          if (n > seen) {
+            const now = Date.now()
+            if (!firstAt) firstAt = now
+            lastAt = now
+            seen = n
+          }
+        },
+        () => {},
+      ) // a missed sample (the sandbox busy past fetch's patience) is only a gap in sampling
     }, 50)
     await untilIssued(db, 15 * 60_000)
     clearInterval(sampler)
@@ -693,8 +853,19 @@ async function fidelity(pgServer: string, redisUrl: string): Promise<Result> {
     return {
       scenario: 'fidelity',
       figures: {
-        receipts: total, limit_req_per_s: limit, achieved_req_per_s: round(achieved), share_of_limit: round(share, 3), rate_limited_429: s.rate_limited, worker_processes: 4,
-        requests: s.requests - before, sandbox_nice: sandbox.priority, active_seconds: round(activeSeconds), seconds: round(seconds), ...cpu, noop_baseline_jobs_per_s: round(base.noopWorkerJobsPerSec), addbulk_baseline_jobs_per_s: round(base.addBulkJobsPerSec),
+        receipts: total,
+        limit_req_per_s: limit,
+        achieved_req_per_s: round(achieved),
+        share_of_limit: round(share, 3),
+        rate_limited_429: s.rate_limited,
+        worker_processes: 4,
+        requests: s.requests - before,
+        sandbox_nice: sandbox.priority,
+        active_seconds: round(activeSeconds),
+        seconds: round(seconds),
+        ...cpu,
+        noop_baseline_jobs_per_s: round(base.noopWorkerJobsPerSec),
+        addbulk_baseline_jobs_per_s: round(base.addBulkJobsPerSec),
       },
       target: '≥ 97% of the limit, zero 429s',
       met: share >= 0.97 && s.rate_limited === 0,
@@ -723,7 +894,10 @@ async function settlement(pgServer: string, redisUrl: string): Promise<Result> {
     const memBase = Number(/used_memory:(\d+)/.exec(await redis.info('memory'))![1])
     let peakRedis = 0
     const sampler = setInterval(() => {
-      void redis.info('memory').then((m) => (peakRedis = Math.max(peakRedis, Number(/used_memory:(\d+)/.exec(m)![1]) - memBase)), () => {})
+      void redis.info('memory').then(
+        (m) => (peakRedis = Math.max(peakRedis, Number(/used_memory:(\d+)/.exec(m)![1]) - memBase)),
+        () => {},
+      )
     }, 200)
     // Workers off. The queue is drained (its waiting jobs removed in bulk, one script) each time it
     // is full, i.e. when settle's backpressure has stopped it: Redis stays bounded by the limit, and
@@ -773,10 +947,21 @@ async function settlement(pgServer: string, redisUrl: string): Promise<Result> {
     return {
       scenario: 'settlement',
       figures: {
-        transactions: total, enqueued: summary.enqueued, skipped: summary.skipped, seconds: round(seconds), enqueue_per_s: round(rate),
-        addbulk_baseline_jobs_per_s: round(base.addBulkJobsPerSec), noop_baseline_jobs_per_s: round(base.noopWorkerJobsPerSec), ratio_to_addbulk: round(ratio, 3),
-        addbulk_settle_shaped_jobs_per_s: round(sameJobs), ratio_to_settle_shaped_addbulk: round(rate / sameJobs, 3),
-        settle_peak_rss_mb: round(settled.peakRssMb), redis_peak_used_mb: round(peakRedis / 1e6), max_waiting: maxWaiting, queue_full_drains: drains, ...cpu,
+        transactions: total,
+        enqueued: summary.enqueued,
+        skipped: summary.skipped,
+        seconds: round(seconds),
+        enqueue_per_s: round(rate),
+        addbulk_baseline_jobs_per_s: round(base.addBulkJobsPerSec),
+        noop_baseline_jobs_per_s: round(base.noopWorkerJobsPerSec),
+        ratio_to_addbulk: round(ratio, 3),
+        addbulk_settle_shaped_jobs_per_s: round(sameJobs),
+        ratio_to_settle_shaped_addbulk: round(rate / sameJobs, 3),
+        settle_peak_rss_mb: round(settled.peakRssMb),
+        redis_peak_used_mb: round(peakRedis / 1e6),
+        max_waiting: maxWaiting,
+        queue_full_drains: drains,
+        ...cpu,
       },
       target: 'ratio ≥ 0.5, RSS ≤ 300 MB, Redis bounded by the backpressure limit (which engaged)',
       // Backpressure must have engaged (the queue was full at least once) for the Redis bound to mean anything.
@@ -811,13 +996,17 @@ async function soak(pgServer: string, redisUrl: string): Promise<Result> {
     // settle has returned: every receipt it created is either done or still unfinished.
     const probe = await unfinishedProbe(db)
     try {
-      await waitFor(async () => {
-        const left = await probe.count()
-        const done = settled.created - left
-        if (!rss10 && done >= settled.created * 0.1) rss10 = rssMb(worker.pid!)
-        if (!rss50 && done >= settled.created * 0.5) rss50 = rssMb(worker.pid!)
-        return left === 0
-      }, 30 * 60_000, 500)
+      await waitFor(
+        async () => {
+          const left = await probe.count()
+          const done = settled.created - left
+          if (!rss10 && done >= settled.created * 0.1) rss10 = rssMb(worker.pid!)
+          if (!rss50 && done >= settled.created * 0.5) rss50 = rssMb(worker.pid!)
+          return left === 0
+        },
+        30 * 60_000,
+        500,
+      )
     } finally {
       await probe.end()
     }
@@ -828,8 +1017,15 @@ async function soak(pgServer: string, redisUrl: string): Promise<Result> {
     return {
       scenario: 'soak',
       figures: {
-        receipts: settled.created, seconds: round(seconds), receipts_per_s: round(settled.created / seconds), rss_at_10pct_mb: round(rss10), rss_at_50pct_mb: round(rss50), rss_at_100pct_mb: round(rss100),
-        growth_pct: round(growth * 100, 1), noop_baseline_jobs_per_s: round(base.noopWorkerJobsPerSec), addbulk_baseline_jobs_per_s: round(base.addBulkJobsPerSec),
+        receipts: settled.created,
+        seconds: round(seconds),
+        receipts_per_s: round(settled.created / seconds),
+        rss_at_10pct_mb: round(rss10),
+        rss_at_50pct_mb: round(rss50),
+        rss_at_100pct_mb: round(rss100),
+        growth_pct: round(growth * 100, 1),
+        noop_baseline_jobs_per_s: round(base.noopWorkerJobsPerSec),
+        addbulk_baseline_jobs_per_s: round(base.addBulkJobsPerSec),
       },
       target: 'RSS growth ≤ 10% from 10% to 100%',
       met: growth <= 0.1,

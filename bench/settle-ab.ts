@@ -31,7 +31,7 @@ for (const root of new Set(roots)) {
 }
 const redis = new Redis(redisUrl)
 async function deletePrefix(prefix: string) {
-  for (let cursor = '0'; ; ) {
+  for (let cursor = '0'; ;) {
     const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000)
     if (keys.length) await redis.del(...keys)
     if ((cursor = next) === '0') break
@@ -107,7 +107,19 @@ async function runOne(s: (typeof slots)[number], round: number) {
     await q.obliterate({ force: true })
     await q.close()
     console.log(
-      JSON.stringify({ root: s.root, round, code: r.code, enqueued: summary.enqueued, wall: Math.round(wall * 10) / 10, per_s: Math.round(summary.enqueued / wall), settle_us: us(r.cpu), pg_us: us(pgCpu), redis_us: us(redisCpu), rss: Math.round(r.rss), load: load.toFixed(1) }),
+      JSON.stringify({
+        root: s.root,
+        round,
+        code: r.code,
+        enqueued: summary.enqueued,
+        wall: Math.round(wall * 10) / 10,
+        per_s: Math.round(summary.enqueued / wall),
+        settle_us: us(r.cpu),
+        pg_us: us(pgCpu),
+        redis_us: us(redisCpu),
+        rss: Math.round(r.rss),
+        load: load.toFixed(1),
+      }),
     )
   }
 }

@@ -14,7 +14,5 @@ export async function up(db: Kysely<any>): Promise<void> {
 }
 
 export async function down(db: Kysely<any>): Promise<void> {
-  await sql`DROP INDEX IF EXISTS receipts_state_provider_kind; DROP INDEX IF EXISTS issuance_attempts_operation_outcome`.execute(
-    db,
-  )
+  await sql`DROP INDEX IF EXISTS receipts_state_provider_kind; DROP INDEX IF EXISTS issuance_attempts_operation_outcome`.execute(db)
 }

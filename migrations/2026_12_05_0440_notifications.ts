@@ -14,9 +14,7 @@ import { sql, type Kysely } from 'kysely'
  * channel) makes the row once per event and channel, however often the row is moved.
  */
 export async function up(db: Kysely<any>): Promise<void> {
-  await sql`ALTER TABLE merchants ADD COLUMN IF NOT EXISTS notify_channels text[] NOT NULL DEFAULT '{}'`.execute(
-    db,
-  )
+  await sql`ALTER TABLE merchants ADD COLUMN IF NOT EXISTS notify_channels text[] NOT NULL DEFAULT '{}'`.execute(db)
   await sql`CREATE TABLE IF NOT EXISTS notifications (
     id bigserial PRIMARY KEY,
     receipt_id bigint NOT NULL REFERENCES receipts (id),
@@ -40,12 +38,8 @@ export async function up(db: Kysely<any>): Promise<void> {
     updated_at timestamptz NOT NULL DEFAULT now(),
     UNIQUE (receipt_id, channel)
   )`.execute(db)
-  await sql`CREATE INDEX IF NOT EXISTS notifications_open ON notifications (id) WHERE state IN ('pending', 'sending')`.execute(
-    db,
-  )
-  await sql`CREATE INDEX IF NOT EXISTS notifications_failed ON notifications (merchant_id, channel) WHERE state = 'failed'`.execute(
-    db,
-  )
+  await sql`CREATE INDEX IF NOT EXISTS notifications_open ON notifications (id) WHERE state IN ('pending', 'sending')`.execute(db)
+  await sql`CREATE INDEX IF NOT EXISTS notifications_failed ON notifications (merchant_id, channel) WHERE state = 'failed'`.execute(db)
   await sql`
     CREATE OR REPLACE FUNCTION notifications_on_receipt_event() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN

@@ -10,15 +10,7 @@ import type { ProviderName } from '../src/domain/index.ts'
 
 export const SANDBOX_PROVIDERS: readonly ProviderName[] = ['portone', 'portone-v2', 'payssam', 'nts', 'toss', 'popbill']
 
-export const FAULT_KINDS = [
-  '5xx',
-  'html',
-  'timeout_before_commit',
-  'timeout_after_commit',
-  'reset',
-  'reset_before',
-  'malformed',
-] as const
+export const FAULT_KINDS = ['5xx', 'html', 'timeout_before_commit', 'timeout_after_commit', 'reset', 'reset_before', 'malformed'] as const
 export type FaultKind = (typeof FAULT_KINDS)[number]
 
 /** Default time a `timeout_*` fault holds the socket before destroying it. */
@@ -83,9 +75,7 @@ export function parseFaults(spec: string | null | undefined): FaultSpec {
       if (name === '*') current = SANDBOX_PROVIDERS
       else if (isProvider(name)) current = [name]
       else {
-        throw new SpecError(
-          `faults: unknown provider "${name}" (one of ${SANDBOX_PROVIDERS.join(', ')} or *)`,
-        )
+        throw new SpecError(`faults: unknown provider "${name}" (one of ${SANDBOX_PROVIDERS.join(', ')} or *)`)
       }
       token = token.slice(colon + 1).trim()
       if (!token) continue
@@ -126,9 +116,7 @@ function applyFault(f: MutableFaults, kind: string, value: string): void {
     }
     f.probabilities[kind] = p
   } else {
-    throw new SpecError(
-      `faults: unknown kind "${kind}" (one of ${FAULT_KINDS.join(', ')}, latency, hang, seed)`,
-    )
+    throw new SpecError(`faults: unknown kind "${kind}" (one of ${FAULT_KINDS.join(', ')}, latency, hang, seed)`)
   }
 }
 
@@ -159,9 +147,7 @@ export function formatFaults(spec: FaultSpec): string {
   for (const p of SANDBOX_PROVIDERS) {
     const f = spec.providers[p]
     if (!f) continue
-    const items = FAULT_KINDS.filter((k) => f.probabilities[k] !== undefined).map(
-      (k) => `${k}=${f.probabilities[k]}`,
-    )
+    const items = FAULT_KINDS.filter((k) => f.probabilities[k] !== undefined).map((k) => `${k}=${f.probabilities[k]}`)
     if (f.latency) items.push(`latency=${f.latency[0]}-${f.latency[1]}`)
     if (f.hangMs !== DEFAULT_HANG_MS) items.push(`hang=${f.hangMs}`)
     if (items.length) groups.push(`${p}:${items.join(',')}`)
@@ -197,9 +183,7 @@ export function parseRateLimits(spec: string | null | undefined): RateLimitSpec 
     if (name === '*') for (const p of SANDBOX_PROVIDERS) perSecond[p] = n
     else if (isProvider(name)) perSecond[name] = n
     else {
-      throw new SpecError(
-        `rate-limit: unknown provider "${name}" (one of ${SANDBOX_PROVIDERS.join(', ')} or *)`,
-      )
+      throw new SpecError(`rate-limit: unknown provider "${name}" (one of ${SANDBOX_PROVIDERS.join(', ')} or *)`)
     }
   }
   return { perSecond, perCredential, ntsDaily }

@@ -85,8 +85,9 @@ export class GatewayState {
       .filter(Boolean)) {
       const [k, v] = part.split('=')
       const n = Number(v)
-      if (!(GATEWAY_FAULTS as readonly string[]).includes(k ?? '') || !(n >= 0 && n <= 1))
-        {throw new Error(`gateway fault "${part}": expected <${GATEWAY_FAULTS.join('|')}>=<0..1>`)}
+      if (!(GATEWAY_FAULTS as readonly string[]).includes(k ?? '') || !(n >= 0 && n <= 1)) {
+        throw new Error(`gateway fault "${part}": expected <${GATEWAY_FAULTS.join('|')}>=<0..1>`)
+      }
       p[k as GatewayFault] = n
     }
     this.probabilities = p
@@ -102,8 +103,9 @@ export class GatewayState {
   private drawFault(): GatewayFault | undefined {
     const f = this.forced.shift()
     if (f) return f
-    for (const [k, p] of Object.entries(this.probabilities))
-      {if (Math.random() < (p ?? 0)) return k as GatewayFault}
+    for (const [k, p] of Object.entries(this.probabilities)) {
+      if (Math.random() < (p ?? 0)) return k as GatewayFault
+    }
     return undefined
   }
 
@@ -114,8 +116,9 @@ export class GatewayState {
       this.stats.rejected++
       return { status, body: { code, message: code } }
     }
-    if (this.opts.apiKey && headers.authorization !== `Bearer ${this.opts.apiKey}`)
-      {return reject(401, 'UNAUTHORIZED')}
+    if (this.opts.apiKey && headers.authorization !== `Bearer ${this.opts.apiKey}`) {
+      return reject(401, 'UNAUTHORIZED')
+    }
     const key = headers['idempotency-key']
     if (typeof key !== 'string' || !key) return reject(400, 'MISSING_IDEMPOTENCY_KEY')
     const fault = this.drawFault()
@@ -138,14 +141,13 @@ export class GatewayState {
     const channel = b.channel
     if (channel !== 'sms' && channel !== 'lms' && channel !== 'kakao') return reject(400, 'INVALID_BODY')
     if (typeof b.to !== 'string' || !/^01\d{8,9}$/.test(b.to)) return reject(400, 'INVALID_NUMBER')
-    if (typeof b.from !== 'string' || !b.from || typeof b.text !== 'string' || !b.text)
-      {return reject(400, 'INVALID_BODY')}
+    if (typeof b.from !== 'string' || !b.from || typeof b.text !== 'string' || !b.text) {
+      return reject(400, 'INVALID_BODY')
+    }
     if (channel === 'sms' && iconv.encode(b.text, 'euc-kr').length > 90) return reject(400, 'SMS_TOO_LONG')
-    if (
-      channel === 'kakao' &&
-      (typeof b.template_code !== 'string' || typeof b.variables !== 'object' || b.variables === null)
-    )
-      {return reject(400, 'TEMPLATE_MISMATCH')}
+    if (channel === 'kakao' && (typeof b.template_code !== 'string' || typeof b.variables !== 'object' || b.variables === null)) {
+      return reject(400, 'TEMPLATE_MISMATCH')
+    }
     const message: SimulatedMessage = {
       messageId: `gw-${++this.seq}`,
       idempotencyKey: key,
@@ -154,9 +156,7 @@ export class GatewayState {
       from: b.from,
       ...(typeof b.subject === 'string' ? { subject: b.subject } : {}),
       text: b.text,
-      ...(typeof b.template_code === 'string'
-        ? { templateCode: b.template_code, variables: b.variables as Record<string, string> }
-        : {}),
+      ...(typeof b.template_code === 'string' ? { templateCode: b.template_code, variables: b.variables as Record<string, string> } : {}),
       acceptedAt: Date.now(),
     }
     this.messages.push(message)
@@ -187,17 +187,13 @@ export interface GatewaySimulator {
 }
 
 /** A standalone simulator on its own port (0: any free one). */
-export async function startGatewaySimulator(
-  opts: GatewaySimulatorOptions & { readonly port?: number } = {},
-): Promise<GatewaySimulator> {
+export async function startGatewaySimulator(opts: GatewaySimulatorOptions & { readonly port?: number } = {}): Promise<GatewaySimulator> {
   const state = new GatewayState(opts)
   const sockets = new Set<Socket>()
   const server = createServer((req, res) => {
     const chunks: Buffer[] = []
     req.on('data', (c: Buffer) => chunks.push(c))
-    req.on('end', () =>
-      state.respond(req, res, (req.url ?? '/').split('?')[0]!, Buffer.concat(chunks).toString('utf8')),
-    )
+    req.on('end', () => state.respond(req, res, (req.url ?? '/').split('?')[0]!, Buffer.concat(chunks).toString('utf8')))
   })
   server.on('connection', (s) => {
     sockets.add(s)

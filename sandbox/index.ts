@@ -12,15 +12,7 @@ import { formatFaults, parseFaults, parseRateLimits } from './faults.ts'
 import { startSandbox, type SandboxOptions } from './server.ts'
 
 export { startSandbox } from './server.ts'
-export type {
-  ListedReceipt,
-  ProviderStats,
-  Sandbox,
-  SandboxOptions,
-  SandboxStats,
-  PortoneMerchant,
-  PortonePayment,
-} from './server.ts'
+export type { ListedReceipt, ProviderStats, Sandbox, SandboxOptions, SandboxStats, PortoneMerchant, PortonePayment } from './server.ts'
 export { FAULT_KINDS, parseFaults, parseRateLimits, SpecError } from './faults.ts'
 export type { FaultKind, FaultSpec, RateLimitSpec } from './faults.ts'
 export type { HeldReceipt } from './sim.ts'

@@ -7,14 +7,7 @@
 import express, { type NextFunction, type Request, type Response } from 'express'
 import type { ProviderName } from '../src/domain/index.ts'
 import { SANDBOX_PROVIDERS, type FaultKind } from './faults.ts'
-import {
-  SandboxState,
-  type ListedReceipt,
-  type PortoneMerchant,
-  type PortonePayment,
-  type SandboxOptions,
-  type SandboxStats,
-} from './state.ts'
+import { SandboxState, type ListedReceipt, type PortoneMerchant, type PortonePayment, type SandboxOptions, type SandboxStats } from './state.ts'
 import { controlRouter } from './http/control.ts'
 import { providerRouter } from './http/pipeline.ts'
 import { incomingOf, listen, readIncoming, send } from './http/plumbing.ts'
@@ -82,9 +75,7 @@ export async function startSandbox(opts: SandboxOptions = {}): Promise<Sandbox> 
     gateway.respond(req, res, inc.pathname.slice('/gateway'.length) || '/', inc.body)
   })
   app.use(providerRouter(state))
-  app.use((req: Request, res: Response) =>
-    send(res, { status: 404, body: { error: `nothing is served at ${incomingOf(req).pathname}` } }),
-  )
+  app.use((req: Request, res: Response) => send(res, { status: 404, body: { error: `nothing is served at ${incomingOf(req).pathname}` } }))
   app.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
     opts.logger?.error({ err: (err as Error).message }, 'sandbox internal error')
     if (!res.headersSent && !res.destroyed) {
@@ -96,9 +87,7 @@ export async function startSandbox(opts: SandboxOptions = {}): Promise<Sandbox> 
   const url = server.url
   address = {
     url,
-    baseUrls: Object.freeze(
-      Object.fromEntries(SANDBOX_PROVIDERS.map((p) => [p, `${url}/${p}`])) as Record<ProviderName, string>,
-    ),
+    baseUrls: Object.freeze(Object.fromEntries(SANDBOX_PROVIDERS.map((p) => [p, `${url}/${p}`])) as Record<ProviderName, string>),
   }
   return {
     url,

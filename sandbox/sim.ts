@@ -104,8 +104,7 @@ export const randomHex = (bytes: number): string => randomBytes(bytes).toString(
 export const maskTail = (s: string): string => (s.length > 4 ? `***${s.slice(-4)}` : '***')
 
 /** `YYYYMMDDhhmmss` in KST. */
-export const kstStamp = (ms: number): string =>
-  new Date(ms + 9 * 3600_000).toISOString().replace(/[-:T]/g, '').slice(0, 14)
+export const kstStamp = (ms: number): string => new Date(ms + 9 * 3600_000).toISOString().replace(/[-:T]/g, '').slice(0, 14)
 
 /** `YYYYMMDD` in KST. */
 export const kstDate = (ms: number): string => kstStamp(ms).slice(0, 8)
@@ -184,9 +183,7 @@ export function header(req: SimRequest, name: string): string | undefined {
 
 /** Valid sandbox credentials follow the demo merchants' pattern (sandbox/README.md). */
 export function suffixAfter(value: unknown, prefix: string): string | null {
-  return typeof value === 'string' && value.startsWith(prefix) && value.length > prefix.length
-    ? value.slice(prefix.length)
-    : null
+  return typeof value === 'string' && value.startsWith(prefix) && value.length > prefix.length ? value.slice(prefix.length) : null
 }
 
 /** A non-negative integer sent as a JSON number or a digit string (form bodies), else null. */

@@ -96,11 +96,7 @@ export interface FaultDraw {
 
 const isFaultKind = (k: unknown): k is FaultKind => (FAULT_KINDS as readonly unknown[]).includes(k)
 
-const noTraffic = () =>
-  Object.fromEntries(SANDBOX_PROVIDERS.map((p) => [p, { requests: 0, rate_limited: 0 }])) as Record<
-    ProviderName,
-    { requests: number; rate_limited: number }
-  >
+const noTraffic = () => Object.fromEntries(SANDBOX_PROVIDERS.map((p) => [p, { requests: 0, rate_limited: 0 }])) as Record<ProviderName, { requests: number; rate_limited: number }>
 
 export class SandboxState {
   readonly clock: () => number
@@ -203,9 +199,7 @@ export class SandboxState {
   forceNext(provider: ProviderName | '*', list: readonly FaultKind[]): void {
     const names = provider === '*' ? SANDBOX_PROVIDERS : [provider]
     if (provider !== '*' && !SANDBOX_PROVIDERS.includes(provider)) {
-      throw new SpecError(
-        `unknown provider "${String(provider)}" (one of ${SANDBOX_PROVIDERS.join(', ')} or *)`,
-      )
+      throw new SpecError(`unknown provider "${String(provider)}" (one of ${SANDBOX_PROVIDERS.join(', ')} or *)`)
     }
     for (const k of list) {
       if (!isFaultKind(k)) {

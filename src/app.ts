@@ -352,7 +352,10 @@ export function createApp(config: AppConfig, overrides: AppOverrides = {}): App 
       const target = { databaseUrl: config.databaseUrl, redisUrl: config.redisUrl, queuePrefix: config.queuePrefix }
       const check = await checkDeployment(app.db(), app.redis(), target)
       if (check.adopted) {
-        logger.warn({ deploymentId: check.deploymentId, queuePrefix: config.queuePrefix }, 'recovery: the queue prefix had no deployment id (Redis lost its data?); recorded it again')
+        logger.warn(
+          { deploymentId: check.deploymentId, queuePrefix: config.queuePrefix },
+          'recovery: the queue prefix had no deployment id (Redis lost its data?); recorded it again',
+        )
       }
       return recoverOrphans({ db: app.db(), queue: app.receiptsQueue(), logger, graceMs: config.recovery.graceMs }, opts)
     },
@@ -370,7 +373,17 @@ export function createApp(config: AppConfig, overrides: AppOverrides = {}): App 
       slots += opts.concurrency ?? config.worker.concurrency
       throttles?.setProviderMaxInFlight(providerInFlightCaps(config.dispatch, slots))
       const worker = startReceiptWorker(
-        { config, db: app.db(), ledgerDb: app.ledgerDb(), providers: app.providers(), logger, connection: app.redis().duplicate(), workerId, telemetry, queue: app.receiptsQueue() },
+        {
+          config,
+          db: app.db(),
+          ledgerDb: app.ledgerDb(),
+          providers: app.providers(),
+          logger,
+          connection: app.redis().duplicate(),
+          workerId,
+          telemetry,
+          queue: app.receiptsQueue(),
+        },
         { ...opts, autorun: false },
       )
       closers.unshift(() => worker.close())

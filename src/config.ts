@@ -387,7 +387,10 @@ const merchantsFileVar = z.preprocess(
 )
 
 /** The variable prefix of each provider's settings: <PREFIX>_BASE_URL and its default limits. */
-const PROVIDER_ENV_PREFIX = { portone: 'PORTONE', 'portone-v2': 'PORTONE_V2', payssam: 'PAYSSAM', nts: 'NTS', toss: 'TOSS', popbill: 'POPBILL' } as const satisfies Record<ProviderName, string>
+const PROVIDER_ENV_PREFIX = { portone: 'PORTONE', 'portone-v2': 'PORTONE_V2', payssam: 'PAYSSAM', nts: 'NTS', toss: 'TOSS', popbill: 'POPBILL' } as const satisfies Record<
+  ProviderName,
+  string
+>
 type ProviderPrefix = (typeof PROVIDER_ENV_PREFIX)[ProviderName]
 
 /** <PREFIX>_BASE_URL and the credential limits every merchant's credential starts from. */
@@ -409,10 +412,7 @@ function providerVars<P extends ProviderPrefix>(p: P, commitWindowMs: number) {
 
 /** Every variable config reads, by name. */
 const envVars = z.object({
-  NODE_ENV: z.preprocess(
-    unsetIfEmpty,
-    z.enum(NODE_ENVS, { error: (iss) => `expected development, production or test, got "${String(iss.input)}"` }).default('development'),
-  ),
+  NODE_ENV: z.preprocess(unsetIfEmpty, z.enum(NODE_ENVS, { error: (iss) => `expected development, production or test, got "${String(iss.input)}"` }).default('development')),
   DATABASE_URL: url(),
   DB_POOL_MAX: int(20, 1),
   DB_PREPARED_STATEMENTS: bool(true),
@@ -420,10 +420,7 @@ const envVars = z.object({
   DB_UNREACHABLE_EXIT_MS: int(60_000, 100),
   REDIS_URL: url(),
   QUEUE_PREFIX: text('cr'),
-  LOG_LEVEL: z.preprocess(
-    unsetIfEmpty,
-    z.enum(LOG_LEVELS, { error: (iss) => `expected one of ${LOG_LEVELS.join(', ')}, got "${String(iss.input)}"` }).optional(),
-  ),
+  LOG_LEVEL: z.preprocess(unsetIfEmpty, z.enum(LOG_LEVELS, { error: (iss) => `expected one of ${LOG_LEVELS.join(', ')}, got "${String(iss.input)}"` }).optional()),
   LOG_PRETTY: optionalBool(),
   DATA_KEYS: dataKeysVar,
   DATA_KEY_ID: optionalText(),

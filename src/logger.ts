@@ -7,10 +7,7 @@ import { writeAboveStatus } from './logging/status-line.ts'
 
 export type { Logger }
 
-export function createLogger(
-  opts: { level: string; pretty: boolean; name?: string },
-  destination?: DestinationStream,
-): Logger {
+export function createLogger(opts: { level: string; pretty: boolean; name?: string }, destination?: DestinationStream): Logger {
   const base = {
     level: opts.level,
     name: opts.name ?? 'cash-receipts',
@@ -30,10 +27,7 @@ export function createLogger(
     return pino(base, { write: (line: string) => writeAboveStatus(line) })
   }
   if (opts.pretty) {
-    return pino(
-      base,
-      pino.transport({ target: 'pino-pretty', options: { destination: 2, colorize: true, translateTime: 'SYS:HH:MM:ss' } }),
-    )
+    return pino(base, pino.transport({ target: 'pino-pretty', options: { destination: 2, colorize: true, translateTime: 'SYS:HH:MM:ss' } }))
   }
   // Logs go to stderr so `--json` output on stdout stays clean.
   return pino(base, pino.destination({ fd: 2, sync: false }))

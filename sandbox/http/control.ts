@@ -16,8 +16,7 @@ export type SandboxAddress = () => { url: string; baseUrls: Readonly<Record<Prov
 export function controlRouter(state: SandboxState, address: SandboxAddress): Router {
   const router = Router({ caseSensitive: true, strict: true })
   const ok = (res: Response, body: unknown) => send(res, { status: 200, body })
-  const notAllowed = (req: Request, res: Response) =>
-    send(res, { status: 405, body: { error: `${req.method} is not allowed on ${incomingOf(req).pathname}` } })
+  const notAllowed = (req: Request, res: Response) => send(res, { status: 405, body: { error: `${req.method} is not allowed on ${incomingOf(req).pathname}` } })
 
   router.all('/', (_req, res) => ok(res, address()))
   router.all('/stats', (_req, res) => ok(res, state.stats()))
@@ -128,9 +127,7 @@ export function controlRouter(state: SandboxState, address: SandboxAddress): Rou
       ok(res, { receipts: state.receipts((p as ProviderName | null) ?? undefined) })
     })
     .all(notAllowed)
-  router.use((req: Request, res: Response) =>
-    send(res, { status: 404, body: { error: `unknown sandbox endpoint ${incomingOf(req).pathname}` } }),
-  )
+  router.use((req: Request, res: Response) => send(res, { status: 404, body: { error: `unknown sandbox endpoint ${incomingOf(req).pathname}` } }))
   router.use((err: unknown, _req: Request, res: Response, next: NextFunction) => {
     const known = err instanceof SpecError || err instanceof SyntaxError || err instanceof TypeError
     if (!known) return next(err)

@@ -18,12 +18,10 @@ import type { SimRequest, SimResponse } from '../sim.ts'
 import type { SandboxState } from '../state.ts'
 import { hang, incomingOf, parseBody, resetConnection, send } from './plumbing.ts'
 
-const HTML_502 =
-  '<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n</body>\r\n</html>\r\n'
+const HTML_502 = '<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n</body>\r\n</html>\r\n'
 
 /** @portone/server-sdk resolves its paths against the origin of `baseUrl`, so V2 is served there too. */
-const V2_AT_ORIGIN =
-  /^\/(?:cash-receipts$|payments\/[^/]+\/cash-receipt(?:\/cancel)?$|login\/api-secret$|token\/refresh$)/
+const V2_AT_ORIGIN = /^\/(?:cash-receipts$|payments\/[^/]+\/cash-receipt(?:\/cancel)?$|login\/api-secret$|token\/refresh$)/
 
 /** Every provider under its prefix, then PortOne V2 at the origin; anything else falls through. */
 export function providerRouter(state: SandboxState): Router {
@@ -44,13 +42,7 @@ export function providerRouter(state: SandboxState): Router {
 }
 
 /** One request to a provider's simulator, through rate limits and (for receipt operations) faults. */
-async function serveProvider(
-  state: SandboxState,
-  name: ProviderName,
-  path: string,
-  req: IncomingMessage,
-  res: ServerResponse,
-): Promise<void> {
+async function serveProvider(state: SandboxState, name: ProviderName, path: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const { arrivedAt, query, body } = incomingOf(req)
   const sim = state.sim(name)
   state.countRequest(name)
@@ -109,13 +101,7 @@ async function serveProvider(
 }
 
 /** Sends what was committed, or loses it the way the post-commit fault says. */
-async function deliver(
-  req: IncomingMessage,
-  res: ServerResponse,
-  answer: SimResponse,
-  fault: FaultKind | null,
-  hangMs: number,
-): Promise<void> {
+async function deliver(req: IncomingMessage, res: ServerResponse, answer: SimResponse, fault: FaultKind | null, hangMs: number): Promise<void> {
   switch (fault) {
     case 'timeout_after_commit':
       return hang(req, hangMs)

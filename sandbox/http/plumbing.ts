@@ -46,10 +46,7 @@ export function readIncoming(req: Request, res: Response, next: NextFunction): v
 
 /** The body as text, or null when it exceeds MAX_BODY. */
 function readBody(req: IncomingMessage): Promise<string | null> {
-  if (
-    req.headers['content-length'] === '0' ||
-    (req.method === 'GET' && !req.headers['transfer-encoding'] && !req.headers['content-length'])
-  ) {
+  if (req.headers['content-length'] === '0' || (req.method === 'GET' && !req.headers['transfer-encoding'] && !req.headers['content-length'])) {
     req.resume()
     return Promise.resolve('')
   }
@@ -71,19 +68,14 @@ function readBody(req: IncomingMessage): Promise<string | null> {
  * The body as an object: JSON whatever the Content-Type (@portone/server-sdk sends text/plain), or
  * form fields for `application/x-www-form-urlencoded` or a form sent without its Content-Type.
  */
-export function parseBody(
-  text: string,
-  contentType: string | undefined,
-): { body: Record<string, unknown> | null; invalid: boolean } {
+export function parseBody(text: string, contentType: string | undefined): { body: Record<string, unknown> | null; invalid: boolean } {
   if (!text || !text.trim()) return { body: null, invalid: false }
   if (contentType?.includes('application/x-www-form-urlencoded')) {
     return { body: Object.fromEntries(new URLSearchParams(text)), invalid: false }
   }
   try {
     const v = JSON.parse(text) as unknown
-    return typeof v === 'object' && v !== null && !Array.isArray(v)
-      ? { body: v as Record<string, unknown>, invalid: false }
-      : { body: null, invalid: true }
+    return typeof v === 'object' && v !== null && !Array.isArray(v) ? { body: v as Record<string, unknown>, invalid: false } : { body: null, invalid: true }
   } catch {
     if (/^[^{[\s"][^=&]*=/.test(text)) {
       return { body: Object.fromEntries(new URLSearchParams(text)), invalid: false }
@@ -154,14 +146,7 @@ export async function listen(handler: RequestListener, port: number, host: strin
     })
   })
   const addr = server.address() as AddressInfo
-  const shown =
-    addr.address === '0.0.0.0'
-      ? '127.0.0.1'
-      : addr.address === '::'
-        ? '[::1]'
-        : addr.family === 'IPv6'
-          ? `[${addr.address}]`
-          : addr.address
+  const shown = addr.address === '0.0.0.0' ? '127.0.0.1' : addr.address === '::' ? '[::1]' : addr.family === 'IPv6' ? `[${addr.address}]` : addr.address
   return {
     url: `http://${shown}:${addr.port}`,
     async close() {

@@ -18,21 +18,7 @@
  * Valid credentials: client_id `nts-<x>` with client_secret `nts-secret-<x>`.
  */
 import type { HeldReceipt, ProviderSim, SimRequest, SimResponse } from '../sim.ts'
-import {
-  ApprovalNumbers,
-  LiveLedger,
-  emptyCounters,
-  header,
-  intOf,
-  kstDate,
-  maskTail,
-  msToKstMidnight,
-  nonEmpty,
-  pruneHead,
-  randomHex,
-  suffixAfter,
-  vat11,
-} from '../sim.ts'
+import { ApprovalNumbers, LiveLedger, emptyCounters, header, intOf, kstDate, maskTail, msToKstMidnight, nonEmpty, pruneHead, randomHex, suffixAfter, vat11 } from '../sim.ts'
 
 type Purpose = '소득공제' | '지출증빙'
 
@@ -87,11 +73,7 @@ function validDate(yyyymmdd: string): boolean {
   return y >= 2000 && dt.getUTCFullYear() === y && dt.getUTCMonth() === m - 1 && dt.getUTCDate() === d
 }
 
-const validTime = (hhmmss: string) =>
-  /^\d{6}$/.test(hhmmss) &&
-  Number(hhmmss.slice(0, 2)) < 24 &&
-  Number(hhmmss.slice(2, 4)) < 60 &&
-  Number(hhmmss.slice(4, 6)) < 60
+const validTime = (hhmmss: string) => /^\d{6}$/.test(hhmmss) && Number(hhmmss.slice(0, 2)) < 24 && Number(hhmmss.slice(2, 4)) < 60 && Number(hhmmss.slice(4, 6)) < 60
 
 /** NTS rule TS1: 10–13 digits (phone, business, resident number) or a 13–19-digit card number. */
 function identifierProblem(id: string, type: string | null): string | null {
@@ -105,9 +87,7 @@ function identifierProblem(id: string, type: string | null): string | null {
   return id.length >= 10 && id.length <= 19 ? null : '신분확인번호 자릿수 오류'
 }
 
-export function createNtsSim(
-  opts: { dailyQuota?: number | null } = {},
-): ProviderSim & { setDailyQuota(n: number | null): void } {
+export function createNtsSim(opts: { dailyQuota?: number | null } = {}): ProviderSim & { setDailyQuota(n: number | null): void } {
   let dailyQuota = opts.dailyQuota ?? NTS_DEFAULT_DAILY_QUOTA
   const tokens = new Map<string, { clientId: string; expiresAt: number }>()
   const byRef = new Map<string, NtsReceipt[]>()
@@ -186,8 +166,7 @@ export function createNtsSim(
     if (supply < 0 || vat < 0 || supply + vat + fee !== total || supply < vat) {
       return res(400, 'TS4', '금액 오류 (거래금액 = 공급가액 + 부가세 + 봉사료)')
     }
-    const idType =
-      b.identifierType === undefined || b.identifierType === null ? null : String(b.identifierType)
+    const idType = b.identifierType === undefined || b.identifierType === null ? null : String(b.identifierType)
     if (idType !== null && !ID_TYPES.has(idType)) {
       return res(400, 'E002', 'identifierType은 PHONE, BUSINESS, CARD, RRN 중 하나입니다.')
     }
@@ -210,11 +189,7 @@ export function createNtsSim(
     if (q.used >= dailyQuota) {
       counters.rate_limited++
       return {
-        ...res(
-          429,
-          'QUOTA_EXCEEDED',
-          `일일 발급 한도(${dailyQuota}건)를 초과했습니다. 00:00(KST)에 초기화됩니다.`,
-        ),
+        ...res(429, 'QUOTA_EXCEEDED', `일일 발급 한도(${dailyQuota}건)를 초과했습니다. 00:00(KST)에 초기화됩니다.`),
         headers: { 'retry-after': String(Math.ceil(msToKstMidnight(req.nowMs) / 1000)) },
       }
     }
@@ -288,16 +263,10 @@ export function createNtsSim(
       return res(400, 'E001', '필수 항목 누락: originalTransactionDate')
     }
     const reason = Number(b.cancelReason)
-    if (
-      b.cancelReason === undefined ||
-      (reason !== 1 && reason !== 2 && reason !== 3) ||
-      String(b.cancelReason).trim() !== String(reason)
-    ) {
+    if (b.cancelReason === undefined || (reason !== 1 && reason !== 2 && reason !== 3) || String(b.cancelReason).trim() !== String(reason)) {
       return res(400, 'E002', 'cancelReason은 1(거래취소), 2(오류발급취소), 3(기타) 중 하나입니다.')
     }
-    const r = byApproval.get(
-      `${clientId}\u0000${String(b.originalApprovalNumber)}\u0000${String(b.originalTransactionDate)}`,
-    )
+    const r = byApproval.get(`${clientId}\u0000${String(b.originalApprovalNumber)}\u0000${String(b.originalTransactionDate)}`)
     if (!r) return res(404, 'TSC', '원거래 승인번호/거래일자가 국세청에 존재하지 않습니다.')
     if (b.businessNumber !== undefined && String(b.businessNumber).replace(/-/g, '') !== r.businessNumber) {
       return res(400, 'TSE', '취소거래와 원거래의 사업자등록번호가 다릅니다.')
@@ -372,8 +341,7 @@ export function createNtsSim(
       const [method, fn] = route as [string, (r: SimRequest, c: string) => SimResponse]
       return req.method === method ? fn(req, a.clientId) : res(405, 'E405', '허용되지 않는 메서드입니다.')
     },
-    serverError: () =>
-      res(503, 'SYSTEM_ERROR', '일시적인 시스템 오류로 처리되지 않았습니다. 잠시 후 다시 시도하세요.'),
+    serverError: () => res(503, 'SYSTEM_ERROR', '일시적인 시스템 오류로 처리되지 않았습니다. 잠시 후 다시 시도하세요.'),
     rateLimited: (s) => ({
       ...res(429, 'RATE_LIMITED', '요청이 너무 많습니다. 잠시 후 다시 시도하세요.'),
       headers: { 'retry-after': String(s) },

@@ -67,8 +67,7 @@ const fail = (code: string, message: string, status = 200): SimResponse => ({
 const badParam = (message: string) => fail('9999', message, 400)
 
 /** Strings as the schema says; numbers are accepted as their decimal text (a Spring backend coerces them). */
-const text = (v: unknown): string | null =>
-  typeof v === 'string' ? v : typeof v === 'number' && Number.isFinite(v) ? String(v) : null
+const text = (v: unknown): string | null => (typeof v === 'string' ? v : typeof v === 'number' && Number.isFinite(v) ? String(v) : null)
 
 export function createPayssamSim(): ProviderSim {
   const bills = new Map<string, Bill>()
@@ -237,14 +236,7 @@ export function createPayssamSim(): ProviderSim {
       credential: typeof req.body?.apikey === 'string' ? req.body.apikey : null,
     }),
     handle(req) {
-      const op =
-        req.path === '/if/cash-receipt/issue'
-          ? issue
-          : req.path === '/if/cash-receipt/cancel'
-            ? cancel
-            : req.path === '/if/cash-receipt/read'
-              ? read
-              : null
+      const op = req.path === '/if/cash-receipt/issue' ? issue : req.path === '/if/cash-receipt/cancel' ? cancel : req.path === '/if/cash-receipt/read' ? read : null
       if (!op) return fail('9999', '요청한 경로가 존재하지 않습니다.', 404)
       if (req.method !== 'POST') return fail('9999', '허용되지 않는 메서드입니다.', 405)
       return op(req)

@@ -211,7 +211,9 @@ export function createPopbillSim(opts: { readonly clock: () => number; readonly 
     const forwarded = header(req, 'x-lh-forwarded')
     const digest = createHash('sha256').update(req.bodyText, 'utf8').digest('base64')
     const target = `POST\n${digest}\n${date}\n${forwarded ? `${forwarded}\n` : ''}2.0\n/${serviceId}/Token`
-    const expected = createHmac('sha256', Buffer.from(popbillSandboxSecret(linkId), 'base64')).update(target, 'utf8').digest()
+    const expected = createHmac('sha256', Buffer.from(popbillSandboxSecret(linkId), 'base64'))
+      .update(target, 'utf8')
+      .digest()
     const given = Buffer.from(signature, 'base64')
     if (!/^[A-Za-z0-9_-]{1,100}$/.test(linkId) || given.length !== expected.length || !timingSafeEqual(given, expected)) {
       return fail(401, -10000032, '링크허브 인증 서명이 일치하지 않습니다.')
@@ -312,7 +314,8 @@ export function createPopbillSim(opts: { readonly clock: () => number; readonly 
     }
     const digits = identityNum.replace(/-/g, '')
     // What the NTS will refuse at filing (the receipt is still accepted now).
-    const natural = !selfIssue && (digits.length < 10 || digits.length > 19) ? 'TS1' : totalAmount !== supplyCost + tax + serviceFee || supplyCost < tax || totalAmount < 1 ? 'TS4' : null
+    const natural =
+      !selfIssue && (digits.length < 10 || digits.length > 19) ? 'TS1' : totalAmount !== supplyCost + tax + serviceFee || supplyCost < tax || totalAmount < 1 ? 'TS4' : null
     return {
       mgtKey,
       tradeDT,
@@ -393,7 +396,16 @@ export function createPopbillSim(opts: { readonly clock: () => number; readonly 
     if (submissions.has(key)) return fail(400, -14001031, '이미 사용된 제출아이디입니다. 제출아이디는 재사용할 수 없습니다.')
     // Issuance runs in the background and takes about 2.5 × the submission time (docs: bulk-issue).
     const delay = bulkDelayMs ?? Math.round(2.5 * (20 + 2 * list.length))
-    const s: Submission = { corpNum: t.corpNum, submitId, digest, receiptId: `0${randomHex(9)}`.slice(0, 18), items: list, submittedAtMs: req.nowMs, doneAtMs: req.nowMs + delay, results: null }
+    const s: Submission = {
+      corpNum: t.corpNum,
+      submitId,
+      digest,
+      receiptId: `0${randomHex(9)}`.slice(0, 18),
+      items: list,
+      submittedAtMs: req.nowMs,
+      doneAtMs: req.nowMs + delay,
+      results: null,
+    }
     submissions.set(key, s)
     pending.push(s)
     return { status: 200, body: { code: 1, message: '접수되었습니다.', receiptID: s.receiptId } }

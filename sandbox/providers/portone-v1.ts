@@ -31,20 +31,7 @@
  * Valid credentials: imp_key `imp_key_<x>` with imp_secret `imp_secret_<x>`.
  */
 import type { HeldReceipt, ProviderSim, SimRequest, SimResponse } from '../sim.ts'
-import {
-  ApprovalNumbers,
-  LiveLedger,
-  emptyCounters,
-  header,
-  intOf,
-  maskTail,
-  nonEmpty,
-  pruneHead,
-  randomHex,
-  segment,
-  suffixAfter,
-  vat11,
-} from '../sim.ts'
+import { ApprovalNumbers, LiveLedger, emptyCounters, header, intOf, maskTail, nonEmpty, pruneHead, randomHex, segment, suffixAfter, vat11 } from '../sim.ts'
 
 /** A payment PortOne processed, registered through `POST /_sandbox/portone/payments`. */
 export interface PortonePayment {
@@ -85,20 +72,7 @@ interface Receipt {
 }
 
 /** PG codes of the V1 API (`pg_provider`) that the sandbox knows rules for. */
-export const PORTONE_V1_PGS = [
-  'html5_inicis',
-  'kcp',
-  'nice',
-  'kicc',
-  'settle',
-  'daou',
-  'tosspayments',
-  'ksnet',
-  'smartro',
-  'smartro_v2',
-  'nice_v2',
-  'welcome',
-] as const
+export const PORTONE_V1_PGS = ['html5_inicis', 'kcp', 'nice', 'kicc', 'settle', 'daou', 'tosspayments', 'ksnet', 'smartro', 'smartro_v2', 'nice_v2', 'welcome'] as const
 export type PortoneV1Pg = (typeof PORTONE_V1_PGS)[number]
 
 /** A merchant's PG, registered through `POST /_sandbox/portone/merchants`. */
@@ -149,12 +123,7 @@ const EXTEND_WITHIN_S = 60
 const EXTEND_BY_S = 5 * 60
 const IDENTIFIER_TYPES = new Set(['person', 'business', 'phone', 'taxcard'])
 
-const envelope = (
-  status: number,
-  code: number,
-  message: string | null,
-  response: unknown = null,
-): SimResponse => ({
+const envelope = (status: number, code: number, message: string | null, response: unknown = null): SimResponse => ({
   status,
   body: { code, message, response },
 })
@@ -170,10 +139,7 @@ export function validatePortonePayment(p: unknown): PortonePayment {
   if (o.status !== undefined && o.status !== 'paid' && o.status !== 'ready' && o.status !== 'cancelled') {
     throw new TypeError(`payment ${o.imp_uid}: status must be paid, ready or cancelled`)
   }
-  if (
-    o.cancel_amount !== undefined &&
-    (intOf(o.cancel_amount) === null || (o.cancel_amount as number) > o.amount)
-  ) {
+  if (o.cancel_amount !== undefined && (intOf(o.cancel_amount) === null || (o.cancel_amount as number) > o.amount)) {
     throw new TypeError(`payment ${o.imp_uid}: cancel_amount must be an integer between 0 and amount`)
   }
   if (o.imp_key !== undefined && !nonEmpty(o.imp_key)) {
@@ -181,13 +147,7 @@ export function validatePortonePayment(p: unknown): PortonePayment {
   }
   if (o.naver !== undefined) {
     const n = o.naver as Record<string, unknown> | null
-    for (const f of [
-      'amount_total',
-      'amount_by_npoint',
-      'amount_by_primary',
-      'amount_supply',
-      'amount_vat',
-    ]) {
+    for (const f of ['amount_total', 'amount_by_npoint', 'amount_by_primary', 'amount_supply', 'amount_vat']) {
       if (!n || intOf(n[f]) === null || typeof n[f] !== 'number') {
         throw new TypeError(`payment ${o.imp_uid}: naver.${f} must be an integer`)
       }
@@ -371,9 +331,7 @@ export function createPortoneV1Sim(): ProviderSim & {
     // Another merchant's receipt is, to this merchant, one that was never issued.
     const r = ownedBy(current.get(key), impKey)
     if (!r) {
-      return ext
-        ? fail(404, '현금영수증 발행 내역이 존재하지 않습니다.')
-        : fail(400, '포트원을 통해 발행된 현금영수증이 없습니다.')
+      return ext ? fail(404, '현금영수증 발행 내역이 존재하지 않습니다.') : fail(400, '포트원을 통해 발행된 현금영수증이 없습니다.')
     }
     if (r.cancelled_at) return fail(400, '이미 취소된 현금영수증입니다.')
     r.cancelled_at = nowS(req)
@@ -460,17 +418,9 @@ export function createPortoneV1Sim(): ProviderSim & {
       if (!isReceipt && !naver) return fail(404, 'Not Found')
       const impKey = impKeyOf(req)
       if (!impKey) return fail(401, 'Unauthorized')
-      return naver
-        ? naverCashAmount(req, naver[1]!)
-        : receipts(req, impKey, req.path.slice('/receipts/'.length))
+      return naver ? naverCashAmount(req, naver[1]!) : receipts(req, impKey, req.path.slice('/receipts/'.length))
     },
-    serverError: (req) =>
-      fail(
-        500,
-        req.method === 'DELETE'
-          ? '현금영수증 발행취소에 실패하였습니다.'
-          : '현금영수증 발행에 실패하였습니다.',
-      ),
+    serverError: (req) => fail(500, req.method === 'DELETE' ? '현금영수증 발행취소에 실패하였습니다.' : '현금영수증 발행에 실패하였습니다.'),
     rateLimited: (s) => ({ ...fail(429, 'Too Many Requests'), headers: { 'retry-after': String(s) } }),
     maxLivePerKey: () => ledger.max,
     maxReceiptsPerKey: () => ledger.maxIssued,

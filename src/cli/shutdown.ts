@@ -22,9 +22,7 @@ export interface SignalSource {
 const SIGNALS: readonly ShutdownSignal[] = ['SIGINT', 'SIGTERM']
 const EXIT_CODE: Readonly<Record<ShutdownSignal, number>> = { SIGINT: 130, SIGTERM: 143 }
 
-export function listenForShutdown(
-  opts: { readonly source?: SignalSource; readonly stderr?: Pick<NodeJS.WriteStream, 'write'> } = {},
-): Shutdown {
+export function listenForShutdown(opts: { readonly source?: SignalSource; readonly stderr?: Pick<NodeJS.WriteStream, 'write'> } = {}): Shutdown {
   const source: SignalSource = opts.source ?? process
   const stderr = opts.stderr ?? process.stderr
   let first: ShutdownSignal | undefined

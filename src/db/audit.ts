@@ -55,11 +55,18 @@ export async function recentAudit(db: Db, limit = 50): Promise<AuditRow[]> {
  * actions whose selectors name it (`merchant`).
  */
 export async function auditPage(db: Db, page: PageRequest<number>, merchantId?: string): Promise<PageOf<AuditRow, number>> {
-  return keysetPage<AuditRow, number>(page, (a) => a.id, async (cursor, limit) => {
-    let q = db.selectFrom('audit_log').selectAll()
-    if (cursor) q = q.where('id', cursor.forward ? '<' : '>', String(cursor.key))
-    if (merchantId) q = q.where(sql<boolean>`selectors ->> 'merchant' = ${merchantId}`)
-    const rows = await q.orderBy('id', cursor && !cursor.forward ? 'asc' : 'desc').limit(limit).execute()
-    return rows.map((r) => ({ id: Number(r.id), at: r.at, actor: r.actor, action: r.action as AuditAction, selectors: r.selectors, counts: r.counts as Record<string, number> }))
-  })
+  return keysetPage<AuditRow, number>(
+    page,
+    (a) => a.id,
+    async (cursor, limit) => {
+      let q = db.selectFrom('audit_log').selectAll()
+      if (cursor) q = q.where('id', cursor.forward ? '<' : '>', String(cursor.key))
+      if (merchantId) q = q.where(sql<boolean>`selectors ->> 'merchant' = ${merchantId}`)
+      const rows = await q
+        .orderBy('id', cursor && !cursor.forward ? 'asc' : 'desc')
+        .limit(limit)
+        .execute()
+      return rows.map((r) => ({ id: Number(r.id), at: r.at, actor: r.actor, action: r.action as AuditAction, selectors: r.selectors, counts: r.counts as Record<string, number> }))
+    },
+  )
 }

@@ -111,9 +111,7 @@ function preparingPool(pool: pg.Pool): PostgresPool {
     query: ((textOrCursor: string | object, parameters?: readonly unknown[]) => {
       if (typeof textOrCursor !== 'string') return client.query(textOrCursor as never)
       const name = preparedName(textOrCursor)
-      return name
-        ? client.query({ name, text: textOrCursor, values: parameters as unknown[] })
-        : client.query(textOrCursor, parameters as unknown[])
+      return name ? client.query({ name, text: textOrCursor, values: parameters as unknown[] }) : client.query(textOrCursor, parameters as unknown[])
     }) as unknown as PostgresPoolClient['query'],
     release: () => client.release(),
   })

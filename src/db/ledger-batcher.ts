@@ -54,13 +54,10 @@ export function createLedgerBatcher(db: Db, opts: LedgerBatcherOptions): LedgerB
 
   const claims = new DataLoader<number, ClaimResult>(
     (ids) =>
-      withFallback(
-        ids,
-        async (batch) => {
-          const m = await claimReceipts(db, batch, opts.workerId, opts.leaseMs)
-          return batch.map((id) => m.get(id)!)
-        },
-      ),
+      withFallback(ids, async (batch) => {
+        const m = await claimReceipts(db, batch, opts.workerId, opts.leaseMs)
+        return batch.map((id) => m.get(id)!)
+      }),
     common,
   )
 

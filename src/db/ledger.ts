@@ -84,11 +84,53 @@ export type ClaimResult =
  * change result type") if `r.*` grows by a column a migration adds while workers run.
  */
 const RECEIPT_COLUMNS = [
-  'id', 'transaction_id', 'kind', 'seq', 'merchant_id', 'provider', 'state', 'provider_key', 'idempotency_key', 'portone_payment',
-  'needs_lookup', 'approval_number', 'total_amount', 'supply_amount', 'vat_amount', 'tax_free_amount', 'service_fee',
-  'cancelled_amount', 'purpose', 'self_issued', 'trade_date', 'deadline', 'provider_receipt_id', 'receipt_url', 'skip_reason',
-  'error_class', 'error_code', 'error_message', 'attempts', 'locked_by', 'locked_until', 'last_sent_at', 'run_id', 'last_run_id', 'redrive_count', 'requeue_count',
-  'parent_receipt_id', 'reissue_amount', 'replaces_receipt_id', 'cancel_reason', 'reconcile_flag', 'reconciled_at', 'provisional', 'created_at', 'updated_at', 'issued_at', 'finished_at',
+  'id',
+  'transaction_id',
+  'kind',
+  'seq',
+  'merchant_id',
+  'provider',
+  'state',
+  'provider_key',
+  'idempotency_key',
+  'portone_payment',
+  'needs_lookup',
+  'approval_number',
+  'total_amount',
+  'supply_amount',
+  'vat_amount',
+  'tax_free_amount',
+  'service_fee',
+  'cancelled_amount',
+  'purpose',
+  'self_issued',
+  'trade_date',
+  'deadline',
+  'provider_receipt_id',
+  'receipt_url',
+  'skip_reason',
+  'error_class',
+  'error_code',
+  'error_message',
+  'attempts',
+  'locked_by',
+  'locked_until',
+  'last_sent_at',
+  'run_id',
+  'last_run_id',
+  'redrive_count',
+  'requeue_count',
+  'parent_receipt_id',
+  'reissue_amount',
+  'replaces_receipt_id',
+  'cancel_reason',
+  'reconcile_flag',
+  'reconciled_at',
+  'provisional',
+  'created_at',
+  'updated_at',
+  'issued_at',
+  'finished_at',
 ] as const satisfies readonly (keyof ReceiptsTable)[]
 // Compile-time check that the list is complete: a column added to ReceiptsTable and not here fails the build.
 type Unlisted = Exclude<keyof ReceiptsTable, (typeof RECEIPT_COLUMNS)[number]>
@@ -206,9 +248,7 @@ export interface TransitionItem {
 
 const TERMINAL: readonly ReceiptState[] = ['issued', 'failed', 'skipped', 'cancelled']
 /** The states an attempt may end in, per kind (a cancel row is never skipped or cancelled itself). */
-const RECORDABLE = sql.raw(
-  `d.state IN ('pending', 'issued', 'failed', 'skipped', 'cancelled') AND (r.kind = 'issue' OR d.state IN ('pending', 'issued', 'failed'))`,
-)
+const RECORDABLE = sql.raw(`d.state IN ('pending', 'issued', 'failed', 'skipped', 'cancelled') AND (r.kind = 'issue' OR d.state IN ('pending', 'issued', 'failed'))`)
 
 /**
  * Applies transitions to rows their workers own (state issuing, locked_by = worker; the target one
@@ -594,10 +634,7 @@ function refusalOf(err: unknown): Pick<RefusedIssueReceipt, 'code' | 'sqlstate' 
  * key, the one earlier in the batch keeps it. Run it outside a transaction: a refused statement
  * aborts an enclosing one.
  */
-export async function insertIssueReceiptsIsolating(
-  db: Db,
-  receipts: readonly NewReceipt[],
-): Promise<{ inserted: InsertedIssueReceipt[]; refused: RefusedIssueReceipt[] }> {
+export async function insertIssueReceiptsIsolating(db: Db, receipts: readonly NewReceipt[]): Promise<{ inserted: InsertedIssueReceipt[]; refused: RefusedIssueReceipt[] }> {
   const inserted: InsertedIssueReceipt[] = []
   const refused: RefusedIssueReceipt[] = []
   const attempt = async (part: readonly NewReceipt[]): Promise<void> => {
@@ -675,7 +712,13 @@ export async function insertCancelReceipt(db: Db, c: NewCancelReceipt): Promise<
 
 /** A full cancel is about to be sent: issued → cancelling. False when the row is not issued. */
 export async function beginFullCancel(db: Db, parentId: number): Promise<boolean> {
-  const moved = db.updateTable('receipts').set({ state: 'cancelling', updated_at: sql`now()` }).where('id', '=', parentId).where('kind', '=', 'issue').where('state', '=', 'issued').returning('id')
+  const moved = db
+    .updateTable('receipts')
+    .set({ state: 'cancelling', updated_at: sql`now()` })
+    .where('id', '=', parentId)
+    .where('kind', '=', 'issue')
+    .where('state', '=', 'issued')
+    .returning('id')
   return logTransition(db, moved, 'issued', 'cancelling', 'cancel')
 }
 
@@ -878,13 +921,7 @@ export async function redriveFailed(
  * issued or cancelled, issued → cancelled. `from` is the state the caller read; the row must still
  * be in it.
  */
-export async function repairFromProvider(
-  db: Db,
-  receiptId: number,
-  from: ReceiptState,
-  to: 'issued' | 'cancelled',
-  held: ProviderReceipt,
-): Promise<boolean> {
+export async function repairFromProvider(db: Db, receiptId: number, from: ReceiptState, to: 'issued' | 'cancelled', held: ProviderReceipt): Promise<boolean> {
   const allowed: ReceiptState[] = to === 'issued' ? ['failed', 'pending'] : ['failed', 'pending', 'issued']
   if (!allowed.includes(from)) return false
   const issuedAt = validDate(held.issuedAt)
@@ -1096,7 +1133,11 @@ export async function recordDuplicates(
     .selectFrom('provider_duplicates')
     .select(['id', 'provider_receipt_id', 'approval_number', 'amount'])
     .where('receipt_id', '=', receiptId)
-    .where('provider_receipt_id', 'in', found.map((f) => f.providerReceiptId))
+    .where(
+      'provider_receipt_id',
+      'in',
+      found.map((f) => f.providerReceiptId),
+    )
     .where('repaired_at', 'is', null)
     .orderBy('id')
     .execute()
@@ -1334,45 +1375,48 @@ export interface BatchFence {
  */
 export async function fenceBatchSend(db: Db, batchId: number, workerId: string, f: BatchFence): Promise<Map<number, number> | null> {
   const owner = batchOwner(batchId)
-  return db.transaction().execute(async (trx) => {
-    const b = await sql<{ id: number; attempts: number }>`
+  return db
+    .transaction()
+    .execute(async (trx) => {
+      const b = await sql<{ id: number; attempts: number }>`
       UPDATE provider_batches SET state = 'submitted', submit_id = ${f.submitId}, content_hash = ${f.contentHash}, item_count = ${f.itemCount},
         submitted_at = COALESCE(submitted_at, clock_timestamp()), last_sent_at = clock_timestamp(),
         locked_until = GREATEST(locked_until, now() + make_interval(secs => ${f.coverMs / 1000})), updated_at = now()
       WHERE id = ${batchId} AND locked_by = ${workerId} AND locked_until > now() AND state IN ('open', 'submitted')
         AND (submit_id IS NULL OR submit_id = ${f.submitId})
       RETURNING id, attempts`.execute(trx)
-    if (!b.rows[0]) return null
-    const members = await sql<{ id: number; attempts: number; owned: boolean; attempt_id: number | null }>`
+      if (!b.rows[0]) return null
+      const members = await sql<{ id: number; attempts: number; owned: boolean; attempt_id: number | null }>`
       SELECT r.id, r.attempts, (r.state = 'issuing' AND r.locked_by = ${owner}) AS owned, i.attempt_id
       FROM provider_batch_items i JOIN receipts r ON r.id = i.receipt_id
       WHERE i.batch_id = ${batchId} AND i.active ORDER BY r.id FOR UPDATE OF r, i`.execute(trx)
-    if (members.rows.length !== f.itemCount || members.rows.some((m) => !m.owned)) {
-      // Rolled back: a member left since the claim (the content the submit id names is not ours to send).
-      throw new BatchFenceRefused()
-    }
-    await sql`
+      if (members.rows.length !== f.itemCount || members.rows.some((m) => !m.owned)) {
+        // Rolled back: a member left since the claim (the content the submit id names is not ours to send).
+        throw new BatchFenceRefused()
+      }
+      await sql`
       UPDATE receipts r SET locked_until = GREATEST(r.locked_until, now() + make_interval(secs => ${f.coverMs / 1000})), last_sent_at = clock_timestamp()
       WHERE r.id = ANY(${members.rows.map((m) => m.id)}::bigint[]) AND r.state = 'issuing' AND r.locked_by = ${owner}`.execute(trx)
-    const fresh = members.rows.filter((m) => m.attempt_id === null)
-    const ids = new Map(members.rows.filter((m) => m.attempt_id !== null).map((m) => [Number(m.id), Number(m.attempt_id)]))
-    if (fresh.length) {
-      const ins = await sql<{ receipt_id: number; id: number }>`
+      const fresh = members.rows.filter((m) => m.attempt_id === null)
+      const ids = new Map(members.rows.filter((m) => m.attempt_id !== null).map((m) => [Number(m.id), Number(m.attempt_id)]))
+      if (fresh.length) {
+        const ins = await sql<{ receipt_id: number; id: number }>`
         INSERT INTO issuance_attempts (receipt_id, attempt_no, operation, started_at, outcome, worker_id, job_id)
         SELECT v.id, v.n, 'issue', clock_timestamp(), 'sent', ${workerId}, ${f.jobId}
         FROM unnest(${fresh.map((m) => m.id)}::bigint[], ${fresh.map((m) => m.attempts)}::int[]) AS v(id, n)
         RETURNING receipt_id, id`.execute(trx)
-      await sql`
+        await sql`
         UPDATE provider_batch_items i SET attempt_id = v.attempt_id
         FROM unnest(${ins.rows.map((r) => r.receipt_id)}::bigint[], ${ins.rows.map((r) => r.id)}::bigint[]) AS v(receipt_id, attempt_id)
         WHERE i.batch_id = ${batchId} AND i.receipt_id = v.receipt_id`.execute(trx)
-      for (const r of ins.rows) ids.set(Number(r.receipt_id), Number(r.id))
-    }
-    return ids
-  }).catch((err: unknown) => {
-    if (err instanceof BatchFenceRefused) return null
-    throw err
-  })
+        for (const r of ins.rows) ids.set(Number(r.receipt_id), Number(r.id))
+      }
+      return ids
+    })
+    .catch((err: unknown) => {
+      if (err instanceof BatchFenceRefused) return null
+      throw err
+    })
 }
 
 class BatchFenceRefused extends Error {}

@@ -33,12 +33,7 @@ export type ClaimNotificationResult =
   | { readonly claimed: false; readonly state: 'missing'; readonly busy: false }
 
 /** Claims a pending row, or a sending one whose lease ran out (its worker died). */
-export async function claimNotification(
-  db: Db,
-  id: number,
-  workerId: string,
-  leaseMs: number,
-): Promise<ClaimNotificationResult> {
+export async function claimNotification(db: Db, id: number, workerId: string, leaseMs: number): Promise<ClaimNotificationResult> {
   const res = await sql<{
     id: string
     receipt_id: string
@@ -77,12 +72,7 @@ export async function claimNotification(
  * The send fence: records that a send is about to leave, only while this worker holds the claim (and
  * extends the lease over the send). False: the claim was taken over; the caller must not send.
  */
-export async function fenceNotificationSend(
-  db: Db,
-  id: number,
-  workerId: string,
-  leaseMs: number,
-): Promise<boolean> {
+export async function fenceNotificationSend(db: Db, id: number, workerId: string, leaseMs: number): Promise<boolean> {
   const res = await db
     .updateTable('notifications')
     .set({
@@ -106,12 +96,7 @@ export type NotificationFinish =
   | { readonly state: 'pending'; readonly errorClass: string; readonly code: string | null }
 
 /** Ends this worker's claim. False when it was taken over meanwhile (the row is left alone). */
-export async function finishNotification(
-  db: Db,
-  id: number,
-  workerId: string,
-  f: NotificationFinish,
-): Promise<boolean> {
+export async function finishNotification(db: Db, id: number, workerId: string, f: NotificationFinish): Promise<boolean> {
   const res = await db
     .updateTable('notifications')
     .set({
@@ -119,13 +104,9 @@ export async function finishNotification(
       locked_by: null,
       locked_until: null,
       updated_at: sql`now()`,
-      ...(f.state === 'sent'
-        ? { sent_at: sql`now()`, message_id: f.messageId, error_class: null, error_code: null }
-        : {}),
+      ...(f.state === 'sent' ? { sent_at: sql`now()`, message_id: f.messageId, error_class: null, error_code: null } : {}),
       ...(f.state === 'skipped' ? { skip_reason: f.reason.slice(0, 100) } : {}),
-      ...(f.state === 'failed' || f.state === 'pending'
-        ? { error_class: f.errorClass.slice(0, 50), error_code: f.code?.slice(0, 100) ?? null }
-        : {}),
+      ...(f.state === 'failed' || f.state === 'pending' ? { error_class: f.errorClass.slice(0, 50), error_code: f.code?.slice(0, 100) ?? null } : {}),
     })
     .where('id', '=', id)
     .where('state', '=', 'sending')
@@ -141,23 +122,13 @@ export async function finishNotification(
  * too the new one does). The queue's job id
  * makes a second offer of a row still held there a no-op.
  */
-export async function notificationsToEnqueue(
-  db: Db,
-  staleMs: number,
-  limit: number,
-): Promise<{ id: number; redriveCount: number }[]> {
+export async function notificationsToEnqueue(db: Db, staleMs: number, limit: number): Promise<{ id: number; redriveCount: number }[]> {
   const rows = await db
     .selectFrom('notifications')
     .select(['id', 'redrive_count'])
     .where((eb) =>
       eb.or([
-        eb.and([
-          eb('state', '=', 'pending'),
-          eb.or([
-            eb('enqueued_at', 'is', null),
-            eb('enqueued_at', '<', sql<Date>`now() - ${staleMs} * interval '1 millisecond'`),
-          ]),
-        ]),
+        eb.and([eb('state', '=', 'pending'), eb.or([eb('enqueued_at', 'is', null), eb('enqueued_at', '<', sql<Date>`now() - ${staleMs} * interval '1 millisecond'`)])]),
         // a claim whose worker died and whose job is gone too
         eb.and([eb('state', '=', 'sending'), eb('locked_until', '<', sql<Date>`now()`)]),
       ]),
@@ -195,10 +166,7 @@ export interface NotificationContext {
   readonly fullCancel: boolean
 }
 
-export async function notificationContext(
-  db: Db,
-  receiptId: number,
-): Promise<NotificationContext | undefined> {
+export async function notificationContext(db: Db, receiptId: number): Promise<NotificationContext | undefined> {
   const r = await db
     .selectFrom('receipts as r')
     .innerJoin('cash_transactions as t', 't.transaction_id', 'r.transaction_id')
@@ -271,9 +239,7 @@ export async function countNotifications(
     // A cancellation's event belongs to the run of the receipt it cancels.
     q = q
       .innerJoin('receipts as e', 'e.id', 'n.receipt_id')
-      .innerJoin('receipts as r', (j) =>
-        j.on((eb) => eb('r.id', '=', eb.fn.coalesce('e.parent_receipt_id', 'e.id'))),
-      )
+      .innerJoin('receipts as r', (j) => j.on((eb) => eb('r.id', '=', eb.fn.coalesce('e.parent_receipt_id', 'e.id'))))
       .where(`r.${scope.column}`, 'in', scope.runIds)
   }
   const total = zero()
@@ -292,11 +258,7 @@ export interface NotificationFilter {
 }
 
 /** Failed rows back to pending under a fresh job generation; returns how many per channel. */
-export async function redriveFailedNotifications(
-  db: Db,
-  filter: NotificationFilter,
-  opts: { readonly dryRun?: boolean } = {},
-): Promise<{ channel: string; count: number }[]> {
+export async function redriveFailedNotifications(db: Db, filter: NotificationFilter, opts: { readonly dryRun?: boolean } = {}): Promise<{ channel: string; count: number }[]> {
   let sel = db
     .selectFrom('notifications')
     .select(['channel', (eb) => eb.fn.countAll<number>().as('n')])
@@ -304,8 +266,9 @@ export async function redriveFailedNotifications(
     .groupBy('channel')
   if (filter.merchantId) sel = sel.where('merchant_id', '=', filter.merchantId)
   if (filter.channel) sel = sel.where('channel', '=', filter.channel)
-  if (opts.dryRun)
-    {return (await sel.orderBy('channel').execute()).map((r) => ({ channel: r.channel, count: Number(r.n) }))}
+  if (opts.dryRun) {
+    return (await sel.orderBy('channel').execute()).map((r) => ({ channel: r.channel, count: Number(r.n) }))
+  }
   let upd = db
     .updateTable('notifications')
     .set({

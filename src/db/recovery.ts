@@ -41,7 +41,14 @@ export async function recoveryCandidates(
     )
     // A member of a live batch is the batch's: the batch's own recovery below finishes it.
     .where(({ not, exists, selectFrom }) =>
-      not(exists(selectFrom('provider_batch_items as i').select(sql`1`.as('one')).whereRef('i.receipt_id', '=', 'receipts.id').where('i.active', '=', true))),
+      not(
+        exists(
+          selectFrom('provider_batch_items as i')
+            .select(sql`1`.as('one'))
+            .whereRef('i.receipt_id', '=', 'receipts.id')
+            .where('i.active', '=', true),
+        ),
+      ),
     )
     .where('id', '>', opts.afterId)
     .orderBy('id')

@@ -126,7 +126,9 @@ export async function runDemo(opts: { transactions: number; json: boolean }, dep
     say(`imported ${imported.inserted} transactions for business date ${businessDate}`)
 
     const settled = await app.settle({ businessDate, trigger: 'manual' })
-    const reasons = Object.entries(settled.skipReasons).map(([k, n]) => `${k} ${n}`).join(', ')
+    const reasons = Object.entries(settled.skipReasons)
+      .map(([k, n]) => `${k} ${n}`)
+      .join(', ')
     say(`settlement run ${settled.runId}: ${settled.created} receipts to issue, ${settled.skipped} skipped${reasons ? ` (${reasons})` : ''}`)
 
     app.startWorker({ concurrency: 8 })
@@ -152,7 +154,9 @@ export async function runDemo(opts: { transactions: number; json: boolean }, dep
       if (toss) sandbox.toss.advance(2 * 86_400_000)
       if (popbill) sandbox.popbill.fileNow()
       const rec = await app.reconcile(businessDate, kstToday(Date.now()))
-      say(`reconcile: ${rec.finalized.length} provisional receipts (Toss, Popbill) final, ${rec.rejected.length} refused by the tax authority, ${rec.provisional} still provisional`)
+      say(
+        `reconcile: ${rec.finalized.length} provisional receipts (Toss, Popbill) final, ${rec.rejected.length} refused by the tax authority, ${rec.provisional} still provisional`,
+      )
       report = await app.report({ runId: settled.runId! }, kstToday(Date.now()))
     }
 

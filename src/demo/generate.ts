@@ -10,13 +10,33 @@ export interface GeneratedDay {
   readonly header: readonly string[]
   readonly rows: readonly Record<string, string>[]
   /** PortOne V1 payments (imp_uid) the sandbox must know about. */
-  readonly portonePayments: readonly { imp_uid: string; amount: number; naver?: { amount_total: number; amount_by_npoint: number; amount_by_primary: number; amount_supply: number; amount_vat: number } }[]
+  readonly portonePayments: readonly {
+    imp_uid: string
+    amount: number
+    naver?: { amount_total: number; amount_by_npoint: number; amount_by_primary: number; amount_supply: number; amount_vat: number }
+  }[]
 }
 
 export const IMPORT_HEADER = [
-  'transaction_id', 'merchant_id', 'provider', 'payment_ref', 'order_id', 'order_name', 'method', 'amount',
-  'tax_free_amount', 'service_fee', 'paid_at', 'identifier', 'identifier_type', 'purpose', 'buyer_name',
-  'buyer_email', 'buyer_tel', 'status', 'refunded_amount',
+  'transaction_id',
+  'merchant_id',
+  'provider',
+  'payment_ref',
+  'order_id',
+  'order_name',
+  'method',
+  'amount',
+  'tax_free_amount',
+  'service_fee',
+  'paid_at',
+  'identifier',
+  'identifier_type',
+  'purpose',
+  'buyer_name',
+  'buyer_email',
+  'buyer_tel',
+  'status',
+  'refunded_amount',
 ] as const
 
 /** The seeded PRNG the sandbox's fault draws use too (mulberry32), so generated days are reproducible per seed. */
@@ -109,9 +129,7 @@ export function generateDay(opts: {
       payments.push({
         imp_uid: paymentRef,
         amount,
-        ...(method === 'naverpay'
-          ? { naver: { amount_total: cash, amount_by_npoint: 0, amount_by_primary: cash, amount_supply: cash - vat, amount_vat: vat } }
-          : {}),
+        ...(method === 'naverpay' ? { naver: { amount_total: cash, amount_by_npoint: 0, amount_by_primary: cash, amount_supply: cash - vat, amount_vat: vat } } : {}),
       })
     }
   }

@@ -37,7 +37,9 @@ export function kstWallClock(instant: Date | number): string {
  */
 export function kstDateTime(instant: Date | number | string, precision: 'second' | 'minute' = 'second'): string {
   const ms = typeof instant === 'string' ? Date.parse(instant) : typeof instant === 'number' ? instant : instant.getTime()
-  return `${kstWallClock(ms).slice(0, precision === 'second' ? 19 : 16).replace('T', ' ')} KST`
+  return `${kstWallClock(ms)
+    .slice(0, precision === 'second' ? 19 : 16)
+    .replace('T', ' ')} KST`
 }
 
 export const kstToday = (nowMs: number): string => businessDateOf(nowMs)

@@ -12,8 +12,24 @@ import { METHODS, type Method } from './eligibility.ts'
 import type { FieldError } from './result.ts'
 
 export const IMPORT_COLUMNS = [
-  'transaction_id', 'merchant_id', 'provider', 'payment_ref', 'order_id', 'order_name', 'method', 'amount', 'tax_free_amount',
-  'service_fee', 'paid_at', 'identifier', 'identifier_type', 'purpose', 'buyer_name', 'buyer_email', 'buyer_tel', 'status',
+  'transaction_id',
+  'merchant_id',
+  'provider',
+  'payment_ref',
+  'order_id',
+  'order_name',
+  'method',
+  'amount',
+  'tax_free_amount',
+  'service_fee',
+  'paid_at',
+  'identifier',
+  'identifier_type',
+  'purpose',
+  'buyer_name',
+  'buyer_email',
+  'buyer_tel',
+  'status',
   'refunded_amount',
 ] as const
 export const IMPORT_REQUIRED_COLUMNS = ['transaction_id', 'merchant_id', 'provider', 'method', 'amount', 'paid_at'] as const

@@ -61,9 +61,7 @@ export function isAuthorized(header: string | undefined, auth: ServeAuth): boole
     const user = decoded.slice(0, colon)
     const password = decoded.slice(colon + 1)
     // Both comparisons always run: no early exit that would tell which part was wrong.
-    const basicOk = auth.basicAuth
-      ? same(user, auth.basicAuth.user) && same(password, auth.basicAuth.password)
-      : false
+    const basicOk = auth.basicAuth ? same(user, auth.basicAuth.user) && same(password, auth.basicAuth.password) : false
     const tokenOk = auth.authToken ? same(password, auth.authToken) : false
     return basicOk || tokenOk
   }
@@ -95,10 +93,7 @@ export function allowedHosts(serve: { readonly allowedHosts?: readonly string[] 
   const allowed = serve.allowedHosts ?? []
   return (req: Request, res: Response, next: NextFunction) => {
     if (isAllowedHost(req.headers.host, allowed)) return next()
-    res
-      .status(421)
-      .type('text/plain')
-      .send('this dashboard does not answer to that host name; add it to DASHBOARD_ALLOWED_HOSTS if it is yours\n')
+    res.status(421).type('text/plain').send('this dashboard does not answer to that host name; add it to DASHBOARD_ALLOWED_HOSTS if it is yours\n')
   }
 }
 

@@ -29,22 +29,32 @@ export async function knownMerchants(db: Db): Promise<{ id: string; name: string
  * only its receipts counted.
  */
 export async function recentRuns(db: Db, page: PageRequest<number> = { size: DEFAULT_PAGE_SIZE }, merchantId?: string): Promise<PageOf<RunRow, number>> {
-  const got = await keysetPage<SettlementRun, number>(page, (r) => r.id, (cursor, limit) => {
-    let q = db.selectFrom('settlement_runs as s').selectAll('s')
-    if (cursor) q = q.where('s.id', cursor.forward ? '<' : '>', cursor.key)
-    if (merchantId) {
-      q = q.where((eb) =>
-        eb.or([
-          eb('s.merchant_scope', '=', merchantId),
-          eb.exists(
-            eb.selectFrom('receipts as r').select('r.id').where('r.merchant_id', '=', merchantId)
-              .where((w) => w.or([w('r.run_id', '=', w.ref('s.id')), w('r.last_run_id', '=', w.ref('s.id'))])),
-          ),
-        ]),
-      )
-    }
-    return q.orderBy('s.id', cursor && !cursor.forward ? 'asc' : 'desc').limit(limit).execute()
-  })
+  const got = await keysetPage<SettlementRun, number>(
+    page,
+    (r) => r.id,
+    (cursor, limit) => {
+      let q = db.selectFrom('settlement_runs as s').selectAll('s')
+      if (cursor) q = q.where('s.id', cursor.forward ? '<' : '>', cursor.key)
+      if (merchantId) {
+        q = q.where((eb) =>
+          eb.or([
+            eb('s.merchant_scope', '=', merchantId),
+            eb.exists(
+              eb
+                .selectFrom('receipts as r')
+                .select('r.id')
+                .where('r.merchant_id', '=', merchantId)
+                .where((w) => w.or([w('r.run_id', '=', w.ref('s.id')), w('r.last_run_id', '=', w.ref('s.id'))])),
+            ),
+          ]),
+        )
+      }
+      return q
+        .orderBy('s.id', cursor && !cursor.forward ? 'asc' : 'desc')
+        .limit(limit)
+        .execute()
+    },
+  )
   const runs = got.rows
   if (!runs.length) return { ...got, rows: [] }
   const plain = runs.filter((r) => r.trigger !== 'redrive').map((r) => r.id)
@@ -53,9 +63,7 @@ export async function recentRuns(db: Db, page: PageRequest<number> = { size: DEF
   const counts = await sql<{ id: number; state: string; n: number }>`
     SELECT run_id AS id, state, count(*)::int AS n FROM receipts WHERE kind = 'issue' AND run_id = ANY(${plain}::bigint[]) ${merchant} GROUP BY 1, 2
     UNION ALL
-    SELECT last_run_id AS id, state, count(*)::int AS n FROM receipts WHERE kind = 'issue' AND last_run_id = ANY(${redrives}::bigint[]) ${merchant} GROUP BY 1, 2`.execute(
-    db,
-  )
+    SELECT last_run_id AS id, state, count(*)::int AS n FROM receipts WHERE kind = 'issue' AND last_run_id = ANY(${redrives}::bigint[]) ${merchant} GROUP BY 1, 2`.execute(db)
   const byRun = new Map<number, Record<Outcome, number>>()
   for (const c of counts.rows) {
     const m = byRun.get(Number(c.id)) ?? { issued: 0, failed: 0, pending: 0, skipped: 0, cancelled: 0 }
@@ -66,7 +74,15 @@ export async function recentRuns(db: Db, page: PageRequest<number> = { size: DEF
     ...got,
     rows: runs.map((r) => {
       const counts = byRun.get(r.id) ?? { issued: 0, failed: 0, pending: 0, skipped: 0, cancelled: 0 }
-      return { id: r.id, business_date: r.business_date, trigger: r.trigger, merchant_scope: r.merchant_scope, status: liveStatus(r.status, counts), started_at: r.started_at, counts }
+      return {
+        id: r.id,
+        business_date: r.business_date,
+        trigger: r.trigger,
+        merchant_scope: r.merchant_scope,
+        status: liveStatus(r.status, counts),
+        started_at: r.started_at,
+        counts,
+      }
     }),
   }
 }
@@ -138,19 +154,38 @@ export async function runFailures(
   if (filter.merchantId) q = q.where('r.merchant_id', '=', filter.merchantId)
   const [total, got, facets] = await Promise.all([
     q.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow(),
-    keysetPage<FailedReceipt, number>(page, (f) => f.id, async (cursor, limit) => {
-      const rows = await (cursor ? q.where('r.id', cursor.forward ? '>' : '<', cursor.key) : q)
-        .innerJoin('cash_transactions as t', 't.transaction_id', 'r.transaction_id')
-        .leftJoin('merchants as m', 'm.id', 'r.merchant_id')
-        .select([
-          'r.id', 'r.kind', 'r.transaction_id', 'r.merchant_id', 'r.provider', 'r.error_class', 'r.error_code', 'r.error_message', 'r.attempts',
-          'r.redrive_count', 'r.trade_date', 'r.deadline', 'r.finished_at', 'm.name as merchant_name', 'r.total_amount', 't.order_name', 't.paid_at',
-        ])
-        .orderBy('r.id', cursor && !cursor.forward ? 'desc' : 'asc')
-        .limit(limit)
-        .execute()
-      return rows.map(({ total_amount, merchant_name, ...r }) => ({ ...r, merchant_name: merchant_name ?? null, amount: Number(total_amount) }))
-    }),
+    keysetPage<FailedReceipt, number>(
+      page,
+      (f) => f.id,
+      async (cursor, limit) => {
+        const rows = await (cursor ? q.where('r.id', cursor.forward ? '>' : '<', cursor.key) : q)
+          .innerJoin('cash_transactions as t', 't.transaction_id', 'r.transaction_id')
+          .leftJoin('merchants as m', 'm.id', 'r.merchant_id')
+          .select([
+            'r.id',
+            'r.kind',
+            'r.transaction_id',
+            'r.merchant_id',
+            'r.provider',
+            'r.error_class',
+            'r.error_code',
+            'r.error_message',
+            'r.attempts',
+            'r.redrive_count',
+            'r.trade_date',
+            'r.deadline',
+            'r.finished_at',
+            'm.name as merchant_name',
+            'r.total_amount',
+            't.order_name',
+            't.paid_at',
+          ])
+          .orderBy('r.id', cursor && !cursor.forward ? 'desc' : 'asc')
+          .limit(limit)
+          .execute()
+        return rows.map(({ total_amount, merchant_name, ...r }) => ({ ...r, merchant_name: merchant_name ?? null, amount: Number(total_amount) }))
+      },
+    ),
     sql<{ provider: string; error_class: string; code: string; n: number }>`
       SELECT provider, coalesce(error_class, '') AS error_class, coalesce(error_code, '') AS code, count(*)::int AS n
       FROM receipts WHERE state = 'failed' AND (run_id = ${runId} OR last_run_id = ${runId})

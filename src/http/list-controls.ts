@@ -59,8 +59,8 @@ export function listFilterForm(
 export function pager<K extends string | number>(t: Translator, path: string, params: ListParams, page: PageOf<unknown, K>, paged: boolean): SafeHtml {
   const base = { ...params, after: undefined, before: undefined }
   return html`<p class="pager">
-    ${paged ? html`<a class="first" href="${listHref(t, path, base)}">${t('list.first')}</a>` : ''}${page.previous !== null
-      ? html`<a class="previous" rel="prev" href="${listHref(t, path, { ...base, before: page.previous })}">${t('pager.previous')}</a>`
-      : ''}${page.next !== null ? html`<a class="next" rel="next" href="${listHref(t, path, { ...base, after: page.next })}">${t('pager.next')}</a>` : ''}
+    ${paged ? html`<a class="first" href="${listHref(t, path, base)}">${t('list.first')}</a>` : ''}${
+      page.previous !== null ? html`<a class="previous" rel="prev" href="${listHref(t, path, { ...base, before: page.previous })}">${t('pager.previous')}</a>` : ''
+    }${page.next !== null ? html`<a class="next" rel="next" href="${listHref(t, path, { ...base, after: page.next })}">${t('pager.next')}</a>` : ''}
   </p>`
 }

@@ -44,15 +44,7 @@ export const LATENCY_WINDOW_HOURS = 24
 /** A source slower than this counts as down for the scrape (Prometheus' default scrape timeout is 10 s). */
 const SOURCE_TIMEOUT_MS = 5_000
 
-const JOB_STATES = [
-  'waiting',
-  'active',
-  'delayed',
-  'prioritized',
-  'waiting-children',
-  'failed',
-  'completed',
-] as const
+const JOB_STATES = ['waiting', 'active', 'delayed', 'prioritized', 'waiting-children', 'failed', 'completed'] as const
 
 export interface MetricsDeps {
   readonly db: Db
@@ -172,7 +164,7 @@ export function createMetrics(deps: MetricsDeps): Metrics {
 
   new Gauge({
     name: 'cash_receipts_provisional_receipts',
-    help: "Issued receipts whose tax-authority result is still due (Toss IN_PROGRESS); reconcile finalises them.",
+    help: 'Issued receipts whose tax-authority result is still due (Toss IN_PROGRESS); reconcile finalises them.',
     labelNames: ['provider'],
     registers: [registry],
     async collect() {
@@ -252,21 +244,13 @@ export function createMetrics(deps: MetricsDeps): Metrics {
         }
       },
     })
-  limiterGauge(
-    'cash_receipts_limiter_running',
-    'Provider calls in flight through a shared limiter, across all worker processes.',
-    (l) => l.running,
-  )
+  limiterGauge('cash_receipts_limiter_running', 'Provider calls in flight through a shared limiter, across all worker processes.', (l) => l.running)
   limiterGauge(
     'cash_receipts_limiter_queued',
     'Provider calls waiting in a shared limiter (throttled), across the worker processes alive; sustained > 0 means the limit, not the workers, sets the pace.',
     (l) => l.queued,
   )
-  limiterGauge(
-    'cash_receipts_limiter_quota_used',
-    "Issue calls counted today (KST) against the credential's daily quota.",
-    (l) => l.quotaUsed,
-  )
+  limiterGauge('cash_receipts_limiter_quota_used', "Issue calls counted today (KST) against the credential's daily quota.", (l) => l.quotaUsed)
 
   new Counter({
     name: 'cash_receipts_dispatch_deferred_total',
@@ -374,28 +358,18 @@ async function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
 async function readLedger(db: Db, todayKst: string): Promise<LedgerReading> {
   const bounds = LATENCY_BUCKETS_S.map((s) => Math.round(s * 1000))
   const [receipts, overdue, attempts, latency, lastRuns, duplicates, settleRejections, provisional, refusals, notifications] = await Promise.all([
-    sql<
-      LedgerReading['receipts'][number]
-    >`SELECT kind, provider, state, count(*)::int AS n FROM receipts GROUP BY 1, 2, 3`.execute(db),
+    sql<LedgerReading['receipts'][number]>`SELECT kind, provider, state, count(*)::int AS n FROM receipts GROUP BY 1, 2, 3`.execute(db),
     sql<LedgerReading['overdue'][number]>`
       SELECT provider, count(*)::int AS n FROM receipts
-      WHERE state IN ('pending', 'issuing', 'failed') AND kind = 'issue' AND deadline < ${todayKst} GROUP BY 1`.execute(
-      db,
-    ),
-    sql<
-      LedgerReading['attempts'][number]
-    >`SELECT operation, outcome, count(*)::int AS n FROM issuance_attempts GROUP BY 1, 2`.execute(db),
+      WHERE state IN ('pending', 'issuing', 'failed') AND kind = 'issue' AND deadline < ${todayKst} GROUP BY 1`.execute(db),
+    sql<LedgerReading['attempts'][number]>`SELECT operation, outcome, count(*)::int AS n FROM issuance_attempts GROUP BY 1, 2`.execute(db),
     sql<LedgerReading['latency'][number]>`
       SELECT r.provider, a.operation, count(*)::int AS n, coalesce(sum(a.latency_ms), 0)::float8 AS sum_ms,
         ${sql.join(bounds.map((b, i) => sql`count(*) FILTER (WHERE a.latency_ms <= ${b})::int AS ${sql.ref(`le${i}`)}`))}
       FROM issuance_attempts a JOIN receipts r ON r.id = a.receipt_id
       WHERE a.started_at > now() - make_interval(hours => ${LATENCY_WINDOW_HOURS})
       GROUP BY 1, 2`.execute(db),
-    sql<
-      LedgerReading['lastRuns'][number]
-    >`SELECT trigger, extract(epoch FROM max(started_at))::float8 AS t FROM settlement_runs GROUP BY 1`.execute(
-      db,
-    ),
+    sql<LedgerReading['lastRuns'][number]>`SELECT trigger, extract(epoch FROM max(started_at))::float8 AS t FROM settlement_runs GROUP BY 1`.execute(db),
     sql<LedgerReading['duplicates'][number]>`
       SELECT provider, count(*)::int AS n, count(*) FILTER (WHERE repaired_at IS NULL)::int AS open
       FROM provider_duplicates GROUP BY 1`.execute(db),
@@ -426,9 +400,7 @@ async function readLedger(db: Db, todayKst: string): Promise<LedgerReading> {
 }
 
 async function readRedis(deps: MetricsDeps, nowMs: number): Promise<RedisReading> {
-  const queues = await Promise.all(
-    deps.queues.map(async (q) => ({ queue: q.name, counts: await q.getJobCounts(...JOB_STATES) })),
-  )
+  const queues = await Promise.all(deps.queues.map(async (q) => ({ queue: q.name, counts: await q.getJobCounts(...JOB_STATES) })))
   const [limiters, dispatch] = await Promise.all([readLimiterStats(deps.redis, deps.prefix, kstToday(nowMs), nowMs), readDispatchStats(deps.redis, deps.prefix)])
   return { queues, limiters, dispatch }
 }

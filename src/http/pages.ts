@@ -3,16 +3,7 @@ import { kstDateTime } from '../domain/index.ts'
 import { DEFAULT_LANG, LANGS, translator, type Lang, type MessageKey, type Translator } from '../i18n/index.ts'
 import type { RunReport } from '../report/report.ts'
 import type { ReportDetails } from '../report/report-details.ts'
-import {
-  merchantChart,
-  merchantTable,
-  providerChart,
-  providerTable,
-  REPORT_CSS,
-  totalsCards,
-  duplicatesSection,
-  needsAttentionSection,
-} from '../report/format-html.ts'
+import { merchantChart, merchantTable, providerChart, providerTable, REPORT_CSS, totalsCards, duplicatesSection, needsAttentionSection } from '../report/format-html.ts'
 import { html, trusted, type SafeHtml } from '../report/html.ts'
 import type { DispatchReading } from '../throttle/dispatch-stats.ts'
 import type { FailedReceipt, FailureFilter, RunRow } from './dashboard-data.ts'
@@ -40,7 +31,9 @@ export function layout(title: string, body: SafeHtml, opts: { refreshS?: number;
     ['/totals', 'nav.totals'],
     ['/audit', 'nav.audit'],
   ]
-  const switches = LANGS.filter((l) => l !== t.lang).map((l) => ({ l, href: t.switchTo(l) })).filter((x) => x.href)
+  const switches = LANGS.filter((l) => l !== t.lang)
+    .map((l) => ({ l, href: t.switchTo(l) }))
+    .filter((x) => x.href)
   return html`<!doctype html>
     <html lang="${t.lang}">
       <head>
@@ -57,9 +50,7 @@ export function layout(title: string, body: SafeHtml, opts: { refreshS?: number;
           <h1>${title}</h1>
           <nav>
             ${nav.map(([href, key]) => html`<a href="${t.href(href)}">${t(key)}</a>`)}<a href="/queues">${t('nav.queues')}</a
-            ><a href="/metrics">${t('nav.metrics')}</a>${switches.map(
-              (s) => html`<a class="lang" hreflang="${s.l}" lang="${s.l}" href="${s.href}">${LANG_NAMES[s.l]}</a>`,
-            )}
+            ><a href="/metrics">${t('nav.metrics')}</a>${switches.map((s) => html`<a class="lang" hreflang="${s.l}" lang="${s.l}" href="${s.href}">${LANG_NAMES[s.l]}</a>`)}
           </nav>
         </header>
         <main>${body}</main>
@@ -87,8 +78,9 @@ export function dispatchSection(d: DispatchReading | undefined, t: Translator = 
   }
   return html`<section id="dispatch">
     <h2>${t('dispatch.title')}</h2>
-    ${notClosed.length
-      ? html`<table id="circuits">
+    ${
+      notClosed.length
+        ? html`<table id="circuits">
           <thead>
             <tr><th>${t('col.circuit')}</th><th>${t('col.scope')}</th><th>${t('col.provider')}</th><th>${t('col.state')}</th><th>${t('col.since')}</th></tr>
           </thead>
@@ -100,9 +92,11 @@ export function dispatchSection(d: DispatchReading | undefined, t: Translator = 
             )}
           </tbody>
         </table>`
-      : html`<p class="muted" id="circuits-closed">${t('dispatch.allClosed')}</p>`}
-    ${byProvider.size
-      ? html`<table id="deferrals">
+        : html`<p class="muted" id="circuits-closed">${t('dispatch.allClosed')}</p>`
+    }
+    ${
+      byProvider.size
+        ? html`<table id="deferrals">
           <thead>
             <tr><th>${t('col.provider')}</th><th>${t('dispatch.deferred')}</th></tr>
           </thead>
@@ -114,7 +108,8 @@ export function dispatchSection(d: DispatchReading | undefined, t: Translator = 
             )}
           </tbody>
         </table>`
-      : ''}
+        : ''
+    }
   </section>`
 }
 
@@ -136,8 +131,9 @@ export function runsPage(
   const runs = page.rows
   const params = { merchant: list.merchant, size: list.size }
   const controls = html`<section>${listFilterForm(t, 'runs-filters', list.merchants, list)}</section>`
-  const body = runs.length || list.merchant || list.paged
-    ? html`${controls}<section>
+  const body =
+    runs.length || list.merchant || list.paged
+      ? html`${controls}<section>
         <table id="runs">
           <thead>
             <tr>
@@ -167,7 +163,7 @@ export function runsPage(
         </table>
         ${pager(t, '/', params, page, list.paged)}
       </section>`
-    : html`<section>
+      : html`<section>
         <p>${t('runs.none')} <code>cash-receipts settle</code></p>
       </section>`
   return layout(t('nav.runs'), html`${body}${dispatchSection(dispatch, t)}`, { t })
@@ -202,14 +198,7 @@ export interface RedriveNotice {
   readonly from?: number
 }
 
-export function runPage(
-  r: RunReport,
-  d: ReportDetails,
-  runId: number,
-  redrivable: number,
-  notice?: RedriveNotice,
-  t: Translator = translator(DEFAULT_LANG),
-): string {
+export function runPage(r: RunReport, d: ReportDetails, runId: number, redrivable: number, notice?: RedriveNotice, t: Translator = translator(DEFAULT_LANG)): string {
   const body = html` ${notice ? html`<p class="notice" id="redrive-notice">${t('run.redriveNotice', { n: notice.count, run: runId })}${notice.from ? html` <a href="${t.href(`/runs/${notice.from}`)}">${t('run.redriveFrom', { id: notice.from })}</a>` : ''}</p>` : ''}
     <section id="totals">
       <h2>

@@ -46,9 +46,10 @@ export function searchPage(
   const page = { rows: found.transactions, next: shown ? (found.next ?? null) : null, previous: shown ? (found.previous ?? null) : null }
   const body = html`<section>${searchForm(shown, t, list)}</section>
     <section>
-      ${found.query
-        ? found.transactions.length
-          ? html`<table id="search-results">
+      ${
+        found.query
+          ? found.transactions.length
+            ? html`<table id="search-results">
               <thead>
                 <tr>
                   <th>${t('col.transaction')}</th>
@@ -76,8 +77,9 @@ export function searchPage(
               </tbody>
             </table>
             ${pager(t, '/search', { q: shown, merchant: list.merchant, size: list.size }, page, list.paged && shown !== '')}`
-          : html`<p id="search-none">${t('search.nothing', { q: found.query })}</p>`
-        : html`<p class="muted">${t('search.hint')}</p>`}
+            : html`<p id="search-none">${t('search.nothing', { q: found.query })}</p>`
+          : html`<p class="muted">${t('search.hint')}</p>`
+      }
     </section>`
   return layout(t('nav.search'), body, { t })
 }
@@ -140,8 +142,9 @@ export function transactionPage(x: TransactionView, t: Translator = ko()): strin
 /** The ledger's record of every change of the receipt's state, oldest first (receipt_transitions). */
 function transitionsTable(steps: TransactionView['receipts'][number]['transitions'], t: Translator): SafeHtml {
   return html`<h3>${t('transitions.title')}</h3>
-    ${steps.length
-      ? html`<table class="transitions">
+    ${
+      steps.length
+        ? html`<table class="transitions">
           <thead>
             <tr><th>${t('transitions.time')}</th><th>${t('transitions.from')}</th><th>${t('transitions.to')}</th><th>${t('transitions.cause')}</th><th>${t('transitions.run')}</th><th>${t('transitions.job')}</th></tr>
           </thead>
@@ -154,7 +157,8 @@ function transitionsTable(steps: TransactionView['receipts'][number]['transition
             )}
           </tbody>
         </table>`
-      : html`<p class="muted transitions-none">${t('transitions.none')}</p>`}`
+        : html`<p class="muted transitions-none">${t('transitions.none')}</p>`
+    }`
 }
 
 /** Period totals with a form for the period and a merchant filter (the `report --from --to` page). */

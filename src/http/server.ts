@@ -39,7 +39,20 @@ import { buildReportDetails } from '../report/report-details.ts'
 import { allowedHosts, requestActor, requireAuth, sameOriginWrites } from './auth.ts'
 import { auditPage, recordAudit } from '../db/audit.ts'
 import { knownMerchants, recentRuns, runFailures } from './dashboard-data.ts'
-import { BadRequestError, failureFilterOf, failuresQuery, pageOf, parseParams, runsQuery, redriveBody, redriveFilter, runPageQuery, searchQuery, totalsQuery, transactionParams } from './params.ts'
+import {
+  BadRequestError,
+  failureFilterOf,
+  failuresQuery,
+  pageOf,
+  parseParams,
+  runsQuery,
+  redriveBody,
+  redriveFilter,
+  runPageQuery,
+  searchQuery,
+  totalsQuery,
+  transactionParams,
+} from './params.ts'
 import { createMetrics } from './metrics.ts'
 import { chooseLanguage, errorPageT, tOf } from './i18n.ts'
 import { failuresPage, layout, runPage, runsPage } from './pages.ts'
@@ -80,10 +93,7 @@ export function createDashboardApp(deps: DashboardDeps): express.Express {
     res.type('text/plain').send('ok\n')
   })
   app.get('/readyz', async (_req, res) => {
-    const [postgres, redis] = await Promise.all([
-      probe(() => sql`SELECT 1`.execute(deps.db)),
-      probe(() => deps.redis.ping()),
-    ])
+    const [postgres, redis] = await Promise.all([probe(() => sql`SELECT 1`.execute(deps.db)), probe(() => deps.redis.ping())])
     res.status(postgres === 'ok' && redis === 'ok' ? 200 : 503).json({ postgres, redis })
   })
 
@@ -146,7 +156,10 @@ export function createDashboardApp(deps: DashboardDeps): express.Express {
     const paged = q.after !== undefined || q.before !== undefined
     const [page, merchants] = await Promise.all([auditPage(deps.db, pageOf(q), q.merchant), knownMerchants(deps.db)])
     const rows = page.rows
-    const json = (o: object) => Object.entries(o).map(([k, v]) => `${k}=${String(v)}`).join(' ')
+    const json = (o: object) =>
+      Object.entries(o)
+        .map(([k, v]) => `${k}=${String(v)}`)
+        .join(' ')
     res.type('html').send(
       layout(
         t('nav.audit'),
@@ -202,10 +215,7 @@ export function createDashboardApp(deps: DashboardDeps): express.Express {
   const search = async (input: unknown, res: Response, dataKeys: DataKeys | undefined) => {
     const sq = parseParams(searchQuery, input)
     const paged = sq.after !== undefined || sq.before !== undefined
-    const [found, merchants] = await Promise.all([
-      searchReceipts(deps.db, sq.q ?? '', { ...pageOf(sq), merchantId: sq.merchant, dataKeys }),
-      knownMerchants(deps.db),
-    ])
+    const [found, merchants] = await Promise.all([searchReceipts(deps.db, sq.q ?? '', { ...pageOf(sq), merchantId: sq.merchant, dataKeys }), knownMerchants(deps.db)])
     // one match straight away opens it (not when paging or filtering: the list is what was asked for)
     if (found.transactions.length === 1 && !paged && !sq.merchant && !found.next) {
       res.redirect(303, tOf(res).href(`/transactions/${encodeURIComponent(found.transactions[0]!.transaction_id)}`))
@@ -246,37 +256,26 @@ export function createDashboardApp(deps: DashboardDeps): express.Express {
   })
 
   // The same function and selectors as `cash-receipts redrive`; a form posts urlencoded, a script JSON.
-  app.post(
-    '/redrive',
-    express.urlencoded({ extended: false, limit: '4kb' }),
-    express.json({ limit: '4kb' }),
-    async (req, res) => {
-      const filter = redriveFilter(req.body)
-      const dryRun = parseParams(redriveBody, req.body).dry_run
-      const result = await redrive(redriveDeps(), filter, { dryRun })
-      if (!dryRun) {
-        await recordAudit(deps.db, {
-          actor: requestActor(req.headers.authorization, deps.serve),
-          action: 'redrive',
-          selectors: { run: filter.runId, date: filter.date, provider: filter.provider, code: filter.code, class: filter.errorClass, new_run: result.runId },
-          counts: { receipts: result.count },
-        })
-      }
-      deps.logger.info(
-        { ...result, filter, via: 'dashboard' },
-        dryRun ? 'dashboard redrive dry run' : 'dashboard redrive',
-      )
-      if (!req.is('application/x-www-form-urlencoded') || req.accepts(['html', 'json']) === 'json') {
-        res.json(result)
-        return
-      }
-      const back =
-        result.runId !== null
-          ? `/runs/${result.runId}?redriven=${result.count}${filter.runId ? `&from=${filter.runId}` : ''}`
-          : '/'
-      res.redirect(303, tOf(res).href(back))
-    },
-  )
+  app.post('/redrive', express.urlencoded({ extended: false, limit: '4kb' }), express.json({ limit: '4kb' }), async (req, res) => {
+    const filter = redriveFilter(req.body)
+    const dryRun = parseParams(redriveBody, req.body).dry_run
+    const result = await redrive(redriveDeps(), filter, { dryRun })
+    if (!dryRun) {
+      await recordAudit(deps.db, {
+        actor: requestActor(req.headers.authorization, deps.serve),
+        action: 'redrive',
+        selectors: { run: filter.runId, date: filter.date, provider: filter.provider, code: filter.code, class: filter.errorClass, new_run: result.runId },
+        counts: { receipts: result.count },
+      })
+    }
+    deps.logger.info({ ...result, filter, via: 'dashboard' }, dryRun ? 'dashboard redrive dry run' : 'dashboard redrive')
+    if (!req.is('application/x-www-form-urlencoded') || req.accepts(['html', 'json']) === 'json') {
+      res.json(result)
+      return
+    }
+    const back = result.runId !== null ? `/runs/${result.runId}?redriven=${result.count}${filter.runId ? `&from=${filter.runId}` : ''}` : '/'
+    res.redirect(303, tOf(res).href(back))
+  })
 
   app.use((_req: Request, res: Response) => {
     const t = errorPageT(res)
@@ -316,7 +315,10 @@ export function createDashboardApp(deps: DashboardDeps): express.Express {
     // body-parser's refusals (malformed JSON, too large, bad charset) carry their 4xx status.
     const status = (err as { status?: unknown })?.status
     if (typeof status === 'number' && status >= 400 && status < 500) {
-      res.status(status).type('text/plain').send(`${status === 413 ? 'request body too large' : 'malformed request body'}\n`)
+      res
+        .status(status)
+        .type('text/plain')
+        .send(`${status === 413 ? 'request body too large' : 'malformed request body'}\n`)
       return
     }
     deps.logger.error({ err: (err as Error)?.message }, 'dashboard request failed')
@@ -363,10 +365,7 @@ async function probe(fn: () => Promise<unknown>): Promise<string> {
     await Promise.race([
       fn(),
       new Promise((_, reject) => {
-        timer = setTimeout(
-          () => reject(new Error(`no answer within ${READY_TIMEOUT_MS} ms`)),
-          READY_TIMEOUT_MS,
-        )
+        timer = setTimeout(() => reject(new Error(`no answer within ${READY_TIMEOUT_MS} ms`)), READY_TIMEOUT_MS)
       }),
     ])
     return 'ok'

@@ -26,20 +26,16 @@ const CATALOGS: Readonly<Record<Lang, Readonly<Record<MessageKey, string>>>> = {
 
 export type MessageVars = Readonly<Record<string, string | number>>
 
-export const isLang = (v: unknown): v is Lang =>
-  typeof v === 'string' && (LANGS as readonly string[]).includes(v)
+export const isLang = (v: unknown): v is Lang => typeof v === 'string' && (LANGS as readonly string[]).includes(v)
 
 /** Fills `{name}` and `{n|one|other}` placeholders; an unknown placeholder stays as written. */
 export function formatMessage(template: string, vars: MessageVars = {}): string {
-  return template.replace(
-    /\{(\w+)(?:\|([^|{}]*)\|([^|{}]*))?\}/g,
-    (whole, name: string, one?: string, other?: string) => {
-      const v = vars[name]
-      if (v === undefined) return whole
-      if (one !== undefined && other !== undefined) return Number(v) === 1 ? one : other
-      return typeof v === 'number' ? v.toLocaleString('en-US') : v
-    },
-  )
+  return template.replace(/\{(\w+)(?:\|([^|{}]*)\|([^|{}]*))?\}/g, (whole, name: string, one?: string, other?: string) => {
+    const v = vars[name]
+    if (v === undefined) return whole
+    if (one !== undefined && other !== undefined) return Number(v) === 1 ? one : other
+    return typeof v === 'number' ? v.toLocaleString('en-US') : v
+  })
 }
 
 export interface Translator {

@@ -227,8 +227,7 @@ export const en: Readonly<Record<MessageKey, string>> = {
   'report.failedReceipts': 'Failed receipts ({n})',
   'report.failedReceiptsFirst': 'Failed receipts ({n}, first {shown} shown)',
   'report.overdue': 'Past the legal deadline ({n})',
-  'report.overdueNote':
-    'Receipts not issued by business date + 4 days (the 5-day legal window): issue or explain them today.',
+  'report.overdueNote': 'Receipts not issued by business date + 4 days (the 5-day legal window): issue or explain them today.',
   'report.duplicates': 'Duplicate receipts at providers: {n} ({open} not repaired)',
   'report.needsAttention': 'Needs attention: {n}',
   'chart.perProvider': 'Outcomes per provider',

@@ -231,8 +231,7 @@ export const ko = {
   'report.failedReceipts': '실패한 영수증 ({n}건)',
   'report.failedReceiptsFirst': '실패한 영수증 ({n}건, 처음 {shown}건 표시)',
   'report.overdue': '법정 기한 경과 ({n}건)',
-  'report.overdueNote':
-    '거래일 + 4일(5일의 법정 기한) 안에 발급되지 않은 영수증: 오늘 발급하거나 사유를 남기세요.',
+  'report.overdueNote': '거래일 + 4일(5일의 법정 기한) 안에 발급되지 않은 영수증: 오늘 발급하거나 사유를 남기세요.',
   'report.duplicates': '발급사 중복 영수증: {n}건 (미정정 {open}건)',
   'report.needsAttention': '확인 필요: {n}건',
   'chart.perProvider': '발급사별 결과',

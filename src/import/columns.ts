@@ -48,7 +48,11 @@ export function unknownColumnMessage(name: string, position?: number): { field: 
   return { field: name, message: `column "${name}" is not an import column and is ignored${hint ? `; did you mean "${hint}"?` : ''}` }
 }
 
-const fold = (name: string): string => name.trim().toLowerCase().replace(/[\s-]+/g, '_')
+const fold = (name: string): string =>
+  name
+    .trim()
+    .toLowerCase()
+    .replace(/[\s-]+/g, '_')
 
 /**
  * Levenshtein distance (insert, delete, substitute, each 1), two rows of the table. Column names

@@ -87,14 +87,22 @@ export interface ImportRejects {
 }
 
 const BATCH = 1_000
-const IMMUTABLE = ['merchant_id', 'provider', 'payment_ref', 'order_id', 'order_name', 'method', 'amount', 'tax_free_amount', 'service_fee', 'paid_at', 'identifier_type', 'purpose'] as const
+const IMMUTABLE = [
+  'merchant_id',
+  'provider',
+  'payment_ref',
+  'order_id',
+  'order_name',
+  'method',
+  'amount',
+  'tax_free_amount',
+  'service_fee',
+  'paid_at',
+  'identifier_type',
+  'purpose',
+] as const
 
-export async function importTransactions(
-  db: Db,
-  dataKeys: DataKeys,
-  path: string,
-  opts: ImportOptions,
-): Promise<ImportResult & ImportRejects> {
+export async function importTransactions(db: Db, dataKeys: DataKeys, path: string, opts: ImportOptions): Promise<ImportResult & ImportRejects> {
   const format = formatOf(path)
   await assertReadable(path)
   const encoding = opts.encoding ?? (await detectEncoding(path))
@@ -154,7 +162,10 @@ export async function importTransactions(
       let batch: Record<string, unknown>[] = []
       const flush = async () => {
         if (!batch.length) return
-        await trx.insertInto('import_staging' as never).values(batch as never).execute()
+        await trx
+          .insertInto('import_staging' as never)
+          .values(batch as never)
+          .execute()
         batch = []
       }
       for await (const ev of readRows(path, IMPORT_REQUIRED_COLUMNS, encoding)) {
@@ -214,9 +225,7 @@ export async function importTransactions(
   }
 
   errors.sort((a, b) => a.line - b.line || a.field.localeCompare(b.field))
-  const rejects = [...rawByLine]
-    .sort(([a], [b]) => a - b)
-    .map(([line, raw]) => ({ line, raw, reason: (reasons.get(line) ?? []).join('; ') }))
+  const rejects = [...rawByLine].sort(([a], [b]) => a - b).map(([line, raw]) => ({ line, raw, reason: (reasons.get(line) ?? []).join('; ') }))
   return {
     file: path,
     format,
@@ -328,7 +337,7 @@ export const storedUniqueRef = (alias: string) => sql`CASE ${sql.ref(alias + '.p
     ELSE nullif(${sql.ref(alias + '.payment_ref')}, '') END`
 
 const REF_HINT: Record<string, string> = {
-  payment_ref: 'a payment_ref is the provider\'s payment id and can appear once per provider',
+  payment_ref: "a payment_ref is the provider's payment id and can appear once per provider",
   order_id: 'PortOne external receipts use order_id as merchant_uid, which must be unique',
   transaction_id: 'without a payment_ref (or, for portone, an order_id) the transaction id is the PortOne key',
 }

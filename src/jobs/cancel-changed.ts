@@ -77,6 +77,13 @@ export async function cancelChangedTransactions(
 }
 
 async function receiptIdOf(db: Db, transactionId: string): Promise<number> {
-  const r = await db.selectFrom('receipts').select('id').where('transaction_id', '=', transactionId).where('kind', '=', 'issue').orderBy('seq', 'desc').limit(1).executeTakeFirstOrThrow()
+  const r = await db
+    .selectFrom('receipts')
+    .select('id')
+    .where('transaction_id', '=', transactionId)
+    .where('kind', '=', 'issue')
+    .orderBy('seq', 'desc')
+    .limit(1)
+    .executeTakeFirstOrThrow()
   return r.id
 }

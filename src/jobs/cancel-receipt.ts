@@ -9,7 +9,16 @@
 import type { Job } from 'bullmq'
 import type { Logger } from 'pino'
 import type { Db } from '../db/database.ts'
-import { beginFullCancel, claimReceipt, commitWindowLeftMs, insertCancelReceipt, recordCancelOutcome, type AttemptRecord, type CancelOutcome, type Transition } from '../db/ledger.ts'
+import {
+  beginFullCancel,
+  claimReceipt,
+  commitWindowLeftMs,
+  insertCancelReceipt,
+  recordCancelOutcome,
+  type AttemptRecord,
+  type CancelOutcome,
+  type Transition,
+} from '../db/ledger.ts'
 import type { Receipt } from '../db/schema.ts'
 import { cancelIdempotencyKey, reissueKeys } from '../providers/keys.ts'
 import { kstToday, splitAmounts, type ProviderName } from '../domain/index.ts'
@@ -51,10 +60,7 @@ export interface CancelRequested {
  * there is nothing issued to cancel, the amount exceeds what is still receipted, or the provider
  * cannot cancel partially.
  */
-export async function requestCancellation(
-  deps: { db: Db; queue: ReceiptsQueue; providers: Pick<ProviderSource, 'get'> },
-  input: CancelRequestInput,
-): Promise<CancelRequested> {
+export async function requestCancellation(deps: { db: Db; queue: ReceiptsQueue; providers: Pick<ProviderSource, 'get'> }, input: CancelRequestInput): Promise<CancelRequested> {
   const created = await deps.db.transaction().execute(async (trx) => {
     const issue = await trx
       .selectFrom('receipts')
@@ -70,12 +76,7 @@ export async function requestCancellation(
     if (issue.state !== 'issued') {
       throw new CancelInputError(`receipt for ${input.transactionId} is ${issue.state}; only issued receipts can be cancelled`)
     }
-    const open = await trx
-      .selectFrom('receipts')
-      .select('id')
-      .where('parent_receipt_id', '=', issue.id)
-      .where('state', 'in', ['pending', 'issuing'])
-      .executeTakeFirst()
+    const open = await trx.selectFrom('receipts').select('id').where('parent_receipt_id', '=', issue.id).where('state', 'in', ['pending', 'issuing']).executeTakeFirst()
     if (open) throw new CancelInputError(`a cancellation for ${input.transactionId} is already in progress (receipt ${open.id})`)
     // A cancel that failed with its outcome unknown may have taken effect at the provider: what is
     // still receipted there is not known, so no further cancel (whose amount would be judged against
@@ -109,7 +110,9 @@ export async function requestCancellation(
       if (!Number.isSafeInteger(reissueAmount) || reissueAmount < 1 || reissueAmount >= amount) {
         throw new CancelInputError(`re-issue amount ${reissueAmount} must be a whole number of won between 1 and ${amount - 1}`)
       }
-      if (!reissueKeys({ provider: issue.provider, providerKey: issue.provider_key, idempotencyKey: issue.idempotency_key, portonePayment: issue.portone_payment }, issue.seq + 1)) {
+      if (
+        !reissueKeys({ provider: issue.provider, providerKey: issue.provider_key, idempotencyKey: issue.idempotency_key, portonePayment: issue.portone_payment }, issue.seq + 1)
+      ) {
         throw new CancelInputError(`${issue.provider} cannot issue a second receipt for this payment under a key of its own; the refund needs a person`)
       }
     } else if (partial) {
@@ -125,9 +128,17 @@ export async function requestCancellation(
     }
     const split = partialSplit(issue, amount)
     // Cancel rows are numbered per transaction ((transaction, kind, seq) is unique), across re-issues.
-    const seq = Number(
-      (await trx.selectFrom('receipts').select((eb) => eb.fn.max('seq').as('m')).where('transaction_id', '=', issue.transaction_id).where('kind', '=', 'cancel').executeTakeFirst())?.m ?? 0,
-    ) + 1
+    const seq =
+      Number(
+        (
+          await trx
+            .selectFrom('receipts')
+            .select((eb) => eb.fn.max('seq').as('m'))
+            .where('transaction_id', '=', issue.transaction_id)
+            .where('kind', '=', 'cancel')
+            .executeTakeFirst()
+        )?.m ?? 0,
+      ) + 1
     const id = await insertCancelReceipt(trx, {
       parentId: issue.id,
       seq,
@@ -184,12 +195,7 @@ export interface CancelDeps {
 
 export function createCancelHandler(deps: CancelDeps) {
   const now = deps.now ?? Date.now
-  return async function handleCancel(
-    job: Job<JobPayloads['cancel-receipt']>,
-    token: string | undefined,
-    signal?: AbortSignal,
-    info?: ReceiptJobInfo,
-  ): Promise<IssueJobResult> {
+  return async function handleCancel(job: Job<JobPayloads['cancel-receipt']>, token: string | undefined, signal?: AbortSignal, info?: ReceiptJobInfo): Promise<IssueJobResult> {
     const { receiptId } = job.data
     const claim = await claimReceipt(deps.db, receiptId, deps.workerId, deps.leaseMs)
     const base = { operation: 'cancel' as const, ...attemptOf(job, deps.attempts) }
@@ -219,7 +225,9 @@ export function createCancelHandler(deps: CancelDeps) {
       })
       if (r.reissuedId !== null) {
         deps.logger.info({ receiptId: parent.id, reissueId: r.reissuedId, amount: cancel.reissue_amount }, 'receipt cancelled in full; re-issue for what is still paid created')
-        await deps.enqueueIssue?.(r.reissuedId).catch((err: unknown) => deps.logger.warn({ reissueId: r.reissuedId, err: (err as Error).message }, 're-issue not enqueued; the recovery pass will'))
+        await deps
+          .enqueueIssue?.(r.reissuedId)
+          .catch((err: unknown) => deps.logger.warn({ reissueId: r.reissuedId, err: (err as Error).message }, 're-issue not enqueued; the recovery pass will'))
       }
       return r.owned
     }
@@ -233,7 +241,12 @@ export function createCancelHandler(deps: CancelDeps) {
       const provider = source.provider
       const t = (throttle = source.throttle)
       if (full) await beginFullCancel(deps.db, parent.id)
-      const lookupReq = { providerKey: cancel.provider_key, portonePayment: cancel.portone_payment, amounts: amountsOf(parent), sentSince: kstToday(new Date(parent.created_at).getTime()) }
+      const lookupReq = {
+        providerKey: cancel.provider_key,
+        portonePayment: cancel.portone_payment,
+        amounts: amountsOf(parent),
+        sentSince: kstToday(new Date(parent.created_at).getTime()),
+      }
       if (needsLookup) {
         // Read before the lookup is sent: a cancel sent earlier than the window may still take
         // effect after this lookup has answered "not cancelled yet" (see the issue handler).
@@ -247,21 +260,22 @@ export function createCancelHandler(deps: CancelDeps) {
         if (d.type === 'settle') return d
         if (found.kind === 'issued' || found.kind === 'not_found') needsLookup = false
       }
-      const o = await t.schedule(() =>
-        provider.cancel(
-          {
-            providerKey: cancel.provider_key,
-            portonePayment: cancel.portone_payment,
-            idempotencyKey: cancel.idempotency_key,
-            original: { approvalNumber: parent.approval_number, tradeDate: parent.trade_date, amounts: amountsOf(parent), providerReceiptId: parent.provider_receipt_id },
-            amounts: amountsOf(cancel),
-            partial: !full,
-            reason: (cancel.cancel_reason ?? 1) as 1 | 2 | 3,
-            purpose: cancel.purpose,
-            attemptNo: cancel.attempts,
-          },
-          ctx,
-        ),
+      const o = await t.schedule(
+        () =>
+          provider.cancel(
+            {
+              providerKey: cancel.provider_key,
+              portonePayment: cancel.portone_payment,
+              idempotencyKey: cancel.idempotency_key,
+              original: { approvalNumber: parent.approval_number, tradeDate: parent.trade_date, amounts: amountsOf(parent), providerReceiptId: parent.provider_receipt_id },
+              amounts: amountsOf(cancel),
+              partial: !full,
+              reason: (cancel.cancel_reason ?? 1) as 1 | 2 | 3,
+              purpose: cancel.purpose,
+              attemptNo: cancel.attempts,
+            },
+            ctx,
+          ),
         DEFER,
       )
       sent = true
@@ -292,7 +306,12 @@ function amountsOf(r: Receipt) {
  * (requestCancellation refuses those before a cancel is created).
  */
 async function reissueOf(db: Db, parent: Receipt, total: number): Promise<CancelOutcome['reissue']> {
-  const max = await db.selectFrom('receipts').select((eb) => eb.fn.max('seq').as('m')).where('transaction_id', '=', parent.transaction_id).where('kind', '=', 'issue').executeTakeFirst()
+  const max = await db
+    .selectFrom('receipts')
+    .select((eb) => eb.fn.max('seq').as('m'))
+    .where('transaction_id', '=', parent.transaction_id)
+    .where('kind', '=', 'issue')
+    .executeTakeFirst()
   const seq = Number(max?.m ?? 1) + 1
   const keys = reissueKeys({ provider: parent.provider, providerKey: parent.provider_key, idempotencyKey: parent.idempotency_key, portonePayment: parent.portone_payment }, seq)
   if (!keys) return undefined

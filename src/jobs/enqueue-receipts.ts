@@ -47,7 +47,10 @@ export async function enqueueReceipts(
   rows: readonly ReceiptToQueue[],
 ): Promise<EnqueueCounts> {
   if (rows.length === 0) return { added: 0, requeued: 0, live: 0, raced: 0 }
-  const states = await jobStates(deps.queue, rows.map((r) => receiptJob(r).opts.jobId))
+  const states = await jobStates(
+    deps.queue,
+    rows.map((r) => receiptJob(r).opts.jobId),
+  )
   const same: ReceiptToQueue[] = []
   const fresh: ReceiptToQueue[] = []
   let live = 0
@@ -57,7 +60,10 @@ export async function enqueueReceipts(
     else if (state === 'unknown' && r.state === 'pending') same.push(r)
     else fresh.push(r)
   })
-  const bumped = await bumpRequeue(deps.db, fresh.map((r) => ({ id: r.id, requeueCount: r.requeue_count })))
+  const bumped = await bumpRequeue(
+    deps.db,
+    fresh.map((r) => ({ id: r.id, requeueCount: r.requeue_count })),
+  )
   const next = new Map(bumped.map((b) => [b.id, b.requeue_count]))
   const requeued = fresh.filter((r) => next.has(r.id)).map((r) => ({ ...r, requeue_count: next.get(r.id)! }))
   const rank = deps.rank ?? createRanker('operator')

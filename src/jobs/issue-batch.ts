@@ -37,13 +37,7 @@ import {
   type Transition,
 } from '../db/ledger.ts'
 import { decryptPii } from '../crypto/pii.ts'
-import {
-  SELF_ISSUE_NUMBER,
-  kstToday,
-  msUntilKstMidnight,
-  type CallMeta,
-  type ProviderOutcome,
-} from '../domain/index.ts'
+import { SELF_ISSUE_NUMBER, kstToday, msUntilKstMidnight, type CallMeta, type ProviderOutcome } from '../domain/index.ts'
 import type { BulkCallContext, BulkIssuer, IssueRequest, LookupRequest } from '../providers/types.ts'
 import type { JobPayloads } from '../queue/queues.ts'
 import { ThrottleDeferError, type Throttle } from '../throttle/throttle.ts'
@@ -100,11 +94,7 @@ export function createBatchHandler(deps: BatchDeps) {
   const maxPolls = deps.maxPolls ?? DEFAULT_MAX_POLLS
   const pollDelay = () => poll.min + Math.floor(Math.random() * Math.max(0, poll.max - poll.min))
 
-  return async function handleBatch(
-    job: Job<JobPayloads['issue-batch']>,
-    token: string | undefined,
-    signal?: AbortSignal,
-  ): Promise<JobResult> {
+  return async function handleBatch(job: Job<JobPayloads['issue-batch']>, token: string | undefined, signal?: AbortSignal): Promise<JobResult> {
     const { batchId } = job.data
     const claim = await claimBatch(deps.db, batchId, deps.workerId, deps.leaseMs, job.id ?? null)
     if (claim.status === 'missing') throw new UnrecoverableError(`batch ${batchId} does not exist`)
@@ -147,12 +137,7 @@ export function createBatchHandler(deps: BatchDeps) {
     const stats = { issued: 0, failed: 0, single: 0 }
 
     /** What the member's submit attempt row (if any) is completed with, plus any lookup rows. */
-    const attemptRows = (
-      m: BatchMember,
-      outcome: string,
-      meta: CallMeta | null,
-      extra: AttemptRecord[] = [],
-    ): AttemptRecord[] => {
+    const attemptRows = (m: BatchMember, outcome: string, meta: CallMeta | null, extra: AttemptRecord[] = []): AttemptRecord[] => {
       const rows: AttemptRecord[] = []
       if (m.attemptId !== null) {
         const started = batch.submitted_at ? new Date(batch.submitted_at) : new Date(now())
@@ -182,13 +167,7 @@ export function createBatchHandler(deps: BatchDeps) {
       else stats.single++
     }
     /** Back to the single path: pending, looked up first when the provider may have seen it. */
-    const handOn = (
-      m: BatchMember,
-      needsLookup: boolean,
-      outcome: string,
-      meta: CallMeta | null,
-      extra: AttemptRecord[] = [],
-    ) => {
+    const handOn = (m: BatchMember, needsLookup: boolean, outcome: string, meta: CallMeta | null, extra: AttemptRecord[] = []) => {
       decide(
         m,
         {
@@ -204,10 +183,7 @@ export function createBatchHandler(deps: BatchDeps) {
     }
 
     /** Records this run's step; `taken-over` when the batch was no longer ours (nothing written). */
-    async function step(
-      s: Omit<BatchStep, 'items' | 'calls' | 'jobId' | 'polls'>,
-      result: () => Promise<JobResult> | JobResult,
-    ): Promise<JobResult> {
+    async function step(s: Omit<BatchStep, 'items' | 'calls' | 'jobId' | 'polls'>, result: () => Promise<JobResult> | JobResult): Promise<JobResult> {
       const applied = await recordBatchStep(deps.db, batchId, deps.workerId, {
         ...s,
         items: decided.splice(0),
@@ -216,8 +192,9 @@ export function createBatchHandler(deps: BatchDeps) {
         jobId,
       })
       polls = 0
-      if (applied === null)
-        {return { state: 'taken-over', detail: `batch ${batchId} was taken over by another worker` }}
+      if (applied === null) {
+        return { state: 'taken-over', detail: `batch ${batchId} was taken over by another worker` }
+      }
       const single = handedOn.splice(0).filter((m) => applied.has(m.receipt.id))
       if (single.length && deps.enqueueSingle) {
         await deps.enqueueSingle(
@@ -274,12 +251,7 @@ export function createBatchHandler(deps: BatchDeps) {
             t.penalize(r.retryAfterMs)
             return later(r.retryAfterMs)
           case 'permanent':
-            return decideByLookup(
-              t,
-              bulk,
-              members,
-              `result refused: ${r.meta.providerCode ?? ''} ${r.meta.message ?? ''}`.trim(),
-            )
+            return decideByLookup(t, bulk, members, `result refused: ${r.meta.providerCode ?? ''} ${r.meta.message ?? ''}`.trim())
           default:
             return later(pollDelay(), { code: r.meta.providerCode, message: r.meta.message })
         }
@@ -301,10 +273,7 @@ export function createBatchHandler(deps: BatchDeps) {
       }
       const items = simple.map((m) => reqs.get(m.receipt.id)!)
       const contentHash = batchContentHash(items)
-      if (
-        batch.state === 'submitted' &&
-        (simple.length !== members.length || contentHash !== batch.content_hash)
-      ) {
+      if (batch.state === 'submitted' && (simple.length !== members.length || contentHash !== batch.content_hash)) {
         // The content bound to this submit id cannot be rebuilt (a member left or changed since):
         // a different content never goes out under it. Each receipt is decided on its own.
         for (const m of members) handOn(m, true, 'not_resent', null)
@@ -314,8 +283,9 @@ export function createBatchHandler(deps: BatchDeps) {
         })
       }
       if (simple.length === 0) return finish()
-      if (simple.length > bulk.maxItems)
-        {throw new Error(`batch ${batchId} has ${simple.length} members, more than ${bulk.maxItems}`)}
+      if (simple.length > bulk.maxItems) {
+        throw new Error(`batch ${batchId} has ${simple.length} members, more than ${bulk.maxItems}`)
+      }
       if (decided.length) {
         // The members handed on leave the batch before the fence counts what it sends.
         const r = await step({}, () => ({ state: 'continue' }))
@@ -333,10 +303,9 @@ export function createBatchHandler(deps: BatchDeps) {
           coverMs: deps.callBudgetMs + MARGIN_MS,
           jobId,
         })
-        if (attemptIds === null)
-          {throw new LeaseLostError(
-            `batch ${batchId}: the batch or one of its receipts is no longer this worker's; submit not sent`,
-          )}
+        if (attemptIds === null) {
+          throw new LeaseLostError(`batch ${batchId}: the batch or one of its receipts is no longer this worker's; submit not sent`)
+        }
         sentThisRun = true
         signal?.throwIfAborted()
       }
@@ -356,12 +325,7 @@ export function createBatchHandler(deps: BatchDeps) {
         case 'unknown_outcome':
         case 'retryable':
           // Whatever happened, the next run asks for the result under this id before anything else.
-          return later(
-            pollDelay(),
-            o.kind === 'accepted' || o.kind === 'already_submitted'
-              ? undefined
-              : { code: o.meta.providerCode, message: o.meta.message },
-          )
+          return later(pollDelay(), o.kind === 'accepted' || o.kind === 'already_submitted' ? undefined : { code: o.meta.providerCode, message: o.meta.message })
         case 'rate_limited':
           t.penalize(o.retryAfterMs)
           return later(o.retryAfterMs)
@@ -385,11 +349,7 @@ export function createBatchHandler(deps: BatchDeps) {
     }
 
     /** The per-item results of a processed batch, receipt by receipt. */
-    async function recordResults(
-      t: Throttle,
-      bulk: BulkIssuer,
-      results: ReadonlyMap<string, ProviderOutcome>,
-    ): Promise<JobResult> {
+    async function recordResults(t: Throttle, bulk: BulkIssuer, results: ReadonlyMap<string, ProviderOutcome>): Promise<JobResult> {
       const readBack: BatchMember[] = []
       for (const m of members) {
         const o = results.get(m.receipt.provider_key)
@@ -430,23 +390,13 @@ export function createBatchHandler(deps: BatchDeps) {
     }
 
     /** The batch could not be read back: every member is decided by looking its key up. */
-    async function decideByLookup(
-      t: Throttle,
-      bulk: BulkIssuer,
-      ms: readonly BatchMember[],
-      why: string,
-    ): Promise<JobResult> {
+    async function decideByLookup(t: Throttle, bulk: BulkIssuer, ms: readonly BatchMember[], why: string): Promise<JobResult> {
       await lookUp(t, bulk, ms, 'unknown_outcome')
       return finish({ code: 'BATCH_LOOKED_UP', message: why })
     }
 
     /** lookupMany for `ms`: a receipt found is recorded, anything else goes to the single path (looked up first). */
-    async function lookUp(
-      t: Throttle,
-      bulk: BulkIssuer,
-      ms: readonly BatchMember[],
-      submitOutcome: string,
-    ): Promise<void> {
+    async function lookUp(t: Throttle, bulk: BulkIssuer, ms: readonly BatchMember[], submitOutcome: string): Promise<void> {
       for (let i = 0; i < ms.length; i += bulk.maxItems) {
         const chunk = ms.slice(i, i + bulk.maxItems)
         // After a send the read-back is never put off: it waits for its turn.
@@ -454,8 +404,7 @@ export function createBatchHandler(deps: BatchDeps) {
         const whole = found instanceof Map ? null : (found as ProviderOutcome)
         answered(whole ? whole.kind : 'answered')
         for (const m of chunk) {
-          const o: ProviderOutcome | undefined =
-            whole ?? (found as ReadonlyMap<string, ProviderOutcome>).get(m.receipt.provider_key)
+          const o: ProviderOutcome | undefined = whole ?? (found as ReadonlyMap<string, ProviderOutcome>).get(m.receipt.provider_key)
           const lookupRow = (kind: string, meta: CallMeta | null): AttemptRecord => ({
             operation: 'lookup',
             startedAt: new Date(now() - (meta?.latencyMs ?? 0)),
@@ -529,9 +478,7 @@ export function createBatchHandler(deps: BatchDeps) {
           () => ({ state: 'batch-done' }),
         )
         if (r.state === 'taken-over') return r
-        throw new UnrecoverableError(
-          `batch ${batchId}: ${(err as Error).message}; its receipts go to single issuance`,
-        )
+        throw new UnrecoverableError(`batch ${batchId}: ${(err as Error).message}; its receipts go to single issuance`)
       }
       await recordBatchStep(deps.db, batchId, deps.workerId, {
         holdMs: deps.leaseMs * 4,

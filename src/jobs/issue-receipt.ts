@@ -89,18 +89,18 @@ export function createIssueHandler(deps: IssueDeps) {
       return undefined
     }
   }
-  return async function handleIssue(
-    job: Job<JobPayloads['issue-receipt']>,
-    token: string | undefined,
-    signal?: AbortSignal,
-    info?: ReceiptJobInfo,
-  ): Promise<IssueJobResult> {
+  return async function handleIssue(job: Job<JobPayloads['issue-receipt']>, token: string | undefined, signal?: AbortSignal, info?: ReceiptJobInfo): Promise<IssueJobResult> {
     const { receiptId } = job.data
     // A credential this process already knows cannot take a call now: put off before the claim, so
     // a job that comes back too early costs no ledger write (docs/dispatch.md).
     const early = precheck(job.data)
     if (early) {
-      return perform(settled(decide({ type: 'put_off', retryInMs: early.retryInMs }, { operation: 'issue', ...attemptOf(job, deps.attempts), needsLookup: false, jitterMs: 0 })), job, token, { record: async () => true })
+      return perform(
+        settled(decide({ type: 'put_off', retryInMs: early.retryInMs }, { operation: 'issue', ...attemptOf(job, deps.attempts), needsLookup: false, jitterMs: 0 })),
+        job,
+        token,
+        { record: async () => true },
+      )
     }
     const claim = await deps.ledger.claim(receiptId)
     // Whether an earlier call may have reached the provider; cleared only by a lookup that finds nothing.

@@ -43,7 +43,10 @@ export interface SendFenceOptions {
 export type Fence = (receiptId: number, coverMs: number, attempt: SentAttempt) => Promise<number | null>
 
 /** The unbatched fence of one worker: one statement per send. */
-export const fenceOf = (db: Db, workerId: string): Fence => (receiptId, coverMs, attempt) => fenceSend(db, receiptId, workerId, coverMs, attempt)
+export const fenceOf =
+  (db: Db, workerId: string): Fence =>
+  (receiptId, coverMs, attempt) =>
+    fenceSend(db, receiptId, workerId, coverMs, attempt)
 
 /** Slack for clock granularity and the round trip that records the outcome. */
 const MARGIN_MS = 2_000

@@ -221,10 +221,7 @@ export function decide(e: PolicyEvent, ctx: AttemptContext): Decision {
     case 'nothing_to_issue':
       return settle({ state: 'skipped', needsLookup: false, skipReason: e.reason, error: null }, complete('skipped'))
     case 'invalid':
-      return settle(
-        { state: 'failed', error: { errorClass: 'permanent', code: e.code, message: e.message } },
-        { type: 'fail', message: `${e.code}: ${e.message}` },
-      )
+      return settle({ state: 'failed', error: { errorClass: 'permanent', code: e.code, message: e.message } }, { type: 'fail', message: `${e.code}: ${e.message}` })
     case 'deferred':
       // Back to pending, the claim not counted; the job waits without using a BullMQ attempt. Put off
       // after a send, the request's outcome is unknown: looked up first next time.
@@ -278,7 +275,9 @@ function failure(o: ProviderOutcome, step: 'lookup' | 'issue' | 'cancel' | 'nave
     // After the last attempt it is failed/unknown_outcome, and re-drive looks it up first.
     return settle(
       ledger,
-      final ? { type: 'fail', message: `${step}: outcome unknown after last attempt` } : { type: 'retry', message: `${step}: unknown outcome (${code ?? 'no code'}); will look up first` },
+      final
+        ? { type: 'fail', message: `${step}: outcome unknown after last attempt` }
+        : { type: 'retry', message: `${step}: unknown outcome (${code ?? 'no code'}); will look up first` },
     )
   }
   return settle(

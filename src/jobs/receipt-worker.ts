@@ -69,7 +69,10 @@ export function startReceiptWorker(deps: ReceiptWorkerDeps, opts: { concurrency?
         // One line per batch run that ends it; its receipts' outcomes are in the ledger.
         try {
           const result = await batch(job, token, signal)
-          logger.info({ batchId: (job.data as { batchId: number }).batchId, jobId: job.id, outcome: result.state, detail: result.detail, latencyMs: Math.round(performance.now() - started) }, 'batch outcome')
+          logger.info(
+            { batchId: (job.data as { batchId: number }).batchId, jobId: job.id, outcome: result.state, detail: result.detail, latencyMs: Math.round(performance.now() - started) },
+            'batch outcome',
+          )
           return result
         } catch (err) {
           const outcome = thrownOutcome(err, job, config.worker.attempts)

@@ -119,10 +119,7 @@ async function readProvider(provider: CashReceiptProvider, throttle: Throttle, r
     if (!Array.isArray(got)) return { held: { kind: 'error' }, all: null }
     const all = got as readonly ProviderReceipt[]
     // The receipt the ledger recorded stands for the key; without one, the first live receipt.
-    const kept =
-      (r.approval_number !== null ? all.find((x) => x.approvalNumber === r.approval_number) : undefined) ??
-      all.find((x) => x.status === 'issued') ??
-      all[0]
+    const kept = (r.approval_number !== null ? all.find((x) => x.approvalNumber === r.approval_number) : undefined) ?? all.find((x) => x.status === 'issued') ?? all[0]
     return { held: kept ? { kind: kept.status, receipt: kept } : { kind: 'not_found' }, all }
   }
   const o: ProviderOutcome = await throttle.schedule(() => provider.lookup(req))
@@ -153,12 +150,7 @@ function heldOf(o: ProviderOutcome): Held {
  * each lookup did. Providers with `lookupAll` (duplicates) are not listed: the listing gives one
  * answer per key, not every receipt.
  */
-async function listProviders(
-  rows: readonly Receipt[],
-  providers: ProviderSource,
-  concurrency: number,
-  logger: Logger,
-): Promise<{ held: Map<number, Held>; requests: number }> {
+async function listProviders(rows: readonly Receipt[], providers: ProviderSource, concurrency: number, logger: Logger): Promise<{ held: Map<number, Held>; requests: number }> {
   const groups = new Map<CashReceiptProvider, { throttle: Throttle; rows: Receipt[] }>()
   for (const r of rows) {
     let source: ReturnType<ProviderSource['get']>
@@ -202,7 +194,10 @@ async function listProviders(
           if (h.kind !== 'error') held.set(r.id, h)
         }
       }
-      logger.info({ provider: provider.name, credential: provider.credentialId, rows: mine.length, settled: mine.filter((r) => held.has(r.id)).length, requests: got.requests }, 'reconcile: listing read')
+      logger.info(
+        { provider: provider.name, credential: provider.credentialId, rows: mine.length, settled: mine.filter((r) => held.has(r.id)).length, requests: got.requests },
+        'reconcile: listing read',
+      )
     }
   }
   await Promise.all(Array.from({ length: Math.max(1, Math.min(concurrency, queue.length)) }, lister))
@@ -258,7 +253,18 @@ export async function reconcileDay(
       .execute()),
   )
   const result: { -readonly [K in keyof ReconcileResult]: ReconcileResult[K] } = {
-    businessDate, checked: 0, matched: 0, repaired: [], flagged: [], lookupErrors: 0, overdue: [], duplicates: [], finalized: [], rejected: [], provisional: 0, amounts_corrected: [],
+    businessDate,
+    checked: 0,
+    matched: 0,
+    repaired: [],
+    flagged: [],
+    lookupErrors: 0,
+    overdue: [],
+    duplicates: [],
+    finalized: [],
+    rejected: [],
+    provisional: 0,
+    amounts_corrected: [],
   }
   const concurrency = deps.concurrency ?? 8
   // Each credential's list read once (after the rows, so it is as fresh as a lookup); what it
@@ -307,11 +313,13 @@ export async function reconcileDay(
           // provider's amount is what was receipted, so the ledger is provably wrong and takes it.
           // Anything else (another receipt, partial cancels in the ledger or at the provider) is for a
           // person: flagged, never changed.
-          const same =
-            r.approval_number !== null && held.receipt.approvalNumber === r.approval_number && r.cancelled_amount === 0 && !(held.receipt.cancelledAmount ?? 0)
+          const same = r.approval_number !== null && held.receipt.approvalNumber === r.approval_number && r.cancelled_amount === 0 && !(held.receipt.cancelledAmount ?? 0)
           if (same && (await correctAmountsFromProvider(db, r.id, r.total_amount, heldAmounts(held.receipt, amountsOf(r))))) {
             result.amounts_corrected.push({ ...at, ledger_amount: live, provider_amount: held.receipt.amount })
-            deps.logger.warn({ receiptId: r.id, provider: r.provider, ledgerAmount: live, providerAmount: held.receipt.amount }, 'reconcile: ledger amount corrected to the provider\'s')
+            deps.logger.warn(
+              { receiptId: r.id, provider: r.provider, ledgerAmount: live, providerAmount: held.receipt.amount },
+              "reconcile: ledger amount corrected to the provider's",
+            )
           } else if (await amountMoving(r.id, held.receipt.amount)) {
             // A cancel of this receipt is in flight (the provider may hold it before the ledger
             // records it), or one was recorded since the row was read and the ledger now says what
@@ -387,10 +395,22 @@ export async function reconcileDay(
     if (gone.length) await closeCancelledDuplicates(db, r.id, gone)
     const live = others.filter((x) => x.status === 'issued')
     if (!live.length) return
-    const open = await recordDuplicates(db, r.id, r.provider, live.map((x) => ({ providerReceiptId: idOf(x), approvalNumber: x.approvalNumber, amount: x.amount })))
+    const open = await recordDuplicates(
+      db,
+      r.id,
+      r.provider,
+      live.map((x) => ({ providerReceiptId: idOf(x), approvalNumber: x.approvalNumber, amount: x.amount })),
+    )
     for (const d of open) {
       const report = (outcome: ReconcileDuplicate['outcome']) =>
-        result.duplicates.push({ transaction_id: r.transaction_id, provider: r.provider, provider_receipt_id: d.provider_receipt_id, approval_number: d.approval_number, amount: d.amount, outcome })
+        result.duplicates.push({
+          transaction_id: r.transaction_id,
+          provider: r.provider,
+          provider_receipt_id: d.provider_receipt_id,
+          approval_number: d.approval_number,
+          amount: d.amount,
+          outcome,
+        })
       if (!cancelDuplicates) {
         await releaseDuplicateCancel(db, d.id, 'not cancelled: cancelling duplicates is switched off')
         report('recorded')

@@ -99,13 +99,23 @@ export async function recoverOrphans(deps: RecoverDeps, opts: RecoverOptions = {
 async function recoverBatches(deps: RecoverDeps, opts: RecoverOptions, rank: (merchantId: string, provider: string) => number): Promise<number> {
   const rows = await batchRecoveryCandidates(deps.db, { graceMs: deps.graceMs, date: opts.date })
   if (!rows.length) return 0
-  const states = await jobStates(deps.queue, rows.map((r) => batchJobId(r.id, r.requeue_count)))
+  const states = await jobStates(
+    deps.queue,
+    rows.map((r) => batchJobId(r.id, r.requeue_count)),
+  )
   const idle = rows.filter((_, i) => !LIVE_JOB_STATES.has(states[i]!))
-  const bumped = await bumpBatchRequeue(deps.db, idle.map((r) => ({ id: r.id, requeueCount: r.requeue_count })))
+  const bumped = await bumpBatchRequeue(
+    deps.db,
+    idle.map((r) => ({ id: r.id, requeueCount: r.requeue_count })),
+  )
   const byId = new Map(idle.map((r) => [r.id, r]))
   if (bumped.length) {
     await deps.queue.addBulk(
-      bumped.map((b) => ({ name: 'issue-batch' as const, data: { batchId: b.id, businessDate: byId.get(b.id)!.trade_date }, opts: { jobId: batchJobId(b.id, b.requeue_count), priority: rank(byId.get(b.id)!.merchant_id, byId.get(b.id)!.provider) } })),
+      bumped.map((b) => ({
+        name: 'issue-batch' as const,
+        data: { batchId: b.id, businessDate: byId.get(b.id)!.trade_date },
+        opts: { jobId: batchJobId(b.id, b.requeue_count), priority: rank(byId.get(b.id)!.merchant_id, byId.get(b.id)!.provider) },
+      })),
     )
   }
   return bumped.length

@@ -48,7 +48,10 @@ export async function redrive(
   if (opts.dryRun) {
     const rows = await countFailed(db, filter)
     const byClass = Object.fromEntries(rows.map((r) => [r.errorClass, r.count]))
-    const firstDate = rows.map((r) => r.firstTradeDate).filter((d): d is string => d !== null).sort()[0]
+    const firstDate = rows
+      .map((r) => r.firstTradeDate)
+      .filter((d): d is string => d !== null)
+      .sort()[0]
     return { runId: null, dryRun: true, count: rows.reduce((a, r) => a + r.count, 0), byClass, businessDate: filter.date ?? firstDate ?? null, redriveOf: [] }
   }
 
@@ -75,7 +78,10 @@ export async function redrive(
   // interleaved by credential across its chunks.
   const rank = createRanker('operator')
   for (let i = 0; i < claimed.length; i += 1_000) {
-    await enqueueReceipts({ ...deps, rank }, claimed.slice(i, i + 1_000).map((r) => ({ ...r, state: 'pending' as const })))
+    await enqueueReceipts(
+      { ...deps, rank },
+      claimed.slice(i, i + 1_000).map((r) => ({ ...r, state: 'pending' as const })),
+    )
   }
   const firstDate = claimed.map((r) => r.trade_date).sort()[0]
   const label = filter.date ?? firstDate ?? businessDate
@@ -84,14 +90,7 @@ export async function redrive(
     .set({ status: 'enqueued', enqueued_at: sql`now()`, selected_count: claimed.length, enqueued_count: claimed.length, business_date: label })
     .where('id', '=', run.id)
     .execute()
-  const origins = await db
-    .selectFrom('receipts')
-    .select('run_id')
-    .distinct()
-    .where('last_run_id', '=', run.id)
-    .where('run_id', 'is not', null)
-    .orderBy('run_id')
-    .execute()
+  const origins = await db.selectFrom('receipts').select('run_id').distinct().where('last_run_id', '=', run.id).where('run_id', 'is not', null).orderBy('run_id').execute()
   const redriveOf = origins.map((o) => Number(o.run_id))
   deps.logger.info({ runId: run.id, count: claimed.length, filter, redriveOf }, 'redrive enqueued')
   return { runId: run.id, dryRun: false, count: claimed.length, byClass, businessDate: label, redriveOf }

@@ -40,14 +40,7 @@ export async function rekey(db: Db, keys: DataKeys, opts: { batchSize?: number; 
   let transactions = 0
   let cursor = ''
   for (;;) {
-    const rows = await db
-      .selectFrom('cash_transactions')
-      .selectAll()
-      .where('transaction_id', '>', cursor)
-      .where(stale)
-      .orderBy('transaction_id')
-      .limit(batchSize)
-      .execute()
+    const rows = await db.selectFrom('cash_transactions').selectAll().where('transaction_id', '>', cursor).where(stale).orderBy('transaction_id').limit(batchSize).execute()
     if (rows.length === 0) break
     cursor = rows.at(-1)!.transaction_id
     const updates = rows.map((t) => {
@@ -129,8 +122,6 @@ async function assertKeysPresent(db: Db, keys: DataKeys): Promise<void> {
   const used = await keysInUse(db)
   const missing = Object.keys(used).filter((id) => !keys.keys.has(id))
   if (missing.length) {
-    throw new RekeyError(
-      `data key(s) ${missing.map((m) => `"${m}" (${used[m]} rows)`).join(', ')} not configured in DATA_KEYS: add them back to re-encrypt those rows`,
-    )
+    throw new RekeyError(`data key(s) ${missing.map((m) => `"${m}" (${used[m]} rows)`).join(', ')} not configured in DATA_KEYS: add them back to re-encrypt those rows`)
   }
 }

@@ -119,9 +119,7 @@ export async function settleDay(deps: SettleDeps, opts: SettleOptions): Promise<
   const { db } = deps
   const from = carryOverFrom(opts.businessDate)
   const to = opts.businessDate
-  const merchants = new Map(
-    (await db.selectFrom('merchants').select(['id', 'mandatory_issuer']).execute()).map((m) => [m.id, m.mandatory_issuer]),
-  )
+  const merchants = new Map((await db.selectFrom('merchants').select(['id', 'mandatory_issuer']).execute()).map((m) => [m.id, m.mandatory_issuer]))
   if (opts.merchantId && !merchants.has(opts.merchantId)) {
     throw new SettleInputError(`--merchant: "${opts.merchantId}" is not a configured merchant`)
   }
@@ -149,11 +147,13 @@ export async function settleDay(deps: SettleDeps, opts: SettleOptions): Promise<
     if (!rows.length) return
     const m = rows[0]!
     const created = await createBatches(db, [{ merchantId: m.merchant_id, provider: m.provider, runId, tradeDate: m.trade_date, receiptIds: rows.map((r) => r.id) }])
-    const jobs = created.filter((b) => b.receiptIds.length).map((b) => ({
-      name: 'issue-batch' as const,
-      data: { batchId: b.id, businessDate: m.trade_date },
-      opts: { jobId: batchJobId(b.id), priority: rank(m.merchant_id, m.provider) },
-    }))
+    const jobs = created
+      .filter((b) => b.receiptIds.length)
+      .map((b) => ({
+        name: 'issue-batch' as const,
+        data: { batchId: b.id, businessDate: m.trade_date },
+        opts: { jobId: batchJobId(b.id), priority: rank(m.merchant_id, m.provider) },
+      }))
     if (!jobs.length) return
     await waitForRoom(deps)
     await deps.queue.addBulk(jobs)
@@ -235,7 +235,14 @@ export async function settleDay(deps: SettleDeps, opts: SettleOptions): Promise<
           .limit(deps.chunkSize)
         if (pass.onlyUnreceipted) {
           q = q.where(({ not, exists, selectFrom }) =>
-            not(exists(selectFrom('receipts as r').select(sql`1`.as('one')).whereRef('r.transaction_id', '=', 't.transaction_id').where('r.kind', '=', 'issue'))),
+            not(
+              exists(
+                selectFrom('receipts as r')
+                  .select(sql`1`.as('one'))
+                  .whereRef('r.transaction_id', '=', 't.transaction_id')
+                  .where('r.kind', '=', 'issue'),
+              ),
+            ),
           )
         }
         if (cursor) q = q.where(sql<boolean>`(t.business_date, t.transaction_id) > (${cursor.date}::date, ${cursor.id})`)
@@ -266,7 +273,10 @@ export async function settleDay(deps: SettleDeps, opts: SettleOptions): Promise<
           for (const r of rejections) {
             rejected++
             rejectReasons[r.code] = (rejectReasons[r.code] ?? 0) + 1
-            deps.logger.warn({ runId, transactionId: r.transactionId, provider: r.provider, code: r.code, sqlstate: r.sqlstate }, 'settle: transaction refused by the receipts table; recorded, the run goes on')
+            deps.logger.warn(
+              { runId, transactionId: r.transactionId, provider: r.provider, code: r.code, sqlstate: r.sqlstate },
+              'settle: transaction refused by the receipts table; recorded, the run goes on',
+            )
           }
         }
         opts.onProgress?.({ phase: 'select', selected, enqueued })
@@ -362,7 +372,14 @@ function pendingQuery(db: Db, from: string, to: string, merchantId: string | und
     .where('kind', '=', 'issue')
     // A member of a live batch is its batch's (the recovery pass puts a batch without a job back).
     .where(({ not, exists, selectFrom }) =>
-      not(exists(selectFrom('provider_batch_items as i').select(sql`1`.as('one')).whereRef('i.receipt_id', '=', 'receipts.id').where('i.active', '=', true))),
+      not(
+        exists(
+          selectFrom('provider_batch_items as i')
+            .select(sql`1`.as('one'))
+            .whereRef('i.receipt_id', '=', 'receipts.id')
+            .where('i.active', '=', true),
+        ),
+      ),
     )
     .where('state', '=', 'pending')
     .where('trade_date', '>=', from)

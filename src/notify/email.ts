@@ -29,20 +29,7 @@ export interface EmailSender {
 }
 
 /** SMTP commands before the message content: a failure there delivered nothing. */
-const BEFORE_DATA = new Set([
-  'CONN',
-  'GREETING',
-  'EHLO',
-  'HELO',
-  'LHLO',
-  'STARTTLS',
-  'AUTH PLAIN',
-  'AUTH LOGIN',
-  'AUTH CRAM-MD5',
-  'AUTH XOAUTH2',
-  'MAIL FROM',
-  'RCPT TO',
-])
+const BEFORE_DATA = new Set(['CONN', 'GREETING', 'EHLO', 'HELO', 'LHLO', 'STARTTLS', 'AUTH PLAIN', 'AUTH LOGIN', 'AUTH CRAM-MD5', 'AUTH XOAUTH2', 'MAIL FROM', 'RCPT TO'])
 
 /** nodemailer's error as an outcome; never its message (it may quote an address). */
 export function classifySmtpError(err: unknown): EmailOutcome {
@@ -53,15 +40,13 @@ export function classifySmtpError(err: unknown): EmailOutcome {
   const label = `${code}${command ? `:${command}` : ''}${response ? `:${response}` : ''}`.slice(0, 100)
   if (response !== undefined && response >= 500) return { kind: 'permanent', code: label }
   if (response !== undefined && response >= 400) return { kind: 'retryable', code: label }
-  if (code === 'ECONNECTION' || code === 'EDNS' || code === 'ECONNREFUSED' || BEFORE_DATA.has(command))
-    {return { kind: 'retryable', code: label }}
+  if (code === 'ECONNECTION' || code === 'EDNS' || code === 'ECONNREFUSED' || BEFORE_DATA.has(command)) {
+    return { kind: 'retryable', code: label }
+  }
   return { kind: 'unknown', code: label }
 }
 
-export function createEmailSender(opts: {
-  readonly smtpUrl: string
-  readonly timeoutMs: number
-}): EmailSender {
+export function createEmailSender(opts: { readonly smtpUrl: string; readonly timeoutMs: number }): EmailSender {
   const transport = nodemailer.createTransport({
     url: opts.smtpUrl,
     connectionTimeout: opts.timeoutMs,

@@ -53,14 +53,7 @@ export interface HttpGatewayOptions {
 }
 
 /** Network errors that mean the request never reached the gateway (safe to send again). */
-const NOT_SENT = new Set([
-  'ECONNREFUSED',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'UND_ERR_CONNECT_TIMEOUT',
-])
+const NOT_SENT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_CONNECT_TIMEOUT'])
 
 function causeCode(err: unknown): string | undefined {
   let e = err as { code?: unknown; cause?: unknown } | undefined
@@ -90,9 +83,7 @@ export function createHttpGateway(opts: HttpGatewayOptions): MessageGateway {
             from: message.from,
             ...(message.subject ? { subject: message.subject } : {}),
             text: message.text,
-            ...(message.templateCode
-              ? { template_code: message.templateCode, variables: message.variables ?? {} }
-              : {}),
+            ...(message.templateCode ? { template_code: message.templateCode, variables: message.variables ?? {} } : {}),
           }),
           signal: AbortSignal.timeout(opts.timeoutMs),
         })
@@ -107,9 +98,7 @@ export function createHttpGateway(opts: HttpGatewayOptions): MessageGateway {
         // an unreadable body: judged by the status alone below
       }
       if (res.ok) {
-        return typeof body.message_id === 'string'
-          ? { kind: 'sent', messageId: body.message_id }
-          : { kind: 'unknown', code: `HTTP_${res.status}_NO_ID` }
+        return typeof body.message_id === 'string' ? { kind: 'sent', messageId: body.message_id } : { kind: 'unknown', code: `HTTP_${res.status}_NO_ID` }
       }
       const code = typeof body.code === 'string' ? body.code.slice(0, 50) : `HTTP_${res.status}`
       if (res.status === 429 || res.status === 503 || res.status === 502) return { kind: 'retryable', code }

@@ -29,13 +29,7 @@ import {
   type NotificationFinish,
 } from '../db/notifications.ts'
 import type { Logger } from '../logger.ts'
-import {
-  connectionOf,
-  NOTIFICATIONS_QUEUE,
-  notifyJobId,
-  type NotificationsQueue,
-  type NotifyPayload,
-} from '../queue/queues.ts'
+import { connectionOf, NOTIFICATIONS_QUEUE, notifyJobId, type NotificationsQueue, type NotifyPayload } from '../queue/queues.ts'
 import { newConnection } from '../throttle/throttle.ts'
 import type { EmailSender } from './email.ts'
 import type { GatewayMessage, MessageGateway } from './gateway.ts'
@@ -79,18 +73,13 @@ export class NotificationBusyError extends Error {
 const digitsOf = (s: string) => s.replace(/\D/g, '')
 
 /** The email's Message-ID: the same for every attempt of one event, whoever sends it. */
-export function notificationMessageId(
-  n: Pick<ClaimedNotification, 'receiptId' | 'event' | 'merchantId'>,
-  from: string,
-): string {
+export function notificationMessageId(n: Pick<ClaimedNotification, 'receiptId' | 'event' | 'merchantId'>, from: string): string {
   const domain = /@([^>\s]+)>?\s*$/.exec(from)?.[1] ?? 'cash-receipts.invalid'
   return `<receipt-${n.receiptId}.${n.event}.${n.merchantId}@${domain}>`
 }
 
 /** The gateway's idempotency key: one per (receipt event, channel). */
-export function notificationIdempotencyKey(
-  n: Pick<ClaimedNotification, 'receiptId' | 'event' | 'channel' | 'merchantId'>,
-): string {
+export function notificationIdempotencyKey(n: Pick<ClaimedNotification, 'receiptId' | 'event' | 'channel' | 'merchantId'>): string {
   return `cr-${n.merchantId}-${n.receiptId}-${n.event}-${n.channel}`
 }
 
@@ -118,26 +107,23 @@ export function createNotificationProcessor(deps: NotifierDeps) {
         heartbeatInterval: 15_000,
         clientTimeout: 60_000,
       })
-      l.on('error', (err: unknown) =>
-        logger.warn({ err: (err as Error).message, channel, merchantId }, 'notification throttle error'),
-      )
+      l.on('error', (err: unknown) => logger.warn({ err: (err as Error).message, channel, merchantId }, 'notification throttle error'))
       limiters.set(key, l)
     }
     return l
   }
 
   /** Renders and sends once (fenced); throws SendAgain for p-retry, AbortError when the claim is lost. */
-  async function sendOnce(
-    row: ClaimedNotification,
-    send: () => Promise<{ kind: string; code?: string; messageId?: string }>,
-  ): Promise<NotificationFinish> {
+  async function sendOnce(row: ClaimedNotification, send: () => Promise<{ kind: string; code?: string; messageId?: string }>): Promise<NotificationFinish> {
     return limiterFor(row.channel, row.merchantId).schedule(async () => {
-      if (!(await fenceNotificationSend(db, row.id, deps.workerId, n.leaseMs)))
-        {throw new AbortError('claim lost')}
+      if (!(await fenceNotificationSend(db, row.id, deps.workerId, n.leaseMs))) {
+        throw new AbortError('claim lost')
+      }
       const out = await send()
       if (out.kind === 'sent') return { state: 'sent', messageId: out.messageId ?? null }
-      if (out.kind === 'permanent')
-        {return { state: 'failed', errorClass: 'permanent', code: out.code ?? null }}
+      if (out.kind === 'permanent') {
+        return { state: 'failed', errorClass: 'permanent', code: out.code ?? null }
+      }
       throw new SendAgain(out.kind as 'retryable' | 'unknown', out.code ?? 'unknown')
     })
   }
@@ -168,8 +154,9 @@ export function createNotificationProcessor(deps: NotifierDeps) {
       send = () => sender.send(message)
     } else {
       const tel = pii.buyerTel ? digitsOf(pii.buyerTel) : ''
-      if (!/^01\d{8,9}$/.test(tel))
-        {return { state: 'skipped', reason: pii.buyerTel ? 'not_mobile' : 'no_tel' }}
+      if (!/^01\d{8,9}$/.test(tel)) {
+        return { state: 'skipped', reason: pii.buyerTel ? 'not_mobile' : 'no_tel' }
+      }
       let message: GatewayMessage
       if (row.channel === 'sms') {
         const sms = smsContent(facts)
@@ -214,10 +201,7 @@ export function createNotificationProcessor(deps: NotifierDeps) {
     const claim = await claimNotification(db, id, deps.workerId, n.leaseMs)
     if (!claim.claimed) {
       if (claim.busy) {
-        logger.debug(
-          { notificationId: id, outcome: 'busy', attempt: job.attemptsMade + 1 },
-          'notification held by another worker; the queue tries again',
-        )
+        logger.debug({ notificationId: id, outcome: 'busy', attempt: job.attemptsMade + 1 }, 'notification held by another worker; the queue tries again')
         throw new NotificationBusyError(`notification ${id} is held by another worker`)
       }
       return { state: 'already', detail: claim.state }
@@ -249,19 +233,15 @@ export function createNotificationProcessor(deps: NotifierDeps) {
       return { state: 'lost' }
     }
     const lastAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1)
-    if (finish.state === 'pending' && lastAttempt)
-      {finish = { state: 'failed', errorClass: finish.errorClass, code: finish.code }}
+    if (finish.state === 'pending' && lastAttempt) {
+      finish = { state: 'failed', errorClass: finish.errorClass, code: finish.code }
+    }
     await finishNotification(db, id, deps.workerId, finish)
     if (finish.state === 'pending') {
       logger.info({ ...line, outcome: 'retry', code: finish.code }, 'notification outcome')
       throw new Error(`notification ${id}: ${finish.errorClass} ${finish.code ?? ''}; the queue tries again`)
     }
-    const detail =
-      finish.state === 'skipped'
-        ? finish.reason
-        : finish.state === 'failed'
-          ? `${finish.errorClass}:${finish.code ?? ''}`
-          : undefined
+    const detail = finish.state === 'skipped' ? finish.reason : finish.state === 'failed' ? `${finish.errorClass}:${finish.code ?? ''}` : undefined
     const fields = { ...line, outcome: finish.state, ...(detail ? { detail } : {}) }
     if (finish.state === 'failed') logger.warn(fields, 'notification outcome')
     else logger.info(fields, 'notification outcome')
@@ -279,11 +259,7 @@ export function createNotificationProcessor(deps: NotifierDeps) {
 }
 
 /** Puts outbox rows not on the queue yet (or lost from it) on the queue; returns how many were offered. */
-export async function dispatchOutbox(
-  deps: Pick<NotifierDeps, 'db' | 'queue'>,
-  staleMs: number,
-  limit = 500,
-): Promise<number> {
+export async function dispatchOutbox(deps: Pick<NotifierDeps, 'db' | 'queue'>, staleMs: number, limit = 500): Promise<number> {
   const rows = await notificationsToEnqueue(deps.db, staleMs, limit)
   if (rows.length === 0) return 0
   for (const r of rows) {
@@ -316,28 +292,22 @@ export interface RunningNotifier {
 export function startNotifier(deps: NotifierDeps & { readonly connection: Redis }): RunningNotifier {
   const { logger, config } = deps
   const processor = createNotificationProcessor(deps)
-  const worker = new Worker<NotifyPayload, NotifyResult, 'notify'>(
-    NOTIFICATIONS_QUEUE,
-    (job) => processor.process(job),
-    {
-      connection: connectionOf(deps.connection),
-      prefix: config.queuePrefix,
-      concurrency: config.notify.concurrency,
-      lockDuration: config.worker.lockDurationMs,
-      stalledInterval: config.worker.stalledIntervalMs,
-      // A stalled job is safe to hand out again: the row's claim decides who sends.
-      maxStalledCount: 10,
-    },
-  )
+  const worker = new Worker<NotifyPayload, NotifyResult, 'notify'>(NOTIFICATIONS_QUEUE, (job) => processor.process(job), {
+    connection: connectionOf(deps.connection),
+    prefix: config.queuePrefix,
+    concurrency: config.notify.concurrency,
+    lockDuration: config.worker.lockDurationMs,
+    stalledInterval: config.worker.stalledIntervalMs,
+    // A stalled job is safe to hand out again: the row's claim decides who sends.
+    maxStalledCount: 10,
+  })
   worker.on('error', (err) => logger.error({ err: err.message }, 'notification worker error'))
   // A row offered more than this long ago and still pending is offered again (lost add, lost Redis).
   const staleMs = Math.max(30_000, 2 * config.notify.leaseMs, 2 * config.notify.backoffMs)
   let stopped = false
   let running: Promise<unknown> = Promise.resolve()
   const tick = () => {
-    running = dispatchOutbox(deps, staleMs).catch((err) =>
-      logger.warn({ err: (err as Error).message }, 'notification outbox dispatch failed'),
-    )
+    running = dispatchOutbox(deps, staleMs).catch((err) => logger.warn({ err: (err as Error).message }, 'notification outbox dispatch failed'))
   }
   tick()
   const timer = setInterval(() => {

@@ -36,9 +36,7 @@ export function formatKrw(n: number): string {
 
 /** The facts every channel shows, from the outbox row's context. */
 export function messageFacts(ctx: NotificationContext, receiptBaseUrl: string | undefined): MessageFacts {
-  const printable = receiptBaseUrl
-    ? `${receiptBaseUrl}/transactions/${encodeURIComponent(ctx.transactionId)}/receipt`
-    : null
+  const printable = receiptBaseUrl ? `${receiptBaseUrl}/transactions/${encodeURIComponent(ctx.transactionId)}/receipt` : null
   return {
     cancelled: ctx.kind === 'cancel',
     merchantName: ctx.merchantName,
@@ -73,14 +71,11 @@ export interface EmailContent {
   readonly html: string
 }
 
-const escapeHtml = (s: string) =>
-  s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!)
+const escapeHtml = (s: string) => s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!)
 
 export function emailContent(f: MessageFacts): EmailContent {
   const subject = `[${f.merchantName}] ${title(f)} (${f.amount})`
-  const intro = f.cancelled
-    ? `${f.merchantName}에서 발급한 현금영수증이 취소되었습니다.`
-    : `${f.merchantName}에서 현금영수증이 발급되었습니다.`
+  const intro = f.cancelled ? `${f.merchantName}에서 발급한 현금영수증이 취소되었습니다.` : `${f.merchantName}에서 현금영수증이 발급되었습니다.`
   const text = [
     intro,
     '',
@@ -115,11 +110,7 @@ export interface SmsContent {
 export function smsContent(f: MessageFacts): SmsContent {
   const short = `[${f.merchantName}] 현금영수증 ${f.cancelled ? '취소' : '발급'} ${f.amount} 승인${f.approvalNumber}`
   if (eucKrBytes(short) <= SMS_MAX_BYTES) return { type: 'sms', text: short }
-  const text = [
-    `[${f.merchantName}] ${title(f)}`,
-    ...lines(f).map(([k, v]) => `${k}: ${v}`),
-    ...(f.receiptUrl ? [`영수증: ${f.receiptUrl}`] : []),
-  ].join('\n')
+  const text = [`[${f.merchantName}] ${title(f)}`, ...lines(f).map(([k, v]) => `${k}: ${v}`), ...(f.receiptUrl ? [`영수증: ${f.receiptUrl}`] : [])].join('\n')
   return { type: 'lms', subject: title(f), text }
 }
 
@@ -135,14 +126,7 @@ export interface KakaoContent {
  * The 알림톡 template this project registers (docs/notifications.md), rendered with the facts. The
  * gateway checks the variables against the approved template named by `templateCode`.
  */
-export const KAKAO_TEMPLATE = [
-  '[#{상호}] #{구분} 안내',
-  '승인번호: #{승인번호}',
-  '거래일시: #{거래일시}',
-  '금액: #{금액}',
-  '용도: #{용도}',
-  '영수증: #{영수증URL}',
-].join('\n')
+export const KAKAO_TEMPLATE = ['[#{상호}] #{구분} 안내', '승인번호: #{승인번호}', '거래일시: #{거래일시}', '금액: #{금액}', '용도: #{용도}', '영수증: #{영수증URL}'].join('\n')
 
 export function kakaoContent(f: MessageFacts, templateCode: string): KakaoContent {
   const variables: Record<string, string> = {

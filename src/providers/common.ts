@@ -16,8 +16,7 @@ export const str = (v: unknown): string | null => (typeof v === 'string' && v ? 
  * A provider's code as text, whatever JSON it sent: String() throws on an object whose `toString` key
  * holds data (`{"code": {"toString": 1}}`), and a classifier must never throw.
  */
-export const codeText = (v: unknown): string | null =>
-  v === undefined || v === null ? null : typeof v === 'object' ? JSON.stringify(v).slice(0, 100) : String(v)
+export const codeText = (v: unknown): string | null => (v === undefined || v === null ? null : typeof v === 'object' ? JSON.stringify(v).slice(0, 100) : String(v))
 /** A finite number from a JSON number or numeric string; anything else (objects included) is null. */
 export const num = (v: unknown): number | null => {
   const n = typeof v === 'number' ? v : typeof v === 'string' && v.trim() ? Number(v) : NaN
@@ -89,10 +88,7 @@ export class TokenCache {
  * One call with a bearer token: a 401 means the token expired in flight (PortOne documents this race),
  * so the token is refreshed once and the call repeated once.
  */
-export async function withTokenRefresh(
-  tokens: TokenCache,
-  sendWith: (token: string) => Promise<HttpResult>,
-): Promise<HttpResult | ProviderOutcome> {
+export async function withTokenRefresh(tokens: TokenCache, sendWith: (token: string) => Promise<HttpResult>): Promise<HttpResult | ProviderOutcome> {
   let r: HttpResult | undefined
   for (let attempt = 0; attempt < 2; attempt++) {
     const token = await tokens.get()

@@ -65,15 +65,7 @@ export interface HttpClient {
 }
 
 /** Connection errors raised before a single byte of the request could have been processed. */
-const NOT_SENT_CODES = new Set([
-  'ECONNREFUSED',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'UND_ERR_CONNECT_TIMEOUT',
-  'ERR_INVALID_URL',
-])
+const NOT_SENT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_CONNECT_TIMEOUT', 'ERR_INVALID_URL'])
 
 /** Undici's own timeout errors: the request was sent and the answer did not come (or stopped). */
 const READ_TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT'])
@@ -221,9 +213,7 @@ export function transportMeta(r: Extract<HttpResult, { ok: false }>): CallMeta {
  * Adapters call this before looking at any body.
  */
 export function transportOutcome(r: Extract<HttpResult, { ok: false }>): ProviderOutcome {
-  return r.sent
-    ? { kind: 'unknown_outcome', meta: transportMeta(r) }
-    : { kind: 'retryable', meta: transportMeta(r) }
+  return r.sent ? { kind: 'unknown_outcome', meta: transportMeta(r) } : { kind: 'retryable', meta: transportMeta(r) }
 }
 
 class RetryableOutcome extends Error {

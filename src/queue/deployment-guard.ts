@@ -60,7 +60,7 @@ export async function checkDeployment(db: Db, redis: Redis, target: DeploymentTa
       `refusing to start: ${describeDatabase(target.databaseUrl)} belongs to deployment ${id}, but queue prefix "${target.queuePrefix}" ` +
         `on ${describeRedis(target.redisUrl)} belongs to deployment ${current}, so its jobs name receipts of another database. ` +
         'Point DATABASE_URL and QUEUE_PREFIX at the same deployment. If this database is the right one and the queue under that prefix ' +
-        'is left over from another deployment (e.g. the database was recreated), remove that queue\'s jobs and run ' +
+        "is left over from another deployment (e.g. the database was recreated), remove that queue's jobs and run " +
         '`cash-receipts migrate --adopt-redis`.',
     )
   }

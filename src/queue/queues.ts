@@ -100,7 +100,11 @@ export function receiptJob(
   const p = priority === undefined ? {} : { priority }
   const credential = r.merchant_id && r.provider ? { merchantId: r.merchant_id, provider: r.provider as ProviderName } : {}
   return r.kind === 'issue'
-    ? { name: 'issue-receipt' as const, data: { receiptId: r.id, businessDate: r.trade_date, ...credential }, opts: { jobId: issueJobId(r.id, r.redrive_count, r.requeue_count), ...p } }
+    ? {
+        name: 'issue-receipt' as const,
+        data: { receiptId: r.id, businessDate: r.trade_date, ...credential },
+        opts: { jobId: issueJobId(r.id, r.redrive_count, r.requeue_count), ...p },
+      }
     : { name: 'cancel-receipt' as const, data: { receiptId: r.id }, opts: { jobId: cancelJobId(r.id, r.redrive_count, r.requeue_count), ...p } }
 }
 

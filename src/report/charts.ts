@@ -61,14 +61,7 @@ function legend(series: readonly Series[], y: number, x0: number): SafeHtml {
 }
 
 /** Horizontal stacked bars: one row per label (provider, merchant, failure reason). */
-export function stackedBars(opts: {
-  id: string
-  kind: string
-  title: string
-  rows: readonly Row[]
-  series: readonly Series[]
-  empty?: string
-}): SafeHtml {
+export function stackedBars(opts: { id: string; kind: string; title: string; rows: readonly Row[]; series: readonly Series[]; empty?: string }): SafeHtml {
   const rows = opts.rows.filter((r) => opts.series.some((s) => (r.values[s.key] ?? 0) > 0))
   if (!rows.length) return empty(opts.id, opts.kind, opts.title, opts.empty ?? 'No data')
   const labels = rows.map((r) => truncateToWidth(r.label, 28))
@@ -207,12 +200,7 @@ export function columns(opts: {
     let acc = 0
     const cum = pts.map((p) => (acc += p.values[c.key] ?? 0))
     const cmax = Math.max(1, acc)
-    const d = cum
-      .map(
-        (v, i) =>
-          `${i ? 'L' : 'M'}${(left + i * slot + slot / 2).toFixed(1)},${(top + plotH - (v / cmax) * plotH).toFixed(1)}`,
-      )
-      .join(' ')
+    const d = cum.map((v, i) => `${i ? 'L' : 'M'}${(left + i * slot + slot / 2).toFixed(1)},${(top + plotH - (v / cmax) * plotH).toFixed(1)}`).join(' ')
     points++
     line = html`<path
         class="line"
@@ -226,12 +214,7 @@ export function columns(opts: {
       ><text x="${width - right + 6}" y="${top + 4}" font-size="11">${n(acc)}</text
       ><text x="${width - right + 6}" y="${top + plotH}" font-size="11">0</text>`
   }
-  const legendSeries = opts.cumulative
-    ? [
-        ...opts.series,
-        { key: opts.cumulative.key, label: opts.cumulative.label, color: opts.cumulative.color },
-      ]
-    : opts.series
+  const legendSeries = opts.cumulative ? [...opts.series, { key: opts.cumulative.key, label: opts.cumulative.label, color: opts.cumulative.color }] : opts.series
   return html`<svg
     class="chart"
     id="${opts.id}"

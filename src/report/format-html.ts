@@ -47,8 +47,7 @@ select, input { font: inherit; padding: 3px 6px; }
 const ko = () => translator(DEFAULT_LANG)
 
 /** The outcome series of the charts, labelled in the page's language. */
-const series = (t: Translator, keys?: readonly string[]) =>
-  OUTCOME_SERIES.filter((s) => !keys || keys.includes(s.key)).map((s) => ({ ...s, label: t.term('outcome', s.key) }))
+const series = (t: Translator, keys?: readonly string[]) => OUTCOME_SERIES.filter((s) => !keys || keys.includes(s.key)).map((s) => ({ ...s, label: t.term('outcome', s.key) }))
 
 export function totalsCards(r: RunReport, t: Translator = ko()): SafeHtml {
   const cards: [string, string, number | string][] = [
@@ -132,10 +131,7 @@ const PROVIDER_COLORS = ['#6a1b9a', '#00838f', '#ef6c00', '#2e7d32', '#ad1457', 
 
 function latencyChart(d: ReportDetails, t: Translator): SafeHtml {
   const bounds = d.latency.bounds_ms
-  const labels = [
-    ...bounds.map((b) => `≤${b >= 1000 ? `${b / 1000}s` : `${b}ms`}`),
-    `>${bounds.at(-1)! / 1000}s`,
-  ]
+  const labels = [...bounds.map((b) => `≤${b >= 1000 ? `${b / 1000}s` : `${b}ms`}`), `>${bounds.at(-1)! / 1000}s`]
   const providerSeries = d.latency.by_provider.map((p, i) => ({
     key: p.provider,
     label: p.provider,
@@ -158,9 +154,7 @@ function latencyChart(d: ReportDetails, t: Translator): SafeHtml {
 }
 
 function failureChart(d: ReportDetails, t: Translator): SafeHtml {
-  const rows: Row[] = d.failure_reasons
-    .slice(0, 15)
-    .map((f) => ({ label: `${f.provider} ${f.error_class} ${f.code}`.trim(), values: { failed: f.count } }))
+  const rows: Row[] = d.failure_reasons.slice(0, 15).map((f) => ({ label: `${f.provider} ${f.error_class} ${f.code}`.trim(), values: { failed: f.count } }))
   return stackedBars({
     id: 'chart-failures',
     kind: 'failures',
@@ -178,9 +172,7 @@ function overdueChart(d: ReportDetails, t: Translator): SafeHtml {
     v[r.state === 'failed' ? 'failed' : 'pending'] = (v[r.state === 'failed' ? 'failed' : 'pending'] ?? 0) + 1
     byDeadline.set(r.deadline, v)
   }
-  const rows: Row[] = [...byDeadline.entries()]
-    .sort(([a], [b]) => a.localeCompare(b))
-    .map(([deadline, values]) => ({ label: t('chart.deadline', { date: deadline }), values }))
+  const rows: Row[] = [...byDeadline.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([deadline, values]) => ({ label: t('chart.deadline', { date: deadline }), values }))
   return stackedBars({
     id: 'chart-overdue',
     kind: 'overdue',
@@ -229,8 +221,9 @@ export function duplicatesSection(r: RunReport, t: Translator = ko()): SafeHtml 
   const open = r.duplicates.filter((d) => !d.repaired_at).length
   return html`<section id="duplicates">
     <h2>${t('report.duplicates', { n: r.duplicates.length, open })}</h2>
-    ${r.duplicates.length
-      ? html`<table>
+    ${
+      r.duplicates.length
+        ? html`<table>
           <thead>
             <tr>
               <th>${t('col.transaction')}</th>
@@ -257,7 +250,8 @@ export function duplicatesSection(r: RunReport, t: Translator = ko()): SafeHtml 
             )}
           </tbody>
         </table>`
-      : ''}
+        : ''
+    }
   </section>`
 }
 
@@ -271,8 +265,9 @@ const kstOrText = (v: string) => (Number.isNaN(Date.parse(v)) ? v : kstDateTime(
 export function needsAttentionSection(r: RunReport, t: Translator = ko()): SafeHtml {
   return html`<section id="needs-attention">
     <h2>${t('report.needsAttention', { n: r.needs_attention.length })}</h2>
-    ${r.needs_attention.length
-      ? html`<table>
+    ${
+      r.needs_attention.length
+        ? html`<table>
           <thead>
             <tr>
               <th>${t('col.transaction')}</th>
@@ -291,7 +286,8 @@ export function needsAttentionSection(r: RunReport, t: Translator = ko()): SafeH
             )}
           </tbody>
         </table>`
-      : ''}
+        : ''
+    }
   </section>`
 }
 
@@ -352,13 +348,7 @@ export function formatReportHtml(r: RunReport, d: ReportDetails, opts: { generat
               d.failure_reasons.length
                 ? numTable(
                     [t('col.provider'), t('col.class'), t('col.code'), t('col.count'), t('col.sampleMessage')],
-                    d.failure_reasons.map((f) => [
-                      f.provider,
-                      f.error_class,
-                      f.code,
-                      f.count,
-                      f.sample_message,
-                    ]),
+                    d.failure_reasons.map((f) => [f.provider, f.error_class, f.code, f.count, f.sample_message]),
                     [false, false, false, true, false],
                   )
                 : ''
@@ -368,10 +358,30 @@ export function formatReportHtml(r: RunReport, d: ReportDetails, opts: { generat
                       ${r.failures.length > failures.length ? t('report.failedReceiptsFirst', { n: r.failures.length, shown: failures.length }) : t('report.failedReceipts', { n: r.failures.length })}
                     </h2>
                     ${numTable(
-                      [t('col.transaction'), t('col.merchant'), t('col.amount'), t('failures.orderName'), t('col.paidAt'), t('col.provider'), t('col.class'), t('col.code'), t('col.message')],
+                      [
+                        t('col.transaction'),
+                        t('col.merchant'),
+                        t('col.amount'),
+                        t('failures.orderName'),
+                        t('col.paidAt'),
+                        t('col.provider'),
+                        t('col.class'),
+                        t('col.code'),
+                        t('col.message'),
+                      ],
                       failures.map((f) => {
                         const x = ctx(f.transaction_id)
-                        return [f.transaction_id, x?.merchant_name ?? '', x ? t.won(x.amount) : '', x?.order_name ?? '', x ? kstDateTime(x.paid_at) : '', f.provider, f.error_class, f.code, f.message]
+                        return [
+                          f.transaction_id,
+                          x?.merchant_name ?? '',
+                          x ? t.won(x.amount) : '',
+                          x?.order_name ?? '',
+                          x ? kstDateTime(x.paid_at) : '',
+                          f.provider,
+                          f.error_class,
+                          f.code,
+                          f.message,
+                        ]
                       }),
                       [false, false, true, false, false, false, false, false, false],
                     )}`
@@ -384,16 +394,7 @@ export function formatReportHtml(r: RunReport, d: ReportDetails, opts: { generat
             ${overdueChart(d, t)}${
               d.overdue.receipts.length
                 ? numTable(
-                    [
-                      t('col.transaction'),
-                      t('col.merchant'),
-                      t('col.provider'),
-                      t('col.state'),
-                      t('col.businessDate'),
-                      t('col.deadline'),
-                      t('col.class'),
-                      t('col.code'),
-                    ],
+                    [t('col.transaction'), t('col.merchant'), t('col.provider'), t('col.state'), t('col.businessDate'), t('col.deadline'), t('col.class'), t('col.code')],
                     d.overdue.receipts.map((o) => [
                       o.transaction_id,
                       o.merchant_id,

@@ -35,7 +35,8 @@ tr.total td { font-weight: 600; border-top: 2px solid #ccc; }
 `
 
 export function periodBody(p: PeriodTotals, t: Translator = translator(DEFAULT_LANG)): SafeHtml {
-  const amountCells = (a: Amounts) => html`<td class="num">${t.num(a.count)}</td><td class="num">${t.won(a.total)}</td><td class="num">${t.won(a.supply)}</td><td class="num">${t.won(a.vat)}</td>`
+  const amountCells = (a: Amounts) =>
+    html`<td class="num">${t.num(a.count)}</td><td class="num">${t.won(a.total)}</td><td class="num">${t.won(a.supply)}</td><td class="num">${t.won(a.vat)}</td>`
   return html`<section id="period-totals">
     <h2>${t('period.heading')} <span class="muted">${t('period.scope', { from: p.from, to: p.to, scope: p.merchant_scope === '*' ? t('common.all') : p.merchant_scope })}</span></h2>
     <p class="muted">${t('period.note')}</p>

@@ -39,7 +39,9 @@ export function formatReceiptLookup(found: ReceiptLookup): string {
         ),
       )
       out.push(`approval number ${r.approval_number ?? '-'} · provider receipt ${r.provider_receipt_id ?? '-'}${r.receipt_url ? ` · ${r.receipt_url}` : ''}`)
-      out.push(`trade date ${r.trade_date} · deadline ${r.deadline} · run ${r.run_id ?? '-'}${r.last_run_id && r.last_run_id !== r.run_id ? ` (latest ${r.last_run_id})` : ''} · attempts ${r.attempts}`)
+      out.push(
+        `trade date ${r.trade_date} · deadline ${r.deadline} · run ${r.run_id ?? '-'}${r.last_run_id && r.last_run_id !== r.run_id ? ` (latest ${r.last_run_id})` : ''} · attempts ${r.attempts}`,
+      )
       if (r.error) out.push(`error: ${r.error.class ?? ''} ${r.error.code ?? ''} ${truncateToWidth(oneLine(r.error.message ?? ''), 100)}`.replace(/\s+/g, ' '))
       out.push('history:')
       for (const h of r.history) out.push(`  ${kstText(h.at)}  ${h.event.padEnd(9)} ${truncateToWidth(oneLine(h.detail), 100)}`)

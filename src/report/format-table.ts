@@ -8,9 +8,7 @@ import { OUTCOMES, type ReportDetails } from './report-details.ts'
 import { displayWidth, oneLine, padToWidth, truncateToWidth } from './text-width.ts'
 
 export function table(headers: string[], rows: string[][], rightAlign: boolean[] = []): string {
-  const widths = headers.map((h, i) =>
-    Math.max(displayWidth(h), ...rows.map((r) => displayWidth(r[i] ?? ''))),
-  )
+  const widths = headers.map((h, i) => Math.max(displayWidth(h), ...rows.map((r) => displayWidth(r[i] ?? ''))))
   const line = (cells: string[]) =>
     cells
       .map((c, i) => padToWidth(c, widths[i]!, rightAlign[i] ? 'right' : 'left'))
@@ -35,11 +33,7 @@ export function formatReportTable(r: RunReport, details?: ReportDetails): string
   out.push(
     table(
       ['eligible', 'issued', 'failed', 'pending', 'skipped', 'cancelled', 'overdue', 'amount issued'],
-      [
-        [t.eligible, t.issued, t.failed, t.pending, t.skipped, t.cancelled, r.overdue]
-          .map(String)
-          .concat(won(r.amount_issued)),
-      ],
+      [[t.eligible, t.issued, t.failed, t.pending, t.skipped, t.cancelled, r.overdue].map(String).concat(won(r.amount_issued))],
       [true, true, true, true, true, true, true, true],
     ),
   )
@@ -61,11 +55,7 @@ export function formatReportTable(r: RunReport, details?: ReportDetails): string
     out.push(
       table(
         ['merchant', 'id', ...OUTCOMES],
-        details.by_merchant.map((m) => [
-          cell(m.name, 30),
-          m.merchant_id,
-          ...OUTCOMES.map((o) => String(m[o])),
-        ]),
+        details.by_merchant.map((m) => [cell(m.name, 30), m.merchant_id, ...OUTCOMES.map((o) => String(m[o]))]),
         [false, false, true, true, true, true, true],
       ),
     )
@@ -76,13 +66,7 @@ export function formatReportTable(r: RunReport, details?: ReportDetails): string
     out.push(
       table(
         ['provider', 'class', 'code', 'count', 'example message'],
-        details.failure_reasons.map((f) => [
-          f.provider,
-          f.error_class,
-          cell(f.code, 24),
-          String(f.count),
-          cell(f.sample_message, 60),
-        ]),
+        details.failure_reasons.map((f) => [f.provider, f.error_class, cell(f.code, 24), String(f.count), cell(f.sample_message, 60)]),
         [false, false, false, true, false],
       ),
     )
@@ -93,15 +77,7 @@ export function formatReportTable(r: RunReport, details?: ReportDetails): string
     out.push(
       table(
         ['transaction', 'provider', 'class', 'code', 'message'],
-        r.failures
-          .slice(0, 50)
-          .map((f) => [
-            cell(f.transaction_id, 40),
-            f.provider,
-            f.error_class,
-            cell(f.code, 24),
-            cell(f.message, 60),
-          ]),
+        r.failures.slice(0, 50).map((f) => [cell(f.transaction_id, 40), f.provider, f.error_class, cell(f.code, 24), cell(f.message, 60)]),
       ),
     )
     if (r.failures.length > 50) out.push(`… ${r.failures.length - 50} more (use --format json)`)
@@ -112,9 +88,7 @@ export function formatReportTable(r: RunReport, details?: ReportDetails): string
     out.push(
       table(
         ['transaction', 'merchant', 'provider', 'state', 'deadline'],
-        details.overdue.receipts
-          .slice(0, 50)
-          .map((o) => [cell(o.transaction_id, 40), o.merchant_id, o.provider, o.state, o.deadline]),
+        details.overdue.receipts.slice(0, 50).map((o) => [cell(o.transaction_id, 40), o.merchant_id, o.provider, o.state, o.deadline]),
       ),
     )
   }

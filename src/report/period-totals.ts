@@ -95,10 +95,22 @@ export async function buildPeriodTotals(db: Db, sel: { from: string; to: string;
 }
 
 const CSV_COLUMNS = [
-  'month', 'merchant_id', 'merchant_name', 'purpose',
-  'issued_count', 'issued_total', 'issued_supply', 'issued_vat',
-  'cancelled_count', 'cancelled_total', 'cancelled_supply', 'cancelled_vat',
-  'net_count', 'net_total', 'net_supply', 'net_vat',
+  'month',
+  'merchant_id',
+  'merchant_name',
+  'purpose',
+  'issued_count',
+  'issued_total',
+  'issued_supply',
+  'issued_vat',
+  'cancelled_count',
+  'cancelled_total',
+  'cancelled_supply',
+  'cancelled_vat',
+  'net_count',
+  'net_total',
+  'net_supply',
+  'net_vat',
 ] as const
 
 /** One CSV field (RFC 4180 quoting: a handful of lines, no library needed for writing). */
@@ -111,10 +123,24 @@ const field = (v: string | number | null) => {
 export function formatPeriodCsv(p: PeriodTotals): string {
   const line = (r: PeriodRow) =>
     [
-      r.month, r.merchant_id, r.merchant_name, r.purpose,
-      r.issued.count, r.issued.total, r.issued.supply, r.issued.vat,
-      r.cancelled.count, r.cancelled.total, r.cancelled.supply, r.cancelled.vat,
-      r.net.count, r.net.total, r.net.supply, r.net.vat,
-    ].map(field).join(',')
+      r.month,
+      r.merchant_id,
+      r.merchant_name,
+      r.purpose,
+      r.issued.count,
+      r.issued.total,
+      r.issued.supply,
+      r.issued.vat,
+      r.cancelled.count,
+      r.cancelled.total,
+      r.cancelled.supply,
+      r.cancelled.vat,
+      r.net.count,
+      r.net.total,
+      r.net.supply,
+      r.net.vat,
+    ]
+      .map(field)
+      .join(',')
   return `\uFEFF${[CSV_COLUMNS.join(','), ...p.rows.map(line)].join('\r\n')}\r\n`
 }

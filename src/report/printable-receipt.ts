@@ -42,9 +42,10 @@ export function formatPrintableReceipt(t: TransactionView, opts: { generatedAt: 
         </style>
       </head>
       <body>
-        ${issues.length
-          ? issues.map(
-              (r) => html`<div class="receipt" data-receipt="${r.id}">
+        ${
+          issues.length
+            ? issues.map(
+                (r) => html`<div class="receipt" data-receipt="${r.id}">
                 <h1>${tr('print.title')}${r.state === 'cancelled' ? html`<span class="stamp">${tr('print.cancelled')}</span>` : r.amounts.cancelled ? html`<span class="stamp">${tr('print.partlyCancelled')}</span>` : ''}</h1>
                 <dl>
                   <dt>${tr('print.merchant')}</dt><dd>${t.merchant.name ?? t.merchant.id}</dd>
@@ -71,8 +72,9 @@ export function formatPrintableReceipt(t: TransactionView, opts: { generatedAt: 
                   ${tr('print.printedAt')} ${kstDateTime(opts.generatedAt)} · ${tr('print.helpline')}
                 </p>
               </div>`,
-            )
-          : html`<p>${tr('print.noneIssued', { id: t.transaction_id })}</p>`}
+              )
+            : html`<p>${tr('print.noneIssued', { id: t.transaction_id })}</p>`
+        }
       </body>
     </html>`.value
 }

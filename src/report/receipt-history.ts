@@ -50,7 +50,17 @@ export interface ReceiptView {
   created_at: string
   issued_at: string | null
   finished_at: string | null
-  calls: { no: number; operation: string; outcome: string; http_status: number | null; code: string | null; message: string | null; started_at: string; latency_ms: number | null; job_id: string | null }[]
+  calls: {
+    no: number
+    operation: string
+    outcome: string
+    http_status: number | null
+    code: string | null
+    message: string | null
+    started_at: string
+    latency_ms: number | null
+    job_id: string | null
+  }[]
   history: HistoryEvent[]
   /**
    * Every change of state or owner as the ledger recorded it with the change (receipt_transitions),
@@ -139,31 +149,61 @@ export async function searchReceipts(db: Db, query: string, page: SearchPage): P
   const identifier = searchableIdentifier(trimmed)
   // The identifier never leaves this function as typed; ids, order ids and approval numbers do.
   const q = identifier === undefined ? trimmed : maskedQuery(identifier)
-  const got = await keysetPage<{ id: string; by: MatchedBy }, string>(page, (m) => m.id, async (cursor, limit) => {
-    const dir = cursor && !cursor.forward ? 'desc' : 'asc'
-    const around = (col: 't.transaction_id' | 'r.transaction_id') =>
-      cursor ? sql<boolean>`${sql.ref(col)} ${sql.raw(cursor.forward ? '>' : '<')} ${cursor.key}` : sql<boolean>`true`
-    const merchant = (col: 't.merchant_id' | 'r.merchant_id') => (page.merchantId ? sql<boolean>`${sql.ref(col)} = ${page.merchantId}` : sql<boolean>`true`)
-    const matches = new Map<string, MatchedBy>()
-    const byId = await db.selectFrom('cash_transactions as t').select('t.transaction_id').where('t.transaction_id', '=', trimmed)
-      .where(around('t.transaction_id')).where(merchant('t.merchant_id')).execute()
-    for (const r of byId) matches.set(r.transaction_id, 'transaction_id')
-    const byApproval = await db.selectFrom('receipts as r').select('r.transaction_id').distinct().where('r.approval_number', '=', trimmed)
-      .where(around('r.transaction_id')).where(merchant('r.merchant_id')).orderBy('r.transaction_id', dir).limit(limit).execute()
-    for (const r of byApproval) if (!matches.has(r.transaction_id)) matches.set(r.transaction_id, 'approval_number')
-    const byOrder = await db.selectFrom('cash_transactions as t').select('t.transaction_id').where('t.order_id', '=', trimmed)
-      .where(around('t.transaction_id')).where(merchant('t.merchant_id')).orderBy('t.transaction_id', dir).limit(limit).execute()
-    for (const r of byOrder) if (!matches.has(r.transaction_id)) matches.set(r.transaction_id, 'order_id')
-    if (identifier !== undefined && page.dataKeys) {
-      const byBuyer = await db.selectFrom('cash_transactions as t').select('t.transaction_id')
-        .where('t.identifier_search', 'in', searchHashesAllKeys(identifier, page.dataKeys))
-        .where(around('t.transaction_id')).where(merchant('t.merchant_id')).orderBy('t.transaction_id', dir).limit(limit).execute()
-      for (const r of byBuyer) if (!matches.has(r.transaction_id)) matches.set(r.transaction_id, 'buyer_identifier')
-    }
-    const ids = [...matches.keys()].sort()
-    if (dir === 'desc') ids.reverse()
-    return ids.slice(0, limit).map((id) => ({ id, by: matches.get(id)! }))
-  })
+  const got = await keysetPage<{ id: string; by: MatchedBy }, string>(
+    page,
+    (m) => m.id,
+    async (cursor, limit) => {
+      const dir = cursor && !cursor.forward ? 'desc' : 'asc'
+      const around = (col: 't.transaction_id' | 'r.transaction_id') =>
+        cursor ? sql<boolean>`${sql.ref(col)} ${sql.raw(cursor.forward ? '>' : '<')} ${cursor.key}` : sql<boolean>`true`
+      const merchant = (col: 't.merchant_id' | 'r.merchant_id') => (page.merchantId ? sql<boolean>`${sql.ref(col)} = ${page.merchantId}` : sql<boolean>`true`)
+      const matches = new Map<string, MatchedBy>()
+      const byId = await db
+        .selectFrom('cash_transactions as t')
+        .select('t.transaction_id')
+        .where('t.transaction_id', '=', trimmed)
+        .where(around('t.transaction_id'))
+        .where(merchant('t.merchant_id'))
+        .execute()
+      for (const r of byId) matches.set(r.transaction_id, 'transaction_id')
+      const byApproval = await db
+        .selectFrom('receipts as r')
+        .select('r.transaction_id')
+        .distinct()
+        .where('r.approval_number', '=', trimmed)
+        .where(around('r.transaction_id'))
+        .where(merchant('r.merchant_id'))
+        .orderBy('r.transaction_id', dir)
+        .limit(limit)
+        .execute()
+      for (const r of byApproval) if (!matches.has(r.transaction_id)) matches.set(r.transaction_id, 'approval_number')
+      const byOrder = await db
+        .selectFrom('cash_transactions as t')
+        .select('t.transaction_id')
+        .where('t.order_id', '=', trimmed)
+        .where(around('t.transaction_id'))
+        .where(merchant('t.merchant_id'))
+        .orderBy('t.transaction_id', dir)
+        .limit(limit)
+        .execute()
+      for (const r of byOrder) if (!matches.has(r.transaction_id)) matches.set(r.transaction_id, 'order_id')
+      if (identifier !== undefined && page.dataKeys) {
+        const byBuyer = await db
+          .selectFrom('cash_transactions as t')
+          .select('t.transaction_id')
+          .where('t.identifier_search', 'in', searchHashesAllKeys(identifier, page.dataKeys))
+          .where(around('t.transaction_id'))
+          .where(merchant('t.merchant_id'))
+          .orderBy('t.transaction_id', dir)
+          .limit(limit)
+          .execute()
+        for (const r of byBuyer) if (!matches.has(r.transaction_id)) matches.set(r.transaction_id, 'buyer_identifier')
+      }
+      const ids = [...matches.keys()].sort()
+      if (dir === 'desc') ids.reverse()
+      return ids.slice(0, limit).map((id) => ({ id, by: matches.get(id)! }))
+    },
+  )
   const views = await Promise.all(got.rows.map((m) => transactionView(db, m.id)))
   const by = new Map(got.rows.map((m) => [m.id, m.by]))
   return {
@@ -179,9 +219,25 @@ export async function transactionView(db: Db, transactionId: string): Promise<Tr
     .selectFrom('cash_transactions as t')
     .leftJoin('merchants as m', 'm.id', 't.merchant_id')
     .select([
-      't.transaction_id', 't.merchant_id', 'm.name as merchant_name', 'm.business_number_masked', 't.provider', 't.payment_ref', 't.order_id', 't.order_name',
-      't.method', 't.amount', 't.tax_free_amount', 't.service_fee', 't.paid_at', 't.business_date', 't.identifier_type', 't.identifier_masked', 't.purpose',
-      't.status', 't.refunded_amount',
+      't.transaction_id',
+      't.merchant_id',
+      'm.name as merchant_name',
+      'm.business_number_masked',
+      't.provider',
+      't.payment_ref',
+      't.order_id',
+      't.order_name',
+      't.method',
+      't.amount',
+      't.tax_free_amount',
+      't.service_fee',
+      't.paid_at',
+      't.business_date',
+      't.identifier_type',
+      't.identifier_masked',
+      't.purpose',
+      't.status',
+      't.refunded_amount',
     ])
     .where('t.transaction_id', '=', transactionId)
     .executeTakeFirst()
@@ -192,7 +248,12 @@ export async function transactionView(db: Db, transactionId: string): Promise<Tr
     ? await db.selectFrom('issuance_attempts').selectAll().where('receipt_id', 'in', ids).orderBy('receipt_id').orderBy('started_at').orderBy('id').execute()
     : []
   const steps = ids.length
-    ? await db.selectFrom('receipt_transitions').select(['receipt_id', 'from_state', 'to_state', 'at', 'cause', 'run_id', 'job_id', 'worker_id']).where('receipt_id', 'in', ids).orderBy('id').execute()
+    ? await db
+        .selectFrom('receipt_transitions')
+        .select(['receipt_id', 'from_state', 'to_state', 'at', 'cause', 'run_id', 'job_id', 'worker_id'])
+        .where('receipt_id', 'in', ids)
+        .orderBy('id')
+        .execute()
     : []
   const runs = new Map<number, { trigger: string; business_date: string; started_at: Date }>()
   const runIds = [...new Set(receipts.flatMap((r) => [r.run_id, r.last_run_id]).filter((v): v is number => v !== null))]
@@ -226,7 +287,10 @@ export async function transactionView(db: Db, transactionId: string): Promise<Tr
       history.push({
         at: iso(r.created_at)!,
         event: 'created',
-        detail: r.kind === 'cancel' ? `cancellation of receipt ${r.parent_receipt_id} requested (reason ${r.cancel_reason ?? '-'})` : `by ${run?.trigger ?? 'settlement'} run ${r.run_id ?? '-'}${r.state === 'skipped' ? `, skipped: ${r.skip_reason ?? ''}` : ''}`,
+        detail:
+          r.kind === 'cancel'
+            ? `cancellation of receipt ${r.parent_receipt_id} requested (reason ${r.cancel_reason ?? '-'})`
+            : `by ${run?.trigger ?? 'settlement'} run ${r.run_id ?? '-'}${r.state === 'skipped' ? `, skipped: ${r.skip_reason ?? ''}` : ''}`,
       })
       for (const c of own) {
         history.push({

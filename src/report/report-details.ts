@@ -41,9 +41,7 @@ export interface ReportDetails {
    * What a person needs beside each failed receipt the HTML report lists (the report's `failures`,
    * its first FAILED_LISTED): whose and which payment it is. Keyed by transaction id.
    */
-  readonly failed_transactions: Readonly<
-    Record<string, { merchant_name: string; amount: number; order_name: string | null; paid_at: string }>
-  >
+  readonly failed_transactions: Readonly<Record<string, { merchant_name: string; amount: number; order_name: string | null; paid_at: string }>>
   readonly overdue: {
     readonly total: number
     readonly receipts: readonly {
@@ -97,11 +95,7 @@ export function bucketSeconds(spanS: number): number {
   return BUCKET_CHOICES_S.find((b) => spanS / b <= MAX_POINTS) ?? BUCKET_CHOICES_S.at(-1)!
 }
 
-export async function buildReportDetails(
-  db: Db,
-  sel: { runId?: number; date?: string },
-  todayKst: string,
-): Promise<ReportDetails> {
+export async function buildReportDetails(db: Db, sel: { runId?: number; date?: string }, todayKst: string): Promise<ReportDetails> {
   const { ids, scopeColumn } = await resolveScope(db, sel)
   // Transactions settlement refused count as failures of the run, as in the JSON report.
   const rejections = scopeColumn === 'r.run_id' ? await listOpenRejections(db, ids) : []
@@ -162,9 +156,7 @@ export async function buildReportDetails(
   }
 
   const bounds = LATENCY_BOUNDS_MS
-  const lat = await sql<
-    Record<string, number> & { provider: string; calls: number; p50: number; p95: number; p99: number }
-  >`
+  const lat = await sql<Record<string, number> & { provider: string; calls: number; p50: number; p95: number; p99: number }>`
     SELECT r.provider, count(*)::int AS calls,
       ${sql.join(bounds.map((b, i) => sql`count(*) FILTER (WHERE a.latency_ms <= ${b}${i ? sql` AND a.latency_ms > ${bounds[i - 1]!}` : sql``})::int AS ${sql.ref(`b${i}`)}`))},
       count(*) FILTER (WHERE a.latency_ms > ${bounds.at(-1)!})::int AS ${sql.ref(`b${bounds.length}`)},

@@ -120,7 +120,10 @@ export async function buildReport(db: Db, sel: { runId?: number; date?: string }
       eb.fn.countAll<number>().as('n'),
       eb.fn.coalesce(eb.fn.sum<number>(sql`r.total_amount - r.cancelled_amount`), sql<number>`0`).as('amount'),
       eb.fn.max('r.finished_at').as('last_finished'),
-      eb.fn.countAll<number>().filterWhere(sql<boolean>`r.state IN ('pending','issuing','failed') AND r.deadline < ${todayKst ?? '0001-01-01'}`).as('overdue'),
+      eb.fn
+        .countAll<number>()
+        .filterWhere(sql<boolean>`r.state IN ('pending','issuing','failed') AND r.deadline < ${todayKst ?? '0001-01-01'}`)
+        .as('overdue'),
     ])
     .where('r.kind', '=', 'issue')
     .where(scopeColumn, 'in', ids)
@@ -253,7 +256,13 @@ export async function buildReport(db: Db, sel: { runId?: number; date?: string }
     redriven: Number(redrivenCount.n),
     redrive_runs: links.map((l) => String(l.id)),
     redrive_of: origins.filter((o) => !ids.includes(Number(o.run_id))).map((o) => String(o.run_id)),
-    operator_actions: (await auditSince(db, new Date(started))).map((a) => ({ at: a.at.toISOString(), actor: a.actor, action: a.action, selectors: { ...a.selectors }, counts: { ...a.counts } })),
+    operator_actions: (await auditSince(db, new Date(started))).map((a) => ({
+      at: a.at.toISOString(),
+      actor: a.actor,
+      action: a.action,
+      selectors: { ...a.selectors },
+      counts: { ...a.counts },
+    })),
     notifications: { ...notified.total, by_channel: notified.byChannel },
   }
 }
@@ -267,7 +276,14 @@ function rejectionsOf(db: Db, ids: readonly number[]) {
     .selectFrom('settle_rejections as s')
     .where('s.run_id', 'in', ids)
     .where(({ not, exists, selectFrom }) =>
-      not(exists(selectFrom('receipts as r').select(sql`1`.as('one')).whereRef('r.transaction_id', '=', 's.transaction_id').where('r.kind', '=', 'issue'))),
+      not(
+        exists(
+          selectFrom('receipts as r')
+            .select(sql`1`.as('one'))
+            .whereRef('r.transaction_id', '=', 's.transaction_id')
+            .where('r.kind', '=', 'issue'),
+        ),
+      ),
     )
 }
 

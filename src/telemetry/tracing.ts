@@ -24,13 +24,7 @@ export interface TracingOptions {
 
 export async function startTracing(otel: TracingOptions): Promise<Tracing> {
   if (!otel.endpoint) return OFF
-  const [
-    { NodeTracerProvider, BatchSpanProcessor },
-    { OTLPTraceExporter },
-    { resourceFromAttributes },
-    { BullMQOtel },
-    api,
-  ] = await Promise.all([
+  const [{ NodeTracerProvider, BatchSpanProcessor }, { OTLPTraceExporter }, { resourceFromAttributes }, { BullMQOtel }, api] = await Promise.all([
     import('@opentelemetry/sdk-trace-node'),
     import('@opentelemetry/exporter-trace-otlp-http'),
     import('@opentelemetry/resources'),

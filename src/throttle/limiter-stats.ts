@@ -25,25 +25,13 @@ export interface LimiterStats {
 const registryKey = (prefix: string) => `${prefix}:limiters`
 
 /** Records a throttle key; idempotent, one HSET per throttle a process creates. */
-export async function registerLimiter(
-  redis: Redis,
-  prefix: string,
-  throttleKey: string,
-  provider: string,
-): Promise<void> {
+export async function registerLimiter(redis: Redis, prefix: string, throttleKey: string, provider: string): Promise<void> {
   await redis.hset(registryKey(prefix), throttleKey, provider)
 }
 
 /** One pipeline round trip for all limiters (four reads each). Limiters whose settings expired are left out. */
-export async function readLimiterStats(
-  redis: Redis,
-  prefix: string,
-  kstDate: string,
-  nowMs: number,
-): Promise<LimiterStats[]> {
-  const limiters = Object.entries(await redis.hgetall(registryKey(prefix))).sort(([a], [b]) =>
-    a.localeCompare(b),
-  )
+export async function readLimiterStats(redis: Redis, prefix: string, kstDate: string, nowMs: number): Promise<LimiterStats[]> {
+  const limiters = Object.entries(await redis.hgetall(registryKey(prefix))).sort(([a], [b]) => a.localeCompare(b))
   if (!limiters.length) return []
   const pipe = redis.pipeline()
   for (const [key] of limiters) {
@@ -56,9 +44,7 @@ export async function readLimiterStats(
   const replies = (await pipe.exec()) ?? []
   const out: LimiterStats[] = []
   limiters.forEach(([limiter, provider], i) => {
-    const [settings, queuedByClient, lastSeen, quota] = replies
-      .slice(i * 4, i * 4 + 4)
-      .map(([err, v]) => (err ? null : v)) as [
+    const [settings, queuedByClient, lastSeen, quota] = replies.slice(i * 4, i * 4 + 4).map(([err, v]) => (err ? null : v)) as [
       (string | null)[] | null,
       Record<string, string> | null,
       string[] | null,

@@ -223,7 +223,6 @@ function unpack(batch: readonly Report[]): { keys: string[]; args: string[] } {
   return { keys, args }
 }
 
-
 const reportsOf = new WeakMap<Redis, Reports>()
 
 /** A granted call: `done(true)` once it has finished (answered or failed), `done(false)` if nothing was sent. */
@@ -286,7 +285,20 @@ export function createRateWindow(redis: Redis, key: string, perSecond: number, o
     const carry = pending.take()
     let answer: [number, number, (string | number)?]
     try {
-      answer = await r.crWindowTry2(2 + carry.keys.length, key, lineKey, ...carry.keys, limit, windowUs, ttlUs, Math.round(maxWaitMs * 1000), spreadFor(opts.maxWaitMs ?? maxWaitMs), member, MAX_REPORT_AGE_US, ...carry.args)
+      answer = await r.crWindowTry2(
+        2 + carry.keys.length,
+        key,
+        lineKey,
+        ...carry.keys,
+        limit,
+        windowUs,
+        ttlUs,
+        Math.round(maxWaitMs * 1000),
+        spreadFor(opts.maxWaitMs ?? maxWaitMs),
+        member,
+        MAX_REPORT_AGE_US,
+        ...carry.args,
+      )
     } catch (err) {
       // Whether the script ran is unknown: reporting again is harmless (a report sets an end, LT;
       // its age is taken anew from the same end).

@@ -685,9 +685,12 @@ export class ThrottleRegistry {
     }
     if (opts.dispatch) this.#stats = createDispatchStatsWriter(opts.redis, opts.prefix, opts.processName ?? `pid-${process.pid}`)
     const idleMs = opts.idleMs ?? 120_000
-    this.#sweep = setInterval(() => {
-      for (const t of this.#throttles.values()) t.releaseIfIdle(idleMs)
-    }, Math.min(60_000, idleMs)).unref()
+    this.#sweep = setInterval(
+      () => {
+        for (const t of this.#throttles.values()) t.releaseIfIdle(idleMs)
+      },
+      Math.min(60_000, idleMs),
+    ).unref()
     if (opts.datastore !== 'local') {
       const sub = (this.#holds = opts.redis.duplicate())
       sub.on('error', (err: Error) => {

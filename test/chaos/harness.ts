@@ -192,7 +192,11 @@ function exitOf(child: ChildProcess): Promise<unknown> {
 const REDIS_START_MS = 60_000
 
 async function startRedis(port: number, dir: string, why: string): Promise<ChildProcess> {
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--appendfsync', 'everysec', '--save', '', '--maxmemory-policy', 'noeviction'], { stdio: 'ignore' })
+  const child = spawn(
+    'redis-server',
+    ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--appendfsync', 'everysec', '--save', '', '--maxmemory-policy', 'noeviction'],
+    { stdio: 'ignore' },
+  )
   const started = Date.now()
   for (;;) {
     const r = new Redis({ port, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null })
@@ -218,7 +222,10 @@ async function startRedis(port: number, dir: string, why: string): Promise<Child
 async function exitWithin(child: ChildProcess, ms: number, why: string): Promise<void> {
   let timer: NodeJS.Timeout | undefined
   try {
-    await Promise.race([exitOf(child), new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`chaos: ${why} hung: the process did not exit within ${ms / 1000} s`)), ms)))])
+    await Promise.race([
+      exitOf(child),
+      new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`chaos: ${why} hung: the process did not exit within ${ms / 1000} s`)), ms))),
+    ])
   } finally {
     clearTimeout(timer)
   }
@@ -422,8 +429,19 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     await app.prepareDatabase()
     const businessDate = '2026-11-20'
     // Every provider, Popbill included (the demo merchants issue Popbill in bulk: batches of up to 100).
-    const day = generateDay({ businessDate, count: opts.transactions, seed, providers: PROVIDERS, merchants: app.config.merchants.map((m) => ({ id: m.id, mandatoryIssuer: m.mandatoryIssuer })), idPrefix: 'CH' })
-    const res = await fetch(`${sandbox.url}/_sandbox/portone/payments`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(day.portonePayments.map((p) => ({ ...p, status: 'paid' }))) })
+    const day = generateDay({
+      businessDate,
+      count: opts.transactions,
+      seed,
+      providers: PROVIDERS,
+      merchants: app.config.merchants.map((m) => ({ id: m.id, mandatoryIssuer: m.mandatoryIssuer })),
+      idPrefix: 'CH',
+    })
+    const res = await fetch(`${sandbox.url}/_sandbox/portone/payments`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(day.portonePayments.map((p) => ({ ...p, status: 'paid' }))),
+    })
     if (!res.ok) throw new Error(`registering payments failed: ${res.status}`)
     const dir = await mkdtemp(join(tmpdir(), 'cr-chaos-'))
     await writeFile(join(dir, 'day.csv'), toCsv(day))
@@ -477,7 +495,11 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     log(`chaos: ${settled.created} receipts to issue, ${settled.skipped} skipped; ${opts.workers} workers`)
     // Popbill bulk: the first two Popbill operations — bulk submits, the batches being the first
     // Popbill work — commit at the sandbox and then time out; their results decide (read back).
-    const forced = await fetch(`${sandbox.url}/_sandbox/faults`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ provider: 'popbill', next: ['timeout_after_commit', 'timeout_after_commit'] }) })
+    const forced = await fetch(`${sandbox.url}/_sandbox/faults`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ provider: 'popbill', next: ['timeout_after_commit', 'timeout_after_commit'] }),
+    })
     if (!forced.ok) throw new Error(`forcing Popbill faults failed: ${forced.status} ${await forced.text()}`)
 
     /** The last words of the last worker that exited by itself (start-up names them when it fails). */
@@ -522,7 +544,12 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     mark(`${opts.workers} workers spawned`)
 
     const count = async (states: string[]) => {
-      const r = await app.db().selectFrom('receipts').select((eb) => eb.fn.countAll<number>().as('n')).where('state', 'in', states as never).executeTakeFirstOrThrow()
+      const r = await app
+        .db()
+        .selectFrom('receipts')
+        .select((eb) => eb.fn.countAll<number>().as('n'))
+        .where('state', 'in', states as never)
+        .executeTakeFirstOrThrow()
       return Number(r.n)
     }
     const open = () => count(['pending', 'issuing', 'cancelling'])
@@ -543,12 +570,16 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     while ((await count(['issued'])) < warm && Date.now() < warmEnd) await sleep(200)
     const issuedWarm = await count(['issued'])
     if (issuedWarm < warm) {
-      throw new Error(`chaos: warm-up hung: ${issuedWarm} of ${warm} receipts (5% of the day) issued ${((Date.now() - tWork) / 1000).toFixed(0)} s after the first worker was at work (cap ${opts.startupMs / 1000} s from it)`)
+      throw new Error(
+        `chaos: warm-up hung: ${issuedWarm} of ${warm} receipts (5% of the day) issued ${((Date.now() - tWork) / 1000).toFixed(0)} s after the first worker was at work (cap ${opts.startupMs / 1000} s from it)`,
+      )
     }
     const tStart = Date.now()
     figures.seconds_spawn_to_first_worker_at_work = Math.round((tWork - workersSpawned) / 100) / 10
     figures.seconds_first_worker_at_work_to_faults = Math.round((tStart - tWork) / 100) / 10
-    mark(`5% of the day issued (${issuedWarm}/${settled.created}), ${opts.workers === 1 ? 'the worker' : `${workers.filter((w) => w.working).length} of ${opts.workers} workers`} at work: faults start`)
+    mark(
+      `5% of the day issued (${issuedWarm}/${settled.created}), ${opts.workers === 1 ? 'the worker' : `${workers.filter((w) => w.working).length} of ${opts.workers} workers`} at work: faults start`,
+    )
 
     // Per-provider live receipts per key, sampled during the run (a duplicate at a deduplicating
     // provider must never exist, not only be gone at the end).
@@ -586,7 +617,9 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
       phases.push(
         (async () => {
           await at(n)
-          mark(`phase slow_commit starts: NTS answers after ${opts.slowCommitLatencyMs} ms (read timeout ${HTTP_READ_TIMEOUT_MS} ms) for ${opts.slowCommitMs} ms, and until an NTS request came`)
+          mark(
+            `phase slow_commit starts: NTS answers after ${opts.slowCommitLatencyMs} ms (read timeout ${HTTP_READ_TIMEOUT_MS} ms) for ${opts.slowCommitMs} ms, and until an NTS request came`,
+          )
           // Counted only while NTS is slow (read after setting, before restoring): every request
           // counted was answered past the read timeout.
           await setFaults(`${opts.faults};nts:latency=${opts.slowCommitLatencyMs}`)
@@ -696,7 +729,9 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
             // The rounds, and more until a connection was terminated (all workers restarting at
             // load 25–30 can hold none for a while), counted from the phase's start.
             for (let k = 0; k < opts.pgTerminations || (total === 0 && Date.now() - phaseStart < opts.stallMs); k++) {
-              const t = await c.query(`SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'cash-receipts' AND pid <> pg_backend_pid()`)
+              const t = await c.query(
+                `SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'cash-receipts' AND pid <> pg_backend_pid()`,
+              )
               total += t.rows[0].n as number
               await sleep(opts.pgTerminateEveryMs)
             }
@@ -757,7 +792,9 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
       const workEnd = Math.min(Date.now() + opts.startupMs, overallEnd)
       while (!atWork() && (await open()) > 0 && Date.now() < workEnd) await sleep(200)
       if (!atWork() && (await open()) > 0) {
-        hung.push(`${what}: no worker at work within ${((Date.now() - faultsStopped) / 1000).toFixed(0)} s of the faults' stop (${workers.filter((w) => w.child.exitCode === null && w.child.signalCode === null).length}/${opts.workers} processes running), ${await open()} receipts open`)
+        hung.push(
+          `${what}: no worker at work within ${((Date.now() - faultsStopped) / 1000).toFixed(0)} s of the faults' stop (${workers.filter((w) => w.child.exitCode === null && w.child.signalCode === null).length}/${opts.workers} processes running), ${await open()} receipts open`,
+        )
         return false
       }
       let best = await open()
@@ -798,7 +835,17 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     // here, closes it): counted from the drain's end, when the workers are at work.
     const runsFrom = Date.now()
     const runsDeadline = Math.min(runsFrom + opts.stallMs, overallEnd)
-    const unfinishedRuns = async () => Number((await app.db().selectFrom('settlement_runs').select((eb) => eb.fn.countAll<number>().as('n')).where('status', '<>', 'finished').executeTakeFirstOrThrow()).n)
+    const unfinishedRuns = async () =>
+      Number(
+        (
+          await app
+            .db()
+            .selectFrom('settlement_runs')
+            .select((eb) => eb.fn.countAll<number>().as('n'))
+            .where('status', '<>', 'finished')
+            .executeTakeFirstOrThrow()
+        ).n,
+      )
     while ((await unfinishedRuns()) > 0 && Date.now() < runsDeadline) await sleep(500)
     const runsOpen = await unfinishedRuns()
     if (runsOpen > 0) hung.push(`settlement runs: ${runsOpen} not finished ${((Date.now() - runsFrom) / 1000).toFixed(0)} s after the drain`)
@@ -824,25 +871,64 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     const fenced = (sink.out.match(/call not made/g) ?? []).length
     const takenOver = (sink.out.match(/"outcome":"taken-over"/g) ?? []).length
 
-    const states = await app.db().selectFrom('receipts').select(['state']).select((eb) => eb.fn.countAll<number>().as('n')).where('kind', '=', 'issue').groupBy('state').execute()
+    const states = await app
+      .db()
+      .selectFrom('receipts')
+      .select(['state'])
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('kind', '=', 'issue')
+      .groupBy('state')
+      .execute()
     const by = Object.fromEntries(states.map((s) => [s.state, Number(s.n)])) as Record<string, number>
-    const unclassified = await app.db().selectFrom('receipts').select((eb) => eb.fn.countAll<number>().as('n')).where('state', '=', 'failed').where((eb) => eb.or([eb('error_class', 'is', null), eb('error_code', 'is', null)])).executeTakeFirstOrThrow()
-    const failures = await app.db().selectFrom('receipts').select(['id', 'provider', 'state', 'error_class', 'error_code', 'error_message', 'needs_lookup', 'attempts', 'redrive_count']).where('state', '=', 'failed').limit(20).execute()
+    const unclassified = await app
+      .db()
+      .selectFrom('receipts')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('state', '=', 'failed')
+      .where((eb) => eb.or([eb('error_class', 'is', null), eb('error_code', 'is', null)]))
+      .executeTakeFirstOrThrow()
+    const failures = await app
+      .db()
+      .selectFrom('receipts')
+      .select(['id', 'provider', 'state', 'error_class', 'error_code', 'error_message', 'needs_lookup', 'attempts', 'redrive_count'])
+      .where('state', '=', 'failed')
+      .limit(20)
+      .execute()
     for (const f of failures) log(`failed receipt ${JSON.stringify(f)}`)
     // Every transaction of the day: a receipt in a terminal state, or refused by settle with a reason.
-    const txs = Number((await app.db().selectFrom('cash_transactions').select((eb) => eb.fn.countAll<number>().as('n')).where('business_date', '=', businessDate).executeTakeFirstOrThrow()).n)
+    const txs = Number(
+      (
+        await app
+          .db()
+          .selectFrom('cash_transactions')
+          .select((eb) => eb.fn.countAll<number>().as('n'))
+          .where('business_date', '=', businessDate)
+          .executeTakeFirstOrThrow()
+      ).n,
+    )
     const rejected = await app
       .db()
       .selectFrom('settle_rejections as s')
       .select(['s.code', 's.message'])
       .where('s.trade_date', '=', businessDate)
-      .where(({ not, exists, selectFrom }) => not(exists(selectFrom('receipts as r').select('r.id').whereRef('r.transaction_id', '=', 's.transaction_id').where('r.kind', '=', 'issue'))))
+      .where(({ not, exists, selectFrom }) =>
+        not(exists(selectFrom('receipts as r').select('r.id').whereRef('r.transaction_id', '=', 's.transaction_id').where('r.kind', '=', 'issue'))),
+      )
       .execute()
     const rejectedWithReason = rejected.filter((r) => r.code && r.message).length
-    const stats = (await (await fetch(`${sandbox.url}/_sandbox/stats`)).json()) as { providers: Record<string, { issued: number; cancelled: number }>; max_live_receipts_per_key: number; max_receipts_per_key: number }
+    const stats = (await (await fetch(`${sandbox.url}/_sandbox/stats`)).json()) as {
+      providers: Record<string, { issued: number; cancelled: number }>
+      max_live_receipts_per_key: number
+      max_receipts_per_key: number
+    }
     const live = Object.values(stats.providers).reduce((n, p) => n + p.issued - p.cancelled, 0)
     const terminal = (by.issued ?? 0) + (by.skipped ?? 0) + (by.failed ?? 0) + (by.cancelled ?? 0)
-    const dedupMax = Math.max(0, ...Object.entries(maxLive).filter(([p]) => deduplicates(p)).map(([, n]) => n))
+    const dedupMax = Math.max(
+      0,
+      ...Object.entries(maxLive)
+        .filter(([p]) => deduplicates(p))
+        .map(([, n]) => n),
+    )
     Object.assign(figures, {
       transactions: txs,
       receipts: terminal,
@@ -869,7 +955,9 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     })
     const batches = await sql<{ state: string; n: number }>`SELECT state, count(*)::int AS n FROM provider_batches GROUP BY state`.execute(app.db())
     const batchBy = Object.fromEntries(batches.rows.map((r) => [r.state, r.n])) as Record<string, number>
-    const bulkUnknown = await sql<{ n: number }>`SELECT count(*)::int AS n FROM provider_batch_calls WHERE operation = 'bulk_submit' AND outcome IN ('unknown_outcome', 'tried')`.execute(app.db())
+    const bulkUnknown = await sql<{
+      n: number
+    }>`SELECT count(*)::int AS n FROM provider_batch_calls WHERE operation = 'bulk_submit' AND outcome IN ('unknown_outcome', 'tried')`.execute(app.db())
     const bulkSubmits = await sql<{ n: number }>`SELECT count(*)::int AS n FROM provider_batch_calls WHERE operation = 'bulk_submit'`.execute(app.db())
     Object.assign(figures, {
       popbill_batches: batches.rows.reduce((n, r) => n + r.n, 0),
@@ -883,19 +971,39 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
         ok: (batchBy.open ?? 0) + (batchBy.submitted ?? 0) === 0 && (batchBy.done ?? 0) > 0,
         value: `${batchBy.done ?? 0} done, ${(batchBy.open ?? 0) + (batchBy.submitted ?? 0)} open`,
       },
-      { name: 'every transaction terminal or rejected with a reason', ok: terminal + rejectedWithReason === txs && rejected.length === rejectedWithReason, value: `${terminal} + ${rejectedWithReason} rejected = ${txs}` },
+      {
+        name: 'every transaction terminal or rejected with a reason',
+        ok: terminal + rejectedWithReason === txs && rejected.length === rejectedWithReason,
+        value: `${terminal} + ${rejectedWithReason} rejected = ${txs}`,
+      },
       ...(on('bad_rows')
         ? [
-            { name: 'bad rows: import rejected each one, settle the rest', ok: importRejected === badRows - 1 && rejected.length === 2, value: `import ${importRejected}/${badRows - 1}, settle ${rejected.length}/2` },
+            {
+              name: 'bad rows: import rejected each one, settle the rest',
+              ok: importRejected === badRows - 1 && rejected.length === 2,
+              value: `import ${importRejected}/${badRows - 1}, settle ${rejected.length}/2`,
+            },
           ]
         : []),
       { name: 'ledger issued = sandbox live receipts', ok: (by.issued ?? 0) === live, value: `${by.issued ?? 0} = ${live}` },
       { name: 'max live receipts per key = 1 at deduplicating providers', ok: dedupMax <= 1, value: dedupMax },
-      { name: 'NTS duplicates recorded and cancelled by reconcile', ok: dupRows.length >= ntsExtra && dupRepaired === dupRows.length, value: `${ntsExtra} found, ${dupRows.length} recorded, ${dupRepaired} cancelled` },
-      { name: 'max live receipts per key = 1 after reconcile', ok: stats.max_live_receipts_per_key === 1 && Object.values(afterReconcile).every((v) => v.max <= 1), value: stats.max_live_receipts_per_key },
+      {
+        name: 'NTS duplicates recorded and cancelled by reconcile',
+        ok: dupRows.length >= ntsExtra && dupRepaired === dupRows.length,
+        value: `${ntsExtra} found, ${dupRows.length} recorded, ${dupRepaired} cancelled`,
+      },
+      {
+        name: 'max live receipts per key = 1 after reconcile',
+        ok: stats.max_live_receipts_per_key === 1 && Object.values(afterReconcile).every((v) => v.max <= 1),
+        value: stats.max_live_receipts_per_key,
+      },
       { name: 'zero receipts stuck in issuing or pending', ok: !by.issuing && !by.pending, value: (by.issuing ?? 0) + (by.pending ?? 0) },
       { name: 'every failure has a class and code', ok: Number(unclassified.n) === 0, value: Number(unclassified.n) },
-      { name: 'no worker process lost', ok: unexpectedExits === 0 && workersAlive === opts.workers, value: `${workersAlive}/${opts.workers} alive, ${unexpectedExits} exited by themselves` },
+      {
+        name: 'no worker process lost',
+        ok: unexpectedExits === 0 && workersAlive === opts.workers,
+        value: `${workersAlive}/${opts.workers} alive, ${unexpectedExits} exited by themselves`,
+      },
       { name: 'every settlement run finished', ok: runsOpen === 0, value: runsOpen },
       { name: 'faults stopped → all terminal (s)', ok: true, value: figures.seconds_faults_stopped_to_terminal! },
       { name: 'no phase hung (deadlines from the workers at work)', ok: hung.length === 0, value: hung.length ? hung.join('; ') : 'none' },

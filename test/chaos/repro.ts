@@ -42,12 +42,16 @@ const picked = args.filter((a) => /^\d$/.test(a))
 const which = picked.length ? picked : ['1', '2', '3', '6', '7']
 
 type Out = Record<string, unknown>
-const print = (n: string, out: Out) => process.stdout.write(json ? `${JSON.stringify({ reproduction: Number(n), ...out })}\n` : `\nreproduction ${n}\n${JSON.stringify(out, null, 2)}\n`)
+const print = (n: string, out: Out) =>
+  process.stdout.write(json ? `${JSON.stringify({ reproduction: Number(n), ...out })}\n` : `\nreproduction ${n}\n${JSON.stringify(out, null, 2)}\n`)
 
 async function slowCommit(): Promise<Out> {
   const sandbox = await startSandbox({ port: 0 })
   // The worker's defaults for HTTP and retries; only the commit window is shortened (see above).
-  const env = await createTestEnv({ sandboxUrl: sandbox.url, env: { HTTP_READ_TIMEOUT_MS: '15000', HTTP_CONNECT_TIMEOUT_MS: '5000', WORKER_BACKOFF_MS: '5000', WORKER_LEASE_MS: '120000', NTS_COMMIT_WINDOW_MS: '60000' } })
+  const env = await createTestEnv({
+    sandboxUrl: sandbox.url,
+    env: { HTTP_READ_TIMEOUT_MS: '15000', HTTP_CONNECT_TIMEOUT_MS: '5000', WORKER_BACKOFF_MS: '5000', WORKER_LEASE_MS: '120000', NTS_COMMIT_WINDOW_MS: '60000' },
+  })
   try {
     const app = env.app
     await importDay(app, { businessDate: '2026-11-10', count: 10, seed: 18, providers: ['nts'], idPrefix: 'R1' })
@@ -62,12 +66,25 @@ async function slowCommit(): Promise<Out> {
     await new Promise((r) => setTimeout(r, 1_500))
     sandbox.setFaults('')
     const sentInWindow = (await rows()).filter((r) => r.last_sent_at !== null).length
-    const done = await eventually(async () => {
-      const all = await rows()
-      return all.every((r) => r.state === 'issued' || r.state === 'skipped' || r.state === 'failed') ? all : undefined
-    }, 300_000, 500)
+    const done = await eventually(
+      async () => {
+        const all = await rows()
+        return all.every((r) => r.state === 'issued' || r.state === 'skipped' || r.state === 'failed') ? all : undefined
+      },
+      300_000,
+      500,
+    )
     const stats = sandbox.stats()
-    const attempts = await app.db().selectFrom('issuance_attempts').select(['operation', 'outcome']).where('receipt_id', 'in', done.map((r) => r.id)).execute()
+    const attempts = await app
+      .db()
+      .selectFrom('issuance_attempts')
+      .select(['operation', 'outcome'])
+      .where(
+        'receipt_id',
+        'in',
+        done.map((r) => r.id),
+      )
+      .execute()
     return {
       receipts: eligible,
       issue_requests_sent_while_slow: sentInWindow,
@@ -111,7 +128,14 @@ async function frozenWorker(): Promise<Out> {
     const app = env.app
     const day = '2026-11-17'
     // 200 NTS keys: the first 200 generated NTS rows that carry a buyer identifier (the others are skipped).
-    const gen = generateDay({ businessDate: day, count: 400, seed: 2, providers: ['nts'], idPrefix: 'R2', merchants: app.config.merchants.map((m) => ({ id: m.id, mandatoryIssuer: m.mandatoryIssuer })) })
+    const gen = generateDay({
+      businessDate: day,
+      count: 400,
+      seed: 2,
+      providers: ['nts'],
+      idPrefix: 'R2',
+      merchants: app.config.merchants.map((m) => ({ id: m.id, mandatoryIssuer: m.mandatoryIssuer })),
+    })
     const rows = gen.rows.filter((r) => r.identifier !== '').slice(0, 200)
     await writeFile(join(dir, 'day.csv'), toCsv({ ...gen, rows }))
     const imported = await importTransactions(app.db(), app.config.dataKeys, join(dir, 'day.csv'), { nowMs: Date.now() })
@@ -125,11 +149,15 @@ async function frozenWorker(): Promise<Out> {
     workers.push(a)
     const ofA = (r: { locked_by: string | null }) => r.locked_by?.split(':')[1] === String(a.pid)
     // A at work: it holds rows (claimed, some waiting for a rate slot) and has sent some of them.
-    await eventually(async () => {
-      const all = await issueRows()
-      const held = all.filter((r) => r.state === 'issuing' && ofA(r))
-      return all.filter((r) => r.state === 'issued').length >= 20 && held.length >= 16 && held.filter((r) => r.last_sent_at !== null).length >= 8
-    }, 300_000, 20)
+    await eventually(
+      async () => {
+        const all = await issueRows()
+        const held = all.filter((r) => r.state === 'issuing' && ofA(r))
+        return all.filter((r) => r.state === 'issued').length >= 20 && held.length >= 16 && held.filter((r) => r.last_sent_at !== null).length >= 8
+      },
+      300_000,
+      20,
+    )
     skewMs = 2 * 3600_000
     await new Promise((r) => setTimeout(r, 300))
     a.kill('SIGSTOP')
@@ -144,10 +172,14 @@ async function frozenWorker(): Promise<Out> {
     const aOutputBefore = a.output().length
     a.kill('SIGCONT')
     const tCont = new Date()
-    const done = await eventually(async () => {
-      const all = await issueRows()
-      return all.every((r) => ['issued', 'skipped', 'failed', 'cancelled'].includes(r.state)) ? all : undefined
-    }, 600_000, 500)
+    const done = await eventually(
+      async () => {
+        const all = await issueRows()
+        return all.every((r) => ['issued', 'skipped', 'failed', 'cancelled'].includes(r.state)) ? all : undefined
+      },
+      600_000,
+      500,
+    )
     const secondsResumedToTerminal = Math.round((Date.now() - tStop - 40_000) / 1000)
     // A's last requests and outcomes after SIGCONT are in its log by now (it drains before it exits).
     await stopChild(b)
@@ -164,15 +196,31 @@ async function frozenWorker(): Promise<Out> {
         per.set(r.key, k)
       }
       const v = [...per.values()]
-      return { receipts: receipts.length, keys: per.size, max_per_key: Math.max(0, ...v.map((x) => x.all)), max_live_per_key: Math.max(0, ...v.map((x) => x.live)), keys_with_two_or_more: v.filter((x) => x.all > 1).length }
+      return {
+        receipts: receipts.length,
+        keys: per.size,
+        max_per_key: Math.max(0, ...v.map((x) => x.all)),
+        max_live_per_key: Math.max(0, ...v.map((x) => x.live)),
+        keys_with_two_or_more: v.filter((x) => x.all > 1).length,
+      }
     }
     const before = await held()
     const rec = await runCli(['reconcile', '--date', day, '--json'], env.env())
-    const recJson = rec.code === 0 ? (JSON.parse(rec.stdout) as { checked: number; matched: number; flagged: unknown[]; repaired: unknown[]; duplicates: { outcome: string }[] }) : null
+    const recJson =
+      rec.code === 0 ? (JSON.parse(rec.stdout) as { checked: number; matched: number; flagged: unknown[]; repaired: unknown[]; duplicates: { outcome: string }[] }) : null
     const after = await held()
     const rep = await runCli(['report', '--run', String(s.runId), '--json'], env.env())
     const repJson = rep.code === 0 ? (JSON.parse(rep.stdout) as { status: string; duplicates: unknown[] }) : null
-    const attempts = await app.db().selectFrom('issuance_attempts').select(['receipt_id', 'operation', 'outcome', 'worker_id', 'started_at']).where('receipt_id', 'in', done.map((r) => r.id)).execute()
+    const attempts = await app
+      .db()
+      .selectFrom('issuance_attempts')
+      .select(['receipt_id', 'operation', 'outcome', 'worker_id', 'started_at'])
+      .where(
+        'receipt_id',
+        'in',
+        done.map((r) => r.id),
+      )
+      .execute()
     const byA = attempts.filter((x) => x.worker_id.split(':')[1] === String(a.pid))
     // A's log after SIGCONT: one line per job outcome (taken-over, delayed, retry, …).
     const outcomesAfter: Record<string, number> = {}
@@ -193,7 +241,12 @@ async function frozenWorker(): Promise<Out> {
     const stats = sandbox.stats()
     return {
       keys,
-      worker_a_at_sigstop: { rows_held: atStop.length, of_which_sent: atStop.filter((r) => r.last_sent_at !== null).length, issue_requests_before: byA.filter((x) => x.operation === 'issue' && x.started_at < tCont).length, of_which_never_answered_to_a: byA.filter((x) => x.operation === 'issue' && x.outcome === 'sent').length },
+      worker_a_at_sigstop: {
+        rows_held: atStop.length,
+        of_which_sent: atStop.filter((r) => r.last_sent_at !== null).length,
+        issue_requests_before: byA.filter((x) => x.operation === 'issue' && x.started_at < tCont).length,
+        of_which_never_answered_to_a: byA.filter((x) => x.operation === 'issue' && x.outcome === 'sent').length,
+      },
       issued_before_sigstop: issuedAtStop,
       rows_of_a_taken_over_while_stopped: takenWhileStopped,
       worker_a_after_sigcont: {
@@ -204,9 +257,22 @@ async function frozenWorker(): Promise<Out> {
         job_errors: errorsAfter,
         still_alive_until_stopped: a.signalCode === 'SIGTERM' || a.exitCode === 0,
       },
-      ledger: { issued: done.filter((r) => r.state === 'issued').length, failed: done.filter((r) => r.state === 'failed').length, open: done.filter((r) => r.state === 'pending' || r.state === 'issuing').length },
+      ledger: {
+        issued: done.filter((r) => r.state === 'issued').length,
+        failed: done.filter((r) => r.state === 'failed').length,
+        open: done.filter((r) => r.state === 'pending' || r.state === 'issuing').length,
+      },
       nts_before_reconcile: before,
-      reconcile: recJson ? { checked: recJson.checked, matched: recJson.matched, flagged: recJson.flagged.length, repaired: recJson.repaired.length, duplicates: recJson.duplicates.length, duplicate_outcomes: recJson.duplicates.map((d) => d.outcome) } : rec.stderr.slice(-400),
+      reconcile: recJson
+        ? {
+            checked: recJson.checked,
+            matched: recJson.matched,
+            flagged: recJson.flagged.length,
+            repaired: recJson.repaired.length,
+            duplicates: recJson.duplicates.length,
+            duplicate_outcomes: recJson.duplicates.map((d) => d.outcome),
+          }
+        : rec.stderr.slice(-400),
       nts_after_reconcile: after,
       report: repJson ? { status: repJson.status, duplicates: repJson.duplicates.length } : rep.stderr.slice(-400),
       issue_requests: attempts.filter((x) => x.operation === 'issue').length,
@@ -238,12 +304,39 @@ async function badRows(): Promise<Out> {
     const long = `pay-${randomBytes(3_000).toString('hex')}`
     const header = 'transaction_id,merchant_id,provider,payment_ref,method,amount,paid_at,status'
     const line = (id: string, merchant: string, ref: string) => `${id},${merchant},portone-v2,${ref},bank_transfer,33000,${day}T03:00:00+00:00,completed`
-    await writeFile(join(dir, 'bad.csv'), [header, line('R3-A', 'm-clinic', 'pay-shared'), line('R3-B', 'm-academy', 'pay-shared'), line('R3-LONG', 'm-shop', long), line('R3-OK', 'm-shop', 'pay-r3-ok')].join('\n') + '\n')
+    await writeFile(
+      join(dir, 'bad.csv'),
+      [header, line('R3-A', 'm-clinic', 'pay-shared'), line('R3-B', 'm-academy', 'pay-shared'), line('R3-LONG', 'm-shop', long), line('R3-OK', 'm-shop', 'pay-r3-ok')].join('\n') +
+        '\n',
+    )
     const strict = await runCli(['import', join(dir, 'bad.csv'), '--json'], env.env())
     const skipping = await runCli(['import', join(dir, 'bad.csv'), '--skip-invalid', '--json'], env.env())
     // Past import: the same two written straight into the table (an older version, a hand-made INSERT).
-    for (const [id, merchant, ref] of [['R3-DIRECT-B', 'm-academy', 'pay-shared'], ['R3-DIRECT-LONG', 'm-shop', long]] as const) {
-      await app.db().insertInto('cash_transactions').values({ transaction_id: id, merchant_id: merchant, provider: 'portone-v2', payment_ref: ref, order_id: null, order_name: null, method: 'bank_transfer', amount: 33_000, paid_at: new Date(`${day}T03:00:00Z`), business_date: day, identifier_type: null, identifier_masked: null, pii_enc: null, data_key_id: null, content_hash: `direct-${id}` }).execute()
+    for (const [id, merchant, ref] of [
+      ['R3-DIRECT-B', 'm-academy', 'pay-shared'],
+      ['R3-DIRECT-LONG', 'm-shop', long],
+    ] as const) {
+      await app
+        .db()
+        .insertInto('cash_transactions')
+        .values({
+          transaction_id: id,
+          merchant_id: merchant,
+          provider: 'portone-v2',
+          payment_ref: ref,
+          order_id: null,
+          order_name: null,
+          method: 'bank_transfer',
+          amount: 33_000,
+          paid_at: new Date(`${day}T03:00:00Z`),
+          business_date: day,
+          identifier_type: null,
+          identifier_masked: null,
+          pii_enc: null,
+          data_key_id: null,
+          content_hash: `direct-${id}`,
+        })
+        .execute()
     }
     const settles: { date: string; code: number; rejected?: number; created?: number }[] = []
     for (const d of [day, '2026-11-12', '2026-11-13', '2026-11-14', '2026-11-15']) {
@@ -253,7 +346,10 @@ async function badRows(): Promise<Out> {
     }
     return {
       import_exit: strict.code,
-      import_errors: strict.stderr.split('\n').filter((l) => /^line \d+/.test(l)).map((l) => l.slice(0, 160)),
+      import_errors: strict.stderr
+        .split('\n')
+        .filter((l) => /^line \d+/.test(l))
+        .map((l) => l.slice(0, 160)),
       import_skip_invalid_exit: skipping.code,
       import_skip_invalid_written: skipping.code === 0 ? JSON.parse(skipping.stdout) : skipping.stderr.slice(0, 300),
       settle_runs: settles,
@@ -272,7 +368,14 @@ async function wrongDatabase(): Promise<Out> {
     await env.app.checkDeployment()
     await runCli(['migrate'], env.env({ DATABASE_URL: other.url }), 300_000)
     const r = await runCli(['worker'], env.env({ DATABASE_URL: other.url }), 300_000)
-    return { worker_exit: r.code, message: r.stderr.split('\n').find((l) => l.includes('refusing to start'))?.slice(0, 400) ?? r.stderr.slice(-400) }
+    return {
+      worker_exit: r.code,
+      message:
+        r.stderr
+          .split('\n')
+          .find((l) => l.includes('refusing to start'))
+          ?.slice(0, 400) ?? r.stderr.slice(-400),
+    }
   } finally {
     await env.close()
     await other.drop()
@@ -283,9 +386,22 @@ async function importContract(): Promise<Out> {
   const env = await createTestEnv()
   const dir = await mkdtemp(join(tmpdir(), 'cr-repro7-'))
   try {
-    const row = (over: Record<string, unknown>) => JSON.stringify({ transaction_id: 'R7-OK', merchant_id: 'm-shop', provider: 'payssam', method: 'cash', amount: '5000', paid_at: '2026-11-16T03:00:00+00:00', ...over })
-    await writeFile(join(dir, 'types.jsonl'), [row({}), row({ transaction_id: 'R7-ARR', amount: [5000] }), row({ transaction_id: 'R7-OBJ', order_name: { a: 1 } }), row({ transaction_id: 'R7-BOOL', status: true }), row({ transaction_id: 'R7-NUL', order_name: 'a\u0000b' })].join('\n') + '\n')
-    await writeFile(join(dir, 'nul.csv'), 'transaction_id,merchant_id,provider,method,amount,paid_at,order_name\nR7-CSV-OK,m-shop,payssam,cash,5000,2026-11-16T03:00:00+00:00,ok\nR7-CSV-NUL,m-shop,payssam,cash,5000,2026-11-16T03:00:00+00:00,a\u0000b\n')
+    const row = (over: Record<string, unknown>) =>
+      JSON.stringify({ transaction_id: 'R7-OK', merchant_id: 'm-shop', provider: 'payssam', method: 'cash', amount: '5000', paid_at: '2026-11-16T03:00:00+00:00', ...over })
+    await writeFile(
+      join(dir, 'types.jsonl'),
+      [
+        row({}),
+        row({ transaction_id: 'R7-ARR', amount: [5000] }),
+        row({ transaction_id: 'R7-OBJ', order_name: { a: 1 } }),
+        row({ transaction_id: 'R7-BOOL', status: true }),
+        row({ transaction_id: 'R7-NUL', order_name: 'a\u0000b' }),
+      ].join('\n') + '\n',
+    )
+    await writeFile(
+      join(dir, 'nul.csv'),
+      'transaction_id,merchant_id,provider,method,amount,paid_at,order_name\nR7-CSV-OK,m-shop,payssam,cash,5000,2026-11-16T03:00:00+00:00,ok\nR7-CSV-NUL,m-shop,payssam,cash,5000,2026-11-16T03:00:00+00:00,a\u0000b\n',
+    )
     const out: Out = {}
     for (const f of ['types.jsonl', 'nul.csv']) {
       const strict = await runCli(['import', join(dir, f), '--json'], env.env())

@@ -35,7 +35,9 @@ for (let i = 1; i <= runs; i++) {
   const result = await runChaos({ ...(quick ? QUICK : FULL), phases: phases as (typeof PHASES)[number][], seed: 42 + i, log: (m) => process.stderr.write(`[run ${i}] ${m}\n`) })
   try {
     if (json) {
-      process.stdout.write(`${JSON.stringify({ run: i, ok: result.ok, mode: quick ? 'quick' : 'full', phases, duration_seconds: Math.round((Date.now() - started) / 1000), checks: result.checks, figures: result.figures, timeline: result.timeline })}\n`)
+      process.stdout.write(
+        `${JSON.stringify({ run: i, ok: result.ok, mode: quick ? 'quick' : 'full', phases, duration_seconds: Math.round((Date.now() - started) / 1000), checks: result.checks, figures: result.figures, timeline: result.timeline })}\n`,
+      )
     } else {
       process.stdout.write(`\nchaos run ${i}/${runs}: ${result.ok ? 'PASS' : 'FAIL'} in ${Math.round((Date.now() - started) / 1000)} s\n${formatChaos(result)}\n`)
     }

@@ -73,7 +73,14 @@ describe('PortOne V1 through the official Node client (npm iamport 0.3.4)', () =
     const duplicate = await receipts.create!({ imp_uid: 'imp_node_1', identifier: '01012345678' }).catch((e: unknown) => e)
     expect((duplicate as { code?: string }).code).toBe('HTTP_400')
 
-    const external = await receipts.createExternal!({ merchant_uid: 'order-node-1', channel_key: 'channel-node', name: '꽃다발', amount: 11_000, identifier: '01012345678', type: 'person' })
+    const external = await receipts.createExternal!({
+      merchant_uid: 'order-node-1',
+      channel_key: 'channel-node',
+      name: '꽃다발',
+      amount: 11_000,
+      identifier: '01012345678',
+      type: 'person',
+    })
     expect(external.merchant_uid).toBe('order-node-1')
     expect(external.vat).toBe(1_000)
     const missing = await receipts.getExternal!({ merchant_uid: 'order-never' }).catch((e: unknown) => e)
@@ -93,13 +100,16 @@ describe('PortOne V1 through the official Node client (npm iamport 0.3.4)', () =
 
   it('gets a new token after the sandbox expired the cached one (its 401 → refresh → repeat)', async () => {
     const receipts = clientFor('expiry')
-    sandbox.registerPortonePayments([{ imp_uid: 'imp_exp_1', amount: 5_500 }, { imp_uid: 'imp_exp_2', amount: 5_500 }])
+    sandbox.registerPortonePayments([
+      { imp_uid: 'imp_exp_1', amount: 5_500 },
+      { imp_uid: 'imp_exp_2', amount: 5_500 },
+    ])
     expect((await receipts.create!({ imp_uid: 'imp_exp_1', identifier: '01012345678' })).amount).toBe(5_500)
     clock += 31 * 60_000 // past the token's 30 minutes at the sandbox; the client's own clock has not moved
     expect((await receipts.create!({ imp_uid: 'imp_exp_2', identifier: '01012345678' })).amount).toBe(5_500)
   })
 
-  it('rejects a bad secret with HTTP_401 after the client\'s one token refresh', async () => {
+  it("rejects a bad secret with HTTP_401 after the client's one token refresh", async () => {
     const bad = new Receipts(new Iamport({ impKey: 'imp_key_bad', impSecret: 'wrong' }))
     const refused = await bad.get!({ imp_uid: 'imp_node_1' }).catch((e: unknown) => e)
     expect((refused as { code?: string }).code).toBe('HTTP_401')

@@ -65,7 +65,12 @@ const LINKHUB_HOSTS = new Set(['auth.linkhub.co.kr', 'popbill-test.linkhub.co.kr
 /** A Popbill answer: `ok` with the SDK's success value, or the SDK's error object `{code, message}`. */
 type Answer<T> = { ok: true; value: T } | { ok: false; code: number; message: string }
 function answer<T>(run: (ok: (x: T) => void, err: Callback) => void): Promise<Answer<T>> {
-  return new Promise((resolve) => run((value) => resolve({ ok: true, value }), (e) => resolve({ ok: false, code: Number(e.code), message: String(e.message) })))
+  return new Promise((resolve) =>
+    run(
+      (value) => resolve({ ok: true, value }),
+      (e) => resolve({ ok: false, code: Number(e.code), message: String(e.message) }),
+    ),
+  )
 }
 function value<T>(a: Answer<T>): T {
   if (!a.ok) throw new Error(`Popbill answered ${a.code} ${a.message}`)
@@ -236,7 +241,9 @@ describe('popbill: the official node SDK against the simulator', () => {
     const early = key('W')
     value(await answer<Record<string, unknown>>((ok, err) => sdk.registIssue(CORP, cashbill(early), ok, err)))
     value(await answer<Record<string, unknown>>((ok, err) => sdk.cancelIssue(CORP, early, ok, err)))
-    expect((await adapter.lookup({ providerKey: early, portonePayment: false, amounts: { total: 11_000, supply: 10_000, vat: 1_000, taxFree: 0, serviceFee: 0 } })).kind).toBe('cancelled')
+    expect((await adapter.lookup({ providerKey: early, portonePayment: false, amounts: { total: 11_000, supply: 10_000, vat: 1_000, taxFree: 0, serviceFee: 0 } })).kind).toBe(
+      'cancelled',
+    )
 
     const orig = key('F')
     const issued = value(await answer<Record<string, unknown>>((ok, err) => sdk.registIssue(CORP, cashbill(orig), ok, err)))
@@ -252,17 +259,29 @@ describe('popbill: the official node SDK against the simulator', () => {
 
     // Partial (isPartCancel true, cancelType 1 거래취소), then the rest with isPartCancel false — which
     // the SDK leaves out of the body — and cancelType 2 오류발급취소.
-    value(await answer<Record<string, unknown>>((ok, err) => sdk.revokeRegistIssue(CORP, revocationKey(orig, 1), confirmNum, tradeDate, false, '', true, 1, '5000', '500', '0', '5500', ok, err)))
+    value(
+      await answer<Record<string, unknown>>((ok, err) =>
+        sdk.revokeRegistIssue(CORP, revocationKey(orig, 1), confirmNum, tradeDate, false, '', true, 1, '5000', '500', '0', '5500', ok, err),
+      ),
+    )
     const amounts = { total: 11_000, supply: 10_000, vat: 1_000, taxFree: 0, serviceFee: 0 }
     const half = await adapter.lookup({ providerKey: orig, portonePayment: false, amounts })
     expect(half.kind).toBe('issued')
     if (half.kind === 'issued') expect(half.receipt.cancelledAmount).toBe(5_500)
-    value(await answer<Record<string, unknown>>((ok, err) => sdk.revokeRegistIssue(CORP, revocationKey(orig, 2), confirmNum, tradeDate, false, '', false, 2, '5000', '500', '0', '5500', ok, err)))
+    value(
+      await answer<Record<string, unknown>>((ok, err) =>
+        sdk.revokeRegistIssue(CORP, revocationKey(orig, 2), confirmNum, tradeDate, false, '', false, 2, '5000', '500', '0', '5500', ok, err),
+      ),
+    )
     expect((await adapter.lookup({ providerKey: orig, portonePayment: false, amounts })).kind).toBe('cancelled')
     // Nothing left: a third revocation is refused; a cancelType outside 1–3 is refused.
-    const over = await answer<Record<string, unknown>>((ok, err) => sdk.revokeRegistIssue(CORP, revocationKey(orig, 3), confirmNum, tradeDate, false, '', true, 1, '1000', '0', '0', '1000', ok, err))
+    const over = await answer<Record<string, unknown>>((ok, err) =>
+      sdk.revokeRegistIssue(CORP, revocationKey(orig, 3), confirmNum, tradeDate, false, '', true, 1, '1000', '0', '0', '1000', ok, err),
+    )
     expect(over).toMatchObject({ ok: false, code: -14001023 })
-    const badType = await answer<Record<string, unknown>>((ok, err) => sdk.revokeRegistIssue(CORP, revocationKey(orig, 4), confirmNum, tradeDate, false, '', true, 4, '1000', '0', '0', '1000', ok, err))
+    const badType = await answer<Record<string, unknown>>((ok, err) =>
+      sdk.revokeRegistIssue(CORP, revocationKey(orig, 4), confirmNum, tradeDate, false, '', true, 4, '1000', '0', '0', '1000', ok, err),
+    )
     expect(badType).toMatchObject({ ok: false, code: -14001024 })
   })
 })

@@ -103,7 +103,13 @@ describe('popbill: token, filing states, bulk, revocations', () => {
       if (res.status !== 401) return res
       return new Response(await res.text(), { status: 403, headers: res.headers })
     }
-    adapter = createProvider('popbill', { baseUrl: sandbox.baseUrls.popbill, credentials: creds, fetch: as403, timeouts: { connectMs: 300, readMs: 400 }, retry: { retries: 0, minTimeoutMs: 1, maxRetryTimeMs: 1 } })
+    adapter = createProvider('popbill', {
+      baseUrl: sandbox.baseUrls.popbill,
+      credentials: creds,
+      fetch: as403,
+      timeouts: { connectMs: 300, readMs: 400 },
+      retry: { retries: 0, minTimeoutMs: 1, maxRetryTimeMs: 1 },
+    })
     expect((await adapter.issue(newRequest())).kind).toBe('issued')
     clock += 3_600_000 + 60_000 // the sandbox expires the token; the adapter still holds it
     expect((await adapter.issue(newRequest())).kind).toBe('issued')
@@ -123,7 +129,13 @@ describe('popbill: token, filing states, bulk, revocations', () => {
       await res.arrayBuffer()
       return new Response(JSON.stringify({ code: -10000033, message: 'token expired' }), { status: 401, headers: { 'content-type': 'application/json' } })
     }
-    adapter = createProvider('popbill', { baseUrl: sandbox.baseUrls.popbill, credentials: creds, fetch: counting, timeouts: { connectMs: 300, readMs: 400 }, retry: { retries: 0, minTimeoutMs: 1, maxRetryTimeMs: 1 } })
+    adapter = createProvider('popbill', {
+      baseUrl: sandbox.baseUrls.popbill,
+      credentials: creds,
+      fetch: counting,
+      timeouts: { connectMs: 300, readMs: 400 },
+      retry: { retries: 0, minTimeoutMs: 1, maxRetryTimeMs: 1 },
+    })
     expect((await adapter.issue(newRequest())).kind).toBe('issued')
     expect(sent).toEqual({ token: 1, cashbill: 1 })
 
@@ -355,7 +367,9 @@ describe('popbill simulator: refuses what Popbill refuses', () => {
     const text = JSON.stringify({ access_id: '2208162517', scope: ['member', '140'] })
     const date = new Date().toISOString()
     const digest = createHash('sha256').update(text).digest('base64')
-    const sig = createHmac('sha256', Buffer.from(popbillSandboxSecret(linkId), 'base64')).update(`POST\n${digest}\n${date}\n2.0\n/POPBILL_TEST/Token`).digest('base64')
+    const sig = createHmac('sha256', Buffer.from(popbillSandboxSecret(linkId), 'base64'))
+      .update(`POST\n${digest}\n${date}\n2.0\n/POPBILL_TEST/Token`)
+      .digest('base64')
     const res = await fetch(`${sandbox.baseUrls.popbill}/POPBILL_TEST/Token`, {
       method: 'POST',
       headers: { 'x-lh-date': date, 'x-lh-version': '2.0', authorization: `LINKHUB ${linkId} ${sig}`, 'content-type': 'Application/json' },
@@ -427,7 +441,14 @@ describe('popbill simulator: refuses what Popbill refuses', () => {
     expect((await bulk('S-digest', [cashbill()], 'AAAA')).body.code).toBe(-14001034)
     expect((await bulk('S/1', [cashbill()])).body.code).toBe(-14001033)
     expect((await bulk('S-empty', [])).body.code).toBe(-14001000)
-    expect((await bulk('S-100', Array.from({ length: 100 }, () => cashbill()))).body.code).toBe(1)
+    expect(
+      (
+        await bulk(
+          'S-100',
+          Array.from({ length: 100 }, () => cashbill()),
+        )
+      ).body.code,
+    ).toBe(1)
   })
 
   it('processes a submission in the background for 2.5 × its modelled submission time (20 + 2n ms): txState 0 → 1 → 2, results only at 2', async () => {
@@ -439,7 +460,14 @@ describe('popbill simulator: refuses what Popbill refuses', () => {
     for (const n of [1, 100]) {
       const t0 = clock
       const delay = Math.round(2.5 * (20 + 2 * n)) // 55 ms for 1, 550 ms for 100
-      expect((await bulk(`S-model-${n}`, Array.from({ length: n }, () => cashbill()))).body.code).toBe(1)
+      expect(
+        (
+          await bulk(
+            `S-model-${n}`,
+            Array.from({ length: n }, () => cashbill()),
+          )
+        ).body.code,
+      ).toBe(1)
       expect(await state(`S-model-${n}`)).toMatchObject({ txState: 0, successCount: 0, issueResult: [] })
       clock = t0 + Math.ceil(delay * 0.2)
       expect((await state(`S-model-${n}`)).txState).toBe(1)
@@ -475,7 +503,11 @@ describe('popbill simulator: refuses what Popbill refuses', () => {
     const c = cashbill()
     await issue(c)
     expect((await post('/Cashbill/States', null, JSON.stringify(Array.from({ length: 1001 }, (_, i) => `K${i}`)))).body.code).toBe(-14000001)
-    const res = await fetch(`${sandbox.baseUrls.popbill}/Cashbill/States`, { method: 'POST', headers: { authorization: `Bearer ${token}` }, body: JSON.stringify([c.mgtKey, 'unknown']) })
+    const res = await fetch(`${sandbox.baseUrls.popbill}/Cashbill/States`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}` },
+      body: JSON.stringify([c.mgtKey, 'unknown']),
+    })
     const list = (await res.json()) as { mgtKey: string; stateCode: number; totalAmount: string }[]
     expect(list.map((i) => [i.mgtKey, i.stateCode, i.totalAmount])).toEqual([[c.mgtKey, 300, '11000']])
   })
@@ -485,7 +517,11 @@ describe('popbill simulator: refuses what Popbill refuses', () => {
     const issued = (await issue(c)).body as unknown as { confirmNum: string; tradeDate: string }
     sandbox.popbill.fileNow()
     const revoke = (over: Record<string, unknown>) =>
-      post('/Cashbill', 'REVOKEISSUE', JSON.stringify({ mgtKey: `R${Math.random().toString(36).slice(2, 10)}`, orgConfirmNum: issued.confirmNum, orgTradeDate: issued.tradeDate, ...over }))
+      post(
+        '/Cashbill',
+        'REVOKEISSUE',
+        JSON.stringify({ mgtKey: `R${Math.random().toString(36).slice(2, 10)}`, orgConfirmNum: issued.confirmNum, orgTradeDate: issued.tradeDate, ...over }),
+      )
     expect((await revoke({ orgConfirmNum: '999999999' })).body.code).toBe(-14001020)
     expect((await revoke({ cancelType: 4 })).body.code).toBe(-14001024)
     expect((await revoke({ isPartCancel: true, supplyCost: '20000', tax: '2000', serviceFee: '0', totalAmount: '22000' })).body.code).toBe(-14001023)

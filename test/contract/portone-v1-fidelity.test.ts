@@ -93,7 +93,14 @@ describe('PortOne V1 receipts by imp_uid belong to one merchant', () => {
 
     const lookupReq = { providerKey: req.providerKey, portonePayment: true, amounts: req.amounts }
     expect((await other.lookup(lookupReq)).kind).toBe('not_found')
-    const cancel = await other.cancel({ ...lookupReq, idempotencyKey: 'c', original: { approvalNumber: null, tradeDate: req.tradeDate, amounts: req.amounts }, partial: false, reason: 1, purpose: 'deduction' })
+    const cancel = await other.cancel({
+      ...lookupReq,
+      idempotencyKey: 'c',
+      original: { approvalNumber: null, tradeDate: req.tradeDate, amounts: req.amounts },
+      partial: false,
+      reason: 1,
+      purpose: 'deduction',
+    })
     expect(cancel.kind).toBe('not_found')
     expect((await other.issue(req)).kind).toBe('permanent')
 
@@ -111,8 +118,7 @@ describe('PortOne V1 receipts by imp_uid belong to one merchant', () => {
 })
 
 describe('PortOne V1 per-PG fields', () => {
-  const registerPg = (id: string, pg: NonNullable<PortoneV1Credentials['pg']>) =>
-    sandbox.registerPortoneMerchants([{ imp_key: `imp_key_${id}`, pg_provider: pg }])
+  const registerPg = (id: string, pg: NonNullable<PortoneV1Credentials['pg']>) => sandbox.registerPortoneMerchants([{ imp_key: `imp_key_${id}`, pg_provider: pg }])
 
   it('KSNET: the adapter sends product_type and buyer_name; without the PG configured the sandbox refuses the issue', async () => {
     registerPg('ks', 'ksnet')
@@ -133,7 +139,11 @@ describe('PortOne V1 per-PG fields', () => {
     registerPg('ks2', 'ksnet')
     const t = await token('ks2')
     const body = { channel_key: 'channel-ks2', name: '꽃', amount: 11_000, product_type: 'real', buyer_name: '김하나' }
-    const hyphen = await fetch(`${base()}/receipts/external/order-ks2-1`, { method: 'POST', headers: { authorization: t, 'content-type': 'application/json' }, body: JSON.stringify({ ...body, identifier: '010-1234-5678' }) })
+    const hyphen = await fetch(`${base()}/receipts/external/order-ks2-1`, {
+      method: 'POST',
+      headers: { authorization: t, 'content-type': 'application/json' },
+      body: JSON.stringify({ ...body, identifier: '010-1234-5678' }),
+    })
     expect(hyphen.status).toBe(400)
     const ks = adapterFor(creds('ks2', { pg: 'ksnet' }))
     expect((await ks.issue(request({ identifier: '010-1234-5678', buyer: { name: '김하나' } }))).kind).toBe('issued')
@@ -183,7 +193,11 @@ describe('PortOne V1 per-PG fields', () => {
     const t = await token('wp')
     const body = { channel_key: 'channel-wp', name: '꽃', amount: 11_000, identifier: '01012345678', type: 'person', buyer_tel: '01012345678', corp_reg_no: '2208162517' }
     const post = (extra: object) =>
-      fetch(`${base()}/receipts/external/order-wp-${randomBytes(4).toString('hex')}`, { method: 'POST', headers: { authorization: t, 'content-type': 'application/json' }, body: JSON.stringify({ ...body, ...extra }) })
+      fetch(`${base()}/receipts/external/order-wp-${randomBytes(4).toString('hex')}`, {
+        method: 'POST',
+        headers: { authorization: t, 'content-type': 'application/json' },
+        body: JSON.stringify({ ...body, ...extra }),
+      })
     expect((await post({})).status).toBe(400)
     expect((await post({ pay_method: 'cash' })).status).toBe(400)
     expect((await post({ pay_method: 'trans' })).status).toBe(200)
@@ -192,7 +206,11 @@ describe('PortOne V1 per-PG fields', () => {
   it('KICC and Settle Bank require identifier_type; the adapter always sends it', async () => {
     registerPg('kc', 'kicc')
     const t = await token('kc')
-    const bare = await fetch(`${base()}/receipts/external/order-kc-1`, { method: 'POST', headers: { authorization: t, 'content-type': 'application/json' }, body: JSON.stringify({ channel_key: 'channel-kc', name: '꽃', amount: 11_000, identifier: '01012345678' }) })
+    const bare = await fetch(`${base()}/receipts/external/order-kc-1`, {
+      method: 'POST',
+      headers: { authorization: t, 'content-type': 'application/json' },
+      body: JSON.stringify({ channel_key: 'channel-kc', name: '꽃', amount: 11_000, identifier: '01012345678' }),
+    })
     expect(bare.status).toBe(400)
     expect((await adapterFor(creds('kc', { pg: 'kicc' })).issue(request())).kind).toBe('issued')
     registerPg('st', 'settle')

@@ -107,7 +107,14 @@ describe('PortOne V2 Idempotency-Key replay', () => {
     expect((await a.issue(req)).kind).toBe('issued')
     const second = { ...req, idempotencyKey: `${req.idempotencyKey}-second` }
     expect((await a.issue(second)).kind).toBe('already_issued')
-    const cancel = await a.cancel({ ...lookupOf(req), idempotencyKey: `cr-cancel-${req.providerKey}-1`, original: { approvalNumber: null, tradeDate: req.tradeDate, amounts: req.amounts }, partial: false, reason: 1, purpose: 'deduction' })
+    const cancel = await a.cancel({
+      ...lookupOf(req),
+      idempotencyKey: `cr-cancel-${req.providerKey}-1`,
+      original: { approvalNumber: null, tradeDate: req.tradeDate, amounts: req.amounts },
+      partial: false,
+      reason: 1,
+      purpose: 'deduction',
+    })
     expect(cancel.kind).toBe('cancelled')
     // Re-issuing would now succeed with a new key, but this key's answer is kept.
     expect((await a.issue(second)).kind).toBe('already_issued')
@@ -126,7 +133,11 @@ describe('PortOne V2 Idempotency-Key replay', () => {
     const post = sent.find((s) => s.init.method === 'POST')!
     const headers = post.init.headers as Record<string, string>
     // Raw: the same key with another body is refused, and nothing is issued.
-    const reused = await fetch(post.url, { method: 'POST', headers, body: JSON.stringify({ ...JSON.parse(String(post.init.body)), paymentId: `pay-${randomBytes(6).toString('hex')}` }) })
+    const reused = await fetch(post.url, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify({ ...JSON.parse(String(post.init.body)), paymentId: `pay-${randomBytes(6).toString('hex')}` }),
+    })
     expect(reused.status).toBe(422)
     expect(stats().issued).toBe(1)
     // Through the adapter the same receipt key with another body goes under another Idempotency-Key.
@@ -167,7 +178,14 @@ describe('PortOne V2 Idempotency-Key replay', () => {
     // A refusal (409 after another key issued the receipt), kept under this key…
     expect((await a.issue({ ...req, idempotencyKey: `${req.idempotencyKey}-other` })).kind).toBe('issued')
     expect((await a.issue(req)).kind).toBe('already_issued')
-    const cancel = await a.cancel({ ...lookupOf(req), idempotencyKey: `cr-cancel-${req.providerKey}-1`, original: { approvalNumber: null, tradeDate: req.tradeDate, amounts: req.amounts }, partial: false, reason: 1, purpose: 'deduction' })
+    const cancel = await a.cancel({
+      ...lookupOf(req),
+      idempotencyKey: `cr-cancel-${req.providerKey}-1`,
+      original: { approvalNumber: null, tradeDate: req.tradeDate, amounts: req.amounts },
+      partial: false,
+      reason: 1,
+      purpose: 'deduction',
+    })
     expect(cancel.kind).toBe('cancelled')
     clock += 3 * 3_600_000 - 60_000
     expect((await a.issue(req)).kind).toBe('already_issued')

@@ -21,7 +21,7 @@ export interface ContractFixture<N extends ProviderName> {
    * The faults that make an issue end in that server error (default one `5xx`). PortOne V2 reads the
    * receipt after a PG failure and repeats under a derived key, so its read must fail too.
    */
-  readonly serverErrorFaults?: readonly ('5xx')[]
+  readonly serverErrorFaults?: readonly '5xx'[]
   /** NTS does not deduplicate: a second issue is a second receipt. */
   readonly deduplicates: boolean
   /** PortOne V2 replays the original answer for a repeated Idempotency-Key. */

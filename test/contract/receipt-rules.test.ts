@@ -110,7 +110,14 @@ describe('PaySsam bill_id in its development and production environments', () =>
     expect(held[0]!.key).toMatch(/^2208162517[0-9A-Z]{10}$/)
     const lookup = { providerKey: req.providerKey, portonePayment: false, amounts: req.amounts }
     expect((await a.lookup(lookup)).kind).toBe('issued')
-    const cancelled = await a.cancel({ ...lookup, idempotencyKey: 'c', original: { approvalNumber: null, tradeDate: req.tradeDate, amounts: req.amounts }, partial: false, reason: 1, purpose: 'deduction' })
+    const cancelled = await a.cancel({
+      ...lookup,
+      idempotencyKey: 'c',
+      original: { approvalNumber: null, tradeDate: req.tradeDate, amounts: req.amounts },
+      partial: false,
+      reason: 1,
+      purpose: 'deduction',
+    })
     expect(cancelled.kind).toBe('cancelled')
     expect((await a.lookup(lookup)).kind).toBe('cancelled')
   })

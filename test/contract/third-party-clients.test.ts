@@ -97,7 +97,13 @@ describe('PortOne V1 with plain HTTP, as documented', () => {
     expect(token.code).toBe(0)
     expect(token.response.expired_at - token.response.now).toBe(1800)
     // A second getToken before expiry returns the same token (JSON body this time).
-    const again = (await (await fetch(`${base()}/users/getToken`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ imp_key: 'imp_key_plain', imp_secret: 'imp_secret_plain' }) })).json()) as typeof token
+    const again = (await (
+      await fetch(`${base()}/users/getToken`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ imp_key: 'imp_key_plain', imp_secret: 'imp_secret_plain' }),
+      })
+    ).json()) as typeof token
     expect(again.response.access_token).toBe(token.response.access_token)
 
     const issue = (auth: string) =>
@@ -120,7 +126,11 @@ describe('PortOne V1 with plain HTTP, as documented', () => {
     expect(unknown.status).toBe(404)
     const noToken = await fetch(`${base()}/receipts/external/order-plain-1`)
     expect(noToken.status).toBe(401)
-    const badKey = await fetch(`${base()}/users/getToken`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ imp_key: 'imp_key_plain', imp_secret: 'wrong' }) })
+    const badKey = await fetch(`${base()}/users/getToken`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ imp_key: 'imp_key_plain', imp_secret: 'wrong' }),
+    })
     expect(badKey.status).toBe(401)
   })
 })
@@ -135,8 +145,7 @@ describe('PaySsam V1 with plain HTTP, as documented', () => {
       body: JSON.stringify(body),
     }).then(async (r) => ({ status: r.status, body: (await r.json()) as Record<string, unknown> }))
   /** Issue nests its fields in `bill`; cancel and read take them at the top level (the V1 schemas). */
-  const post = (path: string, fields: Record<string, string>) =>
-    postBody(path, path === 'issue' ? { ...partner, bill: fields } : { ...partner, ...fields })
+  const post = (path: string, fields: Record<string, string>) => postBody(path, path === 'issue' ? { ...partner, bill: fields } : { ...partner, ...fields })
 
   it('issues with the documented hash, refuses a reused bill_id with 9800, reads F then C rows, and rejects a wrong hash', async () => {
     const bill = { bill_id: 'PLAIN0000000000001', price: '11000', supply_price: '10000', tax: '1000', issuance_number: '01012345678', trader: '0' }

@@ -156,7 +156,9 @@ describe('toss: deferred results, list lookups, partial cancels', () => {
     for (const r of reqs) expect((await adapter.issue(r)).kind).toBe('issued')
     const date = new Date(clock + 9 * 3600_000).toISOString().slice(0, 10)
     const page = async (cursor?: number) => {
-      const res = await fetch(`${sandbox.baseUrls.toss}/v1/cash-receipts?requestDate=${date}&limit=2${cursor !== undefined ? `&cursor=${cursor}` : ''}`, { headers: { authorization: auth } })
+      const res = await fetch(`${sandbox.baseUrls.toss}/v1/cash-receipts?requestDate=${date}&limit=2${cursor !== undefined ? `&cursor=${cursor}` : ''}`, {
+        headers: { authorization: auth },
+      })
       return (await res.json()) as { hasNext: boolean; lastCursor: number; data: { orderId: string }[] }
     }
     const seen: string[] = []
@@ -213,7 +215,7 @@ describe('toss: deferred results, list lookups, partial cancels', () => {
     const asked = new Set([...reqs.slice(0, 5), reqs.at(-1)!, y].map((r) => r.providerKey))
     asked.add('CRNEVERISSUED000000000000000000')
     let scheduled = 0
-    const schedule = <T,>(call: () => Promise<T>): Promise<T> => {
+    const schedule = <T>(call: () => Promise<T>): Promise<T> => {
       scheduled++
       return call()
     }
@@ -255,10 +257,14 @@ describe('toss: deferred results, list lookups, partial cancels', () => {
   })
 
   it('answers 403 INCORRECT_BASIC_AUTH_FORMAT to a key without the colon, 401 UNAUTHORIZED_KEY to an unknown one', async () => {
-    const noColon = await fetch(`${sandbox.baseUrls.toss}/v1/cash-receipts?requestDate=2026-11-21`, { headers: { authorization: `Basic ${Buffer.from(secretKey).toString('base64')}` } })
+    const noColon = await fetch(`${sandbox.baseUrls.toss}/v1/cash-receipts?requestDate=2026-11-21`, {
+      headers: { authorization: `Basic ${Buffer.from(secretKey).toString('base64')}` },
+    })
     expect(noColon.status).toBe(403)
     expect(((await noColon.json()) as { code: string }).code).toBe('INCORRECT_BASIC_AUTH_FORMAT')
-    const unknown = await fetch(`${sandbox.baseUrls.toss}/v1/cash-receipts?requestDate=2026-11-21`, { headers: { authorization: `Basic ${Buffer.from('sk_nope:').toString('base64')}` } })
+    const unknown = await fetch(`${sandbox.baseUrls.toss}/v1/cash-receipts?requestDate=2026-11-21`, {
+      headers: { authorization: `Basic ${Buffer.from('sk_nope:').toString('base64')}` },
+    })
     expect(unknown.status).toBe(401)
     expect(((await unknown.json()) as { code: string }).code).toBe('UNAUTHORIZED_KEY')
   })

@@ -29,7 +29,25 @@ afterAll(async () => {
   await sandbox?.close()
 })
 
-const COMMANDS = ['migrate', 'import', 'settle', 'worker', 'scheduler', 'redrive', 'notify', 'cancel', 'reconcile', 'recover', 'rekey', 'report', 'show', 'receipt', 'sandbox', 'serve', 'demo']
+const COMMANDS = [
+  'migrate',
+  'import',
+  'settle',
+  'worker',
+  'scheduler',
+  'redrive',
+  'notify',
+  'cancel',
+  'reconcile',
+  'recover',
+  'rekey',
+  'report',
+  'show',
+  'receipt',
+  'sandbox',
+  'serve',
+  'demo',
+]
 
 describe('cash-receipts CLI', () => {
   it('has --help on every command', async () => {
@@ -101,7 +119,12 @@ describe('cash-receipts CLI', () => {
     const r = await runCli(['import', file], env.env())
     expect(r.code).toBe(2)
     expect(r.stderr).toMatch(/^line 4: amount: /m)
-    const n = await env.app.db().selectFrom('cash_transactions').select((eb) => eb.fn.countAll<number>().as('n')).where('transaction_id', 'like', 'BAD-%').executeTakeFirstOrThrow()
+    const n = await env.app
+      .db()
+      .selectFrom('cash_transactions')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('transaction_id', 'like', 'BAD-%')
+      .executeTakeFirstOrThrow()
     expect(Number(n.n)).toBe(0)
 
     const skipped = await runCli(['import', file, '--skip-invalid', '--rejects', join(dir, 'rejects.csv'), '--json'], env.env())
@@ -152,11 +175,24 @@ describe('cash-receipts CLI', () => {
       expect(table.stdout).toContain('business date 2026-07-11')
 
       // cancel --wait follows the cancel row until the worker process has cancelled at the provider.
-      const issued = await env.app.db().selectFrom('receipts').select(['transaction_id', 'total_amount']).where('run_id', '=', report.run_id).where('state', '=', 'issued').orderBy('id').executeTakeFirstOrThrow()
+      const issued = await env.app
+        .db()
+        .selectFrom('receipts')
+        .select(['transaction_id', 'total_amount'])
+        .where('run_id', '=', report.run_id)
+        .where('state', '=', 'issued')
+        .orderBy('id')
+        .executeTakeFirstOrThrow()
       const cancelled = await runCli(['cancel', issued.transaction_id, '--wait', '--json'], env.env())
       expect(cancelled.code, cancelled.stderr).toBe(0)
       expect(JSON.parse(cancelled.stdout)).toMatchObject({ transaction_id: issued.transaction_id, amount: issued.total_amount, partial: false, state: 'cancelled' })
-      const after = await env.app.db().selectFrom('receipts').select('state').where('transaction_id', '=', issued.transaction_id).where('kind', '=', 'issue').executeTakeFirstOrThrow()
+      const after = await env.app
+        .db()
+        .selectFrom('receipts')
+        .select('state')
+        .where('transaction_id', '=', issued.transaction_id)
+        .where('kind', '=', 'issue')
+        .executeTakeFirstOrThrow()
       expect(after.state).toBe('cancelled')
     } finally {
       await stopChild(worker)

@@ -130,7 +130,10 @@ describe('the runs list', () => {
     const other = merchants.at(-1)!.id
     // forty re-drive runs more (half scoped to one merchant), so the list has three pages of 20
     for (let i = 0; i < 40; i++) {
-      await db().insertInto('settlement_runs').values({ business_date: '2026-11-10', trigger: 'redrive', merchant_scope: i % 2 ? other : '*' }).execute()
+      await db()
+        .insertInto('settlement_runs')
+        .values({ business_date: '2026-11-10', trigger: 'redrive', merchant_scope: i % 2 ? other : '*' })
+        .execute()
     }
     const ids = (await db().selectFrom('settlement_runs').select('id').orderBy('id', 'desc').execute()).map((r) => String(r.id))
     await page.goto(`${dashboard.url}/?size=20&lang=en`)
@@ -159,7 +162,13 @@ describe('the runs list', () => {
       .where((eb) =>
         eb.or([
           eb('s.merchant_scope', '=', other),
-          eb.exists(eb.selectFrom('receipts as r').select('r.id').where('r.merchant_id', '=', other).where((w) => w.or([w('r.run_id', '=', w.ref('s.id')), w('r.last_run_id', '=', w.ref('s.id'))]))),
+          eb.exists(
+            eb
+              .selectFrom('receipts as r')
+              .select('r.id')
+              .where('r.merchant_id', '=', other)
+              .where((w) => w.or([w('r.run_id', '=', w.ref('s.id')), w('r.last_run_id', '=', w.ref('s.id'))])),
+          ),
         ]),
       )
       .orderBy('s.id', 'desc')
@@ -175,7 +184,12 @@ describe('the audit log', () => {
   it('pages newest first and filters by the merchant an action names', async () => {
     const merchant = (await db().selectFrom('merchants').select('id').orderBy('id').executeTakeFirstOrThrow()).id
     for (let i = 0; i < 25; i++) {
-      await recordAudit(db(), { actor: 'ops-test', action: 'notify-redrive', selectors: i % 5 === 0 ? { channel: 'email', merchant } : { channel: 'sms' }, counts: { notifications: i } })
+      await recordAudit(db(), {
+        actor: 'ops-test',
+        action: 'notify-redrive',
+        selectors: i % 5 === 0 ? { channel: 'email', merchant } : { channel: 'sms' },
+        counts: { notifications: i },
+      })
     }
     const ids = (await db().selectFrom('audit_log').select('id').orderBy('id', 'desc').execute()).map((r) => String(r.id))
     await page.goto(`${dashboard.url}/audit?size=20`)
@@ -189,8 +203,22 @@ describe('the audit log', () => {
 describe('search results', () => {
   it('page by transaction id and filter by merchant', async () => {
     // 25 transactions share one order id (a merchant's order split over payments)
-    const txs = await db().selectFrom('cash_transactions').select(['transaction_id', 'merchant_id']).where('business_date', '=', '2026-11-09').orderBy('transaction_id').limit(25).execute()
-    await db().updateTable('cash_transactions').set({ order_id: 'ORDER-SPLIT' }).where('transaction_id', 'in', txs.map((t) => t.transaction_id)).execute()
+    const txs = await db()
+      .selectFrom('cash_transactions')
+      .select(['transaction_id', 'merchant_id'])
+      .where('business_date', '=', '2026-11-09')
+      .orderBy('transaction_id')
+      .limit(25)
+      .execute()
+    await db()
+      .updateTable('cash_transactions')
+      .set({ order_id: 'ORDER-SPLIT' })
+      .where(
+        'transaction_id',
+        'in',
+        txs.map((t) => t.transaction_id),
+      )
+      .execute()
     const ids = txs.map((t) => t.transaction_id)
     await page.goto(`${dashboard.url}/search?q=ORDER-SPLIT&size=20`)
     const linkOf = async () => (await page.locator('#search-results tbody tr td:first-child').allInnerTexts()).map((s) => s.trim())
@@ -211,7 +239,13 @@ describe('search results', () => {
 
 describe('a receipt page', () => {
   it('shows the transition history the ledger recorded, from creation to the state shown', async () => {
-    const failed = await db().selectFrom('receipts').select(['id', 'transaction_id', 'state']).where('run_id', '=', runId).where('state', '=', 'failed').orderBy('id').executeTakeFirstOrThrow()
+    const failed = await db()
+      .selectFrom('receipts')
+      .select(['id', 'transaction_id', 'state'])
+      .where('run_id', '=', runId)
+      .where('state', '=', 'failed')
+      .orderBy('id')
+      .executeTakeFirstOrThrow()
     await page.goto(`${dashboard.url}/transactions/${encodeURIComponent(failed.transaction_id)}?lang=en`)
     const section = page.locator(`section.receipt[data-receipt="${failed.id}"]`)
     expect(await section.locator('h3').allInnerTexts()).toContain('State transitions')

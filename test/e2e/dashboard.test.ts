@@ -57,8 +57,7 @@ afterAll(async () => {
   await sandbox?.close()
 })
 
-const total = async (page: Page, key: string) =>
-  Number(await page.locator(`[data-total="${key}"] .value`).innerText())
+const total = async (page: Page, key: string) => Number(await page.locator(`[data-total="${key}"] .value`).innerText())
 
 describe('the dashboard in a browser', () => {
   it('shows the run with the totals of its report, re-drives its failures with one click, and the counts change', async () => {
@@ -95,9 +94,7 @@ describe('the dashboard in a browser', () => {
     await page.waitForURL(/\/runs\/\d+\?redriven=.*&lang=en$/)
     const redriveRunId = Number(/\/runs\/(\d+)/.exec(page.url())![1])
     expect(redriveRunId).toBeGreaterThan(runId)
-    expect(await page.locator('#redrive-notice').innerText()).toBe(
-      `Re-drove ${before.totals.failed} receipts as this run (#${redriveRunId}). original run #${runId}`,
-    )
+    expect(await page.locator('#redrive-notice').innerText()).toBe(`Re-drove ${before.totals.failed} receipts as this run (#${redriveRunId}). original run #${runId}`)
     expect(await total(page, 'eligible')).toBe(before.totals.failed)
 
     // The original run: its failed receipts are issued now, as the worker gets to them.
@@ -172,19 +169,13 @@ describe('the dashboard in a browser', () => {
   })
 
   it('`serve` as its own process: refuses a public bind without credentials, serves on loopback, stops on SIGTERM', async () => {
-    const refused = await runCli(
-      ['serve', '--host', '0.0.0.0', '--port', '0'],
-      env.env({ DASHBOARD_USER: '', DASHBOARD_PASSWORD: '' }),
-    )
+    const refused = await runCli(['serve', '--host', '0.0.0.0', '--port', '0'], env.env({ DASHBOARD_USER: '', DASHBOARD_PASSWORD: '' }))
     expect(refused.code).toBe(2)
     expect(refused.stderr).toMatch(/without authentication; set DASHBOARD_TOKEN/)
 
     const serve = spawnCli(['serve', '--port', '0'], env.env())
     try {
-      const url = await eventually(
-        async () => /dashboard listening on (http:\/\/\S+)/.exec(serve.output())?.[1],
-        60_000,
-      )
+      const url = await eventually(async () => /dashboard listening on (http:\/\/\S+)/.exec(serve.output())?.[1], 60_000)
       expect((await fetch(`${url}/healthz`)).status).toBe(200)
       expect((await fetch(`${url}/`)).status).toBe(401)
     } finally {

@@ -40,13 +40,7 @@ beforeAll(async () => {
   })
   runId = (await settle(env.app, '2026-11-16')).runId!
   await waitForRun(env.app, runId, 120_000)
-  const r = await env.app
-    .db()
-    .selectFrom('receipts')
-    .select(['transaction_id', 'total_amount'])
-    .where('state', '=', 'issued')
-    .orderBy('id')
-    .executeTakeFirstOrThrow()
+  const r = await env.app.db().selectFrom('receipts').select(['transaction_id', 'total_amount']).where('state', '=', 'issued').orderBy('id').executeTakeFirstOrThrow()
   tx = { id: r.transaction_id, total: Number(r.total_amount) }
   dashboard = await env.app.startDashboard({ port: 0, host: '127.0.0.1' })
   browser = await launchChromium()
@@ -126,11 +120,7 @@ describe('the dashboard', () => {
   })
 
   it('shows times in KST, never UTC', async () => {
-    for (const path of [
-      '/',
-      `/transactions/${encodeURIComponent(tx.id)}`,
-      `/transactions/${encodeURIComponent(tx.id)}/receipt`,
-    ]) {
+    for (const path of ['/', `/transactions/${encodeURIComponent(tx.id)}`, `/transactions/${encodeURIComponent(tx.id)}/receipt`]) {
       for (const lang of ['ko', 'en']) {
         const text = visibleText((await get(`${path}${path.includes('?') ? '&' : '?'}lang=${lang}`)).body)
         expect(text, path).toMatch(/\d{4}-\d\d-\d\d \d\d:\d\d:\d\d KST/)
@@ -152,8 +142,7 @@ describe('report --format html', () => {
     expect(a.code, a.stderr).toBe(0)
     expect(b.code, b.stderr).toBe(0)
     const after = Date.now()
-    const meta = (page: string) =>
-      /<div class="meta" id="report-meta">([\s\S]*?)<\/div>/.exec(page)![1]!.replace(/\s+/g, ' ')
+    const meta = (page: string) => /<div class="meta" id="report-meta">([\s\S]*?)<\/div>/.exec(page)![1]!.replace(/\s+/g, ' ')
     const koPage = await readFile(ko, 'utf8')
     const enPage = await readFile(en, 'utf8')
     expect(koPage).toContain('<html lang="ko">')
@@ -187,32 +176,15 @@ describe('the printable receipt', () => {
   it('`receipt --out` writes it in Korean, or in English with --lang en', async () => {
     const ko = join(dir, 'receipt-ko.html')
     const en = join(dir, 'receipt-en.html')
-    const [a, b] = await Promise.all([
-      runCli(['receipt', tx.id, '--out', ko], env.env()),
-      runCli(['receipt', tx.id, '--lang', 'en', '--out', en], env.env()),
-    ])
+    const [a, b] = await Promise.all([runCli(['receipt', tx.id, '--out', ko], env.env()), runCli(['receipt', tx.id, '--lang', 'en', '--out', en], env.env())])
     expect(a.code, a.stderr).toBe(0)
     expect(b.code, b.stderr).toBe(0)
     const koPage = await readFile(ko, 'utf8')
     const enPage = await readFile(en, 'utf8')
-    for (const s of [
-      '<html lang="ko">',
-      '<h1>현금영수증',
-      '공급가액',
-      '부가세',
-      '합계',
-      `${tx.total.toLocaleString('en-US')}원`,
-    ]) {
+    for (const s of ['<html lang="ko">', '<h1>현금영수증', '공급가액', '부가세', '합계', `${tx.total.toLocaleString('en-US')}원`]) {
       expect(koPage).toContain(s)
     }
-    for (const s of [
-      '<html lang="en">',
-      '<h1>Cash receipt',
-      'Supply',
-      'VAT',
-      'Total',
-      `₩${tx.total.toLocaleString('en-US')}`,
-    ]) {
+    for (const s of ['<html lang="en">', '<h1>Cash receipt', 'Supply', 'VAT', 'Total', `₩${tx.total.toLocaleString('en-US')}`]) {
       expect(enPage).toContain(s)
     }
     expect(enPage).not.toMatch(/공급가액|부가세/)
@@ -272,9 +244,7 @@ describe('Korean renders as glyphs (CJK fonts installed)', () => {
   it('the same check fails under a font set without CJK fonts (so it can tell)', async () => {
     // fontconfig that knows only a Latin font directory (or none): what a CI machine without
     // fonts-noto-cjk looks like to Chromium.
-    const latin = ['/usr/share/fonts/truetype/dejavu', '/usr/share/fonts/truetype/liberation'].find((d) =>
-      existsSync(d),
-    )
+    const latin = ['/usr/share/fonts/truetype/dejavu', '/usr/share/fonts/truetype/liberation'].find((d) => existsSync(d))
     const conf = join(dir, 'fonts-latin-only.conf')
     await writeFile(
       conf,

@@ -38,12 +38,13 @@ async function stored(id: string): Promise<{ order_name: string | null } | undef
 describe('import: encodings, columns, empty files, rejects and counts', () => {
   it('reads a CP949 export with CRLF, stores its Korean text, and rejects a NUL byte into a reasoned rejects file that re-imports', async () => {
     const file = join(dir, 'cp949.csv')
-    const text = [
-      HEADER,
-      `ENC-1,m-clinic,nts,o-1,진료비 (똠방각하),cash,11000,${PAID},010-1234-5678,홍길동`,
-      `ENC-2,m-clinic,nts,o-2,"한약, 첩약",cash,22000,${PAID},,김철수`,
-      `ENC-3,m-clinic,nts,o-3,물리\u0000치료,cash,33000,${PAID},010-2222-3333,이영희`,
-    ].join('\r\n') + '\r\n'
+    const text =
+      [
+        HEADER,
+        `ENC-1,m-clinic,nts,o-1,진료비 (똠방각하),cash,11000,${PAID},010-1234-5678,홍길동`,
+        `ENC-2,m-clinic,nts,o-2,"한약, 첩약",cash,22000,${PAID},,김철수`,
+        `ENC-3,m-clinic,nts,o-3,물리\u0000치료,cash,33000,${PAID},010-2222-3333,이영희`,
+      ].join('\r\n') + '\r\n'
     await writeFile(file, iconv.encode(text, 'cp949'))
     const rejects = join(dir, 'cp949.rejects.csv')
 
@@ -117,14 +118,18 @@ describe('import: encodings, columns, empty files, rejects and counts', () => {
     ['an empty CSV', 'empty.csv', '', 'is empty: no header row and no records'],
     ['a CSV with a header and no records (BOM, CRLF)', 'header-only.csv', `\uFEFF${HEADER}\r\n\r\n`, 'has a header row but no records (an empty file is not an import)'],
     ['an empty JSON Lines file', 'empty.jsonl', '\n\n', 'holds no records (an empty file is not an import)'],
-  ])('refuses %s with exit 2', async (_what, name, content, message) => {
-    const file = join(dir, name)
-    await writeFile(file, content)
-    const r = await runCli(['import', file, '--json'], env.env())
-    expect(r.code, r.stderr).toBe(2)
-    expect(r.stdout).toBe('')
-    expect(r.stderr).toBe(`error: ${file} ${message}\n`)
-  }, 60_000)
+  ])(
+    'refuses %s with exit 2',
+    async (_what, name, content, message) => {
+      const file = join(dir, name)
+      await writeFile(file, content)
+      const r = await runCli(['import', file, '--json'], env.env())
+      expect(r.code, r.stderr).toBe(2)
+      expect(r.stdout).toBe('')
+      expect(r.stderr).toBe(`error: ${file} ${message}\n`)
+    },
+    60_000,
+  )
 
   it('says how many rows are invalid right for one and for many', async () => {
     const one = join(dir, 'one-bad.csv')

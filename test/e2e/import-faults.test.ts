@@ -18,7 +18,15 @@ import { createTestEnv, type TestEnv } from '../helpers/test-env.ts'
 import { runCli, settle } from '../helpers/pipeline.ts'
 
 const DIR = join(import.meta.dirname, '../fixtures/bad-input')
-interface Case { file: string; line: number; field: string; note: string; message?: string; good?: string[]; secret?: string }
+interface Case {
+  file: string
+  line: number
+  field: string
+  note: string
+  message?: string
+  good?: string[]
+  secret?: string
+}
 const cases = (JSON.parse(readFileSync(join(DIR, 'cases.json'), 'utf8')) as Case[]).filter((c) => c.good)
 
 /** The format's corpus files as one: messages renumbered to the joined file's lines. */
@@ -131,7 +139,11 @@ describe('import faults through the CLI', () => {
 
   it('settles the day of everything imported above: no two transactions share a provider key', async () => {
     const db = env.app.db()
-    const stored = await db.selectFrom('cash_transactions').select((eb) => eb.fn.countAll<number>().as('n')).where('business_date', '=', '2026-11-20').executeTakeFirstOrThrow()
+    const stored = await db
+      .selectFrom('cash_transactions')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('business_date', '=', '2026-11-20')
+      .executeTakeFirstOrThrow()
     expect(Number(stored.n)).toBeGreaterThan(20)
     const s = await settle(env.app, '2026-11-20')
     expect(s.selected).toBe(Number(stored.n))

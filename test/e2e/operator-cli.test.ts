@@ -121,7 +121,14 @@ describe('operator command line', () => {
     }
     const report = JSON.parse(stdout.slice(stdout.indexOf('{')))
     expect(report.status).toBe('finished')
-    const shop = await env.app.db().selectFrom('receipts').select(['state', 'error_code', 'error_message', 'attempts']).where('merchant_id', '=', 'm-shop').where('kind', '=', 'issue').where('state', '<>', 'skipped').execute()
+    const shop = await env.app
+      .db()
+      .selectFrom('receipts')
+      .select(['state', 'error_code', 'error_message', 'attempts'])
+      .where('merchant_id', '=', 'm-shop')
+      .where('kind', '=', 'issue')
+      .where('state', '<>', 'skipped')
+      .execute()
     expect(shop.length).toBeGreaterThan(0)
     for (const r of shop) {
       expect(r).toMatchObject({ state: 'failed', error_code: 'MERCHANT_NOT_CONFIGURED', attempts: 1 })
@@ -205,7 +212,13 @@ describe('operator command line', () => {
 
   it('reconcile names the receipts it repaired', async () => {
     const date = '2026-08-04'
-    const day = await importCsv('reconcile.csv', date, 3, 'REC', env.config.merchants.filter((m) => m.mandatoryIssuer))
+    const day = await importCsv(
+      'reconcile.csv',
+      date,
+      3,
+      'REC',
+      env.config.merchants.filter((m) => m.mandatoryIssuer),
+    )
     const worker = spawnCli(['worker', '--concurrency', '4'], env.env())
     let report
     try {
@@ -216,7 +229,14 @@ describe('operator command line', () => {
       await stopChild(worker)
     }
     // The ledger loses an outcome the provider holds: reconcile repairs it and says which receipt.
-    const victim = await env.app.db().selectFrom('receipts').select(['id', 'transaction_id']).where('run_id', '=', Number(report.run_id)).where('state', '=', 'issued').orderBy('id').executeTakeFirstOrThrow()
+    const victim = await env.app
+      .db()
+      .selectFrom('receipts')
+      .select(['id', 'transaction_id'])
+      .where('run_id', '=', Number(report.run_id))
+      .where('state', '=', 'issued')
+      .orderBy('id')
+      .executeTakeFirstOrThrow()
     await env.app.db().updateTable('receipts').set({ state: 'failed', error_class: 'unknown_outcome', needs_lookup: true }).where('id', '=', victim.id).execute()
     const r = await runCli(['reconcile', '--date', date], env.env())
     expect(r.code, r.stderr).toBe(0)

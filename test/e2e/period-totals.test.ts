@@ -20,12 +20,23 @@ beforeAll(async () => {
   sandbox = await startSandbox({ port: 0 })
   env = await createTestEnv({ sandboxUrl: sandbox.url })
   env.app.startWorker({ concurrency: 4 })
-  for (const [date, prefix] of [['2026-09-30', 'SEP'], ['2026-10-01', 'OCT']] as const) {
+  for (const [date, prefix] of [
+    ['2026-09-30', 'SEP'],
+    ['2026-10-01', 'OCT'],
+  ] as const) {
     await importDay(env.app, { businessDate: date, count: 10, seed: 3, providers: ['payssam', 'nts'], idPrefix: prefix })
     await waitForRun(env.app, (await settle(env.app, date)).runId!, 120_000)
   }
   // One receipt of September cancelled in full: it counts as issued and as cancelled.
-  const victim = await env.app.db().selectFrom('receipts').select(['transaction_id', 'total_amount']).where('trade_date', '=', '2026-09-30').where('state', '=', 'issued').where('kind', '=', 'issue').orderBy('id').executeTakeFirstOrThrow()
+  const victim = await env.app
+    .db()
+    .selectFrom('receipts')
+    .select(['transaction_id', 'total_amount'])
+    .where('trade_date', '=', '2026-09-30')
+    .where('state', '=', 'issued')
+    .where('kind', '=', 'issue')
+    .orderBy('id')
+    .executeTakeFirstOrThrow()
   cancelledTotal = Number(victim.total_amount)
   await env.app.cancel({ transactionId: victim.transaction_id, reason: 1 })
   await eventually(async () => {
@@ -75,7 +86,9 @@ describe('report --from --to', () => {
     const bytes = await readFile(join(dir, 'totals.csv'))
     expect([...bytes.subarray(0, 3)]).toEqual([0xef, 0xbb, 0xbf])
     const lines = bytes.toString('utf8').slice(1).split('\r\n')
-    expect(lines[0]).toBe('month,merchant_id,merchant_name,purpose,issued_count,issued_total,issued_supply,issued_vat,cancelled_count,cancelled_total,cancelled_supply,cancelled_vat,net_count,net_total,net_supply,net_vat')
+    expect(lines[0]).toBe(
+      'month,merchant_id,merchant_name,purpose,issued_count,issued_total,issued_supply,issued_vat,cancelled_count,cancelled_total,cancelled_supply,cancelled_vat,net_count,net_total,net_supply,net_vat',
+    )
     expect(lines.at(-1)).toBe('')
     expect(lines.length - 2).toBe(p.rows.length)
     expect(lines.some((l) => l.includes('서울 밝은치과의원'))).toBe(true)

@@ -36,7 +36,7 @@ beforeAll(async () => {
     .executeTakeFirstOrThrow()
   dayRows = day.rows
   const row = day.rows.find((x) => x.transaction_id === r.transaction_id)!
-  issued = { transaction_id: r.transaction_id, approval_number: r.approval_number!, order_id: r.order_id!, total_amount: Number(r.total_amount), identifier: row.identifier ?? "" }
+  issued = { transaction_id: r.transaction_id, approval_number: r.approval_number!, order_id: r.order_id!, total_amount: Number(r.total_amount), identifier: row.identifier ?? '' }
   dashboard = await env.app.startDashboard({ port: 0, host: '127.0.0.1' })
   browser = await launchChromium()
 }, 180_000)
@@ -104,8 +104,25 @@ describe('cash-receipts receipt (reprint)', () => {
     ])
     expect(r.code, r.stderr).toBe(0)
     const page = await readFile(out, 'utf8')
-    const m = await env.app.db().selectFrom('receipts as r').innerJoin('merchants as m', 'm.id', 'r.merchant_id').select(['m.business_number_masked', 'm.name']).where('r.transaction_id', '=', issued.transaction_id).executeTakeFirstOrThrow()
-    for (const s of ['<html lang="ko">', '현금영수증', '공급가액', '부가세', '봉사료', '합계', issued.approval_number, m.business_number_masked, m.name, `${issued.total_amount.toLocaleString('en-US')}원`]) {
+    const m = await env.app
+      .db()
+      .selectFrom('receipts as r')
+      .innerJoin('merchants as m', 'm.id', 'r.merchant_id')
+      .select(['m.business_number_masked', 'm.name'])
+      .where('r.transaction_id', '=', issued.transaction_id)
+      .executeTakeFirstOrThrow()
+    for (const s of [
+      '<html lang="ko">',
+      '현금영수증',
+      '공급가액',
+      '부가세',
+      '봉사료',
+      '합계',
+      issued.approval_number,
+      m.business_number_masked,
+      m.name,
+      `${issued.total_amount.toLocaleString('en-US')}원`,
+    ]) {
       expect(page).toContain(s)
     }
     expect(page).not.toContain(issued.identifier)
@@ -147,10 +164,28 @@ describe('dashboard search and transaction page', () => {
 
   it('the search box finds a buyer by identifier through its keyed hash, posted, never in a URL or shown raw', async () => {
     // A buyer with a phone number, typed the way a person would (hyphens), searched as its digits.
-    const buyer = await env.app.db().selectFrom('cash_transactions').select(['transaction_id']).where('identifier_type', '=', 'phone').orderBy('transaction_id').executeTakeFirstOrThrow()
+    const buyer = await env.app
+      .db()
+      .selectFrom('cash_transactions')
+      .select(['transaction_id'])
+      .where('identifier_type', '=', 'phone')
+      .orderBy('transaction_id')
+      .executeTakeFirstOrThrow()
     const digits = dayRows.find((x) => x.transaction_id === buyer.transaction_id)!.identifier!.replace(/\D/g, '')
     const typed = `${digits.slice(0, 3)}-${digits.slice(3, 7)}-${digits.slice(7)}`
-    const mine = (await env.app.db().selectFrom('cash_transactions').select('transaction_id').where('identifier_search', '=', (await env.app.db().selectFrom('cash_transactions').select('identifier_search').where('transaction_id', '=', buyer.transaction_id).executeTakeFirstOrThrow()).identifier_search).execute()).map((r) => r.transaction_id)
+    const mine = (
+      await env.app
+        .db()
+        .selectFrom('cash_transactions')
+        .select('transaction_id')
+        .where(
+          'identifier_search',
+          '=',
+          (await env.app.db().selectFrom('cash_transactions').select('identifier_search').where('transaction_id', '=', buyer.transaction_id).executeTakeFirstOrThrow())
+            .identifier_search,
+        )
+        .execute()
+    ).map((r) => r.transaction_id)
     const urls: string[] = []
     const page = await browser.context.newPage()
     page.on('request', (req) => urls.push(req.url()))
@@ -181,7 +216,12 @@ describe('dashboard search and transaction page', () => {
     await page.close()
 
     // HTTP level: POST finds it (303 to the transaction, or the list); GET does not search identifiers.
-    const post = await fetch(`${dashboard.url}/search`, { method: 'POST', redirect: 'manual', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ q: typed }) })
+    const post = await fetch(`${dashboard.url}/search`, {
+      method: 'POST',
+      redirect: 'manual',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ q: typed }),
+    })
     if (mine.length === 1) expect(post.headers.get('location')).toBe(`/transactions/${encodeURIComponent(buyer.transaction_id)}`)
     else expect(await post.text()).toContain(buyer.transaction_id)
     const get = await fetch(`${dashboard.url}/search?q=${encodeURIComponent(typed)}`)
@@ -225,7 +265,14 @@ describe('every attempt and the provider receipt URL', () => {
     await importDay(env.app, { businessDate: '2026-09-16', count: 4, seed: 9, providers: ['toss'], idPrefix: 'LOOKT' })
     await waitForRun(env.app, (await settle(env.app, '2026-09-16')).runId!, 120_000)
     const db = env.app.db()
-    const tossIssued = await db.selectFrom('receipts').select(['id', 'transaction_id', 'receipt_url', 'provider_receipt_id']).where('provider', '=', 'toss').where('state', '=', 'issued').where('kind', '=', 'issue').orderBy('id').execute()
+    const tossIssued = await db
+      .selectFrom('receipts')
+      .select(['id', 'transaction_id', 'receipt_url', 'provider_receipt_id'])
+      .where('provider', '=', 'toss')
+      .where('state', '=', 'issued')
+      .where('kind', '=', 'issue')
+      .orderBy('id')
+      .execute()
     const attemptsOf = (id: number) => db.selectFrom('issuance_attempts').select(['operation']).where('receipt_id', '=', id).execute()
     let target: (typeof tossIssued)[number] | undefined
     let calls: { operation: string }[] = []
@@ -274,10 +321,16 @@ describe('the printable receipt of a cancelled receipt', () => {
       .selectFrom('receipts as r')
       .innerJoin('cash_transactions as t', 't.transaction_id', 'r.transaction_id')
       .select(['r.transaction_id', 'r.total_amount', 't.identifier_masked', 't.purpose'])
-      .where('r.provider', '=', 'nts').where('r.kind', '=', 'issue').where('r.state', '=', 'issued').where('r.cancelled_amount', '=', 0)
-      .where('r.total_amount', '>=', 2_000).where('t.identifier_masked', 'is not', null)
+      .where('r.provider', '=', 'nts')
+      .where('r.kind', '=', 'issue')
+      .where('r.state', '=', 'issued')
+      .where('r.cancelled_amount', '=', 0)
+      .where('r.total_amount', '>=', 2_000)
+      .where('t.identifier_masked', 'is not', null)
       .where('r.transaction_id', '!=', issued.transaction_id)
-      .orderBy('r.id').limit(2).execute()
+      .orderBy('r.id')
+      .limit(2)
+      .execute()
     expect(rows).toHaveLength(2)
     const [full, part] = rows as [(typeof rows)[number], (typeof rows)[number]]
     const [a, b] = await Promise.all([

@@ -81,7 +81,18 @@ describe('import --rejects', () => {
 
   it('writes JSON Lines rejects 0600 too', async () => {
     const file = join(dir, 'day.jsonl')
-    await writeFile(file, JSON.stringify({ transaction_id: 'RJ-bad', merchant_id: 'm-nope', provider: 'nts', method: 'cash', amount: 5000, paid_at: '2026-11-02T10:00:00+09:00', identifier: '010-1234-5678' }) + '\n')
+    await writeFile(
+      file,
+      JSON.stringify({
+        transaction_id: 'RJ-bad',
+        merchant_id: 'm-nope',
+        provider: 'nts',
+        method: 'cash',
+        amount: 5000,
+        paid_at: '2026-11-02T10:00:00+09:00',
+        identifier: '010-1234-5678',
+      }) + '\n',
+    )
     const rejects = join(dir, 'rejects.jsonl')
     const r = await runCli(['import', file, '--skip-invalid', '--rejects', rejects], env.env())
     expect(r.code, r.stderr).toBe(0)

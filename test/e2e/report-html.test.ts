@@ -26,9 +26,7 @@ beforeAll(async () => {
   env.app.startWorker({ concurrency: 8 })
   // NTS down: failed receipts, and (2026-10-12 + 4 days is long past) receipts past their deadline.
   sandbox.setFaults('nts:5xx=1,latency=5-40')
-  await importDay(env.app, { businessDate: '2026-10-12', count: 90, seed: 31 }, (p) =>
-    sandbox.registerPortonePayments(p.map((x) => ({ ...x, status: 'paid' as const }))),
-  )
+  await importDay(env.app, { businessDate: '2026-10-12', count: 90, seed: 31 }, (p) => sandbox.registerPortonePayments(p.map((x) => ({ ...x, status: 'paid' as const }))))
   runId = (await settle(env.app, '2026-10-12')).runId!
   // 90 receipts, NTS ones retried once: minutes on a loaded shared machine, so the wait is generous.
   await waitForRun(env.app, runId, 420_000)
@@ -54,9 +52,7 @@ describe('report --format html', () => {
     // Nothing to fetch: no script, no stylesheet or image link, a CSP that forbids loads.
     expect(htmlText).not.toMatch(/<script|<link|<img|@import|url\(/i)
     expect(htmlText).toContain(`default-src 'none'`)
-    const json = JSON.parse(
-      (await runCli(['report', '--run', String(runId), '--json'], env.env())).stdout,
-    ) as RunReport
+    const json = JSON.parse((await runCli(['report', '--run', String(runId), '--json'], env.env())).stdout) as RunReport
     expect(json.totals.failed).toBeGreaterThan(0)
 
     const page = await browser.context.newPage()
@@ -78,34 +74,39 @@ describe('report --format html', () => {
       expect(box!.height, chart).toBeGreaterThan(20)
     }
     // The provider chart carries the report's numbers.
-    const failedBars = await page
-      .locator('#chart-providers rect.bar[data-series="failed"]')
-      .evaluateAll((els) => els.reduce((a, e) => a + Number(e.getAttribute('data-value')), 0))
+    const failedBars = await page.locator('#chart-providers rect.bar[data-series="failed"]').evaluateAll((els) => els.reduce((a, e) => a + Number(e.getAttribute('data-value')), 0))
     expect(failedBars).toBe(json.totals.failed)
-    const issuedBars = await page
-      .locator('#chart-providers rect.bar[data-series="issued"]')
-      .evaluateAll((els) => els.reduce((a, e) => a + Number(e.getAttribute('data-value')), 0))
+    const issuedBars = await page.locator('#chart-providers rect.bar[data-series="issued"]').evaluateAll((els) => els.reduce((a, e) => a + Number(e.getAttribute('data-value')), 0))
     expect(issuedBars).toBe(json.totals.issued)
     expect(Number(await page.locator('[data-total="failed"] .value').innerText())).toBe(json.totals.failed)
     expect(Number(await page.locator('[data-total="overdue"] .value').innerText())).toBe(json.overdue)
     expect(json.overdue).toBe(json.totals.failed)
 
     // Each failed receipt with whose and which payment it is: merchant name, amount, order name, paid-at (KST).
-    const rows = await page.locator('#failed-receipts + table tbody tr').evaluateAll((trs) =>
-      trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => (td.textContent ?? '').trim())),
-    )
+    const rows = await page
+      .locator('#failed-receipts + table tbody tr')
+      .evaluateAll((trs) => trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => (td.textContent ?? '').trim())))
     expect(rows).toHaveLength(json.failures.length)
     const txs = await env.app
       .db()
       .selectFrom('cash_transactions as t')
       .innerJoin('merchants as m', 'm.id', 't.merchant_id')
       .select(['t.transaction_id', 'm.name', 't.amount', 't.order_name', 't.paid_at'])
-      .where('t.transaction_id', 'in', json.failures.map((f) => f.transaction_id))
+      .where(
+        't.transaction_id',
+        'in',
+        json.failures.map((f) => f.transaction_id),
+      )
       .execute()
     const byId = new Map(txs.map((x) => [x.transaction_id, x]))
     for (const [id, merchant, amount, orderName, paidAt, provider] of rows) {
       const x = byId.get(id!)!
-      expect([merchant, amount, orderName, provider]).toEqual([x.name, `${Number(x.amount).toLocaleString('en-US')}원`, x.order_name ?? '', json.failures.find((f) => f.transaction_id === id)!.provider])
+      expect([merchant, amount, orderName, provider]).toEqual([
+        x.name,
+        `${Number(x.amount).toLocaleString('en-US')}원`,
+        x.order_name ?? '',
+        json.failures.find((f) => f.transaction_id === id)!.provider,
+      ])
       expect(paidAt).toBe(`${new Date(new Date(x.paid_at).getTime() + 9 * 3_600_000).toISOString().slice(0, 19).replace('T', ' ')} KST`)
     }
 

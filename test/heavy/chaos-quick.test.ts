@@ -47,7 +47,13 @@ it('keeps the one rule under faults: nothing issued twice, nothing lost', () => 
 
 it('leaves no raw identifier in logs, Redis or any Postgres text column', async () => {
   // The same generator and seed the harness used: these are the identifiers it imported.
-  const day = generateDay({ businessDate: '2026-11-20', count: QUICK.transactions, seed: 7, merchants: loadDemoConfig({}).merchants.map((m) => ({ id: m.id, mandatoryIssuer: m.mandatoryIssuer })), idPrefix: 'CH' })
+  const day = generateDay({
+    businessDate: '2026-11-20',
+    count: QUICK.transactions,
+    seed: 7,
+    merchants: loadDemoConfig({}).merchants.map((m) => ({ id: m.id, mandatoryIssuer: m.mandatoryIssuer })),
+    idPrefix: 'CH',
+  })
   const secrets = [...new Set(day.rows.map((r) => r.identifier).filter((x): x is string => Boolean(x)))]
   expect(secrets.length).toBeGreaterThan(50)
   const found = (haystack: string) => secrets.filter((s) => haystack.includes(s))

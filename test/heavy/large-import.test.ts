@@ -73,7 +73,11 @@ it('streams a 200 MB file with bounded memory and rejects it whole for one bad l
   expect(result.written).toBe(false)
   expect(result.rows).toBe(badLine - 1)
   expect(result.errors).toEqual([expect.objectContaining({ line: badLine, field: 'amount' })])
-  const n = await env.app.db().selectFrom('cash_transactions').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow()
+  const n = await env.app
+    .db()
+    .selectFrom('cash_transactions')
+    .select((eb) => eb.fn.countAll<number>().as('n'))
+    .executeTakeFirstOrThrow()
   expect(Number(n.n)).toBe(0)
   // Bounded: far below the file size, whatever the number of rows.
   expect(peakKb / 1024).toBeLessThan(350)

@@ -38,11 +38,6 @@ it('two worker processes together never exceed the provider rate limit', async (
   expect(stats.requests).toBeGreaterThanOrEqual(summary.created)
   expect(stats.rate_limited).toBe(0)
   // Both processes did work (the limit held across processes, not inside one).
-  const byWorker = await app
-    .db()
-    .selectFrom('issuance_attempts')
-    .select(['worker_id'])
-    .distinct()
-    .execute()
+  const byWorker = await app.db().selectFrom('issuance_attempts').select(['worker_id']).distinct().execute()
   expect(byWorker.length).toBe(2)
 })

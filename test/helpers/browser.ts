@@ -11,16 +11,7 @@ import { chromium, type BrowserContext } from 'playwright-core'
 
 export const CHROMIUM_PATH = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
 
-const ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-]
+const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync']
 
 export interface Browser {
   readonly context: BrowserContext
@@ -33,13 +24,9 @@ export interface Browser {
  * the dashboard picks its language from it when no `?lang=` is given. `env` is added to Chromium's
  * environment.
  */
-export async function launchChromium(
-  opts: { httpCredentials?: { username: string; password: string }; locale?: string; env?: Record<string, string> } = {},
-): Promise<Browser> {
+export async function launchChromium(opts: { httpCredentials?: { username: string; password: string }; locale?: string; env?: Record<string, string> } = {}): Promise<Browser> {
   if (!existsSync(CHROMIUM_PATH)) {
-    throw new Error(
-      `Chromium is not installed at ${CHROMIUM_PATH}. Install Debian's package with \`apt-get install -y chromium\` (.ci/run does this), or set CHROMIUM_PATH.`,
-    )
+    throw new Error(`Chromium is not installed at ${CHROMIUM_PATH}. Install Debian's package with \`apt-get install -y chromium\` (.ci/run does this), or set CHROMIUM_PATH.`)
   }
   const userDataDir = await mkdtemp(join(tmpdir(), 'crt-chromium-'))
   const context = await chromium.launchPersistentContext(userDataDir, {

@@ -55,10 +55,7 @@ const DRAW = `((selector) => {
 })`
 
 export async function glyphReport(page: Page, selector: string): Promise<GlyphReport> {
-  const drawn = (await page.evaluate(`${DRAW}(${JSON.stringify(selector)})`)) as Omit<
-    GlyphReport,
-    'platformFonts'
-  > & { missingAgree: boolean }
+  const drawn = (await page.evaluate(`${DRAW}(${JSON.stringify(selector)})`)) as Omit<GlyphReport, 'platformFonts'> & { missingAgree: boolean }
   if (!drawn.missingAgree) {
     throw new Error('the missing-glyph probes differ: the probe code points have glyphs here')
   }
@@ -83,9 +80,7 @@ const HANGUL = /[\uAC00-\uD7A3]/
 
 /** The Hangul syllables of the report that drew as the missing-glyph box, or as nothing. */
 export function tofu(r: GlyphReport): string[] {
-  return r.chars
-    .filter((c) => HANGUL.test(c.ch) && (c.ink === 0 || c.hash === r.missing.hash))
-    .map((c) => c.ch)
+  return r.chars.filter((c) => HANGUL.test(c.ch) && (c.ink === 0 || c.hash === r.missing.hash)).map((c) => c.ch)
 }
 
 /** How many distinct drawings the Hangul syllables made (under tofu: 1, whatever the text). */

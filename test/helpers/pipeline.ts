@@ -43,10 +43,14 @@ export function settle(app: App, businessDate: string, extra: { merchantId?: str
 }
 
 export async function waitForRun(app: App, runId: number, timeoutMs = 60_000): Promise<RunReport> {
-  return eventually(async () => {
-    const r = await buildReport(app.db(), { runId })
-    return r.status === 'finished' ? r : undefined
-  }, timeoutMs, 200)
+  return eventually(
+    async () => {
+      const r = await buildReport(app.db(), { runId })
+      return r.status === 'finished' ? r : undefined
+    },
+    timeoutMs,
+    200,
+  )
 }
 
 /** Starts `cash-receipts <args>` as a separate OS process running the TypeScript source. */

@@ -44,27 +44,21 @@ function unfoldHeaders(block: string): Record<string, string> {
 }
 
 function decodeWords(value: string): string {
-  return value
-    .replace(/\?=\s+=\?/g, '?==?')
-    .replace(/=\?([^?]+)\?([BbQq])\?([^?]*)\?=/g, (_m, _cs: string, enc: string, data: string) =>
-      enc.toUpperCase() === 'B'
-        ? Buffer.from(data, 'base64').toString('utf8')
-        : Buffer.from(
-            data
-              .replace(/_/g, ' ')
-              .replace(/=([0-9A-Fa-f]{2})/g, (_x, h: string) => String.fromCharCode(parseInt(h, 16))),
-            'latin1',
-          ).toString('utf8'),
-    )
+  return value.replace(/\?=\s+=\?/g, '?==?').replace(/=\?([^?]+)\?([BbQq])\?([^?]*)\?=/g, (_m, _cs: string, enc: string, data: string) =>
+    enc.toUpperCase() === 'B'
+      ? Buffer.from(data, 'base64').toString('utf8')
+      : Buffer.from(
+          data.replace(/_/g, ' ').replace(/=([0-9A-Fa-f]{2})/g, (_x, h: string) => String.fromCharCode(parseInt(h, 16))),
+          'latin1',
+        ).toString('utf8'),
+  )
 }
 
 function decodeBody(body: string, encoding: string | undefined): string {
   const enc = (encoding ?? '').toLowerCase()
   if (enc === 'base64') return Buffer.from(body.replace(/\s+/g, ''), 'base64').toString('utf8')
   if (enc === 'quoted-printable') {
-    const bytes = body
-      .replace(/=\r?\n/g, '')
-      .replace(/=([0-9A-Fa-f]{2})/g, (_x, h: string) => String.fromCharCode(parseInt(h, 16)))
+    const bytes = body.replace(/=\r?\n/g, '').replace(/=([0-9A-Fa-f]{2})/g, (_x, h: string) => String.fromCharCode(parseInt(h, 16)))
     return Buffer.from(bytes, 'latin1').toString('utf8')
   }
   return body
@@ -77,9 +71,7 @@ export function parseMail(raw: string, envelopeTo: string[]): ReceivedMail {
   let text = ''
   let html = ''
   const boundary = /boundary="?([^";]+)"?/i.exec(headers['content-type'] ?? '')?.[1]
-  const parts = boundary
-    ? body.split(`--${boundary}`).slice(1, -1)
-    : [raw.slice(0, split) + '\r\n\r\n' + body]
+  const parts = boundary ? body.split(`--${boundary}`).slice(1, -1) : [raw.slice(0, split) + '\r\n\r\n' + body]
   for (const part of parts) {
     const p = part.replace(/^\r\n/, '')
     const i = p.indexOf('\r\n\r\n')
@@ -99,9 +91,7 @@ export function parseMail(raw: string, envelopeTo: string[]): ReceivedMail {
   }
 }
 
-export async function startTestSmtp(
-  opts: { readonly port?: number; readonly listen?: boolean } = {},
-): Promise<TestSmtp> {
+export async function startTestSmtp(opts: { readonly port?: number; readonly listen?: boolean } = {}): Promise<TestSmtp> {
   const port = opts.port ?? (await freePort())
   const messages: ReceivedMail[] = []
   let server: SMTPServer | undefined

@@ -29,7 +29,7 @@ afterAll(async () => {
 })
 
 describe('a day with refunds', () => {
-  it('ends with ledger amount = provider amount for every receipt, and amount_issued = the providers\' total', async () => {
+  it("ends with ledger amount = provider amount for every receipt, and amount_issued = the providers' total", async () => {
     const app = env.app
     const day = await importDay(app, { businessDate: '2026-09-14', count: 120, seed: 20, idPrefix: 'AD' }, (p) =>
       sandbox.registerPortonePayments(p.map((x) => ({ ...x, status: 'paid' as const }))),
@@ -40,7 +40,15 @@ describe('a day with refunds', () => {
 
     // Refunds imported later: per provider a partial refund and a full cancel of an issued receipt
     // (PortOne V1 only for external receipts: its imp_uid route cannot re-issue).
-    const issued = await app.db().selectFrom('receipts').select(['transaction_id', 'provider', 'portone_payment']).where('run_id', '=', run).where('state', '=', 'issued').where('kind', '=', 'issue').orderBy('id').execute()
+    const issued = await app
+      .db()
+      .selectFrom('receipts')
+      .select(['transaction_id', 'provider', 'portone_payment'])
+      .where('run_id', '=', run)
+      .where('state', '=', 'issued')
+      .where('kind', '=', 'issue')
+      .orderBy('id')
+      .execute()
     const picks = new Map<string, 'partial' | 'cancel'>()
     for (const p of ['portone', 'portone-v2', 'payssam', 'nts', 'toss', 'popbill']) {
       const of = issued.filter((r) => r.provider === p && !(p === 'portone' && r.portone_payment))
@@ -48,10 +56,12 @@ describe('a day with refunds', () => {
       if (of[1]) picks.set(of[1].transaction_id, 'cancel')
     }
     expect(picks.size).toBeGreaterThan(6)
-    const rows = day.rows.filter((r) => picks.has(r.transaction_id!)).map((r) => {
-      const amount = Number(r.amount)
-      return picks.get(r.transaction_id!) === 'cancel' ? { ...r, status: 'cancelled' } : { ...r, refunded_amount: String(Math.floor(amount / 3)) }
-    })
+    const rows = day.rows
+      .filter((r) => picks.has(r.transaction_id!))
+      .map((r) => {
+        const amount = Number(r.amount)
+        return picks.get(r.transaction_id!) === 'cancel' ? { ...r, status: 'cancelled' } : { ...r, refunded_amount: String(Math.floor(amount / 3)) }
+      })
     const dir = await mkdtemp(join(tmpdir(), 'crt-amounts-'))
     await writeFile(join(dir, 'refunds.csv'), toCsv({ ...day, rows }))
     const res = await app.importFile(join(dir, 'refunds.csv'), { nowMs: Date.now() })
@@ -65,13 +75,24 @@ describe('a day with refunds', () => {
     expect(requested.find((c) => c.transaction_id === popbillPartial![0])?.action).toBe('cancel_and_reissue')
 
     // Everything settles: no cancel or re-issue left in flight.
-    await eventually(async () => {
-      const open = await app.db().selectFrom('receipts').select('id').where('state', 'in', ['pending', 'issuing', 'cancelling']).where('trade_date', '=', '2026-09-14').execute()
-      return open.length === 0
-    }, 90_000, 250)
+    await eventually(
+      async () => {
+        const open = await app.db().selectFrom('receipts').select('id').where('state', 'in', ['pending', 'issuing', 'cancelling']).where('trade_date', '=', '2026-09-14').execute()
+        return open.length === 0
+      },
+      90_000,
+      250,
+    )
 
     // Every live receipt: the ledger's amount is the provider's.
-    const live = await app.db().selectFrom('receipts').select(['provider', 'provider_key', 'total_amount', 'cancelled_amount']).where('trade_date', '=', '2026-09-14').where('kind', '=', 'issue').where('state', '=', 'issued').execute()
+    const live = await app
+      .db()
+      .selectFrom('receipts')
+      .select(['provider', 'provider_key', 'total_amount', 'cancelled_amount'])
+      .where('trade_date', '=', '2026-09-14')
+      .where('kind', '=', 'issue')
+      .where('state', '=', 'issued')
+      .execute()
     const held = sandbox.receipts().filter((r) => r.status === 'issued')
     const heldByKey = new Map(held.map((r) => [r.key, r.amount]))
     for (const r of live) expect([r.provider_key, heldByKey.get(r.provider_key)]).toEqual([r.provider_key, r.total_amount - r.cancelled_amount])

@@ -18,7 +18,13 @@ useSandboxEnv({ env: { RECOVERY_INTERVAL_MS: '0' } }, (s, e) => ((sandbox = s), 
 
 const db = () => env.app.db()
 const attemptsOf = (receiptId: number) =>
-  db().selectFrom('issuance_attempts').select(['id', 'attempt_no', 'operation', 'outcome', 'finished_at', 'latency_ms', 'worker_id']).where('receipt_id', '=', receiptId).orderBy('started_at').orderBy('id').execute()
+  db()
+    .selectFrom('issuance_attempts')
+    .select(['id', 'attempt_no', 'operation', 'outcome', 'finished_at', 'latency_ms', 'worker_id'])
+    .where('receipt_id', '=', receiptId)
+    .orderBy('started_at')
+    .orderBy('id')
+    .execute()
 
 describe('issuance attempts', () => {
   it('are written as sent before the issue request leaves, and completed by its answer', async () => {
@@ -29,10 +35,23 @@ describe('issuance attempts', () => {
     const worker = env.newApp().startWorker({ concurrency: 4 })
     const rows = await db().selectFrom('receipts').select(['id']).where('run_id', '=', s.runId!).where('state', '!=', 'skipped').orderBy('id').execute()
     expect(rows.length).toBeGreaterThan(0)
-    const inFlight = await eventually(async () => {
-      const a = await db().selectFrom('issuance_attempts').selectAll().where('receipt_id', 'in', rows.map((r) => r.id)).where('operation', '=', 'issue').execute()
-      return a.length ? a : undefined
-    }, 20_000, 20)
+    const inFlight = await eventually(
+      async () => {
+        const a = await db()
+          .selectFrom('issuance_attempts')
+          .selectAll()
+          .where(
+            'receipt_id',
+            'in',
+            rows.map((r) => r.id),
+          )
+          .where('operation', '=', 'issue')
+          .execute()
+        return a.length ? a : undefined
+      },
+      20_000,
+      20,
+    )
     // The sandbox has not answered yet: the row is there, open.
     expect(sandbox.stats().providers['portone-v2']?.issued ?? 0).toBe(0)
     expect(inFlight[0]).toMatchObject({ outcome: 'sent', finished_at: null, latency_ms: null, attempt_no: 1 })

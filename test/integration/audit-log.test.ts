@@ -59,6 +59,8 @@ it('lists the operator actions taken since a run started in its report', async (
   expect(rep.code, rep.stderr).toBe(0)
   const report = JSON.parse(rep.stdout) as { operator_actions: { actor: string; action: string; selectors: Record<string, unknown>; at: string }[] }
   // The earlier test's actions came before this run started: only the reconcile is listed.
-  expect(report.operator_actions).toEqual([expect.objectContaining({ actor: `os:${userInfo().username}`, action: 'reconcile', selectors: expect.objectContaining({ date: '2026-11-04' }) })])
+  expect(report.operator_actions).toEqual([
+    expect.objectContaining({ actor: `os:${userInfo().username}`, action: 'reconcile', selectors: expect.objectContaining({ date: '2026-11-04' }) }),
+  ])
   expect(Number.isNaN(Date.parse(report.operator_actions[0]!.at))).toBe(false)
 }, 60_000)

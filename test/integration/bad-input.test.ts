@@ -14,7 +14,15 @@ import type { ProviderName } from '../../src/domain/index.ts'
 import { createTestEnv, type TestEnv } from '../helpers/test-env.ts'
 
 const DIR = join(import.meta.dirname, '../fixtures/bad-input')
-const cases = JSON.parse(readFileSync(join(DIR, 'cases.json'), 'utf8')) as { file: string; line: number; field: string; note: string; message?: string; good?: string[]; secret?: string }[]
+const cases = JSON.parse(readFileSync(join(DIR, 'cases.json'), 'utf8')) as {
+  file: string
+  line: number
+  field: string
+  note: string
+  message?: string
+  good?: string[]
+  secret?: string
+}[]
 const NOW = Date.parse('2026-11-22T00:00:00Z')
 const errorLines = (errors: readonly { line: number; field: string; message: string }[]) => errors.map((e) => `line ${e.line}: ${e.field}: ${e.message}`)
 let env: TestEnv
@@ -38,7 +46,11 @@ describe('bad-input corpus', () => {
     for (const e of res.errors) expect(e.message.length).toBeGreaterThan(5)
     if (c.message) expect(errorLines(res.errors)).toContain(c.message)
     if (c.secret) expect(JSON.stringify(res.errors)).not.toContain(c.secret)
-    const n = await env.app.db().selectFrom('cash_transactions').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow()
+    const n = await env.app
+      .db()
+      .selectFrom('cash_transactions')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .executeTakeFirstOrThrow()
     expect(Number(n.n)).toBe(0)
   })
 
@@ -74,15 +86,18 @@ describe('uniqueness of provider keys against stored transactions', () => {
   })
 
   it('finds a stored key through the index on the same expression, not by reading every transaction', async () => {
-    const plan = await env.app.db().transaction().execute(async (trx) => {
-      // The test table is tiny, where a scan is cheapest: only the index's usability is in question.
-      await sql`SET LOCAL enable_seqscan = off`.execute(trx)
-      await sql`SET LOCAL enable_bitmapscan = off`.execute(trx)
-      const r = await sql<{ 'QUERY PLAN': unknown }>`
+    const plan = await env.app
+      .db()
+      .transaction()
+      .execute(async (trx) => {
+        // The test table is tiny, where a scan is cheapest: only the index's usability is in question.
+        await sql`SET LOCAL enable_seqscan = off`.execute(trx)
+        await sql`SET LOCAL enable_bitmapscan = off`.execute(trx)
+        const r = await sql<{ 'QUERY PLAN': unknown }>`
         EXPLAIN (FORMAT JSON) SELECT c.transaction_id FROM cash_transactions c
         WHERE c.provider = ${'portone-v2'} AND ${storedUniqueRef('c')} = ${'pay-1'}`.execute(trx)
-      return JSON.stringify(r.rows[0]!['QUERY PLAN'])
-    })
+        return JSON.stringify(r.rows[0]!['QUERY PLAN'])
+      })
     expect(plan).toContain('"Index Name":"cash_transactions_unique_ref"')
   })
 })
@@ -95,7 +110,10 @@ describe('unknown keys in JSON Lines', () => {
     const rec = (id: string, extra: Record<string, string> = {}) =>
       JSON.stringify({ transaction_id: id, merchant_id: 'm-clinic', provider: 'nts', method: 'cash', amount: 1000, paid_at: '2026-11-20T10:00:00+09:00', ...extra })
     const file = join(dir, 'keys.jsonl')
-    await writeFile(file, [rec('KEYS-1'), rec('KEYS-2', { buyer_mail: 'kim@example.com' }), rec('KEYS-3', { buyer_mail: 'lee@example.com', '010-1234-5678': '' })].join('\n') + '\n')
+    await writeFile(
+      file,
+      [rec('KEYS-1'), rec('KEYS-2', { buyer_mail: 'kim@example.com' }), rec('KEYS-3', { buyer_mail: 'lee@example.com', '010-1234-5678': '' })].join('\n') + '\n',
+    )
     try {
       const res = await importTransactions(env.app.db(), env.config.dataKeys, file, { nowMs: NOW })
       expect(res).toMatchObject({ written: true, inserted: 3, encoding: 'utf-8', fileRejected: false })

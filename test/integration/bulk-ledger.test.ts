@@ -7,13 +7,7 @@
  */
 import { sql } from 'kysely'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import {
-  batchOwner,
-  claimBatch,
-  createBatches,
-  fenceBatchSend,
-  recordBatchStep,
-} from '../../src/db/ledger.ts'
+import { batchOwner, claimBatch, createBatches, fenceBatchSend, recordBatchStep } from '../../src/db/ledger.ts'
 import { recoveryCandidates } from '../../src/db/recovery.ts'
 import { recoverOrphans } from '../../src/jobs/recover.ts'
 import { batchJobId } from '../../src/queue/queues.ts'
@@ -27,13 +21,7 @@ beforeAll(async () => {
   env = await createTestEnv({ env: { RECOVERY_INTERVAL_MS: '0' } })
   await importDay(env.app, { businessDate: '2026-11-21', count: 40, seed: 11, providers: ['payssam'] })
   await settle(env.app, '2026-11-21')
-  pending = await env.app
-    .db()
-    .selectFrom('receipts')
-    .select(['id', 'merchant_id', 'provider'])
-    .where('state', '=', 'pending')
-    .orderBy('id')
-    .execute()
+  pending = await env.app.db().selectFrom('receipts').select(['id', 'merchant_id', 'provider']).where('state', '=', 'pending').orderBy('id').execute()
   expect(pending.length).toBeGreaterThan(12)
 }, 60_000)
 
@@ -98,19 +86,9 @@ describe('bulk batches in the ledger', () => {
     // Another worker took one member over (its lease had expired).
     await db().updateTable('receipts').set({ locked_by: 'someone-else' }).where('id', '=', ids[2]!).execute()
     expect(await fenceBatchSend(db(), b.id, 'w1', fence('cr-a', 4))).toBeNull()
-    const none = await db()
-      .selectFrom('issuance_attempts')
-      .select('id')
-      .where('receipt_id', 'in', ids)
-      .execute()
+    const none = await db().selectFrom('issuance_attempts').select('id').where('receipt_id', 'in', ids).execute()
     expect(none).toEqual([])
-    expect(
-      await db()
-        .selectFrom('provider_batches')
-        .select(['state', 'submit_id'])
-        .where('id', '=', b.id)
-        .executeTakeFirst(),
-    ).toEqual({ state: 'open', submit_id: null })
+    expect(await db().selectFrom('provider_batches').select(['state', 'submit_id']).where('id', '=', b.id).executeTakeFirst()).toEqual({ state: 'open', submit_id: null })
 
     await db()
       .updateTable('receipts')
@@ -125,17 +103,9 @@ describe('bulk batches in the ledger', () => {
     const again = await fenceBatchSend(db(), b.id, 'w1', fence('cr-a', 4))
     expect(again).toEqual(first)
     expect(await fenceBatchSend(db(), b.id, 'w1', fence('cr-b', 4))).toBeNull()
-    const batch = await db()
-      .selectFrom('provider_batches')
-      .select(['state', 'submit_id'])
-      .where('id', '=', b.id)
-      .executeTakeFirstOrThrow()
+    const batch = await db().selectFrom('provider_batches').select(['state', 'submit_id']).where('id', '=', b.id).executeTakeFirstOrThrow()
     expect(batch).toEqual({ state: 'submitted', submit_id: 'cr-a' })
-    const sent = await db()
-      .selectFrom('issuance_attempts')
-      .select(['receipt_id', 'outcome', 'operation'])
-      .where('receipt_id', 'in', ids)
-      .execute()
+    const sent = await db().selectFrom('issuance_attempts').select(['receipt_id', 'outcome', 'operation']).where('receipt_id', 'in', ids).execute()
     expect(sent).toHaveLength(4)
     expect(sent.every((a) => a.outcome === 'sent' && a.operation === 'issue')).toBe(true)
     const rows = await db().selectFrom('receipts').select(['last_sent_at']).where('id', 'in', ids).execute()
@@ -155,24 +125,13 @@ describe('bulk batches in the ledger', () => {
       attempts: { receipt: m0.receipt, rows: [] },
     }
     expect(await recordBatchStep(db(), b.id, 'w2', { items: [item], finish: 'done' })).toBeNull()
-    expect(
-      await db().selectFrom('receipts').select('state').where('id', '=', m0.receipt.id).executeTakeFirst(),
-    ).toEqual({ state: 'issuing' })
+    expect(await db().selectFrom('receipts').select('state').where('id', '=', m0.receipt.id).executeTakeFirst()).toEqual({ state: 'issuing' })
 
     const applied = await recordBatchStep(db(), b.id, 'w1', { items: [item], holdMs: 30_000 })
     expect([...applied!]).toEqual([m0.receipt.id])
-    const after = await db()
-      .selectFrom('provider_batches')
-      .select(['locked_by', 'state'])
-      .where('id', '=', b.id)
-      .executeTakeFirstOrThrow()
+    const after = await db().selectFrom('provider_batches').select(['locked_by', 'state']).where('id', '=', b.id).executeTakeFirstOrThrow()
     expect(after).toEqual({ locked_by: null, state: 'open' })
-    const items = await db()
-      .selectFrom('provider_batch_items')
-      .select(['receipt_id', 'active', 'outcome'])
-      .where('batch_id', '=', b.id)
-      .orderBy('receipt_id')
-      .execute()
+    const items = await db().selectFrom('provider_batch_items').select(['receipt_id', 'active', 'outcome']).where('batch_id', '=', b.id).orderBy('receipt_id').execute()
     expect(items).toEqual([
       { receipt_id: ids[0], active: false, outcome: 'single' },
       { receipt_id: ids[1], active: true, outcome: null },
@@ -195,9 +154,7 @@ describe('bulk batches in the ledger', () => {
   it('the recovery pass puts a batch without a live job back under a fresh id, and leaves its members to it', async () => {
     const ids = pending.slice(12, 14).map((p) => p.id)
     const b = await newBatch(ids)
-    await sql`UPDATE provider_batches SET updated_at = now() - interval '1 hour' WHERE id = ${b.id}`.execute(
-      db(),
-    )
+    await sql`UPDATE provider_batches SET updated_at = now() - interval '1 hour' WHERE id = ${b.id}`.execute(db())
     const r = await recoverOrphans({
       db: db(),
       queue: env.app.receiptsQueue(),
@@ -207,16 +164,8 @@ describe('bulk batches in the ledger', () => {
     expect(r.batches).toBeGreaterThanOrEqual(1)
     expect(await env.app.receiptsQueue().getJobState(batchJobId(b.id, 1))).not.toBe('unknown')
     // A second pass finds its job live and adds nothing.
-    await sql`UPDATE provider_batches SET updated_at = now() - interval '1 hour' WHERE id = ${b.id}`.execute(
-      db(),
-    )
+    await sql`UPDATE provider_batches SET updated_at = now() - interval '1 hour' WHERE id = ${b.id}`.execute(db())
     await recoverOrphans({ db: db(), queue: env.app.receiptsQueue(), logger: env.app.logger, graceMs: 1_000 })
-    expect(
-      await db()
-        .selectFrom('provider_batches')
-        .select('requeue_count')
-        .where('id', '=', b.id)
-        .executeTakeFirst(),
-    ).toEqual({ requeue_count: 1 })
+    expect(await db().selectFrom('provider_batches').select('requeue_count').where('id', '=', b.id).executeTakeFirst()).toEqual({ requeue_count: 1 })
   })
 })

@@ -73,7 +73,7 @@ describe('deployment guard', () => {
     await expect(env.newApp({ DATABASE_URL: other.url }).checkDeployment()).resolves.toEqual({ deploymentId: otherId, adopted: false })
   }, 90_000)
 
-  it('asks again on every recovery pass: writes back an id Redis lost, stops at another deployment\'s', async () => {
+  it("asks again on every recovery pass: writes back an id Redis lost, stops at another deployment's", async () => {
     const app = env.newApp()
     const mine = await databaseDeploymentId(app.db())
     await redis.set(deploymentKey(env.prefix), mine)

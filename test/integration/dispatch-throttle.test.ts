@@ -256,7 +256,10 @@ it('precheck: after a refusal the process puts callers off without Redis until a
   // now on the process knows it and answers locally, never before that. Every command any Redis client of this process sends is watched, once
   // the completions of the two calls have gone out (within REPORT_DELAY_MS of their ends).
   const key = `${prefix}:rate:portone-pre`
-  await vi.waitFor(async () => expect((await redis.zrange(key, 0, -1, 'WITHSCORES')).filter((_, i) => i % 2 === 1).every((s) => Number(s) < (Date.now() + 2_000) * 1000)).toBe(true), SOON)
+  await vi.waitFor(
+    async () => expect((await redis.zrange(key, 0, -1, 'WITHSCORES')).filter((_, i) => i % 2 === 1).every((s) => Number(s) < (Date.now() + 2_000) * 1000)).toBe(true),
+    SOON,
+  )
   const commands: string[] = []
   const send = Redis.prototype.sendCommand
   Redis.prototype.sendCommand = function (this: Redis, cmd: Parameters<typeof send>[0]) {

@@ -82,10 +82,14 @@ it('a rate-limited credential holds no worker slot: one slot, the slow merchant 
   const fast = await settle(app, '2026-11-09', { merchantId: 'm-fast' })
   const worker = app.startWorker({ concurrency: 1 })
   try {
-    const rows = await eventually(async () => {
-      const r = await rowsOf(app, [slow.runId!, fast.runId!])
-      return r.every((x) => x.state === 'issued' || x.state === 'skipped') ? r : undefined
-    }, 60_000, 200)
+    const rows = await eventually(
+      async () => {
+        const r = await rowsOf(app, [slow.runId!, fast.runId!])
+        return r.every((x) => x.state === 'issued' || x.state === 'skipped') ? r : undefined
+      },
+      60_000,
+      200,
+    )
     const issued = (m: string) => rows.filter((r) => r.merchant_id === m && r.state === 'issued')
     expect(issued('m-slow').length).toBeGreaterThan(5)
     expect(issued('m-fast').length).toBeGreaterThan(5)
@@ -130,10 +134,14 @@ it('fair order: a merchant settled after a much bigger one is not served after i
   const small = await settle(app, '2026-11-11', { merchantId: 'm-slow' })
   const worker = app.startWorker({ concurrency: 1 })
   try {
-    const rows = await eventually(async () => {
-      const r = await rowsOf(app, [big.runId!, small.runId!])
-      return r.every((x) => x.state === 'issued' || x.state === 'skipped') ? r : undefined
-    }, 90_000, 200)
+    const rows = await eventually(
+      async () => {
+        const r = await rowsOf(app, [big.runId!, small.runId!])
+        return r.every((x) => x.state === 'issued' || x.state === 'skipped') ? r : undefined
+      },
+      90_000,
+      200,
+    )
     const done = rows.filter((r) => r.state === 'issued').sort((a, b) => a.finished_at!.getTime() - b.finished_at!.getTime() || a.id - b.id)
     const smallDone = done.filter((r) => r.merchant_id === 'm-slow')
     const bigDone = done.filter((r) => r.merchant_id === 'm-fast')
@@ -167,10 +175,14 @@ it('an outage at one provider and a 429 storm at another leave the third flowing
       return { rows, nts: of('nts'), v2: of('portone-v2'), payssam: of('payssam') }
     }
     // PaySsam (healthy) and PortOne V2 (after its 429s) finish while NTS is down.
-    const during = await eventually(async () => {
-      const b = await byProvider()
-      return b.payssam.every((r) => r.state === 'issued') && b.v2.every((r) => r.state === 'issued') ? b : undefined
-    }, 60_000, 200)
+    const during = await eventually(
+      async () => {
+        const b = await byProvider()
+        return b.payssam.every((r) => r.state === 'issued') && b.v2.every((r) => r.state === 'issued') ? b : undefined
+      },
+      60_000,
+      200,
+    )
     expect(during.payssam.length).toBeGreaterThan(3)
     expect(during.v2.length).toBeGreaterThan(3)
     expect(during.nts.length).toBeGreaterThan(3)
@@ -183,10 +195,14 @@ it('an outage at one provider and a 429 storm at another leave the third flowing
 
     // Recovery: a probe gets through, the circuit closes, every NTS receipt is issued once.
     sandbox.setFaults('')
-    const after = await eventually(async () => {
-      const b = await byProvider()
-      return b.nts.every((r) => r.state === 'issued') ? b : undefined
-    }, 60_000, 200)
+    const after = await eventually(
+      async () => {
+        const b = await byProvider()
+        return b.nts.every((r) => r.state === 'issued') ? b : undefined
+      },
+      60_000,
+      200,
+    )
     expect(after.rows.filter((r) => r.state === 'failed')).toEqual([])
     expect(sandbox.stats().max_live_receipts_per_key).toBe(1)
     const closed = await eventually(async () => {
@@ -203,7 +219,14 @@ it('an outage at one provider and a 429 storm at another leave the third flowing
 it('a hanging provider gets at most its in-flight window, its stuck calls are lent back as slots, and its held receipts issue after recovery on their first attempt', async () => {
   // 8 slots: NTS's cap is 4, but its window starts at 2 and, once a call runs past the slow-call
   // time (300 ms; the read timeout is 1.5 s), no further call is started until it ends.
-  const app = env.newApp({ WORKER_CONCURRENCY: '8', CIRCUIT_FAILURES: '5', CIRCUIT_UNKNOWN_OUTCOMES: '2', CIRCUIT_HALF_OPEN_MS: '1000', DISPATCH_SLOW_CALL_MS: '300', DISPATCH_ADAPTIVE_IN_FLIGHT: 'true' })
+  const app = env.newApp({
+    WORKER_CONCURRENCY: '8',
+    CIRCUIT_FAILURES: '5',
+    CIRCUIT_UNKNOWN_OUTCOMES: '2',
+    CIRCUIT_HALF_OPEN_MS: '1000',
+    DISPATCH_SLOW_CALL_MS: '300',
+    DISPATCH_ADAPTIVE_IN_FLIGHT: 'true',
+  })
   await importFor('m-fast', { businessDate: '2026-11-11', count: 60, seed: 31, providers: ['nts', 'payssam'], idPrefix: 'HW' })
   sandbox.setFaults('nts:timeout_before_commit=1')
   const runId = (await settle(app, '2026-11-11', { merchantId: 'm-fast' })).runId!
@@ -216,10 +239,14 @@ it('a hanging provider gets at most its in-flight window, its stuck calls are le
       const rows = (await rowsOf(app, [runId])).filter((r) => r.state !== 'skipped')
       return { rows, nts: rows.filter((r) => r.provider === 'nts'), payssam: rows.filter((r) => r.provider === 'payssam') }
     }
-    const during = await eventually(async () => {
-      const b = await byProvider()
-      return b.payssam.every((r) => r.state === 'issued') && lentMax > 8 ? b : undefined
-    }, 60_000, 100)
+    const during = await eventually(
+      async () => {
+        const b = await byProvider()
+        return b.payssam.every((r) => r.state === 'issued') && lentMax > 8 ? b : undefined
+      },
+      60_000,
+      100,
+    )
     expect(during.payssam.length).toBeGreaterThan(5)
     expect(during.nts.length).toBeGreaterThan(5)
     expect(during.nts.filter((r) => r.state === 'issued' || r.state === 'failed')).toEqual([])
@@ -229,10 +256,14 @@ it('a hanging provider gets at most its in-flight window, its stuck calls are le
 
     sandbox.setFaults('')
     const liftedAt = Date.now()
-    const after = await eventually(async () => {
-      const b = await byProvider()
-      return b.nts.every((r) => r.state === 'issued') ? b : undefined
-    }, 90_000, 200)
+    const after = await eventually(
+      async () => {
+        const b = await byProvider()
+        return b.nts.every((r) => r.state === 'issued') ? b : undefined
+      },
+      90_000,
+      200,
+    )
     expect(after.rows.filter((r) => r.state === 'failed')).toEqual([])
     expect(sandbox.stats().max_live_receipts_per_key).toBe(1)
 
@@ -246,10 +277,12 @@ it('a hanging provider gets at most its in-flight window, its stuck calls are le
       .execute()
     // While NTS hung, at no moment were more than 2 of its calls (issue or lookup) in flight: the
     // window, not the cap of 4 (after the lift the window grows again with the quick answers).
-    const edges = calls.filter((c) => new Date(c.started_at).getTime() < liftedAt).flatMap((c) => [
-      { t: new Date(c.started_at).getTime(), d: 1 },
-      { t: c.finished_at ? new Date(c.finished_at).getTime() : Number.MAX_SAFE_INTEGER, d: -1 },
-    ])
+    const edges = calls
+      .filter((c) => new Date(c.started_at).getTime() < liftedAt)
+      .flatMap((c) => [
+        { t: new Date(c.started_at).getTime(), d: 1 },
+        { t: c.finished_at ? new Date(c.finished_at).getTime() : Number.MAX_SAFE_INTEGER, d: -1 },
+      ])
     edges.sort((a, b) => a.t - b.t || a.d - b.d)
     let inFlight = 0
     let maxInFlight = 0
@@ -335,10 +368,14 @@ it('priorities: a re-drive and a recovery pass enqueued behind a whole settled b
 
   const worker = app.startWorker({ concurrency: 1 })
   try {
-    const rows = await eventually(async () => {
-      const r = await rowsOf(app, [small.runId!, big.runId!])
-      return r.every((x) => x.state === 'issued' || x.state === 'skipped') ? r : undefined
-    }, 90_000, 200)
+    const rows = await eventually(
+      async () => {
+        const r = await rowsOf(app, [small.runId!, big.runId!])
+        return r.every((x) => x.state === 'issued' || x.state === 'skipped') ? r : undefined
+      },
+      90_000,
+      200,
+    )
     const done = rows.filter((r) => r.state === 'issued').sort((a, b) => a.finished_at!.getTime() - b.finished_at!.getTime() || a.id - b.id)
     const smallDone = done.filter((r) => smallIds.has(r.id))
     expect(smallDone.length).toBe(smallIds.size)

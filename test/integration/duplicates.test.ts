@@ -69,7 +69,9 @@ async function unrepairedAtNts(app: App): Promise<number | undefined> {
   const dashboard = await app.startDashboard({ port: 0, host: '127.0.0.1' })
   try {
     const text = await (await fetch(`${dashboard.url}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } })).text()
-    return parseExposition(text).get('cash_receipts_duplicates_unrepaired')?.samples.find((x) => x.labels.provider === 'nts')?.value
+    return parseExposition(text)
+      .get('cash_receipts_duplicates_unrepaired')
+      ?.samples.find((x) => x.labels.provider === 'nts')?.value
   } finally {
     await dashboard.close()
   }
@@ -106,7 +108,16 @@ describe('reconcile finds duplicates at NTS', () => {
     for (const r of rows) expect(held.find((h) => h.approvalNumber === r.approval_number)?.status).toBe('issued')
     expect(sandbox.stats().max_live_receipts_per_key).toBe(1)
     expect(sandbox.stats().max_receipts_per_key).toBe(2)
-    const ledger = await app.db().selectFrom('receipts').select(['id', 'state', 'approval_number']).where('id', 'in', victims.map((v) => v.id)).execute()
+    const ledger = await app
+      .db()
+      .selectFrom('receipts')
+      .select(['id', 'state', 'approval_number'])
+      .where(
+        'id',
+        'in',
+        victims.map((v) => v.id),
+      )
+      .execute()
     for (const l of ledger) expect(l).toMatchObject({ state: 'issued', approval_number: victims.find((v) => v.id === l.id)!.approval_number })
 
     // Reported: report --json lists them (repaired, so still on record), the dashboard's run page
@@ -192,7 +203,14 @@ describe('reconcile finds duplicates at NTS', () => {
         const provider = Object.assign(Object.create(got.provider) as typeof got.provider, {
           cancel: async (...args: Parameters<typeof got.provider.cancel>) => {
             takenOver += Number(
-              (await app.db().updateTable('provider_duplicates').set({ cancel_claimed_by: 'reconcile:the-other-one', cancel_started_at: new Date() }).where('receipt_id', '=', victim.id).executeTakeFirst()).numUpdatedRows,
+              (
+                await app
+                  .db()
+                  .updateTable('provider_duplicates')
+                  .set({ cancel_claimed_by: 'reconcile:the-other-one', cancel_started_at: new Date() })
+                  .where('receipt_id', '=', victim.id)
+                  .executeTakeFirst()
+              ).numUpdatedRows,
             )
             return got.provider.cancel(...args)
           },

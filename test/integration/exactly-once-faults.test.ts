@@ -71,10 +71,14 @@ describe('a slow commit at a provider that does not deduplicate', () => {
       )
       expect(waiting.open.length).toBeGreaterThan(0)
 
-      const done = await eventually(async () => {
-        const rows = await rowsOf(summary.runId!)
-        return rows.every((r) => r.state === 'issued' || r.state === 'skipped') ? rows : undefined
-      }, 30_000, 200)
+      const done = await eventually(
+        async () => {
+          const rows = await rowsOf(summary.runId!)
+          return rows.every((r) => r.state === 'issued' || r.state === 'skipped') ? rows : undefined
+        },
+        30_000,
+        200,
+      )
       const issued = done.filter((r) => r.state === 'issued')
       expect(issued.length).toBe(eligible.length)
 
@@ -82,7 +86,11 @@ describe('a slow commit at a provider that does not deduplicate', () => {
       const attempts = await db()
         .selectFrom('issuance_attempts')
         .select(['receipt_id', 'operation', 'outcome', 'started_at'])
-        .where('receipt_id', 'in', issued.map((r) => r.id))
+        .where(
+          'receipt_id',
+          'in',
+          issued.map((r) => r.id),
+        )
         .orderBy('id')
         .execute()
       for (const r of issued) {
@@ -113,10 +121,14 @@ describe('a slow cancel at a provider that does not deduplicate', () => {
     const summary = await settle(app, '2026-11-03')
     const worker = app.startWorker({ concurrency: 4 })
     try {
-      const issued = await eventually(async () => {
-        const rows = await rowsOf(summary.runId!)
-        return rows.every((r) => r.state === 'issued' || r.state === 'skipped') ? rows.filter((r) => r.state === 'issued') : undefined
-      }, 30_000, 100)
+      const issued = await eventually(
+        async () => {
+          const rows = await rowsOf(summary.runId!)
+          return rows.every((r) => r.state === 'issued' || r.state === 'skipped') ? rows.filter((r) => r.state === 'issued') : undefined
+        },
+        30_000,
+        100,
+      )
       const victim = issued[0]!
       // The cancel request commits 4 s after it arrives, long after the client's 1 s read timeout;
       // once it has gone out, the lookups are answered at once (and say "not cancelled yet").
@@ -128,15 +140,23 @@ describe('a slow cancel at a provider that does not deduplicate', () => {
       sandbox.setFaults('')
 
       // Inside the window the cancel waits: pending, marked for lookup, its job delayed.
-      await eventually(async () => {
-        const row = await cancelRow()
-        return row.state === 'pending' && row.needs_lookup && (await app.receiptsQueue().getJobs(['delayed'])).length > 0
-      }, window, 50)
+      await eventually(
+        async () => {
+          const row = await cancelRow()
+          return row.state === 'pending' && row.needs_lookup && (await app.receiptsQueue().getJobs(['delayed'])).length > 0
+        },
+        window,
+        50,
+      )
 
-      const done = await eventually(async () => {
-        const row = await cancelRow()
-        return row.state === 'issued' ? row : undefined
-      }, 30_000, 200)
+      const done = await eventually(
+        async () => {
+          const row = await cancelRow()
+          return row.state === 'issued' ? row : undefined
+        },
+        30_000,
+        200,
+      )
       expect(done.error_class).toBeNull()
       const parent = await db().selectFrom('receipts').select(['state']).where('id', '=', victim.id).executeTakeFirstOrThrow()
       expect(parent.state).toBe('cancelled')
@@ -209,10 +229,14 @@ describe('the send fence', () => {
     worker ??= app.startWorker({ concurrency: 4 })
     const rows = (await rowsOf(summary.runId!)).filter((r) => r.state !== 'skipped')
     expect(rows.length).toBeGreaterThan(0)
-    const finished = await eventually(async () => {
-      const jobs = (await app.receiptsQueue().getJobs(['completed', 'failed'])).filter((j) => rows.some((r) => r.id === (j.data as { receiptId: number }).receiptId))
-      return jobs.length === rows.length ? jobs : undefined
-    }, 30_000, 100)
+    const finished = await eventually(
+      async () => {
+        const jobs = (await app.receiptsQueue().getJobs(['completed', 'failed'])).filter((j) => rows.some((r) => r.id === (j.data as { receiptId: number }).receiptId))
+        return jobs.length === rows.length ? jobs : undefined
+      },
+      30_000,
+      100,
+    )
     return { rows, jobs: finished }
   }
 
@@ -230,7 +254,15 @@ describe('the send fence', () => {
     for (const r of issuing) expect(byReceipt.get(r.id)!.returnvalue).toMatchObject({ state: 'taken-over' })
     expect(sandbox.stats().providers.portone!.issued).toBe(0)
     // The thief's lease stands: the fence never overwrote it.
-    const after = await db().selectFrom('receipts').select(['locked_by']).where('id', 'in', issuing.map((r) => r.id)).execute()
+    const after = await db()
+      .selectFrom('receipts')
+      .select(['locked_by'])
+      .where(
+        'id',
+        'in',
+        issuing.map((r) => r.id),
+      )
+      .execute()
     expect(after.every((r) => r.locked_by === 'worker-thief')).toBe(true)
   }, 60_000)
 
@@ -271,7 +303,15 @@ describe('the send fence', () => {
     for (const r of issuing) expect(byReceipt.get(r.id)!.failedReason).toBeTruthy()
     expect(sandbox.stats().providers.portone!.issued).toBe(0)
     // Whether a call reached the provider is unknown to the ledger: the row is marked for lookup.
-    const after = await db().selectFrom('receipts').select(['state', 'needs_lookup']).where('id', 'in', issuing.map((r) => r.id)).execute()
+    const after = await db()
+      .selectFrom('receipts')
+      .select(['state', 'needs_lookup'])
+      .where(
+        'id',
+        'in',
+        issuing.map((r) => r.id),
+      )
+      .execute()
     expect(after.every((r) => r.needs_lookup)).toBe(true)
   }, 60_000)
 

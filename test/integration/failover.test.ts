@@ -49,9 +49,7 @@ describe('Postgres terminating connections', () => {
     sandbox.setFaults(PROVIDERS.map((p) => `${p}:latency=20-60`).join(';'))
     const worker = spawnCli(['worker', '--concurrency', '4'], env.env({ LOG_LEVEL: 'warn' }))
     try {
-      await importDay(env.app, { businessDate: '2026-10-07', count: 240, seed: 7 }, (p) =>
-        sandbox.registerPortonePayments(p.map((x) => ({ ...x, status: 'paid' as const }))),
-      )
+      await importDay(env.app, { businessDate: '2026-10-07', count: 240, seed: 7 }, (p) => sandbox.registerPortonePayments(p.map((x) => ({ ...x, status: 'paid' as const }))))
       const run = await settle(env.app, '2026-10-07')
       // Terminate while the worker is issuing: wait for its first receipts, then strike repeatedly.
       await eventually(async () => liveAtSandbox() > 0, 60_000)
@@ -184,10 +182,14 @@ describe('settlement and the scheduler when Postgres ends their connections', ()
       const strike = await strikeOnReceiptsInsert(2)
       try {
         const job = await env.app.controlQueue().add('settle-day', { businessDate: '2026-10-10', trigger: 'schedule' })
-        const done = await eventually(async () => {
-          const j = await env.app.controlQueue().getJob(job.id!)
-          return j && (await j.getState()) === 'completed' ? j : undefined
-        }, 120_000, 200)
+        const done = await eventually(
+          async () => {
+            const j = await env.app.controlQueue().getJob(job.id!)
+            return j && (await j.getState()) === 'completed' ? j : undefined
+          },
+          120_000,
+          200,
+        )
         // Completed in its first attempt: no failure recorded, no retry waited for.
         expect(done.stacktrace ?? []).toEqual([])
         expect(await strike.count()).toBeGreaterThan(2)
@@ -201,14 +203,18 @@ describe('settlement and the scheduler when Postgres ends their connections', ()
       const before = putBack()
       expect(await deleteKeys(`${env.prefix}:receipts`)).toBeGreaterThan(0)
       await eventually(async () => putBack() > before, 60_000, 200)
-      await eventually(async () => {
-        try {
-          await expectSettledOnce('2026-10-10', 60)
-          return true
-        } catch {
-          return false
-        }
-      }, 60_000, 200)
+      await eventually(
+        async () => {
+          try {
+            await expectSettledOnce('2026-10-10', 60)
+            return true
+          } catch {
+            return false
+          }
+        },
+        60_000,
+        200,
+      )
       expect(scheduler.exitCode, scheduler.output()).toBeNull()
       expect(scheduler.signalCode).toBeNull()
       expect(scheduler.output()).not.toMatch(/Unhandled 'error' event|uncaught/i)

@@ -54,12 +54,12 @@ afterAll(async () => {
 
 const hashes = async (db = env.app.db()) =>
   Object.fromEntries(
-    (await sql<{ transaction_id: string; identifier_search: string | null }>`SELECT transaction_id, identifier_search FROM cash_transactions ORDER BY transaction_id`.execute(db)).rows.map((r) => [
-      r.transaction_id,
-      r.identifier_search,
-    ]),
+    (
+      await sql<{ transaction_id: string; identifier_search: string | null }>`SELECT transaction_id, identifier_search FROM cash_transactions ORDER BY transaction_id`.execute(db)
+    ).rows.map((r) => [r.transaction_id, r.identifier_search]),
   )
-const found = async (query: string, app = env.app) => (await findReceipts(app.db(), query, { dataKeys: app.config.dataKeys })).transactions.map((t) => `${t.transaction_id}:${t.matched_by}`).sort()
+const found = async (query: string, app = env.app) =>
+  (await findReceipts(app.db(), query, { dataKeys: app.config.dataKeys })).transactions.map((t) => `${t.transaction_id}:${t.matched_by}`).sort()
 
 describe('buyer identifier search', () => {
   it('import writes a keyed hash of the normalised identifier, never the identifier; none for self-issue', async () => {

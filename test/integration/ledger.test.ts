@@ -63,7 +63,11 @@ describe('claimReceipts', () => {
     const second = await claimReceipts(db, [a!, d!], 'worker-2', 60_000)
     expect(second.get(a!)?.status).toBe('leased')
     expect(second.get(d!)?.status).toBe('claimed')
-    await db.updateTable('receipts').set({ locked_until: sql`now() - interval '1 second'` }).where('id', '=', b!).execute()
+    await db
+      .updateTable('receipts')
+      .set({ locked_until: sql`now() - interval '1 second'` })
+      .where('id', '=', b!)
+      .execute()
     const third = await claimReceipts(db, [b!], 'worker-2', 60_000)
     expect(third.get(b!)).toMatchObject({ status: 'claimed', prevState: 'issuing', receipt: { needs_lookup: true, locked_by: 'worker-2', attempts: 2 } })
   })
@@ -132,9 +136,8 @@ describe('sendFence', () => {
     // The batched fence a worker's issue jobs use.
     const fence = sendFence(createLedgerBatcher(db, { workerId: 'worker-6', leaseMs: 60_000 }).fence, id!, { callBudgetMs: 20_000, attempt: sentIssue })
     const row = async () =>
-      (
-        await sql<{ ms: number; sent: Date | null }>`SELECT extract(epoch FROM locked_until - now()) * 1000 AS ms, last_sent_at AS sent FROM receipts WHERE id = ${id}`.execute(db)
-      ).rows[0]!
+      (await sql<{ ms: number; sent: Date | null }>`SELECT extract(epoch FROM locked_until - now()) * 1000 AS ms, last_sent_at AS sent FROM receipts WHERE id = ${id}`.execute(db))
+        .rows[0]!
 
     expect((await row()).sent).toBeNull()
     await fence() // 60 s left ≥ 22 s needed: the lease stays as claimed, the send is recorded
@@ -142,7 +145,11 @@ describe('sendFence', () => {
     expect(Number(first.ms)).toBeGreaterThan(50_000)
     expect(first.sent).toBeInstanceOf(Date)
 
-    await db.updateTable('receipts').set({ locked_until: sql`now() + interval '5 seconds'` }).where('id', '=', id!).execute()
+    await db
+      .updateTable('receipts')
+      .set({ locked_until: sql`now() + interval '5 seconds'` })
+      .where('id', '=', id!)
+      .execute()
     await fence() // 5 s left < 22 s: extended to 22 s from now
     const second = await row()
     expect(Number(second.ms)).toBeLessThan(23_000)
@@ -154,26 +161,45 @@ describe('sendFence', () => {
     expect((await row()).sent!.getTime()).toBe(second.sent!.getTime())
   })
 
-  it('writes the request\'s attempt row as sent before it leaves, and the answer completes that row', async () => {
+  it("writes the request's attempt row as sent before it leaves, and the answer completes that row", async () => {
     const db = env.app.db()
     const id = pendingIds[25]!
     const c = (await claimReceipts(db, [id], 'worker-10', 60_000)).get(id)
     if (c?.status !== 'claimed') throw new Error('not claimed')
     const sentIds: number[] = []
     const batcher = createLedgerBatcher(db, { workerId: 'worker-10', leaseMs: 60_000 })
-    const fence = sendFence(batcher.fence, id, { callBudgetMs: 20_000, attempt: { operation: 'issue', attemptNo: c.receipt.attempts, jobId: 'job-x' }, onSent: (a) => sentIds.push(a) })
+    const fence = sendFence(batcher.fence, id, {
+      callBudgetMs: 20_000,
+      attempt: { operation: 'issue', attemptNo: c.receipt.attempts, jobId: 'job-x' },
+      onSent: (a) => sentIds.push(a),
+    })
     await fence()
     expect(sentIds).toHaveLength(1)
     const rows = () => db.selectFrom('issuance_attempts').selectAll().where('receipt_id', '=', id).orderBy('id').execute()
     const before = await rows()
     expect(before).toHaveLength(1)
-    expect(before[0]).toMatchObject({ id: sentIds[0], attempt_no: 1, operation: 'issue', outcome: 'sent', finished_at: null, latency_ms: null, worker_id: 'worker-10', job_id: 'job-x' })
+    expect(before[0]).toMatchObject({
+      id: sentIds[0],
+      attempt_no: 1,
+      operation: 'issue',
+      outcome: 'sent',
+      finished_at: null,
+      latency_ms: null,
+      worker_id: 'worker-10',
+      job_id: 'job-x',
+    })
     const sentRow = await db.selectFrom('receipts').select('last_sent_at').where('id', '=', id).executeTakeFirstOrThrow()
     expect(before[0]!.started_at.getTime()).toBe(sentRow.last_sent_at!.getTime())
 
     // The answer completes the row the fence wrote (same id, started when it was sent); a lookup is a row of its own.
     const lookup = { ...attempt(), operation: 'lookup' as const, outcome: 'issued' as const }
-    expect(await batcher.transition({ receiptId: id, transition: { state: 'issued', error: null }, attempts: { receipt: c.receipt, jobId: 'job-x', rows: [{ ...attempt(), id: sentIds[0]! }, lookup] } })).toBe(true)
+    expect(
+      await batcher.transition({
+        receiptId: id,
+        transition: { state: 'issued', error: null },
+        attempts: { receipt: c.receipt, jobId: 'job-x', rows: [{ ...attempt(), id: sentIds[0]! }, lookup] },
+      }),
+    ).toBe(true)
     const after = await rows()
     expect(after).toHaveLength(2)
     expect(after[0]).toMatchObject({ id: sentIds[0], outcome: 'issued', http_status: 200, latency_ms: 5, attempt_no: 1 })
@@ -240,9 +266,9 @@ describe('prepared statements', () => {
     const ids = (await env.app.db().selectFrom('receipts').select('id').where('state', '=', 'pending').orderBy('id', 'desc').limit(4).execute()).map((r) => r.id)
     expect(ids).toHaveLength(4)
     const plans = async (db: Db) =>
-      (await sql<{ name: string; generic_plans: string; custom_plans: string }>`SELECT name, generic_plans, custom_plans FROM pg_prepared_statements ORDER BY name`.execute(db)).rows.map(
-        (r) => ({ name: r.name.replace(/_[0-9a-f]{12}$/, ''), generic: Number(r.generic_plans), custom: Number(r.custom_plans) }),
-      )
+      (
+        await sql<{ name: string; generic_plans: string; custom_plans: string }>`SELECT name, generic_plans, custom_plans FROM pg_prepared_statements ORDER BY name`.execute(db)
+      ).rows.map((r) => ({ name: r.name.replace(/_[0-9a-f]{12}$/, ''), generic: Number(r.generic_plans), custom: Number(r.custom_plans) }))
     // claim, fence (with its attempt row) and outcome: the worker's three batch statements
     const run = async (db: Db, id: number, worker: string) => {
       const c = (await claimReceipts(db, [id], worker, 60_000)).get(id)
@@ -250,7 +276,9 @@ describe('prepared statements', () => {
       const sent = await fenceSends(db, worker, [{ receiptId: id, coverMs: 60_000, attempt: { operation: 'issue', attemptNo: c.receipt.attempts, jobId: null } }])
       const attemptId = sent.get(id)
       expect(attemptId).toBeTypeOf('number')
-      return applyTransitions(db, [{ receiptId: id, workerId: worker, transition: { state: 'issued', error: null }, attempts: { receipt: c.receipt, rows: [{ ...attempt(), id: attemptId }] } }])
+      return applyTransitions(db, [
+        { receiptId: id, workerId: worker, transition: { state: 'issued', error: null }, attempts: { receipt: c.receipt, rows: [{ ...attempt(), id: attemptId }] } },
+      ])
     }
     const generic = createDb(env.databaseUrl, { max: 1, genericPlans: true })
     const auto = createDb(env.databaseUrl, { max: 1 })

@@ -31,9 +31,7 @@ beforeAll(async () => {
   const app = env.app
   app.startWorker({ concurrency: 8 })
   sandbox.setFaults('nts:5xx=1')
-  await importDay(app, { businessDate: '2026-10-05', count: 80, seed: 11 }, (p) =>
-    sandbox.registerPortonePayments(p.map((x) => ({ ...x, status: 'paid' as const }))),
-  )
+  await importDay(app, { businessDate: '2026-10-05', count: 80, seed: 11 }, (p) => sandbox.registerPortonePayments(p.map((x) => ({ ...x, status: 'paid' as const }))))
   const run = await settle(app, '2026-10-05')
   await waitForRun(app, run.runId!, 120_000)
   report = await buildReport(app.db(), { runId: run.runId! }, kstToday(Date.now()))
@@ -57,9 +55,7 @@ const series = (f: Family | undefined, name = f?.name) => (f?.samples ?? []).fil
 describe('/metrics', () => {
   it('needs the token', async () => {
     expect((await fetch(`${dashboard.url}/metrics`)).status).toBe(401)
-    expect(
-      (await fetch(`${dashboard.url}/metrics`, { headers: { authorization: 'Bearer wrong' } })).status,
-    ).toBe(401)
+    expect((await fetch(`${dashboard.url}/metrics`, { headers: { authorization: 'Bearer wrong' } })).status).toBe(401)
   })
 
   it('parses as the Prometheus text format and its receipt gauges equal the report of the run', async () => {
@@ -122,9 +118,7 @@ describe('/metrics', () => {
       .execute()
     const attempts = families.get('cash_receipts_attempts_total')!
     expect(attempts.type).toBe('counter')
-    const scraped = Object.fromEntries(
-      series(attempts).map((m) => [`${m.labels.operation}/${m.labels.outcome}`, m.value]),
-    )
+    const scraped = Object.fromEntries(series(attempts).map((m) => [`${m.labels.operation}/${m.labels.outcome}`, m.value]))
     expect(scraped).toEqual(Object.fromEntries(rows.map((r) => [`${r.operation}/${r.outcome}`, Number(r.n)])))
     expect(scraped['issue/issued']).toBeGreaterThan(0)
     expect(Object.keys(scraped).some((k) => k.endsWith('/retryable'))).toBe(true)
@@ -137,9 +131,7 @@ describe('/metrics', () => {
     expect(new Set(counts.map((m) => m.labels.provider))).toEqual(new Set(Object.keys(report.by_provider)))
     const sums = series(latency, 'cash_receipts_provider_latency_seconds_sum')
     expect(sums.every((m) => m.value >= 0)).toBe(true)
-    expect(
-      series(latency, 'cash_receipts_provider_latency_seconds_bucket').some((m) => m.labels.le === '+Inf'),
-    ).toBe(true)
+    expect(series(latency, 'cash_receipts_provider_latency_seconds_bucket').some((m) => m.labels.le === '+Inf')).toBe(true)
   })
 
   it('shows queue depth, limiter state and overdue receipts', async () => {
@@ -162,9 +154,7 @@ describe('/metrics', () => {
     const overdue = series(families.get('cash_receipts_overdue_receipts')).reduce((a, m) => a + m.value, 0)
     expect(overdue).toBe(report.totals.failed)
     expect(report.overdue).toBe(report.totals.failed)
-    const lastRun = series(families.get('cash_receipts_last_run_timestamp_seconds')).find(
-      (m) => m.labels.trigger === 'manual',
-    )!
+    const lastRun = series(families.get('cash_receipts_last_run_timestamp_seconds')).find((m) => m.labels.trigger === 'manual')!
     expect(lastRun.value).toBeGreaterThan(Date.parse('2026-01-01') / 1000)
   })
 

@@ -36,7 +36,13 @@ afterAll(async () => {
 const db = () => env.app.db()
 const cashOf = (impUid: string) => day.portonePayments.find((p) => p.imp_uid === impUid)!.naver!
 /** What the sandbox holds per key (merchant_uid or imp_uid), live receipts only. */
-const heldAt = () => new Map(sandbox.receipts('portone').filter((r) => r.status === 'issued').map((r) => [r.key, r]))
+const heldAt = () =>
+  new Map(
+    sandbox
+      .receipts('portone')
+      .filter((r) => r.status === 'issued')
+      .map((r) => [r.key, r]),
+  )
 
 async function naverRows() {
   return db()
@@ -80,7 +86,12 @@ describe('Naver Pay cash part', () => {
       expect([r.total_amount, r.vat_amount, r.supply_amount]).toEqual([cash.amount_total, cash.amount_vat, cash.amount_supply])
     }
     // The report's issued amount is the providers' total for the run.
-    const ledger = await db().selectFrom('receipts').select((eb) => eb.fn.sum<number>('total_amount').as('s')).where('run_id', '=', runId).where('state', '=', 'issued').executeTakeFirstOrThrow()
+    const ledger = await db()
+      .selectFrom('receipts')
+      .select((eb) => eb.fn.sum<number>('total_amount').as('s'))
+      .where('run_id', '=', runId)
+      .where('state', '=', 'issued')
+      .executeTakeFirstOrThrow()
     const sandboxTotal = [...held.values()].reduce((n, h) => n + h.amount, 0)
     expect(Number(ledger.s)).toBe(sandboxTotal)
   })

@@ -29,8 +29,21 @@ const PLANTED = {
   secret: 'sk_live_PLANTEDSECRET0123',
 }
 const NEEDLES = [
-  '9876-5432', '98765432', '1098765432', '850715-2345678', '8507152345678', '2345678', '9410123456789012',
-  '1234-5678-9012', '12345678', '2208162517', '220-81-62517', 'leak.me', '김비밀누설', '비밀', 'PLANTEDSECRET',
+  '9876-5432',
+  '98765432',
+  '1098765432',
+  '850715-2345678',
+  '8507152345678',
+  '2345678',
+  '9410123456789012',
+  '1234-5678-9012',
+  '12345678',
+  '2208162517',
+  '220-81-62517',
+  'leak.me',
+  '김비밀누설',
+  '비밀',
+  'PLANTEDSECRET',
 ]
 const plantedValues = Object.values(PLANTED)
 
@@ -101,7 +114,11 @@ describe('import errors name line and field, never the value', () => {
     const file = join(dir, 'planted.csv')
     await writeFile(file, [IMPORT_COLUMNS.join(','), ...rows.map((r) => IMPORT_COLUMNS.map((c) => csvField(r[c] ?? '')).join(','))].join('\n') + '\n')
     const debug = env.env({ LOG_LEVEL: 'trace', LOG_PRETTY: 'false' })
-    for (const args of [['import', file], ['import', file, '--json'], ['import', file, '--skip-invalid', '--json']]) {
+    for (const args of [
+      ['import', file],
+      ['import', file, '--json'],
+      ['import', file, '--skip-invalid', '--json'],
+    ]) {
       const r = await runCli(args, debug)
       expect(r.code, r.stderr).toBe(args.includes('--skip-invalid') ? 0 : 2)
       const out = r.stdout + r.stderr

@@ -59,17 +59,26 @@ let files = 0
 async function issueDay(date: string, rows: Record<string, string>[]) {
   const file = join(dir, `day-${++files}.csv`)
   const full = rows.map((r) => ({
-    merchant_id: 'm-clinic', order_name: '스케일링', method: 'bank_transfer', amount: '55000', tax_free_amount: '0', service_fee: '0',
-    identifier: '01055556666', purpose: 'deduction', buyer_name: '김하나', status: 'completed', refunded_amount: '0',
-    paid_at: `${date}T11:00:00+09:00`, ...r,
+    merchant_id: 'm-clinic',
+    order_name: '스케일링',
+    method: 'bank_transfer',
+    amount: '55000',
+    tax_free_amount: '0',
+    service_fee: '0',
+    identifier: '01055556666',
+    purpose: 'deduction',
+    buyer_name: '김하나',
+    status: 'completed',
+    refunded_amount: '0',
+    paid_at: `${date}T11:00:00+09:00`,
+    ...r,
   }))
   await writeFile(file, `${IMPORT_HEADER.join(',')}\n${full.map((r) => IMPORT_HEADER.map((h) => (r as Record<string, string>)[h] ?? '').join(',')).join('\n')}\n`)
   const res = await importTransactions(db(), env.app.config.dataKeys, file, { nowMs: Date.now() })
   expect(res.written, JSON.stringify(res.errors)).toBeTruthy()
   return waitForRun(env.app, (await settle(env.app, date)).runId!)
 }
-const receiptsOf = (transactionId: string) =>
-  db().selectFrom('receipts').selectAll().where('transaction_id', '=', transactionId).orderBy('id').execute()
+const receiptsOf = (transactionId: string) => db().selectFrom('receipts').selectAll().where('transaction_id', '=', transactionId).orderBy('id').execute()
 const issueRow = async (transactionId: string) => (await receiptsOf(transactionId)).find((r) => r.kind === 'issue')!
 const outboxOf = async (transactionId: string) => {
   const ids = (await receiptsOf(transactionId)).map((r) => r.id)
@@ -107,7 +116,7 @@ describe('provisional receipts (Toss)', () => {
     const late = await reconcileDay(deps, '2026-07-03', '2026-07-04')
     expect(late.finalized).toHaveLength(1)
     expect(late.rejected.map((r) => r.code)).toEqual(['TS1'])
-    const [final, refused] = late.finalized[0]!.transaction_id === 'TP-A' ? ['TP-A', 'TP-B'] as const : ['TP-B', 'TP-A'] as const
+    const [final, refused] = late.finalized[0]!.transaction_id === 'TP-A' ? (['TP-A', 'TP-B'] as const) : (['TP-B', 'TP-A'] as const)
     const finalRow = await issueRow(final)
     expect([finalRow.state, finalRow.provisional]).toEqual(['issued', false])
     await eventually(async () => (await outboxOf(final)).some((n) => n.state === 'sent'), 30_000)
@@ -156,7 +165,10 @@ describe('provisional receipts (Toss)', () => {
 describe('notification pace', () => {
   it(`sends one merchant's SMS no faster than NOTIFY_SMS_PER_SECOND (${SMS_PER_SECOND}), each once`, async () => {
     const tels = Array.from({ length: 6 }, (_, i) => `0103000000${i}`)
-    await issueDay('2026-07-20', tels.map((t, i) => ({ transaction_id: `PACE-${i}`, provider: 'payssam', buyer_tel: t })))
+    await issueDay(
+      '2026-07-20',
+      tels.map((t, i) => ({ transaction_id: `PACE-${i}`, provider: 'payssam', buyer_tel: t })),
+    )
     await eventually(async () => tels.every((t) => smsTo(t).length === 1), 60_000)
     const times = tels.map((t) => smsTo(t)[0]!.acceptedAt).sort((a, b) => a - b)
     // Bottleneck starts the sends at least 1000 / perSecond ms apart (across processes, through

@@ -101,8 +101,7 @@ afterAll(async () => {
 })
 
 const db = () => env.app.db()
-const csv = (rows: Record<string, string>[]) =>
-  `${IMPORT_HEADER.join(',')}\n${rows.map((r) => IMPORT_HEADER.map((h) => r[h] ?? '').join(',')).join('\n')}\n`
+const csv = (rows: Record<string, string>[]) => `${IMPORT_HEADER.join(',')}\n${rows.map((r) => IMPORT_HEADER.map((h) => r[h] ?? '').join(',')).join('\n')}\n`
 const tx = (over: Record<string, string>): Record<string, string> => ({
   merchant_id: 'm-clinic',
   provider: 'payssam',
@@ -128,27 +127,14 @@ async function issueDay(date: string, rows: Record<string, string>[]) {
   return waitForRun(env.app, (await settle(env.app, date)).runId!)
 }
 const issueRow = (transactionId: string) =>
-  db()
-    .selectFrom('receipts')
-    .selectAll()
-    .where('transaction_id', '=', transactionId)
-    .where('kind', '=', 'issue')
-    .executeTakeFirstOrThrow()
-const notificationsOf = (receiptId: number) =>
-  db()
-    .selectFrom('notifications')
-    .selectAll()
-    .where('receipt_id', '=', receiptId)
-    .orderBy('channel')
-    .execute()
+  db().selectFrom('receipts').selectAll().where('transaction_id', '=', transactionId).where('kind', '=', 'issue').executeTakeFirstOrThrow()
+const notificationsOf = (receiptId: number) => db().selectFrom('notifications').selectAll().where('receipt_id', '=', receiptId).orderBy('channel').execute()
 const mailsTo = (address: string) => smtp.messages.filter((m) => m.envelopeTo.includes(address))
 const smsTo = (digits: string) => gateway.state.messages.filter((m) => m.to === digits)
 
 describe('buyer notification', () => {
   it('a worker that died after the gateway accepted: its job, redelivered, sends under the same key and the gateway keeps one SMS', async () => {
-    await issueDay('2026-06-01', [
-      tx({ transaction_id: 'NT-0', buyer_email: 'zero@example.com', buyer_tel: '010-2000-0000' }),
-    ])
+    await issueDay('2026-06-01', [tx({ transaction_id: 'NT-0', buyer_email: 'zero@example.com', buyer_tel: '010-2000-0000' })])
     const r = await issueRow('NT-0')
     expect(r.state).toBe('issued')
     // The ledger's commit created the outbox rows; nothing has sent them yet.
@@ -163,9 +149,7 @@ describe('buyer notification', () => {
     // A worker claims the SMS row, fences, the gateway accepts, and the worker dies before recording it.
     const sms = rows.find((n) => n.channel === 'sms')!
     // Its job, which BullMQ hands to another worker once the dead one stops renewing its lock.
-    await notifierApp
-      .notificationsQueue()
-      .add('notify', { notificationId: sms.id }, { jobId: notifyJobId(sms.id, 0) })
+    await notifierApp.notificationsQueue().add('notify', { notificationId: sms.id }, { jobId: notifyJobId(sms.id, 0) })
     const claim = await claimNotification(db(), sms.id, 'dead-worker', 500)
     expect(claim.claimed).toBe(true)
     expect(await fenceNotificationSend(db(), sms.id, 'dead-worker', 500)).toBe(true)
@@ -179,10 +163,7 @@ describe('buyer notification', () => {
       baseUrl: gateway.url,
       apiKey: 'gw-test-key',
       timeoutMs: 3_000,
-    }).send(
-      { channel: 'sms', to: '01020000000', from: '021234567', text: '[서울 밝은치과의원] 현금영수증 발급' },
-      key,
-    )
+    }).send({ channel: 'sms', to: '01020000000', from: '021234567', text: '[서울 밝은치과의원] 현금영수증 발급' }, key)
     expect(first.kind).toBe('sent')
 
     notifierApp.startNotifier()
@@ -206,14 +187,9 @@ describe('buyer notification', () => {
     // The gateway accepts the child's SMS and never answers: the child is stuck after the acceptance.
     gateway.state.forceNext(['timeout_after_commit'])
     const duplicatesBefore = gateway.state.stats.duplicates
-    const child = spawnCli(
-      ['worker', '--concurrency', '2'],
-      env.env({ NOTIFY_WORKER: 'true', NOTIFY_TIMEOUT_MS: '60000' }),
-    )
+    const child = spawnCli(['worker', '--concurrency', '2'], env.env({ NOTIFY_WORKER: 'true', NOTIFY_TIMEOUT_MS: '60000' }))
     try {
-      await issueDay('2026-06-06', [
-        tx({ transaction_id: 'NT-KILL', buyer_email: 'kill@example.com', buyer_tel: '010-6666-0001' }),
-      ])
+      await issueDay('2026-06-06', [tx({ transaction_id: 'NT-KILL', buyer_email: 'kill@example.com', buyer_tel: '010-6666-0001' })])
       await eventually(async () => smsTo('01066660001').length === 1, 60_000, 200)
       const r = await issueRow('NT-KILL')
       const held = (await notificationsOf(r.id)).find((n) => n.channel === 'sms')!
@@ -221,9 +197,7 @@ describe('buyer notification', () => {
       expect(held.locked_by).not.toBeNull()
     } finally {
       child.kill('SIGKILL')
-      await new Promise((resolve) =>
-        child.exitCode !== null || child.signalCode !== null ? resolve(null) : child.once('exit', resolve),
-      )
+      await new Promise((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve(null) : child.once('exit', resolve)))
     }
     await running.worker.resume()
     const r = await issueRow('NT-KILL')
@@ -257,22 +231,14 @@ describe('buyer notification', () => {
   })
 
   it('an issue sends one email and one SMS in Korean, with a stable Message-ID', async () => {
-    await issueDay('2026-06-02', [
-      tx({ transaction_id: 'NT-1', buyer_email: 'buyer1@example.com', buyer_tel: '010-1234-5678' }),
-    ])
+    await issueDay('2026-06-02', [tx({ transaction_id: 'NT-1', buyer_email: 'buyer1@example.com', buyer_tel: '010-1234-5678' })])
     const r = await issueRow('NT-1')
-    await eventually(
-      async () => (await notificationsOf(r.id)).filter((n) => n.state === 'sent').length === 2,
-      30_000,
-    )
+    await eventually(async () => (await notificationsOf(r.id)).filter((n) => n.state === 'sent').length === 2, 30_000)
 
     const mails = mailsTo('buyer1@example.com')
     expect(mails).toHaveLength(1)
     const mail = mails[0]!
-    const messageId = notificationMessageId(
-      { receiptId: r.id, event: 'issued', merchantId: 'm-clinic' },
-      CLINIC_FROM,
-    )
+    const messageId = notificationMessageId({ receiptId: r.id, event: 'issued', merchantId: 'm-clinic' }, CLINIC_FROM)
     expect(messageId).toBe(`<receipt-${r.id}.issued.m-clinic@clinic.example>`)
     expect(mail.messageId).toBe(messageId)
     expect((await notificationsOf(r.id)).find((n) => n.channel === 'email')!.message_id).toBe(messageId)
@@ -298,9 +264,7 @@ describe('buyer notification', () => {
   it('a job delivered again after the send changes nothing', async () => {
     const r = await issueRow('NT-1')
     const email = (await notificationsOf(r.id)).find((n) => n.channel === 'email')!
-    const job = await notifierApp
-      .notificationsQueue()
-      .add('notify', { notificationId: email.id }, { jobId: `notify-${email.id}-again` })
+    const job = await notifierApp.notificationsQueue().add('notify', { notificationId: email.id }, { jobId: `notify-${email.id}-again` })
     const done = await eventually(async () => ((await job.isCompleted()) ? true : undefined), 20_000)
     expect(done).toBe(true)
     expect((await notifierApp.notificationsQueue().getJob(job.id!))!.returnvalue).toEqual({
@@ -329,9 +293,7 @@ describe('buyer notification', () => {
     expect(report.totals.issued).toBe(2)
     const ids = [(await issueRow('NT-OFF-1')).id, (await issueRow('NT-OFF-2')).id]
     // Nothing is ever created for them, so nothing can be sent however long we wait.
-    expect(
-      await db().selectFrom('notifications').selectAll().where('receipt_id', 'in', ids).execute(),
-    ).toEqual([])
+    expect(await db().selectFrom('notifications').selectAll().where('receipt_id', 'in', ids).execute()).toEqual([])
     expect(mailsTo('off1@example.com').length + mailsTo('off2@example.com').length).toBe(0)
     expect(smsTo('01033330001').length + smsTo('01033330002').length).toBe(0)
   }, 60_000)
@@ -354,17 +316,9 @@ describe('buyer notification', () => {
     await eventually(async () => {
       const rows = await db().selectFrom('notifications').selectAll().where('receipt_id', 'in', ids).execute()
       const emails = rows.filter((n) => n.channel === 'email')
-      return (
-        rows.filter((n) => n.channel === 'sms' && n.state === 'sent').length === 2 &&
-        emails.every((n) => n.attempts >= 2 && n.state !== 'sent')
-      )
+      return rows.filter((n) => n.channel === 'sms' && n.state === 'sent').length === 2 && emails.every((n) => n.attempts >= 2 && n.state !== 'sent')
     }, 30_000)
-    const waiting = await db()
-      .selectFrom('notifications')
-      .selectAll()
-      .where('receipt_id', 'in', ids)
-      .where('channel', '=', 'email')
-      .execute()
+    const waiting = await db().selectFrom('notifications').selectAll().where('receipt_id', 'in', ids).where('channel', '=', 'email').execute()
     // Refused at connect: surely not delivered, so retryable (nodemailer: ESOCKET during CONN).
     expect(waiting.map((n) => [n.error_class, n.error_code])).toEqual([
       ['retryable', 'ESOCKET:CONN'],
@@ -374,12 +328,7 @@ describe('buyer notification', () => {
 
     await smtp.start()
     await eventually(async () => {
-      const rows = await db()
-        .selectFrom('notifications')
-        .select('state')
-        .where('receipt_id', 'in', ids)
-        .where('channel', '=', 'email')
-        .execute()
+      const rows = await db().selectFrom('notifications').select('state').where('receipt_id', 'in', ids).where('channel', '=', 'email').execute()
       return rows.every((n) => n.state === 'sent')
     }, 30_000)
     expect(mailsTo('down1@example.com')).toHaveLength(1)
@@ -392,12 +341,7 @@ describe('buyer notification', () => {
     const req = await env.app.cancel({ transactionId: 'NT-1', reason: 1 })
     expect(req).toBeTruthy()
     const cancelRow = await eventually(async () => {
-      const c = await db()
-        .selectFrom('receipts')
-        .selectAll()
-        .where('transaction_id', '=', 'NT-1')
-        .where('kind', '=', 'cancel')
-        .executeTakeFirst()
+      const c = await db().selectFrom('receipts').selectAll().where('transaction_id', '=', 'NT-1').where('kind', '=', 'cancel').executeTakeFirst()
       return c?.state === 'issued' ? c : undefined
     }, 30_000)
     await eventually(async () => {
@@ -433,16 +377,7 @@ describe('buyer notification', () => {
       else if (type === 'list') dump += (await redis.lrange(k, 0, -1)).join(',')
     }
     expect(dump).toContain('notificationId')
-    const secrets = [
-      'example.com',
-      '010-1234-5678',
-      '01066660001',
-      '01012345678',
-      '01020000000',
-      '0104444',
-      '김하나',
-      '01055556666',
-    ]
+    const secrets = ['example.com', '010-1234-5678', '01066660001', '01012345678', '01020000000', '0104444', '김하나', '01055556666']
     for (const s of secrets) expect(dump).not.toContain(s)
 
     expect(logLines.some((l) => l.includes('"outcome":"sent"'))).toBe(true)
@@ -457,9 +392,7 @@ describe('buyer notification', () => {
 
     // The gateway refuses the next SMS for good: the notification fails, visibly.
     gateway.state.forceNext(['400'])
-    await issueDay('2026-06-05', [
-      tx({ transaction_id: 'NT-FAIL', buyer_email: 'fail@example.com', buyer_tel: '010-5555-0001' }),
-    ])
+    await issueDay('2026-06-05', [tx({ transaction_id: 'NT-FAIL', buyer_email: 'fail@example.com', buyer_tel: '010-5555-0001' })])
     const r = await issueRow('NT-FAIL')
     const failed = await eventually(async () => {
       const n = (await notificationsOf(r.id)).find((x) => x.channel === 'sms')

@@ -62,8 +62,19 @@ describe('reconcile', () => {
     await importDay(app, { businessDate: '2026-06-01', count: 20, seed: 11, providers: ['payssam', 'nts'], idPrefix: 'REC' })
     const summary = await settle(app, '2026-06-01')
     await waitForRun(app, summary.runId!)
-    const victim = await app.db().selectFrom('receipts').select(['id', 'transaction_id']).where('run_id', '=', summary.runId!).where('state', '=', 'issued').executeTakeFirstOrThrow()
-    await app.db().updateTable('receipts').set({ state: 'failed', error_class: 'unknown_outcome', error_code: 'TIMEOUT', approval_number: null }).where('id', '=', victim.id).execute()
+    const victim = await app
+      .db()
+      .selectFrom('receipts')
+      .select(['id', 'transaction_id'])
+      .where('run_id', '=', summary.runId!)
+      .where('state', '=', 'issued')
+      .executeTakeFirstOrThrow()
+    await app
+      .db()
+      .updateTable('receipts')
+      .set({ state: 'failed', error_class: 'unknown_outcome', error_code: 'TIMEOUT', approval_number: null })
+      .where('id', '=', victim.id)
+      .execute()
 
     const deps = { db: app.db(), providers: app.providers(), logger: app.logger }
     const first = await reconcileDay(deps, '2026-06-01', '2026-06-02')
@@ -79,7 +90,13 @@ describe('reconcile', () => {
     expect(second.checked).toBe(first.checked)
     expect(second.flagged.length).toBe(second.checked)
     expect(second.repaired).toEqual([])
-    const stillIssued = await app.db().selectFrom('receipts').select((eb) => eb.fn.countAll<number>().as('n')).where('run_id', '=', summary.runId!).where('reconcile_flag', '=', 'missing at provider').executeTakeFirstOrThrow()
+    const stillIssued = await app
+      .db()
+      .selectFrom('receipts')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('run_id', '=', summary.runId!)
+      .where('reconcile_flag', '=', 'missing at provider')
+      .executeTakeFirstOrThrow()
     expect(Number(stillIssued.n)).toBe(second.flagged.length)
   })
 })
@@ -92,13 +109,22 @@ describe('reconcile compares amounts', () => {
     await waitForRun(app, summary.runId!)
     const [wrong, other] = await app.db().selectFrom('receipts').selectAll().where('run_id', '=', summary.runId!).where('state', '=', 'issued').orderBy('id').limit(2).execute()
     // The ledger says 1,000 more than the receipt the provider holds under the same approval number.
-    await app.db().updateTable('receipts').set({ total_amount: wrong!.total_amount + 1000, supply_amount: wrong!.supply_amount + 1000 }).where('id', '=', wrong!.id).execute()
+    await app
+      .db()
+      .updateTable('receipts')
+      .set({ total_amount: wrong!.total_amount + 1000, supply_amount: wrong!.supply_amount + 1000 })
+      .where('id', '=', wrong!.id)
+      .execute()
     // A receipt partly cancelled in the ledger that the provider holds for another amount: not provable.
     await app.db().updateTable('receipts').set({ cancelled_amount: 1 }).where('id', '=', other!.id).execute()
 
     const result = await reconcileDay({ db: app.db(), providers: app.providers(), logger: app.logger }, '2026-06-03', '2026-06-04')
-    expect(result.amounts_corrected).toEqual([{ transaction_id: wrong!.transaction_id, provider: wrong!.provider, ledger_amount: wrong!.total_amount + 1000, provider_amount: wrong!.total_amount }])
-    expect(result.flagged).toEqual([{ transaction_id: other!.transaction_id, provider: other!.provider, flag: `amount mismatch: ledger ${other!.total_amount - 1}, provider ${other!.total_amount}` }])
+    expect(result.amounts_corrected).toEqual([
+      { transaction_id: wrong!.transaction_id, provider: wrong!.provider, ledger_amount: wrong!.total_amount + 1000, provider_amount: wrong!.total_amount },
+    ])
+    expect(result.flagged).toEqual([
+      { transaction_id: other!.transaction_id, provider: other!.provider, flag: `amount mismatch: ledger ${other!.total_amount - 1}, provider ${other!.total_amount}` },
+    ])
     const fixed = await app.db().selectFrom('receipts').selectAll().where('id', '=', wrong!.id).executeTakeFirstOrThrow()
     expect([fixed.total_amount, fixed.supply_amount, fixed.vat_amount, fixed.reconcile_flag]).toEqual([wrong!.total_amount, wrong!.supply_amount, wrong!.vat_amount, null])
     // A second pass finds nothing more to correct.
@@ -110,9 +136,25 @@ describe('cancellation', () => {
   it('a transaction re-imported as cancelled cancels its issued receipt', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'crt-ops-'))
     const row: Record<string, string> = {
-      transaction_id: 'REFUND-1', merchant_id: 'm-clinic', provider: 'portone-v2', payment_ref: 'pay-refund-1', order_id: 'O-REFUND-1', order_name: '진료비', method: 'bank_transfer',
-      amount: '55000', tax_free_amount: '0', service_fee: '0', paid_at: '2026-05-01T11:00:00+09:00', identifier: '01055556666', identifier_type: '', purpose: 'deduction',
-      buyer_name: '', buyer_email: '', buyer_tel: '', status: 'completed', refunded_amount: '0',
+      transaction_id: 'REFUND-1',
+      merchant_id: 'm-clinic',
+      provider: 'portone-v2',
+      payment_ref: 'pay-refund-1',
+      order_id: 'O-REFUND-1',
+      order_name: '진료비',
+      method: 'bank_transfer',
+      amount: '55000',
+      tax_free_amount: '0',
+      service_fee: '0',
+      paid_at: '2026-05-01T11:00:00+09:00',
+      identifier: '01055556666',
+      identifier_type: '',
+      purpose: 'deduction',
+      buyer_name: '',
+      buyer_email: '',
+      buyer_tel: '',
+      status: 'completed',
+      refunded_amount: '0',
     }
     const csv = (r: Record<string, string>) => `${IMPORT_HEADER.join(',')}\n${IMPORT_HEADER.map((h) => r[h] ?? '').join(',')}\n`
     await writeFile(join(dir, 'a.csv'), csv(row))
@@ -139,12 +181,24 @@ describe('cancellation', () => {
     await importDay(env.app, { businessDate: '2026-04-01', count: 6, seed: 13, providers: ['nts'], idPrefix: 'PART' })
     const s = await settle(env.app, '2026-04-01')
     await waitForRun(env.app, s.runId!)
-    const target = await env.app.db().selectFrom('receipts').select(['transaction_id', 'total_amount', 'provider_key']).where('run_id', '=', s.runId!).where('state', '=', 'issued').executeTakeFirstOrThrow()
+    const target = await env.app
+      .db()
+      .selectFrom('receipts')
+      .select(['transaction_id', 'total_amount', 'provider_key'])
+      .where('run_id', '=', s.runId!)
+      .where('state', '=', 'issued')
+      .executeTakeFirstOrThrow()
     const deps = { db: env.app.db(), queue: env.app.receiptsQueue(), providers: env.app.providers() }
     const part = await requestCancellation(deps, { transactionId: target.transaction_id, amount: 1_000, reason: 1 })
     expect(part.partial).toBe(true)
     await eventually(async () => {
-      const r = await env.app.db().selectFrom('receipts').select(['state', 'cancelled_amount']).where('transaction_id', '=', target.transaction_id).where('kind', '=', 'issue').executeTakeFirstOrThrow()
+      const r = await env.app
+        .db()
+        .selectFrom('receipts')
+        .select(['state', 'cancelled_amount'])
+        .where('transaction_id', '=', target.transaction_id)
+        .where('kind', '=', 'issue')
+        .executeTakeFirstOrThrow()
       return r.cancelled_amount === 1_000 && r.state === 'issued'
     })
     const held = (await (await fetch(`${sandbox.url}/_sandbox/receipts?provider=nts`)).json()) as { receipts: { key: string; amount: number }[] }

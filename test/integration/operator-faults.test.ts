@@ -47,10 +47,14 @@ async function issuedDay(app: App, businessDate: string, idPrefix: string, seed:
   await importDay(env.app, { businessDate, count: 6, seed, providers: ['nts'], idPrefix })
   const summary = await settle(app, businessDate)
   workers.push(app.startWorker({ concurrency: 4 }))
-  return eventually(async () => {
-    const rows = await db().selectFrom('receipts').selectAll().where('run_id', '=', summary.runId!).where('kind', '=', 'issue').orderBy('id').execute()
-    return rows.every((r) => r.state === 'issued' || r.state === 'skipped') ? rows.filter((r) => r.state === 'issued') : undefined
-  }, 30_000, 100)
+  return eventually(
+    async () => {
+      const rows = await db().selectFrom('receipts').selectAll().where('run_id', '=', summary.runId!).where('kind', '=', 'issue').orderBy('id').execute()
+      return rows.every((r) => r.state === 'issued' || r.state === 'skipped') ? rows.filter((r) => r.state === 'issued') : undefined
+    },
+    30_000,
+    100,
+  )
 }
 
 /** The next NTS receipt operations (issue, cancel, lookup) get these faults, in order. */
@@ -60,7 +64,9 @@ async function ntsNext(next: string[]) {
 }
 
 async function ntsHeld(approvalNumber: string | null) {
-  const held = (await (await fetch(`${sandbox.url}/_sandbox/receipts?provider=nts`)).json()) as { receipts: { approvalNumber: string; amount: number; issuedAmount: number; status: string }[] }
+  const held = (await (await fetch(`${sandbox.url}/_sandbox/receipts?provider=nts`)).json()) as {
+    receipts: { approvalNumber: string; amount: number; issuedAmount: number; status: string }[]
+  }
   return held.receipts.find((h) => h.approvalNumber === approvalNumber)
 }
 
@@ -75,10 +81,14 @@ describe('a partial cancel whose answer is lost at a provider that does not dedu
     const requested = await app.cancel({ transactionId: victim!.transaction_id, amount: part, reason: 1 })
     expect(requested.partial).toBe(true)
     const cancelRow = () => db().selectFrom('receipts').selectAll().where('id', '=', requested.cancelReceiptId).executeTakeFirstOrThrow()
-    const done = await eventually(async () => {
-      const row = await cancelRow()
-      return row.state === 'issued' || row.state === 'failed' ? row : undefined
-    }, 40_000, 100)
+    const done = await eventually(
+      async () => {
+        const row = await cancelRow()
+        return row.state === 'issued' || row.state === 'failed' ? row : undefined
+      },
+      40_000,
+      100,
+    )
     expect(done.state).toBe('issued')
 
     // NTS holds the receipt with exactly the part cancelled, once; the ledger agrees.
@@ -99,7 +109,14 @@ describe('a worker SIGKILLed in the middle of a partial cancel call', () => {
     await Promise.all(workers.map((w) => w.close()))
     workers = []
     // Short job locks, so the killed worker's job stalls back quickly; the row's lease is the call budget.
-    const processEnv = env.env({ WORKER_LOCK_MS: '2000', WORKER_STALLED_INTERVAL_MS: '1000', WORKER_LEASE_MS: '2000', HTTP_READ_TIMEOUT_MS: '5000', HTTP_CONNECT_TIMEOUT_MS: '500', NTS_COMMIT_WINDOW_MS: '1000' })
+    const processEnv = env.env({
+      WORKER_LOCK_MS: '2000',
+      WORKER_STALLED_INTERVAL_MS: '1000',
+      WORKER_LEASE_MS: '2000',
+      HTTP_READ_TIMEOUT_MS: '5000',
+      HTTP_CONNECT_TIMEOUT_MS: '500',
+      NTS_COMMIT_WINDOW_MS: '1000',
+    })
     // The cancel commits at NTS and its answer never comes: the worker is killed while it waits.
     await ntsNext(['timeout_after_commit'])
     const first = spawnCli(['worker', '--concurrency', '1'], processEnv)
@@ -112,10 +129,14 @@ describe('a worker SIGKILLed in the middle of a partial cancel call', () => {
       await stopChild(first, 'SIGKILL')
 
       second.child = spawnCli(['worker', '--concurrency', '1'], processEnv)
-      const done = await eventually(async () => {
-        const row = await cancelRow()
-        return row.state === 'issued' || row.state === 'failed' ? row : undefined
-      }, 150_000, 200)
+      const done = await eventually(
+        async () => {
+          const row = await cancelRow()
+          return row.state === 'issued' || row.state === 'failed' ? row : undefined
+        },
+        150_000,
+        200,
+      )
       expect(done.state, second.child.output()).toBe('issued')
       expect(await ntsHeld(victim!.approval_number)).toMatchObject({ status: 'issued', amount: victim!.total_amount - part })
       expect(await db().selectFrom('receipts').select('cancelled_amount').where('id', '=', victim!.id).executeTakeFirstOrThrow()).toEqual({ cancelled_amount: part })
@@ -139,10 +160,14 @@ describe('a cancel whose outcome stayed unknown', () => {
     // The cancel of 3000 commits at NTS and its answer is lost; with one attempt it ends failed, outcome unknown.
     await ntsNext(['timeout_after_commit'])
     const first = await app.cancel({ transactionId: tx, amount: 3_000, reason: 1 })
-    const failed = await eventually(async () => {
-      const row = await db().selectFrom('receipts').selectAll().where('id', '=', first.cancelReceiptId).executeTakeFirstOrThrow()
-      return row.state === 'failed' ? row : undefined
-    }, 30_000, 100)
+    const failed = await eventually(
+      async () => {
+        const row = await db().selectFrom('receipts').selectAll().where('id', '=', first.cancelReceiptId).executeTakeFirstOrThrow()
+        return row.state === 'failed' ? row : undefined
+      },
+      30_000,
+      100,
+    )
     expect(failed).toMatchObject({ needs_lookup: true, error_class: 'unknown_outcome' })
     expect((await ntsHeld(victim!.approval_number))?.amount).toBe(total - 3_000)
 
@@ -160,16 +185,31 @@ describe('a cancel whose outcome stayed unknown', () => {
     const again = await runCli(['redrive', '--date', '2026-10-06', '--class', 'unknown_outcome', '--json'], env.env())
     expect(again.code, again.stderr).toBe(0)
     expect(JSON.parse(again.stdout)).toMatchObject({ count: 1 })
-    await eventually(async () => (await db().selectFrom('receipts').select('state').where('id', '=', first.cancelReceiptId).executeTakeFirstOrThrow()).state === 'issued', 30_000, 100)
+    await eventually(
+      async () => (await db().selectFrom('receipts').select('state').where('id', '=', first.cancelReceiptId).executeTakeFirstOrThrow()).state === 'issued',
+      30_000,
+      100,
+    )
     expect(await db().selectFrom('receipts').select('cancelled_amount').where('id', '=', victim!.id).executeTakeFirstOrThrow()).toEqual({ cancelled_amount: 3_000 })
 
     // Now the figures are known: more than the rest is refused in KRW, the rest is cancelled once.
-    await expect(app.cancel({ transactionId: tx, amount: total - 3_000 + 1, reason: 1 })).rejects.toThrow(`--amount: ${total - 3_000 + 1} exceeds the ${total - 3_000} still receipted for ${tx}`)
+    await expect(app.cancel({ transactionId: tx, amount: total - 3_000 + 1, reason: 1 })).rejects.toThrow(
+      `--amount: ${total - 3_000 + 1} exceeds the ${total - 3_000} still receipted for ${tx}`,
+    )
     const rest = await app.cancel({ transactionId: tx, amount: total - 3_000, reason: 1 })
-    await eventually(async () => (await db().selectFrom('receipts').select('state').where('id', '=', rest.cancelReceiptId).executeTakeFirstOrThrow()).state === 'issued', 30_000, 100)
+    await eventually(
+      async () => (await db().selectFrom('receipts').select('state').where('id', '=', rest.cancelReceiptId).executeTakeFirstOrThrow()).state === 'issued',
+      30_000,
+      100,
+    )
     expect(await ntsHeld(victim!.approval_number)).toMatchObject({ status: 'cancelled', amount: 0 })
     expect(await db().selectFrom('receipts').select('cancelled_amount').where('id', '=', victim!.id).executeTakeFirstOrThrow()).toEqual({ cancelled_amount: total })
-    const sends = await db().selectFrom('issuance_attempts').select(['receipt_id']).where('receipt_id', 'in', [first.cancelReceiptId, rest.cancelReceiptId]).where('operation', '=', 'cancel').execute()
+    const sends = await db()
+      .selectFrom('issuance_attempts')
+      .select(['receipt_id'])
+      .where('receipt_id', 'in', [first.cancelReceiptId, rest.cancelReceiptId])
+      .where('operation', '=', 'cancel')
+      .execute()
     expect(sends.map((a) => a.receipt_id).sort()).toEqual([first.cancelReceiptId, rest.cancelReceiptId].sort())
   }, 120_000)
 })
@@ -188,10 +228,14 @@ describe('operators racing each other and the workers', () => {
 
     const app = env.newApp()
     workers.push(app.startWorker({ concurrency: 4 }))
-    const issued = await eventually(async () => {
-      const now = await db().selectFrom('receipts').selectAll().where('run_id', '=', summary.runId!).where('kind', '=', 'issue').orderBy('id').execute()
-      return now.every((r) => r.state === 'issued' || r.state === 'skipped') ? now.filter((r) => r.state === 'issued') : undefined
-    }, 30_000, 100)
+    const issued = await eventually(
+      async () => {
+        const now = await db().selectFrom('receipts').selectAll().where('run_id', '=', summary.runId!).where('kind', '=', 'issue').orderBy('id').execute()
+        return now.every((r) => r.state === 'issued' || r.state === 'skipped') ? now.filter((r) => r.state === 'issued') : undefined
+      },
+      30_000,
+      100,
+    )
     await Promise.all(workers.map((w) => w.close()))
     workers = []
 
@@ -218,10 +262,21 @@ describe('operators racing each other and the workers', () => {
     sandbox.setFaults('nts:5xx=1')
     const summary = await settle(env.app, '2026-10-08')
     workers.push(app.startWorker({ concurrency: 4 }))
-    const failed = await eventually(async () => {
-      const rows = await db().selectFrom('receipts').selectAll().where('run_id', '=', summary.runId!).where('kind', '=', 'issue').where('state', '!=', 'skipped').orderBy('id').execute()
-      return rows.every((r) => r.state === 'failed') ? rows : undefined
-    }, 30_000, 100)
+    const failed = await eventually(
+      async () => {
+        const rows = await db()
+          .selectFrom('receipts')
+          .selectAll()
+          .where('run_id', '=', summary.runId!)
+          .where('kind', '=', 'issue')
+          .where('state', '!=', 'skipped')
+          .orderBy('id')
+          .execute()
+        return rows.every((r) => r.state === 'failed') ? rows : undefined
+      },
+      30_000,
+      100,
+    )
     expect(failed.length).toBeGreaterThan(2)
     await Promise.all(workers.map((w) => w.close()))
     workers = []
@@ -231,7 +286,16 @@ describe('operators racing each other and the workers', () => {
     for (const r of both) expect(r.code, r.stderr).toBe(0)
     const counts = both.map((r) => (JSON.parse(r.stdout) as { count: number }).count)
     expect(counts[0]! + counts[1]!).toBe(failed.length)
-    const after = await db().selectFrom('receipts').select(['id', 'state', 'redrive_count', 'requeue_count']).where('id', 'in', failed.map((r) => r.id)).orderBy('id').execute()
+    const after = await db()
+      .selectFrom('receipts')
+      .select(['id', 'state', 'redrive_count', 'requeue_count'])
+      .where(
+        'id',
+        'in',
+        failed.map((r) => r.id),
+      )
+      .orderBy('id')
+      .execute()
     expect(after.every((r) => r.state === 'pending' && r.redrive_count === 1)).toBe(true)
     // One job per receipt, under its first re-drive's id.
     const queued = await env.app.receiptsQueue().getJobs(['waiting', 'prioritized', 'delayed'])
@@ -240,10 +304,22 @@ describe('operators racing each other and the workers', () => {
     for (const r of after) expect(byReceipt.get(r.id)).toEqual([issueJobId(r.id, 1, r.requeue_count)])
 
     workers.push(app.startWorker({ concurrency: 4 }))
-    await eventually(async () => {
-      const rows = await db().selectFrom('receipts').select('state').where('id', 'in', failed.map((r) => r.id)).execute()
-      return rows.every((r) => r.state === 'issued')
-    }, 60_000, 200)
+    await eventually(
+      async () => {
+        const rows = await db()
+          .selectFrom('receipts')
+          .select('state')
+          .where(
+            'id',
+            'in',
+            failed.map((r) => r.id),
+          )
+          .execute()
+        return rows.every((r) => r.state === 'issued')
+      },
+      60_000,
+      200,
+    )
     expect(sandbox.stats().providers.nts!.issued).toBe(failed.length)
     expect(sandbox.stats().max_receipts_per_key).toBe(1)
   }, 180_000)
@@ -255,10 +331,14 @@ describe('operators racing each other and the workers', () => {
     const summary = await settle(env.app, '2026-10-09')
     await ntsNext(['timeout_after_commit'])
     workers.push(app.startWorker({ concurrency: 1 }))
-    const inFlight = await eventually(async () => {
-      if (sandbox.stats().providers.nts!.issued < 1) return undefined
-      return db().selectFrom('receipts').selectAll().where('run_id', '=', summary.runId!).where('state', '=', 'issuing').executeTakeFirst()
-    }, 30_000, 20)
+    const inFlight = await eventually(
+      async () => {
+        if (sandbox.stats().providers.nts!.issued < 1) return undefined
+        return db().selectFrom('receipts').selectAll().where('run_id', '=', summary.runId!).where('state', '=', 'issuing').executeTakeFirst()
+      },
+      30_000,
+      20,
+    )
 
     // The operator's reconcile (another process's app) runs while the answer is still out.
     const seen = await env.newApp().reconcile('2026-10-09')
@@ -268,10 +348,14 @@ describe('operators racing each other and the workers', () => {
     expect(seen.flagged.map((r) => r.transaction_id)).not.toContain(inFlight.transaction_id)
     expect(sandbox.stats().providers.nts!.cancelled).toBe(0)
 
-    const rows = await eventually(async () => {
-      const now = await db().selectFrom('receipts').selectAll().where('run_id', '=', summary.runId!).where('kind', '=', 'issue').orderBy('id').execute()
-      return now.every((r) => r.state === 'issued' || r.state === 'skipped') ? now : undefined
-    }, 60_000, 200)
+    const rows = await eventually(
+      async () => {
+        const now = await db().selectFrom('receipts').selectAll().where('run_id', '=', summary.runId!).where('kind', '=', 'issue').orderBy('id').execute()
+        return now.every((r) => r.state === 'issued' || r.state === 'skipped') ? now : undefined
+      },
+      60_000,
+      200,
+    )
     const issued = rows.filter((r) => r.state === 'issued')
     expect(issued.find((r) => r.id === inFlight.id)?.reconcile_flag ?? null).toBeNull()
     const stats = sandbox.stats()
@@ -317,7 +401,11 @@ describe('reconcile during a partial cancel of the rest in flight', () => {
     const issued = await issuedDay(app, '2026-10-12', 'RPR', 38)
     const victim = issued[0]!
     const first = await app.cancel({ transactionId: victim.transaction_id, amount: 1_000, reason: 1 })
-    await eventually(async () => (await db().selectFrom('receipts').select('state').where('id', '=', first.cancelReceiptId).executeTakeFirstOrThrow()).state === 'issued', 30_000, 100)
+    await eventually(
+      async () => (await db().selectFrom('receipts').select('state').where('id', '=', first.cancelReceiptId).executeTakeFirstOrThrow()).state === 'issued',
+      30_000,
+      100,
+    )
     // The rest (a partial cancel: part is already cancelled) commits at NTS; its answer is held back 8 s.
     await ntsNext(['timeout_after_commit'])
     const rest = await app.cancel({ transactionId: victim.transaction_id, amount: victim.total_amount - 1_000, reason: 1 })
@@ -336,7 +424,10 @@ describe('reconcile during a partial cancel of the rest in flight', () => {
     expect(parent).toEqual({ state: 'issued', cancelled_amount: victim.total_amount, reconcile_flag: null })
     const after = await env.newApp().reconcile('2026-10-12')
     expect(after.repaired).toEqual([{ transaction_id: victim.transaction_id, provider: 'nts', from: 'issued', to: 'cancelled' }])
-    expect(await db().selectFrom('receipts').select(['state', 'cancelled_amount']).where('id', '=', victim.id).executeTakeFirstOrThrow()).toEqual({ state: 'cancelled', cancelled_amount: victim.total_amount })
+    expect(await db().selectFrom('receipts').select(['state', 'cancelled_amount']).where('id', '=', victim.id).executeTakeFirstOrThrow()).toEqual({
+      state: 'cancelled',
+      cancelled_amount: victim.total_amount,
+    })
   }, 120_000)
 })
 
@@ -351,19 +442,31 @@ describe('a re-drive after a failed cancel was asked again', () => {
     await claimReceipts(db(), [refused.cancelReceiptId], 'refused-worker', 10_000)
     const error = { errorClass: 'permanent', code: 'E500', message: '일시적인 처리 오류' }
     const failed = await applyTransitions(db(), [
-      { receiptId: refused.cancelReceiptId, workerId: 'refused-worker', transition: { state: 'failed', needsLookup: false, error }, attempts: { receipt: { id: refused.cancelReceiptId, attempts: 1 }, rows: [] } },
+      {
+        receiptId: refused.cancelReceiptId,
+        workerId: 'refused-worker',
+        transition: { state: 'failed', needsLookup: false, error },
+        attempts: { receipt: { id: refused.cancelReceiptId, attempts: 1 }, rows: [] },
+      },
     ])
     expect(failed.has(refused.cancelReceiptId)).toBe(true)
     // The operator asks again; it is cancelled.
     const again = await app.cancel({ transactionId: victim!.transaction_id, amount: 3_000, reason: 1 })
     workers.push(app.startWorker({ concurrency: 2 }))
-    await eventually(async () => (await db().selectFrom('receipts').select('state').where('id', '=', again.cancelReceiptId).executeTakeFirstOrThrow()).state === 'issued', 30_000, 100)
+    await eventually(
+      async () => (await db().selectFrom('receipts').select('state').where('id', '=', again.cancelReceiptId).executeTakeFirstOrThrow()).state === 'issued',
+      30_000,
+      100,
+    )
 
     // The day's re-drive after the incident takes nothing of this receipt: 3000 stays cancelled once.
     const redrive = await runCli(['redrive', '--date', '2026-10-13', '--json'], env.env())
     expect(redrive.code, redrive.stderr).toBe(0)
     expect(JSON.parse(redrive.stdout)).toMatchObject({ count: 0 })
-    expect(await db().selectFrom('receipts').select(['state', 'redrive_count']).where('id', '=', refused.cancelReceiptId).executeTakeFirstOrThrow()).toEqual({ state: 'failed', redrive_count: 0 })
+    expect(await db().selectFrom('receipts').select(['state', 'redrive_count']).where('id', '=', refused.cancelReceiptId).executeTakeFirstOrThrow()).toEqual({
+      state: 'failed',
+      redrive_count: 0,
+    })
     expect(await db().selectFrom('receipts').select('cancelled_amount').where('id', '=', victim!.id).executeTakeFirstOrThrow()).toEqual({ cancelled_amount: 3_000 })
     expect((await ntsHeld(victim!.approval_number))?.amount).toBe(victim!.total_amount - 3_000)
   }, 120_000)

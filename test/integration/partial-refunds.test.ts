@@ -32,9 +32,22 @@ afterAll(async () => {
 const db = () => env.app.db()
 const csv = (rows: Record<string, string>[]) => `${IMPORT_HEADER.join(',')}\n${rows.map((r) => IMPORT_HEADER.map((h) => r[h] ?? '').join(',')).join('\n')}\n`
 const tx = (over: Record<string, string>): Record<string, string> => ({
-  merchant_id: 'm-clinic', order_name: '진료비', method: 'bank_transfer', amount: '55000', tax_free_amount: '0', service_fee: '0',
-  paid_at: '2026-05-11T11:00:00+09:00', identifier: '01055556666', identifier_type: '', purpose: 'deduction', buyer_name: '', buyer_email: '', buyer_tel: '',
-  status: 'completed', refunded_amount: '0', ...over,
+  merchant_id: 'm-clinic',
+  order_name: '진료비',
+  method: 'bank_transfer',
+  amount: '55000',
+  tax_free_amount: '0',
+  service_fee: '0',
+  paid_at: '2026-05-11T11:00:00+09:00',
+  identifier: '01055556666',
+  identifier_type: '',
+  purpose: 'deduction',
+  buyer_name: '',
+  buyer_email: '',
+  buyer_tel: '',
+  status: 'completed',
+  refunded_amount: '0',
+  ...over,
 })
 async function importRows(name: string, rows: Record<string, string>[]) {
   await writeFile(join(dir, name), csv(rows))
@@ -49,7 +62,10 @@ describe('a partial refund at a provider that cancels only in full', () => {
     expect((await importRows('a.csv', [v2, ps])).code).toBe(0)
     await waitForRun(env.app, (await settle(env.app, '2026-05-11')).runId!)
 
-    const re = await importRows('b.csv', [{ ...v2, refunded_amount: '20000' }, { ...ps, refunded_amount: '3000' }])
+    const re = await importRows('b.csv', [
+      { ...v2, refunded_amount: '20000' },
+      { ...ps, refunded_amount: '3000' },
+    ])
     expect(re.code, re.stderr).toBe(0)
     const out = JSON.parse(re.stdout)
     expect(out).toMatchObject({ updated: 2 })
@@ -58,7 +74,10 @@ describe('a partial refund at a provider that cancels only in full', () => {
       expect.objectContaining({ transaction_id: 'PR-PS', action: 'cancel_and_reissue', cancel_amount: 33000, reissue_amount: 30000 }),
     ])
 
-    for (const [id, still] of [['PR-V2', 35000], ['PR-PS', 30000]] as const) {
+    for (const [id, still] of [
+      ['PR-V2', 35000],
+      ['PR-PS', 30000],
+    ] as const) {
       const rows = await eventually(async () => {
         const r = await receiptsOf(id)
         return r.some((x) => x.kind === 'issue' && x.seq === 1 && x.state === 'issued') ? r : undefined
@@ -72,7 +91,12 @@ describe('a partial refund at a provider that cancels only in full', () => {
       // The re-issue exists only from the cancel's acceptance on: it was sent after the cancel was confirmed.
       expect(reissue!.created_at.getTime()).toBeGreaterThanOrEqual(cancel.finished_at!.getTime())
       const atProvider = sandbox.receipts(original!.provider)
-      expect(atProvider.filter((r) => r.key === original!.provider_key || r.key === reissue!.provider_key).map((r) => [r.status, r.amount]).sort()).toEqual([
+      expect(
+        atProvider
+          .filter((r) => r.key === original!.provider_key || r.key === reissue!.provider_key)
+          .map((r) => [r.status, r.amount])
+          .sort(),
+      ).toEqual([
         ['cancelled', 0],
         ['issued', still],
       ])
@@ -80,7 +104,10 @@ describe('a partial refund at a provider that cancels only in full', () => {
     expect(sandbox.stats().max_live_receipts_per_key).toBe(1)
 
     // The same file again changes nothing and requests nothing.
-    const again = await importRows('b.csv', [{ ...v2, refunded_amount: '20000' }, { ...ps, refunded_amount: '3000' }])
+    const again = await importRows('b.csv', [
+      { ...v2, refunded_amount: '20000' },
+      { ...ps, refunded_amount: '3000' },
+    ])
     expect(JSON.parse(again.stdout)).toMatchObject({ updated: 0, cancellations: [] })
     // A further refund cancels the re-issue in full and re-issues again (seq 2).
     const third = await importRows('c.csv', [{ ...v2, refunded_amount: '25000' }])

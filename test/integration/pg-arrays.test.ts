@@ -33,7 +33,7 @@ describe('array literals for unnest parameters', () => {
   })
 
   it('dates and timestamps go as text', async () => {
-    const res = await client.query<{ d: string[]; t: string[] }>("SELECT $1::date[]::text[] AS d, $2::timestamptz[] AS t", [
+    const res = await client.query<{ d: string[]; t: string[] }>('SELECT $1::date[]::text[] AS d, $2::timestamptz[] AS t', [
       textArray(['2026-11-21', '2026-11-25'], id),
       textArray(['2026-11-21T03:04:05.678Z', null], id),
     ])

@@ -40,9 +40,7 @@ const liveAtSandbox = () => {
 
 describe('a settlement day', () => {
   it('issues every eligible receipt over every provider and method, and the ledger equals the sandbox', async () => {
-    const day = await importDay(app, { businessDate: '2026-10-01', count: 160, seed: 1 }, (p) =>
-      sandbox.registerPortonePayments(p.map((x) => ({ ...x, status: 'paid' as const }))),
-    )
+    const day = await importDay(app, { businessDate: '2026-10-01', count: 160, seed: 1 }, (p) => sandbox.registerPortonePayments(p.map((x) => ({ ...x, status: 'paid' as const }))))
     const providers = new Set(day.rows.map((r) => r.provider))
     const methods = new Set(day.rows.map((r) => r.method))
     expect([...providers].sort()).toEqual(['nts', 'payssam', 'popbill', 'portone', 'portone-v2', 'toss'])
@@ -69,13 +67,23 @@ describe('a settlement day', () => {
       .db()
       .selectFrom('issuance_attempts')
       .select((eb) => eb.fn.count<number>('receipt_id').distinct().as('n'))
-      .where('receipt_id', 'in', issued.map((r) => r.id))
+      .where(
+        'receipt_id',
+        'in',
+        issued.map((r) => r.id),
+      )
       .where('outcome', '=', 'issued')
       .executeTakeFirstOrThrow()
     expect(Number(withAttempt.n)).toBe(issued.length)
 
     // Report amounts are integers and match the ledger.
-    const sum = await app.db().selectFrom('receipts').select((eb) => eb.fn.sum<number>('total_amount').as('s')).where('run_id', '=', summary.runId!).where('state', '=', 'issued').executeTakeFirstOrThrow()
+    const sum = await app
+      .db()
+      .selectFrom('receipts')
+      .select((eb) => eb.fn.sum<number>('total_amount').as('s'))
+      .where('run_id', '=', summary.runId!)
+      .where('state', '=', 'issued')
+      .executeTakeFirstOrThrow()
     expect(report.amount_issued).toBe(Number(sum.s))
     expect(Number.isInteger(report.amount_issued)).toBe(true)
   })
@@ -84,7 +92,11 @@ describe('a settlement day', () => {
     await importDay(app, { businessDate: '2026-10-11', count: 40, seed: 2, providers: ['payssam', 'nts'] })
     const first = await settle(app, '2026-10-11')
     await waitForRun(app, first.runId!)
-    const before = await app.db().selectFrom('receipts').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow()
+    const before = await app
+      .db()
+      .selectFrom('receipts')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .executeTakeFirstOrThrow()
     const requestsBefore = sandbox.stats().providers.payssam!.requests + sandbox.stats().providers.nts!.requests
 
     const second = await settle(app, '2026-10-11')
@@ -93,7 +105,11 @@ describe('a settlement day', () => {
     expect(second.created).toBe(0)
     expect(second.enqueued).toBe(0)
     await new Promise((r) => setTimeout(r, 500))
-    const after = await app.db().selectFrom('receipts').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow()
+    const after = await app
+      .db()
+      .selectFrom('receipts')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .executeTakeFirstOrThrow()
     expect(Number(after.n)).toBe(Number(before.n))
     expect(sandbox.stats().providers.payssam!.requests + sandbox.stats().providers.nts!.requests).toBe(requestsBefore)
     const runs = await app.db().selectFrom('settlement_runs').select('id').where('business_date', '=', '2026-10-11').execute()
@@ -133,7 +149,13 @@ describe('a settlement day', () => {
     await importDay(app, { businessDate: '2026-11-01', count: 12, seed: 4, providers: ['portone-v2'] })
     const summary = await settle(app, '2026-11-01')
     await waitForRun(app, summary.runId!)
-    const target = await app.db().selectFrom('receipts').select(['transaction_id', 'total_amount']).where('run_id', '=', summary.runId!).where('state', '=', 'issued').executeTakeFirstOrThrow()
+    const target = await app
+      .db()
+      .selectFrom('receipts')
+      .select(['transaction_id', 'total_amount'])
+      .where('run_id', '=', summary.runId!)
+      .where('state', '=', 'issued')
+      .executeTakeFirstOrThrow()
     const req = await requestCancellation({ db: app.db(), queue: app.receiptsQueue(), providers: app.providers() }, { transactionId: target.transaction_id, reason: 1 })
     expect(req.amount).toBe(target.total_amount)
     await eventually(async () => {

@@ -48,9 +48,7 @@ async function popbillStats() {
   const rows = await sql<{
     state: string
     n: number
-  }>`SELECT state, count(*)::int AS n FROM receipts WHERE provider = 'popbill' AND kind = 'issue' GROUP BY state`.execute(
-    db(),
-  )
+  }>`SELECT state, count(*)::int AS n FROM receipts WHERE provider = 'popbill' AND kind = 'issue' GROUP BY state`.execute(db())
   return Object.fromEntries(rows.rows.map((r) => [r.state, r.n])) as Record<string, number>
 }
 
@@ -83,12 +81,7 @@ async function batchItems(members: Awaited<ReturnType<typeof claimBatch>> & { st
 }
 
 async function batchCalls(batchId: number) {
-  return db()
-    .selectFrom('provider_batch_calls')
-    .select(['operation', 'outcome', 'started_at', 'finished_at'])
-    .where('batch_id', '=', batchId)
-    .orderBy('id')
-    .execute()
+  return db().selectFrom('provider_batch_calls').select(['operation', 'outcome', 'started_at', 'finished_at']).where('batch_id', '=', batchId).orderBy('id').execute()
 }
 
 describe('Popbill bulk issuance', () => {
@@ -110,12 +103,7 @@ describe('Popbill bulk issuance', () => {
       idPrefix: 'PBD',
     })
     const s = await settle(env.app, date)
-    const batches = await db()
-      .selectFrom('provider_batches')
-      .select(['id', 'merchant_id', 'item_count', 'state'])
-      .where('run_id', '=', s.runId!)
-      .orderBy('id')
-      .execute()
+    const batches = await db().selectFrom('provider_batches').select(['id', 'merchant_id', 'item_count', 'state']).where('run_id', '=', s.runId!).orderBy('id').execute()
     expect(batches.length).toBeGreaterThanOrEqual(3)
     expect(batches.every((b) => b.item_count <= 100 && b.state === 'open')).toBe(true)
     const members = await db()
@@ -127,12 +115,7 @@ describe('Popbill bulk issuance', () => {
         batches.map((b) => b.id),
       )
       .execute()
-    const pending = await db()
-      .selectFrom('receipts')
-      .select(['id'])
-      .where('provider', '=', 'popbill')
-      .where('state', '=', 'pending')
-      .execute()
+    const pending = await db().selectFrom('receipts').select(['id']).where('provider', '=', 'popbill').where('state', '=', 'pending').execute()
     expect(members.length).toBe(pending.length)
 
     // Two receipts the simulator already holds (an earlier send the ledger never heard of): the batch
@@ -213,17 +196,13 @@ describe('Popbill bulk issuance', () => {
         refused.map((r) => r.id),
       )
       .execute()
-    expect(bad).toEqual(
-      refused.map(() => ({ state: 'failed', error_class: 'permanent', error_code: '-14001003' })),
-    )
+    expect(bad).toEqual(refused.map(() => ({ state: 'failed', error_class: 'permanent', error_code: '-14001003' })))
     expect(states.pending ?? 0).toBe(0)
     expect(states.issuing ?? 0).toBe(0)
     expect(states.failed).toBe(refused.length)
     expect(report.totals.pending).toBe(0)
     for (const r of dup) {
-      expect(
-        await db().selectFrom('receipts').select('state').where('id', '=', r.id).executeTakeFirst(),
-      ).toEqual({ state: 'issued' })
+      expect(await db().selectFrom('receipts').select('state').where('id', '=', r.id).executeTakeFirst()).toEqual({ state: 'issued' })
     }
 
     // The ledger's issued receipts are exactly what the simulator holds, one per key.
@@ -233,16 +212,10 @@ describe('Popbill bulk issuance', () => {
     expect(st.max_receipts_per_key).toBe(1)
 
     // Every batch finished; each was submitted once (the timed-out one was read back, not re-sent).
-    const done = await db()
-      .selectFrom('provider_batches')
-      .select(['id', 'state', 'submit_id'])
-      .where('run_id', '=', s.runId!)
-      .execute()
+    const done = await db().selectFrom('provider_batches').select(['id', 'state', 'submit_id']).where('run_id', '=', s.runId!).execute()
     expect(done.every((b) => b.state === 'done' && b.submit_id !== null)).toBe(true)
     const submits = await sql<{ batch_id: number; n: number; outcomes: string[] }>`
-      SELECT batch_id, count(*)::int AS n, array_agg(outcome ORDER BY id) AS outcomes FROM provider_batch_calls WHERE operation = 'bulk_submit' GROUP BY batch_id`.execute(
-      db(),
-    )
+      SELECT batch_id, count(*)::int AS n, array_agg(outcome ORDER BY id) AS outcomes FROM provider_batch_calls WHERE operation = 'bulk_submit' GROUP BY batch_id`.execute(db())
     expect(submits.rows).toHaveLength(done.length)
     expect(submits.rows.every((r) => r.n === 1)).toBe(true)
     expect(submits.rows.filter((r) => r.outcomes[0] === 'unknown_outcome')).toHaveLength(1)
@@ -253,20 +226,13 @@ describe('Popbill bulk issuance', () => {
 
     // One issue attempt row per member, completed; the duplicates also have their read-back.
     const open = await sql<{ n: number }>`
-      SELECT count(*)::int AS n FROM issuance_attempts a JOIN receipts r ON r.id = a.receipt_id WHERE r.provider = 'popbill' AND a.outcome = 'sent'`.execute(
-      db(),
-    )
+      SELECT count(*)::int AS n FROM issuance_attempts a JOIN receipts r ON r.id = a.receipt_id WHERE r.provider = 'popbill' AND a.outcome = 'sent'`.execute(db())
     expect(open.rows[0]!.n).toBe(0)
     const perReceipt = await sql<{ n: number }>`
       SELECT max(c)::int AS n FROM (SELECT count(*) AS c FROM issuance_attempts a JOIN receipts r ON r.id = a.receipt_id
       WHERE r.provider = 'popbill' AND a.operation = 'issue' GROUP BY a.receipt_id) x`.execute(db())
     expect(perReceipt.rows[0]!.n).toBe(1)
-    const dupAttempts = await db()
-      .selectFrom('issuance_attempts')
-      .select(['operation', 'outcome'])
-      .where('receipt_id', '=', dup[0]!.id)
-      .orderBy('id')
-      .execute()
+    const dupAttempts = await db().selectFrom('issuance_attempts').select(['operation', 'outcome']).where('receipt_id', '=', dup[0]!.id).orderBy('id').execute()
     expect(dupAttempts).toEqual([
       { operation: 'issue', outcome: 'already_issued' },
       { operation: 'lookup', outcome: 'issued' },
@@ -312,41 +278,19 @@ describe('Popbill bulk issuance', () => {
       },
     )
     expect(sent.kind).toBe('accepted')
-    await sql`UPDATE provider_batches SET locked_until = now() - interval '1 second', updated_at = now() - interval '1 minute' WHERE id = ${batch!.id}`.execute(
-      db(),
-    )
-    await sql`UPDATE receipts SET locked_until = now() - interval '1 second' WHERE locked_by = ${`batch:${batch!.id}`}`.execute(
-      db(),
-    )
+    await sql`UPDATE provider_batches SET locked_until = now() - interval '1 second', updated_at = now() - interval '1 minute' WHERE id = ${batch!.id}`.execute(db())
+    await sql`UPDATE receipts SET locked_until = now() - interval '1 second' WHERE locked_by = ${`batch:${batch!.id}`}`.execute(db())
 
     // A worker (with its recovery loop) comes up: the batch gets a new job, which asks for the result first.
     const worker = env.newApp().startWorker({ concurrency: 4 })
     await waitForRun(env.app, s.runId!, 60_000)
-    await eventually(
-      async () =>
-        (
-          await db()
-            .selectFrom('provider_batches')
-            .select('state')
-            .where('id', '=', batch!.id)
-            .executeTakeFirst()
-        )?.state === 'done',
-      30_000,
-    )
+    await eventually(async () => (await db().selectFrom('provider_batches').select('state').where('id', '=', batch!.id).executeTakeFirst())?.state === 'done', 30_000)
     await worker.close()
 
-    const b = await db()
-      .selectFrom('provider_batches')
-      .select(['state', 'requeue_count', 'submit_id'])
-      .where('id', '=', batch!.id)
-      .executeTakeFirstOrThrow()
+    const b = await db().selectFrom('provider_batches').select(['state', 'requeue_count', 'submit_id']).where('id', '=', batch!.id).executeTakeFirstOrThrow()
     expect(b).toMatchObject({ state: 'done', submit_id: submitId })
     expect(b.requeue_count).toBeGreaterThanOrEqual(1)
-    const calls = await db()
-      .selectFrom('provider_batch_calls')
-      .select(['operation'])
-      .where('batch_id', '=', batch!.id)
-      .execute()
+    const calls = await db().selectFrom('provider_batch_calls').select(['operation']).where('batch_id', '=', batch!.id).execute()
     // The takeover never submitted: it read the result of the dead worker's submit.
     expect(calls.some((x) => x.operation === 'bulk_submit')).toBe(false)
     expect(calls.some((x) => x.operation === 'bulk_result')).toBe(true)
@@ -406,7 +350,11 @@ describe('Popbill bulk issuance', () => {
       .selectFrom('provider_batch_items as i')
       .innerJoin('receipts as r', 'r.id', 'i.receipt_id')
       .select(['r.state', 'i.outcome'])
-      .where('i.batch_id', 'in', batches.map((b) => b.id))
+      .where(
+        'i.batch_id',
+        'in',
+        batches.map((b) => b.id),
+      )
       .execute()
     expect(members.every((m) => m.state === 'issued' && m.outcome === 'issued')).toBe(true)
     expect(sandbox.stats().providers.popbill.issued).toBe(members.length)
@@ -439,7 +387,9 @@ describe('Popbill bulk issuance', () => {
     const same = open[0]!
     const changed = open[1]!
     // The second batch's content changes after its id was bound (a member's order name, part of the content).
-    await sql`UPDATE cash_transactions SET order_name = 'changed order name of another length' WHERE merchant_id = ${changed.merchant_id} AND transaction_id = ${bound.get(changed.id)!.txIds[0]!}`.execute(db())
+    await sql`UPDATE cash_transactions SET order_name = 'changed order name of another length' WHERE merchant_id = ${changed.merchant_id} AND transaction_id = ${bound.get(changed.id)!.txIds[0]!}`.execute(
+      db(),
+    )
     for (const b of open) {
       await sql`UPDATE provider_batches SET locked_until = now() - interval '1 second', updated_at = now() - interval '1 minute' WHERE id = ${b.id}`.execute(db())
       await sql`UPDATE receipts SET locked_until = now() - interval '1 second' WHERE locked_by = ${`batch:${b.id}`}`.execute(db())
@@ -473,7 +423,11 @@ describe('Popbill bulk issuance', () => {
     const states = await db()
       .selectFrom('receipts')
       .select(['state'])
-      .where('id', 'in', [...bound.values()].flatMap((v) => v.receiptIds))
+      .where(
+        'id',
+        'in',
+        [...bound.values()].flatMap((v) => v.receiptIds),
+      )
       .execute()
     expect(states.every((x) => x.state === 'issued')).toBe(true)
     expect(sandbox.stats().max_receipts_per_key).toBe(1)
@@ -497,10 +451,24 @@ describe('Popbill bulk issuance', () => {
       .selectFrom('receipts')
       .select(['id', 'state'])
       .where('provider', '=', 'popbill')
-      .where('transaction_id', 'in', day.rows.map((r) => String(r.transaction_id)))
+      .where(
+        'transaction_id',
+        'in',
+        day.rows.map((r) => String(r.transaction_id)),
+      )
       .execute()
     expect(ours.length).toBeGreaterThan(0)
-    const batchesBefore = (await db().selectFrom('provider_batch_items').select('receipt_id').where('receipt_id', 'in', ours.map((r) => r.id)).execute()).length
+    const batchesBefore = (
+      await db()
+        .selectFrom('provider_batch_items')
+        .select('receipt_id')
+        .where(
+          'receipt_id',
+          'in',
+          ours.map((r) => r.id),
+        )
+        .execute()
+    ).length
     expect(batchesBefore).toBe(0)
     const worker = single.startWorker({ concurrency: 4 })
     try {
@@ -509,15 +477,39 @@ describe('Popbill bulk issuance', () => {
       await worker.close()
       await rm(dir, { recursive: true, force: true })
     }
-    const after = await db().selectFrom('receipts').select(['state']).where('id', 'in', ours.map((r) => r.id)).execute()
+    const after = await db()
+      .selectFrom('receipts')
+      .select(['state'])
+      .where(
+        'id',
+        'in',
+        ours.map((r) => r.id),
+      )
+      .execute()
     const issued = after.filter((r) => r.state === 'issued').length
     expect(after.every((r) => r.state === 'issued' || r.state === 'skipped')).toBe(true)
     expect(issued).toBeGreaterThan(0)
-    expect((await db().selectFrom('provider_batch_items').select('receipt_id').where('receipt_id', 'in', ours.map((r) => r.id)).execute()).length).toBe(0)
+    expect(
+      (
+        await db()
+          .selectFrom('provider_batch_items')
+          .select('receipt_id')
+          .where(
+            'receipt_id',
+            'in',
+            ours.map((r) => r.id),
+          )
+          .execute()
+      ).length,
+    ).toBe(0)
     const attempts = await db()
       .selectFrom('issuance_attempts')
       .select(['operation', 'outcome'])
-      .where('receipt_id', 'in', ours.map((r) => r.id))
+      .where(
+        'receipt_id',
+        'in',
+        ours.map((r) => r.id),
+      )
       .where('operation', '=', 'issue')
       .execute()
     expect(attempts.filter((a) => a.outcome === 'issued')).toHaveLength(issued)

@@ -82,7 +82,12 @@ describe('a day including Popbill', () => {
     ])
     const reported = await buildReport(app.db(), { runId: summary.runId! })
     expect(reported.totals.failed).toBe(2)
-    expect(reported.failures.filter((f) => f.error_class === 'tax_authority').map((f) => f.code).sort()).toEqual(['TS1', 'TS4'])
+    expect(
+      reported.failures
+        .filter((f) => f.error_class === 'tax_authority')
+        .map((f) => f.code)
+        .sort(),
+    ).toEqual(['TS1', 'TS4'])
     expect((await gauge('cash_receipts_tax_authority_refusals')).map((s) => [s.labels.code, s.value]).sort()).toEqual([
       ['TS1', 1],
       ['TS4', 1],
@@ -106,7 +111,10 @@ describe('a day including Popbill', () => {
   it('cancels a filed Popbill receipt in part (a revocation receipt), and the rest in full', async () => {
     const app = env.app
     const target = (await popbillRows()).find((r) => r.state === 'issued' && r.total_amount >= 2_000 && r.cancelled_amount === 0)!
-    const part = await requestCancellation({ db: app.db(), queue: app.receiptsQueue(), providers: app.providers() }, { transactionId: target.transaction_id, amount: 1_000, reason: 1 })
+    const part = await requestCancellation(
+      { db: app.db(), queue: app.receiptsQueue(), providers: app.providers() },
+      { transactionId: target.transaction_id, amount: 1_000, reason: 1 },
+    )
     expect(part.partial).toBe(true)
     const cancelRow = await eventually(async () => {
       const r = await app.db().selectFrom('receipts').selectAll().where('id', '=', part.cancelReceiptId).executeTakeFirstOrThrow()

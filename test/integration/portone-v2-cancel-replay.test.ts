@@ -29,16 +29,28 @@ describe('PortOne V2 cancel through the worker', () => {
     app.startWorker({ concurrency: 2 })
     const report = await waitForRun(app, s.runId!)
     expect(report.totals.issued).toBeGreaterThan(0)
-    const issue = await app.db().selectFrom('receipts').selectAll().where('run_id', '=', s.runId!).where('kind', '=', 'issue').where('state', '=', 'issued').orderBy('id').executeTakeFirstOrThrow()
+    const issue = await app
+      .db()
+      .selectFrom('receipts')
+      .selectAll()
+      .where('run_id', '=', s.runId!)
+      .where('kind', '=', 'issue')
+      .where('state', '=', 'issued')
+      .orderBy('id')
+      .executeTakeFirstOrThrow()
 
     // The PG fails the cancel; the adapter's read of the receipt right after meets a server error on
     // each of its three tries (p-retry: 2 retries), so the first attempt ends with the 502 unresolved.
     sandbox.forceNext('portone-v2', ['5xx', '5xx', '5xx', '5xx'])
     const req = await app.cancel({ transactionId: issue.transaction_id, reason: 1 })
-    const cancelRow = await eventually(async () => {
-      const r = await app.db().selectFrom('receipts').selectAll().where('id', '=', req.cancelReceiptId).executeTakeFirstOrThrow()
-      return r.state === 'issued' || r.state === 'failed' ? r : undefined
-    }, 30_000, 100)
+    const cancelRow = await eventually(
+      async () => {
+        const r = await app.db().selectFrom('receipts').selectAll().where('id', '=', req.cancelReceiptId).executeTakeFirstOrThrow()
+        return r.state === 'issued' || r.state === 'failed' ? r : undefined
+      },
+      30_000,
+      100,
+    )
     expect(cancelRow.state).toBe('issued')
     expect(cancelRow.attempts).toBe(2)
     const parent = await app.db().selectFrom('receipts').select(['state']).where('id', '=', issue.id).executeTakeFirstOrThrow()
@@ -49,7 +61,13 @@ describe('PortOne V2 cancel through the worker', () => {
 
     // Attempt 1: the 502, the failed reads, the read-back (issued); attempt 2: lookup, the replayed 502,
     // the read (issued), the cancel under the derived key.
-    const calls = await app.db().selectFrom('issuance_attempts').select(['operation', 'attempt_no', 'http_status']).where('receipt_id', '=', req.cancelReceiptId).orderBy('id').execute()
+    const calls = await app
+      .db()
+      .selectFrom('issuance_attempts')
+      .select(['operation', 'attempt_no', 'http_status'])
+      .where('receipt_id', '=', req.cancelReceiptId)
+      .orderBy('id')
+      .execute()
     expect(calls.filter((c) => c.operation === 'cancel').map((c) => [c.attempt_no, c.http_status])).toEqual([
       [1, 502],
       [2, 502],

@@ -176,7 +176,15 @@ async function ownRun(s: Subject): Promise<void> {
 /** The subject's history rows after `afterId` (receipt_transitions ids only grow). */
 const historyOf = (ids: readonly number[], afterId: number) =>
   db.selectFrom('receipt_transitions').select(['receipt_id', 'from_state', 'to_state', 'cause']).where('receipt_id', 'in', ids).where('id', '>', afterId).orderBy('id').execute()
-const lastHistoryId = async () => Number((await db.selectFrom('receipt_transitions').select((eb) => eb.fn.max('id').as('m')).executeTakeFirst())?.m ?? 0)
+const lastHistoryId = async () =>
+  Number(
+    (
+      await db
+        .selectFrom('receipt_transitions')
+        .select((eb) => eb.fn.max('id').as('m'))
+        .executeTakeFirst()
+    )?.m ?? 0,
+  )
 const claimCause = (from: Start) => (from.state === 'issuing' ? 'lease_takeover' : 'attempt:1')
 
 const MINE: Start = { state: 'issuing', lease: 'mine' }
@@ -213,31 +221,27 @@ const SPECS: readonly Spec[] = [
     alsoRefused: [TAKEN, { state: 'issuing', lease: 'expired' }],
     run: (s) => extendLease(db, s.id, ME, 7_200_000),
   },
-  ...(['pending', 'issued', 'failed', 'skipped', 'cancelled', 'issuing', 'cancelling'] as const).map(
-    (to): Spec => ({
-      op: `applyTransitions → ${to}`,
-      subject: 'issue',
-      allowed: to === 'issuing' || to === 'cancelling' ? [] : [MINE],
-      to,
-      wrongLease: 'mine',
-      alsoRefused: [TAKEN, { state: 'issuing', lease: 'expired' }],
-      run: record(to),
-      cause: () => 'attempt:1',
-      check: async (s) => expect((await snapshot([s.id]))[0]).toMatchObject({ locked_by: null, locked_until: null }),
-    }),
-  ),
-  ...(['pending', 'issued', 'failed', 'skipped', 'cancelled', 'issuing', 'cancelling'] as const).map(
-    (to): Spec => ({
-      op: `applyTransitions → ${to}`,
-      subject: 'cancel',
-      allowed: to === 'pending' || to === 'issued' || to === 'failed' ? [MINE] : [],
-      to,
-      wrongLease: 'mine',
-      alsoRefused: [TAKEN],
-      run: record(to),
-      cause: () => 'attempt:1',
-    }),
-  ),
+  ...(['pending', 'issued', 'failed', 'skipped', 'cancelled', 'issuing', 'cancelling'] as const).map((to): Spec => ({
+    op: `applyTransitions → ${to}`,
+    subject: 'issue',
+    allowed: to === 'issuing' || to === 'cancelling' ? [] : [MINE],
+    to,
+    wrongLease: 'mine',
+    alsoRefused: [TAKEN, { state: 'issuing', lease: 'expired' }],
+    run: record(to),
+    cause: () => 'attempt:1',
+    check: async (s) => expect((await snapshot([s.id]))[0]).toMatchObject({ locked_by: null, locked_until: null }),
+  })),
+  ...(['pending', 'issued', 'failed', 'skipped', 'cancelled', 'issuing', 'cancelling'] as const).map((to): Spec => ({
+    op: `applyTransitions → ${to}`,
+    subject: 'cancel',
+    allowed: to === 'pending' || to === 'issued' || to === 'failed' ? [MINE] : [],
+    to,
+    wrongLease: 'mine',
+    alsoRefused: [TAKEN],
+    run: record(to),
+    cause: () => 'attempt:1',
+  })),
   {
     op: 'failOrphaned',
     subject: 'issue',
@@ -349,18 +353,16 @@ const SPECS: readonly Spec[] = [
     cause: () => 'redrive',
     check: async (s) => expect((await snapshot([s.id]))[0]!.idempotency_key).toMatch(/-c1$/),
   },
-  ...(['issued', 'cancelled'] as const).map(
-    (to): Spec => ({
-      op: `repairFromProvider → ${to}`,
-      subject: 'issue',
-      allowed: to === 'issued' ? [{ state: 'failed' }, { state: 'pending' }] : [{ state: 'failed' }, { state: 'pending' }, { state: 'issued' }],
-      to,
-      wrongLease: 'none',
-      run: async (s) => repairFromProvider(db, s.id, await stateOf(s.id), to, held(to)),
-      cause: () => 'reconcile',
-      check: async (s) => expect((await snapshot([s.id]))[0]).toMatchObject({ approval_number: '123456789', needs_lookup: false }),
-    }),
-  ),
+  ...(['issued', 'cancelled'] as const).map((to): Spec => ({
+    op: `repairFromProvider → ${to}`,
+    subject: 'issue',
+    allowed: to === 'issued' ? [{ state: 'failed' }, { state: 'pending' }] : [{ state: 'failed' }, { state: 'pending' }, { state: 'issued' }],
+    to,
+    wrongLease: 'none',
+    run: async (s) => repairFromProvider(db, s.id, await stateOf(s.id), to, held(to)),
+    cause: () => 'reconcile',
+    check: async (s) => expect((await snapshot([s.id]))[0]).toMatchObject({ approval_number: '123456789', needs_lookup: false }),
+  })),
   {
     op: 'repairFromProvider (a cancel row is never repaired)',
     subject: 'cancel',
@@ -406,10 +408,9 @@ for (const spec of SPECS) {
         expect(written).toEqual(spec.cause ? [{ receipt_id: s.id, from_state: before, to_state: after, cause: spec.cause(from) }] : [])
       })
     }
-    const refused = [
-      ...STATES.map((state): Start => ({ state, lease: spec.wrongLease })),
-      ...(spec.alsoRefused ?? []),
-    ].filter((start, i, all) => !spec.allowed.some((a) => covers(a, start)) && all.findIndex((o) => sameStart(o, start)) === i)
+    const refused = [...STATES.map((state): Start => ({ state, lease: spec.wrongLease })), ...(spec.alsoRefused ?? [])].filter(
+      (start, i, all) => !spec.allowed.some((a) => covers(a, start)) && all.findIndex((o) => sameStart(o, start)) === i,
+    )
     for (const from of refused) {
       it(`changes nothing from ${label(from)}`, async () => {
         const s = await arrange(spec, from)
@@ -448,8 +449,14 @@ describe('insertIssueReceipts (settlement)', () => {
     const inserted = await insertIssueReceipts(db, [pending, skipped, ...others])
     expect(inserted.map((r) => r.state).sort()).toEqual(['pending', 'skipped'])
     // each created row's history starts with its creation, by settlement
-    const created = await historyOf(inserted.map((r) => r.id), 0)
-    expect(created.map((h) => [h.from_state, h.to_state, h.cause]).sort()).toEqual([[null, 'pending', 'settle'], [null, 'skipped', 'settle']])
+    const created = await historyOf(
+      inserted.map((r) => r.id),
+      0,
+    )
+    expect(created.map((h) => [h.from_state, h.to_state, h.cause]).sort()).toEqual([
+      [null, 'pending', 'settle'],
+      [null, 'skipped', 'settle'],
+    ])
     expect((await unreceipted()).map((t) => t.transaction_id)).toEqual(rest.map((t) => t.transaction_id))
   })
 
@@ -520,7 +527,10 @@ describe('history of the changes no state table above covers', () => {
     await put(b, { state: 'issuing', lease: 'expired' })
     const counts = await db.selectFrom('receipts').select(['id', 'requeue_count']).where('id', 'in', [a, b]).execute()
     const mark = await lastHistoryId()
-    const bumped = await bumpRequeue(db, counts.map((c) => ({ id: c.id, requeueCount: c.requeue_count })))
+    const bumped = await bumpRequeue(
+      db,
+      counts.map((c) => ({ id: c.id, requeueCount: c.requeue_count })),
+    )
     expect(bumped.map((r) => r.id).sort((x, y) => x - y)).toEqual([a, b].sort((x, y) => x - y))
     expect(await historyOf([a, b], mark)).toEqual(
       expect.arrayContaining([
@@ -530,7 +540,12 @@ describe('history of the changes no state table above covers', () => {
     )
     // a second caller with the old count loses the race and records nothing
     const again = await lastHistoryId()
-    expect(await bumpRequeue(db, counts.map((c) => ({ id: c.id, requeueCount: c.requeue_count })))).toEqual([])
+    expect(
+      await bumpRequeue(
+        db,
+        counts.map((c) => ({ id: c.id, requeueCount: c.requeue_count })),
+      ),
+    ).toEqual([])
     expect(await historyOf([a, b], again)).toEqual([])
   })
 
@@ -549,7 +564,16 @@ describe('history of the changes no state table above covers', () => {
     const [a, b] = [take(), take()]
     await put(a, MINE)
     await put(b, MINE)
-    const lookup = { operation: 'lookup' as const, startedAt: new Date(), finishedAt: new Date(), outcome: 'issued' as OutcomeKind, httpStatus: 200, providerCode: null, message: null, latencyMs: 5 }
+    const lookup = {
+      operation: 'lookup' as const,
+      startedAt: new Date(),
+      finishedAt: new Date(),
+      outcome: 'issued' as OutcomeKind,
+      httpStatus: 200,
+      providerCode: null,
+      message: null,
+      latencyMs: 5,
+    }
     const mark = await lastHistoryId()
     const moved = await applyTransitions(db, [
       { receiptId: a, workerId: ME, transition: { state: 'issued' }, attempts: { receipt: { id: a, attempts: 2 }, jobId: 'job-a', rows: [lookup] } },

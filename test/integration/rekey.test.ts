@@ -54,7 +54,12 @@ it('keeps re-imports matching across a key rotation, re-encrypts everything unde
 
   // k1 removed: personal data decrypts with k2 alone, and a re-import still matches.
   const withIdentifier = rows.find((r) => r.identifier)!
-  const stored = await onlyK2.db().selectFrom('cash_transactions').select(['pii_enc', 'data_key_id']).where('transaction_id', '=', withIdentifier.transaction_id!).executeTakeFirstOrThrow()
+  const stored = await onlyK2
+    .db()
+    .selectFrom('cash_transactions')
+    .select(['pii_enc', 'data_key_id'])
+    .where('transaction_id', '=', withIdentifier.transaction_id!)
+    .executeTakeFirstOrThrow()
   expect(stored.data_key_id).toBe('k2')
   expect(decryptPii(stored.pii_enc!, onlyK2.config.dataKeys, withIdentifier.transaction_id!).identifier).toBe(withIdentifier.identifier!.replace(/\D/g, ''))
   const afterRotation = await importTransactions(onlyK2.db(), onlyK2.config.dataKeys, file, { nowMs: Date.now() })

@@ -73,7 +73,10 @@ describe('settle overlapping its inserts with its enqueues', () => {
     )
 
     const receipts = await app.db().selectFrom('receipts').select(['id', 'state']).where('kind', '=', 'issue').execute()
-    const pendingIds = receipts.filter((r) => r.state === 'pending').map((r) => `issue-${r.id}`).sort()
+    const pendingIds = receipts
+      .filter((r) => r.state === 'pending')
+      .map((r) => `issue-${r.id}`)
+      .sort()
     expect(receipts.length).toBe(700 - summary.rejected)
     expect(pendingIds.length).toBeGreaterThan(maxWaiting * 2)
     expect(uncommitted).toEqual([])

@@ -64,7 +64,12 @@ async function insertDirect(t: { id: string; merchant: string; paymentRef: strin
 }
 
 async function issueReceiptCount(): Promise<number> {
-  const r = await app.db().selectFrom('receipts').select((eb) => eb.fn.countAll<number>().as('n')).where('kind', '=', 'issue').executeTakeFirstOrThrow()
+  const r = await app
+    .db()
+    .selectFrom('receipts')
+    .select((eb) => eb.fn.countAll<number>().as('n'))
+    .where('kind', '=', 'issue')
+    .executeTakeFirstOrThrow()
   return Number(r.n)
 }
 
@@ -219,7 +224,7 @@ describe('insertIssueReceiptsIsolating', () => {
     expect(stored.map((r) => r.transaction_id)).toEqual(['iso-1', 'iso-2', 'iso-5'])
   })
 
-  it('does not blame a row for an error that is not the row data\'s (the whole call fails, nothing is written)', async () => {
+  it("does not blame a row for an error that is not the row data's (the whole call fails, nothing is written)", async () => {
     await insertDirect({ id: 'iso-fk-ok', merchant: 'm-shop', paymentRef: 'pay-iso-fk-ok', date: DATE })
     const good = await receiptFor('iso-fk-ok')
     // A receipt for a transaction that does not exist: a foreign-key error, a caller's bug.

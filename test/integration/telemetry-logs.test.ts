@@ -84,9 +84,7 @@ describe('worker telemetry', () => {
 
     const outcomes = () => lines.filter((l) => l.msg === 'receipt outcome')
     // The failed receipts' last line comes with the job's failure: wait for all of them.
-    await eventually(
-      async () => outcomes().filter((l) => l.outcome === 'failed').length === report.totals.failed,
-    )
+    await eventually(async () => outcomes().filter((l) => l.outcome === 'failed').length === report.totals.failed)
     // Skipped receipts never become jobs (settle decides them); every other receipt ends in one line.
     const finals = outcomes().filter((l) => l.outcome !== 'retry')
     expect(finals).toHaveLength(report.totals.issued + report.totals.failed)
@@ -99,9 +97,7 @@ describe('worker telemetry', () => {
       expect(typeof l.receiptId).toBe('number')
     }
     expect(finals.filter((l) => l.outcome === 'issued')).toHaveLength(report.totals.issued)
-    expect(new Set(finals.filter((l) => l.outcome === 'failed').map((l) => l.provider))).toEqual(
-      new Set(['nts']),
-    )
+    expect(new Set(finals.filter((l) => l.outcome === 'failed').map((l) => l.provider))).toEqual(new Set(['nts']))
     expect(outcomes().some((l) => l.outcome === 'retry' && l.attempt === 1)).toBe(true)
     expect(new Set(finals.map((l) => l.receiptId)).size).toBe(finals.length)
 

@@ -58,7 +58,9 @@ const rowsOf = (provider: ProviderName) =>
 async function listedToday(): Promise<number> {
   const date = new Date(Date.now() + 9 * 3600_000).toISOString().slice(0, 10)
   const secretKey = env.app.config.merchants.find((m) => m.id === MERCHANT)!.providers.toss!.secretKey
-  const res = await fetch(`${sandbox.baseUrls.toss}/v1/cash-receipts?requestDate=${date}&limit=10000`, { headers: { authorization: `Basic ${Buffer.from(`${secretKey}:`).toString('base64')}` } })
+  const res = await fetch(`${sandbox.baseUrls.toss}/v1/cash-receipts?requestDate=${date}&limit=10000`, {
+    headers: { authorization: `Basic ${Buffer.from(`${secretKey}:`).toString('base64')}` },
+  })
   const body = (await res.json()) as { hasNext: boolean; data: unknown[] }
   expect(body.hasNext).toBe(false)
   return body.data.length
@@ -97,7 +99,11 @@ describe('reconcile of a busy Toss credential', () => {
     await eventually(async () => (await db.selectFrom('receipts').select('state').where('id', '=', req.cancelReceiptId).executeTakeFirstOrThrow()).state === 'issued')
     // A receipt the ledger records issued under a key Toss never saw: missing at the provider.
     const missing = picks.find((r) => r.id !== cancelled.id)!
-    await db.updateTable('receipts').set({ provider_key: `CRMISSING${String(missing.id).padStart(21, '0')}` }).where('id', '=', missing.id).execute()
+    await db
+      .updateTable('receipts')
+      .set({ provider_key: `CRMISSING${String(missing.id).padStart(21, '0')}` })
+      .where('id', '=', missing.id)
+      .execute()
     // A ledger row that missed its issue's answer (failed), while Toss holds the receipt: repaired.
     const lost = picks.find((r) => r.id !== cancelled.id && r.id !== missing.id)!
     await db.updateTable('receipts').set({ state: 'failed', provisional: false, approval_number: null, provider_receipt_id: null }).where('id', '=', lost.id).execute()
@@ -142,7 +148,12 @@ describe('reconcile of a busy Toss credential', () => {
     expect(first.duplicates).toEqual([expect.objectContaining({ transaction_id: ntsRow.transaction_id, provider: 'nts', outcome: 'cancelled' })])
     expect(first.lookupErrors).toBe(0)
     const repaired = await db.selectFrom('receipts').selectAll().where('id', '=', lost.id).executeTakeFirstOrThrow()
-    expect([repaired.state, repaired.provisional, repaired.provider_receipt_id, repaired.approval_number]).toEqual(['issued', false, lost.provider_receipt_id, lost.approval_number])
+    expect([repaired.state, repaired.provisional, repaired.provider_receipt_id, repaired.approval_number]).toEqual([
+      'issued',
+      false,
+      lost.provider_receipt_id,
+      lost.approval_number,
+    ])
     expect((await db.selectFrom('receipts').select('reconcile_flag').where('id', '=', missing.id).executeTakeFirstOrThrow()).reconcile_flag).toBe('missing at provider')
 
     // Re-drive the refused receipt: Toss now holds two receipts for its order, the FAILED one and a

@@ -82,7 +82,12 @@ describe('a day including Toss', () => {
     ])
     const reported = await buildReport(app.db(), { runId: summary.runId! })
     expect(reported.totals.failed).toBe(2)
-    expect(reported.failures.filter((f) => f.error_class === 'tax_authority').map((f) => f.code).sort()).toEqual(['TS1', 'TS4'])
+    expect(
+      reported.failures
+        .filter((f) => f.error_class === 'tax_authority')
+        .map((f) => f.code)
+        .sort(),
+    ).toEqual(['TS1', 'TS4'])
     expect((await gauge('cash_receipts_tax_authority_refusals')).map((s) => [s.labels.code, s.value]).sort()).toEqual([
       ['TS1', 1],
       ['TS4', 1],
@@ -106,7 +111,10 @@ describe('a day including Toss', () => {
   it('cancels a Toss receipt in part, keeping the original and the c_ receipt key', async () => {
     const app = env.app
     const target = (await tossRows()).find((r) => r.state === 'issued' && r.total_amount >= 2_000)!
-    const req = await requestCancellation({ db: app.db(), queue: app.receiptsQueue(), providers: app.providers() }, { transactionId: target.transaction_id, amount: 1_000, reason: 1 })
+    const req = await requestCancellation(
+      { db: app.db(), queue: app.receiptsQueue(), providers: app.providers() },
+      { transactionId: target.transaction_id, amount: 1_000, reason: 1 },
+    )
     expect(req.partial).toBe(true)
     const cancelRow = await eventually(async () => {
       const r = await app.db().selectFrom('receipts').selectAll().where('id', '=', req.cancelReceiptId).executeTakeFirstOrThrow()

@@ -69,9 +69,7 @@ try {
     throw new Error(`the regular buyer's rows did not import: ${JSON.stringify(imported.errors)}`)
   }
   await rm(tmp, { recursive: true, force: true })
-  await importDay(app, { businessDate: day, count: 60, seed: 22, idPrefix: 'SHOT' }, (p) =>
-    sandbox.registerPortonePayments(p.map((x) => ({ ...x, status: 'paid' as const }))),
-  )
+  await importDay(app, { businessDate: day, count: 60, seed: 22, idPrefix: 'SHOT' }, (p) => sandbox.registerPortonePayments(p.map((x) => ({ ...x, status: 'paid' as const }))))
   const runId = (await settle(app, day)).runId!
   await waitForRun(app, runId, 180_000)
   sandbox.setFaults('')
@@ -96,12 +94,7 @@ try {
   say(`cancelling ${cancelled.transaction_id}…`)
   const req = await app.cancel({ transactionId: cancelled.transaction_id, reason: 1 })
   await eventually(async () => {
-    const r = await app
-      .db()
-      .selectFrom('receipts')
-      .select('state')
-      .where('id', '=', req.cancelReceiptId)
-      .executeTakeFirst()
+    const r = await app.db().selectFrom('receipts').select('state').where('id', '=', req.cancelReceiptId).executeTakeFirst()
     return r && (r.state === 'issued' || r.state === 'failed')
   }, 60_000)
 
@@ -121,10 +114,7 @@ try {
       korean: 'header h1',
       before: async () => {
         await page.locator('#search-form input[name="q"]').fill(REGULAR_BUYER)
-        await Promise.all([
-          page.waitForURL(/\/search/),
-          page.locator('#search-form button[type="submit"]').click(),
-        ])
+        await Promise.all([page.waitForURL(/\/search/), page.locator('#search-form button[type="submit"]').click()])
         await page.locator('#search-results').waitFor()
       },
     },
@@ -149,9 +139,7 @@ try {
       const g = await glyphReport(page, s.korean)
       const boxes = tofu(g)
       if (boxes.length) {
-        throw new Error(
-          `${s.path}: Korean renders as boxes (${boxes.join('')}); install CJK fonts (Debian: fonts-noto-cjk)`,
-        )
+        throw new Error(`${s.path}: Korean renders as boxes (${boxes.join('')}); install CJK fonts (Debian: fonts-noto-cjk)`)
       }
     }
     const file = join(OUT, s.file)

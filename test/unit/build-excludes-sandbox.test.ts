@@ -18,9 +18,7 @@ describe('the production build (tsconfig.build.json)', () => {
     const host = ts.createCompilerHost(parsed.options)
     const read = host.getSourceFile.bind(host)
     host.getSourceFile = (fileName, language, onError, shouldCreate) =>
-      fileName.includes('/node_modules/')
-        ? ts.createSourceFile(fileName, '', language)
-        : read(fileName, language, onError, shouldCreate)
+      fileName.includes('/node_modules/') ? ts.createSourceFile(fileName, '', language) : read(fileName, language, onError, shouldCreate)
     const program = ts.createProgram({ rootNames: parsed.fileNames, options: parsed.options, host })
     const ours = program
       .getSourceFiles()

@@ -117,7 +117,10 @@ describe('loadConfig', () => {
     const file = join(dir, 'm.json')
     writeFileSync(file, JSON.stringify([{ id: 'a b', name: 'x', businessNumber: '2208162517', providers: {} }]))
     expect(() => loadDemoConfig({ MERCHANTS_FILE: file })).toThrow(/\[0\.id\] merchant id may contain/)
-    writeFileSync(file, JSON.stringify([{ id: 'm1', name: 'x', businessNumber: '2208162517', providers: { payssam: { apikey: 'k', member: 'm', merchant: 's', limits: { minTimeMs: 50 } } } }]))
+    writeFileSync(
+      file,
+      JSON.stringify([{ id: 'm1', name: 'x', businessNumber: '2208162517', providers: { payssam: { apikey: 'k', member: 'm', merchant: 's', limits: { minTimeMs: 50 } } } }]),
+    )
     const c = loadDemoConfig({ MERCHANTS_FILE: file })
     expect(c.merchants[0]!.providers.payssam!.limits!.minTimeMs).toBe(50)
   })
@@ -133,7 +136,13 @@ describe('loadConfig', () => {
     expect(() => loadDemoConfig({ MERCHANTS_FILE: file })).toThrow(/pg/)
     writeFileSync(file, merchant({ payssam: { apikey: 'k', member: 'm', merchant: 's', environment: 'development' } }))
     expect(() => loadDemoConfig({ MERCHANTS_FILE: file })).toThrow(/businessNumber/)
-    writeFileSync(file, merchant({ portone: { ...portone, pg: 'ksnet', productType: 'digital' }, payssam: { apikey: 'k', member: 'm', merchant: 's', environment: 'development', businessNumber: '2208162517' } }))
+    writeFileSync(
+      file,
+      merchant({
+        portone: { ...portone, pg: 'ksnet', productType: 'digital' },
+        payssam: { apikey: 'k', member: 'm', merchant: 's', environment: 'development', businessNumber: '2208162517' },
+      }),
+    )
     const c = loadDemoConfig({ MERCHANTS_FILE: file })
     expect(c.merchants[0]!.providers.portone!.pg).toBe('ksnet')
     expect(c.merchants[0]!.providers.payssam!.environment).toBe('development')

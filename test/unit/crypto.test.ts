@@ -6,7 +6,13 @@ import { decryptPii, decryptText, encryptPii, encryptText, keyIdOf, DecryptError
 const k1 = randomBytes(32)
 const k2 = randomBytes(32)
 const keys = { activeKeyId: 'k1', keys: new Map([['k1', k1]]) }
-const rotated = { activeKeyId: 'k2', keys: new Map([['k1', k1], ['k2', k2]]) }
+const rotated = {
+  activeKeyId: 'k2',
+  keys: new Map([
+    ['k1', k1],
+    ['k2', k2],
+  ]),
+}
 
 describe('AES-256-GCM envelopes', () => {
   it('round-trips any text and never contains the plaintext', () => {
@@ -70,12 +76,31 @@ describe('per-purpose keys (HKDF) and the version marker', () => {
   it('fingerprints under the fingerprint key with a marker, and still matches the older form', async () => {
     const { createHmac } = await import('node:crypto')
     const { contentHash, contentHashes } = await import('../../src/crypto/content-hash.ts')
-    const content = { merchantId: 'm', provider: 'nts', paymentRef: null, orderId: null, orderName: null, method: 'cash', amount: 1000, taxFreeAmount: 0, serviceFee: 0, paidAt: new Date(0), identifierDigits: '01012345678', identifierType: 'phone', purpose: 'deduction', buyerName: null, buyerEmail: null, buyerTel: null }
+    const content = {
+      merchantId: 'm',
+      provider: 'nts',
+      paymentRef: null,
+      orderId: null,
+      orderName: null,
+      method: 'cash',
+      amount: 1000,
+      taxFreeAmount: 0,
+      serviceFee: 0,
+      paidAt: new Date(0),
+      identifierDigits: '01012345678',
+      identifierType: 'phone',
+      purpose: 'deduction',
+      buyerName: null,
+      buyerEmail: null,
+      buyerTel: null,
+    }
     const h = contentHash(content, keys)
     expect(h).toMatch(/^k1\.f2\./)
     const all = contentHashes(content, rotated)
     expect(all).toContain(h)
-    const legacy = `k1.${createHmac('sha256', k1).update(JSON.stringify(['m', 'nts', null, null, null, 'cash', 1000, 0, 0, new Date(0).toISOString(), '01012345678', 'phone', 'deduction', null, null, null])).digest('base64url')}`
+    const legacy = `k1.${createHmac('sha256', k1)
+      .update(JSON.stringify(['m', 'nts', null, null, null, 'cash', 1000, 0, 0, new Date(0).toISOString(), '01012345678', 'phone', 'deduction', null, null, null]))
+      .digest('base64url')}`
     expect(all).toContain(legacy)
     expect(h).not.toBe(legacy)
   })

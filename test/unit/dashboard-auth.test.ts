@@ -18,15 +18,9 @@ describe('dashboard auth', () => {
   })
 
   it('refuses to serve beyond loopback without credentials', () => {
-    expect(() =>
-      assertServeSecurity({ host: '0.0.0.0', authToken: undefined, basicAuth: undefined }),
-    ).toThrow(ConfigError)
-    expect(() =>
-      assertServeSecurity({ host: '0.0.0.0', authToken: undefined, basicAuth: undefined }),
-    ).toThrow(/DASHBOARD_TOKEN/)
-    expect(() =>
-      assertServeSecurity({ host: '127.0.0.1', authToken: undefined, basicAuth: undefined }),
-    ).not.toThrow()
+    expect(() => assertServeSecurity({ host: '0.0.0.0', authToken: undefined, basicAuth: undefined })).toThrow(ConfigError)
+    expect(() => assertServeSecurity({ host: '0.0.0.0', authToken: undefined, basicAuth: undefined })).toThrow(/DASHBOARD_TOKEN/)
+    expect(() => assertServeSecurity({ host: '127.0.0.1', authToken: undefined, basicAuth: undefined })).not.toThrow()
     expect(() => assertServeSecurity({ host: '0.0.0.0', authToken: 't', basicAuth: undefined })).not.toThrow()
   })
 
@@ -35,16 +29,7 @@ describe('dashboard auth', () => {
     expect(isAuthorized('Bearer tok', auth)).toBe(true)
     expect(isAuthorized(basic('ops', 'pw'), auth)).toBe(true)
     expect(isAuthorized(basic('anyone', 'tok'), auth)).toBe(true)
-    for (const h of [
-      undefined,
-      '',
-      'Bearer tokx',
-      'Bearer',
-      basic('ops', 'tok2'),
-      basic('op', 'pw'),
-      'Basic !!!',
-      'Digest x',
-    ]) {
+    for (const h of [undefined, '', 'Bearer tokx', 'Bearer', basic('ops', 'tok2'), basic('op', 'pw'), 'Basic !!!', 'Digest x']) {
       expect(isAuthorized(h, auth), String(h)).toBe(false)
     }
     expect(isAuthorized(undefined, { authToken: undefined, basicAuth: undefined })).toBe(true)
@@ -68,9 +53,7 @@ describe('dashboard auth', () => {
     expect(loadDemoConfig({}).otel.endpoint).toBeUndefined()
     expect(() => loadDemoConfig({ DASHBOARD_USER: 'ops' })).toThrow(/DASHBOARD_PASSWORD: required/)
     expect(() => loadDemoConfig({ DASHBOARD_PASSWORD: 'pw' })).toThrow(/DASHBOARD_USER: required/)
-    expect(() => loadDemoConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'not a url' })).toThrow(
-      /OTEL_EXPORTER_OTLP_ENDPOINT: not a valid URL/,
-    )
+    expect(() => loadDemoConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'not a url' })).toThrow(/OTEL_EXPORTER_OTLP_ENDPOINT: not a valid URL/)
   })
 
   it('validates the re-drive selectors like the CLI does', () => {

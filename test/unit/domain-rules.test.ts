@@ -2,9 +2,33 @@
 import { describe, expect, it } from 'vitest'
 import fc from 'fast-check'
 import {
-  addDays, brnCheckDigit, businessDateOf, kstWallClock, carryOverFrom, checkPurposeIdentifier, decideIssuance, isOverdue, isValidBrn, isValidDate,
-  kstYesterday, legalDeadline, maskBusinessNumber, maskEmail, maskIdentifier, maskName, maskUnknown, MAX_KRW, msUntilKstMidnight, parseIdentifier, parseKrw, parsePaidAt, parsePurpose,
-  splitAmounts, validateTransaction, vatOf, SELF_ISSUE_NUMBER,
+  addDays,
+  brnCheckDigit,
+  businessDateOf,
+  kstWallClock,
+  carryOverFrom,
+  checkPurposeIdentifier,
+  decideIssuance,
+  isOverdue,
+  isValidBrn,
+  isValidDate,
+  kstYesterday,
+  legalDeadline,
+  maskBusinessNumber,
+  maskEmail,
+  maskIdentifier,
+  maskName,
+  maskUnknown,
+  MAX_KRW,
+  msUntilKstMidnight,
+  parseIdentifier,
+  parseKrw,
+  parsePaidAt,
+  parsePurpose,
+  splitAmounts,
+  validateTransaction,
+  vatOf,
+  SELF_ISSUE_NUMBER,
 } from '../../src/domain/index.ts'
 
 const NOW = Date.parse('2026-11-22T03:00:00Z')
@@ -209,7 +233,11 @@ describe('eligibility (docs/tax-law.md §1, §2)', () => {
   const base = { method: 'cash' as const, receiptableAmount: 50_000, mandatoryIssuer: false, status: 'completed' as const }
   it('issues with an identifier, self-issues at mandatory issuers, skips otherwise', () => {
     expect(decideIssuance({ ...base, identifier: { digits: '01012345678', type: 'phone' } })).toMatchObject({ action: 'issue', selfIssued: false })
-    expect(decideIssuance({ ...base, identifier: null, mandatoryIssuer: true, receiptableAmount: 150_000 })).toMatchObject({ action: 'issue', selfIssued: true, identifier: { digits: SELF_ISSUE_NUMBER } })
+    expect(decideIssuance({ ...base, identifier: null, mandatoryIssuer: true, receiptableAmount: 150_000 })).toMatchObject({
+      action: 'issue',
+      selfIssued: true,
+      identifier: { digits: SELF_ISSUE_NUMBER },
+    })
     expect(decideIssuance({ ...base, identifier: null })).toMatchObject({ action: 'skip' })
     expect(decideIssuance({ ...base, identifier: null, status: 'cancelled', mandatoryIssuer: true })).toMatchObject({ action: 'skip', reason: 'cancelled before issuance' })
     expect(decideIssuance({ ...base, identifier: { digits: '01012345678', type: 'phone' }, receiptableAmount: 0 })).toMatchObject({ action: 'skip' })
@@ -218,14 +246,25 @@ describe('eligibility (docs/tax-law.md §1, §2)', () => {
 
 describe('import rows (README, Import format)', () => {
   const row = {
-    transaction_id: 'T-1', merchant_id: 'm-clinic', provider: 'nts', method: 'bank_transfer', amount: '110000',
-    paid_at: '2026-11-21T10:00:00+09:00', identifier: '010-1234-5678',
+    transaction_id: 'T-1',
+    merchant_id: 'm-clinic',
+    provider: 'nts',
+    method: 'bank_transfer',
+    amount: '110000',
+    paid_at: '2026-11-21T10:00:00+09:00',
+    identifier: '010-1234-5678',
   }
   it('normalises a valid row', () => {
     const r = validateTransaction(row, { nowMs: NOW })
     expect(r.ok).toBe(true)
     if (r.ok) {
-      expect(r.value).toMatchObject({ amount: 110_000, businessDate: '2026-11-21', identifier: { digits: '01012345678', type: 'phone' }, purpose: 'deduction', status: 'completed' })
+      expect(r.value).toMatchObject({
+        amount: 110_000,
+        businessDate: '2026-11-21',
+        identifier: { digits: '01012345678', type: 'phone' },
+        purpose: 'deduction',
+        status: 'completed',
+      })
     }
   })
   it('reports every bad field of a row, each with its own message', () => {
@@ -269,8 +308,12 @@ describe('import rows (README, Import format)', () => {
     const rule = '1–64 characters of letters, digits and . _ : @ # -'
     expect(errorsOf({ provider: 'portone-v2', payment_ref: 'p'.repeat(64) })).toEqual([])
     expect(errorsOf({ provider: 'portone-v2', payment_ref: 'p'.repeat(65) })).toEqual([`payment_ref: key: is 65 characters long; it must be ${rule} (the PortOne V2 paymentId)`])
-    expect(errorsOf({ provider: 'portone', payment_ref: 'imp 1' })).toEqual([`payment_ref: key: has a character other than letters, digits and . _ : @ # - at position 4; it must be ${rule} (the PortOne imp_uid)`])
-    expect(errorsOf({ provider: 'portone', order_id: '주문-1' })).toEqual([`order_id: key: has a character other than letters, digits and . _ : @ # - at position 1; it must be ${rule} (without payment_ref it is the PortOne merchant_uid)`])
+    expect(errorsOf({ provider: 'portone', payment_ref: 'imp 1' })).toEqual([
+      `payment_ref: key: has a character other than letters, digits and . _ : @ # - at position 4; it must be ${rule} (the PortOne imp_uid)`,
+    ])
+    expect(errorsOf({ provider: 'portone', order_id: '주문-1' })).toEqual([
+      `order_id: key: has a character other than letters, digits and . _ : @ # - at position 1; it must be ${rule} (without payment_ref it is the PortOne merchant_uid)`,
+    ])
     expect(errorsOf({ provider: 'portone', payment_ref: 'imp_1', order_id: '주문-1' })).toEqual([])
     expect(errorsOf({ provider: 'payssam', payment_ref: 'B'.repeat(100), order_id: '주문 1' })).toEqual([])
   })

@@ -40,7 +40,16 @@ const SUCCESS: Record<string, string> = {
   'portone-v2': JSON.stringify({ cashReceipt: { issueNumber: '123456789', url: 'https://x', pgReceiptId: 'pg-1' } }),
   payssam: JSON.stringify({ code: '0000', message: 'Success', bill_id: 'B1', trader: '0', appr_cash_num: '123456789' }),
   nts: JSON.stringify({ resultCode: '0000', resultMessage: '정상', approvalNumber: '123456789', issuedAt: '2026-11-21T10:00:00+09:00' }),
-  toss: JSON.stringify({ receiptKey: 'cr_1', orderId: 'CR0001', transactionType: 'CONFIRM', issueStatus: 'IN_PROGRESS', issueNumber: '123456789', amount: 11000, failure: null, requestedAt: '2026-11-21T10:00:00+09:00' }),
+  toss: JSON.stringify({
+    receiptKey: 'cr_1',
+    orderId: 'CR0001',
+    transactionType: 'CONFIRM',
+    issueStatus: 'IN_PROGRESS',
+    issueNumber: '123456789',
+    amount: 11000,
+    failure: null,
+    requestedAt: '2026-11-21T10:00:00+09:00',
+  }),
 }
 
 describe('garbage answers are classified, never thrown', () => {
@@ -111,7 +120,7 @@ describe('hostile JSON values are classified, never thrown', () => {
     })
   }
 
-  it('PortOne V1: a time outside Date\'s range is no time, and the receipt is still read as issued', () => {
+  it("PortOne V1: a time outside Date's range is no time, and the receipt is still read as issued", () => {
     const o = classifyPortoneV1('lookup', answer(200, JSON.stringify(bodies[1])))
     expect(o).toMatchObject({ kind: 'issued', receipt: { approvalNumber: '1', issuedAt: null, cancelledAt: null } })
   })
@@ -148,7 +157,12 @@ describe('Toss answers', () => {
     expect(tossOrderOutcome([], m).kind).toBe('not_found')
     expect(tossOrderOutcome([confirm, cancel(1_000)], m)).toMatchObject({ kind: 'issued', receipt: { amount: 10_000, provisional: false, providerReceiptId: 'cr_1' } })
     expect(tossOrderOutcome([confirm, cancel(1_000), cancel(10_000)], m).kind).toBe('cancelled')
-    const failedFirst = tossReceiptOf({ ...JSON.parse(SUCCESS.toss!), receiptKey: 'cr_0', issueStatus: 'FAILED', failure: { code: 'NTS_ERROR', message: '[TS1] x' } }) as TossReceipt
+    const failedFirst = tossReceiptOf({
+      ...JSON.parse(SUCCESS.toss!),
+      receiptKey: 'cr_0',
+      issueStatus: 'FAILED',
+      failure: { code: 'NTS_ERROR', message: '[TS1] x' },
+    }) as TossReceipt
     expect(tossOrderOutcome([failedFirst], m)).toMatchObject({ kind: 'permanent', taxAuthorityRejected: true })
     // After a re-drive the order has a refused receipt and a new one: the new one counts.
     expect(tossOrderOutcome([failedFirst, confirm], m).kind).toBe('issued')
@@ -188,9 +202,15 @@ describe('properties over arbitrary answers', () => {
 
   it('an answer that is not JSON, to an issue or cancel, is an unknown outcome (or throttling)', () => {
     fc.assert(
-      fc.property(provider, fc.constantFrom<Op>('issue', 'cancel'), status, fc.string().filter((t) => !isJson(t)), (p, o, s, t) => {
-        expect(CLASSIFIERS[p]!(o, answer(s, t)).kind).toBe(s === 429 ? 'rate_limited' : 'unknown_outcome')
-      }),
+      fc.property(
+        provider,
+        fc.constantFrom<Op>('issue', 'cancel'),
+        status,
+        fc.string().filter((t) => !isJson(t)),
+        (p, o, s, t) => {
+          expect(CLASSIFIERS[p]!(o, answer(s, t)).kind).toBe(s === 429 ? 'rate_limited' : 'unknown_outcome')
+        },
+      ),
       { numRuns: 2_000 },
     )
   })

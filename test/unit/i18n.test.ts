@@ -67,9 +67,7 @@ describe('the dashboard middleware over HTTP', () => {
     app.use(chooseLanguage())
     app.get('/p', (_req, res) => {
       const t = tOf(res)
-      res
-        .type('html')
-        .send(layout(t('nav.search'), html`<p><a id="next" href="${t.href('/runs/1')}">x</a></p>`, { t }))
+      res.type('html').send(layout(t('nav.search'), html`<p><a id="next" href="${t.href('/runs/1')}">x</a></p>`, { t }))
     })
     server = app.listen(0, '127.0.0.1')
     await new Promise((r) => server.once('listening', r))

@@ -37,7 +37,10 @@ describe('unknown import columns', () => {
       message: 'column 9 is not an import column and is ignored (its name looks like data, so it is not shown: is the header row missing?)',
     })
     expect(JSON.stringify(unknownColumnMessage('kim@example.com'))).not.toContain('example')
-    expect(unknownColumnMessage('buyer_mail', 3)).toEqual({ field: 'buyer_mail', message: 'column "buyer_mail" is not an import column and is ignored; did you mean "buyer_email"?' })
+    expect(unknownColumnMessage('buyer_mail', 3)).toEqual({
+      field: 'buyer_mail',
+      message: 'column "buyer_mail" is not an import column and is ignored; did you mean "buyer_email"?',
+    })
   })
 })
 

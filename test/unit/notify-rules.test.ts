@@ -36,7 +36,11 @@ describe('merchant notify settings', () => {
     [{ sms: { enabled: true, sender: '12345' } }, {}, /\[0\.notify\.sms\.sender\] must be a Korean phone number/],
     [{ kakao: { enabled: true, senderKey: 'k' } }, {}, /\[0\.notify\.kakao\.templateCode\]/],
     [{ sms: { enabled: true, sender: '02-123-4567', extra: 1 } }, {}, /\[0\.notify\.sms\]/],
-    [{ sms: { enabled: true, sender: '1588-1234' } }, { NODE_ENV: 'production', DATA_KEYS: `k1:${Buffer.alloc(32, 7).toString('base64')}` }, /NOTIFY_GATEWAY_URL: required in production: merchant "m-clinic" enables sms/],
+    [
+      { sms: { enabled: true, sender: '1588-1234' } },
+      { NODE_ENV: 'production', DATA_KEYS: `k1:${Buffer.alloc(32, 7).toString('base64')}` },
+      /NOTIFY_GATEWAY_URL: required in production: merchant "m-clinic" enables sms/,
+    ],
   ])('refuses %j naming the field or variable', (notify, env, message) => {
     const run = () => loadDemoConfig({ MERCHANTS_FILE: merchantsFile(notify), ...env })
     expect(run).toThrow(ConfigError)
@@ -90,7 +94,15 @@ describe('templates', () => {
 
   it('fills every 알림톡 variable and escapes HTML in the email', () => {
     const k = kakaoContent(messageFacts(ctx(), undefined), 'CR_RECEIPT_1')
-    expect(k.variables).toEqual({ 상호: '동네 꽃집', 구분: '현금영수증 발급', 승인번호: '123456789', 거래일시: '2026-06-02 11:00', 금액: '55,000원', 용도: '소득공제', 영수증URL: '-' })
+    expect(k.variables).toEqual({
+      상호: '동네 꽃집',
+      구분: '현금영수증 발급',
+      승인번호: '123456789',
+      거래일시: '2026-06-02 11:00',
+      금액: '55,000원',
+      용도: '소득공제',
+      영수증URL: '-',
+    })
     expect(k.text).not.toMatch(/#\{/)
     const html = emailContent(messageFacts(ctx({ merchantName: '<b>꽃</b>' }), undefined)).html
     expect(html).toContain('&lt;b&gt;꽃&lt;/b&gt;')

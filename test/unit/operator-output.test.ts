@@ -63,8 +63,7 @@ const report: RunReport = {
       provider: 'nts',
       error_class: 'permanent',
       code: 'E400',
-      message:
-        '식별번호가\n올바르지 않습니다 (주민등록번호 형식 오류가 발생하였습니다. 확인 후 다시 시도하십시오)',
+      message: '식별번호가\n올바르지 않습니다 (주민등록번호 형식 오류가 발생하였습니다. 확인 후 다시 시도하십시오)',
     },
   ],
   duration_s: 3.5,
@@ -201,9 +200,14 @@ describe('progress', () => {
 
 describe('--json and human output', () => {
   it('turns camelCase keys into snake_case at every depth and leaves codes, providers and ids alone', () => {
-    expect(
-      snakeKeys({ runId: 1, dryRun: false, rejectReasons: { KEY_CONFLICT: 2 }, byProvider: { 'portone-v2': 3 }, list: [{ transactionId: 'T-1' }], at: new Date(0) }),
-    ).toEqual({ run_id: 1, dry_run: false, reject_reasons: { KEY_CONFLICT: 2 }, by_provider: { 'portone-v2': 3 }, list: [{ transaction_id: 'T-1' }], at: '1970-01-01T00:00:00.000Z' })
+    expect(snakeKeys({ runId: 1, dryRun: false, rejectReasons: { KEY_CONFLICT: 2 }, byProvider: { 'portone-v2': 3 }, list: [{ transactionId: 'T-1' }], at: new Date(0) })).toEqual({
+      run_id: 1,
+      dry_run: false,
+      reject_reasons: { KEY_CONFLICT: 2 },
+      by_provider: { 'portone-v2': 3 },
+      list: [{ transaction_id: 'T-1' }],
+      at: '1970-01-01T00:00:00.000Z',
+    })
   })
 
   it('prints counts in words, not JSON', () => {
@@ -225,9 +229,7 @@ describe('runs list', () => {
 describe('html', () => {
   it('escapes every interpolated value unless it is trusted markup', () => {
     const msg = '<script>alert("x")</script> & 꽃'
-    expect(html`<td>${msg}</td>`.value).toBe(
-      '<td>&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; 꽃</td>',
-    )
+    expect(html`<td>${msg}</td>`.value).toBe('<td>&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; 꽃</td>')
     expect(html`<p>${trusted('<b>ok</b>')}${[1, '<', null]}</p>`.value).toBe('<p><b>ok</b>1&lt;</p>')
   })
 

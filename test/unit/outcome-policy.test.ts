@@ -5,7 +5,18 @@
  */
 import { describe, expect, it } from 'vitest'
 import { DelayedError, UnrecoverableError, type Job } from 'bullmq'
-import { attemptOf, decide, failureEvent, perform, RetryableJobError, settled, thrownOutcome, type AttemptContext, type Decision, type PolicyEvent } from '../../src/jobs/outcome-policy.ts'
+import {
+  attemptOf,
+  decide,
+  failureEvent,
+  perform,
+  RetryableJobError,
+  settled,
+  thrownOutcome,
+  type AttemptContext,
+  type Decision,
+  type PolicyEvent,
+} from '../../src/jobs/outcome-policy.ts'
 import { MerchantNotConfiguredError } from '../../src/jobs/provider-source.ts'
 import type { Transition } from '../../src/db/ledger.ts'
 import type { CallMeta, OutcomeKind, ProviderOutcome, ProviderReceipt } from '../../src/domain/index.ts'
@@ -81,7 +92,12 @@ const ROWS: readonly Row[] = [
       queue: { type: 'complete', state: 'cancelled', detail: 'found cancelled at provider' },
     },
   },
-  { name: 'issue lookup: not found lets the issue call go', event: { type: 'lookup', outcome: outcome('not_found') }, ctx: issue({ needsLookup: true }), expected: { type: 'proceed' } },
+  {
+    name: 'issue lookup: not found lets the issue call go',
+    event: { type: 'lookup', outcome: outcome('not_found') },
+    ctx: issue({ needsLookup: true }),
+    expected: { type: 'proceed' },
+  },
   {
     name: 'issue lookup: not found once the commit window has closed lets the issue call go',
     event: { type: 'lookup', outcome: outcome('not_found'), commitWindowLeftMs: 0 },
@@ -132,7 +148,11 @@ const ROWS: readonly Row[] = [
     name: 'retryable at the last attempt: failed for re-drive',
     event: { type: 'call', outcome: outcome('retryable') },
     ctx: issue(LAST),
-    expected: { type: 'settle', ledger: { state: 'failed', needsLookup: false, error: error('retryable') }, queue: { type: 'fail', message: 'issue: retryable after last attempt (E1)' } },
+    expected: {
+      type: 'settle',
+      ledger: { state: 'failed', needsLookup: false, error: error('retryable') },
+      queue: { type: 'fail', message: 'issue: retryable after last attempt (E1)' },
+    },
   },
   {
     name: 'retryable without a provider code: the HTTP status is the code',
@@ -160,7 +180,11 @@ const ROWS: readonly Row[] = [
     name: 'the read-back finds the receipt: issued',
     event: { type: 'read_back', outcome: outcome('issued'), after: outcome('unknown_outcome'), amounts },
     ctx: issue(),
-    expected: { type: 'settle', ledger: { state: 'issued', needsLookup: false, receipt, error: null, amounts }, queue: { type: 'complete', state: 'issued', detail: 'unknown_outcome' } },
+    expected: {
+      type: 'settle',
+      ledger: { state: 'issued', needsLookup: false, receipt, error: null, amounts },
+      queue: { type: 'complete', state: 'issued', detail: 'unknown_outcome' },
+    },
   },
   {
     name: 'the read-back finds it cancelled: cancelled',
@@ -252,7 +276,12 @@ const ROWS: readonly Row[] = [
       queue: { type: 'complete', state: 'cancelled', detail: 'found by lookup' },
     },
   },
-  { name: 'cancel lookup: anything else lets the cancel call go', event: { type: 'lookup', outcome: outcome('retryable') }, ctx: cancel({ needsLookup: true }), expected: { type: 'proceed' } },
+  {
+    name: 'cancel lookup: anything else lets the cancel call go',
+    event: { type: 'lookup', outcome: outcome('retryable') },
+    ctx: cancel({ needsLookup: true }),
+    expected: { type: 'proceed' },
+  },
   {
     name: 'cancel lookup: not cancelled yet while the last cancel sent may still take effect waits for the window, no attempt used',
     event: { type: 'lookup', outcome: outcome('issued'), commitWindowLeftMs: 3_000 },
@@ -266,8 +295,13 @@ const ROWS: readonly Row[] = [
     expected: { type: 'proceed' },
   },
   {
-    name: 'partial cancel lookup: the provider holds this cancel\'s part cancelled on top of the ledger\'s: accepted, nothing sent',
-    event: { type: 'lookup', outcome: { kind: 'issued', receipt: { ...receipt, cancelledAmount: 1_500 }, meta }, commitWindowLeftMs: 3_000, partialCancel: { cancelledBefore: 500, amount: 1_000 } },
+    name: "partial cancel lookup: the provider holds this cancel's part cancelled on top of the ledger's: accepted, nothing sent",
+    event: {
+      type: 'lookup',
+      outcome: { kind: 'issued', receipt: { ...receipt, cancelledAmount: 1_500 }, meta },
+      commitWindowLeftMs: 3_000,
+      partialCancel: { cancelledBefore: 500, amount: 1_000 },
+    },
     ctx: cancel({ needsLookup: true, partialCancel: true }),
     expected: {
       type: 'settle',
@@ -277,19 +311,34 @@ const ROWS: readonly Row[] = [
   },
   {
     name: 'partial cancel lookup: the provider holds what the ledger did before it: waits for the window, then lets the call go',
-    event: { type: 'lookup', outcome: { kind: 'issued', receipt: { ...receipt, cancelledAmount: 500 }, meta }, commitWindowLeftMs: 3_000, partialCancel: { cancelledBefore: 500, amount: 1_000 } },
+    event: {
+      type: 'lookup',
+      outcome: { kind: 'issued', receipt: { ...receipt, cancelledAmount: 500 }, meta },
+      commitWindowLeftMs: 3_000,
+      partialCancel: { cancelledBefore: 500, amount: 1_000 },
+    },
     ctx: cancel({ needsLookup: true, partialCancel: true }),
     expected: { type: 'settle', ledger: { state: 'pending', needsLookup: true }, queue: { type: 'delay', ms: 3_000 } },
   },
   {
     name: 'partial cancel lookup: not cancelled yet once the window has closed lets the call go',
-    event: { type: 'lookup', outcome: { kind: 'issued', receipt: { ...receipt, cancelledAmount: 500 }, meta }, commitWindowLeftMs: 0, partialCancel: { cancelledBefore: 500, amount: 1_000 } },
+    event: {
+      type: 'lookup',
+      outcome: { kind: 'issued', receipt: { ...receipt, cancelledAmount: 500 }, meta },
+      commitWindowLeftMs: 0,
+      partialCancel: { cancelledBefore: 500, amount: 1_000 },
+    },
     ctx: cancel({ needsLookup: true, partialCancel: true }),
     expected: { type: 'proceed' },
   },
   {
     name: 'partial cancel lookup: another amount cancelled at the provider fails for a person, nothing sent',
-    event: { type: 'lookup', outcome: { kind: 'issued', receipt: { ...receipt, cancelledAmount: 2_500 }, meta }, commitWindowLeftMs: 0, partialCancel: { cancelledBefore: 500, amount: 1_000 } },
+    event: {
+      type: 'lookup',
+      outcome: { kind: 'issued', receipt: { ...receipt, cancelledAmount: 2_500 }, meta },
+      commitWindowLeftMs: 0,
+      partialCancel: { cancelledBefore: 500, amount: 1_000 },
+    },
     ctx: cancel({ needsLookup: true, partialCancel: true }),
     expected: {
       type: 'settle',
@@ -328,16 +377,18 @@ const ROWS: readonly Row[] = [
     name: 'cancel read-back finds it still issued at the last attempt: failed, marked for lookup',
     event: { type: 'read_back', outcome: outcome('issued'), after: outcome('unknown_outcome') },
     ctx: cancel(LAST),
-    expected: { type: 'settle', ledger: { state: 'failed', needsLookup: true, error: error('unknown_outcome') }, queue: { type: 'fail', message: 'cancel: unknown_outcome E1 처리 오류' } },
+    expected: {
+      type: 'settle',
+      ledger: { state: 'failed', needsLookup: true, error: error('unknown_outcome') },
+      queue: { type: 'fail', message: 'cancel: unknown_outcome E1 처리 오류' },
+    },
   },
-  ...(['permanent', 'not_found', 'issued', 'already_issued'] as const).map(
-    (kind): Row => ({
-      name: `cancel answered ${kind}: failed for good`,
-      event: { type: 'call', outcome: outcome(kind) },
-      ctx: cancel(),
-      expected: { type: 'settle', ledger: { state: 'failed', needsLookup: false, error: error(kind) }, queue: { type: 'fail', message: `cancel: ${kind} E1 처리 오류` } },
-    }),
-  ),
+  ...(['permanent', 'not_found', 'issued', 'already_issued'] as const).map((kind): Row => ({
+    name: `cancel answered ${kind}: failed for good`,
+    event: { type: 'call', outcome: outcome(kind) },
+    ctx: cancel(),
+    expected: { type: 'settle', ledger: { state: 'failed', needsLookup: false, error: error(kind) }, queue: { type: 'fail', message: `cancel: ${kind} E1 처리 오류` } },
+  })),
   {
     name: 'cancel retryable: pending, retried; an open question stays open',
     event: { type: 'call', outcome: outcome('retryable') },
@@ -445,7 +496,11 @@ describe('outcome policy: rules over every answer, step and attempt', () => {
 })
 
 describe('outcome policy: a receipt the tax authority refused (Toss FAILED)', () => {
-  const refused: ProviderOutcome = { kind: 'permanent', taxAuthorityRejected: true, meta: { httpStatus: 200, providerCode: 'TS1', message: '[TS1] 신분확인정보 자릿수 오류', latencyMs: 3 } }
+  const refused: ProviderOutcome = {
+    kind: 'permanent',
+    taxAuthorityRejected: true,
+    meta: { httpStatus: 200, providerCode: 'TS1', message: '[TS1] 신분확인정보 자릿수 오류', latencyMs: 3 },
+  }
   it('found by the lookup before an issue: failed as tax_authority with the lookup question answered, so a re-drive issues again', () => {
     const d = decide({ type: 'lookup', outcome: refused }, issue({ needsLookup: true }))
     expect(d).toMatchObject({
@@ -479,7 +534,7 @@ describe('what BullMQ does with what a handler threw', () => {
   })
 
   it('a job naming a merchant the worker does not know fails at once with the hint (no call was made)', () => {
-    const d = settled(decide(failureEvent(new MerchantNotConfiguredError('merchant m-x is not in this worker\'s merchant list')), issue()))
+    const d = settled(decide(failureEvent(new MerchantNotConfiguredError("merchant m-x is not in this worker's merchant list")), issue()))
     expect(d.ledger).toMatchObject({ state: 'failed', error: { errorClass: 'permanent', code: 'MERCHANT_NOT_CONFIGURED' } })
     expect(d.queue).toMatchObject({ type: 'fail' })
   })
@@ -509,7 +564,10 @@ describe('performing a decision', () => {
     }
     const onRecordError = (err: unknown) => settled(decide(failureEvent(err), ctx))
     await expect(perform(d, job, undefined, { record, onRecordError })).rejects.toBe(broken)
-    expect(tried.map((t) => [t.state, t.needsLookup])).toEqual([['issued', false], ['pending', true]])
+    expect(tried.map((t) => [t.state, t.needsLookup])).toEqual([
+      ['issued', false],
+      ['pending', true],
+    ])
     // Recording the failure may fail too: the original error still surfaces.
     await expect(perform(d, job, undefined, { record: async () => Promise.reject(broken), onRecordError })).rejects.toBe(broken)
   })

@@ -55,10 +55,19 @@ describe('deterministic provider keys', () => {
   })
 
   it('PortOne V1 uses imp_uid for PortOne payments and merchant_uid (order id) for cash taken outside', () => {
-    expect(deriveProviderKeys({ provider: 'portone', merchantId: 'm', transactionId: 'T', paymentRef: 'imp_1', orderId: 'O' })).toMatchObject({ providerKey: 'imp_1', portonePayment: true })
-    expect(deriveProviderKeys({ provider: 'portone', merchantId: 'm', transactionId: 'T', paymentRef: null, orderId: 'O' })).toMatchObject({ providerKey: 'O', portonePayment: false })
+    expect(deriveProviderKeys({ provider: 'portone', merchantId: 'm', transactionId: 'T', paymentRef: 'imp_1', orderId: 'O' })).toMatchObject({
+      providerKey: 'imp_1',
+      portonePayment: true,
+    })
+    expect(deriveProviderKeys({ provider: 'portone', merchantId: 'm', transactionId: 'T', paymentRef: null, orderId: 'O' })).toMatchObject({
+      providerKey: 'O',
+      portonePayment: false,
+    })
     // Naver Pay: the imp_uid route does not take naverpay; the cash part goes external, keyed by the imp_uid.
-    expect(deriveProviderKeys({ provider: 'portone', merchantId: 'm', transactionId: 'T', paymentRef: 'imp_1', orderId: 'O', method: 'naverpay' })).toMatchObject({ providerKey: 'imp_1', portonePayment: false })
+    expect(deriveProviderKeys({ provider: 'portone', merchantId: 'm', transactionId: 'T', paymentRef: 'imp_1', orderId: 'O', method: 'naverpay' })).toMatchObject({
+      providerKey: 'imp_1',
+      portonePayment: false,
+    })
   })
 
   it('re-drives get a fresh idempotency key; cancels get their own per sequence', () => {

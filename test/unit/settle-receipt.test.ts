@@ -38,8 +38,22 @@ describe('settle: the receipts row built for a transaction', () => {
           mandatoryIssuer: mandatory,
           status: tx.status,
         })
-        const keys = deriveProviderKeys({ provider: tx.provider, merchantId: tx.merchant_id, transactionId: tx.transaction_id, paymentRef: tx.payment_ref, orderId: tx.order_id, method: tx.method })
-        expect([r.transaction_id, r.kind, r.trade_date, r.deadline, r.run_id, r.last_run_id]).toEqual([tx.transaction_id, 'issue', tx.business_date, legalDeadline(tx.business_date), runId, runId])
+        const keys = deriveProviderKeys({
+          provider: tx.provider,
+          merchantId: tx.merchant_id,
+          transactionId: tx.transaction_id,
+          paymentRef: tx.payment_ref,
+          orderId: tx.order_id,
+          method: tx.method,
+        })
+        expect([r.transaction_id, r.kind, r.trade_date, r.deadline, r.run_id, r.last_run_id]).toEqual([
+          tx.transaction_id,
+          'issue',
+          tx.business_date,
+          legalDeadline(tx.business_date),
+          runId,
+          runId,
+        ])
         expect({ providerKey: r.provider_key, idempotencyKey: r.idempotency_key, portonePayment: r.portone_payment }).toEqual(keys)
         const split = amounts ? [amounts.total, amounts.supply, amounts.vat, amounts.taxFree, amounts.serviceFee] : [0, 0, 0, 0, 0]
         expect([r.total_amount, r.supply_amount, r.vat_amount, r.tax_free_amount, r.service_fee]).toEqual(split)

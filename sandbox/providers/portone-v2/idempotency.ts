@@ -15,14 +15,11 @@ const IDEMPOTENCY_TTL_MS = 3 * 3600_000
 /** RFC 8941 sf-string (`"…"`) or, leniently, the bare key. */
 function parseIdempotencyKey(raw: string): string | null {
   const t = raw.trim()
-  const inner =
-    t.length >= 2 && t.startsWith('"') && t.endsWith('"') ? t.slice(1, -1).replace(/\\(["\\])/g, '$1') : t
+  const inner = t.length >= 2 && t.startsWith('"') && t.endsWith('"') ? t.slice(1, -1).replace(/\\(["\\])/g, '$1') : t
   return inner.length >= 16 && inner.length <= 256 && /^[\x20-\x7e]+$/.test(inner) ? inner : null
 }
 
-export function createV2Idempotency(
-  secretOf: (req: SimRequest) => string | null,
-): IdempotencyHooks & { reset(): void } {
+export function createV2Idempotency(secretOf: (req: SimRequest) => string | null): IdempotencyHooks & { reset(): void } {
   const idem = new Map<string, { state: 'running' | 'done'; response?: SimResponse; at: number; body: string }>()
   return {
     begin(req) {
@@ -46,11 +43,7 @@ export function createV2Idempotency(
         }
       } else if (e?.state === 'running') {
         return {
-          early: error(
-            409,
-            'IDEMPOTENCY_OUTSTANDING_REQUEST',
-            '같은 멱등 키로 보낸 요청이 아직 처리 중입니다.',
-          ),
+          early: error(409, 'IDEMPOTENCY_OUTSTANDING_REQUEST', '같은 멱등 키로 보낸 요청이 아직 처리 중입니다.'),
         }
       } else if (e?.response) return { early: e.response }
       idem.set(slot, { state: 'running', at: req.nowMs, body })

@@ -119,11 +119,7 @@ export function createV2Receipts(counters: SimCounters): V2Receipts {
     if (b.productType !== undefined && b.productType !== 'PHYSICAL' && b.productType !== 'DIGITAL') {
       return invalid('productType은 PHYSICAL 또는 DIGITAL 이어야 합니다.')
     }
-    if (
-      b.paymentMethod !== undefined &&
-      b.paymentMethod !== 'TRANSFER' &&
-      b.paymentMethod !== 'VIRTUAL_ACCOUNT'
-    ) {
+    if (b.paymentMethod !== undefined && b.paymentMethod !== 'TRANSFER' && b.paymentMethod !== 'VIRTUAL_ACCOUNT') {
       return invalid('paymentMethod는 TRANSFER 또는 VIRTUAL_ACCOUNT 여야 합니다.')
     }
     if (b.paidAt !== undefined && (typeof b.paidAt !== 'string' || Number.isNaN(Date.parse(b.paidAt)))) {
@@ -255,11 +251,7 @@ export function createV2Receipts(counters: SimCounters): V2Receipts {
     }
     const rangeField = filter.timeRangeField ?? 'ISSUED_AT'
     const sortBy = sort.by ?? 'ISSUED_AT'
-    const timeOf = (r: CashReceipt, f: unknown) =>
-      Date.parse(
-        (f === 'CANCELLED_AT' ? r.cancelledAt : f === 'STATUS_UPDATED_AT' ? r.statusUpdatedAt : r.issuedAt) ??
-          '',
-      )
+    const timeOf = (r: CashReceipt, f: unknown) => Date.parse((f === 'CANCELLED_AT' ? r.cancelledAt : f === 'STATUS_UPDATED_AT' ? r.statusUpdatedAt : r.issuedAt) ?? '')
     const statuses = Array.isArray(filter.statuses) ? (filter.statuses as unknown[]) : null
     const types = Array.isArray(filter.types) ? (filter.types as unknown[]) : null
     const merchantId = merchantOf(secret)

@@ -20,7 +20,12 @@ export function registerCancel(program: Command, { withApp }: CliContext): void 
         await app.requireRedis()
         await app.prepareDatabase()
         const req = await app.cancel({ transactionId, amount: o.amount, reason: Number(o.reason) as 1 | 2 | 3 })
-        await app.audit({ actor: osActor(), action: 'cancel', selectors: { transaction_id: transactionId, reason: Number(o.reason), receipt_id: req.cancelReceiptId }, counts: { amount: req.amount } })
+        await app.audit({
+          actor: osActor(),
+          action: 'cancel',
+          selectors: { transaction_id: transactionId, reason: Number(o.reason), receipt_id: req.cancelReceiptId },
+          counts: { amount: req.amount },
+        })
         let state = 'pending'
         if (o.wait) {
           for (;;) {

@@ -24,7 +24,9 @@ import type { CliContext } from '../run.ts'
 export function registerImport(program: Command, { withApp }: CliContext): void {
   program
     .command('import')
-    .description('import completed cash transactions from CSV or JSON Lines (all-or-nothing unless --skip-invalid); exit 2: invalid rows, exit 3: written but a refund needs attention')
+    .description(
+      'import completed cash transactions from CSV or JSON Lines (all-or-nothing unless --skip-invalid); exit 2: invalid rows, exit 3: written but a refund needs attention',
+    )
     .argument('<file>', 'a .csv (header row; UTF-8 or CP949/EUC-KR) or .jsonl file')
     .option('--skip-invalid', 'write the valid rows and reject the invalid ones')
     .option('--rejects <file>', 'write rejected records to this file (same format as the input, plus a reject_reason column)')
@@ -43,9 +45,7 @@ export function registerImport(program: Command, { withApp }: CliContext): void 
           strictColumns: Boolean(o.strictColumns),
           nowMs: Date.now(),
           onProgress: (n, phase) =>
-            phase === 'reading'
-              ? progress.update(n, estimate === undefined ? undefined : Math.max(n, estimate), 'rows read')
-              : progress.finish('read; checking and writing…'),
+            phase === 'reading' ? progress.update(n, estimate === undefined ? undefined : Math.max(n, estimate), 'rows read') : progress.finish('read; checking and writing…'),
         })
         const { rejects, header, ...summary } = result
         if (summary.written) {
@@ -58,9 +58,7 @@ export function registerImport(program: Command, { withApp }: CliContext): void 
         }
         if (o.rejects && rejects.length) {
           await writeRejects(o.rejects, result.format === 'csv' ? (header ?? []) : undefined, rejects)
-          process.stderr.write(
-            `warning: ${o.rejects} holds the rejected records with their personal data in plaintext (mode 0600); delete it once they are fixed\n`,
-          )
+          process.stderr.write(`warning: ${o.rejects} holds the rejected records with their personal data in plaintext (mode 0600); delete it once they are fixed\n`)
         }
         // Cancellation requests for transactions that moved to cancelled/refunded after issuance.
         const cancels = summary.written ? await app.cancelChanged(summary.changedTransactionIds) : []

@@ -20,7 +20,13 @@ export function registerReconcile(program: Command, { withApp }: CliContext): vo
           actor: osActor(),
           action: 'reconcile',
           selectors: { date: result.businessDate },
-          counts: { checked: result.checked, repaired: result.repaired.length, flagged: result.flagged.length, duplicates: result.duplicates.length, amounts_corrected: result.amounts_corrected.length },
+          counts: {
+            checked: result.checked,
+            repaired: result.repaired.length,
+            flagged: result.flagged.length,
+            duplicates: result.duplicates.length,
+            amounts_corrected: result.amounts_corrected.length,
+          },
         })
         if (o.json) printJson(result)
         else {

@@ -24,7 +24,12 @@ export function registerRedrive(program: Command, { withApp }: CliContext): void
         await app.prepareDatabase()
         const result = await app.redrive({ runId: o.run, date: o.date, provider: o.provider, code: o.code, errorClass: o.class }, { dryRun: Boolean(o.dryRun) })
         if (!result.dryRun) {
-          await app.audit({ actor: osActor(), action: 'redrive', selectors: { run: o.run, date: o.date, provider: o.provider, code: o.code, class: o.class, new_run: result.runId }, counts: { receipts: result.count } })
+          await app.audit({
+            actor: osActor(),
+            action: 'redrive',
+            selectors: { run: o.run, date: o.date, provider: o.provider, code: o.code, class: o.class, new_run: result.runId },
+            counts: { receipts: result.count },
+          })
         }
         if (o.wait && result.runId !== null && result.count > 0) {
           const report = await waitForRun(app, { runId: result.runId }, { json: Boolean(o.json) })

@@ -8,7 +8,9 @@ import type { CliContext } from '../run.ts'
 export function registerRekey(program: Command, { withApp }: CliContext): void {
   program
     .command('rekey')
-    .description('re-encrypt personal data and rehash fingerprints and buyer-identifier search hashes under the active data key (DATA_KEY_ID), so older keys can be retired; run once after upgrading to fill search hashes')
+    .description(
+      're-encrypt personal data and rehash fingerprints and buyer-identifier search hashes under the active data key (DATA_KEY_ID), so older keys can be retired; run once after upgrading to fill search hashes',
+    )
     .addOption(new Option('--batch <n>', 'rows per transaction').argParser(intArg('--batch')).default(1_000))
     .option('--json', 'print the result as JSON')
     .action((o) =>
@@ -22,7 +24,9 @@ export function registerRekey(program: Command, { withApp }: CliContext): void {
           const others = Object.entries(result.remainingByKey).filter(([k]) => k !== result.activeKeyId)
           process.stdout.write(
             `rekey to "${result.activeKeyId}": ${result.transactions} transactions and ${result.merchants} merchants rewritten; ` +
-              (others.length ? `still under other keys: ${others.map(([k, n]) => `${k} (${n})`).join(', ')}\n` : 'no row uses another key now: older keys can be removed from DATA_KEYS\n'),
+              (others.length
+                ? `still under other keys: ${others.map(([k, n]) => `${k} (${n})`).join(', ')}\n`
+                : 'no row uses another key now: older keys can be removed from DATA_KEYS\n'),
           )
         }
       }),

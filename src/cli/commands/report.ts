@@ -38,7 +38,7 @@ export function registerReport(program: Command, { withApp }: CliContext): void 
           else if (format === 'html') text = fmt.formatPeriodHtml(totals, { generatedAt: new Date(), t: translator(o.lang) })
           else text = `${fmt.formatPeriodTable(totals)}\n`
         } else {
-          if (o.merchant) throw new UsageError('--merchant: only with --from/--to (a run report covers the run\'s merchants)')
+          if (o.merchant) throw new UsageError("--merchant: only with --from/--to (a run report covers the run's merchants)")
           if (format === 'csv') throw new UsageError('--format csv: only for period totals (--from/--to)')
           await app.prepareDatabase()
           const today = kstToday(Date.now())

@@ -18,7 +18,14 @@ export function registerSandbox(program: Command, _ctx: CliContext): void {
         const { loadDemoConfig } = await import('../../demo/defaults.ts')
         const config = loadDemoConfig()
         const { runSandboxCli } = await import('../../dev/load-sandbox.ts')
-        await runSandboxCli({ port: o.port ?? config.sandboxPort, host: o.host, faults: o.faults, rateLimits: o.rateLimit, seed: o.seed ? Number(o.seed) : undefined, popbillCallMs: o.popbillCallMs })
+        await runSandboxCli({
+          port: o.port ?? config.sandboxPort,
+          host: o.host,
+          faults: o.faults,
+          rateLimits: o.rateLimit,
+          seed: o.seed ? Number(o.seed) : undefined,
+          popbillCallMs: o.popbillCallMs,
+        })
       }),
     )
 }

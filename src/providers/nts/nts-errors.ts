@@ -25,7 +25,13 @@ export function classifyNts(op: 'issue' | 'lookup' | 'cancel', r: Extract<HttpRe
   if (r.status === 200 && code === '0000') {
     if (op === 'issue') {
       const appr = str(b.approvalNumber)
-      return appr ? { kind: 'issued', meta: m, receipt: { status: 'issued', approvalNumber: appr, providerReceiptId: appr, receiptUrl: null, amount: null, issuedAt: str(b.issuedAt), cancelledAt: null } } : unknown
+      return appr
+        ? {
+            kind: 'issued',
+            meta: m,
+            receipt: { status: 'issued', approvalNumber: appr, providerReceiptId: appr, receiptUrl: null, amount: null, issuedAt: str(b.issuedAt), cancelledAt: null },
+          }
+        : unknown
     }
     if (op === 'cancel') {
       const rec = b.receipt as Record<string, unknown> | undefined
@@ -61,4 +67,12 @@ function receiptOf(x: Record<string, unknown>): ProviderReceipt {
   }
 }
 
-const emptyReceipt = (): ProviderReceipt => ({ status: 'cancelled', approvalNumber: null, providerReceiptId: null, receiptUrl: null, amount: null, issuedAt: null, cancelledAt: null })
+const emptyReceipt = (): ProviderReceipt => ({
+  status: 'cancelled',
+  approvalNumber: null,
+  providerReceiptId: null,
+  receiptUrl: null,
+  amount: null,
+  issuedAt: null,
+  cancelledAt: null,
+})

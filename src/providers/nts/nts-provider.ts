@@ -12,7 +12,6 @@ import { kstWallClock, type ProviderOutcome, type ProviderReceipt } from '../../
 import type { CallContext, CancelRequest, CashReceiptProvider, IssueRequest, LookupRequest, ProviderDeps } from '../types.ts'
 import { classifyNts, ntsReceiptList } from './nts-errors.ts'
 
-
 const ID_TYPE = { phone: 'PHONE', business: 'BUSINESS', card: 'CARD', rrn: 'RRN', self: 'PHONE' } as const
 
 export function createNtsProvider(deps: ProviderDeps<NtsCredentials>): CashReceiptProvider {
@@ -22,16 +21,18 @@ export function createNtsProvider(deps: ProviderDeps<NtsCredentials>): CashRecei
   const creds = deps.credentials
   const budget = deps.retry ?? DEFAULT_RETRY
   const tokens = new TokenCache(async () => {
-    const r = await send(http, deps.logger, { method: 'POST', url: `${base}/oauth/token`, body: { grant_type: 'client_credentials', client_id: creds.clientId, client_secret: creds.clientSecret } })
+    const r = await send(http, deps.logger, {
+      method: 'POST',
+      url: `${base}/oauth/token`,
+      body: { grant_type: 'client_credentials', client_id: creds.clientId, client_secret: creds.clientSecret },
+    })
     const b = r.ok ? body(r) : null
     if (r.ok && r.status === 200 && b && str(b.access_token)) return { token: str(b.access_token)!, ttlMs: Number(b.expires_in ?? 600) * 1000 }
     return tokenFailure(r, b ? str(b.resultCode) : null, b ? str(b.resultMessage) : null)
   }, now)
 
   async function call(method: 'GET' | 'POST', path: string, payload: unknown, io: RequestIo): Promise<HttpResult | ProviderOutcome> {
-    return withTokenRefresh(tokens, (token) =>
-      send(http, deps.logger, { method, url: `${base}${path}`, headers: { authorization: `Bearer ${token}` }, body: payload, ...io }),
-    )
+    return withTokenRefresh(tokens, (token) => send(http, deps.logger, { method, url: `${base}${path}`, headers: { authorization: `Bearer ${token}` }, body: payload, ...io }))
   }
 
   function op(operation: 'issue' | 'lookup' | 'cancel', method: 'GET' | 'POST', path: string, payload: unknown, ctx?: CallContext) {
@@ -94,7 +95,10 @@ export function createNtsProvider(deps: ProviderDeps<NtsCredentials>): CashRecei
     },
     cancel(req: CancelRequest, ctx?: CallContext) {
       if (!req.original.approvalNumber) {
-        return Promise.resolve<ProviderOutcome>({ kind: 'permanent', meta: { httpStatus: null, providerCode: 'NO_APPROVAL_NUMBER', message: 'the original approval number is unknown', latencyMs: 0 } })
+        return Promise.resolve<ProviderOutcome>({
+          kind: 'permanent',
+          meta: { httpStatus: null, providerCode: 'NO_APPROVAL_NUMBER', message: 'the original approval number is unknown', latencyMs: 0 },
+        })
       }
       return op(
         'cancel',

@@ -14,7 +14,10 @@ export const payssamCredentialsSchema = z
      */
     environment: z.enum(['production', 'development']).optional(),
     /** The partner's 사업자번호 (10 digits) registered with PaySsam; required in development. */
-    businessNumber: z.string().regex(/^\d{10}$/, 'businessNumber must be 10 digits').optional(),
+    businessNumber: z
+      .string()
+      .regex(/^\d{10}$/, 'businessNumber must be 10 digits')
+      .optional(),
     limits: limitsOverrideSchema.optional(),
   })
   .refine((c) => c.environment !== 'development' || c.businessNumber !== undefined, {

@@ -31,10 +31,36 @@ export function classifyPayssam(op: 'issue' | 'lookup' | 'cancel', r: Extract<Ht
     case '0000':
       if (op === 'issue') {
         const appr = str(b.appr_cash_num)
-        return appr ? { kind: 'issued', meta: m, receipt: { status: 'issued', approvalNumber: appr, providerReceiptId: str(b.bill_id), receiptUrl: null, amount: null, issuedAt: new Date().toISOString(), cancelledAt: null } } : unknown
+        return appr
+          ? {
+              kind: 'issued',
+              meta: m,
+              receipt: {
+                status: 'issued',
+                approvalNumber: appr,
+                providerReceiptId: str(b.bill_id),
+                receiptUrl: null,
+                amount: null,
+                issuedAt: new Date().toISOString(),
+                cancelledAt: null,
+              },
+            }
+          : unknown
       }
       if (op === 'cancel') {
-        return { kind: 'cancelled', meta: m, receipt: { status: 'cancelled', approvalNumber: str(b.appr_cash_num), providerReceiptId: str(b.bill_id), receiptUrl: null, amount: null, issuedAt: null, cancelledAt: new Date().toISOString() } }
+        return {
+          kind: 'cancelled',
+          meta: m,
+          receipt: {
+            status: 'cancelled',
+            approvalNumber: str(b.appr_cash_num),
+            providerReceiptId: str(b.bill_id),
+            receiptUrl: null,
+            amount: null,
+            issuedAt: null,
+            cancelledAt: new Date().toISOString(),
+          },
+        }
       }
       return fromInfo(b, m)
     case '9800':
@@ -42,7 +68,13 @@ export function classifyPayssam(op: 'issue' | 'lookup' | 'cancel', r: Extract<Ht
     case '9980':
       return op === 'issue' ? { kind: 'permanent', meta: m } : { kind: 'not_found', meta: m }
     case '9970':
-      return op === 'cancel' ? { kind: 'cancelled', meta: m, receipt: { status: 'cancelled', approvalNumber: null, providerReceiptId: str(b.bill_id), receiptUrl: null, amount: null, issuedAt: null, cancelledAt: null } } : { kind: 'permanent', meta: m }
+      return op === 'cancel'
+        ? {
+            kind: 'cancelled',
+            meta: m,
+            receipt: { status: 'cancelled', approvalNumber: null, providerReceiptId: str(b.bill_id), receiptUrl: null, amount: null, issuedAt: null, cancelledAt: null },
+          }
+        : { kind: 'permanent', meta: m }
     case '9999':
       return unknown
     default:

@@ -12,7 +12,6 @@ import type { ProviderOutcome } from '../../domain/index.ts'
 import type { CallContext, CancelRequest, CashReceiptProvider, IssueRequest, LookupRequest, ProviderDeps } from '../types.ts'
 import { classifyPayssam } from './payssam-errors.ts'
 
-
 export const payssamHash = (billId: string, price: string) => createHash('sha256').update(`${billId},${price}`, 'utf8').digest('hex')
 
 /**
@@ -37,8 +36,7 @@ export function createPayssamProvider(deps: ProviderDeps<PayssamCredentials>): C
    * Issue nests its fields in `bill` (ReqIssueCashReceipt); cancel and read take theirs at the top level
    * next to the partner credentials (their V1 request schemas have no `bill` object).
    */
-  const bodyOf = (operation: 'issue' | 'lookup' | 'cancel', fields: Record<string, string>) =>
-    operation === 'issue' ? { ...partner, bill: fields } : { ...partner, ...fields }
+  const bodyOf = (operation: 'issue' | 'lookup' | 'cancel', fields: Record<string, string>) => (operation === 'issue' ? { ...partner, bill: fields } : { ...partner, ...fields })
 
   function op(operation: 'issue' | 'lookup' | 'cancel', path: string, fields: Record<string, string>, ctx?: CallContext) {
     return withRetry(
@@ -80,7 +78,10 @@ export function createPayssamProvider(deps: ProviderDeps<PayssamCredentials>): C
     },
     cancel(req: CancelRequest, ctx?: CallContext) {
       if (req.partial) {
-        return Promise.resolve<ProviderOutcome>({ kind: 'permanent', meta: { httpStatus: null, providerCode: 'PARTIAL_CANCEL_UNSUPPORTED', message: 'PaySsam does not document partial cancellation', latencyMs: 0 } })
+        return Promise.resolve<ProviderOutcome>({
+          kind: 'permanent',
+          meta: { httpStatus: null, providerCode: 'PARTIAL_CANCEL_UNSUPPORTED', message: 'PaySsam does not document partial cancellation', latencyMs: 0 },
+        })
       }
       const price = String(req.amounts.total)
       const billId = payssamBillId(creds, req.providerKey)

@@ -156,7 +156,11 @@ export function popbillReceiptOutcome(original: CashbillInfo | null, revocations
   const left = original.totalAmount === null ? null : original.totalAmount - cancelled
   if (left !== null && left <= 0) {
     const last = live.at(-1)
-    return { kind: 'cancelled', meta: m, receipt: { ...base, status: 'cancelled', amount: 0, provisional: false, cancelledAt: isoFromKst(last?.issueDT ?? null), cancelledAmount: cancelled } }
+    return {
+      kind: 'cancelled',
+      meta: m,
+      receipt: { ...base, status: 'cancelled', amount: 0, provisional: false, cancelledAt: isoFromKst(last?.issueDT ?? null), cancelledAmount: cancelled },
+    }
   }
   return { kind: 'issued', meta: m, receipt: { ...base, amount: left, cancelledAmount: cancelled } }
 }

@@ -292,7 +292,10 @@ export function createPopbillProvider(deps: ProviderDeps<PopbillCredentials>): C
       const perCall = Math.floor(GET_INFOS_MAX / KEYS_PER_RECEIPT)
       for (let i = 0; i < reqs.length; i += perCall) {
         const chunk = reqs.slice(i, i + perCall)
-        const got = await infos(chunk.flatMap((q) => keysOf(q.providerKey)), ctx)
+        const got = await infos(
+          chunk.flatMap((q) => keysOf(q.providerKey)),
+          ctx,
+        )
         ctx?.onCall?.('lookup_many', 'kind' in got ? got.meta : got.meta)
         if ('kind' in got) return got
         for (const q of chunk) out.set(q.providerKey, outcomeFrom(q.providerKey, got.list, got.meta))
@@ -356,7 +359,16 @@ export function createPopbillProvider(deps: ProviderDeps<PopbillCredentials>): C
                 kind: 'issued',
                 meta: meta(r, '1', str(b.message)),
                 // 300 issued: the NTS filing result comes after midnight (304 final, 305 refused).
-                receipt: { status: 'issued', approvalNumber: confirmNum, providerReceiptId: req.providerKey, receiptUrl: null, amount: req.amounts.total, issuedAt: new Date(now()).toISOString(), cancelledAt: null, provisional: true },
+                receipt: {
+                  status: 'issued',
+                  approvalNumber: confirmNum,
+                  providerReceiptId: req.providerKey,
+                  receiptUrl: null,
+                  amount: req.amounts.total,
+                  issuedAt: new Date(now()).toISOString(),
+                  cancelledAt: null,
+                  provisional: true,
+                },
               }
             }),
           { budget, signal: ctx?.signal, onCall: (o) => ctx?.onCall?.('issue', o) },
@@ -373,7 +385,13 @@ export function createPopbillProvider(deps: ProviderDeps<PopbillCredentials>): C
       }
       ctx?.onCall?.('lookup', popbillReceiptOutcome(got.info, [], got.meta))
       if (got.info.stateCode !== STATE_FILING_FAILED || got.info.tradeType !== '승인거래') return first
-      const r = await call({ method: 'POST', path: `/Cashbill/${encodeURIComponent(req.providerKey)}`, headers: { 'x-http-method-override': 'DELETE' }, body: '{}', ...requestIo('issue', ctx) })
+      const r = await call({
+        method: 'POST',
+        path: `/Cashbill/${encodeURIComponent(req.providerKey)}`,
+        headers: { 'x-http-method-override': 'DELETE' },
+        body: '{}',
+        ...requestIo('issue', ctx),
+      })
       const deleted: ProviderOutcome = isOutcome(r)
         ? r
         : !r.ok
@@ -413,19 +431,42 @@ export function createPopbillProvider(deps: ProviderDeps<PopbillCredentials>): C
       const { info: original, meta: readMeta } = held.got
       const state = original.stateCode
       if (state !== null && state >= 400 && state < 500) {
-        return { kind: 'cancelled', meta: readMeta, receipt: { status: 'cancelled', approvalNumber: original.confirmNum, providerReceiptId: original.mgtKey, receiptUrl: null, amount: original.totalAmount, issuedAt: null, cancelledAt: isoFromKst(original.stateDT) } }
+        return {
+          kind: 'cancelled',
+          meta: readMeta,
+          receipt: {
+            status: 'cancelled',
+            approvalNumber: original.confirmNum,
+            providerReceiptId: original.mgtKey,
+            receiptUrl: null,
+            amount: original.totalAmount,
+            issuedAt: null,
+            cancelledAt: isoFromKst(original.stateDT),
+          },
+        }
       }
       if (state === STATE_FILING_FAILED) return rejected(original, readMeta)
       const cancelledNow = (m: CallMeta, approval: string | null, id: string): ProviderOutcome => ({
         kind: 'cancelled',
         meta: m,
-        receipt: { status: 'cancelled', approvalNumber: approval, providerReceiptId: id, receiptUrl: null, amount: req.amounts.total, issuedAt: null, cancelledAt: new Date(now()).toISOString() },
+        receipt: {
+          status: 'cancelled',
+          approvalNumber: approval,
+          providerReceiptId: id,
+          receiptUrl: null,
+          amount: req.amounts.total,
+          issuedAt: null,
+          cancelledAt: new Date(now()).toISOString(),
+        },
       })
       if (state === STATE_ISSUED && !req.partial) {
         // Not filed yet: withdraw it from the filing (CancelIssue). Refused because midnight filing
         // got there first → a revocation below, like any filed receipt.
         const withdrawn = await withRetry(
-          () => mutate('cancel', `/Cashbill/${encodeURIComponent(req.providerKey)}`, 'CANCELISSUE', { memo: '' }, ctx, (_b, r) => cancelledNow(meta(r, '1', null), original.confirmNum, req.providerKey)),
+          () =>
+            mutate('cancel', `/Cashbill/${encodeURIComponent(req.providerKey)}`, 'CANCELISSUE', { memo: '' }, ctx, (_b, r) =>
+              cancelledNow(meta(r, '1', null), original.confirmNum, req.providerKey),
+            ),
           { budget, signal: ctx?.signal, onCall: (o) => ctx?.onCall?.('cancel', o) },
         )
         if (!(withdrawn.kind === 'permanent' && withdrawn.meta.providerCode === ALREADY_FILED_CODE)) return withdrawn
@@ -440,17 +481,30 @@ export function createPopbillProvider(deps: ProviderDeps<PopbillCredentials>): C
         cancelType: req.reason,
         ...(req.partial ? (({ taxationType: _t, ...a }) => a)(amountFields(req.amounts)) : {}),
       }
-      const revoked = await withRetry(
-        () => mutate('cancel', '/Cashbill', 'REVOKEISSUE', payload, ctx, (b, r) => cancelledNow(meta(r, '1', null), str(b.confirmNum), key)),
-        { budget, signal: ctx?.signal, onCall: (o) => ctx?.onCall?.('cancel', o) },
-      )
+      const revoked = await withRetry(() => mutate('cancel', '/Cashbill', 'REVOKEISSUE', payload, ctx, (b, r) => cancelledNow(meta(r, '1', null), str(b.confirmNum), key)), {
+        budget,
+        signal: ctx?.signal,
+        onCall: (o) => ctx?.onCall?.('cancel', o),
+      })
       if (revoked.kind === 'permanent' && revoked.meta.providerCode === NOT_FILED_CODE) {
-        return { ...revoked, meta: { ...revoked.meta, message: `${revoked.meta.message ?? ''} (a part of a receipt can be cancelled once it is filed with the NTS, after midnight)`.slice(0, 500) } }
+        return {
+          ...revoked,
+          meta: { ...revoked.meta, message: `${revoked.meta.message ?? ''} (a part of a receipt can be cancelled once it is filed with the NTS, after midnight)`.slice(0, 500) },
+        }
       }
       if (revoked.kind === 'permanent' && revoked.meta.providerCode !== null && DUPLICATE_CODES.has(revoked.meta.providerCode)) {
         // This revocation was made before (its answer lost): read it back.
         const again = await info(key, ctx)
-        ctx?.onCall?.('lookup', 'kind' in again ? again : { kind: 'issued', meta: again.meta, receipt: { status: 'issued', approvalNumber: null, providerReceiptId: null, receiptUrl: null, amount: null, issuedAt: null, cancelledAt: null } })
+        ctx?.onCall?.(
+          'lookup',
+          'kind' in again
+            ? again
+            : {
+                kind: 'issued',
+                meta: again.meta,
+                receipt: { status: 'issued', approvalNumber: null, providerReceiptId: null, receiptUrl: null, amount: null, issuedAt: null, cancelledAt: null },
+              },
+        )
         if ('kind' in again) return again.kind === 'not_found' ? revoked : again
         if (again.info.tradeType === '취소거래' && again.info.orgConfirmNum === payload.orgConfirmNum) return cancelledNow(again.meta, again.info.confirmNum, key)
         return revoked

@@ -6,20 +6,7 @@ import { limitsOverrideSchema } from '../credentials.ts'
  * The PG codes (`pg_provider`) PortOne V1 issues cash receipts through (the V1 schema's
  * `x-portone-supported-pgs` of the receipt operations). Each has its own required fields.
  */
-export const PORTONE_V1_PGS = [
-  'html5_inicis',
-  'kcp',
-  'nice',
-  'kicc',
-  'settle',
-  'daou',
-  'tosspayments',
-  'ksnet',
-  'smartro',
-  'smartro_v2',
-  'nice_v2',
-  'welcome',
-] as const
+export const PORTONE_V1_PGS = ['html5_inicis', 'kcp', 'nice', 'kicc', 'settle', 'daou', 'tosspayments', 'ksnet', 'smartro', 'smartro_v2', 'nice_v2', 'welcome'] as const
 export type PortoneV1Pg = (typeof PORTONE_V1_PGS)[number]
 
 export const portoneV1CredentialsSchema = z

@@ -62,7 +62,11 @@ export function classifyPortoneV1(op: Op, r: Extract<HttpResult, { ok: true }>):
     if (op === 'naver_cash_amount') {
       const cash = naverCashAmountOf(res)
       if (!cash) return { kind: 'retryable', meta: m }
-      return { kind: 'issued', receipt: { status: 'issued', approvalNumber: null, providerReceiptId: null, receiptUrl: null, amount: cash.amountTotal, issuedAt: null, cancelledAt: null }, meta: m }
+      return {
+        kind: 'issued',
+        receipt: { status: 'issued', approvalNumber: null, providerReceiptId: null, receiptUrl: null, amount: cash.amountTotal, issuedAt: null, cancelledAt: null },
+        meta: m,
+      }
     }
     const receipt = receiptOf(res)
     if (op === 'cancel') return { kind: 'cancelled', receipt, meta: m }

@@ -14,7 +14,6 @@ import type { CallContext, CancelRequest, CashReceiptProvider, IssueRequest, Loo
 import { classifyPortoneV1, naverCashAmountOf, receiptOf } from './portone-v1-errors.ts'
 import { pgFields } from './portone-v1-pg.ts'
 
-
 const ID_TYPE = { phone: 'phone', business: 'business', card: 'taxcard', rrn: 'person', self: 'phone' } as const
 
 export function createPortoneV1Provider(deps: ProviderDeps<PortoneV1Credentials>): CashReceiptProvider {
@@ -37,20 +36,12 @@ export function createPortoneV1Provider(deps: ProviderDeps<PortoneV1Credentials>
 
   /** One authorised call; a 401 refreshes the token once and repeats the call once. */
   async function call(method: 'GET' | 'POST' | 'DELETE', path: string, payload: unknown, io: RequestIo): Promise<HttpResult | ProviderOutcome> {
-    return withTokenRefresh(tokens, (token) =>
-      send(http, deps.logger, { method, url: `${base}${path}`, headers: { authorization: `Bearer ${token}` }, body: payload, ...io }),
-    )
+    return withTokenRefresh(tokens, (token) => send(http, deps.logger, { method, url: `${base}${path}`, headers: { authorization: `Bearer ${token}` }, body: payload, ...io }))
   }
 
   const pathOf = (key: string, portonePayment: boolean) => (portonePayment ? `/receipts/${encodeURIComponent(key)}` : `/receipts/external/${encodeURIComponent(key)}`)
 
-  async function op(
-    operation: 'issue' | 'lookup' | 'cancel',
-    method: 'GET' | 'POST' | 'DELETE',
-    path: string,
-    payload: unknown,
-    ctx?: CallContext,
-  ): Promise<ProviderOutcome> {
+  async function op(operation: 'issue' | 'lookup' | 'cancel', method: 'GET' | 'POST' | 'DELETE', path: string, payload: unknown, ctx?: CallContext): Promise<ProviderOutcome> {
     return withRetry(
       async () => {
         const r = await call(method, path, payload, requestIo(operation, ctx))
@@ -96,7 +87,10 @@ export function createPortoneV1Provider(deps: ProviderDeps<PortoneV1Credentials>
     },
     cancel(req: CancelRequest, ctx?: CallContext) {
       if (req.partial) {
-        return Promise.resolve<ProviderOutcome>({ kind: 'permanent', meta: { httpStatus: null, providerCode: 'PARTIAL_CANCEL_UNSUPPORTED', message: 'PortOne V1 cancels receipts in full only', latencyMs: 0 } })
+        return Promise.resolve<ProviderOutcome>({
+          kind: 'permanent',
+          meta: { httpStatus: null, providerCode: 'PARTIAL_CANCEL_UNSUPPORTED', message: 'PortOne V1 cancels receipts in full only', latencyMs: 0 },
+        })
       }
       return op('cancel', 'DELETE', pathOf(req.providerKey, req.portonePayment), undefined, ctx)
     },

@@ -38,10 +38,34 @@ export function classifyPortoneV2(op: 'issue' | 'lookup' | 'cancel', r: Extract<
     if (op === 'issue') {
       const c = b.cashReceipt as Record<string, unknown> | undefined
       if (!c || !str(c.issueNumber)) return { kind: 'unknown_outcome', meta: m }
-      return { kind: 'issued', meta: m, receipt: { status: 'issued', approvalNumber: str(c.issueNumber), providerReceiptId: str(c.pgReceiptId), receiptUrl: str(c.url), amount: issuedAmount ?? null, issuedAt: new Date().toISOString(), cancelledAt: null } }
+      return {
+        kind: 'issued',
+        meta: m,
+        receipt: {
+          status: 'issued',
+          approvalNumber: str(c.issueNumber),
+          providerReceiptId: str(c.pgReceiptId),
+          receiptUrl: str(c.url),
+          amount: issuedAmount ?? null,
+          issuedAt: new Date().toISOString(),
+          cancelledAt: null,
+        },
+      }
     }
     if (op === 'cancel') {
-      return { kind: 'cancelled', meta: m, receipt: { status: 'cancelled', approvalNumber: null, providerReceiptId: null, receiptUrl: null, amount: typeof b.cancelledAmount === 'number' ? b.cancelledAmount : null, issuedAt: null, cancelledAt: str(b.cancelledAt) } }
+      return {
+        kind: 'cancelled',
+        meta: m,
+        receipt: {
+          status: 'cancelled',
+          approvalNumber: null,
+          providerReceiptId: null,
+          receiptUrl: null,
+          amount: typeof b.cancelledAmount === 'number' ? b.cancelledAmount : null,
+          issuedAt: null,
+          cancelledAt: str(b.cancelledAt),
+        },
+      }
     }
     if (b.status === 'ISSUE_FAILED') return { kind: 'not_found', meta: m }
     if (b.status !== 'ISSUED' && b.status !== 'CANCELLED') return { kind: 'retryable', meta: m }

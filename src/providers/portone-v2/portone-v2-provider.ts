@@ -32,7 +32,6 @@ import type { ProviderOutcome } from '../../domain/index.ts'
 import type { CallContext, CancelRequest, CashReceiptProvider, IssueRequest, LookupRequest, ProviderDeps } from '../types.ts'
 import { classifyPortoneV2 } from './portone-v2-errors.ts'
 
-
 const ID_TYPE = { phone: 'PHONE', business: 'BUSINESS', card: 'CARD', rrn: undefined, self: 'PHONE' } as const
 
 export function createPortoneV2Provider(deps: ProviderDeps<PortoneV2Credentials>): CashReceiptProvider {
@@ -43,7 +42,15 @@ export function createPortoneV2Provider(deps: ProviderDeps<PortoneV2Credentials>
   const auth = { authorization: `PortOne ${creds.apiSecret}` }
   const store = creds.storeId ? `?storeId=${encodeURIComponent(creds.storeId)}` : ''
 
-  function op(operation: 'issue' | 'lookup' | 'cancel', method: 'GET' | 'POST', path: string, payload: unknown, ctx: CallContext | undefined, headers: Record<string, string> = {}, amount?: number) {
+  function op(
+    operation: 'issue' | 'lookup' | 'cancel',
+    method: 'GET' | 'POST',
+    path: string,
+    payload: unknown,
+    ctx: CallContext | undefined,
+    headers: Record<string, string> = {},
+    amount?: number,
+  ) {
     return withRetry(
       async (): Promise<ProviderOutcome> => {
         const r = await send(http, deps.logger, { method, url: `${base}${path}`, headers: { ...auth, ...headers }, body: payload, ...requestIo(operation, ctx) })
@@ -55,15 +62,19 @@ export function createPortoneV2Provider(deps: ProviderDeps<PortoneV2Credentials>
   }
 
   /** The key a request goes under: the receipt's key plus a keyed digest of exactly the body sent. */
-  const keyFor = (key: string, payload: unknown) =>
-    `${key}-b${createHmac('sha256', creds.apiSecret).update(JSON.stringify(payload)).digest('hex').slice(0, 12)}`
+  const keyFor = (key: string, payload: unknown) => `${key}-b${createHmac('sha256', creds.apiSecret).update(JSON.stringify(payload)).digest('hex').slice(0, 12)}`
 
   /** The paymentId's receipt, read like any lookup (recorded through onCall), with the body PortOne answered. */
   async function read(paymentId: string, ctx: CallContext | undefined): Promise<{ outcome: ProviderOutcome; body: Record<string, unknown> | null }> {
     let held: Record<string, unknown> | null = null
     const outcome = await withRetry(
       async (): Promise<ProviderOutcome> => {
-        const r = await send(http, deps.logger, { method: 'GET', url: `${base}/payments/${encodeURIComponent(paymentId)}/cash-receipt${store}`, headers: auth, ...requestIo('lookup', ctx) })
+        const r = await send(http, deps.logger, {
+          method: 'GET',
+          url: `${base}/payments/${encodeURIComponent(paymentId)}/cash-receipt${store}`,
+          headers: auth,
+          ...requestIo('lookup', ctx),
+        })
         if (!r.ok) return { kind: 'retryable', meta: transportMeta(r) }
         held = r.status === 200 ? body(r) : null
         return classifyPortoneV2('lookup', r)
@@ -117,10 +128,14 @@ export function createPortoneV2Provider(deps: ProviderDeps<PortoneV2Credentials>
     },
     async cancel(req: CancelRequest, ctx?: CallContext) {
       if (req.partial) {
-        return { kind: 'permanent', meta: { httpStatus: null, providerCode: 'PARTIAL_CANCEL_UNSUPPORTED', message: 'PortOne V2 cancels receipts in full only', latencyMs: 0 } } satisfies ProviderOutcome
+        return {
+          kind: 'permanent',
+          meta: { httpStatus: null, providerCode: 'PARTIAL_CANCEL_UNSUPPORTED', message: 'PortOne V2 cancels receipts in full only', latencyMs: 0 },
+        } satisfies ProviderOutcome
       }
       const payload = {}
-      const post = (key: string) => op('cancel', 'POST', `/payments/${encodeURIComponent(req.providerKey)}/cash-receipt/cancel${store}`, payload, ctx, { 'idempotency-key': `"${key}"` })
+      const post = (key: string) =>
+        op('cancel', 'POST', `/payments/${encodeURIComponent(req.providerKey)}/cash-receipt/cancel${store}`, payload, ctx, { 'idempotency-key': `"${key}"` })
       const key = keyFor(req.idempotencyKey, payload)
       const first = await post(key)
       if (first.kind !== 'unknown_outcome' || first.meta.providerCode !== 'PG_PROVIDER') return refusedCancel(first, req.providerKey, ctx)

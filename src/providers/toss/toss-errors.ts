@@ -98,7 +98,15 @@ export function classifyToss(op: 'issue' | 'lookup' | 'cancel', r: Extract<HttpR
     return {
       kind: 'cancelled',
       meta: meta(r, t.issueStatus, null),
-      receipt: { status: 'cancelled', approvalNumber: t.issueNumber, providerReceiptId: t.receiptKey, receiptUrl: t.receiptUrl, amount: t.amount, issuedAt: null, cancelledAt: t.canceledAt ?? t.requestedAt },
+      receipt: {
+        status: 'cancelled',
+        approvalNumber: t.issueNumber,
+        providerReceiptId: t.receiptKey,
+        receiptUrl: t.receiptUrl,
+        amount: t.amount,
+        issuedAt: null,
+        cancelledAt: t.canceledAt ?? t.requestedAt,
+      },
     }
   }
   if (r.status === 400 && code === 'DUPLICATED_CASH_RECEIPT' && op === 'issue') return { kind: 'already_issued', meta: m }

@@ -26,7 +26,18 @@ import DataLoader from 'dataloader'
 import { DEFAULT_RETRY, httpClientFor, requestIo, transportMeta, transportOutcome, withRetry } from '../http.ts'
 import { meta, send } from '../common.ts'
 import { addDays, kstToday, type CallMeta, type ProviderOutcome } from '../../domain/index.ts'
-import type { CallContext, CancelRequest, CashReceiptProvider, IssueRequest, ListContext, ListedOutcome, ListRequest, LookupRequest, ProviderDeps, ReceiptListing } from '../types.ts'
+import type {
+  CallContext,
+  CancelRequest,
+  CashReceiptProvider,
+  IssueRequest,
+  ListContext,
+  ListedOutcome,
+  ListRequest,
+  LookupRequest,
+  ProviderDeps,
+  ReceiptListing,
+} from '../types.ts'
 import { classifyToss, tossListedOutcome, tossListPage, tossOrderOutcome, type TossPage, type TossReceipt } from './toss-errors.ts'
 
 /** How far back a lookup reads at most (the list API is per request date). */
@@ -54,7 +65,13 @@ export function createTossProvider(deps: ProviderDeps<TossCredentials>): CashRec
   function post(operation: 'issue' | 'cancel', path: string, payload: unknown, idempotencyKey: string, ctx: CallContext | undefined, amount?: number) {
     return withRetry(
       async (): Promise<ProviderOutcome> => {
-        const r = await send(http, deps.logger, { method: 'POST', url: `${base}${path}`, headers: { ...auth, 'idempotency-key': idempotencyKey }, body: payload, ...requestIo(operation, ctx) })
+        const r = await send(http, deps.logger, {
+          method: 'POST',
+          url: `${base}${path}`,
+          headers: { ...auth, 'idempotency-key': idempotencyKey },
+          body: payload,
+          ...requestIo(operation, ctx),
+        })
         return r.ok ? classifyToss(operation, r, amount) : transportOutcome(r)
       },
       { budget, signal: ctx?.signal, onCall: (o) => ctx?.onCall?.(operation, o) },
@@ -209,7 +226,10 @@ export function createTossProvider(deps: ProviderDeps<TossCredentials>): CashRec
     cancel(req: CancelRequest, ctx?: CallContext) {
       const receiptKey = req.original.providerReceiptId
       if (!receiptKey) {
-        return Promise.resolve<ProviderOutcome>({ kind: 'permanent', meta: { httpStatus: null, providerCode: 'NO_RECEIPT_KEY', message: 'the receipt key of the original receipt is unknown', latencyMs: 0 } })
+        return Promise.resolve<ProviderOutcome>({
+          kind: 'permanent',
+          meta: { httpStatus: null, providerCode: 'NO_RECEIPT_KEY', message: 'the receipt key of the original receipt is unknown', latencyMs: 0 },
+        })
       }
       return post('cancel', `/v1/cash-receipts/${encodeURIComponent(receiptKey)}/cancel`, req.partial ? { amount: req.amounts.total } : {}, req.idempotencyKey, ctx)
     },

@@ -884,6 +884,17 @@ export async function redriveFailed(
   freshKey: (r: { readonly idempotencyKey: string; readonly redriveCount: number }) => string,
 ): Promise<Redriven[]> {
   return db.transaction().execute(async (trx) => {
+    // The receipts the failed cancels belong to are locked first, as a new cancel request locks its
+    // receipt before it checks for earlier cancels (requestCancellation). So a failed cancel is either
+    // re-driven or followed by a new cancel of its receipt, never both: a request that got the lock
+    // first has created its cancel by the time the selection below runs (READ COMMITTED: each
+    // statement sees what committed before it began), which then supersedes the failed one; one that
+    // comes after sees the re-driven cancel open and refuses. Ordered by id, as every other taker of
+    // several receipt locks orders them.
+    await sql`
+      SELECT p.id FROM receipts p
+      WHERE p.id IN (SELECT receipts.parent_receipt_id FROM receipts WHERE ${failedWhere(filter)} AND receipts.kind = 'cancel')
+      ORDER BY p.id FOR UPDATE OF p`.execute(trx)
     const claimed = await sql<Redriven>`
       WITH old AS (SELECT id, error_class FROM receipts WHERE ${failedWhere(filter)} FOR UPDATE SKIP LOCKED),
       moved AS (

@@ -19,8 +19,11 @@
  *   flagged for an amount the ledger is about to record; afterwards reconcile matches it; a partial
  *   cancel of the rest in flight is not taken for a cancel the ledger missed (the worker records it,
  *   the cancelled amount included);
- * - a re-drive after a cancel failed and was asked again: the failed one is superseded, never sent.
+ * - a re-drive after a cancel failed and was asked again: the failed one is superseded, never sent;
+ * - a re-drive racing the new cancel request itself (the request between its checks and its insert):
+ *   one of the two cancels goes, never both.
  */
+import { sql } from 'kysely'
 import { afterEach, describe, expect, it } from 'vitest'
 import type { Worker } from 'bullmq'
 import type { Sandbox } from '../../sandbox/index.ts'
@@ -467,6 +470,71 @@ describe('a re-drive after a failed cancel was asked again', () => {
       state: 'failed',
       redrive_count: 0,
     })
+    expect(await db().selectFrom('receipts').select('cancelled_amount').where('id', '=', victim!.id).executeTakeFirstOrThrow()).toEqual({ cancelled_amount: 3_000 })
+    expect((await ntsHeld(victim!.approval_number))?.amount).toBe(victim!.total_amount - 3_000)
+  }, 120_000)
+})
+
+describe('a re-drive racing a new cancel of the same receipt', () => {
+  it('takes the failed cancel or lets the new one through, never both: the amount is cancelled once', async () => {
+    const app = env.newApp({ NTS_COMMIT_WINDOW_MS: '300' })
+    const [victim] = await issuedDay(app, '2026-10-14', 'RRC', 40)
+    await Promise.all(workers.map((w) => w.close()))
+    workers = []
+    // A cancel of 3000 refused by NTS (nothing cancelled there), recorded failed by its worker.
+    const refused = await app.cancel({ transactionId: victim!.transaction_id, amount: 3_000, reason: 1 })
+    await claimReceipts(db(), [refused.cancelReceiptId], 'refused-worker', 10_000)
+    const error = { errorClass: 'permanent', code: 'E500', message: '일시적인 처리 오류' }
+    await applyTransitions(db(), [
+      {
+        receiptId: refused.cancelReceiptId,
+        workerId: 'refused-worker',
+        transition: { state: 'failed', needsLookup: false, error },
+        attempts: { receipt: { id: refused.cancelReceiptId, attempts: 1 }, rows: [] },
+      },
+    ])
+    // The operator asks again while the day's re-drive runs. The request is held between its checks
+    // (no open cancel: the failed one is not open) and its insert, by a trigger that sleeps before the
+    // insert of this transaction's cancel row; the re-drive starts in that gap.
+    const tx = victim!.transaction_id
+    await sql`CREATE FUNCTION test_slow_cancel_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN IF NEW.kind = 'cancel' AND NEW.transaction_id = ${sql.lit(tx)} THEN PERFORM pg_sleep(2); END IF; RETURN NEW; END $$`.execute(db())
+    await sql`CREATE TRIGGER test_slow_cancel_insert BEFORE INSERT ON receipts FOR EACH ROW EXECUTE FUNCTION test_slow_cancel_insert()`.execute(db())
+    try {
+      const asked = app.cancel({ transactionId: tx, amount: 3_000, reason: 1 }).then(
+        (r) => ({ ok: true as const, id: r.cancelReceiptId }),
+        (err: unknown) => ({ ok: false as const, message: String(err) }),
+      )
+      await eventually(
+        async () => ((await sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event = 'PgSleep'`.execute(db())).rows[0]!.n > 0 ? true : undefined),
+        10_000,
+        10,
+      )
+      // In process, so that it surely starts inside the gap (a CLI process may take longer to start).
+      const { count: taken } = await app.redrive({ date: '2026-10-14' })
+      const request = await asked
+      // Exactly one of the two: the new cancel (the re-drive then finds the failed one superseded) or
+      // the re-driven one (the request then finds it open and refuses).
+      expect(taken + (request.ok ? 1 : 0)).toBe(1)
+    } finally {
+      await sql`DROP TRIGGER IF EXISTS test_slow_cancel_insert ON receipts`.execute(db())
+      await sql`DROP FUNCTION IF EXISTS test_slow_cancel_insert()`.execute(db())
+    }
+    const open = await db()
+      .selectFrom('receipts')
+      .select(['id', 'state'])
+      .where('parent_receipt_id', '=', victim!.id)
+      .where('kind', '=', 'cancel')
+      .where('state', 'in', ['pending', 'issuing'])
+      .execute()
+    expect(open).toHaveLength(1)
+    // Whichever went, the worker sends it once: 3000 cancelled once at NTS and in the ledger.
+    workers.push(app.startWorker({ concurrency: 2 }))
+    await eventually(
+      async () => ((await db().selectFrom('receipts').select('state').where('id', '=', open[0]!.id).executeTakeFirstOrThrow()).state === 'issued' ? true : undefined),
+      30_000,
+      100,
+    )
     expect(await db().selectFrom('receipts').select('cancelled_amount').where('id', '=', victim!.id).executeTakeFirstOrThrow()).toEqual({ cancelled_amount: 3_000 })
     expect((await ntsHeld(victim!.approval_number))?.amount).toBe(victim!.total_amount - 3_000)
   }, 120_000)

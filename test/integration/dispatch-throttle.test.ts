@@ -8,23 +8,15 @@
 import { randomBytes } from 'node:crypto'
 import { Redis } from 'ioredis'
 import pino from 'pino'
-import { afterAll, beforeAll, expect, it, vi } from 'vitest'
+import { expect, it, vi } from 'vitest'
 import { readDispatchStats } from '../../src/throttle/dispatch-stats.ts'
 import { MAX_REPORT_AGE_MS, WINDOW_MS } from '../../src/throttle/rate-window.ts'
 import { NotNowError, ThrottleRegistry } from '../../src/throttle/throttle.ts'
-import { redisUrl } from '../helpers/env.ts'
-import { deleteKeys } from '../helpers/redis-keys.ts'
+import { redisNowUs, useRedis } from '../helpers/redis-keys.ts'
 
 const prefix = `crd${randomBytes(4).toString('hex')}`
 let redis: Redis
-
-beforeAll(() => {
-  redis = new Redis(redisUrl(), { maxRetriesPerRequest: null })
-})
-afterAll(async () => {
-  await deleteKeys(prefix)
-  redis.disconnect()
-})
+useRedis(prefix, (r) => (redis = r))
 
 const HALF_OPEN_MS = 400
 const registry = (extra: { providerMaxInFlight?: Record<string, number> } = {}) =>
@@ -42,12 +34,6 @@ const DEFER = { defer: true } as const
 /** Waiting for something that is on its way: long enough for a loaded machine, polled often. */
 const SOON = { timeout: 10_000, interval: 5 }
 
-/** Redis' clock, µs: the clock the rate window's permits and places are kept on. */
-async function redisNowUs(): Promise<number> {
-  const [s, us] = await redis.time()
-  return Number(s) * 1_000_000 + Number(us)
-}
-
 /** Runs fn in defer mode; the refusal if there was one. */
 async function tryRun<T>(p: Promise<T>): Promise<{ ran: T } | { refused: NotNowError }> {
   try {
@@ -64,9 +50,9 @@ it('at its rate limit a credential refuses at once, reserves nothing, and spread
   const t = reg.get('portone-rate', limits, 'portone')
   let ran = 0
   // Redis' clock around the calls: each refusal was decided between t0 and t1.
-  const t0 = await redisNowUs()
+  const t0 = await redisNowUs(redis)
   const results = await Promise.all(Array.from({ length: 12 }, () => tryRun(t.schedule(async () => ++ran, DEFER))))
-  const t1 = await redisNowUs()
+  const t1 = await redisNowUs(redis)
   const refused = results.flatMap((r) => ('refused' in r ? [r.refused] : []))
   // 5 in any second: five went at once, the others found no permit free within 50 ms.
   expect(ran).toBe(5)
@@ -316,7 +302,7 @@ it('a busy process reports a call’s end with its next window script: one scrip
   // Every permit now counts until a window after its report, none until the in-flight TTL.
   const scores = (await redis.zrange(key, 0, -1, 'WITHSCORES')).filter((_, i) => i % 2 === 1).map(Number)
   expect(scores).toHaveLength(21)
-  const now = await redisNowUs()
+  const now = await redisNowUs(redis)
   for (const s of scores) expect(s).toBeLessThanOrEqual(now + WINDOW_MS * 1000)
   await reg.close()
 })

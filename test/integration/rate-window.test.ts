@@ -7,27 +7,14 @@
  */
 import { randomBytes } from 'node:crypto'
 import { Redis } from 'ioredis'
-import { afterAll, beforeAll, expect, it, vi } from 'vitest'
+import { expect, it, vi } from 'vitest'
 import { createRateWindow, MAX_REPORT_AGE_MS, WINDOW_MS } from '../../src/throttle/rate-window.ts'
 import { redisUrl } from '../helpers/env.ts'
-import { deleteKeys } from '../helpers/redis-keys.ts'
+import { redisNowUs, useRedis } from '../helpers/redis-keys.ts'
 
 const prefix = `crw${randomBytes(4).toString('hex')}`
 let redis: Redis
-
-beforeAll(() => {
-  redis = new Redis(redisUrl(), { maxRetriesPerRequest: null })
-})
-afterAll(async () => {
-  await deleteKeys(prefix)
-  redis.disconnect()
-})
-
-/** Redis' clock, µs: the clock the permits are scored on. */
-async function redisNowUs(): Promise<number> {
-  const [s, us] = await redis.time()
-  return Number(s) * 1_000_000 + Number(us)
-}
+useRedis(prefix, (r) => (redis = r))
 
 /** Keeps the event loop busy, as a loaded worker does: no timer fires meanwhile. */
 function busy(ms: number): void {
@@ -44,44 +31,58 @@ async function landedScore(key: string): Promise<number> {
     async () => {
       const [, s] = await redis.zrange(key, 0, 0, 'WITHSCORES')
       score = Number(s)
-      expect(score).toBeLessThan((await redisNowUs()) + 2 * WINDOW_MS * 1000)
+      expect(score).toBeLessThan((await redisNowUs(redis)) + 2 * WINDOW_MS * 1000)
     },
     { timeout: 10_000, interval: 5 },
   )
   return score
 }
 
-/** One call through a fresh process-like client: granted, ended at Redis time ≥ the returned one, reported after `stallMs` of busy loop. */
-async function callThenStall(key: string, stallMs: number): Promise<{ endedAfterUs: number; client: Redis }> {
+/**
+ * One call through a fresh process-like client: granted, ended at a Redis time ≥ `endedAfterUs`, its
+ * report held `stallMs` by a busy loop. `ageUs`: the age the report carried to Redis (its last
+ * argument: a lone report's arguments end with member, sent, age).
+ */
+async function callThenStall(key: string, stallMs: number): Promise<{ endedAfterUs: number; ageUs: () => number; client: Redis }> {
   const client = new Redis(redisUrl(), { maxRetriesPerRequest: null })
   const window = createRateWindow(client, key, 10)
   const got = await window.tryAcquire(0)
   if (!got.go) throw new Error('the first call of an empty window was refused')
-  const endedAfterUs = await redisNowUs()
+  const sent: string[][] = []
+  const send = client.sendCommand.bind(client)
+  client.sendCommand = ((cmd: Parameters<typeof send>[0]) => {
+    sent.push(cmd.args.map(String))
+    return send(cmd)
+  }) as typeof send
+  const endedAfterUs = await redisNowUs(redis)
   got.permit.done(true)
   busy(stallMs)
-  return { endedAfterUs, client }
+  return { endedAfterUs, ageUs: () => Number(sent.find((a) => a.includes(key))!.at(-1)), client }
 }
 
 it('a report that waited on a busy event loop dates its call’s end back to when the call ended', async () => {
   const key = `${prefix}:rate:late`
   const stall = MAX_REPORT_AGE_MS - 5
-  const { endedAfterUs, client } = await callThenStall(key, stall)
+  const { endedAfterUs, ageUs, client } = await callThenStall(key, stall)
   const score = await landedScore(key)
+  const landedBy = await redisNowUs(redis)
+  // The report carried how long it waited: at least the stall, at most the cap.
+  expect(ageUs()).toBeGreaterThanOrEqual(stall * 1000)
+  expect(ageUs()).toBeLessThanOrEqual(MAX_REPORT_AGE_MS * 1000)
   // Never before a window after the call ended: the safety of the window.
   expect(score).toBeGreaterThanOrEqual(endedAfterUs + WINDOW_MS * 1000)
-  // Not a window after the report reached Redis, `stall` ms later: what the report's age buys
-  // (the 10 ms are Redis' answer to TIME reaching this process, and the report's own trip).
-  expect(stall).toBeGreaterThan(10)
-  expect(score).toBeLessThan(endedAfterUs + (WINDOW_MS + 10) * 1000)
+  // Redis scored the end that much before it read the report (which it did by `landedBy`): not a
+  // window after the report reached Redis, `stall` ms after the call ended.
+  expect(score).toBeLessThanOrEqual(landedBy - ageUs() + WINDOW_MS * 1000)
   client.disconnect()
 })
 
 it(`a report that waited longer than ${MAX_REPORT_AGE_MS} ms is dated back only that far`, async () => {
   const key = `${prefix}:rate:older`
   const stall = MAX_REPORT_AGE_MS + 100
-  const { endedAfterUs, client } = await callThenStall(key, stall)
+  const { endedAfterUs, ageUs, client } = await callThenStall(key, stall)
   const score = await landedScore(key)
+  expect(ageUs()).toBe(MAX_REPORT_AGE_MS * 1000)
   // Redis read the report after the stall; the end is dated at most MAX_REPORT_AGE_MS before that.
   expect(score).toBeGreaterThanOrEqual(endedAfterUs + (stall - MAX_REPORT_AGE_MS) * 1000 + WINDOW_MS * 1000)
   client.disconnect()

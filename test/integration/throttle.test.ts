@@ -6,23 +6,16 @@
 import { randomBytes } from 'node:crypto'
 import { Redis } from 'ioredis'
 import pino from 'pino'
-import { afterAll, beforeAll, expect, it } from 'vitest'
+import { expect, it } from 'vitest'
 import { createThrottle, paceIntervalMs, QuotaExhaustedError, ThrottleRegistry, type Throttle } from '../../src/throttle/throttle.ts'
 import { WINDOW_MS } from '../../src/throttle/rate-window.ts'
 import { createPacer, MAX_LATE } from '../../src/throttle/pacer.ts'
 import { redisUrl } from '../helpers/env.ts'
-import { deleteKeys } from '../helpers/redis-keys.ts'
+import { useRedis } from '../helpers/redis-keys.ts'
 
 const prefix = `crt${randomBytes(4).toString('hex')}`
 let redis: Redis
-
-beforeAll(() => {
-  redis = new Redis(redisUrl(), { maxRetriesPerRequest: null })
-})
-afterAll(async () => {
-  await deleteKeys(prefix)
-  redis.disconnect()
-})
+useRedis(prefix, (r) => (redis = r))
 
 const opts = () => ({ redis, prefix, logger: pino({ level: 'silent' }), highWater: 100 })
 

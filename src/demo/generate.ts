@@ -3,7 +3,7 @@
  * provider and method, valid identifiers of each kind, buyers without identifiers (self-issue at
  * mandatory issuers, skipped elsewhere), tax-free parts and service fees. Deterministic per seed.
  */
-import { toCsvText, type ProviderName } from '../domain/index.ts'
+import { IMPORT_COLUMNS, toCsvText, type ProviderName } from '../domain/index.ts'
 import { seededRandom } from './seeded-random.ts'
 
 export interface GeneratedDay {
@@ -17,27 +17,8 @@ export interface GeneratedDay {
   }[]
 }
 
-export const IMPORT_HEADER = [
-  'transaction_id',
-  'merchant_id',
-  'provider',
-  'payment_ref',
-  'order_id',
-  'order_name',
-  'method',
-  'amount',
-  'tax_free_amount',
-  'service_fee',
-  'paid_at',
-  'identifier',
-  'identifier_type',
-  'purpose',
-  'buyer_name',
-  'buyer_email',
-  'buyer_tel',
-  'status',
-  'refunded_amount',
-] as const
+/** The demo files' header: every column the import format defines (domain/transaction.ts), in its order. */
+export const IMPORT_HEADER = IMPORT_COLUMNS
 
 /** The seeded PRNG the sandbox's fault draws use too (mulberry32), so generated days are reproducible per seed. */
 export const mulberry32 = seededRandom

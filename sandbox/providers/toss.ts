@@ -330,6 +330,14 @@ export function createTossSim(opts: { resultDelayMs?: number } = {}): TossSim {
     finish(slot, committed) {
       const e = idem.get(slot)
       if (!e) return
+      // A "try again later" refusal (the consecutive-request guard, a 429) processed nothing: it frees
+      // the key as a request that never ran would, so the retry it asks for can go with the same key.
+      // Stored, it would be replayed to every retry for 15 days (found by notification-events, whose
+      // re-drive came within a second of the first issue). Toss's docs do not say either way.
+      if (committed && (committed.status === 429 || (committed.status === 403 && (committed.body as { code?: unknown } | undefined)?.code === 'FORBIDDEN_CONSECUTIVE_REQUEST'))) {
+        idem.delete(slot)
+        return
+      }
       if (committed) {
         e.state = 'done'
         e.response = committed

@@ -149,6 +149,10 @@ describe('toss: deferred results, list lookups, partial cancels', () => {
     const again = await cancel(req, key, 1_000, true, 2)
     expect(again.kind).toBe('rate_limited')
     expect(again.meta.providerCode).toBe('FORBIDDEN_CONSECUTIVE_REQUEST')
+    // The retry it asks for, with the same Idempotency-Key a second later, goes through: the refusal
+    // processed nothing, so it is not replayed to that key.
+    clock += 2_000
+    expect((await cancel(req, key, 1_000, true, 2)).kind).toBe('cancelled')
   })
 
   it('finds a receipt past the first page of the list (cursor and hasNext)', async () => {

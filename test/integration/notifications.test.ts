@@ -195,6 +195,9 @@ describe('buyer notification', () => {
       const held = (await notificationsOf(r.id)).find((n) => n.channel === 'sms')!
       expect(held).toMatchObject({ state: 'sending', sends: 1 })
       expect(held.locked_by).not.toBeNull()
+      // The email goes beside the SMS (concurrency 2); this test kills the SMS mid-send, so the kill
+      // waits for the email to be recorded (on a loaded run it was still out and went twice).
+      await eventually(async () => (await notificationsOf(r.id)).find((n) => n.channel === 'email')?.state === 'sent', 60_000, 100)
     } finally {
       child.kill('SIGKILL')
       await new Promise((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve(null) : child.once('exit', resolve)))
